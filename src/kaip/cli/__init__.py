@@ -1,0 +1,1 @@
+"""The ``kaip`` command line: parse, call, print. No business logic lives here."""

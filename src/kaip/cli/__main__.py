@@ -1,0 +1,3 @@
+from kaip.cli.main import main
+
+main()

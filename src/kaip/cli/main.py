@@ -1,0 +1,40 @@
+"""Entry point of the ``kaip`` command: builds the typer app and maps errors to exit codes."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from kaip import __version__
+from kaip.errors import KaipError
+
+app = typer.Typer(
+    name="kaip",
+    help="kaip, the Kubernetes AI Platform: one spec, laptop to cluster.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@app.callback()
+def _root() -> None:
+    """kaip, the Kubernetes AI Platform: one spec, laptop to cluster."""
+
+
+@app.command()
+def version() -> None:
+    """Print the kaip version."""
+    print(f"kaip {__version__}")
+
+
+def main() -> None:
+    """Run the CLI; a KaipError becomes its message on stderr and its exit code, never a trace."""
+    try:
+        app()
+    except KaipError as exc:
+        err_console.print(exc.message, markup=False)
+        sys.exit(exc.exit_code)

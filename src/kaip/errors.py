@@ -1,0 +1,130 @@
+"""The one error tree of kaip.
+
+Every error kaip raises on purpose derives from :class:`KaipError`. Each class carries what the
+edges need to report it: ``exit_code`` for the CLI and ``http_status`` for the servers, so one
+handler per entrypoint maps any of them and no caller writes that mapping again.
+
+::
+
+    KaipError                       exit 1, HTTP 500
+    ├── SpecError                   exit 2: the user's spec is wrong (carries every problem)
+    ├── ConfigError                 exit 2: a setting, flag or file argument is wrong
+    ├── ArtifactError               exit 1: an artifact cannot be fetched, verified or loaded
+    │   └── UntrustedArtifactError  exit 2: a pickle without sha256 or ``trust: true``
+    ├── InferenceError              HTTP 400: a request the server cannot serve as sent
+    │   ├── ModelNotFoundError      HTTP 404
+    │   ├── PayloadTooLargeError    HTTP 413
+    │   └── OverloadedError         HTTP 503, with a Retry-After delay
+    ├── PlatformError               exit 1: the local control plane cannot do what was asked
+    └── KubeError                   exit 1: the cluster refused or could not be reached
+        ├── KubeUnreachableError
+        ├── KubeConfigError         exit 2
+        └── KubeForbiddenError      exit 3: RBAC said no
+
+Errors say what is wrong and how to fix it, in words a user can act on; they never carry a
+traceback to the user. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class KaipError(Exception):
+    """Base class of every error kaip raises on purpose."""
+
+    exit_code: int = 1
+    http_status: int = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found in a spec file, located to the character."""
+
+    file: str
+    line: int
+    column: int
+    path: str
+    message: str
+    hint: str = ""
+
+    def render(self) -> str:
+        where = f"{self.file}:{self.line}:{self.column}"
+        field = f" {self.path}:" if self.path else ""
+        hint = f" ({self.hint})" if self.hint else ""
+        return f"{where}:{field} {self.message}{hint}"
+
+
+class SpecError(KaipError):
+    """The spec is invalid. Carries every problem found, not just the first."""
+
+    exit_code = 2
+    http_status = 422
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = sorted(problems, key=lambda p: (p.file, p.line, p.column, p.path))
+        super().__init__("\n".join(p.render() for p in self.problems))
+
+
+class ConfigError(KaipError):
+    """A setting, command-line flag or argument is wrong."""
+
+    exit_code = 2
+
+
+class ArtifactError(KaipError):
+    """A model artifact cannot be fetched, verified or loaded."""
+
+
+class UntrustedArtifactError(ArtifactError):
+    """A pickle-based artifact that is neither pinned by sha256 nor marked ``trust: true``."""
+
+    exit_code = 2
+
+
+class InferenceError(KaipError):
+    """A request the model server cannot serve as sent (the client's mistake)."""
+
+    http_status = 400
+
+
+class ModelNotFoundError(InferenceError):
+    http_status = 404
+
+
+class PayloadTooLargeError(InferenceError):
+    http_status = 413
+
+
+class OverloadedError(InferenceError):
+    """The server is full; the client should retry after ``retry_after`` seconds."""
+
+    http_status = 503
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PlatformError(KaipError):
+    """The local control plane cannot do what was asked."""
+
+
+class KubeError(KaipError):
+    """The Kubernetes API refused a request or could not be reached."""
+
+
+class KubeUnreachableError(KubeError):
+    pass
+
+
+class KubeConfigError(KubeError):
+    exit_code = 2
+
+
+class KubeForbiddenError(KubeError):
+    exit_code = 3

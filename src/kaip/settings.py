@@ -1,0 +1,58 @@
+"""The one settings object of kaip.
+
+Settings come from ``KAIP_*`` environment variables (nested groups with ``__``, e.g.
+``KAIP_SERVING__HOST``). They are read once, by the entrypoint, with :func:`load_settings`, and
+passed down; no module reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ServingSettings(_Group):
+    """Defaults of the model server (``kaip serve`` and replicas)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    graceful_shutdown_seconds: float = Field(10.0, ge=0, description="drain time on SIGTERM, s")
+    max_queue: int = Field(1024, ge=1, description="requests waiting for a batch before 503")
+
+
+class LocalSettings(_Group):
+    """The embedded local platform (``kaip up``)."""
+
+    state_dir: Path = Path(".kaip")
+    gateway_port: int = Field(8080, ge=0, le=65535)
+
+
+class KubeSettings(_Group):
+    """Rendering and applying to Kubernetes."""
+
+    image: str = "ghcr.io/kaip-dev/kaip-server:0.1.0"
+    autoscaler: Literal["hpa", "keda"] = "hpa"
+    kueue_queue: str | None = None
+    field_manager: str = "kaip"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="KAIP_", env_nested_delimiter="__", frozen=True, extra="ignore"
+    )
+
+    serving: ServingSettings = ServingSettings()
+    local: LocalSettings = LocalSettings()
+    kube: KubeSettings = KubeSettings()
+
+
+def load_settings() -> Settings:
+    """Read the environment once; call this from an entrypoint only."""
+    return Settings()

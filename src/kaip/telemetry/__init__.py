@@ -1,0 +1,1 @@
+"""kaip.telemetry."""
