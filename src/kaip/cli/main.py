@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from kaip import __version__
+from kaip.cli import spec_commands
 from kaip.errors import KaipError
 
 app = typer.Typer(
@@ -29,6 +30,9 @@ def _root() -> None:
 def version() -> None:
     """Print the kaip version."""
     print(f"kaip {__version__}")
+
+
+app.command()(spec_commands.validate)
 
 
 def main() -> None:

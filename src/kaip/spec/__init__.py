@@ -1,1 +1,48 @@
-"""kaip.spec."""
+"""The kaip spec: ``Model``, ``App`` and ``TrainingJob`` as frozen pydantic models, and loading.
+
+Pure except for :mod:`kaip.spec.loader`, the one owner of reading spec files.
+"""
+
+from kaip.spec.base import API_VERSION, GROUP, VERSION, ObjectMeta, Resources, Rollout, Scaling
+from kaip.spec.kinds import (
+    KINDS,
+    App,
+    Artifact,
+    Batching,
+    Model,
+    Resource,
+    Serve,
+    TrainingJob,
+)
+from kaip.spec.loader import (
+    SpecDocument,
+    SpecSet,
+    dump_resource,
+    dump_yaml,
+    load_paths,
+    load_text,
+)
+
+__all__ = [
+    "API_VERSION",
+    "GROUP",
+    "KINDS",
+    "VERSION",
+    "App",
+    "Artifact",
+    "Batching",
+    "Model",
+    "ObjectMeta",
+    "Resource",
+    "Resources",
+    "Rollout",
+    "Scaling",
+    "Serve",
+    "SpecDocument",
+    "SpecSet",
+    "TrainingJob",
+    "dump_resource",
+    "dump_yaml",
+    "load_paths",
+    "load_text",
+]

@@ -1,0 +1,206 @@
+"""Building blocks shared by every kind: the strict base model, metadata, names, quantities.
+
+Everything here is pure: no I/O, no environment, no imports of user code.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+API_VERSION: Final = "kaip.dev/v1alpha1"
+GROUP = "kaip.dev"
+VERSION = "v1alpha1"
+
+
+class FieldProblem(ValueError):
+    """A cross-field check failed on ``field`` (its spec name, e.g. ``minReplicas``).
+
+    Raised inside model validators so that the loader can point at the field itself rather than
+    at the mapping that holds it.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class SpecModel(BaseModel):
+    """Base of every spec model: frozen, strict about unknown keys, camelCase in YAML."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        validate_default=True,
+    )
+
+
+_RFC1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def _check_name(value: str) -> str:
+    if len(value) > 63:
+        raise ValueError(f"name {value!r} is longer than 63 characters")
+    if not _RFC1123_LABEL.match(value):
+        raise ValueError(
+            f"name {value!r} is not an RFC 1123 label: use lower-case letters, digits and '-', "
+            "starting and ending with a letter or digit"
+        )
+    return value
+
+
+Name = Annotated[
+    str,
+    AfterValidator(_check_name),
+    Field(json_schema_extra={"pattern": _RFC1123_LABEL.pattern, "maxLength": 63}),
+]
+
+_QUANTITY = re.compile(r"^[+]?(\d+(\.\d*)?|\.\d+)(([KMGTPE]i)|[numkMGTPE]|[eE][+-]?\d+)?$")
+QUANTITY_PATTERN = _QUANTITY.pattern
+
+
+def _number_to_str(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value  # let the str check reject it
+    if isinstance(value, int | float):
+        return format(value, "g")
+    return value
+
+
+def _check_quantity(value: str) -> str:
+    if not _QUANTITY.match(value):
+        raise ValueError(
+            f"{value!r} is not a Kubernetes quantity (examples: 500m, 2, 1.5, 512Mi, 4Gi)"
+        )
+    return value
+
+
+Quantity = Annotated[
+    str,
+    BeforeValidator(_number_to_str),
+    AfterValidator(_check_quantity),
+    Field(json_schema_extra={"pattern": QUANTITY_PATTERN}),
+]
+
+
+def parse_quantity(value: str) -> float:
+    """The numeric value of a Kubernetes quantity (``500m`` -> 0.5, ``1Gi`` -> 1073741824)."""
+    match = _QUANTITY.match(value)
+    if not match:
+        raise ValueError(f"{value!r} is not a Kubernetes quantity")
+    number = float(match.group(1))
+    suffix = match.group(3) or ""
+    binary = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+    decimal = {"n": 1e-9, "u": 1e-6, "m": 1e-3, "": 1.0, "k": 1e3, "M": 1e6, "G": 1e9,
+               "T": 1e12, "P": 1e15, "E": 1e18}  # fmt: skip
+    if suffix in binary:
+        return number * binary[suffix]
+    if suffix in decimal:
+        return number * decimal[suffix]
+    return number * 10.0 ** int(suffix[1:])
+
+
+class ObjectMeta(SpecModel):
+    """The part of Kubernetes ObjectMeta a spec may set."""
+
+    name: Name
+    namespace: Name | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+Owner = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=63,
+        description="The team that is paged and billed for this resource.",
+    ),
+]
+
+
+class Resources(SpecModel):
+    """Compute resources of one replica (requests equal limits)."""
+
+    cpu: Quantity = "1"
+    memory: Quantity = "1Gi"
+    gpu: int = Field(0, ge=0, le=16, description="whole GPUs (nvidia.com/gpu)")
+    gpu_model: str | None = Field(
+        None, description="GPU product to select nodes by, e.g. NVIDIA-H100-80GB-HBM3"
+    )
+
+    @model_validator(mode="after")
+    def _gpu_model_needs_gpu(self) -> Resources:
+        if self.gpu_model and not self.gpu:
+            raise FieldProblem("gpuModel", "gpuModel is set but gpu is 0: request at least 1 gpu")
+        return self
+
+
+class Scaling(SpecModel):
+    """Replica bounds and the concurrency each replica should carry."""
+
+    min_replicas: int = Field(1, ge=0, le=1000, description="0 allows scale to zero")
+    max_replicas: int = Field(3, ge=1, le=1000)
+    target_concurrency: float = Field(8.0, gt=0, description="in-flight requests per replica")
+    scale_to_zero_after_seconds: float = Field(300.0, gt=0)
+
+    @model_validator(mode="after")
+    def _bounds_in_order(self) -> Scaling:
+        if self.min_replicas > self.max_replicas:
+            raise FieldProblem(
+                "minReplicas",
+                f"minReplicas ({self.min_replicas}) is greater than maxReplicas "
+                f"({self.max_replicas})",
+            )
+        return self
+
+
+class RolloutStep(SpecModel):
+    weight: int = Field(ge=1, le=100, description="percent of traffic to the new revision")
+    pause_seconds: float = Field(30.0, ge=0)
+
+
+class Gates(SpecModel):
+    """What the new revision must show at each step, compared with the stable one."""
+
+    max_error_rate: float = Field(0.01, ge=0, le=1)
+    max_p99_latency_ms: float | None = Field(None, gt=0)
+    min_requests: int = Field(20, ge=0, description="evidence needed before a verdict")
+
+
+def _default_steps() -> list[RolloutStep]:
+    return [RolloutStep(weight=10), RolloutStep(weight=50), RolloutStep(weight=100)]
+
+
+class Rollout(SpecModel):
+    strategy: Literal["canary", "replace"] = "canary"
+    steps: list[RolloutStep] = Field(default_factory=_default_steps, min_length=1)
+    gates: Gates = Field(default_factory=Gates)
+
+    @model_validator(mode="after")
+    def _weights_increase(self) -> Rollout:
+        weights = [s.weight for s in self.steps]
+        for i in range(1, len(weights)):
+            if weights[i] <= weights[i - 1]:
+                raise FieldProblem(
+                    "steps",
+                    f"step weights must be strictly increasing, got {weights}",
+                )
+        return self
+
+
+class SLO(SpecModel):
+    p99_latency_ms: float | None = Field(None, gt=0)
+    availability: float | None = Field(None, gt=0, le=1, description="e.g. 0.999")

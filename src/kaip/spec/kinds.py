@@ -1,0 +1,187 @@
+"""The three kinds of a kaip spec: ``Model``, ``App`` and ``TrainingJob``.
+
+The same models are the local spec (``kaip up``) and the custom resources the operator
+reconciles (``kaip crd`` generates the CRDs from them). Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from kaip.spec.base import (
+    API_VERSION,
+    SLO,
+    FieldProblem,
+    Name,
+    ObjectMeta,
+    Owner,
+    Resources,
+    Rollout,
+    Scaling,
+    SpecModel,
+)
+
+ArtifactFormat = Literal["sklearn", "onnx", "python", "sentence-transformers", "transformers"]
+PICKLE_FORMATS: frozenset[str] = frozenset({"sklearn"})
+URI_SCHEMES = ("file://", "http://", "https://", "s3://", "gs://")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_ENTRYPOINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+class Artifact(SpecModel):
+    """Where a model's files are and how to load them."""
+
+    uri: str = Field(
+        min_length=1,
+        description="path relative to the spec file, file://, http(s)://, s3:// or gs://",
+    )
+    format: ArtifactFormat
+    sha256: str | None = Field(None, description="hex digest the artifact must match")
+    trust: bool = Field(False, description="load a pickle without a digest (it runs code)")
+    entrypoint: str | None = Field(None, description="module:Class, for format python")
+
+    @model_validator(mode="after")
+    def _check(self) -> Artifact:
+        if "://" in self.uri and not self.uri.startswith(URI_SCHEMES):
+            scheme = self.uri.split("://", 1)[0]
+            raise FieldProblem(
+                "uri",
+                f"unsupported scheme {scheme!r}: use a relative path, file://, http://, "
+                "https://, s3:// or gs://",
+            )
+        if self.sha256 is not None and not _SHA256.match(self.sha256):
+            raise FieldProblem("sha256", "sha256 must be 64 lower-case hex characters")
+        if self.format in PICKLE_FORMATS and self.sha256 is None and not self.trust:
+            raise FieldProblem(
+                "sha256",
+                f"format {self.format!r} is a pickle and unpickling runs code: pin it with "
+                "sha256 (sha256sum FILE) or set trust: true",
+            )
+        if self.format == "python":
+            if self.entrypoint is None:
+                raise FieldProblem("entrypoint", "format 'python' needs entrypoint: 'module:Class'")
+            if not _ENTRYPOINT.match(self.entrypoint):
+                raise FieldProblem(
+                    "entrypoint", f"entrypoint {self.entrypoint!r} is not 'module:Class'"
+                )
+        elif self.entrypoint is not None:
+            raise FieldProblem("entrypoint", "entrypoint is only used with format 'python'")
+        return self
+
+    @property
+    def is_pickle(self) -> bool:
+        return self.format in PICKLE_FORMATS
+
+
+Protocol = Literal["oip-v2", "openai"]
+
+
+class Batching(SpecModel):
+    """Adaptive batching: wait at most ``maxDelayMs`` to fill up to ``maxBatchSize`` rows."""
+
+    max_batch_size: int = Field(64, ge=1, le=65536)
+    max_delay_ms: float = Field(2.0, ge=0, le=10_000)
+
+
+def _default_protocols() -> list[Protocol]:
+    return ["oip-v2"]
+
+
+class Serve(SpecModel):
+    protocols: list[Protocol] = Field(default_factory=_default_protocols, min_length=1)
+    batching: Batching = Field(default_factory=Batching)
+    timeout_seconds: float = Field(30.0, gt=0, le=3600)
+    max_request_bytes: int = Field(8 * 2**20, ge=1024, le=2**31)
+
+
+class ModelSpec(SpecModel):
+    owner: Owner
+    artifact: Artifact
+    serve: Serve = Field(default_factory=Serve)
+    resources: Resources = Field(default_factory=Resources)
+    scaling: Scaling = Field(default_factory=Scaling)
+    rollout: Rollout = Field(default_factory=Rollout)
+    slo: SLO = Field(default_factory=SLO)
+
+
+class Model(SpecModel):
+    """A model served by the kaip model server (Open Inference Protocol v2 and/or OpenAI)."""
+
+    api_version: Literal["kaip.dev/v1alpha1"] = Field(API_VERSION, alias="apiVersion")
+    kind: Literal["Model"] = "Model"
+    metadata: ObjectMeta
+    spec: ModelSpec
+
+
+class AppSpec(SpecModel):
+    owner: Owner
+    command: list[str] | None = Field(
+        None, min_length=1, description="argv run locally; PORT is set in its environment"
+    )
+    image: str | None = Field(None, min_length=1, description="container image on Kubernetes")
+    port: int = Field(8080, ge=1, le=65535)
+    env: dict[str, str] = Field(default_factory=dict)
+    health_path: str = Field("/healthz", pattern=r"^/")
+    resources: Resources = Field(default_factory=Resources)
+    scaling: Scaling = Field(default_factory=Scaling)
+    rollout: Rollout = Field(default_factory=Rollout)
+
+    @model_validator(mode="after")
+    def _runnable(self) -> AppSpec:
+        if self.command is None and self.image is None:
+            raise FieldProblem(
+                "command", "an App needs command (to run locally) or image (on Kubernetes)"
+            )
+        return self
+
+
+class App(SpecModel):
+    """A generic web service deployed next to the models (an API, a UI, an agent)."""
+
+    api_version: Literal["kaip.dev/v1alpha1"] = Field(API_VERSION, alias="apiVersion")
+    kind: Literal["App"] = "App"
+    metadata: ObjectMeta
+    spec: AppSpec
+
+
+class TrainingOutput(SpecModel):
+    """The artifact a training job writes, and the Model it feeds.
+
+    No digest here: it is known only once the job has run.
+    """
+
+    uri: str = Field(min_length=1, description="where the job writes its artifact")
+    format: ArtifactFormat
+    model: Name | None = Field(None, description="name of the Model this artifact feeds")
+
+
+class TrainingJobSpec(SpecModel):
+    owner: Owner
+    command: list[str] = Field(min_length=1)
+    image: str | None = Field(None, min_length=1)
+    env: dict[str, str] = Field(default_factory=dict)
+    resources: Resources = Field(default_factory=Resources)
+    nodes: int = Field(1, ge=1, le=1024)
+    max_retries: int = Field(3, ge=0, le=100)
+    checkpoint_dir: str | None = None
+    output: TrainingOutput | None = None
+
+
+class TrainingJob(SpecModel):
+    """A batch training run; its output artifact can feed a Model."""
+
+    api_version: Literal["kaip.dev/v1alpha1"] = Field(API_VERSION, alias="apiVersion")
+    kind: Literal["TrainingJob"] = "TrainingJob"
+    metadata: ObjectMeta
+    spec: TrainingJobSpec
+
+
+Resource = Model | App | TrainingJob
+KINDS: dict[str, type[Model] | type[App] | type[TrainingJob]] = {
+    "Model": Model,
+    "App": App,
+    "TrainingJob": TrainingJob,
+}

@@ -1,0 +1,422 @@
+"""Loading spec files: YAML in, validated resources out, every problem located.
+
+The loader owns reading spec files. It composes YAML into nodes so that each value keeps its
+line and column, rejects duplicate keys, dispatches each document on ``apiVersion``/``kind`` and
+validates it with the pydantic models. Every problem in every file is collected and raised
+together as one :class:`~kaip.errors.SpecError` whose lines read ``FILE:LINE:COL: path: message``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from kaip.errors import Problem, SpecError
+from kaip.spec.base import API_VERSION, FieldProblem
+from kaip.spec.kinds import KINDS, Resource
+
+PathKey = tuple[str | int, ...]
+SPEC_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class SpecDocument:
+    """One validated resource and where it came from."""
+
+    resource: Resource
+    path: Path
+    line: int
+
+    @property
+    def base_dir(self) -> Path:
+        """The directory relative artifact paths are resolved against."""
+        return self.path.parent
+
+
+@dataclass(frozen=True)
+class SpecSet:
+    """Every resource of one load, in file order."""
+
+    documents: tuple[SpecDocument, ...]
+
+    @property
+    def resources(self) -> list[Resource]:
+        return [d.resource for d in self.documents]
+
+    def of_kind(self, kind: str) -> list[SpecDocument]:
+        return [d for d in self.documents if d.resource.kind == kind]
+
+    def find(self, kind: str, name: str) -> SpecDocument | None:
+        for doc in self.documents:
+            if doc.resource.kind == kind and doc.resource.metadata.name == name:
+                return doc
+        return None
+
+
+@dataclass
+class _Positions:
+    """Line/column (1-based) of each key and value of one document, by path."""
+
+    keys: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
+    values: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
+
+    def locate(self, path: PathKey) -> tuple[int, int]:
+        for end in range(len(path), -1, -1):
+            prefix = path[:end]
+            if end == len(path) and prefix in self.values:
+                return self.keys.get(prefix, self.values[prefix])
+            if prefix in self.keys:
+                return self.keys[prefix]
+            if prefix in self.values:
+                return self.values[prefix]
+        return (1, 1)
+
+
+def _mark(node: yaml.Node) -> tuple[int, int]:
+    return (node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def _walk(
+    node: yaml.Node, path: PathKey, pos: _Positions, problems: list[Problem], file: str
+) -> None:
+    """Record positions and report duplicate keys."""
+    pos.values[path] = _mark(node)
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
+            line, col = _mark(key_node)
+            if key in seen:
+                problems.append(
+                    Problem(
+                        file,
+                        line,
+                        col,
+                        _dotted((*path, key)),
+                        f"duplicate key {key!r} (first defined on line {seen[key]})",
+                        "remove one of them",
+                    )
+                )
+            seen[key] = line
+            pos.keys[(*path, key)] = (line, col)
+            _walk(value_node, (*path, key), pos, problems, file)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _walk(item, (*path, index), pos, problems, file)
+
+
+def _dotted(path: Iterable[str | int]) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + part
+    return out
+
+
+def _model_at(cls: type[BaseModel], path: Sequence[str | int]) -> type[BaseModel] | None:
+    """The pydantic model that holds the mapping at ``path`` (None if not a model)."""
+    current: Any = cls
+    for part in path:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        by_alias = {(f.alias or n): f for n, f in current.model_fields.items()}
+        found = by_alias.get(part)
+        if found is None:
+            return None
+        current = _unwrap(found.annotation)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                return arg
+            if typing.get_origin(arg) is list:
+                return _unwrap(arg)
+        return None
+    if origin is list:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    return annotation
+
+
+def _aliases(cls: type[BaseModel]) -> list[str]:
+    return [(f.alias or n) for n, f in cls.model_fields.items()]
+
+
+def _suggest(word: str, choices: Sequence[str]) -> str:
+    lowered = {c.lower().replace("_", "").replace("-", ""): c for c in choices}
+    key = word.lower().replace("_", "").replace("-", "")
+    if key in lowered:
+        return f"did you mean {lowered[key]!r}?"
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    return "allowed: " + ", ".join(choices)
+
+
+def _problem_from_error(err: Any, cls: type[BaseModel], pos: _Positions, file: str) -> Problem:
+    loc: PathKey = tuple(err["loc"])
+    kind: str = err["type"]
+    message: str = err["msg"]
+    hint = ""
+    if kind == "value_error":
+        cause = err.get("ctx", {}).get("error")
+        if isinstance(cause, FieldProblem):
+            loc = (*loc, cause.field)
+            message = str(cause)
+        else:
+            message = message.removeprefix("Value error, ")
+    elif kind == "extra_forbidden":
+        parent = _model_at(cls, loc[:-1])
+        message = f"unknown field {loc[-1]!r}"
+        if parent is not None:
+            hint = _suggest(str(loc[-1]), _aliases(parent))
+    elif kind == "missing":
+        message = "required field is missing"
+    elif kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        message = f"{err.get('input')!r} is not allowed"
+        hint = f"allowed: {expected}"
+    elif kind.endswith(("_type", "_parsing")):
+        got = type(err.get("input")).__name__
+        message = f"{message} (got {got})"
+    line, col = pos.locate(loc)
+    return Problem(file, line, col, _dotted(loc), message, hint)
+
+
+def _documents(text: str, file: str, problems: list[Problem]) -> Iterator[tuple[Any, _Positions]]:
+    loader = yaml.SafeLoader(text)
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:  # pragma: no cover - check_node guarantees a node
+                break
+            pos = _Positions()
+            _walk(node, (), pos, problems, file)
+            yield loader.construct_document(node), pos
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        what = exc.problem or "invalid YAML"
+        context = f" {exc.context}" if exc.context else ""
+        problems.append(Problem(file, line, col, "", f"YAML syntax error: {what}{context}"))
+    except yaml.YAMLError as exc:
+        problems.append(Problem(file, 1, 1, "", f"YAML error: {exc}"))
+    finally:
+        loader.dispose()
+
+
+def _validate(data: Any, pos: _Positions, file: str, problems: list[Problem]) -> Resource | None:
+    line, col = pos.values.get((), (1, 1))
+    if not isinstance(data, dict):
+        got = "nothing" if data is None else type(data).__name__
+        problems.append(
+            Problem(
+                file,
+                line,
+                col,
+                "",
+                f"a document must be a mapping, got {got}",
+                "start with 'apiVersion: kaip.dev/v1alpha1' and 'kind: Model'",
+            )
+        )
+        return None
+    api_version = data.get("apiVersion")
+    kind = data.get("kind")
+    ok = True
+    if api_version is None:
+        problems.append(
+            Problem(
+                file,
+                line,
+                col,
+                "apiVersion",
+                "required field is missing",
+                f"add 'apiVersion: {API_VERSION}'",
+            )
+        )
+        ok = False
+    elif api_version != API_VERSION:
+        at_line, at_col = pos.locate(("apiVersion",))
+        problems.append(
+            Problem(
+                file,
+                at_line,
+                at_col,
+                "apiVersion",
+                f"unknown apiVersion {api_version!r}",
+                f"use {API_VERSION!r}",
+            )
+        )
+        ok = False
+    if kind is None:
+        problems.append(
+            Problem(
+                file, line, col, "kind", "required field is missing", "allowed: " + ", ".join(KINDS)
+            )
+        )
+        return None
+    cls = KINDS.get(str(kind))
+    if cls is None:
+        at_line, at_col = pos.locate(("kind",))
+        problems.append(
+            Problem(
+                file,
+                at_line,
+                at_col,
+                "kind",
+                f"unknown kind {kind!r}",
+                _suggest(str(kind), list(KINDS)),
+            )
+        )
+        return None
+    try:
+        resource = cls.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(
+            _problem_from_error(e, cls, pos, file) for e in exc.errors(include_url=False)
+        )
+        return None
+    return resource if ok else None
+
+
+def load_text(text: str, file: str = "<string>") -> SpecSet:
+    """Validate spec text; raise SpecError with every problem."""
+    problems: list[Problem] = []
+    docs = _load_one(text, Path(file), problems)
+    _check_unique(docs, problems)
+    if problems:
+        raise SpecError(problems)
+    return SpecSet(tuple(d for d, _ in docs))
+
+
+def _load_one(
+    text: str, path: Path, problems: list[Problem]
+) -> list[tuple[SpecDocument, _Positions]]:
+    file = str(path)
+    out: list[tuple[SpecDocument, _Positions]] = []
+    count = 0
+    for data, pos in _documents(text, file, problems):
+        if data is None and not pos.values.get(()):
+            continue
+        count += 1
+        resource = _validate(data, pos, file, problems)
+        if resource is not None:
+            out.append((SpecDocument(resource, path, pos.values.get((), (1, 1))[0]), pos))
+    if count == 0 and not any(p.file == file for p in problems):
+        problems.append(
+            Problem(
+                file,
+                1,
+                1,
+                "",
+                "file holds no resources",
+                "add a document starting with 'apiVersion: kaip.dev/v1alpha1'",
+            )
+        )
+    return out
+
+
+def _check_unique(docs: list[tuple[SpecDocument, _Positions]], problems: list[Problem]) -> None:
+    seen: dict[tuple[str, str | None, str], SpecDocument] = {}
+    for doc, pos in docs:
+        meta = doc.resource.metadata
+        key = (doc.resource.kind, meta.namespace, meta.name)
+        if key in seen:
+            first = seen[key]
+            line, col = pos.locate(("metadata", "name"))
+            problems.append(
+                Problem(
+                    str(doc.path),
+                    line,
+                    col,
+                    "metadata.name",
+                    f"duplicate {doc.resource.kind} name {meta.name!r} "
+                    f"(first defined at {first.path}:{first.line})",
+                    "names are unique per kind",
+                )
+            )
+        else:
+            seen[key] = doc
+
+
+def spec_files(paths: Sequence[str | Path]) -> list[Path]:
+    """Expand files and directories (recursively, skipping hidden ones) into spec files."""
+    files: list[Path] = []
+    problems: list[Problem] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(
+                p
+                for p in path.rglob("*")
+                if p.suffix in SPEC_SUFFIXES
+                and p.is_file()
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
+            if not found:
+                problems.append(Problem(str(path), 1, 1, "", "no *.yaml or *.yml files here"))
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            problems.append(Problem(str(path), 1, 1, "", "no such file or directory"))
+    if problems:
+        raise SpecError(problems)
+    return files
+
+
+def load_paths(paths: Sequence[str | Path]) -> SpecSet:
+    """Load and validate spec files and directories; raise SpecError with every problem."""
+    problems: list[Problem] = []
+    docs: list[tuple[SpecDocument, _Positions]] = []
+    for path in spec_files(paths):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(Problem(str(path), 1, 1, "", f"cannot read file: {exc}"))
+            continue
+        if not text.strip():
+            problems.append(
+                Problem(
+                    str(path),
+                    1,
+                    1,
+                    "",
+                    "file is empty",
+                    "add a document starting with 'apiVersion: kaip.dev/v1alpha1'",
+                )
+            )
+            continue
+        docs.extend(_load_one(text, path, problems))
+    _check_unique(docs, problems)
+    if problems:
+        raise SpecError(problems)
+    return SpecSet(tuple(d for d, _ in docs))
+
+
+def dump_resource(resource: Resource) -> dict[str, Any]:
+    """The resource as a plain mapping in spec form (camelCase), ready for YAML or JSON."""
+    return resource.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def dump_yaml(resources: Iterable[Resource]) -> str:
+    return yaml.safe_dump_all(
+        (dump_resource(r) for r in resources), sort_keys=False, default_flow_style=False
+    )
