@@ -1,0 +1,181 @@
+"""The rollout decision: advance, hold, promote or roll back a canary (pure).
+
+At every tick of a rollout the controller hands :func:`rollout` where the rollout stands (step
+index, when that step began) and what the gateway observed for the canary and for the stable
+revision since the step began, and gets back a :class:`Verdict` with a reason a person can read.
+Nothing here reads a clock or does I/O.
+
+The rules, in order:
+
+1. **Broken canary, early.** Before ``minRequests`` is reached, if the canary's errors already
+   exceed what ``maxErrorRate`` allows over ``minRequests`` requests (so the gate is lost even if
+   every remaining request succeeds) and there are at least :data:`EARLY_ROLLBACK_MIN_ERRORS` of
+   them, roll back now: a revision that fails every request should not wait for more traffic.
+2. **Gates.** Once the canary has ``minRequests`` requests: roll back when its error rate
+   exceeds ``maxErrorRate`` or its p99 latency exceeds ``maxP99LatencyMs``.
+3. **SLO, relative to stable.** Roll back when the canary breaks the SLO (``availability`` as a
+   maximum error rate ``1 - availability``, ``p99LatencyMs``) while the stable revision, with
+   at least ``minRequests`` requests of its own, meets it: the canary made things worse, not the
+   machine. Without such a baseline the gates alone decide.
+4. **Evidence and pause.** Hold until the step's ``pauseSeconds`` has passed and the canary has
+   ``minRequests`` requests in this step.
+5. **Progress.** Then advance to the next step, or promote after the last one.
+
+Worked example (steps 10% / 50% / 100%, ``pauseSeconds: 10``, ``maxErrorRate: 0.01``,
+``minRequests: 20``)::
+
+    step 0, 4 s in,  canary 12 req / 0 err       -> hold (pausing 4s of 10s)
+    step 0, 11 s in, canary 25 req / 0 err       -> advance to step 1 (50%)
+    step 2, 11 s in, canary 240 req / 1 err      -> promote (0.4% <= 1%)
+    step 0, 2 s in,  canary 3 req / 3 err        -> rollback (3 errors > 0.2 allowed in 20)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from kaip.spec.base import SLO, Gates, RolloutStep
+
+Action = Literal["advance", "hold", "promote", "rollback"]
+
+EARLY_ROLLBACK_MIN_ERRORS = 3
+"""Errors needed before the early rule may roll back: one failed request is not yet a pattern."""
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Requests, errors and latencies observed for one revision over some window.
+
+    The gateway's per-revision stats convert into this; :meth:`plus` accumulates windows.
+    """
+
+    requests: int = 0
+    errors: int = 0
+    latencies_ms: tuple[float, ...] = field(default=(), repr=False)
+
+    def plus(self, other: Evidence, keep_latencies: int = 20_000) -> Evidence:
+        latencies = (self.latencies_ms + other.latencies_ms)[-keep_latencies:]
+        return Evidence(self.requests + other.requests, self.errors + other.errors, latencies)
+
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+    def p99_ms(self) -> float | None:
+        """The 99th percentile latency (nearest rank), or None with no latency observed."""
+        if not self.latencies_ms:
+            return None
+        ordered = sorted(self.latencies_ms)
+        rank = max(1, math.ceil(0.99 * len(ordered)))
+        return ordered[rank - 1]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    action: Action
+    reason: str
+
+
+def rollout(
+    *,
+    step_index: int,
+    steps: Sequence[RolloutStep],
+    seconds_in_step: float,
+    canary: Evidence,
+    stable: Evidence,
+    gates: Gates,
+    slo: SLO | None = None,
+) -> Verdict:
+    """Decide the next move of a canary rollout at ``steps[step_index]``.
+
+    >>> from kaip.spec.base import Gates, RolloutStep
+    >>> steps = [RolloutStep(weight=10, pause_seconds=10), RolloutStep(weight=50,
+    ...          pause_seconds=10), RolloutStep(weight=100, pause_seconds=10)]
+    >>> gates = Gates(max_error_rate=0.01, min_requests=20)
+    >>> rollout(step_index=0, steps=steps, seconds_in_step=4, canary=Evidence(12, 0),
+    ...         stable=Evidence(100, 0), gates=gates).reason
+    'pausing: 4s of 10s at 10%'
+    >>> rollout(step_index=0, steps=steps, seconds_in_step=11, canary=Evidence(25, 0),
+    ...         stable=Evidence(200, 0), gates=gates)
+    Verdict(action='advance', reason='step 1 passed (25 requests, 0.0% errors): on to 50%')
+    >>> rollout(step_index=2, steps=steps, seconds_in_step=11, canary=Evidence(240, 1),
+    ...         stable=Evidence(0, 0), gates=gates).action
+    'promote'
+    >>> v = rollout(step_index=0, steps=steps, seconds_in_step=2, canary=Evidence(3, 3),
+    ...             stable=Evidence(30, 0), gates=gates)
+    >>> v.action, v.reason[:50]
+    ('rollback', '3 of 3 requests failed: more than maxErrorRate 1% ')
+    """
+    step = steps[step_index]
+    rate = canary.error_rate()
+    if canary.requests < gates.min_requests:
+        allowed = gates.max_error_rate * gates.min_requests
+        if canary.errors > allowed and canary.errors >= EARLY_ROLLBACK_MIN_ERRORS:
+            return Verdict(
+                "rollback",
+                f"{canary.errors} of {canary.requests} requests failed: more than maxErrorRate "
+                f"{gates.max_error_rate:.0%} of minRequests {gates.min_requests} allows",
+            )
+    else:
+        if rate > gates.max_error_rate:
+            return Verdict(
+                "rollback",
+                f"error rate {rate:.1%} over {canary.requests} requests exceeds maxErrorRate "
+                f"{gates.max_error_rate:.1%}",
+            )
+        p99 = canary.p99_ms()
+        limit = gates.max_p99_latency_ms
+        if limit is not None and p99 is not None and p99 > limit:
+            return Verdict(
+                "rollback", f"p99 latency {p99:.1f} ms exceeds maxP99LatencyMs {limit:g}"
+            )
+        breach = _slo_breach(canary, stable, gates.min_requests, slo)
+        if breach:
+            return Verdict("rollback", breach)
+
+    if seconds_in_step < step.pause_seconds:
+        return Verdict(
+            "hold",
+            f"pausing: {seconds_in_step:.0f}s of {step.pause_seconds:g}s at {step.weight}%",
+        )
+    if canary.requests < gates.min_requests:
+        return Verdict(
+            "hold",
+            f"waiting for evidence: {canary.requests} of minRequests {gates.min_requests} "
+            f"at {step.weight}%",
+        )
+    summary = f"{canary.requests} requests, {rate:.1%} errors"
+    if step_index + 1 < len(steps):
+        return Verdict(
+            "advance",
+            f"step {step_index + 1} passed ({summary}): on to {steps[step_index + 1].weight}%",
+        )
+    return Verdict("promote", f"all {len(steps)} steps passed ({summary})")
+
+
+def _slo_breach(canary: Evidence, stable: Evidence, min_requests: int, slo: SLO | None) -> str:
+    """Why the canary breaks the SLO while stable meets it, or "" if it does not."""
+    if slo is None or stable.requests < max(min_requests, 1):
+        return ""  # no baseline to compare with: the gates alone decide
+    if slo.availability is not None:
+        budget = 1.0 - slo.availability
+        if canary.error_rate() > budget >= stable.error_rate():
+            return (
+                f"error rate {canary.error_rate():.2%} breaks the availability SLO "
+                f"{slo.availability:g} while stable is at {stable.error_rate():.2%}"
+            )
+    canary_p99, stable_p99 = canary.p99_ms(), stable.p99_ms()
+    if slo.p99_latency_ms is not None and canary_p99 is not None:
+        stable_meets = stable_p99 is None or stable_p99 <= slo.p99_latency_ms
+        if canary_p99 > slo.p99_latency_ms and stable_meets:
+            return (
+                f"p99 latency {canary_p99:.1f} ms breaks the SLO {slo.p99_latency_ms:g} ms "
+                f"while stable is at {_ms(stable_p99)}"
+            )
+    return ""
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f} ms"
