@@ -16,6 +16,7 @@ handler per entrypoint maps any of them and no caller writes that mapping again.
     │   ├── PayloadTooLargeError    HTTP 413
     │   └── OverloadedError         HTTP 503, with a Retry-After delay
     ├── PlatformError               exit 1: the local control plane cannot do what was asked
+    ├── MetricsError                exit 1: the metrics source (Prometheus) cannot answer
     └── KubeError                   exit 1: the cluster refused or could not be reached
         ├── KubeUnreachableError
         ├── KubeConfigError         exit 2
@@ -112,6 +113,10 @@ class OverloadedError(InferenceError):
 
 class PlatformError(KaipError):
     """The local control plane cannot do what was asked."""
+
+
+class MetricsError(KaipError):
+    """The metrics source behind the rollout gates (Prometheus) cannot answer."""
 
 
 class KubeError(KaipError):

@@ -1,0 +1,158 @@
+"""Where the canary gates get their evidence: per-revision request, error and latency numbers.
+
+:class:`MetricsSource` is the boundary. :class:`PrometheusMetrics` answers it from the Prometheus
+HTTP API (``GET /api/v1/query``) with PromQL over the model server's own metrics; the Prometheus
+server is expected to scrape the pods with a ``namespace`` label, as the Prometheus Operator's
+PodMonitor and ServiceMonitor do. :class:`StaticMetrics` serves chosen numbers (tests, dry runs).
+
+Never decides anything: :mod:`kaip.policy` judges the numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+import httpx
+
+from kaip.errors import MetricsError
+
+REQUESTS_TOTAL: Final = "kaip_requests_total"
+REQUEST_DURATION: Final = "kaip_request_duration_seconds"
+ERROR_MATCHER: Final = 'status=~"5.."'
+
+
+@dataclass(frozen=True)
+class RevisionMetrics:
+    """What one revision served over the window: request and error counts, p99 latency."""
+
+    requests: float
+    errors: float
+    p99_latency_ms: float | None
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests > 0 else 0.0
+
+    def to_status(self) -> dict[str, Any]:
+        evidence: dict[str, Any] = {
+            "requests": round(self.requests),
+            "errors": round(self.errors),
+            "errorRate": round(self.error_rate, 6),
+        }
+        if self.p99_latency_ms is not None:
+            evidence["p99LatencyMs"] = round(self.p99_latency_ms, 3)
+        return evidence
+
+
+class MetricsSource(Protocol):
+    """Per-revision evidence for the rollout gates."""
+
+    def revision_metrics(
+        self, namespace: str, name: str, revision: str, window_seconds: float
+    ) -> RevisionMetrics:
+        """What revision ``revision`` of Model ``name`` served over the last ``window_seconds``.
+
+        Raises :class:`~kaip.errors.MetricsError` when the source cannot answer.
+        """
+        ...
+
+
+def _selector(namespace: str, name: str, revision: str, *extra: str) -> str:
+    labels = [f'namespace="{namespace}"', f'model="{name}"', f'revision="{revision}"', *extra]
+    return "{" + ",".join(labels) + "}"
+
+
+def queries(namespace: str, name: str, revision: str, window_seconds: float) -> dict[str, str]:
+    """The PromQL for one revision: ``requests``, ``errors`` and ``p99`` (seconds)."""
+    window = f"[{max(1, round(window_seconds))}s]"
+    every = _selector(namespace, name, revision)
+    errors = _selector(namespace, name, revision, ERROR_MATCHER)
+    return {
+        "requests": f"sum(increase({REQUESTS_TOTAL}{every}{window}))",
+        "errors": f"sum(increase({REQUESTS_TOTAL}{errors}{window}))",
+        "p99": (
+            "histogram_quantile(0.99, sum by (le) "
+            f"(rate({REQUEST_DURATION}_bucket{every}{window})))"
+        ),
+    }
+
+
+class PrometheusMetrics:
+    """A :class:`MetricsSource` backed by the Prometheus HTTP API at ``url``."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 5.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self._client = httpx.Client(base_url=self.url, timeout=timeout, transport=transport)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def revision_metrics(
+        self, namespace: str, name: str, revision: str, window_seconds: float
+    ) -> RevisionMetrics:
+        promql = queries(namespace, name, revision, window_seconds)
+        requests = self._scalar(promql["requests"])
+        errors = self._scalar(promql["errors"])
+        p99 = self._scalar(promql["p99"])
+        return RevisionMetrics(
+            requests=requests or 0.0,
+            errors=errors or 0.0,
+            p99_latency_ms=None if p99 is None else p99 * 1000.0,
+        )
+
+    def _scalar(self, promql: str) -> float | None:
+        """The single value of an instant query; None when there is no sample or it is NaN."""
+        try:
+            response = self._client.get("/api/v1/query", params={"query": promql})
+        except httpx.HTTPError as exc:
+            raise MetricsError(f"cannot reach Prometheus at {self.url}: {exc}") from None
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        if response.status_code != 200 or not isinstance(answer, Mapping):
+            detail = answer.get("error") if isinstance(answer, Mapping) else response.text[:200]
+            raise MetricsError(
+                f"Prometheus at {self.url} refused {promql!r} ({response.status_code}): {detail}"
+            )
+        if answer.get("status") != "success":
+            raise MetricsError(f"Prometheus at {self.url} failed {promql!r}: {answer.get('error')}")
+        return _value(answer.get("data") or {})
+
+
+def _value(data: Mapping[str, Any]) -> float | None:
+    result = data.get("result")
+    if data.get("resultType") == "scalar" and isinstance(result, list):
+        sample = result
+    elif isinstance(result, list) and result:
+        sample = result[0].get("value") or []
+    else:
+        return None
+    try:
+        value = float(sample[1])
+    except (IndexError, TypeError, ValueError):
+        return None
+    return None if math.isnan(value) or math.isinf(value) else value
+
+
+class StaticMetrics:
+    """A :class:`MetricsSource` that serves chosen numbers per revision (tests, dry runs)."""
+
+    def __init__(self, numbers: Mapping[str, RevisionMetrics] | None = None) -> None:
+        self.numbers: dict[str, RevisionMetrics] = dict(numbers or {})
+        self.asked: list[tuple[str, str, str]] = []
+
+    def revision_metrics(
+        self, namespace: str, name: str, revision: str, window_seconds: float
+    ) -> RevisionMetrics:
+        self.asked.append((namespace, name, revision))
+        return self.numbers.get(revision, RevisionMetrics(0.0, 0.0, None))

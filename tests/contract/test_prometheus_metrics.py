@@ -1,0 +1,44 @@
+import socket
+
+import pytest
+from prometheus_double import serve_prometheus
+
+from kaip.errors import MetricsError
+from kaip.kube.operator.metrics import MetricsSource, PrometheusMetrics, RevisionMetrics, queries
+
+
+def test_promql_selects_one_revision_of_one_model_in_one_namespace() -> None:
+    promql = queries("ml", "digits", "abc123", 60)
+    every = '{namespace="ml",model="digits",revision="abc123"}'
+    assert promql["requests"] == f"sum(increase(kaip_requests_total{every}[60s]))"
+    assert 'status=~"5.."' in promql["errors"]
+    assert promql["p99"].startswith("histogram_quantile(0.99, sum by (le) (rate(")
+    assert "kaip_request_duration_seconds_bucket" in promql["p99"]
+
+
+def test_numbers_come_back_per_revision_with_p99_in_milliseconds() -> None:
+    with serve_prometheus() as prometheus:
+        prometheus.numbers["new"] = RevisionMetrics(200, 10, 123.0)
+        source: MetricsSource = PrometheusMetrics(prometheus.url)
+        new = source.revision_metrics("ml", "digits", "new", 60)
+        unknown = source.revision_metrics("ml", "digits", "old", 60)
+    assert new == RevisionMetrics(200.0, 10.0, pytest.approx(123.0))
+    assert new.error_rate == 0.05
+    assert unknown == RevisionMetrics(0.0, 0.0, None)
+    assert len(prometheus.queries) == 6
+
+
+def test_a_failing_prometheus_is_one_clear_error() -> None:
+    with serve_prometheus() as prometheus:
+        prometheus.fail_with = 503
+        with pytest.raises(MetricsError, match=r"refused .* \(503\): boom"):
+            PrometheusMetrics(prometheus.url).revision_metrics("ml", "m", "r", 60)
+
+
+def test_an_unreachable_prometheus_is_one_clear_error() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    source = PrometheusMetrics(f"http://127.0.0.1:{port}", timeout=2)
+    with pytest.raises(MetricsError, match="cannot reach Prometheus"):
+        source.revision_metrics("ml", "m", "r", 60)
