@@ -1,0 +1,387 @@
+"""The local platform's memory: one SQLite file under ``.kaip/``.
+
+Owns every read and write of ``.kaip/state.db``: the revisions of each resource (with the spec
+that made them and its digest), which revision is stable, rollouts with each step's verdict and
+evidence, and deployment events (when, what changed, who, outcome, duration) -- the raw data for
+deployment frequency, lead time, change failure rate and time to restore. ``kaip up`` resumes
+from it after a restart.
+
+The schema is versioned with ``PRAGMA user_version`` and upgraded by :data:`MIGRATIONS` in order.
+Times are seconds since the epoch (wall clock): they outlive the process. Never starts
+processes, never talks to the network, never imports the supervisor or the gateway.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from kaip.errors import PlatformError
+
+STATE_FILE = "state.db"
+
+RolloutStatus = Literal["running", "promoted", "rolled_back", "aborted", "superseded"]
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE revisions (
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        revision TEXT NOT NULL,
+        spec_digest TEXT NOT NULL,
+        spec_json TEXT NOT NULL,
+        source TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (kind, name, revision)
+    );
+    CREATE TABLE resources (
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        stable_revision TEXT NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (kind, name)
+    );
+    CREATE TABLE rollouts (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        from_revision TEXT NOT NULL,
+        to_revision TEXT NOT NULL,
+        strategy TEXT NOT NULL,
+        status TEXT NOT NULL,
+        step_index INTEGER NOT NULL DEFAULT 0,
+        started_at REAL NOT NULL,
+        finished_at REAL,
+        reason TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX rollouts_by_resource ON rollouts (kind, name, status);
+    CREATE TABLE rollout_steps (
+        id INTEGER PRIMARY KEY,
+        rollout_id INTEGER NOT NULL REFERENCES rollouts (id),
+        step_index INTEGER NOT NULL,
+        weight INTEGER NOT NULL,
+        action TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        canary_requests INTEGER NOT NULL,
+        canary_errors INTEGER NOT NULL,
+        canary_p99_ms REAL,
+        stable_requests INTEGER NOT NULL,
+        stable_errors INTEGER NOT NULL,
+        stable_p99_ms REAL,
+        at REAL NOT NULL
+    );
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        action TEXT NOT NULL,
+        change TEXT NOT NULL,
+        revision TEXT,
+        who TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        duration_s REAL,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX events_by_time ON events (at);
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+@dataclass(frozen=True)
+class RevisionRecord:
+    kind: str
+    name: str
+    revision: str
+    spec_digest: str
+    spec_json: str
+    source: str
+    """The spec file this revision was loaded from (relative artifact paths resolve next to it)."""
+    created_at: float
+
+
+@dataclass(frozen=True)
+class RolloutRecord:
+    id: int
+    kind: str
+    name: str
+    from_revision: str
+    to_revision: str
+    strategy: str
+    status: RolloutStatus
+    step_index: int
+    started_at: float
+    finished_at: float | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One verdict of the rollout policy and the evidence it was given."""
+
+    step_index: int
+    weight: int
+    action: str
+    reason: str
+    canary_requests: int
+    canary_errors: int
+    canary_p99_ms: float | None
+    stable_requests: int
+    stable_errors: int
+    stable_p99_ms: float | None
+    at: float
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """A deployment event: what changed, who asked, how it ended and how long it took."""
+
+    at: float
+    kind: str
+    name: str
+    action: str
+    change: str
+    who: str
+    outcome: str
+    revision: str | None = None
+    duration_s: float | None = None
+    detail: str = ""
+
+
+class State:
+    """The open state database. One writer: the controller of the running ``kaip up``."""
+
+    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+        self._db = connection
+        self.path = path
+
+    @classmethod
+    def open(cls, state_dir: Path) -> State:
+        """Open (creating and upgrading as needed) ``state_dir/state.db``."""
+        state_dir.mkdir(parents=True, exist_ok=True)
+        path = state_dir / STATE_FILE
+        try:
+            db = sqlite3.connect(path, isolation_level=None, timeout=5.0)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        except sqlite3.Error as exc:
+            raise PlatformError(f"cannot open the state database {path}: {exc}") from None
+        if version > SCHEMA_VERSION:
+            db.close()
+            raise PlatformError(
+                f"{path} has schema version {version}, newer than this kaip knows "
+                f"({SCHEMA_VERSION}): upgrade kaip, or move {state_dir} away to start afresh"
+            )
+        for number in range(version, SCHEMA_VERSION):
+            # executescript commits first, so the script carries its own transaction.
+            upgrade = f"{MIGRATIONS[number]}; PRAGMA user_version = {number + 1};"
+            db.executescript(f"BEGIN IMMEDIATE; {upgrade} COMMIT;")
+        return cls(db, path)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    # revisions
+
+    def record_revision(self, record: RevisionRecord) -> bool:
+        """Store a revision; False if it was already known (revisions are immutable)."""
+        cursor = self._db.execute(
+            "INSERT OR IGNORE INTO revisions VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.kind,
+                record.name,
+                record.revision,
+                record.spec_digest,
+                record.spec_json,
+                record.source,
+                record.created_at,
+            ),
+        )
+        return cursor.rowcount == 1
+
+    def revision(self, kind: str, name: str, revision: str) -> RevisionRecord | None:
+        row = self._db.execute(
+            "SELECT * FROM revisions WHERE kind = ? AND name = ? AND revision = ?",
+            (kind, name, revision),
+        ).fetchone()
+        return None if row is None else RevisionRecord(**dict(row))
+
+    def revisions(self, kind: str, name: str) -> list[RevisionRecord]:
+        rows = self._db.execute(
+            "SELECT * FROM revisions WHERE kind = ? AND name = ? ORDER BY created_at",
+            (kind, name),
+        ).fetchall()
+        return [RevisionRecord(**dict(row)) for row in rows]
+
+    # stable revisions
+
+    def stable(self, kind: str, name: str) -> str | None:
+        row = self._db.execute(
+            "SELECT stable_revision FROM resources WHERE kind = ? AND name = ?", (kind, name)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_stable(self, kind: str, name: str, revision: str, at: float | None = None) -> None:
+        self._db.execute(
+            "INSERT INTO resources VALUES (?, ?, ?, ?) ON CONFLICT (kind, name) "
+            "DO UPDATE SET stable_revision = excluded.stable_revision, "
+            "updated_at = excluded.updated_at",
+            (kind, name, revision, time.time() if at is None else at),
+        )
+
+    def resources(self) -> list[tuple[str, str, str]]:
+        """(kind, name, stable revision) of every resource ever run here."""
+        rows = self._db.execute(
+            "SELECT kind, name, stable_revision FROM resources ORDER BY kind, name"
+        ).fetchall()
+        return [(str(r[0]), str(r[1]), str(r[2])) for r in rows]
+
+    # rollouts
+
+    def start_rollout(
+        self,
+        kind: str,
+        name: str,
+        from_revision: str,
+        to_revision: str,
+        strategy: str,
+        at: float,
+    ) -> RolloutRecord:
+        """Start a rollout; a running one of the same resource is marked superseded."""
+        with _transaction(self._db):
+            self._db.execute(
+                "UPDATE rollouts SET status = 'superseded', finished_at = ?, "
+                "reason = 'a newer revision was deployed' "
+                "WHERE kind = ? AND name = ? AND status = 'running'",
+                (at, kind, name),
+            )
+            cursor = self._db.execute(
+                "INSERT INTO rollouts (kind, name, from_revision, to_revision, strategy, status,"
+                " started_at) VALUES (?, ?, ?, ?, ?, 'running', ?)",
+                (kind, name, from_revision, to_revision, strategy, at),
+            )
+        rollout = self.rollout(int(cursor.lastrowid or 0))
+        assert rollout is not None
+        return rollout
+
+    def rollout(self, rollout_id: int) -> RolloutRecord | None:
+        row = self._db.execute("SELECT * FROM rollouts WHERE id = ?", (rollout_id,)).fetchone()
+        return None if row is None else RolloutRecord(**dict(row))
+
+    def active_rollout(self, kind: str, name: str) -> RolloutRecord | None:
+        row = self._db.execute(
+            "SELECT * FROM rollouts WHERE kind = ? AND name = ? AND status = 'running' "
+            "ORDER BY id DESC LIMIT 1",
+            (kind, name),
+        ).fetchone()
+        return None if row is None else RolloutRecord(**dict(row))
+
+    def rollouts(self, kind: str, name: str, limit: int = 20) -> list[RolloutRecord]:
+        rows = self._db.execute(
+            "SELECT * FROM rollouts WHERE kind = ? AND name = ? ORDER BY id DESC LIMIT ?",
+            (kind, name, limit),
+        ).fetchall()
+        return [RolloutRecord(**dict(row)) for row in rows]
+
+    def record_step(self, rollout_id: int, step: StepRecord) -> None:
+        """Store a verdict; an ``advance`` also moves the rollout's current step."""
+        with _transaction(self._db):
+            self._db.execute(
+                "INSERT INTO rollout_steps (rollout_id, step_index, weight, action, reason,"
+                " canary_requests, canary_errors, canary_p99_ms, stable_requests, stable_errors,"
+                " stable_p99_ms, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    rollout_id,
+                    step.step_index,
+                    step.weight,
+                    step.action,
+                    step.reason,
+                    step.canary_requests,
+                    step.canary_errors,
+                    step.canary_p99_ms,
+                    step.stable_requests,
+                    step.stable_errors,
+                    step.stable_p99_ms,
+                    step.at,
+                ),
+            )
+            if step.action == "advance":
+                self._db.execute(
+                    "UPDATE rollouts SET step_index = ? WHERE id = ?",
+                    (step.step_index + 1, rollout_id),
+                )
+
+    def steps(self, rollout_id: int) -> list[StepRecord]:
+        rows = self._db.execute(
+            "SELECT * FROM rollout_steps WHERE rollout_id = ? ORDER BY id", (rollout_id,)
+        ).fetchall()
+        return [StepRecord(**_without(row, "id", "rollout_id")) for row in rows]
+
+    def finish_rollout(
+        self, rollout_id: int, status: RolloutStatus, reason: str, at: float
+    ) -> None:
+        self._db.execute(
+            "UPDATE rollouts SET status = ?, reason = ?, finished_at = ? WHERE id = ?",
+            (status, reason, at, rollout_id),
+        )
+
+    # events
+
+    def record_event(self, event: EventRecord) -> int:
+        cursor = self._db.execute(
+            "INSERT INTO events (at, kind, name, action, change, revision, who, outcome,"
+            " duration_s, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                event.at,
+                event.kind,
+                event.name,
+                event.action,
+                event.change,
+                event.revision,
+                event.who,
+                event.outcome,
+                event.duration_s,
+                event.detail,
+            ),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def events(self, limit: int = 100, names: Sequence[str] = ()) -> list[EventRecord]:
+        """The latest events, oldest first; only those of ``names`` when given."""
+        where = f"WHERE name IN ({', '.join('?' * len(names))})" if names else ""
+        rows = self._db.execute(
+            f"SELECT * FROM (SELECT * FROM events {where} ORDER BY id DESC LIMIT ?) ORDER BY id",
+            (*names, limit),
+        ).fetchall()
+        return [EventRecord(**_without(row, "id")) for row in rows]
+
+
+def _without(row: sqlite3.Row, *columns: str) -> dict[str, Any]:
+    values = dict(row)
+    for column in columns:
+        del values[column]
+    return values
+
+
+class _transaction:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error (the connection is in autocommit)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, value: object, traceback: object) -> None:
+        self._db.execute("COMMIT" if kind is None else "ROLLBACK")

@@ -1,0 +1,83 @@
+"""kaip.local.state against a real SQLite file."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from kaip.errors import PlatformError
+from kaip.local.state import (
+    SCHEMA_VERSION,
+    STATE_FILE,
+    EventRecord,
+    RevisionRecord,
+    State,
+    StepRecord,
+)
+
+
+def revision(rev: str, at: float = 1.0) -> RevisionRecord:
+    return RevisionRecord("Model", "digits", rev, "d" * 64, '{"owner":"x"}', "/spec.yaml", at)
+
+
+def step(index: int, action: str) -> StepRecord:
+    return StepRecord(index, 10, action, "why", 30, 0, 4.5, 300, 1, 3.0, 2.0)
+
+
+def test_a_restart_resumes_from_what_was_recorded(tmp_path: Path) -> None:
+    state = State.open(tmp_path / ".kaip")
+    assert state.record_revision(revision("aaa"))
+    assert not state.record_revision(revision("aaa"))
+    state.set_stable("Model", "digits", "aaa")
+    rollout = state.start_rollout("Model", "digits", "aaa", "bbb", "canary", at=5.0)
+    state.record_step(rollout.id, step(0, "hold"))
+    state.record_step(rollout.id, step(0, "advance"))
+    state.close()
+
+    again = State.open(tmp_path / ".kaip")
+    assert again.schema_version == SCHEMA_VERSION
+    assert again.stable("Model", "digits") == "aaa"
+    assert again.revision("Model", "digits", "aaa") == revision("aaa")
+    active = again.active_rollout("Model", "digits")
+    assert active is not None
+    assert (active.to_revision, active.step_index, active.status) == ("bbb", 1, "running")
+    assert [s.action for s in again.steps(active.id)] == ["hold", "advance"]
+    again.finish_rollout(active.id, "promoted", "all steps passed", at=9.0)
+    again.set_stable("Model", "digits", "bbb")
+    assert again.active_rollout("Model", "digits") is None
+    assert again.resources() == [("Model", "digits", "bbb")]
+
+
+def test_a_new_rollout_supersedes_the_running_one(tmp_path: Path) -> None:
+    state = State.open(tmp_path)
+    first = state.start_rollout("App", "ui", "a", "b", "canary", at=1.0)
+    second = state.start_rollout("App", "ui", "a", "c", "canary", at=2.0)
+    assert state.rollout(first.id) is not None
+    assert state.rollout(first.id).status == "superseded"  # type: ignore[union-attr]
+    active = state.active_rollout("App", "ui")
+    assert active is not None and active.id == second.id
+    assert [r.to_revision for r in state.rollouts("App", "ui")] == ["c", "b"]
+
+
+def test_events_keep_who_what_outcome_and_duration(tmp_path: Path) -> None:
+    state = State.open(tmp_path)
+    for i in range(3):
+        state.record_event(
+            EventRecord(
+                float(i), "Model", f"m{i}", "deploy", "a -> b", "ada", "promoted", "b", 12.5
+            )
+        )
+    events = state.events(limit=2)
+    assert [e.name for e in events] == ["m1", "m2"]
+    assert events[0].who == "ada" and events[0].duration_s == 12.5
+    assert [e.name for e in state.events(names=["m0"])] == ["m0"]
+
+
+def test_a_newer_schema_is_refused_with_advice(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / STATE_FILE)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(PlatformError, match="upgrade kaip"):
+        State.open(tmp_path)
