@@ -1,0 +1,82 @@
+"""How each kind of resource runs as a local process, and the spec snapshot it runs from.
+
+A Model replica is ``python -m kaip.serving SNAPSHOT --model NAME --port {port}`` where SNAPSHOT
+is the revision's spec written under ``.kaip/revisions/`` with artifact paths made absolute, so
+replicas of an old revision keep working whatever happens to the spec file afterwards. An App
+replica is its ``command`` (a leading ``python`` means this interpreter) run in the spec file's
+directory. Both get ``PORT`` and ``KAIP_GATEWAY_URL``. Writes snapshot files; starts nothing.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import yaml
+
+from kaip.local.supervisor.process import Launch
+from kaip.spec import App, Model, dump_resource
+
+MODEL_HEALTH_PATH = "/v2/health/ready"
+
+
+def snapshot_path(snapshot_dir: Path, kind: str, name: str, revision: str) -> Path:
+    return snapshot_dir / f"{kind.lower()}-{name}-{revision}.yaml"
+
+
+def write_snapshot(snapshot_dir: Path, model: Model, base_dir: Path, revision: str) -> Path:
+    """Write the model's spec with an absolute artifact path; return the file (idempotent)."""
+    data = dump_resource(model)
+    uri = model.spec.artifact.uri
+    if "://" not in uri:
+        data["spec"]["artifact"]["uri"] = str((base_dir / uri).resolve())
+    path = snapshot_path(snapshot_dir, "Model", model.metadata.name, revision)
+    snapshot_dir.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(data, sort_keys=False)
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(text, encoding="utf-8")
+        temporary.replace(path)
+    return path
+
+
+def model_launch(
+    model: Model, revision: str, snapshot: Path, base_dir: Path, gateway_url: str
+) -> Launch:
+    name = model.metadata.name
+    argv = (
+        sys.executable,
+        "-m",
+        "kaip.serving",
+        str(snapshot),
+        "--model",
+        name,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "{port}",
+        "--revision",
+        revision,
+    )
+    return Launch(
+        name=name,
+        revision=revision,
+        argv=argv,
+        cwd=base_dir.resolve(),
+        env={"KAIP_GATEWAY_URL": gateway_url},
+        health_path=MODEL_HEALTH_PATH,
+    )
+
+
+def app_launch(app: App, revision: str, base_dir: Path, gateway_url: str) -> Launch:
+    command = list(app.spec.command or ())
+    if command and command[0] == "python":
+        command[0] = sys.executable
+    return Launch(
+        name=app.metadata.name,
+        revision=revision,
+        argv=tuple(command),
+        cwd=base_dir.resolve(),
+        env={**app.spec.env, "KAIP_GATEWAY_URL": gateway_url},
+        health_path=app.spec.health_path,
+    )

@@ -1,0 +1,339 @@
+"""The local process supervisor: replicas as real child processes on loopback ports.
+
+Owns every child process of ``kaip up``: starting it on a free ``127.0.0.1`` port with its log
+file under ``.kaip/logs/``, health-checking it over HTTP, restarting it with exponential backoff
+when it dies, telling a crash loop apart from a one-off death, and draining it (SIGTERM, then
+SIGKILL after a deadline) on scale-down or replacement.
+
+It decides nothing about *how many* replicas to run or where traffic goes: the controller asks
+(:meth:`Supervisor.add`, :meth:`Supervisor.drain`) and reads :meth:`Supervisor.replicas`.
+Following uvicorn's supervisor, events only enqueue: a child's exit appends to a list and wakes
+the controller through ``on_change``; the controller's loop calls :meth:`Supervisor.tick`, the
+one place that acts on them. Never imports the gateway or the state database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import httpx
+
+from kaip.errors import PlatformError
+
+Phase = Literal["starting", "ready", "unhealthy", "backoff", "crash-loop", "draining", "stopped"]
+SERVING_PHASES: frozenset[Phase] = frozenset({"ready"})
+
+
+@dataclass(frozen=True)
+class Timings:
+    """How patient the supervisor is, in seconds."""
+
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    crash_loop_after: int = 3
+    """Consecutive failed starts before a replica is reported in a crash loop."""
+    healthy_resets_after: float = 20.0
+    """Ready this long and its failure count starts again from zero."""
+    startup_timeout: float = 120.0
+    unhealthy_after_failures: int = 3
+    unhealthy_restart_after: float = 30.0
+    health_timeout: float = 2.0
+    drain_timeout: float = 15.0
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How to run one replica of one revision. ``{port}`` in argv becomes its port."""
+
+    name: str
+    revision: str
+    argv: tuple[str, ...]
+    cwd: Path
+    env: Mapping[str, str]
+    health_path: str
+
+
+@dataclass
+class Replica:
+    """One replica, as the supervisor tracks it. Read it; only the supervisor changes it."""
+
+    id: str
+    launch: Launch
+    log_path: Path
+    phase: Phase = "starting"
+    pid: int | None = None
+    port: int | None = None
+    started_at: float = 0.0
+    ready_at: float | None = None
+    restarts: int = 0
+    failures: int = 0
+    health_failures: int = 0
+    unhealthy_since: float | None = None
+    last_exit: int | None = None
+    next_start_at: float | None = None
+    drain_deadline: float | None = None
+    process: asyncio.subprocess.Process | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.launch.name
+
+    @property
+    def revision(self) -> str:
+        return self.launch.revision
+
+    @property
+    def serving(self) -> bool:
+        return self.phase in SERVING_PHASES
+
+    def describe(self) -> str:
+        if self.phase == "crash-loop":
+            return (
+                f"crash loop: exited {self.failures} times in a row (last code {self.last_exit}),"
+                f" see {self.log_path}"
+            )
+        return self.phase
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Supervisor:
+    """Starts, watches, restarts and drains replicas. Call :meth:`tick` from one loop."""
+
+    def __init__(
+        self,
+        log_dir: Path,
+        *,
+        on_change: Callable[[], None] = lambda: None,
+        timings: Timings = Timings(),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.log_dir = log_dir
+        self.timings = timings
+        self._on_change = on_change
+        self._clock = clock
+        self._replicas: dict[str, Replica] = {}
+        self._exited: list[str] = []
+        self._watchers: set[asyncio.Task[None]] = set()
+        self._counter = itertools.count(1)
+        self._http = httpx.AsyncClient(timeout=timings.health_timeout, trust_env=False)
+
+    # what the controller asks
+
+    async def add(self, launch: Launch) -> Replica:
+        """Start a new replica of ``launch`` now."""
+        replica_id = f"{launch.name}-{launch.revision[:6]}-{next(self._counter)}"
+        replica = Replica(replica_id, launch, self.log_dir / f"{replica_id}.log")
+        self._replicas[replica_id] = replica
+        await self._start(replica)
+        return replica
+
+    def drain(self, replica_id: str) -> None:
+        """Ask a replica to finish its requests and exit; SIGKILL after the drain timeout."""
+        replica = self._replicas.get(replica_id)
+        if replica is None or replica.phase in ("draining", "stopped"):
+            return
+        replica.phase = "draining"
+        replica.drain_deadline = self._clock() + self.timings.drain_timeout
+        if replica.process is None or replica.process.returncode is not None:
+            self._forget(replica)
+            return
+        _signal_group(replica.process.pid, signal.SIGTERM)
+
+    def replicas(self, name: str | None = None, revision: str | None = None) -> list[Replica]:
+        return [
+            r
+            for r in self._replicas.values()
+            if (name is None or r.name == name) and (revision is None or r.revision == revision)
+        ]
+
+    def kill(self, replica_id: str) -> None:
+        """SIGKILL a replica now, as a crash would (for fault drills)."""
+        replica = self._replicas.get(replica_id)
+        if replica and replica.process and replica.process.returncode is None:
+            _signal_group(replica.process.pid, signal.SIGKILL)
+
+    # the loop's one entry point
+
+    async def tick(self) -> bool:
+        """Act on exits, health, backoff and drain deadlines. True if any replica changed."""
+        now = self._clock()
+        changed = self._reap(now)
+        checks = [
+            r for r in self._replicas.values() if r.phase in ("starting", "ready", "unhealthy")
+        ]
+        results = await asyncio.gather(*(self._healthy(r) for r in checks))
+        for replica, healthy in zip(checks, results, strict=True):
+            changed |= self._judge(replica, healthy, now)
+        for replica in list(self._replicas.values()):
+            if replica.phase in ("backoff", "crash-loop") and (replica.next_start_at or 0) <= now:
+                replica.restarts += 1
+                await self._start(replica)
+                changed = True
+            elif (
+                replica.phase == "draining"
+                and (replica.drain_deadline or 0) <= now
+                and replica.process is not None
+                and replica.process.returncode is None
+            ):
+                _signal_group(replica.process.pid, signal.SIGKILL)
+        return changed
+
+    async def shutdown(self) -> None:
+        """Drain every replica and wait for all of them to exit."""
+        for replica in list(self._replicas.values()):
+            self.drain(replica.id)
+        deadline = self._clock() + self.timings.drain_timeout + 5.0
+        while self._replicas and self._clock() < deadline:
+            await self.tick()
+            await asyncio.sleep(0.05)
+        for replica in list(self._replicas.values()):
+            if replica.process is not None and replica.process.returncode is None:
+                _signal_group(replica.process.pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    await replica.process.wait()
+        await self._http.aclose()
+
+    # inside
+
+    async def _start(self, replica: Replica) -> None:
+        launch = replica.launch
+        port = free_port()
+        argv = [arg.replace("{port}", str(port)) for arg in launch.argv]
+        env = {**os.environ, **launch.env, "PORT": str(port)}
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        replica.port, replica.ready_at, replica.health_failures = port, None, 0
+        replica.unhealthy_since, replica.next_start_at = None, None
+        replica.started_at = self._clock()
+        with replica.log_path.open("ab") as log:
+            log.write(f"--- kaip: starting {' '.join(argv)} (port {port})\n".encode())
+            log.flush()
+            try:
+                process = await asyncio.create_subprocess_exec(
+                    *argv,
+                    cwd=launch.cwd,
+                    env=env,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True,  # our own process group: Ctrl-C reaches only kaip
+                )
+            except OSError as exc:
+                log.write(f"--- kaip: cannot start: {exc}\n".encode())
+                replica.process, replica.pid = None, None
+                self._failed(replica, None, self._clock())
+                return
+        replica.process, replica.pid, replica.phase = process, process.pid, "starting"
+        watcher = asyncio.get_running_loop().create_task(self._watch(replica.id, process))
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
+
+    async def _watch(self, replica_id: str, process: asyncio.subprocess.Process) -> None:
+        await process.wait()
+        self._exited.append(replica_id)
+        self._on_change()
+
+    def _reap(self, now: float) -> bool:
+        changed = False
+        exited, self._exited = self._exited, []
+        for replica_id in exited:
+            replica = self._replicas.get(replica_id)
+            if replica is None or replica.process is None:
+                continue
+            code = replica.process.returncode
+            if code is None:  # an older process of a restarted replica; already handled
+                continue
+            with replica.log_path.open("ab") as log:
+                log.write(f"--- kaip: exited with code {code}\n".encode())
+            replica.last_exit = code
+            changed = True
+            if replica.phase == "draining":
+                self._forget(replica)
+            else:
+                self._failed(replica, code, now)
+        return changed
+
+    def _failed(self, replica: Replica, code: int | None, now: float) -> None:
+        replica.process = None
+        replica.pid = None
+        replica.last_exit = code
+        replica.failures += 1
+        delay = min(
+            self.timings.backoff_max, self.timings.backoff_initial * 2 ** (replica.failures - 1)
+        )
+        replica.next_start_at = now + delay
+        looping = replica.failures >= self.timings.crash_loop_after
+        replica.phase = "crash-loop" if looping else "backoff"
+
+    def _forget(self, replica: Replica) -> None:
+        replica.phase = "stopped"
+        self._replicas.pop(replica.id, None)
+
+    async def _healthy(self, replica: Replica) -> bool:
+        if replica.process is None or replica.process.returncode is not None:
+            return False
+        url = f"http://127.0.0.1:{replica.port}{replica.launch.health_path}"
+        try:
+            response = await self._http.get(url)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    def _judge(self, replica: Replica, healthy: bool, now: float) -> bool:
+        """Move a running replica between starting, ready and unhealthy."""
+        timings = self.timings
+        if replica.phase == "starting":
+            if healthy:
+                replica.phase, replica.ready_at = "ready", now
+                return True
+            if now - replica.started_at > timings.startup_timeout and replica.process:
+                _signal_group(replica.process.pid, signal.SIGKILL)  # exit handling restarts it
+            return False
+        if healthy:
+            replica.health_failures, replica.unhealthy_since = 0, None
+            if (
+                replica.ready_at is not None
+                and now - replica.ready_at > timings.healthy_resets_after
+            ):
+                replica.failures = 0
+            if replica.phase == "unhealthy":
+                replica.phase = "ready"
+                return True
+            return False
+        replica.health_failures += 1
+        if replica.phase == "ready" and replica.health_failures >= timings.unhealthy_after_failures:
+            replica.phase, replica.unhealthy_since = "unhealthy", now
+            return True
+        if (
+            replica.phase == "unhealthy"
+            and replica.unhealthy_since is not None
+            and now - replica.unhealthy_since > timings.unhealthy_restart_after
+            and replica.process is not None
+        ):
+            _signal_group(replica.process.pid, signal.SIGKILL)
+        return False
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    """Signal the replica's process group (it leads its own session), or the pid alone."""
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
+    except PermissionError as exc:
+        raise PlatformError(f"cannot signal replica process {pid}: {exc}") from None

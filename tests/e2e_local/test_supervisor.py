@@ -1,0 +1,89 @@
+"""kaip.local.supervisor with real child processes on loopback ports."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from kaip.local.supervisor import Launch, Supervisor, Timings
+
+FIXTURES = Path(__file__).parent / "fixtures"
+FAST = Timings(backoff_initial=0.05, backoff_max=0.2, drain_timeout=5.0, health_timeout=1.0)
+
+pytestmark = pytest.mark.slow
+
+
+def launch(**env: str) -> Launch:
+    return Launch(
+        name="tiny",
+        revision="abcdef1234",
+        argv=(sys.executable, str(FIXTURES / "tiny_server.py")),
+        cwd=FIXTURES,
+        env=env,
+        health_path="/healthz",
+    )
+
+
+async def until(supervisor: Supervisor, condition: Callable[[], bool], limit: float = 30) -> None:
+    """Tick the supervisor until ``condition`` holds; fail after ``limit`` seconds."""
+    async with asyncio.timeout(limit):
+        while not condition():
+            await supervisor.tick()
+            await asyncio.sleep(0.05)
+
+
+def test_a_killed_replica_comes_back_on_a_new_process(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        supervisor = Supervisor(tmp_path / "logs", timings=FAST)
+        replica = await supervisor.add(launch())
+        await until(supervisor, lambda: replica.phase == "ready")
+        first_pid = replica.pid
+        assert first_pid is not None
+        os.kill(first_pid, signal.SIGKILL)
+        await until(supervisor, lambda: replica.restarts == 1 and replica.phase == "ready")
+        assert replica.pid != first_pid
+        assert replica.last_exit == -signal.SIGKILL
+        await supervisor.shutdown()
+        assert supervisor.replicas() == []
+        log = replica.log_path.read_text()
+        assert log.count("serving on") == 2
+
+    asyncio.run(scenario())
+
+
+def test_a_replica_that_keeps_dying_is_reported_as_a_crash_loop(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        supervisor = Supervisor(tmp_path / "logs", timings=FAST)
+        replica = await supervisor.add(launch(CRASH="1"))
+        await until(supervisor, lambda: replica.phase == "crash-loop")
+        assert replica.failures >= FAST.crash_loop_after
+        assert replica.last_exit == 3
+        assert "crash loop" in replica.describe()
+        assert str(replica.log_path) in replica.describe()
+        assert "crashing on purpose" in replica.log_path.read_text()
+        await supervisor.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_drain_sends_sigterm_and_forgets_the_replica(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        supervisor = Supervisor(tmp_path / "logs", timings=FAST)
+        keep = await supervisor.add(launch())
+        gone = await supervisor.add(launch())
+        await until(supervisor, lambda: keep.phase == "ready" and gone.phase == "ready")
+        assert keep.port != gone.port
+        supervisor.drain(gone.id)
+        await until(supervisor, lambda: gone.phase == "stopped")
+        assert [r.id for r in supervisor.replicas()] == [keep.id]
+        assert "draining" in gone.log_path.read_text()
+        assert gone.last_exit == 0
+        await supervisor.shutdown()
+
+    asyncio.run(scenario())
