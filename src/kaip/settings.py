@@ -41,6 +41,10 @@ class KubeSettings(_Group):
     autoscaler: Literal["hpa", "keda"] = "hpa"
     kueue_queue: str | None = None
     field_manager: str = "kaip"
+    prometheus_url: str = Field(
+        "http://prometheus-operated.monitoring.svc:9090",
+        description="Prometheus that KEDA queries for in-flight requests",
+    )
 
 
 class Settings(BaseSettings):

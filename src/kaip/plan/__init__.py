@@ -1,1 +1,45 @@
-"""kaip.plan."""
+"""The plan: spec + settings -> one resolved :class:`Workload` per resource (pure).
+
+Owns revision ids (:func:`revision_id`), the labels every target puts on what it runs, and
+namespace resolution. Never does I/O and knows nothing of Kubernetes object shapes.
+"""
+
+from kaip.plan.build import (
+    DEFAULT_NAMESPACE,
+    LABEL_COMPONENT,
+    LABEL_INSTANCE,
+    LABEL_MANAGED_BY,
+    LABEL_NAME,
+    LABEL_OWNER,
+    LABEL_PART_OF,
+    LABEL_REVISION,
+    LABEL_VERSION,
+    Component,
+    Plan,
+    ResolvedResources,
+    Workload,
+    build_plan,
+    plan_workload,
+)
+from kaip.plan.revision import REVISION_LENGTH, canonical_spec_json, revision_id
+
+__all__ = [
+    "DEFAULT_NAMESPACE",
+    "LABEL_COMPONENT",
+    "LABEL_INSTANCE",
+    "LABEL_MANAGED_BY",
+    "LABEL_NAME",
+    "LABEL_OWNER",
+    "LABEL_PART_OF",
+    "LABEL_REVISION",
+    "LABEL_VERSION",
+    "REVISION_LENGTH",
+    "Component",
+    "Plan",
+    "ResolvedResources",
+    "Workload",
+    "build_plan",
+    "canonical_spec_json",
+    "plan_workload",
+    "revision_id",
+]

@@ -1,0 +1,32 @@
+"""Revision ids: a short, stable digest of what a resource asks for.
+
+A revision id names one version of a resource's ``spec`` on every target: the local platform
+labels its replicas with it and Kubernetes objects carry it in ``kaip.dev/revision``. It is the
+first 10 hex digits of the SHA-256 of the canonical JSON of the spec (keys sorted, no spaces,
+defaults filled in), so a spec that only restates a default keeps its revision, while any change
+that reaches the spec makes a new one. ``metadata`` (labels, annotations) is not part of it.
+
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Final
+
+from kaip.spec import Resource, dump_resource
+
+REVISION_LENGTH: Final = 10
+
+
+def canonical_spec_json(resource: Resource) -> str:
+    """The resource's ``spec`` as canonical JSON: sorted keys, no whitespace, UTF-8 as is."""
+    spec = dump_resource(resource)["spec"]
+    return json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def revision_id(resource: Resource) -> str:
+    """The revision id of a resource: 10 lower-case hex digits, stable across runs and hosts."""
+    digest = hashlib.sha256(canonical_spec_json(resource).encode("utf-8")).hexdigest()
+    return digest[:REVISION_LENGTH]

@@ -1,0 +1,102 @@
+"""Pod and container building blocks shared by every workload kaip renders for Kubernetes.
+
+Owns what makes a kaip pod acceptable under the Pod Security "restricted" profile (non-root
+user, no privilege escalation, no capabilities, RuntimeDefault seccomp, read-only root with an
+emptyDir on ``/tmp``), requests and limits on every container, and GPU scheduling (the
+``nvidia.com/gpu`` resource, the ``nvidia.com/gpu.product`` node selector and the matching
+toleration). Pure: returns plain dicts, never talks to a cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from kaip.plan import ResolvedResources
+
+RUN_AS_USER: Final = 65532
+"""The non-root uid and gid kaip pods run as (the ``kaip`` user of the model-server image)."""
+
+GPU_RESOURCE: Final = "nvidia.com/gpu"
+GPU_PRODUCT_LABEL: Final = "nvidia.com/gpu.product"
+TMP_VOLUME: Final = "tmp"
+
+Obj = dict[str, Any]
+
+
+def pod_security_context() -> Obj:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS_USER,
+        "runAsGroup": RUN_AS_USER,
+        "fsGroup": RUN_AS_USER,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context() -> Obj:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS_USER,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_resources(resources: ResolvedResources) -> Obj:
+    """Requests equal to limits (Guaranteed QoS); whole GPUs in both, as the device plugin wants."""
+    amounts: dict[str, str] = {"cpu": resources.cpu, "memory": resources.memory}
+    if resources.gpu:
+        amounts[GPU_RESOURCE] = str(resources.gpu)
+    return {"requests": dict(amounts), "limits": dict(amounts)}
+
+
+def small_resources(cpu: str = "100m", memory: str = "128Mi") -> Obj:
+    """Requests and limits of a helper container (init containers)."""
+    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu, "memory": memory}}
+
+
+def tmp_volume() -> Obj:
+    return {"name": TMP_VOLUME, "emptyDir": {}}
+
+
+def tmp_mount() -> Obj:
+    return {"name": TMP_VOLUME, "mountPath": "/tmp"}
+
+
+def env_list(env: Mapping[str, str]) -> list[Obj]:
+    return [{"name": key, "value": value} for key, value in env.items()]
+
+
+def gpu_scheduling(resources: ResolvedResources) -> Obj:
+    """The pod-spec fields that land GPU pods on GPU nodes (empty for CPU-only pods)."""
+    if not resources.gpu:
+        return {}
+    out: Obj = {}
+    if resources.gpu_model:
+        out["nodeSelector"] = {GPU_PRODUCT_LABEL: resources.gpu_model}
+    out["tolerations"] = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
+    return out
+
+
+def http_probe(path: str, port: str, period: int, failures: int) -> Obj:
+    return {
+        "httpGet": {"path": path, "port": port},
+        "periodSeconds": period,
+        "timeoutSeconds": 2,
+        "failureThreshold": failures,
+    }
+
+
+def spread(selector: Mapping[str, str]) -> list[Obj]:
+    """Prefer spreading replicas over nodes; never block scheduling for it."""
+    return [
+        {
+            "maxSkew": 1,
+            "topologyKey": "kubernetes.io/hostname",
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": dict(selector)},
+        }
+    ]

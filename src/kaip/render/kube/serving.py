@@ -1,0 +1,381 @@
+"""Kubernetes objects for the long-running kinds, ``Model`` and ``App``.
+
+Per resource (shared by its revisions): ServiceAccount (no token), NetworkPolicy (ingress on
+the serving port only), a stable Service selecting every revision, and a Gateway API HTTPRoute
+attached to that Service (GAMMA, mesh traffic) that splits requests over the live revisions by
+weight. Per live revision (``NAME-REVISION``): Deployment, Service, PodDisruptionBudget, an
+autoscaler (HPA ``autoscaling/v2``, or a KEDA ScaledObject) and, for a Model, an immutable
+ConfigMap holding the pod-local spec.
+
+Scaling: ``minReplicas == maxReplicas`` pins ``replicas`` and renders no autoscaler. Otherwise
+the Deployment leaves ``replicas`` to the autoscaler (so ``kaip apply`` never fights it). HPA
+cannot scale to zero, so a Model with ``minReplicas: 0`` renders a KEDA ScaledObject whatever
+the ``autoscaler`` setting says. Models scale on in-flight requests per pod (the
+``kaip_requests_in_flight`` gauge, labelled ``model`` and ``revision``: served to the HPA by a
+custom-metrics adapter such as prometheus-adapter, to KEDA from Prometheus), the HPA also on
+CPU. Apps export no kaip metrics and scale on CPU, so they cannot scale to zero on Kubernetes.
+
+Pure: plain dicts in, plain dicts out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+import yaml
+
+from kaip.plan import Workload
+from kaip.render.kube.artifacts import place_artifact, pod_local_model
+from kaip.render.kube.pods import (
+    Obj,
+    container_resources,
+    container_security_context,
+    env_list,
+    gpu_scheduling,
+    http_probe,
+    pod_security_context,
+    spread,
+    tmp_mount,
+    tmp_volume,
+)
+from kaip.settings import Settings
+from kaip.spec import App, Model, Scaling, dump_resource
+
+MODEL_PORT: Final = 8000
+SPEC_DIR: Final = "/etc/kaip"
+SPEC_FILE: Final = "spec.yaml"
+IN_FLIGHT_METRIC: Final = "kaip_requests_in_flight"
+CPU_TARGET_PERCENT: Final = 80
+
+
+def metadata(name: str, workload: Workload, labels: Any, annotations: bool = False) -> Obj:
+    meta: Obj = {"name": name, "namespace": workload.namespace, "labels": dict(labels)}
+    if annotations and workload.resource.metadata.annotations:
+        meta["annotations"] = dict(workload.resource.metadata.annotations)
+    return meta
+
+
+def quantity(value: float) -> str:
+    """A float as a Kubernetes quantity string (16.0 -> "16", 0.5 -> "0.5")."""
+    return str(int(value)) if float(value).is_integer() else format(value, "g")
+
+
+def service_port(workload: Workload) -> int:
+    resource = workload.resource
+    return resource.spec.port if isinstance(resource, App) else MODEL_PORT
+
+
+def service_account(workload: Workload) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": metadata(workload.name, workload, workload.common_labels),
+        "automountServiceAccountToken": False,
+    }
+
+
+def network_policy(workload: Workload) -> Obj:
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(workload.name, workload, workload.common_labels),
+        "spec": {
+            "podSelector": {"matchLabels": dict(workload.selector)},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"ports": [{"protocol": "TCP", "port": service_port(workload)}]}],
+        },
+    }
+
+
+def _service(name: str, workload: Workload, labels: Any, selector: Any) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(name, workload, labels),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": dict(selector),
+            "ports": [
+                {
+                    "name": "http",
+                    "protocol": "TCP",
+                    "appProtocol": "http",
+                    "port": service_port(workload),
+                    "targetPort": "http",
+                }
+            ],
+        },
+    }
+
+
+def stable_service(workload: Workload) -> Obj:
+    return _service(workload.name, workload, workload.common_labels, workload.selector)
+
+
+def revision_service(workload: Workload) -> Obj:
+    return _service(workload.revision_name, workload, workload.labels, workload.revision_selector)
+
+
+def http_route(workload: Workload, backends: Sequence[tuple[Workload, int]]) -> Obj:
+    port = service_port(workload)
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": metadata(workload.name, workload, workload.common_labels),
+        "spec": {
+            "parentRefs": [{"group": "", "kind": "Service", "name": workload.name, "port": port}],
+            "rules": [
+                {
+                    "backendRefs": [
+                        {"name": live.revision_name, "port": port, "weight": weight}
+                        for live, weight in backends
+                    ]
+                }
+            ],
+        },
+    }
+
+
+def spec_config_map(workload: Workload, model: Model) -> Obj:
+    text = yaml.safe_dump(dump_resource(model), sort_keys=False, default_flow_style=False)
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(workload.revision_name, workload, workload.labels),
+        "immutable": True,
+        "data": {SPEC_FILE: text},
+    }
+
+
+def _model_pod(workload: Workload, model: Model, settings: Settings) -> tuple[Obj, Model]:
+    image = workload.image or settings.kube.image
+    placement = place_artifact(model, image)
+    container: Obj = {
+        "name": "server",
+        "image": image,
+        "command": ["python", "-m", "kaip.serving"],
+        "args": [
+            f"{SPEC_DIR}/{SPEC_FILE}",
+            "--model",
+            workload.name,
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(MODEL_PORT),
+            "--revision",
+            workload.revision,
+        ],
+        "env": env_list(
+            {
+                "HOME": "/tmp",
+                "OTEL_SERVICE_NAME": workload.name,
+                "OTEL_RESOURCE_ATTRIBUTES": f"service.version={workload.revision}",
+            }
+        ),
+        "ports": [{"name": "http", "containerPort": MODEL_PORT, "protocol": "TCP"}],
+        "startupProbe": http_probe("/v2/health/live", "http", period=5, failures=60),
+        "livenessProbe": http_probe("/v2/health/live", "http", period=10, failures=3),
+        "readinessProbe": http_probe("/v2/health/ready", "http", period=5, failures=3),
+        "resources": container_resources(workload.resources),
+        "securityContext": container_security_context(),
+        "volumeMounts": [
+            {"name": "spec", "mountPath": SPEC_DIR, "readOnly": True},
+            *placement.server_mounts,
+            tmp_mount(),
+        ],
+    }
+    volumes = [
+        {"name": "spec", "configMap": {"name": workload.revision_name}},
+        *placement.volumes,
+        tmp_volume(),
+    ]
+    pod: Obj = {"containers": [container], "volumes": volumes}
+    if placement.init_containers:
+        pod["initContainers"] = placement.init_containers
+    return pod, pod_local_model(model, placement.pod_uri)
+
+
+def _app_pod(workload: Workload, app: App) -> Obj:
+    spec = app.spec
+    container: Obj = {
+        "name": "app",
+        "image": workload.image,
+        "env": env_list({**spec.env, "PORT": str(spec.port)}),
+        "ports": [{"name": "http", "containerPort": spec.port, "protocol": "TCP"}],
+        "livenessProbe": http_probe(spec.health_path, "http", period=10, failures=3),
+        "readinessProbe": http_probe(spec.health_path, "http", period=5, failures=3),
+        "resources": container_resources(workload.resources),
+        "securityContext": container_security_context(),
+        "volumeMounts": [tmp_mount()],
+    }
+    return {"containers": [container], "volumes": [tmp_volume()]}
+
+
+def scaling_of(workload: Workload) -> Scaling:
+    resource = workload.resource
+    if isinstance(resource, Model | App):
+        return resource.spec.scaling
+    raise TypeError(f"{resource.kind} does not scale")
+
+
+def deployment(workload: Workload, pod: Obj, settings: Settings) -> Obj:
+    scaling = scaling_of(workload)
+    template_meta: Obj = {"labels": dict(workload.labels)}
+    if isinstance(workload.resource, Model):
+        template_meta["annotations"] = {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": str(MODEL_PORT),
+            "prometheus.io/path": "/metrics",
+        }
+    pod_spec: Obj = {
+        "serviceAccountName": workload.name,
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": int(settings.serving.graceful_shutdown_seconds) + 5,
+        "securityContext": pod_security_context(),
+        "topologySpreadConstraints": spread(workload.revision_selector),
+        **gpu_scheduling(workload.resources),
+        **pod,
+    }
+    spec: Obj = {}
+    if scaling.min_replicas == scaling.max_replicas:
+        spec["replicas"] = scaling.min_replicas
+    spec |= {
+        "revisionHistoryLimit": 2,
+        "selector": {"matchLabels": dict(workload.revision_selector)},
+        "strategy": {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0},
+        },
+        "template": {"metadata": template_meta, "spec": pod_spec},
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(workload.revision_name, workload, workload.labels, annotations=True),
+        "spec": spec,
+    }
+
+
+def pod_disruption_budget(workload: Workload) -> Obj:
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": metadata(workload.revision_name, workload, workload.labels),
+        "spec": {
+            "maxUnavailable": 1,
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+            "selector": {"matchLabels": dict(workload.revision_selector)},
+        },
+    }
+
+
+def autoscaler(workload: Workload, settings: Settings) -> list[Obj]:
+    scaling = scaling_of(workload)
+    if scaling.min_replicas == scaling.max_replicas:
+        return []
+    target = {"apiVersion": "apps/v1", "kind": "Deployment", "name": workload.revision_name}
+    concurrency = quantity(scaling.target_concurrency)
+    is_model = isinstance(workload.resource, Model)
+    cpu_metric: Obj = {
+        "type": "Resource",
+        "resource": {
+            "name": "cpu",
+            "target": {"type": "Utilization", "averageUtilization": CPU_TARGET_PERCENT},
+        },
+    }
+    if settings.kube.autoscaler == "keda" or scaling.min_replicas == 0:
+        selector = (
+            f'namespace="{workload.namespace}",'
+            f'model="{workload.name}",revision="{workload.revision}"'
+        )
+        if is_model:
+            trigger: Obj = {
+                "type": "prometheus",
+                "metadata": {
+                    "serverAddress": settings.kube.prometheus_url,
+                    "query": f"sum({IN_FLIGHT_METRIC}{{{selector}}})",
+                    "threshold": concurrency,
+                },
+            }
+        else:
+            # An App exports no kaip metrics; CPU is what KEDA can see of it.
+            trigger = {
+                "type": "cpu",
+                "metricType": "Utilization",
+                "metadata": {"value": str(CPU_TARGET_PERCENT)},
+            }
+        return [
+            {
+                "apiVersion": "keda.sh/v1alpha1",
+                "kind": "ScaledObject",
+                "metadata": metadata(workload.revision_name, workload, workload.labels),
+                "spec": {
+                    "scaleTargetRef": target,
+                    "minReplicaCount": scaling.min_replicas,
+                    "maxReplicaCount": scaling.max_replicas,
+                    "cooldownPeriod": int(scaling.scale_to_zero_after_seconds),
+                    "triggers": [trigger],
+                },
+            }
+        ]
+    in_flight: list[Obj] = []
+    if is_model:
+        in_flight.append(
+            {
+                "type": "Pods",
+                "pods": {
+                    "metric": {"name": IN_FLIGHT_METRIC},
+                    "target": {"type": "AverageValue", "averageValue": concurrency},
+                },
+            }
+        )
+    return [
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": metadata(workload.revision_name, workload, workload.labels),
+            "spec": {
+                "scaleTargetRef": target,
+                "minReplicas": scaling.min_replicas,
+                "maxReplicas": scaling.max_replicas,
+                "metrics": [*in_flight, cpu_metric],
+            },
+        }
+    ]
+
+
+def revision_objects(workload: Workload, settings: Settings) -> list[Obj]:
+    """The objects of one live revision of a Model or App."""
+    resource = workload.resource
+    objects: list[Obj] = []
+    if isinstance(resource, Model):
+        pod, local_model = _model_pod(workload, resource, settings)
+        objects.append(spec_config_map(workload, local_model))
+    elif isinstance(resource, App):
+        pod = _app_pod(workload, resource)
+    else:
+        raise TypeError(f"{resource.kind} is not served")
+    objects += [
+        deployment(workload, pod, settings),
+        revision_service(workload),
+        pod_disruption_budget(workload),
+        *autoscaler(workload, settings),
+    ]
+    return objects
+
+
+def serving_objects(
+    workload: Workload, backends: Sequence[tuple[Workload, int]], settings: Settings
+) -> list[Obj]:
+    """Every object of a Model or App: the shared ones, then each live revision's."""
+    objects = [
+        service_account(workload),
+        network_policy(workload),
+        stable_service(workload),
+        http_route(workload, backends),
+    ]
+    for live, _weight in backends:
+        objects += revision_objects(live, settings)
+    return objects
