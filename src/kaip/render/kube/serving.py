@@ -11,7 +11,7 @@ Scaling: ``minReplicas == maxReplicas`` pins ``replicas`` and renders no autosca
 the Deployment leaves ``replicas`` to the autoscaler (so ``kaip apply`` never fights it). HPA
 cannot scale to zero, so a Model with ``minReplicas: 0`` renders a KEDA ScaledObject whatever
 the ``autoscaler`` setting says. Models scale on in-flight requests per pod (the
-``kaip_requests_in_flight`` gauge, labelled ``model`` and ``revision``: served to the HPA by a
+``kaip_inflight_requests`` gauge, labelled ``model`` and ``revision``: served to the HPA by a
 custom-metrics adapter such as prometheus-adapter, to KEDA from Prometheus), the HPA also on
 CPU. Apps export no kaip metrics and scale on CPU, so they cannot scale to zero on Kubernetes.
 
@@ -45,7 +45,7 @@ from kaip.spec import App, Model, Scaling, dump_resource
 MODEL_PORT: Final = 8000
 SPEC_DIR: Final = "/etc/kaip"
 SPEC_FILE: Final = "spec.yaml"
-IN_FLIGHT_METRIC: Final = "kaip_requests_in_flight"
+IN_FLIGHT_METRIC: Final = "kaip_inflight_requests"
 CPU_TARGET_PERCENT: Final = 80
 
 

@@ -7,8 +7,10 @@ and node 0 is the rendezvous (``MASTER_ADDR``; ``RANK`` is the completion index,
 ``settings.kube.kueue_queue`` is set the Job carries the ``kueue.x-k8s.io/queue-name`` label
 and starts suspended, so that Kueue admits it when quota allows.
 
-The Job is named per revision (its pod template is immutable), next to a ServiceAccount
-without a token. Pure: plain dicts out.
+A ``checkpointDir`` that is an absolute path is mounted writable: from the PVC named by the
+``kaip.dev/checkpoint-pvc`` annotation (so a retried pod resumes), else from an emptyDir (which
+only survives container restarts). The Job is named per revision (its pod template is
+immutable), next to a ServiceAccount without a token. Pure: plain dicts out.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from kaip.settings import Settings
 from kaip.spec import TrainingJob
 
 KUEUE_QUEUE_LABEL: Final = "kueue.x-k8s.io/queue-name"
+CHECKPOINT_PVC_ANNOTATION: Final = "kaip.dev/checkpoint-pvc"
 RENDEZVOUS_PORT: Final = 29500
 
 
@@ -93,6 +96,14 @@ def job_objects(workload: Workload, settings: Settings) -> list[Obj]:
         "securityContext": container_security_context(),
         "volumeMounts": [tmp_mount()],
     }
+    volumes = [tmp_volume()]
+    if spec.checkpoint_dir and spec.checkpoint_dir.startswith("/"):
+        claim = job.metadata.annotations.get(CHECKPOINT_PVC_ANNOTATION)
+        source: Obj = {"persistentVolumeClaim": {"claimName": claim}} if claim else {"emptyDir": {}}
+        volumes.insert(0, {"name": "checkpoints", **source})
+        container["volumeMounts"].insert(
+            0, {"name": "checkpoints", "mountPath": spec.checkpoint_dir}
+        )
     pod: Obj = {
         "serviceAccountName": workload.name,
         "automountServiceAccountToken": False,
@@ -101,7 +112,7 @@ def job_objects(workload: Workload, settings: Settings) -> list[Obj]:
         "securityContext": pod_security_context(),
         **gpu_scheduling(workload.resources),
         "containers": [container],
-        "volumes": [tmp_volume()],
+        "volumes": volumes,
     }
     job_spec: Obj = {"backoffLimit": spec.max_retries}
     objects: list[Obj] = [service_account(workload)]

@@ -1,0 +1,275 @@
+"""kaip.render.kube: invariants of every rendered set, and the problems it reports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kaip.errors import ConfigError, SpecError
+from kaip.plan import Plan, build_plan, plan_workload
+from kaip.render.kube import (
+    KIND_ORDER,
+    Backend,
+    kaip_violations,
+    render_manifests,
+    restricted_violations,
+)
+from kaip.settings import KubeSettings, Settings
+from kaip.spec import load_text
+
+REQUIRED_LABELS = {
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/component",
+    "app.kubernetes.io/part-of",
+    "app.kubernetes.io/managed-by",
+    "kaip.dev/owner",
+}
+
+
+def _model(name: str, **spec: Any) -> str:
+    lines = [
+        "apiVersion: kaip.dev/v1alpha1",
+        "kind: Model",
+        f"metadata: {{name: {name}}}",
+        "spec:",
+        "  owner: team-a",
+        f"  artifact: {spec.pop('artifact', '{uri: https://h/m.onnx, format: onnx}')}",
+    ]
+    lines += [f"  {key}: {value}" for key, value in spec.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _app(name: str, **spec: Any) -> str:
+    lines = [
+        "apiVersion: kaip.dev/v1alpha1",
+        "kind: App",
+        f"metadata: {{name: {name}}}",
+        "spec:",
+        "  owner: team-b",
+    ]
+    spec.setdefault("image", "ghcr.io/x/app:1")
+    lines += [f"  {key}: {value}" for key, value in spec.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _job(name: str, **spec: Any) -> str:
+    lines = [
+        "apiVersion: kaip.dev/v1alpha1",
+        "kind: TrainingJob",
+        f"metadata: {{name: {name}}}",
+        "spec:",
+        "  owner: team-c",
+        "  command: [python, train.py]",
+    ]
+    lines += [f"  {key}: {value}" for key, value in spec.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _plan(*docs: str, kube: dict[str, Any] | None = None) -> Plan:
+    specs = load_text("---\n".join(docs), "spec.yaml")
+    return build_plan(specs.documents, Settings(kube=KubeSettings(**(kube or {}))))
+
+
+def _pods(objects: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    return [(o, o["spec"]["template"]) for o in objects if o["kind"] in ("Deployment", "Job")]
+
+
+def check_invariants(objects: list[dict[str, Any]]) -> None:
+    """What every rendered set must satisfy, whatever the spec."""
+    keys = [(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]) for o in objects]
+    assert len(set(keys)) == len(keys), "duplicate objects"
+    ranks = [KIND_ORDER.index(kind) for kind, _, _ in keys]
+    assert ranks == sorted(ranks)
+    assert keys == sorted(keys, key=lambda k: (KIND_ORDER.index(k[0]), k[1], k[2]))
+    for obj in objects:
+        labels = obj["metadata"]["labels"]
+        assert set(labels) >= REQUIRED_LABELS, obj["kind"]
+        assert len(obj["metadata"]["name"]) <= 63
+        if "kaip.dev/revision" in labels:
+            assert labels["app.kubernetes.io/version"] == labels["kaip.dev/revision"]
+    for obj, template in _pods(objects):
+        pod = template["spec"]
+        assert restricted_violations(pod) == [], obj["metadata"]["name"]
+        assert kaip_violations(pod) == [], obj["metadata"]["name"]
+        assert pod["automountServiceAccountToken"] is False
+        if obj["kind"] == "Deployment":
+            selector = obj["spec"]["selector"]["matchLabels"]
+            assert selector.items() <= template["metadata"]["labels"].items()
+    deployments = {(o["metadata"]["namespace"], o["metadata"]["name"]): o for o in objects
+                   if o["kind"] == "Deployment"}  # fmt: skip
+    services = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in objects
+                if o["kind"] == "Service"}  # fmt: skip
+    for obj in objects:
+        ns = obj["metadata"]["namespace"]
+        if obj["kind"] in ("HorizontalPodAutoscaler", "ScaledObject"):
+            assert (ns, obj["spec"]["scaleTargetRef"]["name"]) in deployments
+        if obj["kind"] == "HTTPRoute":
+            refs = obj["spec"]["rules"][0]["backendRefs"]
+            assert sum(ref["weight"] for ref in refs) == 100
+            assert all((ns, ref["name"]) in services for ref in refs)
+        if obj["kind"] == "Service" and obj["spec"].get("clusterIP") != "None":
+            selected = [d for (dns, _), d in deployments.items() if dns == ns and
+                        obj["spec"]["selector"].items()
+                        <= d["spec"]["template"]["metadata"]["labels"].items()]  # fmt: skip
+            assert selected, f"Service {obj['metadata']['name']} selects no pods"
+
+
+names = st.from_regex(r"[a-z][a-z0-9]{0,20}", fullmatch=True)
+cpus = st.sampled_from(["100m", "1", "2.5", "16"])
+memories = st.sampled_from(["128Mi", "1Gi", "64Gi"])
+
+
+@st.composite
+def spec_sets(draw: st.DrawFn) -> list[str]:
+    count = draw(st.integers(1, 4))
+    docs = []
+    for index, name in enumerate(draw(st.lists(names, min_size=count, max_size=count,
+                                               unique=True))):  # fmt: skip
+        gpu = draw(st.integers(0, 8))
+        model = "NVIDIA-A100" if gpu and draw(st.booleans()) else None
+        resources = f"{{cpu: '{draw(cpus)}', memory: {draw(memories)}, gpu: {gpu}"
+        resources += f", gpuModel: {model}}}" if model else "}"
+        low = draw(st.integers(0, 3))
+        high = draw(st.integers(max(low, 1), 5))
+        scaling = f"{{minReplicas: {low}, maxReplicas: {high}}}"
+        kind = index % 3 if draw(st.booleans()) else 0
+        if kind == 0:
+            docs.append(_model(name, resources=resources, scaling=scaling))
+        elif kind == 1:
+            scaling = f"{{minReplicas: {max(low, 1)}, maxReplicas: {high}}}"
+            docs.append(_app(name, resources=resources, scaling=scaling))
+        else:
+            docs.append(_job(name, resources=resources, nodes=draw(st.integers(1, 4))))
+    return docs
+
+
+@settings(max_examples=40, deadline=None)
+@given(spec_sets(), st.sampled_from(["hpa", "keda"]), st.randoms(use_true_random=False))
+def test_invariants_hold_for_any_spec_and_any_document_order(
+    docs: list[str], autoscaler: str, random: Any
+) -> None:
+    kube = {"autoscaler": autoscaler, "kueue_queue": "q"}
+    objects = render_manifests(_plan(*docs, kube=kube))
+    check_invariants(objects)
+    shuffled = list(docs)
+    random.shuffle(shuffled)
+    assert render_manifests(_plan(*shuffled, kube=kube)) == objects
+
+
+def _kinds(objects: list[dict[str, Any]]) -> list[str]:
+    return [o["kind"] for o in objects]
+
+
+def test_model_gpu_requests_and_node_selection() -> None:
+    resources = "{cpu: '4', memory: 16Gi, gpu: 2, gpuModel: NVIDIA-H100-80GB-HBM3}"
+    objects = render_manifests(_plan(_model("llm", resources=resources)))
+    ((_, template),) = _pods(objects)
+    pod = template["spec"]
+    (server,) = pod["containers"]
+    assert server["resources"]["requests"]["nvidia.com/gpu"] == "2"
+    assert server["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+    assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
+    cpu_only = render_manifests(_plan(_model("small")))
+    ((_, cpu_template),) = _pods(cpu_only)
+    assert "nodeSelector" not in cpu_template["spec"]
+    assert "tolerations" not in cpu_template["spec"]
+
+
+def test_model_server_command_probes_and_artifact_fetch() -> None:
+    objects = render_manifests(_plan(_model("digits")))
+    ((deployment, template),) = _pods(objects)
+    pod = template["spec"]
+    (server,) = pod["containers"]
+    revision = deployment["metadata"]["labels"]["kaip.dev/revision"]
+    assert server["command"] + server["args"] == [
+        "python", "-m", "kaip.serving", "/etc/kaip/spec.yaml", "--model", "digits",
+        "--host", "0.0.0.0", "--port", "8000", "--revision", revision,
+    ]  # fmt: skip
+    assert server["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert server["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    (fetch,) = pod["initContainers"]
+    assert fetch["args"][:2] == ["https://h/m.onnx", "/var/lib/kaip/artifacts/m.onnx"]
+    assert {"name": "artifacts", "emptyDir": {}} in pod["volumes"]
+    (config,) = [o for o in objects if o["kind"] == "ConfigMap"]
+    assert "uri: file:///var/lib/kaip/artifacts/m.onnx" in config["data"]["spec.yaml"]
+    assert config["immutable"] is True
+
+
+def test_pinned_replicas_render_no_autoscaler_and_min_zero_renders_keda() -> None:
+    pinned = render_manifests(_plan(_model("a", scaling="{minReplicas: 2, maxReplicas: 2}")))
+    ((deployment, _),) = _pods(pinned)
+    assert deployment["spec"]["replicas"] == 2
+    assert not {"HorizontalPodAutoscaler", "ScaledObject"} & set(_kinds(pinned))
+    hpa = render_manifests(_plan(_model("b")))
+    ((deployment, _),) = _pods(hpa)
+    assert "replicas" not in deployment["spec"]  # the autoscaler owns it
+    assert "HorizontalPodAutoscaler" in _kinds(hpa)
+    zero = render_manifests(_plan(_model("c", scaling="{minReplicas: 0, maxReplicas: 2}")))
+    (scaled,) = [o for o in zero if o["kind"] == "ScaledObject"]
+    assert scaled["spec"]["minReplicaCount"] == 0
+    assert "HorizontalPodAutoscaler" not in _kinds(zero)
+
+
+def test_training_job_single_node_is_not_indexed_and_has_no_queue_by_default() -> None:
+    objects = render_manifests(_plan(_job("train", maxRetries=5)))
+    assert _kinds(objects) == ["ServiceAccount", "Job"]
+    (job,) = [o for o in objects if o["kind"] == "Job"]
+    assert job["spec"]["backoffLimit"] == 5
+    assert "completionMode" not in job["spec"]
+    assert "kueue.x-k8s.io/queue-name" not in job["metadata"]["labels"]
+    assert "suspend" not in job["spec"]
+
+
+def test_canary_renders_a_deployment_per_revision_and_weights() -> None:
+    plan = _plan(_model("fraud"))
+    (new,) = plan.workloads
+    (old_doc,) = load_text(
+        _model("fraud", artifact="{uri: https://h/v1.onnx, format: onnx}")
+    ).documents
+    old = plan_workload(old_doc.resource, plan.settings)
+    objects = render_manifests(plan, {new.key: [Backend(old, 75), Backend(new, 25)]})
+    check_invariants(objects)
+    names = {o["metadata"]["name"] for o in objects if o["kind"] == "Deployment"}
+    assert names == {old.revision_name, new.revision_name}
+    (route,) = [o for o in objects if o["kind"] == "HTTPRoute"]
+    refs = route["spec"]["rules"][0]["backendRefs"]
+    assert [(r["name"], r["weight"]) for r in refs] == [
+        (old.revision_name, 75),
+        (new.revision_name, 25),
+    ]
+    with pytest.raises(ConfigError, match="add up to 90"):
+        render_manifests(plan, {new.key: [Backend(old, 65), Backend(new, 25)]})
+    with pytest.raises(ConfigError, match="listed twice"):
+        render_manifests(plan, {new.key: [Backend(new, 50), Backend(new, 50)]})
+
+
+@pytest.mark.parametrize(
+    ("doc", "field", "words"),
+    [
+        (_model("m" * 53), "metadata.name", "at most 52"),
+        (_model("9lives"), "metadata.name", "starts with a digit"),
+        (_app("web", image="null", command="[python, app.py]"), "spec.image", "no image"),
+        (_app("web", scaling="{minReplicas: 0}"), "spec.scaling.minReplicas", "scale to zero"),
+        (_model("m", artifact="{uri: ../m.onnx, format: onnx}"), "spec.artifact.uri", "outside"),
+        (_model("m").replace("owner: team-a", "owner: ML Team"), "spec.owner", "label value"),
+    ],
+)
+def test_what_kubernetes_cannot_hold_is_a_located_spec_problem(
+    doc: str, field: str, words: str
+) -> None:
+    with pytest.raises(SpecError) as info:
+        render_manifests(_plan(doc))
+    (problem,) = info.value.problems
+    assert problem.file == "spec.yaml"
+    assert problem.path == field
+    assert words in problem.message
+
+
+def test_two_kinds_with_one_name_are_refused() -> None:
+    with pytest.raises(SpecError, match="would own the same objects"):
+        render_manifests(_plan(_model("shop"), _app("shop")))
