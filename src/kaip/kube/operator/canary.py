@@ -1,0 +1,230 @@
+"""A canary on a cluster: which revisions are live, with which weights, and what happens next.
+
+The rollout's whole state lives in the resource's ``status.rollout`` (see :class:`RolloutState`),
+never in the operator's memory, so an operator that restarts mid-canary reads it back and goes
+on at the same step. At every tick :func:`progress` measures the canary and the stable revision
+since the current step began, asks :func:`kaip.policy.rollout` for the verdict (the same policy
+``kaip up`` uses locally) and returns the new state, the live revisions with their weights, and
+the decision to record as an Event.
+
+Pure but for ``measure``, the injected callable that reads the metrics source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from kaip.errors import MetricsError
+from kaip.kube.operator.conditions import rfc3339
+from kaip.kube.operator.metrics import RevisionMetrics
+from kaip.plan import revision_id
+from kaip.policy import Evidence, rollout
+from kaip.spec import App, Model
+
+Served = Model | App
+Measure = Callable[[str, float], RevisionMetrics]
+"""(revision, window in seconds) -> what that revision served over the window."""
+
+
+@dataclass(frozen=True)
+class Canary:
+    revision: str
+    step: int
+    step_started_at: datetime
+
+
+@dataclass(frozen=True)
+class RolloutState:
+    """What ``status.rollout`` holds: the stable revision (and its spec, to render it again),
+    the canary in flight, and the revision last rolled back."""
+
+    stable_revision: str
+    stable_spec: Mapping[str, Any]
+    canary: Canary | None = None
+    rolled_back: str | None = None
+    rolled_back_reason: str = ""
+
+    def to_status(self) -> dict[str, Any]:
+        status: dict[str, Any] = {
+            "stable": {"revision": self.stable_revision, "spec": dict(self.stable_spec)}
+        }
+        if self.canary is not None:
+            status["canary"] = {
+                "revision": self.canary.revision,
+                "step": self.canary.step,
+                "stepStartedAt": rfc3339(self.canary.step_started_at),
+            }
+        if self.rolled_back is not None:
+            status["rolledBack"] = {
+                "revision": self.rolled_back,
+                "reason": self.rolled_back_reason,
+            }
+        return status
+
+    @classmethod
+    def from_status(cls, status: Mapping[str, Any] | None) -> RolloutState | None:
+        """The state saved in ``status.rollout``, or None if there is none (or it is unusable)."""
+        if not status:
+            return None
+        try:
+            stable = status["stable"]
+            canary = status.get("canary")
+            rolled = status.get("rolledBack") or {}
+            return cls(
+                stable_revision=str(stable["revision"]),
+                stable_spec=dict(stable["spec"]),
+                canary=None
+                if not canary
+                else Canary(
+                    revision=str(canary["revision"]),
+                    step=int(canary["step"]),
+                    step_started_at=datetime.fromisoformat(
+                        str(canary["stepStartedAt"]).replace("Z", "+00:00")
+                    ),
+                ),
+                rolled_back=str(rolled["revision"]) if rolled.get("revision") else None,
+                rolled_back_reason=str(rolled.get("reason", "")),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A move of the rollout worth an Event: ``action`` is the policy's verdict."""
+
+    action: str
+    reason: str
+    revision: str
+    evidence: Mapping[str, Any]
+
+    @property
+    def event_reason(self) -> str:
+        return {
+            "start": "CanaryStarted",
+            "advance": "CanaryAdvanced",
+            "promote": "CanaryPromoted",
+            "rollback": "CanaryRolledBack",
+            "replace": "RevisionReplaced",
+        }.get(self.action, "CanaryHeld")
+
+    @property
+    def warning(self) -> bool:
+        return self.action == "rollback"
+
+    def to_status(self, now: datetime) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "reason": self.reason,
+            "revision": self.revision,
+            "at": rfc3339(now),
+            "evidence": dict(self.evidence),
+        }
+
+
+@dataclass(frozen=True)
+class Progress:
+    """The outcome of one tick."""
+
+    state: RolloutState
+    live: tuple[tuple[str, int], ...]
+    """Each live revision (``"stable"`` or ``"canary"``) and its weight."""
+    decision: Decision | None
+    summary: str | None
+    """While a canary runs, where it stands (for the Progressing condition)."""
+
+
+def _spec(resource: Served) -> dict[str, Any]:
+    dumped: dict[str, Any] = resource.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return dict(dumped["spec"])
+
+
+def _evidence(metrics: RevisionMetrics) -> Evidence:
+    # Prometheus answers with the p99 itself; one latency equal to it has the same p99.
+    latencies = () if metrics.p99_latency_ms is None else (metrics.p99_latency_ms,)
+    return Evidence(round(metrics.requests), round(metrics.errors), latencies)
+
+
+def progress(
+    state: RolloutState | None,
+    desired: Served,
+    now: datetime,
+    measure: Measure,
+) -> Progress:
+    """One tick of the rollout towards ``desired`` (the resource as its spec says now)."""
+    revision = revision_id(desired)
+    rollout_spec = desired.spec.rollout
+    if state is None:
+        fresh = RolloutState(revision, _spec(desired))
+        return Progress(fresh, (("stable", 100),), None, None)
+    if revision == state.stable_revision:
+        return Progress(replace(state, canary=None), (("stable", 100),), None, None)
+    if revision == state.rolled_back:
+        return Progress(state, (("stable", 100),), None, None)
+    if rollout_spec.strategy == "replace":
+        replaced = RolloutState(revision, _spec(desired))
+        decision = Decision("replace", "strategy replace: no canary", revision, {})
+        return Progress(replaced, (("stable", 100),), decision, None)
+    steps = rollout_spec.steps
+    if state.canary is None or state.canary.revision != revision:
+        started = replace(state, canary=Canary(revision, 0, now))
+        decision = Decision(
+            "start", f"canary {revision} at {steps[0].weight}%", revision, {"step": 1}
+        )
+        return Progress(started, _weights(steps[0].weight), decision, _summary(started, steps))
+    canary = state.canary
+    seconds = max(0.0, (now - canary.step_started_at).total_seconds())
+    window = max(1.0, seconds)
+    try:
+        canary_numbers = measure(canary.revision, window)
+        stable_numbers = measure(state.stable_revision, window)
+    except MetricsError as exc:
+        weight = steps[canary.step].weight
+        reason = f"holding at {weight}%: {exc.message}"
+        held = Decision("hold", reason, revision, {})
+        return Progress(state, _weights(weight), held, _summary(state, steps))
+    verdict = rollout(
+        step_index=canary.step,
+        steps=steps,
+        seconds_in_step=seconds,
+        canary=_evidence(canary_numbers),
+        stable=_evidence(stable_numbers),
+        gates=rollout_spec.gates,
+        slo=desired.spec.slo if isinstance(desired, Model) else None,
+    )
+    evidence = {
+        "step": canary.step + 1,
+        "secondsInStep": round(seconds),
+        "canary": canary_numbers.to_status(),
+        "stable": stable_numbers.to_status(),
+    }
+    decision = Decision(verdict.action, verdict.reason, revision, evidence)
+    if verdict.action == "hold":
+        return Progress(
+            state, _weights(steps[canary.step].weight), decision, _summary(state, steps)
+        )
+    if verdict.action == "advance":
+        moved = replace(state, canary=Canary(revision, canary.step + 1, now))
+        return Progress(
+            moved, _weights(steps[canary.step + 1].weight), decision, _summary(moved, steps)
+        )
+    if verdict.action == "promote":
+        return Progress(RolloutState(revision, _spec(desired)), (("stable", 100),), decision, None)
+    rolled = replace(state, canary=None, rolled_back=revision, rolled_back_reason=verdict.reason)
+    return Progress(rolled, (("stable", 100),), decision, None)
+
+
+def _weights(canary_weight: int) -> tuple[tuple[str, int], ...]:
+    return (("stable", 100 - canary_weight), ("canary", canary_weight))
+
+
+def _summary(state: RolloutState, steps: Any) -> str:
+    assert state.canary is not None
+    step = state.canary.step
+    return (
+        f"canary {state.canary.revision} at step {step + 1}/{len(steps)} "
+        f"({steps[step].weight}% of traffic), stable {state.stable_revision}"
+    )

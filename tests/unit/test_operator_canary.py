@@ -1,0 +1,130 @@
+"""The operator's canary: state saved in status, weights per step, the policy's verdicts."""
+
+from datetime import UTC, datetime, timedelta
+
+from kaip.errors import MetricsError
+from kaip.kube.operator.canary import RolloutState, Served, progress
+from kaip.kube.operator.metrics import RevisionMetrics, StaticMetrics
+from kaip.plan import revision_id
+from kaip.spec import Model, load_text
+
+T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+SPEC = """\
+apiVersion: kaip.dev/v1alpha1
+kind: Model
+metadata: {name: digits, namespace: ml}
+spec:
+  owner: ml
+  artifact: {uri: https://example.com/m.onnx, format: onnx}
+  rollout:
+    steps: [{weight: 10, pauseSeconds: 10}, {weight: 50, pauseSeconds: 10}]
+    gates: {maxErrorRate: 0.05, minRequests: 20}
+"""
+
+
+def model(batch: int = 64) -> Served:
+    text = SPEC + f"  serve: {{batching: {{maxBatchSize: {batch}}}}}\n"
+    resource = load_text(text).documents[0].resource
+    assert isinstance(resource, Model)
+    return resource
+
+
+def measure(metrics: StaticMetrics):  # type: ignore[no-untyped-def]
+    return lambda revision, window: metrics.revision_metrics("ml", "digits", revision, window)
+
+
+def healthy() -> RevisionMetrics:
+    return RevisionMetrics(100, 0, 20.0)
+
+
+def test_the_first_revision_is_stable_at_once() -> None:
+    first = progress(None, model(), T0, measure(StaticMetrics()))
+    assert first.live == (("stable", 100),)
+    assert first.state.stable_revision == revision_id(model())
+    assert first.decision is None
+
+
+def test_a_healthy_canary_walks_the_steps_and_is_promoted() -> None:
+    old, new = model(), model(batch=8)
+    metrics = StaticMetrics({revision_id(new): healthy(), revision_id(old): healthy()})
+    state = progress(None, old, T0, measure(metrics)).state
+    seen = []
+    now = T0
+    for _ in range(6):
+        moved = progress(state, new, now, measure(metrics))
+        seen.append((moved.decision.action if moved.decision else None, moved.live))
+        state = moved.state
+        now += timedelta(seconds=6)
+    assert seen == [
+        ("start", (("stable", 90), ("canary", 10))),
+        ("hold", (("stable", 90), ("canary", 10))),
+        ("advance", (("stable", 50), ("canary", 50))),
+        ("hold", (("stable", 50), ("canary", 50))),
+        ("promote", (("stable", 100),)),
+        (None, (("stable", 100),)),
+    ]
+    assert state.stable_revision == revision_id(new)
+    assert state.canary is None
+
+
+def test_a_failing_canary_is_rolled_back_and_stays_rolled_back() -> None:
+    old, new = model(), model(batch=8)
+    metrics = StaticMetrics({revision_id(new): RevisionMetrics(50, 25, 20.0)})
+    state = progress(None, old, T0, measure(metrics)).state
+    state = progress(state, new, T0, measure(metrics)).state
+    moved = progress(state, new, T0 + timedelta(seconds=3), measure(metrics))
+    assert moved.decision is not None and moved.decision.action == "rollback"
+    assert moved.decision.event_reason == "CanaryRolledBack"
+    assert moved.decision.evidence["canary"] == {"requests": 50, "errors": 25, "errorRate": 0.5,
+                                                 "p99LatencyMs": 20.0}  # fmt: skip
+    assert moved.live == (("stable", 100),)
+    again = progress(moved.state, new, T0 + timedelta(minutes=5), measure(metrics))
+    assert again.live == (("stable", 100),) and again.decision is None
+    assert again.state.rolled_back == revision_id(new)
+
+
+def test_state_read_back_from_status_resumes_at_the_same_step() -> None:
+    old, new = model(), model(batch=8)
+    metrics = StaticMetrics({revision_id(new): healthy(), revision_id(old): healthy()})
+    state = progress(None, old, T0, measure(metrics)).state
+    state = progress(state, new, T0, measure(metrics)).state
+    state = progress(state, new, T0 + timedelta(seconds=11), measure(metrics)).state
+    saved = state.to_status()
+    resumed = RolloutState.from_status(saved)
+    assert resumed == state
+    assert resumed is not None and resumed.canary is not None and resumed.canary.step == 1
+    after = progress(resumed, new, T0 + timedelta(seconds=15), measure(metrics))
+    assert after.decision is not None and after.decision.action == "hold"
+    assert after.live == (("stable", 50), ("canary", 50))
+
+
+def test_unavailable_metrics_hold_the_canary_where_it_is() -> None:
+    class Broken:
+        def revision_metrics(
+            self, namespace: str, name: str, revision: str, window_seconds: float
+        ) -> RevisionMetrics:
+            raise MetricsError("cannot reach Prometheus at http://p:9090")
+
+    old, new = model(), model(batch=8)
+    state = progress(None, old, T0, measure(StaticMetrics())).state
+    state = progress(state, new, T0, measure(StaticMetrics())).state
+    broken = Broken()
+    moved = progress(
+        state, new, T0 + timedelta(minutes=1), lambda r, w: broken.revision_metrics("ml", "d", r, w)
+    )
+    assert moved.decision is not None and moved.decision.action == "hold"
+    assert "cannot reach Prometheus" in moved.decision.reason
+    assert moved.state == state
+
+
+def test_reverting_the_spec_drops_the_canary() -> None:
+    old, new = model(), model(batch=8)
+    state = progress(None, old, T0, measure(StaticMetrics())).state
+    state = progress(state, new, T0, measure(StaticMetrics())).state
+    back = progress(state, old, T0 + timedelta(seconds=1), measure(StaticMetrics()))
+    assert back.live == (("stable", 100),) and back.state.canary is None
+
+
+def test_unusable_saved_state_is_ignored() -> None:
+    assert RolloutState.from_status({"stable": {"revision": "x"}}) is None
+    assert RolloutState.from_status(None) is None
