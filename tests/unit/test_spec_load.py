@@ -42,7 +42,6 @@ spec:
     assert lines == [
         "k.yaml:7:13: spec.scaling.maxReplica: unknown field 'maxReplica' "
         "(did you mean 'maxReplicas'?)",
-        "k.yaml:8:23: spec.serve.protocols[0]: 'grpc' is not allowed "
-        "(allowed: 'oip-v2' or 'openai')",
+        "k.yaml:8:23: spec.serve.protocols[0]: 'grpc' is not allowed (allowed: oip-v2, openai)",
     ]
     assert info.value.exit_code == 2

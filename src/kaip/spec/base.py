@@ -14,6 +14,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    WithJsonSchema,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -23,24 +24,37 @@ GROUP = "kaip.dev"
 VERSION = "v1alpha1"
 
 
-class FieldProblem(ValueError):
+class ValueProblem(ValueError):
+    """A value is wrong: ``message`` says what, ``hint`` (optional) how to fix it."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+class FieldProblem(ValueProblem):
     """A cross-field check failed on ``field`` (its spec name, e.g. ``minReplicas``).
 
     Raised inside model validators so that the loader can point at the field itself rather than
     at the mapping that holds it.
     """
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, field: str, message: str, hint: str = "") -> None:
+        super().__init__(message, hint)
         self.field = field
 
 
 class SpecModel(BaseModel):
-    """Base of every spec model: frozen, strict about unknown keys, camelCase in YAML."""
+    """Base of every spec model: frozen, strict about unknown keys and types, camelCase in YAML.
+
+    Strict types (``port: "8080"`` is an error, not 8080) because the apiserver judges the same
+    document by the CRD's schema, which does not coerce either.
+    """
 
     model_config = ConfigDict(
         frozen=True,
         extra="forbid",
+        strict=True,
         alias_generator=to_camel,
         populate_by_name=True,
         validate_default=True,
@@ -52,11 +66,11 @@ _RFC1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 def _check_name(value: str) -> str:
     if len(value) > 63:
-        raise ValueError(f"name {value!r} is longer than 63 characters")
-    if not _RFC1123_LABEL.match(value):
-        raise ValueError(
-            f"name {value!r} is not an RFC 1123 label: use lower-case letters, digits and '-', "
-            "starting and ending with a letter or digit"
+        raise ValueProblem(f"must be at most 63 characters (got {len(value)})")
+    if not _RFC1123_LABEL.fullmatch(value):
+        raise ValueProblem(
+            f"{value!r} is not an RFC 1123 label",
+            "use lower-case letters, digits and '-', starting and ending with a letter or digit",
         )
     return value
 
@@ -69,35 +83,48 @@ Name = Annotated[
 
 _QUANTITY = re.compile(r"^[+]?(\d+(\.\d*)?|\.\d+)(([KMGTPE]i)|[numkMGTPE]|[eE][+-]?\d+)?$")
 QUANTITY_PATTERN = _QUANTITY.pattern
+_QUANTITY_EXAMPLES = "examples: 500m, 2, 1.5, 512Mi, 4Gi"
 
 
-def _number_to_str(value: Any) -> Any:
+def _whole_number_to_str(value: Any) -> Any:
+    """``cpu: 2`` means ``"2"``; ``cpu: 0.5`` is refused, as a CRD's int-or-string refuses it."""
     if isinstance(value, bool):
         return value  # let the str check reject it
-    if isinstance(value, int | float):
-        return format(value, "g")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        raise ValueProblem(
+            f"must be a quantity string or a whole number, not {value!r}",
+            f"write '{value * 1000:g}m' or quote it: '{value!r}'",
+        )
     return value
 
 
 def _check_quantity(value: str) -> str:
-    if not _QUANTITY.match(value):
-        raise ValueError(
-            f"{value!r} is not a Kubernetes quantity (examples: 500m, 2, 1.5, 512Mi, 4Gi)"
-        )
+    if not _QUANTITY.fullmatch(value):
+        raise ValueProblem(f"{value!r} is not a Kubernetes quantity", _QUANTITY_EXAMPLES)
     return value
 
 
 Quantity = Annotated[
     str,
-    BeforeValidator(_number_to_str),
+    BeforeValidator(_whole_number_to_str),
     AfterValidator(_check_quantity),
-    Field(json_schema_extra={"pattern": QUANTITY_PATTERN}),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": QUANTITY_PATTERN},
+                {"type": "integer", "minimum": 0},
+            ],
+            "description": f"a Kubernetes quantity ({_QUANTITY_EXAMPLES})",
+        }
+    ),
 ]
 
 
 def parse_quantity(value: str) -> float:
     """The numeric value of a Kubernetes quantity (``500m`` -> 0.5, ``1Gi`` -> 1073741824)."""
-    match = _QUANTITY.match(value)
+    match = _QUANTITY.fullmatch(value)
     if not match:
         raise ValueError(f"{value!r} is not a Kubernetes quantity")
     number = float(match.group(1))
@@ -138,13 +165,16 @@ class Resources(SpecModel):
     memory: Quantity = "1Gi"
     gpu: int = Field(0, ge=0, le=16, description="whole GPUs (nvidia.com/gpu)")
     gpu_model: str | None = Field(
-        None, description="GPU product to select nodes by, e.g. NVIDIA-H100-80GB-HBM3"
+        None,
+        min_length=1,
+        max_length=253,
+        description="GPU product to select nodes by, e.g. NVIDIA-H100-80GB-HBM3",
     )
 
     @model_validator(mode="after")
     def _gpu_model_needs_gpu(self) -> Resources:
-        if self.gpu_model and not self.gpu:
-            raise FieldProblem("gpuModel", "gpuModel is set but gpu is 0: request at least 1 gpu")
+        if self.gpu_model is not None and not self.gpu:
+            raise FieldProblem("gpuModel", "gpuModel is set but gpu is 0", "set gpu: 1 or more")
         return self
 
 
@@ -163,11 +193,17 @@ class Scaling(SpecModel):
                 "minReplicas",
                 f"minReplicas ({self.min_replicas}) is greater than maxReplicas "
                 f"({self.max_replicas})",
+                "raise maxReplicas or lower minReplicas",
             )
         return self
 
 
+MAX_ROLLOUT_STEPS = 20
+
+
 class RolloutStep(SpecModel):
+    """Send ``weight`` percent of traffic to the new revision, then wait ``pauseSeconds``."""
+
     weight: int = Field(ge=1, le=100, description="percent of traffic to the new revision")
     pause_seconds: float = Field(30.0, ge=0)
 
@@ -185,8 +221,12 @@ def _default_steps() -> list[RolloutStep]:
 
 
 class Rollout(SpecModel):
+    """How a new revision replaces the stable one: canary steps judged by gates, or at once."""
+
     strategy: Literal["canary", "replace"] = "canary"
-    steps: list[RolloutStep] = Field(default_factory=_default_steps, min_length=1)
+    steps: list[RolloutStep] = Field(
+        default_factory=_default_steps, min_length=1, max_length=MAX_ROLLOUT_STEPS
+    )
     gates: Gates = Field(default_factory=Gates)
 
     @model_validator(mode="after")
@@ -196,11 +236,14 @@ class Rollout(SpecModel):
             if weights[i] <= weights[i - 1]:
                 raise FieldProblem(
                     "steps",
-                    f"step weights must be strictly increasing, got {weights}",
+                    f"step weights must be strictly increasing (got {weights})",
+                    "each step sends more traffic than the one before, e.g. 10, 50, 100",
                 )
         return self
 
 
 class SLO(SpecModel):
+    """The service level objectives the model is held to."""
+
     p99_latency_ms: float | None = Field(None, gt=0)
     availability: float | None = Field(None, gt=0, le=1, description="e.g. 0.999")

@@ -7,9 +7,9 @@ reconciles (``kaip crd`` generates the CRDs from them). Pure: no I/O.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from kaip.spec.base import (
     API_VERSION,
@@ -22,13 +22,17 @@ from kaip.spec.base import (
     Rollout,
     Scaling,
     SpecModel,
+    ValueProblem,
 )
 
 ArtifactFormat = Literal["sklearn", "onnx", "python", "sentence-transformers", "transformers"]
 PICKLE_FORMATS: frozenset[str] = frozenset({"sklearn"})
 URI_SCHEMES = ("file://", "http://", "https://", "s3://", "gs://")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_ENTRYPOINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+URI_SCHEME_PATTERN = r"^(file|https?|s3|gs)://"
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+ENTRYPOINT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$"
+_SHA256 = re.compile(SHA256_PATTERN)
+_ENTRYPOINT = re.compile(ENTRYPOINT_PATTERN)
 
 
 class Artifact(SpecModel):
@@ -36,12 +40,21 @@ class Artifact(SpecModel):
 
     uri: str = Field(
         min_length=1,
+        max_length=2048,
         description="path relative to the spec file, file://, http(s)://, s3:// or gs://",
     )
     format: ArtifactFormat
-    sha256: str | None = Field(None, description="hex digest the artifact must match")
+    sha256: str | None = Field(
+        None,
+        description="hex digest the artifact must match",
+        json_schema_extra={"pattern": SHA256_PATTERN},
+    )
     trust: bool = Field(False, description="load a pickle without a digest (it runs code)")
-    entrypoint: str | None = Field(None, description="module:Class, for format python")
+    entrypoint: str | None = Field(
+        None,
+        description="module:Class, for format python",
+        json_schema_extra={"pattern": ENTRYPOINT_PATTERN},
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Artifact:
@@ -49,26 +62,38 @@ class Artifact(SpecModel):
             scheme = self.uri.split("://", 1)[0]
             raise FieldProblem(
                 "uri",
-                f"unsupported scheme {scheme!r}: use a relative path, file://, http://, "
-                "https://, s3:// or gs://",
+                f"unsupported scheme {scheme!r}",
+                "use a relative path, file://, http://, https://, s3:// or gs://",
             )
-        if self.sha256 is not None and not _SHA256.match(self.sha256):
-            raise FieldProblem("sha256", "sha256 must be 64 lower-case hex characters")
+        if self.sha256 is not None and not _SHA256.fullmatch(self.sha256):
+            raise FieldProblem(
+                "sha256",
+                "must be 64 lower-case hex characters",
+                "the output of sha256sum FILE",
+            )
         if self.format in PICKLE_FORMATS and self.sha256 is None and not self.trust:
             raise FieldProblem(
                 "sha256",
-                f"format {self.format!r} is a pickle and unpickling runs code: pin it with "
-                "sha256 (sha256sum FILE) or set trust: true",
+                f"format {self.format!r} is a pickle and unpickling runs code",
+                "pin it with sha256: <the output of sha256sum FILE>, or set trust: true",
             )
         if self.format == "python":
             if self.entrypoint is None:
-                raise FieldProblem("entrypoint", "format 'python' needs entrypoint: 'module:Class'")
-            if not _ENTRYPOINT.match(self.entrypoint):
                 raise FieldProblem(
-                    "entrypoint", f"entrypoint {self.entrypoint!r} is not 'module:Class'"
+                    "entrypoint", "format 'python' needs an entrypoint", "entrypoint: module:Class"
+                )
+            if not _ENTRYPOINT.fullmatch(self.entrypoint):
+                raise FieldProblem(
+                    "entrypoint",
+                    f"{self.entrypoint!r} is not an entrypoint",
+                    "write module:Class, e.g. my_pkg.model:Predictor",
                 )
         elif self.entrypoint is not None:
-            raise FieldProblem("entrypoint", "entrypoint is only used with format 'python'")
+            raise FieldProblem(
+                "entrypoint",
+                f"entrypoint is only used with format 'python', not {self.format!r}",
+                "remove it",
+            )
         return self
 
     @property
@@ -91,13 +116,19 @@ def _default_protocols() -> list[Protocol]:
 
 
 class Serve(SpecModel):
-    protocols: list[Protocol] = Field(default_factory=_default_protocols, min_length=1)
+    """How the model server exposes the model."""
+
+    protocols: list[Protocol] = Field(
+        default_factory=_default_protocols, min_length=1, max_length=2
+    )
     batching: Batching = Field(default_factory=Batching)
     timeout_seconds: float = Field(30.0, gt=0, le=3600)
     max_request_bytes: int = Field(8 * 2**20, ge=1024, le=2**31)
 
 
 class ModelSpec(SpecModel):
+    """What a Model serves, for whom, on what, and how new revisions roll out."""
+
     owner: Owner
     artifact: Artifact
     serve: Serve = Field(default_factory=Serve)
@@ -116,7 +147,15 @@ class Model(SpecModel):
     spec: ModelSpec
 
 
+def _check_health_path(value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueProblem("must start with '/'", f"write '/{value}'")
+    return value
+
+
 class AppSpec(SpecModel):
+    """What an App runs (a command locally, an image on Kubernetes) and how it scales."""
+
     owner: Owner
     command: list[str] | None = Field(
         None, min_length=1, description="argv run locally; PORT is set in its environment"
@@ -124,7 +163,11 @@ class AppSpec(SpecModel):
     image: str | None = Field(None, min_length=1, description="container image on Kubernetes")
     port: int = Field(8080, ge=1, le=65535)
     env: dict[str, str] = Field(default_factory=dict)
-    health_path: str = Field("/healthz", pattern=r"^/")
+    health_path: Annotated[str, AfterValidator(_check_health_path)] = Field(
+        "/healthz",
+        description="HTTP path that answers 200 when the app is ready",
+        json_schema_extra={"pattern": "^/"},
+    )
     resources: Resources = Field(default_factory=Resources)
     scaling: Scaling = Field(default_factory=Scaling)
     rollout: Rollout = Field(default_factory=Rollout)
@@ -133,7 +176,9 @@ class AppSpec(SpecModel):
     def _runnable(self) -> AppSpec:
         if self.command is None and self.image is None:
             raise FieldProblem(
-                "command", "an App needs command (to run locally) or image (on Kubernetes)"
+                "command",
+                "an App needs command or image",
+                "command runs it locally, image on Kubernetes; set one or both",
             )
         return self
 
@@ -159,6 +204,8 @@ class TrainingOutput(SpecModel):
 
 
 class TrainingJobSpec(SpecModel):
+    """What a training run executes, on how many nodes, and what it produces."""
+
     owner: Owner
     command: list[str] = Field(min_length=1)
     image: str | None = Field(None, min_length=1)

@@ -9,6 +9,7 @@ together as one :class:`~kaip.errors.SpecError` whose lines read ``FILE:LINE:COL
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from collections.abc import Iterable, Iterator, Sequence
@@ -20,7 +21,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from kaip.errors import Problem, SpecError
-from kaip.spec.base import API_VERSION, FieldProblem
+from kaip.spec.base import API_VERSION, FieldProblem, ValueProblem
 from kaip.spec.kinds import KINDS, Resource
 
 PathKey = tuple[str | int, ...]
@@ -101,7 +102,7 @@ def _walk(
                         line,
                         col,
                         _dotted((*path, key)),
-                        f"duplicate key {key!r} (first defined on line {seen[key]})",
+                        f"duplicate key {key!r}, first defined on line {seen[key]}",
                         "remove one of them",
                     )
                 )
@@ -170,32 +171,123 @@ def _suggest(word: str, choices: Sequence[str]) -> str:
     return "allowed: " + ", ".join(choices)
 
 
+_TYPE_NAMES = {
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "string_type": "a string",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+    "datetime_type": "a date-time",
+}
+_BOUNDS = {
+    "greater_than": ("gt", ">"),
+    "greater_than_equal": ("ge", ">="),
+    "less_than": ("lt", "<"),
+    "less_than_equal": ("le", "<="),
+}
+
+
+def _kind_of(value: Any) -> str:
+    """How a YAML value reads to its author: ``a string ('8080')``, ``a list``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return f"a number ({value!r})"
+    if isinstance(value, str):
+        return f"a string ({value!r})"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def _number(value: Any) -> Any:
+    """``1.0`` reads as ``1`` in a message; the bound was written ``le=1``."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _type_hint(expected: str, value: Any) -> str:
+    if isinstance(value, str) and expected in ("an integer", "a number"):
+        try:
+            float(value)
+        except ValueError:
+            return ""
+        return "remove the quotes"
+    if expected == "a string" and isinstance(value, bool | int | float):
+        return "quote it"
+    return ""
+
+
+def _items(count: Any) -> str:
+    return f"{count} item" + ("" if count == 1 else "s")
+
+
+def _message(err: Any) -> tuple[str, str]:
+    """A pydantic error as ``(message, hint)`` in kaip's words: ``must be <= 1 (got 2)``."""
+    kind: str = err["type"]
+    ctx: dict[str, Any] = err.get("ctx", {})
+    value = err.get("input")
+    if kind in _TYPE_NAMES:
+        expected = _TYPE_NAMES[kind]
+        return f"must be {expected}, not {_kind_of(value)}", _type_hint(expected, value)
+    if kind == "int_from_float":
+        return f"must be a whole number (got {value!r})", ""
+    if kind in _BOUNDS:
+        key, sign = _BOUNDS[kind]
+        return f"must be {sign} {_number(ctx.get(key))} (got {value!r})", ""
+    if kind == "string_too_short":
+        if ctx.get("min_length") == 1:
+            return "must not be empty", ""
+        return f"must be at least {ctx.get('min_length')} characters (got {len(value)})", ""
+    if kind == "string_too_long":
+        return f"must be at most {ctx.get('max_length')} characters (got {len(value)})", ""
+    if kind == "too_short":
+        if ctx.get("min_length") == 1:
+            return "must not be empty", "list at least one item"
+        return (
+            f"must have at least {_items(ctx.get('min_length'))} (got {ctx.get('actual_length')})",
+            "",
+        )
+    if kind == "too_long":
+        return (
+            f"must have at most {_items(ctx.get('max_length'))} (got {ctx.get('actual_length')})",
+            "",
+        )
+    if kind == "string_pattern_mismatch":
+        return f"{value!r} does not match {ctx.get('pattern')}", ""
+    if kind == "missing":
+        return "required field is missing", ""
+    return str(err["msg"]).removeprefix("Value error, "), ""
+
+
 def _problem_from_error(err: Any, cls: type[BaseModel], pos: _Positions, file: str) -> Problem:
     loc: PathKey = tuple(err["loc"])
     kind: str = err["type"]
-    message: str = err["msg"]
-    hint = ""
+    message, hint = _message(err)
     if kind == "value_error":
         cause = err.get("ctx", {}).get("error")
+        if isinstance(cause, ValueProblem):
+            message, hint = str(cause), cause.hint
         if isinstance(cause, FieldProblem):
             loc = (*loc, cause.field)
-            message = str(cause)
-        else:
-            message = message.removeprefix("Value error, ")
     elif kind == "extra_forbidden":
         parent = _model_at(cls, loc[:-1])
         message = f"unknown field {loc[-1]!r}"
         if parent is not None:
             hint = _suggest(str(loc[-1]), _aliases(parent))
-    elif kind == "missing":
-        message = "required field is missing"
     elif kind == "literal_error":
-        expected = err.get("ctx", {}).get("expected", "")
+        allowed = re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
         message = f"{err.get('input')!r} is not allowed"
-        hint = f"allowed: {expected}"
-    elif kind.endswith(("_type", "_parsing")):
-        got = type(err.get("input")).__name__
-        message = f"{message} (got {got})"
+        hint = _suggest(str(err.get("input")), allowed)
     line, col = pos.locate(loc)
     return Problem(file, line, col, _dotted(loc), message, hint)
 
@@ -207,32 +299,48 @@ def _documents(text: str, file: str, problems: list[Problem]) -> Iterator[tuple[
             node = loader.get_node()
             if node is None:  # pragma: no cover - check_node guarantees a node
                 break
+            if isinstance(node, yaml.ScalarNode) and node.value == "" and not node.style:
+                continue  # an empty document, e.g. after a trailing '---'
             pos = _Positions()
             _walk(node, (), pos, problems, file)
             yield loader.construct_document(node), pos
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        what = exc.problem or "invalid YAML"
-        context = f" {exc.context}" if exc.context else ""
-        problems.append(Problem(file, line, col, "", f"YAML syntax error: {what}{context}"))
+        problems.append(_syntax_problem(exc, file))
     except yaml.YAMLError as exc:
         problems.append(Problem(file, 1, 1, "", f"YAML error: {exc}"))
     finally:
         loader.dispose()
 
 
+_SYNTAX_HINTS = {
+    "that cannot start any token": "indent with spaces, not tabs",
+    "mapping values are not allowed here": "check this line's indentation, or quote a value "
+    "that contains ': '",
+}
+
+
+def _syntax_problem(exc: yaml.MarkedYAMLError, file: str) -> Problem:
+    """A YAML syntax error where it was found, with where the broken construct began."""
+    mark = exc.problem_mark or exc.context_mark
+    line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    what = exc.problem or "invalid YAML"
+    hint = next((h for key, h in _SYNTAX_HINTS.items() if key in what), "")
+    start = exc.context_mark
+    if not hint and exc.context and start is not None and start is not exc.problem_mark:
+        hint = f"{exc.context} that began at line {start.line + 1}, column {start.column + 1}"
+    return Problem(file, line, col, "", f"YAML syntax error: {what}", hint)
+
+
 def _validate(data: Any, pos: _Positions, file: str, problems: list[Problem]) -> Resource | None:
     line, col = pos.values.get((), (1, 1))
     if not isinstance(data, dict):
-        got = "nothing" if data is None else type(data).__name__
         problems.append(
             Problem(
                 file,
                 line,
                 col,
                 "",
-                f"a document must be a mapping, got {got}",
+                f"a document must be a mapping, not {_kind_of(data)}",
                 "start with 'apiVersion: kaip.dev/v1alpha1' and 'kind: Model'",
             )
         )
@@ -290,7 +398,9 @@ def _validate(data: Any, pos: _Positions, file: str, problems: list[Problem]) ->
         resource = cls.model_validate(data)
     except ValidationError as exc:
         problems.extend(
-            _problem_from_error(e, cls, pos, file) for e in exc.errors(include_url=False)
+            _problem_from_error(e, cls, pos, file)
+            for e in exc.errors(include_url=False)
+            if ok or e["loc"] != ("apiVersion",)  # already reported above
         )
         return None
     return resource if ok else None
@@ -313,8 +423,6 @@ def _load_one(
     out: list[tuple[SpecDocument, _Positions]] = []
     count = 0
     for data, pos in _documents(text, file, problems):
-        if data is None and not pos.values.get(()):
-            continue
         count += 1
         resource = _validate(data, pos, file, problems)
         if resource is not None:
@@ -347,8 +455,8 @@ def _check_unique(docs: list[tuple[SpecDocument, _Positions]], problems: list[Pr
                     line,
                     col,
                     "metadata.name",
-                    f"duplicate {doc.resource.kind} name {meta.name!r} "
-                    f"(first defined at {first.path}:{first.line})",
+                    f"duplicate {doc.resource.kind} name {meta.name!r}, "
+                    f"first defined at {first.path}:{first.line}",
                     "names are unique per kind",
                 )
             )
