@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from kaip import __version__
-from kaip.cli import render, spec_commands
+from kaip.cli import gitops, render, spec_commands
 from kaip.errors import KaipError
 
 app = typer.Typer(
@@ -34,6 +34,7 @@ def version() -> None:
 
 app.command()(spec_commands.validate)
 app.command()(render.render)
+app.add_typer(gitops.app)
 
 
 def main() -> None:
