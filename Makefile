@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.kaip-installed
 
-.PHONY: demo test lint typecheck layers unit venv clean
+.PHONY: demo test lint typecheck layers unit venv clean bench-serving
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ test: lint typecheck layers
 demo: $(STAMP)
 	$(BIN)/kaip validate examples/
 	$(BIN)/kaip crd
+
+# kaip's model server against MLServer, KServe, BentoML and Ray Serve (bench/README.md).
+# Not part of `make test`. QUICK=1: one short round (smoke); SERVERS=kaip,kserve: a subset.
+bench-serving: $(STAMP)
+	bench/serving/setup.sh
+	$(BIN)/python bench/serving/run.py $(if $(QUICK),--quick) $(if $(SERVERS),--servers $(SERVERS))
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
