@@ -190,9 +190,10 @@ def _model_pod(workload: Workload, model: Model, settings: Settings) -> tuple[Ob
         *placement.volumes,
         tmp_volume(),
     ]
-    pod: Obj = {"containers": [container], "volumes": volumes}
+    pod: Obj = {}
     if placement.init_containers:
         pod["initContainers"] = placement.init_containers
+    pod |= {"containers": [container], "volumes": volumes}
     return pod, pod_local_model(model, placement.pod_uri)
 
 
