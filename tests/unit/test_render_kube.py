@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,6 +15,7 @@ from kaip.render.kube import (
     KIND_ORDER,
     Backend,
     kaip_violations,
+    manifests_yaml,
     render_manifests,
     restricted_violations,
 )
@@ -155,6 +157,9 @@ def test_invariants_hold_for_any_spec_and_any_document_order(
     kube = {"autoscaler": autoscaler, "kueue_queue": "q"}
     objects = render_manifests(_plan(*docs, kube=kube))
     check_invariants(objects)
+    text = manifests_yaml(objects)
+    assert list(yaml.safe_load_all(text)) == objects
+    assert "&id" not in text, "no YAML anchors in reviewed output"
     shuffled = list(docs)
     random.shuffle(shuffled)
     assert render_manifests(_plan(*shuffled, kube=kube)) == objects
@@ -193,11 +198,35 @@ def test_model_server_command_probes_and_artifact_fetch() -> None:
     assert server["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
     assert server["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     (fetch,) = pod["initContainers"]
-    assert fetch["args"][:2] == ["https://h/m.onnx", "/var/lib/kaip/artifacts/m.onnx"]
+    assert fetch["command"] + fetch["args"] == [
+        "python", "-m", "kaip.serving.fetch", "/etc/kaip/spec.yaml", "--model", "digits",
+    ]  # fmt: skip
+    cache = {"name": "KAIP_SERVING__ARTIFACT_CACHE_DIR", "value": "/var/lib/kaip/artifacts"}
+    assert cache in fetch["env"]
+    assert cache in server["env"]
     assert {"name": "artifacts", "emptyDir": {}} in pod["volumes"]
     (config,) = [o for o in objects if o["kind"] == "ConfigMap"]
-    assert "uri: file:///var/lib/kaip/artifacts/m.onnx" in config["data"]["spec.yaml"]
+    assert "uri: https://h/m.onnx" in config["data"]["spec.yaml"]
     assert config["immutable"] is True
+
+
+def test_relative_artifacts_are_read_from_the_artifact_dir_or_a_pvc() -> None:
+    relative = _model("digits", artifact="{uri: models/m.onnx, format: onnx}")
+    objects = render_manifests(_plan(relative))
+    ((_, template),) = _pods(objects)
+    assert "initContainers" not in template["spec"]
+    (config,) = [o for o in objects if o["kind"] == "ConfigMap"]
+    assert "uri: file:///var/lib/kaip/artifacts/models/m.onnx" in config["data"]["spec.yaml"]
+    with_pvc = relative.replace(
+        "metadata: {name: digits}",
+        "metadata: {name: digits, annotations: {kaip.dev/artifact-pvc: models}}",
+    )
+    ((_, template),) = _pods(render_manifests(_plan(with_pvc)))
+    volume = {
+        "name": "artifacts",
+        "persistentVolumeClaim": {"claimName": "models", "readOnly": True},
+    }
+    assert volume in template["spec"]["volumes"]
 
 
 def test_pinned_replicas_render_no_autoscaler_and_min_zero_renders_keda() -> None:

@@ -3,29 +3,32 @@
 Three cases, decided by the artifact URI and the ``kaip.dev/artifact-pvc`` annotation:
 
 * **Remote** (``http(s)://``, ``s3://``, ``gs://``): an init container in the kaip image runs
-  ``python -m kaip.serving.fetch URI DEST [--sha256 HEX]`` into an emptyDir, or into the named
-  PersistentVolumeClaim (a cache shared by replicas and revisions, keyed by the URI's digest).
+  ``python -m kaip.serving.fetch /etc/kaip/spec.yaml --model NAME``, which downloads (and
+  verifies) the artifact into the model server's artifact cache, ``/var/lib/kaip/artifacts``
+  (``KAIP_SERVING__ARTIFACT_CACHE_DIR``). The cache is an emptyDir, or the named
+  PersistentVolumeClaim shared by replicas and revisions. The server resolves the same URI and
+  finds it there, so it starts without downloading anything.
 * **Relative path** (``model.joblib``, resolved against the spec file locally): on Kubernetes it
   is read from ``/var/lib/kaip/artifacts/<path>``. Either mount a PVC holding it there (the
   annotation above) or bake it into the image at that path.
 * **file://PATH**: read from PATH in the pod as is; bake it into the image or mount it there.
 
-The model server reads a pod-local copy of the spec whose ``artifact.uri`` is rewritten to the
-path above (``sha256`` stays, so the server still verifies what it loads). Pure: no I/O.
+For a relative path the pod-local spec's ``artifact.uri`` is rewritten to that pod path
+(``sha256`` stays, so the server still verifies what it loads). Pure: no I/O.
 """
 
 from __future__ import annotations
 
-import hashlib
 import posixpath
 from dataclasses import dataclass, field
 from typing import Final
-from urllib.parse import urlsplit
 
 from kaip.render.kube.pods import (
+    SPEC_PATH,
     Obj,
     container_security_context,
     small_resources,
+    spec_mount,
     tmp_mount,
 )
 from kaip.spec import Model
@@ -36,6 +39,11 @@ PVC_ANNOTATION: Final = "kaip.dev/artifact-pvc"
 REMOTE_SCHEMES: Final = ("http://", "https://", "s3://", "gs://")
 
 
+def cache_env() -> Obj:
+    """The model server's artifact cache setting, pointed at the artifact volume."""
+    return {"name": "KAIP_SERVING__ARTIFACT_CACHE_DIR", "value": ARTIFACT_DIR}
+
+
 @dataclass(frozen=True)
 class ArtifactPlacement:
     """The pod-local path of the artifact and the pod parts that put it there."""
@@ -43,16 +51,12 @@ class ArtifactPlacement:
     pod_uri: str
     volumes: list[Obj] = field(default_factory=list)
     server_mounts: list[Obj] = field(default_factory=list)
+    server_env: list[Obj] = field(default_factory=list)
     init_containers: list[Obj] = field(default_factory=list)
 
 
 class ArtifactPathProblem(ValueError):
     """A relative artifact path that leaves the spec's directory (no meaning in a pod)."""
-
-
-def _remote_file_name(uri: str) -> str:
-    name = posixpath.basename(urlsplit(uri).path)
-    return name or "artifact"
 
 
 def place_artifact(model: Model, image: str) -> ArtifactPlacement:
@@ -61,31 +65,30 @@ def place_artifact(model: Model, image: str) -> ArtifactPlacement:
     pvc = model.metadata.annotations.get(PVC_ANNOTATION)
     uri = artifact.uri
     if uri.startswith(REMOTE_SCHEMES):
-        if pvc:
-            # One cache for every replica and revision: the same URI lands in the same place.
-            key = hashlib.sha256(uri.encode("utf-8")).hexdigest()[:16]
-            dest = f"{ARTIFACT_DIR}/{key}/{_remote_file_name(uri)}"
-            volume: Obj = {"name": ARTIFACT_VOLUME, "persistentVolumeClaim": {"claimName": pvc}}
-        else:
-            dest = f"{ARTIFACT_DIR}/{_remote_file_name(uri)}"
-            volume = {"name": ARTIFACT_VOLUME, "emptyDir": {}}
-        args = [uri, dest]
-        if artifact.sha256:
-            args += ["--sha256", artifact.sha256]
+        volume: Obj = (
+            {"name": ARTIFACT_VOLUME, "persistentVolumeClaim": {"claimName": pvc}}
+            if pvc
+            else {"name": ARTIFACT_VOLUME, "emptyDir": {}}
+        )
         fetch: Obj = {
             "name": "fetch-artifact",
             "image": image,
             "command": ["python", "-m", "kaip.serving.fetch"],
-            "args": args,
-            "env": [{"name": "HOME", "value": "/tmp"}],
+            "args": [SPEC_PATH, "--model", model.metadata.name],
+            "env": [{"name": "HOME", "value": "/tmp"}, cache_env()],
             "resources": small_resources(cpu="250m", memory="256Mi"),
             "securityContext": container_security_context(),
-            "volumeMounts": [{"name": ARTIFACT_VOLUME, "mountPath": ARTIFACT_DIR}, tmp_mount()],
+            "volumeMounts": [
+                spec_mount(),
+                {"name": ARTIFACT_VOLUME, "mountPath": ARTIFACT_DIR},
+                tmp_mount(),
+            ],
         }
         return ArtifactPlacement(
-            pod_uri=f"file://{dest}",
+            pod_uri=uri,
             volumes=[volume],
             server_mounts=[_read_only_mount()],
+            server_env=[cache_env()],
             init_containers=[fetch],
         )
     if uri.startswith("file://"):

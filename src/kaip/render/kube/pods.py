@@ -20,6 +20,10 @@ RUN_AS_USER: Final = 65532
 GPU_RESOURCE: Final = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL: Final = "nvidia.com/gpu.product"
 TMP_VOLUME: Final = "tmp"
+SPEC_VOLUME: Final = "spec"
+SPEC_DIR: Final = "/etc/kaip"
+SPEC_FILE: Final = "spec.yaml"
+SPEC_PATH: Final = f"{SPEC_DIR}/{SPEC_FILE}"
 
 Obj = dict[str, Any]
 
@@ -64,6 +68,11 @@ def tmp_volume() -> Obj:
 
 def tmp_mount() -> Obj:
     return {"name": TMP_VOLUME, "mountPath": "/tmp"}
+
+
+def spec_mount() -> Obj:
+    """The pod-local spec (a ConfigMap) that model containers read."""
+    return {"name": SPEC_VOLUME, "mountPath": SPEC_DIR, "readOnly": True}
 
 
 def env_list(env: Mapping[str, str]) -> list[Obj]:

@@ -28,6 +28,9 @@ import yaml
 from kaip.plan import Workload
 from kaip.render.kube.artifacts import place_artifact, pod_local_model
 from kaip.render.kube.pods import (
+    SPEC_FILE,
+    SPEC_PATH,
+    SPEC_VOLUME,
     Obj,
     container_resources,
     container_security_context,
@@ -35,6 +38,7 @@ from kaip.render.kube.pods import (
     gpu_scheduling,
     http_probe,
     pod_security_context,
+    spec_mount,
     spread,
     tmp_mount,
     tmp_volume,
@@ -43,8 +47,6 @@ from kaip.settings import Settings
 from kaip.spec import App, Model, Scaling, dump_resource
 
 MODEL_PORT: Final = 8000
-SPEC_DIR: Final = "/etc/kaip"
-SPEC_FILE: Final = "spec.yaml"
 IN_FLIGHT_METRIC: Final = "kaip_inflight_requests"
 CPU_TARGET_PERCENT: Final = 80
 
@@ -156,7 +158,7 @@ def _model_pod(workload: Workload, model: Model, settings: Settings) -> tuple[Ob
         "image": image,
         "command": ["python", "-m", "kaip.serving"],
         "args": [
-            f"{SPEC_DIR}/{SPEC_FILE}",
+            SPEC_PATH,
             "--model",
             workload.name,
             "--host",
@@ -166,13 +168,16 @@ def _model_pod(workload: Workload, model: Model, settings: Settings) -> tuple[Ob
             "--revision",
             workload.revision,
         ],
-        "env": env_list(
-            {
-                "HOME": "/tmp",
-                "OTEL_SERVICE_NAME": workload.name,
-                "OTEL_RESOURCE_ATTRIBUTES": f"service.version={workload.revision}",
-            }
-        ),
+        "env": [
+            *env_list(
+                {
+                    "HOME": "/tmp",
+                    "OTEL_SERVICE_NAME": workload.name,
+                    "OTEL_RESOURCE_ATTRIBUTES": f"service.version={workload.revision}",
+                }
+            ),
+            *placement.server_env,
+        ],
         "ports": [{"name": "http", "containerPort": MODEL_PORT, "protocol": "TCP"}],
         "startupProbe": http_probe("/v2/health/live", "http", period=5, failures=60),
         "livenessProbe": http_probe("/v2/health/live", "http", period=10, failures=3),
@@ -180,13 +185,13 @@ def _model_pod(workload: Workload, model: Model, settings: Settings) -> tuple[Ob
         "resources": container_resources(workload.resources),
         "securityContext": container_security_context(),
         "volumeMounts": [
-            {"name": "spec", "mountPath": SPEC_DIR, "readOnly": True},
+            spec_mount(),
             *placement.server_mounts,
             tmp_mount(),
         ],
     }
     volumes = [
-        {"name": "spec", "configMap": {"name": workload.revision_name}},
+        {"name": SPEC_VOLUME, "configMap": {"name": workload.revision_name}},
         *placement.volumes,
         tmp_volume(),
     ]
