@@ -1,0 +1,82 @@
+"""charts/kaip rendered by a real helm (built from Go modules by tools/helm/build.sh)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from kaip.plan import build_plan
+from kaip.render.kube import render_manifests, restricted_violations
+from kaip.settings import Settings
+from kaip.spec import load_paths
+
+ROOT = Path(__file__).parents[2]
+CHART = ROOT / "charts" / "kaip"
+HELM = Path.home() / ".cache" / "kaip-k8s" / "helm-v3.22.0" / "helm"
+pytestmark = pytest.mark.skipif(
+    not HELM.exists(), reason=f"helm is not built: run tools/helm/build.sh (expects {HELM})"
+)
+
+
+def template(*sets: str) -> list[dict[str, Any]]:
+    args = [str(HELM), "template", "kaip", str(CHART), "--namespace", "kaip-system"]
+    for value in sets:
+        args += ["--set", value]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return [d for d in yaml.safe_load_all(done.stdout) if d]
+
+
+def allowed(rules: list[dict[str, Any]], group: str, resource: str, verb: str) -> bool:
+    return any(
+        group in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"] for r in rules
+    )
+
+
+def test_watched_namespaces_get_a_role_binding_each_and_no_cluster_binding() -> None:
+    objects = template("watchNamespaces={ml,web}")
+    kinds = [(o["kind"], o["metadata"].get("namespace")) for o in objects]
+    assert ("RoleBinding", "ml") in kinds and ("RoleBinding", "web") in kinds
+    assert not any(k == "ClusterRoleBinding" for k, _ in kinds)
+    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--namespace=ml" in args and "--namespace=web" in args
+
+
+def test_no_namespaces_means_one_cluster_role_binding() -> None:
+    kinds = [o["kind"] for o in template()]
+    assert kinds.count("ClusterRoleBinding") == 1 and "RoleBinding" not in kinds
+
+
+def test_the_operator_pod_meets_the_restricted_profile() -> None:
+    deployment = next(o for o in template() if o["kind"] == "Deployment")
+    assert restricted_violations(deployment["spec"]["template"]["spec"]) == []
+
+
+def test_rbac_covers_every_kind_kaip_renders_and_nothing_more() -> None:
+    role = next(o for o in template() if o["kind"] == "ClusterRole")
+    rules = role["rules"]
+    assert all("*" not in r["verbs"] + r["resources"] + r["apiGroups"] for r in rules)
+    fixtures = ROOT / "tests" / "golden" / "fixtures"
+    files = ["gpu-model.yaml", "keda.yaml", "training-kueue.yaml", "canary/new.yaml"]
+    specs = load_paths([ROOT / "examples", *(fixtures / f for f in files)])
+    settings = Settings()
+    rendered = render_manifests(build_plan(specs.documents, settings))
+    kinds = {(o["apiVersion"].rpartition("/")[0], o["kind"]) for o in rendered}
+    plural = {"Service": "services", "ServiceAccount": "serviceaccounts",
+              "ConfigMap": "configmaps", "Deployment": "deployments", "Job": "jobs",
+              "HorizontalPodAutoscaler": "horizontalpodautoscalers",
+              "PodDisruptionBudget": "poddisruptionbudgets", "NetworkPolicy": "networkpolicies",
+              "HTTPRoute": "httproutes", "ScaledObject": "scaledobjects"}  # fmt: skip
+    assert {k for _, k in kinds} <= set(plural), "a new rendered kind needs a chart RBAC rule"
+    for group, kind in kinds:
+        for verb in ("get", "list", "create", "patch", "delete"):
+            assert allowed(rules, group, plural[kind], verb), (group, kind, verb)
+    for resource in ("secrets", "pods"):
+        assert not allowed(rules, "", resource, "get")
+    assert allowed(rules, "kaip.dev", "models/status", "patch")
+    assert allowed(rules, "", "events", "create")
