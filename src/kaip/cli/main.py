@@ -33,6 +33,8 @@ def version() -> None:
 
 
 app.command()(spec_commands.validate)
+app.command()(spec_commands.schema)
+app.command()(spec_commands.crd)
 app.command()(render.render)
 app.add_typer(gitops.app)
 

@@ -1,14 +1,29 @@
-"""``kaip validate``: check spec files and report every problem."""
+"""``kaip validate``, ``kaip schema`` and ``kaip crd``: the spec's commands.
+
+Parse, call :mod:`kaip.spec`, print; nothing else.
+"""
 
 from __future__ import annotations
 
+import enum
+import sys
 from pathlib import Path
 
 import typer
+import yaml
 
 from kaip.cli.output import OutputFormat, print_json, stdout
 from kaip.errors import SpecError
-from kaip.spec import load_paths
+from kaip.spec import KINDS, load_paths
+from kaip.spec.crd import crds
+from kaip.spec.schema import json_schema
+
+Kind = enum.StrEnum("Kind", {k: k for k in KINDS})  # type: ignore[misc]
+
+
+class ManifestFormat(enum.StrEnum):
+    yaml = "yaml"
+    json = "json"
 
 
 def validate(
@@ -61,3 +76,27 @@ def validate(
             f"[green]ok[/] {doc.path}:{doc.line} {doc.resource.kind} {doc.resource.metadata.name}"
         )
     stdout.print(f"{len(specs.documents)} resource(s) valid")
+
+
+def schema(
+    kind: Kind | None = typer.Option(None, "--kind", "-k", help="one kind only"),
+) -> None:
+    """Print the JSON Schema of kaip specs, for editors' YAML validation.
+
+    Save it (kaip schema > kaip.schema.json) and start a spec with
+    '# yaml-language-server: $schema=./kaip.schema.json'.
+    """
+    print_json(json_schema(str(kind) if kind is not None else None))
+
+
+def crd(
+    output: ManifestFormat = typer.Option(
+        ManifestFormat.yaml, "--output", "-o", help="yaml (a stream) or json (a v1 List)"
+    ),
+) -> None:
+    """Print the CustomResourceDefinitions of Model, App and TrainingJob (kubectl apply -f -)."""
+    objects = crds()
+    if output is ManifestFormat.json:
+        print_json({"apiVersion": "v1", "kind": "List", "items": objects})
+        return
+    sys.stdout.write(yaml.safe_dump_all(objects, sort_keys=False, width=100))

@@ -19,6 +19,7 @@ from kaip.spec.loader import (
     SpecSet,
     dump_resource,
     dump_yaml,
+    load_document,
     load_paths,
     load_text,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "TrainingJob",
     "dump_resource",
     "dump_yaml",
+    "load_document",
     "load_paths",
     "load_text",
 ]

@@ -62,6 +62,7 @@ class SpecModel(BaseModel):
 
 
 _RFC1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+NAME_PATTERN = _RFC1123_LABEL.pattern
 
 
 def _check_name(value: str) -> str:
@@ -81,7 +82,7 @@ Name = Annotated[
     Field(json_schema_extra={"pattern": _RFC1123_LABEL.pattern, "maxLength": 63}),
 ]
 
-_QUANTITY = re.compile(r"^[+]?(\d+(\.\d*)?|\.\d+)(([KMGTPE]i)|[numkMGTPE]|[eE][+-]?\d+)?$")
+_QUANTITY = re.compile(r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(([KMGTPE]i)|[numkMGTPE]|[eE][+-]?[0-9]+)?$")
 QUANTITY_PATTERN = _QUANTITY.pattern
 _QUANTITY_EXAMPLES = "examples: 500m, 2, 1.5, 512Mi, 4Gi"
 

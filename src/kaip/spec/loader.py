@@ -416,6 +416,18 @@ def load_text(text: str, file: str = "<string>") -> SpecSet:
     return SpecSet(tuple(d for d, _ in docs))
 
 
+def load_document(data: Any, source: str = "<document>") -> Resource:
+    """Validate one already-parsed document (e.g. a custom resource the apiserver returned).
+
+    The same checks as for a file, without YAML positions: problems point at ``source:1:1``.
+    """
+    problems: list[Problem] = []
+    resource = _validate(data, _Positions(), source, problems)
+    if problems or resource is None:
+        raise SpecError(problems)
+    return resource
+
+
 def _load_one(
     text: str, path: Path, problems: list[Problem]
 ) -> list[tuple[SpecDocument, _Positions]]:

@@ -1,0 +1,116 @@
+"""The shape of ``.status`` on kaip's custom resources, as the operator writes it.
+
+These models exist so that ``kaip crd`` can declare the status schema (the apiserver prunes
+every status field its CRD does not declare) and so that readers of a status have types. The
+operator (:mod:`kaip.kube.operator.status` and ``canary``) is what fills it; conditions follow
+the Kubernetes API conventions (``metav1.Condition``). Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field
+
+from kaip.spec.base import SpecModel
+
+
+class StatusModel(SpecModel):
+    """Status is written by programs, not people: timestamps arrive as strings, so not strict."""
+
+    model_config = ConfigDict(strict=False)
+
+
+class Condition(StatusModel):
+    """One aspect of the resource's state (``Ready``, ``Progressing``, ``Degraded``)."""
+
+    type: str = Field(
+        min_length=1,
+        max_length=316,
+        json_schema_extra={
+            "pattern": r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+            r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
+        },
+    )
+    status: Literal["True", "False", "Unknown"]
+    observed_generation: int | None = Field(
+        None, ge=0, description="the .metadata.generation this condition was set for"
+    )
+    last_transition_time: datetime = Field(
+        description="when status last changed from one value to another"
+    )
+    reason: str = Field(
+        min_length=1,
+        max_length=1024,
+        description="CamelCase, machine-readable why",
+        json_schema_extra={"pattern": r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"},
+    )
+    message: str = Field(max_length=32768, description="for people")
+
+
+class RevisionStatus(StatusModel):
+    """One live revision and the share of traffic it gets."""
+
+    name: str = Field(min_length=1, max_length=63)
+    weight: int = Field(ge=0, le=100, description="percent of traffic")
+    replicas: int | None = Field(None, ge=0)
+    ready_replicas: int | None = Field(None, ge=0)
+
+
+class StableState(StatusModel):
+    revision: str
+    spec: dict[str, Any] = Field(description="the stable revision's spec, to render it again")
+
+
+class CanaryState(StatusModel):
+    revision: str
+    step: int = Field(ge=0)
+    step_started_at: datetime
+
+
+class RolledBack(StatusModel):
+    revision: str
+    reason: str = ""
+
+
+class RolloutDecision(StatusModel):
+    action: str
+    reason: str
+    revision: str
+    at: datetime
+    evidence: dict[str, Any] = Field(
+        default_factory=dict, description="the measurements behind the verdict"
+    )
+
+
+class RolloutStatus(StatusModel):
+    """Where a rollout stands; the operator reads it back after a restart."""
+
+    stable: StableState | None = None
+    canary: CanaryState | None = None
+    rolled_back: RolledBack | None = None
+    last_decision: RolloutDecision | None = None
+
+
+class ResourceStatus(StatusModel):
+    """``.status`` of a Model, App or TrainingJob."""
+
+    observed_generation: int | None = Field(
+        None, ge=0, description="the .metadata.generation the operator last acted on"
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+        },
+    )
+    replicas: int | None = Field(None, ge=0, description="replicas wanted, all revisions")
+    ready_replicas: int | None = Field(None, ge=0)
+    url: str | None = Field(None, description="where the service answers inside the cluster")
+    revisions: list[RevisionStatus] = Field(default_factory=list)
+    rollout: RolloutStatus | None = None
+    active: int | None = Field(None, ge=0, description="TrainingJob: pods running")
+    succeeded: int | None = Field(None, ge=0, description="TrainingJob: pods succeeded")
+    failed: int | None = Field(None, ge=0, description="TrainingJob: pods failed")

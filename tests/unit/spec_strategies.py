@@ -1,0 +1,300 @@
+"""Hypothesis strategies for valid kaip resources, built from the spec models' own constraints.
+
+Bounds (ge/gt/le/lt, lengths) are read from the pydantic fields, patterns from the constants
+the models use, so a tightened model tightens the generated data with it. The cross-field rules
+(minReplicas <= maxReplicas, increasing weights, pickles pinned, ...) are met by construction.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import annotated_types as at
+from hypothesis import strategies as st
+from pydantic import BaseModel
+
+from kaip.spec import App, Model, TrainingJob
+from kaip.spec.base import (
+    NAME_PATTERN,
+    QUANTITY_PATTERN,
+    SLO,
+    Gates,
+    Resources,
+    RolloutStep,
+    Scaling,
+)
+from kaip.spec.kinds import (
+    ENTRYPOINT_PATTERN,
+    PICKLE_FORMATS,
+    SHA256_PATTERN,
+    AppSpec,
+    Batching,
+    Serve,
+    TrainingJobSpec,
+)
+
+Doc = dict[str, Any]
+
+# Text a person could type on one line: no control characters, no surrogates.
+TEXT = st.characters(codec="utf-8", categories=("L", "N", "P", "S", "Zs"))
+
+
+def _bound(model: type[BaseModel], name: str) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for item in model.model_fields[name].metadata:
+        for attr in ("ge", "gt", "le", "lt", "min_length", "max_length"):
+            value = getattr(item, attr, None)
+            if value is not None and isinstance(item, at.BaseMetadata):
+                found[attr] = value
+    return found
+
+
+def int_range(model: type[BaseModel], name: str, cap: int = 10**6) -> tuple[int, int]:
+    b = _bound(model, name)
+    low = b.get("ge", b["gt"] + 1 if "gt" in b else -cap)
+    high = b.get("le", b["lt"] - 1 if "lt" in b else cap)
+    return low, high
+
+
+def ints(model: type[BaseModel], name: str) -> st.SearchStrategy[int]:
+    low, high = int_range(model, name)
+    return st.integers(min_value=low, max_value=high)
+
+
+def floats(model: type[BaseModel], name: str, cap: float = 1e9) -> st.SearchStrategy[float]:
+    b = _bound(model, name)
+    low = b.get("ge", b.get("gt", -cap))
+    high = b.get("le", b.get("lt", cap))
+    return st.floats(
+        min_value=low,
+        max_value=high,
+        exclude_min="gt" in b,
+        exclude_max="lt" in b,
+        allow_nan=False,
+        allow_infinity=False,
+    ).filter(math.isfinite)
+
+
+def text(model: type[BaseModel], name: str, default_max: int = 40) -> st.SearchStrategy[str]:
+    b = _bound(model, name)
+    return st.text(TEXT, min_size=b.get("min_length", 0), max_size=b.get("max_length", default_max))
+
+
+def _maybe(doc: Doc, key: str, strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Doc]:
+    """``doc`` with ``key`` set from ``strategy`` or left out (to take its default)."""
+    return st.one_of(st.just(doc), strategy.map(lambda v: {**doc, key: v}))
+
+
+def _optional(fields: dict[str, st.SearchStrategy[Any]]) -> st.SearchStrategy[Doc]:
+    """A mapping where each key may be present or absent."""
+    return st.fixed_dictionaries({}, optional=fields)
+
+
+names = st.from_regex(NAME_PATTERN, fullmatch=True).filter(lambda s: len(s) <= 63)
+quantities = st.one_of(
+    st.from_regex(QUANTITY_PATTERN, fullmatch=True), st.integers(min_value=0, max_value=10**12)
+)
+labels = st.dictionaries(
+    st.text(TEXT, min_size=1, max_size=20), st.text(TEXT, max_size=20), max_size=3
+)
+
+
+def metadata() -> st.SearchStrategy[Doc]:
+    return st.builds(
+        lambda name, extra: {"name": name, **extra},
+        names,
+        _optional({"namespace": names, "labels": labels, "annotations": labels}),
+    )
+
+
+@st.composite
+def resources(draw: st.DrawFn) -> Doc:
+    doc = draw(_optional({"cpu": quantities, "memory": quantities, "gpu": ints(Resources, "gpu")}))
+    if doc.get("gpu", 0) >= 1 and draw(st.booleans()):
+        doc["gpuModel"] = draw(text(Resources, "gpu_model"))
+    return doc
+
+
+@st.composite
+def scaling(draw: st.DrawFn) -> Doc:
+    low = draw(ints(Scaling, "min_replicas"))
+    floor, ceiling = int_range(Scaling, "max_replicas")
+    high = draw(st.integers(min_value=max(low, floor), max_value=ceiling))
+    doc: Doc = {"minReplicas": low, "maxReplicas": high}
+    doc |= draw(
+        _optional(
+            {
+                "targetConcurrency": floats(Scaling, "target_concurrency"),
+                "scaleToZeroAfterSeconds": floats(Scaling, "scale_to_zero_after_seconds"),
+            }
+        )
+    )
+    return doc
+
+
+@st.composite
+def rollout(draw: st.DrawFn) -> Doc:
+    weights = draw(
+        st.lists(ints(RolloutStep, "weight"), min_size=1, max_size=6, unique=True).map(sorted)
+    )
+    pauses = st.one_of(st.none(), floats(RolloutStep, "pause_seconds"))
+    steps = []
+    for weight in weights:
+        pause = draw(pauses)
+        steps.append(
+            {"weight": weight} if pause is None else {"weight": weight, "pauseSeconds": pause}
+        )
+    gates = _optional(
+        {
+            "maxErrorRate": floats(Gates, "max_error_rate"),
+            "maxP99LatencyMs": floats(Gates, "max_p99_latency_ms"),
+            "minRequests": ints(Gates, "min_requests"),
+        }
+    )
+    doc: Doc = {"steps": steps}
+    return doc | draw(
+        _optional({"strategy": st.sampled_from(["canary", "replace"]), "gates": gates})
+    )
+
+
+@st.composite
+def artifact(draw: st.DrawFn) -> Doc:
+    fmt = draw(
+        st.sampled_from(["sklearn", "onnx", "python", "sentence-transformers", "transformers"])
+    )
+    scheme = draw(st.sampled_from(["", "file://", "http://", "https://", "s3://", "gs://"]))
+    path = draw(st.text(TEXT, min_size=1, max_size=30).filter(lambda s: "://" not in s))
+    doc: Doc = {"uri": scheme + path, "format": fmt}
+    sha = st.from_regex(SHA256_PATTERN, fullmatch=True)
+    if fmt in PICKLE_FORMATS:
+        doc |= draw(st.one_of(sha.map(lambda s: {"sha256": s}), st.just({"trust": True})))
+    else:
+        doc |= draw(_optional({"sha256": sha, "trust": st.booleans()}))
+    if fmt == "python":
+        doc["entrypoint"] = draw(st.from_regex(ENTRYPOINT_PATTERN, fullmatch=True))
+    return doc
+
+
+def serve() -> st.SearchStrategy[Doc]:
+    protocols = st.lists(st.sampled_from(["oip-v2", "openai"]), min_size=1, max_size=2, unique=True)
+    batching = _optional(
+        {
+            "maxBatchSize": ints(Batching, "max_batch_size"),
+            "maxDelayMs": floats(Batching, "max_delay_ms"),
+        }
+    )
+    return _optional(
+        {
+            "protocols": protocols,
+            "batching": batching,
+            "timeoutSeconds": floats(Serve, "timeout_seconds"),
+            "maxRequestBytes": ints(Serve, "max_request_bytes"),
+        }
+    )
+
+
+def slo() -> st.SearchStrategy[Doc]:
+    return _optional(
+        {
+            "p99LatencyMs": floats(SLO, "p99_latency_ms"),
+            "availability": floats(SLO, "availability"),
+        }
+    )
+
+
+owners = text(AppSpec, "owner")
+argv = st.lists(st.text(TEXT, max_size=15), min_size=1, max_size=4)
+env = st.dictionaries(
+    st.from_regex(r"[A-Z_][A-Z0-9_]{0,10}", fullmatch=True), st.text(TEXT, max_size=15), max_size=3
+)
+
+
+def _resource(kind: str, spec: st.SearchStrategy[Doc]) -> st.SearchStrategy[Doc]:
+    return st.builds(
+        lambda meta, body: {
+            "apiVersion": "kaip.dev/v1alpha1",
+            "kind": kind,
+            "metadata": meta,
+            "spec": body,
+        },
+        metadata(),
+        spec,
+    )
+
+
+def model_docs() -> st.SearchStrategy[Doc]:
+    spec = st.builds(
+        lambda owner, art, extra: {"owner": owner, "artifact": art, **extra},
+        owners,
+        artifact(),
+        _optional(
+            {
+                "serve": serve(),
+                "resources": resources(),
+                "scaling": scaling(),
+                "rollout": rollout(),
+                "slo": slo(),
+            }
+        ),
+    )
+    return _resource("Model", spec)
+
+
+@st.composite
+def app_spec(draw: st.DrawFn) -> Doc:
+    runs = draw(st.sampled_from([("command",), ("image",), ("command", "image")]))
+    doc: Doc = {"owner": draw(owners)}
+    if "command" in runs:
+        doc["command"] = draw(argv)
+    if "image" in runs:
+        doc["image"] = draw(text(AppSpec, "image"))
+    return doc | draw(
+        _optional(
+            {
+                "port": ints(AppSpec, "port"),
+                "env": env,
+                "healthPath": st.text(TEXT, max_size=20).map(lambda s: "/" + s),
+                "resources": resources(),
+                "scaling": scaling(),
+                "rollout": rollout(),
+            }
+        )
+    )
+
+
+def training_spec() -> st.SearchStrategy[Doc]:
+    output = st.builds(
+        lambda uri, fmt, extra: {"uri": uri, "format": fmt, **extra},
+        st.text(TEXT, min_size=1, max_size=30),
+        st.sampled_from(["sklearn", "onnx", "python", "sentence-transformers", "transformers"]),
+        _optional({"model": names}),
+    )
+    return st.builds(
+        lambda owner, command, extra: {"owner": owner, "command": command, **extra},
+        owners,
+        argv,
+        _optional(
+            {
+                "image": text(TrainingJobSpec, "image"),
+                "env": env,
+                "resources": resources(),
+                "nodes": ints(TrainingJobSpec, "nodes"),
+                "maxRetries": ints(TrainingJobSpec, "max_retries"),
+                "checkpointDir": st.text(TEXT, max_size=20),
+                "output": output,
+            }
+        ),
+    )
+
+
+def documents() -> st.SearchStrategy[Doc]:
+    """A valid kaip document of any kind, as YAML would hold it."""
+    return st.one_of(
+        model_docs(),
+        _resource("App", app_spec()),
+        _resource("TrainingJob", training_spec()),
+    )
+
+
+KIND_MODELS = {"Model": Model, "App": App, "TrainingJob": TrainingJob}
