@@ -82,7 +82,9 @@ Name = Annotated[
     Field(json_schema_extra={"pattern": _RFC1123_LABEL.pattern, "maxLength": 63}),
 ]
 
-_QUANTITY = re.compile(r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(([KMGTPE]i)|[numkMGTPE]|[eE][+-]?[0-9]+)?$")
+_QUANTITY = re.compile(
+    r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(([KMGTPE]i)|[numkMGTPE]|[eE][+-]?[0-9]+)?$"
+)
 QUANTITY_PATTERN = _QUANTITY.pattern
 _QUANTITY_EXAMPLES = "examples: 500m, 2, 1.5, 512Mi, 4Gi"
 

@@ -126,9 +126,7 @@ RULES: tuple[Rule, ...] = (
     ),
 )
 
-NAME_CEL = (
-    f"size(self.metadata.name) <= 63 && self.metadata.name.matches('{NAME_PATTERN}')"
-)
+NAME_CEL = f"size(self.metadata.name) <= 63 && self.metadata.name.matches('{NAME_PATTERN}')"
 """On the CRD's root: a kaip resource's name is an RFC 1123 label (it names Services)."""
 
 
