@@ -102,6 +102,35 @@ def compute_floor(model: Any) -> list[dict[str, Any]]:
     return out
 
 
+def cpu_busy(sample_s: float = 3.0) -> float:
+    """Fraction of all cores busy over the sample (from /proc/stat)."""
+
+    def totals() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        return sum(fields), idle
+
+    total0, idle0 = totals()
+    time.sleep(sample_s)
+    total1, idle1 = totals()
+    return 1.0 - (idle1 - idle0) / max(total1 - total0, 1)
+
+
+def wait_quiet(max_busy: float, max_wait_s: float) -> float:
+    """Waits until the machine is quiet (CPU below max_busy, no Go builds); gives seconds waited."""
+    start = time.monotonic()
+    while True:
+        busy = cpu_busy()
+        builds = subprocess.run(["pgrep", "-f", "go build|compile"], capture_output=True).stdout
+        if busy <= max_busy and not builds.strip():
+            return time.monotonic() - start
+        if time.monotonic() - start > max_wait_s:
+            print(f"  machine still busy ({busy:.0%} CPU) after {max_wait_s:.0f} s; going on")
+            return time.monotonic() - start
+        print(f"  waiting for a quiet machine: {busy:.0%} CPU, builds: {bool(builds.strip())}")
+        time.sleep(30)
+
+
 def machine() -> dict[str, Any]:
     def sh(cmd: str) -> str:
         return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
@@ -217,6 +246,13 @@ def main() -> None:
     parser.add_argument("--servers", default=",".join(s.name for s in ALL))
     parser.add_argument("--connections", default="1,8,64")
     parser.add_argument("--rows", default="1,32")
+    parser.add_argument(
+        "--quiet-cpu",
+        type=float,
+        default=None,
+        help="before each round wait (up to --quiet-wait s) until total CPU busy <= this fraction",
+    )
+    parser.add_argument("--quiet-wait", type=float, default=1800.0)
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.duration, args.warmup = 1, 3.0, 1.0
@@ -269,7 +305,8 @@ def main() -> None:
         shift = (round_no - 1) % max(len(servers), 1)
         order = servers[shift:] + servers[:shift]
         print(f"round {round_no}/{args.rounds}: {', '.join(s.name for s in order)}", flush=True)
-        records.append({**machine(), "round": round_no})
+        waited = wait_quiet(args.quiet_cpu, args.quiet_wait) if args.quiet_cpu is not None else 0
+        records.append({**machine(), "round": round_no, "waited_s": waited, "cpu_busy": cpu_busy()})
         for sdef in order:
             records += one_server(sdef, artifact, expected, bodies, args, out, round_no)
         (out / "results.json").write_text(json.dumps(records, indent=1, default=str))
@@ -306,10 +343,11 @@ def render(records: list[dict[str, Any]]) -> str:
                 f"- {r['server']}: listens off loopback (no traffic sent there): {exposed}"
             )
     loads = [r for r in records if r["kind"] == "machine"]
-    parts.append(
-        "Machine load (1/5/15 min) per round: "
-        + "; ".join(f"{r.get('round', 'start')}: {r['loadavg']}" for r in loads)
-    )
+    parts.append("Machine load before each round (load average 1/5/15 min; CPU busy, both cores):")
+    for r in loads:
+        busy = f", CPU busy {r['cpu_busy']:.0%}" if "cpu_busy" in r else ""
+        avg = "/".join(f"{v:.2f}" for v in r["loadavg"])
+        parts.append(f"- round {r.get('round', 'start')}: {avg}{busy}")
     return "\n".join(parts) + "\n"
 
 

@@ -130,7 +130,12 @@ def _ray(artifact: Artifact, scratch: Path) -> Launch:
         "bash", str(PEERS / "ray/run.sh"), str(VENVS / "ray"), str(free_port()), str(config),
         temp_dir,
     ]  # fmt: skip
-    env = {"PYTHONPATH": str(PEERS / "ray"), "RAY_SERVE_DEFAULT_HTTP_HOST": "127.0.0.1"}
+    env = {
+        "PYTHONPATH": str(PEERS / "ray"),
+        "RAY_SERVE_DEFAULT_HTTP_HOST": "127.0.0.1",
+        # Ray Serve's documented high-throughput mode (it served more req/s here than without)
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+    }
     return Launch(argv=argv, port=port, cwd=PEERS / "ray", env=env, temp_dirs=[temp_dir])
 
 
