@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from kaip import __version__
-from kaip.cli import gitops, render, spec_commands
+from kaip.cli import gitops, render, serve, spec_commands
 from kaip.errors import KaipError
 
 app = typer.Typer(
@@ -37,6 +37,7 @@ app.command()(spec_commands.schema)
 app.command()(spec_commands.crd)
 app.command()(render.render)
 app.add_typer(gitops.app)
+app.command()(serve.serve)
 
 
 def main() -> None:

@@ -1,1 +1,75 @@
-"""kaip.telemetry."""
+"""Names of kaip's signals (metrics, spans, attributes) and the OpenTelemetry SDK set-up.
+
+The names live here so that the server, the gateway, dashboards and tests agree on one spelling.
+This package never reads the environment and never configures the SDK on import:
+:func:`kaip.telemetry.otel.configure` is called by entrypoints only.
+"""
+
+from typing import Final
+
+# Prometheus metrics of the model server (labels in the comments).
+REQUESTS_TOTAL: Final = "kaip_requests_total"  # model, revision, protocol, status
+REQUEST_DURATION: Final = "kaip_request_duration_seconds"  # model, revision, protocol
+QUEUE_DURATION: Final = "kaip_queue_duration_seconds"  # model, revision
+BATCH_SIZE: Final = "kaip_batch_size_rows"  # model, revision
+PREDICT_DURATION: Final = "kaip_predict_duration_seconds"  # model, revision
+INFLIGHT: Final = "kaip_inflight_requests"  # model, revision
+QUEUE_DEPTH: Final = "kaip_queue_depth_requests"  # model, revision
+MODEL_READY: Final = "kaip_model_ready"  # model, revision
+
+# GenAI semantic conventions (server side), recorded as OpenTelemetry histograms and exposed
+# under their Prometheus spelling on /metrics. Unit: seconds.
+GENAI_REQUEST_DURATION: Final = "gen_ai.server.request.duration"
+GENAI_TIME_TO_FIRST_TOKEN: Final = "gen_ai.server.time_to_first_token"
+GENAI_TIME_PER_OUTPUT_TOKEN: Final = "gen_ai.server.time_per_output_token"
+ATTR_GENAI_OPERATION: Final = "gen_ai.operation.name"
+ATTR_GENAI_MODEL: Final = "gen_ai.request.model"
+ATTR_ERROR_TYPE: Final = "error.type"
+
+
+def prometheus_name(otel_name: str, unit: str = "") -> str:
+    """The name OpenTelemetry's Prometheus exporters give ``otel_name`` (dots to underscores)."""
+    name = otel_name.replace(".", "_")
+    return f"{name}_{unit}" if unit and not name.endswith(unit) else name
+
+
+# Span names of one inference request: the server span, then queue -> batch -> predict.
+SPAN_INFER: Final = "kaip.infer"
+SPAN_QUEUE: Final = "kaip.queue"
+SPAN_BATCH: Final = "kaip.batch"
+SPAN_PREDICT: Final = "kaip.predict"
+SPAN_GENERATE: Final = "kaip.generate"
+ATTR_MODEL: Final = "kaip.model"
+ATTR_REVISION: Final = "kaip.revision"
+ATTR_BATCH_ROWS: Final = "kaip.batch.rows"
+ATTR_BATCH_REQUESTS: Final = "kaip.batch.requests"
+
+INSTRUMENTATION_SCOPE: Final = "kaip"
+
+__all__ = [
+    "ATTR_BATCH_REQUESTS",
+    "ATTR_BATCH_ROWS",
+    "ATTR_ERROR_TYPE",
+    "ATTR_GENAI_MODEL",
+    "ATTR_GENAI_OPERATION",
+    "ATTR_MODEL",
+    "ATTR_REVISION",
+    "BATCH_SIZE",
+    "GENAI_REQUEST_DURATION",
+    "GENAI_TIME_PER_OUTPUT_TOKEN",
+    "GENAI_TIME_TO_FIRST_TOKEN",
+    "INFLIGHT",
+    "INSTRUMENTATION_SCOPE",
+    "MODEL_READY",
+    "PREDICT_DURATION",
+    "QUEUE_DEPTH",
+    "QUEUE_DURATION",
+    "REQUESTS_TOTAL",
+    "REQUEST_DURATION",
+    "SPAN_BATCH",
+    "SPAN_GENERATE",
+    "SPAN_INFER",
+    "SPAN_PREDICT",
+    "SPAN_QUEUE",
+    "prometheus_name",
+]

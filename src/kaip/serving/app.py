@@ -1,0 +1,245 @@
+"""The model server's ASGI application: routes, the OIP v2 handlers and the one error handler.
+
+``POST /v2/models/{model}[/versions/{v}]/infer`` for the served model is matched by one dict
+lookup and handled without any framework in between; every other route is matched by path
+segments. Every :class:`~kaip.errors.KaipError` becomes its ``http_status`` and an
+``{"error": "..."}`` body (OpenAI routes: an OpenAI error object); anything else becomes a 500
+and a logged traceback. Inference logic lives in :mod:`kaip.serving.dataplane`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from kaip import __version__
+from kaip.errors import InferenceError, KaipError, ModelNotFoundError, OverloadedError
+from kaip.serving import openapi
+from kaip.serving.asgi import ClientDisconnected, Receive, Scope, Send, read_body, respond
+from kaip.serving.codec import decode_request, encode_response
+from kaip.serving.dataplane import ServedModel
+from kaip.serving.openai_api import OpenAIRoutes
+
+log = logging.getLogger(__name__)
+OIP = "oip-v2"
+EXTENSIONS = ["binary_tensor_data", "parameters"]
+_OCTET = b"application/octet-stream"
+_INFER_ROUTE = "/v2/models/{model}/infer"
+
+
+class MethodNotAllowedError(InferenceError):
+    http_status = 405
+
+
+def error_body(exc: KaipError) -> bytes:
+    return orjson.dumps({"error": exc.message})
+
+
+def error_headers(exc: KaipError) -> list[tuple[bytes, bytes]]:
+    if isinstance(exc, OverloadedError):
+        return [(b"retry-after", b"%d" % max(1, round(exc.retry_after)))]
+    return []
+
+
+class ServingApp:
+    """ASGI app serving one model over OIP v2 (and the OpenAI API when enabled)."""
+
+    def __init__(
+        self,
+        model: ServedModel,
+        *,
+        max_request_bytes: int,
+        openai: bool = False,
+    ) -> None:
+        self.model = model
+        self.max_request_bytes = max_request_bytes
+        self.openai = OpenAIRoutes(model, max_request_bytes) if openai else None
+        base = f"/v2/models/{model.name}"
+        self._infer_paths = {f"{base}/infer", f"{base}/versions/{model.revision}/infer"}
+        self._openapi = orjson.dumps(openapi.document(model.name, model.revision))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await _lifespan(receive, send)
+            return
+        if scope["path"] in self._infer_paths and scope["method"] == "POST":
+            await self._infer(scope, receive, send)
+            return
+        await self._route(scope, receive, send)
+
+    # -- the hot path ----------------------------------------------------------------------------
+
+    async def _infer(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        model = self.model
+        metrics = model.metrics
+        metrics.inflight.inc()
+        tracing = model.tracing
+        span = tracing.start(scope["headers"], "POST infer", _INFER_ROUTE) if tracing else None
+        status = 200
+        try:
+            header_length = content_length = encoding = None
+            for key, value in scope["headers"]:
+                if key == b"content-length":
+                    content_length = value
+                elif key == b"inference-header-content-length":
+                    header_length = value
+                elif key == b"content-encoding":
+                    encoding = value
+            body = await read_body(receive, self.max_request_bytes, content_length, encoding)
+            request = decode_request(body, _int_header(header_length))
+            outputs = await model.infer(request, span)
+            selected = model.select_outputs(request, outputs)
+            payload, json_length = encode_response(model.name, model.revision, request.id, selected)
+            if json_length is None:
+                await respond(send, 200, payload)
+            else:
+                await respond(
+                    send,
+                    200,
+                    payload,
+                    _OCTET,
+                    [(b"inference-header-content-length", b"%d" % json_length)],
+                )
+        except KaipError as exc:
+            status = exc.http_status
+            await respond(send, status, error_body(exc), extra=error_headers(exc))
+        except ClientDisconnected:
+            status = 499
+        except Exception:
+            status = 500
+            log.exception("infer on model %s failed", model.name)
+            await respond(send, 500, orjson.dumps({"error": "internal error; see server log"}))
+        finally:
+            metrics.inflight.dec()
+            metrics.observe_request(OIP, status, time.perf_counter() - started)
+            if span is not None and tracing is not None:
+                tracing.end(span, status)
+
+    # -- everything else -------------------------------------------------------------------------
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        try:
+            if path.startswith("/v1/"):
+                if self.openai is None:
+                    raise ModelNotFoundError(
+                        f"{path}: the OpenAI API is off for model {self.model.name!r}; add "
+                        "'openai' to serve.protocols"
+                    )
+                await self.openai.handle(scope, receive, send)
+                return
+            handler = self._match(method, path)
+            await handler(scope, receive, send)
+        except KaipError as exc:
+            await respond(send, exc.http_status, error_body(exc), extra=error_headers(exc))
+        except ClientDisconnected:
+            pass
+        except Exception:
+            log.exception("%s %s failed", method, path)
+            await respond(send, 500, orjson.dumps({"error": "internal error; see server log"}))
+
+    def _match(self, method: str, path: str) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+        simple: dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = {
+            "/v2/health/live": self._live,
+            "/v2/health/ready": self._ready,
+            "/v2": self._server_metadata,
+            "/v2/": self._server_metadata,
+            "/metrics": self._metrics,
+            "/openapi.json": self._openapi_doc,
+        }
+        handler = simple.get(path)
+        if handler is not None:
+            _allow(method, "GET")
+            return handler
+        parts = path.strip("/").split("/")
+        if len(parts) >= 3 and parts[0] == "v2" and parts[1] == "models":
+            self._check_model(parts[2])
+            rest = parts[3:]
+            if len(rest) >= 2 and rest[0] == "versions":
+                self._check_version(rest[1])
+                rest = rest[2:]
+            if not rest:
+                _allow(method, "GET")
+                return self._model_metadata
+            if rest == ["ready"]:
+                _allow(method, "GET")
+                return self._model_ready
+            if rest == ["infer"]:
+                _allow(method, "POST")
+                return self._infer
+        raise ModelNotFoundError(f"no route {method} {path}; see /openapi.json")
+
+    def _check_model(self, name: str) -> None:
+        if name != self.model.name:
+            raise ModelNotFoundError(
+                f"model {name!r} is not served here; this server serves {self.model.name!r}"
+            )
+
+    def _check_version(self, version: str) -> None:
+        if version != self.model.revision:
+            raise ModelNotFoundError(
+                f"model {self.model.name!r} has no version {version!r}; it serves version "
+                f"{self.model.revision!r}"
+            )
+
+    async def _live(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await respond(send, 200, b'{"live":true}')
+
+    async def _ready(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ready = self.model.ready
+        await respond(send, 200 if ready else 503, orjson.dumps({"ready": ready}))
+
+    async def _model_ready(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ready = self.model.ready
+        body = {"name": self.model.name, "ready": ready}
+        await respond(send, 200 if ready else 503, orjson.dumps(body))
+
+    async def _server_metadata(self, scope: Scope, receive: Receive, send: Send) -> None:
+        extensions = [*EXTENSIONS, "openai"] if self.openai else EXTENSIONS
+        body = {"name": "kaip", "version": __version__, "extensions": extensions}
+        await respond(send, 200, orjson.dumps(body))
+
+    async def _model_metadata(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.model.ready:
+            raise OverloadedError(f"model {self.model.name!r} is still loading", retry_after=1.0)
+        await respond(send, 200, orjson.dumps(self.model.metadata()))
+
+    async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await respond(send, 200, self.model.metrics.exposition(), CONTENT_TYPE_LATEST.encode())
+
+    async def _openapi_doc(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await respond(send, 200, self._openapi)
+
+
+def _allow(method: str, allowed: str) -> None:
+    if method != allowed and not (allowed == "GET" and method == "HEAD"):
+        raise MethodNotAllowedError(f"method {method} is not allowed here; use {allowed}")
+
+
+def _int_header(value: bytes | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise InferenceError("Inference-Header-Content-Length is not a number") from None
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+__all__ = ["ServingApp"]

@@ -1,0 +1,250 @@
+"""Inference logic of one served model, apart from HTTP: load, metadata, validate, batch, predict.
+
+:class:`ServedModel` owns a runtime and its batcher. It validates a decoded request against the
+runtime's tensor metadata *before* queueing it (so a malformed request never reaches a batch),
+maps the model's own input errors to HTTP 400 and enforces the per-request timeout. It never
+parses HTTP or JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Hashable
+from typing import Any
+
+import numpy as np
+
+from kaip.errors import InferenceError, KaipError, OverloadedError
+from kaip.serving.batcher import Batcher, Outputs, Pending
+from kaip.serving.codec import DTYPES, InferRequest
+from kaip.serving.metrics import ServerMetrics
+from kaip.serving.runtimes import Runtime
+from kaip.serving.runtimes.base import Array, TensorSpec
+from kaip.serving.tracing import Tracing
+
+log = logging.getLogger(__name__)
+
+# A model that answers its probe faster than this predicts on the event loop: handing a batch
+# to a thread costs ~50-100 us, more than such a model does.
+INLINE_BELOW_SECONDS = 0.002
+_MODEL_INPUT_ERRORS = (ValueError, TypeError, KeyError, IndexError)
+
+
+class ServedModel:
+    def __init__(
+        self,
+        name: str,
+        revision: str,
+        *,
+        max_batch_size: int,
+        max_delay: float,
+        max_queue: int,
+        timeout: float,
+        metrics: ServerMetrics,
+        tracing: Tracing | None = None,
+    ) -> None:
+        self.name = name
+        self.revision = revision
+        self._runtime: Runtime | None = None
+        self.metrics = metrics
+        self.tracing = tracing
+        self.timeout = timeout
+        self.ready = False
+        self._max_batch_size = max_batch_size
+        self._max_delay = max_delay
+        self._max_queue = max_queue
+        self.batcher: Batcher | None = None
+        self._input_specs: dict[str, TensorSpec] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    @property
+    def runtime(self) -> Runtime:
+        if self._runtime is None:
+            raise OverloadedError(f"model {self.name!r} is still loading", retry_after=1.0)
+        return self._runtime
+
+    def load(self, runtime: Runtime) -> None:
+        """Load ``runtime``, warm it up and decide where it predicts (blocking; call once)."""
+        runtime.load()
+        self._runtime = runtime
+        self._input_specs = {s.name: s for s in self.runtime.inputs}
+        inline = False
+        probe = self.runtime.probe()
+        if probe is not None:
+            self.runtime.predict(probe)  # warm-up
+            started = time.perf_counter()
+            self.runtime.predict(probe)
+            inline = time.perf_counter() - started < INLINE_BELOW_SECONDS
+        self.batcher = Batcher(
+            self.runtime.predict,
+            max_batch_size=self._max_batch_size,
+            max_delay=self._max_delay,
+            max_queue=self._max_queue,
+            batchable=self.runtime.batchable,
+            inline=inline,
+            observer=self,
+        )
+        batcher = self.batcher
+        self.metrics.queue_depth.set_function(lambda: batcher.depth)
+        log.info(
+            "model %s loaded (%s, predict %s, batching up to %d rows)",
+            self.name,
+            self.runtime.platform,
+            "inline" if inline else "on a worker thread",
+            self.batcher.max_batch_size,
+        )
+
+    def mark_ready(self) -> None:
+        self.ready = True
+        self.metrics.ready.set(1)
+
+    def close(self) -> None:
+        if self.batcher is not None:
+            self.batcher.close()
+
+    # -- metadata --------------------------------------------------------------------------------
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "versions": [self.revision],
+            "platform": self.runtime.platform,
+            "inputs": [s.to_json() for s in self.runtime.inputs],
+            "outputs": [s.to_json() for s in self.runtime.outputs],
+        }
+
+    # -- inference -------------------------------------------------------------------------------
+
+    def validate(self, request: InferRequest) -> tuple[dict[str, Array], int, Hashable]:
+        """The request's arrays keyed by model input, its row count and its batch key."""
+        if not getattr(self.runtime, "can_predict", True):
+            raise InferenceError(
+                f"model {self.name!r} generates text and has no infer; use /v1/completions or "
+                "/v1/chat/completions"
+            )
+        arrays = self._match_inputs(request)
+        batchable = self.runtime.batchable
+        rows = 1
+        if batchable:
+            first = next(iter(arrays.values()))
+            if first.ndim == 0:
+                raise InferenceError(
+                    f"model {self.name!r} batches along the first axis: send shape [rows, ...]"
+                )
+            rows = first.shape[0]
+            for name, array in arrays.items():
+                if array.ndim == 0 or array.shape[0] != rows:
+                    raise InferenceError(
+                        f"input {name!r} has {array.shape[0] if array.ndim else 0} rows, but the "
+                        f"other inputs have {rows}: every input needs the same first dimension"
+                    )
+        key = tuple((name, a.dtype.str, a.shape[1:]) for name, a in arrays.items())
+        return arrays, rows, key
+
+    def _match_inputs(self, request: InferRequest) -> dict[str, Array]:
+        specs = self._input_specs
+        if not specs:
+            return request.inputs
+        if len(specs) == 1 and len(request.inputs) == 1:
+            (spec,) = specs.values()
+            ((sent_name, array),) = request.inputs.items()
+            return {spec.name: self._conform(spec, array, request.datatypes[sent_name], sent_name)}
+        missing = [n for n in specs if n not in request.inputs]
+        if missing:
+            raise InferenceError(
+                f"model {self.name!r} needs input(s) {', '.join(map(repr, missing))}; it takes "
+                f"{', '.join(map(repr, specs))}"
+            )
+        unknown = [n for n in request.inputs if n not in specs]
+        if unknown:
+            raise InferenceError(
+                f"model {self.name!r} has no input(s) {', '.join(map(repr, unknown))}; it takes "
+                f"{', '.join(map(repr, specs))}"
+            )
+        return {
+            n: self._conform(specs[n], request.inputs[n], request.datatypes[n], n) for n in specs
+        }
+
+    def _conform(self, spec: TensorSpec, array: Array, datatype: str, sent: str) -> Array:
+        if datatype != spec.datatype and datatype not in spec.accepts:
+            target = DTYPES.get(spec.datatype)
+            if (
+                datatype == "BYTES"
+                or spec.datatype == "BYTES"
+                or target is None
+                or not np.can_cast(array.dtype, target, "same_kind")
+            ):
+                raise InferenceError(
+                    f"input {sent!r} is {datatype}, but model {self.name!r} takes "
+                    f"{spec.datatype} for {spec.name!r}"
+                )
+            array = array.astype(target)
+        if len(spec.shape) != array.ndim or any(
+            want != -1 and want != got
+            for i, (want, got) in enumerate(zip(spec.shape, array.shape, strict=True))
+            if i > 0 or not self.runtime.batchable
+        ):
+            raise InferenceError(
+                f"input {sent!r} has shape {list(array.shape)}, but model {self.name!r} takes "
+                f"{list(spec.shape)} for {spec.name!r} (-1: any size)"
+            )
+        return array
+
+    async def infer(self, request: InferRequest, span: Any = None) -> Outputs:
+        """Validate, queue, await the batch; raises a KaipError for anything the client did."""
+        if not self.ready or self.batcher is None:
+            raise OverloadedError(f"model {self.name!r} is still loading", retry_after=1.0)
+        arrays, rows, key = self.validate(request)
+        future = self.batcher.submit(arrays, rows, key, span)
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(self.timeout, _expire, future, self.timeout)
+        try:
+            return await future
+        except KaipError:
+            raise
+        except _MODEL_INPUT_ERRORS as exc:
+            raise InferenceError(f"model {self.name!r} rejected the input: {exc}") from exc
+        finally:
+            timer.cancel()
+
+    def select_outputs(
+        self, request: InferRequest, outputs: Outputs
+    ) -> list[tuple[str, Array, bool]]:
+        """The outputs the client asked for, each with its binary flag."""
+        if request.outputs is None:
+            return [(n, a, request.binary_output) for n, a in outputs.items()]
+        selected = []
+        for wanted in request.outputs:
+            array = outputs.get(wanted.name)
+            if array is None:
+                raise InferenceError(
+                    f"model {self.name!r} has no output {wanted.name!r}; it returns "
+                    f"{', '.join(map(repr, outputs))}"
+                )
+            selected.append((wanted.name, array, wanted.binary or request.binary_output))
+        return selected
+
+    # -- BatchObserver ---------------------------------------------------------------------------
+
+    def batch_done(self, batch: list[Pending], started: float, finished: float) -> None:
+        m = self.metrics
+        m.predict_time.observe(finished - started)
+        m.batch_rows.observe(sum(p.rows for p in batch))
+        for p in batch:
+            m.queue_time.observe(started - p.enqueued)
+        if self.tracing is not None:
+            self.tracing.batch_done(batch, started, finished)
+
+
+def _expire(future: asyncio.Future[Outputs], timeout: float) -> None:
+    if not future.done():
+        future.set_exception(
+            OverloadedError(
+                f"no answer within the model's timeoutSeconds ({timeout:g} s); retry later or "
+                "raise serve.timeoutSeconds",
+                retry_after=1.0,
+            )
+        )

@@ -1,0 +1,173 @@
+"""Run the model server: bind, serve while the model loads, report ready, drain on SIGTERM.
+
+The socket is bound first (``port 0`` picks a free port) and the HTTP server starts at once, so
+``/v2/health/live`` answers while the model loads; ``/v2/health/ready`` turns 200 only after it
+loaded. Then one JSON line ``{"event": "ready", "port": ...}`` goes to stdout (and the port to
+``--port-file`` when given), which is what the local supervisor waits for. On SIGTERM or SIGINT
+the server stops accepting, lets in-flight requests finish for up to
+``settings.serving.graceful_shutdown_seconds`` and returns 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+
+from kaip.errors import ConfigError, KaipError
+from kaip.serving import artifacts, runtimes
+from kaip.serving.app import ServingApp
+from kaip.serving.dataplane import ServedModel
+from kaip.serving.metrics import ServerMetrics
+from kaip.serving.tracing import Tracing
+from kaip.settings import Settings
+from kaip.spec import Model, SpecDocument, load_paths
+
+log = logging.getLogger("kaip.serving")
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    spec_path: Path
+    model: str
+    host: str
+    port: int
+    revision: str = "1"
+    port_file: Path | None = None
+    tracing: bool = False
+
+
+def find_model(spec_path: Path, name: str) -> SpecDocument:
+    """The Model named ``name`` in the spec file or directory at ``spec_path``."""
+    specs = load_paths([spec_path])
+    doc = specs.find("Model", name)
+    if doc is None:
+        names = [d.resource.metadata.name for d in specs.of_kind("Model")]
+        found = ", ".join(names) if names else "none"
+        raise ConfigError(f"no Model named {name!r} in {spec_path} (Models there: {found})")
+    return doc
+
+
+def build(options: ServeOptions, settings: Settings) -> tuple[ServingApp, SpecDocument]:
+    """The app for ``options.model`` with its model not loaded yet (see :func:`load`)."""
+    doc = find_model(options.spec_path, options.model)
+    assert isinstance(doc.resource, Model)
+    spec = doc.resource.spec
+    metrics = ServerMetrics(options.model, options.revision)
+    tracing = Tracing(options.model, options.revision) if options.tracing else None
+    served = ServedModel(
+        options.model,
+        options.revision,
+        max_batch_size=spec.serve.batching.max_batch_size,
+        max_delay=spec.serve.batching.max_delay_ms / 1000,
+        max_queue=settings.serving.max_queue,
+        timeout=spec.serve.timeout_seconds,
+        metrics=metrics,
+        tracing=tracing,
+    )
+    app = ServingApp(
+        served,
+        max_request_bytes=spec.serve.max_request_bytes,
+        openai="openai" in spec.serve.protocols,
+    )
+    return app, doc
+
+
+def load(app: ServingApp, doc: SpecDocument, settings: Settings) -> None:
+    """Fetch and verify the artifact, then load the model (blocking)."""
+    assert isinstance(doc.resource, Model)
+    artifact = doc.resource.spec.artifact
+    path = artifacts.resolve(artifact, doc.base_dir, settings.serving.artifact_cache_dir)
+    app.model.load(runtimes.create(artifact, path))
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(options: ServeOptions, settings: Settings) -> int:
+    """Serve until SIGTERM/SIGINT; returns the process exit code."""
+    app, doc = build(options, settings)
+    sock = bind(options.host, options.port)
+    config = uvicorn.Config(
+        app,
+        http="httptools",
+        lifespan="off",
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+        timeout_graceful_shutdown=int(settings.serving.graceful_shutdown_seconds),
+        backlog=2048,
+    )
+    server = uvicorn.Server(config)
+    exit_code = 0
+
+    async def main() -> None:
+        nonlocal exit_code
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(None, load, app, doc, settings)
+        except KaipError as exc:
+            log.error("model %s failed to load: %s", options.model, exc.message)
+            exit_code = exc.exit_code
+            server.should_exit = True
+        else:
+            app.model.mark_ready()
+            port = sock.getsockname()[1]
+            _announce(options, port)
+        await serving
+        app.model.close()
+
+    # uvicorn re-raises the signal it caught once it has drained; a no-op handler makes that
+    # re-raise harmless so that a graceful stop exits 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    _run(main())
+    return exit_code
+
+
+def _announce(options: ServeOptions, port: int) -> None:
+    host = f"[{options.host}]" if ":" in options.host else options.host
+    line = {
+        "event": "ready",
+        "model": options.model,
+        "revision": options.revision,
+        "host": options.host,
+        "port": port,
+        "url": f"http://{host}:{port}",
+        "pid": os.getpid(),
+    }
+    if options.port_file is not None:
+        tmp = options.port_file.with_name(options.port_file.name + ".tmp")
+        tmp.write_text(f"{port}\n")
+        tmp.replace(options.port_file)
+    sys.stdout.write(json.dumps(line) + "\n")
+    sys.stdout.flush()
+
+
+def _run(coro: object) -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvicorn[standard] brings it
+        asyncio.run(coro)  # type: ignore[arg-type]
+        return
+    uvloop.run(coro)  # type: ignore[arg-type]
