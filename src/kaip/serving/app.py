@@ -23,6 +23,7 @@ from kaip.serving.asgi import ClientDisconnected, Receive, Scope, Send, read_bod
 from kaip.serving.codec import decode_request, encode_response
 from kaip.serving.dataplane import ServedModel
 from kaip.serving.openai_api import OpenAIRoutes
+from kaip.telemetry import SPAN_INFER
 
 log = logging.getLogger(__name__)
 OIP = "oip-v2"
@@ -80,7 +81,7 @@ class ServingApp:
         metrics = model.metrics
         metrics.inflight.inc()
         tracing = model.tracing
-        span = tracing.start(scope["headers"], "POST infer", _INFER_ROUTE) if tracing else None
+        span = tracing.start(scope["headers"], SPAN_INFER, _INFER_ROUTE) if tracing else None
         status = 200
         try:
             header_length = content_length = encoding = None

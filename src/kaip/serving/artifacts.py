@@ -46,11 +46,9 @@ def resolve(artifact: Artifact, base_dir: Path, cache_dir: Path) -> Path:
     """The local path of ``artifact``, downloading it first when it is remote."""
     uri = artifact.uri
     scheme = uri.split("://", 1)[0] if "://" in uri else ""
-    if scheme in ("s3", "gs"):
-        raise ArtifactError(
-            f"{scheme}:// artifacts are not supported yet ({uri}): copy the file next to the "
-            "spec, or serve it over https:// with a sha256"
-        )
+    unsupported = _unsupported(uri)
+    if unsupported is not None:
+        raise unsupported
     if scheme in ("http", "https"):
         path = _download(uri, artifact.sha256, cache_dir)
     elif scheme == "file":
@@ -69,7 +67,27 @@ def resolve(artifact: Artifact, base_dir: Path, cache_dir: Path) -> Path:
 def _download(url: str, sha256: str | None, cache_dir: Path) -> Path:
     key = sha256 or hashlib.sha256(url.encode()).hexdigest()
     name = Path(urlparse(url).path).name or "artifact"
-    target = cache_dir / key / name
+    return download(url, cache_dir / key / name, sha256)
+
+
+def _unsupported(uri: str) -> ArtifactError | None:
+    scheme = uri.split("://", 1)[0] if "://" in uri else ""
+    if scheme in ("s3", "gs"):
+        return ArtifactError(
+            f"{scheme}:// artifacts are not supported yet ({uri}): copy the file next to the "
+            "spec, or serve it over https:// with a sha256"
+        )
+    return None
+
+
+def download(url: str, target: Path, sha256: str | None = None) -> Path:
+    """Download ``url`` to ``target`` (atomically), verified against ``sha256`` when given.
+
+    An existing ``target`` with the right digest is kept as is.
+    """
+    unsupported = _unsupported(url)
+    if unsupported is not None:
+        raise unsupported
     if target.is_file() and (sha256 is None or sha256_file(target) == sha256):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,9 @@ from kaip.errors import ConfigError
 def configure(service_name: str, attributes: dict[str, str] | None = None) -> Callable[[], None]:
     """Install tracer and meter providers that export by OTLP/HTTP; return their shutdown.
 
-    The exporters read the standard ``OTEL_EXPORTER_OTLP_*`` variables themselves.
+    The exporters read the standard ``OTEL_EXPORTER_OTLP_*`` variables themselves;
+    ``service_name`` and ``attributes`` are defaults that ``OTEL_SERVICE_NAME`` and
+    ``OTEL_RESOURCE_ATTRIBUTES`` override.
     """
     try:
         from opentelemetry import metrics, trace
@@ -23,7 +25,7 @@ def configure(service_name: str, attributes: dict[str, str] | None = None) -> Ca
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.resources import OTELResourceDetector, Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
     except ImportError as exc:  # pragma: no cover - the dev install has the extra
@@ -32,7 +34,9 @@ def configure(service_name: str, attributes: dict[str, str] | None = None) -> Ca
             "pip install 'kaip[otlp]'"
         ) from exc
 
-    resource = Resource.create({"service.name": service_name, **(attributes or {})})
+    # Our names are defaults: OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES win when set.
+    defaults = Resource.create({"service.name": service_name, **(attributes or {})})
+    resource = defaults.merge(OTELResourceDetector().detect())
     tracer_provider = TracerProvider(resource=resource)
     tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(tracer_provider)

@@ -3,7 +3,7 @@
 ``Pipeline(StandardScaler, LogisticRegression).predict`` spends ~98% of its time validating its
 input; the arithmetic is a subtraction, a division and one matrix product. :func:`compile_linear`
 recognises pipelines of ``StandardScaler`` steps ending in a linear classifier or regressor
-whose ``predict`` is scikit-learn's own (not overridden) and returns the same operations in the
+that scores with scikit-learn's own decision function and returns the same operations in the
 same dtypes: float32 input stays float32 through the scaler (the scaler casts ``mean_`` and
 ``scale_`` to the input dtype first), integers become float64, then ``X @ coef_.T +
 intercept_`` and ``argmax`` (or ``> 0`` for two classes) into ``classes_``.
@@ -36,6 +36,9 @@ def _scaler_step(step: Any) -> tuple[Array | None, Array | None] | None:
 
 
 def _linear_kind(estimator: Any) -> str | None:
+    """``classifier`` or ``regressor`` for linear models that score with scikit-learn's own
+    decision function; subclasses may still wrap ``predict`` (many do, for docstrings or
+    multi-label cases), which is why callers verify the compiled path."""
     from sklearn.linear_model._base import LinearClassifierMixin, LinearModel
 
     cls = type(estimator)
@@ -43,15 +46,12 @@ def _linear_kind(estimator: Any) -> str | None:
         return None
     if (
         isinstance(estimator, LinearClassifierMixin)
-        and cls.predict is LinearClassifierMixin.predict
         and cls.decision_function is LinearClassifierMixin.decision_function
         and hasattr(estimator, "classes_")
     ):
         return "classifier"
-    if (
-        isinstance(estimator, LinearModel)
-        and cls.predict is LinearModel.predict
-        and cls._decision_function is LinearModel._decision_function
+    if isinstance(estimator, LinearModel) and (
+        cls._decision_function is LinearModel._decision_function
     ):
         return "regressor"
     return None

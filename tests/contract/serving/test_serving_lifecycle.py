@@ -1,0 +1,117 @@
+"""Limits and lifecycle of the server process: ready line, 413, 503 when full or late, SIGTERM
+drain, and refusals at start-up (untrusted pickle, unknown model)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from serving_harness import RunningServer, counting_spec, start_server
+
+ROW = {"inputs": [{"name": "x", "shape": [1, 1], "datatype": "FP32", "data": [1.0]}]}
+
+
+def test_ready_line_is_json_with_the_bound_port(digits_server: RunningServer) -> None:
+    line = json.loads(digits_server.stdout.splitlines()[0])
+    assert line["event"] == "ready" and line["model"] == "digits"
+    assert line["port"] == digits_server.port
+    assert line["url"] == digits_server.url
+
+
+def test_oversized_bodies_get_413(tmp_path: Path) -> None:
+    spec = counting_spec(tmp_path / "spec", maxRequestBytes=2048)
+    server = start_server(spec, "counting", tmp_path / "server")
+    try:
+        url = f"{server.url}/v2/models/counting/infer"
+        big = {"inputs": [{"name": "x", "shape": [1, 1000], "datatype": "FP32",
+                           "data": [1.0] * 1000}]}  # fmt: skip
+        declared = httpx.post(url, json=big)
+        assert declared.status_code == 413 and "maxRequestBytes" in declared.json()["error"]
+        chunks = (json.dumps(big).encode()[i : i + 512] for i in range(0, 6000, 512))
+        chunked = httpx.post(url, content=chunks)
+        assert chunked.status_code == 413
+        assert httpx.post(url, json=ROW).status_code == 200
+    finally:
+        assert server.stop() == 0
+
+
+def test_full_queue_and_timeouts_answer_503_with_retry_after(tmp_path: Path) -> None:
+    spec = counting_spec(tmp_path / "spec", timeoutSeconds=0.5)
+    env = {"KAIP_SERVING__MAX_QUEUE": "1", "KAIP_TEST_PREDICT_SLEEP": "0.4"}
+    server = start_server(spec, "counting", tmp_path / "server", env=env)
+    try:
+        url = f"{server.url}/v2/models/counting/infer"
+        responses: list[httpx.Response] = []
+
+        def send() -> None:
+            responses.append(httpx.post(url, json=ROW, timeout=10))
+
+        threads = [threading.Thread(target=send) for _ in range(6)]
+        for t in threads:
+            t.start()
+            time.sleep(0.02)
+        for t in threads:
+            t.join()
+        statuses = sorted(r.status_code for r in responses)
+        assert 200 in statuses and 503 in statuses, statuses
+        overloaded = [r for r in responses if r.status_code == 503]
+        assert all(r.headers["retry-after"] == "1" for r in overloaded)
+        messages = " ".join(r.json()["error"] for r in overloaded)
+        assert "queue is full" in messages
+        assert "timeoutSeconds" in messages
+    finally:
+        assert server.stop() == 0
+
+
+def test_sigterm_drains_in_flight_requests_then_exits_0(tmp_path: Path) -> None:
+    spec = counting_spec(tmp_path / "spec")
+    env = {"KAIP_TEST_PREDICT_SLEEP": "1.0"}
+    server = start_server(spec, "counting", tmp_path / "server", env=env)
+    url = f"{server.url}/v2/models/counting/infer"
+    responses: list[httpx.Response] = []
+    threads = [
+        threading.Thread(target=lambda: responses.append(httpx.post(url, json=ROW, timeout=10)))
+        for _ in range(3)
+    ]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    server.process.send_signal(signal.SIGTERM)
+    for t in threads:
+        t.join()
+    assert [r.status_code for r in responses] == [200, 200, 200]
+    assert server.process.wait(15) == 0
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{server.url}/v2/health/live")
+
+
+def run_server(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kaip.serving", *args, "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_pickle_with_the_wrong_digest_is_refused(quickstart_dir: Path, tmp_path: Path) -> None:
+    spec = quickstart_dir / "kaip.yaml"
+    text = spec.read_text().replace("trust: true", "sha256: " + "0" * 64)
+    pinned = tmp_path / "kaip.yaml"
+    pinned.write_text(text.replace("uri: model.joblib", f"uri: {quickstart_dir}/model.joblib"))
+    result = run_server(str(pinned), "--model", "digits")
+    assert result.returncode == 2
+    assert "sha256" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_unknown_model_name_is_a_usage_error(quickstart_dir: Path) -> None:
+    result = run_server(str(quickstart_dir), "--model", "nope")
+    assert result.returncode == 2
+    assert "no Model named 'nope'" in result.stderr and "digits" in result.stderr
