@@ -1,0 +1,16 @@
+"""kaip.local.gateway: the one HTTP port of ``kaip up`` in front of every replica and app.
+
+Routes Open Inference Protocol v2 paths by model name, OpenAI routes by the body's ``model``,
+Apps by ``/apps/{name}/`` prefix; picks a revision by weight and a replica by least outstanding
+requests; retries a failed connection on another replica; holds requests while a route scales
+from zero; records per-revision stats for the rollout gates. The controller drives it with
+:meth:`Gateway.set_routes` and reads it with :meth:`Gateway.take_stats` and :meth:`Gateway.load`.
+Never starts processes and never imports the controller, supervisor or state.
+"""
+
+from kaip.local.gateway.admin import ASGIApp
+from kaip.local.gateway.gateway import Gateway
+from kaip.local.gateway.routes import Backend, Route
+from kaip.local.gateway.stats import LoadSample, RevisionStats
+
+__all__ = ["ASGIApp", "Backend", "Gateway", "LoadSample", "RevisionStats", "Route"]

@@ -1,0 +1,392 @@
+"""The local gateway: one port in front of every replica and app that ``kaip up`` runs.
+
+Owns the route table, the per-route load and per-revision stats, the hold queue for routes with
+no ready backend, and the decision of what each request becomes: an answer the gateway gives
+itself (health, model lists, errors), the admin API, or a proxied exchange with retries. Runs in
+the caller's event loop (the controller's); never starts or stops replicas (it asks with
+``on_demand``) and never reads the spec.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+
+import orjson
+
+from kaip.local.gateway.admin import ASGIApp, serve_asgi
+from kaip.local.gateway.balance import pick_backend, pick_least_outstanding, pick_revision
+from kaip.local.gateway.http1 import Headers, error_payload, request_head
+from kaip.local.gateway.paths import TargetKind, parse_target
+from kaip.local.gateway.routes import Backend, CompiledRoute, Route, RouteKind, RouteTable
+from kaip.local.gateway.server import ClientConnection, Request
+from kaip.local.gateway.stats import LoadSample, RevisionStats, StatsRecorder
+from kaip.local.gateway.trace import is_valid_traceparent, new_traceparent
+from kaip.local.gateway.upstream import Outcome, UpstreamConnection, UpstreamPool
+
+log = logging.getLogger("kaip.local.gateway")
+
+EJECT_S = 1.0  # a replica that refused a connection is skipped this long (unless none is left)
+RETRY_AFTER = [(b"retry-after", b"1")]
+
+
+class Gateway:
+    """Routes OIP v2, OpenAI and App requests to replicas; see DESIGN.md section 3."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        hold_timeout_s: float = 30.0,
+        max_held: int = 1000,
+        on_demand: Callable[[str], None] | None = None,
+        admin: ASGIApp | None = None,
+        rng: random.Random | None = None,
+        drain_s: float = 5.0,
+    ) -> None:
+        self._host = host
+        self._port = port
+        self._hold_timeout_s = hold_timeout_s
+        self._max_held = max_held
+        self._on_demand = on_demand
+        self._admin = admin
+        self._rng = rng or random.Random()
+        self._drain_s = drain_s
+        self._table = RouteTable()
+        self._stats: dict[str, StatsRecorder] = {}
+        self._outstanding: dict[str, int] = {}
+        self._ejected: dict[str, float] = {}
+        self._waiters: dict[tuple[RouteKind, str], list[asyncio.Future[None]]] = {}
+        self._held_total = 0
+        self._pool = UpstreamPool()
+        self._connections: set[ClientConnection] = set()
+        self._server: asyncio.Server | None = None
+        self._stopping = False
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> int:
+        """Bind and serve; returns the bound port (``port=0`` picks a free one)."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: ClientConnection(self._handle, self._connections),
+            self._host,
+            self._port,
+            reuse_address=True,
+            backlog=2048,
+        )
+        port: int = self._server.sockets[0].getsockname()[1]
+        self._port = port
+        return port
+
+    async def stop(self) -> None:
+        """Stop accepting, let in-flight requests finish for up to ``drain_s``, close the rest."""
+        self._stopping = True
+        if self._server is not None:
+            self._server.close()
+        self._wake_all()
+        for conn in list(self._connections):
+            conn.closing_after_response = True
+            conn.close_if_idle()
+        deadline = time.monotonic() + self._drain_s
+        while self._connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for conn in list(self._connections):
+            conn.abort()
+        self._pool.close()
+        if self._server is not None:
+            await asyncio.sleep(0)
+            self._server = None
+
+    # -- the controller's side -------------------------------------------------------------------
+    def set_routes(self, routes: Sequence[Route]) -> None:
+        """Replace the whole route table; the next request sees the new one."""
+        table = RouteTable.build(routes)
+        self._table = table
+        for route in routes:
+            if route.name not in self._stats:
+                self._stats[route.name] = StatsRecorder(self._rng)
+        live = {b.replica for r in routes for b in r.backends}
+        for replica in [r for r, n in self._outstanding.items() if n == 0 and r not in live]:
+            del self._outstanding[replica]
+        for replica in [r for r in self._ejected if r not in live]:
+            del self._ejected[replica]
+        for key in list(self._waiters):
+            compiled = table.lookup(*key)
+            if compiled is None or compiled.has_backends:
+                self._wake(key)
+
+    def take_stats(self, name: str) -> dict[str, RevisionStats]:
+        """Per-revision stats since the last take of ``name`` (snapshot and reset)."""
+        recorder = self._stats.get(name)
+        return recorder.take() if recorder is not None else {}
+
+    def load(self, name: str) -> LoadSample:
+        recorder = self._stats.get(name)
+        return recorder.load() if recorder is not None else LoadSample(0, 0, None)
+
+    # -- per request ---------------------------------------------------------------------------
+    async def _handle(self, conn: ClientConnection, request: Request) -> None:
+        target = parse_target(request.target)
+        kind = target.kind
+        head = request.method == b"HEAD"
+        if kind is TargetKind.MODEL:
+            await self._proxy(conn, request, "model", target.name, target.revision, target.upstream)
+        elif kind is TargetKind.OPENAI:
+            name = self._openai_model(conn, request)
+            if name is not None:
+                await self._proxy(conn, request, "model", name, None, target.upstream, openai=True)
+        elif kind is TargetKind.APP:
+            prefix = [(b"x-forwarded-prefix", b"/apps/" + target.name.encode())]
+            await self._proxy(conn, request, "app", target.name, None, target.upstream, prefix)
+        elif kind is TargetKind.HEALTH_LIVE:
+            conn.send_json(200, {"live": True}, head=head)
+        elif kind is TargetKind.HEALTH_READY:
+            ready = not self._stopping
+            conn.send_json(200 if ready else 503, {"ready": ready}, head=head)
+        elif kind is TargetKind.SERVER_METADATA:
+            conn.send_json(200, {"name": "kaip-gateway", "extensions": []}, head=head)
+        elif kind is TargetKind.OPENAI_MODELS:
+            conn.send_json(200, {"object": "list", "data": self._openai_models()}, head=head)
+        elif kind is TargetKind.OPENAI_MODEL:
+            if target.name in self._table.models:
+                conn.send_json(200, _openai_model_entry(target.name), head=head)
+            else:
+                message = f"The model '{target.name}' does not exist"
+                conn.send_json(404, error_payload(message, openai=True, code="model_not_found"))
+        elif kind is TargetKind.ADMIN and self._admin is not None:
+            await serve_asgi(self._admin, conn, request)
+        else:
+            path = request.target.partition(b"?")[0].decode("latin-1")
+            conn.send_json(404, {"error": f"no route for {path}"}, head=head)
+
+    def _openai_model(self, conn: ClientConnection, request: Request) -> str | None:
+        try:
+            body = orjson.loads(request.body) if request.body else None
+        except orjson.JSONDecodeError:
+            body = None
+        name = body.get("model") if isinstance(body, dict) else None
+        if not isinstance(name, str) or not name:
+            message = "the request body must be a JSON object with a 'model' field"
+            conn.send_json(400, error_payload(message, openai=True))
+            return None
+        return name
+
+    def _openai_models(self) -> list[dict[str, object]]:
+        return [_openai_model_entry(name) for name in sorted(self._table.models)]
+
+    async def _proxy(
+        self,
+        conn: ClientConnection,
+        request: Request,
+        kind: RouteKind,
+        name: str,
+        pinned: str | None,
+        upstream_target: bytes,
+        extra: Headers | None = None,
+        *,
+        openai: bool = False,
+    ) -> None:
+        route = self._table.lookup(kind, name)
+        if route is None:
+            self._not_found(conn, kind, name, openai)
+            return
+        stats = self._stats[name]
+        stats.in_flight += 1
+        stats.last_request_at = time.monotonic()
+        try:
+            if not route.has_backends:
+                held = await self._hold(kind, name, stats)
+                if held is None:
+                    if self._table.lookup(kind, name) is None:
+                        self._not_found(conn, kind, name, openai)
+                    else:
+                        message = f"{kind} {name!r} has no ready replica yet; retry shortly"
+                        conn.send_json(503, error_payload(message, openai=openai), RETRY_AFTER)
+                    return
+                route = held
+            if pinned is not None and pinned not in route.by_revision:
+                if pinned in route.route.weights:
+                    message = f"revision {pinned!r} of {kind} {name!r} has no ready replica"
+                    conn.send_json(503, error_payload(message, openai=openai), RETRY_AFTER)
+                else:
+                    message = f"{kind} {name!r} has no revision {pinned!r}"
+                    conn.send_json(404, error_payload(message, openai=openai))
+                return
+            await self._forward(conn, request, route, pinned, upstream_target, extra, stats, openai)
+        finally:
+            stats.in_flight -= 1
+
+    async def _forward(
+        self,
+        conn: ClientConnection,
+        request: Request,
+        route: CompiledRoute,
+        pinned: str | None,
+        upstream_target: bytes,
+        extra: Headers | None,
+        stats: StatsRecorder,
+        openai: bool,
+    ) -> None:
+        """Send to a chosen replica; on a connection failure before any answer, try another."""
+        traceparent = b""
+        for header, value in request.headers:
+            if header.lower() == b"traceparent":
+                traceparent = value.strip()
+        if not traceparent or not is_valid_traceparent(traceparent):
+            traceparent = new_traceparent()
+        body = request.body
+        data = request_head(
+            request.method, upstream_target, request.headers, len(body), traceparent, extra or ()
+        )
+        if body:
+            data += body
+        is_head = request.method == b"HEAD"
+        rng = self._rng
+        outstanding = self._outstanding
+        revision = pinned or pick_revision(route, rng) or ""
+        tried: set[str] = set()
+        again_fresh: Backend | None = None
+        outcome = Outcome.FAILED_BEFORE_RESPONSE
+        answered_by = revision
+        started = time.perf_counter()
+        while True:
+            backend = again_fresh or self._choose(route, revision, pinned is not None, tried)
+            if backend is None:
+                break
+            fresh = again_fresh is not None
+            again_fresh = None
+            replica = backend.replica
+            outstanding[replica] = outstanding.get(replica, 0) + 1
+            try:
+                outcome, reused = await self._exchange(conn, backend, data, is_head, fresh)
+            finally:
+                outstanding[replica] -= 1
+            answered_by = backend.revision
+            if outcome is Outcome.OK:
+                if self._ejected:
+                    self._ejected.pop(replica, None)
+                break
+            if outcome is not Outcome.FAILED_BEFORE_RESPONSE or conn.head_sent:
+                break
+            if reused:  # a kept-alive connection the replica had closed: try it once afresh
+                again_fresh = backend
+                continue
+            tried.add(replica)
+            self._ejected[replica] = time.monotonic() + EJECT_S
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        if outcome is Outcome.OK:
+            stats.record(answered_by, latency_ms, conn.status >= 500)
+            return
+        stats.record(answered_by, latency_ms, True)
+        if conn.head_sent:
+            conn.flush()
+            conn.abort()  # the response is cut short; closing says so to the client
+        else:
+            kind, name = route.route.kind, route.name
+            message = f"no replica of {kind} {name!r} could be reached"
+            conn.send_json(502, error_payload(message, openai=openai))
+
+    def _choose(
+        self, route: CompiledRoute, revision: str, pinned: bool, tried: set[str]
+    ) -> Backend | None:
+        exclude: set[str] = tried
+        if self._ejected:
+            now = time.monotonic()
+            for replica, until in list(self._ejected.items()):
+                if until <= now:
+                    del self._ejected[replica]
+            if self._ejected:
+                exclude = tried | self._ejected.keys()
+        for skip in (exclude, tried) if exclude is not tried else (tried,):
+            if pinned:
+                own = route.by_revision.get(revision, ())
+                backend = pick_least_outstanding(own, self._outstanding, self._rng, skip)
+            else:
+                backend = pick_backend(route, revision, self._outstanding, self._rng, skip)
+            if backend is not None:
+                return backend
+        return None
+
+    async def _exchange(
+        self, conn: ClientConnection, backend: Backend, data: bytes, is_head: bool, fresh: bool
+    ) -> tuple[Outcome, bool]:
+        """One attempt on one replica; returns the outcome and whether the connection was reused."""
+        key = (backend.host, backend.port)
+        upstream: UpstreamConnection | None = None if fresh else self._pool.take_idle(key)
+        reused = upstream is not None
+        if upstream is None:
+            try:
+                upstream = await self._pool.connect(key)
+            except (OSError, TimeoutError):
+                return Outcome.FAILED_BEFORE_RESPONSE, False
+        done: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        conn.upstream = upstream
+        upstream.send(data, conn, done, is_head)
+        try:
+            return await done, reused
+        except asyncio.CancelledError:
+            upstream.abort()  # the client went away: stop the replica's work too
+            raise
+        finally:
+            conn.upstream = None
+
+    async def _hold(self, kind: RouteKind, name: str, stats: StatsRecorder) -> CompiledRoute | None:
+        """Wait for the route to get a backend; None on timeout, full queue, removal or stop."""
+        if self._held_total >= self._max_held or self._stopping:
+            return None
+        self._held_total += 1
+        stats.held += 1
+        loop = asyncio.get_running_loop()
+        try:
+            if self._on_demand is not None:
+                try:
+                    self._on_demand(name)
+                except Exception:
+                    log.exception("on_demand(%r) failed", name)
+            deadline = loop.time() + self._hold_timeout_s
+            while True:
+                route = self._table.lookup(kind, name)
+                if route is None or self._stopping:
+                    return None
+                if route.has_backends:
+                    return route
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return None
+                waiter: asyncio.Future[None] = loop.create_future()
+                waiters = self._waiters.setdefault((kind, name), [])
+                waiters.append(waiter)
+                try:
+                    await asyncio.wait_for(waiter, remaining)
+                except TimeoutError:
+                    pass
+                finally:
+                    if waiter in waiters:
+                        waiters.remove(waiter)
+        finally:
+            self._held_total -= 1
+            stats.held -= 1
+
+    def _wake(self, key: tuple[RouteKind, str]) -> None:
+        for waiter in self._waiters.pop(key, []):
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _wake_all(self) -> None:
+        for key in list(self._waiters):
+            self._wake(key)
+
+    def _not_found(self, conn: ClientConnection, kind: RouteKind, name: str, openai: bool) -> None:
+        if openai:
+            message = f"The model '{name}' does not exist"
+            conn.send_json(404, error_payload(message, openai=True, code="model_not_found"))
+        else:
+            conn.send_json(404, error_payload(f"{kind} {name!r} is not served here"))
+
+
+def _openai_model_entry(name: str) -> dict[str, object]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "kaip"}

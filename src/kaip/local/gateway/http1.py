@@ -1,0 +1,83 @@
+"""HTTP/1.1 wire pieces shared by both sides of the proxy: head building and header filtering.
+
+Pure byte manipulation: request heads for replicas, response heads for clients, small JSON bodies
+for the answers the gateway gives itself. Never does I/O and never parses (httptools does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from http import HTTPStatus
+
+import orjson
+
+Headers = list[tuple[bytes, bytes]]
+
+# RFC 9110 section 7.6.1 connection-specific fields: one hop only, never forwarded.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+# Rewritten by the gateway on the way to a replica.
+_REQUEST_REPLACED = HOP_BY_HOP | {b"content-length", b"traceparent", b"expect"}
+
+_REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
+
+
+def reason_phrase(status: int) -> bytes:
+    return _REASONS.get(status, b"Unknown")
+
+
+def request_head(
+    method: bytes,
+    target: bytes,
+    headers: Headers,
+    body_length: int,
+    traceparent: bytes,
+    extra: Iterable[tuple[bytes, bytes]] = (),
+) -> bytes:
+    """The head of a request to a replica: the client's end-to-end headers, our framing."""
+    parts = [method, b" ", target, b" HTTP/1.1\r\n"]
+    has_host = False
+    for name, value in headers:
+        lower = name.lower()
+        if lower in _REQUEST_REPLACED:
+            continue
+        if lower == b"host":
+            has_host = True
+        parts += (name, b": ", value, b"\r\n")
+    if not has_host:
+        parts.append(b"host: 127.0.0.1\r\n")
+    for name, value in extra:
+        parts += (name, b": ", value, b"\r\n")
+    if body_length or method not in (b"GET", b"HEAD", b"DELETE", b"OPTIONS"):
+        parts.append(b"content-length: %d\r\n" % body_length)
+    parts += (b"traceparent: ", traceparent, b"\r\n\r\n")
+    return b"".join(parts)
+
+
+def json_body(payload: object) -> bytes:
+    return orjson.dumps(payload)
+
+
+def error_payload(message: str, *, openai: bool = False, code: str | None = None) -> object:
+    """``{"error": "..."}`` for OIP v2 and apps; the OpenAI error object for ``/v1``."""
+    if openai:
+        return {
+            "error": {
+                "message": message,
+                "type": "invalid_request_error",
+                "param": None,
+                "code": code,
+            }
+        }
+    return {"error": message}

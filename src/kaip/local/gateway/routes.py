@@ -1,0 +1,106 @@
+"""The gateway's routing table: what the controller hands over, and its compiled lookup form.
+
+Owns the public value types :class:`Backend` and :class:`Route` (the controller's side of the
+interface) and :class:`RouteTable`, an immutable index built once per ``set_routes`` so the
+request path does dictionary lookups only. Never does I/O and never chooses a backend (that is
+:mod:`kaip.local.gateway.balance`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+RouteKind = Literal["model", "app"]
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One ready replica the gateway may send requests to."""
+
+    replica: str
+    revision: str
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where requests for one Model or App go.
+
+    ``weights`` maps revision -> percent (sums to 100). ``backends`` holds ready replicas only and
+    may be empty while scaled to zero or starting; requests are then held.
+    """
+
+    kind: RouteKind
+    name: str
+    weights: Mapping[str, int]
+    backends: tuple[Backend, ...]
+
+
+@dataclass(frozen=True)
+class CompiledRoute:
+    """A :class:`Route` indexed for the hot path.
+
+    ``cumulative`` lists ``(running total, revision)`` over the revisions that have both weight
+    and ready backends, so a weighted choice is one bisect; when no weighted revision has a
+    backend but some backend exists, every revision with backends gets an equal share, so a
+    request is still served rather than held behind a revision that cannot answer.
+    """
+
+    route: Route
+    by_revision: Mapping[str, tuple[Backend, ...]]
+    cumulative: tuple[tuple[float, str], ...]
+    total: float
+
+    @property
+    def name(self) -> str:
+        return self.route.name
+
+    @property
+    def has_backends(self) -> bool:
+        return bool(self.route.backends)
+
+
+def compile_route(route: Route) -> CompiledRoute:
+    """Index one route: backends per revision and the cumulative weights of serving revisions."""
+    by_revision: dict[str, list[Backend]] = {}
+    for backend in route.backends:
+        by_revision.setdefault(backend.revision, []).append(backend)
+    serving = [(rev, float(w)) for rev, w in route.weights.items() if w > 0 and rev in by_revision]
+    if not serving:
+        serving = [(rev, 1.0) for rev in sorted(by_revision)]
+    cumulative: list[tuple[float, str]] = []
+    running = 0.0
+    for rev, weight in serving:
+        running += weight
+        cumulative.append((running, rev))
+    return CompiledRoute(
+        route=route,
+        by_revision={rev: tuple(bs) for rev, bs in by_revision.items()},
+        cumulative=tuple(cumulative),
+        total=running,
+    )
+
+
+@dataclass(frozen=True)
+class RouteTable:
+    """All routes, by kind and name; replaced whole on every ``set_routes``."""
+
+    models: Mapping[str, CompiledRoute] = field(default_factory=dict)
+    apps: Mapping[str, CompiledRoute] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, routes: Sequence[Route]) -> RouteTable:
+        models: dict[str, CompiledRoute] = {}
+        apps: dict[str, CompiledRoute] = {}
+        for route in routes:
+            target = models if route.kind == "model" else apps
+            if route.name in target:
+                raise ValueError(f"two {route.kind} routes are named {route.name!r}")
+            target[route.name] = compile_route(route)
+        return cls(models=models, apps=apps)
+
+    def lookup(self, kind: RouteKind, name: str) -> CompiledRoute | None:
+        return (self.models if kind == "model" else self.apps).get(name)

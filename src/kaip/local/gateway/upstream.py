@@ -1,0 +1,248 @@
+"""Connections from the gateway to replicas: a keep-alive pool and an HTTP/1.1 response reader.
+
+Owns every socket the gateway opens. A request goes out as one write; the response is parsed
+with httptools and handed, piece by piece as it arrives, to a :class:`ResponseSink` (the client's
+connection), so streamed answers stream through. Each exchange ends with an :class:`Outcome` on a
+future, which tells the caller whether a retry on another replica is safe: only when not one byte
+of a response came back. Never chooses a replica and never retries by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import socket
+from typing import Protocol
+
+import httptools
+
+from kaip.local.gateway.http1 import HOP_BY_HOP, Headers
+
+
+class Outcome(enum.IntEnum):
+    OK = 0
+    FAILED_BEFORE_RESPONSE = 1  # refused, reset or closed before any response byte: retry-safe
+    FAILED_DURING_RESPONSE = 2  # the replica went away or spoke garbage mid-response
+
+
+class Framing(enum.IntEnum):
+    LENGTH = 0  # content-length
+    CHUNKED = 1
+    NONE = 2  # no body (HEAD, 1xx, 204, 304)
+    UNTIL_CLOSE = 3  # neither: the body ends when the replica closes
+
+
+class ResponseSink(Protocol):
+    """Where a replica's response goes as it is parsed."""
+
+    def response_head(self, status: int, reason: bytes, headers: Headers, framing: Framing) -> None:
+        """Called once per response, before any body."""
+
+    def response_body(self, chunk: bytes) -> None: ...
+
+    def response_end(self) -> None: ...
+
+    def flush(self) -> None:
+        """Write what was buffered; called after every read from the replica."""
+
+
+BackendKey = tuple[str, int]
+
+
+def set_nodelay(transport: asyncio.BaseTransport) -> None:
+    """Disable Nagle: a response written in pieces must not wait for the peer's delayed ACK."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One keep-alive connection to one replica, carrying one exchange at a time."""
+
+    def __init__(self, pool: UpstreamPool, key: BackendKey) -> None:
+        self.key = key
+        self.closed = False
+        self._pool = pool
+        self._parser = httptools.HttpResponseParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._sink: ResponseSink | None = None
+        self._done: asyncio.Future[Outcome] | None = None
+        self._got_bytes = False
+        self._head_done = False
+        self._head_request = False
+        self._framing = Framing.LENGTH
+        self._reason = b""
+        self._headers: Headers = []
+
+    # -- the caller's side -------------------------------------------------------------------
+    def send(
+        self, data: bytes, sink: ResponseSink, done: asyncio.Future[Outcome], head_request: bool
+    ) -> None:
+        """Write one whole request; ``done`` gets the outcome when the response has ended."""
+        assert self._transport is not None
+        self._sink = sink
+        self._done = done
+        self._got_bytes = False
+        self._head_done = False
+        self._head_request = head_request
+        self._reason = b""
+        self._headers = []
+        self._transport.write(data)
+
+    def abort(self) -> None:
+        """Drop the connection at once (the client went away mid-exchange)."""
+        self._sink = None
+        self._done = None
+        self.closed = True
+        if self._transport is not None:
+            self._transport.abort()
+
+    def pause_reading(self) -> None:
+        if self._transport is not None and not self.closed:
+            self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._transport is not None and not self.closed:
+            self._transport.resume_reading()
+
+    def close(self) -> None:
+        self.closed = True
+        if self._transport is not None:
+            self._transport.close()
+
+    # -- asyncio.Protocol ----------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        set_nodelay(transport)
+
+    def data_received(self, data: bytes) -> None:
+        sink = self._sink
+        if sink is None:  # bytes nobody asked for: this connection cannot be trusted any more
+            self.close()
+            return
+        self._got_bytes = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError:
+            self._finish(Outcome.FAILED_DURING_RESPONSE, reuse=False)
+        sink.flush()
+
+    def eof_received(self) -> bool | None:
+        return None  # let the transport close; connection_lost decides what it meant
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._pool.discard(self)
+        sink = self._sink
+        if sink is None:
+            return
+        if self._head_done and self._framing is Framing.UNTIL_CLOSE and exc is None:
+            sink.response_end()
+            sink.flush()
+            self._finish(Outcome.OK, reuse=False)
+        elif self._got_bytes:
+            self._finish(Outcome.FAILED_DURING_RESPONSE, reuse=False)
+        else:
+            self._finish(Outcome.FAILED_BEFORE_RESPONSE, reuse=False)
+
+    # -- httptools callbacks ---------------------------------------------------------------------
+    def on_status(self, status: bytes) -> None:
+        self._reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        framing = Framing.UNTIL_CLOSE
+        kept: Headers = []
+        for name, value in self._headers:
+            lower = name.lower()
+            if lower == b"content-length":
+                framing = Framing.LENGTH
+            elif lower == b"transfer-encoding":
+                if b"chunked" in value.lower():
+                    framing = Framing.CHUNKED
+                continue
+            elif lower in HOP_BY_HOP:
+                continue
+            kept.append((name, value))
+        if self._head_request or status < 200 or status in (204, 304):
+            framing = Framing.NONE
+        self._framing = framing
+        self._head_done = True
+        if self._sink is not None:
+            self._sink.response_head(status, self._reason, kept, framing)
+        if self._head_request:
+            # httptools cannot be told that a HEAD response has no body: end here, don't reuse.
+            if self._sink is not None:
+                self._sink.response_end()
+            self._finish(Outcome.OK, reuse=False)
+
+    def on_body(self, body: bytes) -> None:
+        if self._sink is not None:
+            self._sink.response_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._sink is None:
+            return
+        self._sink.response_end()
+        self._finish(Outcome.OK, reuse=self._parser.should_keep_alive())
+
+    def _finish(self, outcome: Outcome, *, reuse: bool) -> None:
+        done = self._done
+        self._sink = None
+        self._done = None
+        if reuse and not self.closed:
+            self._pool.release(self)
+        else:
+            self.close()
+        if done is not None and not done.done():
+            done.set_result(outcome)
+
+
+class UpstreamPool:
+    """Idle keep-alive connections per replica address, most recently used first."""
+
+    def __init__(self, *, max_idle_per_backend: int = 64, connect_timeout_s: float = 5.0) -> None:
+        self._max_idle = max_idle_per_backend
+        self._connect_timeout_s = connect_timeout_s
+        self._idle: dict[BackendKey, list[UpstreamConnection]] = {}
+        self._open: set[UpstreamConnection] = set()
+
+    def take_idle(self, key: BackendKey) -> UpstreamConnection | None:
+        idle = self._idle.get(key)
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                return conn
+        return None
+
+    async def connect(self, key: BackendKey) -> UpstreamConnection:
+        """A new connection; raises OSError (or TimeoutError) when the replica cannot be reached."""
+        loop = asyncio.get_running_loop()
+        _, conn = await asyncio.wait_for(
+            loop.create_connection(lambda: UpstreamConnection(self, key), key[0], key[1]),
+            self._connect_timeout_s,
+        )
+        self._open.add(conn)
+        return conn
+
+    def release(self, conn: UpstreamConnection) -> None:
+        idle = self._idle.setdefault(conn.key, [])
+        if len(idle) >= self._max_idle:
+            conn.close()
+        else:
+            idle.append(conn)
+
+    def discard(self, conn: UpstreamConnection) -> None:
+        self._open.discard(conn)
+        idle = self._idle.get(conn.key)
+        if idle and conn in idle:
+            idle.remove(conn)
+
+    def close(self) -> None:
+        for conn in list(self._open):
+            conn.close()
+        self._idle.clear()

@@ -1,0 +1,156 @@
+"""The gateway routes by model name, OpenAI ``model`` field and App prefix, to real replicas."""
+
+from __future__ import annotations
+
+import asyncio
+
+import openai
+import pytest
+from conftest import BackendProcess
+from gateway_harness import app, backend, model, running
+
+from kaip.local.gateway.trace import is_valid_traceparent
+
+AB = tuple[BackendProcess, BackendProcess]
+
+
+def routes_for(a: BackendProcess, b: BackendProcess) -> list:  # type: ignore[type-arg]
+    return [
+        model("alpha", {"a1": 100}, backend("A", "a1", a.port)),
+        model("beta", {"b1": 100}, backend("B", "b1", b.port)),
+        app("web", backend("B", "w1", b.port)),
+    ]
+
+
+def test_oip_paths_route_by_model_name_and_forward_as_is(backends_ab: AB) -> None:
+    async def scenario() -> None:
+        async with running(routes_for(*backends_ab)) as (_, client):
+            a = await client.post("/v2/models/alpha/infer", json={"inputs": []})
+            b = await client.get("/v2/models/beta/versions/b1/ready?verbose=1")
+            assert (a.status_code, a.json()["replica"]) == (200, "A")
+            assert a.json()["path"] == "/v2/models/alpha/infer"
+            assert a.json()["body_len"] == len(b'{"inputs":[]}')
+            assert (b.json()["replica"], b.json()["path"]) == (
+                "B",
+                "/v2/models/beta/versions/b1/ready?verbose=1",
+            )
+
+            missing = await client.post("/v2/models/gamma/infer", json={})
+            assert missing.status_code == 404 and "gamma" in missing.json()["error"]
+            bad_rev = await client.get("/v2/models/alpha/versions/zz/ready")
+            assert bad_rev.status_code == 404 and "zz" in bad_rev.json()["error"]
+            assert (await client.get("/nowhere")).status_code == 404
+
+    asyncio.run(scenario())
+
+
+def test_gateway_answers_health_and_metadata_itself(backends_ab: AB) -> None:
+    async def scenario() -> None:
+        async with running([]) as (_, client):
+            assert (await client.get("/v2/health/live")).json() == {"live": True}
+            assert (await client.get("/v2/health/ready")).json() == {"ready": True}
+            assert (await client.get("/v2")).json()["name"] == "kaip-gateway"
+
+    asyncio.run(scenario())
+
+
+def test_openai_client_is_routed_by_the_model_field(backends_ab: AB) -> None:
+    async def scenario() -> None:
+        async with running(routes_for(*backends_ab)) as (_, http):
+            client = openai.AsyncOpenAI(
+                base_url=str(http.base_url).rstrip("/") + "/v1", api_key="unused", max_retries=0
+            )
+            answer = await client.chat.completions.create(
+                model="beta", messages=[{"role": "user", "content": "hi"}]
+            )
+            assert answer.choices[0].message.content == "B"
+            listed = [m.id async for m in client.models.list()]
+            assert listed == ["alpha", "beta"]
+            assert (await client.models.retrieve("alpha")).id == "alpha"
+            with pytest.raises(openai.NotFoundError):
+                await client.chat.completions.create(model="nope", messages=[])
+            no_model = await http.post("/v1/embeddings", json={"input": "x"})
+            assert no_model.status_code == 400 and "model" in no_model.json()["error"]["message"]
+            await client.close()
+
+    asyncio.run(scenario())
+
+
+def test_apps_are_routed_by_prefix_with_the_prefix_stripped(backends_ab: AB) -> None:
+    async def scenario() -> None:
+        async with running(routes_for(*backends_ab)) as (_, client):
+            page = (await client.get("/apps/web/hello/there?x=1")).json()
+            assert (page["replica"], page["path"], page["prefix"]) == (
+                "B",
+                "/hello/there?x=1",
+                "/apps/web",
+            )
+            assert (await client.get("/apps/web")).json()["path"] == "/"
+            assert (await client.get("/apps/other/")).status_code == 404
+
+    asyncio.run(scenario())
+
+
+def test_traceparent_is_propagated_or_created(backends_ab: AB) -> None:
+    given = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+    async def scenario() -> None:
+        async with running(routes_for(*backends_ab)) as (_, client):
+            kept = await client.get("/v2/models/alpha/ready", headers={"traceparent": given})
+            assert kept.json()["traceparent"] == given
+            made = [
+                (await client.get("/v2/models/alpha/ready")).json()["traceparent"] for _ in range(2)
+            ]
+            assert all(is_valid_traceparent(t.encode()) for t in made)
+            assert made[0].split("-")[1] != made[1].split("-")[1]
+            bad = await client.get("/v2/models/alpha/ready", headers={"traceparent": "garbage"})
+            assert is_valid_traceparent(bad.json()["traceparent"].encode())
+
+    asyncio.run(scenario())
+
+
+def test_sse_streams_through_before_the_replica_finishes(backends_ab: AB) -> None:
+    """The replica sends one event and then waits to be released: a buffering proxy would hang."""
+
+    async def scenario() -> None:
+        async with running(routes_for(*backends_ab)) as (_, http):
+            client = openai.AsyncOpenAI(
+                base_url=str(http.base_url).rstrip("/") + "/v1", api_key="unused", max_retries=0
+            )
+            stream = await asyncio.wait_for(
+                client.chat.completions.create(
+                    model="beta", messages=[{"role": "user", "content": "hi"}], stream=True
+                ),
+                timeout=15,
+            )
+            chunks = aiter(stream)
+            first = await asyncio.wait_for(anext(chunks), timeout=15)
+            assert first.choices[0].delta.content == "first"
+            await http.post("/v2/models/beta/release?chat")
+            rest = [c.choices[0].delta.content async for c in chunks]
+            assert rest == ["second"]
+            await client.close()
+
+    asyncio.run(scenario())
+
+
+def test_admin_paths_go_to_the_admin_app(backends_ab: AB) -> None:
+    async def admin(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        body = f"{scope['method']} {scope['path']}".encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/plain")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def scenario() -> None:
+        async with running([], admin=admin) as (_, client):
+            answer = await client.get("/_kaip/status")
+            assert (answer.status_code, answer.text) == (200, "GET /_kaip/status")
+        async with running([]) as (_, client):
+            assert (await client.get("/_kaip/status")).status_code == 404
+
+    asyncio.run(scenario())

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import pytest
+
+from kaip.local.gateway.paths import Target, TargetKind, parse_target
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b"/v2", Target(TargetKind.SERVER_METADATA)),
+        (b"/v2/", Target(TargetKind.SERVER_METADATA)),
+        (b"/v2/health/live", Target(TargetKind.HEALTH_LIVE)),
+        (b"/v2/health/ready", Target(TargetKind.HEALTH_READY)),
+        (b"/v2/health/other", Target(TargetKind.NOT_FOUND)),
+        (b"/v2/models", Target(TargetKind.NOT_FOUND)),
+        (b"/v2/models/", Target(TargetKind.NOT_FOUND)),
+        (
+            b"/v2/models/digits/infer",
+            Target(TargetKind.MODEL, "digits", None, b"/v2/models/digits/infer"),
+        ),
+        (b"/v2/models/digits", Target(TargetKind.MODEL, "digits", None, b"/v2/models/digits")),
+        (
+            b"/v2/models/digits/versions/3f2a/infer?x=1",
+            Target(
+                TargetKind.MODEL, "digits", "3f2a", b"/v2/models/digits/versions/3f2a/infer?x=1"
+            ),
+        ),
+        (
+            b"/v2/models/my%20m/ready",
+            Target(TargetKind.MODEL, "my m", None, b"/v2/models/my%20m/ready"),
+        ),
+        (b"/v1/models", Target(TargetKind.OPENAI_MODELS)),
+        (b"/v1/models/", Target(TargetKind.OPENAI_MODELS)),
+        (b"/v1/models/gpt", Target(TargetKind.OPENAI_MODEL, "gpt")),
+        (
+            b"/v1/chat/completions",
+            Target(TargetKind.OPENAI, upstream=b"/v1/chat/completions"),
+        ),
+        (b"/apps/web", Target(TargetKind.APP, "web", upstream=b"/")),
+        (b"/apps/web/", Target(TargetKind.APP, "web", upstream=b"/")),
+        (b"/apps/web/a/b?q=1", Target(TargetKind.APP, "web", upstream=b"/a/b?q=1")),
+        (b"/apps/web?q=1", Target(TargetKind.APP, "web", upstream=b"/?q=1")),
+        (b"/apps/", Target(TargetKind.NOT_FOUND)),
+        (b"/_kaip/status", Target(TargetKind.ADMIN, upstream=b"/_kaip/status")),
+        (b"/", Target(TargetKind.NOT_FOUND)),
+        (b"/v3/models/x", Target(TargetKind.NOT_FOUND)),
+    ],
+)
+def test_parse_target(raw: bytes, expected: Target) -> None:
+    assert parse_target(raw) == expected
