@@ -95,16 +95,17 @@ names = st.from_regex(NAME_PATTERN, fullmatch=True).filter(lambda s: len(s) <= 6
 quantities = st.one_of(
     st.from_regex(QUANTITY_PATTERN, fullmatch=True), st.integers(min_value=0, max_value=10**12)
 )
-labels = st.dictionaries(
-    st.text(TEXT, min_size=1, max_size=20), st.text(TEXT, max_size=20), max_size=3
-)
+_label_name = st.from_regex(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,20}[A-Za-z0-9])?", fullmatch=True)
+_label_key = st.one_of(_label_name, st.builds(lambda p, n: f"{p}.dev/{n}", names, _label_name))
+labels = st.dictionaries(_label_key, st.one_of(st.just(""), _label_name), max_size=3)
+annotations = st.dictionaries(_label_key, st.text(TEXT, max_size=20), max_size=3)
 
 
 def metadata() -> st.SearchStrategy[Doc]:
     return st.builds(
         lambda name, extra: {"name": name, **extra},
         names,
-        _optional({"namespace": names, "labels": labels, "annotations": labels}),
+        _optional({"namespace": names, "labels": labels, "annotations": annotations}),
     )
 
 

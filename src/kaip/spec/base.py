@@ -142,13 +142,66 @@ def parse_quantity(value: str) -> float:
     return number * 10.0 ** int(suffix[1:])
 
 
+_DNS_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+_QUALIFIED_NAME = r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
+_KEY = re.compile(rf"^({_DNS_SUBDOMAIN}/)?{_QUALIFIED_NAME}$")
+_LABEL_VALUE = re.compile(rf"^({_QUALIFIED_NAME})?$")
+_KEY_HINT = (
+    "a name of at most 63 letters, digits, '-', '_' or '.', optionally prefixed 'example.com/'"
+)
+
+
+def _check_key(key: str, what: str) -> None:
+    prefix, _, name = key.rpartition("/")
+    if not _KEY.fullmatch(key) or len(prefix) > 253 or len(name) > 63:
+        raise ValueProblem(f"{what} key {key!r} is not a Kubernetes qualified name", _KEY_HINT)
+
+
+def _check_labels(labels: dict[str, str]) -> dict[str, str]:
+    for key, value in labels.items():
+        _check_key(key, "label")
+        if len(value) > 63 or not _LABEL_VALUE.fullmatch(value):
+            raise ValueProblem(
+                f"label {key!r} has an invalid value {value!r}",
+                "at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter "
+                "or digit; put free text in annotations",
+            )
+    return labels
+
+
+def _check_annotations(annotations: dict[str, str]) -> dict[str, str]:
+    for key in annotations:
+        _check_key(key, "annotation")
+    return annotations
+
+
+_KEY_SCHEMA = {"propertyNames": {"pattern": _KEY.pattern, "maxLength": 253 + 1 + 63}}
+Labels = Annotated[
+    dict[str, str],
+    AfterValidator(_check_labels),
+    Field(
+        json_schema_extra={
+            **_KEY_SCHEMA,
+            "additionalProperties": {
+                "type": "string",
+                "maxLength": 63,
+                "pattern": _LABEL_VALUE.pattern,
+            },
+        }
+    ),
+]
+Annotations = Annotated[
+    dict[str, str], AfterValidator(_check_annotations), Field(json_schema_extra=_KEY_SCHEMA)
+]
+
+
 class ObjectMeta(SpecModel):
     """The part of Kubernetes ObjectMeta a spec may set."""
 
     name: Name
     namespace: Name | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    labels: Labels = Field(default_factory=dict)
+    annotations: Annotations = Field(default_factory=dict)
 
 
 Owner = Annotated[
