@@ -7,6 +7,7 @@ the models use, so a tightened model tightens the generated data with it. The cr
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -299,3 +300,64 @@ def documents() -> st.SearchStrategy[Doc]:
 
 
 KIND_MODELS = {"Model": Model, "App": App, "TrainingJob": TrainingJob}
+
+
+# Mutations: small steps away from a valid document, for the agreement tests.
+
+
+def paths(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    found = [path]
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found += paths(value, (*path, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found += paths(value, (*path, index))
+    return found
+
+
+def parent(doc: Any, path: tuple[Any, ...]) -> Any:
+    for part in path[:-1]:
+        doc = doc[part]
+    return doc
+
+
+def neighbours(value: Any) -> list[Any]:
+    """Values one small step from ``value``: a flipped flag, a bound crossed, a type changed."""
+    if isinstance(value, bool):
+        return [not value, None, str(value).lower()]
+    if isinstance(value, int):
+        return [value - 1, value + 1, -value - 1, value * 1000, value + 0.5, str(value)]
+    if isinstance(value, float):
+        near = [value * 2, -value, value + 1.25, value - 1.25, value / 3]
+        return [v for v in near if not v.is_integer()] + [str(value), None]
+    if isinstance(value, str):
+        return ["", value.upper(), value + "_", "-" + value, value + "://x", "ftp://" + value]
+    if isinstance(value, list):
+        return [[], value + value, value[::-1], value[:1] * 2]
+    if isinstance(value, dict):
+        return [{}, list(value.values())]
+    return [0]
+
+
+def variants(doc: Any, path: tuple[Any, ...]) -> list[Any]:
+    """``doc`` with the node at ``path`` replaced by each neighbour, dropped, or given a key."""
+    out = []
+    current = parent(doc, path)[path[-1]] if path else doc
+    for value in neighbours(current):
+        edited = copy.deepcopy(doc)
+        if not path:
+            out.append(value)
+            continue
+        parent(edited, path)[path[-1]] = value
+        out.append(edited)
+    if path and isinstance(parent(doc, path), dict):
+        edited = copy.deepcopy(doc)
+        del parent(edited, path)[path[-1]]
+        out.append(edited)
+    if isinstance(current, dict):
+        edited = copy.deepcopy(doc)
+        target = parent(edited, path)[path[-1]] if path else edited
+        target["extra"] = "x"
+        out.append(edited)
+    return out

@@ -21,7 +21,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from spec_strategies import KIND_MODELS, Doc, documents
+from spec_strategies import KIND_MODELS, Doc, documents, neighbours, parent, paths, variants
 
 from kaip.errors import SpecError
 from kaip.spec import dump_resource, dump_yaml, load_document, load_text
@@ -45,61 +45,26 @@ REPLACEMENTS: list[Any] = [
 UNKNOWN_KEYS = ["extra", "maxReplica", "Owner", "status"]
 
 
-def _paths(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [path]
-    if isinstance(node, dict):
-        for key, value in node.items():
-            found += _paths(value, (*path, key))
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            found += _paths(value, (*path, index))
-    return found
-
-
-def _parent(doc: Any, path: tuple[Any, ...]) -> Any:
-    for part in path[:-1]:
-        doc = doc[part]
-    return doc
-
-
-def _neighbours(value: Any) -> list[Any]:
-    """Values one small step from ``value``: a flipped flag, a bound crossed, a type changed."""
-    if isinstance(value, bool):
-        return [not value, None, str(value).lower()]
-    if isinstance(value, int):
-        return [value - 1, value + 1, -value - 1, value * 1000, value + 0.5, str(value)]
-    if isinstance(value, float):
-        near = [value * 2, -value, value + 1.25, value - 1.25, value / 3]
-        return [v for v in near if not v.is_integer()] + [str(value), None]
-    if isinstance(value, str):
-        return ["", value.upper(), value + "_", "-" + value, value + "://x", "ftp://" + value]
-    if isinstance(value, list):
-        return [[], value + value, value[::-1], value[:1] * 2]
-    if isinstance(value, dict):
-        return [{}, list(value.values())]
-    return [0]
-
-
 @st.composite
 def mutated(draw: st.DrawFn) -> Doc:
     """A valid document with one to three edits: a value replaced, a key dropped or added."""
     doc: Any = copy.deepcopy(draw(documents()))
     for _ in range(draw(st.integers(min_value=1, max_value=3))):
-        path = draw(st.sampled_from(_paths(doc)))
+        path = draw(st.sampled_from(paths(doc)))
         action = draw(st.sampled_from(["replace", "drop", "add"]))
-        current = _parent(doc, path)[path[-1]] if path else doc
-        pool = st.sampled_from(REPLACEMENTS) | st.sampled_from(_neighbours(current))
+        current = parent(doc, path)[path[-1]] if path else doc
+        pool = st.sampled_from(REPLACEMENTS) | st.sampled_from(neighbours(current))
         value = copy.deepcopy(draw(pool))
         if not path:
             doc = value if action == "replace" else doc
             continue
-        parent = _parent(doc, path)
+        holder = parent(doc, path)
         if action == "replace":
-            parent[path[-1]] = value
-        elif action == "drop" and isinstance(parent, dict):
-            del parent[path[-1]]
-        elif action == "add" and isinstance(parent[path[-1]], dict):
-            parent[path[-1]][draw(st.sampled_from(UNKNOWN_KEYS))] = value
+            holder[path[-1]] = value
+        elif action == "drop" and isinstance(holder, dict):
+            del holder[path[-1]]
+        elif action == "add" and isinstance(holder[path[-1]], dict):
+            holder[path[-1]][draw(st.sampled_from(UNKNOWN_KEYS))] = value
     return doc  # type: ignore[no-any-return]
 
 
@@ -133,29 +98,6 @@ def _assert_agree(doc: Any, problems: list[str]) -> str:
     return "invalid"
 
 
-def _variants(doc: Any, path: tuple[Any, ...]) -> list[Any]:
-    """``doc`` with the node at ``path`` replaced by each neighbour, dropped, or given a key."""
-    out = []
-    current = _parent(doc, path)[path[-1]] if path else doc
-    for value in _neighbours(current):
-        edited = copy.deepcopy(doc)
-        if not path:
-            out.append(value)
-            continue
-        _parent(edited, path)[path[-1]] = value
-        out.append(edited)
-    if path and isinstance(_parent(doc, path), dict):
-        edited = copy.deepcopy(doc)
-        del _parent(edited, path)[path[-1]]
-        out.append(edited)
-    if isinstance(current, dict):
-        edited = copy.deepcopy(doc)
-        target = _parent(edited, path)[path[-1]] if path else edited
-        target["extra"] = "x"
-        out.append(edited)
-    return out
-
-
 @SETTINGS
 @given(documents())
 def test_valid_resource_survives_dump_yaml_load(doc: Doc) -> None:
@@ -181,8 +123,8 @@ def test_schema_accepts_every_valid_document(doc: Doc) -> None:
 @given(documents())
 def test_schema_and_models_agree_on_every_neighbour_of_a_valid_document(doc: Doc) -> None:
     """Each node of a valid document nudged in every way _neighbours knows, one at a time."""
-    for path in _paths(doc):
-        for variant in _variants(doc, path):
+    for path in paths(doc):
+        for variant in variants(doc, path):
             event(_assert_agree(variant, _document_verdict(variant)))
 
 

@@ -30,6 +30,8 @@ Schema = dict[str, Any]
 SHORT_NAMES: Final = {"Model": ["kmodel"], "App": ["kapp"], "TrainingJob": ["ktj", "ktrain"]}
 CATEGORIES: Final = ["kaip"]
 _READY = '.status.conditions[?(@.type=="Ready")].status'
+# A column shows only the first match of a list, so the split is summarised in status.traffic.
+_TRAFFIC = {"name": "Traffic", "type": "string", "jsonPath": ".status.traffic"}
 _AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
 PRINTER_COLUMNS: Final[dict[str, list[dict[str, Any]]]] = {
     "Model": [
@@ -37,8 +39,7 @@ PRINTER_COLUMNS: Final[dict[str, list[dict[str, Any]]]] = {
         {"name": "Format", "type": "string", "jsonPath": ".spec.artifact.format"},
         {"name": "Ready", "type": "string", "jsonPath": _READY},
         {"name": "Replicas", "type": "integer", "jsonPath": ".status.replicas"},
-        {"name": "Revisions", "type": "string", "jsonPath": ".status.revisions[*].name"},
-        {"name": "Weights", "type": "string", "jsonPath": ".status.revisions[*].weight"},
+        _TRAFFIC,
         {"name": "URL", "type": "string", "jsonPath": ".status.url", "priority": 1},
         _AGE,
     ],
@@ -46,8 +47,7 @@ PRINTER_COLUMNS: Final[dict[str, list[dict[str, Any]]]] = {
         {"name": "Owner", "type": "string", "jsonPath": ".spec.owner"},
         {"name": "Ready", "type": "string", "jsonPath": _READY},
         {"name": "Replicas", "type": "integer", "jsonPath": ".status.replicas"},
-        {"name": "Revisions", "type": "string", "jsonPath": ".status.revisions[*].name"},
-        {"name": "Weights", "type": "string", "jsonPath": ".status.revisions[*].weight"},
+        _TRAFFIC,
         {"name": "URL", "type": "string", "jsonPath": ".status.url", "priority": 1},
         _AGE,
     ],

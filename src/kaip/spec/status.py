@@ -110,6 +110,11 @@ class ResourceStatus(StatusModel):
     ready_replicas: int | None = Field(None, ge=0)
     url: str | None = Field(None, description="where the service answers inside the cluster")
     revisions: list[RevisionStatus] = Field(default_factory=list)
+    traffic: str | None = Field(
+        None,
+        max_length=1024,
+        description="the split for people and kubectl, e.g. 'abc123=90,def456=10'",
+    )
     rollout: RolloutStatus | None = None
     active: int | None = Field(None, ge=0, description="TrainingJob: pods running")
     succeeded: int | None = Field(None, ge=0, description="TrainingJob: pods succeeded")
