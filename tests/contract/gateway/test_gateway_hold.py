@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from conftest import BackendProcess
-from gateway_harness import backend, model, running
+from gateway_harness import BackendProcess, backend, model, running
 
 from kaip.local.gateway import Gateway
 

@@ -7,8 +7,7 @@ import random
 from collections import Counter
 
 import httpx
-from conftest import BackendProcess
-from gateway_harness import backend, model, running
+from gateway_harness import BackendProcess, backend, model, running
 
 AB = tuple[BackendProcess, BackendProcess]
 

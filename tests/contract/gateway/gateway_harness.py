@@ -1,15 +1,19 @@
-"""Fixtures for contract tests: real replica processes on inherited loopback sockets."""
+"""Test replicas as real processes, and a :class:`Gateway` in a test's own event loop."""
 
 from __future__ import annotations
 
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import pytest
+import httpx
+
+from kaip.local.gateway import Backend, Gateway, Route
 
 BACKEND = Path(__file__).with_name("gateway_backend.py")
 
@@ -25,7 +29,7 @@ class BackendProcess:
         self.process.wait(timeout=10)
 
 
-def _spawner() -> tuple[Callable[[str], BackendProcess], list[BackendProcess]]:
+def spawner() -> tuple[Callable[[str], BackendProcess], list[BackendProcess]]:
     started: list[BackendProcess] = []
 
     def spawn(replica: str) -> BackendProcess:
@@ -48,7 +52,7 @@ def _spawner() -> tuple[Callable[[str], BackendProcess], list[BackendProcess]]:
     return spawn, started
 
 
-def _stop_all(started: list[BackendProcess]) -> None:
+def stop_all(started: list[BackendProcess]) -> None:
     for backend in started:
         if backend.process.poll() is None:
             backend.process.terminate()
@@ -58,17 +62,28 @@ def _stop_all(started: list[BackendProcess]) -> None:
                 backend.kill()
 
 
-@pytest.fixture
-def spawn_backend() -> Iterator[Callable[[str], BackendProcess]]:
-    """Start ``gateway_backend.py`` replicas; each listens before it starts: no readiness wait."""
-    spawn, started = _spawner()
-    yield spawn
-    _stop_all(started)
+def backend(replica: str, revision: str, port: int) -> Backend:
+    return Backend(replica=replica, revision=revision, host="127.0.0.1", port=port)
 
 
-@pytest.fixture(scope="module")
-def backends_ab() -> Iterator[tuple[BackendProcess, BackendProcess]]:
-    """Two replicas, "A" and "B", shared by a module's tests (which use distinct hold keys)."""
-    spawn, started = _spawner()
-    yield spawn("A"), spawn("B")
-    _stop_all(started)
+def model(name: str, weights: dict[str, int], *backends: Backend) -> Route:
+    return Route(kind="model", name=name, weights=weights, backends=tuple(backends))
+
+
+def app(name: str, *backends: Backend) -> Route:
+    revision = backends[0].revision if backends else "r1"
+    return Route(kind="app", name=name, weights={revision: 100}, backends=tuple(backends))
+
+
+@asynccontextmanager
+async def running(
+    routes: list[Route], **options: Any
+) -> AsyncIterator[tuple[Gateway, httpx.AsyncClient]]:
+    gateway = Gateway(host="127.0.0.1", port=0, **options)
+    port = await gateway.start()
+    gateway.set_routes(routes)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=20) as client:
+            yield gateway, client
+    finally:
+        await gateway.stop()

@@ -6,8 +6,7 @@ import asyncio
 
 import openai
 import pytest
-from conftest import BackendProcess
-from gateway_harness import app, backend, model, running
+from gateway_harness import BackendProcess, app, backend, model, running
 
 from kaip.local.gateway.trace import is_valid_traceparent
 
