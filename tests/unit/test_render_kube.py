@@ -302,3 +302,17 @@ def test_what_kubernetes_cannot_hold_is_a_located_spec_problem(
 def test_two_kinds_with_one_name_are_refused() -> None:
     with pytest.raises(SpecError, match="would own the same objects"):
         render_manifests(_plan(_model("shop"), _app("shop")))
+
+
+def test_autoscalers_use_the_gauge_and_labels_the_model_server_exports() -> None:
+    from prometheus_client import generate_latest
+
+    from kaip.render.kube.serving import IN_FLIGHT_METRIC
+    from kaip.serving.metrics import ServerMetrics
+
+    exported = generate_latest(ServerMetrics("fraud", "abc123").registry).decode()
+    assert f'{IN_FLIGHT_METRIC}{{model="fraud",revision="abc123"}}' in exported
+    keda = render_manifests(_plan(_model("fraud", scaling="{minReplicas: 0, maxReplicas: 2}")))
+    (scaled,) = [o for o in keda if o["kind"] == "ScaledObject"]
+    query = scaled["spec"]["triggers"][0]["metadata"]["query"]
+    assert query.startswith(f'sum({IN_FLIGHT_METRIC}{{namespace="default",model="fraud",')
