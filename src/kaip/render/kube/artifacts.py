@@ -11,7 +11,8 @@ Three cases, decided by the artifact URI and the ``kaip.dev/artifact-pvc`` annot
 * **Relative path** (``model.joblib``, resolved against the spec file locally): on Kubernetes it
   is read from ``/var/lib/kaip/artifacts/<path>``. Either mount a PVC holding it there (the
   annotation above) or bake it into the image at that path.
-* **file://PATH**: read from PATH in the pod as is; bake it into the image or mount it there.
+* **file://PATH** or an absolute path: read from PATH in the pod as is; bake it into the image
+  or mount it there.
 
 For a relative path the pod-local spec's ``artifact.uri`` is rewritten to that pod path
 (``sha256`` stays, so the server still verifies what it loads). Pure: no I/O.
@@ -91,10 +92,10 @@ def place_artifact(model: Model, image: str) -> ArtifactPlacement:
             server_env=[cache_env()],
             init_containers=[fetch],
         )
-    if uri.startswith("file://"):
+    if uri.startswith(("file://", "/")):
         return ArtifactPlacement(pod_uri=uri)
     relative = posixpath.normpath(uri)
-    if relative.startswith("../") or relative == ".." or relative.startswith("/"):
+    if relative == ".." or relative.startswith("../"):
         raise ArtifactPathProblem(
             f"artifact path {uri!r} is outside the spec's directory, which has no place in a "
             f"pod: use a path under it (read from {ARTIFACT_DIR}/), file://, or a remote URI"
