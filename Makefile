@@ -40,3 +40,9 @@ bench-serving: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+# The chart's CRDs are generated from the spec models; tests/unit/test_chart_crds.py checks they are current.
+.PHONY: chart-crds
+chart-crds: $(STAMP)
+	@mkdir -p charts/kaip/crds
+	$(BIN)/kaip crd > charts/kaip/crds/kaip.dev.yaml

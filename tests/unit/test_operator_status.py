@@ -66,6 +66,7 @@ def test_a_canary_is_progressing_and_a_rollback_is_degraded() -> None:
     revisions = (RevisionState("old", 90, 1, 1), RevisionState("new", 10, 1, 1))
     canary = compute(Observation("Model", 3, revisions, canary="step 1/3: 10%"), None, T0)
     assert _condition(canary, "Progressing")["reason"] == "CanaryInProgress"
+    assert canary["traffic"] == "old=90,new=10"
     assert _condition(canary, "Ready")["status"] == "True"
     rolled = compute(
         Observation("Model", 3, revisions[:1], rolled_back="error rate 0.2 > 0.01"), canary, T1
@@ -109,3 +110,9 @@ def test_training_job_conditions_follow_the_job(job: JobState, ready: str, degra
     assert _condition(status, "Ready")["status"] == ready
     assert _condition(status, "Degraded")["status"] == degraded
     assert status["succeeded"] == job.succeeded
+
+
+def test_a_missing_deployment_is_not_ready() -> None:
+    gone = RevisionState("abc", 100, 1, 0, missing=True)
+    status = compute(Observation("Model", 1, revisions=(gone,)), None, T0)
+    assert _condition(status, "Ready")["status"] == "False"

@@ -18,10 +18,10 @@ from typing import Any, Final, Protocol
 import httpx
 
 from kaip.errors import MetricsError
+from kaip.telemetry import REQUEST_DURATION, REQUESTS_TOTAL
 
-REQUESTS_TOTAL: Final = "kaip_requests_total"
-REQUEST_DURATION: Final = "kaip_request_duration_seconds"
 ERROR_MATCHER: Final = 'status=~"5.."'
+"""The model server labels each request with its HTTP status; errors are the 5xx answers."""
 
 
 @dataclass(frozen=True)

@@ -28,10 +28,12 @@ class RevisionState:
     ready_replicas: int
     up_to_date: bool = True
     """False while the Deployment controller has not yet seen the Deployment's latest spec."""
+    missing: bool = False
+    """True when the revision's Deployment does not exist (yet, or any more)."""
 
     @property
     def ready(self) -> bool:
-        return self.up_to_date and self.ready_replicas >= self.replicas
+        return not self.missing and self.up_to_date and self.ready_replicas >= self.replicas
 
     def to_status(self) -> dict[str, Any]:
         return {
@@ -170,6 +172,8 @@ def compute(
         status["replicas"] = sum(r.replicas for r in seen.revisions)
         status["readyReplicas"] = sum(min(r.ready_replicas, r.replicas) for r in seen.revisions)
         status["revisions"] = [r.to_status() for r in seen.revisions]
+        # For kubectl's Traffic column, which shows only a list's first match.
+        status["traffic"] = ",".join(f"{r.revision}={r.weight}" for r in seen.revisions)
     if seen.job is not None:
         status["succeeded"] = seen.job.succeeded
         status["active"] = seen.job.active
