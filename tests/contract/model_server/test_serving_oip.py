@@ -9,9 +9,10 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.http as triton
-from serving_harness import RunningServer
 from sklearn.datasets import load_digits
 from tritonclient.utils import InferenceServerException
+
+from model_server.harness import RunningServer
 
 DIGITS, _ = load_digits(return_X_y=True)
 

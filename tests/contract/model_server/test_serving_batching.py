@@ -7,7 +7,8 @@ import asyncio
 
 import httpx
 import numpy as np
-from serving_harness import RunningServer
+
+from model_server.harness import RunningServer
 
 
 def body(values: np.ndarray, poison: float = 0.0) -> dict[str, object]:

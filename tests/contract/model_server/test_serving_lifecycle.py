@@ -13,7 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from serving_harness import RunningServer, counting_spec, start_server
+
+from model_server.harness import RunningServer, counting_spec, start_server
 
 ROW = {"inputs": [{"name": "x", "shape": [1, 1], "datatype": "FP32", "data": [1.0]}]}
 

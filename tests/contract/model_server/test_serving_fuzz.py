@@ -11,7 +11,8 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
-from serving_harness import RunningServer
+
+from model_server.harness import RunningServer
 
 FUZZ = settings(
     max_examples=30,

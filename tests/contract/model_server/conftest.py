@@ -9,22 +9,13 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from serving_harness import ROOT, RunningServer, counting_spec, start_server
 
-
-@dataclass
-class OtlpReceiver:
-    """A real OTLP/HTTP endpoint that decodes the spans it is sent with opentelemetry-proto."""
-
-    url: str
-    spans: list[Any] = field(default_factory=list)
-    condition: threading.Condition = field(default_factory=threading.Condition)
+from model_server.harness import ROOT, OtlpReceiver, RunningServer, counting_spec, start_server
 
 
 @pytest.fixture(scope="session")

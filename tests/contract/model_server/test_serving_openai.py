@@ -8,7 +8,8 @@ import httpx
 import numpy as np
 import openai
 import pytest
-from serving_harness import ROOT, RunningServer
+
+from model_server.harness import ROOT, RunningServer
 
 sys.path.insert(0, str(ROOT / "examples" / "tiny-lm"))
 from model import TinyLM
