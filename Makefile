@@ -46,3 +46,14 @@ clean:
 chart-crds: $(STAMP)
 	@mkdir -p charts/kaip/crds
 	$(BIN)/kaip crd > charts/kaip/crds/kaip.dev.yaml
+
+# A real Kubernetes control plane on loopback (tools/k8s, tests/e2e_kube/kube_harness.py).
+.PHONY: k8s-build k8s-up k8s-down
+k8s-build:
+	tools/k8s/build.sh
+
+k8s-up: $(STAMP) k8s-build
+	$(BIN)/python tests/e2e_kube/kube_harness.py up --dir .kaip/k8s
+
+k8s-down: $(STAMP)
+	$(BIN)/python tests/e2e_kube/kube_harness.py down --dir .kaip/k8s
