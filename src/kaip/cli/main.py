@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from kaip import __version__
-from kaip.cli import gitops, render, serve, spec_commands
+from kaip.cli import gitops, kube_commands, render, serve, spec_commands
 from kaip.errors import KaipError
 
 app = typer.Typer(
@@ -38,6 +38,8 @@ app.command()(spec_commands.crd)
 app.command()(render.render)
 app.add_typer(gitops.app)
 app.command()(serve.serve)
+app.command()(kube_commands.apply)
+app.command()(kube_commands.delete)
 
 
 def main() -> None:

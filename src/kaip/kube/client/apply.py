@@ -1,0 +1,270 @@
+"""Server-side apply of a set of manifests, pruning what left the set, deleting, and waiting.
+
+A set is every object labelled ``app.kubernetes.io/managed-by=kaip`` and
+``kaip.dev/part-of=<name>``; :func:`apply` stamps both labels on each manifest, so pruning finds
+exactly what an earlier apply of the same set created and this one no longer has. Objects
+controlled by another object (ReplicaSets, Pods) are never pruned: their owner's deletion
+collects them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from kaip.errors import ConfigError, KubeError, KubeForbiddenError
+from kaip.kube.client.objects import (
+    PRUNE_KINDS,
+    Change,
+    Manifest,
+    ObjectRef,
+    Outcome,
+    Result,
+    apply_order,
+    check_manifest,
+    delete_order,
+    ownership_selector,
+    readiness,
+    ref_of,
+    same_content,
+    with_ownership,
+)
+from kaip.kube.client.session import APPLY_PATCH, Resource, Session
+
+FIELD_MANAGER = "kaip"
+
+
+def apply(
+    session: Session,
+    manifests: Sequence[Manifest],
+    *,
+    part_of: str,
+    namespace: str | None = None,
+    prune: bool = False,
+    dry_run: bool = False,
+    force_conflicts: bool = False,
+    field_manager: str = FIELD_MANAGER,
+) -> Result:
+    """Server-side apply ``manifests`` as the set ``part_of``; prune the set's leftovers if asked.
+
+    ``namespace`` places namespaced manifests that name none (default: the context's namespace).
+    With ``dry_run`` the server validates and admits every change but persists none.
+    """
+    _check(manifests)
+    default_namespace = namespace or session.namespace
+    query = {"fieldManager": field_manager, "force": "true" if force_conflicts else "false"}
+    if dry_run:
+        query["dryRun"] = "All"
+    defines_crds = any(m["kind"] == "CustomResourceDefinition" for m in manifests)
+    changes: list[Change] = []
+    for manifest in apply_order(list(manifests)):
+        resource = _resource_for(session, manifest, wait_for_crd=defines_crds and not dry_run)
+        ns = _namespace_of(manifest, resource, default_namespace)
+        ref = ref_of(manifest, ns)
+        body = with_ownership(manifest, part_of, ns)
+        path = resource.path(ns, ref.name)
+        before = session.get(path, what=f"apply {ref.describe()}", missing_ok=True)
+        after = session.request(
+            "PATCH",
+            path,
+            query=query,
+            body=body,
+            content_type=APPLY_PATCH,
+            what=f"apply {ref.describe()}",
+        )
+        if before is None:
+            outcome = Outcome.created
+        elif after is not None and same_content(before, after):
+            outcome = Outcome.unchanged
+        else:
+            outcome = Outcome.configured
+        changes.append(Change(ref, outcome))
+    if prune:
+        applied_kinds = {(str(m["apiVersion"]), str(m["kind"])) for m in manifests}
+        namespaces = {c.ref.namespace for c in changes if c.ref.namespace} | {default_namespace}
+        changes += _prune(
+            session,
+            part_of,
+            keep={c.ref.identity for c in changes},
+            kinds=applied_kinds,
+            namespaces=namespaces,
+            dry_run=dry_run,
+            outcome=Outcome.pruned,
+        )
+    return Result(tuple(changes), dry_run=dry_run)
+
+
+def delete(
+    session: Session,
+    manifests: Sequence[Manifest],
+    *,
+    part_of: str | None = None,
+    namespace: str | None = None,
+    dry_run: bool = False,
+) -> Result:
+    """Delete the objects of ``manifests`` and, given ``part_of``, whatever else is in that set."""
+    _check(manifests)
+    default_namespace = namespace or session.namespace
+    query = {"propagationPolicy": "Background"}
+    if dry_run:
+        query["dryRun"] = "All"
+    changes: list[Change] = []
+    for manifest in delete_order(list(manifests)):
+        resource = session.resource(str(manifest["apiVersion"]), str(manifest["kind"]))
+        if resource is None:  # its CRD is gone, so is the object
+            changes.append(
+                Change(ref_of(manifest, manifest["metadata"].get("namespace")), Outcome.absent)
+            )
+            continue
+        ns = _namespace_of(manifest, resource, default_namespace)
+        ref = ref_of(manifest, ns)
+        gone = session.request(
+            "DELETE",
+            resource.path(ns, ref.name),
+            query=query,
+            what=f"delete {ref.describe()}",
+            missing_ok=True,
+        )
+        changes.append(Change(ref, Outcome.absent if gone is None else Outcome.deleted))
+    if part_of:
+        namespaces = {c.ref.namespace for c in changes if c.ref.namespace} | {default_namespace}
+        changes += _prune(
+            session,
+            part_of,
+            keep={c.ref.identity for c in changes},
+            kinds={(str(m["apiVersion"]), str(m["kind"])) for m in manifests},
+            namespaces=namespaces,
+            dry_run=dry_run,
+            outcome=Outcome.deleted,
+        )
+    return Result(tuple(changes), dry_run=dry_run)
+
+
+def wait_ready(
+    session: Session,
+    refs: Iterable[ObjectRef],
+    *,
+    timeout: float,
+    on_wait: Callable[[ObjectRef, str], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Return once every object in ``refs`` is ready (see ``objects.readiness``).
+
+    Raises :class:`KubeError` naming what was still not ready after ``timeout`` seconds.
+    ``on_wait`` hears each object the first time it is found not ready.
+    """
+    pending = {ref: "" for ref in refs}
+    announced: set[ObjectRef] = set()
+    deadline = clock() + timeout
+    while True:
+        for ref in sorted(pending):
+            resource = session.resource(ref.api_version, ref.kind)
+            obj = (
+                None
+                if resource is None
+                else session.get(
+                    resource.path(ref.namespace, ref.name),
+                    what=f"read {ref.describe()}",
+                    missing_ok=True,
+                )
+            )
+            waiting = "it does not exist" if obj is None else readiness(obj)
+            if waiting is None:
+                del pending[ref]
+            else:
+                pending[ref] = waiting
+                if on_wait and ref not in announced:
+                    announced.add(ref)
+                    on_wait(ref, waiting)
+        if not pending:
+            return
+        if clock() >= deadline:
+            lines = "; ".join(f"{ref.describe()}: {why}" for ref, why in sorted(pending.items()))
+            raise KubeError(f"timed out after {timeout:g}s waiting for readiness: {lines}")
+        sleep(1.0)
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _check(manifests: Sequence[Any]) -> None:
+    problems = [p for i, m in enumerate(manifests) for p in check_manifest(m, i)]
+    if problems:
+        raise ConfigError("cannot apply these manifests:\n" + "\n".join(problems))
+
+
+def _resource_for(session: Session, manifest: Manifest, *, wait_for_crd: bool) -> Resource:
+    api_version, kind = str(manifest["apiVersion"]), str(manifest["kind"])
+    resource = session.resource(api_version, kind)
+    # A CRD applied earlier in this run takes a moment to be served.
+    deadline = time.monotonic() + (30.0 if wait_for_crd else 0.0)
+    while resource is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+        resource = session.resource(api_version, kind)
+    if resource is None:
+        raise KubeError(
+            f"the cluster at {session.server} does not serve {kind} in {api_version}: "
+            "is its CustomResourceDefinition installed?"
+        )
+    return resource
+
+
+def _namespace_of(manifest: Manifest, resource: Resource, default: str) -> str | None:
+    if not resource.namespaced:
+        return None
+    return str(manifest["metadata"].get("namespace") or default)
+
+
+def _prune(
+    session: Session,
+    part_of: str,
+    *,
+    keep: set[tuple[str, str, str | None, str]],
+    kinds: set[tuple[str, str]],
+    namespaces: set[str],
+    dry_run: bool,
+    outcome: Outcome,
+) -> list[Change]:
+    """Delete the set's objects whose identity is not in ``keep``."""
+    selector = {"labelSelector": ownership_selector(part_of)}
+    delete_query = {"propagationPolicy": "Background"}
+    if dry_run:
+        delete_query["dryRun"] = "All"
+    seen_groups_kinds: set[tuple[str, str]] = set()
+    changes: list[Change] = []
+    for api_version, kind in [*sorted(kinds), *PRUNE_KINDS]:
+        group_kind = (api_version.rpartition("/")[0], kind)
+        if group_kind in seen_groups_kinds:
+            continue
+        seen_groups_kinds.add(group_kind)
+        resource = session.resource(api_version, kind)
+        if resource is None:
+            continue
+        for ns in sorted(namespaces) if resource.namespaced else [None]:
+            try:
+                listed = session.request(
+                    "GET", resource.path(ns), query=selector, what=f"list {kind} to prune"
+                )
+            except KubeForbiddenError:
+                if (api_version, kind) in kinds:
+                    raise
+                continue  # a kind this set never used, which this user may not even list
+            for item in (listed or {}).get("items", []):
+                metadata = item.get("metadata") or {}
+                if any(o.get("controller") for o in metadata.get("ownerReferences") or []):
+                    continue
+                ref = ObjectRef(api_version, kind, str(metadata["name"]), ns)
+                if ref.identity in keep:
+                    continue
+                gone = session.request(
+                    "DELETE",
+                    resource.path(ns, ref.name),
+                    query=delete_query,
+                    what=f"prune {ref.describe()}",
+                    missing_ok=True,
+                )
+                if gone is not None:
+                    changes.append(Change(ref, outcome))
+    return changes

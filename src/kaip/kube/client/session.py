@@ -1,0 +1,247 @@
+"""A connection to one Kubernetes API server: kubeconfig, requests, discovery, error mapping.
+
+The only place kaip sends a request to Kubernetes. It uses the official ``kubernetes`` client
+for kubeconfig handling (tokens, client certificates, exec plugins) and HTTP, and turns every
+failure into one :class:`~kaip.errors.KubeError` with a message a user can act on:
+
+* unreachable server or TLS failure -> :class:`~kaip.errors.KubeUnreachableError`;
+* missing or broken kubeconfig, unknown context, rejected credentials ->
+  :class:`~kaip.errors.KubeConfigError`;
+* RBAC denial -> :class:`~kaip.errors.KubeForbiddenError`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kaip.errors import KubeConfigError, KubeError, KubeForbiddenError, KubeUnreachableError
+from kaip.kube.client.objects import Manifest
+
+try:
+    import urllib3
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+    from kubernetes.client.exceptions import ApiException
+
+    _MISSING_CLIENT = ""
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    _MISSING_CLIENT = str(exc)
+
+_JSON = "application/json"
+APPLY_PATCH = "application/apply-patch+yaml"
+MERGE_PATCH = "application/merge-patch+json"
+
+
+@dataclass(frozen=True)
+class Resource:
+    """How the API serves one kind: its URL segment and whether it lives in a namespace."""
+
+    api_version: str
+    kind: str
+    plural: str
+    namespaced: bool
+
+    def path(self, namespace: str | None = None, name: str | None = None) -> str:
+        base = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{namespace}"
+        base += f"/{self.plural}"
+        return f"{base}/{name}" if name else base
+
+
+class Session:
+    """One API server, as one kubeconfig context sees it."""
+
+    def __init__(
+        self,
+        api: Any,
+        *,
+        server: str,
+        context: str,
+        namespace: str,
+        timeout: tuple[float, float] = (5.0, 30.0),
+    ) -> None:
+        self._api = api
+        self.server = server
+        self.context = context
+        self.namespace = namespace
+        self._timeout = timeout
+        self._resources: dict[str, dict[str, Resource] | None] = {}
+
+    @classmethod
+    def connect(cls, kubeconfig: Path | str | None = None, context: str | None = None) -> Session:
+        """Load ``kubeconfig`` (default: ``$KUBECONFIG`` or ``~/.kube/config``) and ``context``.
+
+        Raises :class:`KubeConfigError` for a missing file, bad YAML or an unknown context.
+        """
+        if _MISSING_CLIENT:
+            raise KubeConfigError(
+                f"talking to Kubernetes needs the kubernetes client ({_MISSING_CLIENT}): "
+                "pip install 'kaip[kube]'"
+            )
+        config_file = str(kubeconfig) if kubeconfig else None
+        where = config_file or "the default kubeconfig ($KUBECONFIG or ~/.kube/config)"
+        if config_file and ":" not in config_file and not Path(config_file).is_file():
+            raise KubeConfigError(f"kubeconfig {config_file} does not exist")
+        configuration = k8s.Configuration()
+        try:
+            contexts, active = k8s_config.list_kube_config_contexts(config_file)  # type: ignore[no-untyped-call]
+            chosen = (
+                next((c for c in contexts if c["name"] == context), None) if context else active
+            )
+            if chosen is None:
+                names = ", ".join(sorted(c["name"] for c in contexts)) or "none"
+                raise KubeConfigError(f"context {context!r} is not in {where} (contexts: {names})")
+            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=config_file,
+                context=chosen["name"],
+                client_configuration=configuration,
+                persist_config=False,
+            )
+        except KubeConfigError:
+            raise
+        except Exception as exc:  # ConfigException, OSError, yaml errors, KeyError in bad files
+            raise KubeConfigError(f"cannot use {where}: {_one_line(exc)}") from None
+        # Fail fast on a dead server instead of urllib3's silent retries.
+        configuration.retries = 0
+        namespace = (chosen.get("context") or {}).get("namespace") or "default"
+        return cls(
+            k8s.ApiClient(configuration),
+            server=str(configuration.host),
+            context=str(chosen["name"]),
+            namespace=str(namespace),
+        )
+
+    def close(self) -> None:
+        self._api.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- requests --
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, str] | None = None,
+        body: Manifest | None = None,
+        content_type: str = _JSON,
+        what: str = "",
+        missing_ok: bool = False,
+    ) -> Manifest | None:
+        """Send one request; the decoded JSON answer, or None for a 404 when ``missing_ok``."""
+        try:
+            response = self._api.call_api(
+                path,
+                method,
+                query_params=list((query or {}).items()),
+                header_params={"Accept": _JSON, "Content-Type": content_type},
+                body=json.dumps(body) if body is not None else None,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _return_http_data_only=True,
+                _request_timeout=self._timeout,
+            )
+        except ApiException as exc:
+            if exc.status == 404 and missing_ok:
+                return None
+            raise self._api_error(exc, what or f"{method} {path}") from None
+        except urllib3.exceptions.HTTPError as exc:
+            raise self._transport_error(exc) from None
+        data = response.data
+        return json.loads(data) if data else {}
+
+    def get(self, path: str, what: str = "", missing_ok: bool = False) -> Manifest | None:
+        return self.request("GET", path, what=what, missing_ok=missing_ok)
+
+    def version(self) -> str:
+        """The server's gitVersion; the cheapest proof that it answers."""
+        answer = self.get("/version", what="read the server version") or {}
+        return str(answer.get("gitVersion", "unknown"))
+
+    # -- discovery --
+
+    def resource(self, api_version: str, kind: str) -> Resource | None:
+        """How ``kind`` is served, or None when the server does not serve it."""
+        found = self._served(api_version)
+        if found is None or kind not in found:
+            # A CRD applied a moment ago is not in a cached answer yet: ask once more.
+            self._resources.pop(api_version, None)
+            found = self._served(api_version)
+        return None if found is None else found.get(kind)
+
+    def _served(self, api_version: str) -> dict[str, Resource] | None:
+        if api_version not in self._resources:
+            path = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+            answer = self.get(path, what=f"discover {api_version}", missing_ok=True)
+            self._resources[api_version] = (
+                None
+                if answer is None
+                else {
+                    r["kind"]: Resource(api_version, r["kind"], r["name"], bool(r["namespaced"]))
+                    for r in answer.get("resources", [])
+                    if "/" not in r["name"]  # subresources such as deployments/status
+                }
+            )
+        return self._resources[api_version]
+
+    # -- errors --
+
+    def _api_error(self, exc: Any, what: str) -> KubeError:
+        message = _status_message(exc)
+        if exc.status == 401:
+            return KubeConfigError(
+                f"the API server at {self.server} rejected the credentials of context "
+                f"{self.context!r} (401 Unauthorized): the token or certificate in the kubeconfig "
+                "is wrong or expired"
+            )
+        if exc.status == 403:
+            return KubeForbiddenError(
+                f"forbidden: cannot {what}: {message}. Ask a cluster admin for a Role that "
+                "allows it, or use another --context"
+            )
+        if exc.status == 409:
+            return KubeError(
+                f"conflict: cannot {what}: {message}. Another field manager owns these fields; "
+                "re-run with --force-conflicts to take them over"
+            )
+        return KubeError(f"cannot {what}: {message} ({exc.status})")
+
+    def _transport_error(self, exc: Exception) -> KubeError:
+        reason = getattr(exc, "reason", None) or exc
+        if isinstance(reason, urllib3.exceptions.SSLError):
+            return KubeUnreachableError(
+                f"TLS with the API server at {self.server} failed: {_one_line(reason)}; check "
+                f"the certificate-authority of context {self.context!r}"
+            )
+        return KubeUnreachableError(
+            f"cannot reach the Kubernetes API server at {self.server} (context "
+            f"{self.context!r}): {_one_line(reason)}. Is the cluster running, and is the "
+            "kubeconfig's server address right?"
+        )
+
+
+def _status_message(exc: Any) -> str:
+    """The ``message`` of the Status the server sent, else the HTTP reason."""
+    try:
+        status = json.loads(exc.body)
+    except (TypeError, ValueError):
+        return str(exc.reason)
+    if isinstance(status, dict) and status.get("message"):
+        return str(status["message"])
+    return str(exc.reason)
+
+
+def _one_line(exc: BaseException | object) -> str:
+    lines = str(exc).strip().splitlines()
+    # urllib3 prefixes the connection object's repr: "<...HTTPSConnection object at 0x..>: ..."
+    return re.sub(r"^<[^>]*>: ", "", lines[0]) if lines else type(exc).__name__

@@ -1,0 +1,157 @@
+"""``kaip apply`` / ``kaip delete`` as a user runs them: a real process against a real API server,
+with one clear message and exit code for each way it can go wrong."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from kube_harness import ControlPlane, free_port, write_kubeconfig
+from kubernetes import client
+
+from kaip.errors import KubeConfigError, KubeForbiddenError, KubeUnreachableError
+
+
+def kaip(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kaip.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"},
+    )
+
+
+def assert_one_clear_error(out: subprocess.CompletedProcess[str], code: int, text: str) -> None:
+    assert out.returncode == code, out.stderr
+    assert text in out.stderr
+    assert "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+@pytest.fixture
+def manifests(tmp_path: Path) -> Path:
+    path = tmp_path / "rendered.yaml"
+    path.write_text(
+        yaml.safe_dump_all(
+            [
+                {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {}},
+                {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}},
+            ]
+        )
+    )
+    return path
+
+
+def test_apply_dry_run_apply_and_delete_print_a_summary(
+    kube_api: ControlPlane, api_namespace: str, manifests: Path
+) -> None:
+    common = ("--kubeconfig", kube_api.kubeconfig, "-n", api_namespace)
+
+    dry = kaip("apply", manifests, *common, "--dry-run=server")
+    created = kaip("apply", manifests, *common)
+    again = kaip("apply", manifests, *common, "--prune")
+    deleted = kaip("delete", manifests, *common)
+
+    assert dry.returncode == 0, dry.stderr
+    assert f"configmap/a -n {api_namespace} created (server dry run)" in dry.stdout
+    assert created.returncode == 0, created.stderr
+    assert "2 created" in created.stdout
+    assert "ready: 2 object(s)" in created.stdout
+    assert again.stdout.strip().endswith("2 unchanged")
+    assert deleted.returncode == 0, deleted.stderr
+    assert "secret/s -n" in deleted.stdout and "2 deleted" in deleted.stdout
+
+
+def test_unreachable_cluster_is_one_message(kube_api: ControlPlane, manifests: Path) -> None:
+    dead = kube_api.workdir / "dead.kubeconfig"
+    write_kubeconfig(dead, f"https://127.0.0.1:{free_port()}", kube_api.ca_file, "admin", "x")
+
+    out = kaip("apply", manifests, "--kubeconfig", dead)
+
+    assert_one_clear_error(out, KubeUnreachableError.exit_code, "cannot reach the Kubernetes API")
+    assert "Connection refused" in out.stderr or "connection refused" in out.stderr.lower()
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "does not exist"),
+        ("clusters: [[[", "cannot use"),
+        ("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\n", "cannot use"),
+    ],
+)
+def test_bad_kubeconfig_is_one_message(
+    tmp_path: Path, manifests: Path, content: str | None, expected: str
+) -> None:
+    path = tmp_path / "kubeconfig"
+    if content is not None:
+        path.write_text(content)
+
+    out = kaip("apply", manifests, "--kubeconfig", path)
+
+    assert_one_clear_error(out, KubeConfigError.exit_code, expected)
+
+
+def test_unknown_context_names_the_known_ones(kube_api: ControlPlane, manifests: Path) -> None:
+    out = kaip("apply", manifests, "--kubeconfig", kube_api.kubeconfig, "--context", "prod")
+
+    assert_one_clear_error(out, KubeConfigError.exit_code, "context 'prod' is not in")
+    assert "kaip-test" in out.stderr
+
+
+def test_wrong_token_is_a_kubeconfig_error(kube_api: ControlPlane, manifests: Path) -> None:
+    bad = kube_api.workdir / "bad-token.kubeconfig"
+    write_kubeconfig(bad, kube_api.server, kube_api.ca_file, "admin", "not-a-token")
+
+    out = kaip("apply", manifests, "--kubeconfig", bad, "-n", "default")
+
+    assert_one_clear_error(out, KubeConfigError.exit_code, "401 Unauthorized")
+
+
+def test_rbac_denial_names_the_user_and_the_verb(
+    kube_api: ControlPlane, api_namespace: str, manifests: Path
+) -> None:
+    # alice's group may manage ConfigMaps in this namespace, and nothing else.
+    with kube_api.api_client() as api:
+        rbac = client.RbacAuthorizationV1Api(api)
+        rbac.create_namespaced_role(
+            api_namespace,
+            {
+                "metadata": {"name": "configmaps"},
+                "rules": [
+                    {
+                        "apiGroups": [""],
+                        "resources": ["configmaps"],
+                        "verbs": ["get", "list", "create", "patch", "delete"],
+                    }
+                ],
+            },
+        )
+        rbac.create_namespaced_role_binding(
+            api_namespace,
+            {
+                "metadata": {"name": "developers"},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "Role",
+                    "name": "configmaps",
+                },
+                "subjects": [
+                    {
+                        "apiGroup": "rbac.authorization.k8s.io",
+                        "kind": "Group",
+                        "name": "kaip-developers",
+                    }
+                ],
+            },
+        )
+    alice = kube_api.kubeconfig_for("alice")
+
+    out = kaip("apply", manifests, "--kubeconfig", alice, "-n", api_namespace)
+
+    assert_one_clear_error(out, KubeForbiddenError.exit_code, "forbidden: cannot apply secret/s")
+    assert 'User "alice" cannot' in out.stderr
