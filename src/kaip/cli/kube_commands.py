@@ -16,6 +16,10 @@ import yaml
 
 from kaip.cli.output import stderr, stdout
 from kaip.errors import ConfigError
+from kaip.plan import build_plan
+from kaip.render.kube import render_manifests
+from kaip.settings import load_settings
+from kaip.spec import load_paths
 
 KubeconfigOption = typer.Option(
     None,
@@ -50,8 +54,8 @@ def apply(
 
     if dry_run not in (None, "server"):
         raise ConfigError(f"--dry-run={dry_run} is not supported: use --dry-run=server")
-    manifests = load_manifests(path)
     with Session.connect(kubeconfig, context) as session:
+        manifests = load_manifests(path, namespace)
         result = apply_manifests(
             session,
             manifests,
@@ -88,8 +92,8 @@ def delete(
 
     if dry_run not in (None, "server"):
         raise ConfigError(f"--dry-run={dry_run} is not supported: use --dry-run=server")
-    manifests = load_manifests(path)
     with Session.connect(kubeconfig, context) as session:
+        manifests = load_manifests(path, namespace)
         result = delete_manifests(
             session,
             manifests,
@@ -111,11 +115,13 @@ def _print_changes(result: Any) -> None:
 # -- finding the manifests ---------------------------------------------------------------------
 
 
-def load_manifests(path: Path) -> list[dict[str, Any]]:
-    """Kubernetes manifests from ``path``: YAML files of plain Kubernetes objects.
+def load_manifests(path: Path, namespace: str | None) -> list[dict[str, Any]]:
+    """The Kubernetes manifests ``path`` stands for.
 
-    kaip specs (``apiVersion: kaip.dev/...``) are refused until ``kaip.render`` can turn them
-    into manifests; render them with ``kaip render`` and apply its output.
+    A kaip spec (documents with ``apiVersion: kaip.dev/...``) is loaded, planned and rendered
+    with ``namespace`` for resources that name none (the plan's default, ``default``, when
+    None: the kubeconfig context's namespace does not reach rendering); any other YAML is taken
+    as Kubernetes manifests already (``kaip render`` output, say) and sent as it is.
     """
     if not path.exists():
         raise ConfigError(f"{path} does not exist")
@@ -123,32 +129,33 @@ def load_manifests(path: Path) -> list[dict[str, Any]]:
         files = sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml"))
     else:
         files = [path]
-    manifests: list[dict[str, Any]] = []
-    for file in files:
-        for doc in _documents(file):
-            api_version = str(doc.get("apiVersion", ""))
-            if api_version.startswith("kaip.dev/"):
-                raise ConfigError(
-                    f"{file}: {doc.get('kind')} {api_version} is a kaip spec; applying specs "
-                    "needs kaip.render, which is not available yet. Apply rendered manifests."
-                )
-            manifests.append(doc)
-    if not manifests:
-        raise ConfigError(f"no Kubernetes manifests in {path}")
-    return manifests
+    docs = [(file, doc) for file in files for doc in _documents(file)]
+    specs = [f for f, d in docs if str(d.get("apiVersion", "")).startswith("kaip.dev/")]
+    if specs and len(specs) == len(docs):
+        plan = build_plan(load_paths([path]).documents, load_settings(), namespace)
+        return [dict(m) for m in render_manifests(plan)]
+    if specs:
+        others = sorted({str(f) for f, d in docs if f not in specs})
+        raise ConfigError(
+            f"{path} mixes kaip specs ({specs[0]}) with Kubernetes manifests "
+            f"({', '.join(others)}); apply them separately"
+        )
+    if not docs:
+        raise ConfigError(f"no kaip spec or Kubernetes manifests in {path}")
+    return [d for _, d in docs]
 
 
 def _documents(file: Path) -> Iterator[dict[str, Any]]:
     try:
-        docs = list(yaml.safe_load_all(file.read_text()))
-    except (OSError, yaml.YAMLError) as exc:
+        docs = list(yaml.safe_load_all(file.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"{file}: not readable YAML: {exc}") from None
     for doc in docs:
         if doc is None:
             continue
         if not isinstance(doc, dict):
             raise ConfigError(f"{file}: every YAML document must be a Kubernetes object")
-        if doc.get("kind", "").endswith("List") and isinstance(doc.get("items"), list):
+        if str(doc.get("kind", "")).endswith("List") and isinstance(doc.get("items"), list):
             yield from doc["items"]
         else:
             yield doc

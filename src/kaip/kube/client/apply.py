@@ -57,6 +57,7 @@ def apply(
     if dry_run:
         query["dryRun"] = "All"
     defines_crds = any(m["kind"] == "CustomResourceDefinition" for m in manifests)
+    _check_served(session, manifests)
     changes: list[Change] = []
     for manifest in apply_order(list(manifests)):
         resource = _resource_for(session, manifest, wait_for_crd=defines_crds and not dry_run)
@@ -193,6 +194,31 @@ def _check(manifests: Sequence[Any]) -> None:
     problems = [p for i, m in enumerate(manifests) for p in check_manifest(m, i)]
     if problems:
         raise ConfigError("cannot apply these manifests:\n" + "\n".join(problems))
+
+
+def _check_served(session: Session, manifests: Sequence[Manifest]) -> None:
+    """Refuse before any write when a kind is served nowhere and no CRD here defines it."""
+    defined = {
+        (
+            str((m.get("spec") or {}).get("group")),
+            str(((m.get("spec") or {}).get("names") or {}).get("kind")),
+        )
+        for m in manifests
+        if m["kind"] == "CustomResourceDefinition"
+    }
+    missing = sorted(
+        {
+            f"{m['kind']} ({m['apiVersion']})"
+            for m in manifests
+            if (str(m["apiVersion"]).rpartition("/")[0], str(m["kind"])) not in defined
+            and session.resource(str(m["apiVersion"]), str(m["kind"])) is None
+        }
+    )
+    if missing:
+        raise KubeError(
+            f"the cluster at {session.server} does not serve {', '.join(missing)}: install "
+            "the CustomResourceDefinitions first (nothing was applied)"
+        )
 
 
 def _resource_for(session: Session, manifest: Manifest, *, wait_for_crd: bool) -> Resource:
