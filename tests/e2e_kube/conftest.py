@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 from kube_harness import (
+    API_BINARIES,
+    BINARIES,
     ControlPlane,
     HarnessError,
     binary_dir,
@@ -45,8 +47,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.kube)
 
 
-def _require_binaries() -> None:
-    missing = missing_binaries(binary_dir())
+def _require_binaries(needed: tuple[str, ...]) -> None:
+    missing = missing_binaries(binary_dir(), needed)
     if not missing:
         return
     message = (
@@ -60,7 +62,7 @@ def _require_binaries() -> None:
 
 @pytest.fixture(scope="session")
 def kube_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    _require_binaries()
+    _require_binaries(API_BINARIES)
     try:
         plane = start_api(tmp_path_factory.mktemp("kube-api"), users=RBAC_USERS)
     except HarnessError as exc:
@@ -71,7 +73,7 @@ def kube_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]
 
 @pytest.fixture(scope="session")
 def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    _require_binaries()
+    _require_binaries(BINARIES)
     try:
         plane = start_cluster(tmp_path_factory.mktemp("kube-cluster"), users=RBAC_USERS)
     except HarnessError as exc:

@@ -68,8 +68,8 @@ def binary_dir() -> Path:
     return Path.home() / ".cache" / "kaip-k8s" / KUBE_VERSION
 
 
-def missing_binaries(bin_dir: Path) -> list[str]:
-    return [b for b in BINARIES if not os.access(bin_dir / b, os.X_OK)]
+def missing_binaries(bin_dir: Path, needed: Iterable[str] = BINARIES) -> list[str]:
+    return [b for b in needed if not os.access(bin_dir / b, os.X_OK)]
 
 
 def free_port() -> int:
@@ -338,11 +338,17 @@ def _write_service_account_key(path: Path) -> None:
 # -- starting ----------------------------------------------------------------------------------
 
 
+API_BINARIES = ("etcd", "kube-apiserver", "kubectl")
+
+
 def _prepare(
-    workdir: Path | None, bin_dir: Path | None, users: Mapping[str, Sequence[str]] | None
+    workdir: Path | None,
+    bin_dir: Path | None,
+    users: Mapping[str, Sequence[str]] | None,
+    needed: Iterable[str],
 ) -> tuple[ControlPlane, dict[str, int]]:
     bin_dir = bin_dir or binary_dir()
-    missing = missing_binaries(bin_dir)
+    missing = missing_binaries(bin_dir, needed)
     if missing:
         raise HarnessError(
             f"missing {', '.join(missing)} in {bin_dir}; run tools/k8s/build.sh to build the "
@@ -440,7 +446,7 @@ def start_api(
     ``users`` maps extra user names to their groups; each gets a token (``plane.token(user)``)
     and a kubeconfig (``plane.kubeconfig_for(user)``). The token file is read once at start.
     """
-    plane, ports = _prepare(workdir, bin_dir, users)
+    plane, ports = _prepare(workdir, bin_dir, users, API_BINARIES)
     try:
         _start_etcd_and_apiserver(plane, ports, full=False, die_with_parent=die_with_parent)
     except BaseException:
@@ -458,7 +464,7 @@ def start_cluster(
     die_with_parent: bool = True,
 ) -> ControlPlane:
     """The whole control plane with fake kwok nodes; returns once the nodes are Ready."""
-    plane, ports = _prepare(workdir, bin_dir, users)
+    plane, ports = _prepare(workdir, bin_dir, users, BINARIES)
     try:
         _start_etcd_and_apiserver(plane, ports, full=True, die_with_parent=die_with_parent)
         kubeconfig = str(plane.kubeconfig)

@@ -61,7 +61,7 @@ def test_apply_dry_run_apply_and_delete_print_a_summary(
     assert created.returncode == 0, created.stderr
     assert "2 created" in created.stdout
     assert "ready: 2 object(s)" in created.stdout
-    assert again.stdout.strip().endswith("2 unchanged")
+    assert "\n2 unchanged\n" in again.stdout
     assert deleted.returncode == 0, deleted.stderr
     assert "secret/s -n" in deleted.stdout and "2 deleted" in deleted.stdout
 

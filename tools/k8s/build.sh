@@ -27,8 +27,8 @@ KUBE_LDFLAGS="-s -w \
  -X k8s.io/client-go/pkg/version.gitVersion=$KUBE_VERSION \
  -X k8s.io/client-go/pkg/version.gitMajor=1 \
  -X k8s.io/client-go/pkg/version.gitMinor=$KUBE_MINOR"
-KWOK_LDFLAGS="-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION \
- -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=$KUBE_VERSION"
+# kwok's own version variables already say 0.8.0 in its tagged source.
+KWOK_LDFLAGS="-s -w"
 KUBE_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
 
 log() { printf '[k8s-build %s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
@@ -100,8 +100,9 @@ else
     start=$SECONDS
     gobin="$CACHE/.kwok.tmp"
     rm -rf "$gobin" && mkdir -p "$gobin"
-    GOFLAGS= GOBIN="$gobin" nice -n 19 go install -trimpath -ldflags "$KWOK_LDFLAGS" \
-        "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+    # From outside any module: `go install pkg@version` must not see one of ours.
+    (cd "$gobin" && GOFLAGS= GOBIN="$gobin" nice -n 19 go install -trimpath \
+        -ldflags "$KWOK_LDFLAGS" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION")
     mv -f "$gobin/kwok" "$CACHE/kwok"
     rm -rf "$gobin"
     echo "$kwok_stamp" >"$CACHE/.kwok.stamp"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,6 @@ try:
     import urllib3
     from kubernetes import client as k8s
     from kubernetes import config as k8s_config
-    from kubernetes.client.exceptions import ApiException
 
     _MISSING_CLIENT = ""
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
@@ -139,24 +139,36 @@ class Session:
         missing_ok: bool = False,
     ) -> Manifest | None:
         """Send one request; the decoded JSON answer, or None for a 404 when ``missing_ok``."""
+        # The client's own call_api changed shape between releases; its configured urllib3 pool
+        # (TLS, client certificates, proxy) and token hook (exec plugins refresh) did not.
+        configuration = self._api.configuration
+        headers = {"Accept": _JSON, "User-Agent": "kaip"}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        # The kubeconfig loader files the token as "BearerToken" (new) or "authorization" (old).
+        token = configuration.get_api_key_with_prefix(
+            "BearerToken"
+        ) or configuration.get_api_key_with_prefix("authorization")
+        if token:
+            headers["Authorization"] = token
+        url = f"{self.server}{path}"
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
         try:
-            response = self._api.call_api(
-                path,
+            response = self._api.rest_client.pool_manager.request(
                 method,
-                query_params=list((query or {}).items()),
-                header_params={"Accept": _JSON, "Content-Type": content_type},
+                url,
                 body=json.dumps(body) if body is not None else None,
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-                _return_http_data_only=True,
-                _request_timeout=self._timeout,
+                headers=headers,
+                timeout=urllib3.Timeout(connect=self._timeout[0], read=self._timeout[1]),
+                retries=False,
             )
-        except ApiException as exc:
-            if exc.status == 404 and missing_ok:
-                return None
-            raise self._api_error(exc, what or f"{method} {path}") from None
         except urllib3.exceptions.HTTPError as exc:
             raise self._transport_error(exc) from None
+        if response.status == 404 and missing_ok:
+            return None
+        if not 200 <= response.status < 300:
+            raise self._api_error(response.status, response.data, what or f"{method} {path}")
         data = response.data
         return json.loads(data) if data else {}
 
@@ -196,25 +208,25 @@ class Session:
 
     # -- errors --
 
-    def _api_error(self, exc: Any, what: str) -> KubeError:
-        message = _status_message(exc)
-        if exc.status == 401:
+    def _api_error(self, status: int, body: bytes, what: str) -> KubeError:
+        message = _status_message(status, body)
+        if status == 401:
             return KubeConfigError(
                 f"the API server at {self.server} rejected the credentials of context "
                 f"{self.context!r} (401 Unauthorized): the token or certificate in the kubeconfig "
                 "is wrong or expired"
             )
-        if exc.status == 403:
+        if status == 403:
             return KubeForbiddenError(
                 f"forbidden: cannot {what}: {message}. Ask a cluster admin for a Role that "
                 "allows it, or use another --context"
             )
-        if exc.status == 409:
+        if status == 409:
             return KubeError(
                 f"conflict: cannot {what}: {message}. Another field manager owns these fields; "
                 "re-run with --force-conflicts to take them over"
             )
-        return KubeError(f"cannot {what}: {message} ({exc.status})")
+        return KubeError(f"cannot {what}: {message} ({status})")
 
     def _transport_error(self, exc: Exception) -> KubeError:
         reason = getattr(exc, "reason", None) or exc
@@ -230,15 +242,16 @@ class Session:
         )
 
 
-def _status_message(exc: Any) -> str:
-    """The ``message`` of the Status the server sent, else the HTTP reason."""
+def _status_message(code: int, body: bytes) -> str:
+    """The ``message`` of the Status the server sent, else the HTTP status line."""
     try:
-        status = json.loads(exc.body)
+        status = json.loads(body)
     except (TypeError, ValueError):
-        return str(exc.reason)
+        status = None
     if isinstance(status, dict) and status.get("message"):
         return str(status["message"])
-    return str(exc.reason)
+    text = body.decode(errors="replace").strip()
+    return text[:200] if text else f"HTTP {code}"
 
 
 def _one_line(exc: BaseException | object) -> str:
