@@ -50,6 +50,8 @@ BINARIES = (
 )
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "tools" / "k8s" / "build.sh"
+# kwok v0.8.0 ships no built-in stages: without these it refuses to start.
+KWOK_STAGES = Path(__file__).with_name("kwok-stages.yaml")
 FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
@@ -505,6 +507,7 @@ def start_cluster(
             plane,
             "kwok",
             [
+                f"--config={KWOK_STAGES}",
                 f"--kubeconfig={kubeconfig}",
                 "--manage-all-nodes=false",
                 f"--manage-nodes-with-annotation-selector={FAKE_NODE_ANNOTATION}=fake",

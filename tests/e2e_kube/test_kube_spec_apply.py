@@ -22,7 +22,13 @@ REPO = Path(__file__).resolve().parents[2]
 HTTPROUTE_CRD: dict[str, Any] = {
     "apiVersion": "apiextensions.k8s.io/v1",
     "kind": "CustomResourceDefinition",
-    "metadata": {"name": "httproutes.gateway.networking.k8s.io"},
+    "metadata": {
+        "name": "httproutes.gateway.networking.k8s.io",
+        # *.k8s.io groups need this, as the real Gateway API CRDs carry it.
+        "annotations": {
+            "api-approved.kubernetes.io": "https://github.com/kubernetes-sigs/gateway-api/pull/891"
+        },
+    },
     "spec": {
         "group": "gateway.networking.k8s.io",
         "scope": "Namespaced",
