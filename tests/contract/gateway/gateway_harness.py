@@ -5,13 +5,14 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+import uvloop
 
 from kaip.local.gateway import Backend, Gateway, Route
 
@@ -87,3 +88,11 @@ async def running(
             yield gateway, client
     finally:
         await gateway.stop()
+
+
+T = TypeVar("T")
+
+
+def run(scenario: Coroutine[Any, Any, T]) -> T:
+    """Run a test scenario on uvloop, the loop ``kaip up`` runs the gateway on."""
+    return uvloop.run(scenario)

@@ -7,7 +7,7 @@ import random
 from collections import Counter
 
 import httpx
-from gateway_harness import BackendProcess, backend, model, running
+from gateway_harness import BackendProcess, backend, model, run, running
 
 AB = tuple[BackendProcess, BackendProcess]
 
@@ -44,7 +44,7 @@ def test_weights_split_traffic_by_revision_and_stats_follow(backends_ab: AB) -> 
             assert all(s.p99_ms() is not None for s in stats.values())
             assert gateway.take_stats("m") == {}  # snapshot-and-reset
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_a_pinned_revision_gets_all_its_requests(backends_ab: AB) -> None:
@@ -62,7 +62,7 @@ def test_a_pinned_revision_gets_all_its_requests(backends_ab: AB) -> None:
                 answer = await client.get("/v2/models/m/versions/canary/ready")
                 assert answer.json()["replica"] == "B"
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_least_outstanding_requests_avoids_the_busy_replica(backends_ab: AB) -> None:
@@ -83,7 +83,7 @@ def test_least_outstanding_requests_avoids_the_busy_replica(backends_ab: AB) -> 
             busy = (await asyncio.wait_for(parked, 15)).json()["replica"]
             assert busy not in free
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_a_refusing_replica_is_retried_on_another_and_then_avoided(spawn_backend) -> None:  # type: ignore[no-untyped-def]
@@ -102,7 +102,7 @@ def test_a_refusing_replica_is_retried_on_another_and_then_avoided(spawn_backend
             assert failed.status_code == 502 and "m" in failed.json()["error"]
             assert gateway.take_stats("m")["r"].errors == 1
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_sigkill_of_one_replica_under_load_fails_no_request(spawn_backend) -> None:  # type: ignore[no-untyped-def]
@@ -132,4 +132,4 @@ def test_sigkill_of_one_replica_under_load_fails_no_request(spawn_backend) -> No
             assert set(after_kill) == {"two"}
             assert sum(s.errors for s in gateway.take_stats("m").values()) == 0
 
-    asyncio.run(scenario())
+    run(scenario())

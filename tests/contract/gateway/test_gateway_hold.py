@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway_harness import BackendProcess, backend, model, running
+from gateway_harness import BackendProcess, backend, model, run, running
 
 from kaip.local.gateway import Gateway
 
@@ -30,7 +30,7 @@ def test_a_held_request_is_served_once_a_backend_appears(backends_ab: AB) -> Non
             assert asked == [("m", 1)]
             assert gateway.load("m").held == 0 and gateway.load("m").last_request_at is not None
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_past_the_hold_timeout_the_answer_is_503_with_retry_after() -> None:
@@ -42,7 +42,7 @@ def test_past_the_hold_timeout_the_answer_is_503_with_retry_after() -> None:
             assert "no ready replica" in answer.json()["error"]
             assert gateway.load("m").held == 0
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_a_full_hold_queue_refuses_at_once_and_held_requests_still_complete(
@@ -63,7 +63,7 @@ def test_a_full_hold_queue_refuses_at_once_and_held_requests_still_complete(
             gateway.set_routes([model("m", {"r": 100}, backend("A", "r", a.port))])
             assert (await asyncio.wait_for(first, 15)).json()["replica"] == "A"
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_a_route_removed_while_held_answers_404() -> None:
@@ -77,4 +77,4 @@ def test_a_route_removed_while_held_answers_404() -> None:
             gateway.set_routes([])
             assert (await asyncio.wait_for(held, 15)).status_code == 404
 
-    asyncio.run(scenario())
+    run(scenario())

@@ -6,7 +6,7 @@ import asyncio
 
 import openai
 import pytest
-from gateway_harness import BackendProcess, app, backend, model, running
+from gateway_harness import BackendProcess, app, backend, model, run, running
 
 from kaip.local.gateway.trace import is_valid_traceparent
 
@@ -40,7 +40,7 @@ def test_oip_paths_route_by_model_name_and_forward_as_is(backends_ab: AB) -> Non
             assert bad_rev.status_code == 404 and "zz" in bad_rev.json()["error"]
             assert (await client.get("/nowhere")).status_code == 404
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_gateway_answers_health_and_metadata_itself(backends_ab: AB) -> None:
@@ -50,7 +50,7 @@ def test_gateway_answers_health_and_metadata_itself(backends_ab: AB) -> None:
             assert (await client.get("/v2/health/ready")).json() == {"ready": True}
             assert (await client.get("/v2")).json()["name"] == "kaip-gateway"
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_openai_client_is_routed_by_the_model_field(backends_ab: AB) -> None:
@@ -72,7 +72,7 @@ def test_openai_client_is_routed_by_the_model_field(backends_ab: AB) -> None:
             assert no_model.status_code == 400 and "model" in no_model.json()["error"]["message"]
             await client.close()
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_apps_are_routed_by_prefix_with_the_prefix_stripped(backends_ab: AB) -> None:
@@ -87,7 +87,7 @@ def test_apps_are_routed_by_prefix_with_the_prefix_stripped(backends_ab: AB) -> 
             assert (await client.get("/apps/web")).json()["path"] == "/"
             assert (await client.get("/apps/other/")).status_code == 404
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_traceparent_is_propagated_or_created(backends_ab: AB) -> None:
@@ -105,7 +105,7 @@ def test_traceparent_is_propagated_or_created(backends_ab: AB) -> None:
             bad = await client.get("/v2/models/alpha/ready", headers={"traceparent": "garbage"})
             assert is_valid_traceparent(bad.json()["traceparent"].encode())
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_sse_streams_through_before_the_replica_finishes(backends_ab: AB) -> None:
@@ -130,7 +130,7 @@ def test_sse_streams_through_before_the_replica_finishes(backends_ab: AB) -> Non
             assert rest == ["second"]
             await client.close()
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_admin_paths_go_to_the_admin_app(backends_ab: AB) -> None:
@@ -152,4 +152,4 @@ def test_admin_paths_go_to_the_admin_app(backends_ab: AB) -> None:
         async with running([]) as (_, client):
             assert (await client.get("/_kaip/status")).status_code == 404
 
-    asyncio.run(scenario())
+    run(scenario())

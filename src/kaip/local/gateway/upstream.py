@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import socket
-from typing import Protocol
+from typing import Protocol, cast
 
 import httptools
 
@@ -112,8 +112,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
         set_nodelay(transport)
 
     def data_received(self, data: bytes) -> None:

@@ -1,0 +1,213 @@
+"""Gateway overhead: the same wrk load through the kaip gateway and straight to the replica.
+
+Usage: .venv/bin/python bench/gateway/run.py [--rounds 5] [--duration 10] [--connections 8]
+
+One replica of the quickstart digits model (``python -m kaip.serving``, pinned to core 0) and
+one gateway process in front of it (pinned to core 1, with wrk). Each round runs wrk against
+both targets in alternating order after a short unmeasured warm-up; the table gives medians over
+rounds and the per-round paired difference of p50 (gateway minus direct). Results land in
+``bench/results/gateway-<time>/``. Loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVING = ROOT / "bench" / "serving"
+sys.path.insert(0, str(SERVING))
+
+from artifact import request_rows  # noqa: E402
+from load import LoadResult, run_wrk  # noqa: E402
+from protocol import Protocol  # noqa: E402
+from run import cpu_busy, wait_quiet  # noqa: E402
+
+PYTHON = sys.executable
+OIP = Protocol("oip", "/v2/models/digits/infer")
+
+
+def start(argv: list[str], core: int, log: Path) -> subprocess.Popen[bytes]:
+    out = log.open("wb")
+    return subprocess.Popen(["taskset", "-c", str(core), *argv], stdout=out, stderr=out)
+
+
+def wait_port(port_file: Path, process: subprocess.Popen[bytes], timeout_s: float = 90) -> int:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"process exited with {process.returncode}; see its log")
+        if port_file.exists() and port_file.read_text().strip():
+            return int(port_file.read_text())
+        time.sleep(0.1)
+    raise SystemExit("no port within the deadline")
+
+
+def post(port: int, body: bytes) -> tuple[int, bytes]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{OIP.path}",
+        data=body,
+        headers={"content-type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return answer.status, answer.read()
+
+
+def wait_ready(port: int, body: bytes, timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if post(port, body)[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"nothing answered on port {port}")
+
+
+def result_row(target: str, conns: int, rnd: int, r: LoadResult) -> dict[str, Any]:
+    return {
+        "target": target,
+        "connections": conns,
+        "round": rnd,
+        "rps": r.rps,
+        "p50_ms": r.p50_ms,
+        "p90_ms": r.p90_ms,
+        "p99_ms": r.p99_ms,
+        "errors": r.errors,
+        "requests": r.requests,
+    }
+
+
+def table(records: list[dict[str, Any]]) -> str:
+    lines = [
+        "| connections | target | req/s | p50 ms | p99 ms | errors | p50 added (paired) |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for conns in sorted({r["connections"] for r in records}):
+        rows = [r for r in records if r["connections"] == conns]
+        by_round: dict[int, dict[str, dict[str, Any]]] = {}
+        for r in rows:
+            by_round.setdefault(r["round"], {})[r["target"]] = r
+        added = [
+            pair["gateway"]["p50_ms"] - pair["direct"]["p50_ms"]
+            for pair in by_round.values()
+            if {"gateway", "direct"} <= pair.keys()
+        ]
+        for target in ("direct", "gateway"):
+            mine = [r for r in rows if r["target"] == target]
+            med = {k: statistics.median(r[k] for r in mine) for k in ("rps", "p50_ms", "p99_ms")}
+            extra = f"{statistics.median(added):+.3f} ms" if target == "gateway" and added else ""
+            lines.append(
+                f"| {conns} | {target} | {med['rps']:,.0f} | {med['p50_ms']:.3f} | "
+                f"{med['p99_ms']:.3f} | {sum(r['errors'] for r in mine)} | {extra} |"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--connections", default="8", help="comma-separated, e.g. 1,8,64")
+    parser.add_argument("--quiet-cpu", type=float, default=0.25, help="wait below this CPU busy")
+    parser.add_argument("--max-wait", type=float, default=600.0)
+    args = parser.parse_args()
+    conns_list = [int(c) for c in args.connections.split(",")]
+
+    out_dir = ROOT / "bench" / "results" / time.strftime("gateway-%Y%m%d-%H%M%S")
+    (out_dir / "logs").mkdir(parents=True)
+    scratch = Path(tempfile.mkdtemp(prefix="kaip-bench-gateway-"))
+    quickstart = scratch / "quickstart"
+    shutil.copytree(ROOT / "examples" / "quickstart", quickstart)
+    subprocess.run(
+        [PYTHON, str(quickstart / "train.py"), str(quickstart / "model.joblib")], check=True
+    )
+    body_file = scratch / "body.json"
+    body = OIP.body(request_rows(1).tolist())
+    body_file.write_bytes(body)
+
+    replica_port_file, gateway_port_file = scratch / "replica.port", scratch / "gateway.port"
+    replica = start(
+        [PYTHON, "-m", "kaip.serving", str(quickstart / "kaip.yaml"), "--model", "digits",
+         "--port", "0", "--port-file", str(replica_port_file)],
+        0, out_dir / "logs" / "replica.log",
+    )  # fmt: skip
+    processes = [replica]
+    try:
+        replica_port = wait_port(replica_port_file, replica)
+        wait_ready(replica_port, body)
+        gateway = start(
+            [PYTHON, str(Path(__file__).with_name("gateway_proc.py")), str(gateway_port_file),
+             str(replica_port)],
+            1, out_dir / "logs" / "gateway.log",
+        )  # fmt: skip
+        processes.append(gateway)
+        gateway_port = wait_port(gateway_port_file, gateway)
+        wait_ready(gateway_port, body)
+        direct_answer, through_answer = post(replica_port, body)[1], post(gateway_port, body)[1]
+        if OIP.predictions(direct_answer) != OIP.predictions(through_answer):
+            raise SystemExit("the gateway changed the answer")
+        targets = {"direct": replica_port, "gateway": gateway_port}
+
+        waited = wait_quiet(args.quiet_cpu, args.max_wait)
+        load_before = Path("/proc/loadavg").read_text().split()[:3]
+        records: list[dict[str, Any]] = []
+        busy: list[float] = []
+        for rnd in range(args.rounds):
+            for conns in conns_list:
+                order = ["direct", "gateway"] if rnd % 2 == 0 else ["gateway", "direct"]
+                for target in order:
+                    common = {"port": targets[target], "path": OIP.path, "body": body_file,
+                              "connections": conns, "core": 1}  # fmt: skip
+                    run_wrk(duration_s=args.warmup, **common)  # type: ignore[arg-type]
+                    result = run_wrk(duration_s=args.duration, **common)  # type: ignore[arg-type]
+                    records.append(result_row(target, conns, rnd, result))
+                    print(
+                        f"round {rnd} c={conns} {target:8s} {result.rps:8,.0f} req/s  "
+                        f"p50 {result.p50_ms:.3f} ms  p99 {result.p99_ms:.3f} ms  "
+                        f"errors {result.errors}",
+                        flush=True,
+                    )
+            busy.append(cpu_busy(1.0))
+        load_after = Path("/proc/loadavg").read_text().split()[:3]
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    report = table(records)
+    context = (
+        f"{args.rounds} rounds x {args.duration:g} s per run, wrk -t1 on core 1 with the gateway, "
+        f"replica on core 0; waited {waited:.0f} s for a quiet machine; load average before "
+        f"{' '.join(load_before)}, after {' '.join(load_after)}; CPU busy between rounds "
+        f"(idle sample) median {statistics.median(busy):.0%}"
+    )
+    (out_dir / "results.json").write_text(
+        json.dumps({"records": records, "context": context}, indent=1)
+    )
+    (out_dir / "table.md").write_text(report + "\n\n" + context + "\n")
+    print()
+    print(report)
+    print()
+    print(context)
+    print(f"results: {out_dir}")
+
+
+if __name__ == "__main__":
+    main()
