@@ -63,6 +63,9 @@ def stop_all(started: list[BackendProcess]) -> None:
                 backend.kill()
 
 
+AB = tuple["BackendProcess", "BackendProcess"]
+
+
 def backend(replica: str, revision: str, port: int) -> Backend:
     return Backend(replica=replica, revision=revision, host="127.0.0.1", port=port)
 
