@@ -40,6 +40,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if path.endswith("/sse") or chat.get("stream"):
         await _sse(send, _event(query or "chat"))
         return
+    if path.endswith("/big"):  # ?N: N 64 KiB chunks, streamed
+        await _big(send, int(query or "1"))
+        return
     status = 200
     if "/status/" in path:
         status = int(path.rsplit("/", 1)[1])
@@ -66,6 +69,13 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         }
     )
     await send({"type": "http.response.body", "body": data})
+
+
+async def _big(send: Any, chunks: int) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    for i in range(chunks):
+        piece = bytes([65 + i % 26]) * 65536
+        await send({"type": "http.response.body", "body": piece, "more_body": i < chunks - 1})
 
 
 async def _sse(send: Any, released: asyncio.Event) -> None:

@@ -62,3 +62,25 @@ def test_http10_expect_continue_head_and_chunked_request_bodies(backends_ab: AB)
             assert (await client.get("/v2/models/m/ready")).json()["method"] == "GET"
 
     run(scenario())
+
+
+def test_a_slow_reader_gets_a_large_stream_whole_and_the_replica_connection_stays_usable(
+    backends_ab: AB,
+) -> None:
+    """Backpressure: the gateway stops reading the replica while the client's buffer is full."""
+
+    async def scenario() -> None:
+        async with running(_routes(backends_ab)) as (_, client):
+            chunks = 128  # 8 MiB: far beyond the socket buffers on both sides
+            async with client.stream("GET", f"/v2/models/m/big?{chunks}") as stream:
+                body = b""
+                async for piece in stream.aiter_raw(16384):
+                    body += piece
+                    await asyncio.sleep(0.0005)
+            expected = b"".join(bytes([65 + i % 26]) * 65536 for i in range(chunks))
+            assert body == expected
+            for _ in range(5):  # the pooled replica connection must not be left paused
+                answer = await asyncio.wait_for(client.get("/v2/models/m/ready"), 15)
+                assert answer.status_code == 200
+
+    run(scenario())

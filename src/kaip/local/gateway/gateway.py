@@ -325,6 +325,8 @@ class Gateway:
                 return Outcome.FAILED_BEFORE_RESPONSE, False
         done: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         conn.upstream = upstream
+        if conn.write_paused:  # a slow reader: don't take more from this replica than it can
+            upstream.pause_reading()
         upstream.send(data, conn, done, is_head)
         try:
             return await done, reused

@@ -56,7 +56,7 @@ class ClientConnection(asyncio.Protocol):
         self._headers: Headers = []
         self._body: list[bytes] = []
         self._body_size = 0
-        self._write_paused = False
+        self.write_paused = False
         self._http10 = False
         self._chunked = False
         self._must_close = False
@@ -95,12 +95,12 @@ class ClientConnection(asyncio.Protocol):
             self._task.cancel()
 
     def pause_writing(self) -> None:
-        self._write_paused = True
+        self.write_paused = True
         if self.upstream is not None:
             self.upstream.pause_reading()
 
     def resume_writing(self) -> None:
-        self._write_paused = False
+        self.write_paused = False
         if self.upstream is not None:
             self.upstream.resume_reading()
 

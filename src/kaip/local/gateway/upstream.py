@@ -70,6 +70,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._got_bytes = False
         self._head_done = False
         self._head_request = False
+        self._paused = False
         self._framing = Framing.LENGTH
         self._reason = b""
         self._headers: Headers = []
@@ -87,6 +88,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._head_request = head_request
         self._reason = b""
         self._headers = []
+        self.resume_reading()  # in case the last exchange ended while its client was slow
         self._transport.write(data)
 
     def abort(self) -> None:
@@ -98,11 +100,16 @@ class UpstreamConnection(asyncio.Protocol):
             self._transport.abort()
 
     def pause_reading(self) -> None:
-        if self._transport is not None and not self.closed:
+        """Stop reading the replica while the client cannot keep up (only mid-exchange)."""
+        if self._sink is not None and not self._paused and not self.closed:
+            assert self._transport is not None
+            self._paused = True
             self._transport.pause_reading()
 
     def resume_reading(self) -> None:
-        if self._transport is not None and not self.closed:
+        if self._paused and not self.closed:
+            assert self._transport is not None
+            self._paused = False
             self._transport.resume_reading()
 
     def close(self) -> None:
