@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from kaip import __version__
-from kaip.cli import gitops, kube_commands, render, serve, spec_commands
+from kaip.cli import gitops, kube_commands, operator, render, serve, spec_commands
 from kaip.errors import KaipError
 
 app = typer.Typer(
@@ -40,6 +40,7 @@ app.add_typer(gitops.app)
 app.command()(serve.serve)
 app.command()(kube_commands.apply)
 app.command()(kube_commands.delete)
+app.command()(operator.operator)
 
 
 def main() -> None:

@@ -22,13 +22,14 @@ from kaip.kube.client.objects import (
     Outcome,
     Result,
 )
-from kaip.kube.client.session import Session
+from kaip.kube.client.session import Credentials, Session
 
 __all__ = [
     "FIELD_MANAGER",
     "MANAGED_BY_LABEL",
     "PART_OF_LABEL",
     "Change",
+    "Credentials",
     "Manifest",
     "ObjectRef",
     "Outcome",

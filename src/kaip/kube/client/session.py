@@ -13,6 +13,7 @@ failure into one :class:`~kaip.errors.KubeError` with a message a user can act o
 from __future__ import annotations
 
 import json
+import os
 import re
 import urllib.parse
 from dataclasses import dataclass
@@ -53,8 +54,23 @@ class Resource:
         return f"{base}/{name}" if name else base
 
 
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """How a session authenticates, so another client (the operator's kopf) can use the same."""
+
+    server: str
+    ca_file: str | None
+    token: str | None
+    cert_file: str | None
+    key_file: str | None
+    insecure: bool
+
+
 class Session:
-    """One API server, as one kubeconfig context sees it."""
+    """One API server, as one kubeconfig context (or a pod's service account) sees it."""
 
     def __init__(
         self,
@@ -114,6 +130,52 @@ class Session:
             server=str(configuration.host),
             context=str(chosen["name"]),
             namespace=str(namespace),
+        )
+
+    @staticmethod
+    def in_cluster_available() -> bool:
+        """True inside a pod that mounts a service account token."""
+        return (
+            bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+            and (SERVICE_ACCOUNT_DIR / "token").is_file()
+        )
+
+    @classmethod
+    def in_cluster(cls) -> Session:
+        """The pod's service account (its token is re-read as it rotates)."""
+        if _MISSING_CLIENT:
+            raise KubeConfigError(
+                f"talking to Kubernetes needs the kubernetes client ({_MISSING_CLIENT}): "
+                "pip install 'kaip[kube]'"
+            )
+        configuration = k8s.Configuration()
+        try:
+            k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            namespace = (SERVICE_ACCOUNT_DIR / "namespace").read_text().strip() or "default"
+        except Exception as exc:  # ConfigException, OSError
+            raise KubeConfigError(
+                f"cannot use the pod's service account: {_one_line(exc)}"
+            ) from None
+        configuration.retries = 0
+        return cls(
+            k8s.ApiClient(configuration),
+            server=str(configuration.host),
+            context="in-cluster",
+            namespace=namespace,
+        )
+
+    def credentials(self) -> Credentials:
+        """The server and credentials this session uses now (a rotated token included)."""
+        configuration = self._api.configuration
+        header = configuration.get_api_key_with_prefix("BearerToken", alias="authorization") or ""
+        token = header.split(" ", 1)[1] if header.startswith("Bearer ") else header or None
+        return Credentials(
+            server=str(configuration.host),
+            ca_file=configuration.ssl_ca_cert or None,
+            token=token,
+            cert_file=configuration.cert_file or None,
+            key_file=configuration.key_file or None,
+            insecure=not configuration.verify_ssl,
         )
 
     def close(self) -> None:

@@ -1,0 +1,200 @@
+"""The kaip operator at scale: N Models over >= 100 kwok nodes on the real control plane.
+
+    .venv/bin/python bench/operator_scale.py --models 1000 --nodes 100 --gpu-nodes 10
+
+Starts the test control plane (tests/e2e_kube/kube_harness.py: etcd, kube-apiserver,
+controller-manager, scheduler, kwok), installs the chart's CRDs and a Gateway API HTTPRoute
+stand-in, creates the fake nodes, runs ``kaip operator`` as a real process, applies N Models at
+once and waits until every one is Ready for its current generation. Reports wall time, the
+operator's CPU seconds and peak RSS, and the apiserver's request count (``apiserver_request_total``
+over every verb and resource) for the run, then the same for an idle window with nothing changing.
+Prints a markdown table and writes it to bench/results/operator-scale-<time>.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "e2e_kube"))
+
+from kube_harness import ControlPlane, FakeNode, start_cluster  # noqa: E402
+
+MODEL = """\
+apiVersion: kaip.dev/v1alpha1
+kind: Model
+metadata: {{name: m{index:04d}, namespace: {namespace}}}
+spec:
+  owner: bench
+  artifact: {{uri: https://models.example.com/m{index:04d}.onnx, format: onnx}}
+  resources: {{cpu: 10m, memory: 16Mi{gpu}}}
+  scaling: {{minReplicas: 1, maxReplicas: 1}}
+"""
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+
+
+def rss_mib(pid: int) -> float:
+    match = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+    return int(match.group(1)) / 1024 if match else 0.0
+
+
+def apiserver_requests(plane: ControlPlane) -> float:
+    context = ssl.create_default_context(cafile=str(plane.ca_file))
+    request = urllib.request.Request(
+        f"{plane.server}/metrics", headers={"Authorization": f"Bearer {plane.token()}"}
+    )
+    with urllib.request.urlopen(request, context=context, timeout=30) as response:
+        text = response.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("apiserver_request_total{")
+    )
+
+
+def ready_count(plane: ControlPlane, namespace: str) -> int:
+    items = json.loads(plane.kubectl("-n", namespace, "get", "models", "-o", "json"))["items"]
+    ready = 0
+    for item in items:
+        status = item.get("status") or {}
+        if status.get("observedGeneration") != item["metadata"]["generation"]:
+            continue
+        for condition in status.get("conditions") or []:
+            if condition["type"] == "Ready" and condition["status"] == "True":
+                ready += 1
+    return ready
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", type=int, default=1000)
+    parser.add_argument("--nodes", type=int, default=100)
+    parser.add_argument("--gpu-nodes", type=int, default=10)
+    parser.add_argument("--gpu-models", type=int, default=50)
+    parser.add_argument("--idle-seconds", type=float, default=60)
+    parser.add_argument("--timeout", type=float, default=3600)
+    args = parser.parse_args()
+
+    nodes = [FakeNode(f"kwok-cpu-{i}", pods="200") for i in range(args.nodes - args.gpu_nodes)]
+    nodes += [FakeNode(f"kwok-gpu-{i}", gpus=8, pods="200") for i in range(args.gpu_nodes)]
+    plane = start_cluster(nodes=nodes)
+    operator: subprocess.Popen[bytes] | None = None
+    try:
+        crds = [d for d in yaml.safe_load_all((REPO / "charts/kaip/crds/kaip.dev.yaml").read_text())]
+        route = _httproute_crd()
+        path = plane.workdir / "crds.yaml"
+        path.write_text(yaml.safe_dump_all([*crds, route]))
+        plane.kubectl("apply", "--server-side", "-f", str(path))
+        for doc in [*crds, route]:
+            plane.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                          f"crd/{doc['metadata']['name']}")  # fmt: skip
+        namespace = "bench"
+        plane.kubectl("create", "namespace", namespace)
+        log = (plane.workdir / "operator.log").open("wb")
+        operator = subprocess.Popen(
+            [sys.executable, "-m", "kaip.cli", "operator", "--kubeconfig", str(plane.kubeconfig),
+             "--namespace", namespace, "--prometheus-url", "http://127.0.0.1:9"],
+            stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+        )  # fmt: skip
+        time.sleep(5)
+        chunks = []
+        for first in range(0, args.models, 100):
+            chunk = plane.workdir / f"models-{first:04d}.yaml"
+            chunk.write_text(
+                "---\n".join(
+                    MODEL.format(
+                        index=i, namespace=namespace, gpu=", gpu: 1" if i < args.gpu_models else ""
+                    )
+                    for i in range(first, min(first + 100, args.models))
+                )
+            )
+            chunks.append(chunk)
+        cpu0, requests0, start = cpu_seconds(operator.pid), apiserver_requests(plane), time.time()
+        for chunk in chunks:  # kubectl gets 60 s per call in the harness: 100 Models at a time
+            plane.kubectl("apply", "--server-side", "-f", str(chunk))
+        peak_rss, ready = 0.0, 0
+        while time.time() - start < args.timeout:
+            peak_rss = max(peak_rss, rss_mib(operator.pid))
+            ready = ready_count(plane, namespace)
+            if ready == args.models:
+                break
+            time.sleep(5)
+        wall = time.time() - start
+        cpu1, requests1 = cpu_seconds(operator.pid), apiserver_requests(plane)
+        time.sleep(args.idle_seconds)
+        cpu2, requests2 = cpu_seconds(operator.pid), apiserver_requests(plane)
+        peak_rss = max(peak_rss, rss_mib(operator.pid))
+        gpu_pods = json.loads(plane.kubectl(
+            "-n", namespace, "get", "pods", "-o", "json"))["items"]  # fmt: skip
+        misplaced = [
+            p["metadata"]["name"] for p in gpu_pods
+            if any("nvidia.com/gpu" in (c.get("resources", {}).get("limits") or {})
+                   for c in p["spec"]["containers"])
+            and not str(p["spec"].get("nodeName", "")).startswith("kwok-gpu-")
+        ]  # fmt: skip
+        rows = [
+            ("models Ready", f"{ready} / {args.models}"),
+            ("fake nodes (GPU)", f"{args.nodes} ({args.gpu_nodes})"),
+            ("GPU pods on non-GPU nodes", str(len(misplaced))),
+            ("wall time to all Ready", f"{wall:.0f} s"),
+            ("operator CPU while converging", f"{cpu1 - cpu0:.1f} s"),
+            ("operator peak RSS", f"{peak_rss:.0f} MiB"),
+            ("apiserver requests while converging (all clients)", f"{requests1 - requests0:.0f}"),
+            (f"operator CPU idle over {args.idle_seconds:.0f} s", f"{cpu2 - cpu1:.2f} s"),
+            (f"apiserver requests idle over {args.idle_seconds:.0f} s",
+             f"{requests2 - requests1:.0f}"),
+        ]  # fmt: skip
+        table = "| measure | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+        print(table)
+        out = REPO / "bench" / "results"
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"operator-scale-{time.strftime('%Y%m%dT%H%M%S')}.md").write_text(table + "\n")
+        return 0 if ready == args.models else 1
+    finally:
+        if operator is not None:
+            operator.terminate()
+            operator.wait(30)
+        plane.stop()
+
+
+def _httproute_crd() -> dict[str, Any]:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": "httproutes.gateway.networking.k8s.io",
+            "annotations": {
+                "api-approved.kubernetes.io": "https://github.com/kubernetes-sigs/gateway-api/pull/1538"
+            },
+        },
+        "spec": {
+            "group": "gateway.networking.k8s.io",
+            "scope": "Namespaced",
+            "names": {"plural": "httproutes", "singular": "httproute", "kind": "HTTPRoute",
+                      "listKind": "HTTPRouteList"},  # fmt: skip
+            "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
+                "openAPIV3Schema": {"type": "object",
+                                    "x-kubernetes-preserve-unknown-fields": True}}}],  # fmt: skip
+        },
+    }
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

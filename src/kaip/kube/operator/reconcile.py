@@ -1,0 +1,369 @@
+"""One reconcile pass of one kaip custom resource: read, validate, plan, render, apply, report.
+
+:meth:`Reconciler.reconcile` reads the resource fresh from the API (never trusting a cached
+copy, so a canary's state is always the one last written), validates its spec with the
+:mod:`kaip.spec` models, moves its rollout one tick (:mod:`.canary`), renders with the same
+:func:`kaip.render.kube.render_manifests` as ``kaip render``, stamps owner references (deleting
+the resource garbage-collects everything), applies with server-side apply as field manager
+``kaip``, deletes what it owns but no longer renders, and writes ``.status`` as a JSON merge
+patch (none when nothing changed, so a settled resource costs no writes). Decisions become
+Kubernetes Events.
+
+kopf is not imported here: :mod:`.handlers` only decides when to call this.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import yaml
+
+from kaip.errors import ConfigError, KubeError, KubeForbiddenError, SpecError
+from kaip.kube.client import Manifest, ObjectRef, Session, apply
+from kaip.kube.operator import observe
+from kaip.kube.operator.canary import Decision, Progress, RolloutState, Served, progress
+from kaip.kube.operator.conditions import DEGRADED, READY, find, rfc3339
+from kaip.kube.operator.metrics import MetricsSource
+from kaip.kube.operator.status import Fault, Observation, compute
+from kaip.plan import Plan, Workload, plan_workload, revision_id
+from kaip.render.kube import Backend, render_manifests
+from kaip.settings import Settings
+from kaip.spec import API_VERSION, KINDS, App, Model, Resource, TrainingJob, load_text
+
+COMPONENT: Final = "kaip-operator"
+MODEL_PORT: Final = 8000
+_SKIPPED_ANNOTATIONS: Final = ("kubectl.kubernetes.io/", "kaip.dev/", "kopf.zalando.org/")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a pass did: the status it wrote and whether the resource still needs attention."""
+
+    status: Mapping[str, Any]
+    decisions: tuple[Decision, ...] = ()
+    fault: Fault | None = None
+    settled: bool = False
+    """True when nothing is left to wait for (ready and no canary, or a permanent fault)."""
+
+
+def _user_annotations(meta: Mapping[str, Any]) -> dict[str, str]:
+    return {
+        k: str(v)
+        for k, v in (meta.get("annotations") or {}).items()
+        if not k.startswith(_SKIPPED_ANNOTATIONS)
+    }
+
+
+def parse(body: Mapping[str, Any]) -> Resource:
+    """The custom resource as a validated :mod:`kaip.spec` resource; SpecError if invalid."""
+    meta = body.get("metadata") or {}
+    doc = {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": {
+            "name": meta.get("name"),
+            "namespace": meta.get("namespace"),
+            "labels": dict(meta.get("labels") or {}),
+            "annotations": _user_annotations(meta),
+        },
+        "spec": body.get("spec") or {},
+    }
+    where = f"{body.get('kind')} {meta.get('namespace')}/{meta.get('name')}"
+    return load_text(yaml.safe_dump(doc, sort_keys=False), where).documents[0].resource
+
+
+def spec_problems(exc: SpecError) -> str:
+    """The spec's problems without the synthetic file positions: ``path: message (hint)``."""
+    parts = []
+    for problem in exc.problems:
+        where = f"{problem.path}: " if problem.path else ""
+        hint = f" ({problem.hint})" if problem.hint else ""
+        parts.append(f"{where}{problem.message}{hint}")
+    return "; ".join(parts)
+
+
+def merge_patch(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
+    """The RFC 7386 JSON merge patch that turns ``before`` into ``after`` (removals as null)."""
+    patch: dict[str, Any] = {}
+    for key in before.keys() - after.keys():
+        patch[key] = None
+    for key, value in after.items():
+        old = before.get(key)
+        if isinstance(value, Mapping) and isinstance(old, Mapping):
+            nested = merge_patch(old, value)
+            if nested:
+                patch[key] = nested
+        elif old != value or key not in before:
+            patch[key] = value
+    return patch
+
+
+def owner_reference(body: Mapping[str, Any]) -> dict[str, Any]:
+    meta = body["metadata"]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": body["kind"],
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _owned(manifest: Manifest, owner: Mapping[str, Any]) -> Manifest:
+    metadata = dict(manifest["metadata"])
+    metadata["ownerReferences"] = [dict(owner)]
+    return {**manifest, "metadata": metadata}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Reconciler:
+    """Everything a pass needs, shared by every resource the operator watches."""
+
+    session: Session
+    settings: Settings
+    metrics: MetricsSource
+    clock: Callable[[], datetime] = field(default=_now)
+    instance: str = field(default_factory=socket.gethostname)
+    _applied: dict[str, str] = field(default_factory=dict, repr=False)
+    """uid -> digest of the manifests last applied for it. Only saves requests: after a restart
+    everything is applied once more; nothing about a rollout is kept here."""
+
+    def path(self, kind: str, namespace: str, name: str | None = None) -> str:
+        resource = self.session.resource(API_VERSION, kind)
+        if resource is None:
+            raise KubeError(f"the cluster does not serve {kind} in {API_VERSION}: install the CRDs")
+        return resource.path(namespace, name)
+
+    def reconcile(self, kind: str, namespace: str, name: str) -> Outcome | None:
+        """One pass over ``kind`` ``namespace/name``; None when it no longer exists.
+
+        Every problem is reported in the status and as ``Outcome.fault``: permanent ones (an
+        invalid spec, an RBAC denial) wait for a change, temporary ones are for the caller to
+        retry. Raises KubeError only when the resource or its status cannot be read or written.
+        """
+        path = self.path(kind, namespace, name)
+        body = self.session.get(path, what=f"read {kind} {namespace}/{name}", missing_ok=True)
+        if body is None:
+            return None
+        previous: Mapping[str, Any] = body.get("status") or {}
+        generation = int(body["metadata"].get("generation", 1))
+        now = self.clock()
+        try:
+            resource = parse(body)
+            seen, decisions = self._converge(body, resource, previous, now)
+        except SpecError as exc:
+            fault = Fault("InvalidSpec", spec_problems(exc), permanent=True)
+            seen, decisions = Observation(kind, generation, fault=fault), []
+        except ConfigError as exc:
+            fault = Fault("InvalidSpec", exc.message, permanent=True)
+            seen, decisions = Observation(kind, generation, fault=fault), []
+        except KubeForbiddenError as exc:
+            fault = Fault("Forbidden", exc.message, permanent=True)
+            seen, decisions = Observation(kind, generation, fault=fault), []
+        except KubeError as exc:  # retried by the caller; say so in the status meanwhile
+            fault = Fault("Retrying", exc.message, permanent=False)
+            seen, decisions = Observation(kind, generation, fault=fault), []
+        status = compute(seen, previous, now)
+        if seen.fault is not None and "rollout" in previous:
+            status["rollout"] = previous["rollout"]  # a bad spec must not lose the canary's state
+        patch = merge_patch(previous, status)
+        if patch:
+            self.session.request(
+                "PATCH",
+                f"{path}/status",
+                body={"status": patch},
+                content_type="application/merge-patch+json",
+                what=f"write the status of {kind} {namespace}/{name}",
+            )
+        for decision in decisions:
+            self._event(body, decision, now)
+        return Outcome(status, tuple(decisions), seen.fault, settled=_settled(status))
+
+    # -- one pass --------------------------------------------------------------------------
+
+    def _converge(
+        self,
+        body: Mapping[str, Any],
+        resource: Resource,
+        previous: Mapping[str, Any],
+        now: datetime,
+    ) -> tuple[Observation, list[Decision]]:
+        meta = body["metadata"]
+        namespace, name = str(meta["namespace"]), str(meta["name"])
+        generation = int(meta.get("generation", 1))
+        workload = plan_workload(resource, self.settings, namespace)
+        if isinstance(resource, TrainingJob):
+            self._apply(body, Plan((workload,), self.settings), None, previous, generation)
+            job = observe.job_state(
+                self.session, namespace, workload.revision_name, resource.spec.nodes
+            )
+            return Observation(resource.kind, generation, job=job), []
+        assert isinstance(resource, Model | App)
+        state = RolloutState.from_status(previous.get("rollout"))
+        moved = progress(
+            state,
+            resource,
+            now,
+            lambda revision, window: self.metrics.revision_metrics(
+                namespace, name, revision, window
+            ),
+        )
+        backends = self._backends(resource, workload, moved)
+        self._apply(body, Plan((workload,), self.settings), backends, previous, generation)
+        revisions = tuple(
+            observe.revision_state(
+                self.session, namespace, b.workload.revision_name, b.workload.revision, b.weight
+            )
+            for b in backends
+        )
+        if any(r.missing for r in revisions):  # deleted behind our back: apply again next time
+            self._applied.pop(str(meta["uid"]), None)
+        decisions = [d for d in [moved.decision] if d is not None and d.action != "hold"]
+        rollout_status = moved.state.to_status()
+        if moved.decision is not None:
+            rollout_status["lastDecision"] = moved.decision.to_status(now)
+        elif isinstance(previous.get("rollout"), Mapping) and "lastDecision" in previous["rollout"]:
+            rollout_status["lastDecision"] = previous["rollout"]["lastDecision"]
+        seen = Observation(
+            resource.kind,
+            generation,
+            revisions=revisions,
+            url=_url(resource, namespace),
+            canary=moved.summary,
+            rolled_back=_rolled_back(moved, resource),
+            extra={"rollout": rollout_status},
+        )
+        return seen, decisions
+
+    def _backends(self, desired: Served, workload: Workload, moved: Progress) -> list[Backend]:
+        namespace = workload.namespace
+        stable = workload
+        if moved.state.stable_revision != workload.revision:
+            stable_resource = KINDS[desired.kind].model_validate(
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": desired.kind,
+                    "metadata": desired.metadata.model_dump(by_alias=True, exclude_none=True),
+                    "spec": dict(moved.state.stable_spec),
+                }
+            )
+            stable = plan_workload(stable_resource, self.settings, namespace)
+        backends = []
+        for role, weight in moved.live:
+            backends.append(Backend(stable if role == "stable" else workload, weight))
+        return backends
+
+    def _apply(
+        self,
+        body: Mapping[str, Any],
+        plan: Plan,
+        backends: list[Backend] | None,
+        previous: Mapping[str, Any],
+        generation: int,
+    ) -> None:
+        workload = plan.workloads[0]
+        traffic = None if backends is None else {workload.key: backends}
+        owner = owner_reference(body)
+        manifests = [_owned(m, owner) for m in render_manifests(plan, traffic)]
+        uid = str(owner["uid"])
+        digest = hashlib.sha256(json.dumps(manifests, sort_keys=True).encode()).hexdigest()
+        if self._applied.get(uid) == digest:
+            return  # applied as rendered already; a timer tick only looks
+        part_of = workload.name
+        apply(
+            self.session,
+            manifests,
+            part_of=part_of,
+            namespace=workload.namespace,
+            force_conflicts=True,
+            field_manager=self.settings.kube.field_manager,
+        )
+        live = {b.workload.revision for b in backends or []}
+        was_live = {str(r.get("name")) for r in previous.get("revisions") or []}
+        if generation != previous.get("observedGeneration") or live != was_live:
+            keep = [
+                ObjectRef(
+                    str(m["apiVersion"]), str(m["kind"]), m["metadata"]["name"], workload.namespace
+                )
+                for m in manifests
+            ]
+            stale = observe.leftovers(
+                self.session, workload.namespace, part_of, str(owner["uid"]), keep
+            )
+            observe.delete_objects(self.session, stale)
+        self._applied[uid] = digest
+
+    def _event(self, body: Mapping[str, Any], decision: Decision, now: datetime) -> None:
+        meta = body["metadata"]
+        stamp = rfc3339(now)
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": API_VERSION,
+                "kind": body["kind"],
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+            },
+            "reason": decision.event_reason,
+            "message": f"revision {decision.revision}: {decision.reason}"[:1024],
+            "type": "Warning" if decision.warning else "Normal",
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "reportingInstance": self.instance[:128],
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        self.session.request(
+            "POST",
+            f"/api/v1/namespaces/{meta['namespace']}/events",
+            body=event,
+            what=f"record an event for {body['kind']} {meta['namespace']}/{meta['name']}",
+        )
+
+
+def _url(resource: Served, namespace: str) -> str:
+    port = resource.spec.port if isinstance(resource, App) else MODEL_PORT
+    return f"http://{resource.metadata.name}.{namespace}.svc:{port}"
+
+
+def _rolled_back(moved: Progress, desired: Served) -> str | None:
+    state = moved.state
+    if state.rolled_back is None or state.canary is not None:
+        return None
+    if state.rolled_back != state.stable_revision and state.rolled_back == revision_id(desired):
+        return f"revision {state.rolled_back} rolled back: {state.rolled_back_reason}"
+    return None
+
+
+def _settled(status: Mapping[str, Any]) -> bool:
+    conditions = status.get("conditions") or []
+    degraded = find(conditions, DEGRADED)
+    if degraded is not None and degraded.get("status") == "True":
+        return degraded.get("reason") in ("InvalidSpec", "Forbidden", "RolledBack", "JobFailed")
+    ready = find(conditions, READY)
+    rollout = status.get("rollout") or {}
+    return ready is not None and ready.get("status") == "True" and not rollout.get("canary")
+
+
+def needs_attention(body: Mapping[str, Any]) -> bool:
+    """Whether a resource, as last seen, still has something to wait for (the timer's filter)."""
+    status = body.get("status") or {}
+    generation = (body.get("metadata") or {}).get("generation")
+    if status.get("observedGeneration") != generation:
+        return True
+    return not _settled(status)

@@ -1,0 +1,442 @@
+"""The kaip operator against the real control plane, running under exactly the chart's RBAC.
+
+The chart (rendered by a real helm) is applied to the apiserver; the operator runs as a real
+process (`kaip operator`) authenticated with a token of the chart's ServiceAccount, so every
+request it makes is judged by the chart's ClusterRole and RoleBinding. The canary gates read a
+Prometheus stand-in serving chosen numbers. kwok marks pods Running and Ready.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kube_harness import ControlPlane, write_kubeconfig
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "contract"))
+from prometheus_double import PrometheusDouble, serve_prometheus
+
+from kaip.kube.operator.metrics import RevisionMetrics
+
+REPO = Path(__file__).resolve().parents[2]
+HELM = Path.home() / ".cache" / "kaip-k8s" / "helm-v3.22.0" / "helm"
+RELEASE_NAMESPACE = "kaip-system"
+SERVICE_ACCOUNT = "kaip-operator"
+
+# Stand-in for the Gateway API CRD: the same group, version and kind, with an open schema.
+HTTPROUTE_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {
+        "name": "httproutes.gateway.networking.k8s.io",
+        # *.k8s.io groups need it; the real Gateway API CRDs carry this one
+        "annotations": {
+            "api-approved.kubernetes.io": "https://github.com/kubernetes-sigs/gateway-api/pull/1538"
+        },
+    },
+    "spec": {
+        "group": "gateway.networking.k8s.io",
+        "scope": "Namespaced",
+        "names": {
+            "plural": "httproutes",
+            "singular": "httproute",
+            "kind": "HTTPRoute",
+            "listKind": "HTTPRouteList",
+        },
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "x-kubernetes-preserve-unknown-fields": True,
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+class Operator:
+    """``kaip operator`` as a child process, restartable, its log kept across restarts."""
+
+    def __init__(self, kubeconfig: Path, namespace: str, prometheus: str, log: Path) -> None:
+        self.args = [
+            sys.executable,
+            "-m",
+            "kaip.cli",
+            "operator",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--namespace",
+            namespace,
+            "--prometheus-url",
+            prometheus,
+            "--interval",
+            "1",
+        ]
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                self.args, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True
+            )
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to save anything on the way out."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@dataclass
+class Env:
+    plane: ControlPlane
+    namespace: str
+    prometheus: PrometheusDouble
+    operator: Operator
+
+    def kubectl(self, *args: str, check: bool = True) -> str:
+        return self.plane.kubectl("-n", self.namespace, *args, check=check)
+
+    def apply(self, text: str) -> None:
+        path = self.plane.workdir / f"spec-{uuid.uuid4().hex[:6]}.yaml"
+        path.write_text(text)
+        self.kubectl("apply", "-f", str(path))
+
+    def get(self, kind: str, name: str) -> dict[str, Any]:
+        out = self.kubectl("get", kind, name, "-o", "json", check=False)
+        return json.loads(out) if out.strip() else {}
+
+    def items(self, kind: str, selector: str = "") -> list[dict[str, Any]]:
+        args = ["get", kind, "-o", "json"] + (["-l", selector] if selector else [])
+        return list(json.loads(self.kubectl(*args))["items"])
+
+    def wait_for(
+        self, kind: str, name: str, what: str, check: Callable[[dict[str, Any]], Any]
+    ) -> dict[str, Any]:
+        """The object once ``check`` holds for it."""
+
+        def probe() -> dict[str, Any] | None:
+            obj = self.get(kind, name)
+            return obj if obj and check(obj) else None
+
+        found: dict[str, Any] = self.wait(f"{kind} {name}: {what}", probe)
+        return found
+
+    def wait(self, what: str, probe: Callable[[], Any], timeout: float = 90) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = probe()
+            if value:
+                return value
+            time.sleep(0.5)
+        pytest.fail(f"timed out waiting for {what}; operator log:\n{self.operator.text()[-4000:]}")
+
+
+def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if c["type"] == type_:
+            return dict(c)
+    return {}
+
+
+def current_and(obj: dict[str, Any], type_: str, status: str) -> bool:
+    c = condition(obj, type_)
+    return bool(
+        c
+        and c["status"] == status
+        and obj["status"].get("observedGeneration") == obj["metadata"]["generation"]
+    )
+
+
+def _apply_crd(plane: ControlPlane, text: str) -> None:
+    path = plane.workdir / f"crds-{uuid.uuid4().hex[:6]}.yaml"
+    path.write_text(text)
+    # The session's cluster is shared: another test may have installed these CRDs already.
+    plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
+    for doc in yaml.safe_load_all(text):
+        if doc:
+            plane.kubectl(
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                f"crd/{doc['metadata']['name']}",
+            )
+
+
+@pytest.fixture(scope="module")
+def env(kube_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    if not HELM.exists():
+        pytest.fail(f"helm is missing: run tools/helm/build.sh (expects {HELM})", pytrace=False)
+    plane = kube_cluster
+    _apply_crd(plane, yaml.safe_dump(HTTPROUTE_CRD))
+    namespace = f"op-{uuid.uuid4().hex[:6]}"
+    plane.kubectl("create", "namespace", namespace)
+    plane.kubectl("create", "namespace", RELEASE_NAMESPACE, check=False)
+    plane.kubectl(
+        "label", "namespace", RELEASE_NAMESPACE, "pod-security.kubernetes.io/enforce=restricted"
+    )
+    chart = subprocess.run(
+        [
+            str(HELM), "template", "kaip", str(REPO / "charts" / "kaip"), "--include-crds",
+            "--namespace", RELEASE_NAMESPACE, "--set", f"watchNamespaces={{{namespace}}}",
+        ],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert chart.returncode == 0, chart.stderr
+    rendered = plane.workdir / "chart.yaml"
+    rendered.write_text(chart.stdout)
+    plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(rendered))
+    for doc in yaml.safe_load_all(chart.stdout):
+        if doc and doc["kind"] == "CustomResourceDefinition":
+            name = doc["metadata"]["name"]
+            plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{name}")
+    token = plane.kubectl(
+        "create", "token", SERVICE_ACCOUNT, "-n", RELEASE_NAMESPACE, "--duration=2h"
+    ).strip()
+    work = tmp_path_factory.mktemp("operator")
+    kubeconfig = work / "kubeconfig-operator.yaml"
+    write_kubeconfig(kubeconfig, plane.server, plane.ca_file, SERVICE_ACCOUNT, token)
+    with serve_prometheus() as prometheus:
+        operator = Operator(kubeconfig, namespace, prometheus.url, work / "operator.log")
+        operator.start()
+        try:
+            yield Env(plane, namespace, prometheus, operator)
+        finally:
+            operator.stop()
+            if os.environ.get("KAIP_KEEP_LOGS"):
+                print(operator.text())
+            plane.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+MODEL = """\
+apiVersion: kaip.dev/v1alpha1
+kind: Model
+metadata: {{name: {name}}}
+spec:
+  owner: ml
+  artifact: {{uri: https://models.example.com/digits.onnx, format: onnx}}
+  resources: {{cpu: 100m, memory: 128Mi}}
+  scaling: {{minReplicas: 1, maxReplicas: 1}}
+  serve: {{batching: {{maxBatchSize: {batch}}}}}
+  rollout:
+    steps:
+      - {{weight: 20, pauseSeconds: 2}}
+      - {{weight: 60, pauseSeconds: 2}}
+      - {{weight: 100, pauseSeconds: 2}}
+    gates: {{maxErrorRate: 0.05, minRequests: 10}}
+"""
+APP = """\
+apiVersion: kaip.dev/v1alpha1
+kind: App
+metadata: {{name: shop}}
+spec:
+  owner: web
+  image: ghcr.io/example/shop:{version}
+  resources: {{cpu: 100m, memory: 128Mi}}
+  scaling: {{minReplicas: 1, maxReplicas: 1}}
+  rollout: {{strategy: replace}}
+"""
+TRAINING = """\
+apiVersion: kaip.dev/v1alpha1
+kind: TrainingJob
+metadata: {name: tune}
+spec:
+  owner: research
+  image: ghcr.io/example/train:1
+  command: [python, train.py]
+  resources: {cpu: 100m, memory: 128Mi}
+"""
+
+
+def owned_by(items: list[dict[str, Any]], uid: str) -> list[str]:
+    return sorted(
+        i["metadata"]["name"]
+        for i in items
+        if any(o["uid"] == uid for o in i["metadata"].get("ownerReferences") or [])
+    )
+
+
+def test_each_kind_converges_updates_and_is_garbage_collected(env: Env) -> None:
+    env.apply(MODEL.format(name="digits", batch=64))
+    env.apply(APP.format(version=1))
+    env.apply(TRAINING)
+    model = env.wait_for("model", "digits", "Ready", lambda m: current_and(m, "Ready", "True"))
+    assert model["status"]["revisions"][0]["weight"] == 100
+    assert model["status"]["url"] == f"http://digits.{env.namespace}.svc:8000"
+    app = env.wait_for("app", "shop", "Ready", lambda a: current_and(a, "Ready", "True"))
+    first = app["status"]["revisions"][0]["name"]
+    job = env.wait_for(
+        "trainingjob",
+        "tune",
+        "running or done",
+        lambda t: current_and(t, "Progressing", "True") or current_and(t, "Ready", "True"),
+    )
+    assert condition(job, "Ready")["reason"] in ("JobRunning", "JobSucceeded")
+    assert condition(job, "Degraded")["status"] == "False"
+    assert owned_by(env.items("jobs"), job["metadata"]["uid"])
+
+    env.apply(APP.format(version=2))
+    updated = env.wait_for(
+        "app",
+        "shop",
+        "Ready on its new revision",
+        lambda a: current_and(a, "Ready", "True") and a["status"]["revisions"][0]["name"] != first,
+    )
+    names = owned_by(env.items("deployments"), updated["metadata"]["uid"])
+    assert names == [f"shop-{updated['status']['revisions'][0]['name']}"], "old revision pruned"
+
+    uid = model["metadata"]["uid"]
+    assert owned_by(env.items("deployments"), uid)
+    env.kubectl("delete", "model", "digits", "--wait=true", "--timeout=30s")
+    kinds = ("deployments", "services", "configmaps")
+    env.wait(
+        "the Model's objects garbage-collected",
+        lambda: not owned_by([i for k in kinds for i in env.items(k)], uid),
+    )
+
+
+def test_an_invalid_resource_is_degraded_with_the_message_and_not_retried(env: Env) -> None:
+    env.apply(INVALID)
+    bad = env.wait_for("app", "broken", "Degraded", lambda m: current_and(m, "Degraded", "True"))
+    degraded = condition(bad, "Degraded")
+    assert degraded["reason"] == "InvalidSpec"
+    assert degraded["message"].startswith("spec.image: App 'broken' has no image")
+    time.sleep(2)  # kopf records the handler's permanent failure in an annotation, once
+    version = env.get("app", "broken")["metadata"]["resourceVersion"]
+    time.sleep(5)
+    again = env.get("app", "broken")
+    assert again["metadata"]["resourceVersion"] == version, "an invalid spec is not retried"
+    assert condition(again, "Degraded") == degraded
+    assert not env.items("deployments", "app.kubernetes.io/name=broken")
+    env.apply(INVALID + "  image: ghcr.io/example/broken:1\n")
+    fixed = env.wait_for(
+        "app", "broken", "Ready once fixed", lambda a: current_and(a, "Ready", "True")
+    )
+    assert condition(fixed, "Degraded")["status"] == "False"
+
+
+# Valid for the CRD (and for `kaip up`), but Kubernetes runs images, not commands.
+INVALID = """\
+apiVersion: kaip.dev/v1alpha1
+kind: App
+metadata: {name: broken}
+spec:
+  owner: web
+  command: [python, app.py]
+"""
+
+
+def canary_step(obj: dict[str, Any]) -> int:
+    """1-based step of the canary in flight, 0 when none."""
+    canary = ((obj.get("status") or {}).get("rollout") or {}).get("canary")
+    return int(canary["step"]) + 1 if canary else 0
+
+
+def live(obj: dict[str, Any]) -> list[str]:
+    return [r["name"] for r in (obj.get("status") or {}).get("revisions") or []]
+
+
+def weights(env: Env, name: str) -> list[int]:
+    route = env.get("httproute", name)
+    return [b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]]
+
+
+def events(env: Env, name: str) -> list[str]:
+    items = env.items("events")
+    mine = [e for e in items if e["involvedObject"]["name"] == name]
+    mine.sort(key=lambda e: e["metadata"]["creationTimestamp"] + e["metadata"]["name"])
+    return [e["reason"] for e in mine]
+
+
+def test_a_canary_resumes_at_its_step_after_an_operator_restart(env: Env) -> None:
+    healthy = RevisionMetrics(100, 0, 20.0)
+    env.apply(MODEL.format(name="fraud", batch=64))
+    stable = env.wait_for("model", "fraud", "Ready", lambda m: current_and(m, "Ready", "True"))
+    env.prometheus.numbers[stable["status"]["revisions"][0]["name"]] = healthy
+    env.apply(MODEL.format(name="fraud", batch=8))
+    started = env.wait_for("model", "fraud", "canary started", canary_step)
+    canary = started["status"]["rollout"]["canary"]["revision"]
+    assert weights(env, "fraud") == [80, 20]
+    env.prometheus.numbers[canary] = healthy
+    env.wait_for("model", "fraud", "canary at step 2", lambda m: canary_step(m) == 2)
+    env.operator.kill()
+    assert weights(env, "fraud") == [40, 60]
+    env.operator.start()
+    done = env.wait_for(
+        "model",
+        "fraud",
+        "canary promoted",
+        lambda m: current_and(m, "Ready", "True") and live(m) == [canary],
+    )
+    decision = done["status"]["rollout"]["lastDecision"]
+    assert decision["action"] == "promote" and decision["evidence"]["step"] == 3
+    assert events(env, "fraud") == [
+        "CanaryStarted",
+        "CanaryAdvanced",
+        "CanaryAdvanced",
+        "CanaryPromoted",
+    ]
+    assert weights(env, "fraud") == [100]
+
+
+def test_a_failing_canary_is_rolled_back_and_shown_degraded(env: Env) -> None:
+    env.apply(MODEL.format(name="risk", batch=64))
+    env.wait_for("model", "risk", "Ready", lambda m: current_and(m, "Ready", "True"))
+    env.apply(MODEL.format(name="risk", batch=8))
+    started = env.wait_for("model", "risk", "canary started", canary_step)
+    canary = started["status"]["rollout"]["canary"]["revision"]
+    env.prometheus.numbers[canary] = RevisionMetrics(40, 20, 20.0)
+    rolled = env.wait_for(
+        "model", "risk", "rolled back", lambda m: current_and(m, "Degraded", "True")
+    )
+    assert condition(rolled, "Degraded")["reason"] == "RolledBack"
+    assert "error rate" in condition(rolled, "Degraded")["message"]
+    assert condition(rolled, "Ready")["status"] == "True", "the stable revision still serves"
+    assert weights(env, "risk") == [100]
+    assert "CanaryRolledBack" in events(env, "risk")
+
+
+def test_the_charts_operator_pod_is_admitted_under_the_restricted_profile(env: Env) -> None:
+    def running() -> bool:
+        out = env.plane.kubectl(
+            "-n", RELEASE_NAMESPACE, "get", "pods", "-l", "app.kubernetes.io/name=kaip-operator",
+            "-o", "jsonpath={.items[*].status.phase}",
+        )  # fmt: skip
+        return out.strip() == "Running"
+
+    env.wait("the chart's operator pod Running in a restricted namespace", running)
+
+
+def test_the_operator_was_never_forbidden(env: Env) -> None:
+    log = env.operator.text()
+    assert "Traceback" not in log, log[-4000:]
+    assert " 403" not in log and "forbidden" not in log.lower(), log[-4000:]
