@@ -32,3 +32,11 @@ def test_generated_schema_matches_golden(name: str) -> None:
     if os.environ.get("UPDATE_GOLDEN") == "1":
         golden.write_text(result.stdout)
     assert result.stdout == golden.read_text(), f"run UPDATE_GOLDEN=1 pytest {__file__}"
+
+
+def test_chart_ships_the_crds_kaip_crd_prints() -> None:
+    chart = Path(__file__).parents[2] / "charts" / "kaip" / "crds" / "kaip.dev.yaml"
+    result = subprocess.run(
+        [str(KAIP), "crd"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.stdout == chart.read_text(), "run make chart-crds"
