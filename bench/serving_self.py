@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import socket
@@ -83,14 +84,26 @@ def start_limit(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
             time.sleep(0.1)
 
 
-def load(url: str, script: Path, conns: int, duration: int) -> tuple[float, dict[str, float]]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (what it cost, whatever else ran)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load(
+    url: str, script: Path, conns: int, duration: int, pid: int
+) -> tuple[float, dict[str, float]]:
+    before = cpu_seconds(pid)
     out = subprocess.run(
         ["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{duration}s", "-s", str(script),
          url],
         check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    return rps, json.loads(out.split("JSON ", 1)[1].splitlines()[0])
+    stats = json.loads(out.split("JSON ", 1)[1].splitlines()[0])
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    stats["cpu_us"] = (cpu_seconds(pid) - before) / max(total, 1) * 1e6
+    return rps, stats
 
 
 def main() -> None:
@@ -155,13 +168,16 @@ def main() -> None:
                     assert got == model.predict(rows).tolist(), (name, got)
                     for conns in args.connections:
                         results.setdefault((name, conns), []).append(
-                            load(url, script, conns, args.duration)
+                            load(url, script, conns, args.duration, server.pid)
                         )
                 finally:
                     server.terminate()
                     server.wait(30)
-        print("| server | connections | rows | req/s (median) | p50 ms | p99 ms | errors |")
-        print("|---|---|---|---|---|---|---|")
+        print(
+            "| server | connections | rows | req/s (median) | p50 ms | p99 ms | errors "
+            "| server CPU µs/request |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
         medians: dict[tuple[str, int], float] = {}
         for (name, conns), runs in results.items():
             runs.sort(key=lambda r: r[0])
@@ -169,12 +185,19 @@ def main() -> None:
             medians[(name, conns)] = rps
             print(
                 f"| {name} | {conns} | {args.rows} | {rps:,.0f} | {stats['p50']:.2f} | "
-                f"{stats['p99']:.2f} | {stats['non2xx']:.0f} |"
+                f"{stats['p99']:.2f} | {stats['non2xx']:.0f} | {stats['cpu_us']:.0f} |"
             )
         if args.limit:
             for conns in args.connections:
                 ratio = medians[("kaip", conns)] / medians[("limit", conns)]
-                print(f"- {conns} conn: kaip / limit = {ratio:.2f}")
+                cpu = [
+                    sorted(r[1]["cpu_us"] for r in results[(name, conns)])[len(runs) // 2]
+                    for name in ("kaip", "limit")
+                ]
+                print(
+                    f"- {conns} conn: kaip / limit req/s = {ratio:.2f}; server CPU per request "
+                    f"kaip {cpu[0]:.0f} µs vs limit {cpu[1]:.0f} µs"
+                )
 
 
 if __name__ == "__main__":

@@ -110,3 +110,11 @@ def test_a_slow_thread_predict_lets_the_next_batch_fill() -> None:
     asyncio.run(main())
     batcher.close()
     assert predict.batches == [1, 10]
+
+
+def test_requests_past_their_deadline_are_answered_503_not_predicted() -> None:
+    predict = Doubler()
+    results = submit_all(make(predict, timeout=0.0), [np.ones((1, 1))] * 2)
+    assert all(isinstance(r, OverloadedError) for r in results)
+    assert "timeoutSeconds" in str(results[0])
+    assert predict.batches == []

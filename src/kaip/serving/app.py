@@ -19,7 +19,15 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from kaip import __version__
 from kaip.errors import InferenceError, KaipError, ModelNotFoundError, OverloadedError
 from kaip.serving import openapi
-from kaip.serving.asgi import ClientDisconnected, Receive, Scope, Send, read_body, respond
+from kaip.serving.asgi import (
+    ClientDisconnected,
+    Receive,
+    Scope,
+    Send,
+    error_headers,
+    read_body,
+    respond,
+)
 from kaip.serving.codec import decode_request, encode_response
 from kaip.serving.dataplane import ServedModel
 from kaip.serving.openai_api import OpenAIRoutes
@@ -38,12 +46,6 @@ class MethodNotAllowedError(InferenceError):
 
 def error_body(exc: KaipError) -> bytes:
     return orjson.dumps({"error": exc.message})
-
-
-def error_headers(exc: KaipError) -> list[tuple[bytes, bytes]]:
-    if isinstance(exc, OverloadedError):
-        return [(b"retry-after", b"%d" % max(1, round(exc.retry_after)))]
-    return []
 
 
 class ServingApp:

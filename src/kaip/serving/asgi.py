@@ -10,7 +10,7 @@ import zlib
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
-from kaip.errors import InferenceError, PayloadTooLargeError
+from kaip.errors import InferenceError, KaipError, OverloadedError, PayloadTooLargeError
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -94,6 +94,13 @@ def _decompress(body: bytes, encoding: bytes, limit: int) -> bytes:
     if len(out) > limit:
         raise _too_large(limit)
     return out
+
+
+def error_headers(exc: KaipError) -> list[tuple[bytes, bytes]]:
+    """``Retry-After`` for an overload; nothing for other errors."""
+    if isinstance(exc, OverloadedError):
+        return [(b"retry-after", b"%d" % max(1, round(exc.retry_after)))]
+    return []
 
 
 async def respond(

@@ -70,6 +70,7 @@ class Batcher:
         max_batch_size: int,
         max_delay: float,
         max_queue: int,
+        timeout: float = float("inf"),
         batchable: bool = True,
         inline: bool = True,
         observer: BatchObserver | None = None,
@@ -78,6 +79,7 @@ class Batcher:
         self.max_batch_size = max_batch_size if batchable else 1
         self.max_delay = max_delay
         self.max_queue = max_queue
+        self.timeout = timeout
         self.inline = inline
         self._observer = observer
         self._queue: deque[Pending] = deque()
@@ -157,16 +159,25 @@ class Batcher:
         self, batch: list[Pending], done: asyncio.Future[list[Outputs | Exception]], started: float
     ) -> None:
         self._busy = False
-        results: list[Outputs | Exception] = (
-            done.result() if done.exception() is None else [done.exception()] * len(batch)  # type: ignore[list-item]
-        )
+        if done.cancelled():  # the executor shut down under it
+            results: list[Outputs | Exception] = [OverloadedError("the server is stopping")] * len(
+                batch
+            )
+        elif (error := done.exception()) is not None:
+            results = [error if isinstance(error, Exception) else RuntimeError(error)] * len(batch)
+        else:
+            results = done.result()
         self._deliver(batch, results, started)
         self._schedule()
 
     def _take(self) -> list[Pending]:
         queue = self._queue
-        while queue and queue[0].future.done():
-            self._rows -= queue.popleft().rows
+        oldest = time.perf_counter() - self.timeout
+        while queue and (queue[0].future.done() or queue[0].enqueued < oldest):
+            late = queue.popleft()
+            self._rows -= late.rows
+            if not late.future.done():
+                expire(late.future, self.timeout)
         if not queue:
             return []
         first = queue.popleft()
@@ -234,3 +245,16 @@ class Batcher:
     def close(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def expire(future: asyncio.Future[Outputs], timeout: float) -> None:
+    """Answer a request that got no result within ``timeout`` seconds with a 503."""
+    if future.done():
+        return
+    future.set_exception(
+        OverloadedError(
+            f"no answer within the model's timeoutSeconds ({timeout:g} s); retry later or "
+            "raise serve.timeoutSeconds",
+            retry_after=1.0,
+        )
+    )

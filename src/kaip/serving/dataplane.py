@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from kaip.errors import InferenceError, KaipError, OverloadedError
-from kaip.serving.batcher import Batcher, Outputs, Pending
+from kaip.serving.batcher import Batcher, Outputs, Pending, expire
 from kaip.serving.codec import DTYPES, InferRequest
 from kaip.serving.metrics import ServerMetrics
 from kaip.serving.runtimes import Runtime
@@ -57,6 +57,8 @@ class ServedModel:
         self._max_queue = max_queue
         self.batcher: Batcher | None = None
         self._input_specs: dict[str, TensorSpec] = {}
+        self._batchable = True
+        self._can_predict = True
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -71,6 +73,8 @@ class ServedModel:
         runtime.load()
         self._runtime = runtime
         self._input_specs = {s.name: s for s in self.runtime.inputs}
+        self._batchable = runtime.batchable
+        self._can_predict = bool(getattr(runtime, "can_predict", True))
         inline = False
         probe = self.runtime.probe()
         if probe is not None:
@@ -83,6 +87,7 @@ class ServedModel:
             max_batch_size=self._max_batch_size,
             max_delay=self._max_delay,
             max_queue=self._max_queue,
+            timeout=self.timeout,
             batchable=self.runtime.batchable,
             inline=inline,
             observer=self,
@@ -120,15 +125,14 @@ class ServedModel:
 
     def validate(self, request: InferRequest) -> tuple[dict[str, Array], int, Hashable]:
         """The request's arrays keyed by model input, its row count and its batch key."""
-        if not getattr(self.runtime, "can_predict", True):
+        if not self._can_predict:
             raise InferenceError(
                 f"model {self.name!r} generates text and has no infer; use /v1/completions or "
                 "/v1/chat/completions"
             )
         arrays = self._match_inputs(request)
-        batchable = self.runtime.batchable
         rows = 1
-        if batchable:
+        if self._batchable:
             first = next(iter(arrays.values()))
             if first.ndim == 0:
                 raise InferenceError(
@@ -182,16 +186,21 @@ class ServedModel:
                     f"{spec.datatype} for {spec.name!r}"
                 )
             array = array.astype(target)
-        if len(spec.shape) != array.ndim or any(
-            want != -1 and want != got
-            for i, (want, got) in enumerate(zip(spec.shape, array.shape, strict=True))
-            if i > 0 or not self.runtime.batchable
-        ):
+        if not self._shape_fits(spec.shape, array.shape):
             raise InferenceError(
                 f"input {sent!r} has shape {list(array.shape)}, but model {self.name!r} takes "
                 f"{list(spec.shape)} for {spec.name!r} (-1: any size)"
             )
         return array
+
+    def _shape_fits(self, want: tuple[int, ...], got: tuple[int, ...]) -> bool:
+        """Does ``got`` match ``want`` (``-1`` = any; the batch axis is free when batching)?"""
+        if len(want) != len(got):
+            return False
+        for i in range(1 if self._batchable else 0, len(want)):
+            if want[i] != -1 and want[i] != got[i]:
+                return False
+        return True
 
     async def infer(self, request: InferRequest, span: Any = None) -> Outputs:
         """Validate, queue, await the batch; raises a KaipError for anything the client did."""
@@ -199,8 +208,14 @@ class ServedModel:
             raise OverloadedError(f"model {self.name!r} is still loading", retry_after=1.0)
         arrays, rows, key = self.validate(request)
         future = self.batcher.submit(arrays, rows, key, span)
-        loop = asyncio.get_running_loop()
-        timer = loop.call_later(self.timeout, _expire, future, self.timeout)
+        # An inline model cannot be interrupted by a timer (it predicts on this loop), and the
+        # batcher drops requests that waited past their deadline; a timer is needed only when
+        # predict runs on a thread, to answer while it is still busy.
+        timer = (
+            None
+            if self.batcher.inline
+            else asyncio.get_running_loop().call_later(self.timeout, expire, future, self.timeout)
+        )
         try:
             return await future
         except KaipError:
@@ -208,7 +223,8 @@ class ServedModel:
         except _MODEL_INPUT_ERRORS as exc:
             raise InferenceError(f"model {self.name!r} rejected the input: {exc}") from exc
         finally:
-            timer.cancel()
+            if timer is not None:
+                timer.cancel()
 
     def select_outputs(
         self, request: InferRequest, outputs: Outputs
@@ -237,14 +253,3 @@ class ServedModel:
             m.queue_time.observe(started - p.enqueued)
         if self.tracing is not None:
             self.tracing.batch_done(batch, started, finished)
-
-
-def _expire(future: asyncio.Future[Outputs], timeout: float) -> None:
-    if not future.done():
-        future.set_exception(
-            OverloadedError(
-                f"no answer within the model's timeoutSeconds ({timeout:g} s); retry later or "
-                "raise serve.timeoutSeconds",
-                retry_after=1.0,
-            )
-        )

@@ -22,8 +22,16 @@ from typing import Any
 import numpy as np
 import orjson
 
-from kaip.errors import InferenceError, KaipError, ModelNotFoundError
-from kaip.serving.asgi import ClientDisconnected, Receive, Scope, Send, read_body, respond
+from kaip.errors import InferenceError, KaipError, ModelNotFoundError, OverloadedError
+from kaip.serving.asgi import (
+    ClientDisconnected,
+    Receive,
+    Scope,
+    Send,
+    error_headers,
+    read_body,
+    respond,
+)
 from kaip.serving.dataplane import ServedModel
 from kaip.serving.metrics import GenAIMetrics
 from kaip.serving.runtimes import GenerationParams, embedder_of, generator_of
@@ -125,7 +133,7 @@ class OpenAIRoutes:
                 raise ModelNotFoundError(f"no route {method} {path}")
         except KaipError as exc:
             status = exc.http_status
-            await respond(send, status, openai_error(exc))
+            await respond(send, status, openai_error(exc), extra=error_headers(exc))
         except ClientDisconnected:
             status = 499
         except Exception:
@@ -327,8 +335,17 @@ class _Generation:
         }
 
     async def whole(self, send: Send) -> None:
+        timeout = self.routes.model.timeout
         try:
-            text = "".join([p async for p in self.pieces()])
+            async with asyncio.timeout(timeout):
+                text = "".join([p async for p in self.pieces()])
+        except TimeoutError as exc:
+            self.record(type(exc).__name__)
+            raise OverloadedError(
+                f"no answer within the model's timeoutSeconds ({timeout:g} s); ask for fewer "
+                "tokens, stream, or raise serve.timeoutSeconds",
+                retry_after=1.0,
+            ) from None
         except Exception as exc:
             self.record(type(exc).__name__)
             raise

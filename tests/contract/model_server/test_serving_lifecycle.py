@@ -71,6 +71,30 @@ def test_full_queue_and_timeouts_answer_503_with_retry_after(tmp_path: Path) -> 
         assert server.stop() == 0
 
 
+def test_a_slow_generation_answers_503_after_timeout_seconds(tmp_path: Path) -> None:
+    spec = counting_spec(tmp_path / "spec", timeoutSeconds=0.5, protocols="[openai]")
+    env = {"KAIP_TEST_PREDICT_SLEEP": "0.1"}
+    server = start_server(spec, "counting", tmp_path / "server", env=env)
+    try:
+        body = {"model": "counting", "messages": [{"role": "user", "content": "hi"}],
+                "max_tokens": 1000}  # fmt: skip
+        response = httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=10)
+        assert response.status_code == 503 and response.headers["retry-after"] == "1"
+        assert "timeoutSeconds" in response.json()["error"]["message"]
+    finally:
+        assert server.stop() == 0
+
+
+def inflight(server: RunningServer) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{server.url}/metrics").text
+    (family,) = [
+        f for f in text_string_to_metric_families(text) if f.name == "kaip_inflight_requests"
+    ]
+    return float(family.samples[0].value)
+
+
 def test_sigterm_drains_in_flight_requests_then_exits_0(tmp_path: Path) -> None:
     spec = counting_spec(tmp_path / "spec")
     env = {"KAIP_TEST_PREDICT_SLEEP": "1.0"}
@@ -83,7 +107,9 @@ def test_sigterm_drains_in_flight_requests_then_exits_0(tmp_path: Path) -> None:
     ]
     for t in threads:
         t.start()
-    time.sleep(0.3)
+    deadline = time.monotonic() + 20
+    while inflight(server) < 3 and time.monotonic() < deadline:  # all three are in
+        time.sleep(0.05)
     server.process.send_signal(signal.SIGTERM)
     for t in threads:
         t.join()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -33,3 +34,9 @@ class Counting:
         out = dict(inputs)
         out["call"] = np.full(rows, call, dtype=np.int64)
         return out
+
+    def generate(self, prompt: str, **params: object) -> Iterator[str]:
+        """One ``tick`` per sleep, forever: for timeouts of the OpenAI routes."""
+        while True:
+            time.sleep(self.sleep)
+            yield "tick "
