@@ -3,7 +3,8 @@
 Session-scoped so the whole suite pays each start-up once:
 
 * ``kube_api`` — etcd + kube-apiserver (CRDs, server-side apply, dry-run, RBAC);
-* ``kube_cluster`` — plus controller-manager, scheduler and kwok with CPU and GPU fake nodes.
+* ``kube_cluster`` — plus controller-manager, scheduler and kwok with CPU and GPU fake nodes,
+  and the Gateway API CRDs (standard channel) installed.
 
 Both declare the RBAC users in :data:`RBAC_USERS` (the token file is read once at start); a test
 grants them what it needs and authenticates with ``plane.kubeconfig_for(user)``.
@@ -26,6 +27,7 @@ from kube_harness import (
     ControlPlane,
     HarnessError,
     binary_dir,
+    cluster_crds,
     missing_binaries,
     start_api,
     start_cluster,
@@ -49,6 +51,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def _require_binaries(needed: tuple[str, ...]) -> None:
     missing = missing_binaries(binary_dir(), needed)
+    if "kwok" in needed and not cluster_crds(binary_dir()):
+        missing.append("crds/gateway-api")
     if not missing:
         return
     message = (

@@ -74,6 +74,11 @@ def missing_binaries(bin_dir: Path, needed: Iterable[str] = BINARIES) -> list[st
     return [b for b in needed if not os.access(bin_dir / b, os.X_OK)]
 
 
+def cluster_crds(bin_dir: Path) -> list[Path]:
+    """The CRD files build.sh fetched (Gateway API); the full cluster installs them."""
+    return sorted(bin_dir.glob("crds/*/*.yaml"))
+
+
 def free_port() -> int:
     """A port that was free on 127.0.0.1 a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -351,6 +356,8 @@ def _prepare(
 ) -> tuple[ControlPlane, dict[str, int]]:
     bin_dir = bin_dir or binary_dir()
     missing = missing_binaries(bin_dir, needed)
+    if "kwok" in needed and not cluster_crds(bin_dir):
+        missing.append("crds/gateway-api")
     if missing:
         raise HarnessError(
             f"missing {', '.join(missing)} in {bin_dir}; run tools/k8s/build.sh to build the "
@@ -465,7 +472,8 @@ def start_cluster(
     bin_dir: Path | None = None,
     die_with_parent: bool = True,
 ) -> ControlPlane:
-    """The whole control plane with fake kwok nodes; returns once the nodes are Ready."""
+    """The whole control plane with fake kwok nodes and the Gateway API CRDs; returns once the
+    nodes are Ready and the CRDs Established."""
     plane, ports = _prepare(workdir, bin_dir, users, BINARIES)
     try:
         _start_etcd_and_apiserver(plane, ports, full=True, die_with_parent=die_with_parent)
@@ -520,9 +528,12 @@ def start_cluster(
         for name in ("controller-manager", "scheduler"):
             url = f"https://127.0.0.1:{ports[name]}/healthz"
             _wait_for(plane, f"kube-{name} /healthz", lambda u=url: _http_ok(u), 60)  # type: ignore[misc]
+        crds = cluster_crds(plane.bin_dir)
+        plane.kubectl("apply", "--server-side", *(f"--filename={f}" for f in crds))
         plane.nodes = tuple(nodes)
         _create_nodes(plane)
         _wait_for(plane, "fake nodes Ready", lambda: _nodes_ready(plane), 60, interval=0.5)
+        plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
         _wait_for(
             plane,
             "the default ServiceAccount (controller-manager working)",

@@ -5,39 +5,25 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 from kube_harness import ControlPlane
 from kubernetes import client
-from kubernetes.client.rest import ApiException
 
 from kaip.kube.client import Outcome, Session, apply
 
 REPO = Path(__file__).resolve().parents[2]
 
-# Stand-in for the Gateway API CRD: the same group, version and kind, with an open schema.
-HTTPROUTE_CRD: dict[str, Any] = {
+# A CRD of our own for the one-run test (any group outside *.k8s.io needs no approval).
+WIDGET_CRD: dict[str, Any] = {
     "apiVersion": "apiextensions.k8s.io/v1",
     "kind": "CustomResourceDefinition",
-    "metadata": {
-        "name": "httproutes.gateway.networking.k8s.io",
-        # *.k8s.io groups need this, as the real Gateway API CRDs carry it.
-        "annotations": {
-            "api-approved.kubernetes.io": "https://github.com/kubernetes-sigs/gateway-api/pull/891"
-        },
-    },
+    "metadata": {"name": "widgets.example.kaip.dev"},
     "spec": {
-        "group": "gateway.networking.k8s.io",
+        "group": "example.kaip.dev",
         "scope": "Namespaced",
-        "names": {
-            "plural": "httproutes",
-            "singular": "httproute",
-            "kind": "HTTPRoute",
-            "listKind": "HTTPRouteList",
-        },
+        "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
         "versions": [
             {
                 "name": "v1",
@@ -79,24 +65,6 @@ def kaip(*args: str | Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture(scope="session")
-def gateway_api(kube_cluster: ControlPlane) -> None:
-    with kube_cluster.api_client() as api:
-        crds = client.ApiextensionsV1Api(api)
-        try:
-            crds.create_custom_resource_definition(HTTPROUTE_CRD)
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            crd = crds.read_custom_resource_definition(HTTPROUTE_CRD["metadata"]["name"])
-            if any(c.type == "Established" and c.status == "True" for c in crd.status.conditions):
-                return
-            time.sleep(0.2)
-    pytest.fail("the HTTPRoute CRD never became Established")
-
-
 def deployments(plane: ControlPlane, namespace: str) -> dict[str, Any]:
     with plane.api_client() as api:
         items = client.AppsV1Api(api).list_namespaced_deployment(namespace).items
@@ -104,7 +72,7 @@ def deployments(plane: ControlPlane, namespace: str) -> dict[str, Any]:
 
 
 def test_quickstart_applies_becomes_ready_and_reapplies_unchanged(
-    kube_cluster: ControlPlane, gateway_api: None, cluster_namespace: str
+    kube_cluster: ControlPlane, cluster_namespace: str
 ) -> None:
     common = ("--kubeconfig", kube_cluster.kubeconfig, "-n", cluster_namespace)
 
@@ -121,7 +89,7 @@ def test_quickstart_applies_becomes_ready_and_reapplies_unchanged(
 
 
 def test_a_new_revision_prunes_the_old_deployment(
-    kube_cluster: ControlPlane, gateway_api: None, cluster_namespace: str, tmp_path: Path
+    kube_cluster: ControlPlane, cluster_namespace: str, tmp_path: Path
 ) -> None:
     spec = tmp_path / "shop" / "kaip.yaml"
     spec.parent.mkdir()
@@ -164,15 +132,7 @@ def test_a_missing_crd_stops_the_apply_before_any_write(
 
 
 def test_a_crd_and_its_objects_apply_in_one_run(kube_api: ControlPlane, api_namespace: str) -> None:
-    crd = {
-        **HTTPROUTE_CRD,
-        "metadata": {"name": "widgets.example.kaip.dev"},
-        "spec": {
-            **HTTPROUTE_CRD["spec"],
-            "group": "example.kaip.dev",
-            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
-        },
-    }
+    crd = WIDGET_CRD
     widget = {"apiVersion": "example.kaip.dev/v1", "kind": "Widget", "metadata": {"name": "w"}}
 
     with Session.connect(kube_api.kubeconfig) as session:

@@ -12,6 +12,7 @@ set -euo pipefail
 
 KUBE_VERSION=v1.35.4
 KWOK_VERSION=v0.8.0
+GATEWAY_API_VERSION=v1.6.3
 HERE="$(cd "$(dirname "$0")" && pwd)"
 CACHE="${KAIP_K8S_CACHE:-$HOME/.cache/kaip-k8s/$KUBE_VERSION}"
 
@@ -108,6 +109,25 @@ else
     echo "$kwok_stamp" >"$CACHE/.kwok.stamp"
     log "kwok: built in $((SECONDS - start))s"
     built=1
+fi
+
+# Gateway API CRDs (kaip renders HTTPRoutes): the standard channel's YAML, straight from the
+# sigs.k8s.io/gateway-api module; the full-cluster fixture and `make k8s-up` install them.
+crd_dir="$CACHE/crds/gateway-api"
+if [[ -f "$crd_dir/.version" && "$(cat "$crd_dir/.version")" == "$GATEWAY_API_VERSION" ]]; then
+    log "gateway-api CRDs: cached"
+else
+    log "gateway-api CRDs: fetching $GATEWAY_API_VERSION"
+    module_dir="$(cd "$CACHE" && GOFLAGS= go mod download -json \
+        "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+    [[ -d "$module_dir/config/crd/standard" ]] || { log "gateway-api module has no CRDs"; exit 1; }
+    rm -rf "$crd_dir" && mkdir -p "$crd_dir"
+    for f in "$module_dir"/config/crd/standard/gateway.networking.k8s.io_*.yaml; do
+        [[ "$f" == *_vap_* ]] && continue  # a ValidatingAdmissionPolicy, not a CRD
+        install -m 0644 "$f" "$crd_dir/"
+    done
+    echo "$GATEWAY_API_VERSION" >"$crd_dir/.version"
+    log "gateway-api CRDs: $(ls "$crd_dir" | wc -l) files"
 fi
 
 if ((built)); then
