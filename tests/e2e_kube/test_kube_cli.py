@@ -155,3 +155,10 @@ def test_rbac_denial_names_the_user_and_the_verb(
 
     assert_one_clear_error(out, KubeForbiddenError.exit_code, "forbidden: cannot apply secret/s")
     assert 'User "alice" cannot' in out.stderr
+
+
+def test_missing_namespace_says_to_create_it(kube_api: ControlPlane, manifests: Path) -> None:
+    out = kaip("apply", manifests, "--kubeconfig", kube_api.kubeconfig, "-n", "nowhere")
+
+    assert_one_clear_error(out, 1, "namespace nowhere does not exist")
+    assert "kubectl create namespace nowhere" in out.stderr

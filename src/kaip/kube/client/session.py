@@ -283,6 +283,13 @@ class Session:
                 f"forbidden: cannot {what}: {message}. Ask a cluster admin for a Role that "
                 "allows it, or use another --context"
             )
+        missing_namespace = re.fullmatch(r'namespaces "([^"]+)" not found', message)
+        if status == 404 and missing_namespace:
+            return KubeError(
+                f"cannot {what}: namespace {missing_namespace[1]} does not exist; create it "
+                f"first (kubectl create namespace {missing_namespace[1]}) or pick another "
+                "--namespace"
+            )
         if status == 409:
             return KubeError(
                 f"conflict: cannot {what}: {message}. Another field manager owns these fields; "
