@@ -36,6 +36,11 @@ class LocalSettings(_Group):
 
     state_dir: Path = Path(".kaip")
     gateway_port: int = Field(8080, ge=0, le=65535)
+    tick_seconds: float = Field(1.0, gt=0, description="controller loop period, s")
+    health_interval_seconds: float = Field(1.0, gt=0, description="health checks of ready replicas")
+    stabilization_seconds: float = Field(30.0, ge=0, description="scale-down window, s")
+    hold_timeout_seconds: float = Field(30.0, gt=0, description="held requests wait this long")
+    drain_seconds: float = Field(15.0, ge=0, description="SIGTERM to SIGKILL on replica stop")
 
 
 class KubeSettings(_Group):

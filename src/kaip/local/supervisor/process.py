@@ -48,6 +48,8 @@ class Timings:
     unhealthy_after_failures: int = 3
     unhealthy_restart_after: float = 30.0
     health_timeout: float = 2.0
+    health_interval: float = 1.0
+    """Between checks of a ready replica; a starting one is checked at every tick."""
     drain_timeout: float = 15.0
 
 
@@ -81,6 +83,7 @@ class Replica:
     unhealthy_since: float | None = None
     last_exit: int | None = None
     next_start_at: float | None = None
+    next_health_at: float = 0.0
     drain_deadline: float | None = None
     process: asyncio.subprocess.Process | None = field(default=None, repr=False)
 
@@ -154,6 +157,11 @@ class Supervisor:
             self._forget(replica)
             return
         _signal_group(replica.process.pid, signal.SIGTERM)
+
+    @property
+    def starting(self) -> bool:
+        """Whether some replica is starting (the loop should tick fast to see it ready)."""
+        return any(r.phase == "starting" for r in self._replicas.values())
 
     def replicas(self, name: str | None = None, revision: str | None = None) -> list[Replica]:
         return [

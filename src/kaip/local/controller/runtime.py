@@ -1,0 +1,105 @@
+"""What the controller holds in memory for each resource it runs.
+
+Plain mutable records, owned by the controller's one loop: the stable revision and, during a
+rollout, the canary with the rollout's progress and evidence. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from kaip.local.state import RolloutRecord
+from kaip.local.supervisor import Launch
+from kaip.policy import Evidence, ScaleMemory, Verdict
+from kaip.spec import App, Model
+from kaip.spec.base import Rollout, Scaling
+
+RouteKind = Literal["model", "app"]
+
+
+@dataclass
+class RevisionRun:
+    """One revision of a resource that should have processes."""
+
+    revision: str
+    resource: Model | App
+    source: Path
+    launch: Launch
+    desired: int = 0
+
+
+@dataclass
+class RolloutRun:
+    """A rollout in progress: where it stands and what the gateway has seen during this step."""
+
+    record: RolloutRecord
+    step_index: int
+    started_at: float
+    step_started_at: float | None = None
+    """When the canary began taking this step's traffic; None until it has a ready replica."""
+    canary: Evidence = field(default_factory=Evidence)
+    stable: Evidence = field(default_factory=Evidence)
+    last_verdict: Verdict | None = None
+
+    @property
+    def strategy(self) -> str:
+        return self.record.strategy
+
+
+@dataclass
+class ResourceRun:
+    """A Model or App under the controller's care."""
+
+    kind: Literal["Model", "App"]
+    name: str
+    stable: RevisionRun
+    started_at: float
+    canary: RevisionRun | None = None
+    rollout: RolloutRun | None = None
+    scale_memory: ScaleMemory = field(default_factory=ScaleMemory)
+    desired_total: int = 1
+    scale_reason: str = ""
+
+    @property
+    def route_kind(self) -> RouteKind:
+        return "model" if self.kind == "Model" else "app"
+
+    @property
+    def current(self) -> RevisionRun:
+        """The revision whose spec decides scaling and rollout rules: the newest one."""
+        return self.canary or self.stable
+
+    @property
+    def scaling(self) -> Scaling:
+        return self.current.resource.spec.scaling
+
+    @property
+    def rollout_spec(self) -> Rollout:
+        return self.current.resource.spec.rollout
+
+    def canary_weight(self, canary_ready: bool) -> int:
+        """Percent of traffic the canary gets now."""
+        if self.canary is None or self.rollout is None or not canary_ready:
+            return 0
+        if self.rollout.strategy == "replace":
+            return 100
+        if self.rollout.step_started_at is None:
+            return 0
+        return self.rollout_spec.steps[self.rollout.step_index].weight
+
+    def split(self, total: int, weight: int) -> tuple[int, int]:
+        """(stable, canary) replica counts for ``total`` with the canary at ``weight`` percent."""
+        if self.canary is None:
+            return total, 0
+        total = max(total, 1)
+        if self.rollout is not None and self.rollout.strategy == "replace":
+            return total, total
+        canary = max(1, math.ceil(total * weight / 100))
+        stable = max(1, math.ceil(total * (100 - weight) / 100))
+        return stable, canary
+
+    def revisions(self) -> list[RevisionRun]:
+        return [self.stable] if self.canary is None else [self.stable, self.canary]

@@ -1,0 +1,82 @@
+"""The controller's state as plain data: what ``kaip status`` and the admin API show.
+
+Reads the controller's records and the supervisor's replicas; changes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kaip.local.controller.loop import Controller
+    from kaip.local.controller.runtime import ResourceRun
+
+
+def status(controller: Controller) -> dict[str, Any]:
+    url = controller.config.gateway_url
+    resources = [_resource(controller, run) for run in controller.resources.values()]
+    return {
+        "pid": os.getpid(),
+        "gateway": url,
+        "ready": all(r["ready"] for r in resources),
+        "resources": resources,
+    }
+
+
+def _resource(controller: Controller, run: ResourceRun) -> dict[str, Any]:
+    base = controller.config.gateway_url
+    routes = {r.name: r for r in controller.routes()}
+    route = routes.get(run.name)
+    replicas = []
+    for replica in controller.supervisor.replicas(run.name):
+        replicas.append(
+            {
+                "id": replica.id,
+                "revision": replica.revision,
+                "pid": replica.pid,
+                "port": replica.port,
+                "phase": replica.phase,
+                "health": replica.describe(),
+                "restarts": replica.restarts,
+                "routed": bool(route and any(b.replica == replica.id for b in route.backends)),
+                "log": str(replica.log_path),
+            }
+        )
+    rollout = None
+    if run.rollout is not None and run.canary is not None:
+        steps = run.rollout_spec.steps
+        verdict = run.rollout.last_verdict
+        rollout = {
+            "id": run.rollout.record.id,
+            "strategy": run.rollout.strategy,
+            "from": run.stable.revision,
+            "to": run.canary.revision,
+            "step": run.rollout.step_index + 1,
+            "steps": [s.weight for s in steps],
+            "canary": {
+                "requests": run.rollout.canary.requests,
+                "errors": run.rollout.canary.errors,
+                "p99_ms": run.rollout.canary.p99_ms(),
+            },
+            "verdict": None
+            if verdict is None
+            else {"action": verdict.action, "reason": verdict.reason},
+        }
+    url = (
+        f"{base}/v2/models/{run.name}/infer" if run.kind == "Model" else f"{base}/apps/{run.name}/"
+    )
+    serving = [r for r in replicas if r["routed"]]
+    return {
+        "kind": run.kind,
+        "name": run.name,
+        "url": url,
+        "stable": run.stable.revision,
+        "canary": run.canary.revision if run.canary else None,
+        "weights": dict(route.weights) if route else {run.stable.revision: 100},
+        "desired": run.desired_total,
+        "scaling": run.scale_reason,
+        "ready": bool(serving) or run.desired_total == 0,
+        "replicas": replicas,
+        "rollout": rollout,
+    }
