@@ -1,0 +1,197 @@
+"""A real ``kaip up`` process tree for end-to-end tests, and a steady load through its gateway.
+
+:class:`LocalPlatform` runs ``python -m kaip.cli up`` in a temporary working directory (so its
+``.kaip/`` is private) with fast policy ticks, and drives it through the real CLI. :class:`Load`
+sends inference requests at a steady pace from a background thread and counts every outcome.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+FIXTURES = Path(__file__).parent / "fixtures"
+FAST_ENV = {
+    "KAIP_LOCAL__TICK_SECONDS": "0.2",
+    "KAIP_LOCAL__HEALTH_INTERVAL_SECONDS": "0.5",
+    "KAIP_LOCAL__STABILIZATION_SECONDS": "1",
+    "KAIP_LOCAL__DRAIN_SECONDS": "5",
+    "KAIP_SERVING__GRACEFUL_SHUTDOWN_SECONDS": "3",
+    "COLUMNS": "200",
+}
+INFER_BODY = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
+
+
+def model_spec(
+    name: str = "echo",
+    entrypoint: str = "model:Healthy",
+    *,
+    min_replicas: int = 1,
+    max_replicas: int = 1,
+    scale_to_zero_after: float = 300,
+    steps: str = "[{weight: 10, pauseSeconds: 1}, {weight: 50, pauseSeconds: 1}, {weight: 100}]",
+    min_requests: int = 10,
+    strategy: str = "canary",
+) -> str:
+    return f"""\
+apiVersion: kaip.dev/v1alpha1
+kind: Model
+metadata: {{name: {name}}}
+spec:
+  owner: e2e
+  artifact: {{uri: model.py, format: python, entrypoint: "{entrypoint}"}}
+  serve: {{batching: {{maxBatchSize: 1, maxDelayMs: 0}}}}
+  scaling:
+    minReplicas: {min_replicas}
+    maxReplicas: {max_replicas}
+    targetConcurrency: 50
+    scaleToZeroAfterSeconds: {scale_to_zero_after}
+  rollout:
+    strategy: {strategy}
+    steps: {steps}
+    gates: {{maxErrorRate: 0.05, minRequests: {min_requests}}}
+"""
+
+
+def wait_for(condition: Callable[[], bool], what: str, limit: float = 90.0) -> None:
+    deadline = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up after {limit:.0f}s waiting for {what}")
+        time.sleep(0.1)
+
+
+@dataclass
+class LocalPlatform:
+    workdir: Path
+    process: subprocess.Popen[bytes] | None = None
+    url: str = ""
+
+    @property
+    def spec_dir(self) -> Path:
+        return self.workdir / "spec"
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / "kaip-up.out"
+
+    def write_spec(self, text: str, file: str = "kaip.yaml") -> Path:
+        self.spec_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copy(FIXTURES / "models" / "model.py", self.spec_dir / "model.py")
+        path = self.spec_dir / file
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, **FAST_ENV}
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "kaip.cli", *args],
+            cwd=self.workdir, env=self.env(), capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    def up(self, *paths: Path) -> None:
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "kaip.cli", "up", *map(str, paths), "--port", "0"],
+                cwd=self.workdir, env=self.env(), stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        run_file = self.workdir / ".kaip" / "run.json"
+        wait_for(lambda: self._exited() or run_file.exists(), "kaip up to write run.json")
+        wait_for(lambda: self._exited() or self.status().get("ready") is True, "kaip up ready")
+        assert not self._exited(), self.log.read_text()
+        self.url = json.loads(run_file.read_text())["url"]
+
+    def _exited(self) -> bool:
+        return self.process is not None and self.process.poll() is not None
+
+    def status(self) -> dict[str, Any]:
+        result = self.cli("status", "--output", "json")
+        return dict(json.loads(result.stdout)) if result.returncode == 0 else {}
+
+    def resource(self, name: str) -> dict[str, Any]:
+        for resource in self.status().get("resources", []):
+            if resource["name"] == name:
+                return dict(resource)
+        raise AssertionError(f"{name} is not in kaip status")
+
+    def rollouts(self, name: str) -> list[dict[str, Any]]:
+        response = httpx.get(f"{self.url}/_kaip/rollouts/{name}", timeout=10, trust_env=False)
+        return list(response.json()["history"])
+
+    def down(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.process = None
+
+
+@dataclass
+class Load:
+    """Steady inference requests from ``workers`` threads; every outcome is counted."""
+
+    url: str
+    workers: int = 3
+    pause: float = 0.02
+    ok: int = 0
+    failed: int = 0
+    failures: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def start(self) -> Load:
+        for _ in range(self.workers):
+            thread = threading.Thread(target=self._run, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=30, trust_env=False) as client:
+            while not self._stop.is_set():
+                try:
+                    response = client.post(self.url, json=INFER_BODY)
+                    good, why = (
+                        response.status_code == 200,
+                        f"{response.status_code} {response.text[:200]}",
+                    )
+                except httpx.HTTPError as exc:
+                    good, why = False, repr(exc)
+                with self._lock:
+                    if good:
+                        self.ok += 1
+                    else:
+                        self.failed += 1
+                        self.failures.append(why)
+                time.sleep(self.pause)
+
+    def counts(self) -> tuple[int, int]:
+        with self._lock:
+            return self.ok, self.failed
+
+    def stop(self) -> tuple[int, int]:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=60)
+        return self.counts()
