@@ -28,9 +28,14 @@ layers: $(STAMP)
 test: lint typecheck layers
 	$(BIN)/python -m pytest
 
+# Fresh clone to a served model: train it, run `kaip up` in the background, call it, show how.
+# It keeps running; `.venv/bin/kaip down` stops it (CI runs `make test`, never this).
 demo: $(STAMP)
 	$(BIN)/kaip validate examples/
-	$(BIN)/kaip crd
+	$(BIN)/python examples/quickstart/train.py
+	@$(BIN)/kaip down >/dev/null
+	$(BIN)/kaip up examples/quickstart --detach
+	$(BIN)/python examples/quickstart/predict.py
 
 # kaip's model server against MLServer, KServe, BentoML and Ray Serve (bench/README.md).
 # Not part of `make test`. QUICK=1: one short round (smoke); SERVERS=kaip,kserve: a subset.

@@ -157,7 +157,7 @@ def logs(
 ) -> None:
     """Print the logs of every replica of NAME (with -f, keep following them)."""
     log_dir = load_settings().local.state_dir / "logs"
-    pattern = re.compile(rf"^{re.escape(name)}-[0-9a-f]{{1,6}}-\d+\.log$")
+    pattern = re.compile(rf"^{re.escape(name)}-[0-9a-f]{{6}}-\d+\.log$")
     offsets: dict[Path, int] = {}
 
     def replica_logs() -> list[Path]:
