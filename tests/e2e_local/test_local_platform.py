@@ -169,3 +169,28 @@ def test_a_bad_spec_changes_nothing_and_prints_every_problem(platform: LocalPlat
     assert after["canary"] is None
     assert [r["pid"] for r in after["replicas"]] == [r["pid"] for r in before["replicas"]]
     assert platform.rollouts("echo") == []
+
+
+def test_restarting_kaip_up_resumes_a_rollout_from_the_state_database(
+    platform: LocalPlatform,
+) -> None:
+    slow = "[{weight: 10, pauseSeconds: 600}, {weight: 100}]"
+    spec = platform.write_spec(model_spec(steps=slow))
+    platform.up(spec)
+    stable = platform.resource("echo")["stable"]
+    platform.write_spec(model_spec(entrypoint="model:HealthyV2", steps=slow))
+    assert platform.cli("deploy", str(spec)).returncode == 0
+    wait_for(lambda: platform.resource("echo")["weights"].get(stable) == 90, "the first step")
+    canary = platform.resource("echo")["canary"]
+    platform.down()
+
+    platform.up(spec)
+    resumed = platform.resource("echo")
+    assert (resumed["stable"], resumed["canary"]) == (stable, canary)
+    history = platform.rollouts("echo")
+    assert [(r["status"], r["to_revision"]) for r in history] == [("running", canary)]
+    wait_for(lambda: platform.resource("echo")["weights"] == {stable: 90, canary: 10}, "10%")
+    promoted = platform.cli("rollout", "promote", "echo")
+    assert promoted.returncode == 0, promoted.stderr
+    assert platform.resource("echo")["stable"] == canary
+    assert platform.rollouts("echo")[0]["status"] == "promoted"
