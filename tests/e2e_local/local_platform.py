@@ -31,6 +31,9 @@ FAST_ENV = {
     "KAIP_SERVING__GRACEFUL_SHUTDOWN_SECONDS": "3",
     "COLUMNS": "200",
 }
+STEPS = (
+    "[{weight: 10, pauseSeconds: 1}, {weight: 50, pauseSeconds: 1}, {weight: 100, pauseSeconds: 1}]"
+)
 INFER_BODY = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
 
 
@@ -41,7 +44,7 @@ def model_spec(
     min_replicas: int = 1,
     max_replicas: int = 1,
     scale_to_zero_after: float = 300,
-    steps: str = "[{weight: 10, pauseSeconds: 1}, {weight: 50, pauseSeconds: 1}, {weight: 100}]",
+    steps: str = STEPS,
     min_requests: int = 10,
     strategy: str = "canary",
 ) -> str:
