@@ -194,3 +194,31 @@ def test_restarting_kaip_up_resumes_a_rollout_from_the_state_database(
     assert promoted.returncode == 0, promoted.stderr
     assert platform.resource("echo")["stable"] == canary
     assert platform.rollouts("echo")[0]["status"] == "promoted"
+
+
+def test_replace_strategy_swaps_revisions_with_no_failed_request(platform: LocalPlatform) -> None:
+    spec = platform.write_spec(model_spec(strategy="replace", min_replicas=2, max_replicas=2))
+    platform.up(spec)
+    old = platform.resource("echo")["stable"]
+    load = Load(infer_url(platform)).start()
+    wait_for(lambda: load.counts()[0] >= 30, "traffic on the old revision")
+    new_spec = model_spec(
+        entrypoint="model:HealthyV2", strategy="replace", min_replicas=2, max_replicas=2
+    )
+    platform.write_spec(new_spec)
+    assert platform.cli("deploy", str(spec)).returncode == 0
+    wait_for(
+        lambda: (
+            {r["revision"] for r in platform.resource("echo")["replicas"]} - {old} != set()
+            and old not in {r["revision"] for r in platform.resource("echo")["replicas"]}
+        ),
+        "the old replicas to be replaced and drained",
+    )
+    before = load.counts()[0]
+    wait_for(lambda: load.counts()[0] >= before + 30, "traffic on the new revision")
+    ok, failed = load.stop()
+    print(f"\nreplace: {ok} requests ok, {failed} failed")
+    assert failed == 0, load.failures[:5]
+    rollout = platform.rollouts("echo")[0]
+    assert (rollout["strategy"], rollout["status"]) == ("replace", "promoted")
+    assert platform.resource("echo")["weights"] == {rollout["to_revision"]: 100}
