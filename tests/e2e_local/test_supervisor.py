@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from kaip.local.supervisor import Launch, Supervisor, Timings
+from kaip.local.supervisor import Launch, Supervisor, Timings, kill_orphans
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FAST = Timings(backoff_initial=0.05, backoff_max=0.2, drain_timeout=5.0, health_timeout=1.0)
@@ -85,5 +86,23 @@ def test_drain_sends_sigterm_and_forgets_the_replica(tmp_path: Path) -> None:
         assert "draining" in gone.log_path.read_text()
         assert gone.last_exit == 0
         await supervisor.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_replicas_left_by_a_dead_kaip_are_found_and_stopped(tmp_path: Path) -> None:
+    pid_file = tmp_path / "replicas.json"
+
+    async def scenario() -> None:
+        supervisor = Supervisor(tmp_path / "logs", timings=FAST, pid_file=pid_file)
+        replica = await supervisor.add(launch())
+        await until(supervisor, lambda: replica.phase == "ready")
+        # As if kaip had been SIGKILLed: nobody drains; the next kaip finds the record.
+        assert kill_orphans(pid_file) == 1
+        await until(supervisor, lambda: replica.restarts >= 1)  # it really died
+        recorded = [entry["pid"] for entry in json.loads(pid_file.read_text())]
+        assert recorded == [replica.pid]  # the restarted process is recorded in its place
+        await supervisor.shutdown()
+        assert kill_orphans(pid_file) == 0  # a clean shutdown leaves nothing behind
 
     asyncio.run(scenario())

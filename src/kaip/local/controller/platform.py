@@ -23,11 +23,12 @@ from kaip.local.controller.admin import admin_app
 from kaip.local.controller.loop import Controller, ControllerConfig
 from kaip.local.gateway import Gateway
 from kaip.local.state import State
-from kaip.local.supervisor import Supervisor, Timings
+from kaip.local.supervisor import Supervisor, Timings, kill_orphans
 from kaip.settings import Settings
 from kaip.spec import load_paths
 
 RUN_FILE = "run.json"
+PID_FILE = "replicas.json"
 
 
 def read_run_file(state_dir: Path) -> dict[str, object] | None:
@@ -72,10 +73,15 @@ async def serve(
             "use `kaip deploy PATH` to change what runs, or `kaip down` first"
         )
     state = State.open(state_dir)
+    pid_file = state_dir / PID_FILE
+    orphans = kill_orphans(pid_file)
+    if orphans:
+        report(f"stopped {orphans} replica(s) left running by a kaip that did not shut down")
     controller: Controller | None = None
     supervisor = Supervisor(
         state_dir / "logs",
         on_change=lambda: controller.wake() if controller else None,
+        pid_file=pid_file,
         timings=Timings(
             health_interval=local.health_interval_seconds,
             drain_timeout=local.drain_seconds,

@@ -19,6 +19,7 @@ from kaip.local.supervisor.process import (
     Supervisor,
     Timings,
     free_port,
+    kill_orphans,
 )
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "Timings",
     "app_launch",
     "free_port",
+    "kill_orphans",
     "model_launch",
     "snapshot_path",
     "write_snapshot",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import os
 import signal
 import socket
@@ -125,8 +126,10 @@ class Supervisor:
         on_change: Callable[[], None] = lambda: None,
         timings: Timings = Timings(),
         clock: Callable[[], float] = time.monotonic,
+        pid_file: Path | None = None,
     ) -> None:
         self.log_dir = log_dir
+        self.pid_file = pid_file
         self.timings = timings
         self._on_change = on_change
         self._clock = clock
@@ -247,6 +250,7 @@ class Supervisor:
                 self._failed(replica, None, self._clock())
                 return
         replica.process, replica.pid, replica.phase = process, process.pid, "starting"
+        self._save_pids()
         watcher = asyncio.get_running_loop().create_task(self._watch(replica.id, process))
         self._watchers.add(watcher)
         watcher.add_done_callback(self._watchers.discard)
@@ -291,6 +295,20 @@ class Supervisor:
     def _forget(self, replica: Replica) -> None:
         replica.phase = "stopped"
         self._replicas.pop(replica.id, None)
+        self._save_pids()
+
+    def _save_pids(self) -> None:
+        """Record live children, so a later kaip can stop them if this one dies unannounced."""
+        if self.pid_file is None:
+            return
+        live = [
+            {"pid": r.pid, "cmdline": _cmdline(r.pid)}
+            for r in self._replicas.values()
+            if r.pid is not None
+        ]
+        temporary = self.pid_file.with_suffix(".tmp")
+        temporary.write_text(json.dumps(live), encoding="utf-8")
+        temporary.replace(self.pid_file)
 
     async def _healthy(self, replica: Replica) -> bool:
         if replica.process is None or replica.process.returncode is not None:
@@ -335,6 +353,33 @@ class Supervisor:
         ):
             _signal_group(replica.process.pid, signal.SIGKILL)
         return False
+
+
+def kill_orphans(pid_file: Path) -> int:
+    """SIGKILL the replicas a previous kaip recorded and left running; return how many.
+
+    A pid counts only while its command line is still the one recorded, so a pid reused by an
+    unrelated process is left alone.
+    """
+    try:
+        recorded = json.loads(pid_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return 0
+    killed = 0
+    for entry in recorded if isinstance(recorded, list) else []:
+        pid, cmdline = entry.get("pid"), entry.get("cmdline")
+        if isinstance(pid, int) and cmdline and _cmdline(pid) == cmdline:
+            _signal_group(pid, signal.SIGKILL)
+            killed += 1
+    pid_file.unlink(missing_ok=True)
+    return killed
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
