@@ -39,7 +39,10 @@ def admin_app(controller: Controller) -> Starlette:
                 status_code=422,
             )
         who = str(body.get("who") or "unknown")
-        changes = await controller.submit(lambda: controller.apply(specs, who))
+        try:
+            changes = await controller.submit(lambda: controller.apply(specs, who))
+        except KaipError as exc:
+            return _error(409, exc.message)
         return JSONResponse({"changes": changes})
 
     async def rollout_status(request: Request) -> JSONResponse:

@@ -150,6 +150,17 @@ class Controller:
     async def apply(self, specs: SpecSet, who: str) -> list[str]:
         """Make ``specs`` the desired state of the resources it names; say what changed."""
         changes: list[str] = []
+        kinds = {name: run.kind for name, run in self.resources.items()}
+        for doc in specs.documents:
+            resource = doc.resource
+            name = resource.metadata.name
+            if isinstance(resource, Model | App) and kinds.setdefault(name, resource.kind) != (
+                resource.kind
+            ):
+                raise PlatformError(
+                    f"a Model and an App are both named {name!r} ({doc.path}): the local gateway "
+                    "tells them apart by name, so rename one of them"
+                )
         for doc in specs.documents:
             resource = doc.resource
             if not isinstance(resource, Model | App):
