@@ -142,7 +142,8 @@ def test_the_first_request_after_idle_scales_from_zero_and_succeeds(
     print(f"\nscale from zero: first request answered {response.status_code} in {elapsed:.2f}s")
     assert response.status_code == 200, response.text
     assert response.json()["outputs"][0]["data"] == [2.0, 4.0, 6.0, 8.0]
-    assert len(platform.resource("echo")["replicas"]) == 1
+    logs = sorted(p.name for p in (platform.workdir / ".kaip" / "logs").glob("echo-*.log"))
+    assert len(logs) == 2, logs  # the warm replica that went away, and the one started on demand
 
 
 def test_a_bad_spec_changes_nothing_and_prints_every_problem(platform: LocalPlatform) -> None:
