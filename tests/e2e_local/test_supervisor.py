@@ -31,7 +31,7 @@ def launch(**env: str) -> Launch:
     )
 
 
-async def until(supervisor: Supervisor, condition: Callable[[], bool], limit: float = 30) -> None:
+async def until(supervisor: Supervisor, condition: Callable[[], bool], limit: float = 60) -> None:
     """Tick the supervisor until ``condition`` holds; fail after ``limit`` seconds."""
     async with asyncio.timeout(limit):
         while not condition():
@@ -98,10 +98,14 @@ def test_replicas_left_by_a_dead_kaip_are_found_and_stopped(tmp_path: Path) -> N
         replica = await supervisor.add(launch())
         await until(supervisor, lambda: replica.phase == "ready")
         # As if kaip had been SIGKILLed: nobody drains; the next kaip finds the record.
-        assert kill_orphans(pid_file) == 1
+        recorded = pid_file.read_text()
+        assert kill_orphans(pid_file) == 1, (recorded, replica)
         await until(supervisor, lambda: replica.restarts >= 1)  # it really died
-        recorded = [entry["pid"] for entry in json.loads(pid_file.read_text())]
-        assert recorded == [replica.pid]  # the restarted process is recorded in its place
+        pids = [entry["pid"] for entry in json.loads(pid_file.read_text())]
+        assert pids == [replica.pid], (
+            pids,
+            replica,
+        )  # the restarted process is recorded in its place
         await supervisor.shutdown()
         assert kill_orphans(pid_file) == 0  # a clean shutdown leaves nothing behind
 
