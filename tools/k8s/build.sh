@@ -60,7 +60,7 @@ etcd_stamp="$(stamp_of "$HERE/etcd" "-s -w")"
 if is_current etcd "$etcd_stamp"; then
     log "etcd: cached"
 else
-    log "etcd: building (cold: a few minutes)"
+    log "etcd: building (~2 min cold)"
     start=$SECONDS
     (cd "$HERE/etcd" && nice -n 19 go build -trimpath -ldflags "-s -w" -o "$CACHE/etcd.tmp" .)
     mv -f "$CACHE/etcd.tmp" "$CACHE/etcd"
@@ -76,7 +76,7 @@ for b in "${KUBE_BINARIES[@]}"; do
     if is_current "$b" "$kube_stamp"; then log "$b: cached"; else missing+=("$b"); fi
 done
 if ((${#missing[@]})); then
-    log "${missing[*]}: building (cold: 15-40 minutes on 2 cores)"
+    log "${missing[*]}: building (~15 min on 2 cores with a cold Go build cache, ~1 min warm)"
     start=$SECONDS
     tmp="$CACHE/.kube.tmp"
     rm -rf "$tmp" && mkdir -p "$tmp"
