@@ -115,6 +115,7 @@ def serve(options: ServeOptions, settings: Settings) -> int:
         access_log=False,
         log_level="warning",
         server_header=False,
+        proxy_headers=False,  # nothing here reads the client address: skip that middleware
         timeout_graceful_shutdown=int(settings.serving.graceful_shutdown_seconds),
         backlog=2048,
     )
