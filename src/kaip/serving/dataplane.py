@@ -93,7 +93,7 @@ class ServedModel:
             observer=self,
         )
         batcher = self.batcher
-        self.metrics.queue_depth.set_function(lambda: batcher.depth)
+        self.metrics.queue_depth = lambda: batcher.depth
         log.info(
             "model %s loaded (%s, predict %s, batching up to %d rows)",
             self.name,

@@ -1,12 +1,26 @@
 """Prometheus metrics of one served model, in a registry of their own.
 
-Children are bound to their labels once, so the hot path pays a lock and an add per update, not
-a label lookup. Metric names come from :mod:`kaip.telemetry`. Updates never raise into a request.
+The per-request instruments are plain Python counters updated on the event loop (one list
+increment per observation, no locks: every update and every scrape runs on the loop thread) and
+turned into Prometheus families only when ``/metrics`` is scraped. prometheus_client's own
+metric classes cost several function calls and a lock per update, which on the hot path added up
+to a measurable share of a request. Names come from :mod:`kaip.telemetry`. Never raises into a
+request.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from bisect import bisect_left
+from collections.abc import Callable, Iterator, Sequence
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
 
 from kaip import telemetry as names
 from kaip.telemetry import prometheus_name
@@ -20,96 +34,132 @@ GENAI_BUCKETS = (
 )  # fmt: skip
 
 
-class ServerMetrics:
+class LoopHistogram:
+    """A histogram for one label set, updated from one thread (the event loop)."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(bounds)
+        self.counts = [0] * (len(self.bounds) + 1)  # the last one is +Inf
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1  # buckets are "less or equal"
+        self.sum += value
+
+    def buckets(self) -> list[tuple[str, float]]:
+        out: list[tuple[str, float]] = []
+        running = 0
+        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            running += count
+            out.append(("+Inf" if bound == float("inf") else repr(float(bound)), running))
+        return out
+
+
+class LoopGauge:
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self) -> None:
+        self.value += 1
+
+    def dec(self) -> None:
+        self.value -= 1
+
+    def set(self, value: float) -> None:
+        self.value = value
+
+
+class ServerMetrics(Collector):
     def __init__(self, model: str, revision: str) -> None:
         self.model = model
         self.revision = revision
-        self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self._requests = Counter(
-            names.REQUESTS_TOTAL.removesuffix("_total"),
-            "Requests answered, by protocol and HTTP status.",
-            ["model", "revision", "protocol", "status"],
-            registry=r,
-        )
-        self._duration = Histogram(
-            names.REQUEST_DURATION,
-            "Time from request to response, seconds.",
-            ["model", "revision", "protocol"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        labels = (model, revision)
-        self.queue_time = Histogram(
-            names.QUEUE_DURATION,
-            "Time a request waited for its batch, seconds.",
-            ["model", "revision"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        ).labels(*labels)
-        self.predict_time = Histogram(
-            names.PREDICT_DURATION,
-            "Duration of one predict call on a batch, seconds.",
-            ["model", "revision"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        ).labels(*labels)
-        self.batch_rows = Histogram(
-            names.BATCH_SIZE,
-            "Rows per predict call.",
-            ["model", "revision"],
-            buckets=BATCH_BUCKETS,
-            registry=r,
-        ).labels(*labels)
-        self.inflight = Gauge(
-            names.INFLIGHT, "Requests being served.", ["model", "revision"], registry=r
-        ).labels(*labels)
-        self.queue_depth = Gauge(
-            names.QUEUE_DEPTH, "Requests waiting for a batch.", ["model", "revision"], registry=r
-        ).labels(*labels)
-        self.ready = Gauge(
-            names.MODEL_READY, "1 once the model is loaded.", ["model", "revision"], registry=r
-        ).labels(*labels)
+        self.queue_time = LoopHistogram(LATENCY_BUCKETS)
+        self.predict_time = LoopHistogram(LATENCY_BUCKETS)
+        self.batch_rows = LoopHistogram(BATCH_BUCKETS)
+        self.inflight = LoopGauge()
+        self.ready = LoopGauge()
+        self.queue_depth: Callable[[], float] = lambda: 0
+        self._requests: dict[tuple[str, int], int] = {}
+        self._durations: dict[str, LoopHistogram] = {}
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self)
         genai_labels = ["gen_ai_operation_name", "gen_ai_request_model", "error_type"]
         self.genai_duration = Histogram(
             prometheus_name(names.GENAI_REQUEST_DURATION, "seconds"),
             "GenAI server request duration, seconds.",
             genai_labels,
             buckets=GENAI_BUCKETS,
-            registry=r,
+            registry=self.registry,
         )
         self.genai_ttft = Histogram(
             prometheus_name(names.GENAI_TIME_TO_FIRST_TOKEN, "seconds"),
             "Time to the first output token, seconds.",
             genai_labels,
             buckets=GENAI_BUCKETS,
-            registry=r,
+            registry=self.registry,
         )
         self.genai_tpot = Histogram(
             prometheus_name(names.GENAI_TIME_PER_OUTPUT_TOKEN, "seconds"),
             "Time per output token after the first, seconds.",
             genai_labels,
             buckets=GENAI_BUCKETS,
-            registry=r,
+            registry=self.registry,
         )
-        self._request_children: dict[tuple[str, int], Counter] = {}
-        self._duration_children: dict[str, Histogram] = {}
 
     def observe_request(self, protocol: str, status: int, seconds: float) -> None:
         key = (protocol, status)
-        counter = self._request_children.get(key)
-        if counter is None:
-            counter = self._requests.labels(self.model, self.revision, protocol, str(status))
-            self._request_children[key] = counter
-        counter.inc()
-        histogram = self._duration_children.get(protocol)
+        self._requests[key] = self._requests.get(key, 0) + 1
+        histogram = self._durations.get(protocol)
         if histogram is None:
-            histogram = self._duration.labels(self.model, self.revision, protocol)
-            self._duration_children[protocol] = histogram
+            histogram = self._durations[protocol] = LoopHistogram(LATENCY_BUCKETS)
         histogram.observe(seconds)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+    # -- prometheus_client Collector -------------------------------------------------------------
+
+    def collect(self) -> Iterator[Metric]:
+        base = ["model", "revision"]
+        ids = [self.model, self.revision]
+        requests = CounterMetricFamily(
+            names.REQUESTS_TOTAL.removesuffix("_total"),
+            "Requests answered, by protocol and HTTP status.",
+            labels=[*base, "protocol", "status"],
+        )
+        for (protocol, status), count in sorted(self._requests.items()):
+            requests.add_metric([*ids, protocol, str(status)], count)
+        yield requests
+        duration = HistogramMetricFamily(
+            names.REQUEST_DURATION,
+            "Time from request to response, seconds.",
+            labels=[*base, "protocol"],
+        )
+        for protocol, histogram in sorted(self._durations.items()):
+            duration.add_metric([*ids, protocol], histogram.buckets(), histogram.sum)
+        yield duration
+        for name, doc, histogram in (
+            (names.QUEUE_DURATION, "Time a request waited for its batch, seconds.",
+             self.queue_time),
+            (names.PREDICT_DURATION, "Duration of one predict call on a batch, seconds.",
+             self.predict_time),
+            (names.BATCH_SIZE, "Rows per predict call.", self.batch_rows),
+        ):  # fmt: skip
+            family = HistogramMetricFamily(name, doc, labels=base)
+            family.add_metric(ids, histogram.buckets(), histogram.sum)
+            yield family
+        for name, doc, value in (
+            (names.INFLIGHT, "Requests being served.", self.inflight.value),
+            (names.QUEUE_DEPTH, "Requests waiting for a batch.", float(self.queue_depth())),
+            (names.MODEL_READY, "1 once the model is loaded.", self.ready.value),
+        ):
+            gauge = GaugeMetricFamily(name, doc, labels=base)
+            gauge.add_metric(ids, value)
+            yield gauge
 
 
 class GenAIMetrics:
