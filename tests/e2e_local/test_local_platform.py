@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 
 import httpx
@@ -16,6 +17,15 @@ import pytest
 from local_platform import INFER_BODY, Load, LocalPlatform, model_spec, wait_for
 
 pytestmark = pytest.mark.slow
+
+
+def commit_spec(platform: LocalPlatform) -> str:
+    """Make the spec directory a git repository with one commit; return its sha."""
+    git = ["git", "-C", str(platform.spec_dir), "-c", "user.name=e2e", "-c", "user.email=e@x"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "spec"]):
+        subprocess.run([*git, *args], check=True, capture_output=True)
+    out = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True)
+    return out.stdout.strip()
 
 
 def infer_url(platform: LocalPlatform, name: str = "echo") -> str:
@@ -103,6 +113,7 @@ def test_a_healthy_revision_walks_every_step_and_is_promoted(platform: LocalPlat
     load = Load(infer_url(platform)).start()
     wait_for(lambda: load.counts()[0] >= 30, "traffic on the stable revision")
     platform.write_spec(model_spec(entrypoint="model:HealthyV2"))
+    sha = commit_spec(platform)
     assert platform.cli("deploy", str(spec)).returncode == 0
 
     def promoted() -> bool:
@@ -128,6 +139,13 @@ def test_a_healthy_revision_walks_every_step_and_is_promoted(platform: LocalPlat
         (100, "promote"),
     ]
     assert platform.resource("echo")["weights"] == {new: 100}
+    events = httpx.get(f"{platform.url}/_kaip/events", timeout=10, trust_env=False).json()
+    deploys = [e for e in events["events"] if e["action"] in ("deploy", "rollout")]
+    assert [(e["action"], e["outcome"], e["commit_sha"]) for e in deploys] == [
+        ("deploy", "started", sha),
+        ("rollout", "promoted", sha),
+    ]
+    assert deploys[1]["duration_s"] > 0 and deploys[0]["who"]
 
 
 def test_the_first_request_after_idle_scales_from_zero_and_succeeds(

@@ -9,6 +9,7 @@ import pytest
 
 from kaip.errors import PlatformError
 from kaip.local.state import (
+    MIGRATIONS,
     SCHEMA_VERSION,
     STATE_FILE,
     EventRecord,
@@ -81,3 +82,34 @@ def test_a_newer_schema_is_refused_with_advice(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(PlatformError, match="upgrade kaip"):
         State.open(tmp_path)
+
+
+def test_a_version_1_database_is_upgraded_in_place_keeping_its_events(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / STATE_FILE)
+    db.executescript(MIGRATIONS[0])
+    db.execute("PRAGMA user_version = 1")
+    db.execute(
+        "INSERT INTO events (at, kind, name, action, change, who, outcome) "
+        "VALUES (1.0, 'Model', 'm', 'create', 'new', 'ada', 'created')"
+    )
+    db.commit()
+    db.close()
+    state = State.open(tmp_path)
+    assert state.schema_version == SCHEMA_VERSION >= 2
+    (old,) = state.events()
+    assert (old.who, old.commit_sha, old.committed_at) == ("ada", None, None)
+    state.record_event(
+        EventRecord(
+            2.0,
+            "Model",
+            "m",
+            "deploy",
+            "a -> b",
+            "ada",
+            "started",
+            "b",
+            commit_sha="c0ffee",
+            committed_at=1.5,
+        )
+    )
+    assert state.events()[-1].commit_sha == "c0ffee"

@@ -26,6 +26,7 @@ import typer
 from kaip.cli.output import OutputFormat, print_json, stderr, stdout
 from kaip.errors import ConfigError, PlatformError
 from kaip.local.controller import read_run_file, serve
+from kaip.local.state import Commit
 from kaip.settings import Settings, load_settings
 from kaip.spec import load_paths
 
@@ -47,6 +48,22 @@ def who() -> str:
         return os.environ.get("USER") or getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
+
+
+def source_commit(paths: list[Path]) -> Commit | None:
+    """HEAD of the git repository holding the first spec path, for lead-time records."""
+    first = paths[0].resolve() if paths else Path.cwd()
+    where = first if first.is_dir() else first.parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(where), "log", "-1", "--format=%H %ct"],
+            capture_output=True, text=True, timeout=5,
+        ).stdout.split()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if len(out) != 2 or not out[1].isdigit():
+        return None
+    return Commit(out[0], float(out[1]))
 
 
 def _say(line: str) -> None:
@@ -72,7 +89,8 @@ def up(
     if detach:
         _detach(paths, gateway_port, settings)
         return
-    asyncio.run(serve(paths, settings, who=who(), port=gateway_port, report=_say))
+    commit = source_commit(paths)
+    asyncio.run(serve(paths, settings, who=who(), port=gateway_port, report=_say, commit=commit))
 
 
 def _detach(paths: list[Path], port: int, settings: Settings) -> None:
@@ -133,7 +151,10 @@ def deploy(paths: list[Path] = typer.Argument(..., help="spec files or directori
     """Add a revision of each changed resource and start its rollout."""
     settings = load_settings()
     load_paths(paths)  # a bad spec is refused here and changes nothing
-    body = {"paths": [str(p.resolve()) for p in paths], "who": who()}
+    body: dict[str, Any] = {"paths": [str(p.resolve()) for p in paths], "who": who()}
+    commit = source_commit(paths)
+    if commit is not None:
+        body["commit"] = {"sha": commit.sha, "committed_at": commit.committed_at}
     answer = _admin("POST", "/_kaip/deploy", body, settings=settings)
     for line in answer.get("changes", []):
         stdout.print(line, markup=False)

@@ -89,6 +89,11 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX events_by_time ON events (at);
     """,
+    # v2: the commit a deployment came from, for lead time (commit -> running).
+    """
+    ALTER TABLE events ADD COLUMN commit_sha TEXT;
+    ALTER TABLE events ADD COLUMN committed_at REAL;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -138,6 +143,14 @@ class StepRecord:
 
 
 @dataclass(frozen=True)
+class Commit:
+    """A git commit that a deployed spec came from."""
+
+    sha: str
+    committed_at: float
+
+
+@dataclass(frozen=True)
 class EventRecord:
     """A deployment event: what changed, who asked, how it ended and how long it took."""
 
@@ -151,6 +164,9 @@ class EventRecord:
     revision: str | None = None
     duration_s: float | None = None
     detail: str = ""
+    commit_sha: str | None = None
+    """The git commit of the spec that was deployed, when it lives in a git repository."""
+    committed_at: float | None = None
 
 
 class State:
@@ -341,7 +357,8 @@ class State:
     def record_event(self, event: EventRecord) -> int:
         cursor = self._db.execute(
             "INSERT INTO events (at, kind, name, action, change, revision, who, outcome,"
-            " duration_s, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " duration_s, detail, commit_sha, committed_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 event.at,
                 event.kind,
@@ -353,6 +370,8 @@ class State:
                 event.outcome,
                 event.duration_s,
                 event.detail,
+                event.commit_sha,
+                event.committed_at,
             ),
         )
         return int(cursor.lastrowid or 0)

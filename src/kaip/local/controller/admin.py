@@ -1,6 +1,7 @@
 """The admin API under ``/_kaip/`` on the gateway's port: what the CLI talks to.
 
-``GET /_kaip/status``, ``POST /_kaip/deploy`` (``{"paths": [...], "who": "..."}``),
+``GET /_kaip/status``, ``POST /_kaip/deploy`` (``{"paths": [...], "who": "...", "commit":
+{"sha": "...", "committed_at": 1.0}}``, commit optional),
 ``GET /_kaip/rollouts/{name}``, ``POST /_kaip/rollouts/{name}/promote|abort`` and
 ``GET /_kaip/events``. Handlers parse and answer; every change is queued to the controller's loop
 with :meth:`Controller.submit`. A bad spec answers 422 with every problem and changes nothing.
@@ -19,6 +20,7 @@ from starlette.routing import Route
 from kaip.errors import KaipError, SpecError
 from kaip.local.controller.loop import Controller
 from kaip.local.controller.status import status
+from kaip.local.state import Commit
 from kaip.spec import load_paths
 
 
@@ -39,8 +41,9 @@ def admin_app(controller: Controller) -> Starlette:
                 status_code=422,
             )
         who = str(body.get("who") or "unknown")
+        commit = _commit(body.get("commit"))
         try:
-            changes = await controller.submit(lambda: controller.apply(specs, who))
+            changes = await controller.submit(lambda: controller.apply(specs, who, commit))
         except KaipError as exc:
             return _error(409, exc.message)
         return JSONResponse({"changes": changes})
@@ -94,6 +97,15 @@ async def _body(request: Request) -> dict[str, Any]:
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def _commit(raw: Any) -> Commit | None:
+    if not isinstance(raw, dict):
+        return None
+    sha, at = raw.get("sha"), raw.get("committed_at")
+    if isinstance(sha, str) and isinstance(at, int | float):
+        return Commit(sha, float(at))
+    return None
 
 
 def _error(status_code: int, message: str) -> JSONResponse:

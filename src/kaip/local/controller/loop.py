@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from kaip.errors import PlatformError
 from kaip.local.controller.runtime import ResourceRun, RevisionRun, RolloutRun
 from kaip.local.gateway import Backend, Gateway, Route
-from kaip.local.state import EventRecord, RevisionRecord, State, StepRecord
+from kaip.local.state import Commit, EventRecord, RevisionRecord, State, StepRecord
 from kaip.local.supervisor import Replica, Supervisor, app_launch, model_launch, write_snapshot
 from kaip.plan import canonical_spec_json, revision_id
 from kaip.policy import Evidence, LoadObservation, Verdict, autoscale, rollout
@@ -147,8 +147,12 @@ class Controller:
 
     # -- applying a spec ------------------------------------------------------------------------
 
-    async def apply(self, specs: SpecSet, who: str) -> list[str]:
-        """Make ``specs`` the desired state of the resources it names; say what changed."""
+    async def apply(self, specs: SpecSet, who: str, commit: Commit | None = None) -> list[str]:
+        """Make ``specs`` the desired state of the resources it names; say what changed.
+
+        ``who`` asked for it and ``commit`` is the git commit the spec came from, if any: both
+        go into the deployment events.
+        """
         changes: list[str] = []
         kinds = {name: run.kind for name, run in self.resources.items()}
         for doc in specs.documents:
@@ -172,12 +176,14 @@ class Controller:
             self._record_revision(resource, revision, doc.path)
             snapshot = self._revision_run(resource, revision, doc.path)
             changes.append(
-                await self._apply_one(resource.kind, resource.metadata.name, snapshot, who)
+                await self._apply_one(resource.kind, resource.metadata.name, snapshot, who, commit)
             )
         self.wake()
         return changes
 
-    async def _apply_one(self, kind: str, name: str, new: RevisionRun, who: str) -> str:
+    async def _apply_one(
+        self, kind: str, name: str, new: RevisionRun, who: str, commit: Commit | None
+    ) -> str:
         now, wall = self._clock(), time.time()
         run = self.resources.get(name)
         label = f"{kind} {name}"
@@ -189,8 +195,9 @@ class Controller:
                 self.state.set_stable(kind, name, new.revision, wall)
                 if first:
                     self._event(
-                        kind, name, "create", f"new at {new.revision}", who, "created", new.revision
-                    )
+                        kind, name, "create", f"new at {new.revision}", who, "created",
+                        new.revision, commit=commit,
+                    )  # fmt: skip
                     return f"{label}: created at revision {new.revision}"
                 return f"{label}: running revision {new.revision}"
             stable = self._restore(kind, name, stable_id)
@@ -214,9 +221,12 @@ class Controller:
             kind, name, run.stable.revision, new.revision, strategy, time.time()
         )
         run.canary = new
-        run.rollout = RolloutRun(record, 0, started_at=now)
+        run.rollout = RolloutRun(record, 0, started_at=now, commit=commit)
         change = f"{run.stable.revision} -> {new.revision}"
-        self._event(kind, name, "deploy", change, who, "started", new.revision, detail=strategy)
+        self._event(
+            kind, name, "deploy", change, who, "started", new.revision, detail=strategy,
+            commit=commit,
+        )  # fmt: skip
         self.report(f"{label}: rolling out {run.stable.revision} -> {new.revision} ({strategy})")
         return (
             f"{label}: rolling out revision {new.revision} ({strategy}) over {run.stable.revision}"
@@ -383,6 +393,7 @@ class Controller:
             record.to_revision,
             duration_s=wall - record.started_at,
             detail=reason,
+            commit=rollout_run.commit,
         )
         self.report(f"{run.kind} {run.name}: rollout {outcome.replace('_', ' ')} ({reason})")
 
@@ -529,9 +540,21 @@ class Controller:
         *,
         duration_s: float | None = None,
         detail: str = "",
+        commit: Commit | None = None,
     ) -> None:
         self.state.record_event(
             EventRecord(
-                time.time(), kind, name, action, change, who, outcome, revision, duration_s, detail
+                time.time(),
+                kind,
+                name,
+                action,
+                change,
+                who,
+                outcome,
+                revision,
+                duration_s,
+                detail,
+                commit.sha if commit else None,
+                commit.committed_at if commit else None,
             )
         )

@@ -22,7 +22,7 @@ from kaip.errors import PlatformError
 from kaip.local.controller.admin import admin_app
 from kaip.local.controller.loop import Controller, ControllerConfig
 from kaip.local.gateway import Gateway
-from kaip.local.state import State
+from kaip.local.state import Commit, State
 from kaip.local.supervisor import Supervisor, Timings, kill_orphans
 from kaip.settings import Settings
 from kaip.spec import load_paths
@@ -61,6 +61,7 @@ async def serve(
     who: str,
     port: int,
     report: Callable[[str], None],
+    commit: Commit | None = None,
 ) -> None:
     """Run the local platform for ``paths`` until a signal; raise before starting on a bad spec."""
     specs = load_paths(paths)
@@ -122,7 +123,7 @@ async def serve(
         loop.add_signal_handler(sig, controller.stop)
     report(f"gateway listening on {url}")
     try:
-        for line in await controller.apply(specs, who):
+        for line in await controller.apply(specs, who, commit):
             report(line)
         await controller.run()
     finally:

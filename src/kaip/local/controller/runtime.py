@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from kaip.local.state import RolloutRecord
+from kaip.local.state import Commit, RolloutRecord
 from kaip.local.supervisor import Launch
 from kaip.policy import Evidence, ScaleMemory, Verdict
 from kaip.spec import App, Model
@@ -43,6 +43,7 @@ class RolloutRun:
     canary: Evidence = field(default_factory=Evidence)
     stable: Evidence = field(default_factory=Evidence)
     last_verdict: Verdict | None = None
+    commit: Commit | None = None
 
     @property
     def strategy(self) -> str:
