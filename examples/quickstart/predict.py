@@ -50,7 +50,9 @@ Call it yourself:
   PY
 
 The web app that calls the model: {GATEWAY}/apps/digits-ui/
-See what runs: kaip status    Logs: kaip logs digits    Stop everything: kaip down"""
+See what runs: .venv/bin/kaip status   Logs: .venv/bin/kaip logs digits -f
+Roll out a change: edit examples/quickstart/kaip.yaml, .venv/bin/kaip deploy examples/quickstart
+Stop everything: .venv/bin/kaip down"""
     )
 
 
