@@ -3,12 +3,12 @@
     .venv/bin/python bench/operator_scale.py --models 1000 --nodes 100 --gpu-nodes 10
 
 Starts the test control plane (tests/e2e_kube/kube_harness.py: etcd, kube-apiserver,
-controller-manager, scheduler, kwok), installs the chart's CRDs and a Gateway API HTTPRoute
-stand-in, creates the fake nodes, runs ``kaip operator`` as a real process, applies N Models at
-once and waits until every one is Ready for its current generation. Reports wall time, the
-operator's CPU seconds and peak RSS, and the apiserver's request count (``apiserver_request_total``
-over every verb and resource) for the run, then the same for an idle window with nothing changing.
-Prints a markdown table and writes it to bench/results/operator-scale-<time>.md.
+controller-manager, scheduler, kwok and the Gateway API CRDs), installs the chart's CRDs,
+creates the fake nodes, runs ``kaip operator`` as a real process, applies N Models and waits
+until every one is Ready for its current generation. Reports wall time, the operator's CPU
+seconds and peak RSS, and the apiserver's request count (``apiserver_request_total`` over every
+verb and resource) for the run, then the same for an idle window with nothing changing. Prints a
+markdown table and writes it to bench/results/operator-scale-<time>.md.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ import argparse
 import json
 import os
 import re
+import signal
 import ssl
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -90,29 +90,54 @@ def main() -> int:
     parser.add_argument("--gpu-models", type=int, default=50)
     parser.add_argument("--idle-seconds", type=float, default=60)
     parser.add_argument("--timeout", type=float, default=3600)
+    parser.add_argument(
+        "--stall-seconds",
+        type=float,
+        default=180,
+        help="give up when no Model got Ready for this long",
+    )
     args = parser.parse_args()
 
     nodes = [FakeNode(f"kwok-cpu-{i}", pods="200") for i in range(args.nodes - args.gpu_nodes)]
     nodes += [FakeNode(f"kwok-gpu-{i}", gpus=8, pods="200") for i in range(args.gpu_nodes)]
-    plane = start_cluster(nodes=nodes)
+    # Each Model has two Services and a pod: the harness's default /24 ranges hold ~250.
+    plane = start_cluster(nodes=nodes, service_cidr="10.96.0.0/16", pod_cidr="10.244.0.1/16")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanup below
     operator: subprocess.Popen[bytes] | None = None
     try:
-        crds = [d for d in yaml.safe_load_all((REPO / "charts/kaip/crds/kaip.dev.yaml").read_text())]
-        route = _httproute_crd()
+        crds = [
+            d for d in yaml.safe_load_all((REPO / "charts/kaip/crds/kaip.dev.yaml").read_text())
+        ]
         path = plane.workdir / "crds.yaml"
-        path.write_text(yaml.safe_dump_all([*crds, route]))
+        path.write_text(yaml.safe_dump_all(crds))
         plane.kubectl("apply", "--server-side", "-f", str(path))
-        for doc in [*crds, route]:
-            plane.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                          f"crd/{doc['metadata']['name']}")  # fmt: skip
+        for doc in crds:
+            plane.kubectl(
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                f"crd/{doc['metadata']['name']}",
+            )
         namespace = "bench"
         plane.kubectl("create", "namespace", namespace)
         log = (plane.workdir / "operator.log").open("wb")
         operator = subprocess.Popen(
-            [sys.executable, "-m", "kaip.cli", "operator", "--kubeconfig", str(plane.kubeconfig),
-             "--namespace", namespace, "--prometheus-url", "http://127.0.0.1:9"],
-            stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "kaip.cli",
+                "operator",
+                "--kubeconfig",
+                str(plane.kubeconfig),
+                "--namespace",
+                namespace,
+                "--prometheus-url",
+                "http://127.0.0.1:9",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
         time.sleep(5)
         chunks = []
         for first in range(0, args.models, 100):
@@ -129,26 +154,32 @@ def main() -> int:
         cpu0, requests0, start = cpu_seconds(operator.pid), apiserver_requests(plane), time.time()
         for chunk in chunks:  # kubectl gets 60 s per call in the harness: 100 Models at a time
             plane.kubectl("apply", "--server-side", "-f", str(chunk))
-        peak_rss, ready = 0.0, 0
+        peak_rss, ready, best, since = 0.0, 0, -1, time.time()
         while time.time() - start < args.timeout:
             peak_rss = max(peak_rss, rss_mib(operator.pid))
             ready = ready_count(plane, namespace)
             if ready == args.models:
                 break
+            if ready > best:
+                best, since = ready, time.time()
+            elif time.time() - since > args.stall_seconds:
+                break  # e.g. Deployments whose status the controller-manager never updated
             time.sleep(5)
         wall = time.time() - start
         cpu1, requests1 = cpu_seconds(operator.pid), apiserver_requests(plane)
         time.sleep(args.idle_seconds)
         cpu2, requests2 = cpu_seconds(operator.pid), apiserver_requests(plane)
         peak_rss = max(peak_rss, rss_mib(operator.pid))
-        gpu_pods = json.loads(plane.kubectl(
-            "-n", namespace, "get", "pods", "-o", "json"))["items"]  # fmt: skip
+        gpu_pods = json.loads(plane.kubectl("-n", namespace, "get", "pods", "-o", "json"))["items"]
         misplaced = [
-            p["metadata"]["name"] for p in gpu_pods
-            if any("nvidia.com/gpu" in (c.get("resources", {}).get("limits") or {})
-                   for c in p["spec"]["containers"])
+            p["metadata"]["name"]
+            for p in gpu_pods
+            if any(
+                "nvidia.com/gpu" in (c.get("resources", {}).get("limits") or {})
+                for c in p["spec"]["containers"]
+            )
             and not str(p["spec"].get("nodeName", "")).startswith("kwok-gpu-")
-        ]  # fmt: skip
+        ]
         rows = [
             ("models Ready", f"{ready} / {args.models}"),
             ("fake nodes (GPU)", f"{args.nodes} ({args.gpu_nodes})"),
@@ -158,9 +189,11 @@ def main() -> int:
             ("operator peak RSS", f"{peak_rss:.0f} MiB"),
             ("apiserver requests while converging (all clients)", f"{requests1 - requests0:.0f}"),
             (f"operator CPU idle over {args.idle_seconds:.0f} s", f"{cpu2 - cpu1:.2f} s"),
-            (f"apiserver requests idle over {args.idle_seconds:.0f} s",
-             f"{requests2 - requests1:.0f}"),
-        ]  # fmt: skip
+            (
+                f"apiserver requests idle over {args.idle_seconds:.0f} s",
+                f"{requests2 - requests1:.0f}",
+            ),
+        ]
         table = "| measure | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
         print(table)
         out = REPO / "bench" / "results"
@@ -172,28 +205,6 @@ def main() -> int:
             operator.terminate()
             operator.wait(30)
         plane.stop()
-
-
-def _httproute_crd() -> dict[str, Any]:
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {
-            "name": "httproutes.gateway.networking.k8s.io",
-            "annotations": {
-                "api-approved.kubernetes.io": "https://github.com/kubernetes-sigs/gateway-api/pull/1538"
-            },
-        },
-        "spec": {
-            "group": "gateway.networking.k8s.io",
-            "scope": "Namespaced",
-            "names": {"plural": "httproutes", "singular": "httproute", "kind": "HTTPRoute",
-                      "listKind": "HTTPRouteList"},  # fmt: skip
-            "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
-                "openAPIV3Schema": {"type": "object",
-                                    "x-kubernetes-preserve-unknown-fields": True}}}],  # fmt: skip
-        },
-    }
 
 
 if __name__ == "__main__":

@@ -392,7 +392,11 @@ def _prepare(
 
 
 def _start_etcd_and_apiserver(
-    plane: ControlPlane, ports: dict[str, int], full: bool, die_with_parent: bool
+    plane: ControlPlane,
+    ports: dict[str, int],
+    full: bool,
+    die_with_parent: bool,
+    service_cidr: str = "10.0.0.0/24",
 ) -> None:
     etcd = f"http://127.0.0.1:{ports['etcd']}"
     peer = f"http://127.0.0.1:{ports['etcd-peer']}"
@@ -420,7 +424,7 @@ def _start_etcd_and_apiserver(
         "--advertise-address=127.0.0.1",
         f"--secure-port={ports['apiserver']}",
         f"--cert-dir={plane.ca_file.parent}",
-        "--service-cluster-ip-range=10.0.0.0/24",
+        f"--service-cluster-ip-range={service_cidr}",
         "--authorization-mode=RBAC",
         "--allow-privileged=true",
         "--service-account-issuer=https://kubernetes.default.svc",
@@ -471,12 +475,19 @@ def start_cluster(
     nodes: Iterable[FakeNode] = DEFAULT_NODES,
     bin_dir: Path | None = None,
     die_with_parent: bool = True,
+    service_cidr: str = "10.0.0.0/24",
+    pod_cidr: str = "10.0.0.1/24",
 ) -> ControlPlane:
     """The whole control plane with fake kwok nodes and the Gateway API CRDs; returns once the
-    nodes are Ready and the CRDs Established."""
+    nodes are Ready and the CRDs Established.
+
+    The default CIDRs hold ~250 Services and pods; scale runs (bench/) pass larger ones.
+    """
     plane, ports = _prepare(workdir, bin_dir, users, BINARIES)
     try:
-        _start_etcd_and_apiserver(plane, ports, full=True, die_with_parent=die_with_parent)
+        _start_etcd_and_apiserver(
+            plane, ports, full=True, die_with_parent=die_with_parent, service_cidr=service_cidr
+        )
         kubeconfig = str(plane.kubeconfig)
         delegated = [
             f"--kubeconfig={kubeconfig}",
@@ -519,7 +530,7 @@ def start_cluster(
                 f"--kubeconfig={kubeconfig}",
                 "--manage-all-nodes=false",
                 f"--manage-nodes-with-annotation-selector={FAKE_NODE_ANNOTATION}=fake",
-                "--cidr=10.0.0.1/24",
+                f"--cidr={pod_cidr}",
                 "--node-ip=10.0.0.1",
                 f"--server-address=127.0.0.1:{ports['kwok']}",
             ],

@@ -34,42 +34,6 @@ HELM = Path.home() / ".cache" / "kaip-k8s" / "helm-v3.22.0" / "helm"
 RELEASE_NAMESPACE = "kaip-system"
 SERVICE_ACCOUNT = "kaip-operator"
 
-# Stand-in for the Gateway API CRD: the same group, version and kind, with an open schema.
-HTTPROUTE_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {
-        "name": "httproutes.gateway.networking.k8s.io",
-        # *.k8s.io groups need it; the real Gateway API CRDs carry this one
-        "annotations": {
-            "api-approved.kubernetes.io": "https://github.com/kubernetes-sigs/gateway-api/pull/1538"
-        },
-    },
-    "spec": {
-        "group": "gateway.networking.k8s.io",
-        "scope": "Namespaced",
-        "names": {
-            "plural": "httproutes",
-            "singular": "httproute",
-            "kind": "HTTPRoute",
-            "listKind": "HTTPRouteList",
-        },
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "x-kubernetes-preserve-unknown-fields": True,
-                    }
-                },
-            }
-        ],
-    },
-}
-
 
 class Operator:
     """``kaip operator`` as a child process, restartable, its log kept across restarts."""
@@ -177,27 +141,11 @@ def current_and(obj: dict[str, Any], type_: str, status: str) -> bool:
     )
 
 
-def _apply_crd(plane: ControlPlane, text: str) -> None:
-    path = plane.workdir / f"crds-{uuid.uuid4().hex[:6]}.yaml"
-    path.write_text(text)
-    # The session's cluster is shared: another test may have installed these CRDs already.
-    plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
-    for doc in yaml.safe_load_all(text):
-        if doc:
-            plane.kubectl(
-                "wait",
-                "--for=condition=Established",
-                "--timeout=60s",
-                f"crd/{doc['metadata']['name']}",
-            )
-
-
 @pytest.fixture(scope="module")
 def env(kube_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     if not HELM.exists():
         pytest.fail(f"helm is missing: run tools/helm/build.sh (expects {HELM})", pytrace=False)
     plane = kube_cluster
-    _apply_crd(plane, yaml.safe_dump(HTTPROUTE_CRD))
     namespace = f"op-{uuid.uuid4().hex[:6]}"
     plane.kubectl("create", "namespace", namespace)
     plane.kubectl("create", "namespace", RELEASE_NAMESPACE, check=False)
@@ -434,6 +382,40 @@ def test_the_charts_operator_pod_is_admitted_under_the_restricted_profile(env: E
         return out.strip() == "Running"
 
     env.wait("the chart's operator pod Running in a restricted namespace", running)
+
+
+def restart_apiserver(plane: ControlPlane) -> None:
+    """Stop kube-apiserver and start it again with the same flags, port and certificates."""
+    component = next(c for c in plane.components if c.name == "kube-apiserver")
+    args = list(component.process.args)  # type: ignore[arg-type]
+    component.process.kill()  # a crash: its graceful shutdown waits a minute for watches
+    component.process.wait(30)
+    time.sleep(3)  # the operator's watches and requests fail meanwhile
+    with component.log.open("ab") as out:
+        component.process = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            cwd=plane.workdir, start_new_session=True,
+        )  # fmt: skip
+
+    def ready() -> bool:
+        done = subprocess.run(
+            [str(plane.bin_dir / "kubectl"), "--kubeconfig", str(plane.kubeconfig),
+             "get", "--raw", "/readyz"],
+            capture_output=True, text=True, timeout=20,
+        )  # fmt: skip
+        return done.returncode == 0
+
+    deadline = time.monotonic() + 120
+    while not ready():
+        assert time.monotonic() < deadline, "kube-apiserver did not come back"
+        time.sleep(1)
+
+
+def test_the_operator_survives_an_apiserver_restart(env: Env) -> None:
+    restart_apiserver(env.plane)
+    assert env.operator.process is not None and env.operator.process.poll() is None
+    env.apply(MODEL.format(name="after-restart", batch=64))
+    env.wait_for("model", "after-restart", "Ready", lambda m: current_and(m, "Ready", "True"))
 
 
 def test_the_operator_was_never_forbidden(env: Env) -> None:
