@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -82,6 +83,34 @@ def test_one_commit_per_change_with_a_message_naming_it(repo: Path, tmp_path: Pa
     assert git(repo, "status", "--porcelain") == ""
     old = [p for p in (repo / "apps/serving").iterdir() if p.name.startswith("deployment-digits")]
     assert len(old) == 1, "the old revision's Deployment left the directory"
+
+
+KUBECTL = Path.home() / ".cache" / "kaip-k8s" / "v1.35.4" / "kubectl"
+
+
+@pytest.mark.skipif(not KUBECTL.exists(), reason="kubectl not built: run tools/k8s/build.sh")
+def test_the_directory_builds_with_kustomize_as_argo_cd_and_flux_do(
+    repo: Path, tmp_path: Path
+) -> None:
+    spec = tmp_path / "serving.yaml"
+    spec.write_text(SPEC.format(batch=64) + APP)
+    done = kaip("gitops", "commit", str(spec), "--repo", str(repo), "--dir", "apps/serving")
+    assert done.returncode == 0, done.stderr
+    built = subprocess.run(
+        [str(KUBECTL), "kustomize", str(repo / "apps/serving")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    objects = [d for d in yaml.safe_load_all(built.stdout) if d]
+    rendered = kaip("render", str(spec))
+    assert rendered.returncode == 0, rendered.stderr
+    expected = [d for d in yaml.safe_load_all(rendered.stdout) if d]
+
+    def key(obj: dict[str, Any]) -> tuple[str, str]:
+        return (obj["kind"], obj["metadata"]["name"])
+
+    assert sorted(map(key, objects)) == sorted(map(key, expected))
+    assert sorted(objects, key=key) == sorted(expected, key=key)
 
 
 def test_files_kaip_did_not_write_are_left_alone(repo: Path, tmp_path: Path) -> None:
