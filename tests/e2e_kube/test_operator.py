@@ -238,6 +238,7 @@ def test_each_kind_converges_updates_and_is_garbage_collected(env: Env) -> None:
     env.apply(APP.format(version=1))
     env.apply(TRAINING)
     model = env.wait_for("model", "digits", "Ready", lambda m: current_and(m, "Ready", "True"))
+    env.kubectl("wait", "--for=condition=Ready", "model/digits", "--timeout=10s")
     assert model["status"]["revisions"][0]["weight"] == 100
     assert model["status"]["url"] == f"http://digits.{env.namespace}.svc:8000"
     app = env.wait_for("app", "shop", "Ready", lambda a: current_and(a, "Ready", "True"))
@@ -265,6 +266,7 @@ def test_each_kind_converges_updates_and_is_garbage_collected(env: Env) -> None:
     uid = model["metadata"]["uid"]
     assert owned_by(env.items("deployments"), uid)
     env.kubectl("delete", "model", "digits", "--wait=true", "--timeout=30s")
+    assert "finalizers" not in model["metadata"], "deleting never waits for the operator"
     kinds = ("deployments", "services", "configmaps")
     env.wait(
         "the Model's objects garbage-collected",

@@ -96,12 +96,21 @@ def build_registry(
     def attention(body: kopf.Body, **_: Any) -> bool:
         return needs_attention(body)
 
+    def forget(**kwargs: Any) -> None:
+        # Owner references collect the objects; only the operator's own caches need clearing.
+        uid = str(kwargs["body"]["metadata"]["uid"])
+        reconciler.forget(uid)
+        with guard:
+            locks.pop(uid, None)
+
     kopf.on.login(registry=registry)(login)
     for plural in PLURALS.values():
         resource = (GROUP, VERSION, plural)
         kopf.on.resume(*resource, registry=registry, id="resume")(handle)
         kopf.on.create(*resource, registry=registry, id="create")(handle)
         kopf.on.update(*resource, registry=registry, id="update")(handle)
+        # optional: no finalizer, so deletion never waits for the operator
+        kopf.on.delete(*resource, registry=registry, id="forget", optional=True)(forget)
         kopf.timer(
             *resource,
             registry=registry,

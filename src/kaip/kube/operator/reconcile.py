@@ -139,6 +139,10 @@ class Reconciler:
     """uid -> digest of the manifests last applied for it. Only saves requests: after a restart
     everything is applied once more; nothing about a rollout is kept here."""
 
+    def forget(self, uid: str) -> None:
+        """Drop what is cached about a deleted resource."""
+        self._applied.pop(uid, None)
+
     def path(self, kind: str, namespace: str, name: str | None = None) -> str:
         resource = self.session.resource(API_VERSION, kind)
         if resource is None:
