@@ -115,12 +115,9 @@ def test_a_healthy_revision_walks_every_step_and_is_promoted(platform: LocalPlat
     platform.write_spec(model_spec(entrypoint="model:HealthyV2"))
     sha = commit_spec(platform)
     assert platform.cli("deploy", str(spec)).returncode == 0
-
-    def promoted() -> bool:
-        history = platform.rollouts("echo")
-        return bool(history) and history[0]["status"] == "promoted"
-
-    wait_for(promoted, "the new revision to be promoted")
+    watched = platform.cli("rollout", "status", "echo", "--watch")  # returns when it ends
+    assert watched.returncode == 0, watched.stderr
+    assert "no rollout in progress" in watched.stdout and ": promoted (" in watched.stdout
     rollout = platform.rollouts("echo")[0]
     new = rollout["to_revision"]
     wait_for(

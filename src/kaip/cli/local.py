@@ -158,7 +158,7 @@ def deploy(paths: list[Path] = typer.Argument(..., help="spec files or directori
     answer = _admin("POST", "/_kaip/deploy", body, settings=settings)
     for line in answer.get("changes", []):
         stdout.print(line, markup=False)
-    stdout.print("follow a rollout with: kaip rollout status NAME")
+    stdout.print("follow a rollout with: kaip rollout status NAME --watch")
 
 
 def status(
@@ -209,28 +209,65 @@ def logs(
 
 
 @rollout_app.command("status")
-def rollout_status(name: str = typer.Argument(..., help="Model or App name")) -> None:
-    """Where the rollout of NAME stands, and its past verdicts."""
-    answer = _admin("GET", f"/_kaip/rollouts/{name}", settings=load_settings())
+def rollout_status(
+    name: str = typer.Argument(..., help="Model or App name"),
+    watch: bool = typer.Option(False, "--watch", "-w", help="print changes until it ends"),
+) -> None:
+    """Where the rollout of NAME stands, and its past verdicts (with -w, follow it to the end)."""
+    settings = load_settings()
+    answer = _admin("GET", f"/_kaip/rollouts/{name}", settings=settings)
+    _print_rollout(name, answer, history=True)
+    last = _progress_key(answer)
+    while watch and (answer.get("resource") or {}).get("rollout"):
+        try:
+            time.sleep(0.5)
+        except KeyboardInterrupt:
+            return
+        answer = _admin("GET", f"/_kaip/rollouts/{name}", settings=settings)
+        key = _progress_key(answer)
+        if key != last:
+            if (answer.get("resource") or {}).get("rollout"):
+                _say(_rollout_line(answer))
+            else:
+                _print_rollout(name, answer, history=False)
+            last = key
+
+
+def _progress_key(answer: dict[str, Any]) -> str:
+    """The rollout line without its ticking counters: a change here is news."""
+    return re.sub(r"\d+s of|\d+ of minRequests", "", _rollout_line(answer))
+
+
+def _rollout_line(answer: dict[str, Any]) -> str:
+    resource = answer.get("resource") or {}
+    current = resource.get("rollout")
+    if not current:
+        return ""
+    verdict = current.get("verdict") or {}
+    return (
+        f"step {current['step']}/{len(current['steps'])} weights {resource['weights']}: "
+        f"{verdict.get('action', 'waiting')}: {verdict.get('reason', 'canary starting')}"
+    )
+
+
+def _print_rollout(name: str, answer: dict[str, Any], *, history: bool) -> None:
     resource = answer.get("resource") or {}
     current = resource.get("rollout")
     if current:
-        verdict = current.get("verdict") or {}
         stdout.print(
             f"{resource['kind']} {name}: {current['from']} -> {current['to']} "
-            f"({current['strategy']}), step {current['step']} of {current['steps']}, "
-            f"weights {resource['weights']}",
+            f"({current['strategy']}), steps {current['steps']}",
             markup=False,
         )
         canary = current["canary"]
         stdout.print(
-            f"  canary this step: {canary['requests']} requests, {canary['errors']} errors; "
-            f"{verdict.get('action', 'waiting')}: {verdict.get('reason', 'canary starting')}",
+            f"  {_rollout_line(answer)} "
+            f"(canary this step: {canary['requests']} requests, {canary['errors']} errors)",
             markup=False,
         )
     else:
         stdout.print(f"{name}: no rollout in progress (stable {resource.get('stable')})")
-    for past in answer.get("history", [])[:5]:
+    for past in answer.get("history", [])[: 5 if history else 1]:
         stdout.print(
             f"  #{past['id']} {past['from_revision']} -> {past['to_revision']}: {past['status']}"
             + (f" ({past['reason']})" if past["reason"] else ""),
