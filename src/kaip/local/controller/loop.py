@@ -69,6 +69,7 @@ class Controller:
         self._retiring: dict[str, float] = {}
         self._routes: list[Route] | None = None
         self._announced_ready = False
+        self._phases: dict[str, str] = {}
 
     # -- outside world: everything goes through the queue ---------------------------------------
 
@@ -123,6 +124,8 @@ class Controller:
     async def tick(self) -> None:
         """One pass: supervise, decide, converge, route."""
         changed = await self.supervisor.tick()
+        if changed:
+            self._report_replicas()
         now = self._clock()
         for run in list(self.resources.values()):
             self._step_rollout(run, now)
@@ -132,6 +135,23 @@ class Controller:
         if changed or self._routes is None or self._routes != self._build_routes():
             self._push_routes()
             self._announce_readiness()
+
+    def _report_replicas(self) -> None:
+        """Say when a replica becomes ready, unhealthy, dies or loops: progress and forensics."""
+        seen: dict[str, str] = {}
+        for replica in self.supervisor.replicas():
+            seen[replica.id] = replica.phase
+            before = self._phases.get(replica.id)
+            if before == replica.phase or replica.phase in ("starting", "draining"):
+                continue
+            if replica.phase in ("backoff", "crash-loop"):
+                self.report(
+                    f"replica {replica.id} exited (code {replica.last_exit}): {replica.describe()}"
+                    f", restarting"
+                )
+            else:
+                self.report(f"replica {replica.id} is {replica.phase} (port {replica.port})")
+        self._phases = seen
 
     def _announce_readiness(self) -> None:
         ready = {
