@@ -22,6 +22,8 @@ from typing import Any
 
 import httpx
 
+from kaip.local.supervisor import kill_orphans
+
 FIXTURES = Path(__file__).parent / "fixtures"
 FAST_ENV = {
     "KAIP_LOCAL__TICK_SECONDS": "0.2",
@@ -146,6 +148,7 @@ class LocalPlatform:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+        kill_orphans(self.workdir / ".kaip" / "replicas.json")  # whatever a dead kaip left
         self.process = None
 
 

@@ -7,7 +7,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,13 @@ FIXTURES = Path(__file__).parent / "fixtures"
 FAST = Timings(backoff_initial=0.05, backoff_max=0.2, drain_timeout=5.0, health_timeout=1.0)
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_children(tmp_path: Path) -> Iterator[None]:
+    """A failing test never leaves replicas running: the supervisor's own record finds them."""
+    yield
+    kill_orphans(tmp_path / "replicas.json")
 
 
 def launch(**env: str) -> Launch:
@@ -41,7 +48,9 @@ async def until(supervisor: Supervisor, condition: Callable[[], bool], limit: fl
 
 def test_a_killed_replica_comes_back_on_a_new_process(tmp_path: Path) -> None:
     async def scenario() -> None:
-        supervisor = Supervisor(tmp_path / "logs", timings=FAST)
+        supervisor = Supervisor(
+            tmp_path / "logs", timings=FAST, pid_file=tmp_path / "replicas.json"
+        )
         replica = await supervisor.add(launch())
         await until(supervisor, lambda: replica.phase == "ready")
         first_pid = replica.pid
@@ -60,7 +69,9 @@ def test_a_killed_replica_comes_back_on_a_new_process(tmp_path: Path) -> None:
 
 def test_a_replica_that_keeps_dying_is_reported_as_a_crash_loop(tmp_path: Path) -> None:
     async def scenario() -> None:
-        supervisor = Supervisor(tmp_path / "logs", timings=FAST)
+        supervisor = Supervisor(
+            tmp_path / "logs", timings=FAST, pid_file=tmp_path / "replicas.json"
+        )
         replica = await supervisor.add(launch(CRASH="1"))
         await until(supervisor, lambda: replica.phase == "crash-loop")
         assert replica.failures >= FAST.crash_loop_after
@@ -75,7 +86,9 @@ def test_a_replica_that_keeps_dying_is_reported_as_a_crash_loop(tmp_path: Path) 
 
 def test_drain_sends_sigterm_and_forgets_the_replica(tmp_path: Path) -> None:
     async def scenario() -> None:
-        supervisor = Supervisor(tmp_path / "logs", timings=FAST)
+        supervisor = Supervisor(
+            tmp_path / "logs", timings=FAST, pid_file=tmp_path / "replicas.json"
+        )
         keep = await supervisor.add(launch())
         gone = await supervisor.add(launch())
         await until(supervisor, lambda: keep.phase == "ready" and gone.phase == "ready")
