@@ -139,7 +139,7 @@ def machine() -> dict[str, Any]:
         "kind": "machine",
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "loadavg": os.getloadavg(),
-        "busy_builds": sh("pgrep -fc 'go build|compile' || true"),
+        "busy_builds": sh("pgrep -fc '[g]o build|[c]ompile' || true"),  # [g]: not this shell
         "cpu": sh("lscpu | sed -n 's/^Model name: *//p'"),
         "cores": os.cpu_count(),
         "kernel": platform.release(),
