@@ -2,12 +2,14 @@
 
 Usage: python gateway_proc.py PORT_FILE BACKEND_PORT [BACKEND_PORT...]
 Routes model ``digits`` (one revision) to the replicas on 127.0.0.1, writes its bound port to
-PORT_FILE, and serves until killed. Runs on uvloop, as ``kaip up`` does.
+PORT_FILE, and serves until killed. Runs on uvloop, or on asyncio's default loop when
+``BENCH_LOOP=asyncio``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 
@@ -29,4 +31,8 @@ async def serve(port_file: Path, backend_ports: list[int]) -> None:
 
 
 if __name__ == "__main__":
-    uvloop.run(serve(Path(sys.argv[1]), [int(p) for p in sys.argv[2:]]))
+    main = serve(Path(sys.argv[1]), [int(p) for p in sys.argv[2:]])
+    if os.environ.get("BENCH_LOOP") == "asyncio":
+        asyncio.run(main)
+    else:
+        uvloop.run(main)

@@ -77,11 +77,13 @@ def test_least_outstanding_requests_avoids_the_busy_replica(backends_ab: AB) -> 
             )
             free = {(await client.get("/v2/models/m/ready")).json()["replica"] for _ in range(20)}
             assert len(free) == 1  # every request went to the replica with nothing in flight
+            (idle,) = free
+            (holding,) = {"A", "B"} - free
+            assert (gateway.outstanding(holding), gateway.outstanding(idle)) == (1, 0)
             async with httpx.AsyncClient(timeout=10) as direct:  # release on both: keys are sticky
                 for port in (a.port, b.port):
                     await direct.get(f"http://127.0.0.1:{port}/release?lor")
-            busy = (await asyncio.wait_for(parked, 15)).json()["replica"]
-            assert busy not in free
+            assert (await asyncio.wait_for(parked, 15)).json()["replica"] == holding
 
     run(scenario())
 

@@ -128,6 +128,10 @@ class Gateway:
         recorder = self._stats.get(name)
         return recorder.load() if recorder is not None else LoadSample(0, 0, None)
 
+    def outstanding(self, replica: str) -> int:
+        """Requests in flight to one replica now: a drained replica may stop when this is 0."""
+        return self._outstanding.get(replica, 0)
+
     # -- per request ---------------------------------------------------------------------------
     async def _handle(self, conn: ClientConnection, request: Request) -> None:
         target = parse_target(request.target)
