@@ -62,3 +62,9 @@ k8s-up: $(STAMP) k8s-build
 
 k8s-down: $(STAMP)
 	$(BIN)/python tests/e2e_kube/kube_harness.py down --dir .kaip/k8s
+
+# The local gateway: overhead against a direct replica, and scale-from-zero first-request latency.
+.PHONY: bench-gateway
+bench-gateway: $(STAMP)
+	$(BIN)/python bench/gateway/run.py $(if $(QUICK),--rounds 1 --duration 3 --quiet-cpu 1)
+	$(BIN)/python bench/gateway/cold.py $(if $(QUICK),--runs 1)
