@@ -1,12 +1,15 @@
 """Gateway overhead: the same wrk load through the kaip gateway and straight to the replica.
 
 Usage: .venv/bin/python bench/gateway/run.py [--rounds 5] [--duration 10] [--connections 8]
+                                            [--peer kserve]
 
 One replica of the quickstart digits model (``python -m kaip.serving``, pinned to core 0) and
 one gateway process in front of it (pinned to core 1, with wrk). Each round runs wrk against
 both targets in alternating order after a short unmeasured warm-up; the table gives medians over
-rounds and the per-round paired difference of p50 (gateway minus direct). Results land in
-``bench/results/gateway-<time>/``. Loopback only.
+rounds and the per-round paired difference of p50 (gateway minus direct). ``--peer kserve`` adds
+KServe served directly (core 0, from ``bench/.venvs/kserve``, see bench/serving) as a third
+target in the same rounds, so "through the gateway vs the best peer" is measured under the same
+load. Results land in ``bench/results/gateway-<time>/``. Loopback only.
 """
 
 from __future__ import annotations
@@ -27,10 +30,12 @@ ROOT = Path(__file__).resolve().parents[2]
 SERVING = ROOT / "bench" / "serving"
 sys.path.insert(0, str(SERVING))
 
-from artifact import request_rows  # noqa: E402
+from artifact import build, request_rows  # noqa: E402
 from load import LoadResult, run_wrk  # noqa: E402
+from process import Server  # noqa: E402
 from protocol import Protocol  # noqa: E402
 from run import cpu_busy, wait_quiet  # noqa: E402
+from servers import ALL  # noqa: E402
 
 PYTHON = sys.executable
 OIP = Protocol("oip", "/v2/models/digits/infer")
@@ -74,6 +79,21 @@ def wait_ready(port: int, body: bytes, timeout_s: float = 90) -> None:
     raise SystemExit(f"nothing answered on port {port}")
 
 
+def start_peer(name: str, scratch: Path, out_dir: Path, body: bytes) -> tuple[Server, int] | None:
+    """Start a peer server directly on core 0, as bench/serving runs it; None if unavailable."""
+    sdef = next(s for s in ALL if s.name == name)
+    if (why := sdef.unavailable()) is not None:
+        print(f"{name}: unavailable: {why}")
+        return None
+    launch = sdef.launch(build(scratch / "peer-model"), scratch)
+    server = Server(
+        name, launch.argv, cwd=launch.cwd, env=launch.env, log=out_dir / "logs" / f"{name}.log",
+        core=0,
+    )  # fmt: skip
+    server.wait_until(lambda: post(launch.port, body)[0] == 200, sdef.startup_timeout_s)
+    return server, launch.port
+
+
 def result_row(target: str, conns: int, rnd: int, r: LoadResult) -> dict[str, Any]:
     return {
         "target": target,
@@ -103,14 +123,21 @@ def table(records: list[dict[str, Any]]) -> str:
             for pair in by_round.values()
             if {"gateway", "direct"} <= pair.keys()
         ]
-        for target in ("direct", "gateway"):
+        medians: dict[str, float] = {}
+        for target in ("direct", "gateway", "kserve"):
             mine = [r for r in rows if r["target"] == target]
+            if not mine:
+                continue
             med = {k: statistics.median(r[k] for r in mine) for k in ("rps", "p50_ms", "p99_ms")}
+            medians[target] = med["rps"]
             extra = f"{statistics.median(added):+.3f} ms" if target == "gateway" and added else ""
             lines.append(
                 f"| {conns} | {target} | {med['rps']:,.0f} | {med['p50_ms']:.3f} | "
                 f"{med['p99_ms']:.3f} | {sum(r['errors'] for r in mine)} | {extra} |"
             )
+        if "kserve" in medians:
+            ratio = medians["gateway"] / medians["kserve"]
+            lines.append(f"| {conns} | gateway / kserve | {ratio:.2f}x | | | | |")
     return "\n".join(lines)
 
 
@@ -122,6 +149,7 @@ def main() -> None:
     parser.add_argument("--connections", default="8", help="comma-separated, e.g. 1,8,64")
     parser.add_argument("--quiet-cpu", type=float, default=0.25, help="wait below this CPU busy")
     parser.add_argument("--max-wait", type=float, default=600.0)
+    parser.add_argument("--peer", choices=["kserve"], default=None, help="add a peer, direct")
     args = parser.parse_args()
     conns_list = [int(c) for c in args.connections.split(",")]
 
@@ -144,6 +172,7 @@ def main() -> None:
         0, out_dir / "logs" / "replica.log",
     )  # fmt: skip
     processes = [replica]
+    peers: list[Server] = []
     try:
         replica_port = wait_port(replica_port_file, replica)
         wait_ready(replica_port, body)
@@ -159,6 +188,11 @@ def main() -> None:
         if OIP.predictions(direct_answer) != OIP.predictions(through_answer):
             raise SystemExit("the gateway changed the answer")
         targets = {"direct": replica_port, "gateway": gateway_port}
+        if args.peer:
+            peer = start_peer(args.peer, scratch, out_dir, body)
+            if peer is not None:
+                peers.append(peer[0])
+                targets[args.peer] = peer[1]
 
         waited = wait_quiet(args.quiet_cpu, args.max_wait)
         load_before = Path("/proc/loadavg").read_text().split()[:3]
@@ -166,7 +200,7 @@ def main() -> None:
         busy: list[float] = []
         for rnd in range(args.rounds):
             for conns in conns_list:
-                order = ["direct", "gateway"] if rnd % 2 == 0 else ["gateway", "direct"]
+                order = list(targets) if rnd % 2 == 0 else list(reversed(targets))
                 for target in order:
                     common = {"port": targets[target], "path": OIP.path, "body": body_file,
                               "connections": conns, "core": 1}  # fmt: skip
@@ -182,6 +216,8 @@ def main() -> None:
             busy.append(cpu_busy(1.0))
         load_after = Path("/proc/loadavg").read_text().split()[:3]
     finally:
+        for server in peers:
+            server.stop()
         for process in processes:
             process.terminate()
         for process in processes:
@@ -194,9 +230,9 @@ def main() -> None:
     report = table(records)
     context = (
         f"{args.rounds} rounds x {args.duration:g} s per run, wrk -t1 on core 1 with the gateway, "
-        f"replica on core 0; waited {waited:.0f} s for a quiet machine; load average before "
-        f"{' '.join(load_before)}, after {' '.join(load_after)}; CPU busy between rounds "
-        f"(idle sample) median {statistics.median(busy):.0%}"
+        f"replica (and peer) on core 0; waited {waited:.0f} s for a quiet machine; "
+        f"load average before {' '.join(load_before)}, after {' '.join(load_after)}; "
+        f"CPU busy between rounds (idle sample) median {statistics.median(busy):.0%}"
     )
     (out_dir / "results.json").write_text(
         json.dumps({"records": records, "context": context}, indent=1)
