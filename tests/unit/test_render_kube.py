@@ -36,7 +36,7 @@ def _model(name: str, **spec: Any) -> str:
     lines = [
         "apiVersion: kaip.dev/v1alpha1",
         "kind: Model",
-        f"metadata: {{name: {name}}}",
+        f"metadata: {{name: '{name}'}}",  # quoted: 'no' or 'null' are not strings in YAML
         "spec:",
         "  owner: team-a",
         f"  artifact: {spec.pop('artifact', '{uri: https://h/m.onnx, format: onnx}')}",
@@ -49,7 +49,7 @@ def _app(name: str, **spec: Any) -> str:
     lines = [
         "apiVersion: kaip.dev/v1alpha1",
         "kind: App",
-        f"metadata: {{name: {name}}}",
+        f"metadata: {{name: '{name}'}}",  # quoted: 'no' or 'null' are not strings in YAML
         "spec:",
         "  owner: team-b",
     ]
@@ -62,7 +62,7 @@ def _job(name: str, **spec: Any) -> str:
     lines = [
         "apiVersion: kaip.dev/v1alpha1",
         "kind: TrainingJob",
-        f"metadata: {{name: {name}}}",
+        f"metadata: {{name: '{name}'}}",  # quoted: 'no' or 'null' are not strings in YAML
         "spec:",
         "  owner: team-c",
         "  command: [python, train.py]",
@@ -218,8 +218,8 @@ def test_relative_artifacts_are_read_from_the_artifact_dir_or_a_pvc() -> None:
     (config,) = [o for o in objects if o["kind"] == "ConfigMap"]
     assert "uri: file:///var/lib/kaip/artifacts/models/m.onnx" in config["data"]["spec.yaml"]
     with_pvc = relative.replace(
-        "metadata: {name: digits}",
-        "metadata: {name: digits, annotations: {kaip.dev/artifact-pvc: models}}",
+        "metadata: {name: 'digits'}",
+        "metadata: {name: 'digits', annotations: {kaip.dev/artifact-pvc: models}}",
     )
     ((_, template),) = _pods(render_manifests(_plan(with_pvc)))
     volume = {
