@@ -52,8 +52,7 @@ def apply(
     from kaip.kube.client import Session, wait_ready
     from kaip.kube.client import apply as apply_manifests
 
-    if dry_run not in (None, "server"):
-        raise ConfigError(f"--dry-run={dry_run} is not supported: use --dry-run=server")
+    server_dry_run = _server_dry_run(dry_run)
     with Session.connect(kubeconfig, context) as session:
         manifests = load_manifests(path, namespace)
         result = apply_manifests(
@@ -62,7 +61,7 @@ def apply(
             part_of=part_of(path, manifests),
             namespace=namespace,
             prune=prune,
-            dry_run=dry_run is not None,
+            dry_run=server_dry_run,
             force_conflicts=force_conflicts,
         )
         _print_changes(result)
@@ -75,6 +74,13 @@ def apply(
                 on_wait=lambda ref, why: stderr.print(f"waiting for {ref}: {why}", markup=False),
             )
             stdout.print(f"ready: {len(waited)} object(s)")
+
+
+def _server_dry_run(dry_run: str | None) -> bool:
+    """``--dry-run=server`` is the only dry run kaip offers (client-side would prove nothing)."""
+    if dry_run not in (None, "server"):
+        raise ConfigError(f"--dry-run={dry_run} is not supported: use --dry-run=server")
+    return dry_run is not None
 
 
 def delete(
@@ -90,8 +96,7 @@ def delete(
     from kaip.kube.client import Session
     from kaip.kube.client import delete as delete_manifests
 
-    if dry_run not in (None, "server"):
-        raise ConfigError(f"--dry-run={dry_run} is not supported: use --dry-run=server")
+    server_dry_run = _server_dry_run(dry_run)
     with Session.connect(kubeconfig, context) as session:
         manifests = load_manifests(path, namespace)
         result = delete_manifests(
@@ -99,7 +104,7 @@ def delete(
             manifests,
             part_of=part_of(path, manifests),
             namespace=namespace,
-            dry_run=dry_run is not None,
+            dry_run=server_dry_run,
         )
     _print_changes(result)
 

@@ -82,16 +82,8 @@ def apply(
             outcome = Outcome.configured
         changes.append(Change(ref, outcome))
     if prune:
-        applied_kinds = {(str(m["apiVersion"]), str(m["kind"])) for m in manifests}
-        namespaces = {c.ref.namespace for c in changes if c.ref.namespace} | {default_namespace}
         changes += _prune(
-            session,
-            part_of,
-            keep={c.ref.identity for c in changes},
-            kinds=applied_kinds,
-            namespaces=namespaces,
-            dry_run=dry_run,
-            outcome=Outcome.pruned,
+            session, part_of, manifests, changes, default_namespace, dry_run, Outcome.pruned
         )
     return Result(tuple(changes), dry_run=dry_run)
 
@@ -129,15 +121,8 @@ def delete(
         )
         changes.append(Change(ref, Outcome.absent if gone is None else Outcome.deleted))
     if part_of:
-        namespaces = {c.ref.namespace for c in changes if c.ref.namespace} | {default_namespace}
         changes += _prune(
-            session,
-            part_of,
-            keep={c.ref.identity for c in changes},
-            kinds={(str(m["apiVersion"]), str(m["kind"])) for m in manifests},
-            namespaces=namespaces,
-            dry_run=dry_run,
-            outcome=Outcome.deleted,
+            session, part_of, manifests, changes, default_namespace, dry_run, Outcome.deleted
         )
     return Result(tuple(changes), dry_run=dry_run)
 
@@ -246,14 +231,20 @@ def _namespace_of(manifest: Manifest, resource: Resource, default: str) -> str |
 def _prune(
     session: Session,
     part_of: str,
-    *,
-    keep: set[tuple[str, str, str | None, str]],
-    kinds: set[tuple[str, str]],
-    namespaces: set[str],
+    manifests: Sequence[Manifest],
+    done: Sequence[Change],
+    default_namespace: str,
     dry_run: bool,
     outcome: Outcome,
 ) -> list[Change]:
-    """Delete the set's objects whose identity is not in ``keep``."""
+    """Delete the set's objects that ``done`` did not touch.
+
+    Looks at the kinds of ``manifests`` (and PRUNE_KINDS) in every namespace ``done`` touched,
+    plus the default one.
+    """
+    keep = {c.ref.identity for c in done}
+    kinds = {(str(m["apiVersion"]), str(m["kind"])) for m in manifests}
+    namespaces = {c.ref.namespace for c in done if c.ref.namespace} | {default_namespace}
     selector = {"labelSelector": ownership_selector(part_of)}
     delete_query = {"propagationPolicy": "Background"}
     if dry_run:
