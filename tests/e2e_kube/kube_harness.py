@@ -34,6 +34,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,6 +173,8 @@ class ControlPlane:
     kubeconfig: Path
     components: list[Component] = field(default_factory=list)
     nodes: tuple[FakeNode, ...] = ()
+    audit_log: Path | None = None
+    """The apiserver's audit log (JSON lines) when users were audited at start."""
     _owns_workdir: bool = False
 
     # -- access --
@@ -206,6 +209,30 @@ class ControlPlane:
         if check and out.returncode != 0:
             raise HarnessError(f"kubectl {' '.join(args)} failed: {out.stderr.strip()}")
         return out.stdout
+
+    def audited_requests(self, user: str) -> Counter[tuple[str, str]]:
+        """Requests ``user`` made so far, by (verb, resource), from the apiserver's audit log.
+
+        Only users named in ``audit_users`` at start are logged. A request counts once (by its
+        audit ID) whether its response completed or, for a watch still open, only started.
+        """
+        if self.audit_log is None:
+            raise HarnessError("no audit log: start the plane with audit_users=[...]")
+        seen: dict[str, tuple[str, str]] = {}
+        for log in sorted(self.audit_log.parent.glob(self.audit_log.name + "*")):
+            for line in log.read_text(errors="replace").splitlines():
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue  # the line the apiserver is writing right now
+                if event.get("user", {}).get("username") != user:
+                    continue
+                ref = event.get("objectRef") or {}
+                resource = ref.get("resource", event.get("requestURI", "?"))
+                if ref.get("subresource"):
+                    resource += "/" + ref["subresource"]
+                seen[event["auditID"]] = (event.get("verb", "?"), resource)
+        return Counter(seen.values())
 
     # -- lifecycle --
 
@@ -397,6 +424,7 @@ def _start_etcd_and_apiserver(
     full: bool,
     die_with_parent: bool,
     service_cidr: str = "10.0.0.0/24",
+    audit_users: Sequence[str] = (),
 ) -> None:
     etcd = f"http://127.0.0.1:{ports['etcd']}"
     peer = f"http://127.0.0.1:{ports['etcd-peer']}"
@@ -437,6 +465,8 @@ def _start_etcd_and_apiserver(
     if not full:
         # Nothing would create the default ServiceAccount the admission plugin waits for.
         args.append("--disable-admission-plugins=ServiceAccount")
+    if audit_users:
+        args += _audit_args(plane, audit_users)
     _spawn(plane, "kube-apiserver", args, die_with_parent)
     _wait_for(
         plane,
@@ -445,6 +475,30 @@ def _start_etcd_and_apiserver(
         90,
     )
     write_kubeconfig(plane.kubeconfig, plane.server, plane.ca_file, ADMIN, plane.token())
+
+
+def _audit_args(plane: ControlPlane, users: Sequence[str]) -> list[str]:
+    """apiserver flags that log every request of ``users`` (metadata only) and nothing else."""
+    policy = plane.workdir / "audit-policy.yaml"
+    policy.write_text(
+        json.dumps(
+            {
+                "apiVersion": "audit.k8s.io/v1",
+                "kind": "Policy",
+                "omitStages": ["RequestReceived"],
+                "rules": [{"level": "Metadata", "users": list(users)}, {"level": "None"}],
+            }
+        )
+    )
+    plane.audit_log = plane.workdir / "logs" / "audit.log"
+    return [
+        f"--audit-policy-file={policy}",
+        f"--audit-log-path={plane.audit_log}",
+        "--audit-log-format=json",
+        "--audit-log-mode=batch",
+        "--audit-log-batch-max-wait=1s",
+        "--audit-log-maxsize=0",
+    ]
 
 
 def start_api(
@@ -477,16 +531,25 @@ def start_cluster(
     die_with_parent: bool = True,
     service_cidr: str = "10.0.0.0/24",
     pod_cidr: str = "10.0.0.1/24",
+    audit_users: Sequence[str] = (),
+    controller_manager_args: Sequence[str] = (),
 ) -> ControlPlane:
     """The whole control plane with fake kwok nodes and the Gateway API CRDs; returns once the
     nodes are Ready and the CRDs Established.
 
     The default CIDRs hold ~250 Services and pods; scale runs (bench/) pass larger ones.
+    ``audit_users`` get every request audited (:meth:`ControlPlane.audited_requests`);
+    ``controller_manager_args`` are added last (a later flag wins).
     """
     plane, ports = _prepare(workdir, bin_dir, users, BINARIES)
     try:
         _start_etcd_and_apiserver(
-            plane, ports, full=True, die_with_parent=die_with_parent, service_cidr=service_cidr
+            plane,
+            ports,
+            full=True,
+            die_with_parent=die_with_parent,
+            service_cidr=service_cidr,
+            audit_users=audit_users,
         )
         kubeconfig = str(plane.kubeconfig)
         delegated = [
@@ -495,6 +558,10 @@ def start_cluster(
             f"--authorization-kubeconfig={kubeconfig}",
             "--bind-address=127.0.0.1",
             "--leader-elect=false",
+            # The defaults (20 and 50 requests/s) throttle a thousand Deployments for minutes;
+            # clusters at that size raise them too.
+            "--kube-api-qps=100",
+            "--kube-api-burst=200",
         ]
         _spawn(
             plane,
@@ -509,6 +576,7 @@ def start_cluster(
                 # Fast reaction beats realism in tests.
                 "--concurrent-deployment-syncs=10",
                 "--node-monitor-grace-period=40s",
+                *controller_manager_args,
             ],
             die_with_parent,
         )

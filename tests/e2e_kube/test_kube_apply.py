@@ -3,7 +3,11 @@ dry-run, conflicts, deletion and readiness."""
 
 from __future__ import annotations
 
+import json
+import time
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -85,6 +89,70 @@ def test_apply_reports_created_then_unchanged_then_configured(
     assert stored.metadata.labels[PART_OF_LABEL] == "demo"
     managers = {(f.manager, f.operation) for f in stored.metadata.managed_fields}
     assert ("kaip", "Apply") in managers
+
+
+def test_apply_without_report_skips_the_reads_but_applies_the_same(
+    session: Session, kube_api: ControlPlane, api_namespace: str
+) -> None:
+    first = apply(
+        session, [config_map("quiet", mode="fast")], part_of="quiet", namespace=api_namespace
+    )
+    again = apply(
+        session,
+        [config_map("quiet", mode="safe")],
+        part_of="quiet",
+        namespace=api_namespace,
+        report=False,
+    )
+
+    assert outcomes(first) == {"quiet": Outcome.created}
+    assert outcomes(again) == {"quiet": Outcome.applied}
+    with kube_api.api_client() as api:
+        stored = client.CoreV1Api(api).read_namespaced_config_map("quiet", api_namespace)
+    assert stored.data == {"mode": "safe"}
+    assert stored.metadata.labels[PART_OF_LABEL] == "quiet"
+
+
+def test_a_kind_not_served_is_asked_for_again_only_when_fresh_or_stale(
+    session: Session, kube_api: ControlPlane, tmp_path: Path
+) -> None:
+    group = f"g{uuid.uuid4().hex[:8]}.example.com"
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"widgets.{group}"},
+        "spec": {
+            "group": group,
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": {"type": "object"}},
+                }
+            ],
+        },
+    }
+    assert session.resource(f"{group}/v1", "Widget") is None
+
+    (tmp_path / "crd.json").write_text(json.dumps(crd))
+    kube_api.kubectl("apply", "--server-side", "-f", str(tmp_path / "crd.json"))
+    kube_api.kubectl("wait", "--for=condition=Established", f"crd/widgets.{group}")
+    cached = session.resource(f"{group}/v1", "Widget")
+    deadline = time.monotonic() + 30
+    fresh = session.resource(f"{group}/v1", "Widget", fresh=True)
+    while fresh is None and time.monotonic() < deadline:  # discovery lags Established a little
+        time.sleep(0.5)
+        fresh = session.resource(f"{group}/v1", "Widget", fresh=True)
+
+    assert cached is None  # the negative answer is kept for REDISCOVER_AFTER seconds
+    assert (
+        fresh is not None
+        and fresh.path("default") == f"/apis/{group}/v1/namespaces/default/widgets"
+    )
+    assert session.resource(f"{group}/v1", "Widget") == fresh
 
 
 def test_prune_deletes_only_this_sets_leftovers(

@@ -45,11 +45,15 @@ def apply(
     dry_run: bool = False,
     force_conflicts: bool = False,
     field_manager: str = FIELD_MANAGER,
+    report: bool = True,
 ) -> Result:
     """Server-side apply ``manifests`` as the set ``part_of``; prune the set's leftovers if asked.
 
     ``namespace`` places namespaced manifests that name none (default: the context's namespace).
-    With ``dry_run`` the server validates and admits every change but persists none.
+    With ``dry_run`` the server validates and admits every change but persists none. ``report``
+    reads each object before applying it to tell created, configured and unchanged apart; a
+    caller that does not show the outcome (the operator) saves that request per object, and its
+    changes read ``applied``.
     """
     _check(manifests)
     default_namespace = namespace or session.namespace
@@ -65,7 +69,9 @@ def apply(
         ref = ref_of(manifest, ns)
         body = with_ownership(manifest, part_of, ns)
         path = resource.path(ns, ref.name)
-        before = session.get(path, what=f"apply {ref.describe()}", missing_ok=True)
+        before = (
+            session.get(path, what=f"apply {ref.describe()}", missing_ok=True) if report else None
+        )
         after = session.request(
             "PATCH",
             path,
@@ -74,7 +80,9 @@ def apply(
             content_type=APPLY_PATCH,
             what=f"apply {ref.describe()}",
         )
-        if before is None:
+        if not report:
+            outcome = Outcome.applied
+        elif before is None:
             outcome = Outcome.created
         elif after is not None and same_content(before, after):
             outcome = Outcome.unchanged

@@ -47,6 +47,8 @@ class Outcome(enum.StrEnum):
     created = "created"
     configured = "configured"
     unchanged = "unchanged"
+    applied = "applied"
+    """Applied without reading it first (``apply(report=False)``): created or configured."""
     pruned = "pruned"
     deleted = "deleted"
     absent = "not found"

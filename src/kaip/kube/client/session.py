@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,8 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 
 _JSON = "application/json"
 APPLY_PATCH = "application/apply-patch+yaml"
+REDISCOVER_AFTER = 30.0
+"""Seconds before a kind the server did not serve is looked up again (see Session.resource)."""
 MERGE_PATCH = "application/merge-patch+json"
 
 
@@ -87,6 +90,8 @@ class Session:
         self.namespace = namespace
         self._timeout = timeout
         self._resources: dict[str, dict[str, Resource] | None] = {}
+        self._asked_missing: dict[tuple[str, str], float] = {}
+        """(apiVersion, kind) not served when last asked -> when (monotonic seconds)."""
 
     @classmethod
     def connect(cls, kubeconfig: Path | str | None = None, context: str | None = None) -> Session:
@@ -244,14 +249,25 @@ class Session:
 
     # -- discovery --
 
-    def resource(self, api_version: str, kind: str) -> Resource | None:
-        """How ``kind`` is served, or None when the server does not serve it."""
+    def resource(self, api_version: str, kind: str, *, fresh: bool = False) -> Resource | None:
+        """How ``kind`` is served, or None when the server does not serve it.
+
+        A kind missing from the cached answer is asked for again (its CRD may have been applied
+        a moment ago), but at most once per :data:`REDISCOVER_AFTER` seconds unless ``fresh``:
+        a long-running caller (the operator) must not ask about an absent KEDA on every pass.
+        """
         found = self._served(api_version)
         if found is None or kind not in found:
-            # A CRD applied a moment ago is not in a cached answer yet: ask once more.
-            self._resources.pop(api_version, None)
-            found = self._served(api_version)
-        return None if found is None else found.get(kind)
+            key = (api_version, kind)
+            asked = self._asked_missing.get(key)
+            if fresh or asked is None or time.monotonic() - asked >= REDISCOVER_AFTER:
+                self._resources.pop(api_version, None)
+                found = self._served(api_version)
+                self._asked_missing[key] = time.monotonic()
+        resource = None if found is None else found.get(kind)
+        if resource is not None:
+            self._asked_missing.pop((api_version, kind), None)
+        return resource
 
     def _served(self, api_version: str) -> dict[str, Resource] | None:
         if api_version not in self._resources:

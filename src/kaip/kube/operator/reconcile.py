@@ -292,10 +292,15 @@ class Reconciler:
             namespace=workload.namespace,
             force_conflicts=True,
             field_manager=self.settings.kube.field_manager,
+            report=False,
         )
         live = {b.workload.revision for b in backends or []}
         was_live = {str(r.get("name")) for r in previous.get("revisions") or []}
-        if generation != previous.get("observedGeneration") or live != was_live:
+        # Never reconciled and never changed (generation 1): nothing it owns can be stale, not
+        # even after a pass that applied and died before writing the status -- it rendered the
+        # same. That saves a list per owned kind for every new resource.
+        first = not previous and generation == 1
+        if not first and (generation != previous.get("observedGeneration") or live != was_live):
             keep = [
                 ObjectRef(
                     str(m["apiVersion"]), str(m["kind"]), m["metadata"]["name"], workload.namespace
