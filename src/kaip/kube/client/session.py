@@ -7,7 +7,9 @@ failure into one :class:`~kaip.errors.KubeError` with a message a user can act o
 * unreachable server or TLS failure -> :class:`~kaip.errors.KubeUnreachableError`;
 * missing or broken kubeconfig, unknown context, rejected credentials ->
   :class:`~kaip.errors.KubeConfigError`;
-* RBAC denial -> :class:`~kaip.errors.KubeForbiddenError`.
+* RBAC denial -> :class:`~kaip.errors.KubeForbiddenError`; a 403 from admission (a
+  ValidatingAdmissionPolicy, a webhook, a quota) is a plain :class:`~kaip.errors.KubeError`: it
+  says no to this object now, not to this identity (see :func:`authorization_denied`).
 """
 
 from __future__ import annotations
@@ -294,7 +296,7 @@ class Session:
                 f"{self.context!r} (401 Unauthorized): the token or certificate in the kubeconfig "
                 "is wrong or expired"
             )
-        if status == 403:
+        if status == 403 and authorization_denied(body):
             return KubeForbiddenError(
                 f"forbidden: cannot {what}: {message}. Ask a cluster admin for a Role that "
                 "allows it, or use another --context"
@@ -325,6 +327,31 @@ class Session:
             f"{self.context!r}): {_one_line(reason)}. Is the cluster running, and is the "
             "kubeconfig's server address right?"
         )
+
+
+# The authorizer's words (k8s.io/apiserver responsewriters.forbiddenMessage), after the
+# "<resource> \"<name>\" is forbidden: " that apierrors.NewForbidden puts first.
+_AUTHORIZER_DENIAL = re.compile(r'(^|: )User "[^"]*" cannot [a-z]+ (resource|path) "')
+
+
+def authorization_denied(body: bytes) -> bool:
+    """Whether a 403 answer is the authorizer's (RBAC) rather than admission's.
+
+    Both are ``Status`` objects with reason ``Forbidden``. The authorizer's message always says
+    ``User "..." cannot VERB resource|path "..."`` and carries no ``details.causes``; a
+    ValidatingAdmissionPolicy that denies with reason ``Forbidden`` adds its message as a cause,
+    and webhooks, quotas and namespace lifecycle word their messages otherwise.
+    """
+    try:
+        status = json.loads(body)
+    except (TypeError, ValueError):
+        return True  # not a Status: nothing says it was admission
+    if not isinstance(status, dict):
+        return True
+    details = status.get("details")
+    if isinstance(details, dict) and details.get("causes"):
+        return False
+    return bool(_AUTHORIZER_DENIAL.search(str(status.get("message") or "")))
 
 
 def _status_message(code: int, body: bytes) -> str:
