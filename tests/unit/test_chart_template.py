@@ -80,3 +80,14 @@ def test_rbac_covers_every_kind_kaip_renders_and_nothing_more() -> None:
         assert not allowed(rules, "", resource, "get")
     assert allowed(rules, "kaip.dev", "models/status", "patch")
     assert allowed(rules, "", "events", "create")
+    watched = {
+        (group, resource)
+        for r in rules
+        if "watch" in r["verbs"]
+        for group in r["apiGroups"]
+        for resource in r["resources"]
+    }
+    assert watched == {
+        ("kaip.dev", "models"), ("kaip.dev", "apps"), ("kaip.dev", "trainingjobs"),
+        ("apps", "deployments"), ("batch", "jobs"),
+    }, "the operator watches its resources and the workloads it owns, nothing else"  # fmt: skip

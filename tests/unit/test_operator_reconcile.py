@@ -6,7 +6,15 @@ import pytest
 
 from kaip.errors import SpecError
 from kaip.kube.operator.handlers import backoff
-from kaip.kube.operator.reconcile import merge_patch, needs_attention, parse, spec_problems
+from kaip.kube.operator.reconcile import (
+    PROGRESS,
+    RESYNC,
+    merge_patch,
+    needs_attention,
+    pace,
+    parse,
+    spec_problems,
+)
 
 BODY = {
     "apiVersion": "kaip.dev/v1alpha1",
@@ -82,3 +90,24 @@ def test_only_unsettled_resources_need_the_timer(
 
 def test_retries_back_off_exponentially_up_to_a_minute() -> None:
     assert [backoff(n) for n in (0, 1, 2, 3, 10)] == [1.0, 2.0, 4.0, 8.0, 60.0]
+
+
+@pytest.mark.parametrize(
+    ("status", "timer"),
+    [
+        ({"observedGeneration": 3, "conditions": [condition("Ready", "True", "ReplicasReady")]},
+         None),
+        ({"observedGeneration": 3, "conditions": [condition("Ready", "False", "ReplicasNotReady")]},
+         RESYNC),
+        ({"observedGeneration": 2, "conditions": [condition("Ready", "True", "ReplicasReady")]},
+         RESYNC),
+        ({"observedGeneration": 3, "conditions": [condition("Ready", "Unknown", "Retrying")]},
+         PROGRESS),
+        ({"observedGeneration": 3, "conditions": [condition("Ready", "True", "ReplicasReady")],
+          "rollout": {"canary": {"revision": "b", "step": 0}}}, PROGRESS),
+    ],
+)  # fmt: skip
+def test_timed_steps_and_retries_tick_fast_waiting_for_workloads_only_resyncs(
+    status: dict[str, object], timer: str | None
+) -> None:
+    assert pace({**BODY, "status": status}) == timer

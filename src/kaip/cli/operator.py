@@ -26,7 +26,17 @@ def operator(
         help="Prometheus HTTP API for the canary gates (default: settings.kube.prometheus_url)",
     ),
     interval: float = typer.Option(
-        5.0, "--interval", min=0.5, help="seconds between checks of an unsettled resource"
+        5.0,
+        "--interval",
+        min=0.5,
+        help="seconds between checks of a canary in progress, and before retrying a failed pass",
+    ),
+    resync: float = typer.Option(
+        60.0,
+        "--resync",
+        min=1.0,
+        help="seconds between checks of a resource waiting for its workloads (their watch "
+        "events drive it; this is a safety net)",
     ),
     liveness: str | None = typer.Option(
         None, "--liveness", help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz"
@@ -65,5 +75,6 @@ def operator(
             metrics,
             namespaces=namespaces,
             interval=interval,
+            resync=resync,
             liveness=liveness,
         )

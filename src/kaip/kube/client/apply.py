@@ -88,7 +88,7 @@ def apply(
             outcome = Outcome.unchanged
         else:
             outcome = Outcome.configured
-        changes.append(Change(ref, outcome))
+        changes.append(Change(ref, outcome, after))
     if prune:
         changes += _prune(
             session, part_of, manifests, changes, default_namespace, dry_run, Outcome.pruned

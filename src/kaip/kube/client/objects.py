@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
@@ -58,6 +58,8 @@ class Outcome(enum.StrEnum):
 class Change:
     ref: ObjectRef
     outcome: Outcome
+    live: Manifest | None = field(default=None, compare=False, repr=False)
+    """The object as the server answered the apply (None for a deletion or a prune)."""
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """Reading back what the operator owns: revision Deployments and a TrainingJob's Job.
 
-Turns the objects the cluster reports into :class:`~kaip.kube.operator.status.RevisionState`
-and :class:`~kaip.kube.operator.status.JobState`; the judging is :mod:`.status`'s job. Also
-finds the objects a resource owns that it no longer renders, so they can be deleted.
-All requests go through :class:`kaip.kube.client.Session`.
+:func:`read` fetches one object; :func:`revision_state` and :func:`job_state` turn what the
+cluster reports into :class:`~kaip.kube.operator.status.RevisionState` and
+:class:`~kaip.kube.operator.status.JobState` (the judging is :mod:`.status`'s job). Also finds
+the objects a resource owns that it no longer renders, so they can be deleted. All requests go
+through :class:`kaip.kube.client.Session`.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ OWNED_KINDS: Final[tuple[tuple[str, str], ...]] = (
 """Every kind the renderer makes for a resource: where leftovers are looked for."""
 
 
-def _get(session: Session, api_version: str, kind: str, namespace: str, name: str) -> Manifest:
+def read(session: Session, api_version: str, kind: str, namespace: str, name: str) -> Manifest:
+    """The object as the server has it now; {} when it is missing or its kind is not served."""
     resource = session.resource(api_version, kind)
     if resource is None:
         return {}
@@ -39,11 +41,8 @@ def _get(session: Session, api_version: str, kind: str, namespace: str, name: st
     return found or {}
 
 
-def revision_state(
-    session: Session, namespace: str, deployment: str, revision: str, weight: int
-) -> RevisionState:
-    """The state of the revision whose Deployment is ``deployment``."""
-    obj = _get(session, "apps/v1", "Deployment", namespace, deployment)
+def revision_state(obj: Manifest, revision: str, weight: int) -> RevisionState:
+    """The state of ``revision`` whose Deployment is ``obj`` ({} when it does not exist)."""
     if not obj:
         return RevisionState(revision, weight, replicas=1, ready_replicas=0, missing=True)
     spec: Mapping[str, Any] = obj.get("spec") or {}
@@ -61,8 +60,8 @@ def revision_state(
     )
 
 
-def job_state(session: Session, namespace: str, name: str, completions: int) -> JobState:
-    obj = _get(session, "batch/v1", "Job", namespace, name)
+def job_state(obj: Manifest, completions: int) -> JobState:
+    """The state of a TrainingJob whose Job is ``obj`` ({} when it does not exist yet)."""
     status: Mapping[str, Any] = obj.get("status") or {}
     conditions = {
         str(c.get("type")): c for c in status.get("conditions") or [] if c.get("status") == "True"

@@ -9,6 +9,11 @@ the resource garbage-collects everything), applies with server-side apply as fie
 patch (none when nothing changed, so a settled resource costs no writes). Decisions become
 Kubernetes Events.
 
+A pass applies only when the render changed since its last apply, or when a watch event on an
+owned Deployment or Job showed drift (:meth:`Reconciler.concerns`, judged by the
+:class:`~kaip.kube.operator.owned.Ledger` of what was applied and read): then it applies the
+whole set again with force, taking the operator's fields back.
+
 kopf is not imported here: :mod:`.handlers` only decides when to call this.
 """
 
@@ -30,6 +35,7 @@ from kaip.kube.operator import observe
 from kaip.kube.operator.canary import Decision, Progress, RolloutState, Served, progress
 from kaip.kube.operator.conditions import DEGRADED, READY, find, rfc3339
 from kaip.kube.operator.metrics import MetricsSource
+from kaip.kube.operator.owned import Ledger, Verdict
 from kaip.kube.operator.status import Fault, Observation, compute
 from kaip.plan import Plan, Workload, plan_workload, revision_id
 from kaip.render.kube import Backend, render_manifests
@@ -138,10 +144,26 @@ class Reconciler:
     _applied: dict[str, str] = field(default_factory=dict, repr=False)
     """uid -> digest of the manifests last applied for it. Only saves requests: after a restart
     everything is applied once more; nothing about a rollout is kept here."""
+    _ledger: Ledger = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._ledger = Ledger(self.settings.kube.field_manager)
 
     def forget(self, uid: str) -> None:
         """Drop what is cached about a deleted resource."""
         self._applied.pop(uid, None)
+        self._ledger.forget(uid)
+
+    def concerns(self, owner_uid: str, kind: str, obj: Mapping[str, Any], deleted: bool) -> Verdict:
+        """What a watch event on ``kind`` ``obj``, owned by ``owner_uid``, calls for.
+
+        On ``DRIFT`` the next pass applies again (the digest is forgotten). Call under the same
+        lock as :meth:`reconcile` for that owner, so a pass in flight has recorded its apply.
+        """
+        verdict = self._ledger.verdict(owner_uid, kind, obj, deleted=deleted)
+        if verdict is Verdict.DRIFT:
+            self._applied.pop(owner_uid, None)
+        return verdict
 
     def path(self, kind: str, namespace: str, name: str | None = None) -> str:
         resource = self.session.resource(API_VERSION, kind)
@@ -204,14 +226,13 @@ class Reconciler:
         now: datetime,
     ) -> tuple[Observation, list[Decision]]:
         meta = body["metadata"]
-        namespace, name = str(meta["namespace"]), str(meta["name"])
+        namespace, name, uid = str(meta["namespace"]), str(meta["name"]), str(meta["uid"])
         generation = int(meta.get("generation", 1))
         workload = plan_workload(resource, self.settings, namespace)
         if isinstance(resource, TrainingJob):
             self._apply(body, Plan((workload,), self.settings), None, previous, generation)
-            job = observe.job_state(
-                self.session, namespace, workload.revision_name, resource.spec.nodes
-            )
+            obj = self._read(uid, "batch/v1", "Job", namespace, workload.revision_name)
+            job = observe.job_state(obj, resource.spec.nodes)
             return Observation(resource.kind, generation, job=job), []
         assert isinstance(resource, Model | App)
         state = RolloutState.from_status(previous.get("rollout"))
@@ -227,12 +248,14 @@ class Reconciler:
         self._apply(body, Plan((workload,), self.settings), backends, previous, generation)
         revisions = tuple(
             observe.revision_state(
-                self.session, namespace, b.workload.revision_name, b.workload.revision, b.weight
+                self._read(uid, "apps/v1", "Deployment", namespace, b.workload.revision_name),
+                b.workload.revision,
+                b.weight,
             )
             for b in backends
         )
         if any(r.missing for r in revisions):  # deleted behind our back: apply again next time
-            self._applied.pop(str(meta["uid"]), None)
+            self._applied.pop(uid, None)
         decisions = [d for d in [moved.decision] if d is not None and d.action != "hold"]
         rollout_status = moved.state.to_status()
         if moved.decision is not None:
@@ -249,6 +272,11 @@ class Reconciler:
             extra={"rollout": rollout_status},
         )
         return seen, decisions
+
+    def _read(self, uid: str, api_version: str, kind: str, namespace: str, name: str) -> Manifest:
+        obj = observe.read(self.session, api_version, kind, namespace, name)
+        self._ledger.observed(uid, kind, name, obj)
+        return obj
 
     def _backends(self, desired: Served, workload: Workload, moved: Progress) -> list[Backend]:
         namespace = workload.namespace
@@ -285,7 +313,7 @@ class Reconciler:
         if self._applied.get(uid) == digest:
             return  # applied as rendered already; a timer tick only looks
         part_of = workload.name
-        apply(
+        result = apply(
             self.session,
             manifests,
             part_of=part_of,
@@ -294,6 +322,7 @@ class Reconciler:
             field_manager=self.settings.kube.field_manager,
             report=False,
         )
+        self._ledger.applied(uid, [c.live for c in result.changes if c.live is not None])
         live = {b.workload.revision for b in backends or []}
         was_live = {str(r.get("name")) for r in previous.get("revisions") or []}
         # Never reconciled and never changed (generation 1): nothing it owns can be stale, not
@@ -370,9 +399,31 @@ def _settled(status: Mapping[str, Any]) -> bool:
 
 
 def needs_attention(body: Mapping[str, Any]) -> bool:
-    """Whether a resource, as last seen, still has something to wait for (the timer's filter)."""
+    """Whether a resource, as last seen, still has something to wait for."""
     status = body.get("status") or {}
     generation = (body.get("metadata") or {}).get("generation")
     if status.get("observedGeneration") != generation:
         return True
     return not _settled(status)
+
+
+PROGRESS: Final = "progress"
+RESYNC: Final = "resync"
+
+
+def pace(body: Mapping[str, Any]) -> str | None:
+    """Which timer a resource, as last seen, needs (the timers' filter).
+
+    ``PROGRESS`` (every ``--interval``) while a canary runs, whose steps are timed, or while a
+    temporary fault is retried; ``RESYNC`` (every ``--resync``, a safety net) while it waits only
+    for its workloads, whose watch events drive the passes; None once settled.
+    """
+    if not needs_attention(body):
+        return None
+    status = body.get("status") or {}
+    rollout = status.get("rollout")
+    if isinstance(rollout, Mapping) and rollout.get("canary"):
+        return PROGRESS
+    if any(c.get("reason") == "Retrying" for c in status.get("conditions") or []):
+        return PROGRESS
+    return RESYNC

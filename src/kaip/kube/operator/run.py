@@ -46,11 +46,12 @@ def run_operator(
     *,
     namespaces: Sequence[str] = (),
     interval: float = 5.0,
+    resync: float = 60.0,
     liveness: str | None = None,
 ) -> None:
     """Reconcile kaip resources in ``namespaces`` (every namespace when empty) until stopped."""
     reconciler = Reconciler(session, settings, metrics)
-    registry = build_registry(reconciler, _login(session), interval=interval)
+    registry = build_registry(reconciler, _login(session), interval=interval, resync=resync)
     operator_settings = kopf.OperatorSettings()
     configure(operator_settings)
     where = ", ".join(namespaces) if namespaces else "all namespaces"

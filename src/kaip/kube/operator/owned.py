@@ -1,0 +1,192 @@
+"""What the operator last applied and saw of the workloads it owns, and what a watch event on one
+of them calls for.
+
+The operator watches the Deployments and Jobs it owns (:mod:`.handlers`). For each event the
+:class:`Ledger` answers with a :class:`Verdict`:
+
+* ``DRIFT`` -- the object was deleted, or someone else took over a field that the operator's
+  last server-side apply set. The field manager's entry in ``metadata.managedFields`` is the
+  record: another manager that changes a value the operator set (``kubectl set image``,
+  ``kubectl scale`` of a pinned replica count, an apply with ``--force-conflicts``) takes that
+  field out of the operator's set. Fields the operator never sets (``replicas`` when an
+  autoscaler owns it) are not in the set, so changing them is no drift and is never fought.
+  The one field handed over after creation is a Job's ``spec.suspend``, which Kueue flips when
+  it admits the Job.
+* ``CHANGED`` -- nothing drifted, but what readiness depends on (replicas, updated and available
+  replicas, a Job's counts and conditions) differs from what the last pass read: a pass is due.
+* ``QUIET`` -- nothing the status shows could have changed: no request at all. A status-only
+  change of a settled resource's Deployment (a condition's heartbeat) costs nothing.
+
+Events that predate the operator's last apply are ``QUIET`` too: one about an earlier incarnation
+(another uid), or with a ``metadata.generation`` below the one the apply answered with (the
+watch delivers them late; what they show was already overwritten). So is every object of an
+owner the operator has not applied since it started: the owner's own start-up pass comes anyway.
+
+Pure: no I/O, no kopf; the reconciler feeds it what it applied and read.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from kaip.spec import GROUP, KINDS
+
+WATCHED_KINDS: Final = ("Deployment", "Job")
+HANDED_OVER: Final[Mapping[str, tuple[tuple[str, ...], ...]]] = {
+    "Job": (("f:spec", "f:suspend"),),  # Kueue unsuspends an admitted Job
+}
+"""Per kind, the managed-fields paths the operator sets at creation and then leaves to others."""
+
+Key = tuple[str, str]
+"""(kind, name) of an owned object; the namespace is its owner's."""
+
+
+class Verdict(enum.Enum):
+    QUIET = "quiet"
+    CHANGED = "changed"
+    DRIFT = "drift"
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The kaip resource that controls an object, from its controller ownerReference."""
+
+    kind: str
+    name: str
+    uid: str
+
+
+def owner_of(obj: Mapping[str, Any]) -> Owner | None:
+    """The kaip.dev resource that is ``obj``'s controller, or None when it is not one of ours."""
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        if not isinstance(ref, Mapping) or not ref.get("controller"):
+            continue
+        group = str(ref.get("apiVersion", "")).rpartition("/")[0]
+        if group == GROUP and ref.get("kind") in KINDS and ref.get("name") and ref.get("uid"):
+            return Owner(str(ref["kind"]), str(ref["name"]), str(ref["uid"]))
+    return None
+
+
+def applied_fields(kind: str, obj: Mapping[str, Any], manager: str) -> Any:
+    """The fields of ``kind`` ``obj`` that ``manager`` set with server-side apply (``fieldsV1``),
+    handed-over ones left out; None when it has no apply entry (any more)."""
+    for entry in (obj.get("metadata") or {}).get("managedFields") or []:
+        if (
+            isinstance(entry, Mapping)
+            and entry.get("manager") == manager
+            and entry.get("operation") == "Apply"
+            and not entry.get("subresource")
+        ):
+            return _without(entry.get("fieldsV1") or {}, HANDED_OVER.get(kind, ()))
+    return None
+
+
+def _without(fields: Any, paths: Iterable[tuple[str, ...]]) -> Any:
+    if not isinstance(fields, Mapping):
+        return fields
+    trimmed = {k: v for k, v in fields.items()}
+    for path in paths:
+        head, *rest = path
+        if head not in trimmed:
+            continue
+        if rest:
+            trimmed[head] = _without(trimmed[head], [tuple(rest)])
+        else:
+            del trimmed[head]
+    return trimmed
+
+
+def summary(kind: str, obj: Mapping[str, Any] | None) -> tuple[Any, ...]:
+    """What the status of an owner reads from ``obj``; () when it does not exist."""
+    if not obj:
+        return ()
+    spec: Mapping[str, Any] = obj.get("spec") or {}
+    status: Mapping[str, Any] = obj.get("status") or {}
+    if kind == "Deployment":
+        generation = int((obj.get("metadata") or {}).get("generation", 0))
+        return (
+            int(spec.get("replicas", 1)),
+            int(status.get("observedGeneration", 0)) >= generation,
+            int(status.get("updatedReplicas", 0)),
+            int(status.get("availableReplicas", 0)),
+        )
+    conditions = sorted(
+        (str(c.get("type")), str(c.get("reason", "")), str(c.get("message", "")))
+        for c in status.get("conditions") or []
+        if isinstance(c, Mapping) and c.get("status") == "True"
+    )
+    return (
+        int(status.get("active", 0)),
+        int(status.get("succeeded", 0)),
+        int(status.get("failed", 0)),
+        tuple(conditions),
+    )
+
+
+@dataclass(frozen=True)
+class _Applied:
+    uid: str
+    generation: int
+    fields: Any
+
+
+@dataclass
+class _Record:
+    applied: dict[Key, _Applied] = field(default_factory=dict)
+    seen: dict[Key, tuple[Any, ...]] = field(default_factory=dict)
+
+
+def _generation(obj: Mapping[str, Any]) -> int:
+    return int((obj.get("metadata") or {}).get("generation", 0))
+
+
+@dataclass
+class Ledger:
+    """Per owner uid: the fields each owned workload got from the last apply, and what the last
+    pass read of it. Lives in memory only: after a restart every owner is applied again."""
+
+    manager: str
+    _records: dict[str, _Record] = field(default_factory=dict, repr=False)
+
+    def applied(self, uid: str, objects: Iterable[Mapping[str, Any]]) -> None:
+        """Record what one apply of ``uid``'s whole set answered (replacing the last record)."""
+        record = self._records.setdefault(uid, _Record())
+        record.applied = {
+            (str(o["kind"]), str(o["metadata"]["name"])): _Applied(
+                str(o["metadata"].get("uid")),
+                _generation(o),
+                applied_fields(str(o["kind"]), o, self.manager),
+            )
+            for o in objects
+            if o.get("kind") in WATCHED_KINDS
+        }
+
+    def observed(self, uid: str, kind: str, name: str, obj: Mapping[str, Any] | None) -> None:
+        """Record what a pass read of ``uid``'s ``kind`` ``name`` (None: it does not exist)."""
+        self._records.setdefault(uid, _Record()).seen[(kind, name)] = summary(kind, obj)
+
+    def forget(self, uid: str) -> None:
+        self._records.pop(uid, None)
+
+    def verdict(self, uid: str, kind: str, obj: Mapping[str, Any], *, deleted: bool) -> Verdict:
+        """What a watch event about ``kind`` ``obj`` (owned by ``uid``) calls for."""
+        record = self._records.get(uid)
+        meta = obj.get("metadata") or {}
+        key = (kind, str(meta.get("name")))
+        last = None if record is None else record.applied.get(key)
+        if record is None or last is None:
+            return Verdict.QUIET  # not applied since start, or not ours to keep (being pruned)
+        if str(meta.get("uid")) != last.uid:
+            return Verdict.QUIET  # an earlier incarnation
+        if deleted:
+            return Verdict.DRIFT
+        if _generation(obj) < last.generation:
+            return Verdict.QUIET  # older than the last apply
+        if applied_fields(kind, obj, self.manager) != last.fields:
+            return Verdict.DRIFT
+        if record.seen.get(key) != summary(kind, obj):
+            return Verdict.CHANGED
+        return Verdict.QUIET

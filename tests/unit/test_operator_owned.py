@@ -1,0 +1,142 @@
+"""What a watch event on an owned Deployment or Job calls for: drift, a pass, or nothing."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from kaip.kube.operator.owned import Ledger, Owner, Verdict, applied_fields, owner_of
+
+OWNER_REF = {
+    "apiVersion": "kaip.dev/v1alpha1",
+    "kind": "Model",
+    "name": "digits",
+    "uid": "m-1",
+    "controller": True,
+    "blockOwnerDeletion": True,
+}
+KAIP_FIELDS = {
+    "f:metadata": {"f:labels": {"f:app.kubernetes.io/managed-by": {}}},
+    "f:spec": {
+        "f:replicas": {},
+        "f:template": {"f:spec": {"f:containers": {'k:{"name":"server"}': {"f:image": {}}}}},
+    },
+}
+
+
+def deployment(**changes: Any) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "digits-abc",
+            "uid": "d-1",
+            "generation": 2,
+            "ownerReferences": [OWNER_REF],
+            "managedFields": [
+                {"manager": "kaip", "operation": "Apply", "fieldsV1": KAIP_FIELDS},
+                {
+                    "manager": "kube-controller-manager",
+                    "operation": "Update",
+                    "subresource": "status",
+                    "fieldsV1": {"f:status": {}},
+                },
+            ],
+        },
+        "spec": {"replicas": 1},
+        "status": {"observedGeneration": 2, "updatedReplicas": 1, "availableReplicas": 1},
+    }
+    for path, value in changes.items():
+        *parents, leaf = path.split("__")
+        target = obj
+        for part in parents:
+            target = target[part]
+        target[leaf] = value
+    return obj
+
+
+def settled_ledger() -> Ledger:
+    ledger = Ledger("kaip")
+    ledger.applied("m-1", [deployment()])
+    ledger.observed("m-1", "Deployment", "digits-abc", deployment())
+    return ledger
+
+
+def test_the_owner_is_the_kaip_controller_reference_only() -> None:
+    assert owner_of(deployment()) == Owner("Model", "digits", "m-1")
+    other = {**OWNER_REF, "apiVersion": "apps/v1", "kind": "ReplicaSet"}
+    assert owner_of({"metadata": {"ownerReferences": [other]}}) is None
+    not_controller = {**OWNER_REF, "controller": False}
+    assert owner_of({"metadata": {"ownerReferences": [not_controller]}}) is None
+    assert owner_of({"metadata": {}}) is None
+
+
+def test_a_status_heartbeat_of_a_settled_deployment_costs_nothing() -> None:
+    ledger = settled_ledger()
+    beat = deployment(status__conditions=[{"type": "Available", "status": "True"}])
+    assert ledger.verdict("m-1", "Deployment", beat, deleted=False) is Verdict.QUIET
+
+
+def test_what_readiness_reads_changing_calls_for_a_pass() -> None:
+    ledger = settled_ledger()
+    fewer = deployment(status__availableReplicas=0)
+    assert ledger.verdict("m-1", "Deployment", fewer, deleted=False) is Verdict.CHANGED
+
+
+def test_deletion_and_a_field_taken_by_another_manager_are_drift() -> None:
+    ledger = settled_ledger()
+    assert ledger.verdict("m-1", "Deployment", deployment(), deleted=True) is Verdict.DRIFT
+    taken = deployment()
+    taken["metadata"]["generation"] = 3
+    fields = copy.deepcopy(KAIP_FIELDS)
+    del fields["f:spec"]["f:template"]  # kubectl set image took the image
+    taken["metadata"]["managedFields"][0]["fieldsV1"] = fields
+    assert ledger.verdict("m-1", "Deployment", taken, deleted=False) is Verdict.DRIFT
+
+
+def test_a_field_the_operator_never_set_is_no_drift() -> None:
+    ledger = settled_ledger()
+    scaled = deployment(spec__replicas=4, status__observedGeneration=3)
+    scaled["metadata"]["generation"] = 3
+    scaled["metadata"]["managedFields"].append(
+        {
+            "manager": "horizontal-pod-autoscaler",
+            "operation": "Update",
+            "subresource": "scale",
+            "fieldsV1": {"f:spec": {"f:replicas": {}}},
+        }
+    )
+    # The ledger sees that readiness may have moved, but nothing to take back.
+    assert ledger.verdict("m-1", "Deployment", scaled, deleted=False) is Verdict.CHANGED
+
+
+def test_events_older_than_the_last_apply_or_of_another_incarnation_are_quiet() -> None:
+    ledger = Ledger("kaip")
+    ledger.applied("m-1", [deployment(metadata__generation=5)])
+    stale = deployment()  # generation 2, with the fields someone else held then
+    stale["metadata"]["managedFields"][0]["fieldsV1"] = {}
+    assert ledger.verdict("m-1", "Deployment", stale, deleted=False) is Verdict.QUIET
+    old = deployment(metadata__uid="d-0")
+    assert ledger.verdict("m-1", "Deployment", old, deleted=True) is Verdict.QUIET
+
+
+def test_objects_not_applied_since_start_or_no_longer_rendered_are_quiet() -> None:
+    ledger = Ledger("kaip")
+    assert ledger.verdict("m-1", "Deployment", deployment(), deleted=True) is Verdict.QUIET
+    ledger.applied("m-1", [deployment(metadata__name="digits-new")])
+    pruned = deployment()  # the old revision, deleted by the operator itself
+    assert ledger.verdict("m-1", "Deployment", pruned, deleted=True) is Verdict.QUIET
+    ledger.forget("m-1")
+    assert ledger.verdict("m-1", "Deployment", deployment(), deleted=True) is Verdict.QUIET
+
+
+def test_kueue_unsuspending_a_job_is_no_drift() -> None:
+    fields = {"f:spec": {"f:suspend": {}, "f:backoffLimit": {}}}
+    job = {
+        "kind": "Job",
+        "metadata": {"managedFields": [{"manager": "kaip", "operation": "Apply", "fieldsV1": {}}]},
+    }
+    job["metadata"]["managedFields"][0]["fieldsV1"] = fields
+    assert applied_fields("Job", job, "kaip") == {"f:spec": {"f:backoffLimit": {}}}
+    assert applied_fields("Deployment", job, "kaip") == fields
+    assert applied_fields("Job", job, "someone-else") is None
