@@ -83,6 +83,18 @@ def test_what_readiness_reads_changing_calls_for_a_pass() -> None:
     assert ledger.verdict("m-1", "Deployment", fewer, deleted=False) is Verdict.CHANGED
 
 
+def test_rollout_steps_that_change_nothing_the_status_shows_are_quiet() -> None:
+    ledger = Ledger("kaip")
+    fresh = deployment(status={})  # just applied: the controller has not seen it yet
+    ledger.applied("m-1", [fresh])
+    ledger.observed("m-1", "Deployment", "digits-abc", fresh)
+    seen = deployment(status={"observedGeneration": 2})
+    scaled_up = deployment(status={"observedGeneration": 2, "updatedReplicas": 1})
+    for step in (seen, scaled_up):
+        assert ledger.verdict("m-1", "Deployment", step, deleted=False) is Verdict.QUIET
+    assert ledger.verdict("m-1", "Deployment", deployment(), deleted=False) is Verdict.CHANGED
+
+
 def test_deletion_and_a_field_taken_by_another_manager_are_drift() -> None:
     ledger = settled_ledger()
     assert ledger.verdict("m-1", "Deployment", deployment(), deleted=True) is Verdict.DRIFT

@@ -12,8 +12,10 @@ The operator watches the Deployments and Jobs it owns (:mod:`.handlers`). For ea
   autoscaler owns it) are not in the set, so changing them is no drift and is never fought.
   The one field handed over after creation is a Job's ``spec.suspend``, which Kueue flips when
   it admits the Job.
-* ``CHANGED`` -- nothing drifted, but what readiness depends on (replicas, updated and available
-  replicas, a Job's counts and conditions) differs from what the last pass read: a pass is due.
+* ``CHANGED`` -- nothing drifted, but what the status shows of it (replicas, available replicas,
+  whether the controller rolled out the latest spec; a Job's counts and conditions) differs from
+  what the last pass read: a pass is due. Steps in between (the controller seeing a new
+  generation, a ReplicaSet scaled up but not available yet) cost nothing.
 * ``QUIET`` -- nothing the status shows could have changed: no request at all. A status-only
   change of a settled resource's Deployment (a condition's heartbeat) costs nothing.
 
@@ -105,14 +107,13 @@ def summary(kind: str, obj: Mapping[str, Any] | None) -> tuple[Any, ...]:
         return ()
     spec: Mapping[str, Any] = obj.get("spec") or {}
     status: Mapping[str, Any] = obj.get("status") or {}
-    if kind == "Deployment":
+    if kind == "Deployment":  # as RevisionState: replicas, ready replicas and whether all ready
+        replicas = int(spec.get("replicas", 1))
+        available = int(status.get("availableReplicas", 0))
         generation = int((obj.get("metadata") or {}).get("generation", 0))
-        return (
-            int(spec.get("replicas", 1)),
-            int(status.get("observedGeneration", 0)) >= generation,
-            int(status.get("updatedReplicas", 0)),
-            int(status.get("availableReplicas", 0)),
-        )
+        caught_up = int(status.get("observedGeneration", 0)) >= generation
+        updated = int(status.get("updatedReplicas", 0)) >= replicas
+        return (replicas, available, caught_up and updated and available >= replicas)
     conditions = sorted(
         (str(c.get("type")), str(c.get("reason", "")), str(c.get("message", "")))
         for c in status.get("conditions") or []
