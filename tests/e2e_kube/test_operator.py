@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -34,33 +36,59 @@ REPO = Path(__file__).resolve().parents[2]
 HELM = Path.home() / ".cache" / "kaip-k8s" / "helm-v3.22.0" / "helm"
 RELEASE_NAMESPACE = "kaip-system"
 SERVICE_ACCOUNT = "kaip-operator"
+POD_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def can_run_as_a_pod() -> bool:
+    """A private mount namespace (to mount a service account where a pod has it) needs root."""
+    return os.geteuid() == 0 and shutil.which("unshare") is not None
 
 
 class Operator:
-    """``kaip operator`` as a child process, restartable, its log kept across restarts."""
+    """``kaip operator`` as a child process, restartable, its log kept across restarts.
 
-    def __init__(self, kubeconfig: Path, namespace: str, prometheus: str, log: Path) -> None:
-        self.args = [
-            sys.executable,
-            "-m",
-            "kaip.cli",
-            "operator",
-            "--kubeconfig",
-            str(kubeconfig),
-            "--namespace",
-            namespace,
-            "--prometheus-url",
-            prometheus,
-            "--interval",
-            "1",
-        ]
+    Given ``account`` (a directory holding ``token``, ``ca.crt`` and ``namespace``), it runs as
+    in a pod: no kubeconfig, ``KUBERNETES_SERVICE_HOST``/``PORT`` set, and that directory
+    mounted at the pod's service-account path in a private mount namespace (root only), so the
+    operator takes its in-cluster code path. Otherwise it uses ``kubeconfig``.
+    """
+
+    def __init__(
+        self,
+        kubeconfig: Path,
+        namespace: str,
+        prometheus: str,
+        log: Path,
+        account: Path | None = None,
+        server: str = "",
+    ) -> None:
+        operator = [sys.executable, "-m", "kaip.cli", "operator"]
+        if account is None:
+            operator += ["--kubeconfig", str(kubeconfig)]
+        operator += ["--namespace", namespace, "--prometheus-url", prometheus, "--interval", "1"]
+        self.args = operator
+        self.env = dict(os.environ)
+        if account is not None:
+            host, port = urllib.parse.urlsplit(server).netloc.rsplit(":", 1)
+            self.env.update(KUBERNETES_SERVICE_HOST=host, KUBERNETES_SERVICE_PORT=port)
+            self.env.pop("KUBECONFIG", None)
+            to = POD_ACCOUNT_DIR
+            mount = f'mount -t tmpfs kaip-pod /var/run && mkdir -p {to} && mount --bind "$0" {to}'
+            mount += ' && exec "$@"'
+            self.args = ["unshare", "--mount", "--propagation", "private", "sh", "-c", mount]
+            self.args += [str(account), *operator]
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                self.args, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True
+                self.args,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+                env=self.env,
+                start_new_session=True,
             )
 
     def kill(self) -> None:
@@ -174,8 +202,22 @@ def env(kube_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory) ->
     work = tmp_path_factory.mktemp("operator")
     kubeconfig = work / "kubeconfig-operator.yaml"
     write_kubeconfig(kubeconfig, plane.server, plane.ca_file, SERVICE_ACCOUNT, token)
+    account = None
+    if can_run_as_a_pod():  # what the chart's Deployment mounts into the operator's pod
+        account = work / "serviceaccount"
+        account.mkdir()
+        (account / "token").write_text(token)
+        (account / "namespace").write_text(RELEASE_NAMESPACE)
+        shutil.copy(plane.ca_file, account / "ca.crt")
     with serve_prometheus() as prometheus:
-        operator = Operator(kubeconfig, namespace, prometheus.url, work / "operator.log")
+        operator = Operator(
+            kubeconfig,
+            namespace,
+            prometheus.url,
+            work / "operator.log",
+            account=account,
+            server=plane.server,
+        )
         operator.start()
         try:
             yield Env(plane, namespace, prometheus, operator)
@@ -676,6 +718,13 @@ def test_an_admission_denial_is_retried_with_backoff_until_it_is_lifted(env: Env
     assert "Handler 'create' failed permanently" not in "\n".join(
         line for line in env.operator.text().splitlines() if "guarded" in line
     )
+
+
+def test_the_operator_runs_on_a_pods_service_account(env: Env) -> None:
+    if not can_run_as_a_pod():
+        pytest.skip("running the operator as in a pod needs root (a private mount namespace)")
+    assert f"on {env.plane.server} (in-cluster)" in env.operator.text()
+    assert "--kubeconfig" not in env.operator.args
 
 
 def test_the_operator_was_never_forbidden(env: Env) -> None:

@@ -175,7 +175,9 @@ class Session:
         """The server and credentials this session uses now (a rotated token included)."""
         configuration = self._api.configuration
         header = configuration.get_api_key_with_prefix("BearerToken", alias="authorization") or ""
-        token = header.split(" ", 1)[1] if header.startswith("Bearer ") else header or None
+        # The in-cluster loader writes "bearer <token>", the kubeconfig loader "Bearer <token>".
+        scheme, _, rest = header.partition(" ")
+        token = rest if scheme.lower() == "bearer" and rest else header or None
         return Credentials(
             server=str(configuration.host),
             ca_file=configuration.ssl_ca_cert or None,

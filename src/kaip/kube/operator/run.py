@@ -55,7 +55,7 @@ def run_operator(
     operator_settings = kopf.OperatorSettings()
     configure(operator_settings)
     where = ", ".join(namespaces) if namespaces else "all namespaces"
-    log.info("kaip operator watching %s on %s", where, session.server)
+    log.info("kaip operator watching %s on %s (%s)", where, session.server, session.context)
     kopf.run(
         registry=registry,
         settings=operator_settings,
