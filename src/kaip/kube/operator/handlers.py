@@ -1,45 +1,47 @@
-"""kopf wiring: when to reconcile which resource, and how failures are retried.
+"""kopf wiring: which events start a pass over which resource, and when the next one comes.
 
-Every trigger calls the same :meth:`~kaip.kube.operator.reconcile.Reconciler.reconcile` under a
-per-resource lock:
+kopf is used for what it is good at -- watching (list, watch, reconnect, re-login) -- and only
+through *event* handlers, which keep no state on any object: the operator puts no annotation and
+no finalizer on a Model, App or TrainingJob, so deleting one never waits for the operator, even
+when it is not running. Every pass is the same
+:meth:`~kaip.kube.operator.reconcile.Reconciler.reconcile` under a per-resource lock. It starts
+on:
 
-* the resource itself: operator start (resume), create, update;
-* the workloads it owns: watch events on the Deployments (``apps/v1``) and Jobs (``batch/v1``)
-  labelled ``app.kubernetes.io/managed-by=kaip`` (a server-side label selector) whose controller
-  ownerReference is a ``kaip.dev`` resource. The reconciler's ledger
-  (:mod:`.owned`) decides per event: drift (deleted, or a field the operator set taken by
-  another field manager) re-applies with force, a change of what readiness reads runs a pass,
-  anything else (a status heartbeat) costs nothing. These are kopf *event* handlers: kopf keeps
-  no state on the watched objects and never patches them;
-* timers (:func:`~kaip.kube.operator.reconcile.pace`): every ``interval`` while a canary runs
-  (its steps are timed) or a temporary fault is retried; every ``resync`` as a safety net while a
-  resource waits only for its workloads. A settled resource has no timer, so an operator with
-  nothing to do stays idle.
+* an event of the resource itself whose *intent* changed: its generation (the spec), its labels
+  or its user annotations, or the first sight of it (a new resource, or every resource once when
+  the operator starts). The operator's own status writes change none of these and cost nothing;
+* an event of a workload it owns: the Deployments (``apps/v1``) and Jobs (``batch/v1``)
+  labelled ``app.kubernetes.io/managed-by=kaip`` (a server-side label selector) whose
+  controller ownerReference is a ``kaip.dev`` resource. The reconciler's ledger
+  (:mod:`.owned`) decides: drift (deleted, or a field the operator set taken by another field
+  manager) re-applies with force, a change of what readiness reads runs a pass, anything else
+  (a status heartbeat) costs nothing;
+* the :class:`~.schedule.Schedule`, after each pass, from what it found
+  (:func:`~kaip.kube.operator.reconcile.pace`): every ``interval`` while a canary runs (its steps
+  are timed), after a growing delay (1, 2, 4 ... 60 s, logged as ``retrying in Ns``) while a
+  temporary fault lasts, every ``resync`` as a safety net while it waits for its workloads,
+  never once settled. An invalid spec or an RBAC denial is written to the status as ``Degraded``
+  and waits for the resource to change; it is not retried in a loop.
 
-API failures become :class:`kopf.TemporaryError` with an exponential delay (logged as
-``retrying in Ns``); an invalid spec or an RBAC denial, already written to the status as
-``Degraded``, becomes :class:`kopf.PermanentError` so kopf does not retry it in a loop. A pass
-started by a watch event is not retried by kopf: its failure is in the status, and the resource's
-timer retries it.
-
-kopf keeps its own bookkeeping in annotations under ``kaip.dev`` on the custom resources only;
-the rollout's state lives in ``status.rollout`` (see :mod:`.canary`), so a restart loses nothing.
+The rollout's state lives in ``status.rollout`` (see :mod:`.canary`), so a restart loses nothing.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import kopf
 
 from kaip.errors import KubeError
 from kaip.kube.client import MANAGED_BY_LABEL, PART_OF_LABEL
-from kaip.kube.operator.owned import Owner, Verdict, owner_of
-from kaip.kube.operator.reconcile import PROGRESS, RESYNC, Outcome, Reconciler, pace
+from kaip.kube.operator.owned import Verdict, owner_of
+from kaip.kube.operator.reconcile import PROGRESS, Outcome, Reconciler, pace, user_annotations
+from kaip.kube.operator.schedule import Key, Schedule
 from kaip.spec import GROUP, VERSION
 
 log = logging.getLogger("kaip.operator")
@@ -49,6 +51,8 @@ OWNED: Final = {"Deployment": ("apps", "v1", "deployments"), "Job": ("batch", "v
 """The workloads the operator watches: readiness comes from them, and drift is restored."""
 OWNED_SELECTOR: Final = f"{MANAGED_BY_LABEL}=kaip,{PART_OF_LABEL}"
 MAX_DELAY: Final = 60.0
+LEGACY_FINALIZER: Final = f"{GROUP}/operator"
+"""The finalizer kopf's timers put on resources before 2026-11-28; removed on sight."""
 
 
 def backoff(retry: int) -> float:
@@ -56,16 +60,18 @@ def backoff(retry: int) -> float:
     return float(min(MAX_DELAY, 2.0 ** min(retry, 16)))
 
 
+def intent(body: Mapping[str, Any]) -> str:
+    """What a user can change about a resource that a pass must act on."""
+    meta = body.get("metadata") or {}
+    labels = dict(meta.get("labels") or {})
+    return json.dumps([meta.get("generation"), labels, user_annotations(meta)], sort_keys=True)
+
+
 def configure(settings: kopf.OperatorSettings, *, workers: int = 8) -> None:
-    """kopf settings of the kaip operator (standalone, annotations for bookkeeping)."""
+    """kopf settings of the kaip operator: standalone, watching only, posting nothing."""
     settings.peering.standalone = True
     settings.scanning.disabled = True  # watch what we were told; no namespace/CRD listing
     settings.posting.enabled = False  # kaip posts its own Events for rollout decisions
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
-    )
-    settings.persistence.finalizer = f"{GROUP}/operator"
     settings.execution.max_workers = workers
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
@@ -75,71 +81,126 @@ def configure(settings: kopf.OperatorSettings, *, workers: int = 8) -> None:
         settings.watching.label_selectors[group, plural] = OWNED_SELECTOR
 
 
-def build_registry(
-    reconciler: Reconciler,
-    login: Callable[..., kopf.ConnectionInfo | None],
-    *,
-    interval: float = 5.0,
-    resync: float = 60.0,
-) -> kopf.OperatorRegistry:
-    """A registry with every kaip handler bound to ``reconciler``."""
-    registry = kopf.OperatorRegistry()
-    locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
-    guard = threading.Lock()
+class Controller:
+    """The operator's handlers, its schedule and the state they share (all in memory)."""
 
-    def lock_for(uid: str) -> threading.Lock:
-        with guard:
-            return locks[uid]
+    def __init__(
+        self,
+        reconciler: Reconciler,
+        *,
+        interval: float = 5.0,
+        resync: float = 60.0,
+        workers: int = 4,
+    ) -> None:
+        self.reconciler = reconciler
+        self.interval = interval
+        self.resync = resync
+        self.schedule = Schedule(lambda key: self.run(key, "retry"), workers=workers)
+        self._guard = threading.Lock()
+        self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._intents: dict[str, str] = {}
+        self._failures: dict[str, int] = {}
+        self._triggers: dict[str, str] = {}
+        """uid -> what the schedule's next pass is for ("progress", "resync" or "retry")."""
 
-    def report(kind: str, namespace: str, name: str, outcome: Outcome) -> None:
+    def _lock(self, uid: str) -> threading.Lock:
+        with self._guard:
+            return self._locks[uid]
+
+    # -- one pass and what comes after it --
+
+    def run(self, key: Key, trigger: str) -> Outcome | None:
+        """A pass over ``key`` now; plans the next one. None when it is gone or failed."""
+        if trigger == "retry":
+            with self._guard:
+                trigger = self._triggers.get(key.uid, "retry")
+        with self._lock(key.uid):
+            try:
+                outcome = self.reconciler.reconcile(key.kind, key.namespace, key.name)
+            except KubeError as exc:  # the status could not even be read or written
+                self._retry(key, trigger, exc.message)
+                return None
+            if outcome is None:  # deleted; its DELETED event clears the rest
+                self.schedule.cancel(key.uid)
+                return None
+            fault = outcome.fault
+            if fault is not None and not fault.permanent:
+                self._retry(key, trigger, fault.message)
+            else:
+                with self._guard:
+                    self._failures.pop(key.uid, None)
+                self._plan(key, outcome)
+        self._report(key, outcome)
+        return outcome
+
+    def _plan(self, key: Key, outcome: Outcome) -> None:
+        generation = outcome.status.get("observedGeneration")
+        wanted = pace({"metadata": {"generation": generation}, "status": outcome.status})
+        if wanted is None or (outcome.fault is not None and outcome.fault.permanent):
+            self.schedule.cancel(key.uid)
+            return
+        with self._guard:
+            self._triggers[key.uid] = wanted
+        self.schedule.after(key, self.interval if wanted == PROGRESS else self.resync)
+
+    def _retry(self, key: Key, trigger: str, message: str) -> None:
+        with self._guard:
+            failures = self._failures.get(key.uid, 0)
+            self._failures[key.uid] = failures + 1
+            self._triggers[key.uid] = "retry"
+        delay = backoff(failures)
+        log.warning(
+            "%s: retrying in %gs (%s, attempt %d): %s",
+            key.describe(),
+            delay,
+            trigger,
+            failures + 1,
+            message,
+        )
+        self.schedule.after(key, delay)
+
+    def _report(self, key: Key, outcome: Outcome) -> None:
         for decision in outcome.decisions:
             log.info(
-                "%s %s/%s: %s %s: %s",
-                kind,
-                namespace,
-                name,
+                "%s: %s %s: %s",
+                key.describe(),
                 decision.action,
                 decision.revision,
                 decision.reason,
             )
 
-    def handler(trigger: str) -> Callable[..., None]:
-        def handle(**kwargs: Any) -> None:
-            body: kopf.Body = kwargs["body"]
-            retry = int(kwargs.get("retry") or 0)
-            kind, meta = str(body["kind"]), body["metadata"]
-            namespace, name = str(meta["namespace"]), str(meta["name"])
+    def forget(self, uid: str) -> None:
+        """Drop everything kept about a deleted resource."""
+        self.schedule.cancel(uid)
+        with self._lock(uid):  # after a pass in flight, which would record it again
+            self.reconciler.forget(uid)
+        with self._guard:
+            self._locks.pop(uid, None)
+            self._intents.pop(uid, None)
+            self._failures.pop(uid, None)
+            self._triggers.pop(uid, None)
 
-            def retrying(message: str) -> kopf.TemporaryError:
-                delay = backoff(retry)
-                log.warning(
-                    "%s %s/%s: retrying in %gs (%s, attempt %d): %s",
-                    kind,
-                    namespace,
-                    name,
-                    delay,
-                    trigger,
-                    retry + 1,
-                    message,
-                )
-                return kopf.TemporaryError(message, delay=delay)
+    # -- kopf event handlers --
 
-            with lock_for(str(meta["uid"])):
-                try:
-                    outcome = reconciler.reconcile(kind, namespace, name)
-                except KubeError as exc:
-                    raise retrying(exc.message) from None
-            if outcome is None:
-                return
-            report(kind, namespace, name, outcome)
-            if outcome.fault is not None and outcome.fault.permanent:
-                raise kopf.PermanentError(outcome.fault.message)
-            if outcome.fault is not None:
-                raise retrying(outcome.fault.message)
+    def on_resource(self, **kwargs: Any) -> None:
+        body: kopf.Body = kwargs["body"]
+        meta = body["metadata"]
+        key = Key(str(body["kind"]), str(meta["namespace"]), str(meta["name"]), str(meta["uid"]))
+        if kwargs.get("type") == "DELETED":
+            self.forget(key.uid)
+            return
+        if LEGACY_FINALIZER in (meta.get("finalizers") or []):
+            self._drop_legacy_finalizer(key, list(meta["finalizers"]))
+        if meta.get("deletionTimestamp"):
+            return  # being deleted: its owner references collect the rest
+        wanted = intent(body)
+        with self._guard:
+            changed = self._intents.get(key.uid) != wanted
+            self._intents[key.uid] = wanted
+        if changed:  # new, changed, or first seen since the operator started
+            self.run(key, "watch")
 
-        return handle
-
-    def watcher(kind: str) -> Callable[..., None]:
+    def on_owned(self, kind: str) -> Callable[..., None]:
         def owned(**kwargs: Any) -> None:
             body: kopf.Body = kwargs["body"]
             owner = owner_of(body)
@@ -147,79 +208,47 @@ def build_registry(
                 return
             deleted = kwargs.get("type") == "DELETED"
             namespace = str(body["metadata"]["namespace"])
-            with lock_for(owner.uid):
-                verdict = reconciler.concerns(owner.uid, kind, body, deleted)
-                if verdict is Verdict.QUIET:
-                    return
-                outcome = _pass(owner, namespace)
-            if outcome is None:
-                return  # the owner is gone (its objects are being collected), or the pass failed
+            key = Key(owner.kind, namespace, owner.name, owner.uid)
+            with self._lock(owner.uid):
+                verdict = self.reconciler.concerns(owner.uid, kind, body, deleted)
+            if verdict is Verdict.QUIET:
+                return
             if verdict is Verdict.DRIFT:
                 log.info(
-                    "%s %s/%s: %s %s %s: applied again",
-                    owner.kind,
-                    namespace,
-                    owner.name,
+                    "%s: %s %s %s: applying again",
+                    key.describe(),
                     kind,
                     body["metadata"]["name"],
                     "was deleted" if deleted else "was changed by another field manager",
                 )
-            report(owner.kind, namespace, owner.name, outcome)
+            self.run(key, kind.lower())
 
         return owned
 
-    def _pass(owner: Owner, namespace: str) -> Outcome | None:
+    def _drop_legacy_finalizer(self, key: Key, finalizers: list[str]) -> None:
+        kept = [f for f in finalizers if f != LEGACY_FINALIZER]
         try:
-            outcome = reconciler.reconcile(owner.kind, namespace, owner.name)
+            self.reconciler.session.request(
+                "PATCH",
+                self.reconciler.path(key.kind, key.namespace, key.name),
+                body={"metadata": {"finalizers": kept or None}},
+                content_type="application/merge-patch+json",
+                what=f"remove the old finalizer {LEGACY_FINALIZER} from {key.describe()}",
+                missing_ok=True,
+            )
         except KubeError as exc:
-            log.warning("%s %s/%s: %s", owner.kind, namespace, owner.name, exc.message)
-            return None
-        if outcome is not None and outcome.fault is not None:
-            log.warning("%s %s/%s: %s", owner.kind, namespace, owner.name, outcome.fault.message)
-        return outcome
+            log.warning("%s: %s", key.describe(), exc.message)
 
-    def timed(pace_wanted: str) -> Callable[..., bool]:
-        def when(body: kopf.Body, **_: Any) -> bool:
-            return pace(body) == pace_wanted
+    # -- wiring --
 
-        return when
-
-    def forget(**kwargs: Any) -> None:
-        # Owner references collect the objects; only the operator's own caches need clearing.
-        # An event handler: without a finalizer kopf calls no deletion handler (the resource is
-        # simply gone), but every watch event, DELETED included, reaches this one.
-        if kwargs.get("type") != "DELETED":
-            return
-        uid = str(kwargs["body"]["metadata"]["uid"])
-        with lock_for(uid):  # after a pass in flight, which would record it again
-            reconciler.forget(uid)
-        with guard:
-            locks.pop(uid, None)
-
-    kopf.on.login(registry=registry)(login)
-    for plural in PLURALS.values():
-        resource = (GROUP, VERSION, plural)
-        kopf.on.resume(*resource, registry=registry, id="resume")(handler("resume"))
-        kopf.on.create(*resource, registry=registry, id="create")(handler("create"))
-        kopf.on.update(*resource, registry=registry, id="update")(handler("update"))
-        # no finalizer, so deletion never waits for the operator
-        kopf.on.event(*resource, registry=registry, id="forget")(forget)
-        kopf.timer(
-            *resource,
-            registry=registry,
-            id=PROGRESS,
-            interval=interval,
-            initial_delay=interval,
-            when=timed(PROGRESS),
-        )(handler(PROGRESS))
-        kopf.timer(
-            *resource,
-            registry=registry,
-            id=RESYNC,
-            interval=resync,
-            initial_delay=resync,
-            when=timed(RESYNC),
-        )(handler(RESYNC))
-    for kind, owned_resource in OWNED.items():
-        kopf.on.event(*owned_resource, registry=registry, id=f"owned-{kind.lower()}")(watcher(kind))
-    return registry
+    def registry(self, login: Callable[..., kopf.ConnectionInfo | None]) -> kopf.OperatorRegistry:
+        """A kopf registry with every handler bound to this controller."""
+        registry = kopf.OperatorRegistry()
+        kopf.on.login(registry=registry)(login)
+        for plural in PLURALS.values():
+            kopf.on.event(GROUP, VERSION, plural, registry=registry, id="watch")(self.on_resource)
+        for kind, owned_resource in OWNED.items():
+            kopf.on.event(*owned_resource, registry=registry, id=f"owned-{kind.lower()}")(
+                self.on_owned(kind)
+            )
+        return registry

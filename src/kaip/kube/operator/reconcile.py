@@ -58,7 +58,8 @@ class Outcome:
     """True when nothing is left to wait for (ready and no canary, or a permanent fault)."""
 
 
-def _user_annotations(meta: Mapping[str, Any]) -> dict[str, str]:
+def user_annotations(meta: Mapping[str, Any]) -> dict[str, str]:
+    """The annotations a user set (rendered onto the objects); kubectl's and kaip's own left out."""
     return {
         k: str(v)
         for k, v in (meta.get("annotations") or {}).items()
@@ -76,7 +77,7 @@ def parse(body: Mapping[str, Any]) -> Resource:
             "name": meta.get("name"),
             "namespace": meta.get("namespace"),
             "labels": dict(meta.get("labels") or {}),
-            "annotations": _user_annotations(meta),
+            "annotations": user_annotations(meta),
         },
         "spec": body.get("spec") or {},
     }
@@ -412,7 +413,7 @@ RESYNC: Final = "resync"
 
 
 def pace(body: Mapping[str, Any]) -> str | None:
-    """Which timer a resource, as last seen, needs (the timers' filter).
+    """When a resource, as last seen, is to be looked at again without a change.
 
     ``PROGRESS`` (every ``--interval``) while a canary runs, whose steps are timed, or while a
     temporary fault is retried; ``RESYNC`` (every ``--resync``, a safety net) while it waits only

@@ -14,7 +14,7 @@ from typing import Any
 import kopf
 
 from kaip.kube.client import Session
-from kaip.kube.operator.handlers import build_registry, configure
+from kaip.kube.operator.handlers import Controller, configure
 from kaip.kube.operator.metrics import MetricsSource
 from kaip.kube.operator.reconcile import Reconciler
 from kaip.settings import Settings
@@ -51,16 +51,21 @@ def run_operator(
 ) -> None:
     """Reconcile kaip resources in ``namespaces`` (every namespace when empty) until stopped."""
     reconciler = Reconciler(session, settings, metrics)
-    registry = build_registry(reconciler, _login(session), interval=interval, resync=resync)
+    controller = Controller(reconciler, interval=interval, resync=resync)
+    registry = controller.registry(_login(session))
     operator_settings = kopf.OperatorSettings()
     configure(operator_settings)
     where = ", ".join(namespaces) if namespaces else "all namespaces"
     log.info("kaip operator watching %s on %s (%s)", where, session.server, session.context)
-    kopf.run(
-        registry=registry,
-        settings=operator_settings,
-        standalone=True,
-        clusterwide=not namespaces,
-        namespaces=list(namespaces),
-        liveness_endpoint=liveness,
-    )
+    controller.schedule.start()
+    try:
+        kopf.run(
+            registry=registry,
+            settings=operator_settings,
+            standalone=True,
+            clusterwide=not namespaces,
+            namespaces=list(namespaces),
+            liveness_endpoint=liveness,
+        )
+    finally:
+        controller.schedule.stop()
