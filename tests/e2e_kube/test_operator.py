@@ -428,6 +428,17 @@ def test_a_resource_is_deleted_at_once_even_mid_canary_with_the_operator_down(en
     )
 
 
+def test_the_finalizer_of_an_older_operator_is_removed(env: Env) -> None:
+    old = MODEL.format(name="legacy", batch=64).replace(
+        "metadata: {name: legacy}", "metadata: {name: legacy, finalizers: [kaip.dev/operator]}"
+    )
+    env.apply(old)
+    ready = env.wait_for("model", "legacy", "Ready", lambda m: current_and(m, "Ready", "True"))
+    env.wait("the old finalizer removed", lambda: bookkeeping(env.get("model", "legacy")) == [])
+    assert ready["metadata"]["uid"] == env.get("model", "legacy")["metadata"]["uid"]
+    env.kubectl("delete", "model", "legacy", "--wait=true", "--timeout=20s")
+
+
 def test_a_failing_canary_is_rolled_back_and_shown_degraded(env: Env) -> None:
     env.apply(MODEL.format(name="risk", batch=64))
     env.wait_for("model", "risk", "Ready", lambda m: current_and(m, "Ready", "True"))
