@@ -2,8 +2,9 @@
 
 Routes Open Inference Protocol v2 paths by model name, OpenAI routes by the body's ``model``,
 Apps by ``/apps/{name}/`` prefix; picks a revision by weight and a replica by least outstanding
-requests; retries a failed connection on another replica; holds requests while a route scales
-from zero; records per-revision stats for the rollout gates. The controller drives it with
+requests; retries a failed connection, or a replica that does not answer within the route's
+response timeout, on another replica; holds requests while a route scales from zero; records
+per-revision stats for the rollout gates. The controller drives it with
 :meth:`Gateway.set_routes` and reads it with :meth:`Gateway.take_stats` and :meth:`Gateway.load`.
 Never starts processes and never imports the controller, supervisor or state.
 """

@@ -5,6 +5,20 @@ no ready backend, and the decision of what each request becomes: an answer the g
 itself (health, model lists, errors), the admin API, or a proxied exchange with retries. Runs in
 the caller's event loop (the controller's); never starts or stops replicas (it asks with
 ``on_demand``) and never reads the spec.
+
+Retries follow one rule: a request is sent again, to another replica, only while not one byte of
+its answer has reached the client. Requests are buffered whole, and kaip treats them as safe to
+repeat on that condition (inference is a pure function of the request; Apps behind the gateway
+get the same at-least-once delivery as behind any retrying proxy). Three failures qualify: the
+connection is refused or times out, the replica closes or resets it before answering, or the
+replica sends no response head within the route's response timeout. The last is retried at most
+once per request: a second timeout more likely means the request itself is slow (or the revision
+is overloaded) than that another replica hangs, and every further try would cost the client a
+whole timeout more and the replicas more work. A replica that failed is ejected (skipped while
+another is left): for :data:`EJECT_S` after a connection failure, for :data:`EJECT_TIMEOUT_S`
+after a timeout, and its connection is aborted, never reused. A timed-out attempt counts as an
+error of its replica's revision in the stats, even when another replica then answered, so a
+canary whose replicas hang fails its gates.
 """
 
 from __future__ import annotations
@@ -30,6 +44,11 @@ from kaip.local.gateway.upstream import Outcome, UpstreamConnection, UpstreamPoo
 log = logging.getLogger("kaip.local.gateway")
 
 EJECT_S = 1.0  # a replica that refused a connection is skipped this long (unless none is left)
+EJECT_TIMEOUT_S = 30.0
+"""A replica that let a request time out is skipped this long (unless none is left): long enough
+that requests don't pile up behind a hang, short enough that one that recovers soon serves again.
+A replica that hangs altogether also fails the supervisor's health checks and is restarted."""
+MAX_TIMEOUT_RETRIES = 1  # tries of another replica after a response timeout, per request
 RETRY_AFTER = [(b"retry-after", b"1")]
 
 
@@ -45,12 +64,14 @@ class Gateway:
         max_held: int = 1000,
         on_demand: Callable[[str], None] | None = None,
         admin: ASGIApp | None = None,
+        response_timeout_s: float = 60.0,
         rng: random.Random | None = None,
         drain_s: float = 5.0,
     ) -> None:
         self._host = host
         self._port = port
         self._hold_timeout_s = hold_timeout_s
+        self._response_timeout_s = response_timeout_s
         self._max_held = max_held
         self._on_demand = on_demand
         self._admin = admin
@@ -235,7 +256,7 @@ class Gateway:
         stats: StatsRecorder,
         openai: bool,
     ) -> None:
-        """Send to a chosen replica; on a connection failure before any answer, try another."""
+        """Send to a chosen replica; on a failure before any answer, try another (module doc)."""
         traceparent = b""
         for header, value in request.headers:
             if header.lower() == b"traceparent":
@@ -252,8 +273,12 @@ class Gateway:
         rng = self._rng
         outstanding = self._outstanding
         revision = pinned or pick_revision(route, rng) or ""
+        timeout_s = route.route.response_timeout_s or self._response_timeout_s
         tried: set[str] = set()
         again_fresh: Backend | None = None
+        timed_out: Backend | None = None
+        timeouts = 0
+        recorded = False  # the last attempt's error is already in the stats
         outcome = Outcome.FAILED_BEFORE_RESPONSE
         answered_by = revision
         started = time.perf_counter()
@@ -266,29 +291,59 @@ class Gateway:
             replica = backend.replica
             outstanding[replica] = outstanding.get(replica, 0) + 1
             try:
-                outcome, reused = await self._exchange(conn, backend, data, is_head, fresh)
+                outcome, reused = await self._exchange(
+                    conn, backend, data, is_head, fresh, timeout_s
+                )
             finally:
                 outstanding[replica] -= 1
             answered_by = backend.revision
+            recorded = False
             if outcome is Outcome.OK:
                 if self._ejected:
                     self._ejected.pop(replica, None)
                 break
+            if outcome is Outcome.TIMED_OUT:
+                waited_ms = (time.perf_counter() - started) * 1000.0
+                stats.record(backend.revision, waited_ms, True)
+                recorded = True
+                timed_out = backend
+                timeouts += 1
+                self._ejected[replica] = time.monotonic() + EJECT_TIMEOUT_S
+                log.warning(
+                    "%s %r: replica %s (revision %s) sent no response within %g s; skipping it "
+                    "for %g s",
+                    route.route.kind,
+                    route.name,
+                    replica,
+                    backend.revision,
+                    timeout_s,
+                    EJECT_TIMEOUT_S,
+                )
+                if timeouts > MAX_TIMEOUT_RETRIES:
+                    break
+                tried.add(replica)
+                continue
             if outcome is not Outcome.FAILED_BEFORE_RESPONSE or conn.head_sent:
                 break
             if reused:  # a kept-alive connection the replica had closed: try it once afresh
                 again_fresh = backend
                 continue
             tried.add(replica)
-            self._ejected[replica] = time.monotonic() + EJECT_S
+            until = time.monotonic() + EJECT_S
+            self._ejected[replica] = max(until, self._ejected.get(replica, until))
         latency_ms = (time.perf_counter() - started) * 1000.0
         if outcome is Outcome.OK:
             stats.record(answered_by, latency_ms, conn.status >= 500)
             return
-        stats.record(answered_by, latency_ms, True)
+        if not recorded:
+            stats.record(answered_by, latency_ms, True)
         if conn.head_sent:
             conn.flush()
             conn.abort()  # the response is cut short; closing says so to the client
+        elif timed_out is not None:
+            message = _timeout_message(route, timed_out, timeout_s, timeouts)
+            payload = error_payload(message, openai=openai, error_type="server_error")
+            conn.send_json(504, payload)
         else:
             kind, name = route.route.kind, route.name
             message = f"no replica of {kind} {name!r} could be reached"
@@ -316,7 +371,13 @@ class Gateway:
         return None
 
     async def _exchange(
-        self, conn: ClientConnection, backend: Backend, data: bytes, is_head: bool, fresh: bool
+        self,
+        conn: ClientConnection,
+        backend: Backend,
+        data: bytes,
+        is_head: bool,
+        fresh: bool,
+        timeout_s: float,
     ) -> tuple[Outcome, bool]:
         """One attempt on one replica; returns the outcome and whether the connection was reused."""
         key = (backend.host, backend.port)
@@ -331,7 +392,7 @@ class Gateway:
         conn.upstream = upstream
         if conn.write_paused:  # a slow reader: don't take more from this replica than it can
             upstream.pause_reading()
-        upstream.send(data, conn, done, is_head)
+        upstream.send(data, conn, done, is_head, timeout_s)
         try:
             return await done, reused
         except asyncio.CancelledError:
@@ -392,6 +453,16 @@ class Gateway:
             conn.send_json(404, error_payload(message, openai=True, code="model_not_found"))
         else:
             conn.send_json(404, error_payload(f"{kind} {name!r} is not served here"))
+
+
+def _timeout_message(route: CompiledRoute, last: Backend, timeout_s: float, timeouts: int) -> str:
+    kind, name = route.route.kind, route.name
+    also = " (as did another replica before it)" if timeouts > 1 else ""
+    return (
+        f"{kind} {name!r} did not answer in time: replica {last.replica!r} of revision "
+        f"{last.revision!r} sent no response within {timeout_s:g} s{also}; it is skipped for "
+        f"{EJECT_TIMEOUT_S:g} s while another replica is left, retry shortly"
+    )
 
 
 def _openai_model_entry(name: str) -> dict[str, object]:

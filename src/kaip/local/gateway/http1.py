@@ -69,13 +69,19 @@ def json_body(payload: object) -> bytes:
     return orjson.dumps(payload)
 
 
-def error_payload(message: str, *, openai: bool = False, code: str | None = None) -> object:
+def error_payload(
+    message: str,
+    *,
+    openai: bool = False,
+    code: str | None = None,
+    error_type: str = "invalid_request_error",
+) -> object:
     """``{"error": "..."}`` for OIP v2 and apps; the OpenAI error object for ``/v1``."""
     if openai:
         return {
             "error": {
                 "message": message,
-                "type": "invalid_request_error",
+                "type": error_type,
                 "param": None,
                 "code": code,
             }

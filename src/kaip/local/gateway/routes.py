@@ -31,12 +31,20 @@ class Route:
 
     ``weights`` maps revision -> percent (sums to 100). ``backends`` holds ready replicas only and
     may be empty while scaled to zero or starting; requests are then held.
+    ``response_timeout_s`` is how long a replica may take to send its response head (status and
+    headers) before the gateway gives up on it; None means the gateway's default. A streamed
+    body is not limited once the head is in.
     """
 
     kind: RouteKind
     name: str
     weights: Mapping[str, int]
     backends: tuple[Backend, ...]
+    response_timeout_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.response_timeout_s is not None and not self.response_timeout_s > 0:
+            raise ValueError(f"{self.kind} {self.name!r}: response_timeout_s must be > 0")
 
 
 @dataclass(frozen=True)

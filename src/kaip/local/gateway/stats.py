@@ -19,9 +19,12 @@ MAX_SAMPLES = 20_000  # latencies kept per revision per window; more are reservo
 class RevisionStats:
     """One revision's requests since the last take.
 
-    ``errors`` counts 5xx answers and requests that found no replica to answer them (every
-    connection failed, even after retries). ``latencies_ms`` is a uniform sample when the window
-    saw more than :data:`MAX_SAMPLES` requests.
+    ``errors`` counts 5xx answers, requests that found no replica to answer them (every
+    connection failed, even after retries), and attempts on which a replica of this revision sent
+    no response within the route's response timeout. A timed-out attempt counts (as one request
+    and one error, with the time waited as its latency) even when another replica then answered:
+    that answer is a request of its own revision too. ``latencies_ms`` is a uniform sample when
+    the window saw more than :data:`MAX_SAMPLES` requests.
     """
 
     requests: int

@@ -4,7 +4,10 @@ Owns every socket the gateway opens. A request goes out as one write; the respon
 with httptools and handed, piece by piece as it arrives, to a :class:`ResponseSink` (the client's
 connection), so streamed answers stream through. Each exchange ends with an :class:`Outcome` on a
 future, which tells the caller whether a retry on another replica is safe: only when not one byte
-of a response came back. Never chooses a replica and never retries by itself.
+of a response came back. Each exchange has a deadline for the response head: a replica that
+accepts a request and then says nothing is aborted (its connection never goes back to the pool)
+and the outcome is :attr:`Outcome.TIMED_OUT`; once the head is in, the body may take as long as
+it takes (a stream). Never chooses a replica and never retries by itself.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ class Outcome(enum.IntEnum):
     OK = 0
     FAILED_BEFORE_RESPONSE = 1  # refused, reset or closed before any response byte: retry-safe
     FAILED_DURING_RESPONSE = 2  # the replica went away or spoke garbage mid-response
+    TIMED_OUT = 3  # no complete response head within the deadline: nothing reached the client
 
 
 class Framing(enum.IntEnum):
@@ -63,6 +67,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.key = key
         self.closed = False
         self._pool = pool
+        self._loop = asyncio.get_running_loop()
         self._parser = httptools.HttpResponseParser(self)
         self._transport: asyncio.Transport | None = None
         self._sink: ResponseSink | None = None
@@ -71,15 +76,25 @@ class UpstreamConnection(asyncio.Protocol):
         self._head_done = False
         self._head_request = False
         self._paused = False
+        self._deadline: asyncio.TimerHandle | None = None
         self._framing = Framing.LENGTH
         self._reason = b""
         self._headers: Headers = []
 
     # -- the caller's side -------------------------------------------------------------------
     def send(
-        self, data: bytes, sink: ResponseSink, done: asyncio.Future[Outcome], head_request: bool
+        self,
+        data: bytes,
+        sink: ResponseSink,
+        done: asyncio.Future[Outcome],
+        head_request: bool,
+        head_timeout_s: float,
     ) -> None:
-        """Write one whole request; ``done`` gets the outcome when the response has ended."""
+        """Write one whole request; ``done`` gets the outcome when the response has ended.
+
+        The response head must be complete within ``head_timeout_s`` of this call, or the
+        connection is aborted and ``done`` gets :attr:`Outcome.TIMED_OUT`.
+        """
         assert self._transport is not None
         self._sink = sink
         self._done = done
@@ -89,13 +104,15 @@ class UpstreamConnection(asyncio.Protocol):
         self._reason = b""
         self._headers = []
         self.resume_reading()  # in case the last exchange ended while its client was slow
+        self._deadline = self._loop.call_later(head_timeout_s, self._head_overdue)
         self._transport.write(data)
 
     def abort(self) -> None:
-        """Drop the connection at once (the client went away mid-exchange)."""
+        """Drop the connection at once (the client went away, or the replica is not answering)."""
         self._sink = None
         self._done = None
         self.closed = True
+        self._disarm()
         if self._transport is not None:
             self._transport.abort()
 
@@ -114,8 +131,26 @@ class UpstreamConnection(asyncio.Protocol):
 
     def close(self) -> None:
         self.closed = True
+        self._disarm()
         if self._transport is not None:
             self._transport.close()
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _head_overdue(self) -> None:
+        """The deadline passed with no complete response head: give up on this replica."""
+        self._deadline = None
+        done = self._done
+        if self._sink is None or self._head_done or done is None:
+            return
+        # abort, not close: a hung replica may not read, and close() would wait for our write
+        # buffer to drain first; a connection with a request still in it is never reused.
+        self.abort()
+        if not done.done():
+            done.set_result(Outcome.TIMED_OUT)
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -178,6 +213,7 @@ class UpstreamConnection(asyncio.Protocol):
             framing = Framing.NONE
         self._framing = framing
         self._head_done = True
+        self._disarm()
         if self._sink is not None:
             self._sink.response_head(status, self._reason, kept, framing)
         if self._head_request:
@@ -200,6 +236,7 @@ class UpstreamConnection(asyncio.Protocol):
         done = self._done
         self._sink = None
         self._done = None
+        self._disarm()
         if reuse and not self.closed:
             self._pool.release(self)
         else:
