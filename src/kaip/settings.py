@@ -40,6 +40,14 @@ class LocalSettings(_Group):
     health_interval_seconds: float = Field(1.0, gt=0, description="health checks of ready replicas")
     stabilization_seconds: float = Field(30.0, ge=0, description="scale-down window, s")
     hold_timeout_seconds: float = Field(30.0, gt=0, description="held requests wait this long")
+    response_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description=(
+            "an App replica that sends no response head within this is given up on (504 or a "
+            "retry elsewhere), s; Model replicas get their serve.timeoutSeconds + 5 s instead"
+        ),
+    )
     drain_seconds: float = Field(15.0, ge=0, description="SIGTERM to SIGKILL on replica stop")
 
 

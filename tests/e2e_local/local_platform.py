@@ -49,6 +49,7 @@ def model_spec(
     steps: str = STEPS,
     min_requests: int = 10,
     strategy: str = "canary",
+    timeout_seconds: float = 30,
 ) -> str:
     return f"""\
 apiVersion: kaip.dev/v1alpha1
@@ -57,7 +58,7 @@ metadata: {{name: {name}}}
 spec:
   owner: e2e
   artifact: {{uri: model.py, format: python, entrypoint: "{entrypoint}"}}
-  serve: {{batching: {{maxBatchSize: 1, maxDelayMs: 0}}}}
+  serve: {{batching: {{maxBatchSize: 1, maxDelayMs: 0}}, timeoutSeconds: {timeout_seconds}}}
   scaling:
     minReplicas: {min_replicas}
     maxReplicas: {max_replicas}

@@ -7,6 +7,7 @@ bound how long a test waits before it fails.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -62,6 +63,40 @@ def test_sigkill_of_one_of_two_replicas_under_load_fails_no_request(
     ok, failed = load.stop()
     print(f"\nSIGKILL drill: {ok} requests ok, {failed} failed")
     assert failed == 0, load.failures[:5]
+
+
+def test_a_frozen_replica_under_load_is_timed_out_and_skipped_and_fails_no_request(
+    platform: LocalPlatform,
+) -> None:
+    """SIGSTOP: the kernel still accepts connections for the replica, but nothing ever answers.
+
+    The model's ``timeoutSeconds: 1`` gives its route a 6 s gateway timeout (plus the 5 s grace);
+    the load's clients wait 30 s, and the supervisor restarts an unhealthy replica only after
+    30 s, so only the gateway's timeout and retry can keep every request from failing.
+    """
+    platform.up(platform.write_spec(model_spec(min_replicas=2, max_replicas=2, timeout_seconds=1)))
+    wait_for(
+        lambda: [r["phase"] for r in platform.resource("echo")["replicas"]] == ["ready"] * 2,
+        "two ready replicas",
+    )
+    load = Load(infer_url(platform)).start()
+    wait_for(lambda: load.counts()[0] >= 50, "50 requests before the fault")
+    victim = platform.resource("echo")["replicas"][0]
+    os.kill(victim["pid"], signal.SIGSTOP)
+    try:
+        wait_for(
+            lambda: "sent no response within 6 s" in platform.log.read_text(errors="replace"),
+            "the gateway to give up on the frozen replica",
+        )
+        before = load.counts()[0]
+        wait_for(lambda: load.counts()[0] >= before + 50, "50 requests after the timeout")
+        ok, failed = load.stop()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim["pid"], signal.SIGCONT)
+    print(f"\nSIGSTOP drill: {ok} requests ok, {failed} failed")
+    assert failed == 0, load.failures[:5]
+    assert victim["id"] in platform.log.read_text(errors="replace")
 
 
 def test_a_revision_that_fails_every_request_is_rolled_back(platform: LocalPlatform) -> None:

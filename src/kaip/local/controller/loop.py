@@ -533,7 +533,9 @@ class Controller:
             weights[run.stable.revision] = 100 - weight
             if run.canary is not None:
                 weights[run.canary.revision] = weight
-            routes.append(Route(run.route_kind, run.name, weights, tuple(backends)))
+            routes.append(
+                Route(run.route_kind, run.name, weights, tuple(backends), run.response_timeout_s)
+            )
         return routes
 
     def routes(self) -> list[Route]:

@@ -99,6 +99,7 @@ async def serve(
         host="127.0.0.1",
         port=port,
         hold_timeout_s=local.hold_timeout_seconds,
+        response_timeout_s=local.response_timeout_seconds,
         on_demand=controller.wake,
         admin=admin_app(controller),
     )

@@ -19,6 +19,13 @@ from kaip.spec.base import Rollout, Scaling
 
 RouteKind = Literal["model", "app"]
 
+MODEL_ANSWER_GRACE_SECONDS = 5.0
+"""How much longer than ``serve.timeoutSeconds`` the gateway waits for a model replica's answer.
+
+The model server answers 503 by itself once a request has waited ``timeoutSeconds``; the gateway
+gives up on a replica only when that answer does not come either (the replica hangs), so the
+replica's own, more precise message wins whenever it can be given."""
+
 
 @dataclass
 class RevisionRun:
@@ -104,3 +111,17 @@ class ResourceRun:
 
     def revisions(self) -> list[RevisionRun]:
         return [self.stable] if self.canary is None else [self.stable, self.canary]
+
+    @property
+    def response_timeout_s(self) -> float | None:
+        """How long the gateway waits for a replica's response head; None: its default (Apps).
+
+        Models: the longest ``serve.timeoutSeconds`` of the live revisions plus
+        :data:`MODEL_ANSWER_GRACE_SECONDS`.
+        """
+        timeouts = [
+            r.resource.spec.serve.timeout_seconds
+            for r in self.revisions()
+            if isinstance(r.resource, Model)
+        ]
+        return max(timeouts) + MODEL_ANSWER_GRACE_SECONDS if timeouts else None
