@@ -439,6 +439,57 @@ def test_the_finalizer_of_an_older_operator_is_removed(env: Env) -> None:
     env.kubectl("delete", "model", "legacy", "--wait=true", "--timeout=20s")
 
 
+QUEUED = """\
+apiVersion: kaip.dev/v1alpha1
+kind: TrainingJob
+metadata: {name: queued}
+spec:
+  owner: research
+  image: ghcr.io/example/train:1
+  command: [python, train.py]
+  resources: {cpu: 100m, memory: 128Mi}
+"""
+
+
+def test_a_job_kueue_admitted_stays_running_after_an_operator_restart(env: Env) -> None:
+    env.operator.stop()
+    env.operator.env["KAIP_KUBE__KUEUE_QUEUE"] = "research"
+    env.operator.start()
+    try:
+        env.apply(QUEUED)
+        jobs = env.wait(
+            "the Job created suspended for Kueue",
+            lambda: [j for j in env.items("jobs", "kueue.x-k8s.io/queue-name=research")],
+        )
+        (job,) = jobs
+        assert job["spec"]["suspend"] is True
+        name = job["metadata"]["name"]
+        # What Kueue does when it admits the Job: an update by its own field manager.
+        env.kubectl(
+            "patch", "job", name, "--type=merge", "-p", '{"spec":{"suspend":false}}',
+            "--field-manager=kueue-admission",
+        )  # fmt: skip
+        env.wait_for(
+            "trainingjob", "queued", "running",
+            lambda t: condition(t, "Ready").get("reason") == "JobRunning",
+        )  # fmt: skip
+        starts = env.operator.text().count("kaip operator watching")
+        env.operator.kill()  # a restart forgets what was applied: everything is applied again
+        env.operator.start()
+        env.wait(
+            "the operator restarted",
+            lambda: env.operator.text().count("kaip operator watching") > starts,
+        )
+        time.sleep(5)  # its first pass over every resource, a forced apply, is done by now
+        after = env.get("job", name)
+        assert after["spec"]["suspend"] is False, "an admitted Job is never suspended again"
+        assert after["metadata"]["uid"] == job["metadata"]["uid"]
+    finally:
+        env.operator.stop()
+        env.operator.env.pop("KAIP_KUBE__KUEUE_QUEUE", None)
+        env.operator.start()
+
+
 def test_a_failing_canary_is_rolled_back_and_shown_degraded(env: Env) -> None:
     env.apply(MODEL.format(name="risk", batch=64))
     env.wait_for("model", "risk", "Ready", lambda m: current_and(m, "Ready", "True"))

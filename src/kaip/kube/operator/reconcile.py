@@ -313,6 +313,7 @@ class Reconciler:
         digest = hashlib.sha256(json.dumps(manifests, sort_keys=True).encode()).hexdigest()
         if self._applied.get(uid) == digest:
             return  # applied as rendered already; a timer tick only looks
+        manifests = [self._keep_admitted(m, workload.namespace) for m in manifests]
         part_of = workload.name
         result = apply(
             self.session,
@@ -342,6 +343,24 @@ class Reconciler:
             )
             observe.delete_objects(self.session, stale)
         self._applied[uid] = digest
+
+    def _keep_admitted(self, manifest: Manifest, namespace: str) -> Manifest:
+        """``manifest`` without ``spec.suspend`` when its Job exists and runs unsuspended.
+
+        A Job for Kueue is created suspended; Kueue admits it by setting ``suspend: false``,
+        which makes Kueue that field's manager. Applying ``suspend: true`` again with force (after
+        an operator restart, or to put back drift) would stop an admitted Job. Leaving the field
+        out is safe only then: the operator no longer manages it, so nothing is reset.
+        """
+        spec = manifest.get("spec") or {}
+        if manifest["kind"] != "Job" or not spec.get("suspend"):
+            return manifest
+        name = str(manifest["metadata"]["name"])
+        live = observe.read(self.session, "batch/v1", "Job", namespace, name)
+        if not live or (live.get("spec") or {}).get("suspend", False):
+            return manifest
+        kept = {k: v for k, v in spec.items() if k != "suspend"}
+        return {**manifest, "spec": kept}
 
     def _event(self, body: Mapping[str, Any], decision: Decision, now: datetime) -> None:
         meta = body["metadata"]
