@@ -30,6 +30,8 @@ Pure: no I/O, no kopf; the reconciler feeds it what it applied and read.
 from __future__ import annotations
 
 import enum
+import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -72,9 +74,12 @@ def owner_of(obj: Mapping[str, Any]) -> Owner | None:
     return None
 
 
-def applied_fields(kind: str, obj: Mapping[str, Any], manager: str) -> Any:
-    """The fields of ``kind`` ``obj`` that ``manager`` set with server-side apply (``fieldsV1``),
-    handed-over ones left out; None when it has no apply entry (any more)."""
+def applied_fields(kind: str, obj: Mapping[str, Any], manager: str) -> str | None:
+    """A digest of the fields of ``kind`` ``obj`` that ``manager`` set with server-side apply
+    (``fieldsV1``), handed-over ones left out; None when it has no apply entry (any more).
+
+    A digest, not the fields: a Deployment's field set is a deep tree, and the ledger keeps one
+    per owned workload (a thousand Models kept ~100 MiB of them)."""
     for entry in (obj.get("metadata") or {}).get("managedFields") or []:
         if (
             isinstance(entry, Mapping)
@@ -82,7 +87,9 @@ def applied_fields(kind: str, obj: Mapping[str, Any], manager: str) -> Any:
             and entry.get("operation") == "Apply"
             and not entry.get("subresource")
         ):
-            return _without(entry.get("fieldsV1") or {}, HANDED_OVER.get(kind, ()))
+            fields = _without(entry.get("fieldsV1") or {}, HANDED_OVER.get(kind, ()))
+            text = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+            return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
     return None
 
 
@@ -131,7 +138,7 @@ def summary(kind: str, obj: Mapping[str, Any] | None) -> tuple[Any, ...]:
 class _Applied:
     uid: str
     generation: int
-    fields: Any
+    fields: str | None
 
 
 @dataclass
