@@ -497,6 +497,29 @@ def test_a_job_kueue_admitted_stays_running_after_an_operator_restart(env: Env) 
         env.operator.start()
 
 
+def test_relabelling_a_running_training_job_keeps_its_job(env: Env) -> None:
+    env.apply(QUEUED.replace("name: queued", "name: relabel"))
+    (job,) = env.wait(
+        "the Job",
+        lambda: [j for j in env.items("jobs") if j["metadata"]["name"].startswith("relabel-")],
+    )
+    env.wait_for(
+        "trainingjob", "relabel", "running",
+        lambda t: condition(t, "Ready").get("reason") == "JobRunning",
+    )  # fmt: skip
+    env.kubectl("label", "trainingjob", "relabel", "team=vision")
+
+    def relabelled() -> dict[str, Any] | None:
+        now = env.get("job", job["metadata"]["name"])
+        return now if now["metadata"]["labels"].get("team") == "vision" else None
+
+    after = env.wait("the Job relabelled", relabelled, timeout=30)
+    assert after["metadata"]["uid"] == job["metadata"]["uid"], "the running Job is kept"
+    assert after["spec"]["template"] == job["spec"]["template"], "a Job's template is immutable"
+    log = [line for line in env.operator.text().splitlines() if "relabel" in line]
+    assert not [line for line in log if "retrying" in line], log
+
+
 def test_a_failing_canary_is_rolled_back_and_shown_degraded(env: Env) -> None:
     env.apply(MODEL.format(name="risk", batch=64))
     env.wait_for("model", "risk", "Ready", lambda m: current_and(m, "Ready", "True"))

@@ -313,7 +313,7 @@ class Reconciler:
         digest = hashlib.sha256(json.dumps(manifests, sort_keys=True).encode()).hexdigest()
         if self._applied.get(uid) == digest:
             return  # applied as rendered already; a timer tick only looks
-        manifests = [self._keep_admitted(m, workload.namespace) for m in manifests]
+        manifests = [self._fit_live_job(m, workload.namespace) for m in manifests]
         part_of = workload.name
         result = apply(
             self.session,
@@ -344,23 +344,28 @@ class Reconciler:
             observe.delete_objects(self.session, stale)
         self._applied[uid] = digest
 
-    def _keep_admitted(self, manifest: Manifest, namespace: str) -> Manifest:
-        """``manifest`` without ``spec.suspend`` when its Job exists and runs unsuspended.
+    def _fit_live_job(self, manifest: Manifest, namespace: str) -> Manifest:
+        """``manifest`` made fit for the Job the cluster already runs under its name, if any.
 
-        A Job for Kueue is created suspended; Kueue admits it by setting ``suspend: false``,
-        which makes Kueue that field's manager. Applying ``suspend: true`` again with force (after
-        an operator restart, or to put back drift) would stop an admitted Job. Leaving the field
-        out is safe only then: the operator no longer manages it, so nothing is reset.
+        * A Job's pod template is immutable: a label or annotation added to a TrainingJob (which
+          does not make a new revision, so not a new Job) would be refused. The live template is
+          applied again as it is; the Job object's own labels and annotations still change.
+        * A Job for Kueue is created suspended; Kueue admits it by setting ``suspend: false``,
+          which makes Kueue that field's manager. Applying ``suspend: true`` again with force
+          (after an operator restart, or to put back drift) would stop an admitted Job, so the
+          field is left out then -- safe because the operator no longer manages it.
         """
-        spec = manifest.get("spec") or {}
-        if manifest["kind"] != "Job" or not spec.get("suspend"):
+        if manifest["kind"] != "Job":
             return manifest
         name = str(manifest["metadata"]["name"])
         live = observe.read(self.session, "batch/v1", "Job", namespace, name)
-        if not live or (live.get("spec") or {}).get("suspend", False):
+        live_spec = live.get("spec") or {}
+        if not live or "template" not in live_spec:
             return manifest
-        kept = {k: v for k, v in spec.items() if k != "suspend"}
-        return {**manifest, "spec": kept}
+        spec = {**(manifest.get("spec") or {}), "template": live_spec["template"]}
+        if spec.get("suspend") and not live_spec.get("suspend", False):
+            del spec["suspend"]
+        return {**manifest, "spec": spec}
 
     def _event(self, body: Mapping[str, Any], decision: Decision, now: datetime) -> None:
         meta = body["metadata"]
