@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import sys
@@ -99,3 +100,12 @@ T = TypeVar("T")
 def run(scenario: Coroutine[Any, Any, T]) -> T:
     """Run a test scenario on uvloop, the loop ``kaip up`` runs the gateway on."""
     return uvloop.run(scenario)
+
+
+async def until(condition: Callable[[], object], what: str) -> None:
+    """Wait up to ~10 s for ``condition()`` to hold; fail naming ``what``."""
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never happened: {what}")

@@ -7,17 +7,9 @@ import random
 from collections import Counter
 
 import httpx
-from gateway_harness import BackendProcess, backend, model, run, running
+from gateway_harness import BackendProcess, backend, model, run, running, until
 
 AB = tuple[BackendProcess, BackendProcess]
-
-
-async def _until(condition, what: str) -> None:  # type: ignore[no-untyped-def]
-    for _ in range(1000):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"never happened: {what}")
 
 
 def test_weights_split_traffic_by_revision_and_stats_follow(backends_ab: AB) -> None:
@@ -72,9 +64,7 @@ def test_least_outstanding_requests_avoids_the_busy_replica(backends_ab: AB) -> 
     async def scenario() -> None:
         async with running([route]) as (gateway, client):
             parked = asyncio.create_task(client.get("/v2/models/m/hold?lor"))
-            await _until(
-                lambda: gateway.load("m").in_flight == 1, "the parked request is in flight"
-            )
+            await until(lambda: gateway.load("m").in_flight == 1, "the parked request is in flight")
             free = {(await client.get("/v2/models/m/ready")).json()["replica"] for _ in range(20)}
             assert len(free) == 1  # every request went to the replica with nothing in flight
             (idle,) = free

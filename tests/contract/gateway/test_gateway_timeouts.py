@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 import httpx
 import openai
 import pytest
-from gateway_harness import BackendProcess, app, backend, model, run, running
+from gateway_harness import BackendProcess, app, backend, model, run, running, until
 
 
 @dataclass
@@ -57,14 +57,6 @@ async def hanging_replica() -> AsyncIterator[Hanging]:
             writer.transport.abort()
 
 
-async def _until(condition, what: str) -> None:  # type: ignore[no-untyped-def]
-    for _ in range(1000):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"never happened: {what}")
-
-
 def test_a_hanging_canary_replica_is_given_up_on_retried_elsewhere_counted_and_avoided(
     spawn_backend,  # type: ignore[no-untyped-def]
 ) -> None:
@@ -86,7 +78,7 @@ def test_a_hanging_canary_replica_is_given_up_on_retried_elsewhere_counted_and_a
                     assert (answer.status_code, answer.json()["replica"]) == (200, "L")
                     sent += 1
                 assert hung.requests == 1, "no request ever went to the hanging replica"
-                await _until(lambda: hung.dropped == 1, "the gateway to drop H's connection")
+                await until(lambda: hung.dropped == 1, "the gateway to drop H's connection")
                 assert hung.open == 0  # aborted, not pooled for the next request
                 stats = gateway.take_stats("m")
                 assert (stats["canary"].requests, stats["canary"].errors) == (1, 1)
@@ -114,7 +106,7 @@ def test_with_only_hanging_replicas_the_answer_is_a_504_naming_replica_and_timeo
                     assert hung.requests == sent
                 stats = gateway.take_stats("m")["r1"]
                 assert (stats.requests, stats.errors) == (2, 2)
-                await _until(lambda: hung.open == 0, "H's connections to be dropped")
+                await until(lambda: hung.open == 0, "H's connections to be dropped")
 
                 client_ai = openai.AsyncOpenAI(
                     base_url=str(client.base_url).rstrip("/") + "/v1",
