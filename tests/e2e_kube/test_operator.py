@@ -442,16 +442,7 @@ def test_the_finalizer_of_an_older_operator_is_removed(env: Env) -> None:
     env.kubectl("delete", "model", "legacy", "--wait=true", "--timeout=20s")
 
 
-QUEUED = """\
-apiVersion: kaip.dev/v1alpha1
-kind: TrainingJob
-metadata: {name: queued}
-spec:
-  owner: research
-  image: ghcr.io/example/train:1
-  command: [python, train.py]
-  resources: {cpu: 100m, memory: 128Mi}
-"""
+QUEUED = TRAINING.replace("name: tune", "name: queued")
 
 
 def test_a_job_kueue_admitted_stays_running_after_an_operator_restart(env: Env) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import openai
 import uvloop
 
 from kaip.local.gateway import Backend, Gateway, Route
@@ -109,3 +110,22 @@ async def until(condition: Callable[[], object], what: str) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"never happened: {what}")
+
+
+async def open_chat_stream(
+    http: httpx.AsyncClient, model: str = "beta"
+) -> tuple[openai.AsyncOpenAI, AsyncIterator[Any], Any]:
+    """A streamed OpenAI chat with ``model`` through the gateway ``http`` talks to: the client
+    (close it), the chunks still to come and the first one (each wait at most 15 s)."""
+    client = openai.AsyncOpenAI(
+        base_url=str(http.base_url).rstrip("/") + "/v1", api_key="unused", max_retries=0
+    )
+    stream = await asyncio.wait_for(
+        client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "hi"}], stream=True
+        ),
+        timeout=15,
+    )
+    chunks = aiter(stream)
+    first = await asyncio.wait_for(anext(chunks), timeout=15)
+    return client, chunks, first

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import openai
 import pytest
-from gateway_harness import BackendProcess, app, backend, model, run, running
+from gateway_harness import BackendProcess, app, backend, model, open_chat_stream, run, running
 
 from kaip.local.gateway.trace import is_valid_traceparent
 
@@ -113,17 +111,7 @@ def test_sse_streams_through_before_the_replica_finishes(backends_ab: AB) -> Non
 
     async def scenario() -> None:
         async with running(routes_for(*backends_ab)) as (_, http):
-            client = openai.AsyncOpenAI(
-                base_url=str(http.base_url).rstrip("/") + "/v1", api_key="unused", max_retries=0
-            )
-            stream = await asyncio.wait_for(
-                client.chat.completions.create(
-                    model="beta", messages=[{"role": "user", "content": "hi"}], stream=True
-                ),
-                timeout=15,
-            )
-            chunks = aiter(stream)
-            first = await asyncio.wait_for(anext(chunks), timeout=15)
+            client, chunks, first = await open_chat_stream(http)
             assert first.choices[0].delta.content == "first"
             await http.post("/v2/models/beta/release?chat")
             rest = [c.choices[0].delta.content async for c in chunks]

@@ -18,7 +18,16 @@ from dataclasses import dataclass, field, replace
 import httpx
 import openai
 import pytest
-from gateway_harness import BackendProcess, app, backend, model, run, running, until
+from gateway_harness import (
+    BackendProcess,
+    app,
+    backend,
+    model,
+    open_chat_stream,
+    run,
+    running,
+    until,
+)
 
 
 @dataclass
@@ -156,17 +165,7 @@ def test_a_stream_outlives_the_response_timeout_once_its_head_is_in(spawn_backen
     async def scenario() -> None:
         route = model("beta", {"b1": 100}, backend("B", "b1", b.port))
         async with running([route], response_timeout_s=0.2) as (gateway, http):
-            client = openai.AsyncOpenAI(
-                base_url=str(http.base_url).rstrip("/") + "/v1", api_key="unused", max_retries=0
-            )
-            stream = await asyncio.wait_for(
-                client.chat.completions.create(
-                    model="beta", messages=[{"role": "user", "content": "hi"}], stream=True
-                ),
-                timeout=15,
-            )
-            chunks = aiter(stream)
-            first = await asyncio.wait_for(anext(chunks), timeout=15)
+            client, chunks, first = await open_chat_stream(http)
             assert first.choices[0].delta.content == "first"
             await asyncio.sleep(1.0)  # five response timeouts with the stream open
             await _release(b, "chat")

@@ -109,8 +109,8 @@ class Controller:
 
     # -- one pass and what comes after it --
 
-    def run(self, key: Key, trigger: str) -> Outcome | None:
-        """A pass over ``key`` now; plans the next one. None when it is gone or failed."""
+    def run(self, key: Key, trigger: str) -> None:
+        """A pass over ``key`` now; plans the next one (or none, once it is settled or gone)."""
         if trigger == "retry":
             with self._guard:
                 trigger = self._triggers.get(key.uid, "retry")
@@ -119,10 +119,10 @@ class Controller:
                 outcome = self.reconciler.reconcile(key.kind, key.namespace, key.name)
             except KubeError as exc:  # the status could not even be read or written
                 self._retry(key, trigger, exc.message)
-                return None
+                return
             if outcome is None:  # deleted; its DELETED event clears the rest
                 self.schedule.cancel(key.uid)
-                return None
+                return
             fault = outcome.fault
             if fault is not None and not fault.permanent:
                 self._retry(key, trigger, fault.message)
@@ -131,7 +131,6 @@ class Controller:
                     self._failures.pop(key.uid, None)
                 self._plan(key, outcome)
         self._report(key, outcome)
-        return outcome
 
     def _plan(self, key: Key, outcome: Outcome) -> None:
         generation = outcome.status.get("observedGeneration")

@@ -47,7 +47,7 @@ class Schedule:
 
     def __init__(
         self,
-        run: Callable[[Key], object],
+        run: Callable[[Key], None],
         *,
         workers: int = 4,
         clock: Callable[[], float] = time.monotonic,
