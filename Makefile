@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.kaip-installed
 
-.PHONY: demo test lint typecheck layers unit venv clean bench-serving
+.PHONY: demo setup test test-fast lint typecheck layers unit venv clean bench-serving
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,8 +25,19 @@ typecheck: $(STAMP)
 layers: $(STAMP)
 	$(BIN)/lint-imports
 
-test: lint typecheck layers
+# What the tests need besides the virtualenv: Debian packages, helm, the Kubernetes test control
+# plane (tools/setup.sh; components in tools/setup.d/). Idempotent: seconds when all is there.
+setup: $(STAMP)
+	tools/setup.sh
+
+test: setup lint typecheck layers
 	$(BIN)/python -m pytest
+
+# The inner loop: every tier but the Kubernetes ones, nothing built for them. `make test` is
+# what must pass; `pytest -m unit` (or contract, e2e_local, e2e_kube) runs one tier.
+test-fast: export KAIP_SKIP_KUBE = 1
+test-fast: setup lint typecheck layers
+	$(BIN)/python -m pytest -m "not e2e_kube and not e2e_node"
 
 # Fresh clone to a served model: train it, run `kaip up` in the background, call it, show how.
 # It keeps running; `.venv/bin/kaip down` stops it (CI runs `make test`, never this).

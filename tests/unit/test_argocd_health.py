@@ -14,7 +14,12 @@ HEALTH = Path(__file__).parents[2] / "charts" / "kaip" / "argocd" / "health.lua"
 LUA = next(
     (shutil.which(n) for n in ("lua5.1", "luajit", "lua5.4", "lua") if shutil.which(n)), None
 )
-pytestmark = pytest.mark.skipif(LUA is None, reason="no Lua interpreter (apt-get install lua5.4)")
+
+
+@pytest.fixture(autouse=True)
+def lua_interpreter() -> None:
+    if LUA is None:
+        pytest.fail("no Lua interpreter: run `make setup` (tools/setup.sh lua)", pytrace=False)
 
 
 def lua(value: Any) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,19 +17,22 @@ from kaip.spec import load_paths
 
 ROOT = Path(__file__).parents[2]
 CHART = ROOT / "charts" / "kaip"
-HELM = Path.home() / ".cache" / "kaip-k8s" / "helm-v3.22.0" / "helm"
-pytestmark = pytest.mark.skipif(
-    not HELM.exists(), reason=f"helm is not built: run tools/helm/build.sh (expects {HELM})"
-)
+Template = Callable[..., list[dict[str, Any]]]
 
 
-def template(*sets: str) -> list[dict[str, Any]]:
-    args = [str(HELM), "template", "kaip", str(CHART), "--namespace", "kaip-system"]
-    for value in sets:
-        args += ["--set", value]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    return [d for d in yaml.safe_load_all(done.stdout) if d]
+@pytest.fixture
+def template(helm: Path) -> Template:
+    """``helm template`` of the chart with ``--set`` values, as a list of objects."""
+
+    def render(*sets: str) -> list[dict[str, Any]]:
+        args = [str(helm), "template", "kaip", str(CHART), "--namespace", "kaip-system"]
+        for value in sets:
+            args += ["--set", value]
+        done = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return [d for d in yaml.safe_load_all(done.stdout) if d]
+
+    return render
 
 
 def allowed(rules: list[dict[str, Any]], group: str, resource: str, verb: str) -> bool:
@@ -37,7 +41,9 @@ def allowed(rules: list[dict[str, Any]], group: str, resource: str, verb: str) -
     )
 
 
-def test_watched_namespaces_get_a_role_binding_each_and_no_cluster_binding() -> None:
+def test_watched_namespaces_get_a_role_binding_each_and_no_cluster_binding(
+    template: Template,
+) -> None:
     objects = template("watchNamespaces={ml,web}")
     kinds = [(o["kind"], o["metadata"].get("namespace")) for o in objects]
     assert ("RoleBinding", "ml") in kinds and ("RoleBinding", "web") in kinds
@@ -47,17 +53,17 @@ def test_watched_namespaces_get_a_role_binding_each_and_no_cluster_binding() -> 
     assert "--namespace=ml" in args and "--namespace=web" in args
 
 
-def test_no_namespaces_means_one_cluster_role_binding() -> None:
+def test_no_namespaces_means_one_cluster_role_binding(template: Template) -> None:
     kinds = [o["kind"] for o in template()]
     assert kinds.count("ClusterRoleBinding") == 1 and "RoleBinding" not in kinds
 
 
-def test_the_operator_pod_meets_the_restricted_profile() -> None:
+def test_the_operator_pod_meets_the_restricted_profile(template: Template) -> None:
     deployment = next(o for o in template() if o["kind"] == "Deployment")
     assert restricted_violations(deployment["spec"]["template"]["spec"]) == []
 
 
-def test_rbac_covers_every_kind_kaip_renders_and_nothing_more() -> None:
+def test_rbac_covers_every_kind_kaip_renders_and_nothing_more(template: Template) -> None:
     role = next(o for o in template() if o["kind"] == "ClusterRole")
     rules = role["rules"]
     assert all("*" not in r["verbs"] + r["resources"] + r["apiGroups"] for r in rules)

@@ -85,19 +85,15 @@ def test_one_commit_per_change_with_a_message_naming_it(repo: Path, tmp_path: Pa
     assert len(old) == 1, "the old revision's Deployment left the directory"
 
 
-KUBECTL = Path.home() / ".cache" / "kaip-k8s" / "v1.35.4" / "kubectl"
-
-
-@pytest.mark.skipif(not KUBECTL.exists(), reason="kubectl not built: run tools/k8s/build.sh")
 def test_the_directory_builds_with_kustomize_as_argo_cd_and_flux_do(
-    repo: Path, tmp_path: Path
+    repo: Path, tmp_path: Path, kubectl: Path
 ) -> None:
     spec = tmp_path / "serving.yaml"
     spec.write_text(SPEC.format(batch=64) + APP)
     done = kaip("gitops", "commit", str(spec), "--repo", str(repo), "--dir", "apps/serving")
     assert done.returncode == 0, done.stderr
     built = subprocess.run(
-        [str(KUBECTL), "kustomize", str(repo / "apps/serving")],
+        [str(kubectl), "kustomize", str(repo / "apps/serving")],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert built.returncode == 0, built.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -75,19 +76,18 @@ def test_python_runtime_exposes_what_the_class_defines() -> None:
     assert out["y"].tolist() == [3.0, 3.0]
 
 
-def test_huggingface_runtimes_say_what_to_install() -> None:
-    try:
-        import sentence_transformers  # noqa: F401
-    except ImportError:
-        from kaip.errors import ArtifactError
+def test_huggingface_runtimes_say_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kaip.errors import ArtifactError
 
-        runtime = create(Artifact(uri="m", format="sentence-transformers"), Path("/nonexistent"))
-        with pytest.raises(ArtifactError, match=r"pip install 'kaip\[transformers\]'"):
-            runtime.load()
-    else:
-        pytest.skip("sentence-transformers is installed")
+    # As if the extra were not installed, whether it is or not: None in sys.modules makes the
+    # runtime's import raise ImportError.
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)
+    runtime = create(Artifact(uri="m", format="sentence-transformers"), Path("/nonexistent"))
+    with pytest.raises(ArtifactError, match=r"pip install 'kaip\[transformers\]'"):
+        runtime.load()
 
 
+TRANSFORMERS_MISSING = "optional extra kaip[transformers] is not installed"
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "on", "mat"]
 
 
@@ -102,8 +102,8 @@ def tiny_hub_dir(tmp_path: Path, transformers: Any, model_class: Any, config: An
 
 
 def test_sentence_transformers_runtime_embeds_like_the_library(tmp_path: Path) -> None:
-    st = pytest.importorskip("sentence_transformers")
-    transformers = pytest.importorskip("transformers")
+    st = pytest.importorskip("sentence_transformers", reason=TRANSFORMERS_MISSING)
+    transformers = pytest.importorskip("transformers", reason=TRANSFORMERS_MISSING)
     config = transformers.BertConfig(
         vocab_size=len(WORDS), hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
         intermediate_size=16, max_position_embeddings=32,
@@ -120,8 +120,8 @@ def test_sentence_transformers_runtime_embeds_like_the_library(tmp_path: Path) -
 
 
 def test_transformers_runtime_streams_text(tmp_path: Path) -> None:
-    pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("torch", reason="optional extra kaip[torch] is not installed")
+    transformers = pytest.importorskip("transformers", reason=TRANSFORMERS_MISSING)
     from kaip.serving.runtimes import GenerationParams
 
     config = transformers.GPT2Config(vocab_size=len(WORDS), n_embd=8, n_layer=1, n_head=2,

@@ -5,6 +5,7 @@
 # share have two cores.
 #
 #   tools/helm/build.sh          # prints the path of the helm binary
+#   tools/helm/build.sh --check  # prints it too, but builds nothing: exit 1 when it is missing
 set -euo pipefail
 
 HELM_VERSION=v3.22.0
@@ -14,6 +15,9 @@ BINARY="$CACHE/helm"
 if [[ -x "$BINARY" ]]; then
     echo "$BINARY"
     exit 0
+elif [[ "${1:-}" == "--check" ]]; then
+    echo "$BINARY"
+    exit 1
 fi
 command -v go >/dev/null || { echo "go is not on PATH (need Go >= 1.24)" >&2; exit 1; }
 mkdir -p "$CACHE"

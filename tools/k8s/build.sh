@@ -2,9 +2,11 @@
 # Builds the Kubernetes test control plane (etcd, kube-apiserver, kube-controller-manager,
 # kube-scheduler, kubectl, kwok) from the Go module proxy into a cache keyed by version, building
 # only what is missing or was built from different go.mod/go.sum files. Idempotent; a warm run
-# takes well under a second. See /work/shared/K8S-HARNESS.md for why it is built this way.
+# takes well under a second. tools/k8s/README.md says why it is built this way and what it costs.
 #
 #   tools/k8s/build.sh            # build what is missing into $KAIP_K8S_CACHE
+#   tools/k8s/build.sh --check    # print the cache directory; exit 0 when nothing needs building,
+#                                 # 1 otherwise; builds nothing
 #   KAIP_K8S_CACHE=/tmp/k8s tools/k8s/build.sh
 #
 # Go builds run under `nice -n 19` because the machines we share have two cores.
@@ -42,6 +44,22 @@ is_current() { # binary stamp
     [[ -x "$CACHE/$1" && -f "$CACHE/.$1.stamp" && "$(cat "$CACHE/.$1.stamp")" == "$2" ]]
 }
 
+etcd_stamp="$(stamp_of "$HERE/etcd" "-s -w")"
+kube_stamp="$(stamp_of "$HERE/kube" "$KUBE_LDFLAGS")"
+kwok_stamp="$(printf '%s\n' "$KWOK_VERSION" "$KWOK_LDFLAGS" | sha256sum | cut -d' ' -f1)"
+crd_dir="$CACHE/crds/gateway-api"
+crds_current() { [[ -f "$crd_dir/.version" && "$(cat "$crd_dir/.version")" == "$GATEWAY_API_VERSION" ]]; }
+
+if [[ "${1:-}" == "--check" ]]; then
+    echo "$CACHE"
+    is_current etcd "$etcd_stamp" && is_current kwok "$kwok_stamp" && crds_current || exit 1
+    for b in "${KUBE_BINARIES[@]}"; do is_current "$b" "$kube_stamp" || exit 1; done
+    exit 0
+elif [[ $# -gt 0 ]]; then
+    echo "usage: tools/k8s/build.sh [--check]" >&2
+    exit 2
+fi
+
 mkdir -p "$CACHE"
 # Two builds into one cache (CI and `make k8s-up`, say) would race; the second waits.
 exec 9>"$CACHE/.build.lock"
@@ -56,7 +74,6 @@ total_start=$SECONDS
 built=0
 
 # etcd: its own module (it pins different grpc/otel versions than Kubernetes).
-etcd_stamp="$(stamp_of "$HERE/etcd" "-s -w")"
 if is_current etcd "$etcd_stamp"; then
     log "etcd: cached"
 else
@@ -70,7 +87,6 @@ else
 fi
 
 # Kubernetes: one `go build` for every missing binary so the shared packages compile once.
-kube_stamp="$(stamp_of "$HERE/kube" "$KUBE_LDFLAGS")"
 missing=()
 for b in "${KUBE_BINARIES[@]}"; do
     if is_current "$b" "$kube_stamp"; then log "$b: cached"; else missing+=("$b"); fi
@@ -93,7 +109,6 @@ if ((${#missing[@]})); then
 fi
 
 # kwok: a plain `go install` (its module has no replace directives).
-kwok_stamp="$(printf '%s\n' "$KWOK_VERSION" "$KWOK_LDFLAGS" | sha256sum | cut -d' ' -f1)"
 if is_current kwok "$kwok_stamp"; then
     log "kwok: cached"
 else
@@ -113,8 +128,7 @@ fi
 
 # Gateway API CRDs (kaip renders HTTPRoutes): the standard channel's YAML, straight from the
 # sigs.k8s.io/gateway-api module; the full-cluster fixture and `make k8s-up` install them.
-crd_dir="$CACHE/crds/gateway-api"
-if [[ -f "$crd_dir/.version" && "$(cat "$crd_dir/.version")" == "$GATEWAY_API_VERSION" ]]; then
+if crds_current; then
     log "gateway-api CRDs: cached"
 else
     log "gateway-api CRDs: fetching $GATEWAY_API_VERSION"
