@@ -11,10 +11,12 @@
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY src ./src
+# The versions CI tested: requirements.lock pins every package (make lock).
 RUN python -m venv /opt/kaip \
- && /opt/kaip/bin/pip install ".[sklearn,onnx]"
+ && /opt/kaip/bin/pip install -c requirements.lock pip \
+ && /opt/kaip/bin/pip install ".[sklearn,onnx]" -c requirements.lock --build-constraint requirements.lock
 
 FROM python:3.11-slim
 ENV PATH=/opt/kaip/bin:$PATH \

@@ -7,10 +7,13 @@ STAMP := $(VENV)/.kaip-installed
 
 .PHONY: demo setup test test-fast lint typecheck layers unit venv clean bench-serving
 
-$(STAMP): pyproject.toml
+LOCK := requirements.lock
+
+# Every install takes its versions from the lock (make lock writes it from pyproject's ranges).
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -c $(LOCK) pip
+	$(BIN)/python -m pip install -q -c $(LOCK) --build-constraint $(LOCK) -e '.[dev]'
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -79,3 +82,10 @@ k8s-down: $(STAMP)
 bench-gateway: $(STAMP)
 	$(BIN)/python bench/gateway/run.py $(if $(QUICK),--rounds 1 --duration 3 --quiet-cpu 1)
 	$(BIN)/python bench/gateway/cold.py $(if $(QUICK),--runs 1)
+
+# Pin again after changing dependencies in pyproject.toml or bench/serving/peers/*/requirements.txt
+# (tests/unit/test_lock.py fails until you do). UPGRADE=1 moves every pin to the newest allowed.
+.PHONY: lock
+lock:
+	@test -x $(BIN)/uv || $(MAKE) --no-print-directory venv
+	$(BIN)/python tools/lock.py $(if $(UPGRADE),--upgrade)
