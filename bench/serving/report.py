@@ -12,6 +12,7 @@ from statistics import median
 from typing import Any
 
 REFERENCE = {"limit"}  # rows that are yardsticks, not peers
+KAIP = ("kaip", "kaip-predict")  # kaip's rows: compiled linear path, and model.predict like peers
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class Cell:
     p99_ms: float
     errors: int
     rss_mib: float
+    wrong: int = 0  # runs after which the server's predictions were no longer model.predict's
 
 
 def cells(records: Iterable[dict[str, Any]]) -> list[Cell]:
@@ -45,6 +47,7 @@ def cells(records: Iterable[dict[str, Any]]) -> list[Cell]:
                 p99_ms=median(r["p99_ms"] for r in rs),
                 errors=sum(r["errors"] for r in rs),
                 rss_mib=median(r["rss_bytes"] for r in rs) / 2**20,
+                wrong=sum(1 for r in rs if r.get("correct_after") is False),
             )
         )
     return out
@@ -59,7 +62,7 @@ def startups(records: Iterable[dict[str, Any]]) -> dict[str, float]:
 
 
 def _order(servers: Sequence[str]) -> list[str]:
-    first = [s for s in ("kaip",) if s in servers]
+    first = [s for s in KAIP if s in servers]
     last = [s for s in servers if s in REFERENCE]
     return first + sorted(s for s in servers if s not in first and s not in last) + last
 
@@ -77,8 +80,9 @@ def table(records: Sequence[dict[str, Any]]) -> str:
     for server in _order(list(by_server)):
         for c in sorted(by_server[server], key=lambda c: (c.rows, c.connections)):
             start = starts.get(server)
+            name = f"{server} (WRONG after {c.wrong} run(s))" if c.wrong else server
             lines.append(
-                f"| {server} | {c.rows} | {c.connections} | {c.rps:,.0f} | {c.p50_ms:.2f} "
+                f"| {name} | {c.rows} | {c.connections} | {c.rps:,.0f} | {c.p50_ms:.2f} "
                 f"| {c.p99_ms:.2f} | {c.errors} | {c.rss_mib:,.0f} "
                 f"| {'' if start is None else f'{start:.1f}'} |"
             )
@@ -86,19 +90,27 @@ def table(records: Sequence[dict[str, Any]]) -> str:
 
 
 def ratios(records: Sequence[dict[str, Any]], rows: int = 1) -> list[str]:
-    """kaip against the best peer (by req/s) at each connection count, for `rows` rows."""
+    """Each kaip row against the best peer (by req/s) at each connection count, for `rows` rows,
+    and the compiled path's share (kaip over kaip-predict)."""
     cs = cells(records)
     lines = []
     for conns in sorted({c.connections for c in cs}):
         here = {c.server: c for c in cs if c.rows == rows and c.connections == conns}
-        kaip = here.get("kaip")
-        peers = [c for s, c in here.items() if s != "kaip" and s not in REFERENCE]
-        if kaip is None or not peers:
-            continue
-        best = max(peers, key=lambda c: c.rps)
-        lines.append(
-            f"- {conns} conn, {rows} row: kaip {kaip.rps:,.0f} req/s vs best peer "
-            f"{best.server} {best.rps:,.0f} req/s = **{kaip.rps / best.rps:.2f}x**; "
-            f"p99 {kaip.p99_ms:.2f} ms vs {best.p99_ms:.2f} ms"
-        )
+        peers = [c for s, c in here.items() if s not in KAIP and s not in REFERENCE]
+        for name in KAIP:
+            kaip = here.get(name)
+            if kaip is None or not peers:
+                continue
+            best = max(peers, key=lambda c: c.rps)
+            lines.append(
+                f"- {conns} conn, {rows} row: {name} {kaip.rps:,.0f} req/s vs best peer "
+                f"{best.server} {best.rps:,.0f} req/s = **{kaip.rps / best.rps:.2f}x**; "
+                f"p99 {kaip.p99_ms:.2f} ms vs {best.p99_ms:.2f} ms"
+            )
+        if all(name in here for name in KAIP):
+            fast, slow = here["kaip"], here["kaip-predict"]
+            lines.append(
+                f"- {conns} conn, {rows} row: compiled path vs predict inside kaip: "
+                f"{fast.rps:,.0f} vs {slow.rps:,.0f} req/s = {fast.rps / slow.rps:.2f}x"
+            )
     return lines

@@ -2,7 +2,11 @@
 
 Each round starts every server in turn (order rotates per round), times its start-up to the first
 correct infer, checks its predictions against model.predict, then drives it with wrk for every
-(rows, connections) pair: server pinned to core 0, wrk to core 1, loopback only. Results go to
+(rows, connections) pair: server pinned to core 0, wrk to core 1, loopback only. After every
+run the server's predictions are checked again. kaip runs twice: "kaip" with its compiled
+linear path and "kaip-predict" with it off (model.predict, as every peer); each row's log must
+show the path it names. Before the rounds, kaip's compiled path is compared in-process with
+model.predict on every row of the digits data the benchmark draws from. Results go to
 bench/results/serving-<time>/ (results.json, table.md, server logs) and the table is printed.
 
 Usage: run.py [--quick] [--rounds N] [--duration S] [--servers a,b,...]
@@ -26,12 +30,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
-from artifact import Artifact, build, check_rows, fold, request_rows
+from artifact import Artifact, build, check_rows, digits, fold, request_rows
 from load import run_wrk
 from process import Server
 from protocol import Protocol
 from report import ratios, table
-from servers import ALL, REPO, ServerDef, kaip_serve_available
+from servers import ALL, REPO, SERVING_PATH, ServerDef, kaip_serve_available, serving_path
 
 SERVER_CORE, LOAD_CORE = 0, 1
 RESULTS = REPO / "bench" / "results"
@@ -100,6 +104,23 @@ def compute_floor(model: Any) -> list[dict[str, Any]]:
     finally:
         os.sched_setaffinity(0, previous)
     return out
+
+
+def fast_path_check(model: Any) -> dict[str, Any]:
+    """kaip's compiled linear path against model.predict on every digits row, both dtypes the
+    server compiles for floats (FP32 requests arrive as float32)."""
+    from kaip.serving.runtimes import linear
+
+    compiled = linear.compile_linear(model)
+    x_all, _ = digits()
+    record: dict[str, Any] = {"kind": "fastpath", "rows": len(x_all), "compiled": bool(compiled)}
+    if compiled is None:
+        return record | {"mismatches": None}
+    mismatches = {}
+    for dtype in (np.float32, np.float64):
+        x = x_all.astype(dtype)
+        mismatches[np.dtype(dtype).name] = int((compiled(x) != model.predict(x)).sum())
+    return record | {"mismatches": mismatches}
 
 
 def cpu_busy(sample_s: float = 3.0) -> float:
@@ -187,9 +208,13 @@ def one_server(
             *(correct(proto, port, request_rows(n), expected[f"load-{n}"]) for n in args.rows),
         ]
         problem = next((p for p in problems if p), None)
+        if problem is None and sdef.name in SERVING_PATH:
+            served = serving_path(server.log.read_text(errors="replace"))
+            if served != SERVING_PATH[sdef.name]:
+                problem = f"its log says it served by {served}, not {SERVING_PATH[sdef.name]}"
         records.append({**base, "kind": "check", "ok": problem is None, "problem": problem})
         if problem:
-            print(f"  {sdef.name}: WRONG PREDICTIONS, no load run: {problem}", flush=True)
+            print(f"  {sdef.name}: CHECK FAILED, no load run: {problem}", flush=True)
             return records
         print(f"  {sdef.name}: ready in {startup:.1f} s, predictions correct", flush=True)
         for rows in args.rows:
@@ -201,6 +226,9 @@ def one_server(
                     **common, connections=conns, duration_s=args.duration, core=LOAD_CORE
                 )
                 rss = server.rss()
+                after = correct(proto, port, request_rows(rows), expected[f"load-{rows}"])
+                if after:
+                    print(f"  {sdef.name}: WRONG PREDICTIONS after the run: {after}", flush=True)
                 records.append(
                     {
                         **base,
@@ -219,6 +247,8 @@ def one_server(
                         "rss_bytes": rss,
                         "processes": len(server.pids()),
                         "loadavg1": os.getloadavg()[0],
+                        "correct_after": after is None,
+                        "problem_after": after,
                     }
                 )
                 print(
@@ -291,6 +321,8 @@ def main() -> None:
     print(f"model {artifact.path} sha256 {artifact.sha256}")
     print(f"machine: load {records[-1]['loadavg']}, builds running: {records[-1]['busy_builds']}")
     records += compute_floor(model)
+    records.append(fast_path_check(model))
+    print(fast_path_line(records[-1]), flush=True)
 
     servers = []
     for sdef in (s for s in ALL if s.name in wanted):
@@ -320,8 +352,19 @@ def main() -> None:
     print(f"\nresults: {out}")
 
 
+def fast_path_line(r: dict[str, Any]) -> str:
+    if not r["compiled"]:
+        return "kaip's compiled path: the model is not compiled (kaip serves it by predict)"
+    bad = {dtype: n for dtype, n in r["mismatches"].items() if n}
+    if bad:
+        return f"kaip's compiled path DIFFERS from model.predict: {bad} of {r['rows']} rows"
+    dtypes = " and ".join(r["mismatches"])
+    return f"kaip's compiled path equals model.predict on all {r['rows']} digits rows ({dtypes})"
+
+
 def render(records: list[dict[str, Any]]) -> str:
     parts = [table(records), ""]
+    parts += [fast_path_line(r) for r in records if r["kind"] == "fastpath"] + [""]
     floor = [r for r in records if r["kind"] == "floor"]
     if floor:
         parts.append("In-process compute floor (one call, core 0):")
@@ -337,6 +380,11 @@ def render(records: list[dict[str, Any]]) -> str:
             parts.append(f"- {r['server']}: {r['kind']}: {r.get('why') or r.get('error')}")
         if r["kind"] == "check" and not r["ok"]:
             parts.append(f"- {r['server']}: wrong predictions: {r['problem']}")
+        if r["kind"] == "load" and r.get("problem_after"):
+            parts.append(
+                f"- {r['server']} ({r['rows']} rows, {r['connections']} conns, round "
+                f"{r['round']}): wrong predictions after the run: {r['problem_after']}"
+            )
         if r["kind"] == "listeners" and r["off_loopback"] and r["round"] == 1:
             exposed = ", ".join(r["off_loopback"])
             parts.append(

@@ -169,7 +169,29 @@ def _kaip(artifact: Artifact, scratch: Path) -> Launch:
         str(MAIN_VENV / "bin/kaip"), "serve", str(spec), "--model", MODEL_NAME,
         "--host", "127.0.0.1", "--port", str(port),
     ]  # fmt: skip
-    return Launch(argv=argv, port=port)
+    return Launch(argv=argv, port=port, env={"KAIP_SERVING__COMPILE_LINEAR": "true"})
+
+
+def _kaip_predict(artifact: Artifact, scratch: Path) -> Launch:
+    """kaip with its compiled linear path off: every request calls model.predict, as the peers
+    do, so the table separates what the server does from what the fast path does."""
+    launch = _kaip(artifact, scratch)
+    return Launch(argv=launch.argv, port=launch.port, env={"KAIP_SERVING__COMPILE_LINEAR": "false"})
+
+
+SERVING_PATH = {"kaip": "compiled", "kaip-predict": "predict"}
+"""Which path kaip's own log must say served the model, per row: a row that ran the other path
+is reported as failed, so the two kaip rows can never be mixed up."""
+
+
+def serving_path(log: str) -> str | None:
+    """'compiled' or 'predict', from the sklearn runtime's load line in kaip's log."""
+    for line in log.splitlines():
+        if "sklearn:" in line and "compiled to numpy for" in line:
+            return "predict" if "no dtype (kept predict)" in line else "compiled"
+        if "sklearn:" in line and "served by its own predict" in line:
+            return "predict"
+    return None
 
 
 def kaip_serve_available() -> str | None:
@@ -183,7 +205,17 @@ def kaip_serve_available() -> str | None:
 
 
 ALL = [
-    ServerDef("kaip", OIP, "kaip serve (this checkout)", _kaip, MAIN_VENV, 60),
+    ServerDef(
+        "kaip", OIP, "kaip serve (this checkout), compiled linear path", _kaip, MAIN_VENV, 60
+    ),
+    ServerDef(
+        "kaip-predict",
+        OIP,
+        "kaip serve, KAIP_SERVING__COMPILE_LINEAR=false: model.predict",
+        _kaip_predict,
+        MAIN_VENV,
+        60,
+    ),
     ServerDef("mlserver", OIP, "MLServer 1.7.1 + mlserver-sklearn", _mlserver, VENVS / "mlserver"),
     ServerDef("kserve", OIP, "KServe 0.21 kserve.Model", _kserve, VENVS / "kserve"),
     ServerDef("bentoml", BENTOML, "BentoML 1.4 @bentoml.service", _bentoml, VENVS / "bentoml"),

@@ -25,6 +25,11 @@ class ServingSettings(_Group):
     port: int = Field(8000, ge=0, le=65535)
     graceful_shutdown_seconds: float = Field(10.0, ge=0, description="drain time on SIGTERM, s")
     max_queue: int = Field(1024, ge=1, description="requests waiting for a batch before 503")
+    compile_linear: bool = Field(
+        True,
+        description="serve recognised linear scikit-learn pipelines by compiled numpy arithmetic "
+        "(kept only where it equals predict); false: always call the model's own predict",
+    )
     artifact_cache_dir: Path = Field(
         default_factory=lambda: Path.home() / ".cache" / "kaip" / "artifacts",
         description="where http(s) artifacts are downloaded to, by sha256",

@@ -98,3 +98,43 @@ def test_ratio_is_against_the_fastest_peer_not_the_reference() -> None:
     ]
     (line,) = report.ratios(records)
     assert "best peer kserve 1,000 req/s = **8.00x**" in line
+
+
+def test_kaip_predict_is_kaip_not_a_peer_and_the_fast_path_gets_its_own_ratio() -> None:
+    records = [
+        _load_record("kaip", 8000, 4.0),
+        _load_record("kaip-predict", 2000, 6.0),
+        _load_record("kserve", 1000, 50.0),
+        _load_record("limit", 20000, 3.0),
+    ]
+    lines = report.ratios(records)
+    assert len(lines) == 3, lines
+    assert "kaip 8,000 req/s vs best peer kserve 1,000 req/s = **8.00x**" in lines[0]
+    assert "kaip-predict 2,000 req/s vs best peer kserve 1,000 req/s = **2.00x**" in lines[1]
+    assert "compiled path vs predict inside kaip: 8,000 vs 2,000 req/s = 4.00x" in lines[2]
+    servers = [row.split(" | ")[0].lstrip("| ") for row in report.table(records).splitlines()[2:]]
+    assert servers == ["kaip", "kaip-predict", "kserve", "limit"]
+
+
+def test_a_row_whose_predictions_went_wrong_after_a_run_says_so() -> None:
+    records = [_load_record("kserve", 1000, 5.0, n) for n in (1, 2)]
+    records[1]["correct_after"] = False
+    row = report.table(records).splitlines()[2]
+    assert row.startswith("| kserve (WRONG after 1 run(s)) | 1 | 64 |")
+
+
+def test_the_served_path_is_read_from_kaips_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(BENCH))
+    servers = _load("servers")
+    prefix = "2026-11-29 10:00:00,000 INFO kaip.serving.runtimes.sklearn sklearn: Pipeline "
+    assert servers.serving_path(prefix + "compiled to numpy for float32, float64, int64") == (
+        "compiled"
+    )
+    assert servers.serving_path(prefix + "compiled to numpy for no dtype (kept predict)") == (
+        "predict"
+    )
+    assert servers.serving_path(prefix + "served by its own predict (compile_linear is off)") == (
+        "predict"
+    )
+    assert servers.serving_path("uvicorn started") is None
+    assert servers.SERVING_PATH == {"kaip": "compiled", "kaip-predict": "predict"}

@@ -65,6 +65,37 @@ def test_sklearn_runtime_compiles_and_keeps_predict_for_the_rest(
             np.testing.assert_array_equal(got, model.predict(x))
 
 
+def test_compile_linear_off_serves_every_dtype_by_predict(
+    tmp_path: Path, pipeline: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """KAIP_SERVING__COMPILE_LINEAR=false reaches the runtime the server loads (the benchmark's
+    "kaip (predict)" row): nothing compiled, answers from the model's own predict."""
+    from kaip.serving.server import ServeOptions, build, load
+    from kaip.settings import load_settings
+
+    joblib.dump(pipeline, tmp_path / "model.joblib")
+    (tmp_path / "kaip.yaml").write_text(
+        "apiVersion: kaip.dev/v1alpha1\nkind: Model\nmetadata: {name: m}\n"
+        "spec: {owner: t, artifact: {uri: model.joblib, format: sklearn, trust: true}}\n"
+    )
+    options = ServeOptions(tmp_path / "kaip.yaml", "m", "127.0.0.1", 0)
+    loaded = {}
+    for value in ("true", "false"):
+        monkeypatch.setenv("KAIP_SERVING__COMPILE_LINEAR", value)
+        settings = load_settings()
+        app, doc = build(options, settings)
+        load(app, doc, settings)
+        runtime = app.model.runtime
+        assert isinstance(runtime, SklearnRuntime)
+        loaded[value] = runtime
+    assert loaded["true"].compiled_dtypes == ["float32", "float64", "int64"]
+    assert loaded["false"].compiled_dtypes == []
+    for dtype in (np.float32, np.float64):
+        x = X.astype(dtype)
+        got = loaded["false"].predict({"input-0": x})["output-0"]
+        np.testing.assert_array_equal(got, pipeline.predict(x))
+
+
 def test_python_runtime_exposes_what_the_class_defines() -> None:
     root = Path(__file__).parents[2]
     artifact = Artifact(uri="model.py", format="python", entrypoint="model:TinyLM")

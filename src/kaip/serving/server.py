@@ -87,7 +87,8 @@ def load(app: ServingApp, doc: SpecDocument, settings: Settings) -> None:
     assert isinstance(doc.resource, Model)
     artifact = doc.resource.spec.artifact
     path = artifacts.resolve(artifact, doc.base_dir, settings.serving.artifact_cache_dir)
-    app.model.load(runtimes.create(artifact, path))
+    compile_linear = settings.serving.compile_linear
+    app.model.load(runtimes.create(artifact, path, compile_linear=compile_linear))
 
 
 def bind(host: str, port: int) -> socket.socket:

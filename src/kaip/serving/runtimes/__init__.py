@@ -18,12 +18,15 @@ from kaip.serving.runtimes.base import (
 from kaip.spec import Artifact
 
 
-def create(artifact: Artifact, path: Path) -> Runtime:
-    """A runtime for ``artifact`` at the local ``path``; call ``load()`` on it next."""
+def create(artifact: Artifact, path: Path, *, compile_linear: bool = True) -> Runtime:
+    """A runtime for ``artifact`` at the local ``path``; call ``load()`` on it next.
+
+    ``compile_linear`` (``settings.serving.compile_linear``): whether the sklearn runtime may
+    serve a linear pipeline by its compiled arithmetic instead of ``predict``."""
     if artifact.format == "sklearn":
         from kaip.serving.runtimes.sklearn import SklearnRuntime
 
-        return SklearnRuntime(path, artifact)
+        return SklearnRuntime(path, artifact, compile_linear=compile_linear)
     if artifact.format == "onnx":
         from kaip.serving.runtimes.onnx import OnnxRuntime
 

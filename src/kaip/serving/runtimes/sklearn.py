@@ -3,7 +3,8 @@
 Refuses to unpickle unless the artifact is pinned by ``sha256`` (verified before this module
 sees the file) or marked ``trust: true``. On load it compiles recognised linear pipelines to
 numpy (:mod:`kaip.serving.runtimes.linear`) and keeps the compiled path only for the input
-dtypes where it matched ``model.predict`` exactly on probe inputs.
+dtypes where it matched ``model.predict`` exactly on probe inputs; ``compile_linear=False``
+(``KAIP_SERVING__COMPILE_LINEAR=false``) keeps ``predict`` for everything.
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ class SklearnRuntime:
     platform = "sklearn"
     batchable = True
 
-    def __init__(self, path: Path, artifact: Artifact) -> None:
+    def __init__(self, path: Path, artifact: Artifact, *, compile_linear: bool = True) -> None:
         self.path = path
         self.artifact = artifact
+        self.compile_linear = compile_linear
         self.model: Any = None
         self._fast: dict[np.dtype[Any], linear.Compiled] = {}
         self._inputs: tuple[TensorSpec, ...] = ()
@@ -68,6 +70,12 @@ class SklearnRuntime:
         return datatype_of(np.asarray(classes))
 
     def _compile(self, n_features: int) -> None:
+        if not self.compile_linear:
+            log.info(
+                "sklearn: %s served by its own predict (compile_linear is off)",
+                type(self.model).__name__,
+            )
+            return
         compiled = linear.compile_linear(self.model) if n_features > 0 else None
         if compiled is None:
             log.info("sklearn: %s served by its own predict", type(self.model).__name__)
