@@ -114,11 +114,14 @@ for name in "${selected[@]}"; do
     fi
     say "$label installing: ${ABOUT[$name]}"
     set +e
-    ("${name}_install") 2>&1 | sed -u 's/^/    /'
+    (set -e; "${name}_install") 2>&1 | sed -u 's/^/    /'
     status=${PIPESTATUS[0]}
     set -e
-    if ((status)) || ! "${name}_ready"; then
+    if ((status)); then
         say "$label FAILED after $(elapsed "$start") (exit $status); the lines above say why"
+        exit 1
+    elif ! "${name}_ready"; then
+        say "$label FAILED: installed in $(elapsed "$start"), but ${name}_ready still says no"
         exit 1
     fi
     say "$label done in $(elapsed "$start")"
