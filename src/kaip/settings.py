@@ -34,6 +34,9 @@ class ServingSettings(_Group):
         default_factory=lambda: Path.home() / ".cache" / "kaip" / "artifacts",
         description="where http(s) artifacts are downloaded to, by sha256",
     )
+    generation_workers: int = Field(
+        4, ge=1, le=256, description="threads that run text generation (OpenAI routes)"
+    )
 
 
 class LocalSettings(_Group):

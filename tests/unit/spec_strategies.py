@@ -192,6 +192,7 @@ def serve() -> st.SearchStrategy[Doc]:
             "batching": batching,
             "timeoutSeconds": floats(Serve, "timeout_seconds"),
             "maxRequestBytes": ints(Serve, "max_request_bytes"),
+            "maxTokens": ints(Serve, "max_tokens"),
         }
     )
 

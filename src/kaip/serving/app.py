@@ -31,6 +31,7 @@ from kaip.serving.asgi import (
 from kaip.serving.codec import decode_request, encode_response
 from kaip.serving.dataplane import ServedModel
 from kaip.serving.openai_api import OpenAIRoutes
+from kaip.spec.kinds import DEFAULT_MAX_TOKENS
 from kaip.telemetry import SPAN_INFER
 
 log = logging.getLogger(__name__)
@@ -57,10 +58,23 @@ class ServingApp:
         *,
         max_request_bytes: int,
         openai: bool = False,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+        generation_workers: int = 4,
+        max_waiting: int = 1024,
     ) -> None:
         self.model = model
         self.max_request_bytes = max_request_bytes
-        self.openai = OpenAIRoutes(model, max_request_bytes) if openai else None
+        self.openai = (
+            OpenAIRoutes(
+                model,
+                max_request_bytes,
+                max_tokens=max_tokens,
+                generation_workers=generation_workers,
+                max_waiting=max_waiting,
+            )
+            if openai
+            else None
+        )
         base = f"/v2/models/{model.name}"
         self._infer_paths = {f"{base}/infer", f"{base}/versions/{model.revision}/infer"}
         self._openapi = orjson.dumps(openapi.document(model.name, model.revision))
@@ -193,7 +207,17 @@ class ServingApp:
             )
 
     async def _live(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await respond(send, 200, b'{"live":true}')
+        wedged = self.openai.wedged() if self.openai is not None else None
+        if wedged is None:
+            await respond(send, 200, b'{"live":true}')
+        else:
+            await respond(send, 503, orjson.dumps({"live": False, "reason": wedged}))
+
+    def close(self) -> None:
+        """Release the model and the generation threads (the server is stopping)."""
+        if self.openai is not None:
+            self.openai.close()
+        self.model.close()
 
     async def _ready(self, scope: Scope, receive: Receive, send: Send) -> None:
         ready = self.model.ready

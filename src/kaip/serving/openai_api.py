@@ -2,27 +2,27 @@
 ``/v1/chat/completions`` (with SSE streaming ending in ``data: [DONE]``).
 
 Requests are checked here and answered with OpenAI-shaped error bodies
-(``{"error": {"message", "type", "param", "code"}}``). Generation runs the runtime's token
-iterator on a worker thread and streams pieces back through the event loop; the GenAI server
-histograms (request duration, time to first token, time per output token) are recorded for
-every generation. Never touches OIP v2 tensors.
+(``{"error": {"message", "type", "param", "code"}}``): ``max_tokens`` up to the model's
+``serve.maxTokens``, at most :data:`MAX_STOPS` stop strings of at most :data:`MAX_STOP_CHARS`
+characters each. A generation is cancelled as soon as its client goes away (the request's
+``http.disconnect`` is watched while it runs). How a generation runs, ends and is written back is
+:mod:`kaip.serving.generation`. Never touches OIP v2 tensors.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
-import threading
 import time
-import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Coroutine, Mapping
 from typing import Any
 
 import numpy as np
 import orjson
 
-from kaip.errors import InferenceError, KaipError, ModelNotFoundError, OverloadedError
+from kaip.errors import InferenceError, KaipError, ModelNotFoundError
 from kaip.serving.asgi import (
     ClientDisconnected,
     Receive,
@@ -33,16 +33,14 @@ from kaip.serving.asgi import (
     respond,
 )
 from kaip.serving.dataplane import ServedModel
+from kaip.serving.generation import Generation, GenerationPool, error_document
 from kaip.serving.metrics import GenAIMetrics
 from kaip.serving.runtimes import GenerationParams, embedder_of, generator_of
-from kaip.serving.runtimes.base import TextGenerator
 
 log = logging.getLogger(__name__)
 PROTOCOL = "openai"
-_SSE_HEADERS = [
-    (b"content-type", b"text/event-stream"),
-    (b"cache-control", b"no-cache"),
-]
+MAX_STOPS = 4  # as OpenAI's API allows
+MAX_STOP_CHARS = 1024
 
 
 def openai_error(exc: KaipError) -> bytes:
@@ -50,11 +48,7 @@ def openai_error(exc: KaipError) -> bytes:
     code = {404: "model_not_found", 503: "overloaded", 413: "request_too_large"}.get(
         exc.http_status
     )
-    return _error_doc(exc.message, kind, code)
-
-
-def _error_doc(message: str, kind: str, code: str | None = None) -> bytes:
-    return orjson.dumps({"error": {"message": message, "type": kind, "param": None, "code": code}})
+    return error_document(exc.message, kind, code)
 
 
 def _field(body: Mapping[str, Any], name: str, kind: type | tuple[type, ...], default: Any) -> Any:
@@ -70,20 +64,31 @@ def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
     return kind if isinstance(kind, tuple) else (kind,)
 
 
-def _params(body: Mapping[str, Any], default_max: int) -> GenerationParams:
-    max_tokens = _field(body, "max_completion_tokens", int, None)
+def _params(body: Mapping[str, Any], default_max: int, cap: int) -> GenerationParams:
+    name = "max_completion_tokens"
+    max_tokens = _field(body, name, int, None)
     if max_tokens is None:
-        max_tokens = _field(body, "max_tokens", int, default_max)
+        name = "max_tokens"
+        max_tokens = _field(body, name, int, min(default_max, cap))
     if max_tokens < 1:
-        raise InferenceError("'max_tokens' must be at least 1")
+        raise InferenceError(f"'{name}' must be at least 1")
+    if max_tokens > cap:
+        raise InferenceError(
+            f"'{name}' is {max_tokens}, over this model's limit of {cap} (serve.maxTokens); ask "
+            "for fewer tokens"
+        )
     temperature = float(_field(body, "temperature", (int, float), 1.0))
     top_p = float(_field(body, "top_p", (int, float), 1.0))
     if not 0 <= temperature <= 2 or not 0 < top_p <= 1:
         raise InferenceError("'temperature' must be in [0, 2] and 'top_p' in (0, 1]")
     stop = _field(body, "stop", (str, list), [])
     stops = (stop,) if isinstance(stop, str) else tuple(stop)
-    if not all(isinstance(s, str) for s in stops):
-        raise InferenceError("'stop' must be a string or a list of strings")
+    if len(stops) > MAX_STOPS:
+        raise InferenceError(f"'stop' has {len(stops)} strings; send at most {MAX_STOPS}")
+    if not all(isinstance(s, str) and 0 < len(s) <= MAX_STOP_CHARS for s in stops):
+        raise InferenceError(
+            f"'stop' must be a string or a list of strings, each 1 to {MAX_STOP_CHARS} characters"
+        )
     if _field(body, "n", int, 1) != 1:
         raise InferenceError("only n=1 is supported")
     return GenerationParams(max_tokens, temperature, top_p, stops, _field(body, "seed", int, None))
@@ -100,11 +105,32 @@ def _message_text(content: Any) -> str:
 
 
 class OpenAIRoutes:
-    def __init__(self, model: ServedModel, max_request_bytes: int) -> None:
+    def __init__(
+        self,
+        model: ServedModel,
+        max_request_bytes: int,
+        *,
+        max_tokens: int,
+        generation_workers: int,
+        max_waiting: int,
+    ) -> None:
         self.model = model
         self.max_request_bytes = max_request_bytes
+        self.max_tokens = max_tokens
         self.created = int(time.time())
         self.genai = GenAIMetrics(model.metrics)
+        # A thread that produced nothing for a whole timeoutSeconds is past any answer it could
+        # still give (the request was cut at that deadline): it is stuck in the runtime.
+        self.pool = GenerationPool(
+            generation_workers, max_waiting=max_waiting, stall_seconds=model.timeout
+        )
+
+    def wedged(self) -> str | None:
+        """Why generation cannot make progress any more, or None."""
+        return self.pool.wedged()
+
+    def close(self) -> None:
+        self.pool.close()
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -128,7 +154,8 @@ class OpenAIRoutes:
                 if path == "/v1/embeddings":
                     await self._embeddings(body, send)
                 else:
-                    await self._generate(body, send, chat=path.endswith("chat/completions"))
+                    chat = path.endswith("chat/completions")
+                    await _unless_disconnected(self._generate(body, send, chat=chat), receive)
             else:
                 raise ModelNotFoundError(f"no route {method} {path}")
         except KaipError as exc:
@@ -239,182 +266,44 @@ class OpenAIRoutes:
             if not isinstance(raw, str):
                 raise InferenceError("'prompt' must be a string (one prompt per request)")
             prompt = raw
-        params = _params(body, default_max=16 if not chat else 256)
+        params = _params(body, 16 if not chat else 256, self.max_tokens)
         stream = _field(body, "stream", bool, False)
         options = _field(body, "stream_options", dict, {})
-        run = _Generation(self, generator, prompt, params, chat)
+        run = Generation(
+            model=self.model.name,
+            generator=generator,
+            pool=self.pool,
+            genai=self.genai,
+            prompt=prompt,
+            params=params,
+            chat=chat,
+            timeout=self.model.timeout,
+        )
         if stream:
             await run.stream(send, include_usage=options.get("include_usage") is True)
         else:
             await run.whole(send)
 
 
-class _Generation:
-    """One completion: runs the token iterator, applies stop strings, records GenAI metrics."""
-
-    def __init__(
-        self,
-        routes: OpenAIRoutes,
-        generator: TextGenerator,
-        prompt: str,
-        params: GenerationParams,
-        chat: bool,
-    ) -> None:
-        self.routes = routes
-        self.generator = generator
-        self.prompt = prompt
-        self.params = params
-        self.chat = chat
-        self.id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
-        self.created = int(time.time())
-        self.tokens = 0
-        self.finish_reason = "stop"
-        self.started = time.perf_counter()
-        self.first_token: float | None = None
-
-    @property
-    def operation(self) -> str:
-        return "chat" if self.chat else "text_completion"
-
-    async def pieces(self) -> AsyncIterator[str]:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[str | None, BaseException | None]] = asyncio.Queue()
-        cancelled = threading.Event()
-
-        def work() -> None:
-            try:
-                for piece in self.generator.generate(self.prompt, self.params):
-                    if cancelled.is_set():
-                        break
-                    loop.call_soon_threadsafe(queue.put_nowait, (str(piece), None))
-                loop.call_soon_threadsafe(queue.put_nowait, (None, None))
-            except BaseException as exc:
-                loop.call_soon_threadsafe(queue.put_nowait, (None, exc))
-
-        loop.run_in_executor(None, work)
-        text = ""
-        try:
-            while True:
-                piece, error = await queue.get()
-                if error is not None:
-                    raise error
-                if piece is None:
-                    return
-                if self.first_token is None:
-                    self.first_token = time.perf_counter()
-                self.tokens += 1
-                text += piece
-                cut = min((i for s in self.params.stop if (i := text.find(s)) >= 0), default=-1)
-                if cut >= 0:
-                    yield piece[: max(0, len(piece) - (len(text) - cut))]
-                    return
-                yield piece
-                if self.tokens >= self.params.max_tokens:
-                    self.finish_reason = "length"
-                    return
-        finally:
-            cancelled.set()
-
-    def record(self, error: str = "") -> None:
-        ttft = None if self.first_token is None else self.first_token - self.started
-        self.routes.genai.record(
-            self.operation,
-            self.routes.model.name,
-            time.perf_counter() - self.started,
-            ttft=ttft,
-            tokens=self.tokens,
-            error_type=error,
-        )
-
-    def usage(self) -> dict[str, int]:
-        prompt_tokens = self.generator.count_tokens(self.prompt)
-        return {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": self.tokens,
-            "total_tokens": prompt_tokens + self.tokens,
-        }
-
-    async def whole(self, send: Send) -> None:
-        timeout = self.routes.model.timeout
-        try:
-            async with asyncio.timeout(timeout):
-                text = "".join([p async for p in self.pieces()])
-        except TimeoutError as exc:
-            self.record(type(exc).__name__)
-            raise OverloadedError(
-                f"no answer within the model's timeoutSeconds ({timeout:g} s); ask for fewer "
-                "tokens, stream, or raise serve.timeoutSeconds",
-                retry_after=1.0,
-            ) from None
-        except Exception as exc:
-            self.record(type(exc).__name__)
-            raise
-        self.record()
-        if self.chat:
-            choice: dict[str, Any] = {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": self.finish_reason,
-            }
-        else:
-            choice = {"index": 0, "text": text, "logprobs": None}
-            choice["finish_reason"] = self.finish_reason
-        doc = {
-            "id": self.id,
-            "object": "chat.completion" if self.chat else "text_completion",
-            "created": self.created,
-            "model": self.routes.model.name,
-            "choices": [choice],
-            "usage": self.usage(),
-        }
-        await respond(send, 200, orjson.dumps(doc))
-
-    def _chunk(self, delta: dict[str, Any] | str, finish: str | None) -> bytes:
-        if self.chat:
-            choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish}
-            kind = "chat.completion.chunk"
-        else:
-            choice = {"index": 0, "text": delta, "logprobs": None, "finish_reason": finish}
-            kind = "text_completion"
-        doc = {
-            "id": self.id,
-            "object": kind,
-            "created": self.created,
-            "model": self.routes.model.name,
-            "choices": [choice],
-        }
-        return b"data: " + orjson.dumps(doc) + b"\n\n"
-
-    async def stream(self, send: Send, *, include_usage: bool) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
-        error = ""
-        try:
-            if self.chat:
-                await _event(send, self._chunk({"role": "assistant", "content": ""}, None))
-            async for piece in self.pieces():
-                if piece:
-                    delta = {"content": piece} if self.chat else piece
-                    await _event(send, self._chunk(delta, None))
-            await _event(send, self._chunk({} if self.chat else "", self.finish_reason))
-            if include_usage:
-                doc: dict[str, Any] = {
-                    "id": self.id,
-                    "object": "chat.completion.chunk" if self.chat else "text_completion",
-                    "created": self.created,
-                    "model": self.routes.model.name,
-                    "choices": [],
-                    "usage": self.usage(),
-                }
-                await _event(send, b"data: " + orjson.dumps(doc) + b"\n\n")
-        except Exception as exc:
-            error = type(exc).__name__
-            log.exception("generation on model %s failed mid-stream", self.routes.model.name)
-            message = exc.message if isinstance(exc, KaipError) else "generation failed"
-            await _event(send, b"data: " + _error_doc(message, "server_error") + b"\n\n")
-        finally:
-            self.record(error)
-        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+async def _unless_disconnected(work: Coroutine[Any, Any, None], receive: Receive) -> None:
+    """Run ``work`` (whose request body was read) until done, or cancel it when the client goes
+    away first: raises :class:`ClientDisconnected` then."""
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_disconnect(receive))
+    try:
+        await asyncio.wait((task, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not task.done():  # the client went, or this request itself was cancelled
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        gone.cancel()
+    if not task.cancelled():
+        task.result()
+        return
+    raise ClientDisconnected
 
 
-async def _event(send: Send, data: bytes) -> None:
-    await send({"type": "http.response.body", "body": data, "more_body": True})
+async def _disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass

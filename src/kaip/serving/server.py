@@ -78,6 +78,9 @@ def build(options: ServeOptions, settings: Settings) -> tuple[ServingApp, SpecDo
         served,
         max_request_bytes=spec.serve.max_request_bytes,
         openai="openai" in spec.serve.protocols,
+        max_tokens=spec.serve.token_cap,
+        generation_workers=settings.serving.generation_workers,
+        max_waiting=settings.serving.max_queue,
     )
     return app, doc
 
@@ -143,7 +146,7 @@ def serve(options: ServeOptions, settings: Settings) -> int:
             port = sock.getsockname()[1]
             _announce(options, port)
         await serving
-        app.model.close()
+        app.close()
 
     # uvicorn re-raises the signal it caught once it has drained; a no-op handler makes that
     # re-raise harmless so that a graceful stop exits 0.

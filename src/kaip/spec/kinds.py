@@ -102,6 +102,7 @@ class Artifact(SpecModel):
 
 
 Protocol = Literal["oip-v2", "openai"]
+DEFAULT_MAX_TOKENS = 4096
 
 
 class Batching(SpecModel):
@@ -124,6 +125,22 @@ class Serve(SpecModel):
     batching: Batching = Field(default_factory=Batching)
     timeout_seconds: float = Field(30.0, gt=0, le=3600)
     max_request_bytes: int = Field(8 * 2**20, ge=1024, le=2**31)
+    # None (left out) means DEFAULT_MAX_TOKENS: a new optional field keeps every existing
+    # spec's revision id, so upgrading kaip does not roll out every Model again.
+    max_tokens: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description=(
+            "the most tokens one completion may ask for (OpenAI max_tokens); more is a 400. "
+            "Default 4096"
+        ),
+    )
+
+    @property
+    def token_cap(self) -> int:
+        """``maxTokens``, or :data:`DEFAULT_MAX_TOKENS` when the spec leaves it out."""
+        return DEFAULT_MAX_TOKENS if self.max_tokens is None else self.max_tokens
 
 
 class ModelSpec(SpecModel):
