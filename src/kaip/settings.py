@@ -18,6 +18,34 @@ class _Group(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class HttpLimits(_Group):
+    """What one client connection may cost a server: both the model server and the gateway.
+
+    Over ``max_header_bytes`` a request gets 431 and its connection is closed; a request whose
+    headers (or body) have not all arrived within ``header_timeout_seconds`` (or
+    ``body_timeout_seconds`` after its headers) gets 408 and is closed; a kept-alive connection
+    with no request for ``idle_timeout_seconds`` is closed. At ``max_connections`` (lowered to
+    what the process's open-file limit allows) a new connection closes the longest-idle one, or
+    gets 503 when every connection has a request in progress.
+    """
+
+    max_header_bytes: int = Field(
+        64 * 1024, ge=1024, le=1024 * 1024, description="request line and headers, bytes"
+    )
+    header_timeout_seconds: float = Field(
+        10.0, gt=0, le=3600, description="a request's first byte to its last header, s"
+    )
+    body_timeout_seconds: float = Field(
+        60.0, gt=0, le=3600, description="a request's last header to the end of its body, s"
+    )
+    idle_timeout_seconds: float = Field(
+        5.0, gt=0, le=3600, description="a kept-alive connection with no request is closed, s"
+    )
+    max_connections: int = Field(
+        1024, ge=8, le=1_000_000, description="open client connections per server"
+    )
+
+
 class ServingSettings(_Group):
     """Defaults of the model server (``kaip serve`` and replicas)."""
 
@@ -57,6 +85,13 @@ class LocalSettings(_Group):
         ),
     )
     drain_seconds: float = Field(15.0, ge=0, description="SIGTERM to SIGKILL on replica stop")
+    app_max_request_bytes: int = Field(
+        16 * 2**20,
+        ge=1024,
+        le=2**31,
+        description="request bodies the gateway takes for an App (Models: serve.maxRequestBytes)",
+    )
+    gateway_http: HttpLimits = HttpLimits()
 
 
 class KubeSettings(_Group):

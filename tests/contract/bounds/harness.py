@@ -5,12 +5,18 @@ its own (a fresh connection per probe, warmed up first) and watches the server's
 in ``/proc/PID/status`` (its peak is reset when the attack starts). :meth:`Measurement.check`
 then asserts the issue's thresholds: liveness p99 under 100 ms and RSS growth under 64 MiB.
 Each test asserts the third itself: its attack got a 4xx, or was closed, within 1 s.
+
+The machine is shared (2 cores, often a load of 10 or more): the server and the prober run at a
+higher CPU priority than everything else while measured (where the test may raise it), so that
+what is measured is the server under attack, not its neighbours.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import socket
 import subprocess
 import sys
@@ -24,7 +30,7 @@ PROBER = Path(__file__).with_name("prober.py")
 P99_LIMIT_MS = 100.0
 RSS_LIMIT_MIB = 64.0
 REFUSED_WITHIN_S = 1.0
-MIN_PROBES = 50
+MIN_PROBES = 100
 
 
 def status_kib(pid: int, key: str) -> int:
@@ -33,6 +39,21 @@ def status_kib(pid: int, key: str) -> int:
         if line.startswith(key + ":"):
             return int(line.split()[1])
     raise KeyError(key)
+
+
+PRIORITY = -10  # nice value while measured
+
+
+def prioritize(pid: int) -> None:
+    """Run every thread of ``pid`` at :data:`PRIORITY` (nice is per thread on Linux)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, int(task.name), PRIORITY)
+
+
+def _raise_priority() -> None:
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, 0, PRIORITY)
 
 
 def open_files(pid: int) -> int:
@@ -77,8 +98,10 @@ def measured(pid: int, port: int, path: str = "/v2/health/live") -> Iterator[Mea
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
+        preexec_fn=_raise_priority,
     )
     assert prober.stdin is not None and prober.stdout is not None
+    prioritize(pid)
     try:
         assert prober.stdout.readline().strip() == "warm", "the prober never warmed up"
         Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := VmRSS from here on

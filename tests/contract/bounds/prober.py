@@ -15,7 +15,7 @@ import socket
 import sys
 import time
 
-WARM_UP = 20
+WARM_UP = 30
 TIMEOUT_S = 5.0
 
 

@@ -1,10 +1,10 @@
 """A tiny real replica for gateway tests: a raw-ASGI app on uvicorn, on a socket it inherits.
 
 Run as ``python gateway_backend.py FD REPLICA_ID``. Every answer says which replica gave it and
-what arrived (path, traceparent, body size, forwarded prefix), so tests can check routing from
-the outside. ``/hold?k`` and ``/sse?k`` park until ``/release?k`` is called (sticky per key
-``k``), which lets tests prove least-outstanding balancing and incremental streaming without any
-timing.
+what arrived (path, traceparent, body size, forwarded prefix, all headers), so tests can check
+routing from the outside. ``/hold?k`` and ``/sse?k`` park until ``/release?k`` is called
+(sticky per key ``k``), which lets tests prove least-outstanding balancing and incremental
+streaming without any timing.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         "traceparent": headers.get(b"traceparent", b"").decode(),
         "prefix": headers.get(b"x-forwarded-prefix", b"").decode(),
         "body_len": len(body),
+        "headers": {k.decode(): v.decode("latin-1") for k, v in scope["headers"]},
     }
     if path.endswith("/chat/completions"):
         payload = _chat_completion(chat["model"])

@@ -534,7 +534,14 @@ class Controller:
             if run.canary is not None:
                 weights[run.canary.revision] = weight
             routes.append(
-                Route(run.route_kind, run.name, weights, tuple(backends), run.response_timeout_s)
+                Route(
+                    run.route_kind,
+                    run.name,
+                    weights,
+                    tuple(backends),
+                    run.response_timeout_s,
+                    run.max_request_bytes,
+                )
             )
         return routes
 

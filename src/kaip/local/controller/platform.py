@@ -100,6 +100,8 @@ async def serve(
         port=port,
         hold_timeout_s=local.hold_timeout_seconds,
         response_timeout_s=local.response_timeout_seconds,
+        limits=local.gateway_http,
+        app_max_request_bytes=local.app_max_request_bytes,
         on_demand=controller.wake,
         admin=admin_app(controller),
     )

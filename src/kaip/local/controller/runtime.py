@@ -125,3 +125,16 @@ class ResourceRun:
             if isinstance(r.resource, Model)
         ]
         return max(timeouts) + MODEL_ANSWER_GRACE_SECONDS if timeouts else None
+
+    @property
+    def max_request_bytes(self) -> int | None:
+        """The largest request body the gateway takes for it; None: its default (Apps).
+
+        Models: the largest ``serve.maxRequestBytes`` of the live revisions.
+        """
+        limits = [
+            r.resource.spec.serve.max_request_bytes
+            for r in self.revisions()
+            if isinstance(r.resource, Model)
+        ]
+        return max(limits) if limits else None

@@ -34,12 +34,15 @@ import orjson
 from kaip.local.gateway.admin import ASGIApp, serve_asgi
 from kaip.local.gateway.balance import pick_backend, pick_least_outstanding, pick_revision
 from kaip.local.gateway.http1 import Headers, error_payload, request_head
+from kaip.local.gateway.limits import BodyLimit, Connections
 from kaip.local.gateway.paths import TargetKind, parse_target
 from kaip.local.gateway.routes import Backend, CompiledRoute, Route, RouteKind, RouteTable
 from kaip.local.gateway.server import ClientConnection, Request
 from kaip.local.gateway.stats import LoadSample, RevisionStats, StatsRecorder
 from kaip.local.gateway.trace import is_valid_traceparent, new_traceparent
 from kaip.local.gateway.upstream import Outcome, UpstreamConnection, UpstreamPool
+from kaip.settings import HttpLimits
+from kaip.spec import Serve
 
 log = logging.getLogger("kaip.local.gateway")
 
@@ -48,8 +51,12 @@ EJECT_TIMEOUT_S = 30.0
 """A replica that let a request time out is skipped this long (unless none is left): long enough
 that requests don't pile up behind a hang, short enough that one that recovers soon serves again.
 A replica that hangs altogether also fails the supervisor's health checks and is restarted."""
+INLINE_BODY_BYTES = 64 * 1024  # smaller bodies go out in one write with the head; larger: apart
 MAX_TIMEOUT_RETRIES = 1  # tries of another replica after a response timeout, per request
 RETRY_AFTER = [(b"retry-after", b"1")]
+MODEL_REQUEST_BYTES = Serve().max_request_bytes  # for a Model route that does not say
+ADMIN_REQUEST_BYTES = 1024 * 1024
+OTHER_REQUEST_BYTES = 64 * 1024  # health, metadata, model lists, unknown paths
 
 
 class Gateway:
@@ -67,6 +74,8 @@ class Gateway:
         response_timeout_s: float = 60.0,
         rng: random.Random | None = None,
         drain_s: float = 5.0,
+        limits: HttpLimits | None = None,
+        app_max_request_bytes: int = 16 * 2**20,
     ) -> None:
         self._host = host
         self._port = port
@@ -84,7 +93,15 @@ class Gateway:
         self._waiters: dict[tuple[RouteKind, str], list[asyncio.Future[None]]] = {}
         self._held_total = 0
         self._pool = UpstreamPool()
-        self._connections: set[ClientConnection] = set()
+        # Each client connection may hold one to a replica as well: two open files.
+        self._connections: Connections[ClientConnection] = Connections(
+            limits or HttpLimits(), files_per_connection=2
+        )
+        self._app_max_request_bytes = app_max_request_bytes
+        self._body_limits: dict[tuple[TargetKind, str], BodyLimit] = {}
+        self._openai_limit = BodyLimit(MODEL_REQUEST_BYTES, "serve.maxRequestBytes", openai=True)
+        self._admin_limit = BodyLimit(ADMIN_REQUEST_BYTES, "the admin API")
+        self._other_limit = BodyLimit(OTHER_REQUEST_BYTES, "this path")
         self._server: asyncio.Server | None = None
         self._stopping = False
 
@@ -93,7 +110,7 @@ class Gateway:
         """Bind and serve; returns the bound port (``port=0`` picks a free one)."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: ClientConnection(self._handle, self._connections),
+            lambda: ClientConnection(self._handle, self._connections, self._body_limit_for),
             self._host,
             self._port,
             reuse_address=True,
@@ -109,14 +126,15 @@ class Gateway:
         if self._server is not None:
             self._server.close()
         self._wake_all()
-        for conn in list(self._connections):
+        for conn in self._connections:
             conn.closing_after_response = True
             conn.close_if_idle()
         deadline = time.monotonic() + self._drain_s
         while self._connections and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
-        for conn in list(self._connections):
+        for conn in self._connections:
             conn.abort()
+        await self._connections.close()
         self._pool.close()
         if self._server is not None:
             await asyncio.sleep(0)
@@ -127,6 +145,20 @@ class Gateway:
         """Replace the whole route table; the next request sees the new one."""
         table = RouteTable.build(routes)
         self._table = table
+        self._body_limits = {
+            (TargetKind.MODEL if r.kind == "model" else TargetKind.APP, r.name): BodyLimit(
+                r.max_request_bytes
+                or (MODEL_REQUEST_BYTES if r.kind == "model" else self._app_max_request_bytes),
+                f"model {r.name!r} (its serve.maxRequestBytes)"
+                if r.kind == "model"
+                else f"app {r.name!r} (KAIP_LOCAL__APP_MAX_REQUEST_BYTES)",
+            )
+            for r in routes
+        }
+        largest = table.largest_model_request or MODEL_REQUEST_BYTES
+        self._openai_limit = BodyLimit(
+            largest, "the Models served here (the largest serve.maxRequestBytes)", openai=True
+        )
         for route in routes:
             if route.name not in self._stats:
                 self._stats[route.name] = StatsRecorder(self._rng)
@@ -154,6 +186,18 @@ class Gateway:
         return self._outstanding.get(replica, 0)
 
     # -- per request ---------------------------------------------------------------------------
+    def _body_limit_for(self, raw_target: bytes) -> BodyLimit:
+        """How large a body to buffer for a request to ``raw_target``: its route's limit."""
+        target = parse_target(raw_target)
+        kind = target.kind
+        if kind is TargetKind.MODEL or kind is TargetKind.APP:
+            return self._body_limits.get((kind, target.name), self._other_limit)
+        if kind is TargetKind.OPENAI:
+            return self._openai_limit
+        if kind is TargetKind.ADMIN:
+            return self._admin_limit
+        return self._other_limit
+
     async def _handle(self, conn: ClientConnection, request: Request) -> None:
         target = parse_target(request.target)
         kind = target.kind
@@ -265,10 +309,17 @@ class Gateway:
             traceparent = new_traceparent()
         body = request.body
         data = request_head(
-            request.method, upstream_target, request.headers, len(body), traceparent, extra or ()
+            request.method,
+            upstream_target,
+            request.headers,
+            len(body),
+            traceparent,
+            extra or (),
+            conn.client_address,
         )
-        if body:
+        if body and len(body) <= INLINE_BODY_BYTES:
             data += body
+            body = b""
         is_head = request.method == b"HEAD"
         rng = self._rng
         outstanding = self._outstanding
@@ -292,7 +343,7 @@ class Gateway:
             outstanding[replica] = outstanding.get(replica, 0) + 1
             try:
                 outcome, reused = await self._exchange(
-                    conn, backend, data, is_head, fresh, timeout_s
+                    conn, backend, data, body, is_head, fresh, timeout_s
                 )
             finally:
                 outstanding[replica] -= 1
@@ -375,6 +426,7 @@ class Gateway:
         conn: ClientConnection,
         backend: Backend,
         data: bytes,
+        body: bytes,
         is_head: bool,
         fresh: bool,
         timeout_s: float,
@@ -392,7 +444,7 @@ class Gateway:
         conn.upstream = upstream
         if conn.write_paused:  # a slow reader: don't take more from this replica than it can
             upstream.pause_reading()
-        upstream.send(data, conn, done, is_head, timeout_s)
+        upstream.send(data, body, conn, done, is_head, timeout_s)
         try:
             return await done, reused
         except asyncio.CancelledError:

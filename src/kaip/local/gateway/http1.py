@@ -27,14 +27,33 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
+# Set by the gateway from what it saw itself: what a client sends under these names is dropped.
+FORWARDED = frozenset(
+    {
+        b"forwarded",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"x-forwarded-prefix",
+    }
+)
 # Rewritten by the gateway on the way to a replica.
-_REQUEST_REPLACED = HOP_BY_HOP | {b"content-length", b"traceparent", b"expect"}
+_REQUEST_REPLACED = HOP_BY_HOP | FORWARDED | {b"content-length", b"traceparent", b"expect"}
 
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 
 
 def reason_phrase(status: int) -> bytes:
     return _REASONS.get(status, b"Unknown")
+
+
+def connection_options(headers: Headers) -> frozenset[bytes]:
+    """The header names a request's ``Connection`` header lists (hop-by-hop for this hop only)."""
+    named: set[bytes] = set()
+    for name, value in headers:
+        if name.lower() == b"connection":
+            named.update(token.strip().lower() for token in value.split(b","))
+    return frozenset(named)
 
 
 def request_head(
@@ -44,19 +63,31 @@ def request_head(
     body_length: int,
     traceparent: bytes,
     extra: Iterable[tuple[bytes, bytes]] = (),
+    client: bytes = b"",
 ) -> bytes:
-    """The head of a request to a replica: the client's end-to-end headers, our framing."""
+    """The head of a request to a replica: the client's end-to-end headers, our framing.
+
+    Hop-by-hop headers, those the client's ``Connection`` names and every ``X-Forwarded-*``
+    (and ``Forwarded``) the client sent are dropped; the gateway sets ``X-Forwarded-For`` (the
+    ``client`` address), ``-Proto`` and ``-Host`` itself, and ``extra`` adds the rest.
+    """
     parts = [method, b" ", target, b" HTTP/1.1\r\n"]
-    has_host = False
+    host = b""
+    dropped = connection_options(headers)
     for name, value in headers:
         lower = name.lower()
-        if lower in _REQUEST_REPLACED:
+        if lower in _REQUEST_REPLACED or lower in dropped:
             continue
         if lower == b"host":
-            has_host = True
+            host = value
         parts += (name, b": ", value, b"\r\n")
-    if not has_host:
+    if not host:
         parts.append(b"host: 127.0.0.1\r\n")
+    else:
+        parts += (b"x-forwarded-host: ", host, b"\r\n")
+    if client:
+        parts += (b"x-forwarded-for: ", client, b"\r\n")
+    parts.append(b"x-forwarded-proto: http\r\n")
     for name, value in extra:
         parts += (name, b": ", value, b"\r\n")
     if body_length or method not in (b"GET", b"HEAD", b"DELETE", b"OPTIONS"):

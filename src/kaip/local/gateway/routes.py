@@ -33,7 +33,9 @@ class Route:
     may be empty while scaled to zero or starting; requests are then held.
     ``response_timeout_s`` is how long a replica may take to send its response head (status and
     headers) before the gateway gives up on it; None means the gateway's default. A streamed
-    body is not limited once the head is in.
+    body is not limited once the head is in. ``max_request_bytes`` bounds the request bodies the
+    gateway buffers for the route (a Model's ``serve.maxRequestBytes``); None means the
+    gateway's default for its kind.
     """
 
     kind: RouteKind
@@ -41,10 +43,13 @@ class Route:
     weights: Mapping[str, int]
     backends: tuple[Backend, ...]
     response_timeout_s: float | None = None
+    max_request_bytes: int | None = None
 
     def __post_init__(self) -> None:
         if self.response_timeout_s is not None and not self.response_timeout_s > 0:
             raise ValueError(f"{self.kind} {self.name!r}: response_timeout_s must be > 0")
+        if self.max_request_bytes is not None and self.max_request_bytes < 0:
+            raise ValueError(f"{self.kind} {self.name!r}: max_request_bytes must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,7 @@ class RouteTable:
 
     models: Mapping[str, CompiledRoute] = field(default_factory=dict)
     apps: Mapping[str, CompiledRoute] = field(default_factory=dict)
+    largest_model_request: int | None = None  # the OpenAI routes name their model in the body
 
     @classmethod
     def build(cls, routes: Sequence[Route]) -> RouteTable:
@@ -108,7 +114,9 @@ class RouteTable:
             if route.name in target:
                 raise ValueError(f"two {route.kind} routes are named {route.name!r}")
             target[route.name] = compile_route(route)
-        return cls(models=models, apps=apps)
+        limits = [r.max_request_bytes for r in routes if r.kind == "model"]
+        largest = None if None in limits or not limits else max(x for x in limits if x is not None)
+        return cls(models=models, apps=apps, largest_model_request=largest)
 
     def lookup(self, kind: RouteKind, name: str) -> CompiledRoute | None:
         return (self.models if kind == "model" else self.apps).get(name)

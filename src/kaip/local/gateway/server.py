@@ -2,15 +2,20 @@
 
 Owns the sockets clients connect to. Parses requests with httptools (buffering each body, which
 makes a retry on another replica possible), runs one handler task per request in arrival order
-(pipelined requests wait their turn), and is the :class:`ResponseSink` that writes answers back,
-re-chunking streamed bodies as they arrive. Never decides where a request goes: the handler
-passed in does.
+(pipelined requests wait their turn, at most :data:`MAX_PIPELINED` of them before reading
+pauses), and is the :class:`ResponseSink` that writes answers back, re-chunking streamed bodies
+as they arrive. Bounds what a client may send: a request head over ``max_header_bytes`` gets
+431, a body over its target's :class:`~kaip.local.gateway.limits.BodyLimit` gets 413 (from
+``Content-Length`` before any of it is read), each then closed; deadlines and the connection
+cap are :class:`~kaip.local.gateway.limits.Connections`'. Never decides where a request goes:
+the handler passed in does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -18,13 +23,14 @@ from typing import Any, cast
 
 import httptools
 
-from kaip.local.gateway.http1 import Headers, json_body, reason_phrase
+from kaip.local.gateway.http1 import Headers, error_payload, json_body, reason_phrase
+from kaip.local.gateway.limits import BodyLimit, Connections, Deadline
 from kaip.local.gateway.upstream import Framing, UpstreamConnection, set_nodelay
 
 log = logging.getLogger("kaip.local.gateway")
 
-MAX_BODY_BYTES = 64 * 1024 * 1024
-MAX_PIPELINED = 32  # queued requests per connection before reading pauses
+MAX_PIPELINED = 2  # complete requests queued per connection before reading pauses
+_HEADER_LINE_OVERHEAD = 4  # ": " and CRLF
 
 
 @dataclass(slots=True)
@@ -38,14 +44,26 @@ class Request:
 
 
 Handler = Callable[["ClientConnection", Request], Coroutine[Any, Any, None]]
+BodyLimitFor = Callable[[bytes], BodyLimit]  # request target -> the body limit of its route
+
+
+class _Refused(Exception):
+    """Raised from a parser callback to stop parsing a request that was just refused."""
 
 
 class ClientConnection(asyncio.Protocol):
     """One client connection: request parsing, ordering, and the response writer."""
 
-    def __init__(self, handler: Handler, registry: set[ClientConnection]) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        registry: Connections[ClientConnection],
+        body_limit_for: BodyLimitFor,
+    ) -> None:
         self._handler = handler
         self._registry = registry
+        self._limits = registry.limits
+        self._body_limit_for = body_limit_for
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
         self._loop = asyncio.get_running_loop()
@@ -56,6 +74,15 @@ class ClientConnection(asyncio.Protocol):
         self._headers: Headers = []
         self._body: list[bytes] = []
         self._body_size = 0
+        self._body_limit: BodyLimit | None = None
+        self._reading = False  # between a request's first byte and its end
+        self._head_done = False
+        self._head_size = 0  # exact: the URL and header lines seen so far
+        self._head_raw = 0  # raw bytes of later chunks while the head is incomplete
+        self._began_in_chunk = False
+        self._refused = False
+        self.deadline = math.inf
+        self.deadline_kind = Deadline.NONE
         self.write_paused = False
         self._http10 = False
         self._chunked = False
@@ -64,6 +91,7 @@ class ClientConnection(asyncio.Protocol):
         self.closing_after_response = False  # set by the gateway when it stops
         self.peer: tuple[str, int] | None = None
         self.local: tuple[str, int] | None = None
+        self.client_address = b""  # the peer's IP, for X-Forwarded-For
         # Per-response state, read by the handler.
         self.head_sent = False
         self.status = 0
@@ -73,19 +101,36 @@ class ClientConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
         set_nodelay(transport)
-        self._registry.add(self)
         peer = transport.get_extra_info("peername")
         local = transport.get_extra_info("sockname")
         self.peer = (peer[0], peer[1]) if peer else None
         self.local = (local[0], local[1]) if local else None
+        self.client_address = self.peer[0].encode() if self.peer else b""
+        if not self._registry.admit(self):
+            self.refuse_full()
+            return
+        self._set_deadline(Deadline.HEAD, self._limits.header_timeout_seconds)
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if self.deadline_kind is Deadline.IDLE:
+            self.deadline, self.deadline_kind = math.inf, Deadline.NONE
+        self._began_in_chunk = False
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._reject(501, "protocol upgrades (WebSocket) are not supported by the gateway")
+            return
         except httptools.HttpParserError as exc:
-            self._reject(400, f"malformed HTTP request: {exc}")
+            if not self._refused:
+                self._reject(400, f"malformed HTTP request: {exc}")
+            return
+        if self._reading and not self._head_done and not self._began_in_chunk:
+            # A head that never ends is refused before httptools buffers much of it.
+            self._head_raw += len(data)
+            if self._head_raw > self._limits.max_header_bytes:
+                self._head_too_large()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -104,32 +149,99 @@ class ClientConnection(asyncio.Protocol):
         if self.upstream is not None:
             self.upstream.resume_reading()
 
+    # -- the registry's side (limits.Limited) ---------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        return self._task is not None or bool(self._queue)
+
+    def expire(self, kind: Deadline) -> None:
+        if kind is Deadline.IDLE:
+            self.close_if_idle()
+        elif kind is Deadline.HEAD:
+            seconds = self._limits.header_timeout_seconds
+            self._reject(408, f"the request head did not arrive within {seconds:g} s")
+        elif kind is Deadline.BODY:
+            seconds = self._limits.body_timeout_seconds
+            self._reject(408, f"the request body did not arrive within {seconds:g} s")
+
+    def evict(self) -> None:
+        self.closed = True
+        if self._transport is not None:
+            self._transport.close()
+
+    def refuse_full(self) -> None:
+        self._reject(503, "the gateway has too many open connections; retry shortly")
+
+    def _set_deadline(self, kind: Deadline, seconds: float) -> None:
+        self.deadline = self._loop.time() + seconds
+        self.deadline_kind = kind
+
     # -- httptools callbacks ---------------------------------------------------------------------
     def on_message_begin(self) -> None:
         self._url = b""
         self._headers = []
         self._body = []
         self._body_size = 0
+        self._reading = True
+        self._head_done = False
+        self._head_size = 0
+        self._head_raw = 0
+        self._began_in_chunk = True
+        self._set_deadline(Deadline.HEAD, self._limits.header_timeout_seconds)
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        self._head_size += len(url)
+        if self._head_size > self._limits.max_header_bytes:
+            self._head_too_large()
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name, value))
+        self._head_size += len(name) + len(value) + _HEADER_LINE_OVERHEAD
+        if self._head_size > self._limits.max_header_bytes:
+            self._head_too_large()
 
     def on_headers_complete(self) -> None:
+        self._head_done = True
+        self._set_deadline(Deadline.BODY, self._limits.body_timeout_seconds)
+        limit = self._body_limit = self._body_limit_for(self._url)
         for name, value in self._headers:
-            if name.lower() == b"expect" and value.lower() == b"100-continue":
+            lower = name.lower()
+            if lower == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = 0  # httptools refuses it next
+                if declared > limit.max_bytes:
+                    self._too_large(limit)
+            elif lower == b"expect" and value.lower() == b"100-continue":
                 assert self._transport is not None
                 self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
         self._body_size += len(body)
-        if self._body_size > MAX_BODY_BYTES:
-            raise httptools.HttpParserError(f"request body over {MAX_BODY_BYTES} bytes")
+        limit = self._body_limit
+        if limit is not None and self._body_size > limit.max_bytes:
+            self._too_large(limit)
         self._body.append(body)
 
+    def _head_too_large(self) -> None:
+        limit = self._limits.max_header_bytes
+        self._refuse(
+            431, f"the request line and headers are larger than {limit} bytes; send less in them"
+        )
+
+    def _too_large(self, limit: BodyLimit) -> None:
+        self._refuse(413, limit.message(), openai=limit.openai)
+
+    def _refuse(self, status: int, message: str, *, openai: bool = False) -> None:
+        """Answer ``status``, close, and stop parsing (raises out of the parser callback)."""
+        self._reject(status, message, openai=openai)
+        raise _Refused
+
     def on_message_complete(self) -> None:
+        self._reading = False
+        self.deadline, self.deadline_kind = math.inf, Deadline.NONE
         parser = self._parser
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
         request = Request(
@@ -175,6 +287,8 @@ class ClientConnection(asyncio.Protocol):
             self._start(self._queue.popleft())
             if len(self._queue) < MAX_PIPELINED:
                 self._transport.resume_reading()
+        elif not self._reading:
+            self._set_deadline(Deadline.IDLE, self._limits.idle_timeout_seconds)
 
     def close_if_idle(self) -> None:
         if self._task is None and self._transport is not None:
@@ -243,12 +357,14 @@ class ClientConnection(asyncio.Protocol):
         self.response_end()
         self.flush()
 
-    def _reject(self, status: int, message: str) -> None:
+    def _reject(self, status: int, message: str, *, openai: bool = False) -> None:
+        self._refused = True
+        self.deadline, self.deadline_kind = math.inf, Deadline.NONE
         if self._transport is None or self.closed:
             return
         self._queue.clear()
         if self._task is None:
             self._must_close = True
-            self.send_json(status, {"error": message})
+            self.send_json(status, error_payload(message, openai=openai))
         self._transport.close()
         self.closed = True

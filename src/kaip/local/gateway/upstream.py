@@ -85,12 +85,15 @@ class UpstreamConnection(asyncio.Protocol):
     def send(
         self,
         data: bytes,
+        body: bytes,
         sink: ResponseSink,
         done: asyncio.Future[Outcome],
         head_request: bool,
         head_timeout_s: float,
     ) -> None:
-        """Write one whole request; ``done`` gets the outcome when the response has ended.
+        """Write one whole request (``data``, then ``body`` unless empty: a large body goes
+        out as is, never copied into the head); ``done`` gets the outcome when the response has
+        ended.
 
         The response head must be complete within ``head_timeout_s`` of this call, or the
         connection is aborted and ``done`` gets :attr:`Outcome.TIMED_OUT`.
@@ -106,6 +109,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.resume_reading()  # in case the last exchange ended while its client was slow
         self._deadline = self._loop.call_later(head_timeout_s, self._head_overdue)
         self._transport.write(data)
+        if body:
+            self._transport.write(body)
 
     def abort(self) -> None:
         """Drop the connection at once (the client went away, or the replica is not answering)."""
