@@ -65,6 +65,7 @@ class ServingSettings(_Group):
     generation_workers: int = Field(
         4, ge=1, le=256, description="threads that run text generation (OpenAI routes)"
     )
+    http: HttpLimits = HttpLimits()
 
 
 class LocalSettings(_Group):

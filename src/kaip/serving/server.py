@@ -28,6 +28,7 @@ from kaip.serving import artifacts, runtimes
 from kaip.serving.app import ServingApp
 from kaip.serving.dataplane import ServedModel
 from kaip.serving.metrics import ServerMetrics
+from kaip.serving.protocol import bounded_protocol
 from kaip.serving.tracing import Tracing
 from kaip.settings import Settings
 from kaip.spec import Model, SpecDocument, load_paths
@@ -112,9 +113,11 @@ def serve(options: ServeOptions, settings: Settings) -> int:
     """Serve until SIGTERM/SIGINT; returns the process exit code."""
     app, doc = build(options, settings)
     sock = bind(options.host, options.port)
+    limits = settings.serving.http
     config = uvicorn.Config(
         app,
-        http="httptools",
+        http=bounded_protocol(limits),  # uvicorn's httptools protocol, with bounds it lacks
+        timeout_keep_alive=limits.idle_timeout_seconds,  # type: ignore[arg-type]  # a float works
         lifespan="off",
         access_log=False,
         log_level="warning",
