@@ -4,6 +4,8 @@ The loader owns reading spec files. It composes YAML into nodes so that each val
 line and column, rejects duplicate keys, dispatches each document on ``apiVersion``/``kind`` and
 validates it with the pydantic models. Every problem in every file is collected and raised
 together as one :class:`~kaip.errors.SpecError` whose lines read ``FILE:LINE:COL: path: message``.
+What one load may cost (file sizes, nesting, alias expansion) is bounded by
+:mod:`kaip.spec.limits`; a file past a limit is a located problem like any other.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from pydantic import BaseModel, ValidationError
 
 from kaip.errors import Problem, SpecError
 from kaip.spec.base import API_VERSION, FieldProblem, ValueProblem
+from kaip.spec.files import TotalSpent, read_spec_file, size_text, spec_files
 from kaip.spec.kinds import KINDS, Resource
+from kaip.spec.limits import MAX_FILE_BYTES, MAX_TOTAL_BYTES, BoundedLoader, SpecLimitError
 from kaip.spec.messages import kind_of, message_of, suggest
 
 PathKey = tuple[str | int, ...]
-SPEC_SUFFIXES = (".yaml", ".yml")
 
 
 @dataclass(frozen=True)
@@ -184,7 +187,7 @@ def _problem_from_error(err: Any, cls: type[BaseModel], pos: _Positions, file: s
 
 
 def _documents(text: str, file: str, problems: list[Problem]) -> Iterator[tuple[Any, _Positions]]:
-    loader = yaml.SafeLoader(text)
+    loader = BoundedLoader(text)
     try:
         while loader.check_node():
             node = loader.get_node()
@@ -195,6 +198,10 @@ def _documents(text: str, file: str, problems: list[Problem]) -> Iterator[tuple[
             pos = _Positions()
             _walk(node, (), pos, problems, file)
             yield loader.construct_document(node), pos
+    except SpecLimitError as exc:
+        mark = exc.problem_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        problems.append(Problem(file, line, col, "", str(exc.problem), exc.hint))
     except yaml.MarkedYAMLError as exc:
         problems.append(_syntax_problem(exc, file))
     except yaml.YAMLError as exc:
@@ -300,6 +307,11 @@ def _validate(data: Any, pos: _Positions, file: str, problems: list[Problem]) ->
 def load_text(text: str, file: str = "<string>") -> SpecSet:
     """Validate spec text; raise SpecError with every problem."""
     problems: list[Problem] = []
+    if len(text) > MAX_FILE_BYTES:  # characters: at least as many bytes
+        message = (
+            f"spec text is larger than {size_text(MAX_FILE_BYTES)}, the most a spec file may be"
+        )
+        raise SpecError([Problem(file, 1, 1, "", message)])
     docs = _load_one(text, Path(file), problems)
     _check_unique(docs, problems)
     if problems:
@@ -367,42 +379,20 @@ def _check_unique(docs: list[tuple[SpecDocument, _Positions]], problems: list[Pr
             seen[key] = doc
 
 
-def spec_files(paths: Sequence[str | Path]) -> list[Path]:
-    """Expand files and directories (recursively, skipping hidden ones) into spec files."""
-    files: list[Path] = []
-    problems: list[Problem] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            found = sorted(
-                p
-                for p in path.rglob("*")
-                if p.suffix in SPEC_SUFFIXES
-                and p.is_file()
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            )
-            if not found:
-                problems.append(Problem(str(path), 1, 1, "", "no *.yaml or *.yml files here"))
-            files.extend(found)
-        elif path.is_file():
-            files.append(path)
-        else:
-            problems.append(Problem(str(path), 1, 1, "", "no such file or directory"))
-    if problems:
-        raise SpecError(problems)
-    return files
-
-
 def load_paths(paths: Sequence[str | Path]) -> SpecSet:
     """Load and validate spec files and directories; raise SpecError with every problem."""
     problems: list[Problem] = []
     docs: list[tuple[SpecDocument, _Positions]] = []
+    budget = MAX_TOTAL_BYTES
     for path in spec_files(paths):
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            problems.append(Problem(str(path), 1, 1, "", f"cannot read file: {exc}"))
+            read = read_spec_file(path, budget, problems)
+        except TotalSpent:
+            break
+        if read is None:
             continue
+        text, size = read
+        budget -= size
         if not text.strip():
             problems.append(
                 Problem(
