@@ -8,11 +8,12 @@ parses YAML (the loader does).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from kaip.errors import Problem, SpecError
-from kaip.spec.limits import MAX_FILE_BYTES, MAX_FILES, MAX_TOTAL_BYTES
+from kaip.spec.limits import MAX_ENTRIES, MAX_FILE_BYTES, MAX_FILES, MAX_TOTAL_BYTES
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 
@@ -20,27 +21,20 @@ SPEC_SUFFIXES = (".yaml", ".yml")
 def spec_files(paths: Sequence[str | Path]) -> list[Path]:
     """Expand files and directories (recursively, skipping hidden ones) into spec files.
 
-    At most :data:`~kaip.spec.limits.MAX_FILES` in all: a directory holding more is refused
-    before any of them is read.
+    At most :data:`~kaip.spec.limits.MAX_FILES` in all, found among at most
+    :data:`~kaip.spec.limits.MAX_ENTRIES` directory entries: a tree holding more is refused
+    before any of its files is read.
     """
     files: list[Path] = []
     problems: list[Problem] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found: list[Path] = []
-            for candidate in path.rglob("*"):
-                if (
-                    candidate.suffix in SPEC_SUFFIXES
-                    and not any(part.startswith(".") for part in candidate.relative_to(path).parts)
-                    and candidate.is_file()
-                ):
-                    found.append(candidate)
-                    if len(files) + len(found) > MAX_FILES:
-                        break
-            if not found:
+            before = len(problems)
+            found = _find(path, MAX_FILES - len(files), problems)
+            if not found and len(problems) == before:
                 problems.append(Problem(str(path), 1, 1, "", "no *.yaml or *.yml files here"))
-            files.extend(sorted(found))
+            files.extend(found)
         elif path.is_file():
             files.append(path)
         elif path.exists():
@@ -64,6 +58,35 @@ def spec_files(paths: Sequence[str | Path]) -> list[Path]:
     if problems:
         raise SpecError(problems)
     return files
+
+
+def _find(directory: Path, room: int, problems: list[Problem]) -> list[Path]:
+    """Spec files under ``directory``, sorted; stops one past ``room`` or at the entry limit."""
+    found: list[Path] = []
+    seen = 0
+    for root, dirs, names in os.walk(directory):  # symlinked directories are not entered
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        seen += len(dirs) + len(names)
+        if seen > MAX_ENTRIES:
+            problems.append(
+                Problem(
+                    str(directory),
+                    1,
+                    1,
+                    "",
+                    f"more than {MAX_ENTRIES:,} files and directories to search",
+                    "name the directories of the resources you mean, not a whole tree",
+                )
+            )
+            return []
+        for name in names:
+            if name.endswith(SPEC_SUFFIXES) and not name.startswith("."):
+                candidate = Path(root) / name
+                if candidate.is_file():
+                    found.append(candidate)
+        if len(found) > room:
+            break
+    return sorted(found)
 
 
 class TotalSpent(Exception):

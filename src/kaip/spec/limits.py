@@ -4,7 +4,8 @@ A spec is a few kilobytes written by a person, but ``kaip validate``, ``kaip up`
 API's deploy read whatever file they are pointed at. Every one of those reads is bounded here:
 
 - a file is at most :data:`MAX_FILE_BYTES` and one load reads at most :data:`MAX_FILES` files
-  and :data:`MAX_TOTAL_BYTES` in all (checked by the loader before it parses);
+  (found among at most :data:`MAX_ENTRIES` directory entries) and :data:`MAX_TOTAL_BYTES` in
+  all (checked by :mod:`kaip.spec.files` before anything is parsed);
 - :class:`BoundedLoader` composes YAML with a nesting limit (:data:`MAX_DEPTH`, so a
   3,000-deep ``[[[...]]]`` is a located problem, not a ``RecursionError``), refuses an alias
   inside the value it names (``&a [*a]``, a cycle no reader can expand), and counts each
@@ -29,6 +30,8 @@ MAX_TOTAL_BYTES = 4 << 20
 """Every file of one load together."""
 MAX_FILES = 1000
 """Spec files one load may name or find in its directories."""
+MAX_ENTRIES = 100_000
+"""Files and directories one load may look through to find its spec files."""
 MAX_DEPTH = 64
 """Nesting of mappings and lists, counted through aliases; kaip's own fields nest 5 deep."""
 MAX_VALUES = 100_000
@@ -92,6 +95,20 @@ class BoundedLoader(yaml.SafeLoader):
         self._weigh(node)
         self._count(1, 0, event.start_mark)
         return node
+
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:
+        """Refuse a ``[`` or ``{`` past the depth limit while scanning, before any composing.
+
+        The scanner keeps every open flow collection as a possible simple key and rescans them
+        at each token, so thousands of ``[`` cost quadratic time before the first node exists.
+        """
+        if self.flow_level >= MAX_DEPTH:
+            raise SpecLimitError(
+                f"values nest more than {MAX_DEPTH} deep here",
+                "a kaip spec nests a few levels; look for unclosed or repeated [ or {",
+                self.get_mark(),
+            )
+        super().fetch_flow_collection_start(TokenClass)
 
     def _weigh(self, node: yaml.Node) -> None:
         """Store the expanded size of ``node`` from its children's (composed before it)."""
