@@ -25,6 +25,7 @@ from spec_strategies import KIND_MODELS, Doc, documents, neighbours, parent, pat
 
 from kaip.errors import SpecError
 from kaip.spec import dump_resource, dump_yaml, load_document, load_text
+from kaip.spec.limits import BoundedLoader
 from kaip.spec.schema import json_schema
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -141,10 +142,10 @@ CORPUS = Path(__file__).parents[1] / "spec_corpus"
 def _corpus_documents() -> list[tuple[str, Any]]:
     found = []
     for path in sorted(CORPUS.rglob("*.y*ml")):
-        try:
-            docs = list(yaml.safe_load_all(path.read_text()))
+        try:  # bounded as kaip reads it: the corpus holds a billion laughs and a cycle
+            docs = list(yaml.load_all(path.read_text(), Loader=BoundedLoader))
         except yaml.YAMLError:
-            continue  # a syntax error is the loader's to report; no document to judge
+            continue  # a syntax error or a limit is the loader's to report; nothing to judge
         found += [(f"{path.relative_to(CORPUS)}#{i}", d) for i, d in enumerate(docs) if d]
     return found
 
