@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from kaip.errors import PlatformError
+from kaip.local.private import make_private, open_private, private_dir
 
 STATE_FILE = "state.db"
 
@@ -178,9 +179,19 @@ class State:
 
     @classmethod
     def open(cls, state_dir: Path) -> State:
-        """Open (creating and upgrading as needed) ``state_dir/state.db``."""
-        state_dir.mkdir(parents=True, exist_ok=True)
+        """Open (creating and upgrading as needed) ``state_dir/state.db``.
+
+        The directory is 0700 and the database 0600 (it holds App env values); SQLite gives its
+        ``-wal`` and ``-shm`` files the database's mode, and older ones are tightened here.
+        """
         path = state_dir / STATE_FILE
+        try:
+            private_dir(state_dir)
+            open_private(path).close()
+            for extra in ("-wal", "-shm"):
+                make_private(path.with_name(path.name + extra))
+        except OSError as exc:
+            raise PlatformError(f"cannot create the state database {path}: {exc}") from None
         try:
             db = sqlite3.connect(path, isolation_level=None, timeout=5.0)
             db.row_factory = sqlite3.Row

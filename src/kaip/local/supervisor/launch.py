@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from kaip.local.private import private_dir, write_private
 from kaip.local.supervisor.process import Launch
 from kaip.spec import App, Model, dump_resource
 
@@ -31,12 +32,10 @@ def write_snapshot(snapshot_dir: Path, model: Model, base_dir: Path, revision: s
     if "://" not in uri:
         data["spec"]["artifact"]["uri"] = str((base_dir / uri).resolve())
     path = snapshot_path(snapshot_dir, "Model", model.metadata.name, revision)
-    snapshot_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(snapshot_dir)
     text = yaml.safe_dump(data, sort_keys=False)
     if not path.exists() or path.read_text(encoding="utf-8") != text:
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(text, encoding="utf-8")
-        temporary.replace(path)
+        write_private(path, text)
     return path
 
 

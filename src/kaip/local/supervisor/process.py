@@ -30,6 +30,7 @@ from typing import Literal
 import httpx
 
 from kaip.errors import PlatformError
+from kaip.local.private import open_private, private_dir, write_private
 
 Phase = Literal["starting", "ready", "unhealthy", "backoff", "crash-loop", "draining", "stopped"]
 SERVING_PHASES: frozenset[Phase] = frozenset({"ready"})
@@ -227,11 +228,11 @@ class Supervisor:
         port = free_port()
         argv = [arg.replace("{port}", str(port)) for arg in launch.argv]
         env = {**os.environ, **launch.env, "PORT": str(port)}
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.log_dir)
         replica.port, replica.ready_at, replica.health_failures = port, None, 0
         replica.unhealthy_since, replica.next_start_at = None, None
         replica.started_at = self._clock()
-        with replica.log_path.open("ab") as log:
+        with open_private(replica.log_path) as log:
             log.write(f"--- kaip: starting {' '.join(argv)} (port {port})\n".encode())
             log.flush()
             try:
@@ -270,7 +271,7 @@ class Supervisor:
             code = replica.process.returncode
             if code is None:  # an older process of a restarted replica; already handled
                 continue
-            with replica.log_path.open("ab") as log:
+            with open_private(replica.log_path) as log:
                 log.write(f"--- kaip: exited with code {code}\n".encode())
             replica.last_exit = code
             changed = True
@@ -306,9 +307,7 @@ class Supervisor:
             for r in self._replicas.values()
             if r.pid is not None
         ]
-        temporary = self.pid_file.with_suffix(".tmp")
-        temporary.write_text(json.dumps(live), encoding="utf-8")
-        temporary.replace(self.pid_file)
+        write_private(self.pid_file, json.dumps(live))
 
     async def _healthy(self, replica: Replica) -> bool:
         if replica.process is None or replica.process.returncode is not None:
