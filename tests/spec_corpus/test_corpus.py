@@ -32,7 +32,7 @@ def _target(expected: Path) -> str:
 
 def _kaip(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(KAIP), *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False
+        [str(KAIP), *args], cwd=cwd, capture_output=True, text=True, timeout=300, check=False
     )
 
 

@@ -79,7 +79,9 @@ def test_a_hanging_canary_replica_is_given_up_on_retried_elsewhere_counted_and_a
                 backend("L", "stable", live.port),
                 backend("H", "canary", hung.port),
             )
-            route = replace(route, response_timeout_s=0.3)  # the route's own, not the default
+            # The route's own timeout, not the default; long enough that L, a real process on a
+            # busy machine, always answers within it (only H is meant to time out).
+            route = replace(route, response_timeout_s=3.0)
             async with running([route], rng=random.Random(3)) as (gateway, client):
                 sent = 0
                 while not hung.requests and sent < 40:  # even odds each to go to H first
@@ -164,10 +166,12 @@ def test_a_stream_outlives_the_response_timeout_once_its_head_is_in(spawn_backen
 
     async def scenario() -> None:
         route = model("beta", {"b1": 100}, backend("B", "b1", b.port))
-        async with running([route], response_timeout_s=0.2) as (gateway, http):
+        # B's head must come within the timeout even on a busy machine; the stream then stays
+        # open for three timeouts.
+        async with running([route], response_timeout_s=2.0) as (gateway, http):
             client, chunks, first = await open_chat_stream(http)
             assert first.choices[0].delta.content == "first"
-            await asyncio.sleep(1.0)  # five response timeouts with the stream open
+            await asyncio.sleep(6.0)  # three response timeouts with the stream open
             await _release(b, "chat")
             rest = [c.choices[0].delta.content async for c in chunks]
             assert rest == ["second"]
