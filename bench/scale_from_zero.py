@@ -55,18 +55,21 @@ def wait(condition: object, limit: float = 120.0) -> None:
 
 def through_kaip(work: Path, rounds: int) -> list[float]:
     up = subprocess.Popen(
-        [sys.executable, "-m", "kaip.cli", "up", "spec", "--port", "0"],
+        [sys.executable, "-m", "kaip.cli", "up", "spec", "--port", "0", "--admin-port", "0"],
         cwd=work, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip
     try:
         run_file = work / ".kaip" / "run.json"
         wait(run_file.exists)
-        url = json.loads(run_file.read_text())["url"]
+        record = json.loads(run_file.read_text())
+        url, admin_url = record["url"], record["admin_url"]
+        token = (work / ".kaip" / "admin.token").read_text().strip()
         client = httpx.Client(timeout=120, trust_env=False)
 
         def replicas() -> int:
-            status = client.get(f"{url}/_kaip/status").json()
+            headers = {"Authorization": f"Bearer {token}"}
+            status = client.get(f"{admin_url}/_kaip/status", headers=headers).json()
             return len(status["resources"][0]["replicas"]) if status["resources"] else -1
 
         latencies = []

@@ -14,8 +14,12 @@ handler per entrypoint maps any of them and no caller writes that mapping again.
     ├── InferenceError              HTTP 400: a request the server cannot serve as sent
     │   ├── ModelNotFoundError      HTTP 404
     │   ├── PayloadTooLargeError    HTTP 413
+    │   ├── UnsupportedMediaError   HTTP 415: a body in a Content-Type the route does not take
     │   └── OverloadedError         HTTP 503, with a Retry-After delay
     ├── PlatformError               exit 1: the local control plane cannot do what was asked
+    ├── AccessError                 exit 3, HTTP 401: no valid credential for the control API
+    │   ├── ForbiddenError          HTTP 403: known, or from a foreign page, and not allowed this
+    │   └── WrongHostError          HTTP 421: a Host that is not a name of the control port
     ├── MetricsError                exit 1: the metrics source (Prometheus) cannot answer
     └── KubeError                   exit 1: the cluster refused or could not be reached
         ├── KubeUnreachableError
@@ -88,7 +92,7 @@ class UntrustedArtifactError(ArtifactError):
 
 
 class InferenceError(KaipError):
-    """A request the model server cannot serve as sent (the client's mistake)."""
+    """A request a server cannot serve as sent (the client's mistake)."""
 
     http_status = 400
 
@@ -99,6 +103,10 @@ class ModelNotFoundError(InferenceError):
 
 class PayloadTooLargeError(InferenceError):
     http_status = 413
+
+
+class UnsupportedMediaError(InferenceError):
+    http_status = 415
 
 
 class OverloadedError(InferenceError):
@@ -113,6 +121,25 @@ class OverloadedError(InferenceError):
 
 class PlatformError(KaipError):
     """The local control plane cannot do what was asked."""
+
+
+class AccessError(KaipError):
+    """The control API (``kaip up``'s admin port) does not know who is asking."""
+
+    exit_code = 3
+    http_status = 401
+
+
+class ForbiddenError(AccessError):
+    """The request is refused whoever sent it: its role, or the page it came from, may not."""
+
+    http_status = 403
+
+
+class WrongHostError(AccessError):
+    """The request names a Host the control port does not answer to (DNS rebinding, a proxy)."""
+
+    http_status = 421
 
 
 class MetricsError(KaipError):

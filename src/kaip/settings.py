@@ -73,6 +73,12 @@ class LocalSettings(_Group):
 
     state_dir: Path = Path(".kaip")
     gateway_port: int = Field(8080, ge=0, le=65535)
+    admin_port: int = Field(
+        8081, ge=0, le=65535, description="the control port: admin API (and portal), never Apps"
+    )
+    allowed_hosts: tuple[str, ...] = Field(
+        (), description="names besides localhost, 127.0.0.1 and [::1] the control port answers to"
+    )
     tick_seconds: float = Field(1.0, gt=0, description="controller loop period, s")
     health_interval_seconds: float = Field(1.0, gt=0, description="health checks of ready replicas")
     stabilization_seconds: float = Field(30.0, ge=0, description="scale-down window, s")

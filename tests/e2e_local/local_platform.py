@@ -84,6 +84,7 @@ class LocalPlatform:
     workdir: Path
     process: subprocess.Popen[bytes] | None = None
     url: str = ""
+    admin_url: str = ""
 
     @property
     def spec_dir(self) -> Path:
@@ -109,18 +110,32 @@ class LocalPlatform:
             cwd=self.workdir, env=self.env(), capture_output=True, text=True, timeout=120,
         )  # fmt: skip
 
-    def up(self, *paths: Path) -> None:
+    def up(self, *paths: Path, umask: int = -1, args: tuple[str, ...] = ()) -> None:
+        argv = [*map(str, paths), "--port", "0", "--admin-port", "0", *args]
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "kaip.cli", "up", *map(str, paths), "--port", "0"],
+                [sys.executable, "-m", "kaip.cli", "up", *argv],
                 cwd=self.workdir, env=self.env(), stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True,
+                start_new_session=True, umask=umask,
             )  # fmt: skip
         run_file = self.workdir / ".kaip" / "run.json"
         wait_for(lambda: self._exited() or run_file.exists(), "kaip up to write run.json")
         wait_for(lambda: self._exited() or self.status().get("ready") is True, "kaip up ready")
         assert not self._exited(), self.log.read_text()
-        self.url = json.loads(run_file.read_text())["url"]
+        record = json.loads(run_file.read_text())
+        self.url, self.admin_url = record["url"], record["admin_url"]
+
+    @property
+    def token(self) -> str:
+        return (self.workdir / ".kaip" / "admin.token").read_text().strip()
+
+    def admin(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Call the control API as the CLI does: with this run's admin token."""
+        headers = {"Authorization": f"Bearer {self.token}", **kwargs.pop("headers", {})}
+        return httpx.request(
+            method, f"{self.admin_url}{path}", headers=headers, timeout=60, trust_env=False,
+            **kwargs,
+        )  # fmt: skip
 
     def _exited(self) -> bool:
         return self.process is not None and self.process.poll() is not None
@@ -136,8 +151,7 @@ class LocalPlatform:
         raise AssertionError(f"{name} is not in kaip status")
 
     def rollouts(self, name: str) -> list[dict[str, Any]]:
-        response = httpx.get(f"{self.url}/_kaip/rollouts/{name}", timeout=10, trust_env=False)
-        return list(response.json()["history"])
+        return list(self.admin("GET", f"/_kaip/rollouts/{name}").json()["history"])
 
     def down(self) -> None:
         if self.process is None:

@@ -171,7 +171,7 @@ def test_a_healthy_revision_walks_every_step_and_is_promoted(platform: LocalPlat
         (100, "promote"),
     ]
     assert platform.resource("echo")["weights"] == {new: 100}
-    events = httpx.get(f"{platform.url}/_kaip/events", timeout=10, trust_env=False).json()
+    events = platform.admin("GET", "/_kaip/events").json()
     deploys = [e for e in events["events"] if e["action"] in ("deploy", "rollout")]
     assert [(e["action"], e["outcome"], e["commit_sha"]) for e in deploys] == [
         ("deploy", "started", sha),

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 
@@ -38,3 +40,35 @@ def test_logs_of_an_unknown_name_points_at_status(tmp_path: Path) -> None:
     result = kaip(tmp_path, "logs", "nope")
     assert result.returncode == 1
     assert "no logs for 'nope'" in result.stderr and "kaip status" in result.stderr
+
+
+def test_down_never_signals_a_process_that_took_over_the_recorded_pid(tmp_path: Path) -> None:
+    """Review #12: pointed at an unrelated ``sleep`` through run.json, ``kaip down`` killed it.
+
+    The record names the pid of a ``sleep`` but the start time and command line of the ``kaip
+    up`` that wrote it (as after that kaip up died and the pid was reused).
+    """
+    victim = subprocess.Popen(["sleep", "600"])
+    try:
+        state = tmp_path / ".kaip"
+        state.mkdir()
+        record = {
+            "pid": victim.pid,
+            "process": {"pid": victim.pid, "started": time.time() - 3600,
+                        "cmdline": [sys.executable, "-m", "kaip.cli", "up", "spec"]},
+            "port": 8080, "url": "http://127.0.0.1:8080",
+            "admin_port": 8081, "admin_url": "http://127.0.0.1:8081", "started_at": 1.0,
+        }  # fmt: skip
+        (state / "run.json").write_text(json.dumps(record))
+        result = kaip(tmp_path, "down")
+        assert result.returncode == 0, result.stderr
+        assert f"pid {victim.pid} of .kaip/run.json is now another process (sleep 600)" in (
+            result.stdout
+        )
+        assert victim.poll() is None, "kaip down signalled the unrelated process"
+        assert not (state / "run.json").exists()  # the stale record is gone, the process not
+        status = kaip(tmp_path, "status")
+        assert status.returncode == 1 and "kaip is not running here" in status.stderr
+    finally:
+        victim.kill()
+        victim.wait()

@@ -9,7 +9,6 @@ import kaip.local.gateway as gateway
 
 def test_exported_names() -> None:
     assert sorted(gateway.__all__) == [
-        "ASGIApp",
         "Backend",
         "Gateway",
         "LoadSample",
@@ -20,7 +19,7 @@ def test_exported_names() -> None:
 
 def test_gateway_signature_matches_the_agreed_interface() -> None:
     params = inspect.signature(gateway.Gateway).parameters
-    agreed = ["host", "port", "hold_timeout_s", "max_held", "on_demand", "admin"]
+    agreed = ["host", "port", "hold_timeout_s", "max_held", "on_demand", "control_url"]
     assert list(params)[: len(agreed)] == agreed
     assert all(params[name].kind is inspect.Parameter.KEYWORD_ONLY for name in params)
     assert (params["host"].default, params["port"].default) == ("127.0.0.1", 8080)

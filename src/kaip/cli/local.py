@@ -2,7 +2,7 @@
 
 ``kaip up`` runs the control plane in this process (or, with ``--detach``, in a background one
 and returns once everything is ready); the other commands talk to it over its admin API on the
-gateway port, found through ``.kaip/run.json``. Parse, call, print: the decisions live in
+control port, through :mod:`kaip.cli.admin_client`. Parse, call, print: the decisions live in
 :mod:`kaip.local.controller`.
 """
 
@@ -12,7 +12,6 @@ import asyncio
 import getpass
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -20,12 +19,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
+import psutil
 import typer
 
+from kaip.cli import admin_client
 from kaip.cli.output import OutputFormat, print_json, stderr, stdout
-from kaip.errors import ConfigError, PlatformError
-from kaip.local.controller import read_run_file, serve
+from kaip.errors import PlatformError
+from kaip.local.controller import RUN_FILE, find_running, serve
+from kaip.local.controller.runrecord import ProcessIdentity
+from kaip.local.private import open_private, private_dir
 from kaip.local.state import Commit
 from kaip.settings import Settings, load_settings
 from kaip.spec import load_paths
@@ -72,33 +74,55 @@ def _say(line: str) -> None:
 
 def up(
     paths: list[Path] = typer.Argument(..., help="spec files or directories"),
-    port: int | None = typer.Option(None, "--port", "-p", help="gateway port (default 8080)"),
+    port: int | None = typer.Option(None, "--port", "-p", help="traffic port (default 8080)"),
+    admin_port: int | None = typer.Option(
+        None, "--admin-port", help="control port: the admin API, never Apps (default 8081; 0: any)"
+    ),
+    allowed_host: list[str] = typer.Option(
+        [], "--allowed-host", help="another name the control port answers to (repeatable)"
+    ),
     detach: bool = typer.Option(False, "--detach", "-d", help="run in the background"),
 ) -> None:
     """Run models and apps locally behind one gateway port; Ctrl-C (or `kaip down`) stops."""
     settings = load_settings()
     load_paths(paths)  # a bad spec stops here, before anything starts
     gateway_port = settings.local.gateway_port if port is None else port
-    state_dir = settings.local.state_dir
-    running = read_run_file(state_dir)
+    control_port = settings.local.admin_port if admin_port is None else admin_port
+    running = find_running(settings.local.state_dir).record
     if running is not None:
         raise PlatformError(
-            f"kaip is already running here (pid {running['pid']}, {running.get('url')}): "
+            f"kaip is already running here (pid {running.pid}, {running.url}): "
             "use `kaip deploy PATH` to change what runs, or `kaip down` first"
         )
     if detach:
-        _detach(paths, gateway_port, settings)
+        _detach(paths, gateway_port, control_port, allowed_host, settings)
         return
     commit = source_commit(paths)
-    asyncio.run(serve(paths, settings, who=who(), port=gateway_port, report=_say, commit=commit))
+    asyncio.run(
+        serve(
+            paths,
+            settings,
+            who=who(),
+            port=gateway_port,
+            report=_say,
+            commit=commit,
+            admin_port=control_port,
+            allowed_hosts=allowed_host,
+        )
+    )
 
 
-def _detach(paths: list[Path], port: int, settings: Settings) -> None:
+def _detach(
+    paths: list[Path], port: int, admin_port: int, allowed_hosts: list[str], settings: Settings
+) -> None:
     state_dir = settings.local.state_dir
-    log_path = state_dir / "logs" / "kaip-up.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "kaip.cli", "up", *map(str, paths), "--port", str(port)]
-    with log_path.open("ab") as log:
+    log_path = private_dir(state_dir / "logs") / "kaip-up.log"
+    argv = [
+        sys.executable, "-m", "kaip.cli", "up", *map(str, paths),
+        "--port", str(port), "--admin-port", str(admin_port),
+        *(arg for host in allowed_hosts for arg in ("--allowed-host", host)),
+    ]  # fmt: skip
+    with open_private(log_path) as log:
         child = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, env={**os.environ, "COLUMNS": "160"},
@@ -109,10 +133,10 @@ def _detach(paths: list[Path], port: int, settings: Settings) -> None:
         if child.poll() is not None:
             tail = log_path.read_text(errors="replace").splitlines()[-15:]
             raise PlatformError("kaip up stopped while starting:\n" + "\n".join(tail))
-        running = read_run_file(state_dir)
-        if running is not None and running.get("pid") == child.pid:
+        running = find_running(state_dir).record
+        if running is not None and running.pid == child.pid:
             try:
-                status = _admin("GET", "/_kaip/status", settings=settings)
+                status = admin_client.call(settings, "GET", "/_kaip/status")
             except PlatformError:
                 status = {}
             if status.get("ready"):
@@ -129,22 +153,42 @@ def _detach(paths: list[Path], port: int, settings: Settings) -> None:
 def down() -> None:
     """Stop the running `kaip up` and everything it started."""
     settings = load_settings()
-    running = read_run_file(settings.local.state_dir)
-    if running is None:
-        stdout.print("kaip is not running here")
+    state_dir = settings.local.state_dir
+    lookup = find_running(state_dir)
+    record = lookup.record
+    if record is None:
+        stdout.print(f"kaip is not running here ({lookup.reason})", markup=False)
+        if (state_dir / RUN_FILE).exists() and "another process" in lookup.reason:
+            stdout.print(f"left it alone; removing the stale {state_dir / RUN_FILE}", markup=False)
+            (state_dir / RUN_FILE).unlink(missing_ok=True)
         return
-    pid = int(str(running["pid"]))
-    os.kill(pid, signal.SIGTERM)
+    pid = record.pid
+    try:
+        process = psutil.Process(pid)
+        # psutil refuses to signal a pid that was reused since `process` was made, and the start
+        # time and command line are checked once more against this very handle.
+        now = ProcessIdentity(pid, process.create_time(), tuple(process.cmdline()))
+        if not now.same_as(record.process):
+            stdout.print(f"kaip is not running here (pid {pid} is now another process)")
+            return
+        process.terminate()
+    except psutil.NoSuchProcess:
+        stdout.print("stopped")
+        return
+    except psutil.AccessDenied as exc:
+        raise PlatformError(f"cannot signal kaip (pid {pid}): {exc}") from None
     stdout.print(f"stopping kaip (pid {pid}): draining replicas")
     deadline = time.monotonic() + settings.local.drain_seconds + 30
     while time.monotonic() < deadline:
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            stdout.print("stopped")
-            return
+            if process.status() == psutil.STATUS_ZOMBIE:  # exited; its parent has yet to reap it
+                break
+        except psutil.NoSuchProcess:
+            break
         time.sleep(0.2)
-    raise PlatformError(f"kaip (pid {pid}) did not stop in time; kill it with `kill -9 {pid}`")
+    else:
+        raise PlatformError(f"kaip (pid {pid}) did not stop in time; kill it with `kill -9 {pid}`")
+    stdout.print("stopped")
 
 
 def deploy(paths: list[Path] = typer.Argument(..., help="spec files or directories")) -> None:
@@ -155,7 +199,7 @@ def deploy(paths: list[Path] = typer.Argument(..., help="spec files or directori
     commit = source_commit(paths)
     if commit is not None:
         body["commit"] = {"sha": commit.sha, "committed_at": commit.committed_at}
-    answer = _admin("POST", "/_kaip/deploy", body, settings=settings)
+    answer = admin_client.call(settings, "POST", "/_kaip/deploy", body)
     for line in answer.get("changes", []):
         stdout.print(line, markup=False)
     stdout.print("follow a rollout with: kaip rollout status NAME --watch")
@@ -165,7 +209,7 @@ def status(
     output: OutputFormat = typer.Option(OutputFormat.text, "--output", "-o", help="text or json"),
 ) -> None:
     """Show resources, revisions and weights, replicas and URLs."""
-    answer = _admin("GET", "/_kaip/status", settings=load_settings())
+    answer = admin_client.call(load_settings(), "GET", "/_kaip/status")
     if output is OutputFormat.json:
         print_json(answer)
     else:
@@ -215,7 +259,7 @@ def rollout_status(
 ) -> None:
     """Where the rollout of NAME stands, and its past verdicts (with -w, follow it to the end)."""
     settings = load_settings()
-    answer = _admin("GET", f"/_kaip/rollouts/{name}", settings=settings)
+    answer = admin_client.call(settings, "GET", f"/_kaip/rollouts/{name}")
     _print_rollout(name, answer, history=True)
     last = _progress_key(answer)
     while watch and (answer.get("resource") or {}).get("rollout"):
@@ -223,7 +267,7 @@ def rollout_status(
             time.sleep(0.5)
         except KeyboardInterrupt:
             return
-        answer = _admin("GET", f"/_kaip/rollouts/{name}", settings=settings)
+        answer = admin_client.call(settings, "GET", f"/_kaip/rollouts/{name}")
         key = _progress_key(answer)
         if key != last:
             if (answer.get("resource") or {}).get("rollout"):
@@ -278,14 +322,16 @@ def _print_rollout(name: str, answer: dict[str, Any], *, history: bool) -> None:
 @rollout_app.command("promote")
 def rollout_promote(name: str = typer.Argument(..., help="Model or App name")) -> None:
     """Promote the canary of NAME to stable now, skipping the remaining steps."""
-    answer = _admin("POST", f"/_kaip/rollouts/{name}/promote", {"who": who()})
+    answer = admin_client.call(load_settings(), "POST", f"/_kaip/rollouts/{name}/promote",
+                               {"who": who()})  # fmt: skip
     stdout.print(answer["message"], markup=False)
 
 
 @rollout_app.command("abort")
 def rollout_abort(name: str = typer.Argument(..., help="Model or App name")) -> None:
     """Stop the rollout of NAME and send all traffic back to the stable revision."""
-    answer = _admin("POST", f"/_kaip/rollouts/{name}/abort", {"who": who()})
+    answer = admin_client.call(load_settings(), "POST", f"/_kaip/rollouts/{name}/abort",
+                               {"who": who()})  # fmt: skip
     stdout.print(answer["message"], markup=False)
 
 
@@ -294,33 +340,6 @@ def register(app: typer.Typer) -> None:
     for command in (up, down, deploy, status, logs):
         app.command()(command)
     app.add_typer(rollout_app, name="rollout")
-
-
-def _admin(
-    method: str, path: str, body: dict[str, Any] | None = None, *, settings: Settings | None = None
-) -> dict[str, Any]:
-    """Call the running kaip's admin API; a refusal becomes a PlatformError with its message."""
-    settings = settings or load_settings()
-    running = read_run_file(settings.local.state_dir)
-    if running is None:
-        raise PlatformError(
-            f"kaip is not running here (no live {settings.local.state_dir}/run.json): "
-            "start it with `kaip up PATH`"
-        )
-    url = f"{running['url']}{path}"
-    try:
-        response = httpx.request(method, url, json=body, timeout=30.0, trust_env=False)
-    except httpx.HTTPError as exc:
-        raise PlatformError(f"cannot reach kaip at {running['url']}: {exc}") from None
-    try:
-        data = response.json()
-    except ValueError:
-        data = {"error": response.text}
-    if response.status_code == 422 and "problems" in data:
-        raise ConfigError("\n".join(data["problems"]))
-    if response.status_code >= 400:
-        raise PlatformError(str(data.get("error", response.text)))
-    return dict(data)
 
 
 def _print_status(answer: dict[str, Any]) -> None:

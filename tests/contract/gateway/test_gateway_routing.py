@@ -121,23 +121,14 @@ def test_sse_streams_through_before_the_replica_finishes(backends_ab: AB) -> Non
     run(scenario())
 
 
-def test_admin_paths_go_to_the_admin_app(backends_ab: AB) -> None:
-    async def admin(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
-        body = f"{scope['method']} {scope['path']}".encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"text/plain")],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+def test_the_traffic_port_serves_no_admin_api_and_names_the_control_port() -> None:
+    """Apps share the traffic port's origin, so the admin API is never reachable through it."""
 
     async def scenario() -> None:
-        async with running([], admin=admin) as (_, client):
-            answer = await client.get("/_kaip/status")
-            assert (answer.status_code, answer.text) == (200, "GET /_kaip/status")
-        async with running([]) as (_, client):
-            assert (await client.get("/_kaip/status")).status_code == 404
+        async with running([], control_url="http://127.0.0.1:8181") as (_, client):
+            for method in ("GET", "POST"):
+                answer = await client.request(method, "/_kaip/deploy", json={"paths": ["/x"]})
+                assert answer.status_code == 404
+                assert "http://127.0.0.1:8181/_kaip/" in answer.json()["error"]
 
     run(scenario())

@@ -1,54 +1,130 @@
-"""The admin API under ``/_kaip/`` on the gateway's port: what the CLI talks to.
+"""The admin API under ``/_kaip/`` on the control port: what the CLI (and later the portal) uses.
 
 ``GET /_kaip/status``, ``POST /_kaip/deploy`` (``{"paths": [...], "who": "...", "commit":
-{"sha": "...", "committed_at": 1.0}}``, commit optional),
-``GET /_kaip/rollouts/{name}``, ``POST /_kaip/rollouts/{name}/promote|abort`` and
-``GET /_kaip/events``. Handlers parse and answer; every change is queued to the controller's loop
-with :meth:`Controller.submit`. A bad spec answers 422 with every problem and changes nothing.
+{"sha": "...", "committed_at": 1.0}}``, commit optional), ``GET /_kaip/rollouts/{name}``,
+``POST /_kaip/rollouts/{name}/promote|abort`` (``{"who": "..."}``), ``GET /_kaip/events`` and
+``GET /_kaip/openapi.json`` (this API, described). Reads need the ``viewer`` role, changes the
+``deployer`` role; :mod:`~kaip.local.controller.guard` has already checked Host, Origin, the
+credential, the media type and the body size before a handler runs.
+
+Handlers parse and answer; every change is queued to the controller's loop with
+:meth:`Controller.submit`. A bad spec answers 422 with every problem and changes nothing. Specs
+are read in a worker thread, one load at a time and within :data:`SPEC_LOAD_TIMEOUT_S`, so a
+large spec never stalls the event loop that also runs the gateway and the controller. Every
+error is ``{"error": ...}`` with the status of its :mod:`kaip.errors` class.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import asdict
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from kaip.errors import KaipError, SpecError
+from kaip.errors import KaipError, PlatformError, SpecError
+from kaip.local.controller.auth import Principal, Role, require
 from kaip.local.controller.loop import Controller
 from kaip.local.controller.status import status
 from kaip.local.state import Commit
-from kaip.spec import load_paths
+from kaip.spec import SpecSet, load_paths
+
+log = logging.getLogger("kaip.local.controller")
+
+SPEC_LOAD_TIMEOUT_S = 30.0
+MAX_PATHS = 100
+NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+Text = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CommitRef(_Body):
+    sha: str = Field(pattern=r"^[0-9a-f]{7,64}$", description="git commit the spec came from")
+    committed_at: float = Field(ge=0, description="its commit time, seconds since the epoch")
+
+
+class DeployRequest(_Body):
+    paths: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(
+        min_length=1,
+        max_length=MAX_PATHS,
+        description="spec files or directories, as paths on the machine kaip up runs on",
+    )
+    who: Text | None = Field(None, description="the person deploying, for the event log")
+    commit: CommitRef | None = None
+
+
+class ActionRequest(_Body):
+    who: Text | None = Field(None, description="the person acting, for the event log")
+
+
+B = TypeVar("B", bound=_Body)
+
+
+class BadRequestError(KaipError):
+    """The body is not what the route takes."""
+
+    http_status = 400
+
+
+class ConflictError(KaipError):
+    """The controller cannot do this now (no such rollout, a name clash, ...)."""
+
+    http_status = 409
+
+
+class SpecLoadTimeoutError(KaipError):
+    http_status = 503
 
 
 def admin_app(controller: Controller) -> Starlette:
+    reading = asyncio.Semaphore(1)  # one spec load at a time, released when its thread ends
+
     async def get_status(request: Request) -> JSONResponse:
+        _principal(request, "viewer", "read the status")
         return JSONResponse(status(controller))
 
     async def deploy(request: Request) -> JSONResponse:
-        body = await _body(request)
-        paths = body.get("paths")
-        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths) or not paths:
-            return _error(400, 'the body must be {"paths": [spec files or directories]}')
-        try:
-            specs = load_paths(paths)
-        except SpecError as exc:
-            return JSONResponse(
-                {"error": "the spec is invalid", "problems": [p.render() for p in exc.problems]},
-                status_code=422,
-            )
-        who = str(body.get("who") or "unknown")
-        commit = _commit(body.get("commit"))
+        principal = _principal(request, "deployer", "deploy")
+        body = _parse(DeployRequest, await request.body())
+        specs = await _load(body.paths)
+        commit = Commit(body.commit.sha, body.commit.committed_at) if body.commit else None
+        who = body.who or principal.name
         try:
             changes = await controller.submit(lambda: controller.apply(specs, who, commit))
-        except KaipError as exc:
-            return _error(409, exc.message)
+        except PlatformError as exc:
+            raise ConflictError(exc.message) from None
         return JSONResponse({"changes": changes})
 
+    async def _load(paths: list[str]) -> SpecSet:
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.wait_for(reading.acquire(), SPEC_LOAD_TIMEOUT_S)
+        except TimeoutError:
+            raise SpecLoadTimeoutError(
+                "another spec is still being read; retry when it is done"
+            ) from None
+        future = loop.run_in_executor(None, load_paths, [Path(p) for p in paths])
+        future.add_done_callback(lambda _: reading.release())
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), SPEC_LOAD_TIMEOUT_S)
+        except TimeoutError:
+            raise SpecLoadTimeoutError(
+                f"reading the spec took longer than {SPEC_LOAD_TIMEOUT_S:g} s; nothing changed"
+            ) from None
+
     async def rollout_status(request: Request) -> JSONResponse:
+        _principal(request, "viewer", "read rollouts")
         name = request.path_params["name"]
         run = controller.resources.get(name)
         if run is None:
@@ -62,22 +138,42 @@ def admin_app(controller: Controller) -> Starlette:
         return JSONResponse({"resource": current, "history": history})
 
     async def promote(request: Request) -> JSONResponse:
-        return await _act(request, controller.promote)
+        return await _act(request, "promote", controller.promote)
 
     async def abort(request: Request) -> JSONResponse:
-        return await _act(request, controller.abort)
+        return await _act(request, "abort", controller.abort)
 
-    async def _act(request: Request, action: Any) -> JSONResponse:
+    async def _act(request: Request, verb: str, action: Any) -> JSONResponse:
+        principal = _principal(request, "deployer", f"{verb} a rollout")
         name = request.path_params["name"]
-        who = str((await _body(request)).get("who") or "unknown")
+        body = _parse(ActionRequest, await request.body())
+        who = body.who or principal.name
         try:
             message = await controller.submit(lambda: action(name, who))
-        except KaipError as exc:
-            return _error(409, exc.message)
+        except PlatformError as exc:
+            raise ConflictError(exc.message) from None
         return JSONResponse({"message": message})
 
     async def events(request: Request) -> JSONResponse:
+        _principal(request, "viewer", "read events")
         return JSONResponse({"events": [asdict(e) for e in controller.state.events(limit=200)]})
+
+    async def openapi(request: Request) -> JSONResponse:
+        _principal(request, "viewer", "read the API description")
+        return JSONResponse(openapi_document())
+
+    async def kaip_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, KaipError)
+        if isinstance(exc, SpecError):
+            problems = [p.render() for p in exc.problems]
+            return JSONResponse(
+                {"error": "the spec is invalid", "problems": problems}, status_code=422
+            )
+        return _error(exc.http_status, exc.message)
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        return _error(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}")
 
     return Starlette(
         routes=[
@@ -87,26 +183,123 @@ def admin_app(controller: Controller) -> Starlette:
             Route("/_kaip/rollouts/{name}/promote", promote, methods=["POST"]),
             Route("/_kaip/rollouts/{name}/abort", abort, methods=["POST"]),
             Route("/_kaip/events", events),
-        ]
+            Route("/_kaip/openapi.json", openapi),
+        ],
+        exception_handlers={KaipError: kaip_error, HTTPException: http_error},
     )
 
 
-async def _body(request: Request) -> dict[str, Any]:
+def _principal(request: Request, needed: Role, action: str) -> Principal:
+    principal: Principal | None = request.scope.get("state", {}).get("principal")
+    return require(principal, needed, action)
+
+
+def _parse(model: type[B], raw: bytes) -> B:
+    """The body as ``model``, or a 400 naming each wrong field."""
     try:
-        data = await request.json()
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _commit(raw: Any) -> Commit | None:
-    if not isinstance(raw, dict):
-        return None
-    sha, at = raw.get("sha"), raw.get("committed_at")
-    if isinstance(sha, str) and isinstance(at, int | float):
-        return Commit(sha, float(at))
-    return None
+        return model.model_validate_json(raw or b"{}")
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_url=False):
+            where = ".".join(str(part) for part in error["loc"]) or "the body"
+            problems.append(f"{where}: {error['msg']}")
+        raise BadRequestError("the request body is wrong: " + "; ".join(problems)) from None
 
 
 def _error(status_code: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status_code)
+
+
+def openapi_document() -> dict[str, Any]:
+    """This API as OpenAPI 3.1, for clients and for fuzzing it (schemathesis)."""
+    error = {
+        "type": "object",
+        "required": ["error"],
+        "properties": {"error": {"type": "string"}},
+    }
+    json_object = {"type": "object"}
+    refusals = {
+        str(code): {"description": text, "content": {"application/json": {"schema": error}}}
+        for code, text in (
+            (401, "no valid credential"),
+            (403, "a role or a page that may not do this"),
+            (421, "a Host the control port does not answer to"),
+        )
+    }
+
+    def answer(description: str, *errors: tuple[int, str]) -> dict[str, Any]:
+        responses: dict[str, Any] = {
+            "200": {
+                "description": description,
+                "content": {"application/json": {"schema": json_object}},
+            },
+            **refusals,
+        }
+        for code, text in errors:
+            responses[str(code)] = {
+                "description": text,
+                "content": {"application/json": {"schema": error}},
+            }
+        return responses
+
+    def body(model: type[_Body]) -> dict[str, Any]:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schema.pop("$defs", None)  # CommitRef, the one nested model, is in components
+        return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+    name = {
+        "name": "name",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "maxLength": 253},
+        "description": "a Model or App that kaip up runs",
+    }
+    changing = ((400, "a body the route does not take"), (409, "not possible now"),
+                (413, "a body over 1 MiB"), (415, "a body that is not JSON"))  # fmt: skip
+    commit_schema = CommitRef.model_json_schema()
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "kaip up control API", "version": "1"},
+        "components": {
+            "securitySchemes": {"token": {"type": "http", "scheme": "bearer"}},
+            "schemas": {"CommitRef": commit_schema},
+        },
+        "security": [{"token": []}],
+        "paths": {
+            "/_kaip/status": {"get": {"operationId": "status", "responses": answer("status")}},
+            "/_kaip/events": {"get": {"operationId": "events", "responses": answer("events")}},
+            "/_kaip/openapi.json": {
+                "get": {"operationId": "openapi", "responses": answer("this document")}
+            },
+            "/_kaip/deploy": {
+                "post": {
+                    "operationId": "deploy",
+                    "requestBody": body(DeployRequest),
+                    "responses": answer(
+                        "what changed",
+                        *changing,
+                        (422, "an invalid spec, with every problem"),
+                        (503, "reading the spec took too long"),
+                    ),
+                }
+            },
+            "/_kaip/rollouts/{name}": {
+                "get": {
+                    "operationId": "rollout",
+                    "parameters": [name],
+                    "responses": answer("the rollout and its history", (404, "no such name")),
+                }
+            },
+            **{
+                f"/_kaip/rollouts/{{name}}/{verb}": {
+                    "post": {
+                        "operationId": verb,
+                        "parameters": [name],
+                        "requestBody": body(ActionRequest),
+                        "responses": answer("what happened", *changing),
+                    }
+                }
+                for verb in ("promote", "abort")
+            },
+        },
+    }

@@ -1,57 +1,52 @@
-"""``kaip up`` as one function: wire state, supervisor, gateway and controller, then run.
+"""``kaip up`` as one function: wire state, supervisor, gateway, control port and controller.
 
 Validates the spec before anything starts (a bad spec raises :class:`~kaip.errors.SpecError` and
-nothing runs), opens ``.kaip/``, binds the gateway, writes ``.kaip/run.json`` (pid, port, URL)
-for the other CLI commands, and runs the controller until SIGTERM or SIGINT, then drains every
-replica. Signal handlers only ask the loop to stop.
+nothing runs), opens ``.kaip/`` (0700), binds the gateway (traffic) and the control port (the
+admin API behind its guard, with this run's admin token), writes ``.kaip/run.json`` for the other
+CLI commands, and runs the controller until SIGTERM or SIGINT, then drains every replica.
+Signal handlers only ask the loop to stop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import os
 import signal
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from kaip.errors import PlatformError
+from kaip.errors import ConfigError, PlatformError
 from kaip.local.controller.admin import admin_app
+from kaip.local.controller.auth import admin_token_authenticator
+from kaip.local.controller.control import ControlServer
+from kaip.local.controller.guard import ControlGuard, GuardPolicy, normalize_hosts
 from kaip.local.controller.loop import Controller, ControllerConfig
+from kaip.local.controller.runrecord import (
+    TOKEN_FILE,
+    find_running,
+    new_admin_token,
+    remove_run_record,
+    this_process_record,
+    write_run_record,
+)
 from kaip.local.gateway import Gateway
 from kaip.local.state import Commit, State
 from kaip.local.supervisor import Supervisor, Timings, kill_orphans
 from kaip.settings import Settings
 from kaip.spec import load_paths
 
-RUN_FILE = "run.json"
 PID_FILE = "replicas.json"
 
 
-def read_run_file(state_dir: Path) -> dict[str, object] | None:
-    """What the running ``kaip up`` wrote about itself, if it is still alive."""
-    path = state_dir / RUN_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+def already_running(state_dir: Path) -> PlatformError | None:
+    """The error to raise if a ``kaip up`` already runs in ``state_dir``."""
+    running = find_running(state_dir).record
+    if running is None:
         return None
-    pid = data.get("pid")
-    if not isinstance(pid, int) or not _alive(pid):
-        return None
-    return dict(data)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return PlatformError(
+        f"kaip is already running here (pid {running.pid}, {running.url}): "
+        "use `kaip deploy PATH` to change what runs, or `kaip down` first"
+    )
 
 
 async def serve(
@@ -62,17 +57,24 @@ async def serve(
     port: int,
     report: Callable[[str], None],
     commit: Commit | None = None,
+    admin_port: int | None = None,
+    allowed_hosts: Sequence[str] = (),
 ) -> None:
-    """Run the local platform for ``paths`` until a signal; raise before starting on a bad spec."""
+    """Run the local platform for ``paths`` until a signal; raise before starting on a bad spec.
+
+    ``admin_port`` and ``allowed_hosts`` (added to the settings' own) are the control port's.
+    """
     specs = load_paths(paths)
     local = settings.local
+    admin_port = local.admin_port if admin_port is None else admin_port
+    try:
+        names = normalize_hosts([*local.allowed_hosts, *allowed_hosts])
+    except ValueError as exc:
+        raise ConfigError(f"--allowed-host: {exc}") from None
     state_dir = local.state_dir.resolve()
-    running = read_run_file(state_dir)
+    running = already_running(state_dir)
     if running is not None:
-        raise PlatformError(
-            f"kaip is already running here (pid {running['pid']}, {running.get('url')}): "
-            "use `kaip deploy PATH` to change what runs, or `kaip down` first"
-        )
+        raise running
     state = State.open(state_dir)
     pid_file = state_dir / PID_FILE
     orphans = kill_orphans(pid_file)
@@ -103,28 +105,41 @@ async def serve(
         limits=local.gateway_http,
         app_max_request_bytes=local.app_max_request_bytes,
         on_demand=controller.wake,
-        admin=admin_app(controller),
+    )
+    token = new_admin_token(state_dir)
+    policy = GuardPolicy(
+        allowed_hosts=names,
+        credential_hint=(
+            f"send 'Authorization: Bearer TOKEN' with the token in {state_dir / TOKEN_FILE} "
+            "(the kaip CLI does this for you)"
+        ),
+    )
+    control = ControlServer(
+        ControlGuard(admin_app(controller), admin_token_authenticator(token), policy),
+        port=admin_port,
     )
     try:
-        bound = await gateway.start()
-    except OSError as exc:
+        bound = await _bind(gateway.start, port, "--port")
+        try:
+            admin_bound = await _bind(control.start, admin_port, "--admin-port")
+        except PlatformError:
+            await gateway.stop()
+            raise
+    except PlatformError:
         state.close()
-        raise PlatformError(
-            f"cannot listen on 127.0.0.1:{port} ({exc.strerror}): is another kaip up or "
-            "service using it? Pick another with `kaip up --port N`"
-        ) from None
+        (state_dir / TOKEN_FILE).unlink(missing_ok=True)
+        raise
     url = f"http://127.0.0.1:{bound}"
+    admin_url = f"http://127.0.0.1:{admin_bound}"
     controller.config = replace(config, gateway_url=url)
     controller.gateway = gateway
-    run_file = state_dir / RUN_FILE
-    run_file.write_text(
-        json.dumps({"pid": os.getpid(), "port": bound, "url": url, "started_at": time.time()}),
-        encoding="utf-8",
-    )
+    gateway.control_url = admin_url
+    record = this_process_record(port=bound, url=url, admin_port=admin_bound, admin_url=admin_url)
+    write_run_record(state_dir, record)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, controller.stop)
-    report(f"gateway listening on {url}")
+    report(f"gateway listening on {url}, control API on {admin_url}")
     try:
         for line in await controller.apply(specs, who, commit):
             report(line)
@@ -133,8 +148,18 @@ async def serve(
         report("stopping: draining replicas")
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        await control.stop()
         await gateway.stop()
         state.close()
-        with contextlib.suppress(OSError):
-            run_file.unlink()
+        remove_run_record(state_dir, record)
         report("stopped")
+
+
+async def _bind(start: Callable[[], Awaitable[int]], port: int, flag: str) -> int:
+    try:
+        return await start()
+    except OSError as exc:
+        raise PlatformError(
+            f"cannot listen on 127.0.0.1:{port} ({exc.strerror or exc}): is another kaip up or "
+            f"service using it? Pick another with `kaip up {flag} N`"
+        ) from None

@@ -9,9 +9,8 @@ per-revision stats for the rollout gates. The controller drives it with
 Never starts processes and never imports the controller, supervisor or state.
 """
 
-from kaip.local.gateway.admin import ASGIApp
 from kaip.local.gateway.gateway import Gateway
 from kaip.local.gateway.routes import Backend, Route
 from kaip.local.gateway.stats import LoadSample, RevisionStats
 
-__all__ = ["ASGIApp", "Backend", "Gateway", "LoadSample", "RevisionStats", "Route"]
+__all__ = ["Backend", "Gateway", "LoadSample", "RevisionStats", "Route"]

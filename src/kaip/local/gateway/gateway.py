@@ -2,7 +2,8 @@
 
 Owns the route table, the per-route load and per-revision stats, the hold queue for routes with
 no ready backend, and the decision of what each request becomes: an answer the gateway gives
-itself (health, model lists, errors), the admin API, or a proxied exchange with retries. Runs in
+itself (health, model lists, errors) or a proxied exchange with retries. The admin API is not
+here: ``/_kaip/`` answers 404 naming the control port (Apps must not share its origin). Runs in
 the caller's event loop (the controller's); never starts or stops replicas (it asks with
 ``on_demand``) and never reads the spec.
 
@@ -31,7 +32,6 @@ from collections.abc import Callable, Sequence
 
 import orjson
 
-from kaip.local.gateway.admin import ASGIApp, serve_asgi
 from kaip.local.gateway.balance import pick_backend, pick_least_outstanding, pick_revision
 from kaip.local.gateway.http1 import Headers, error_payload, request_head
 from kaip.local.gateway.limits import BodyLimit, Connections
@@ -70,7 +70,7 @@ class Gateway:
         hold_timeout_s: float = 30.0,
         max_held: int = 1000,
         on_demand: Callable[[str], None] | None = None,
-        admin: ASGIApp | None = None,
+        control_url: str | None = None,
         response_timeout_s: float = 60.0,
         rng: random.Random | None = None,
         drain_s: float = 5.0,
@@ -83,7 +83,8 @@ class Gateway:
         self._response_timeout_s = response_timeout_s
         self._max_held = max_held
         self._on_demand = on_demand
-        self._admin = admin
+        self.control_url = control_url
+        """Where the admin API is (``kaip up``'s control port), named in 404s for ``/_kaip/``."""
         self._rng = rng or random.Random()
         self._drain_s = drain_s
         self._table = RouteTable()
@@ -226,8 +227,13 @@ class Gateway:
             else:
                 message = f"The model '{target.name}' does not exist"
                 conn.send_json(404, error_payload(message, openai=True, code="model_not_found"))
-        elif kind is TargetKind.ADMIN and self._admin is not None:
-            await serve_asgi(self._admin, conn, request)
+        elif kind is TargetKind.ADMIN:
+            where = f"at {self.control_url}/_kaip/" if self.control_url else "elsewhere"
+            message = (
+                f"the admin API is not on the traffic port: it is {where}, on kaip up's control "
+                "port, and needs the token in .kaip/admin.token (the kaip CLI finds both)"
+            )
+            conn.send_json(404, {"error": message}, head=head)
         else:
             path = request.target.partition(b"?")[0].decode("latin-1")
             conn.send_json(404, {"error": f"no route for {path}"}, head=head)

@@ -1,0 +1,85 @@
+"""A real control port for contract tests: the admin API behind its guard, served by uvicorn.
+
+:func:`running_control` runs, in a thread with its own event loop, what ``kaip up`` wires for its
+control port: a real :class:`Controller` (real SQLite state, a real supervisor with no replicas)
+and a :class:`ControlServer` on a free loopback port. Tests talk to it with plain httpx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kaip.local.controller.admin import admin_app
+from kaip.local.controller.auth import admin_token_authenticator
+from kaip.local.controller.control import ControlServer
+from kaip.local.controller.guard import ControlGuard, GuardPolicy
+from kaip.local.controller.loop import Controller, ControllerConfig
+from kaip.local.state import State
+from kaip.local.supervisor import Supervisor
+
+TOKEN = "t0ken-for-contract-tests"
+
+
+@dataclass
+class RunningControl:
+    url: str
+    port: int
+    controller: Controller
+    loop: asyncio.AbstractEventLoop
+    headers: dict[str, str] = field(default_factory=lambda: {"Authorization": f"Bearer {TOKEN}"})
+
+
+@contextmanager
+def running_control(
+    state_dir: Path, *, allowed_hosts: frozenset[str] = frozenset()
+) -> Iterator[RunningControl]:
+    started: threading.Event = threading.Event()
+    box: dict[str, object] = {}
+
+    async def main() -> None:
+        state = State.open(state_dir)
+        supervisor = Supervisor(state_dir / "logs")
+        controller = Controller(
+            ControllerConfig(state_dir, "http://127.0.0.1:9", tick_seconds=0.05), state, supervisor
+        )
+        guard = ControlGuard(
+            admin_app(controller),
+            admin_token_authenticator(TOKEN),
+            GuardPolicy(allowed_hosts=allowed_hosts),
+        )
+        server = ControlServer(guard, port=0)
+        port = await server.start()
+        box["running"] = RunningControl(
+            f"http://127.0.0.1:{port}", port, controller, asyncio.get_running_loop()
+        )
+        started.set()
+        try:
+            await controller.run()
+        finally:
+            await server.stop()
+            state.close()
+
+    def thread_main() -> None:
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # surfaced to the test below
+            box["error"] = exc
+            started.set()
+
+    thread = threading.Thread(target=thread_main, daemon=True)
+    thread.start()
+    assert started.wait(30), "the control port did not start"
+    if "error" in box:
+        raise AssertionError(f"the control port failed: {box['error']!r}")
+    running = box["running"]
+    assert isinstance(running, RunningControl)
+    try:
+        yield running
+    finally:
+        running.loop.call_soon_threadsafe(running.controller.stop)
+        thread.join(30)
