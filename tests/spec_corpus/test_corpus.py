@@ -84,3 +84,20 @@ def test_every_good_spec_passes() -> None:
     files = {line.split()[1].split(":")[0] for line in result.stdout.splitlines()[:-1]}
     assert files == {p.name for p in GOOD.iterdir() if p.suffix in (".yaml", ".yml")}
     assert result.stdout.splitlines()[-1] == "16 resource(s) valid"
+
+
+def test_unpinned_remote_artifacts_are_valid_with_a_warning() -> None:
+    result = _kaip("validate", "artifacts.yaml", cwd=GOOD)
+    assert result.returncode == 0, result.stderr
+    warnings = result.stderr.splitlines()
+    assert [w.split(": spec.")[0] for w in warnings] == [
+        "warning: artifacts.yaml:27:1",
+        "warning: artifacts.yaml:35:1",
+    ], result.stderr
+    assert "Model embedder: the remote artifact gs://bucket/minilm is not pinned" in warnings[0]
+    assert "pin it with sha256" in warnings[1]
+    report = json.loads(_kaip("validate", "-o", "json", "artifacts.yaml", cwd=GOOD).stdout)
+    assert [(w["line"], w["path"]) for w in report["warnings"]] == [
+        (27, "spec.artifact.sha256"),
+        (35, "spec.artifact.sha256"),
+    ]

@@ -12,9 +12,10 @@ from pathlib import Path
 import typer
 import yaml
 
-from kaip.cli.output import OutputFormat, print_json, stdout
+from kaip.cli.output import OutputFormat, print_json, stderr, stdout
 from kaip.errors import SpecError
 from kaip.spec import KINDS, load_paths
+from kaip.spec.advice import advice
 from kaip.spec.crd import crds
 from kaip.spec.schema import json_schema
 
@@ -32,7 +33,10 @@ def validate(
     ),
     output: OutputFormat = typer.Option(OutputFormat.text, "--output", "-o", help="text or json"),
 ) -> None:
-    """Validate spec files; print every problem as FILE:LINE:COL and exit 2 if any."""
+    """Validate spec files; print every problem as FILE:LINE:COL and exit 2 if any.
+
+    Warnings (e.g. an unpinned remote artifact) are printed too but do not fail.
+    """
     try:
         specs = load_paths(paths)
     except SpecError as exc:
@@ -55,10 +59,21 @@ def validate(
             )
             raise typer.Exit(exc.exit_code) from None
         raise
+    warnings = advice(specs)
     if output is OutputFormat.json:
         print_json(
             {
                 "valid": True,
+                "warnings": [
+                    {
+                        "file": w.file,
+                        "line": w.line,
+                        "path": w.path,
+                        "message": w.message,
+                        "hint": w.hint,
+                    }
+                    for w in warnings
+                ],
                 "resources": [
                     {
                         "kind": d.resource.kind,
@@ -75,6 +90,8 @@ def validate(
         stdout.print(
             f"[green]ok[/] {doc.path}:{doc.line} {doc.resource.kind} {doc.resource.metadata.name}"
         )
+    for warning in warnings:
+        stderr.print(f"warning: {warning.render()}", markup=False, highlight=False)
     stdout.print(f"{len(specs.documents)} resource(s) valid")
 
 

@@ -6,6 +6,11 @@ first 10 hex digits of the SHA-256 of the canonical JSON of the spec (keys sorte
 defaults filled in), so a spec that only restates a default keeps its revision, while any change
 that reaches the spec makes a new one. ``metadata`` (labels, annotations) is not part of it.
 
+New weights make a new revision too: the local platform pins a single-file artifact by writing
+its sha256 into ``spec.artifact.sha256`` before the revision id is taken, and for a directory
+artifact passes the digest of its tree as ``artifact_digest``, which is hashed along with the
+spec. A spec that pins ``sha256`` itself already carries its artifact's identity.
+
 Pure: no I/O.
 """
 
@@ -26,7 +31,14 @@ def canonical_spec_json(resource: Resource) -> str:
     return json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def revision_id(resource: Resource) -> str:
-    """The revision id of a resource: 10 lower-case hex digits, stable across runs and hosts."""
-    digest = hashlib.sha256(canonical_spec_json(resource).encode("utf-8")).hexdigest()
+def revision_id(resource: Resource, artifact_digest: str | None = None) -> str:
+    """The revision id of a resource: 10 lower-case hex digits, stable across runs and hosts.
+
+    ``artifact_digest`` (the content digest of an artifact the spec does not pin) is part of the
+    identity when given, so the same spec with other weights is another revision.
+    """
+    text = canonical_spec_json(resource)
+    if artifact_digest is not None:
+        text += "\nartifact:" + artifact_digest
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return digest[:REVISION_LENGTH]

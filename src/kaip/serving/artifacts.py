@@ -30,6 +30,47 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+MAX_TREE_FILES = 100_000
+"""The most files :func:`content_digest` hashes in a directory artifact."""
+
+
+def content_digest(path: Path) -> str:
+    """The SHA-256 of a file's bytes, or of a directory's tree (for a directory artifact).
+
+    A directory's digest covers every regular file under it (symlinks followed), each as its
+    path relative to ``path`` and the digest of its bytes, in sorted order: a changed, added,
+    removed or renamed file changes it; timestamps and permissions do not. At most
+    :data:`MAX_TREE_FILES` files.
+    """
+    if path.is_file():
+        return sha256_file(path)
+    if not path.is_dir():
+        raise ArtifactError(f"artifact not found at {path}")
+    files = []
+    for number, child in enumerate(sorted(p for p in path.rglob("*") if p.is_file())):
+        if number >= MAX_TREE_FILES:
+            raise ArtifactError(
+                f"{path} holds more than {MAX_TREE_FILES} files: pack the artifact into fewer"
+            )
+        files.append(child)
+    tree = hashlib.sha256(b"kaip-tree-v1\n")
+    for child in files:
+        relative = child.relative_to(path).as_posix()
+        tree.update(f"{sha256_file(child)}  {relative}\n".encode())
+    return tree.hexdigest()
+
+
+def local_path(uri: str, base_dir: Path) -> Path | None:
+    """Where a relative, absolute or ``file://`` artifact URI points; None for a remote one."""
+    if "://" not in uri:
+        return base_dir / uri
+    if uri.startswith("file://"):
+        parsed = urlparse(uri)
+        path = Path(unquote(parsed.netloc + parsed.path))
+        return path if path.is_absolute() else base_dir / path
+    return None
+
+
 def verify_digest(path: Path, expected: str) -> None:
     """Raise :class:`UntrustedArtifactError` unless the file at ``path`` hashes to ``expected``."""
     if not path.is_file():
@@ -45,18 +86,11 @@ def verify_digest(path: Path, expected: str) -> None:
 def resolve(artifact: Artifact, base_dir: Path, cache_dir: Path) -> Path:
     """The local path of ``artifact``, downloading it first when it is remote."""
     uri = artifact.uri
-    scheme = uri.split("://", 1)[0] if "://" in uri else ""
     unsupported = _unsupported(uri)
     if unsupported is not None:
         raise unsupported
-    if scheme in ("http", "https"):
-        path = _download(uri, artifact.sha256, cache_dir)
-    elif scheme == "file":
-        parsed = urlparse(uri)
-        path = Path(unquote(parsed.netloc + parsed.path))
-        path = path if path.is_absolute() else base_dir / path
-    else:
-        path = base_dir / uri
+    local = local_path(uri, base_dir)
+    path = local if local is not None else _download(uri, artifact.sha256, cache_dir)
     if not path.exists():
         raise ArtifactError(f"artifact {uri!r} not found at {path}")
     if artifact.sha256 is not None:

@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from kaip.errors import PlatformError
+from kaip.local.controller.pinning import Pinned, pin
 from kaip.local.controller.runtime import ResourceRun, RevisionRun, RolloutRun
 from kaip.local.gateway import Backend, Gateway, Route
 from kaip.local.state import Commit, EventRecord, RevisionRecord, State, StepRecord
 from kaip.local.supervisor import Replica, Supervisor, app_launch, model_launch, write_snapshot
-from kaip.plan import canonical_spec_json, revision_id
+from kaip.plan import canonical_spec_json
 from kaip.policy import Evidence, LoadObservation, Verdict, autoscale, rollout
 from kaip.spec import API_VERSION, KINDS, App, Model, SpecSet
 
@@ -185,18 +186,27 @@ class Controller:
                     f"a Model and an App are both named {name!r} ({doc.path}): the local gateway "
                     "tells them apart by name, so rename one of them"
                 )
-        for doc in specs.documents:
+        pinned: list[tuple[Pinned, Path] | str] = []
+        for doc in specs.documents:  # every artifact is hashed before anything changes
             resource = doc.resource
             if not isinstance(resource, Model | App):
-                changes.append(
+                pinned.append(
                     f"{resource.kind} {resource.metadata.name}: skipped (not run locally)"
                 )
                 continue
-            revision = revision_id(resource)
-            self._record_revision(resource, revision, doc.path)
-            snapshot = self._revision_run(resource, revision, doc.path)
+            base_dir = doc.path.resolve().parent
+            pinned.append((await asyncio.to_thread(pin, resource, base_dir), doc.path))
+        for item in pinned:
+            if isinstance(item, str):
+                changes.append(item)
+                continue
+            new, path = item
+            self._record_revision(new.resource, new.revision, path)
+            snapshot = self._revision_run(new.resource, new.revision, path)
             changes.append(
-                await self._apply_one(resource.kind, resource.metadata.name, snapshot, who, commit)
+                await self._apply_one(
+                    new.resource.kind, new.resource.metadata.name, snapshot, who, commit
+                )
             )
         self.wake()
         return changes

@@ -1,0 +1,74 @@
+"""What makes a new revision locally: the spec, and the bytes of the model's artifact.
+
+At ``kaip up`` and ``kaip deploy`` every Model whose artifact is on this machine (a relative
+path, an absolute path or ``file://``) is pinned before its revision id is taken:
+
+* a **single file** without ``sha256`` gets ``sha256: <digest of the file>`` written into the
+  revision's spec. Overwritten weights therefore change the spec, make a new revision and go
+  through the rollout; and a replica of the old revision that restarts later refuses the new
+  file (the model server verifies the digest) instead of serving it under the old revision.
+* a **single file with** ``sha256`` is checked against it now, so a mismatch is refused at
+  deploy time with both digests rather than as replicas that cannot start.
+* a **directory** (sha256 pins single files only) is summarised by the digest of its tree
+  (:func:`kaip.serving.artifacts.content_digest`), which becomes part of the revision id.
+
+Remote artifacts (``http(s)://``, ``s3://``, ``gs://``) are left as they are: without
+``sha256`` their revision follows the spec only, which ``kaip validate`` warns about. Apps have
+no artifact; their revision follows the spec. Hashing reads files: call :func:`pin` off the
+event loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from kaip.errors import ArtifactError, UntrustedArtifactError
+from kaip.plan import revision_id
+from kaip.serving.artifacts import content_digest, local_path
+from kaip.spec import App, Model
+
+
+@dataclass(frozen=True)
+class Pinned:
+    """A resource as it will run, its revision id and the artifact digest in that id."""
+
+    resource: Model | App
+    revision: str
+    artifact_digest: str | None = None
+    """The content digest of the artifact (file or tree), when it is on this machine."""
+
+
+def pin(resource: Model | App, base_dir: Path) -> Pinned:
+    """Pin ``resource``'s local artifact (see the module text) and take its revision id.
+
+    A missing local artifact is left to the replica to report (it says where it looked), so a
+    deploy that fixes something else is not blocked by it.
+    """
+    if not isinstance(resource, Model):
+        return Pinned(resource, revision_id(resource))
+    artifact = resource.spec.artifact
+    path = local_path(artifact.uri, base_dir)
+    if path is None or not path.exists():
+        return Pinned(resource, revision_id(resource))
+    try:
+        digest = content_digest(path)
+    except OSError as exc:
+        raise ArtifactError(f"Model {resource.metadata.name}: cannot read {path}: {exc}") from None
+    if path.is_dir():
+        return Pinned(resource, revision_id(resource, digest), digest)
+    if artifact.sha256 is not None:
+        if artifact.sha256 != digest:
+            raise UntrustedArtifactError(
+                f"Model {resource.metadata.name}: {path} has sha256 {digest}, but the spec pins "
+                f"{artifact.sha256}: the file changed or is not the one you meant; update "
+                "artifact.sha256 only if you trust the new file"
+            )
+        return Pinned(resource, revision_id(resource), digest)
+    pinned_artifact = artifact.model_copy(update={"sha256": digest})
+    spec = resource.spec.model_copy(update={"artifact": pinned_artifact})
+    pinned = resource.model_copy(update={"spec": spec})
+    return Pinned(pinned, revision_id(pinned), digest)
+
+
+__all__ = ["Pinned", "pin"]

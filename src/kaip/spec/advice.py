@@ -1,0 +1,42 @@
+"""Advice on valid specs: things that work but that a person should know about (pure).
+
+:func:`advice` looks at loaded documents and returns warnings, located like problems but never
+fatal. Today it has one: a remote artifact without ``sha256``. Its content is neither verified
+nor part of the revision id, so new bytes at the same URL would reach replicas that restart
+without a new revision or a rollout. No I/O.
+"""
+
+from __future__ import annotations
+
+from kaip.errors import Problem
+from kaip.spec.kinds import Model
+from kaip.spec.loader import SpecSet
+
+REMOTE_SCHEMES = ("http://", "https://", "s3://", "gs://")
+
+
+def advice(specs: SpecSet) -> list[Problem]:
+    """Warnings for ``specs``, in file order."""
+    out: list[Problem] = []
+    for doc in specs.documents:
+        resource = doc.resource
+        if not isinstance(resource, Model):
+            continue
+        artifact = resource.spec.artifact
+        if artifact.uri.startswith(REMOTE_SCHEMES) and artifact.sha256 is None:
+            out.append(
+                Problem(
+                    str(doc.path),
+                    doc.line,
+                    1,
+                    "spec.artifact.sha256",
+                    f"Model {resource.metadata.name}: the remote artifact {artifact.uri} is not "
+                    "pinned: new content at that URL would be served without a new revision "
+                    "or a rollout",
+                    "pin it with sha256: <the output of sha256sum FILE>",
+                )
+            )
+    return out
+
+
+__all__ = ["advice"]
