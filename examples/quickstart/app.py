@@ -1,6 +1,8 @@
 """The quickstart's web app: a tiny page that asks the digits model through the kaip gateway.
 
-Standard library only. kaip sets PORT; KAIP_GATEWAY_URL points at the gateway.
+Standard library only. kaip sets PORT; KAIP_GATEWAY_URL points at the gateway (locally) or the
+Model's Service (on Kubernetes). It listens on loopback unless HOST says otherwise: its image
+sets HOST=0.0.0.0, since a pod is reached on its own IP.
 """
 
 from __future__ import annotations
@@ -51,4 +53,5 @@ class Handler(BaseHTTPRequestHandler):
 
 
 if __name__ == "__main__":
-    ThreadingHTTPServer(("127.0.0.1", int(os.environ.get("PORT", "8501"))), Handler).serve_forever()
+    address = (os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "8501")))
+    ThreadingHTTPServer(address, Handler).serve_forever()
