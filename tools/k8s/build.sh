@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes test control plane (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, kwok) from the Go module proxy into a cache keyed by version, building
+# kube-scheduler, kubectl, kwok) and the real test node's kubelet and kube-proxy from the Go
+# module proxy into a cache keyed by version, building
 # only what is missing or was built from different go.mod/go.sum files. Idempotent; a warm run
 # takes well under a second. tools/k8s/README.md says why it is built this way and what it costs.
 #
@@ -33,6 +34,9 @@ KUBE_LDFLAGS="-s -w \
 # kwok's own version variables already say 0.8.0 in its tagged source.
 KWOK_LDFLAGS="-s -w"
 KUBE_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+# The real node's binaries (tests/e2e_node): their own module, node/, so the control plane's
+# go.sum and stamps never change for them; the Go build cache is shared (~1-2 min warm).
+NODE_BINARIES=(kubelet kube-proxy)
 
 log() { printf '[k8s-build %s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 
@@ -46,6 +50,7 @@ is_current() { # binary stamp
 
 etcd_stamp="$(stamp_of "$HERE/etcd" "-s -w")"
 kube_stamp="$(stamp_of "$HERE/kube" "$KUBE_LDFLAGS")"
+node_stamp="$(stamp_of "$HERE/node" "$KUBE_LDFLAGS")"
 kwok_stamp="$(printf '%s\n' "$KWOK_VERSION" "$KWOK_LDFLAGS" | sha256sum | cut -d' ' -f1)"
 crd_dir="$CACHE/crds/gateway-api"
 crds_current() { [[ -f "$crd_dir/.version" && "$(cat "$crd_dir/.version")" == "$GATEWAY_API_VERSION" ]]; }
@@ -54,6 +59,7 @@ if [[ "${1:-}" == "--check" ]]; then
     echo "$CACHE"
     is_current etcd "$etcd_stamp" && is_current kwok "$kwok_stamp" && crds_current || exit 1
     for b in "${KUBE_BINARIES[@]}"; do is_current "$b" "$kube_stamp" || exit 1; done
+    for b in "${NODE_BINARIES[@]}"; do is_current "$b" "$node_stamp" || exit 1; done
     exit 0
 elif [[ $# -gt 0 ]]; then
     echo "usage: tools/k8s/build.sh [--check]" >&2
@@ -102,6 +108,28 @@ if ((${#missing[@]})); then
     for b in "${missing[@]}"; do
         mv -f "$tmp/$b" "$CACHE/$b"
         echo "$kube_stamp" >"$CACHE/.$b.stamp"
+    done
+    rm -rf "$tmp"
+    log "${missing[*]}: built in $((SECONDS - start))s"
+    built=1
+fi
+
+# kubelet and kube-proxy: the same build, from node/.
+missing=()
+for b in "${NODE_BINARIES[@]}"; do
+    if is_current "$b" "$node_stamp"; then log "$b: cached"; else missing+=("$b"); fi
+done
+if ((${#missing[@]})); then
+    log "${missing[*]}: building (~1-2 min with the control plane's Go build cache)"
+    start=$SECONDS
+    tmp="$CACHE/.node.tmp"
+    rm -rf "$tmp" && mkdir -p "$tmp"
+    pkgs=()
+    for b in "${missing[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
+    (cd "$HERE/node" && nice -n 19 go build -trimpath -ldflags "$KUBE_LDFLAGS" -o "$tmp/" "${pkgs[@]}")
+    for b in "${missing[@]}"; do
+        mv -f "$tmp/$b" "$CACHE/$b"
+        echo "$node_stamp" >"$CACHE/.$b.stamp"
     done
     rm -rf "$tmp"
     log "${missing[*]}: built in $((SECONDS - start))s"

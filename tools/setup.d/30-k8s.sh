@@ -1,6 +1,7 @@
 # The Kubernetes test control plane (etcd, kube-apiserver, controller-manager, scheduler, kubectl,
-# kwok, Gateway API CRDs), built by tools/k8s/build.sh into its version-keyed cache. It serves the
-# e2e_kube tier, so KAIP_SKIP_KUBE=1 leaves it out.
+# kwok, Gateway API CRDs) and the real node's kubelet and kube-proxy, built by tools/k8s/build.sh
+# into its version-keyed cache. It serves the e2e_kube and e2e_node tiers, so KAIP_SKIP_KUBE=1
+# leaves it out.
 component k8s "the Kubernetes test control plane, built by tools/k8s/build.sh" kube
 k8s_ready() { tools/k8s/build.sh --check >/dev/null; }
 k8s_note() {
