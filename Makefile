@@ -71,11 +71,24 @@ chart-crds: $(STAMP)
 k8s-build:
 	tools/k8s/build.sh
 
+# NODE=real adds a real node (tests/e2e_node): kubelet, containerd, CNI, kube-proxy, kaip's images.
 k8s-up: $(STAMP) k8s-build
+ifeq ($(NODE),real)
+	tools/registry/build.sh >/dev/null
+	tools/images/build.sh >/dev/null
+	$(BIN)/python tests/e2e_node/node_harness.py up --dir .kaip/k8s
+else
 	$(BIN)/python tests/e2e_kube/kube_harness.py up --dir .kaip/k8s
+endif
 
 k8s-down: $(STAMP)
+	$(BIN)/python tests/e2e_node/node_harness.py down --dir .kaip/k8s
 	$(BIN)/python tests/e2e_kube/kube_harness.py down --dir .kaip/k8s
+
+# kaip's OCI images without a Docker engine (tools/images/README.md): rebuilt only when changed.
+.PHONY: images
+images:
+	tools/images/build.sh
 
 # The local gateway: overhead against a direct replica, and scale-from-zero first-request latency.
 .PHONY: bench-gateway

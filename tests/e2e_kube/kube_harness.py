@@ -101,6 +101,9 @@ class FakeNode:
     gpus: int = 0
     gpu_product: str = "NVIDIA-H100-80GB-HBM3"
     labels: Mapping[str, str] = field(default_factory=dict)
+    taints: tuple[Mapping[str, str], ...] = ()
+    """Node taints (``{"key", "value", "effect"}``): a cluster with a real node taints its kwok
+    nodes so pods land on the real one unless they ask otherwise."""
 
     def manifest(self) -> dict[str, Any]:
         capacity = {"cpu": self.cpu, "memory": self.memory, "pods": self.pods}
@@ -125,7 +128,7 @@ class FakeNode:
                 "labels": labels,
                 "annotations": {FAKE_NODE_ANNOTATION: "fake"},
             },
-            "spec": {},
+            "spec": {"taints": [dict(t) for t in self.taints]} if self.taints else {},
             "status": {"capacity": capacity, "allocatable": capacity},
         }
 
@@ -380,6 +383,7 @@ def _prepare(
     bin_dir: Path | None,
     users: Mapping[str, Sequence[str]] | None,
     needed: Iterable[str],
+    address: str = "127.0.0.1",
 ) -> tuple[ControlPlane, dict[str, int]]:
     bin_dir = bin_dir or binary_dir()
     missing = missing_binaries(bin_dir, needed)
@@ -405,7 +409,7 @@ def _prepare(
         "scheduler": free_port(),
         "kwok": free_port(),
     }
-    server = f"https://127.0.0.1:{ports['apiserver']}"
+    server = f"https://{address}:{ports['apiserver']}"
     plane = ControlPlane(
         workdir=workdir,
         bin_dir=bin_dir,
@@ -425,6 +429,8 @@ def _start_etcd_and_apiserver(
     die_with_parent: bool,
     service_cidr: str = "10.0.0.0/24",
     audit_users: Sequence[str] = (),
+    address: str = "127.0.0.1",
+    apiserver_args: Sequence[str] = (),
 ) -> None:
     etcd = f"http://127.0.0.1:{ports['etcd']}"
     peer = f"http://127.0.0.1:{ports['etcd-peer']}"
@@ -448,8 +454,8 @@ def _start_etcd_and_apiserver(
     sa_key = plane.workdir / "sa.key"
     args = [
         f"--etcd-servers={etcd}",
-        "--bind-address=127.0.0.1",
-        "--advertise-address=127.0.0.1",
+        f"--bind-address={address}",
+        f"--advertise-address={address}",
         f"--secure-port={ports['apiserver']}",
         f"--cert-dir={plane.ca_file.parent}",
         f"--service-cluster-ip-range={service_cidr}",
@@ -467,6 +473,7 @@ def _start_etcd_and_apiserver(
         args.append("--disable-admission-plugins=ServiceAccount")
     if audit_users:
         args += _audit_args(plane, audit_users)
+    args += apiserver_args
     _spawn(plane, "kube-apiserver", args, die_with_parent)
     _wait_for(
         plane,
@@ -533,15 +540,20 @@ def start_cluster(
     pod_cidr: str = "10.0.0.1/24",
     audit_users: Sequence[str] = (),
     controller_manager_args: Sequence[str] = (),
+    address: str = "127.0.0.1",
+    apiserver_args: Sequence[str] = (),
 ) -> ControlPlane:
     """The whole control plane with fake kwok nodes and the Gateway API CRDs; returns once the
     nodes are Ready and the CRDs Established.
 
     The default CIDRs hold ~250 Services and pods; scale runs (bench/) pass larger ones.
     ``audit_users`` get every request audited (:meth:`ControlPlane.audited_requests`);
-    ``controller_manager_args`` are added last (a later flag wins).
+    ``controller_manager_args`` and ``apiserver_args`` are added last (a later flag wins).
+    ``address`` is where the apiserver listens and what it advertises (the ``kubernetes``
+    Service's endpoint): loopback unless real pods must reach it (tests/e2e_node); the other
+    components stay on 127.0.0.1.
     """
-    plane, ports = _prepare(workdir, bin_dir, users, BINARIES)
+    plane, ports = _prepare(workdir, bin_dir, users, BINARIES, address)
     try:
         _start_etcd_and_apiserver(
             plane,
@@ -550,6 +562,8 @@ def start_cluster(
             die_with_parent=die_with_parent,
             service_cidr=service_cidr,
             audit_users=audit_users,
+            address=address,
+            apiserver_args=apiserver_args,
         )
         kubeconfig = str(plane.kubeconfig)
         delegated = [

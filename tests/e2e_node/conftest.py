@@ -1,0 +1,49 @@
+"""Fixtures of the real-node tier (node_harness.py): one cluster with a real kubelet a session.
+
+``real_cluster`` starts the control plane, the kwok nodes and the real node ``real-0`` (kubelet,
+containerd, CNI, kube-proxy, the registry holding kaip's images) and stops all of it, checking
+that the host was left as it was. The apiserver audits every request of the operator's
+ServiceAccount (``node_harness.OPERATOR_USER``), so tests can count what it was refused.
+
+What the tier needs is installed and built by tools/setup.sh (``make test`` runs it first); a
+missing part fails the test with the command that provides it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from node_harness import OPERATOR_USER, RealCluster, missing_parts, start_real_cluster
+
+
+@pytest.fixture(scope="session")
+def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCluster]:
+    missing = missing_parts()
+    if missing:
+        pytest.fail(
+            f"the real-node tier needs: {'; '.join(missing)}. Run tools/setup.sh, or set "
+            "KAIP_SKIP_KUBE=1 to skip the Kubernetes tiers",
+            pytrace=False,
+        )
+    cluster = start_real_cluster(tmp_path_factory.mktemp("real-node"), audit_users=[OPERATOR_USER])
+    timings = ", ".join(f"{k} {v:.0f}s" for k, v in cluster.timings.items())
+    print(f"\nreal node up: {timings}")
+    yield cluster
+    # The logs stay in pytest's temporary directory (it keeps the last three sessions' own).
+    problems = cluster.stop(keep_logs=True)
+    print(f"\nreal node down: {cluster.timings}, {cluster.node.stop_seconds}")
+    assert not problems, f"the host was not left as it was: {problems}"
+
+
+@pytest.fixture
+def node_namespace(real_cluster: RealCluster) -> Iterator[str]:
+    """A fresh namespace enforcing the restricted Pod Security profile, deleted afterwards."""
+    name = f"n-{uuid.uuid4().hex[:8]}"
+    real_cluster.kubectl("create", "namespace", name)
+    real_cluster.kubectl(
+        "label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted"
+    )
+    yield name
+    real_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
