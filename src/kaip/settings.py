@@ -52,6 +52,12 @@ class ServingSettings(_Group):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     graceful_shutdown_seconds: float = Field(10.0, ge=0, description="drain time on SIGTERM, s")
+    drain_seconds: float = Field(
+        3.0,
+        ge=0,
+        description="after SIGTERM, keep serving at most this long with 'Connection: close' "
+        "(so keep-alive clients reconnect to another replica) before closing connections, s",
+    )
     max_queue: int = Field(1024, ge=1, description="requests waiting for a batch before 503")
     compile_linear: bool = Field(
         True,

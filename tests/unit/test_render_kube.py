@@ -197,6 +197,13 @@ def test_model_server_command_probes_and_artifact_fetch() -> None:
     ]  # fmt: skip
     assert server["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
     assert server["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    # Stopping loses no request: endpoints drop the pod while it still serves (preStop), then
+    # the server drains, all within the grace period.
+    assert server["lifecycle"] == {"preStop": {"sleep": {"seconds": 5}}}
+    serving = Settings().serving
+    assert pod["terminationGracePeriodSeconds"] >= (
+        5 + serving.drain_seconds + serving.graceful_shutdown_seconds
+    )
     (fetch,) = pod["initContainers"]
     assert fetch["command"] + fetch["args"] == [
         "python", "-m", "kaip.serving.fetch", "/etc/kaip/spec.yaml", "--model", "digits",

@@ -21,6 +21,7 @@ from kaip.errors import InferenceError, KaipError, ModelNotFoundError, Overloade
 from kaip.serving import openapi
 from kaip.serving.asgi import (
     ClientDisconnected,
+    Message,
     Receive,
     Scope,
     Send,
@@ -39,6 +40,7 @@ OIP = "oip-v2"
 EXTENSIONS = ["binary_tensor_data", "parameters"]
 _OCTET = b"application/octet-stream"
 _INFER_ROUTE = "/v2/models/{model}/infer"
+_CLOSE = (b"connection", b"close")
 
 
 class MethodNotAllowedError(InferenceError):
@@ -78,12 +80,17 @@ class ServingApp:
         base = f"/v2/models/{model.name}"
         self._infer_paths = {f"{base}/infer", f"{base}/versions/{model.revision}/infer"}
         self._openapi = orjson.dumps(openapi.document(model.name, model.revision))
+        self.draining = False
+        """Set on SIGTERM (server.py): every response says ``Connection: close`` and readiness
+        turns 503, so keep-alive clients finish on this replica and reconnect elsewhere."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             if scope["type"] == "lifespan":
                 await _lifespan(receive, send)
             return
+        if self.draining:
+            send = _closing(send)
         if scope["path"] in self._infer_paths and scope["method"] == "POST":
             await self._infer(scope, receive, send)
             return
@@ -220,7 +227,7 @@ class ServingApp:
         self.model.close()
 
     async def _ready(self, scope: Scope, receive: Receive, send: Send) -> None:
-        ready = self.model.ready
+        ready = self.model.ready and not self.draining
         await respond(send, 200 if ready else 503, orjson.dumps({"ready": ready}))
 
     async def _model_ready(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -243,6 +250,18 @@ class ServingApp:
 
     async def _openapi_doc(self, scope: Scope, receive: Receive, send: Send) -> None:
         await respond(send, 200, self._openapi)
+
+
+def _closing(send: Send) -> Send:
+    """``send`` with ``Connection: close`` added to the response head (uvicorn then closes the
+    connection once the response is complete)."""
+
+    async def closing_send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), _CLOSE]}
+        await send(message)
+
+    return closing_send
 
 
 def _allow(method: str, allowed: str) -> None:

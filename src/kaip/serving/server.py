@@ -3,9 +3,18 @@
 The socket is bound first (``port 0`` picks a free port) and the HTTP server starts at once, so
 ``/v2/health/live`` answers while the model loads; ``/v2/health/ready`` turns 200 only after it
 loaded. Then one JSON line ``{"event": "ready", "port": ...}`` goes to stdout (and the port to
-``--port-file`` when given), which is what the local supervisor waits for. On SIGTERM or SIGINT
-the server stops accepting, lets in-flight requests finish for up to
-``settings.serving.graceful_shutdown_seconds`` and returns 0.
+``--port-file`` when given), which is what the local supervisor waits for.
+
+On SIGTERM or SIGINT it drains in two steps, so that clients holding keep-alive connections lose
+nothing (on Kubernetes a pod's connections outlive its removal from the Service's endpoints):
+
+1. for up to ``settings.serving.drain_seconds`` it keeps serving, with ``Connection: close`` on
+   every response (each client finishes its request here and reconnects to another replica) and
+   ``/v2/health/ready`` at 503; it moves on as soon as no connection is left;
+2. then it stops accepting, closes idle connections, lets in-flight requests finish for up to
+   ``settings.serving.graceful_shutdown_seconds`` and returns 0.
+
+A second signal skips what is left of the first step.
 """
 
 from __future__ import annotations
@@ -18,8 +27,10 @@ import os
 import signal
 import socket
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 
@@ -126,7 +137,7 @@ def serve(options: ServeOptions, settings: Settings) -> int:
         timeout_graceful_shutdown=int(settings.serving.graceful_shutdown_seconds),
         backlog=2048,
     )
-    server = uvicorn.Server(config)
+    server = _DrainingServer(config, app, settings.serving.drain_seconds)
     exit_code = 0
 
     async def main() -> None:
@@ -157,6 +168,32 @@ def serve(options: ServeOptions, settings: Settings) -> int:
         signal.signal(sig, lambda *_: None)
     _run(main())
     return exit_code
+
+
+class _DrainingServer(uvicorn.Server):
+    """uvicorn's server with step 1 of the drain (module docstring) before its own shutdown."""
+
+    def __init__(self, config: uvicorn.Config, app: ServingApp, drain_seconds: float) -> None:
+        super().__init__(config)
+        self.app = app
+        self.drain_seconds = drain_seconds
+        self.drain_until: float | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # A signal handler: it only sets state, which on_tick (every 0.1 s) acts on.
+        if self.drain_until is None and self.drain_seconds > 0 and not self.should_exit:
+            self.app.draining = True
+            self.drain_until = time.monotonic() + self.drain_seconds
+            return
+        super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        until, open_connections = self.drain_until, len(self.server_state.connections)
+        drained = until is not None and (not open_connections or time.monotonic() >= until)
+        if drained and not self.should_exit:
+            log.info("drained; stopping (%d connections still open)", open_connections)
+            self.should_exit = True
+        return await super().on_tick(counter)
 
 
 def _announce(options: ServeOptions, port: int) -> None:

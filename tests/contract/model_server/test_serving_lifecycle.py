@@ -121,6 +121,28 @@ def test_sigterm_drains_in_flight_requests_then_exits_0(tmp_path: Path) -> None:
         httpx.get(f"{server.url}/v2/health/live")
 
 
+def test_sigterm_tells_keep_alive_clients_to_reconnect_then_exits_0(tmp_path: Path) -> None:
+    """A pod leaves a Service's endpoints while clients still hold keep-alive connections to
+    it: after SIGTERM it answers them with ``Connection: close`` (so the next request goes to a
+    new connection, elsewhere) and reports not ready, then exits once none is left."""
+    spec = counting_spec(tmp_path / "spec")
+    env = {"KAIP_SERVING__DRAIN_SECONDS": "60"}  # an upper bound: it ends when clients are gone
+    server = start_server(spec, "counting", tmp_path / "server", env=env)
+    url = f"{server.url}/v2/models/counting/infer"
+    with httpx.Client(timeout=10) as client:
+        assert client.post(url, json=ROW).status_code == 200
+        server.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while httpx.get(f"{server.url}/v2/health/ready").status_code != 503:
+            assert time.monotonic() < deadline, "never reported not ready"
+            time.sleep(0.05)
+        kept = client.post(url, json=ROW)  # on the connection opened before SIGTERM
+        assert kept.status_code == 200
+        assert kept.headers["connection"] == "close"
+    assert server.process.wait(15) == 0
+    assert "drained; stopping" in server.stderr
+
+
 def run_server(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "kaip.serving", *args, "--port", "0"],

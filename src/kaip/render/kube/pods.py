@@ -4,11 +4,13 @@ Owns what makes a kaip pod acceptable under the Pod Security "restricted" profil
 user, no privilege escalation, no capabilities, RuntimeDefault seccomp, read-only root with an
 emptyDir on ``/tmp``), requests and limits on every container, and GPU scheduling (the
 ``nvidia.com/gpu`` resource, the ``nvidia.com/gpu.product`` node selector and the matching
-toleration). Pure: returns plain dicts, never talks to a cluster.
+toleration), and how a serving pod stops without losing a request (a preStop sleep, then the
+grace period). Pure: returns plain dicts, never talks to a cluster.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -88,6 +90,22 @@ def gpu_scheduling(resources: ResolvedResources) -> Obj:
         out["nodeSelector"] = {GPU_PRODUCT_LABEL: resources.gpu_model}
     out["tolerations"] = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
     return out
+
+
+PRE_STOP_SECONDS: Final = 5
+"""How long a serving pod keeps serving after it is told to stop, before its process gets
+SIGTERM: the time its removal from the Services' endpoints takes to reach every node's
+kube-proxy (and other load balancers), so no new connection is sent to a pod about to close."""
+
+
+def pre_stop() -> Obj:
+    """The kubelet's own sleep (Kubernetes >= 1.30): no shell or binary needed in the image."""
+    return {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}}
+
+
+def termination_grace_seconds(*stages: float) -> int:
+    """A grace period covering the preStop sleep, then ``stages`` (drain, in-flight), plus 2 s."""
+    return PRE_STOP_SECONDS + math.ceil(sum(stages)) + 2
 
 
 def http_probe(path: str, port: str, period: int, failures: int) -> Obj:

@@ -38,8 +38,10 @@ from kaip.render.kube.pods import (
     gpu_scheduling,
     http_probe,
     pod_security_context,
+    pre_stop,
     spec_mount,
     spread,
+    termination_grace_seconds,
     tmp_mount,
     tmp_volume,
 )
@@ -179,6 +181,7 @@ def _model_pod(workload: Workload, model: Model, settings: Settings) -> tuple[Ob
             *placement.server_env,
         ],
         "ports": [{"name": "http", "containerPort": MODEL_PORT, "protocol": "TCP"}],
+        "lifecycle": pre_stop(),
         "startupProbe": http_probe("/v2/health/live", "http", period=5, failures=60),
         "livenessProbe": http_probe("/v2/health/live", "http", period=10, failures=3),
         "readinessProbe": http_probe("/v2/health/ready", "http", period=5, failures=3),
@@ -209,6 +212,7 @@ def _app_pod(workload: Workload, app: App) -> Obj:
         "image": workload.image,
         "env": env_list({**spec.env, "PORT": str(spec.port)}),
         "ports": [{"name": "http", "containerPort": spec.port, "protocol": "TCP"}],
+        "lifecycle": pre_stop(),
         "livenessProbe": http_probe(spec.health_path, "http", period=10, failures=3),
         "readinessProbe": http_probe(spec.health_path, "http", period=5, failures=3),
         "resources": container_resources(workload.resources),
@@ -238,7 +242,10 @@ def deployment(workload: Workload, pod: Obj, settings: Settings) -> Obj:
         "serviceAccountName": workload.name,
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "terminationGracePeriodSeconds": int(settings.serving.graceful_shutdown_seconds) + 5,
+        # preStop sleep, then the model server's drain and in-flight requests (server.py).
+        "terminationGracePeriodSeconds": termination_grace_seconds(
+            settings.serving.drain_seconds, settings.serving.graceful_shutdown_seconds
+        ),
         "securityContext": pod_security_context(),
         "topologySpreadConstraints": spread(workload.revision_selector),
         **gpu_scheduling(workload.resources),
