@@ -1,0 +1,442 @@
+"""The documented cluster path on real pods: ``helm install`` the chart, ``kubectl apply`` the
+quickstart, and everything runs for real on the real node.
+
+* The chart's operator runs as a real pod (image from the node's registry) under its own
+  ServiceAccount and RBAC, in a namespace enforcing the restricted Pod Security profile, and is
+  never refused anything (the apiserver's audit log of its ServiceAccount has no 403).
+* The quickstart's sklearn Model, its artifact served over http by this test with its sha256
+  pinned: the init container fetches and verifies it, the Model gets Ready, and Triton's client
+  predicts through the Model's Service (ClusterIP, kube-proxy) what ``model.predict`` says. A
+  wrong digest stops the pod in its init container.
+* The quickstart's App (its image built by ``make images``) answers through its Service, asking
+  the Model through the Model's Service.
+* Deleting a serving pod under load loses no request.
+* A TrainingJob runs as a real Job: its pod's exit code decides success or failure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import joblib
+import pytest
+import yaml
+from node_harness import (
+    NODE_NAME,
+    OPERATOR_ACCOUNT,
+    OPERATOR_NAMESPACE,
+    OPERATOR_USER,
+    REPO_ROOT,
+    NodeError,
+    RealCluster,
+)
+
+QUICKSTART = REPO_ROOT / "examples" / "quickstart"
+CLIENTS = Path(__file__).with_name("clients")
+HELM_SCRIPT = REPO_ROOT / "tools" / "helm" / "build.sh"
+
+
+# -- the artifact server -------------------------------------------------------------------------
+
+
+@dataclass
+class ArtifactServer:
+    """Serves a directory over http on the host's end of the node's link (pods reach it)."""
+
+    url: str
+    requests: list[str] = field(default_factory=list)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The quickstart's model, trained by its own train.py."""
+    out = tmp_path_factory.mktemp("artifacts") / "model.joblib"
+    subprocess.run(
+        [sys.executable, str(QUICKSTART / "train.py"), str(out)], check=True, timeout=300
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def artifacts(real_cluster: RealCluster, trained: Path) -> Iterator[ArtifactServer]:
+    seen: list[str] = []
+
+    class Handler(SimpleHTTPRequestHandler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, directory=str(trained.parent), **kwargs)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            seen.append(self.path)
+
+    server = ThreadingHTTPServer((real_cluster.node.host_ip, 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield ArtifactServer(f"http://{real_cluster.node.host_ip}:{server.server_port}", seen)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# -- the operator, installed by helm -------------------------------------------------------------
+
+
+@dataclass
+class Env:
+    cluster: RealCluster
+    namespace: str
+
+    def kubectl(self, *args: str, check: bool = True) -> str:
+        return self.cluster.kubectl("-n", self.namespace, *args, check=check)
+
+    def apply(self, docs: list[dict[str, Any]]) -> None:
+        path = self.cluster.workdir / f"apply-{uuid.uuid4().hex[:6]}.yaml"
+        path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+        self.kubectl("apply", "-f", str(path))
+
+    def get(self, kind: str, name: str) -> dict[str, Any]:
+        return dict(json.loads(self.kubectl("get", kind, name, "-o", "json")))
+
+    def items(self, kind: str, selector: str) -> list[dict[str, Any]]:
+        return list(json.loads(self.kubectl("get", kind, "-l", selector, "-o", "json"))["items"])
+
+    def wait_ready(self, kind: str, name: str, timeout: int = 300) -> None:
+        done = self.kubectl(
+            "wait", "--for=condition=Ready", f"{kind}/{name}", f"--timeout={timeout}s", check=False
+        )
+        if "condition met" not in done:
+            pods = self.kubectl("get", "pods", "-o", "wide", check=False)
+            events = self.kubectl("get", "events", "--sort-by=.lastTimestamp", check=False)
+            status = self.kubectl("get", kind, name, "-o", "yaml", check=False)
+            pytest.fail(
+                f"{kind} {name} not Ready in {timeout}s\n{status}\n{pods}\n{events[-4000:]}\n"
+                f"operator log:\n{operator_log(self.cluster)[-3000:]}"
+            )
+
+    def cluster_ip(self, service: str) -> str:
+        return str(self.get("service", service)["spec"]["clusterIP"])
+
+
+def operator_log(cluster: RealCluster) -> str:
+    """The operator pod's log, through the kubelet (or why it could not be read)."""
+    try:
+        return cluster.kubectl("-n", OPERATOR_NAMESPACE, "logs", f"deployment/{OPERATOR_ACCOUNT}")
+    except NodeError as exc:
+        return f"(no operator log: {exc})"
+
+
+def restricted_namespace(cluster: RealCluster, name: str) -> None:
+    cluster.kubectl("create", "namespace", name)
+    cluster.kubectl(
+        "label", "namespace", name,
+        "pod-security.kubernetes.io/enforce=restricted",
+        "pod-security.kubernetes.io/warn=restricted",
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def env(real_cluster: RealCluster) -> Iterator[Env]:
+    """The chart installed by a real helm with the images from the node's registry, watching a
+    fresh namespace of the quickstart's."""
+    helm = subprocess.run(
+        [str(HELM_SCRIPT)], capture_output=True, text=True, check=True, timeout=1800
+    ).stdout.strip()
+    namespace = f"qs-{uuid.uuid4().hex[:6]}"
+    restricted_namespace(real_cluster, OPERATOR_NAMESPACE)
+    restricted_namespace(real_cluster, namespace)
+    repository, tag = real_cluster.images["operator"].rsplit(":", 1)
+    install = subprocess.run(
+        [
+            helm, "install", "kaip", str(REPO_ROOT / "charts" / "kaip"),
+            "--kubeconfig", str(real_cluster.plane.kubeconfig),
+            "--namespace", OPERATOR_NAMESPACE,
+            "--set", f"image.repository={repository}",
+            "--set", f"image.tag={tag}",
+            "--set", f"servingImage={real_cluster.images['server']}",
+            "--set", f"watchNamespaces={{{namespace}}}",
+            "--set", "interval=2",
+            "--wait", "--timeout", "5m",
+        ],
+        capture_output=True, text=True, timeout=400,
+    )  # fmt: skip
+    if install.returncode != 0:
+        pods = real_cluster.kubectl("-n", OPERATOR_NAMESPACE, "get", "pods", "-o", "yaml")
+        pytest.fail(f"helm install failed: {install.stderr}\n{pods}\n{operator_log(real_cluster)}")
+    yield Env(real_cluster, namespace)
+    real_cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+# -- the quickstart ------------------------------------------------------------------------------
+
+
+def quickstart() -> dict[str, dict[str, Any]]:
+    docs = yaml.safe_load_all((QUICKSTART / "kaip.yaml").read_text())
+    return {doc["kind"]: doc for doc in docs if doc}
+
+
+def model_doc(name: str, artifact_url: str, digest: str, **spec: Any) -> dict[str, Any]:
+    doc = quickstart()["Model"]
+    doc["metadata"]["name"] = name
+    artifact = doc["spec"]["artifact"]
+    artifact.pop("trust", None)  # a pinned digest is what makes a pickle acceptable
+    artifact.update(uri=f"{artifact_url}/model.joblib", sha256=digest)
+    doc["spec"].update(spec)
+    return doc
+
+
+def rows(count: int) -> list[list[float]]:
+    from sklearn.datasets import load_digits
+
+    x, _ = load_digits(return_X_y=True)
+    return [list(map(float, r)) for r in x[:count]]
+
+
+def predict_in_node(env: Env, address: str, model: str, data: list[list[float]]) -> list[Any]:
+    out = env.cluster.in_node(
+        [sys.executable, str(CLIENTS / "oip_infer.py"), address, model],
+        input=json.dumps(data),
+        timeout=120,
+    )
+    return list(json.loads(out.stdout))
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_the_operator_runs_as_a_pod_under_its_service_account(env: Env) -> None:
+    cluster = env.cluster
+    (pod,) = json.loads(cluster.kubectl("-n", OPERATOR_NAMESPACE, "get", "pods", "-o", "json"))[
+        "items"
+    ]
+    assert pod["spec"]["nodeName"] == NODE_NAME
+    assert pod["spec"]["serviceAccountName"] == OPERATOR_ACCOUNT
+    assert pod["spec"]["containers"][0]["image"] == cluster.images["operator"]
+    assert pod["status"]["phase"] == "Running"
+    assert all(c["ready"] for c in pod["status"]["containerStatuses"])
+    namespace = json.loads(cluster.kubectl("get", "namespace", OPERATOR_NAMESPACE, "-o", "json"))
+    labels = namespace["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    # The pod has no readiness probe: Running says the process started, not that it logged yet.
+    wait_for("the operator's first log line", lambda: "(in-cluster)" in operator_log(cluster), 180)
+    log = operator_log(cluster)
+    assert "Traceback" not in log, log[-4000:]
+
+
+def test_the_quickstart_model_fetches_verifies_and_predicts_through_its_service(
+    env: Env, artifacts: ArtifactServer, trained: Path
+) -> None:
+    env.apply([model_doc("digits", artifacts.url, sha256(trained))])
+    env.wait_ready("model", "digits")
+    assert "/model.joblib" in artifacts.requests, "the init container fetched it over http"
+    (pod,) = env.items("pods", "app.kubernetes.io/name=digits")
+    (fetch,) = pod["status"]["initContainerStatuses"]
+    assert fetch["name"] == "fetch-artifact"
+    assert fetch["state"]["terminated"]["exitCode"] == 0
+    fetched = env.kubectl("logs", pod["metadata"]["name"], "-c", "fetch-artifact")
+    assert "artifact of model digits ready at /var/lib/kaip/artifacts/" in fetched
+
+    data = rows(32)
+    expected = joblib.load(trained).predict(data).tolist()
+    address = f"{env.cluster_ip('digits')}:8000"
+    assert predict_in_node(env, address, "digits", data) == expected
+
+
+def test_a_wrong_digest_stops_the_pod_in_its_init_container(
+    env: Env, artifacts: ArtifactServer
+) -> None:
+    env.apply([model_doc("digits-tampered", artifacts.url, "0" * 64)])
+
+    def failed_fetch() -> dict[str, Any] | None:
+        for pod in env.items("pods", "app.kubernetes.io/name=digits-tampered"):
+            for status in pod["status"].get("initContainerStatuses") or []:
+                state = status.get("lastState", {}).get("terminated") or status["state"].get(
+                    "terminated"
+                )
+                if state and state["exitCode"] != 0:
+                    return dict(pod)
+        return None
+
+    pod = wait_for("the fetch to fail", failed_fetch, 240)
+    name = pod["metadata"]["name"]
+
+    def fetch_log() -> str:
+        # The kubelet restarts a failed init container: the failure may be the previous run's.
+        log = ""
+        for previous in ((), ("--previous",)):
+            log += env.kubectl("logs", name, "-c", "fetch-artifact", *previous, check=False)
+        return log if "but the spec pins" in log else ""
+
+    log = wait_for("the fetch's log", fetch_log, 120)
+    assert f"has sha256 {'0' * 64}" not in log and f"pins {'0' * 64}" in log, log
+    assert not pod["status"].get("containerStatuses", [{}])[0].get("ready")
+    env.kubectl("delete", "model", "digits-tampered", "--wait=false")
+
+
+def test_the_quickstart_app_answers_through_its_service(env: Env) -> None:
+    app = quickstart()["App"]
+    app["spec"]["image"] = env.cluster.images["digits-ui"]
+    # The App asks the Model's Service (no cluster DNS on the test node: its ClusterIP).
+    app["spec"]["env"]["KAIP_GATEWAY_URL"] = f"http://{env.cluster_ip('digits')}:8000"
+    env.apply([app])
+    env.wait_ready("app", "digits-ui")
+    url = f"http://{env.cluster_ip('digits-ui')}:8501/"
+    out = env.cluster.in_node([sys.executable, "-c", GET, url])
+    assert out.stdout.startswith("200 "), out.stdout
+    assert "The model reads this digit as 0" in out.stdout
+
+
+GET = """\
+import sys, urllib.request
+with urllib.request.urlopen(sys.argv[1], timeout=15) as r:
+    print(r.status, r.read().decode(errors="replace"))
+"""
+
+
+def wait_for(what: str, probe: Any, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(1)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def test_deleting_a_serving_pod_under_load_loses_no_request(
+    env: Env, artifacts: ArtifactServer, trained: Path, tmp_path: Path
+) -> None:
+    pinned = {"minReplicas": 2, "maxReplicas": 2, "targetConcurrency": 16}
+    small = {"cpu": "200m", "memory": "512Mi"}
+    env.apply(
+        [model_doc("digits-ha", artifacts.url, sha256(trained), scaling=pinned, resources=small)]
+    )
+    env.wait_ready("model", "digits-ha")
+    selector = "app.kubernetes.io/name=digits-ha"
+    pods = env.items("pods", selector)
+    assert len(pods) == 2
+    body = tmp_path / "body.json"
+    data = rows(1)
+    body.write_text(
+        json.dumps(
+            {"inputs": [{"name": "input-0", "shape": [1, 64], "datatype": "FP32", "data": data[0]}]}
+        )
+    )
+    stop, result = tmp_path / "stop", tmp_path / "result.json"
+    url = f"http://{env.cluster_ip('digits-ha')}:8000/v2/models/digits-ha/infer"
+    load = subprocess.Popen(
+        [
+            *env.cluster.node.enter(net_only=True),
+            sys.executable, str(CLIENTS / "load.py"), url, str(body),
+            "--concurrency", "8", "--seconds", "240", "--stop", str(stop), "--out", str(result),
+        ],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert load.stdout is not None and load.stdout.readline().strip() == "started"
+        time.sleep(2)
+        victim = pods[0]["metadata"]["name"]
+        env.kubectl("delete", "pod", victim, "--wait=false")
+
+        def replaced() -> bool:
+            current = env.items("pods", selector)
+            ready = [
+                p
+                for p in current
+                if p["metadata"]["name"] != victim
+                and any(
+                    c["type"] == "Ready" and c["status"] == "True"
+                    for c in p["status"].get("conditions", [])
+                )
+            ]
+            return len(ready) == 2 and victim not in {p["metadata"]["name"] for p in current}
+
+        wait_for("the deleted pod replaced and gone", replaced, 240)
+        time.sleep(3)
+    finally:
+        stop.touch()
+        load.wait(60)
+    counts = json.loads(result.read_text())
+    print(f"pod deletion under load (c=8): {counts}")
+    assert counts["ok"] > 0
+    assert counts["failed"] == 0, counts
+    env.kubectl("delete", "model", "digits-ha", "--wait=false")
+
+
+TRAINING = """\
+apiVersion: kaip.dev/v1alpha1
+kind: TrainingJob
+metadata: {{name: {name}}}
+spec:
+  owner: research
+  image: {image}
+  command: [python, -c, "import sys; print('training step 1/1'); sys.exit({code})"]
+  resources: {{cpu: 100m, memory: 128Mi}}
+  maxRetries: 0
+"""
+
+
+def test_a_training_job_runs_to_completion_and_its_exit_code_decides(env: Env) -> None:
+    image = env.cluster.images["server"]
+    docs = [
+        yaml.safe_load(TRAINING.format(name=n, image=image, code=c))
+        for n, c in (("tune", 0), ("broken", 3))
+    ]
+    env.apply(docs)
+
+    def condition(name: str, type_: str) -> dict[str, Any]:
+        job = env.get("trainingjob", name)
+        for c in (job.get("status") or {}).get("conditions") or []:
+            if c["type"] == type_:
+                return dict(c)
+        return {}
+
+    wait_for("tune Ready", lambda: condition("tune", "Ready").get("status") == "True", 300)
+    assert condition("tune", "Ready")["reason"] == "JobSucceeded"
+    (job,) = env.items("jobs", "app.kubernetes.io/name=tune")
+    assert job["status"]["succeeded"] == 1
+    (pod,) = env.items("pods", "app.kubernetes.io/name=tune")
+    assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
+    assert "training step 1/1" in env.kubectl("logs", pod["metadata"]["name"])
+
+    wait_for(
+        "broken Degraded", lambda: condition("broken", "Degraded").get("status") == "True", 300
+    )
+    assert condition("broken", "Degraded")["reason"] == "JobFailed"
+    (failed,) = env.items("pods", "app.kubernetes.io/name=broken")
+    assert failed["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 3
+    assert condition("broken", "Ready")["status"] == "False"
+
+
+def test_the_operator_was_never_forbidden(env: Env) -> None:
+    """Zero 403s for the operator's ServiceAccount over the whole run, from the audit log."""
+    log = env.cluster.plane.audit_log
+    assert log is not None
+    requests, forbidden = 0, []
+    for path in sorted(log.parent.glob(log.name + "*")):
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("user", {}).get("username") != OPERATOR_USER:
+                continue
+            if event.get("stage") != "ResponseComplete":
+                continue
+            requests += 1
+            if (event.get("responseStatus") or {}).get("code") == 403:
+                forbidden.append(f"{event['verb']} {event['requestURI']}")
+    print(f"operator requests audited: {requests}, forbidden: {len(forbidden)}")
+    assert requests > 50, "the audit log saw the operator at work"
+    assert not forbidden, forbidden[:20]
