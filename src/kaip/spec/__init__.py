@@ -13,6 +13,8 @@ from kaip.spec.kinds import (
     Resource,
     Serve,
     TrainingJob,
+    first_clash,
+    names_clash,
 )
 from kaip.spec.loader import (
     SpecDocument,
@@ -44,7 +46,9 @@ __all__ = [
     "TrainingJob",
     "dump_resource",
     "dump_yaml",
+    "first_clash",
     "load_document",
     "load_paths",
     "load_text",
+    "names_clash",
 ]

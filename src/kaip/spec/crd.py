@@ -80,7 +80,7 @@ _KEPT: Final = frozenset(
         "x-kubernetes-list-map-keys",
     }
 )
-_DROPPED: Final = frozenset({"title"})
+_DROPPED: Final = frozenset({"title", "uniqueItems"})  # uniqueItems: x-kubernetes-list-type set
 
 
 class _Structural:

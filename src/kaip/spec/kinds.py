@@ -7,6 +7,7 @@ reconciles (``kaip crd`` generates the CRDs from them). Pure: no I/O.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
@@ -116,11 +117,67 @@ def _default_protocols() -> list[Protocol]:
     return ["oip-v2"]
 
 
+SERVED_NAME_PATTERN = r"^[A-Za-z0-9_][-A-Za-z0-9_.:@+~]*(/[A-Za-z0-9_][-A-Za-z0-9_.:@+~]*)*$"
+SERVED_NAME_MAX = 256
+_SERVED_NAME = re.compile(SERVED_NAME_PATTERN)
+
+
+def _check_served_name(value: str) -> str:
+    if len(value) > SERVED_NAME_MAX:
+        raise ValueProblem(f"must be at most {SERVED_NAME_MAX} characters (got {len(value)})")
+    if not _SERVED_NAME.fullmatch(value):
+        raise ValueProblem(
+            f"{value!r} is not a served model name",
+            "use letters, digits and - _ . : @ + ~, in segments separated by single '/', each "
+            "starting with a letter, digit or '_' (e.g. meta-llama/Llama-3.1-8B-Instruct)",
+        )
+    return value
+
+
+ServedName = Annotated[
+    str,
+    AfterValidator(_check_served_name),
+    Field(json_schema_extra={"pattern": SERVED_NAME_PATTERN, "maxLength": SERVED_NAME_MAX}),
+]
+
+
+def names_clash(a: str, b: str) -> bool:
+    """Would a request path for one of two served names be ambiguous with the other?
+
+    Equal names clash, and so does a name that is a whole-segment prefix of the other (``a`` and
+    ``a/infer``): ``/v2/models/a/infer`` could mean either.
+    """
+    return a == b or a.startswith(b + "/") or b.startswith(a + "/")
+
+
+def first_clash(
+    owners: Iterable[tuple[str, Iterable[str]]],
+) -> tuple[str, str, str, str] | None:
+    """``(owner, name, other owner, other's name)`` for the first served names of two owners
+    that clash (see :func:`names_clash`), or None."""
+    seen: list[tuple[str, str]] = []
+    for owner, names in owners:
+        mine = list(dict.fromkeys(names))
+        for name in mine:
+            for other, taken in seen:
+                if names_clash(name, taken):
+                    return owner, name, other, taken
+        seen.extend((owner, name) for name in mine)
+    return None
+
+
 class Serve(SpecModel):
     """How the model server exposes the model."""
 
     protocols: list[Protocol] = Field(
         default_factory=_default_protocols, min_length=1, max_length=2
+    )
+    names: list[ServedName] = Field(
+        default_factory=list,
+        max_length=16,
+        description="the names clients use for the model over OIP v2 and OpenAI, any of them "
+        "(default: metadata.name); unique in the namespace",
+        json_schema_extra={"uniqueItems": True, "x-kubernetes-list-type": "set"},
     )
     batching: Batching = Field(default_factory=Batching)
     timeout_seconds: float = Field(30.0, gt=0, le=3600)
@@ -142,6 +199,19 @@ class Serve(SpecModel):
         """``maxTokens``, or :data:`DEFAULT_MAX_TOKENS` when the spec leaves it out."""
         return DEFAULT_MAX_TOKENS if self.max_tokens is None else self.max_tokens
 
+    @model_validator(mode="after")
+    def _distinct_names(self) -> Serve:
+        for i, name in enumerate(self.names):
+            for other in self.names[:i]:
+                if names_clash(name, other):
+                    same = "is listed twice" if name == other else f"overlaps {other!r}"
+                    raise FieldProblem(
+                        "names",
+                        f"served name {name!r} {same}",
+                        "a name may not repeat or be another name followed by '/...'",
+                    )
+        return self
+
 
 class ModelSpec(SpecModel):
     """What a Model serves, for whom, on what, and how new revisions roll out."""
@@ -162,6 +232,11 @@ class Model(SpecModel):
     kind: Literal["Model"] = "Model"
     metadata: ObjectMeta
     spec: ModelSpec
+
+    @property
+    def served_names(self) -> tuple[str, ...]:
+        """The names clients reach the model by: ``serve.names``, else ``metadata.name``."""
+        return tuple(self.spec.serve.names) or (self.metadata.name,)
 
 
 def _check_health_path(value: str) -> str:

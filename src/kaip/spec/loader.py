@@ -24,7 +24,7 @@ from pydantic import BaseModel, ValidationError
 from kaip.errors import Problem, SpecError
 from kaip.spec.base import API_VERSION, FieldProblem, ValueProblem
 from kaip.spec.files import TotalSpent, read_spec_file, size_text, spec_files
-from kaip.spec.kinds import KINDS, Resource
+from kaip.spec.kinds import KINDS, Model, Resource, names_clash
 from kaip.spec.limits import MAX_FILE_BYTES, MAX_TOTAL_BYTES, BoundedLoader, SpecLimitError
 from kaip.spec.messages import kind_of, message_of, suggest
 
@@ -377,6 +377,48 @@ def _check_unique(docs: list[tuple[SpecDocument, _Positions]], problems: list[Pr
             )
         else:
             seen[key] = doc
+    _check_served_names(docs, problems)
+
+
+def _check_served_names(
+    docs: list[tuple[SpecDocument, _Positions]], problems: list[Problem]
+) -> None:
+    """Served names are unique per namespace: the gateway and clients find a Model by them."""
+    taken: list[tuple[str | None, str, SpecDocument]] = []
+    for doc, pos in docs:
+        model = doc.resource
+        if not isinstance(model, Model):
+            continue
+        namespace = model.metadata.namespace
+        explicit = bool(model.spec.serve.names)
+        for index, name in enumerate(model.served_names):
+            clash = next(
+                (
+                    (other, first)
+                    for ns, other, first in taken
+                    if ns == namespace and names_clash(name, other)
+                ),
+                None,
+            )
+            if clash is None:
+                continue
+            other, first = clash
+            path: PathKey = ("spec", "serve", "names", index) if explicit else ("metadata", "name")
+            line, col = pos.locate(path)
+            same = "is" if name == other else f"overlaps {other!r},"
+            problems.append(
+                Problem(
+                    str(doc.path),
+                    line,
+                    col,
+                    _dotted(path),
+                    f"served name {name!r} {same} already served by Model "
+                    f"{first.resource.metadata.name!r} at {first.path}:{first.line}",
+                    "give each Model of a namespace names of its own; a name may not be "
+                    "another's followed by '/...'",
+                )
+            )
+        taken.extend((namespace, name, doc) for name in model.served_names)
 
 
 def load_paths(paths: Sequence[str | Path]) -> SpecSet:
