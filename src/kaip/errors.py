@@ -15,6 +15,7 @@ handler per entrypoint maps any of them and no caller writes that mapping again.
     │   ├── ModelNotFoundError      HTTP 404
     │   ├── PayloadTooLargeError    HTTP 413
     │   ├── UnsupportedMediaError   HTTP 415: a body in a Content-Type the route does not take
+    │   ├── UnsupportedExtensionError  HTTP 501: a protocol extension kaip does not implement
     │   └── OverloadedError         HTTP 503, with a Retry-After delay
     ├── PlatformError               exit 1: the local control plane cannot do what was asked
     ├── AccessError                 exit 3, HTTP 401: no valid credential for the control API
@@ -107,6 +108,12 @@ class PayloadTooLargeError(InferenceError):
 
 class UnsupportedMediaError(InferenceError):
     http_status = 415
+
+
+class UnsupportedExtensionError(InferenceError):
+    """A route of a Triton or KServe protocol extension kaip does not implement."""
+
+    http_status = 501
 
 
 class OverloadedError(InferenceError):

@@ -17,7 +17,20 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from kaip import __version__
-from kaip.errors import InferenceError, KaipError, ModelNotFoundError, OverloadedError
+from kaip.errors import (
+    InferenceError,
+    KaipError,
+    ModelNotFoundError,
+    OverloadedError,
+    UnsupportedExtensionError,
+)
+from kaip.protocol.extensions import (
+    SUPPORTED,
+    kserve_v1_message,
+    unsupported_model_action,
+    unsupported_route,
+)
+from kaip.protocol.model_paths import guess_model_name, split_model_path, unknown_model_message
 from kaip.serving import openapi
 from kaip.serving.asgi import (
     ClientDisconnected,
@@ -31,13 +44,12 @@ from kaip.serving.asgi import (
 )
 from kaip.serving.codec import decode_request, encode_response
 from kaip.serving.dataplane import ServedModel
-from kaip.serving.openai_api import OpenAIRoutes
+from kaip.serving.openai_api import OpenAIRoutes, openai_error
 from kaip.spec.kinds import DEFAULT_MAX_TOKENS
 from kaip.telemetry import SPAN_INFER
 
 log = logging.getLogger(__name__)
 OIP = "oip-v2"
-EXTENSIONS = ["binary_tensor_data", "parameters"]
 _OCTET = b"application/octet-stream"
 _INFER_ROUTE = "/v2/models/{model}/infer"
 _CLOSE = (b"connection", b"close")
@@ -52,7 +64,11 @@ def error_body(exc: KaipError) -> bytes:
 
 
 class ServingApp:
-    """ASGI app serving one model over OIP v2 (and the OpenAI API when enabled)."""
+    """ASGI app serving one model over OIP v2 (and the OpenAI API when enabled).
+
+    The model answers under each of its served names (``serve.names``), which may contain
+    ``/``; see :mod:`kaip.protocol.model_paths`.
+    """
 
     def __init__(
         self,
@@ -77,9 +93,13 @@ class ServingApp:
             if openai
             else None
         )
-        base = f"/v2/models/{model.name}"
-        self._infer_paths = {f"{base}/infer", f"{base}/versions/{model.revision}/infer"}
-        self._openapi = orjson.dumps(openapi.document(model.name, model.revision))
+        self._names = frozenset(model.names)
+        self._infer_paths: dict[str, str] = {}
+        for name in model.names:
+            base = f"/v2/models/{name}"
+            self._infer_paths[f"{base}/infer"] = name
+            self._infer_paths[f"{base}/versions/{model.revision}/infer"] = name
+        self._openapi = orjson.dumps(openapi.document(model.names[0], model.revision))
         self.draining = False
         """Set on SIGTERM (server.py): every response says ``Connection: close`` and readiness
         turns 503, so keep-alive clients finish on this replica and reconnect elsewhere."""
@@ -91,14 +111,15 @@ class ServingApp:
             return
         if self.draining:
             send = _closing(send)
-        if scope["path"] in self._infer_paths and scope["method"] == "POST":
-            await self._infer(scope, receive, send)
+        name = self._infer_paths.get(scope["path"])
+        if name is not None and scope["method"] == "POST":
+            await self._infer(scope, receive, send, name)
             return
         await self._route(scope, receive, send)
 
     # -- the hot path ----------------------------------------------------------------------------
 
-    async def _infer(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _infer(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
         started = time.perf_counter()
         model = self.model
         metrics = model.metrics
@@ -106,6 +127,7 @@ class ServingApp:
         tracing = model.tracing
         span = tracing.start(scope["headers"], SPAN_INFER, _INFER_ROUTE) if tracing else None
         status = 200
+        decode_s = encode_s = 0.0
         try:
             header_length = content_length = encoding = None
             for key, value in scope["headers"]:
@@ -116,10 +138,14 @@ class ServingApp:
                 elif key == b"content-encoding":
                     encoding = value
             body = await read_body(receive, self.max_request_bytes, content_length, encoding)
+            decoding = time.perf_counter()
             request = decode_request(body, _int_header(header_length))
+            decode_s = time.perf_counter() - decoding
             outputs = await model.infer(request, span)
+            encoding_at = time.perf_counter()
             selected = model.select_outputs(request, outputs)
-            payload, json_length = encode_response(model.name, model.revision, request.id, selected)
+            payload, json_length = encode_response(name, model.revision, request.id, selected)
+            encode_s = time.perf_counter() - encoding_at
             if json_length is None:
                 await respond(send, 200, payload)
             else:
@@ -141,7 +167,10 @@ class ServingApp:
             await respond(send, 500, orjson.dumps({"error": "internal error; see server log"}))
         finally:
             metrics.inflight.dec()
-            metrics.observe_request(OIP, status, time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            metrics.observe_request(OIP, status, seconds)
+            if status != 499:
+                model.stats.request_done(status == 200, seconds, decode_s, encode_s)
             if span is not None and tracing is not None:
                 tracing.end(span, status)
 
@@ -150,15 +179,10 @@ class ServingApp:
     async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
+        if path.startswith("/v1/"):
+            await self._openai(scope, receive, send)
+            return
         try:
-            if path.startswith("/v1/"):
-                if self.openai is None:
-                    raise ModelNotFoundError(
-                        f"{path}: the OpenAI API is off for model {self.model.name!r}; add "
-                        "'openai' to serve.protocols"
-                    )
-                await self.openai.handle(scope, receive, send)
-                return
             handler = self._match(method, path)
             await handler(scope, receive, send)
         except KaipError as exc:
@@ -169,12 +193,32 @@ class ServingApp:
             log.exception("%s %s failed", method, path)
             await respond(send, 500, orjson.dumps({"error": "internal error; see server log"}))
 
+    async def _openai(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Every ``/v1/`` answer is OpenAI-shaped, errors included, even with the API off."""
+        path: str = scope["path"]
+        if self.openai is not None and kserve_v1_message(path) is None:
+            await self.openai.handle(scope, receive, send)
+            return
+        kserve_v1 = kserve_v1_message(path)
+        error: KaipError = (
+            UnsupportedExtensionError(kserve_v1)
+            if kserve_v1 is not None
+            else ModelNotFoundError(
+                f"{path}: the OpenAI API is off for model {self.model.names[0]!r}; add 'openai' "
+                "to serve.protocols"
+            )
+        )
+        await respond(send, error.http_status, openai_error(error))
+
     def _match(self, method: str, path: str) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
         simple: dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = {
             "/v2/health/live": self._live,
             "/v2/health/ready": self._ready,
             "/v2": self._server_metadata,
             "/v2/": self._server_metadata,
+            "/v2/models": self._model_list,
+            "/v2/models/": self._model_list,
+            "/v2/models/stats": self._all_stats,
             "/metrics": self._metrics,
             "/openapi.json": self._openapi_doc,
         }
@@ -182,36 +226,49 @@ class ServingApp:
         if handler is not None:
             _allow(method, "GET")
             return handler
-        parts = path.strip("/").split("/")
-        if len(parts) >= 3 and parts[0] == "v2" and parts[1] == "models":
-            self._check_model(parts[2])
-            rest = parts[3:]
-            if len(rest) >= 2 and rest[0] == "versions":
-                self._check_version(rest[1])
-                rest = rest[2:]
-            if not rest:
-                _allow(method, "GET")
-                return self._model_metadata
-            if rest == ["ready"]:
-                _allow(method, "GET")
-                return self._model_ready
-            if rest == ["infer"]:
-                _allow(method, "POST")
-                return self._infer
+        if path.startswith("/v2/models/"):
+            return self._model_route(method, path)
+        unsupported = unsupported_route(path)
+        if unsupported is not None:
+            raise UnsupportedExtensionError(unsupported)
         raise ModelNotFoundError(f"no route {method} {path}; see /openapi.json")
 
-    def _check_model(self, name: str) -> None:
-        if name != self.model.name:
+    def _model_route(
+        self, method: str, path: str
+    ) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+        rest = path.removeprefix("/v2/models/").rstrip("/")
+        found = split_model_path(rest, self._names.__contains__)
+        if found is None:
+            raise ModelNotFoundError(unknown_model_message(guess_model_name(rest)))
+        if found.version is not None and found.version != self.model.revision:
             raise ModelNotFoundError(
-                f"model {name!r} is not served here; this server serves {self.model.name!r}"
-            )
-
-    def _check_version(self, version: str) -> None:
-        if version != self.model.revision:
-            raise ModelNotFoundError(
-                f"model {self.model.name!r} has no version {version!r}; it serves version "
+                f"{unknown_model_message(found.name, found.version)}; it serves version "
                 f"{self.model.revision!r}"
             )
+        name, action = found.name, found.action
+
+        async def metadata(scope: Scope, receive: Receive, send: Send) -> None:
+            await self._model_metadata(send, name)
+
+        async def ready(scope: Scope, receive: Receive, send: Send) -> None:
+            await self._model_ready(send, name)
+
+        async def stats(scope: Scope, receive: Receive, send: Send) -> None:
+            await self._stats(send, name)
+
+        async def infer(scope: Scope, receive: Receive, send: Send) -> None:
+            await self._infer(scope, receive, send, name)
+
+        routes = {"": ("GET", metadata), "ready": ("GET", ready), "stats": ("GET", stats),
+                  "infer": ("POST", infer)}  # fmt: skip
+        route = routes.get(action)
+        if route is not None:
+            _allow(method, route[0])
+            return route[1]
+        unsupported = unsupported_model_action(action, path)
+        if unsupported is not None:
+            raise UnsupportedExtensionError(unsupported)
+        raise ModelNotFoundError(f"no route {method} {path}; see /openapi.json")
 
     async def _live(self, scope: Scope, receive: Receive, send: Send) -> None:
         wedged = self.openai.wedged() if self.openai is not None else None
@@ -230,20 +287,30 @@ class ServingApp:
         ready = self.model.ready and not self.draining
         await respond(send, 200 if ready else 503, orjson.dumps({"ready": ready}))
 
-    async def _model_ready(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _model_ready(self, send: Send, name: str) -> None:
         ready = self.model.ready
-        body = {"name": self.model.name, "ready": ready}
+        body = {"name": name, "ready": ready}
         await respond(send, 200 if ready else 503, orjson.dumps(body))
 
     async def _server_metadata(self, scope: Scope, receive: Receive, send: Send) -> None:
-        extensions = [*EXTENSIONS, "openai"] if self.openai else EXTENSIONS
+        extensions = [*SUPPORTED, "openai"] if self.openai else list(SUPPORTED)
         body = {"name": "kaip", "version": __version__, "extensions": extensions}
         await respond(send, 200, orjson.dumps(body))
 
-    async def _model_metadata(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _model_metadata(self, send: Send, name: str) -> None:
         if not self.model.ready:
-            raise OverloadedError(f"model {self.model.name!r} is still loading", retry_after=1.0)
-        await respond(send, 200, orjson.dumps(self.model.metadata()))
+            raise OverloadedError(f"model {name!r} is still loading", retry_after=1.0)
+        await respond(send, 200, orjson.dumps(self.model.metadata(name)))
+
+    async def _stats(self, send: Send, name: str) -> None:
+        entry = self.model.stats.model_stat(name, self.model.revision)
+        await respond(send, 200, orjson.dumps({"model_stats": [entry]}))
+
+    async def _all_stats(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._stats(send, self.model.names[0])
+
+    async def _model_list(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await respond(send, 200, orjson.dumps({"models": list(self.model.names)}))
 
     async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
         await respond(send, 200, self.model.metrics.exposition(), CONTENT_TYPE_LATEST.encode())

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from kaip.errors import OverloadedError
+from kaip.protocol.statistics import Execution
 from kaip.serving.runtimes.base import Array
 
 Outputs = dict[str, Array]
@@ -37,7 +38,7 @@ Predict = Callable[[dict[str, Array]], Outputs]
 class Pending:
     """One queued request."""
 
-    __slots__ = ("enqueued", "future", "inputs", "key", "rows", "started", "trace")
+    __slots__ = ("enqueued", "execution", "future", "inputs", "key", "rows", "started", "trace")
 
     def __init__(
         self,
@@ -54,6 +55,8 @@ class Pending:
         self.trace = trace
         self.enqueued = time.perf_counter()
         self.started = 0.0
+        self.execution: Execution | None = None
+        """The predict call that answered this request (set once it ran)."""
 
 
 class BatchObserver(Protocol):
@@ -204,22 +207,40 @@ class Batcher:
         return batch
 
     def _execute(self, batch: list[Pending]) -> list[Outputs | Exception]:
+        """Predict on the batch; each request's :attr:`Pending.execution` says how it went."""
         if len(batch) == 1:
-            return [self._call(batch[0].inputs)]
+            return [self._alone(batch[0])]
+        clock = time.perf_counter
+        began = clock()
         merged = {name: np.concatenate([p.inputs[name] for p in batch]) for name in batch[0].inputs}
+        merged_at = clock()
         result = self._call(merged)
+        predicted_at = clock()
         total = sum(p.rows for p in batch)
         if isinstance(result, Exception) or not all(
             a.ndim > 0 and a.shape[0] == total for a in result.values()
         ):
-            return [self._call(p.inputs) for p in batch]
+            return [self._alone(p) for p in batch]
         out: list[Outputs | Exception] = []
         start = 0
         for p in batch:
             end = start + p.rows
             out.append({name: a[start:end] for name, a in result.items()})
             start = end
+        execution = Execution(
+            total, merged_at - began, predicted_at - merged_at, clock() - predicted_at, True
+        )
+        for p in batch:
+            p.execution = execution
         return out
+
+    def _alone(self, pending: Pending) -> Outputs | Exception:
+        began = time.perf_counter()
+        result = self._call(pending.inputs)
+        seconds = time.perf_counter() - began
+        ok = not isinstance(result, Exception)
+        pending.execution = Execution(pending.rows, 0.0, seconds, 0.0, ok)
+        return result
 
     def _call(self, inputs: dict[str, Array]) -> Outputs | Exception:
         try:

@@ -18,6 +18,7 @@ import numpy as np
 import orjson
 
 from kaip.errors import InferenceError
+from kaip.protocol.extensions import refused_parameter
 from kaip.serving.runtimes.base import Array
 
 DTYPES: dict[str, np.dtype[Any]] = {
@@ -221,6 +222,9 @@ def decode_request(body: bytes, header_length: int | None = None) -> InferReques
             f"the body has {len(binary) - offset} bytes of binary data that no input claims"
         )
     params = _parameters(doc.get("parameters"), "request")
+    refused = refused_parameter(params)
+    if refused is not None:
+        raise InferenceError(refused)
     outputs = _requested_outputs(doc.get("outputs"))
     binary_output = params.get("binary_data_output") is True
     return InferRequest(request_id, inputs, datatypes, outputs, binary_output, params)
@@ -236,6 +240,12 @@ def _requested_outputs(raw: Any) -> list[RequestedOutput] | None:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise InferenceError(f"outputs[{index}] must be an object with a 'name' string")
         params = _parameters(item.get("parameters"), f"output {item['name']!r}")
+        if params.get("classification") not in (None, 0):
+            raise InferenceError(
+                f"output {item['name']!r}: the classification parameter belongs to Triton's "
+                "classification extension, which kaip does not implement; return class labels "
+                "from the model itself"
+            )
         out.append(RequestedOutput(item["name"], params.get("binary_data") is True))
     return out
 

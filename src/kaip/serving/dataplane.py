@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 import numpy as np
 
 from kaip.errors import InferenceError, KaipError, OverloadedError
+from kaip.protocol.statistics import InferenceStats
 from kaip.serving.batcher import Batcher, Outputs, Pending, expire
 from kaip.serving.codec import DTYPES, InferRequest
 from kaip.serving.metrics import ServerMetrics
@@ -33,6 +34,8 @@ _MODEL_INPUT_ERRORS = (ValueError, TypeError, KeyError, IndexError)
 
 
 class ServedModel:
+    """One model: ``name`` is its resource name (metrics, logs), ``names`` what clients call it."""
+
     def __init__(
         self,
         name: str,
@@ -44,9 +47,12 @@ class ServedModel:
         timeout: float,
         metrics: ServerMetrics,
         tracing: Tracing | None = None,
+        names: Sequence[str] = (),
     ) -> None:
         self.name = name
+        self.names: tuple[str, ...] = tuple(names) or (name,)
         self.revision = revision
+        self.stats = InferenceStats()
         self._runtime: Runtime | None = None
         self.metrics = metrics
         self.tracing = tracing
@@ -112,9 +118,10 @@ class ServedModel:
 
     # -- metadata --------------------------------------------------------------------------------
 
-    def metadata(self) -> dict[str, Any]:
+    def metadata(self, name: str) -> dict[str, Any]:
+        """OIP model metadata, under the served ``name`` the client asked for."""
         return {
-            "name": self.name,
+            "name": name,
             "versions": [self.revision],
             "platform": self.runtime.platform,
             "inputs": [s.to_json() for s in self.runtime.inputs],
@@ -247,9 +254,20 @@ class ServedModel:
 
     def batch_done(self, batch: list[Pending], started: float, finished: float) -> None:
         m = self.metrics
+        stats = self.stats
         m.predict_time.observe(finished - started)
         m.batch_rows.observe(sum(p.rows for p in batch))
+        counted = None
         for p in batch:
             m.queue_time.observe(started - p.enqueued)
+            execution = p.execution
+            if execution is None:
+                continue
+            if execution is not counted:  # requests merged into one call share its Execution
+                counted = execution
+                stats.executed(execution)
+            future = p.future
+            if execution.ok and not future.cancelled() and future.exception() is None:
+                stats.served(p.rows, started - p.enqueued, execution)
         if self.tracing is not None:
             self.tracing.batch_done(batch, started, finished)

@@ -254,8 +254,11 @@ class Generation:
         params: GenerationParams,
         chat: bool,
         timeout: float,
+        served_name: str | None = None,
     ) -> None:
         self.model = model
+        self.served_name = served_name or model
+        """The name the client asked for (one of ``serve.names``); answers carry it."""
         self.generator = generator
         self.pool = pool
         self.genai = genai
@@ -354,7 +357,7 @@ class Generation:
             "id": self.id,
             "object": "chat.completion" if self.chat else "text_completion",
             "created": self.created,
-            "model": self.model,
+            "model": self.served_name,
             "choices": [choice],
             "usage": self.usage(),
         }
@@ -371,7 +374,7 @@ class Generation:
             "id": self.id,
             "object": kind,
             "created": self.created,
-            "model": self.model,
+            "model": self.served_name,
             "choices": [choice],
         }
         return b"data: " + orjson.dumps(doc) + b"\n\n"
@@ -397,7 +400,7 @@ class Generation:
                     "id": self.id,
                     "object": "chat.completion.chunk" if self.chat else "text_completion",
                     "created": self.created,
-                    "model": self.model,
+                    "model": self.served_name,
                     "choices": [],
                     "usage": self.usage(),
                 }

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from kaip.errors import InferenceError, KaipError, ModelNotFoundError
+from kaip.errors import InferenceError, KaipError, ModelNotFoundError, OverloadedError
 from kaip.serving.asgi import (
     ClientDisconnected,
     Receive,
@@ -45,9 +45,12 @@ MAX_STOP_CHARS = 1024
 
 def openai_error(exc: KaipError) -> bytes:
     kind = "invalid_request_error" if exc.http_status < 500 else "server_error"
-    code = {404: "model_not_found", 503: "overloaded", 413: "request_too_large"}.get(
-        exc.http_status
-    )
+    code = {
+        404: "model_not_found",
+        413: "request_too_large",
+        501: "not_implemented",
+        503: "overloaded",
+    }.get(exc.http_status)
     return error_document(exc.message, kind, code)
 
 
@@ -140,22 +143,23 @@ class OpenAIRoutes:
         span = tracing.start(scope["headers"], f"{method} {path}", path) if tracing else None
         try:
             if path == "/v1/models" and method == "GET":
-                await respond(send, 200, orjson.dumps({"object": "list", "data": [self._card()]}))
+                cards = [self._card(name) for name in self.model.names]
+                await respond(send, 200, orjson.dumps({"object": "list", "data": cards}))
             elif path.startswith("/v1/models/") and method == "GET":
-                self._check_model(path.removeprefix("/v1/models/"))
-                await respond(send, 200, orjson.dumps(self._card()))
+                name = self._check_model(path.removeprefix("/v1/models/"))
+                await respond(send, 200, orjson.dumps(self._card(name)))
             elif path in ("/v1/embeddings", "/v1/completions", "/v1/chat/completions"):
                 if method != "POST":
                     raise InferenceError(f"{path} takes POST")
                 body = await self._json(scope, receive)
-                self._check_model(body.get("model"))
+                name = self._check_model(body.get("model"))
                 if not self.model.ready:
-                    raise ModelNotFoundError(f"model {self.model.name!r} is still loading")
+                    raise OverloadedError(f"model {name!r} is still loading", retry_after=1.0)
                 if path == "/v1/embeddings":
-                    await self._embeddings(body, send)
+                    await self._embeddings(body, send, name)
                 else:
                     chat = path.endswith("chat/completions")
-                    await _unless_disconnected(self._generate(body, send, chat=chat), receive)
+                    await _unless_disconnected(self._generate(body, send, name, chat=chat), receive)
             else:
                 raise ModelNotFoundError(f"no route {method} {path}")
         except KaipError as exc:
@@ -173,15 +177,17 @@ class OpenAIRoutes:
             if span is not None and tracing is not None:
                 tracing.end(span, status)
 
-    def _card(self) -> dict[str, Any]:
-        name = self.model.name
+    def _card(self, name: str) -> dict[str, Any]:
         return {"id": name, "object": "model", "created": self.created, "owned_by": "kaip"}
 
-    def _check_model(self, name: Any) -> None:
-        if name != self.model.name:
+    def _check_model(self, name: Any) -> str:
+        """The served name the request asked for; 404 when it is not one of this model's."""
+        if not isinstance(name, str) or name not in self.model.names:
+            served = ", ".join(repr(n) for n in self.model.names)
             raise ModelNotFoundError(
-                f"model {name!r} is not served here; this server serves {self.model.name!r}"
+                f"The model {name!r} does not exist; this server serves {served}"
             )
+        return name
 
     async def _json(self, scope: Scope, receive: Receive) -> dict[str, Any]:
         content_length = None
@@ -199,7 +205,7 @@ class OpenAIRoutes:
 
     # -- embeddings ------------------------------------------------------------------------------
 
-    async def _embeddings(self, body: dict[str, Any], send: Send) -> None:
+    async def _embeddings(self, body: dict[str, Any], send: Send, name: str) -> None:
         embedder = embedder_of(self.model.runtime)
         if embedder is None:
             raise InferenceError(f"model {self.model.name!r} does not embed text")
@@ -239,14 +245,14 @@ class OpenAIRoutes:
         doc = {
             "object": "list",
             "data": data,
-            "model": self.model.name,
+            "model": name,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
         await respond(send, 200, orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY))
 
     # -- completions -----------------------------------------------------------------------------
 
-    async def _generate(self, body: dict[str, Any], send: Send, *, chat: bool) -> None:
+    async def _generate(self, body: dict[str, Any], send: Send, name: str, *, chat: bool) -> None:
         generator = generator_of(self.model.runtime)
         if generator is None:
             raise InferenceError(f"model {self.model.name!r} does not generate text")
@@ -278,6 +284,7 @@ class OpenAIRoutes:
             params=params,
             chat=chat,
             timeout=self.model.timeout,
+            served_name=name,
         )
         if stream:
             await run.stream(send, include_usage=options.get("include_usage") is True)

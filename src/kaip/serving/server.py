@@ -74,6 +74,7 @@ def build(options: ServeOptions, settings: Settings) -> tuple[ServingApp, SpecDo
     doc = find_model(options.spec_path, options.model)
     assert isinstance(doc.resource, Model)
     spec = doc.resource.spec
+    names = doc.resource.served_names
     metrics = ServerMetrics(options.model, options.revision)
     tracing = Tracing(options.model, options.revision) if options.tracing else None
     served = ServedModel(
@@ -85,6 +86,7 @@ def build(options: ServeOptions, settings: Settings) -> tuple[ServingApp, SpecDo
         timeout=spec.serve.timeout_seconds,
         metrics=metrics,
         tracing=tracing,
+        names=names,
     )
     app = ServingApp(
         served,
@@ -158,7 +160,7 @@ def serve(options: ServeOptions, settings: Settings) -> int:
             gc.freeze()
             app.model.mark_ready()
             port = sock.getsockname()[1]
-            _announce(options, port)
+            _announce(options, port, app.model.names)
         await serving
         app.close()
 
@@ -196,11 +198,12 @@ class _DrainingServer(uvicorn.Server):
         return await super().on_tick(counter)
 
 
-def _announce(options: ServeOptions, port: int) -> None:
+def _announce(options: ServeOptions, port: int, names: tuple[str, ...]) -> None:
     host = f"[{options.host}]" if ":" in options.host else options.host
     line = {
         "event": "ready",
         "model": options.model,
+        "names": list(names),
         "revision": options.revision,
         "host": options.host,
         "port": port,
