@@ -30,7 +30,7 @@ from kaip.local.state import Commit, EventRecord, RevisionRecord, State, StepRec
 from kaip.local.supervisor import Replica, Supervisor, app_launch, model_launch, write_snapshot
 from kaip.plan import canonical_spec_json
 from kaip.policy import Evidence, LoadObservation, Verdict, autoscale, rollout
-from kaip.spec import API_VERSION, KINDS, App, Model, SpecSet
+from kaip.spec import API_VERSION, KINDS, App, Model, SpecSet, first_clash
 
 T = TypeVar("T")
 RETIRE_GRACE_SECONDS = 0.5
@@ -186,6 +186,7 @@ class Controller:
                     f"a Model and an App are both named {name!r} ({doc.path}): the local gateway "
                     "tells them apart by name, so rename one of them"
                 )
+        self._check_served_names(specs)
         pinned: list[tuple[Pinned, Path] | str] = []
         for doc in specs.documents:  # every artifact is hashed before anything changes
             resource = doc.resource
@@ -210,6 +211,25 @@ class Controller:
             )
         self.wake()
         return changes
+
+    def _check_served_names(self, specs: SpecSet) -> None:
+        """One gateway serves every Model: no served name may reach two of them."""
+        owners = {name: run.served_names for name, run in self.resources.items()}
+        for doc in specs.of_kind("Model"):
+            assert isinstance(doc.resource, Model)
+            name = doc.resource.metadata.name  # its live revisions keep serving theirs too
+            owners[name] = {**owners.get(name, {}), "new": doc.resource.served_names}
+        clash = first_clash(
+            (owner, [n for names in by_revision.values() for n in names])
+            for owner, by_revision in owners.items()
+        )
+        if clash is not None:
+            model, name, other, taken = clash
+            what = "serves it too" if name == taken else f"serves {taken!r}, which overlaps it"
+            raise PlatformError(
+                f"Model {model!r} would serve the name {name!r}, but Model {other!r} {what}: "
+                "the local gateway finds a Model by its served names; change serve.names"
+            )
 
     async def _apply_one(
         self, kind: str, name: str, new: RevisionRun, who: str, commit: Commit | None
@@ -265,6 +285,7 @@ class Controller:
     def _new_run(self, kind: str, name: str, stable: RevisionRun, now: float) -> ResourceRun:
         assert kind in ("Model", "App")
         run = ResourceRun(kind, name, stable, started_at=now)  # type: ignore[arg-type]
+        run.created_at = min((r.created_at for r in self.state.revisions(kind, name)), default=None)
         run.desired_total = max(1, stable.resource.spec.scaling.min_replicas)
         return run
 
@@ -551,6 +572,9 @@ class Controller:
                     tuple(backends),
                     run.response_timeout_s,
                     run.max_request_bytes,
+                    revision_names=run.served_names,
+                    openai=run.openai,
+                    created=run.created_at,
                 )
             )
         return routes

@@ -70,6 +70,8 @@ class ResourceRun:
     scale_memory: ScaleMemory = field(default_factory=ScaleMemory)
     desired_total: int = 1
     scale_reason: str = ""
+    created_at: float | None = None
+    """When the resource was first created (its oldest revision's record), seconds since epoch."""
 
     @property
     def route_kind(self) -> RouteKind:
@@ -111,6 +113,21 @@ class ResourceRun:
 
     def revisions(self) -> list[RevisionRun]:
         return [self.stable] if self.canary is None else [self.stable, self.canary]
+
+    @property
+    def served_names(self) -> dict[str, tuple[str, ...]]:
+        """Each live revision's served names (Models; an App has none)."""
+        return {
+            r.revision: r.resource.served_names
+            for r in self.revisions()
+            if isinstance(r.resource, Model)
+        }
+
+    @property
+    def openai(self) -> bool:
+        """Does the newest revision serve the OpenAI API?"""
+        resource = self.current.resource
+        return isinstance(resource, Model) and "openai" in resource.spec.serve.protocols
 
     @property
     def response_timeout_s(self) -> float | None:

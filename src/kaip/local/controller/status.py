@@ -63,13 +63,13 @@ def _resource(controller: Controller, run: ResourceRun) -> dict[str, Any]:
             if verdict is None
             else {"action": verdict.action, "reason": verdict.reason},
         }
-    url = (
-        f"{base}/v2/models/{run.name}/infer" if run.kind == "Model" else f"{base}/apps/{run.name}/"
-    )
+    names = list(run.served_names.get(run.current.revision, ()))
+    url = f"{base}/v2/models/{names[0]}/infer" if names else f"{base}/apps/{run.name}/"
     serving = [r for r in replicas if r["routed"]]
     return {
         "kind": run.kind,
         "name": run.name,
+        "names": names,
         "url": url,
         "stable": run.stable.revision,
         "canary": run.canary.revision if run.canary else None,

@@ -30,17 +30,19 @@ import random
 import time
 from collections.abc import Callable, Sequence
 
-import orjson
-
+from kaip.local.gateway import catalog
 from kaip.local.gateway.balance import pick_backend, pick_least_outstanding, pick_revision
 from kaip.local.gateway.http1 import Headers, error_payload, request_head
 from kaip.local.gateway.limits import BodyLimit, Connections
-from kaip.local.gateway.paths import TargetKind, parse_target
+from kaip.local.gateway.paths import Target, TargetKind, parse_target
+from kaip.local.gateway.replica_stats import live_revisions
 from kaip.local.gateway.routes import Backend, CompiledRoute, Route, RouteKind, RouteTable
 from kaip.local.gateway.server import ClientConnection, Request
 from kaip.local.gateway.stats import LoadSample, RevisionStats, StatsRecorder
 from kaip.local.gateway.trace import is_valid_traceparent, new_traceparent
 from kaip.local.gateway.upstream import Outcome, UpstreamConnection, UpstreamPool
+from kaip.protocol.extensions import unsupported_model_action, unsupported_route
+from kaip.protocol.model_paths import guess_model_name, unknown_model_message
 from kaip.settings import HttpLimits
 from kaip.spec import Serve
 
@@ -88,6 +90,7 @@ class Gateway:
         self._rng = rng or random.Random()
         self._drain_s = drain_s
         self._table = RouteTable()
+        self._first_seen: dict[str, float] = {}
         self._stats: dict[str, StatsRecorder] = {}
         self._outstanding: dict[str, int] = {}
         self._ejected: dict[str, float] = {}
@@ -163,6 +166,7 @@ class Gateway:
         for route in routes:
             if route.name not in self._stats:
                 self._stats[route.name] = StatsRecorder(self._rng)
+            self._first_seen.setdefault(route.name, time.time())
         live = {b.replica for r in routes for b in r.backends}
         for replica in [r for r, n in self._outstanding.items() if n == 0 and r not in live]:
             del self._outstanding[replica]
@@ -191,7 +195,11 @@ class Gateway:
         """How large a body to buffer for a request to ``raw_target``: its route's limit."""
         target = parse_target(raw_target)
         kind = target.kind
-        if kind is TargetKind.MODEL or kind is TargetKind.APP:
+        if kind is TargetKind.MODEL:
+            found = self._table.find_model(target.rest)  # by served name
+            name = found[0].name if found is not None else ""
+            return self._body_limits.get((kind, name), self._other_limit)
+        if kind is TargetKind.APP:
             return self._body_limits.get((kind, target.name), self._other_limit)
         if kind is TargetKind.OPENAI:
             return self._openai_limit
@@ -204,11 +212,20 @@ class Gateway:
         kind = target.kind
         head = request.method == b"HEAD"
         if kind is TargetKind.MODEL:
-            await self._proxy(conn, request, "model", target.name, target.revision, target.upstream)
+            await self._model_request(conn, request, target)
         elif kind is TargetKind.OPENAI:
-            name = self._openai_model(conn, request)
-            if name is not None:
-                await self._proxy(conn, request, "model", name, None, target.upstream, openai=True)
+            path = request.target.partition(b"?")[0].decode("latin-1")
+            route, pinned, status, error = catalog.openai_route(self._table, path, request.body)
+            if route is None:
+                conn.send_json(status, error)
+            else:
+                await self._proxy(
+                    conn, request, "model", route.name, pinned, target.upstream, openai=True
+                )
+        elif kind is TargetKind.ALL_STATS:
+            if self._allow_get(conn, request):
+                asked = [(r, r.route.names[0], None) for r in self._table.models.values()]
+                conn.send_json(200, await catalog.statistics(self._pool, asked), head=head)
         elif kind is TargetKind.APP:
             prefix = [(b"x-forwarded-prefix", b"/apps/" + target.name.encode())]
             await self._proxy(conn, request, "app", target.name, None, target.upstream, prefix)
@@ -218,15 +235,15 @@ class Gateway:
             ready = not self._stopping
             conn.send_json(200 if ready else 503, {"ready": ready}, head=head)
         elif kind is TargetKind.SERVER_METADATA:
-            conn.send_json(200, {"name": "kaip-gateway", "extensions": []}, head=head)
+            conn.send_json(200, catalog.server_metadata(self._table), head=head)
+        elif kind is TargetKind.MODEL_LIST:
+            conn.send_json(200, {"models": sorted(self._table.served)}, head=head)
         elif kind is TargetKind.OPENAI_MODELS:
-            conn.send_json(200, {"object": "list", "data": self._openai_models()}, head=head)
+            cards = catalog.openai_cards(self._table, self._first_seen)
+            conn.send_json(200, {"object": "list", "data": cards}, head=head)
         elif kind is TargetKind.OPENAI_MODEL:
-            if target.name in self._table.models:
-                conn.send_json(200, _openai_model_entry(target.name), head=head)
-            else:
-                message = f"The model '{target.name}' does not exist"
-                conn.send_json(404, error_payload(message, openai=True, code="model_not_found"))
+            status, payload = catalog.openai_card(self._table, self._first_seen, target.name)
+            conn.send_json(status, payload, head=head)
         elif kind is TargetKind.ADMIN:
             where = f"at {self.control_url}/_kaip/" if self.control_url else "elsewhere"
             message = (
@@ -236,22 +253,45 @@ class Gateway:
             conn.send_json(404, {"error": message}, head=head)
         else:
             path = request.target.partition(b"?")[0].decode("latin-1")
-            conn.send_json(404, {"error": f"no route for {path}"}, head=head)
+            unsupported = unsupported_route(path)
+            if unsupported is not None:
+                conn.send_json(501, {"error": unsupported}, head=head)
+            else:
+                conn.send_json(404, {"error": f"no route for {path}"}, head=head)
 
-    def _openai_model(self, conn: ClientConnection, request: Request) -> str | None:
-        try:
-            body = orjson.loads(request.body) if request.body else None
-        except orjson.JSONDecodeError:
-            body = None
-        name = body.get("model") if isinstance(body, dict) else None
-        if not isinstance(name, str) or not name:
-            message = "the request body must be a JSON object with a 'model' field"
-            conn.send_json(400, error_payload(message, openai=True))
-            return None
-        return name
+    # -- answers about models the gateway gives itself (see catalog) -----------------------------
+    async def _model_request(
+        self, conn: ClientConnection, request: Request, target: Target
+    ) -> None:
+        """``/v2/models/{served name}/...``: stats and unsupported extensions here, else proxy."""
+        head = request.method == b"HEAD"
+        found = self._table.find_model(target.rest)
+        if found is None:
+            message = unknown_model_message(guess_model_name(target.rest))
+            conn.send_json(404, {"error": message}, head=head)
+            return
+        route, path = found
+        if path.action == "stats":
+            if path.version is not None and path.version not in live_revisions(route):
+                message = unknown_model_message(path.name, path.version)
+                conn.send_json(404, {"error": message}, head=head)
+            elif self._allow_get(conn, request):
+                stats = await catalog.statistics(self._pool, [(route, path.name, path.version)])
+                conn.send_json(200, stats, head=head)
+            return
+        unsupported = unsupported_model_action(path.action, target.rest)
+        if unsupported is not None:
+            conn.send_json(501, {"error": unsupported}, head=head)
+            return
+        pinned = path.version or route.only_revision.get(path.name)
+        await self._proxy(conn, request, "model", route.name, pinned, target.upstream)
 
-    def _openai_models(self) -> list[dict[str, object]]:
-        return [_openai_model_entry(name) for name in sorted(self._table.models)]
+    def _allow_get(self, conn: ClientConnection, request: Request) -> bool:
+        if request.method in (b"GET", b"HEAD"):
+            return True
+        method = request.method.decode("latin-1")
+        conn.send_json(405, {"error": f"method {method} is not allowed here; use GET"})
+        return False
 
     async def _proxy(
         self,
@@ -509,6 +549,8 @@ class Gateway:
         if openai:
             message = f"The model '{name}' does not exist"
             conn.send_json(404, error_payload(message, openai=True, code="model_not_found"))
+        elif kind == "model":
+            conn.send_json(404, error_payload(unknown_model_message(name)))
         else:
             conn.send_json(404, error_payload(f"{kind} {name!r} is not served here"))
 
@@ -521,7 +563,3 @@ def _timeout_message(route: CompiledRoute, last: Backend, timeout_s: float, time
         f"{last.revision!r} sent no response within {timeout_s:g} s{also}; it is skipped for "
         f"{EJECT_TIMEOUT_S:g} s while another replica is left, retry shortly"
     )
-
-
-def _openai_model_entry(name: str) -> dict[str, object]:
-    return {"id": name, "object": "model", "created": 0, "owned_by": "kaip"}

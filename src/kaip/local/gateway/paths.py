@@ -13,7 +13,9 @@ from urllib.parse import unquote
 
 
 class TargetKind(Enum):
-    MODEL = "model"  # OIP v2 under /v2/models/{name}
+    MODEL = "model"  # OIP v2 under /v2/models/{name}: the gateway reads ``rest`` by served name
+    ALL_STATS = "all_stats"  # GET /v2/models/stats: answered by the gateway
+    MODEL_LIST = "model_list"  # GET /v2/models (KServe's list of models): by the gateway
     APP = "app"  # /apps/{name}/...
     OPENAI = "openai"  # /v1/... routed by the body's "model" field
     OPENAI_MODELS = "openai_models"  # GET /v1/models: answered by the gateway
@@ -29,8 +31,8 @@ class TargetKind(Enum):
 class Target:
     kind: TargetKind
     name: str = ""
-    revision: str | None = None
     upstream: bytes = b""  # path and query to send to the replica
+    rest: str = ""  # MODEL: the decoded path after /v2/models/, without a trailing '/'
 
 
 _NOT_FOUND = Target(TargetKind.NOT_FOUND)
@@ -46,7 +48,7 @@ def parse_target(raw: bytes) -> Target:
             return Target(TargetKind.OPENAI_MODELS)
         if path.startswith(b"/v1/models/"):
             name = path[len(b"/v1/models/") :].rstrip(b"/")
-            if name and b"/" not in name:
+            if name:  # served names may contain '/'
                 return Target(TargetKind.OPENAI_MODEL, name=_text(name))
         return Target(TargetKind.OPENAI, upstream=raw)
     if path.startswith(b"/apps/"):
@@ -73,12 +75,14 @@ def _parse_v2(raw: bytes, path: bytes) -> Target:
         if parts[3] == b"ready":
             return Target(TargetKind.HEALTH_READY)
         return _NOT_FOUND
+    if parts[2] == b"models" and (len(parts) == 3 or (len(parts) == 4 and not parts[3])):
+        return Target(TargetKind.MODEL_LIST)
     if parts[2] != b"models" or len(parts) < 4 or not parts[3]:
         return _NOT_FOUND
-    revision = None
-    if len(parts) >= 6 and parts[4] == b"versions" and parts[5]:
-        revision = _text(parts[5])
-    return Target(TargetKind.MODEL, name=_text(parts[3]), revision=revision, upstream=raw)
+    rest = _text(path[len(b"/v2/models/") :].rstrip(b"/"))
+    if rest == "stats":
+        return Target(TargetKind.ALL_STATS)
+    return Target(TargetKind.MODEL, upstream=raw, rest=rest)
 
 
 def _text(segment: bytes) -> str:

@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from kaip.protocol.model_paths import ModelPath, split_model_path
+
 RouteKind = Literal["model", "app"]
 
 
@@ -36,6 +38,13 @@ class Route:
     body is not limited once the head is in. ``max_request_bytes`` bounds the request bodies the
     gateway buffers for the route (a Model's ``serve.maxRequestBytes``); None means the
     gateway's default for its kind.
+
+    Models only: ``revision_names`` maps revisions to the names clients use for them (OIP
+    paths, the OpenAI ``model``); a revision left out serves ``name``. A name only some live
+    revisions serve (a rollout that changes ``serve.names``) goes to those only. ``openai``
+    says whether the model serves the OpenAI API (if not, the gateway refuses ``/v1`` requests
+    for it and leaves it out of ``/v1/models``). ``created`` is when the Model was created
+    (seconds since the epoch) for its OpenAI model cards; None: when the gateway first saw it.
     """
 
     kind: RouteKind
@@ -44,12 +53,25 @@ class Route:
     backends: tuple[Backend, ...]
     response_timeout_s: float | None = None
     max_request_bytes: int | None = None
+    revision_names: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    openai: bool = True
+    created: float | None = None
 
     def __post_init__(self) -> None:
         if self.response_timeout_s is not None and not self.response_timeout_s > 0:
             raise ValueError(f"{self.kind} {self.name!r}: response_timeout_s must be > 0")
         if self.max_request_bytes is not None and self.max_request_bytes < 0:
             raise ValueError(f"{self.kind} {self.name!r}: max_request_bytes must be >= 0")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every name the route answers to, the first revision's first."""
+        names = [n for rev in self.weights for n in self.names_of(rev)]
+        names += [n for rev in self.revision_names for n in self.names_of(rev)]
+        return tuple(dict.fromkeys(names)) or (self.name,)
+
+    def names_of(self, revision: str) -> tuple[str, ...]:
+        return self.revision_names.get(revision) or (self.name,)
 
 
 @dataclass(frozen=True)
@@ -66,6 +88,8 @@ class CompiledRoute:
     by_revision: Mapping[str, tuple[Backend, ...]]
     cumulative: tuple[tuple[float, str], ...]
     total: float
+    only_revision: Mapping[str, str] = field(default_factory=dict)
+    """Served names that one live revision alone serves, and that revision."""
 
     @property
     def name(self) -> str:
@@ -89,34 +113,62 @@ def compile_route(route: Route) -> CompiledRoute:
     for rev, weight in serving:
         running += weight
         cumulative.append((running, rev))
+    revisions = list(dict.fromkeys([*route.weights, *by_revision]))
+    only: dict[str, str] = {}
+    if len(revisions) > 1:
+        for name in route.names:
+            serving = [rev for rev in revisions if name in route.names_of(rev)]
+            if len(serving) == 1:
+                only[name] = serving[0]
     return CompiledRoute(
         route=route,
         by_revision={rev: tuple(bs) for rev, bs in by_revision.items()},
         cumulative=tuple(cumulative),
         total=running,
+        only_revision=only,
     )
 
 
 @dataclass(frozen=True)
 class RouteTable:
-    """All routes, by kind and name; replaced whole on every ``set_routes``."""
+    """All routes, by kind and name; replaced whole on every ``set_routes``.
+
+    ``models`` and ``apps`` are keyed by resource name; ``served`` maps each served name of a
+    Model to its route.
+    """
 
     models: Mapping[str, CompiledRoute] = field(default_factory=dict)
     apps: Mapping[str, CompiledRoute] = field(default_factory=dict)
     largest_model_request: int | None = None  # the OpenAI routes name their model in the body
+    served: Mapping[str, CompiledRoute] = field(default_factory=dict)
 
     @classmethod
     def build(cls, routes: Sequence[Route]) -> RouteTable:
         models: dict[str, CompiledRoute] = {}
         apps: dict[str, CompiledRoute] = {}
+        served: dict[str, CompiledRoute] = {}
         for route in routes:
             target = models if route.kind == "model" else apps
             if route.name in target:
                 raise ValueError(f"two {route.kind} routes are named {route.name!r}")
-            target[route.name] = compile_route(route)
+            compiled = target[route.name] = compile_route(route)
+            if route.kind != "model":
+                continue
+            for name in route.names:
+                other = served.get(name)
+                if other is not None:
+                    raise ValueError(
+                        f"models {other.name!r} and {route.name!r} both serve the name {name!r}"
+                    )
+                served[name] = compiled
         limits = [r.max_request_bytes for r in routes if r.kind == "model"]
         largest = None if None in limits or not limits else max(x for x in limits if x is not None)
-        return cls(models=models, apps=apps, largest_model_request=largest)
+        return cls(models=models, apps=apps, largest_model_request=largest, served=served)
 
     def lookup(self, kind: RouteKind, name: str) -> CompiledRoute | None:
         return (self.models if kind == "model" else self.apps).get(name)
+
+    def find_model(self, rest: str) -> tuple[CompiledRoute, ModelPath] | None:
+        """The Model route and path parts for ``rest``, the decoded path after ``/v2/models/``."""
+        found = split_model_path(rest, self.served.__contains__)
+        return None if found is None else (self.served[found.name], found)
