@@ -297,6 +297,7 @@ def test_each_kind_converges_updates_and_is_garbage_collected(env: Env) -> None:
     env.kubectl("wait", "--for=condition=Ready", "model/digits", "--timeout=10s")
     assert model["status"]["revisions"][0]["weight"] == 100
     assert model["status"]["url"] == f"http://digits.{env.namespace}.svc:8000"
+    assert model["status"]["servedNames"] == ["digits"]  # serve.names, default metadata.name
     app = env.wait_for("app", "shop", "Ready", lambda a: current_and(a, "Ready", "True"))
     first = app["status"]["revisions"][0]["name"]
     job = env.wait_for(

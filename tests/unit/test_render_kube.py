@@ -323,3 +323,13 @@ def test_autoscalers_use_the_gauge_and_labels_the_model_server_exports() -> None
     (scaled,) = [o for o in keda if o["kind"] == "ScaledObject"]
     query = scaled["spec"]["triggers"][0]["metadata"]["query"]
     assert query.startswith(f'sum({IN_FLIGHT_METRIC}{{namespace="default",model="fraud",')
+
+
+def test_the_http_route_carries_the_models_served_names() -> None:
+    names = "{names: [meta-llama/Llama-3.1-8B-Instruct, llama3]}"
+    objects = render_manifests(_plan(_model("llama", serve=names), _model("plain")))
+    routes = {o["metadata"]["name"]: o for o in objects if o["kind"] == "HTTPRoute"}
+    assert routes["llama"]["metadata"]["annotations"] == {
+        "kaip.dev/served-names": '["meta-llama/Llama-3.1-8B-Instruct", "llama3"]'
+    }
+    assert routes["plain"]["metadata"]["annotations"] == {"kaip.dev/served-names": '["plain"]'}

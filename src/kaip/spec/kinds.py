@@ -172,8 +172,9 @@ class Serve(SpecModel):
     protocols: list[Protocol] = Field(
         default_factory=_default_protocols, min_length=1, max_length=2
     )
-    names: list[ServedName] = Field(
-        default_factory=list,
+    names: list[ServedName] | None = Field(
+        None,  # not [] : a field that dumps as a default would change every revision id
+        min_length=1,
         max_length=16,
         description="the names clients use for the model over OIP v2 and OpenAI, any of them "
         "(default: metadata.name); unique in the namespace",
@@ -201,8 +202,9 @@ class Serve(SpecModel):
 
     @model_validator(mode="after")
     def _distinct_names(self) -> Serve:
-        for i, name in enumerate(self.names):
-            for other in self.names[:i]:
+        names = self.names or []
+        for i, name in enumerate(names):
+            for other in names[:i]:
                 if names_clash(name, other):
                     same = "is listed twice" if name == other else f"overlaps {other!r}"
                     raise FieldProblem(
@@ -236,7 +238,7 @@ class Model(SpecModel):
     @property
     def served_names(self) -> tuple[str, ...]:
         """The names clients reach the model by: ``serve.names``, else ``metadata.name``."""
-        return tuple(self.spec.serve.names) or (self.metadata.name,)
+        return tuple(self.spec.serve.names or ()) or (self.metadata.name,)
 
 
 def _check_health_path(value: str) -> str:

@@ -109,6 +109,9 @@ class ResourceStatus(StatusModel):
     replicas: int | None = Field(None, ge=0, description="replicas wanted, all revisions")
     ready_replicas: int | None = Field(None, ge=0)
     url: str | None = Field(None, description="where the service answers inside the cluster")
+    served_names: list[str] | None = Field(
+        None, max_length=16, description="Model: the names clients use (serve.names)"
+    )
     revisions: list[RevisionStatus] = Field(default_factory=list)
     traffic: str | None = Field(
         None,

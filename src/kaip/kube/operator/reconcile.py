@@ -270,7 +270,7 @@ class Reconciler:
             url=_url(resource, namespace),
             canary=moved.summary,
             rolled_back=_rolled_back(moved, resource),
-            extra={"rollout": rollout_status},
+            extra={"rollout": rollout_status, **_served_names(resource)},
         )
         return seen, decisions
 
@@ -397,6 +397,10 @@ class Reconciler:
             body=event,
             what=f"record an event for {body['kind']} {meta['namespace']}/{meta['name']}",
         )
+
+
+def _served_names(resource: Served) -> dict[str, Any]:
+    return {"servedNames": list(resource.served_names)} if isinstance(resource, Model) else {}
 
 
 def _url(resource: Served, namespace: str) -> str:

@@ -20,6 +20,7 @@ Pure: plain dicts in, plain dicts out.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -49,6 +50,8 @@ from kaip.settings import Settings
 from kaip.spec import App, Model, Scaling, dump_resource
 
 MODEL_PORT: Final = 8000
+SERVED_NAMES: Final = "kaip.dev/served-names"
+"""HTTPRoute annotation: the JSON list of names the Model answers to (``serve.names``)."""
 IN_FLIGHT_METRIC: Final = "kaip_inflight_requests"
 CPU_TARGET_PERCENT: Final = 80
 
@@ -123,10 +126,13 @@ def revision_service(workload: Workload) -> Obj:
 
 def http_route(workload: Workload, backends: Sequence[tuple[Workload, int]]) -> Obj:
     port = service_port(workload)
+    meta = metadata(workload.name, workload, workload.common_labels)
+    if isinstance(workload.resource, Model):
+        meta["annotations"] = {SERVED_NAMES: json.dumps(list(workload.resource.served_names))}
     return {
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "HTTPRoute",
-        "metadata": metadata(workload.name, workload, workload.common_labels),
+        "metadata": meta,
         "spec": {
             "parentRefs": [{"group": "", "kind": "Service", "name": workload.name, "port": port}],
             "rules": [
