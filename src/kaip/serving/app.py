@@ -239,7 +239,10 @@ class ServingApp:
         rest = path.removeprefix("/v2/models/").rstrip("/")
         found = split_model_path(rest, self._names.__contains__)
         if found is None:
-            raise ModelNotFoundError(unknown_model_message(guess_model_name(rest)))
+            served = ", ".join(repr(n) for n in self.model.names)
+            raise ModelNotFoundError(
+                f"{unknown_model_message(guess_model_name(rest))}; this server serves {served}"
+            )
         if found.version is not None and found.version != self.model.revision:
             raise ModelNotFoundError(
                 f"{unknown_model_message(found.name, found.version)}; it serves version "

@@ -128,7 +128,12 @@ def test_nested_data_equals_flat_data(digits_server: RunningServer, digits_model
 @pytest.mark.parametrize(
     ("path", "body", "status", "words"),
     [
-        ("/v2/models/nope/infer", infer_body([0] * 64, [1, 64]), 404, "not served here"),
+        (
+            "/v2/models/nope/infer",
+            infer_body([0] * 64, [1, 64]),
+            404,
+            "Request for unknown model: 'nope' is not found; this server serves 'digits'",
+        ),
         ("/v2/models/digits/versions/9/infer", infer_body([0] * 64, [1, 64]), 404, "version"),
         ("/v2/models/digits/infer", b"{not json", 400, "not valid JSON"),
         ("/v2/models/digits/infer", {"inputs": []}, 400, "non-empty 'inputs'"),
