@@ -162,3 +162,39 @@ def test_missing_namespace_says_to_create_it(kube_api: ControlPlane, manifests: 
 
     assert_one_clear_error(out, 1, "namespace nowhere does not exist")
     assert "kubectl create namespace nowhere" in out.stderr
+
+
+def _model_spec(directory: Path, name: str, names: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "kaip.yaml"
+    path.write_text(
+        "apiVersion: kaip.dev/v1alpha1\nkind: Model\n"
+        f"metadata: {{name: {name}}}\nspec:\n  owner: tests\n"
+        "  artifact: {uri: 'https://example.invalid/m.onnx', format: onnx}\n"
+        f"  serve: {{names: {names}}}\n"
+        "  scaling: {minReplicas: 1, maxReplicas: 1}\n"
+    )
+    return path
+
+
+def test_apply_refuses_a_model_whose_served_name_another_model_in_the_namespace_serves(
+    kube_cluster: ControlPlane, cluster_namespace: str, tmp_path: Path
+) -> None:
+    common = ("--kubeconfig", kube_cluster.kubeconfig, "-n", cluster_namespace, "--no-wait")
+    alpha = _model_spec(tmp_path / "alpha", "alpha", "[org/shared, alpha]")
+    beta = _model_spec(tmp_path / "beta", "beta", "[org/shared/large]")
+
+    assert kaip("apply", alpha, *common).returncode == 0
+    refused = kaip("apply", beta, *common)
+    assert_one_clear_error(
+        refused,
+        2,
+        f"Model 'beta' would serve the name 'org/shared/large' in namespace "
+        f"'{cluster_namespace}', but Model 'alpha' there already serves 'org/shared', which "
+        "overlaps it: give it other serve.names (nothing was applied)",
+    )
+    with kube_cluster.api_client() as api:
+        deployments = client.AppsV1Api(api).list_namespaced_deployment(cluster_namespace)
+    assert [d.metadata.name for d in deployments.items if "beta" in d.metadata.name] == []
+    again = kaip("apply", alpha, *common)  # its own route does not count against it
+    assert again.returncode == 0, again.stderr

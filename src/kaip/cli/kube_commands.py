@@ -49,12 +49,13 @@ def apply(
     timeout: float = typer.Option(300.0, "--timeout", min=0, help="seconds to wait for readiness"),
 ) -> None:
     """Server-side apply the spec's Kubernetes objects (field manager ``kaip``)."""
-    from kaip.kube.client import Session, wait_ready
+    from kaip.kube.client import Session, check_served_names, wait_ready
     from kaip.kube.client import apply as apply_manifests
 
     server_dry_run = _server_dry_run(dry_run)
     with Session.connect(kubeconfig, context) as session:
         manifests = load_manifests(path, namespace)
+        check_served_names(session, manifests, namespace)
         result = apply_manifests(
             session,
             manifests,

@@ -22,6 +22,7 @@ from kaip.kube.client.objects import (
     Outcome,
     Result,
 )
+from kaip.kube.client.served import check_served_names
 from kaip.kube.client.session import Credentials, Session
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "Result",
     "Session",
     "apply",
+    "check_served_names",
     "delete",
     "wait_ready",
 ]

@@ -117,9 +117,9 @@ def compile_route(route: Route) -> CompiledRoute:
     only: dict[str, str] = {}
     if len(revisions) > 1:
         for name in route.names:
-            serving = [rev for rev in revisions if name in route.names_of(rev)]
-            if len(serving) == 1:
-                only[name] = serving[0]
+            having = [rev for rev in revisions if name in route.names_of(rev)]
+            if len(having) == 1:
+                only[name] = having[0]
     return CompiledRoute(
         route=route,
         by_revision={rev: tuple(bs) for rev, bs in by_revision.items()},
