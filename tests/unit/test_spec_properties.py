@@ -2,12 +2,13 @@
 
 1. Any valid resource survives dump -> YAML -> load unchanged.
 2. On generated documents, valid and mutated, ``kaip schema``'s JSON Schema and the loader
-   (pydantic) agree on what is valid, with two documented exceptions JSON Schema cannot express
-   (see :mod:`kaip.spec.rules`): ``minReplicas <= maxReplicas`` and strictly increasing step
-   weights. Two things are kept out of the generated inputs on purpose: floats with integral
-   values (JSON Schema counts ``2.0`` as an integer; YAML and kaip do not) and strings with a
-   line break (Python's ``re`` lets ``$`` match before a final newline, where ECMA-262 and RE2
-   do not, so the ``jsonschema`` package would differ from an editor and from the apiserver).
+   (pydantic) agree on what is valid, with three documented exceptions JSON Schema cannot express
+   (see :mod:`kaip.spec.rules`): ``minReplicas <= maxReplicas``, strictly increasing step
+   weights and served names that overlap. Two things are kept out of the generated inputs on
+   purpose: floats with integral values (JSON Schema counts ``2.0`` as an integer; YAML and kaip
+   do not) and strings with a line break (Python's ``re`` lets ``$`` match before a final
+   newline, where ECMA-262 and RE2 do not, so the ``jsonschema`` package would differ from an
+   editor and from the apiserver).
 """
 
 from __future__ import annotations
@@ -33,7 +34,11 @@ SCHEMA = json_schema()
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 
 # What pydantic and CEL check but JSON Schema cannot: comparing two values of one document.
-INEXPRESSIBLE = ("is greater than maxReplicas", "step weights must be strictly increasing")
+INEXPRESSIBLE = (
+    "is greater than maxReplicas",
+    "step weights must be strictly increasing",
+    "overlaps",  # served names: 'a/b' beside 'a'
+)
 
 REPLACEMENTS: list[Any] = [
     None, True, False, 0, 1, -1, 2, 63, 64, 100, 101, 1000, 1001, 65536, 2**31 + 1,

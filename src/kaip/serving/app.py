@@ -196,10 +196,10 @@ class ServingApp:
     async def _openai(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Every ``/v1/`` answer is OpenAI-shaped, errors included, even with the API off."""
         path: str = scope["path"]
-        if self.openai is not None and kserve_v1_message(path) is None:
+        kserve_v1 = kserve_v1_message(path)
+        if self.openai is not None and kserve_v1 is None:
             await self.openai.handle(scope, receive, send)
             return
-        kserve_v1 = kserve_v1_message(path)
         error: KaipError = (
             UnsupportedExtensionError(kserve_v1)
             if kserve_v1 is not None

@@ -83,6 +83,40 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+_DURATION = {
+    "type": "object",
+    "required": ["count", "ns"],
+    "properties": {"count": {"type": "integer"}, "ns": {"type": "integer"}},
+}
+_MODEL_STAT = {
+    "type": "object",
+    "required": ["name", "version", "last_inference", "inference_count", "execution_count",
+                 "inference_stats", "batch_stats"],
+    "properties": {
+        "name": {"type": "string"},
+        "version": {"type": "string"},
+        "last_inference": {"type": "integer"},
+        "inference_count": {"type": "integer"},
+        "execution_count": {"type": "integer"},
+        "inference_stats": {"type": "object", "additionalProperties": _DURATION},
+        "batch_stats": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["batch_size"],
+                "properties": {"batch_size": {"type": "integer"}},
+                "additionalProperties": _DURATION,
+            },
+        },
+    },
+}  # fmt: skip
+_STATS = {
+    "type": "object",
+    "required": ["model_stats"],
+    "properties": {"model_stats": {"type": "array", "items": _MODEL_STAT}},
+}
+
+
 def _errors(*codes: int) -> dict[str, Any]:
     words = {400: "client mistake", 404: "unknown model or version", 413: "body too large",
              405: "wrong method", 503: "loading or overloaded (see Retry-After)"}  # fmt: skip
@@ -119,6 +153,19 @@ def document(model: str, revision: str) -> dict[str, Any]:
             }
         },
     }
+    paths["/v2/models"] = {
+        "get": {
+            "responses": {
+                "200": _json(
+                    {"type": "object", "properties": {"models": {"type": "array"}}},
+                    "the names this server answers to",
+                )
+            }
+        }
+    }
+    paths["/v2/models/stats"] = {
+        "get": {"responses": {"200": _json(_STATS, "Triton's statistics of every model")}}
+    }
     for prefix, params in (
         ("/v2/models/{model_name}", [name]),
         ("/v2/models/{model_name}/versions/{model_version}", [name, version]),
@@ -133,6 +180,12 @@ def document(model: str, revision: str) -> dict[str, Any]:
             "get": {
                 "parameters": params,
                 "responses": {"200": _json(ready, "ready"), **_errors(404, 503)},
+            }
+        }
+        paths[f"{prefix}/stats"] = {
+            "get": {
+                "parameters": params,
+                "responses": {"200": _json(_STATS, "Triton's statistics"), **_errors(404)},
             }
         }
         paths[f"{prefix}/infer"] = {

@@ -4,9 +4,9 @@ The pydantic model validators in :mod:`kaip.spec.base` and :mod:`kaip.spec.kinds
 truth. Each rule here restates one of them for the generated schemas: as JSON Schema (for
 editors, via ``kaip schema``) where JSON Schema can say it, and as a CEL rule
 (``x-kubernetes-validations``, via ``kaip crd``) for the apiserver. JSON Schema has no way to
-compare two values of one document, so "minReplicas <= maxReplicas" and "step weights strictly
-increase" exist only in pydantic and CEL; the property tests exclude exactly those two from the
-schema/pydantic agreement. Pure data.
+compare two values of one document, so "minReplicas <= maxReplicas", "step weights strictly
+increase" and "no served name is another's followed by '/...'" exist only in pydantic and CEL;
+the property tests exclude exactly those three from the schema/pydantic agreement. Pure data.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from kaip.spec.base import NAME_PATTERN, Resources, Rollout, Scaling
-from kaip.spec.kinds import PICKLE_FORMATS, URI_SCHEME_PATTERN, AppSpec, Artifact
+from kaip.spec.kinds import PICKLE_FORMATS, URI_SCHEME_PATTERN, AppSpec, Artifact, Serve
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,14 @@ RULES: tuple[Rule, ...] = (
             "if": {"properties": {"format": {"not": {"const": "python"}}}},
             "then": {"properties": {"entrypoint": {"type": "null"}}},
         },
+    ),
+    Rule(
+        Serve,
+        "names",
+        "a served name may not be another served name followed by '/...'",
+        "!has(self.names) || self.names.all(a, self.names.all(b, a == b || "
+        "!b.startsWith(a + '/')))",
+        None,
     ),
     Rule(
         AppSpec,
