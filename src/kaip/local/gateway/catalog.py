@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -21,9 +22,25 @@ from kaip.local.gateway.http1 import error_payload
 from kaip.local.gateway.replica_stats import live_revisions, revision_stats
 from kaip.local.gateway.routes import CompiledRoute, RouteTable
 from kaip.local.gateway.upstream import UpstreamPool
-from kaip.protocol.extensions import SUPPORTED, kserve_v1_message
+from kaip.protocol.extensions import SUPPORTED, kserve_v1_message, unsupported_model_action
+from kaip.protocol.model_paths import guess_model_name, unknown_model_message
 
 SERVER_NAME = "kaip-gateway"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the gateway answers by itself: a status and a JSON payload."""
+
+    status: int
+    payload: Any
+
+
+def _get_only(method: bytes) -> Answer | None:
+    if method in (b"GET", b"HEAD"):
+        return None
+    verb = method.decode("latin-1")
+    return Answer(405, {"error": f"method {verb} is not allowed here; use GET"})
 
 
 def server_metadata(table: RouteTable) -> dict[str, Any]:
@@ -102,3 +119,35 @@ async def statistics(
         revisions = [version] if version is not None else live_revisions(route)
         entries += await revision_stats(pool, route, name, revisions)
     return {"model_stats": entries}
+
+
+async def model_request(
+    pool: UpstreamPool, table: RouteTable, rest: str, method: bytes
+) -> Answer | tuple[CompiledRoute, str | None]:
+    """``/v2/models/{rest}``: an answer (unknown model, statistics, an extension kaip lacks), or
+    the route to proxy to and the revision to pin (a version asked for, or the only revision
+    serving the name)."""
+    found = table.find_model(rest)
+    if found is None:
+        return Answer(404, {"error": unknown_model_message(guess_model_name(rest))})
+    route, path = found
+    if path.action == "stats":
+        if path.version is not None and path.version not in live_revisions(route):
+            return Answer(404, {"error": unknown_model_message(path.name, path.version)})
+        refused = _get_only(method)
+        if refused is not None:
+            return refused
+        return Answer(200, await statistics(pool, [(route, path.name, path.version)]))
+    unsupported = unsupported_model_action(path.action, rest)
+    if unsupported is not None:
+        return Answer(501, {"error": unsupported})
+    return route, path.version or route.only_revision.get(path.name)
+
+
+async def all_statistics(pool: UpstreamPool, table: RouteTable, method: bytes) -> Answer:
+    """``GET /v2/models/stats``: every Model, each under its first served name."""
+    refused = _get_only(method)
+    if refused is not None:
+        return refused
+    asked = [(r, r.route.names[0], None) for r in table.models.values()]
+    return Answer(200, await statistics(pool, asked))

@@ -35,14 +35,13 @@ from kaip.local.gateway.balance import pick_backend, pick_least_outstanding, pic
 from kaip.local.gateway.http1 import Headers, error_payload, request_head
 from kaip.local.gateway.limits import BodyLimit, Connections
 from kaip.local.gateway.paths import Target, TargetKind, parse_target
-from kaip.local.gateway.replica_stats import live_revisions
 from kaip.local.gateway.routes import Backend, CompiledRoute, Route, RouteKind, RouteTable
 from kaip.local.gateway.server import ClientConnection, Request
 from kaip.local.gateway.stats import LoadSample, RevisionStats, StatsRecorder
 from kaip.local.gateway.trace import is_valid_traceparent, new_traceparent
 from kaip.local.gateway.upstream import Outcome, UpstreamConnection, UpstreamPool
-from kaip.protocol.extensions import unsupported_model_action, unsupported_route
-from kaip.protocol.model_paths import guess_model_name, unknown_model_message
+from kaip.protocol.extensions import unsupported_route
+from kaip.protocol.model_paths import unknown_model_message
 from kaip.settings import HttpLimits
 from kaip.spec import Serve
 
@@ -223,9 +222,8 @@ class Gateway:
                     conn, request, "model", route.name, pinned, target.upstream, openai=True
                 )
         elif kind is TargetKind.ALL_STATS:
-            if self._allow_get(conn, request):
-                asked = [(r, r.route.names[0], None) for r in self._table.models.values()]
-                conn.send_json(200, await catalog.statistics(self._pool, asked), head=head)
+            answer = await catalog.all_statistics(self._pool, self._table, request.method)
+            conn.send_json(answer.status, answer.payload, head=head)
         elif kind is TargetKind.APP:
             prefix = [(b"x-forwarded-prefix", b"/apps/" + target.name.encode())]
             await self._proxy(conn, request, "app", target.name, None, target.upstream, prefix)
@@ -263,35 +261,14 @@ class Gateway:
     async def _model_request(
         self, conn: ClientConnection, request: Request, target: Target
     ) -> None:
-        """``/v2/models/{served name}/...``: stats and unsupported extensions here, else proxy."""
+        """``/v2/models/{served name}/...``: answered here (see catalog) or proxied."""
         head = request.method == b"HEAD"
-        found = self._table.find_model(target.rest)
-        if found is None:
-            message = unknown_model_message(guess_model_name(target.rest))
-            conn.send_json(404, {"error": message}, head=head)
+        outcome = await catalog.model_request(self._pool, self._table, target.rest, request.method)
+        if isinstance(outcome, catalog.Answer):
+            conn.send_json(outcome.status, outcome.payload, head=head)
             return
-        route, path = found
-        if path.action == "stats":
-            if path.version is not None and path.version not in live_revisions(route):
-                message = unknown_model_message(path.name, path.version)
-                conn.send_json(404, {"error": message}, head=head)
-            elif self._allow_get(conn, request):
-                stats = await catalog.statistics(self._pool, [(route, path.name, path.version)])
-                conn.send_json(200, stats, head=head)
-            return
-        unsupported = unsupported_model_action(path.action, target.rest)
-        if unsupported is not None:
-            conn.send_json(501, {"error": unsupported}, head=head)
-            return
-        pinned = path.version or route.only_revision.get(path.name)
+        route, pinned = outcome
         await self._proxy(conn, request, "model", route.name, pinned, target.upstream)
-
-    def _allow_get(self, conn: ClientConnection, request: Request) -> bool:
-        if request.method in (b"GET", b"HEAD"):
-            return True
-        method = request.method.decode("latin-1")
-        conn.send_json(405, {"error": f"method {method} is not allowed here; use GET"})
-        return False
 
     async def _proxy(
         self,

@@ -69,7 +69,7 @@ async def _fetch(pool: UpstreamPool, backend: Backend, path: str) -> Any:
         f"GET {path} HTTP/1.1\r\nhost: {backend.host}:{backend.port}\r\n"
         "accept: application/json\r\nconnection: close\r\n\r\n"
     ).encode("latin-1")
-    upstream.send(request, sink, done, False, FETCH_TIMEOUT_S)
+    upstream.send(request, b"", sink, done, False, FETCH_TIMEOUT_S)
     try:
         outcome = await asyncio.wait_for(done, FETCH_TIMEOUT_S)
     except TimeoutError:
