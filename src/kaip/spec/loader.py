@@ -358,11 +358,13 @@ def _load_one(
 
 def _check_unique(docs: list[tuple[SpecDocument, _Positions]], problems: list[Problem]) -> None:
     seen: dict[tuple[str, str | None, str], SpecDocument] = {}
+    duplicates: set[int] = set()
     for doc, pos in docs:
         meta = doc.resource.metadata
         key = (doc.resource.kind, meta.namespace, meta.name)
         if key in seen:
             first = seen[key]
+            duplicates.add(id(doc))
             line, col = pos.locate(("metadata", "name"))
             problems.append(
                 Problem(
@@ -377,7 +379,8 @@ def _check_unique(docs: list[tuple[SpecDocument, _Positions]], problems: list[Pr
             )
         else:
             seen[key] = doc
-    _check_served_names(docs, problems)
+    # A duplicate already has its problem; its served names clashing too would say it twice.
+    _check_served_names([(d, p) for d, p in docs if id(d) not in duplicates], problems)
 
 
 def _check_served_names(
