@@ -21,6 +21,9 @@ handler per entrypoint maps any of them and no caller writes that mapping again.
     ├── AccessError                 exit 3, HTTP 401: no valid credential for the control API
     │   ├── ForbiddenError          HTTP 403: known, or from a foreign page, and not allowed this
     │   └── WrongHostError          HTTP 421: a Host that is not a name of the control port
+    ├── RolloutFailedError          exit 4: a rollout was rolled back (a gate or check failed)
+    ├── RolloutAbortedError         exit 5: a rollout was aborted or replaced before 100 %
+    ├── RolloutTimeoutError         exit 6: --wait/--watch gave up at --timeout (it goes on)
     ├── MetricsError                exit 1: the metrics source (Prometheus) cannot answer
     └── KubeError                   exit 1: the cluster refused or could not be reached
         ├── KubeUnreachableError
@@ -147,6 +150,24 @@ class WrongHostError(AccessError):
     """The request names a Host the control port does not answer to (DNS rebinding, a proxy)."""
 
     http_status = 421
+
+
+class RolloutFailedError(KaipError):
+    """``--wait``/``--watch``: the new revision was rolled back; the stable one serves."""
+
+    exit_code = 4
+
+
+class RolloutAbortedError(KaipError):
+    """``--wait``/``--watch``: the rollout was aborted or superseded before reaching 100 %."""
+
+    exit_code = 5
+
+
+class RolloutTimeoutError(KaipError):
+    """``--wait``/``--watch``: the rollout had not ended at ``--timeout``; it goes on."""
+
+    exit_code = 6
 
 
 class MetricsError(KaipError):

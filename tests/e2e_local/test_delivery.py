@@ -12,11 +12,21 @@ from local_platform import INFER_BODY, Load, LocalPlatform, model_spec, wait_for
 pytestmark = pytest.mark.slow
 
 
-def retrain(platform: LocalPlatform, factor: float) -> None:
-    """Overwrite the model's "weights" (its Python file) in place; the spec stays as it is."""
+def retrain(platform: LocalPlatform, factor: float | None) -> None:
+    """Overwrite the model's "weights" (its Python file) in place; the spec stays as it is.
+
+    ``factor`` None retrains it badly: every prediction raises.
+    """
     model = platform.spec_dir / "model.py"
     text = model.read_text(encoding="utf-8")
-    model.write_text(text.replace("factor = 2.0", f"factor = {factor}", 1), encoding="utf-8")
+    if factor is None:
+        new = text.replace(
+            'return {"y": inputs["x"] * self.factor}', 'raise RuntimeError("retrained badly")', 1
+        )
+    else:
+        new = text.replace("factor = 2.0", f"factor = {factor}", 1)
+    assert new != text
+    model.write_text(new, encoding="utf-8")
 
 
 def predict(platform: LocalPlatform) -> list[float]:
@@ -39,11 +49,10 @@ def test_overwritten_weights_are_a_new_revision_that_goes_through_the_canary(
     load = Load(f"{platform.url}/v2/models/echo/infer").start()
     wait_for(lambda: load.counts()[0] >= 30, "traffic on the stable revision")
     retrain(platform, 5.0)
-    deployed = platform.cli("deploy", str(spec))
-    assert deployed.returncode == 0, deployed.stderr
+    deployed = platform.cli("deploy", str(spec), "--wait", "--timeout", "5m")
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     assert "rolling out revision" in deployed.stdout and f"over {old}" in deployed.stdout
-    watched = platform.cli("rollout", "status", "echo", "--watch")
-    assert watched.returncode == 0, watched.stderr
+    assert ": promoted (all 3 steps passed" in deployed.stdout
     rollout = platform.rollouts("echo")[0]
     assert rollout["status"] == "promoted", rollout
     assert [v["weight"] for v in rollout["verdicts"]] == [10, 50, 100]
@@ -56,3 +65,26 @@ def test_overwritten_weights_are_a_new_revision_that_goes_through_the_canary(
     _, failed = load.stop()
     assert failed == 0, load.failures[:5]
     assert predict(platform) == [5.0, 10.0, 15.0, 20.0]
+
+
+def test_a_badly_retrained_model_is_rolled_back_and_wait_and_watch_exit_4(
+    platform: LocalPlatform,
+) -> None:
+    spec = platform.write_spec(model_spec())
+    platform.up(spec)
+    stable = platform.resource("echo")["stable"]
+    load = Load(f"{platform.url}/v2/models/echo/infer").start()
+    wait_for(lambda: load.counts()[0] >= 30, "traffic on the stable revision")
+    retrain(platform, None)
+    deployed = platform.cli("deploy", str(spec), "--wait", "--timeout", "5m")
+    load.stop()
+    assert deployed.returncode == 4, deployed.stdout + deployed.stderr
+    assert "Traceback" not in deployed.stderr
+    assert f"Model echo: rollout {stable} -> " in deployed.stderr
+    assert "rolled back: " in deployed.stderr and "maxErrorRate" in deployed.stderr
+    assert ": rollback: " in deployed.stdout and "errors; stable " in deployed.stdout  # evidence
+    assert platform.resource("echo")["stable"] == stable
+    # the watch CI runs after a deploy judges that rollout too, though it ended before
+    watched = platform.cli("rollout", "status", "echo", "--watch")
+    assert watched.returncode == 4, watched.stdout + watched.stderr
+    assert "rolled back" in watched.stderr

@@ -24,6 +24,8 @@ import typer
 
 from kaip.cli import admin_client
 from kaip.cli.output import OutputFormat, print_json, stderr, stdout
+from kaip.cli.rollout_wait import DEFAULT_TIMEOUT, Target, parse_timeout, target_of
+from kaip.cli.rollout_wait import wait as wait_for_rollouts
 from kaip.errors import PlatformError
 from kaip.local.controller import RUN_FILE, find_running, serve
 from kaip.local.controller.runrecord import ProcessIdentity
@@ -191,9 +193,22 @@ def down() -> None:
     stdout.print("stopped")
 
 
-def deploy(paths: list[Path] = typer.Argument(..., help="spec files or directories")) -> None:
-    """Add a revision of each changed resource and start its rollout."""
+def deploy(
+    paths: list[Path] = typer.Argument(..., help="spec files or directories"),
+    wait: bool = typer.Option(
+        False, "--wait", help="follow the rollouts to their end; exit 0 only if all reach 100%"
+    ),
+    timeout: str = typer.Option(
+        DEFAULT_TIMEOUT, "--timeout", help="with --wait: give up after this long (90s, 10m, 1h)"
+    ),
+) -> None:
+    """Add a revision of each changed resource and start its rollout.
+
+    With --wait, exit 0 only when every new revision reached 100% (a first deploy: ready);
+    4 when one was rolled back, 5 aborted or superseded, 6 still running at --timeout.
+    """
     settings = load_settings()
+    timeout_seconds = parse_timeout(timeout)
     load_paths(paths)  # a bad spec is refused here and changes nothing
     body: dict[str, Any] = {"paths": [str(p.resolve()) for p in paths], "who": who()}
     commit = source_commit(paths)
@@ -202,7 +217,27 @@ def deploy(paths: list[Path] = typer.Argument(..., help="spec files or directori
     answer = admin_client.call(settings, "POST", "/_kaip/deploy", body)
     for line in answer.get("changes", []):
         stdout.print(line, markup=False)
-    stdout.print("follow a rollout with: kaip rollout status NAME --watch")
+    if not wait:
+        stdout.print("follow a rollout with: kaip rollout status NAME --watch")
+        return
+    targets = [
+        Target(str(r["kind"]), str(r["name"]), r.get("rollout_id"))
+        for r in answer.get("rollouts", [])
+    ]
+    _follow(settings, targets, timeout_seconds)
+
+
+def _follow(settings: Settings, targets: list[Target], timeout_seconds: float) -> None:
+    """Wait for ``targets`` (see :mod:`kaip.cli.rollout_wait`); Ctrl-C stops watching, not them."""
+    try:
+        wait_for_rollouts(
+            targets,
+            lambda name: admin_client.call(settings, "GET", f"/_kaip/rollouts/{name}"),
+            _say,
+            timeout_seconds=timeout_seconds,
+        )
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
 
 
 def status(
@@ -256,30 +291,26 @@ def logs(
 def rollout_status(
     name: str = typer.Argument(..., help="Model or App name"),
     watch: bool = typer.Option(False, "--watch", "-w", help="print changes until it ends"),
+    timeout: str = typer.Option(
+        DEFAULT_TIMEOUT, "--timeout", help="with --watch: give up after this long (90s, 10m, 1h)"
+    ),
 ) -> None:
-    """Where the rollout of NAME stands, and its past verdicts (with -w, follow it to the end)."""
+    """Where the rollout of NAME stands, and its past verdicts (with -w, follow it to the end).
+
+    With --watch, the exit code is the outcome of the running rollout, or of the latest one
+    when none runs: 0 promoted, 4 rolled back, 5 aborted or superseded, 6 still running at
+    --timeout.
+    """
     settings = load_settings()
+    timeout_seconds = parse_timeout(timeout)
     answer = admin_client.call(settings, "GET", f"/_kaip/rollouts/{name}")
     _print_rollout(name, answer, history=True)
-    last = _progress_key(answer)
-    while watch and (answer.get("resource") or {}).get("rollout"):
-        try:
-            time.sleep(0.5)
-        except KeyboardInterrupt:
-            return
-        answer = admin_client.call(settings, "GET", f"/_kaip/rollouts/{name}")
-        key = _progress_key(answer)
-        if key != last:
-            if (answer.get("resource") or {}).get("rollout"):
-                _say(_rollout_line(answer))
-            else:
-                _print_rollout(name, answer, history=False)
-            last = key
-
-
-def _progress_key(answer: dict[str, Any]) -> str:
-    """The rollout line without its ticking counters: a change here is news."""
-    return re.sub(r"\d+s of|\d+ of minRequests", "", _rollout_line(answer))
+    if not watch:
+        return
+    _follow(settings, [target_of(answer, name)], timeout_seconds)
+    final = admin_client.call(settings, "GET", f"/_kaip/rollouts/{name}")
+    if not (final.get("resource") or {}).get("rollout"):
+        _print_rollout(name, final, history=False)
 
 
 def _rollout_line(answer: dict[str, Any]) -> str:

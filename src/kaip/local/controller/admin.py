@@ -1,7 +1,9 @@
 """The admin API under ``/_kaip/`` on the control port: what the CLI (and later the portal) uses.
 
 ``GET /_kaip/status``, ``POST /_kaip/deploy`` (``{"paths": [...], "who": "...", "commit":
-{"sha": "...", "committed_at": 1.0}}``, commit optional), ``GET /_kaip/rollouts/{name}``,
+{"sha": "...", "committed_at": 1.0}}``, commit optional; it answers the ``changes`` and the
+``rollouts`` to follow, ``[{"kind", "name", "rollout_id"}]``, id null for a first deploy),
+``GET /_kaip/rollouts/{name}``,
 ``POST /_kaip/rollouts/{name}/promote|abort`` (``{"who": "..."}``), ``GET /_kaip/events`` and
 ``GET /_kaip/openapi.json`` (this API, described). Reads need the ``viewer`` role, changes the
 ``deployer`` role; :mod:`~kaip.local.controller.guard` has already checked Host, Origin, the
@@ -100,11 +102,16 @@ def admin_app(controller: Controller) -> Starlette:
         specs = await _load(body.paths)
         commit = Commit(body.commit.sha, body.commit.committed_at) if body.commit else None
         who = body.who or principal.name
+
+        async def apply() -> tuple[list[str], list[dict[str, Any]]]:
+            changes = await controller.apply(specs, who, commit)
+            return changes, _followed(controller, specs)  # read in the same turn of the loop
+
         try:
-            changes = await controller.submit(lambda: controller.apply(specs, who, commit))
+            changes, followed = await controller.submit(apply)
         except PlatformError as exc:
             raise ConflictError(exc.message) from None
-        return JSONResponse({"changes": changes})
+        return JSONResponse({"changes": changes, "rollouts": followed})
 
     async def _load(paths: list[str]) -> SpecSet:
         loop = asyncio.get_running_loop()
@@ -187,6 +194,18 @@ def admin_app(controller: Controller) -> Starlette:
         ],
         exception_handlers={KaipError: kaip_error, HTTPException: http_error},
     )
+
+
+def _followed(controller: Controller, specs: SpecSet) -> list[dict[str, Any]]:
+    """What ``kaip deploy --wait`` follows: each resource's running rollout (or its readiness)."""
+    out = []
+    for doc in specs.documents:
+        run = controller.resources.get(doc.resource.metadata.name)
+        if run is None or run.kind != doc.resource.kind:
+            continue
+        rollout_id = run.rollout.record.id if run.rollout is not None else None
+        out.append({"kind": run.kind, "name": run.name, "rollout_id": rollout_id})
+    return out
 
 
 def _principal(request: Request, needed: Role, action: str) -> Principal:
