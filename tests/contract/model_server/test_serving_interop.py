@@ -78,6 +78,17 @@ def test_openai_sdk_and_oip_reach_the_model_by_each_served_name(
             model=name, messages=[{"role": "user", "content": "one two"}], max_tokens=3
         )
         assert chat.model == name and chat.choices[0].message.content
+        chunks = list(
+            client.chat.completions.create(
+                model=name,
+                messages=[{"role": "user", "content": "one two"}],
+                max_tokens=3,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
+        assert chunks[-1].usage is not None  # the usage chunk is named too
+        assert {chunk.model for chunk in chunks} == {name}
     with pytest.raises(openai.NotFoundError, match="'tiny-lm' does not exist"):
         client.completions.create(model="tiny-lm", prompt="x")
     meta = httpx.get(f"{llama_server.url}/v2/models/{LLAMA}")
