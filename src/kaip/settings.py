@@ -72,6 +72,12 @@ class ServingSettings(_Group):
         4, ge=1, le=256, description="threads that run text generation (OpenAI routes)"
     )
     http: HttpLimits = HttpLimits()
+    artifact_max_bytes: int = Field(
+        32 * 2**30, ge=1, description="an http(s) artifact larger than this is refused, bytes"
+    )
+    artifact_fetch_timeout_seconds: float = Field(
+        3600.0, gt=0, description="an http(s) artifact download (redirects included) ends after, s"
+    )
 
 
 class LocalSettings(_Group):
@@ -117,6 +123,19 @@ class KubeSettings(_Group):
     prometheus_url: str = Field(
         "http://prometheus-operated.monitoring.svc:9090",
         description="Prometheus that KEDA queries for in-flight requests",
+    )
+    ingress_namespaces: tuple[str, ...] = Field(
+        ("monitoring",),
+        description=(
+            "namespaces whose pods may call every Model and App on its serving port (JSON list): "
+            "your gateway or ingress controller's, and Prometheus's; all other callers must be "
+            "named in the resource's spec.network.allowFrom"
+        ),
+    )
+    dns_namespace: str = Field("kube-system", description="where cluster DNS runs (egress on 53)")
+    dns_pod_labels: dict[str, str] = Field(
+        default_factory=lambda: {"k8s-app": "kube-dns"},
+        description="labels of the cluster DNS pods (JSON object)",
     )
 
 

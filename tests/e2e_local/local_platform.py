@@ -57,7 +57,7 @@ kind: Model
 metadata: {{name: {name}}}
 spec:
   owner: e2e
-  artifact: {{uri: model.py, format: python, entrypoint: "{entrypoint}"}}
+  artifact: {{uri: model.py, format: python, entrypoint: "{entrypoint}", trust: true}}
   serve: {{batching: {{maxBatchSize: 1, maxDelayMs: 0}}, timeoutSeconds: {timeout_seconds}}}
   scaling:
     minReplicas: {min_replicas}

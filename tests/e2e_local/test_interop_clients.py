@@ -28,7 +28,7 @@ kind: Model
 metadata: {name: string-models}
 spec:
   owner: tests
-  artifact: {uri: model.py, format: python, entrypoint: "model:StringModels"}
+  artifact: {uri: model.py, format: python, entrypoint: "model:StringModels", trust: true}
   serve: {names: [simple_string, simple_identity]}
 """
 
@@ -286,7 +286,8 @@ def test_deploying_a_model_that_takes_a_served_name_is_refused(gateway: LocalPla
     shutil.copy(EXAMPLES / "triton" / "model.py", copycat.parent / "model.py")
     copycat.write_text(
         "apiVersion: kaip.dev/v1alpha1\nkind: Model\nmetadata: {name: copycat}\nspec:\n"
-        "  owner: tests\n  artifact: {uri: model.py, format: python, entrypoint: 'model:Simple'}\n"
+        "  owner: tests\n  artifact: {uri: model.py, format: python, entrypoint: 'model:Simple',"
+        " trust: true}\n"
         "  serve: {names: [simple_string/v2]}\n"
     )
     refused = gateway.cli("deploy", str(copycat))

@@ -42,6 +42,11 @@ CASES: dict[str, Case] = {
     "canary": Case([FIXTURES / "canary" / "new.yaml"], stable=FIXTURES / "canary" / "stable.yaml"),
     "keda": Case([FIXTURES / "keda.yaml"], kube={"autoscaler": "keda"}),
     "training-kueue": Case([FIXTURES / "training-kueue.yaml"], kube={"kueue_queue": "gpu-team"}),
+    "network": Case(
+        [FIXTURES / "network.yaml"],
+        namespace="search",
+        kube={"ingress_namespaces": ["envoy-gateway-system", "monitoring"]},
+    ),
 }
 
 

@@ -26,8 +26,9 @@ from kaip.spec.base import (
     Scaling,
 )
 from kaip.spec.kinds import (
+    CLAIM_NAME_PATTERN,
+    CODE_FORMATS,
     ENTRYPOINT_PATTERN,
-    PICKLE_FORMATS,
     SHA256_PATTERN,
     AppSpec,
     Batching,
@@ -169,12 +170,17 @@ def artifact(draw: st.DrawFn) -> Doc:
     path = draw(st.text(TEXT, min_size=1, max_size=30).filter(lambda s: "://" not in s))
     doc: Doc = {"uri": scheme + path, "format": fmt}
     sha = st.from_regex(SHA256_PATTERN, fullmatch=True)
-    if fmt in PICKLE_FORMATS:
+    if fmt in CODE_FORMATS and scheme == "http://":  # code over plain http needs a digest
+        doc |= draw(sha.map(lambda s: {"sha256": s}))
+    elif fmt in CODE_FORMATS:
         doc |= draw(st.one_of(sha.map(lambda s: {"sha256": s}), st.just({"trust": True})))
     else:
         doc |= draw(_optional({"sha256": sha, "trust": st.booleans()}))
     if fmt == "python":
         doc["entrypoint"] = draw(st.from_regex(ENTRYPOINT_PATTERN, fullmatch=True))
+    if not scheme and not path.startswith("/"):  # a claim holds relative paths only
+        claim = st.from_regex(CLAIM_NAME_PATTERN, fullmatch=True).filter(lambda n: len(n) <= 253)
+        doc |= draw(_optional({"pvc": claim.map(lambda n: {"claimName": n})}))
     return doc
 
 
@@ -202,6 +208,38 @@ def slo() -> st.SearchStrategy[Doc]:
         {
             "p99LatencyMs": floats(SLO, "p99_latency_ms"),
             "availability": floats(SLO, "availability"),
+        }
+    )
+
+
+_CIDRS = [("10.0.0.0/8", ["10.1.0.0/16"]), ("0.0.0.0/0", ["169.254.0.0/16", "10.0.0.0/8"]),
+          ("fd00::/8", ["fd00:ec2::/32"]), ("192.168.1.7/32", [])]  # fmt: skip
+
+
+def _peer(egress: bool) -> st.SearchStrategy[Doc]:
+    cidr = st.sampled_from(_CIDRS).flatmap(
+        lambda pair: st.one_of(
+            st.just({"cidr": pair[0]}),
+            st.just({"cidr": pair[0], "except": pair[1]}) if pair[1] else st.nothing(),
+        )
+    )
+    pods = st.one_of(
+        st.builds(lambda ns: {"namespace": ns}, names),
+        st.builds(lambda lb: {"podLabels": lb}, labels),
+        st.builds(lambda ns, lb: {"namespace": ns, "podLabels": lb}, names, labels),
+    )
+    peer = st.one_of(st.builds(lambda n: {"resource": n}, names), pods, cidr)
+    if not egress:
+        return peer
+    ports = st.lists(st.integers(min_value=1, max_value=65535), min_size=1, max_size=3)
+    return st.builds(lambda p, extra: {**p, **extra}, peer, _optional({"ports": ports}))
+
+
+def network() -> st.SearchStrategy[Doc]:
+    return _optional(
+        {
+            "allowFrom": st.lists(_peer(egress=False), max_size=3),
+            "allowTo": st.lists(_peer(egress=True), max_size=3),
         }
     )
 
@@ -238,6 +276,7 @@ def model_docs() -> st.SearchStrategy[Doc]:
                 "scaling": scaling(),
                 "rollout": rollout(),
                 "slo": slo(),
+                "network": network(),
             }
         ),
     )
@@ -261,6 +300,7 @@ def app_spec(draw: st.DrawFn) -> Doc:
                 "resources": resources(),
                 "scaling": scaling(),
                 "rollout": rollout(),
+                "network": network(),
             }
         )
     )

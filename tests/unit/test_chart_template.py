@@ -12,7 +12,7 @@ import yaml
 
 from kaip.plan import build_plan
 from kaip.render.kube import render_manifests, restricted_violations
-from kaip.settings import Settings
+from kaip.settings import Settings, load_settings
 from kaip.spec import load_paths
 
 ROOT = Path(__file__).parents[2]
@@ -97,3 +97,23 @@ def test_rbac_covers_every_kind_kaip_renders_and_nothing_more(template: Template
         ("kaip.dev", "models"), ("kaip.dev", "apps"), ("kaip.dev", "trainingjobs"),
         ("apps", "deployments"), ("batch", "jobs"),
     }, "the operator watches its resources and the workloads it owns, nothing else"  # fmt: skip
+
+
+def test_the_network_knobs_reach_the_operators_settings(
+    template: Template, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    objects = template(
+        "network.ingressNamespaces={envoy-gateway-system,monitoring}",
+        "network.dnsPodLabels.app=coredns",
+    )
+    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    env = {
+        e["name"]: e["value"]
+        for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    kube = load_settings().kube
+    assert kube.ingress_namespaces == ("envoy-gateway-system", "monitoring")
+    assert kube.dns_namespace == "kube-system"
+    assert kube.dns_pod_labels == {"k8s-app": "kube-dns", "app": "coredns"}

@@ -25,7 +25,8 @@ from kaip.spec.rules import RULES
 KAIP = Path(sys.executable).with_name("kaip")
 ALLOWED = {
     "type", "description", "default", "enum", "format", "pattern", "minLength", "maxLength",
-    "minItems", "maxItems", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+    "minItems", "maxItems", "maxProperties", "minimum", "maximum", "exclusiveMinimum",
+    "exclusiveMaximum",
     "required", "properties", "items", "additionalProperties", "anyOf",
     "x-kubernetes-int-or-string", "x-kubernetes-preserve-unknown-fields",
     "x-kubernetes-list-type", "x-kubernetes-list-map-keys", "x-kubernetes-validations",

@@ -224,16 +224,50 @@ def test_relative_artifacts_are_read_from_the_artifact_dir_or_a_pvc() -> None:
     assert "initContainers" not in template["spec"]
     (config,) = [o for o in objects if o["kind"] == "ConfigMap"]
     assert "uri: file:///var/lib/kaip/artifacts/models/m.onnx" in config["data"]["spec.yaml"]
-    with_pvc = relative.replace(
-        "metadata: {name: 'digits'}",
-        "metadata: {name: 'digits', annotations: {kaip.dev/artifact-pvc: models}}",
+    with_pvc = _model(
+        "digits", artifact="{uri: models/m.onnx, format: onnx, pvc: {claimName: models}}"
     )
-    ((_, template),) = _pods(render_manifests(_plan(with_pvc)))
+    objects = render_manifests(_plan(with_pvc))
+    ((_, template),) = _pods(objects)
     volume = {
         "name": "artifacts",
         "persistentVolumeClaim": {"claimName": "models", "readOnly": True},
     }
-    assert volume in template["spec"]["volumes"]
+    assert template["spec"]["volumes"][1] == volume
+    (server,) = template["spec"]["containers"]
+    mount = {"name": "artifacts", "mountPath": "/var/lib/kaip/artifacts", "readOnly": True}
+    assert mount in server["volumeMounts"]
+    assert "initContainers" not in template["spec"]
+    (config,) = [o for o in objects if o["kind"] == "ConfigMap"]
+    pod_spec = config["data"]["spec.yaml"]
+    assert "uri: file:///var/lib/kaip/artifacts/models/m.onnx" in pod_spec
+    assert "pvc" not in pod_spec  # the pod-local spec must load as is in the pod
+    load_text(pod_spec, "spec.yaml")
+
+
+def test_the_artifact_pvc_annotation_mounts_nothing_and_says_what_replaced_it() -> None:
+    """Issue 11 #15: the annotation mounted any claim of the namespace, writable in the fetch
+    init container. It is refused now, naming the spec field that replaced it."""
+    for uri in ("https://h/m.onnx", "models/m.onnx"):
+        annotated = _model("digits", artifact=f"{{uri: '{uri}', format: onnx}}").replace(
+            "metadata: {name: 'digits'}",
+            "metadata: {name: 'digits', annotations: {kaip.dev/artifact-pvc: secrets}}",
+        )
+        with pytest.raises(SpecError) as caught:
+            render_manifests(_plan(annotated))
+        (problem,) = caught.value.problems
+        assert problem.path == "metadata.annotations.kaip.dev/artifact-pvc"
+        assert "spec.artifact.pvc.claimName" in problem.message
+        assert "read-only" in problem.message
+
+
+def test_a_remote_artifact_is_fetched_into_the_pod_never_onto_a_claim() -> None:
+    with pytest.raises(SpecError, match="pvc holds the artifact at a path relative"):
+        _plan(
+            _model(
+                "digits", artifact="{uri: 'https://h/m.onnx', format: onnx, pvc: {claimName: c}}"
+            )
+        )
 
 
 def test_pinned_replicas_render_no_autoscaler_and_min_zero_renders_keda() -> None:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from kaip.errors import ArtifactError, UntrustedArtifactError
@@ -94,7 +95,7 @@ def test_python_entrypoint_errors_name_the_piece(tmp_path: Path) -> None:
     (tmp_path / "fine.py").write_text("class Model:\n    def __init__(self, path):\n        pass\n")
 
     def load(entrypoint: str) -> None:
-        artifact = Artifact(uri="x", format="python", entrypoint=entrypoint)
+        artifact = Artifact(uri="x", format="python", entrypoint=entrypoint, trust=True)
         create(artifact, tmp_path).load()
 
     with pytest.raises(ArtifactError, match="no module 'absent'"):
@@ -123,3 +124,63 @@ def test_fetch_warms_the_cache_the_server_reads(
     cached = resolve(onnx(f"{base}/model.bin", DIGEST), tmp_path, tmp_path / "cache")
     assert cached.read_bytes() == CONTENT and hits == ["/model.bin"]
     assert fetch.main([str(spec), "--model", "other"]) == 2
+
+
+def test_python_code_needs_sha256_or_trust_at_validation_and_at_load(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    (tmp_path / "model.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\n"
+        "class Model:\n    def __init__(self, path):\n        pass\n"
+        "    def predict(self, inputs):\n        return inputs\n"
+    )
+    with pytest.raises(ValueError, match="imports and runs the artifact's code"):
+        Artifact(uri="model.py", format="python", entrypoint="model:Model")
+    # A spec that reached the server unchecked (an old CRD, a hand-built object) is refused too.
+    unchecked = Artifact(uri="model.py", format="python", entrypoint="model:Model", trust=True)
+    unchecked = unchecked.model_copy(update={"trust": False})
+    with pytest.raises(UntrustedArtifactError, match=r"pin artifact\.sha256 .* or set trust: true"):
+        create(unchecked, tmp_path / "model.py").load()
+    assert not marker.exists()
+
+
+def test_code_over_plain_http_needs_a_digest_even_when_trusted(tmp_path: Path) -> None:
+    (tmp_path / "m.joblib").write_bytes(b"not even a pickle")
+    for fmt, extra in (("sklearn", {}), ("python", {"entrypoint": "m:Model"})):
+        with pytest.raises(ValueError, match="over plain http:// anyone on the path can swap"):
+            Artifact(uri="http://h/m.joblib", format=fmt, trust=True, **extra)  # type: ignore[arg-type]
+        unchecked = Artifact(uri="https://h/m.joblib", format=fmt, trust=True, **extra)  # type: ignore[arg-type]
+        unchecked = unchecked.model_copy(update={"uri": "http://h/m.joblib"})
+        with pytest.raises(UntrustedArtifactError, match="came over plain http://"):
+            create(unchecked, tmp_path / "m.joblib").load()
+    pinned = Artifact(uri="http://h/m.onnx", format="sklearn", sha256=DIGEST)
+    assert pinned.sha256 == DIGEST  # with a digest, plain http is fine: the bytes are checked
+
+
+def test_a_pinned_python_artifact_runs_exactly_the_pinned_file(tmp_path: Path) -> None:
+    source = (
+        "class Model:\n    def __init__(self, path):\n        self.path = path\n"
+        "    def predict(self, inputs):\n        return {'y': inputs['x'] * 2}\n"
+    )
+    (tmp_path / "pinned_model.py").write_text(source)
+    marker = tmp_path / "ran"
+    (tmp_path / "other_module.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\nclass Model: pass\n"
+    )
+    digest = hashlib.sha256(source.encode()).hexdigest()
+    pinned = Artifact(
+        uri="pinned_model.py", format="python", entrypoint="pinned_model:Model", sha256=digest
+    )
+    path = resolve(pinned, tmp_path, tmp_path)
+    runtime = create(pinned, path)
+    runtime.load()
+    assert runtime.predict({"x": np.array([1, 2])})["y"].tolist() == [2, 4]
+    # The digest covers pinned_model.py only: another module is refused before it is imported.
+    elsewhere = pinned.model_copy(update={"entrypoint": "other_module:Model"})
+    with pytest.raises(UntrustedArtifactError, match="imports module 'other_module', which is not"):
+        create(elsewhere, path).load()
+    assert not marker.exists()
+    # A changed file no longer matches its pin: refused before anything runs.
+    (tmp_path / "pinned_model.py").write_text(source + f"open({str(marker)!r}, 'w').close()\n")
+    with pytest.raises(UntrustedArtifactError, match="pins"):
+        resolve(pinned, tmp_path, tmp_path)
+    assert not marker.exists()

@@ -98,7 +98,7 @@ def test_compile_linear_off_serves_every_dtype_by_predict(
 
 def test_python_runtime_exposes_what_the_class_defines() -> None:
     root = Path(__file__).parents[2]
-    artifact = Artifact(uri="model.py", format="python", entrypoint="model:TinyLM")
+    artifact = Artifact(uri="model.py", format="python", entrypoint="model:TinyLM", trust=True)
     runtime = create(artifact, root / "examples" / "tiny-lm" / "model.py")
     runtime.load()
     assert generator_of(runtime) is not None and embedder_of(runtime) is not None

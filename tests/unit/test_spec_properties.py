@@ -2,13 +2,13 @@
 
 1. Any valid resource survives dump -> YAML -> load unchanged.
 2. On generated documents, valid and mutated, ``kaip schema``'s JSON Schema and the loader
-   (pydantic) agree on what is valid, with three documented exceptions JSON Schema cannot express
+   (pydantic) agree on what is valid, with four documented exceptions JSON Schema cannot express
    (see :mod:`kaip.spec.rules`): ``minReplicas <= maxReplicas``, strictly increasing step
-   weights and served names that overlap. Two things are kept out of the generated inputs on
-   purpose: floats with integral values (JSON Schema counts ``2.0`` as an integer; YAML and kaip
-   do not) and strings with a line break (Python's ``re`` lets ``$`` match before a final
-   newline, where ECMA-262 and RE2 do not, so the ``jsonschema`` package would differ from an
-   editor and from the apiserver).
+   weights, served names that overlap, and a network peer's ``except`` blocks lying inside its
+   ``cidr``. Two things are kept out of the generated inputs on purpose: floats with integral
+   values (JSON Schema counts ``2.0`` as an integer; YAML and kaip do not) and strings with a
+   line break (Python's ``re`` lets ``$`` match before a final newline, where ECMA-262 and RE2 do
+   not, so the ``jsonschema`` package would differ from an editor and from the apiserver).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ INEXPRESSIBLE = (
     "is greater than maxReplicas",
     "step weights must be strictly increasing",
     "overlaps",  # served names: 'a/b' beside 'a'
+    "is not inside cidr",
 )
 
 REPLACEMENTS: list[Any] = [

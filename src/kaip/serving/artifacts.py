@@ -1,25 +1,33 @@
 """Artifact URIs to local paths: relative paths, ``file://`` and ``http(s)://`` (cached).
 
 Owns fetching and verifying model files. A relative path resolves against the directory of the
-spec file that names it. ``http(s)`` artifacts are downloaded once with httpx into a cache keyed
-by their sha256 (or by the URL when no digest is pinned) and verified before use. ``s3://`` and
-``gs://`` are not supported yet and say so. Never unpickles or imports anything.
+spec file that names it. ``http(s)`` artifacts are downloaded once (:mod:`.download`, bounded in
+size, time and redirects) into a cache keyed by their sha256 (or by the URL when no digest is
+pinned) and verified before use. ``s3://`` and ``gs://`` are not supported yet and say so.
+:func:`require_pinned` is the load-time gate of code artifacts (pickles, ``format: python``).
+Never unpickles or imports anything.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-import httpx
-
 from kaip.errors import ArtifactError, UntrustedArtifactError
+from kaip.serving.download import FetchLimits, download
+from kaip.settings import ServingSettings
 from kaip.spec import Artifact
 
 _CHUNK = 1 << 20
+
+
+def fetch_limits(settings: ServingSettings) -> FetchLimits:
+    """The download bounds the serving settings ask for."""
+    return FetchLimits(
+        max_bytes=settings.artifact_max_bytes,
+        timeout_seconds=settings.artifact_fetch_timeout_seconds,
+    )
 
 
 def sha256_file(path: Path) -> str:
@@ -83,14 +91,16 @@ def verify_digest(path: Path, expected: str) -> None:
         )
 
 
-def resolve(artifact: Artifact, base_dir: Path, cache_dir: Path) -> Path:
-    """The local path of ``artifact``, downloading it first when it is remote."""
+def resolve(
+    artifact: Artifact, base_dir: Path, cache_dir: Path, limits: FetchLimits = FetchLimits()
+) -> Path:
+    """The local path of ``artifact``, downloading it first (within ``limits``) when remote."""
     uri = artifact.uri
     unsupported = _unsupported(uri)
     if unsupported is not None:
         raise unsupported
     local = local_path(uri, base_dir)
-    path = local if local is not None else _download(uri, artifact.sha256, cache_dir)
+    path = local if local is not None else _download(uri, artifact.sha256, cache_dir, limits)
     if not path.exists():
         raise ArtifactError(f"artifact {uri!r} not found at {path}")
     if artifact.sha256 is not None:
@@ -98,10 +108,13 @@ def resolve(artifact: Artifact, base_dir: Path, cache_dir: Path) -> Path:
     return path
 
 
-def _download(url: str, sha256: str | None, cache_dir: Path) -> Path:
+def _download(url: str, sha256: str | None, cache_dir: Path, limits: FetchLimits) -> Path:
     key = sha256 or hashlib.sha256(url.encode()).hexdigest()
     name = Path(urlparse(url).path).name or "artifact"
-    return download(url, cache_dir / key / name, sha256)
+    target = cache_dir / key / name
+    if target.is_file() and (sha256 is None or sha256_file(target) == sha256):
+        return target
+    return download(url, target, sha256, limits)
 
 
 def _unsupported(uri: str) -> ArtifactError | None:
@@ -114,34 +127,27 @@ def _unsupported(uri: str) -> ArtifactError | None:
     return None
 
 
-def download(url: str, target: Path, sha256: str | None = None) -> Path:
-    """Download ``url`` to ``target`` (atomically), verified against ``sha256`` when given.
+def require_pinned(artifact: Artifact, path: Path) -> None:
+    """Refuse to load a code artifact (a pickle, ``format: python``) that is neither pinned by
+    ``sha256`` nor marked ``trust: true``, or that came over plain ``http://`` unpinned.
 
-    An existing ``target`` with the right digest is kept as is.
+    The spec's validation says the same; this is the check at the moment code would run, for
+    specs that reached the server without it (an old CRD, a hand-built object).
     """
-    unsupported = _unsupported(url)
-    if unsupported is not None:
-        raise unsupported
-    if target.is_file() and (sha256 is None or sha256_file(target) == sha256):
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".part-")
-    digest = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as out, httpx.stream("GET", url, follow_redirects=True) as resp:
-            if resp.status_code != 200:
-                raise ArtifactError(f"downloading {url} answered HTTP {resp.status_code}")
-            for chunk in resp.iter_bytes(_CHUNK):
-                digest.update(chunk)
-                out.write(chunk)
-        if sha256 is not None and digest.hexdigest() != sha256:
-            raise UntrustedArtifactError(
-                f"{url} has sha256 {digest.hexdigest()}, but the spec pins {sha256}"
-            )
-        os.replace(tmp, target)
-    except httpx.HTTPError as exc:
-        raise ArtifactError(f"cannot download {url}: {exc}") from exc
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return target
+    if not artifact.runs_code or artifact.sha256 is not None:
+        return
+    what = (
+        "is a pickle and unpickling runs code"
+        if artifact.is_pickle
+        else "is Python code that loading imports and runs"
+    )
+    if not artifact.trust:
+        raise UntrustedArtifactError(
+            f"{path} {what}: pin artifact.sha256 (sha256sum {path.name}) or set trust: true"
+        )
+    if artifact.uri.startswith("http://"):
+        raise UntrustedArtifactError(
+            f"{path} {what} and came over plain http://, where anyone on the path can swap it: "
+            "pin artifact.sha256 (trust: true trusts its author, not the network) or serve it "
+            "over https://"
+        )

@@ -29,7 +29,10 @@ def main(argv: list[str] | None = None) -> int:
         doc = find_model(args.spec_path, args.model)
         assert isinstance(doc.resource, Model)
         path = artifacts.resolve(
-            doc.resource.spec.artifact, doc.base_dir, settings.serving.artifact_cache_dir
+            doc.resource.spec.artifact,
+            doc.base_dir,
+            settings.serving.artifact_cache_dir,
+            artifacts.fetch_limits(settings.serving),
         )
     except KaipError as exc:
         print(exc.message, file=sys.stderr)

@@ -103,7 +103,12 @@ def load(app: ServingApp, doc: SpecDocument, settings: Settings) -> None:
     """Fetch and verify the artifact, then load the model (blocking)."""
     assert isinstance(doc.resource, Model)
     artifact = doc.resource.spec.artifact
-    path = artifacts.resolve(artifact, doc.base_dir, settings.serving.artifact_cache_dir)
+    path = artifacts.resolve(
+        artifact,
+        doc.base_dir,
+        settings.serving.artifact_cache_dir,
+        artifacts.fetch_limits(settings.serving),
+    )
     compile_linear = settings.serving.compile_linear
     app.model.load(runtimes.create(artifact, path, compile_linear=compile_linear))
 

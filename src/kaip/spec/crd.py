@@ -73,6 +73,7 @@ _KEPT: Final = frozenset(
         "maxLength",
         "minItems",
         "maxItems",
+        "maxProperties",
         "minimum",
         "maximum",
         "required",
@@ -140,6 +141,8 @@ class _Structural:
                     out["x-kubernetes-preserve-unknown-fields"] = True
                 else:
                     out[key] = self.convert(value)
+            elif key == "propertyNames":  # not structural: the same check as a CEL rule
+                out.setdefault("x-kubernetes-validations", []).append(_key_rule(value))
             elif key == "const":
                 out["enum"] = [value]
             elif key in ("exclusiveMinimum", "exclusiveMaximum"):
@@ -153,6 +156,21 @@ class _Structural:
             out["type"] = "object"
         first = [k for k in ("type", "description") if k in out]  # for people reading YAML
         return {**{k: out[k] for k in first}, **out}
+
+
+def _key_rule(names: Schema) -> Schema:
+    """A ``propertyNames`` schema (a map's keys: pattern, maxLength) as a CEL rule."""
+    if set(names) - {"pattern", "maxLength"}:
+        raise ValueError(f"no structural form for propertyNames {names!r}")
+    checks = []
+    if "maxLength" in names:
+        checks.append(f"size(k) <= {int(names['maxLength'])}")
+    if "pattern" in names:
+        if "'" in names["pattern"]:
+            raise ValueError(f"no CEL form for the pattern {names['pattern']!r}")
+        checks.append(f"k.matches(r'{names['pattern']}')")
+    message = "every key must be a Kubernetes qualified name (example.com/name)"
+    return {"rule": f"self.all(k, {' && '.join(checks)})", "message": message}
 
 
 def _status_schema() -> Schema:

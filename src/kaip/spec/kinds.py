@@ -25,15 +25,45 @@ from kaip.spec.base import (
     SpecModel,
     ValueProblem,
 )
+from kaip.spec.network import Network
 
 ArtifactFormat = Literal["sklearn", "onnx", "python", "sentence-transformers", "transformers"]
 PICKLE_FORMATS: frozenset[str] = frozenset({"sklearn"})
+CODE_FORMATS: frozenset[str] = PICKLE_FORMATS | {"python"}
+"""Formats whose loading runs code from the artifact: unpickling, or importing the user's class.
+They need ``sha256`` or ``trust: true``, and over plain ``http://`` a ``sha256``."""
 URI_SCHEMES = ("file://", "http://", "https://", "s3://", "gs://")
 URI_SCHEME_PATTERN = r"^(file|https?|s3|gs)://"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 ENTRYPOINT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$"
 _SHA256 = re.compile(SHA256_PATTERN)
 _ENTRYPOINT = re.compile(ENTRYPOINT_PATTERN)
+
+
+CLAIM_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+_CLAIM_NAME = re.compile(CLAIM_NAME_PATTERN)
+
+
+def _check_claim_name(value: str) -> str:
+    if len(value) > 253 or not _CLAIM_NAME.fullmatch(value):
+        raise ValueProblem(
+            f"{value!r} is not a PersistentVolumeClaim name",
+            "at most 253 lower-case letters, digits, '-' and '.', starting and ending with a "
+            "letter or digit",
+        )
+    return value
+
+
+class ArtifactClaim(SpecModel):
+    """A PersistentVolumeClaim holding the artifact on Kubernetes, mounted read-only."""
+
+    claim_name: Annotated[str, AfterValidator(_check_claim_name)] = Field(
+        json_schema_extra={"pattern": CLAIM_NAME_PATTERN, "maxLength": 253},
+        description=(
+            "a PersistentVolumeClaim in the Model's namespace; mounted read-only at "
+            "/var/lib/kaip/artifacts, where uri is read (relative to the claim's root)"
+        ),
+    )
 
 
 class Artifact(SpecModel):
@@ -50,11 +80,21 @@ class Artifact(SpecModel):
         description="hex digest the artifact must match",
         json_schema_extra={"pattern": SHA256_PATTERN},
     )
-    trust: bool = Field(False, description="load a pickle without a digest (it runs code)")
+    trust: bool = Field(
+        False,
+        description="load a code artifact (a pickle, format python) without a digest; it runs code",
+    )
     entrypoint: str | None = Field(
         None,
         description="module:Class, for format python",
         json_schema_extra={"pattern": ENTRYPOINT_PATTERN},
+    )
+    pvc: ArtifactClaim | None = Field(
+        None,
+        description=(
+            "on Kubernetes, the claim that holds the artifact (uri relative to its root), "
+            "mounted read-only; locally uri stays relative to the spec file"
+        ),
     )
 
     @model_validator(mode="after")
@@ -66,17 +106,19 @@ class Artifact(SpecModel):
                 f"unsupported scheme {scheme!r}",
                 "use a relative path, file://, http://, https://, s3:// or gs://",
             )
+        if self.pvc is not None and ("://" in self.uri or self.uri.startswith("/")):
+            raise FieldProblem(
+                "pvc",
+                f"pvc holds the artifact at a path relative to the claim's root, but uri is "
+                f"{self.uri!r}",
+                "write uri as the path inside the claim, e.g. models/m.onnx; or remove pvc: "
+                "a remote uri is downloaded into the pod",
+            )
         if self.sha256 is not None and not _SHA256.fullmatch(self.sha256):
             raise FieldProblem(
                 "sha256",
                 "must be 64 lower-case hex characters",
                 "the output of sha256sum FILE",
-            )
-        if self.format in PICKLE_FORMATS and self.sha256 is None and not self.trust:
-            raise FieldProblem(
-                "sha256",
-                f"format {self.format!r} is a pickle and unpickling runs code",
-                "pin it with sha256: <the output of sha256sum FILE>, or set trust: true",
             )
         if self.format == "python":
             if self.entrypoint is None:
@@ -95,11 +137,36 @@ class Artifact(SpecModel):
                 f"entrypoint is only used with format 'python', not {self.format!r}",
                 "remove it",
             )
+        if self.format in CODE_FORMATS and self.sha256 is None:
+            if not self.trust:
+                raise FieldProblem("sha256", _runs_code(self.format), _PIN_OR_TRUST)
+            if self.uri.startswith("http://"):
+                raise FieldProblem(
+                    "sha256",
+                    f"{_runs_code(self.format)}, and over plain http:// anyone on the path can "
+                    "swap the file",
+                    "pin it with sha256 or serve it over https://; trust: true trusts the "
+                    "author, not the network",
+                )
         return self
 
     @property
     def is_pickle(self) -> bool:
         return self.format in PICKLE_FORMATS
+
+    @property
+    def runs_code(self) -> bool:
+        """Loading it runs code from the artifact (see :data:`CODE_FORMATS`)."""
+        return self.format in CODE_FORMATS
+
+
+_PIN_OR_TRUST = "pin it with sha256: <the output of sha256sum FILE>, or set trust: true"
+
+
+def _runs_code(fmt: str) -> str:
+    if fmt in PICKLE_FORMATS:
+        return f"format {fmt!r} is a pickle and unpickling runs code"
+    return f"format {fmt!r} imports and runs the artifact's code"
 
 
 Protocol = Literal["oip-v2", "openai"]
@@ -215,6 +282,12 @@ class Serve(SpecModel):
         return self
 
 
+_NETWORK = (
+    "on Kubernetes: callers allowed besides the ingress namespaces, and destinations besides "
+    "DNS; everything else is denied"
+)
+
+
 class ModelSpec(SpecModel):
     """What a Model serves, for whom, on what, and how new revisions roll out."""
 
@@ -225,6 +298,7 @@ class ModelSpec(SpecModel):
     scaling: Scaling = Field(default_factory=Scaling)
     rollout: Rollout = Field(default_factory=Rollout)
     slo: SLO = Field(default_factory=SLO)
+    network: Network | None = Field(None, description=_NETWORK)
 
 
 class Model(SpecModel):
@@ -265,6 +339,7 @@ class AppSpec(SpecModel):
     resources: Resources = Field(default_factory=Resources)
     scaling: Scaling = Field(default_factory=Scaling)
     rollout: Rollout = Field(default_factory=Rollout)
+    network: Network | None = Field(None, description=_NETWORK)
 
     @model_validator(mode="after")
     def _runnable(self) -> AppSpec:

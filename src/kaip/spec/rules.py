@@ -6,7 +6,9 @@ editors, via ``kaip schema``) where JSON Schema can say it, and as a CEL rule
 (``x-kubernetes-validations``, via ``kaip crd``) for the apiserver. JSON Schema has no way to
 compare two values of one document, so "minReplicas <= maxReplicas", "step weights strictly
 increase" and "no served name is another's followed by '/...'" exist only in pydantic and CEL;
-the property tests exclude exactly those three from the schema/pydantic agreement. Pure data.
+the property tests exclude exactly those three from the schema/pydantic agreement, and a fourth
+that neither JSON Schema nor CEL can say: a network peer's ``except`` blocks must lie inside its
+``cidr`` (pydantic, then the apiserver's own NetworkPolicy validation). Pure data.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from kaip.spec.base import NAME_PATTERN, Resources, Rollout, Scaling
-from kaip.spec.kinds import PICKLE_FORMATS, URI_SCHEME_PATTERN, AppSpec, Artifact, Serve
+from kaip.spec.kinds import CODE_FORMATS, URI_SCHEME_PATTERN, AppSpec, Artifact, Serve
+from kaip.spec.network import EgressPeer, Peer
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,7 @@ def _default(model: type[BaseModel], name: str) -> Any:
     return model.model_fields[name].default
 
 
-_PICKLES = ", ".join(f"'{f}'" for f in sorted(PICKLE_FORMATS))
+_CODE = ", ".join(f"'{f}'" for f in sorted(CODE_FORMATS))
 
 RULES: tuple[Rule, ...] = (
     Rule(
@@ -80,16 +83,42 @@ RULES: tuple[Rule, ...] = (
     Rule(
         Artifact,
         "sha256",
-        "a pickle format runs code when loaded: pin it with sha256 or set trust: true",
-        f"!(self.format in [{_PICKLES}]) || has(self.sha256) || (has(self.trust) && self.trust)",
+        "a pickle or format 'python' runs code when loaded: pin it with sha256 or set trust: true",
+        f"!(self.format in [{_CODE}]) || has(self.sha256) || (has(self.trust) && self.trust)",
         {
-            "if": {"properties": {"format": {"enum": sorted(PICKLE_FORMATS)}}},
+            "if": {"properties": {"format": {"enum": sorted(CODE_FORMATS)}}},
             "then": {
                 "anyOf": [
                     {"required": ["sha256"], "properties": {"sha256": {"type": "string"}}},
                     {"required": ["trust"], "properties": {"trust": {"const": True}}},
                 ]
             },
+        },
+    ),
+    Rule(
+        Artifact,
+        "sha256",
+        "code fetched over plain http:// must be pinned with sha256 (or served over https://)",
+        f"!(self.format in [{_CODE}]) || !self.uri.startsWith('http://') || has(self.sha256)",
+        {
+            "if": {
+                "required": ["format", "uri"],
+                "properties": {
+                    "format": {"enum": sorted(CODE_FORMATS)},
+                    "uri": {"type": "string", "pattern": "^http://"},
+                },
+            },
+            "then": {"required": ["sha256"], "properties": {"sha256": {"type": "string"}}},
+        },
+    ),
+    Rule(
+        Artifact,
+        "pvc",
+        "pvc holds the artifact at a path relative to the claim's root: uri must be such a path",
+        "!has(self.pvc) || (!self.uri.contains('://') && !self.uri.startsWith('/'))",
+        {
+            "if": {"required": ["pvc"]},
+            "then": {"properties": {"uri": {"not": {"pattern": "(://|^/)"}}}},
         },
     ),
     Rule(
@@ -133,6 +162,41 @@ RULES: tuple[Rule, ...] = (
         },
     ),
 )
+
+
+def _present(name: str, type_: str) -> dict[str, Any]:
+    """JSON Schema: ``name`` is there and not null (YAML's null means absent to the models)."""
+    return {"required": [name], "properties": {name: {"type": type_}}}
+
+
+def _peer_rules(model: type[BaseModel]) -> tuple[Rule, ...]:
+    return (
+        Rule(
+            model,
+            "resource",
+            "a peer names exactly one of resource, namespace/podLabels or cidr",
+            # namespace is a CEL keyword: the apiserver escapes it as __namespace__
+            "[has(self.resource), has(self.__namespace__) || has(self.podLabels), "
+            "has(self.cidr)].filter(b, b).size() == 1",
+            {
+                "oneOf": [
+                    _present("resource", "string"),
+                    {"anyOf": [_present("namespace", "string"), _present("podLabels", "object")]},
+                    _present("cidr", "string"),
+                ]
+            },
+        ),
+        Rule(
+            model,
+            "except",
+            "except narrows a cidr: set cidr too",
+            "!has(self.except) || has(self.cidr)",
+            {"if": _present("except", "array"), "then": _present("cidr", "string")},
+        ),
+    )
+
+
+RULES += _peer_rules(Peer) + _peer_rules(EgressPeer)
 
 NAME_CEL = f"size(self.metadata.name) <= 63 && self.metadata.name.matches('{NAME_PATTERN}')"
 """On the CRD's root: a kaip resource's name is an RFC 1123 label (it names Services)."""

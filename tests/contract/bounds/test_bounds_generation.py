@@ -25,7 +25,7 @@ MODELS = HERE / "models"
 
 def _endless_spec(directory: Path, entry: str = "Endless", **serve: object) -> Path:
     uri = (MODELS / "endless.py").as_uri()
-    artifact = f"uri: {uri}\n    format: python\n    entrypoint: endless:{entry}"
+    artifact = f"uri: {uri}\n    format: python\n    entrypoint: endless:{entry}\n    trust: true"
     serve.setdefault("protocols", "[openai, oip-v2]")
     return write_spec(directory, "endless", artifact, **serve)
 

@@ -105,7 +105,7 @@ def write_spec(directory: Path, name: str, artifact: str, **serve: object) -> Pa
 
 def counting_spec(directory: Path, **serve: object) -> Path:
     uri = (HERE / "models" / "counting.py").as_uri()
-    artifact = f"uri: {uri}\n    format: python\n    entrypoint: counting:Counting"
+    artifact = f"uri: {uri}\n    format: python\n    entrypoint: counting:Counting\n    trust: true"
     serve.setdefault("protocols", "[oip-v2]")
     return write_spec(directory, "counting", artifact, **serve)
 

@@ -1,21 +1,26 @@
 """Where a Model's artifact lives inside its pod, and how it gets there.
 
-Three cases, decided by the artifact URI and the ``kaip.dev/artifact-pvc`` annotation:
+Three cases, decided by the artifact URI and ``spec.artifact.pvc``:
 
 * **Remote** (``http(s)://``, ``s3://``, ``gs://``): an init container in the kaip image runs
   ``python -m kaip.serving.fetch /etc/kaip/spec.yaml --model NAME``, which downloads (and
   verifies) the artifact into the model server's artifact cache, ``/var/lib/kaip/artifacts``
-  (``KAIP_SERVING__ARTIFACT_CACHE_DIR``). The cache is an emptyDir, or the named
-  PersistentVolumeClaim shared by replicas and revisions. The server resolves the same URI and
-  finds it there, so it starts without downloading anything.
+  (``KAIP_SERVING__ARTIFACT_CACHE_DIR``), an emptyDir of the pod. The server resolves the same
+  URI and finds it there, so it starts without downloading anything.
 * **Relative path** (``model.joblib``, resolved against the spec file locally): on Kubernetes it
-  is read from ``/var/lib/kaip/artifacts/<path>``. Either mount a PVC holding it there (the
-  annotation above) or bake it into the image at that path.
+  is read from ``/var/lib/kaip/artifacts/<path>``. Either declare the PersistentVolumeClaim
+  holding it in ``spec.artifact.pvc`` (mounted there read-only) or bake it into the image at
+  that path.
 * **file://PATH** or an absolute path: read from PATH in the pod as is; bake it into the image
   or mount it there.
 
 For a relative path the pod-local spec's ``artifact.uri`` is rewritten to that pod path
-(``sha256`` stays, so the server still verifies what it loads). Pure: no I/O.
+(``sha256`` stays, so the server still verifies what it loads).
+
+A claim is mounted only when the Model declares it, and only read-only: no container kaip
+renders can write to a volume the Model's author merely names. The ``kaip.dev/artifact-pvc``
+annotation that used to name one (mounted writable in the fetch init container) is refused with
+a pointer to ``spec.artifact.pvc``. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -57,20 +62,26 @@ class ArtifactPlacement:
 
 
 class ArtifactPathProblem(ValueError):
-    """A relative artifact path that leaves the spec's directory (no meaning in a pod)."""
+    """An artifact that has no place in a pod as written; ``field`` is the spec path at fault."""
+
+    def __init__(self, message: str, field: str = "spec.artifact.uri") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def place_artifact(model: Model, image: str) -> ArtifactPlacement:
     """Decide where ``model``'s artifact is read from in the pod and how it arrives there."""
     artifact = model.spec.artifact
-    pvc = model.metadata.annotations.get(PVC_ANNOTATION)
+    if PVC_ANNOTATION in model.metadata.annotations:
+        raise ArtifactPathProblem(
+            f"the {PVC_ANNOTATION} annotation is no longer read (it mounted any claim "
+            "writable): declare the claim as spec.artifact.pvc.claimName, with uri the path "
+            "inside it; it is mounted read-only",
+            field=f"metadata.annotations.{PVC_ANNOTATION}",
+        )
     uri = artifact.uri
     if uri.startswith(REMOTE_SCHEMES):
-        volume: Obj = (
-            {"name": ARTIFACT_VOLUME, "persistentVolumeClaim": {"claimName": pvc}}
-            if pvc
-            else {"name": ARTIFACT_VOLUME, "emptyDir": {}}
-        )
+        volume: Obj = {"name": ARTIFACT_VOLUME, "emptyDir": {}}
         fetch: Obj = {
             "name": "fetch-artifact",
             "image": image,
@@ -101,15 +112,11 @@ def place_artifact(model: Model, image: str) -> ArtifactPlacement:
             f"pod: use a path under it (read from {ARTIFACT_DIR}/), file://, or a remote URI"
         )
     pod_uri = f"file://{ARTIFACT_DIR}/{relative}"
-    if pvc:
+    if artifact.pvc is not None:
+        claim = {"claimName": artifact.pvc.claim_name, "readOnly": True}
         return ArtifactPlacement(
             pod_uri=pod_uri,
-            volumes=[
-                {
-                    "name": ARTIFACT_VOLUME,
-                    "persistentVolumeClaim": {"claimName": pvc, "readOnly": True},
-                }
-            ],
+            volumes=[{"name": ARTIFACT_VOLUME, "persistentVolumeClaim": claim}],
             server_mounts=[_read_only_mount()],
         )
     return ArtifactPlacement(pod_uri=pod_uri)
@@ -120,7 +127,8 @@ def _read_only_mount() -> Obj:
 
 
 def pod_local_model(model: Model, pod_uri: str) -> Model:
-    """``model`` with its artifact URI pointing at the pod-local path."""
-    artifact = model.spec.artifact.model_copy(update={"uri": pod_uri})
+    """``model`` with its artifact URI pointing at the pod-local path (the claim, if any, is
+    mounted there already: the pod-local spec names none)."""
+    artifact = model.spec.artifact.model_copy(update={"uri": pod_uri, "pvc": None})
     spec = model.spec.model_copy(update={"artifact": artifact})
     return model.model_copy(update={"spec": spec})

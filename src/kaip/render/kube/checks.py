@@ -115,7 +115,7 @@ def workload_problems(workload: Workload) -> list[Problem]:
         try:
             place_artifact(resource, workload.image or "")
         except ArtifactPathProblem as exc:
-            problems.append(_problem(workload, "spec.artifact.uri", str(exc)))
+            problems.append(_problem(workload, exc.field, str(exc)))
     return problems
 
 

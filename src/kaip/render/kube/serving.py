@@ -1,11 +1,11 @@
 """Kubernetes objects for the long-running kinds, ``Model`` and ``App``.
 
-Per resource (shared by its revisions): ServiceAccount (no token), NetworkPolicy (ingress on
-the serving port only), a stable Service selecting every revision, and a Gateway API HTTPRoute
-attached to that Service (GAMMA, mesh traffic) that splits requests over the live revisions by
-weight. Per live revision (``NAME-REVISION``): Deployment, Service, PodDisruptionBudget, an
-autoscaler (HPA ``autoscaling/v2``, or a KEDA ScaledObject) and, for a Model, an immutable
-ConfigMap holding the pod-local spec.
+Per resource (shared by its revisions): ServiceAccount (no token), NetworkPolicy (deny by
+default both ways, :mod:`kaip.render.kube.network`), a stable Service selecting every
+revision, and a Gateway API HTTPRoute attached to that Service (GAMMA, mesh traffic) that
+splits requests over the live revisions by weight. Per live revision (``NAME-REVISION``):
+Deployment, Service, PodDisruptionBudget, an autoscaler (HPA ``autoscaling/v2``, or a KEDA
+ScaledObject) and, for a Model, an immutable ConfigMap holding the pod-local spec.
 
 Scaling: ``minReplicas == maxReplicas`` pins ``replicas`` and renders no autoscaler. Otherwise
 the Deployment leaves ``replicas`` to the autoscaler (so ``kaip apply`` never fights it). HPA
@@ -28,6 +28,7 @@ import yaml
 
 from kaip.plan import Workload
 from kaip.render.kube.artifacts import place_artifact, pod_local_model
+from kaip.render.kube.network import network_policy
 from kaip.render.kube.pods import (
     SPEC_FILE,
     SPEC_PATH,
@@ -79,19 +80,6 @@ def service_account(workload: Workload) -> Obj:
         "kind": "ServiceAccount",
         "metadata": metadata(workload.name, workload, workload.common_labels),
         "automountServiceAccountToken": False,
-    }
-
-
-def network_policy(workload: Workload) -> Obj:
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": metadata(workload.name, workload, workload.common_labels),
-        "spec": {
-            "podSelector": {"matchLabels": dict(workload.selector)},
-            "policyTypes": ["Ingress"],
-            "ingress": [{"ports": [{"protocol": "TCP", "port": service_port(workload)}]}],
-        },
     }
 
 
@@ -391,7 +379,7 @@ def serving_objects(
     """Every object of a Model or App: the shared ones, then each live revision's."""
     objects = [
         service_account(workload),
-        network_policy(workload),
+        network_policy(workload, service_port(workload), [b for b, _ in backends], settings),
         stable_service(workload),
         http_route(workload, backends),
     ]

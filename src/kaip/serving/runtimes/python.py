@@ -21,19 +21,27 @@ The class contract, imported once at load with the artifact's directory on ``sys
 
 ``artifact_path`` is the resolved ``artifact.uri`` (a file or a directory). The uri's directory
 is put on ``sys.path`` first, so ``entrypoint: model:Echo`` finds ``model.py`` next to it.
+
+Importing runs the artifact's code, so it is loaded only when pinned or trusted (as pickles
+are): with ``trust: true`` the entrypoint is imported as it is; with only ``sha256``, ``uri``
+must name the entrypoint module's own ``.py`` file (the one the digest was checked against),
+and that exact file is executed.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from kaip.errors import ArtifactError
+from kaip.errors import ArtifactError, KaipError, UntrustedArtifactError
+from kaip.serving.artifacts import require_pinned
 from kaip.serving.runtimes.base import Array, GenerationParams, TensorSpec
 from kaip.spec import Artifact
 
@@ -52,13 +60,22 @@ def _specs(raw: Any, where: str) -> tuple[TensorSpec, ...]:
         ) from exc
 
 
-def import_entrypoint(entrypoint: str, search_dir: Path) -> type[Any]:
-    """Import ``module:Class`` with ``search_dir`` first on ``sys.path``."""
+def import_entrypoint(entrypoint: str, search_dir: Path, pinned: Path | None = None) -> type[Any]:
+    """Import ``module:Class`` with ``search_dir`` first on ``sys.path``.
+
+    With ``pinned`` (the file a ``sha256`` was verified against), the module is executed from
+    exactly that file, and an entrypoint that names another module is refused before anything
+    runs: a digest of one file says nothing about another.
+    """
     module_name, _, class_name = entrypoint.partition(":")
     if str(search_dir) not in sys.path:
         sys.path.insert(0, str(search_dir))
     try:
-        module = importlib.import_module(module_name)
+        module = (
+            importlib.import_module(module_name)
+            if pinned is None
+            else _import_file(entrypoint, module_name, pinned)
+        )
     except ModuleNotFoundError as exc:
         if exc.name and module_name.startswith(exc.name):
             raise ArtifactError(
@@ -67,6 +84,8 @@ def import_entrypoint(entrypoint: str, search_dir: Path) -> type[Any]:
         raise ArtifactError(
             f"entrypoint {entrypoint!r}: module {module_name!r} failed while importing: {exc}"
         ) from exc
+    except KaipError:
+        raise
     except Exception as exc:
         raise ArtifactError(
             f"entrypoint {entrypoint!r}: module {module_name!r} failed while importing: "
@@ -78,20 +97,42 @@ def import_entrypoint(entrypoint: str, search_dir: Path) -> type[Any]:
     return cls
 
 
+def _import_file(entrypoint: str, module_name: str, path: Path) -> ModuleType:
+    if not (path.is_file() and path.suffix == ".py" and module_name == path.stem):
+        raise UntrustedArtifactError(
+            f"artifact.sha256 pins {path}, but entrypoint {entrypoint!r} imports module "
+            f"{module_name!r}, which is not that file: point artifact.uri at the module's file "
+            f"({module_name.replace('.', '/')}.py), or set trust: true to import it unpinned"
+        )
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    assert spec is not None and spec.loader is not None  # a .py file always has both
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[module_name]
+        raise
+    return module
+
+
 class PythonRuntime:
     platform = "python"
     batchable = True
 
     def __init__(self, path: Path, artifact: Artifact) -> None:
         self.path = path
+        self.artifact = artifact
         self.entrypoint = artifact.entrypoint or ""
         self.instance: Any = None
         self._inputs: tuple[TensorSpec, ...] = ()
         self._outputs: tuple[TensorSpec, ...] = ()
 
     def load(self) -> None:
+        require_pinned(self.artifact, self.path)
         search_dir = self.path if self.path.is_dir() else self.path.parent
-        cls = import_entrypoint(self.entrypoint, search_dir)
+        pinned = None if self.artifact.trust else self.path  # not trusted: pinned by sha256
+        cls = import_entrypoint(self.entrypoint, search_dir, pinned)
         try:
             self.instance = cls(str(self.path))
         except Exception as exc:

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from kaip.errors import ArtifactError, UntrustedArtifactError
+from kaip.errors import ArtifactError
+from kaip.serving.artifacts import require_pinned
 from kaip.serving.runtimes import linear
 from kaip.serving.runtimes.base import NUMERIC_DATATYPES, Array, TensorSpec
 from kaip.spec import Artifact
@@ -41,11 +42,7 @@ class SklearnRuntime:
         self._outputs: tuple[TensorSpec, ...] = ()
 
     def load(self) -> None:
-        if self.artifact.sha256 is None and not self.artifact.trust:
-            raise UntrustedArtifactError(
-                f"{self.path} is a pickle and unpickling runs code: pin artifact.sha256 "
-                f"(sha256sum {self.path.name}) or set trust: true"
-            )
+        require_pinned(self.artifact, self.path)
         try:
             import joblib
         except ImportError as exc:  # pragma: no cover - part of the sklearn extra
