@@ -28,7 +28,8 @@ handler per entrypoint maps any of them and no caller writes that mapping again.
     └── KubeError                   exit 1: the cluster refused or could not be reached
         ├── KubeUnreachableError
         ├── KubeConfigError         exit 2
-        └── KubeForbiddenError      exit 3: RBAC said no
+        ├── KubeForbiddenError      exit 3: RBAC said no
+        └── ForeignObjectError      exit 4: an object of that name exists and is not kaip's
 
 Errors say what is wrong and how to fix it, in words a user can act on; they never carry a
 traceback to the user. Nothing here does I/O.
@@ -37,6 +38,7 @@ traceback to the user. Nothing here does I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 class KaipError(Exception):
@@ -188,3 +190,17 @@ class KubeConfigError(KubeError):
 
 class KubeForbiddenError(KubeError):
     exit_code = 3
+
+
+class ForeignObjectError(KubeError):
+    """Objects kaip would write exist and are not kaip's to take over; nothing was written.
+
+    ``objects`` holds each one's reference, the object as read, and why it is not kaip's.
+    """
+
+    exit_code = 4
+    http_status = 409
+
+    def __init__(self, message: str, objects: tuple[tuple[Any, Any, str], ...] = ()) -> None:
+        super().__init__(message)
+        self.objects = objects

@@ -15,7 +15,7 @@ from kube_harness import GPU_RESOURCE, ControlPlane
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from kaip.errors import KubeError
+from kaip.errors import ForeignObjectError, KubeError
 from kaip.kube.client import (
     MANAGED_BY_LABEL,
     PART_OF_LABEL,
@@ -212,9 +212,10 @@ def test_server_dry_run_surfaces_validation_errors(session: Session, api_namespa
 def test_conflict_with_another_manager_needs_force(
     session: Session, kube_api: ControlPlane, api_namespace: str
 ) -> None:
-    with kube_api.api_client() as api:
-        client.CoreV1Api(api).create_namespaced_config_map(
-            api_namespace, config_map("shared", owner="ops"), field_manager="ops-tool"
+    apply(session, [config_map("shared", owner="kaip")], part_of="c", namespace=api_namespace)
+    with kube_api.api_client() as api:  # someone edits a field kaip set
+        client.CoreV1Api(api).patch_namespaced_config_map(
+            "shared", api_namespace, {"data": {"owner": "ops"}}, field_manager="ops-tool"
         )
 
     with pytest.raises(KubeError, match="--force-conflicts") as conflict:
@@ -229,6 +230,58 @@ def test_conflict_with_another_manager_needs_force(
 
     assert "ops-tool" in str(conflict.value)
     assert outcomes(forced) == {"shared": Outcome.configured}
+
+
+def test_an_object_kaip_did_not_create_is_refused_untouched_unless_adopted(
+    session: Session, kube_api: ControlPlane, api_namespace: str
+) -> None:
+    """Issue 11 #2, for ``kaip apply``: a Service someone else made, under a name the spec uses,
+    is neither merged into nor labelled into the set (where --prune could delete it later)."""
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "payments", "labels": {"team": "pay"}},
+        "spec": {"selector": {"app": "payments"}, "ports": [{"port": 80}]},
+    }
+    with kube_api.api_client() as api:
+        core = client.CoreV1Api(api)
+        core.create_namespaced_service(api_namespace, service, field_manager="helm")
+        before = api.sanitize_for_serialization(
+            core.read_namespaced_service("payments", api_namespace)
+        )
+    ours = {**service, "spec": {"selector": {"app": "kaip-model"}, "ports": [{"port": 80}]}}
+
+    for force in (False, True):  # --force-conflicts is about fields, not whole objects
+        with pytest.raises(ForeignObjectError) as refused:
+            apply(
+                session,
+                [config_map("unrelated"), ours],
+                part_of="shop",
+                namespace=api_namespace,
+                force_conflicts=force,
+            )
+        assert f"Service {api_namespace}/payments: kaip did not create it" in refused.value.message
+        assert "its fields are managed by helm" in refused.value.message
+        assert "--adopt" in refused.value.message
+    with pytest.raises(ForeignObjectError):
+        apply(session, [ours], part_of="shop", namespace=api_namespace, dry_run=True)
+    with kube_api.api_client() as api:
+        core = client.CoreV1Api(api)
+        after = api.sanitize_for_serialization(
+            core.read_namespaced_service("payments", api_namespace)
+        )
+        names = {c.metadata.name for c in core.list_namespaced_config_map(api_namespace).items}
+    assert after == before, "byte for byte, resourceVersion included"
+    assert "unrelated" not in names, "nothing of the set was applied"
+
+    adopted = apply(session, [ours], part_of="shop", namespace=api_namespace, adopt=True)
+    assert outcomes(adopted) == {"payments": Outcome.adopted}
+    assert adopted.changes[0].live is not None
+    labels = adopted.changes[0].live["metadata"]["labels"]
+    assert labels[MANAGED_BY_LABEL] == "kaip" and labels[PART_OF_LABEL] == "shop"
+    assert adopted.changes[0].live["spec"]["selector"] == {"app": "kaip-model"}  # fields too
+    again = apply(session, [ours], part_of="shop", namespace=api_namespace)
+    assert outcomes(again) == {"payments": Outcome.unchanged}  # kaip's now
 
 
 def test_delete_removes_objects_and_reports_absent_ones(

@@ -12,7 +12,12 @@ import yaml
 from kube_harness import ControlPlane, free_port, write_kubeconfig
 from kubernetes import client
 
-from kaip.errors import KubeConfigError, KubeForbiddenError, KubeUnreachableError
+from kaip.errors import (
+    ForeignObjectError,
+    KubeConfigError,
+    KubeForbiddenError,
+    KubeUnreachableError,
+)
 
 
 def kaip(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -64,6 +69,26 @@ def test_apply_dry_run_apply_and_delete_print_a_summary(
     assert "\n2 unchanged\n" in again.stdout
     assert deleted.returncode == 0, deleted.stderr
     assert "secret/s -n" in deleted.stdout and "2 deleted" in deleted.stdout
+
+
+def test_apply_refuses_an_object_it_did_not_create_with_exit_4_until_adopt(
+    kube_api: ControlPlane, api_namespace: str, manifests: Path
+) -> None:
+    common = ("--kubeconfig", kube_api.kubeconfig, "-n", api_namespace)
+    kube_api.kubectl("-n", api_namespace, "create", "configmap", "a", "--from-literal=k=v")
+
+    refused = kaip("apply", manifests, *common)
+    assert refused.returncode == ForeignObjectError.exit_code == 4, refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert f"ConfigMap {api_namespace}/a: kaip did not create it" in refused.stderr
+    assert "its fields are managed by kubectl-create" in refused.stderr
+    assert "pass --adopt" in refused.stderr
+    assert kube_api.kubectl("-n", api_namespace, "get", "secret", "s", check=False) == ""
+
+    adopted = kaip("apply", manifests, *common, "--adopt")
+    assert adopted.returncode == 0, adopted.stderr
+    assert f"configmap/a -n {api_namespace} adopted" in adopted.stdout
+    assert f"secret/s -n {api_namespace} created" in adopted.stdout
 
 
 def test_unreachable_cluster_is_one_message(kube_api: ControlPlane, manifests: Path) -> None:

@@ -351,6 +351,66 @@ def test_an_invalid_resource_is_degraded_with_the_message_and_not_retried(env: E
     assert condition(fixed, "Degraded")["status"] == "False"
 
 
+def test_objects_someone_else_made_under_a_models_name_are_left_byte_for_byte(env: Env) -> None:
+    """Issue 11 #2 as reported: a default-deny NetworkPolicy, a Service and a ServiceAccount
+    that share a Model's name. The operator used to force-apply over all three and add owner
+    references (deleting the Model would have garbage-collected them)."""
+    name = "billing"
+    theirs = [
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": name},
+            "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name},
+            "spec": {"selector": {"app": "billing-v1"}, "ports": [{"name": "web", "port": 80}]},
+        },
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}},
+    ]
+    path = env.plane.workdir / f"theirs-{uuid.uuid4().hex[:6]}.yaml"
+    path.write_text(yaml.safe_dump_all(theirs))
+    env.kubectl("create", "-f", str(path))
+    kinds = ("networkpolicy", "service", "serviceaccount")
+    before = {kind: env.get(kind, name) for kind in kinds}
+
+    env.apply(MODEL.format(name=name, batch=64))
+    model = env.wait_for("model", name, "Degraded", lambda m: current_and(m, "Degraded", "True"))
+    degraded = condition(model, "Degraded")
+    assert degraded["reason"] == "ForeignObjects"
+    message = degraded["message"]
+    for kind in ("NetworkPolicy", "Service"):
+        assert (
+            f"{kind} {env.namespace}/{name} (its fields are managed by kubectl-create)" in message
+        )
+    # A bare ServiceAccount has no fields anyone manages.
+    assert f"ServiceAccount {env.namespace}/{name} (no field manager is recorded)" in message
+    assert "not this Model's, so kaip leaves them untouched" in degraded["message"]
+    assert condition(model, "Ready")["status"] == "False"
+    time.sleep(2)  # a write in flight would land by now
+    version = env.get("model", name)["metadata"]["resourceVersion"]
+    time.sleep(5)
+    assert env.get("model", name)["metadata"]["resourceVersion"] == version, "not retried"
+    assert {kind: env.get(kind, name) for kind in kinds} == before, "byte for byte"
+    assert not env.items("deployments", f"app.kubernetes.io/name={name}"), "applies nothing"
+
+    env.kubectl("delete", "model", name, "--wait=true", "--timeout=30s")
+    time.sleep(2)  # the garbage collector would have acted on an owner reference by now
+    assert {kind: env.get(kind, name) for kind in kinds} == before, "not collected either"
+
+    # Once the name is free, the Model is served; it is retried when it changes.
+    env.apply(MODEL.format(name=name, batch=64))
+    env.wait_for("model", name, "Degraded again", lambda m: current_and(m, "Degraded", "True"))
+    for kind in kinds:
+        env.kubectl("delete", kind, name)
+    env.kubectl("annotate", "model", name, "example.com/retry=1")
+    ready = env.wait_for("model", name, "Ready", lambda m: current_and(m, "Ready", "True"))
+    assert name in owned_by(env.items("services"), ready["metadata"]["uid"])
+
+
 # Valid for the CRD (and for `kaip up`), but Kubernetes runs images, not commands.
 INVALID = """\
 apiVersion: kaip.dev/v1alpha1

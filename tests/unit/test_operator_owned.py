@@ -5,7 +5,18 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from kaip.kube.operator.owned import Ledger, Owner, Verdict, applied_fields, owner_of
+from kaip.kube.client import ObjectRef
+from kaip.kube.operator.owned import (
+    FOREIGN,
+    Ledger,
+    Owner,
+    Verdict,
+    applied_fields,
+    foreign_fault,
+    owner_of,
+    refusal_for,
+)
+from kaip.kube.operator.reconcile import needs_attention, pace
 
 OWNER_REF = {
     "apiVersion": "kaip.dev/v1alpha1",
@@ -157,3 +168,50 @@ def test_kueue_unsuspending_a_job_is_no_drift() -> None:
         "Deployment", trimmed, "kaip"
     )
     assert applied_fields("Job", job, "someone-else") is None
+
+
+def _live(kind: str, name: str, owner: dict[str, Any] | None, *managers: str) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": "ml"}
+    if owner is not None:
+        meta["ownerReferences"] = [owner]
+    meta["managedFields"] = [{"manager": m, "operation": "Update"} for m in managers]
+    return {"apiVersion": "v1", "kind": kind, "metadata": meta}
+
+
+def test_the_operator_writes_only_over_what_the_resource_controls() -> None:
+    refuse = refusal_for("m-1")
+    assert refuse(_live("Service", "digits", OWNER_REF, "kaip", "kubectl-edit")) is None
+    stranger = refuse(_live("Service", "digits", None, "kubectl-client-side-apply"))
+    assert stranger == "its fields are managed by kubectl-client-side-apply"
+    # Applied by `kaip apply` (manager kaip, no owner): still not this Model's to take.
+    assert refuse(_live("Service", "digits", None, "kaip")) == "its fields are managed by kaip"
+    other = {**OWNER_REF, "kind": "App", "name": "shop", "uid": "a-9"}
+    assert refuse(_live("Service", "digits", other)) == "it belongs to App shop"
+    not_controller = {**OWNER_REF, "controller": False}
+    assert refuse(_live("Service", "digits", not_controller, "x")) is not None
+
+
+def test_foreign_objects_are_a_permanent_fault_naming_each_one() -> None:
+    found = [
+        (ObjectRef("v1", kind, "digits", "ml"), _live(kind, "digits", None, "kubectl"), why)
+        for kind, why in (("Service", "managed by kubectl"), ("ServiceAccount", "by hand"))
+    ]
+    fault = foreign_fault("Model", "digits", "m-1", found)
+    assert fault.permanent and fault.reason == FOREIGN
+    assert fault.message.startswith(
+        "Service ml/digits (managed by kubectl); ServiceAccount ml/digits (by hand): they exist "
+        "and are not this Model's, so kaip leaves them untouched and applies nothing."
+    )
+    status = {"observedGeneration": 1, "conditions": [
+        {"type": "Degraded", "status": "True", "reason": fault.reason},
+    ]}  # fmt: skip
+    body = {"metadata": {"generation": 1}, "status": status}
+    assert not needs_attention(body) and pace(body) is None  # waits for a change
+
+
+def test_objects_of_an_earlier_resource_of_that_name_are_waited_for() -> None:
+    earlier = {**OWNER_REF, "uid": "m-0"}  # deleted and created again: GC is on its way
+    found = [(ObjectRef("v1", "Service", "digits", "ml"), _live("Service", "digits", earlier), "")]
+    fault = foreign_fault("Model", "digits", "m-1", found)
+    assert not fault.permanent and fault.reason == "Retrying"
+    assert "garbage collector to remove Service ml/digits" in fault.message

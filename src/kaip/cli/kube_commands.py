@@ -43,7 +43,14 @@ def apply(
         None, "--dry-run", help="'server': the API server validates everything, persists nothing"
     ),
     force_conflicts: bool = typer.Option(
-        False, "--force-conflicts", help="take over fields another field manager owns"
+        False,
+        "--force-conflicts",
+        help="take over fields another field manager owns, on objects kaip manages",
+    ),
+    adopt: bool = typer.Option(
+        False,
+        "--adopt",
+        help="take over objects of the same name that kaip did not create (else: refused)",
     ),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="wait until workloads are ready"),
     timeout: float = typer.Option(300.0, "--timeout", min=0, help="seconds to wait for readiness"),
@@ -64,6 +71,7 @@ def apply(
             prune=prune,
             dry_run=server_dry_run,
             force_conflicts=force_conflicts,
+            adopt=adopt,
         )
         _print_changes(result)
         if wait and not result.dry_run:

@@ -5,21 +5,27 @@ A set is every object labelled ``app.kubernetes.io/managed-by=kaip`` and
 exactly what an earlier apply of the same set created and this one no longer has. Objects
 controlled by another object (ReplicaSets, Pods) are never pruned: their owner's deletion
 collects them.
+
+Never silently takes over: an object that already exists under a manifest's name and that kaip
+did not create (judged by a ``refuse`` rule, :func:`~kaip.kube.client.objects.unmanaged` for
+``kaip apply``, the owner reference for the operator) stops the whole apply before its first
+write, unless the caller asks to ``adopt`` it.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
-from kaip.errors import ConfigError, KubeError, KubeForbiddenError
+from kaip.errors import ConfigError, ForeignObjectError, KubeError, KubeForbiddenError
 from kaip.kube.client.objects import (
     PRUNE_KINDS,
     Change,
     Manifest,
     ObjectRef,
     Outcome,
+    Refusal,
     Result,
     apply_order,
     check_manifest,
@@ -28,11 +34,14 @@ from kaip.kube.client.objects import (
     readiness,
     ref_of,
     same_content,
+    unmanaged,
     with_ownership,
 )
 from kaip.kube.client.session import APPLY_PATCH, Resource, Session
 
 FIELD_MANAGER = "kaip"
+Identity = tuple[str, str, str | None, str]
+"""``ObjectRef.identity``: group, kind, namespace, name."""
 
 
 def apply(
@@ -46,14 +55,24 @@ def apply(
     force_conflicts: bool = False,
     field_manager: str = FIELD_MANAGER,
     report: bool = True,
+    refuse: Refusal | None = None,
+    adopt: bool = False,
+    known: Collection[Identity] = frozenset(),
 ) -> Result:
     """Server-side apply ``manifests`` as the set ``part_of``; prune the set's leftovers if asked.
 
     ``namespace`` places namespaced manifests that name none (default: the context's namespace).
     With ``dry_run`` the server validates and admits every change but persists none. ``report``
     reads each object before applying it to tell created, configured and unchanged apart; a
-    caller that does not show the outcome (the operator) saves that request per object, and its
-    changes read ``applied``.
+    caller that does not show the outcome (the operator) passes False, and its changes read
+    ``applied``.
+
+    Taking over: every object that already exists is first judged by ``refuse`` (default:
+    :func:`~kaip.kube.client.objects.unmanaged`, anything kaip did not create); when any is
+    refused, :class:`ForeignObjectError` names them all and nothing is written. ``adopt`` takes
+    them over instead, fields included (applied with force; their outcome reads ``adopted``).
+    Objects in ``known`` (identities the caller has seen to be its own) are not read for this:
+    without ``report``, an apply of only known objects reads nothing.
     """
     _check(manifests)
     default_namespace = namespace or session.namespace
@@ -62,25 +81,41 @@ def apply(
         query["dryRun"] = "All"
     defines_crds = any(m["kind"] == "CustomResourceDefinition" for m in manifests)
     _check_served(session, manifests)
+    ordered = apply_order(list(manifests))
+    refusal = refuse or unmanaged(field_manager)
+    existing = _read_existing(session, ordered, default_namespace, report, known)
+    foreign = [
+        (ref, live, why)
+        for ref, live in existing.items()
+        if live is not None and ref.identity not in known and (why := refusal(live)) is not None
+    ]
+    if foreign and not adopt:
+        raise ForeignObjectError(_foreign_message(foreign), tuple(foreign))
+    adopted = {ref.identity for ref, _, _ in foreign}
     changes: list[Change] = []
-    for manifest in apply_order(list(manifests)):
+    for manifest in ordered:
         resource = _resource_for(session, manifest, wait_for_crd=defines_crds and not dry_run)
         ns = _namespace_of(manifest, resource, default_namespace)
         ref = ref_of(manifest, ns)
         body = with_ownership(manifest, part_of, ns)
         path = resource.path(ns, ref.name)
-        before = (
-            session.get(path, what=f"apply {ref.describe()}", missing_ok=True) if report else None
-        )
+        if ref in existing:
+            before = existing[ref]
+        elif report:  # its kind was not served yet: its CRD is part of this apply
+            before = session.get(path, what=f"apply {ref.describe()}", missing_ok=True)
+        else:
+            before = None
         after = session.request(
             "PATCH",
             path,
-            query=query,
+            query={**query, "force": "true"} if ref.identity in adopted else query,
             body=body,
             content_type=APPLY_PATCH,
             what=f"apply {ref.describe()}",
         )
-        if not report:
+        if ref.identity in adopted:
+            outcome = Outcome.adopted
+        elif not report:
             outcome = Outcome.applied
         elif before is None:
             outcome = Outcome.created
@@ -94,6 +129,43 @@ def apply(
             session, part_of, manifests, changes, default_namespace, dry_run, Outcome.pruned
         )
     return Result(tuple(changes), dry_run=dry_run)
+
+
+def _read_existing(
+    session: Session,
+    manifests: Sequence[Manifest],
+    default_namespace: str,
+    report: bool,
+    known: Collection[Identity],
+) -> dict[ObjectRef, Manifest | None]:
+    """Each manifest's object as the server has it now (None: absent), read before any write.
+
+    Skipped: objects in ``known`` when not ``report``ing, and kinds not served yet (their CRD is
+    part of this apply, so none of them can exist).
+    """
+    found: dict[ObjectRef, Manifest | None] = {}
+    for manifest in manifests:
+        resource = session.resource(str(manifest["apiVersion"]), str(manifest["kind"]))
+        if resource is None:
+            continue
+        ns = _namespace_of(manifest, resource, default_namespace)
+        ref = ref_of(manifest, ns)
+        if not report and ref.identity in known:
+            continue
+        found[ref] = session.get(
+            resource.path(ns, ref.name), what=f"apply {ref.describe()}", missing_ok=True
+        )
+    return found
+
+
+def _foreign_message(foreign: Sequence[tuple[ObjectRef, Manifest, str]]) -> str:
+    lines = [f"  {ref.kind} {ref.namespace or '-'}/{ref.name}: {why}" for ref, _, why in foreign]
+    return (
+        f"{len(foreign)} object(s) already exist and kaip will not take them over "
+        "(nothing was applied):\n" + "\n".join(lines) + "\nrename the resource, delete those "
+        "objects, or pass --adopt to take them over (kaip then labels them as part of this set, "
+        "and --prune may delete them later)"
+    )
 
 
 def delete(

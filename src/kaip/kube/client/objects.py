@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +46,8 @@ class ObjectRef:
 
 class Outcome(enum.StrEnum):
     created = "created"
+    adopted = "adopted"
+    """It existed without being kaip's, and ``apply(adopt=True)`` took it over."""
     configured = "configured"
     unchanged = "unchanged"
     applied = "applied"
@@ -114,6 +117,52 @@ def with_ownership(manifest: Manifest, part_of: str, namespace: str | None) -> M
     else:
         metadata["namespace"] = namespace
     return {**manifest, "metadata": metadata}
+
+
+Refusal = Callable[[Manifest], str | None]
+"""Given an object as the server has it: why kaip may not write over it (None: it may)."""
+
+
+def field_managers(live: Manifest) -> list[str]:
+    """The field managers of ``live`` (``metadata.managedFields``), each named once, in order."""
+    names: list[str] = []
+    for entry in (live.get("metadata") or {}).get("managedFields") or []:
+        name = str(entry.get("manager", "")) if isinstance(entry, dict) else ""
+        if name and name not in names:
+            names.append(name)
+    return names
+
+
+def controller_of(live: Manifest) -> dict[str, Any] | None:
+    """The ``ownerReference`` of ``live`` marked ``controller``, if any."""
+    for ref in (live.get("metadata") or {}).get("ownerReferences") or []:
+        if isinstance(ref, dict) and ref.get("controller"):
+            return ref
+    return None
+
+
+def made_by(live: Manifest) -> str:
+    """Who ``live`` comes from, in words: its controller, else its field managers."""
+    controller = controller_of(live)
+    if controller is not None:
+        return f"it belongs to {controller.get('kind')} {controller.get('name')}"
+    managers = field_managers(live)
+    if managers:
+        return f"its fields are managed by {', '.join(managers)}"
+    return "no field manager is recorded"
+
+
+def unmanaged(field_manager: str) -> Refusal:
+    """What ``kaip apply`` refuses to write over: an object with neither kaip's
+    ``app.kubernetes.io/managed-by`` label nor a ``field_manager`` entry in its managed fields."""
+
+    def refusal(live: Manifest) -> str | None:
+        labels = (live.get("metadata") or {}).get("labels") or {}
+        if labels.get(MANAGED_BY_LABEL) == MANAGED_BY or field_manager in field_managers(live):
+            return None
+        return f"kaip did not create it ({made_by(live)})"
+
+    return refusal
 
 
 def ownership_selector(part_of: str) -> str:

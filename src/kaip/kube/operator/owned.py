@@ -24,6 +24,14 @@ Events that predate the operator's last apply are ``QUIET`` too: one about an ea
 watch delivers them late; what they show was already overwritten). So is every object of an
 owner the operator has not applied since it started: the owner's own start-up pass comes anyway.
 
+Also the operator's rule for taking over (:func:`refusal_for`): it writes only over objects
+whose controller owner reference is the resource it reconciles. An object of the same name that
+is anyone else's -- created by hand or by another tool, applied by ``kaip apply``, or owned by
+another resource -- stops the pass before any write, and :func:`foreign_fault` says which
+objects and why in the resource's ``Degraded`` condition. The one exception waits instead of
+failing: objects of an earlier resource of the same kind and name (deleted and created again),
+which the garbage collector is about to remove.
+
 Pure: no I/O, no kopf; the reconciler feeds it what it applied and read.
 """
 
@@ -36,6 +44,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from kaip.kube.client.objects import ObjectRef, Refusal, controller_of, made_by
+from kaip.kube.operator.status import Fault
 from kaip.spec import GROUP, KINDS
 
 WATCHED_KINDS: Final = ("Deployment", "Job")
@@ -72,6 +82,53 @@ def owner_of(obj: Mapping[str, Any]) -> Owner | None:
         if group == GROUP and ref.get("kind") in KINDS and ref.get("name") and ref.get("uid"):
             return Owner(str(ref["kind"]), str(ref["name"]), str(ref["uid"]))
     return None
+
+
+FOREIGN: Final = "ForeignObjects"
+"""The Degraded reason while objects named for a resource belong to someone else."""
+
+
+def refusal_for(owner_uid: str) -> Refusal:
+    """What the operator may not write over for the resource ``owner_uid``: anything it does not
+    control, whoever made it."""
+
+    def refusal(live: Mapping[str, Any]) -> str | None:
+        controller = controller_of(dict(live))
+        if controller is not None and controller.get("uid") == owner_uid:
+            return None
+        return made_by(dict(live))
+
+    return refusal
+
+
+def _earlier_incarnation(live: Mapping[str, Any], kind: str, name: str, uid: str) -> bool:
+    owner = owner_of(live)
+    return owner is not None and (owner.kind, owner.name) == (kind, name) and owner.uid != uid
+
+
+def foreign_fault(
+    kind: str, name: str, uid: str, objects: Iterable[tuple[ObjectRef, Mapping[str, Any], str]]
+) -> Fault:
+    """The fault of a pass that found ``objects`` (ref, live object, why) in the way."""
+    found = list(objects)
+    if found and all(_earlier_incarnation(live, kind, name, uid) for _, live, _ in found):
+        names = ", ".join(f"{ref.kind} {ref.namespace}/{ref.name}" for ref, _, _ in found)
+        return Fault(
+            "Retrying",
+            f"waiting for the garbage collector to remove {names}, left by an earlier {kind} "
+            "of this name",
+            permanent=False,
+        )
+    lines = "; ".join(f"{ref.kind} {ref.namespace}/{ref.name} ({why})" for ref, _, why in found)
+    one = len(found) == 1
+    it, exists = ("it", "it exists and is") if one else ("them", "they exist and are")
+    return Fault(
+        FOREIGN,
+        f"{lines}: {exists} not this {kind}'s, so kaip leaves {it} untouched and applies "
+        f"nothing. Delete or rename {it} (or rename the {kind}), then change the {kind} (an "
+        "annotation will do) to try again",
+        permanent=True,
+    )
 
 
 def applied_fields(kind: str, obj: Mapping[str, Any], manager: str) -> str | None:

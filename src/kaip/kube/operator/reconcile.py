@@ -12,7 +12,10 @@ Kubernetes Events.
 A pass applies only when the render changed since its last apply, or when a watch event on an
 owned Deployment or Job showed drift (:meth:`Reconciler.concerns`, judged by the
 :class:`~kaip.kube.operator.owned.Ledger` of what was applied and read): then it applies the
-whole set again with force, taking the operator's fields back.
+whole set again with force, taking the operator's fields back. Force, and any write at all, only
+over objects the resource already controls: an object of the same name that is anyone else's
+stops the pass before its first write and the resource goes ``Degraded``
+(:func:`~kaip.kube.operator.owned.refusal_for`), not retried until the resource changes.
 
 kopf is not imported here: :mod:`.handlers` only decides when to call this.
 """
@@ -29,13 +32,14 @@ from typing import Any, Final
 
 import yaml
 
-from kaip.errors import ConfigError, KubeError, KubeForbiddenError, SpecError
+from kaip.errors import ConfigError, ForeignObjectError, KubeError, KubeForbiddenError, SpecError
 from kaip.kube.client import Manifest, ObjectRef, Session, apply
+from kaip.kube.client.apply import Identity
 from kaip.kube.operator import observe
 from kaip.kube.operator.canary import Decision, Progress, RolloutState, Served, progress
 from kaip.kube.operator.conditions import DEGRADED, READY, find, rfc3339
 from kaip.kube.operator.metrics import MetricsSource
-from kaip.kube.operator.owned import Ledger, Verdict
+from kaip.kube.operator.owned import FOREIGN, Ledger, Verdict, foreign_fault, refusal_for
 from kaip.kube.operator.status import Fault, Observation, compute
 from kaip.plan import Plan, Workload, plan_workload, revision_id
 from kaip.render.kube import Backend, render_manifests
@@ -145,6 +149,9 @@ class Reconciler:
     _applied: dict[str, str] = field(default_factory=dict, repr=False)
     """uid -> digest of the manifests last applied for it. Only saves requests: after a restart
     everything is applied once more; nothing about a rollout is kept here."""
+    _ours: dict[str, set[Identity]] = field(default_factory=dict, repr=False)
+    """uid -> the objects its last apply wrote (so they carry its owner reference): the ones a
+    later apply need not read to know it may write over them. Forgotten on any drift."""
     _ledger: Ledger = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -153,6 +160,7 @@ class Reconciler:
     def forget(self, uid: str) -> None:
         """Drop what is cached about a deleted resource."""
         self._applied.pop(uid, None)
+        self._ours.pop(uid, None)
         self._ledger.forget(uid)
 
     def concerns(self, owner_uid: str, kind: str, obj: Mapping[str, Any], deleted: bool) -> Verdict:
@@ -164,6 +172,7 @@ class Reconciler:
         verdict = self._ledger.verdict(owner_uid, kind, obj, deleted=deleted)
         if verdict is Verdict.DRIFT:
             self._applied.pop(owner_uid, None)
+            self._ours.pop(owner_uid, None)  # deleted, perhaps created again by someone else
         return verdict
 
     def path(self, kind: str, namespace: str, name: str | None = None) -> str:
@@ -197,6 +206,9 @@ class Reconciler:
             seen, decisions = Observation(kind, generation, fault=fault), []
         except KubeForbiddenError as exc:
             fault = Fault("Forbidden", exc.message, permanent=True)
+            seen, decisions = Observation(kind, generation, fault=fault), []
+        except ForeignObjectError as exc:
+            fault = foreign_fault(kind, name, str(body["metadata"]["uid"]), exc.objects)
             seen, decisions = Observation(kind, generation, fault=fault), []
         except KubeError as exc:  # retried by the caller; say so in the status meanwhile
             fault = Fault("Retrying", exc.message, permanent=False)
@@ -257,6 +269,7 @@ class Reconciler:
         )
         if any(r.missing for r in revisions):  # deleted behind our back: apply again next time
             self._applied.pop(uid, None)
+            self._ours.pop(uid, None)
         decisions = [d for d in [moved.decision] if d is not None and d.action != "hold"]
         rollout_status = moved.state.to_status()
         if moved.decision is not None:
@@ -320,10 +333,13 @@ class Reconciler:
             manifests,
             part_of=part_of,
             namespace=workload.namespace,
-            force_conflicts=True,
+            force_conflicts=True,  # only over objects refusal_for let through: its own
             field_manager=self.settings.kube.field_manager,
             report=False,
+            refuse=refusal_for(uid),
+            known=self._ours.get(uid, set()),
         )
+        self._ours[uid] = {c.ref.identity for c in result.changes}
         self._ledger.applied(uid, [c.live for c in result.changes if c.live is not None])
         live = {b.workload.revision for b in backends or []}
         was_live = {str(r.get("name")) for r in previous.get("revisions") or []}
@@ -421,7 +437,8 @@ def _settled(status: Mapping[str, Any]) -> bool:
     conditions = status.get("conditions") or []
     degraded = find(conditions, DEGRADED)
     if degraded is not None and degraded.get("status") == "True":
-        return degraded.get("reason") in ("InvalidSpec", "Forbidden", "RolledBack", "JobFailed")
+        permanent = ("InvalidSpec", "Forbidden", FOREIGN, "RolledBack", "JobFailed")
+        return degraded.get("reason") in permanent
     ready = find(conditions, READY)
     rollout = status.get("rollout") or {}
     return ready is not None and ready.get("status") == "True" and not rollout.get("canary")
