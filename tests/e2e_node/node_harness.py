@@ -47,6 +47,7 @@ from kube_harness import (  # noqa: E402
     ControlPlane,
     FakeNode,
     HarnessError,
+    _is_ours,
     binary_dir,
     missing_binaries,
     start_cluster,
@@ -392,9 +393,11 @@ def _start_kube_proxy(cluster: RealCluster) -> None:
 
 def _up(state_dir: Path) -> int:
     state = state_dir / "state.json"
-    if state.exists():
+    if state.exists() and _still_running(json.loads(state.read_text())):
         print(f"already up (state in {state}); run `make k8s-down` first", file=sys.stderr)
         return 1
+    if state.exists():
+        print(f"nothing recorded in {state} runs any more (a reboot?): starting anew")
     if state_dir.exists():
         shutil.rmtree(state_dir)
     started = time.monotonic()
@@ -439,13 +442,18 @@ def _down(state_dir: Path) -> int:
     node = json.loads(path.read_text()).get("node")
     if not node:
         return 0
+    # Only what is still this node's own is signalled: a recorded pid may have been reused.
+    holder = _runs(node["holder"], "unshare")
+    init = holder and _parent(node["init"]) == node["holder"]
     for pid in reversed(list(node["daemons"].values())):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGTERM)
+        if init and _runs(pid, "nsenter", f"--target={node['init']}"):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)
     time.sleep(2)
-    for pid in (node["init"], node["holder"]):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    for pid, ours in ((node["init"], init), (node["holder"], holder)):
+        if ours:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
     problems = node_namespace.remove_cgroups(node["cgroup_root"])
     if Path("/sys/class/net", node["veth"]).exists():
         subprocess.run(["ip", "link", "del", node["veth"]], capture_output=True)
@@ -453,6 +461,33 @@ def _down(state_dir: Path) -> int:
         print(f"could not undo: {problem}", file=sys.stderr)
     print(f"stopped node {NODE_NAME} and everything in its namespaces")
     return 1 if problems else 0
+
+
+def _runs(pid: int, program: str, *args: str) -> bool:
+    """True while ``pid`` is alive, runs ``program`` and has ``args`` among its arguments."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return False
+    return Path(argv[0]).name == program and all(a in argv for a in args)
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    return next(
+        (int(line.split()[1]) for line in status.splitlines() if line.startswith("PPid:")), None
+    )
+
+
+def _still_running(state: dict[str, Any]) -> bool:
+    """Whether any process a detached cluster's state records is still that process."""
+    node = state.get("node") or {}
+    return any(_is_ours(pid, name) for name, pid in state.get("pids", {}).items()) or bool(
+        node and _runs(node["holder"], "unshare")
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
