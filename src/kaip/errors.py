@@ -18,6 +18,7 @@ handler per entrypoint maps any of them and no caller writes that mapping again.
     │   ├── UnsupportedExtensionError  HTTP 501: a protocol extension kaip does not implement
     │   └── OverloadedError         HTTP 503, with a Retry-After delay
     ├── PlatformError               exit 1: the local control plane cannot do what was asked
+    │   └── StorageError            HTTP 503: .kaip/ cannot be written now (locked, disk full)
     ├── AccessError                 exit 3, HTTP 401: no valid credential for the control API
     │   ├── ForbiddenError          HTTP 403: known, or from a foreign page, and not allowed this
     │   └── WrongHostError          HTTP 421: a Host that is not a name of the control port
@@ -133,6 +134,15 @@ class OverloadedError(InferenceError):
 
 class PlatformError(KaipError):
     """The local control plane cannot do what was asked."""
+
+
+class StorageError(PlatformError):
+    """``.kaip/`` cannot be written now: ``state.db`` is locked, or the disk is full.
+
+    Passing: ``kaip up`` keeps serving, shows it in ``kaip status`` and tries again.
+    """
+
+    http_status = 503
 
 
 class AccessError(KaipError):

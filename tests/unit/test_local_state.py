@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kaip.errors import PlatformError
+from kaip.errors import PlatformError, StorageError
 from kaip.local.state import (
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -113,3 +113,36 @@ def test_a_version_1_database_is_upgraded_in_place_keeping_its_events(tmp_path: 
         )
     )
     assert state.events()[-1].commit_sha == "c0ffee"
+
+
+def test_a_lock_held_elsewhere_is_a_storage_error_and_a_transaction_keeps_nothing(
+    tmp_path: Path,
+) -> None:
+    """Review #8: a locked state.db raised sqlite3's own error out of the controller's tick."""
+    state = State.open(tmp_path / ".kaip")
+    state.set_stable("Model", "digits", "aaa")
+    other = sqlite3.connect(tmp_path / ".kaip" / STATE_FILE, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        with pytest.raises(StorageError) as caught:
+            state.set_stable("Model", "digits", "bbb")
+        assert "cannot record the stable revision" in caught.value.message
+        assert "is locked by another process (database is locked)" in caught.value.message
+        assert state.stable("Model", "digits") == "aaa"  # reads go on
+        with pytest.raises(StorageError), state.atomically():
+            pass
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    with pytest.raises(RuntimeError), state.atomically():  # every write inside, or none
+        state.set_stable("Model", "digits", "ccc")
+        state.record_event(EventRecord(1.0, "Model", "digits", "deploy", "a -> c", "me", "ok"))
+        raise RuntimeError("the decision failed half way")
+    assert state.stable("Model", "digits") == "aaa"
+    assert state.events() == []
+    with state.atomically():
+        state.set_stable("Model", "digits", "ddd")
+        with state.atomically():  # nested: joins the outer one
+            state.record_event(EventRecord(2.0, "Model", "digits", "deploy", "a -> d", "me", "ok"))
+    assert state.stable("Model", "digits") == "ddd" and len(state.events()) == 1
+    state.close()

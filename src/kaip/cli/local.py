@@ -21,6 +21,7 @@ from typing import Any
 
 import psutil
 import typer
+from rich.markup import escape
 
 from kaip.cli import admin_client
 from kaip.cli.output import OutputFormat, print_json, stderr, stdout
@@ -375,6 +376,13 @@ def register(app: typer.Typer) -> None:
 
 def _print_status(answer: dict[str, Any]) -> None:
     stdout.print(f"kaip on {answer['gateway']} (pid {answer['pid']})", markup=False)
+    for trouble in answer.get("degraded", []):
+        since = datetime.fromtimestamp(trouble["since"]).strftime("%H:%M:%S")
+        stdout.print(
+            f"[bold red]DEGRADED[/] since {since}: {trouble['what']} failed "
+            f"{trouble['failures']} time(s): {escape(trouble['message'])}",
+            highlight=False,
+        )
     for resource in answer["resources"]:
         weights = ", ".join(f"{rev} {w}%" for rev, w in resource["weights"].items())
         stdout.print(

@@ -51,9 +51,13 @@ def write_private(path: Path, data: str | bytes) -> None:
     """Replace ``path`` with ``data`` at once (write a 0600 temporary file, then rename)."""
     raw = data.encode("utf-8") if isinstance(data, str) else data
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open_private(temporary, append=False) as handle:
-        handle.write(raw)
-    temporary.replace(path)
+    try:
+        with open_private(temporary, append=False) as handle:
+            handle.write(raw)
+        temporary.replace(path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)  # a full disk leaves no half-written file behind
+        raise
 
 
 def make_private(path: Path) -> None:

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
 
-from kaip.errors import PlatformError
+from kaip.errors import PlatformError, StorageError
 from kaip.local.private import make_private, open_private, private_dir
 
 STATE_FILE = "state.db"
@@ -97,6 +98,12 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+BUSY_TIMEOUT_S = 0.2
+"""How long a write waits for another process's lock on the database: the controller's loop
+(which also runs the gateway) must not stall on it; a write that cannot wait is retried."""
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -170,8 +177,43 @@ class EventRecord:
     committed_at: float | None = None
 
 
+def storage_error(what: str, path: Path, exc: sqlite3.Error) -> StorageError:
+    """What failed and why, in words: a lock held elsewhere, a full disk, or SQLite's own."""
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        why = f"{path} is locked by another process ({text})"
+    elif "full" in text:
+        why = f"the disk holding {path} is full ({text}); free some space"
+    else:
+        why = f"{path}: {text}"
+    return StorageError(f"cannot {what}: {why}")
+
+
+def _storage(
+    what: str,
+) -> Callable[[Callable[Concatenate[State, P], R]], Callable[Concatenate[State, P], R]]:
+    """Turn SQLite's errors in a State method into a :class:`StorageError` saying ``what``."""
+
+    def wrap(method: Callable[Concatenate[State, P], R]) -> Callable[Concatenate[State, P], R]:
+        def guarded(self: State, /, *args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return method(self, *args, **kwargs)
+            except sqlite3.Error as exc:
+                raise storage_error(what, self.path, exc) from None
+
+        guarded.__name__, guarded.__doc__ = method.__name__, method.__doc__
+        return guarded
+
+    return wrap
+
+
 class State:
-    """The open state database. One writer: the controller of the running ``kaip up``."""
+    """The open state database. One writer: the controller of the running ``kaip up``.
+
+    Every method raises :class:`~kaip.errors.StorageError` when the database cannot be read or
+    written now (another process holds its lock past :data:`BUSY_TIMEOUT_S`, the disk is full):
+    the caller decides whether to retry; nothing is half-written.
+    """
 
     def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
         self._db = connection
@@ -193,7 +235,7 @@ class State:
         except OSError as exc:
             raise PlatformError(f"cannot create the state database {path}: {exc}") from None
         try:
-            db = sqlite3.connect(path, isolation_level=None, timeout=5.0)
+            db = sqlite3.connect(path, isolation_level=None, timeout=5.0)  # opening may wait
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA foreign_keys=ON")
@@ -210,10 +252,32 @@ class State:
             # executescript commits first, so the script carries its own transaction.
             upgrade = f"{MIGRATIONS[number]}; PRAGMA user_version = {number + 1};"
             db.executescript(f"BEGIN IMMEDIATE; {upgrade} COMMIT;")
+        db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         return cls(db, path)
 
     def close(self) -> None:
         self._db.close()
+
+    @contextmanager
+    def atomically(self) -> Iterator[None]:
+        """Every write inside happens, or none does (nested uses join the outer one)."""
+        if self._db.in_transaction:
+            yield
+            return
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise storage_error("start a transaction", self.path, exc) from None
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._db.execute("ROLLBACK")
+            raise storage_error("commit", self.path, exc) from None
 
     @property
     def schema_version(self) -> int:
@@ -221,6 +285,7 @@ class State:
 
     # revisions
 
+    @_storage("record a revision")
     def record_revision(self, record: RevisionRecord) -> bool:
         """Store a revision; False if it was already known (revisions are immutable)."""
         cursor = self._db.execute(
@@ -237,6 +302,7 @@ class State:
         )
         return cursor.rowcount == 1
 
+    @_storage("read a revision")
     def revision(self, kind: str, name: str, revision: str) -> RevisionRecord | None:
         row = self._db.execute(
             "SELECT * FROM revisions WHERE kind = ? AND name = ? AND revision = ?",
@@ -244,6 +310,7 @@ class State:
         ).fetchone()
         return None if row is None else RevisionRecord(**dict(row))
 
+    @_storage("read revisions")
     def revisions(self, kind: str, name: str) -> list[RevisionRecord]:
         rows = self._db.execute(
             "SELECT * FROM revisions WHERE kind = ? AND name = ? ORDER BY created_at",
@@ -253,12 +320,14 @@ class State:
 
     # stable revisions
 
+    @_storage("read the stable revision")
     def stable(self, kind: str, name: str) -> str | None:
         row = self._db.execute(
             "SELECT stable_revision FROM resources WHERE kind = ? AND name = ?", (kind, name)
         ).fetchone()
         return None if row is None else str(row[0])
 
+    @_storage("record the stable revision")
     def set_stable(self, kind: str, name: str, revision: str, at: float | None = None) -> None:
         self._db.execute(
             "INSERT INTO resources VALUES (?, ?, ?, ?) ON CONFLICT (kind, name) "
@@ -267,6 +336,7 @@ class State:
             (kind, name, revision, time.time() if at is None else at),
         )
 
+    @_storage("read resources")
     def resources(self) -> list[tuple[str, str, str]]:
         """(kind, name, stable revision) of every resource ever run here."""
         rows = self._db.execute(
@@ -276,6 +346,7 @@ class State:
 
     # rollouts
 
+    @_storage("start a rollout")
     def start_rollout(
         self,
         kind: str,
@@ -286,7 +357,7 @@ class State:
         at: float,
     ) -> RolloutRecord:
         """Start a rollout; a running one of the same resource is marked superseded."""
-        with _transaction(self._db):
+        with self.atomically():
             self._db.execute(
                 "UPDATE rollouts SET status = 'superseded', finished_at = ?, "
                 "reason = 'a newer revision was deployed' "
@@ -302,10 +373,12 @@ class State:
         assert rollout is not None
         return rollout
 
+    @_storage("read a rollout")
     def rollout(self, rollout_id: int) -> RolloutRecord | None:
         row = self._db.execute("SELECT * FROM rollouts WHERE id = ?", (rollout_id,)).fetchone()
         return None if row is None else RolloutRecord(**dict(row))
 
+    @_storage("read the active rollout")
     def active_rollout(self, kind: str, name: str) -> RolloutRecord | None:
         row = self._db.execute(
             "SELECT * FROM rollouts WHERE kind = ? AND name = ? AND status = 'running' "
@@ -314,6 +387,7 @@ class State:
         ).fetchone()
         return None if row is None else RolloutRecord(**dict(row))
 
+    @_storage("read rollouts")
     def rollouts(self, kind: str, name: str, limit: int = 20) -> list[RolloutRecord]:
         rows = self._db.execute(
             "SELECT * FROM rollouts WHERE kind = ? AND name = ? ORDER BY id DESC LIMIT ?",
@@ -321,9 +395,10 @@ class State:
         ).fetchall()
         return [RolloutRecord(**dict(row)) for row in rows]
 
+    @_storage("record a rollout step")
     def record_step(self, rollout_id: int, step: StepRecord) -> None:
         """Store a verdict; an ``advance`` also moves the rollout's current step."""
-        with _transaction(self._db):
+        with self.atomically():
             self._db.execute(
                 "INSERT INTO rollout_steps (rollout_id, step_index, weight, action, reason,"
                 " canary_requests, canary_errors, canary_p99_ms, stable_requests, stable_errors,"
@@ -349,12 +424,14 @@ class State:
                     (step.step_index + 1, rollout_id),
                 )
 
+    @_storage("read rollout steps")
     def steps(self, rollout_id: int) -> list[StepRecord]:
         rows = self._db.execute(
             "SELECT * FROM rollout_steps WHERE rollout_id = ? ORDER BY id", (rollout_id,)
         ).fetchall()
         return [StepRecord(**_without(row, "id", "rollout_id")) for row in rows]
 
+    @_storage("finish a rollout")
     def finish_rollout(
         self, rollout_id: int, status: RolloutStatus, reason: str, at: float
     ) -> None:
@@ -365,6 +442,7 @@ class State:
 
     # events
 
+    @_storage("record an event")
     def record_event(self, event: EventRecord) -> int:
         cursor = self._db.execute(
             "INSERT INTO events (at, kind, name, action, change, revision, who, outcome,"
@@ -387,6 +465,7 @@ class State:
         )
         return int(cursor.lastrowid or 0)
 
+    @_storage("read events")
     def events(self, limit: int = 100, names: Sequence[str] = ()) -> list[EventRecord]:
         """The latest events, oldest first; only those of ``names`` when given."""
         where = f"WHERE name IN ({', '.join('?' * len(names))})" if names else ""
@@ -402,16 +481,3 @@ def _without(row: sqlite3.Row, *columns: str) -> dict[str, Any]:
     for column in columns:
         del values[column]
     return values
-
-
-class _transaction:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error (the connection is in autocommit)."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, kind: object, value: object, traceback: object) -> None:
-        self._db.execute("COMMIT" if kind is None else "ROLLBACK")

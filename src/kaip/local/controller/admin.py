@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from kaip.errors import KaipError, PlatformError, SpecError
+from kaip.errors import KaipError, PlatformError, SpecError, StorageError
 from kaip.local.controller.auth import Principal, Role, require
 from kaip.local.controller.loop import Controller
 from kaip.local.controller.status import status
@@ -109,6 +109,8 @@ def admin_app(controller: Controller) -> Starlette:
 
         try:
             changes, followed = await controller.submit(apply)
+        except StorageError:
+            raise  # 503: .kaip/ cannot be written now; it says why
         except PlatformError as exc:
             raise ConflictError(exc.message) from None
         return JSONResponse({"changes": changes, "rollouts": followed})
@@ -157,6 +159,8 @@ def admin_app(controller: Controller) -> Starlette:
         who = body.who or principal.name
         try:
             message = await controller.submit(lambda: action(name, who))
+        except StorageError:
+            raise
         except PlatformError as exc:
             raise ConflictError(exc.message) from None
         return JSONResponse({"message": message})
@@ -298,7 +302,7 @@ def openapi_document() -> dict[str, Any]:
                         "what changed",
                         *changing,
                         (422, "an invalid spec, with every problem"),
-                        (503, "reading the spec took too long"),
+                        (503, "reading the spec took too long, or .kaip/ cannot be written"),
                     ),
                 }
             },

@@ -8,6 +8,12 @@ verdicts and deployment events in the state database.
 
 Requests from outside (the admin API, signals) never act directly: they are queued as commands
 and run by the loop between ticks, so exactly one place decides.
+
+No error stops the loop: a tick that raises is retried with backoff and shown by ``kaip status``
+(:mod:`~kaip.local.controller.troubles`) while the gateway serves on. Writes to the state
+database come before the in-memory change they record, in one transaction per decision, so a
+write that fails (a locked ``state.db``, a full disk) leaves both as they were and the next tick
+makes the same decision again.
 """
 
 from __future__ import annotations
@@ -16,22 +22,26 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from kaip.errors import PlatformError
+from kaip.errors import PlatformError, StorageError
 from kaip.local.controller.pinning import Pinned, pin
+from kaip.local.controller.rollouts import RolloutSteps
 from kaip.local.controller.runtime import ResourceRun, RevisionRun, RolloutRun
+from kaip.local.controller.troubles import Troubles
 from kaip.local.gateway import Backend, Gateway, Route
-from kaip.local.state import Commit, EventRecord, RevisionRecord, State, StepRecord
+from kaip.local.state import Commit, RevisionRecord, State
 from kaip.local.supervisor import Replica, Supervisor, app_launch, model_launch, write_snapshot
 from kaip.plan import canonical_spec_json
-from kaip.policy import Evidence, LoadObservation, Verdict, autoscale, rollout
+from kaip.policy import LoadObservation, autoscale
 from kaip.spec import API_VERSION, KINDS, App, Model, SpecSet, first_clash
 
+log = logging.getLogger("kaip.local.controller")
 T = TypeVar("T")
 RETIRE_GRACE_SECONDS = 0.5
 """A replica leaves the routes this long before it gets SIGTERM, so no request is sent to it."""
@@ -45,8 +55,11 @@ class ControllerConfig:
     stabilization_seconds: float = 30.0
 
 
-class Controller:
-    """Reconciles resources, replicas, routes and rollouts. Run :meth:`run` in the event loop."""
+class Controller(RolloutSteps):
+    """Reconciles resources, replicas, routes and rollouts. Run :meth:`run` in the event loop.
+
+    The rollout half lives in :class:`~kaip.local.controller.rollouts.RolloutSteps`.
+    """
 
     def __init__(
         self,
@@ -61,8 +74,9 @@ class Controller:
         self.state = state
         self.supervisor = supervisor
         self.gateway: Gateway | None = None
-        self.report = report
+        self.report = _never_raises(report)
         self._clock = clock
+        self.troubles = Troubles(self.report, period_s=config.tick_seconds)
         self.resources: dict[str, ResourceRun] = {}
         self._commands: list[tuple[Callable[[], Awaitable[Any]], asyncio.Future[Any]]] = []
         self._wake = asyncio.Event()
@@ -96,9 +110,7 @@ class Controller:
         try:
             while not self._stopping:
                 await self._run_commands()
-                await self.tick()
-                fast = self.supervisor.starting or any(r.rollout for r in self.resources.values())
-                period = min(self.config.tick_seconds, 0.1) if fast else self.config.tick_seconds
+                period = await self._safe_tick()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), period)
                 self._wake.clear()
@@ -109,6 +121,24 @@ class Controller:
             if self.gateway is not None:
                 self.gateway.set_routes([])
             await self.supervisor.shutdown()
+
+    async def _safe_tick(self) -> float:
+        """One tick that cannot stop the loop; returns how long to wait before the next."""
+        try:
+            await self.tick()
+        except Exception as exc:
+            if not isinstance(exc, StorageError):
+                log.exception("controller tick failed")
+            message = exc.message if isinstance(exc, PlatformError) else f"{exc!r}"
+            return self.troubles.failed("controller tick", message)
+        self.troubles.cleared("controller tick")
+        problem = self.supervisor.storage_problem
+        if problem is None:
+            self.troubles.cleared("replica records")
+        else:
+            self.troubles.failed("replica records", problem)
+        fast = self.supervisor.starting or any(r.rollout for r in self.resources.values())
+        return min(self.config.tick_seconds, 0.1) if fast else self.config.tick_seconds
 
     async def _run_commands(self) -> None:
         commands, self._commands = self._commands, []
@@ -241,13 +271,15 @@ class Controller:
             stable_id = self.state.stable(kind, name)
             if stable_id is None or stable_id == new.revision:
                 first = stable_id is None
+                with self.state.atomically():
+                    self.state.set_stable(kind, name, new.revision, wall)
+                    if first:
+                        self._event(
+                            kind, name, "create", f"new at {new.revision}", who, "created",
+                            new.revision, commit=commit,
+                        )  # fmt: skip
                 self.resources[name] = self._new_run(kind, name, new, now)
-                self.state.set_stable(kind, name, new.revision, wall)
                 if first:
-                    self._event(
-                        kind, name, "create", f"new at {new.revision}", who, "created",
-                        new.revision, commit=commit,
-                    )  # fmt: skip
                     return f"{label}: created at revision {new.revision}"
                 return f"{label}: running revision {new.revision}"
             stable = self._restore(kind, name, stable_id)
@@ -264,19 +296,22 @@ class Controller:
         if run.canary is not None and run.stable.revision == new.revision:
             self._finish_rollout(run, "aborted", f"{who} deployed the stable revision again", who)
             return f"{label}: rollout aborted, back to revision {new.revision}"
-        if run.canary is not None:
-            self._finish_rollout(run, "superseded", f"{who} deployed {new.revision}", who)
         strategy = new.resource.spec.rollout.strategy
-        record = self.state.start_rollout(
-            kind, name, run.stable.revision, new.revision, strategy, time.time()
-        )
+        change = f"{run.stable.revision} -> {new.revision}"
+        with self.state.atomically():
+            if run.canary is not None:
+                self._record_finish(run, "superseded", f"{who} deployed {new.revision}", who)
+            record = self.state.start_rollout(
+                kind, name, run.stable.revision, new.revision, strategy, time.time()
+            )
+            self._event(
+                kind, name, "deploy", change, who, "started", new.revision, detail=strategy,
+                commit=commit,
+            )  # fmt: skip
+        if run.canary is not None:
+            self._apply_finish(run, "superseded", f"{who} deployed {new.revision}")
         run.canary = new
         run.rollout = RolloutRun(record, 0, started_at=now, commit=commit)
-        change = f"{run.stable.revision} -> {new.revision}"
-        self._event(
-            kind, name, "deploy", change, who, "started", new.revision, detail=strategy,
-            commit=commit,
-        )  # fmt: skip
         self.report(f"{label}: rolling out {run.stable.revision} -> {new.revision} ({strategy})")
         return (
             f"{label}: rolling out revision {new.revision} ({strategy}) over {run.stable.revision}"
@@ -307,9 +342,15 @@ class Controller:
         base_dir = source.resolve().parent
         url = self.config.gateway_url
         if isinstance(resource, Model):
-            snapshot = write_snapshot(
-                self.config.state_dir / "revisions", resource, base_dir, revision
-            )
+            try:
+                snapshot = write_snapshot(
+                    self.config.state_dir / "revisions", resource, base_dir, revision
+                )
+            except OSError as exc:
+                raise StorageError(
+                    f"cannot write the snapshot of revision {revision} under "
+                    f"{self.config.state_dir / 'revisions'}: {exc.strerror or exc}"
+                ) from None
             launch = model_launch(resource, revision, snapshot, base_dir, url)
         else:
             launch = app_launch(resource, revision, base_dir, url)
@@ -331,142 +372,6 @@ class Controller:
         resource = KINDS[kind].model_validate(data)
         assert isinstance(resource, Model | App)
         return self._revision_run(resource, revision, Path(record.source))
-
-    # -- rollouts -------------------------------------------------------------------------------
-
-    def _step_rollout(self, run: ResourceRun, now: float) -> None:
-        stats = self.gateway.take_stats(run.name) if self.gateway else {}
-        rollout_run, canary = run.rollout, run.canary
-        if rollout_run is None or canary is None:
-            return
-        canary_ready = self._ready(run.name, canary.revision)
-        canary_replicas = self.supervisor.replicas(run.name, canary.revision)
-        if canary_replicas and all(r.phase == "crash-loop" for r in canary_replicas):
-            reason = f"the canary is in a crash loop: {canary_replicas[0].describe()}"
-            self._verdict(run, Verdict("rollback", reason), now)
-            return
-        if rollout_run.strategy == "replace":
-            ready = len(canary_ready)
-            if ready >= max(1, canary.desired):
-                self._verdict(run, Verdict("promote", f"{ready} new replica(s) ready"), now)
-            return
-        if rollout_run.step_started_at is None:
-            if canary_ready:
-                rollout_run.step_started_at = now
-                self._announce_step(run)
-            return
-        for revision, window in stats.items():
-            evidence = Evidence(window.requests, window.errors, window.latencies_ms)
-            if revision == canary.revision:
-                rollout_run.canary = rollout_run.canary.plus(evidence)
-            elif revision == run.stable.revision:
-                rollout_run.stable = rollout_run.stable.plus(evidence)
-        spec = run.rollout_spec
-        verdict = rollout(
-            step_index=rollout_run.step_index,
-            steps=spec.steps,
-            seconds_in_step=now - rollout_run.step_started_at,
-            canary=rollout_run.canary,
-            stable=rollout_run.stable,
-            gates=spec.gates,
-            slo=canary.resource.spec.slo if isinstance(canary.resource, Model) else None,
-        )
-        self._verdict(run, verdict, now)
-
-    def _verdict(self, run: ResourceRun, verdict: Verdict, now: float) -> None:
-        rollout_run = run.rollout
-        assert rollout_run is not None and run.canary is not None
-        rollout_run.last_verdict = verdict
-        if verdict.action == "hold":
-            return
-        steps = run.rollout_spec.steps
-        index = min(rollout_run.step_index, len(steps) - 1)
-        canary, stable = rollout_run.canary, rollout_run.stable
-        self.state.record_step(
-            rollout_run.record.id,
-            StepRecord(
-                step_index=index,
-                weight=steps[index].weight if rollout_run.strategy == "canary" else 100,
-                action=verdict.action,
-                reason=verdict.reason,
-                canary_requests=canary.requests,
-                canary_errors=canary.errors,
-                canary_p99_ms=canary.p99_ms(),
-                stable_requests=stable.requests,
-                stable_errors=stable.errors,
-                stable_p99_ms=stable.p99_ms(),
-                at=time.time(),
-            ),
-        )
-        self.report(f"{run.kind} {run.name}: {verdict.action}: {verdict.reason}")
-        if verdict.action == "advance":
-            rollout_run.step_index += 1
-            rollout_run.step_started_at = now
-            rollout_run.canary, rollout_run.stable = Evidence(), Evidence()
-            self._announce_step(run)
-        elif verdict.action == "promote":
-            self._finish_rollout(run, "promoted", verdict.reason, "kaip")
-        else:
-            self._finish_rollout(run, "rolled_back", verdict.reason, "kaip")
-
-    def _announce_step(self, run: ResourceRun) -> None:
-        assert run.rollout is not None and run.canary is not None
-        step = run.rollout_spec.steps[run.rollout.step_index]
-        self.report(
-            f"{run.kind} {run.name}: step {run.rollout.step_index + 1}/"
-            f"{len(run.rollout_spec.steps)}: {step.weight}% to {run.canary.revision}"
-        )
-
-    def _finish_rollout(self, run: ResourceRun, outcome: str, reason: str, who: str) -> None:
-        """End the rollout: the canary becomes stable (promoted) or goes away (anything else)."""
-        rollout_run, canary = run.rollout, run.canary
-        assert rollout_run is not None and canary is not None
-        wall = time.time()
-        record = rollout_run.record
-        self.state.finish_rollout(record.id, outcome, reason, wall)  # type: ignore[arg-type]
-        old = run.stable
-        if outcome == "promoted":
-            run.stable = canary
-            self.state.set_stable(run.kind, run.name, canary.revision, wall)
-            leaving = old
-        else:
-            leaving = canary
-        run.canary, run.rollout = None, None
-        for replica in self.supervisor.replicas(run.name, leaving.revision):
-            self._retire(replica, self._clock())
-        self._event(
-            run.kind,
-            run.name,
-            "rollout",
-            f"{record.from_revision} -> {record.to_revision}",
-            who,
-            outcome,
-            record.to_revision,
-            duration_s=wall - record.started_at,
-            detail=reason,
-            commit=rollout_run.commit,
-        )
-        self.report(f"{run.kind} {run.name}: rollout {outcome.replace('_', ' ')} ({reason})")
-
-    async def promote(self, name: str, who: str) -> str:
-        run = self._rolling(name)
-        self._verdict(run, Verdict("promote", f"promoted by {who}"), self._clock())
-        return f"{run.kind} {name}: promoted to revision {run.stable.revision}"
-
-    async def abort(self, name: str, who: str) -> str:
-        run = self._rolling(name)
-        assert run.rollout is not None and run.canary is not None
-        canary = run.canary.revision
-        self._finish_rollout(run, "aborted", f"aborted by {who}", who)
-        return f"{run.kind} {name}: rollout of {canary} aborted, stable stays {run.stable.revision}"
-
-    def _rolling(self, name: str) -> ResourceRun:
-        run = self.resources.get(name)
-        if run is None:
-            raise PlatformError(f"no Model or App named {name!r} runs here")
-        if run.rollout is None:
-            raise PlatformError(f"{run.kind} {name} has no rollout in progress")
-        return run
 
     # -- scaling and processes ------------------------------------------------------------------
 
@@ -589,35 +494,14 @@ class Controller:
         if self.gateway is not None:
             self.gateway.set_routes(routes)
 
-    # -- records --------------------------------------------------------------------------------
 
-    def _event(
-        self,
-        kind: str,
-        name: str,
-        action: str,
-        change: str,
-        who: str,
-        outcome: str,
-        revision: str | None = None,
-        *,
-        duration_s: float | None = None,
-        detail: str = "",
-        commit: Commit | None = None,
-    ) -> None:
-        self.state.record_event(
-            EventRecord(
-                time.time(),
-                kind,
-                name,
-                action,
-                change,
-                who,
-                outcome,
-                revision,
-                duration_s,
-                detail,
-                commit.sha if commit else None,
-                commit.committed_at if commit else None,
-            )
-        )
+def _never_raises(report: Callable[[str], None]) -> Callable[[str], None]:
+    """``report``, minus its failures: a progress line lost (stdout on a full disk) is no error."""
+
+    def safe(line: str) -> None:
+        try:
+            report(line)
+        except Exception:
+            log.warning("could not report: %s", line)
+
+    return safe

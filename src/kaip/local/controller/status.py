@@ -6,6 +6,7 @@ Reads the controller's records and the supervisor's replicas; changes nothing.
 from __future__ import annotations
 
 import os
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -20,6 +21,7 @@ def status(controller: Controller) -> dict[str, Any]:
         "pid": os.getpid(),
         "gateway": url,
         "ready": all(r["ready"] for r in resources),
+        "degraded": [asdict(trouble) for trouble in controller.troubles.current()],
         "resources": resources,
     }
 

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import httpx
 
@@ -139,6 +139,8 @@ class Supervisor:
         self._watchers: set[asyncio.Task[None]] = set()
         self._counter = itertools.count(1)
         self._http = httpx.AsyncClient(timeout=timings.health_timeout, trust_env=False)
+        self.storage_problem: str | None = None
+        """Why the last write under ``.kaip/`` failed (a full disk, say); None once one works."""
 
     # what the controller asks
 
@@ -185,6 +187,8 @@ class Supervisor:
     async def tick(self) -> bool:
         """Act on exits, health, backoff and drain deadlines. True if any replica changed."""
         now = self._clock()
+        if self.storage_problem is not None:
+            self._save_pids()  # try the record again: there may be room by now
         changed = self._reap(now)
         checks = [
             r for r in self._replicas.values() if r.phase in ("starting", "ready", "unhealthy")
@@ -228,13 +232,19 @@ class Supervisor:
         port = free_port()
         argv = [arg.replace("{port}", str(port)) for arg in launch.argv]
         env = {**os.environ, **launch.env, "PORT": str(port)}
-        private_dir(self.log_dir)
         replica.port, replica.ready_at, replica.health_failures = port, None, 0
         replica.unhealthy_since, replica.next_start_at = None, None
         replica.started_at = self._clock()
-        with open_private(replica.log_path) as log:
-            log.write(f"--- kaip: starting {' '.join(argv)} (port {port})\n".encode())
-            log.flush()
+        try:
+            private_dir(self.log_dir)
+            log = open_private(replica.log_path)
+        except OSError as exc:
+            self.storage_problem = f"cannot open {replica.log_path}: {exc.strerror or exc}"
+            replica.process, replica.pid = None, None
+            self._failed(replica, None, self._clock())
+            return
+        with log:
+            _note(log, f"--- kaip: starting {' '.join(argv)} (port {port})")
             try:
                 process = await asyncio.create_subprocess_exec(
                     *argv,
@@ -246,15 +256,15 @@ class Supervisor:
                     start_new_session=True,  # our own process group: Ctrl-C reaches only kaip
                 )
             except OSError as exc:
-                log.write(f"--- kaip: cannot start: {exc}\n".encode())
+                _note(log, f"--- kaip: cannot start: {exc}")
                 replica.process, replica.pid = None, None
                 self._failed(replica, None, self._clock())
                 return
         replica.process, replica.pid, replica.phase = process, process.pid, "starting"
-        self._save_pids()
         watcher = asyncio.get_running_loop().create_task(self._watch(replica.id, process))
         self._watchers.add(watcher)
         watcher.add_done_callback(self._watchers.discard)
+        self._save_pids()
 
     async def _watch(self, replica_id: str, process: asyncio.subprocess.Process) -> None:
         await process.wait()
@@ -271,8 +281,8 @@ class Supervisor:
             code = replica.process.returncode
             if code is None:  # an older process of a restarted replica; already handled
                 continue
-            with open_private(replica.log_path) as log:
-                log.write(f"--- kaip: exited with code {code}\n".encode())
+            with contextlib.suppress(OSError), open_private(replica.log_path) as log:
+                _note(log, f"--- kaip: exited with code {code}")
             replica.last_exit = code
             changed = True
             if replica.phase == "draining":
@@ -307,7 +317,15 @@ class Supervisor:
             for r in self._replicas.values()
             if r.pid is not None
         ]
-        write_private(self.pid_file, json.dumps(live))
+        try:
+            write_private(self.pid_file, json.dumps(live))
+        except OSError as exc:  # a full disk, say: replicas keep running, the record lags
+            self.storage_problem = (
+                f"cannot record replica pids in {self.pid_file}: {exc.strerror or exc} (a kaip "
+                "that dies now may leave replicas running)"
+            )
+            return
+        self.storage_problem = None
 
     async def _healthy(self, replica: Replica) -> bool:
         if replica.process is None or replica.process.returncode is not None:
@@ -352,6 +370,13 @@ class Supervisor:
         ):
             _signal_group(replica.process.pid, signal.SIGKILL)
         return False
+
+
+def _note(log: BinaryIO, line: str) -> None:
+    """Add a line of kaip's own to a replica log; on a full disk the line is lost, not the run."""
+    with contextlib.suppress(OSError):
+        log.write(f"{line}\n".encode())
+        log.flush()
 
 
 def kill_orphans(pid_file: Path) -> int:

@@ -1,0 +1,216 @@
+"""The controller's rollouts: each canary walked through its steps, and the records they leave.
+
+A mixin of :class:`~kaip.local.controller.loop.Controller`, split from it by responsibility: at
+each tick :meth:`RolloutSteps._step_rollout` feeds the gateway's per-revision stats for this
+step to :func:`kaip.policy.rollout` and acts on the verdict (hold, advance, promote, roll back);
+``kaip rollout promote|abort`` come here too. Every decision is written to the state database in
+one transaction *before* memory changes (:meth:`~RolloutSteps._record_finish`, then
+:meth:`~RolloutSteps._apply_finish`), so a write that fails leaves both as they were and the
+next tick decides again. Deployment events are recorded here for the whole controller.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from kaip.errors import PlatformError
+from kaip.local.controller.runtime import ResourceRun
+from kaip.local.gateway import Gateway
+from kaip.local.state import Commit, EventRecord, State, StepRecord
+from kaip.local.supervisor import Replica, Supervisor
+from kaip.policy import Evidence, Verdict, rollout
+from kaip.spec import Model
+
+
+class RolloutSteps:
+    """Rollout decisions and records; the controller provides the attributes declared here."""
+
+    state: State
+    supervisor: Supervisor
+    gateway: Gateway | None
+    resources: dict[str, ResourceRun]
+    report: Callable[[str], None]
+    _clock: Callable[[], float]
+
+    def _retire(self, replica: Replica, now: float) -> None:
+        raise NotImplementedError  # the controller's
+
+    def _ready(self, name: str, revision: str) -> list[Replica]:
+        raise NotImplementedError  # the controller's
+
+    def _step_rollout(self, run: ResourceRun, now: float) -> None:
+        stats = self.gateway.take_stats(run.name) if self.gateway else {}
+        rollout_run, canary = run.rollout, run.canary
+        if rollout_run is None or canary is None:
+            return
+        canary_ready = self._ready(run.name, canary.revision)
+        canary_replicas = self.supervisor.replicas(run.name, canary.revision)
+        if canary_replicas and all(r.phase == "crash-loop" for r in canary_replicas):
+            reason = f"the canary is in a crash loop: {canary_replicas[0].describe()}"
+            self._verdict(run, Verdict("rollback", reason), now)
+            return
+        if rollout_run.strategy == "replace":
+            ready = len(canary_ready)
+            if ready >= max(1, canary.desired):
+                self._verdict(run, Verdict("promote", f"{ready} new replica(s) ready"), now)
+            return
+        if rollout_run.step_started_at is None:
+            if canary_ready:
+                rollout_run.step_started_at = now
+                self._announce_step(run)
+            return
+        for revision, window in stats.items():
+            evidence = Evidence(window.requests, window.errors, window.latencies_ms)
+            if revision == canary.revision:
+                rollout_run.canary = rollout_run.canary.plus(evidence)
+            elif revision == run.stable.revision:
+                rollout_run.stable = rollout_run.stable.plus(evidence)
+        spec = run.rollout_spec
+        verdict = rollout(
+            step_index=rollout_run.step_index,
+            steps=spec.steps,
+            seconds_in_step=now - rollout_run.step_started_at,
+            canary=rollout_run.canary,
+            stable=rollout_run.stable,
+            gates=spec.gates,
+            slo=canary.resource.spec.slo if isinstance(canary.resource, Model) else None,
+        )
+        self._verdict(run, verdict, now)
+
+    def _verdict(self, run: ResourceRun, verdict: Verdict, now: float) -> None:
+        rollout_run = run.rollout
+        assert rollout_run is not None and run.canary is not None
+        rollout_run.last_verdict = verdict
+        if verdict.action == "hold":
+            return
+        steps = run.rollout_spec.steps
+        index = min(rollout_run.step_index, len(steps) - 1)
+        canary, stable = rollout_run.canary, rollout_run.stable
+        outcome = {"promote": "promoted", "advance": ""}.get(verdict.action, "rolled_back")
+        with self.state.atomically():
+            self.state.record_step(
+                rollout_run.record.id,
+                StepRecord(
+                    step_index=index,
+                    weight=steps[index].weight if rollout_run.strategy == "canary" else 100,
+                    action=verdict.action,
+                    reason=verdict.reason,
+                    canary_requests=canary.requests,
+                    canary_errors=canary.errors,
+                    canary_p99_ms=canary.p99_ms(),
+                    stable_requests=stable.requests,
+                    stable_errors=stable.errors,
+                    stable_p99_ms=stable.p99_ms(),
+                    at=time.time(),
+                ),
+            )
+            if outcome:
+                self._record_finish(run, outcome, verdict.reason, "kaip")
+        self.report(f"{run.kind} {run.name}: {verdict.action}: {verdict.reason}")
+        if outcome:
+            self._apply_finish(run, outcome, verdict.reason)
+        else:
+            rollout_run.step_index += 1
+            rollout_run.step_started_at = now
+            rollout_run.canary, rollout_run.stable = Evidence(), Evidence()
+            self._announce_step(run)
+
+    def _announce_step(self, run: ResourceRun) -> None:
+        assert run.rollout is not None and run.canary is not None
+        step = run.rollout_spec.steps[run.rollout.step_index]
+        self.report(
+            f"{run.kind} {run.name}: step {run.rollout.step_index + 1}/"
+            f"{len(run.rollout_spec.steps)}: {step.weight}% to {run.canary.revision}"
+        )
+
+    def _finish_rollout(self, run: ResourceRun, outcome: str, reason: str, who: str) -> None:
+        """End the rollout: the canary becomes stable (promoted) or goes away (anything else)."""
+        with self.state.atomically():
+            self._record_finish(run, outcome, reason, who)
+        self._apply_finish(run, outcome, reason)
+
+    def _record_finish(self, run: ResourceRun, outcome: str, reason: str, who: str) -> None:
+        """The database's half of :meth:`_finish_rollout` (call it inside a transaction)."""
+        rollout_run, canary = run.rollout, run.canary
+        assert rollout_run is not None and canary is not None
+        wall = time.time()
+        record = rollout_run.record
+        self.state.finish_rollout(record.id, outcome, reason, wall)  # type: ignore[arg-type]
+        if outcome == "promoted":
+            self.state.set_stable(run.kind, run.name, canary.revision, wall)
+        self._event(
+            run.kind,
+            run.name,
+            "rollout",
+            f"{record.from_revision} -> {record.to_revision}",
+            who,
+            outcome,
+            record.to_revision,
+            duration_s=wall - record.started_at,
+            detail=reason,
+            commit=rollout_run.commit,
+        )
+
+    def _apply_finish(self, run: ResourceRun, outcome: str, reason: str) -> None:
+        """The in-memory half of :meth:`_finish_rollout`, once the database has it."""
+        canary = run.canary
+        assert canary is not None
+        leaving = run.stable if outcome == "promoted" else canary
+        if outcome == "promoted":
+            run.stable = canary
+        run.canary, run.rollout = None, None
+        for replica in self.supervisor.replicas(run.name, leaving.revision):
+            self._retire(replica, self._clock())
+        self.report(f"{run.kind} {run.name}: rollout {outcome.replace('_', ' ')} ({reason})")
+
+    async def promote(self, name: str, who: str) -> str:
+        run = self._rolling(name)
+        self._verdict(run, Verdict("promote", f"promoted by {who}"), self._clock())
+        return f"{run.kind} {name}: promoted to revision {run.stable.revision}"
+
+    async def abort(self, name: str, who: str) -> str:
+        run = self._rolling(name)
+        assert run.rollout is not None and run.canary is not None
+        canary = run.canary.revision
+        self._finish_rollout(run, "aborted", f"aborted by {who}", who)
+        return f"{run.kind} {name}: rollout of {canary} aborted, stable stays {run.stable.revision}"
+
+    def _rolling(self, name: str) -> ResourceRun:
+        run = self.resources.get(name)
+        if run is None:
+            raise PlatformError(f"no Model or App named {name!r} runs here")
+        if run.rollout is None:
+            raise PlatformError(f"{run.kind} {name} has no rollout in progress")
+        return run
+
+    def _event(
+        self,
+        kind: str,
+        name: str,
+        action: str,
+        change: str,
+        who: str,
+        outcome: str,
+        revision: str | None = None,
+        *,
+        duration_s: float | None = None,
+        detail: str = "",
+        commit: Commit | None = None,
+    ) -> None:
+        self.state.record_event(
+            EventRecord(
+                time.time(),
+                kind,
+                name,
+                action,
+                change,
+                who,
+                outcome,
+                revision,
+                duration_s,
+                detail,
+                commit.sha if commit else None,
+                commit.committed_at if commit else None,
+            )
+        )
