@@ -89,6 +89,7 @@ def test_openai_sdk_and_oip_reach_the_model_by_each_served_name(
         )
         assert chunks[-1].usage is not None  # the usage chunk is named too
         assert {chunk.model for chunk in chunks} == {name}
+        assert client.embeddings.create(model=name, input="one two").model == name
     with pytest.raises(openai.NotFoundError, match="'tiny-lm' does not exist"):
         client.completions.create(model="tiny-lm", prompt="x")
     meta = httpx.get(f"{llama_server.url}/v2/models/{LLAMA}")
