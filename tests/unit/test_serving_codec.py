@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from kaip.errors import InferenceError
-from kaip.serving.codec import DTYPES, decode_request, encode_response
+from kaip.serving.codec import DTYPES, check_datatypes, decode_request, encode_response, fit
 
 
 def request(tensors: list[dict[str, object]], **extra: object) -> bytes:
@@ -86,7 +86,17 @@ def test_fp16_and_bool_outputs_serialise_to_json() -> None:
     [
         ({"name": "a", "shape": [2], "datatype": "FP32", "data": [1]}, "needs 2 elements"),
         ({"name": "a", "shape": [-1], "datatype": "FP32", "data": [1]}, "non-negative"),
-        ({"name": "a", "shape": [1], "datatype": "UINT8", "data": [300]}, "does not fit"),
+        ({"name": "a", "shape": [1], "datatype": "UINT8", "data": [300]}, "out of the range"),
+        ({"name": "a", "shape": [1], "datatype": "INT64", "data": [2**63]}, "out of the range"),
+        ({"name": "a", "shape": [2], "datatype": "UINT64", "data": [-1, 2**63]}, "out of the"),
+        ({"name": "a", "shape": [2], "datatype": "INT64", "data": [1, 2**64]}, "integers, got 1.8"),
+        ({"name": "a", "shape": [2], "datatype": "INT8", "data": [1, 2**70]}, "integers, got 1.18"),
+        ({"name": "a", "shape": [1], "datatype": "BOOL", "data": ["false"]}, "false, got 'false'"),
+        ({"name": "a", "shape": [2], "datatype": "BOOL", "data": [True, 1]}, "false, got 1"),
+        ({"name": "a", "shape": [1], "datatype": "INT32", "data": [1, 1.5]}, "integers, got 1.5"),
+        ({"name": "a", "shape": [1], "datatype": "FP32", "data": [1, "1"]}, "numbers, got '1'"),
+        ({"name": "a", "shape": [1], "datatype": "FP32", "data": [1e300]}, "beyond the range"),
+        ({"name": "a", "shape": [1], "datatype": "FP16", "data": [70000]}, "beyond the range"),
         ({"name": "a", "shape": [2], "datatype": "INT8", "data": [[1], 2]}, "does not fit"),
         ({"name": "a", "shape": [1], "datatype": "BYTES", "data": [1]}, "strings"),
         ({"name": "a", "shape": [1], "datatype": "fp32", "data": [1]}, "not one of"),
@@ -104,3 +114,35 @@ def test_mistakes_raise_inference_errors(tensor: dict[str, object], words: str) 
 def test_header_length_past_the_body_is_a_mistake() -> None:
     with pytest.raises(InferenceError, match="Inference-Header-Content-Length"):
         decode_request(b"{}", 10)
+
+
+def test_fit_refuses_what_the_target_cannot_hold_and_keeps_what_it_can() -> None:
+    assert fit(np.array([1, 2]), np.dtype("float32"), "x").tolist() == [1.0, 2.0]
+    assert fit(np.array([np.inf, 1.0]), np.dtype("float32"), "x").tolist() == [np.inf, 1.0]
+    with pytest.raises(InferenceError, match=r"^x: values beyond the range of FP32"):
+        fit(np.array([1.0, -1e300]), np.dtype("float32"), "x")
+    with pytest.raises(InferenceError, match=r"out of the range of INT8 \[-128, 127\]"):
+        fit(np.array([1, -129]), np.dtype("int8"), "x")
+
+
+def test_a_large_body_has_its_datatypes_checked_without_its_data_decoded() -> None:
+    seen: list[tuple[str, str, int]] = []
+
+    def refuse_bytes(name: str, datatype: str, inputs_sent: int) -> None:
+        seen.append((name, datatype, inputs_sent))
+        if datatype == "BYTES":
+            raise InferenceError(f"input {name!r} is BYTES")
+
+    strings = {"name": "b", "shape": [40000], "datatype": "BYTES", "data": ["ab"] * 40000}
+    big = request([{"name": "a", "shape": [2], "datatype": "FP32", "data": [1, 2]}, strings])
+    with pytest.raises(InferenceError, match="input 'b' is BYTES"):
+        check_datatypes(big, None, refuse_bytes)
+    assert seen == [("a", "FP32", 2), ("b", "BYTES", 2)]
+    with pytest.raises(InferenceError, match="input 'b' is BYTES"):
+        decode_request(big, None, refuse_bytes)  # the same check, inline, as it decodes
+    seen.clear()
+    small = request([{"name": "a", "shape": [1], "datatype": "BYTES", "data": ["x"]}])
+    check_datatypes(small, None, refuse_bytes)
+    assert seen == []  # a small body is left to decode_request
+    check_datatypes(b"[" * 70000, None, refuse_bytes)  # unreadable: decode_request says why
+    assert seen == []

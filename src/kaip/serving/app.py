@@ -9,9 +9,11 @@ and a logged traceback. Inference logic lives in :mod:`kaip.serving.dataplane`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -42,7 +44,7 @@ from kaip.serving.asgi import (
     read_body,
     respond,
 )
-from kaip.serving.codec import decode_request, encode_response
+from kaip.serving.codec import check_datatypes, decode_request, encode_response
 from kaip.serving.dataplane import ServedModel
 from kaip.serving.openai_api import OpenAIRoutes, openai_error
 from kaip.spec.kinds import DEFAULT_MAX_TOKENS
@@ -53,6 +55,7 @@ OIP = "oip-v2"
 _OCTET = b"application/octet-stream"
 _INFER_ROUTE = "/v2/models/{model}/infer"
 _CLOSE = (b"connection", b"close")
+DECODE_INLINE_BYTES = 256 * 1024  # larger request bodies are decoded on a thread
 
 
 class MethodNotAllowedError(InferenceError):
@@ -103,6 +106,7 @@ class ServingApp:
         self.draining = False
         """Set on SIGTERM (server.py): every response says ``Connection: close`` and readiness
         turns 503, so keep-alive clients finish on this replica and reconnect elsewhere."""
+        self._decoder = ThreadPoolExecutor(2, thread_name_prefix="kaip-decode")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -139,7 +143,15 @@ class ServingApp:
                     encoding = value
             body = await read_body(receive, self.max_request_bytes, content_length, encoding)
             decoding = time.perf_counter()
-            request = decode_request(body, _int_header(header_length))
+            split = _int_header(header_length)
+            if len(body) < DECODE_INLINE_BYTES:
+                request = decode_request(body, split, model.check_datatype)
+            else:  # decoding megabytes would hold up every other request: a thread does it,
+                # once the datatypes are known to fit (read without decoding the data)
+                check_datatypes(body, split, model.check_datatype)
+                request = await asyncio.get_running_loop().run_in_executor(
+                    self._decoder, decode_request, body, split, model.check_datatype
+                )
             decode_s = time.perf_counter() - decoding
             outputs = await model.infer(request, span)
             encoding_at = time.perf_counter()
@@ -284,6 +296,7 @@ class ServingApp:
         """Release the model and the generation threads (the server is stopping)."""
         if self.openai is not None:
             self.openai.close()
+        self._decoder.shutdown(wait=False, cancel_futures=True)
         self.model.close()
 
     async def _ready(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 from kaip.errors import InferenceError, KaipError, OverloadedError
 from kaip.protocol.statistics import InferenceStats
 from kaip.serving.batcher import Batcher, Outputs, Pending, expire
-from kaip.serving.codec import DTYPES, InferRequest
+from kaip.serving.codec import DTYPES, InferRequest, fit
 from kaip.serving.metrics import ServerMetrics
 from kaip.serving.runtimes import Runtime
 from kaip.serving.runtimes.base import Array, TensorSpec
@@ -155,6 +155,23 @@ class ServedModel:
         key = tuple((name, a.dtype.str, a.shape[1:]) for name, a in arrays.items())
         return arrays, rows, key
 
+    def check_datatype(self, sent: str, datatype: str, inputs_sent: int) -> None:
+        """Refuse a tensor the model cannot take, before its data is decoded: BYTES for a
+        numeric input or a number for a BYTES one (names and the rest are checked later)."""
+        specs = self._input_specs
+        spec = next(iter(specs.values())) if len(specs) == 1 and inputs_sent == 1 else None
+        spec = spec or specs.get(sent)
+        if spec is None or datatype == spec.datatype or datatype in spec.accepts:
+            return
+        if datatype == "BYTES" or spec.datatype == "BYTES":
+            raise self._wrong_datatype(spec, datatype, sent)
+
+    def _wrong_datatype(self, spec: TensorSpec, datatype: str, sent: str) -> InferenceError:
+        return InferenceError(
+            f"input {sent!r} is {datatype}, but model {self.name!r} takes {spec.datatype} for "
+            f"{spec.name!r}"
+        )
+
     def _match_inputs(self, request: InferRequest) -> dict[str, Array]:
         specs = self._input_specs
         if not specs:
@@ -188,11 +205,8 @@ class ServedModel:
                 or target is None
                 or not np.can_cast(array.dtype, target, "same_kind")
             ):
-                raise InferenceError(
-                    f"input {sent!r} is {datatype}, but model {self.name!r} takes "
-                    f"{spec.datatype} for {spec.name!r}"
-                )
-            array = array.astype(target)
+                raise self._wrong_datatype(spec, datatype, sent)
+            array = fit(array, target, f"input {sent!r} (as {spec.datatype})")
         if not self._shape_fits(spec.shape, array.shape):
             raise InferenceError(
                 f"input {sent!r} has shape {list(array.shape)}, but model {self.name!r} takes "
