@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from kaip.serving.generation import GenerationPool, StopMatcher, _Job
@@ -22,6 +22,7 @@ def _whole_text_cut(pieces: list[str], stops: list[str]) -> tuple[int, int] | No
 
 
 @given(st.lists(TEXT, max_size=12), st.lists(TEXT.filter(bool), min_size=1, max_size=4))
+@example(pieces=["aa", "bc", "c"], stops=["bcc", "aaaaaa"])  # a window shorter than the keep
 def test_matching_new_text_only_cuts_where_searching_all_of_it_would(
     pieces: list[str], stops: list[str]
 ) -> None:

@@ -233,7 +233,8 @@ class StopMatcher:
         found = [i for s in self._stops if (i := window.find(s)) >= 0]
         if found:
             return max(0, min(found) - len(self._tail))
-        self._tail = window[len(window) - self._keep :] if self._keep else ""
+        # window[-keep:], not window[len - keep:]: a window shorter than keep stays whole
+        self._tail = window[-self._keep :] if self._keep else ""
         return None
 
 
