@@ -19,6 +19,10 @@ CORPUS = Path(__file__).parent
 BAD = CORPUS / "bad"
 GOOD = CORPUS / "good"
 KAIP = Path(sys.executable).with_name("kaip")
+
+# One module fixture runs every bad case as its own `kaip validate` process: ~50 CLI starts,
+# seconds each on a busy 2-core machine. The bound is on a hang, not on speed.
+pytestmark = pytest.mark.timeout(1800)
 CASES = sorted(BAD.glob("*.expected"))
 
 
