@@ -45,9 +45,11 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, started_at: float) -> Iter
     spec = workdir / "spec"
     shutil.copytree(EXAMPLES / "triton", spec / "triton")
     triton = spec / "triton" / "kaip.yaml"
-    simple = 'entrypoint: "model:Simple"}\n'
+    simple = 'entrypoint: "model:Simple", trust: true}\n'
+    text = triton.read_text()
+    assert simple in text, "examples/triton changed: give 'simple' two replicas another way"
     triton.write_text(
-        triton.read_text().replace(simple, simple + "  scaling: {minReplicas: 2, maxReplicas: 2}\n")
+        text.replace(simple, simple + "  scaling: {minReplicas: 2, maxReplicas: 2}\n")
     )
     shutil.copytree(EXAMPLES / "tiny-lm", spec / "llm")
     llm = spec / "llm" / "kaip.yaml"
