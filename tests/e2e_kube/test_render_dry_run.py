@@ -104,6 +104,25 @@ def restricted_namespace(kube_api: ControlPlane) -> str:
     }
     created = _kubectl(kube_api, "create", "-f", "-", documents=[namespace])
     assert created.returncode == 0, created.stderr
+    # The PriorityClasses the goldens name (a cluster's admin makes them; admission checks
+    # that a pod's class exists).
+    classes = {
+        pod["priorityClassName"]
+        for golden in GOLDEN.glob("*.yaml")
+        for obj in yaml.safe_load_all(golden.read_text())
+        if obj and obj["kind"] in ("Deployment", "Job")
+        for pod in [obj["spec"]["template"]["spec"]]
+        if "priorityClassName" in pod
+    }
+    for priority, class_name in enumerate(sorted(classes)):
+        document = {
+            "apiVersion": "scheduling.k8s.io/v1",
+            "kind": "PriorityClass",
+            "metadata": {"name": class_name},
+            "value": 1000 + priority,
+        }
+        made = _kubectl(kube_api, "apply", "--server-side", "-f", "-", documents=[document])
+        assert made.returncode == 0, made.stderr
     return name
 
 

@@ -41,6 +41,7 @@ CASES: dict[str, Case] = {
     "gpu-model": Case([FIXTURES / "gpu-model.yaml"]),
     "canary": Case([FIXTURES / "canary" / "new.yaml"], stable=FIXTURES / "canary" / "stable.yaml"),
     "keda": Case([FIXTURES / "keda.yaml"], kube={"autoscaler": "keda"}),
+    "pod-options": Case([FIXTURES / "pod-options.yaml"]),
     "training-kueue": Case([FIXTURES / "training-kueue.yaml"], kube={"kueue_queue": "gpu-team"}),
     "network": Case(
         [FIXTURES / "network.yaml"],

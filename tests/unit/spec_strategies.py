@@ -199,6 +199,7 @@ def serve() -> st.SearchStrategy[Doc]:
             "timeoutSeconds": floats(Serve, "timeout_seconds"),
             "maxRequestBytes": ints(Serve, "max_request_bytes"),
             "maxTokens": ints(Serve, "max_tokens"),
+            "image": text(Serve, "image"),
         }
     )
 
@@ -251,6 +252,178 @@ env = st.dictionaries(
 )
 
 
+_object_names = st.from_regex(
+    r"[a-z0-9]([-a-z0-9]{0,10}[a-z0-9])?(\.[a-z0-9]{1,5})?", fullmatch=True
+)
+_keys = st.from_regex(r"[-._a-zA-Z0-9]{1,12}", fullmatch=True)
+_paths = st.lists(
+    st.from_regex(r"[a-z][-a-z0-9_.]{0,8}", fullmatch=True), min_size=1, max_size=3
+).map(lambda parts: "/" + "/".join(parts))
+
+
+def _one_of_refs(kinds: tuple[str, str], ref: st.SearchStrategy[Doc]) -> st.SearchStrategy[Doc]:
+    return st.builds(lambda kind, r: {kind: r}, st.sampled_from(kinds), ref)
+
+
+_key_ref = st.builds(
+    lambda name, key, extra: {"name": name, "key": key, **extra},
+    _object_names,
+    _keys,
+    _optional({"optional": st.booleans()}),
+)
+_object_ref = st.builds(
+    lambda name, extra: {"name": name, **extra},
+    _object_names,
+    _optional({"optional": st.booleans()}),
+)
+env_refs = st.dictionaries(
+    st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True),  # lower case: never also in env
+    _one_of_refs(("secretKeyRef", "configMapKeyRef"), _key_ref),
+    max_size=2,
+)
+env_from = st.lists(
+    st.builds(
+        lambda ref, extra: {**ref, **extra},
+        _one_of_refs(("secretRef", "configMapRef"), _object_ref),
+        _optional({"prefix": st.from_regex(r"[A-Z_]{1,6}", fullmatch=True)}),
+    ),
+    max_size=2,
+)
+
+
+@st.composite
+def toleration(draw: st.DrawFn) -> Doc:
+    doc: Doc = {}
+    if draw(st.booleans()):
+        doc["key"] = draw(_label_key)
+        operator = draw(st.sampled_from(["Exists", "Equal", None]))
+        if operator is not None:
+            doc["operator"] = operator
+        if operator != "Exists" and draw(st.booleans()):
+            doc["value"] = draw(_label_name)
+    else:
+        doc["operator"] = "Exists"
+    effect = draw(st.sampled_from([None, "NoSchedule", "PreferNoSchedule", "NoExecute"]))
+    if effect is not None:
+        doc["effect"] = effect
+    if effect == "NoExecute" and draw(st.booleans()):
+        doc["tolerationSeconds"] = draw(st.integers(min_value=0, max_value=3600))
+    return doc
+
+
+@st.composite
+def requirement(draw: st.DrawFn, node: bool) -> Doc:
+    operators = ["In", "NotIn", "Exists", "DoesNotExist"] + (["Gt", "Lt"] if node else [])
+    operator = draw(st.sampled_from(operators))
+    doc: Doc = {"key": draw(_label_key), "operator": operator}
+    if operator in ("In", "NotIn"):
+        doc["values"] = draw(st.lists(_label_name, min_size=1, max_size=3))
+    elif operator in ("Gt", "Lt"):
+        doc["values"] = [str(draw(st.integers(min_value=-5, max_value=100)))]
+    return doc
+
+
+def _label_selector() -> st.SearchStrategy[Doc]:
+    return _optional(
+        {
+            "matchLabels": labels,
+            "matchExpressions": st.lists(requirement(node=False), max_size=2),
+        }
+    )
+
+
+def affinity() -> st.SearchStrategy[Doc]:
+    term = _optional({"matchExpressions": st.lists(requirement(node=True), max_size=2)})
+    node = _optional(
+        {
+            "requiredDuringSchedulingIgnoredDuringExecution": st.builds(
+                lambda terms: {"nodeSelectorTerms": terms}, st.lists(term, min_size=1, max_size=2)
+            ),
+            "preferredDuringSchedulingIgnoredDuringExecution": st.lists(
+                st.builds(
+                    lambda w, t: {"weight": w, "preference": t},
+                    st.integers(min_value=1, max_value=100),
+                    term,
+                ),
+                max_size=2,
+            ),
+        }
+    )
+    pod_term = st.builds(
+        lambda key, extra: {"topologyKey": key, **extra},
+        _label_key,
+        _optional({"labelSelector": _label_selector(), "namespaces": st.lists(names, max_size=2)}),
+    )
+    pod = _optional(
+        {
+            "requiredDuringSchedulingIgnoredDuringExecution": st.lists(pod_term, max_size=2),
+            "preferredDuringSchedulingIgnoredDuringExecution": st.lists(
+                st.builds(
+                    lambda w, t: {"weight": w, "podAffinityTerm": t},
+                    st.integers(min_value=1, max_value=100),
+                    pod_term,
+                ),
+                max_size=2,
+            ),
+        }
+    )
+    return _optional({"nodeAffinity": node, "podAffinity": pod, "podAntiAffinity": pod})
+
+
+@st.composite
+def volumes(draw: st.DrawFn) -> list[Doc]:
+    count = draw(st.integers(min_value=0, max_value=3))
+    vols_names = draw(
+        st.lists(
+            names.filter(lambda n: n not in ("tmp", "spec", "artifacts", "checkpoints")),
+            min_size=count,
+            max_size=count,
+            unique=True,
+        )
+    )
+    mounts = draw(
+        st.lists(
+            _paths.filter(lambda p: p not in ("/tmp",)), min_size=count, max_size=count, unique=True
+        )
+    )
+    out = []
+    for name, mount in zip(vols_names, mounts, strict=True):
+        source = draw(st.sampled_from(["configMap", "secret", "persistentVolumeClaim", "emptyDir"]))
+        doc: Doc = {"name": name, "mountPath": mount}
+        if source == "configMap":
+            doc["configMap"] = {"name": draw(_object_names)}
+        elif source == "secret":
+            doc["secret"] = {"secretName": draw(_object_names)}
+        elif source == "persistentVolumeClaim":
+            doc["persistentVolumeClaim"] = {"claimName": draw(_object_names)}
+            if draw(st.booleans()):
+                doc["readOnly"] = draw(st.booleans())
+        else:
+            doc["emptyDir"] = draw(
+                _optional({"medium": st.sampled_from(["", "Memory"]), "sizeLimit": quantities})
+            )
+        if source != "emptyDir" and draw(st.booleans()):
+            doc["readOnly"] = True
+        out.append(doc)
+    return out
+
+
+def pod_options() -> dict[str, st.SearchStrategy[Any]]:
+    """The pod-level fields every kind shares (kaip.spec.pod), each optional."""
+    return {
+        "env": env,
+        "envValueFrom": env_refs,
+        "envFrom": env_from,
+        "nodeSelector": labels,
+        "tolerations": st.lists(toleration(), max_size=2),
+        "affinity": affinity(),
+        "volumes": volumes(),
+        "serviceAccountName": _object_names,
+        "priorityClassName": _object_names,
+        "imagePullSecrets": st.lists(_object_names, max_size=2),
+    }
+
+
 def _resource(kind: str, spec: st.SearchStrategy[Doc]) -> st.SearchStrategy[Doc]:
     return st.builds(
         lambda meta, body: {
@@ -277,6 +450,7 @@ def model_docs() -> st.SearchStrategy[Doc]:
                 "rollout": rollout(),
                 "slo": slo(),
                 "network": network(),
+                **pod_options(),
             }
         ),
     )
@@ -295,7 +469,7 @@ def app_spec(draw: st.DrawFn) -> Doc:
         _optional(
             {
                 "port": ints(AppSpec, "port"),
-                "env": env,
+                **pod_options(),
                 "healthPath": st.text(TEXT, max_size=20).map(lambda s: "/" + s),
                 "resources": resources(),
                 "scaling": scaling(),
@@ -320,7 +494,7 @@ def training_spec() -> st.SearchStrategy[Doc]:
         _optional(
             {
                 "image": text(TrainingJobSpec, "image"),
-                "env": env,
+                **pod_options(),
                 "resources": resources(),
                 "nodes": ints(TrainingJobSpec, "nodes"),
                 "maxRetries": ints(TrainingJobSpec, "max_retries"),

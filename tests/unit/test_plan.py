@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kaip.errors import SpecError
-from kaip.plan import LABEL_REVISION, build_plan, revision_id
+from kaip.plan import LABEL_REVISION, build_plan, canonical_spec_json, local_gaps, revision_id
 from kaip.settings import Settings
 from kaip.spec import Model, load_text
 
@@ -35,6 +35,18 @@ def test_revision_id_is_short_hex_and_stable() -> None:
 def test_restating_a_default_keeps_the_revision() -> None:
     explicit = MODEL + "  scaling: {minReplicas: 1, maxReplicas: 3}\n"
     assert revision_id(_model(explicit)) == revision_id(_model())
+
+
+def test_fields_left_at_their_default_are_not_part_of_the_revision() -> None:
+    """So a field added to the spec later (with a default) keeps every revision id as it was,
+    and an upgraded operator rolls out nothing that did not change."""
+    assert canonical_spec_json(_model()) == (
+        '{"artifact":{"format":"onnx","uri":"model.onnx"},"owner":"ml-platform"}'
+    )
+    assert revision_id(_model()) == "515dd0b716"
+    with_pod_defaults = MODEL + "  env: {}\n  tolerations: []\n  volumes: []\n"
+    assert revision_id(_model(with_pod_defaults)) == revision_id(_model())
+    assert revision_id(_model(MODEL + "  env: {A: b}\n")) != revision_id(_model())
 
 
 def test_spec_changes_make_a_new_revision_metadata_changes_do_not() -> None:
@@ -73,3 +85,29 @@ def test_namespace_flag_fills_in_but_never_moves_a_resource() -> None:
         build_plan(pinned, Settings(), "prod")
     assert "metadata.namespace" in str(info.value)
     assert "'ml'" in str(info.value) and "'prod'" in str(info.value)
+
+
+POD_REFS = (
+    MODEL
+    + """\
+  envValueFrom:
+    TOKEN: {secretKeyRef: {name: api, key: token}}
+    FLAGS: {configMapKeyRef: {name: flags, key: f, optional: true}}
+  envFrom: [{secretRef: {name: all}}]
+  volumes: [{name: cfg, mountPath: /etc/cfg, configMap: {name: cfg}}]
+  nodeSelector: {pool: gpu}
+"""
+)
+
+
+def test_local_gaps_name_a_missing_secret_reference_and_say_what_cannot_apply() -> None:
+    specs = load_text(POD_REFS, "kaip.yaml")
+    gaps = local_gaps(specs, {})
+    (problem,) = gaps.problems
+    assert (problem.file, problem.line, problem.path) == ("kaip.yaml", 1, "spec.envValueFrom.TOKEN")
+    assert "Secret 'api', key 'token'" in problem.message
+    assert problem.hint.startswith("export TOKEN=")
+    assert len(gaps.notices) == 3, gaps.notices  # optional FLAGS, envFrom, the volume
+    assert not any("nodeSelector" in n for n in gaps.notices), "scheduling means nothing here"
+    exported = local_gaps(specs, {"TOKEN": "x", "FLAGS": "y"})
+    assert exported.problems == [] and len(exported.notices) == 2

@@ -2,13 +2,16 @@
 
 1. Any valid resource survives dump -> YAML -> load unchanged.
 2. On generated documents, valid and mutated, ``kaip schema``'s JSON Schema and the loader
-   (pydantic) agree on what is valid, with four documented exceptions JSON Schema cannot express
+   (pydantic) agree on what is valid, with documented exceptions JSON Schema cannot express
    (see :mod:`kaip.spec.rules`): ``minReplicas <= maxReplicas``, strictly increasing step
-   weights, served names that overlap, and a network peer's ``except`` blocks lying inside its
-   ``cidr``. Two things are kept out of the generated inputs on purpose: floats with integral
-   values (JSON Schema counts ``2.0`` as an integer; YAML and kaip do not) and strings with a
-   line break (Python's ``re`` lets ``$`` match before a final newline, where ECMA-262 and RE2 do
-   not, so the ``jsonschema`` package would differ from an editor and from the apiserver).
+   weights, served names that overlap, a network peer's ``except`` blocks lying inside its
+   ``cidr``, and the pod fields' comparisons (a variable in both ``env`` and ``envValueFrom``,
+   two volumes with one name or one mount path, a GPU node selector that contradicts
+   ``gpuModel``). Two things are kept out of the generated inputs on purpose: floats with
+   integral values (JSON Schema counts ``2.0`` as an integer; YAML and kaip do not) and strings
+   with a line break (Python's ``re`` lets ``$`` match before a final newline, where ECMA-262
+   and RE2 do not, so the ``jsonschema`` package would differ from an editor and from the
+   apiserver).
 """
 
 from __future__ import annotations
@@ -39,6 +42,11 @@ INEXPRESSIBLE = (
     "step weights must be strictly increasing",
     "overlaps",  # served names: 'a/b' beside 'a'
     "is not inside cidr",
+    # kaip.spec.pod: values of two fields, or of two list items, compared
+    "is set in both env and envValueFrom",
+    "is used twice",
+    "two volumes are mounted at",
+    "but resources.gpuModel is",
 )
 
 REPLACEMENTS: list[Any] = [
@@ -126,7 +134,9 @@ def test_schema_accepts_every_valid_document(doc: Doc) -> None:
     assert [e.message for e in VALIDATOR.iter_errors(doc)] == []
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# 20: a document with pod fields has about twice the nodes it had before them, and each node
+# is nudged every way; 40 of them came close to the 300 s hang bound on a loaded machine.
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(documents())
 def test_schema_and_models_agree_on_every_neighbour_of_a_valid_document(doc: Doc) -> None:
     """Each node of a valid document nudged in every way _neighbours knows, one at a time."""

@@ -28,7 +28,7 @@ from kaip.cli.output import OutputFormat, print_json, stderr, stdout
 from kaip.cli.rollout_wait import DEFAULT_TIMEOUT, Target, parse_timeout, target_of
 from kaip.cli.rollout_wait import wait as wait_for_rollouts
 from kaip.errors import PlatformError
-from kaip.local.controller import RUN_FILE, find_running, serve
+from kaip.local.controller import RUN_FILE, check_local, find_running, serve
 from kaip.local.controller.runrecord import ProcessIdentity
 from kaip.local.private import open_private, private_dir
 from kaip.local.state import Commit
@@ -88,7 +88,7 @@ def up(
 ) -> None:
     """Run models and apps locally behind one gateway port; Ctrl-C (or `kaip down`) stops."""
     settings = load_settings()
-    load_paths(paths)  # a bad spec stops here, before anything starts
+    notices = check_local(load_paths(paths))  # a bad spec stops here, before anything starts
     gateway_port = settings.local.gateway_port if port is None else port
     control_port = settings.local.admin_port if admin_port is None else admin_port
     running = find_running(settings.local.state_dir).record
@@ -98,6 +98,8 @@ def up(
             "use `kaip deploy PATH` to change what runs, or `kaip down` first"
         )
     if detach:
+        for notice in notices:  # in the foreground, serve() reports them
+            _say(notice)
         _detach(paths, gateway_port, control_port, allowed_host, settings)
         return
     commit = source_commit(paths)

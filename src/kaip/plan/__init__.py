@@ -21,6 +21,7 @@ from kaip.plan.build import (
     build_plan,
     plan_workload,
 )
+from kaip.plan.local_gaps import LocalGaps, local_gaps
 from kaip.plan.revision import REVISION_LENGTH, canonical_spec_json, revision_id
 
 __all__ = [
@@ -35,11 +36,13 @@ __all__ = [
     "LABEL_VERSION",
     "REVISION_LENGTH",
     "Component",
+    "LocalGaps",
     "Plan",
     "ResolvedResources",
     "Workload",
     "build_plan",
     "canonical_spec_json",
+    "local_gaps",
     "plan_workload",
     "revision_id",
 ]

@@ -113,7 +113,7 @@ class Plan:
 
 def _image(resource: Resource, settings: Settings) -> str | None:
     if isinstance(resource, Model):
-        return settings.kube.image
+        return resource.spec.serve.image or settings.kube.image
     if isinstance(resource, TrainingJob):
         return resource.spec.image or settings.kube.image
     return resource.spec.image

@@ -36,12 +36,14 @@ class FieldProblem(ValueProblem):
     """A cross-field check failed on ``field`` (its spec name, e.g. ``minReplicas``).
 
     Raised inside model validators so that the loader can point at the field itself rather than
-    at the mapping that holds it.
+    at the mapping that holds it. ``field`` may be a path below the model, e.g.
+    ``("volumes", 1, "mountPath")``.
     """
 
-    def __init__(self, field: str, message: str, hint: str = "") -> None:
+    def __init__(self, field: str | tuple[str | int, ...], message: str, hint: str = "") -> None:
         super().__init__(message, hint)
-        self.field = field
+        self.path: tuple[str | int, ...] = (field,) if isinstance(field, str) else field
+        self.field = str(self.path[0])
 
 
 class SpecModel(BaseModel):
@@ -146,6 +148,7 @@ _DNS_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?
 _QUALIFIED_NAME = r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
 _KEY = re.compile(rf"^({_DNS_SUBDOMAIN}/)?{_QUALIFIED_NAME}$")
 _LABEL_VALUE = re.compile(rf"^({_QUALIFIED_NAME})?$")
+KEY_PATTERN = _KEY.pattern
 _KEY_HINT = (
     "a name of at most 63 letters, digits, '-', '_' or '.', optionally prefixed 'example.com/'"
 )

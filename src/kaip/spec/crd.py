@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from kaip.spec.base import GROUP, VERSION
 from kaip.spec.kinds import KINDS
 from kaip.spec.rules import NAME_CEL, rules_for
-from kaip.spec.schema import SchemaGenerator, definitions
+from kaip.spec.schema import SchemaGenerator, definitions, models_by_name
 from kaip.spec.status import ResourceStatus
 
 Schema = dict[str, Any]
@@ -183,25 +183,9 @@ def _status_schema() -> Schema:
 
 def _spec_schema(kind: str) -> tuple[str, Schema]:
     (name,), defs = definitions([kind])
-    models: dict[str, type[BaseModel]] = {}
-    for cls in KINDS.values():
-        for field in cls.model_fields.values():
-            _collect(field.annotation, models)
+    models = models_by_name()
     spec_ref = defs[name]["properties"]["spec"]
     return str(defs[name].get("description", "")), _Structural(defs, models).convert(spec_ref)
-
-
-def _collect(annotation: Any, found: dict[str, type[BaseModel]]) -> None:
-    """Every pydantic model reachable from ``annotation``, by class name."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        if annotation.__name__ in found:
-            return
-        found[annotation.__name__] = annotation
-        for field in annotation.model_fields.values():
-            _collect(field.annotation, found)
-        return
-    for arg in getattr(annotation, "__args__", ()):
-        _collect(arg, found)
 
 
 def _plural(kind: str) -> str:

@@ -26,6 +26,7 @@ from kaip.spec.base import (
     ValueProblem,
 )
 from kaip.spec.network import Network
+from kaip.spec.pod import PodOptions
 
 ArtifactFormat = Literal["sklearn", "onnx", "python", "sentence-transformers", "transformers"]
 PICKLE_FORMATS: frozenset[str] = frozenset({"sklearn"})
@@ -262,6 +263,14 @@ class Serve(SpecModel):
         ),
     )
 
+    image: str | None = Field(
+        None,
+        min_length=1,
+        max_length=512,
+        description="model-server image on Kubernetes (default: settings.kube.image); it must "
+        "run python -m kaip.serving, e.g. one built FROM kaip's image",
+    )
+
     @property
     def token_cap(self) -> int:
         """``maxTokens``, or :data:`DEFAULT_MAX_TOKENS` when the spec leaves it out."""
@@ -288,7 +297,7 @@ _NETWORK = (
 )
 
 
-class ModelSpec(SpecModel):
+class ModelSpec(PodOptions):
     """What a Model serves, for whom, on what, and how new revisions roll out."""
 
     owner: Owner
@@ -321,7 +330,7 @@ def _check_health_path(value: str) -> str:
     return value
 
 
-class AppSpec(SpecModel):
+class AppSpec(PodOptions):
     """What an App runs (a command locally, an image on Kubernetes) and how it scales."""
 
     owner: Owner
@@ -330,7 +339,6 @@ class AppSpec(SpecModel):
     )
     image: str | None = Field(None, min_length=1, description="container image on Kubernetes")
     port: int = Field(8080, ge=1, le=65535)
-    env: dict[str, str] = Field(default_factory=dict)
     health_path: Annotated[str, AfterValidator(_check_health_path)] = Field(
         "/healthz",
         description="HTTP path that answers 200 when the app is ready",
@@ -372,13 +380,12 @@ class TrainingOutput(SpecModel):
     model: Name | None = Field(None, description="name of the Model this artifact feeds")
 
 
-class TrainingJobSpec(SpecModel):
+class TrainingJobSpec(PodOptions):
     """What a training run executes, on how many nodes, and what it produces."""
 
     owner: Owner
     command: list[str] = Field(min_length=1)
     image: str | None = Field(None, min_length=1)
-    env: dict[str, str] = Field(default_factory=dict)
     resources: Resources = Field(default_factory=Resources)
     nodes: int = Field(1, ge=1, le=1024)
     max_retries: int = Field(3, ge=0, le=100)

@@ -172,7 +172,7 @@ def _problem_from_error(err: Any, cls: type[BaseModel], pos: _Positions, file: s
         if isinstance(cause, ValueProblem):
             message, hint = str(cause), cause.hint
         if isinstance(cause, FieldProblem):
-            loc = (*loc, cause.field)
+            loc = (*loc, *cause.path)
     elif kind == "extra_forbidden":
         parent = _model_at(cls, loc[:-1])
         message = f"unknown field {loc[-1]!r}"

@@ -22,6 +22,19 @@ from pydantic import BaseModel
 from kaip.spec.base import NAME_PATTERN, Resources, Rollout, Scaling
 from kaip.spec.kinds import CODE_FORMATS, URI_SCHEME_PATTERN, AppSpec, Artifact, Serve
 from kaip.spec.network import EgressPeer, Peer
+from kaip.spec.pod import (
+    GPU_PRODUCT_LABEL,
+    INTEGER_PATTERN,
+    RESERVED_MOUNT_PATHS,
+    RESERVED_VOLUME_NAMES,
+    EnvFromSource,
+    EnvVarSource,
+    LabelSelectorRequirement,
+    NodeSelectorRequirement,
+    PodOptions,
+    Toleration,
+    Volume,
+)
 
 
 @dataclass(frozen=True)
@@ -41,6 +54,167 @@ def _default(model: type[BaseModel], name: str) -> Any:
 
 
 _CODE = ", ".join(f"'{f}'" for f in sorted(CODE_FORMATS))
+
+
+def _set(field: str, json_type: str) -> dict[str, Any]:
+    """JSON Schema for "``field`` is present and not null" (pydantic reads null as unset)."""
+    return {"required": [field], "properties": {field: {"type": json_type}}}
+
+
+def _exactly_one(model: type[BaseModel], fields: tuple[str, ...], json_type: str) -> Rule:
+    """One of ``fields`` (spec names) set, the others absent."""
+    count = " + ".join(f"(has(self.{f}) ? 1 : 0)" for f in fields)
+    return Rule(
+        model,
+        fields[0],
+        f"set exactly one of {', '.join(fields)}",
+        f"{count} == 1",
+        {"oneOf": [_set(f, json_type) for f in fields]},
+    )
+
+
+def _cel_list(values: tuple[str, ...]) -> str:
+    return "[" + ", ".join(f"'{v}'" for v in values) + "]"
+
+
+def _operator_rules(model: type[BaseModel], gt_lt: bool) -> tuple[Rule, ...]:
+    rules = [
+        Rule(
+            model,
+            "values",
+            "operator In or NotIn needs values",
+            "!(self.operator in ['In', 'NotIn']) || (has(self.values) && size(self.values) > 0)",
+            {
+                "if": {"properties": {"operator": {"enum": ["In", "NotIn"]}}},
+                "then": {"required": ["values"], "properties": {"values": {"minItems": 1}}},
+            },
+        ),
+        Rule(
+            model,
+            "values",
+            "operator Exists or DoesNotExist takes no values",
+            "!(self.operator in ['Exists', 'DoesNotExist']) || !has(self.values) || "
+            "size(self.values) == 0",
+            {
+                "if": {"properties": {"operator": {"enum": ["Exists", "DoesNotExist"]}}},
+                "then": {"properties": {"values": {"maxItems": 0}}},
+            },
+        ),
+    ]
+    if gt_lt:
+        rules.append(
+            Rule(
+                model,
+                "values",
+                "operator Gt or Lt needs exactly one integer value",
+                "!(self.operator in ['Gt', 'Lt']) || (has(self.values) && size(self.values) == 1"
+                f" && self.values[0].matches('{INTEGER_PATTERN}'))",
+                {
+                    "if": {"properties": {"operator": {"enum": ["Gt", "Lt"]}}},
+                    "then": {
+                        "required": ["values"],
+                        "properties": {
+                            "values": {
+                                "minItems": 1,
+                                "maxItems": 1,
+                                "items": {"pattern": INTEGER_PATTERN},
+                            }
+                        },
+                    },
+                },
+            )
+        )
+    return tuple(rules)
+
+
+_POD_RULES: tuple[Rule, ...] = (
+    _exactly_one(EnvVarSource, ("secretKeyRef", "configMapKeyRef"), "object"),
+    _exactly_one(EnvFromSource, ("secretRef", "configMapRef"), "object"),
+    Rule(
+        Toleration,
+        "value",
+        "a toleration with operator Exists takes no value",
+        "!(has(self.operator) && self.operator == 'Exists') || !has(self.value) || "
+        "size(self.value) == 0",
+        {
+            "if": {"required": ["operator"], "properties": {"operator": {"const": "Exists"}}},
+            "then": {"properties": {"value": {"maxLength": 0}}},
+        },
+    ),
+    Rule(
+        Toleration,
+        "operator",
+        "a toleration without a key must use operator Exists",
+        "has(self.key) || (has(self.operator) && self.operator == 'Exists')",
+        {
+            "if": {"properties": {"key": {"type": "null"}}},
+            "then": {"required": ["operator"], "properties": {"operator": {"const": "Exists"}}},
+        },
+    ),
+    Rule(
+        Toleration,
+        "tolerationSeconds",
+        "tolerationSeconds only applies to effect NoExecute",
+        "!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')",
+        {
+            "if": _set("tolerationSeconds", "integer"),
+            "then": {"required": ["effect"], "properties": {"effect": {"const": "NoExecute"}}},
+        },
+    ),
+    *_operator_rules(LabelSelectorRequirement, gt_lt=False),
+    *_operator_rules(NodeSelectorRequirement, gt_lt=True),
+    _exactly_one(Volume, ("configMap", "secret", "persistentVolumeClaim", "emptyDir"), "object"),
+    Rule(
+        Volume,
+        "name",
+        f"volume names {', '.join(RESERVED_VOLUME_NAMES)} are kaip's own",
+        f"!(self.name in {_cel_list(RESERVED_VOLUME_NAMES)})",
+        {"properties": {"name": {"not": {"enum": list(RESERVED_VOLUME_NAMES)}}}},
+    ),
+    Rule(
+        Volume,
+        "mountPath",
+        f"kaip mounts its own volumes at {', '.join(RESERVED_MOUNT_PATHS)}",
+        f"!(self.mountPath in {_cel_list(RESERVED_MOUNT_PATHS)})",
+        {"properties": {"mountPath": {"not": {"enum": list(RESERVED_MOUNT_PATHS)}}}},
+    ),
+    Rule(
+        Volume,
+        "readOnly",
+        "ConfigMap and Secret volumes are always read-only",
+        "!has(self.readOnly) || self.readOnly || (!has(self.configMap) && !has(self.secret))",
+        {
+            "if": {"required": ["readOnly"], "properties": {"readOnly": {"const": False}}},
+            "then": {"not": {"anyOf": [_set("configMap", "object"), _set("secret", "object")]}},
+        },
+    ),
+    Rule(
+        PodOptions,
+        "envValueFrom",
+        "a variable is set in both env and envValueFrom",
+        "!has(self.envValueFrom) || !has(self.env) || "
+        "self.envValueFrom.all(name, !(name in self.env))",
+        None,
+    ),
+    Rule(
+        PodOptions,
+        "volumes",
+        "two volumes are mounted at the same mountPath",
+        "!has(self.volumes) || "
+        "self.volumes.all(a, self.volumes.exists_one(b, b.mountPath == a.mountPath))",
+        None,
+    ),
+    Rule(
+        PodOptions,
+        "nodeSelector",
+        f"nodeSelector's {GPU_PRODUCT_LABEL} differs from resources.gpuModel",
+        f"!has(self.nodeSelector) || !('{GPU_PRODUCT_LABEL}' in self.nodeSelector) || "
+        "!has(self.resources) || !has(self.resources.gpuModel) || "
+        f"self.nodeSelector['{GPU_PRODUCT_LABEL}'] == self.resources.gpuModel",
+        None,
+    ),
+)
+
 
 RULES: tuple[Rule, ...] = (
     Rule(
@@ -161,6 +335,7 @@ RULES: tuple[Rule, ...] = (
             ]
         },
     ),
+    *_POD_RULES,
 )
 
 
@@ -203,4 +378,5 @@ NAME_CEL = f"size(self.metadata.name) <= 63 && self.metadata.name.matches('{NAME
 
 
 def rules_for(model: type[BaseModel]) -> list[Rule]:
-    return [r for r in RULES if r.model is model]
+    """The rules of ``model``, including those of its bases (each kind's spec is PodOptions)."""
+    return [r for r in RULES if issubclass(model, r.model)]

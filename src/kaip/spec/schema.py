@@ -10,11 +10,12 @@ from __future__ import annotations
 import copy
 from typing import Any, Final
 
+from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 
 from kaip.spec.base import API_VERSION
 from kaip.spec.kinds import KINDS
-from kaip.spec.rules import RULES
+from kaip.spec.rules import rules_for
 
 DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"
 REF_TEMPLATE: Final = "#/$defs/{model}"
@@ -25,6 +26,26 @@ class SchemaGenerator(GenerateJsonSchema):
 
     def field_title_should_be_set(self, schema: Any) -> bool:
         return False
+
+
+def models_by_name() -> dict[str, type[BaseModel]]:
+    """Every pydantic model reachable from the kinds, by class name (their ``$defs`` names)."""
+    found: dict[str, type[BaseModel]] = {}
+    for cls in KINDS.values():
+        _collect(cls, found)
+    return found
+
+
+def _collect(annotation: Any, found: dict[str, type[BaseModel]]) -> None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        if annotation.__name__ in found:
+            return
+        found[annotation.__name__] = annotation
+        for field in annotation.model_fields.values():
+            _collect(field.annotation, found)
+        return
+    for arg in getattr(annotation, "__args__", ()):
+        _collect(arg, found)
 
 
 def definitions(kinds: list[str]) -> tuple[list[str], dict[str, Any]]:
@@ -49,10 +70,12 @@ def json_schema(kind: str | None = None) -> dict[str, Any]:
         top["required"] = ["apiVersion", "kind", *top.get("required", [])]
         for key in ("apiVersion", "kind"):
             top["properties"][key].pop("default", None)
-    for rule in RULES:
-        target = defs.get(rule.model.__name__)
-        if target is not None and rule.json_schema is not None:
-            target.setdefault("allOf", []).append(copy.deepcopy(dict(rule.json_schema)))
+    models = models_by_name()
+    for name, target in defs.items():
+        model = models.get(name)
+        for rule in rules_for(model) if model is not None else []:
+            if rule.json_schema is not None:
+                target.setdefault("allOf", []).append(copy.deepcopy(dict(rule.json_schema)))
     schema: dict[str, Any] = {
         "$schema": DIALECT,
         "title": f"kaip {kind}" if kind else "kaip spec",

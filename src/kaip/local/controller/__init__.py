@@ -9,6 +9,7 @@ under ``/_kaip/`` on the control port (:mod:`~kaip.local.controller.control`), b
 
 from kaip.local.controller.loop import Controller, ControllerConfig
 from kaip.local.controller.platform import serve
+from kaip.local.controller.preflight import check_local
 from kaip.local.controller.runrecord import (
     RUN_FILE,
     TOKEN_FILE,
@@ -25,6 +26,7 @@ __all__ = [
     "Controller",
     "ControllerConfig",
     "RunRecord",
+    "check_local",
     "find_running",
     "read_admin_token",
     "read_run_record",

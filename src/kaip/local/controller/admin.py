@@ -34,6 +34,7 @@ from starlette.routing import Route
 from kaip.errors import KaipError, PlatformError, SpecError, StorageError
 from kaip.local.controller.auth import Principal, Role, require
 from kaip.local.controller.loop import Controller
+from kaip.local.controller.preflight import check_local
 from kaip.local.controller.status import status
 from kaip.local.state import Commit
 from kaip.spec import SpecSet, load_paths
@@ -100,6 +101,7 @@ def admin_app(controller: Controller) -> Starlette:
         principal = _principal(request, "deployer", "deploy")
         body = _parse(DeployRequest, await request.body())
         specs = await _load(body.paths)
+        notices = check_local(specs)  # a SpecError is a 422, as a bad spec
         commit = Commit(body.commit.sha, body.commit.committed_at) if body.commit else None
         who = body.who or principal.name
 
@@ -113,7 +115,7 @@ def admin_app(controller: Controller) -> Starlette:
             raise  # 503: .kaip/ cannot be written now; it says why
         except PlatformError as exc:
             raise ConflictError(exc.message) from None
-        return JSONResponse({"changes": changes, "rollouts": followed})
+        return JSONResponse({"changes": [*notices, *changes], "rollouts": followed})
 
     async def _load(paths: list[str]) -> SpecSet:
         loop = asyncio.get_running_loop()

@@ -21,6 +21,7 @@ from kaip.local.controller.auth import admin_token_authenticator
 from kaip.local.controller.control import ControlServer
 from kaip.local.controller.guard import ControlGuard, GuardPolicy, normalize_hosts
 from kaip.local.controller.loop import Controller, ControllerConfig
+from kaip.local.controller.preflight import check_local
 from kaip.local.controller.runrecord import (
     TOKEN_FILE,
     find_running,
@@ -65,6 +66,8 @@ async def serve(
     ``admin_port`` and ``allowed_hosts`` (added to the settings' own) are the control port's.
     """
     specs = load_paths(paths)
+    for notice in check_local(specs):
+        report(notice)
     local = settings.local
     admin_port = local.admin_port if admin_port is None else admin_port
     try:

@@ -4,7 +4,9 @@ A Model replica is ``python -m kaip.serving SNAPSHOT --model NAME --port {port}`
 is the revision's spec written under ``.kaip/revisions/`` with artifact paths made absolute, so
 replicas of an old revision keep working whatever happens to the spec file afterwards. An App
 replica is its ``command`` (a leading ``python`` means this interpreter) run in the spec file's
-directory. Both get ``PORT`` and ``KAIP_GATEWAY_URL``. Writes snapshot files; starts nothing.
+directory. Both get the spec's ``env`` (over kaip's own environment, which they inherit: that is
+where ``envValueFrom`` variables come from locally), ``PORT`` and ``KAIP_GATEWAY_URL``. Writes
+snapshot files; starts nothing.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ def model_launch(
         revision=revision,
         argv=argv,
         cwd=base_dir.resolve(),
-        env={"KAIP_GATEWAY_URL": gateway_url},
+        env={**model.spec.env, "KAIP_GATEWAY_URL": gateway_url},
         health_path=MODEL_HEALTH_PATH,
     )
 

@@ -2,10 +2,11 @@
 
 Owns what makes a kaip pod acceptable under the Pod Security "restricted" profile (non-root
 user, no privilege escalation, no capabilities, RuntimeDefault seccomp, read-only root with an
-emptyDir on ``/tmp``), requests and limits on every container, and GPU scheduling (the
-``nvidia.com/gpu`` resource, the ``nvidia.com/gpu.product`` node selector and the matching
-toleration), and how a serving pod stops without losing a request (a preStop sleep, then the
-grace period). Pure: returns plain dicts, never talks to a cluster.
+emptyDir on ``/tmp``), requests and limits on every container (whole GPUs as the
+``nvidia.com/gpu`` resource), and how a serving pod stops without losing a request (a
+preStop sleep, then the grace period). Where pods run and what the spec adds to them
+(environment, volumes, node selection, the GPU toleration) is
+:mod:`kaip.render.kube.pod_options`. Pure: returns plain dicts, never talks to a cluster.
 """
 
 from __future__ import annotations
@@ -79,17 +80,6 @@ def spec_mount() -> Obj:
 
 def env_list(env: Mapping[str, str]) -> list[Obj]:
     return [{"name": key, "value": value} for key, value in env.items()]
-
-
-def gpu_scheduling(resources: ResolvedResources) -> Obj:
-    """The pod-spec fields that land GPU pods on GPU nodes (empty for CPU-only pods)."""
-    if not resources.gpu:
-        return {}
-    out: Obj = {}
-    if resources.gpu_model:
-        out["nodeSelector"] = {GPU_PRODUCT_LABEL: resources.gpu_model}
-    out["tolerations"] = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
-    return out
 
 
 PRE_STOP_SECONDS: Final = 5

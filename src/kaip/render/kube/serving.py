@@ -27,6 +27,7 @@ from typing import Any, Final
 import yaml
 
 from kaip.plan import Workload
+from kaip.render.kube import pod_options
 from kaip.render.kube.artifacts import place_artifact, pod_local_model
 from kaip.render.kube.network import network_policy
 from kaip.render.kube.pods import (
@@ -36,8 +37,6 @@ from kaip.render.kube.pods import (
     Obj,
     container_resources,
     container_security_context,
-    env_list,
-    gpu_scheduling,
     http_probe,
     pod_security_context,
     pre_stop,
@@ -149,6 +148,9 @@ def spec_config_map(workload: Workload, model: Model) -> Obj:
 def _model_pod(workload: Workload, model: Model, settings: Settings) -> tuple[Obj, Model]:
     image = workload.image or settings.kube.image
     placement = place_artifact(model, image)
+    options = model.spec
+    wiring = {e["name"]: e["value"] for e in placement.server_env}
+    user_volumes, user_mounts = pod_options.volumes(options)
     container: Obj = {
         "name": "server",
         "image": image,
@@ -164,16 +166,16 @@ def _model_pod(workload: Workload, model: Model, settings: Settings) -> tuple[Ob
             "--revision",
             workload.revision,
         ],
-        "env": [
-            *env_list(
-                {
-                    "HOME": "/tmp",
-                    "OTEL_SERVICE_NAME": workload.name,
-                    "OTEL_RESOURCE_ATTRIBUTES": f"service.version={workload.revision}",
-                }
-            ),
-            *placement.server_env,
-        ],
+        "env": pod_options.container_env(
+            options,
+            defaults={
+                "HOME": "/tmp",
+                "OTEL_SERVICE_NAME": workload.name,
+                "OTEL_RESOURCE_ATTRIBUTES": f"service.version={workload.revision}",
+            },
+            fixed=wiring,
+        ),
+        **pod_options.container_env_from(options),
         "ports": [{"name": "http", "containerPort": MODEL_PORT, "protocol": "TCP"}],
         "lifecycle": pre_stop(),
         "startupProbe": http_probe("/v2/health/live", "http", period=5, failures=60),
@@ -185,35 +187,51 @@ def _model_pod(workload: Workload, model: Model, settings: Settings) -> tuple[Ob
             spec_mount(),
             *placement.server_mounts,
             tmp_mount(),
+            *user_mounts,
         ],
     }
     volumes = [
         {"name": SPEC_VOLUME, "configMap": {"name": workload.revision_name}},
         *placement.volumes,
         tmp_volume(),
+        *user_volumes,
     ]
     pod: Obj = {}
     if placement.init_containers:
-        pod["initContainers"] = placement.init_containers
+        # The fetch may need the same credentials (e.g. from a Secret) as the server.
+        pod["initContainers"] = [
+            {
+                **init,
+                "env": pod_options.container_env(
+                    options,
+                    defaults={e["name"]: e["value"] for e in init.get("env", [])},
+                    fixed=wiring,
+                ),
+                **pod_options.container_env_from(options),
+            }
+            for init in placement.init_containers
+        ]
     pod |= {"containers": [container], "volumes": volumes}
     return pod, pod_local_model(model, placement.pod_uri)
 
 
 def _app_pod(workload: Workload, app: App) -> Obj:
     spec = app.spec
+    user_volumes, user_mounts = pod_options.volumes(spec)
     container: Obj = {
         "name": "app",
         "image": workload.image,
-        "env": env_list({**spec.env, "PORT": str(spec.port)}),
+        "env": pod_options.container_env(spec, fixed={"PORT": str(spec.port)}),
+        **pod_options.container_env_from(spec),
         "ports": [{"name": "http", "containerPort": spec.port, "protocol": "TCP"}],
         "lifecycle": pre_stop(),
         "livenessProbe": http_probe(spec.health_path, "http", period=10, failures=3),
         "readinessProbe": http_probe(spec.health_path, "http", period=5, failures=3),
         "resources": container_resources(workload.resources),
         "securityContext": container_security_context(),
-        "volumeMounts": [tmp_mount()],
+        "volumeMounts": [tmp_mount(), *user_mounts],
     }
-    return {"containers": [container], "volumes": [tmp_volume()]}
+    return {"containers": [container], "volumes": [tmp_volume(), *user_volumes]}
 
 
 def scaling_of(workload: Workload) -> Scaling:
@@ -232,9 +250,9 @@ def deployment(workload: Workload, pod: Obj, settings: Settings) -> Obj:
             "prometheus.io/port": str(MODEL_PORT),
             "prometheus.io/path": "/metrics",
         }
+    options = workload.resource.spec
     pod_spec: Obj = {
-        "serviceAccountName": workload.name,
-        "automountServiceAccountToken": False,
+        **pod_options.service_account(options, workload.name),
         "enableServiceLinks": False,
         # preStop sleep, then the model server's drain and in-flight requests (server.py).
         "terminationGracePeriodSeconds": termination_grace_seconds(
@@ -242,7 +260,7 @@ def deployment(workload: Workload, pod: Obj, settings: Settings) -> Obj:
         ),
         "securityContext": pod_security_context(),
         "topologySpreadConstraints": spread(workload.revision_selector),
-        **gpu_scheduling(workload.resources),
+        **pod_options.scheduling(options, workload.resources),
         **pod,
     }
     spec: Obj = {}
@@ -378,7 +396,7 @@ def serving_objects(
 ) -> list[Obj]:
     """Every object of a Model or App: the shared ones, then each live revision's."""
     objects = [
-        service_account(workload),
+        *([] if workload.resource.spec.service_account_name else [service_account(workload)]),
         network_policy(workload, service_port(workload), [b for b, _ in backends], settings),
         stable_service(workload),
         http_route(workload, backends),

@@ -18,12 +18,11 @@ from __future__ import annotations
 from typing import Final
 
 from kaip.plan import Workload
+from kaip.render.kube import pod_options
 from kaip.render.kube.pods import (
     Obj,
     container_resources,
     container_security_context,
-    env_list,
-    gpu_scheduling,
     pod_security_context,
     tmp_mount,
     tmp_volume,
@@ -38,8 +37,9 @@ RENDEZVOUS_PORT: Final = 29500
 
 
 def _env(workload: Workload, job: TrainingJob) -> dict[str, str]:
+    """The variables kaip's wiring sets (the spec's own env cannot replace them)."""
     spec = job.spec
-    env = {"HOME": "/tmp", **spec.env}
+    env: dict[str, str] = {}
     if spec.checkpoint_dir:
         env["KAIP_CHECKPOINT_DIR"] = spec.checkpoint_dir
     if spec.output:
@@ -84,20 +84,29 @@ def job_objects(workload: Workload, settings: Settings) -> list[Obj]:
     if not isinstance(job, TrainingJob):
         raise TypeError(f"{job.kind} is not a TrainingJob")
     spec = job.spec
-    env = env_list(_env(workload, job))
+    env = pod_options.container_env(
+        spec,
+        defaults={"HOME": "/tmp"},
+        fixed=_env(workload, job),
+        reserved=("RANK",) if spec.nodes > 1 else (),
+    )
     if spec.nodes > 1:
         env.append(_rank_env())
+    user_volumes, user_mounts = pod_options.volumes(spec)
     container: Obj = {
         "name": "train",
         "image": workload.image,
         "command": list(spec.command),
         "env": env,
+        **pod_options.container_env_from(spec),
         "resources": container_resources(workload.resources),
         "securityContext": container_security_context(),
-        "volumeMounts": [tmp_mount()],
+        "volumeMounts": [tmp_mount(), *user_mounts],
     }
-    volumes = [tmp_volume()]
-    if spec.checkpoint_dir and spec.checkpoint_dir.startswith("/"):
+    volumes = [tmp_volume(), *user_volumes]
+    # A spec volume mounted at checkpointDir is the checkpoint store (a PVC, say).
+    declared = any(v.mount_path == spec.checkpoint_dir for v in spec.volumes)
+    if spec.checkpoint_dir and spec.checkpoint_dir.startswith("/") and not declared:
         claim = job.metadata.annotations.get(CHECKPOINT_PVC_ANNOTATION)
         source: Obj = {"persistentVolumeClaim": {"claimName": claim}} if claim else {"emptyDir": {}}
         volumes.insert(0, {"name": "checkpoints", **source})
@@ -105,17 +114,16 @@ def job_objects(workload: Workload, settings: Settings) -> list[Obj]:
             0, {"name": "checkpoints", "mountPath": spec.checkpoint_dir}
         )
     pod: Obj = {
-        "serviceAccountName": workload.name,
-        "automountServiceAccountToken": False,
+        **pod_options.service_account(spec, workload.name),
         "enableServiceLinks": False,
         "restartPolicy": "Never",
         "securityContext": pod_security_context(),
-        **gpu_scheduling(workload.resources),
+        **pod_options.scheduling(spec, workload.resources),
         "containers": [container],
         "volumes": volumes,
     }
     job_spec: Obj = {"backoffLimit": spec.max_retries}
-    objects: list[Obj] = [service_account(workload)]
+    objects: list[Obj] = [] if spec.service_account_name else [service_account(workload)]
     if spec.nodes > 1:
         pod["subdomain"] = workload.revision_name
         job_spec |= {
