@@ -7,11 +7,18 @@ the rendered sets must still meet the restricted Pod Security profile and kaip's
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from hypothesis import HealthCheck, event, given, settings
+from spec_strategies import documents
 from test_render_kube import _app, _job, _model, _plan, _pods
 
+from kaip.errors import SpecError
+from kaip.plan import build_plan
 from kaip.render.kube import kaip_violations, render_manifests, restricted_violations
+from kaip.settings import Settings
+from kaip.spec import SpecDocument, load_document
 
 REF = "{secretKeyRef: {name: creds, key: token}}"
 CFG = "{configMapKeyRef: {name: c, key: k, optional: true}}"
@@ -148,3 +155,34 @@ def test_training_rank_is_kaips_and_a_volume_at_checkpoint_dir_is_the_store() ->
     assert env["KAIP_CHECKPOINT_DIR"] == "/ckpt"
     assert [v["name"] for v in pod["volumes"]] == ["tmp", "store"], "no emptyDir checkpoints"
     assert {"name": "store", "mountPath": "/ckpt"} in train["volumeMounts"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(documents())
+def test_any_valid_document_renders_pods_that_pass_both_checks(doc: dict[str, Any]) -> None:
+    """Whatever pod-level fields a valid spec sets, its pods stay restricted and well formed."""
+    # Free text the spec allows but Kubernetes names and labels do not (checked elsewhere).
+    doc["metadata"]["name"] = "w" + doc["metadata"]["name"][:20]
+    doc["spec"]["owner"] = "team"
+    if doc["kind"] != "Model":
+        doc["spec"]["image"] = "registry.example.com/x:1"
+    resource = load_document(doc)
+    try:
+        objects = render_manifests(build_plan([SpecDocument(resource, Path("s.yaml"), 1)],
+                                              Settings()))  # fmt: skip
+    except SpecError as exc:  # what Kubernetes cannot hold (names too long, paths outside)
+        event(f"refused: {exc.problems[0].path}")
+        return
+    for _, template in _pods(objects):
+        pod = template["spec"]
+        assert restricted_violations(pod) == []
+        assert kaip_violations(pod) == []
+        volume_names = [v["name"] for v in pod["volumes"]]
+        assert len(volume_names) == len(set(volume_names))
+        for container in [*pod.get("initContainers", []), *pod["containers"]]:
+            names = [e["name"] for e in container.get("env", [])]
+            assert len(names) == len(set(names)), names
+            mounts = container.get("volumeMounts", [])
+            assert {m["name"] for m in mounts} <= set(volume_names)
+            paths = [m["mountPath"] for m in mounts]
+            assert len(paths) == len(set(paths)), paths
