@@ -40,3 +40,12 @@ def test_exposition_parses_with_labels_and_counts() -> None:
         "model": "digits",
         "revision": "r1",
     }
+
+
+def test_the_server_process_is_measured_too() -> None:
+    families = {
+        f.name: f
+        for f in text_string_to_metric_families(ServerMetrics("m", "r").exposition().decode())
+    }
+    assert families["process_cpu_seconds"].samples[0].value > 0
+    assert families["process_resident_memory_bytes"].samples[0].value > 2**20

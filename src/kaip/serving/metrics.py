@@ -13,7 +13,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, ProcessCollector, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -87,6 +87,10 @@ class ServerMetrics(Collector):
         self._durations: dict[str, LoopHistogram] = {}
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
+        # process_cpu_seconds_total, process_resident_memory_bytes, ...: what a cluster without
+        # metrics-server can give an HPA's CPU target (charts/kaip/extras), and what people
+        # expect of any Prometheus target.
+        ProcessCollector(registry=self.registry)
         genai_labels = ["gen_ai_operation_name", "gen_ai_request_model", "error_type"]
         self.genai_duration = Histogram(
             prometheus_name(names.GENAI_REQUEST_DURATION, "seconds"),
