@@ -9,10 +9,10 @@ are the Kubernetes ones (``secretKeyRef``, ``tolerationSeconds``,
 only environment variables keep kaip's map form (``env: {NAME: value}``), and a volume carries
 its own ``mountPath`` (one container per pod, so one mount per volume).
 
-Everything here is rendered into the pod on Kubernetes (:mod:`kaip.render.kube.pods`). Locally
-(``kaip up``) there is no Secret, ConfigMap, node or volume: a variable from a reference must
-come from ``kaip up``'s own environment (:mod:`kaip.plan.local_gaps` says which are missing),
-and the rest is reported as not applied. Pure: models and checks, no I/O.
+Everything here is rendered into the pod on Kubernetes (:mod:`kaip.render.kube.pod_options`).
+Locally (``kaip up``) there is no Secret, ConfigMap, node or volume: a variable from a reference
+must come from ``kaip up``'s own environment (:mod:`kaip.plan.local_gaps` says which are
+missing), and the rest is reported as not applied. Pure: models and checks, no I/O.
 """
 
 from __future__ import annotations
