@@ -88,3 +88,26 @@ def test_a_badly_retrained_model_is_rolled_back_and_wait_and_watch_exit_4(
     watched = platform.cli("rollout", "status", "echo", "--watch")
     assert watched.returncode == 4, watched.stdout + watched.stderr
     assert "rolled back" in watched.stderr
+
+
+def test_a_canary_without_traffic_is_aborted_at_its_progress_deadline(
+    platform: LocalPlatform,
+) -> None:
+    # the same deadline bounds how long the new revision may take to be ready: generous, so a
+    # slow machine still gets to the step, where the missing traffic is what runs out of time
+    deadline = "    progressDeadlineSeconds: 60\n    gates:"
+    with_deadline = model_spec().replace("    gates:", deadline)
+    spec = platform.write_spec(with_deadline)
+    platform.up(spec)
+    stable = platform.resource("echo")["stable"]
+    retrain(platform, 5.0)  # a new revision, and no request is ever sent to it
+    deployed = platform.cli("deploy", str(spec), "--wait", "--timeout", "5m")
+    assert deployed.returncode == 5, deployed.stdout + deployed.stderr
+    assert "aborted: no evidence by progressDeadlineSeconds 60 at 10%: 0 of minRequests 10" in (
+        deployed.stderr
+    )
+    rollout = platform.rollouts("echo")[0]
+    assert rollout["status"] == "aborted"
+    assert [v["action"] for v in rollout["verdicts"]] == ["abort"]
+    resource = platform.resource("echo")
+    assert (resource["stable"], resource["canary"]) == (stable, None)

@@ -128,3 +128,26 @@ def test_reverting_the_spec_drops_the_canary() -> None:
 def test_unusable_saved_state_is_ignored() -> None:
     assert RolloutState.from_status({"stable": {"revision": "x"}}) is None
     assert RolloutState.from_status(None) is None
+
+
+def test_a_canary_without_traffic_is_aborted_at_its_progress_deadline() -> None:
+    def with_deadline(batch: int) -> Served:
+        text = SPEC.replace("    gates:", "    progressDeadlineSeconds: 60\n    gates:")
+        resource = load_text(text + f"  serve: {{batching: {{maxBatchSize: {batch}}}}}\n")
+        served = resource.documents[0].resource
+        assert isinstance(served, Model) and served.spec.rollout.progress_deadline_seconds == 60
+        return served
+
+    old, new = with_deadline(64), with_deadline(8)
+    metrics = StaticMetrics({revision_id(new): RevisionMetrics(0, 0, None)})
+    state = progress(None, old, T0, measure(metrics)).state
+    state = progress(state, new, T0, measure(metrics)).state
+    held = progress(state, new, T0 + timedelta(seconds=10 + 59), measure(metrics))
+    assert held.decision is not None and held.decision.action == "hold"
+    moved = progress(held.state, new, T0 + timedelta(seconds=10 + 60), measure(metrics))
+    assert moved.decision is not None and moved.decision.action == "abort"
+    assert moved.decision.event_reason == "CanaryAborted" and moved.decision.warning
+    assert "progressDeadlineSeconds 60" in moved.decision.reason
+    assert moved.live == (("stable", 100),)
+    assert moved.state.rolled_back == revision_id(new)
+    assert (moved.state.rolled_back_reason or "").startswith("aborted: no evidence by")

@@ -1,11 +1,19 @@
 """Rollout and autoscaling decisions, as pure functions (no clock, no I/O).
 
 :func:`autoscale` says how many replicas a resource should run; :func:`rollout` says whether a
-canary advances, holds, is promoted or is rolled back. Both take time as an argument so tests
+canary advances, holds, is promoted, rolled back or aborted. Both take time as an argument so tests
 drive them with a fake clock, and both explain themselves with a reason.
 """
 
-from kaip.policy.rollouts import EARLY_ROLLBACK_MIN_ERRORS, Action, Evidence, Verdict, rollout
+from kaip.policy.rollouts import (
+    EARLY_ROLLBACK_MIN_ERRORS,
+    Action,
+    Evidence,
+    NoEvidence,
+    Verdict,
+    not_ready_verdict,
+    rollout,
+)
 from kaip.policy.scaling import (
     DEFAULT_STABILIZATION_SECONDS,
     LoadObservation,
@@ -20,9 +28,11 @@ __all__ = [
     "Action",
     "Evidence",
     "LoadObservation",
+    "NoEvidence",
     "ScaleDecision",
     "ScaleMemory",
     "Verdict",
     "autoscale",
+    "not_ready_verdict",
     "rollout",
 ]

@@ -1,4 +1,4 @@
-"""The rollout decision: advance, hold, promote or roll back a canary (pure).
+"""The rollout decision: advance, hold, promote, roll back or abort a canary (pure).
 
 At every tick of a rollout the controller hands :func:`rollout` where the rollout stands (step
 index, when that step began) and what the gateway observed for the canary and for the stable
@@ -18,8 +18,14 @@ The rules, in order:
    at least ``minRequests`` requests of its own, meets it: the canary made things worse, not the
    machine. Without such a baseline the gates alone decide.
 4. **Evidence and pause.** Hold until the step's ``pauseSeconds`` has passed and the canary has
-   ``minRequests`` requests in this step.
+   ``minRequests`` requests in this step. With ``progressDeadlineSeconds``, a step still short
+   of evidence that long after its pause ended is settled by ``onNoEvidence``: ``abort`` (the
+   default: the rollout ends, stable keeps all traffic) or ``promote`` (the step passes as if
+   it had its evidence). Failing gates always win over the deadline.
 5. **Progress.** Then advance to the next step, or promote after the last one.
+
+A new revision that is not ready ``progressDeadlineSeconds`` after the rollout began is
+aborted too (:func:`not_ready_verdict`).
 
 Worked example (steps 10% / 50% / 100%, ``pauseSeconds: 10``, ``maxErrorRate: 0.01``,
 ``minRequests: 20``)::
@@ -28,6 +34,7 @@ Worked example (steps 10% / 50% / 100%, ``pauseSeconds: 10``, ``maxErrorRate: 0.
     step 0, 11 s in, canary 25 req / 0 err       -> advance to step 1 (50%)
     step 2, 11 s in, canary 240 req / 1 err      -> promote (0.4% <= 1%)
     step 0, 2 s in,  canary 3 req / 3 err        -> rollback (3 errors > 0.2 allowed in 20)
+    step 0, 75 s in, canary 0 req, deadline 60 s -> abort (0 of minRequests 20 by the deadline)
 """
 
 from __future__ import annotations
@@ -39,7 +46,10 @@ from typing import Literal
 
 from kaip.spec.base import SLO, Gates, RolloutStep
 
-Action = Literal["advance", "hold", "promote", "rollback"]
+Action = Literal["advance", "hold", "promote", "rollback", "abort"]
+"""``rollback``: the new revision failed a gate. ``abort``: it ran out of time (or a person
+stopped it) without failing one."""
+NoEvidence = Literal["abort", "promote"]
 
 EARLY_ROLLBACK_MIN_ERRORS = 3
 """Errors needed before the early rule may roll back: one failed request is not yet a pattern."""
@@ -78,6 +88,25 @@ class Verdict:
     reason: str
 
 
+def not_ready_verdict(
+    seconds_waiting: float, progress_deadline_seconds: float | None
+) -> Verdict | None:
+    """Abort a new revision still not ready at the progress deadline; None while it may wait.
+
+    >>> not_ready_verdict(30, 600) is None
+    True
+    >>> not_ready_verdict(601, 600).reason
+    'the new revision was not ready within progressDeadlineSeconds 600'
+    """
+    if progress_deadline_seconds is None or seconds_waiting < progress_deadline_seconds:
+        return None
+    return Verdict(
+        "abort",
+        f"the new revision was not ready within progressDeadlineSeconds "
+        f"{progress_deadline_seconds:g}",
+    )
+
+
 def rollout(
     *,
     step_index: int,
@@ -87,6 +116,8 @@ def rollout(
     stable: Evidence,
     gates: Gates,
     slo: SLO | None = None,
+    progress_deadline_seconds: float | None = None,
+    on_no_evidence: NoEvidence = "abort",
 ) -> Verdict:
     """Decide the next move of a canary rollout at ``steps[step_index]``.
 
@@ -107,6 +138,9 @@ def rollout(
     ...             stable=Evidence(30, 0), gates=gates)
     >>> v.action, v.reason[:50]
     ('rollback', '3 of 3 requests failed: more than maxErrorRate 1% ')
+    >>> rollout(step_index=0, steps=steps, seconds_in_step=75, canary=Evidence(0, 0),
+    ...         stable=Evidence(0, 0), gates=gates, progress_deadline_seconds=60).reason
+    'no evidence by progressDeadlineSeconds 60 at 10%: 0 of minRequests 20'
     """
     step = steps[step_index]
     rate = canary.error_rate()
@@ -140,13 +174,20 @@ def rollout(
             "hold",
             f"pausing: {seconds_in_step:.0f}s of {step.pause_seconds:g}s at {step.weight}%",
         )
-    if canary.requests < gates.min_requests:
-        return Verdict(
-            "hold",
-            f"waiting for evidence: {canary.requests} of minRequests {gates.min_requests} "
-            f"at {step.weight}%",
-        )
     summary = f"{canary.requests} requests, {rate:.1%} errors"
+    if canary.requests < gates.min_requests:
+        missing = f"{canary.requests} of minRequests {gates.min_requests}"
+        waited = seconds_in_step - step.pause_seconds
+        if progress_deadline_seconds is not None and waited >= progress_deadline_seconds:
+            late = (
+                f"no evidence by progressDeadlineSeconds {progress_deadline_seconds:g} at "
+                f"{step.weight}%: {missing}"
+            )
+            if on_no_evidence == "abort":
+                return Verdict("abort", late)
+            summary = f"{late}, passed by onNoEvidence: promote"
+        else:
+            return Verdict("hold", f"waiting for evidence: {missing} at {step.weight}%")
     if step_index + 1 < len(steps):
         return Verdict(
             "advance",

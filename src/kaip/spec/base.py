@@ -258,6 +258,7 @@ class Scaling(SpecModel):
 
 
 MAX_ROLLOUT_STEPS = 20
+MAX_DEADLINE_SECONDS = 7 * 24 * 3600.0
 
 
 class RolloutStep(SpecModel):
@@ -287,6 +288,23 @@ class Rollout(SpecModel):
         default_factory=_default_steps, min_length=1, max_length=MAX_ROLLOUT_STEPS
     )
     gates: Gates = Field(default_factory=Gates)
+    progress_deadline_seconds: float | None = Field(
+        None,
+        gt=0,
+        le=MAX_DEADLINE_SECONDS,
+        description="the longest the new revision may take to become ready, and a step may "
+        "wait for minRequests once its pause is over; then onNoEvidence decides (unset: wait)",
+    )
+    on_no_evidence: Literal["abort", "promote"] | None = Field(
+        None,
+        description="at the progress deadline, a step short of evidence: abort (the default: "
+        "stable keeps all traffic) or promote (the step passes as if it had its evidence)",
+    )
+
+    @property
+    def no_evidence(self) -> Literal["abort", "promote"]:
+        """``onNoEvidence`` with its default filled in (unset stays out of revision ids)."""
+        return self.on_no_evidence or "abort"
 
     @model_validator(mode="after")
     def _weights_increase(self) -> Rollout:

@@ -108,12 +108,13 @@ class Decision:
             "advance": "CanaryAdvanced",
             "promote": "CanaryPromoted",
             "rollback": "CanaryRolledBack",
+            "abort": "CanaryAborted",
             "replace": "RevisionReplaced",
         }.get(self.action, "CanaryHeld")
 
     @property
     def warning(self) -> bool:
-        return self.action == "rollback"
+        return self.action in ("rollback", "abort")
 
     def to_status(self, now: datetime) -> dict[str, Any]:
         return {
@@ -194,6 +195,8 @@ def progress(
         stable=_evidence(stable_numbers),
         gates=rollout_spec.gates,
         slo=desired.spec.slo if isinstance(desired, Model) else None,
+        progress_deadline_seconds=rollout_spec.progress_deadline_seconds,
+        on_no_evidence=rollout_spec.no_evidence,
     )
     evidence = {
         "step": canary.step + 1,
@@ -213,7 +216,9 @@ def progress(
         )
     if verdict.action == "promote":
         return Progress(RolloutState(revision, _spec(desired)), (("stable", 100),), decision, None)
-    rolled = replace(state, canary=None, rolled_back=revision, rolled_back_reason=verdict.reason)
+    # rollback or abort: either way the new revision is not tried again until the spec changes
+    why = verdict.reason if verdict.action == "rollback" else f"aborted: {verdict.reason}"
+    rolled = replace(state, canary=None, rolled_back=revision, rolled_back_reason=why)
     return Progress(rolled, (("stable", 100),), decision, None)
 
 

@@ -19,7 +19,7 @@ from kaip.local.controller.runtime import ResourceRun
 from kaip.local.gateway import Gateway
 from kaip.local.state import Commit, EventRecord, State, StepRecord
 from kaip.local.supervisor import Replica, Supervisor
-from kaip.policy import Evidence, Verdict, rollout
+from kaip.policy import Evidence, Verdict, not_ready_verdict, rollout
 from kaip.spec import Model
 
 
@@ -50,15 +50,21 @@ class RolloutSteps:
             reason = f"the canary is in a crash loop: {canary_replicas[0].describe()}"
             self._verdict(run, Verdict("rollback", reason), now)
             return
+        spec = run.rollout_spec
+        late = not_ready_verdict(now - rollout_run.started_at, spec.progress_deadline_seconds)
         if rollout_run.strategy == "replace":
             ready = len(canary_ready)
             if ready >= max(1, canary.desired):
                 self._verdict(run, Verdict("promote", f"{ready} new replica(s) ready"), now)
+            elif late is not None:
+                self._verdict(run, late, now)
             return
         if rollout_run.step_started_at is None:
             if canary_ready:
                 rollout_run.step_started_at = now
                 self._announce_step(run)
+            elif late is not None:
+                self._verdict(run, late, now)
             return
         for revision, window in stats.items():
             evidence = Evidence(window.requests, window.errors, window.latencies_ms)
@@ -66,7 +72,6 @@ class RolloutSteps:
                 rollout_run.canary = rollout_run.canary.plus(evidence)
             elif revision == run.stable.revision:
                 rollout_run.stable = rollout_run.stable.plus(evidence)
-        spec = run.rollout_spec
         verdict = rollout(
             step_index=rollout_run.step_index,
             steps=spec.steps,
@@ -75,6 +80,8 @@ class RolloutSteps:
             stable=rollout_run.stable,
             gates=spec.gates,
             slo=canary.resource.spec.slo if isinstance(canary.resource, Model) else None,
+            progress_deadline_seconds=spec.progress_deadline_seconds,
+            on_no_evidence=spec.no_evidence,
         )
         self._verdict(run, verdict, now)
 
@@ -87,7 +94,9 @@ class RolloutSteps:
         steps = run.rollout_spec.steps
         index = min(rollout_run.step_index, len(steps) - 1)
         canary, stable = rollout_run.canary, rollout_run.stable
-        outcome = {"promote": "promoted", "advance": ""}.get(verdict.action, "rolled_back")
+        outcome = {"promote": "promoted", "advance": "", "abort": "aborted"}.get(
+            verdict.action, "rolled_back"
+        )
         with self.state.atomically():
             self.state.record_step(
                 rollout_run.record.id,
