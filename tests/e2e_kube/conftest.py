@@ -4,7 +4,8 @@ Session-scoped so the whole suite pays each start-up once:
 
 * ``kube_api`` — etcd + kube-apiserver (CRDs, server-side apply, dry-run, RBAC);
 * ``kube_cluster`` — plus controller-manager, scheduler and kwok with CPU and GPU fake nodes,
-  and the Gateway API CRDs (standard channel) installed.
+  and the Gateway API CRDs (standard channel) installed; the chart's operator account
+  (:data:`OPERATOR_ACCOUNT`) is audited.
 
 Both declare the RBAC users in :data:`RBAC_USERS` (the token file is read once at start); a test
 grants them what it needs and authenticates with ``plane.kubeconfig_for(user)``.
@@ -39,6 +40,9 @@ RBAC_USERS: dict[str, list[str]] = {
     "bob": ["kaip-viewers"],
     "nobody": [],
 }
+
+OPERATOR_ACCOUNT = "system:serviceaccount:kaip-system:kaip-operator"
+"""The chart's operator, audited on ``kube_cluster`` (what it wrote, and as which replica)."""
 
 _HERE = Path(__file__).parent
 
@@ -79,7 +83,11 @@ def kube_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]
 def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     _require_binaries(BINARIES)
     try:
-        plane = start_cluster(tmp_path_factory.mktemp("kube-cluster"), users=RBAC_USERS)
+        plane = start_cluster(
+            tmp_path_factory.mktemp("kube-cluster"),
+            users=RBAC_USERS,
+            audit_users=[OPERATOR_ACCOUNT],
+        )
     except HarnessError as exc:
         pytest.fail(str(exc), pytrace=False)
     yield plane

@@ -72,13 +72,23 @@ class Operator:
         log: Path,
         account: Path | None = None,
         server: str = "",
+        identity: str = "kaip-operator-0",
+        lease: tuple[float, float, float] = (120, 90, 2),
     ) -> None:
         operator = [sys.executable, "-m", "kaip.cli", "operator"]
         if account is None:
             operator += ["--kubeconfig", str(kubeconfig)]
         operator += ["--namespace", namespace, "--prometheus-url", prometheus, "--interval", "1"]
+        # The chart's Lease, as its Deployment passes it; a restart keeps the identity (the
+        # pod's name), so a killed and restarted operator leads again at once. The long renew
+        # deadline outlasts the apiserver restarts below: a leader that cannot renew exits, and
+        # here no kubelet would start it again.
+        duration, deadline, retry = lease
+        operator += ["--leader-election-namespace", RELEASE_NAMESPACE]
+        operator += ["--lease-duration", str(duration), "--renew-deadline", str(deadline)]
+        operator += ["--retry-period", str(retry)]
         self.args = operator
-        self.env = dict(os.environ)
+        self.env = {**os.environ, "POD_NAME": identity}
         if account is not None:
             host, port = urllib.parse.urlsplit(server).netloc.rsplit(":", 1)
             self.env.update(KUBERNETES_SERVICE_HOST=host, KUBERNETES_SERVICE_PORT=port)
@@ -183,21 +193,23 @@ def current_and(obj: dict[str, Any], type_: str, status: str) -> bool:
     )
 
 
-@pytest.fixture(scope="module")
-def env(kube_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+def chart_account(
+    plane: ControlPlane, work: Path, namespace: str, *sets: str
+) -> tuple[Path | None, Path]:
+    """Apply the chart (watching ``namespace``); the operator's account as a pod mounts it
+    (None where that cannot be done) and a kubeconfig with the same token."""
     if not HELM.exists():
         pytest.fail(f"helm is missing: run tools/helm/build.sh (expects {HELM})", pytrace=False)
-    plane = kube_cluster
-    namespace = f"op-{uuid.uuid4().hex[:6]}"
-    plane.kubectl("create", "namespace", namespace)
     plane.kubectl("create", "namespace", RELEASE_NAMESPACE, check=False)
     plane.kubectl(
-        "label", "namespace", RELEASE_NAMESPACE, "pod-security.kubernetes.io/enforce=restricted"
-    )
+        "label", "namespace", RELEASE_NAMESPACE, "pod-security.kubernetes.io/enforce=restricted",
+        "--overwrite",
+    )  # fmt: skip
+    values = [f"watchNamespaces={{{namespace}}}", *sets]
     chart = subprocess.run(
         [
             str(HELM), "template", "kaip", str(REPO / "charts" / "kaip"), "--include-crds",
-            "--namespace", RELEASE_NAMESPACE, "--set", f"watchNamespaces={{{namespace}}}",
+            "--namespace", RELEASE_NAMESPACE, *(a for v in values for a in ("--set", v)),
         ],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
@@ -212,7 +224,6 @@ def env(kube_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory) ->
     token = plane.kubectl(
         "create", "token", SERVICE_ACCOUNT, "-n", RELEASE_NAMESPACE, "--duration=2h"
     ).strip()
-    work = tmp_path_factory.mktemp("operator")
     kubeconfig = work / "kubeconfig-operator.yaml"
     write_kubeconfig(kubeconfig, plane.server, plane.ca_file, SERVICE_ACCOUNT, token)
     account = None
@@ -222,6 +233,16 @@ def env(kube_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory) ->
         (account / "token").write_text(token)
         (account / "namespace").write_text(RELEASE_NAMESPACE)
         shutil.copy(plane.ca_file, account / "ca.crt")
+    return account, kubeconfig
+
+
+@pytest.fixture(scope="module")
+def env(kube_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    plane = kube_cluster
+    namespace = f"op-{uuid.uuid4().hex[:6]}"
+    plane.kubectl("create", "namespace", namespace)
+    work = tmp_path_factory.mktemp("operator")
+    account, kubeconfig = chart_account(plane, work, namespace)
     with serve_prometheus() as prometheus:
         operator = Operator(
             kubeconfig,

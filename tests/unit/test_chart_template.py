@@ -54,8 +54,11 @@ def test_watched_namespaces_get_a_role_binding_each_and_no_cluster_binding(
 
 
 def test_no_namespaces_means_one_cluster_role_binding(template: Template) -> None:
-    kinds = [o["kind"] for o in template()]
-    assert kinds.count("ClusterRoleBinding") == 1 and "RoleBinding" not in kinds
+    objects = template()
+    kinds = [o["kind"] for o in objects]
+    assert kinds.count("ClusterRoleBinding") == 1
+    role_bindings = [o["roleRef"]["kind"] for o in objects if o["kind"] == "RoleBinding"]
+    assert role_bindings == ["Role"], "only leader election's, in the release namespace"
 
 
 def test_the_operator_pod_meets_the_restricted_profile(template: Template) -> None:
@@ -110,6 +113,7 @@ def test_the_network_knobs_reach_the_operators_settings(
     env = {
         e["name"]: e["value"]
         for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        if "value" in e  # POD_NAME comes from the downward API
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -117,3 +121,55 @@ def test_the_network_knobs_reach_the_operators_settings(
     assert kube.ingress_namespaces == ("envoy-gateway-system", "monitoring")
     assert kube.dns_namespace == "kube-system"
     assert kube.dns_pod_labels == {"k8s-app": "kube-dns", "app": "coredns"}
+
+
+def test_more_than_one_replica_needs_leader_election(helm: Path, template: Template) -> None:
+    args = [str(helm), "template", "kaip", str(CHART), "--namespace", "kaip-system"]
+    args += ["--set", "replicas=2", "--set", "leaderElection.enabled=false"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "replicas > 1 needs leaderElection.enabled" in done.stderr
+    single = next(o for o in template("leaderElection.enabled=false") if o["kind"] == "Deployment")
+    assert single["spec"]["strategy"] == {"type": "Recreate"}
+    assert "--no-leader-elect" in single["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def test_leader_election_takes_the_releases_own_lease_and_nothing_else(
+    template: Template,
+) -> None:
+    objects = template("replicas=3", "watchNamespaces={ml}")
+    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    assert deployment["spec"]["replicas"] == 3
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert {
+        "--leader-elect",
+        "--leader-election-namespace=kaip-system",
+        "--leader-election-name=kaip-operator",
+        "--lease-duration=15",
+        "--renew-deadline=10",
+        "--retry-period=2",
+    } <= set(container["args"])
+    pod_name = {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
+    assert pod_name in container["env"]
+    roles = [o for o in objects if o["kind"] == "Role"]
+    (role,) = roles
+    assert role["metadata"]["namespace"] == "kaip-system"
+    assert role["rules"] == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": ["kaip-operator"],
+            "verbs": ["get", "update"],
+        },
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+    ]
+    binding = next(
+        o for o in objects if o["kind"] == "RoleBinding" and o["roleRef"]["kind"] == "Role"
+    )
+    assert binding["metadata"]["namespace"] == "kaip-system"
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "kaip-operator", "namespace": "kaip-system"}
+    ]
+    cluster_role = next(o for o in objects if o["kind"] == "ClusterRole")
+    assert not allowed(cluster_role["rules"], "coordination.k8s.io", "leases", "update")

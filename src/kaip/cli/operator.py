@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 
 import typer
 
@@ -41,13 +43,42 @@ def operator(
     liveness: str | None = typer.Option(
         None, "--liveness", help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz"
     ),
+    leader_elect: bool = typer.Option(
+        True,
+        "--leader-elect/--no-leader-elect",
+        help="take a coordination.k8s.io Lease before reconciling, so that replicas (or an "
+        "operator on a workstation) never work at once",
+    ),
+    lease_namespace: str | None = typer.Option(
+        None,
+        "--leader-election-namespace",
+        help="namespace of the Lease (default: the pod's, else the kubeconfig context's); "
+        "every replica must use the same",
+    ),
+    lease_name: str = typer.Option("kaip-operator", "--leader-election-name", help="Lease name"),
+    identity: str | None = typer.Option(
+        None,
+        "--leader-identity",
+        envvar="POD_NAME",
+        help="this replica's name in the Lease (default: $POD_NAME, else HOST_PID)",
+    ),
+    lease_duration: float = typer.Option(
+        15.0, "--lease-duration", min=1.0, help="seconds a Lease holds without renewal"
+    ),
+    renew_deadline: float = typer.Option(
+        10.0, "--renew-deadline", min=0.5, help="seconds the leader keeps trying to renew"
+    ),
+    retry_period: float = typer.Option(
+        2.0, "--retry-period", min=0.1, help="seconds between attempts to take or renew"
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="log every reconcile"),
 ) -> None:
     """Reconcile Model, App and TrainingJob custom resources until stopped (SIGTERM, Ctrl-C)."""
     try:
         from kaip.kube.client import Session
+        from kaip.kube.operator.leader import Timings
         from kaip.kube.operator.metrics import PrometheusMetrics
-        from kaip.kube.operator.run import run_operator
+        from kaip.kube.operator.run import Election, run_operator
     except ImportError as exc:
         raise ConfigError(
             f"the operator needs the kube extras ({exc}): pip install 'kaip[kube]'"
@@ -61,12 +92,27 @@ def operator(
     if not verbose:  # kopf and httpx report every request at INFO; kaip logs its decisions
         for noisy in ("kopf", "httpx"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        timings = Timings(lease_duration, renew_deadline, retry_period)
+    except ValueError as exc:
+        raise ConfigError(f"--lease-duration, --renew-deadline, --retry-period: {exc}") from None
     settings = load_settings()
-    if kubeconfig is None and Session.in_cluster_available():
-        session = Session.in_cluster()
-    else:
-        session = Session.connect(kubeconfig, context)
+    in_cluster = kubeconfig is None and Session.in_cluster_available()
+
+    def connect() -> Session:
+        return Session.in_cluster() if in_cluster else Session.connect(kubeconfig, context)
+
+    session = connect()
+    me = identity or f"{socket.gethostname()}_{os.getpid()}"
+    session.user_agent = f"kaip-operator ({me})"
     metrics = PrometheusMetrics(prometheus_url or settings.kube.prometheus_url)
+    election = None
+    if leader_elect:
+        lease_session = connect()  # its own: the reconciler's session is fenced by the Lease
+        lease_session.user_agent = session.user_agent
+        election = Election(
+            lease_session, lease_namespace or session.namespace, lease_name, me, timings
+        )
     with session:
         session.version()  # fail now, with one clear message, if the cluster is not there
         run_operator(
@@ -77,4 +123,5 @@ def operator(
             interval=interval,
             resync=resync,
             liveness=liveness,
+            election=election,
         )

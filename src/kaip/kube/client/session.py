@@ -19,6 +19,7 @@ import os
 import re
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,11 @@ class Session:
         self._resources: dict[str, dict[str, Resource] | None] = {}
         self._asked_missing: dict[tuple[str, str], float] = {}
         """(apiVersion, kind) not served when last asked -> when (monotonic seconds)."""
+        self.user_agent = "kaip"
+        """Sent with every request: audit logs tell two operator replicas apart by it."""
+        self.write_guard: Callable[[], None] | None = None
+        """Called before every request that is not a read; it raises to stop the write (the
+        operator's leader election fences a replica that no longer surely leads)."""
 
     @classmethod
     def connect(cls, kubeconfig: Path | str | None = None, context: str | None = None) -> Session:
@@ -212,8 +218,10 @@ class Session:
         """Send one request; the decoded JSON answer, or None for a 404 when ``missing_ok``."""
         # The client's own call_api changed shape between releases; its configured urllib3 pool
         # (TLS, client certificates, proxy) and token hook (exec plugins refresh) did not.
+        if method != "GET" and self.write_guard is not None:
+            self.write_guard()
         configuration = self._api.configuration
-        headers = {"Accept": _JSON, "User-Agent": "kaip"}
+        headers = {"Accept": _JSON, "User-Agent": self.user_agent}
         if body is not None:
             headers["Content-Type"] = content_type
         # The kubeconfig loader files the token as "BearerToken" (new) or "authorization" (old).
