@@ -12,6 +12,7 @@ from typing import Any
 
 from node_config import POD_CIDR
 from node_harness import NODE_NAME, RealCluster
+from node_namespace import NodeNamespaceError
 
 RESTRICTED = """\
       securityContext:
@@ -78,6 +79,19 @@ def http_get(cluster: RealCluster, url: str) -> tuple[int, str]:
     return int(status), body
 
 
+def service_get(cluster: RealCluster, url: str, wait_s: float = 120.0) -> tuple[int, str]:
+    """GET a ClusterIP ``url``, waiting for kube-proxy to program the new Service (it syncs its
+    rules after the Service and its endpoints appear: a first try can be refused)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return http_get(cluster, url)
+        except NodeNamespaceError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+
+
 def test_the_real_node_is_ready_beside_tainted_kwok_nodes(real_cluster: RealCluster) -> None:
     node = json.loads(real_cluster.kubectl("get", "node", NODE_NAME, "-o", "json"))
     addresses = {a["type"]: a["address"] for a in node["status"]["addresses"]}
@@ -108,7 +122,7 @@ def test_a_pod_pulled_from_the_node_registry_serves_on_its_ip_and_service(
     status, body = http_get(real_cluster, f"http://{pod_ip}:8080/")
     assert status == 200 and "bin/" in body, "python's http.server lists /opt/kaip"
     cluster_ip = get(real_cluster, node_namespace, "service", "hello")["spec"]["clusterIP"]
-    status, body = http_get(real_cluster, f"http://{cluster_ip}/")
+    status, body = service_get(real_cluster, f"http://{cluster_ip}/")
     assert status == 200 and "bin/" in body
 
     logs = real_cluster.kubectl("-n", node_namespace, "logs", "hello")
