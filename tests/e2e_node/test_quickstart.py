@@ -41,6 +41,7 @@ from node_harness import (
     NodeError,
     RealCluster,
 )
+from node_namespace import NodeNamespaceError
 
 QUICKSTART = REPO_ROOT / "examples" / "quickstart"
 CLIENTS = Path(__file__).with_name("clients")
@@ -292,7 +293,14 @@ def test_the_quickstart_app_answers_through_its_service(env: Env) -> None:
     env.apply([app])
     env.wait_ready("app", "digits-ui")
     url = f"http://{env.cluster_ip('digits-ui')}:8501/"
-    out = env.cluster.in_node([sys.executable, "-c", GET, url])
+
+    def answer() -> subprocess.CompletedProcess[str] | None:
+        try:
+            return env.cluster.in_node([sys.executable, "-c", GET, url])
+        except NodeNamespaceError:  # refused until kube-proxy has programmed the new Service
+            return None
+
+    out = wait_for("the App's Service to answer", answer, 120)
     assert out.stdout.startswith("200 "), out.stdout
     assert "The model reads this digit as 0" in out.stdout
 
