@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from kaip.cli.rollout_wait import Target, parse_timeout, target_of, wait
+from kaip.cli.rollout_wait import Target, parse_timeout, progress_line, target_of, wait
 from kaip.errors import (
     ConfigError,
     KaipError,
@@ -89,6 +89,14 @@ def test_a_promoted_rollout_ends_quietly_with_its_steps_on_the_way() -> None:
     said = run(script, DIGITS)
     assert len(said) == 3
     assert said[-1].endswith("aaaaaaaaaa -> bbbbbbbbbb: promoted (all 3 steps passed)")
+
+
+def test_one_progress_line_for_wait_and_status_differing_only_in_its_prefix() -> None:
+    answer = running(2, "hold", "pausing: 3s of 10s at 50%")
+    body = "step 2/3 weights {'aaaaaaaaaa': 90, 'bbbbbbbbbb': 10}: hold: pausing: 3s of 10s at 50%"
+    assert progress_line(answer) == f"Model digits: {body}"
+    assert progress_line(answer, prefix="  ") == f"  {body}"
+    assert progress_line(finished("promoted")) == ""
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,13 @@ from rich.markup import escape
 
 from kaip.cli import admin_client
 from kaip.cli.output import OutputFormat, print_json, stderr, stdout
-from kaip.cli.rollout_wait import DEFAULT_TIMEOUT, Target, parse_timeout, target_of
+from kaip.cli.rollout_wait import (
+    DEFAULT_TIMEOUT,
+    Target,
+    parse_timeout,
+    progress_line,
+    target_of,
+)
 from kaip.cli.rollout_wait import wait as wait_for_rollouts
 from kaip.errors import PlatformError
 from kaip.local.controller import RUN_FILE, check_local, find_running, serve
@@ -316,18 +322,6 @@ def rollout_status(
         _print_rollout(name, final, history=False)
 
 
-def _rollout_line(answer: dict[str, Any]) -> str:
-    resource = answer.get("resource") or {}
-    current = resource.get("rollout")
-    if not current:
-        return ""
-    verdict = current.get("verdict") or {}
-    return (
-        f"step {current['step']}/{len(current['steps'])} weights {resource['weights']}: "
-        f"{verdict.get('action', 'waiting')}: {verdict.get('reason', 'canary starting')}"
-    )
-
-
 def _print_rollout(name: str, answer: dict[str, Any], *, history: bool) -> None:
     resource = answer.get("resource") or {}
     current = resource.get("rollout")
@@ -339,7 +333,7 @@ def _print_rollout(name: str, answer: dict[str, Any], *, history: bool) -> None:
         )
         canary = current["canary"]
         stdout.print(
-            f"  {_rollout_line(answer)} "
+            f"{progress_line(answer, prefix='  ')} "
             f"(canary this step: {canary['requests']} requests, {canary['errors']} errors)",
             markup=False,
         )

@@ -116,16 +116,21 @@ def evidence_lines(record: dict[str, Any]) -> list[str]:
     return lines
 
 
-def progress_line(answer: dict[str, Any]) -> str:
-    """Where a running rollout stands now, in one line ('' when none runs)."""
+def progress_line(answer: dict[str, Any], *, prefix: str | None = None) -> str:
+    """Where a running rollout stands now, in one line ('' when none runs).
+
+    The line opens with ``prefix``; by default ``"KIND NAME: "`` (what ``--wait`` prints for
+    several resources at once); ``kaip rollout status`` passes its own indent.
+    """
     resource = answer.get("resource") or {}
     current = resource.get("rollout")
     if not current:
         return ""
+    if prefix is None:
+        prefix = f"{resource.get('kind')} {resource.get('name')}: "
     verdict = current.get("verdict") or {}
     return (
-        f"{resource.get('kind')} {resource.get('name')}: step {current['step']}/"
-        f"{len(current['steps'])} weights {resource['weights']}: "
+        f"{prefix}step {current['step']}/{len(current['steps'])} weights {resource['weights']}: "
         f"{verdict.get('action', 'waiting')}: {verdict.get('reason', 'canary starting')}"
     )
 
