@@ -7,20 +7,19 @@ it leaves under ``.kaip/`` are checked for their modes.
 
 from __future__ import annotations
 
-import os
 import stat
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
-from local_platform import LocalPlatform, model_spec, wait_for
+from local_platform import LocalPlatform, model_spec
+
+from contract.bounds.harness import measured, repeat_for
 
 pytestmark = pytest.mark.slow
 
@@ -105,31 +104,35 @@ def test_a_hostile_spec_through_the_deploy_api_is_a_4xx_and_freezes_nothing(
 ) -> None:
     """Review #7: a 484-byte file froze gateway and controller 12 s at 3.0 GB through deploy.
 
-    Checked while the attack runs: its answer (a 422 naming the file), the growth of the kaip up
-    process's memory (under 64 MiB) and the gateway's liveness probe (never fails). How long the
-    answer and the probes took is printed, not asserted (a shared machine is no timer).
+    The attack is sent again and again for 3 s (enough liveness probes to judge a p99) while the
+    bounds tier's harness probes the gateway's liveness from a process of its own and watches the
+    ``kaip up`` process's memory. Asserted as for every bound of issue 11: each answer is a 422
+    naming the file within 1 s, RSS grows under 64 MiB, liveness p99 stays under 100 ms (the two
+    latency thresholds are warned about instead on a machine too loaded to judge them).
     """
     assert platform.process is not None
-    server = psutil.Process(platform.process.pid)
-    rss_before = server.memory_info().rss
-    probe = LivenessProbe(f"{platform.url}/v2/health/live").start()
-    wait_for(lambda: len(probe.latencies) >= 20, "the liveness probe to get going")
-    started = time.monotonic()
-    answer = platform.admin("POST", "/_kaip/deploy", json={"paths": [str(CORPUS / f"{case}.yaml")]})
-    took = time.monotonic() - started
-    wait_for(lambda: len(probe.latencies) >= 40, "liveness probes after the attack")
-    latencies = probe.stop()
-    grown = server.memory_info().rss - rss_before
-    p99 = sorted(latencies)[int(len(latencies) * 0.99) - 1] * 1000
+    port = int(platform.url.rsplit(":", 1)[1])
+    body = {"paths": [str(CORPUS / f"{case}.yaml")]}
+    answers: list[httpx.Response] = []
+    took: list[float] = []
+
+    def attack() -> None:
+        started = time.monotonic()
+        answers.append(platform.admin("POST", "/_kaip/deploy", json=body))
+        took.append(time.monotonic() - started)
+
+    with measured(platform.process.pid, port) as measurement:
+        sent = repeat_for(3.0, attack)
     print(
-        f"\n{case} through deploy: {answer.status_code} in {took * 1000:.0f} ms, RSS "
-        f"{grown / 2**20:+.1f} MiB, liveness p99 {p99:.1f} ms over {len(latencies)} probes, "
-        f"load {os.getloadavg()[0]:.1f}"
+        f"\n{case} through deploy, {sent} times: slowest answer {max(took) * 1000:.0f} ms; "
+        f"{measurement.summary()}; load {measurement.load:.1f}"
     )
-    assert answer.status_code == 422, answer.text
-    assert f"{case}.yaml:" in answer.json()["problems"][0]
-    assert probe.failures == 0
-    assert grown < 64 * 2**20
+    for answer in answers:
+        assert answer.status_code == 422, answer.text
+        assert f"{case}.yaml:" in answer.json()["problems"][0]
+    assert max(measurement.probes_ms) < 5000, f"a liveness probe failed: {measurement.summary()}"
+    measurement.assert_quick(took)
+    measurement.check()
 
 
 FUZZ = settings(
@@ -201,35 +204,3 @@ def test_kaip_down_stops_the_kaip_up_it_names(platform: LocalPlatform) -> None:
     assert platform.process.wait(timeout=30) == 0
     assert not (platform.workdir / ".kaip" / "run.json").exists()
     assert not (platform.workdir / ".kaip" / "admin.token").exists()
-
-
-class LivenessProbe:
-    """GET a liveness URL back to back from a thread; keep each latency (s) and count failures."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.latencies: list[float] = []
-        self.failures = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self) -> LivenessProbe:
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=60, trust_env=False) as client:
-            while not self._stop.is_set():
-                started = time.perf_counter()
-                try:
-                    ok = client.get(self.url).status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                self.latencies.append(time.perf_counter() - started)
-                self.failures += not ok
-                time.sleep(0.01)
-
-    def stop(self) -> list[float]:
-        self._stop.set()
-        self._thread.join(timeout=30)
-        return list(self.latencies)
