@@ -92,49 +92,35 @@ else
     built=1
 fi
 
-# Kubernetes: one `go build` for every missing binary so the shared packages compile once.
-missing=()
-for b in "${KUBE_BINARIES[@]}"; do
-    if is_current "$b" "$kube_stamp"; then log "$b: cached"; else missing+=("$b"); fi
-done
-if ((${#missing[@]})); then
-    log "${missing[*]}: building (~15 min on 2 cores with a cold Go build cache, ~1 min warm)"
-    start=$SECONDS
-    tmp="$CACHE/.kube.tmp"
+# build_missing DIR STAMP HINT BINARY...: one `go build` in DIR's module for every BINARY whose
+# stamp is not STAMP, so the packages they share compile once.
+build_missing() {
+    local dir=$1 stamp=$2 hint=$3 b
+    shift 3
+    local missing=() pkgs=()
+    for b in "$@"; do
+        if is_current "$b" "$stamp"; then log "$b: cached"; else missing+=("$b"); fi
+    done
+    ((${#missing[@]})) || return 0
+    log "${missing[*]}: building ($hint)"
+    local start=$SECONDS tmp="$CACHE/.$dir.tmp"
     rm -rf "$tmp" && mkdir -p "$tmp"
-    pkgs=()
     for b in "${missing[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
-    (cd "$HERE/kube" && nice -n 19 go build -trimpath -ldflags "$KUBE_LDFLAGS" -o "$tmp/" "${pkgs[@]}")
+    (cd "$HERE/$dir" && nice -n 19 go build -trimpath -ldflags "$KUBE_LDFLAGS" -o "$tmp/" "${pkgs[@]}")
     for b in "${missing[@]}"; do
         mv -f "$tmp/$b" "$CACHE/$b"
-        echo "$kube_stamp" >"$CACHE/.$b.stamp"
+        echo "$stamp" >"$CACHE/.$b.stamp"
     done
     rm -rf "$tmp"
     log "${missing[*]}: built in $((SECONDS - start))s"
     built=1
-fi
+}
 
-# kubelet and kube-proxy: the same build, from node/.
-missing=()
-for b in "${NODE_BINARIES[@]}"; do
-    if is_current "$b" "$node_stamp"; then log "$b: cached"; else missing+=("$b"); fi
-done
-if ((${#missing[@]})); then
-    log "${missing[*]}: building (~1-2 min with the control plane's Go build cache)"
-    start=$SECONDS
-    tmp="$CACHE/.node.tmp"
-    rm -rf "$tmp" && mkdir -p "$tmp"
-    pkgs=()
-    for b in "${missing[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
-    (cd "$HERE/node" && nice -n 19 go build -trimpath -ldflags "$KUBE_LDFLAGS" -o "$tmp/" "${pkgs[@]}")
-    for b in "${missing[@]}"; do
-        mv -f "$tmp/$b" "$CACHE/$b"
-        echo "$node_stamp" >"$CACHE/.$b.stamp"
-    done
-    rm -rf "$tmp"
-    log "${missing[*]}: built in $((SECONDS - start))s"
-    built=1
-fi
+# The control plane, then kubelet and kube-proxy (node/: the same Kubernetes, its own module).
+build_missing kube "$kube_stamp" "~15 min on 2 cores with a cold Go build cache, ~1 min warm" \
+    "${KUBE_BINARIES[@]}"
+build_missing node "$node_stamp" "~1-2 min with the control plane's Go build cache" \
+    "${NODE_BINARIES[@]}"
 
 # kwok: a plain `go install` (its module has no replace directives).
 if is_current kwok "$kwok_stamp"; then
