@@ -3,7 +3,11 @@
 Usage: python gateway_proc.py PORT_FILE BACKEND_PORT [BACKEND_PORT...]
 Routes model ``digits`` (one revision) to the replicas on 127.0.0.1, writes its bound port to
 PORT_FILE, and serves until killed. Runs on uvloop, or on asyncio's default loop when
-``BENCH_LOOP=asyncio``.
+``BENCH_LOOP=asyncio``. ``BENCH_SIGNALS=on`` turns on every signal as ``kaip up`` does with
+``OTEL_EXPORTER_OTLP_ENDPOINT`` set (metrics, and a span per request and attempt exported over
+OTLP by the SDK's batch processor with the default sampler); ``BENCH_SIGNALS=metrics`` the
+metrics alone (``kaip up`` without ``OTEL_EXPORTER_OTLP_ENDPOINT``); otherwise the gateway runs
+with ``observe=False`` (no metrics records, no spans).
 """
 
 from __future__ import annotations
@@ -19,13 +23,24 @@ from kaip.local.gateway import Backend, Gateway, Route
 
 
 async def serve(port_file: Path, backend_ports: list[int]) -> None:
-    gateway = Gateway(host="127.0.0.1", port=0)
+    if os.environ.get("BENCH_SIGNALS") == "on":
+        from opentelemetry import trace
+
+        from kaip.telemetry.otel import configure
+
+        configure("kaip-gateway")
+        gateway = Gateway(host="127.0.0.1", port=0, tracer=trace.get_tracer("kaip"))
+    elif os.environ.get("BENCH_SIGNALS") == "metrics":
+        gateway = Gateway(host="127.0.0.1", port=0)
+    else:
+        gateway = Gateway(host="127.0.0.1", port=0, observe=False)
     port = await gateway.start()
     backends = tuple(
         Backend(replica=f"digits-{i}", revision="1", host="127.0.0.1", port=p)
         for i, p in enumerate(backend_ports)
     )
-    gateway.set_routes([Route(kind="model", name="digits", weights={"1": 100}, backends=backends)])
+    route = Route(kind="model", name="digits", weights={"1": 100}, backends=backends, owner="bench")
+    gateway.set_routes([route])
     port_file.write_text(str(port))
     await asyncio.Event().wait()
 

@@ -9,20 +9,27 @@ both targets in alternating order after a short unmeasured warm-up; the table gi
 rounds and the per-round paired difference of p50 (gateway minus direct). ``--peer kserve`` adds
 KServe served directly (core 0, from ``bench/.venvs/kserve``, see bench/serving) as a third
 target in the same rounds, so "through the gateway vs the best peer" is measured under the same
-load. Results land in ``bench/results/gateway-<time>/``. Loopback only.
+load. ``--signals`` adds two more gateway processes beside the plain one (signals off), in the
+same rounds: ``gateway+metrics`` (``kaip up``'s default) and ``gateway+signals`` (metrics, and
+spans exported over OTLP to a sink in this process that reads and drops them), with each one's
+throughput and gateway CPU per request paired against the plain gateway's.
+Results land in ``bench/results/gateway-<time>/``. Loopback only.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +48,34 @@ PYTHON = sys.executable
 OIP = Protocol("oip", "/v2/models/digits/infer")
 
 
-def start(argv: list[str], core: int, log: Path) -> subprocess.Popen[bytes]:
+def start(
+    argv: list[str], core: int, log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     out = log.open("wb")
-    return subprocess.Popen(["taskset", "-c", str(core), *argv], stdout=out, stderr=out)
+    return subprocess.Popen(["taskset", "-c", str(core), *argv], stdout=out, stderr=out, env=env)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Sink(BaseHTTPRequestHandler):
+    """An OTLP/HTTP endpoint that reads every export and drops it (counts spans' requests)."""
+
+    exports = 0
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        Sink.exports += 1
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
 
 
 def wait_port(port_file: Path, process: subprocess.Popen[bytes], timeout_s: float = 90) -> int:
@@ -94,8 +126,11 @@ def start_peer(name: str, scratch: Path, out_dir: Path, body: bytes) -> tuple[Se
     return server, launch.port
 
 
-def result_row(target: str, conns: int, rnd: int, r: LoadResult) -> dict[str, Any]:
+def result_row(
+    target: str, conns: int, rnd: int, r: LoadResult, cpu_us: float | None = None
+) -> dict[str, Any]:
     return {
+        "gateway_cpu_us_per_request": cpu_us,
         "target": target,
         "connections": conns,
         "round": rnd,
@@ -110,34 +145,52 @@ def result_row(target: str, conns: int, rnd: int, r: LoadResult) -> dict[str, An
 
 def table(records: list[dict[str, Any]]) -> str:
     lines = [
-        "| connections | target | req/s | p50 ms | p99 ms | errors | p50 added (paired) |",
-        "|---:|---|---:|---:|---:|---:|---:|",
+        "| connections | target | req/s | p50 ms | p99 ms | errors | p50 added (paired) "
+        "| gateway CPU µs/request |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for conns in sorted({r["connections"] for r in records}):
         rows = [r for r in records if r["connections"] == conns]
         by_round: dict[int, dict[str, dict[str, Any]]] = {}
         for r in rows:
             by_round.setdefault(r["round"], {})[r["target"]] = r
-        added = [
-            pair["gateway"]["p50_ms"] - pair["direct"]["p50_ms"]
-            for pair in by_round.values()
-            if {"gateway", "direct"} <= pair.keys()
-        ]
         medians: dict[str, float] = {}
-        for target in ("direct", "gateway", "kserve"):
+        for target in ("direct", "gateway", "gateway+metrics", "gateway+signals", "kserve"):
             mine = [r for r in rows if r["target"] == target]
             if not mine:
                 continue
+            added = [
+                pair[target]["p50_ms"] - pair["direct"]["p50_ms"]
+                for pair in by_round.values()
+                if {target, "direct"} <= pair.keys()
+            ]
             med = {k: statistics.median(r[k] for r in mine) for k in ("rps", "p50_ms", "p99_ms")}
             medians[target] = med["rps"]
-            extra = f"{statistics.median(added):+.3f} ms" if target == "gateway" and added else ""
+            gated = target.startswith("gateway") and added
+            extra = f"{statistics.median(added):+.3f} ms" if gated else ""
+            cpu = [r["gateway_cpu_us_per_request"] for r in mine if r["gateway_cpu_us_per_request"]]
+            cpu_text = f"{statistics.median(cpu):.0f}" if cpu else ""
             lines.append(
                 f"| {conns} | {target} | {med['rps']:,.0f} | {med['p50_ms']:.3f} | "
-                f"{med['p99_ms']:.3f} | {sum(r['errors'] for r in mine)} | {extra} |"
+                f"{med['p99_ms']:.3f} | {sum(r['errors'] for r in mine)} | {extra} | {cpu_text} |"
+            )
+        for on in ("gateway+metrics", "gateway+signals"):
+            pairs = [p for p in by_round.values() if {on, "gateway"} <= p.keys()]
+            if not pairs:
+                continue
+            kept = statistics.median(p[on]["rps"] / p["gateway"]["rps"] for p in pairs)
+            cpu_ratio = [
+                p[on]["gateway_cpu_us_per_request"] / p["gateway"]["gateway_cpu_us_per_request"]
+                for p in pairs
+                if p["gateway"]["gateway_cpu_us_per_request"]
+            ]
+            ratio_text = f"{statistics.median(cpu_ratio):.2f}x" if cpu_ratio else ""
+            lines.append(
+                f"| {conns} | {on} / gateway (paired) | {kept:.1%} | | | | | {ratio_text} |"
             )
         if "kserve" in medians:
             ratio = medians["gateway"] / medians["kserve"]
-            lines.append(f"| {conns} | gateway / kserve | {ratio:.2f}x | | | | |")
+            lines.append(f"| {conns} | gateway / kserve | {ratio:.2f}x | | | | | |")
     return "\n".join(lines)
 
 
@@ -150,6 +203,7 @@ def main() -> None:
     parser.add_argument("--quiet-cpu", type=float, default=0.25, help="wait below this CPU busy")
     parser.add_argument("--max-wait", type=float, default=600.0)
     parser.add_argument("--peer", choices=["kserve"], default=None, help="add a peer, direct")
+    parser.add_argument("--signals", action="store_true", help="add a gateway, signals on")
     args = parser.parse_args()
     conns_list = [int(c) for c in args.connections.split(",")]
 
@@ -188,6 +242,26 @@ def main() -> None:
         if OIP.predictions(direct_answer) != OIP.predictions(through_answer):
             raise SystemExit("the gateway changed the answer")
         targets = {"direct": replica_port, "gateway": gateway_port}
+        pids = {"gateway": gateway.pid}
+        if args.signals:
+            sink = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+            threading.Thread(target=sink.serve_forever, daemon=True).start()
+            for mode, target in (("metrics", "gateway+metrics"), ("on", "gateway+signals")):
+                env = {
+                    **os.environ,
+                    "BENCH_SIGNALS": mode,
+                    "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink.server_address[1]}",
+                }
+                port_file = scratch / f"{mode}.port"
+                signaled = start(
+                    [PYTHON, str(Path(__file__).with_name("gateway_proc.py")), str(port_file),
+                     str(replica_port)],
+                    1, out_dir / "logs" / f"gateway-{mode}.log", env,
+                )  # fmt: skip
+                processes.append(signaled)
+                targets[target] = wait_port(port_file, signaled)
+                pids[target] = signaled.pid
+                wait_ready(targets[target], body)
         if args.peer:
             peer = start_peer(args.peer, scratch, out_dir, body)
             if peer is not None:
@@ -205,8 +279,13 @@ def main() -> None:
                     common = {"port": targets[target], "path": OIP.path, "body": body_file,
                               "connections": conns, "core": 1}  # fmt: skip
                     run_wrk(duration_s=args.warmup, **common)  # type: ignore[arg-type]
+                    pid = pids.get(target)
+                    cpu_before = cpu_seconds(pid) if pid else 0.0
                     result = run_wrk(duration_s=args.duration, **common)  # type: ignore[arg-type]
-                    records.append(result_row(target, conns, rnd, result))
+                    cpu_us = None
+                    if pid and result.requests:
+                        cpu_us = (cpu_seconds(pid) - cpu_before) * 1e6 / result.requests
+                    records.append(result_row(target, conns, rnd, result, cpu_us))
                     print(
                         f"round {rnd} c={conns} {target:8s} {result.rps:8,.0f} req/s  "
                         f"p50 {result.p50_ms:.3f} ms  p99 {result.p99_ms:.3f} ms  "
@@ -233,6 +312,7 @@ def main() -> None:
         f"replica (and peer) on core 0; waited {waited:.0f} s for a quiet machine; "
         f"load average before {' '.join(load_before)}, after {' '.join(load_after)}; "
         f"CPU busy between rounds (idle sample) median {statistics.median(busy):.0%}"
+        + (f"; OTLP exports received by the sink: {Sink.exports}" if args.signals else "")
     )
     (out_dir / "results.json").write_text(
         json.dumps({"records": records, "context": context}, indent=1)

@@ -17,6 +17,17 @@ INFLIGHT: Final = "kaip_inflight_requests"  # model, revision
 QUEUE_DEPTH: Final = "kaip_queue_depth_requests"  # model, revision
 MODEL_READY: Final = "kaip_model_ready"  # model, revision
 
+# Prometheus metrics of the local gateway (kaip.local.gateway.signals).
+GATEWAY_REQUESTS: Final = (
+    "kaip_gateway_requests_total"  # kind, resource, revision, owner, status_class
+)
+GATEWAY_DURATION: Final = "kaip_gateway_request_duration_seconds"  # kind, resource, revision, owner
+GATEWAY_RETRIES: Final = "kaip_gateway_retries_total"  # kind, resource, revision, owner
+GATEWAY_TIMEOUTS: Final = "kaip_gateway_timeouts_total"  # kind, resource, revision, owner
+GATEWAY_INFLIGHT: Final = "kaip_gateway_inflight_requests"  # kind, resource, owner
+GATEWAY_HELD: Final = "kaip_gateway_held_requests"  # kind, resource, owner
+GATEWAY_REPLICAS: Final = "kaip_replicas"  # resource, revision, owner, phase
+
 # GenAI semantic conventions (server side), recorded as OpenTelemetry histograms and exposed
 # under their Prometheus spelling on /metrics. Unit: seconds.
 GENAI_REQUEST_DURATION: Final = "gen_ai.server.request.duration"
@@ -43,6 +54,10 @@ ATTR_MODEL: Final = "kaip.model"
 ATTR_REVISION: Final = "kaip.revision"
 ATTR_BATCH_ROWS: Final = "kaip.batch.rows"
 ATTR_BATCH_REQUESTS: Final = "kaip.batch.requests"
+ATTR_RESOURCE: Final = "kaip.resource"  # the gateway's spans: the Model or App routed to
+ATTR_RESOURCE_KIND: Final = "kaip.resource.kind"  # model | app
+ATTR_OWNER: Final = "kaip.owner"
+ATTR_REPLICA: Final = "kaip.replica"
 
 INSTRUMENTATION_SCOPE: Final = "kaip"
 
@@ -53,8 +68,19 @@ __all__ = [
     "ATTR_GENAI_MODEL",
     "ATTR_GENAI_OPERATION",
     "ATTR_MODEL",
+    "ATTR_OWNER",
+    "ATTR_REPLICA",
+    "ATTR_RESOURCE",
+    "ATTR_RESOURCE_KIND",
     "ATTR_REVISION",
     "BATCH_SIZE",
+    "GATEWAY_DURATION",
+    "GATEWAY_HELD",
+    "GATEWAY_INFLIGHT",
+    "GATEWAY_REPLICAS",
+    "GATEWAY_REQUESTS",
+    "GATEWAY_RETRIES",
+    "GATEWAY_TIMEOUTS",
     "GENAI_REQUEST_DURATION",
     "GENAI_TIME_PER_OUTPUT_TOKEN",
     "GENAI_TIME_TO_FIRST_TOKEN",

@@ -6,11 +6,9 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -108,12 +106,3 @@ def counting_spec(directory: Path, **serve: object) -> Path:
     artifact = f"uri: {uri}\n    format: python\n    entrypoint: counting:Counting\n    trust: true"
     serve.setdefault("protocols", "[oip-v2]")
     return write_spec(directory, "counting", artifact, **serve)
-
-
-@dataclass
-class OtlpReceiver:
-    """A real OTLP/HTTP endpoint that decodes the spans it is sent with opentelemetry-proto."""
-
-    url: str
-    spans: list[Any] = field(default_factory=list)
-    condition: threading.Condition = field(default_factory=threading.Condition)

@@ -6,9 +6,10 @@ from __future__ import annotations
 import time
 
 import httpx
+from otlp_receiver import OtlpReceiver
 from prometheus_client.parser import text_string_to_metric_families
 
-from model_server.harness import OtlpReceiver, RunningServer
+from model_server.harness import RunningServer
 
 ROW = [0.0] * 64
 BODY = {"inputs": [{"name": "input-0", "shape": [1, 64], "datatype": "FP32", "data": ROW}]}

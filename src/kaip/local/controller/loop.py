@@ -480,6 +480,7 @@ class Controller(RolloutSteps):
                     revision_names=run.served_names,
                     openai=run.openai,
                     created=run.created_at,
+                    owner=run.current.resource.spec.owner,
                 )
             )
         return routes

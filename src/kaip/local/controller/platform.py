@@ -10,8 +10,9 @@ Signal handlers only ask the loop to stop.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -100,6 +101,7 @@ async def serve(
         stabilization_seconds=local.stabilization_seconds,
     )
     controller = Controller(config, state, supervisor, report=report)
+    tracer, shutdown_otel = _tracer()
     gateway = Gateway(
         host="127.0.0.1",
         port=port,
@@ -108,7 +110,10 @@ async def serve(
         limits=local.gateway_http,
         app_max_request_bytes=local.app_max_request_bytes,
         on_demand=controller.wake,
+        tracer=tracer,
     )
+    if gateway.signals is not None:
+        gateway.signals.replica_phases = lambda: _replica_phases(controller, supervisor)
     token = new_admin_token(state_dir)
     policy = GuardPolicy(
         allowed_hosts=names,
@@ -155,7 +160,31 @@ async def serve(
         await gateway.stop()
         state.close()
         remove_run_record(state_dir, record)
+        if shutdown_otel is not None:
+            shutdown_otel()
         report("stopped")
+
+
+def _tracer() -> tuple[object, Callable[[], None] | None]:
+    """The gateway's tracer, exporting by OTLP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set."""
+    if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return None, None
+    from opentelemetry import trace
+
+    from kaip.telemetry import INSTRUMENTATION_SCOPE
+    from kaip.telemetry.otel import configure
+
+    shutdown = configure("kaip-gateway")
+    return trace.get_tracer(INSTRUMENTATION_SCOPE), shutdown
+
+
+def _replica_phases(
+    controller: Controller, supervisor: Supervisor
+) -> Iterator[tuple[str, str, str, str]]:
+    """``(resource, revision, owner, phase)`` of every replica, for the gateway's metrics."""
+    owners = {name: run.current.resource.spec.owner for name, run in controller.resources.items()}
+    for replica in supervisor.replicas():
+        yield replica.name, replica.revision, owners.get(replica.name, ""), replica.phase
 
 
 async def _bind(start: Callable[[], Awaitable[int]], port: int, flag: str) -> int:

@@ -28,7 +28,8 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from kaip.local.gateway import catalog
 from kaip.local.gateway.balance import pick_backend, pick_least_outstanding, pick_revision
@@ -37,9 +38,10 @@ from kaip.local.gateway.limits import BodyLimit, Connections
 from kaip.local.gateway.paths import Target, TargetKind, parse_target
 from kaip.local.gateway.routes import Backend, CompiledRoute, Route, RouteKind, RouteTable
 from kaip.local.gateway.server import ClientConnection, Request
+from kaip.local.gateway.signals import CONTENT_TYPE, GatewaySignals, LiveLoad, Observation
 from kaip.local.gateway.stats import LoadSample, RevisionStats, StatsRecorder
 from kaip.local.gateway.trace import is_valid_traceparent, new_traceparent
-from kaip.local.gateway.upstream import Outcome, UpstreamConnection, UpstreamPool
+from kaip.local.gateway.upstream import Framing, Outcome, UpstreamConnection, UpstreamPool
 from kaip.protocol.extensions import unsupported_route
 from kaip.protocol.model_paths import unknown_model_message
 from kaip.settings import HttpLimits
@@ -77,6 +79,8 @@ class Gateway:
         drain_s: float = 5.0,
         limits: HttpLimits | None = None,
         app_max_request_bytes: int = 16 * 2**20,
+        observe: bool = True,
+        tracer: Any = None,
     ) -> None:
         self._host = host
         self._port = port
@@ -107,6 +111,10 @@ class Gateway:
         self._other_limit = BodyLimit(OTHER_REQUEST_BYTES, "this path")
         self._server: asyncio.Server | None = None
         self._stopping = False
+        self.signals = GatewaySignals(tracer, live_load=self._live_load) if observe else None
+        """``GET /metrics`` and spans (see signals); None when built with ``observe=False``."""
+        if self.signals is not None:
+            self.signals.replica_phases = self._ready_backends
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> int:
@@ -242,6 +250,8 @@ class Gateway:
         elif kind is TargetKind.OPENAI_MODEL:
             status, payload = catalog.openai_card(self._table, self._first_seen, target.name)
             conn.send_json(status, payload, head=head)
+        elif kind is TargetKind.METRICS and self.signals is not None:
+            self._send_metrics(conn, self.signals, head)
         elif kind is TargetKind.ADMIN:
             where = f"at {self.control_url}/_kaip/" if self.control_url else "elsewhere"
             message = (
@@ -289,6 +299,12 @@ class Gateway:
         stats = self._stats[name]
         stats.in_flight += 1
         stats.last_request_at = time.monotonic()
+        observed = None
+        if self.signals is not None:
+            owner = route.route.owner
+            method, target, headers = request.method, request.target, request.headers
+            observed = self.signals.begin(kind, name, owner, method, target, headers, self._port)
+            observed.revision = pinned or ""
         try:
             if not route.has_backends:
                 held = await self._hold(kind, name, stats)
@@ -308,9 +324,13 @@ class Gateway:
                     message = f"{kind} {name!r} has no revision {pinned!r}"
                     conn.send_json(404, error_payload(message, openai=openai))
                 return
-            await self._forward(conn, request, route, pinned, upstream_target, extra, stats, openai)
+            await self._forward(
+                conn, request, route, pinned, upstream_target, extra, stats, openai, observed
+            )
         finally:
             stats.in_flight -= 1
+            if observed is not None:
+                observed.finish(conn.status)
 
     async def _forward(
         self,
@@ -322,6 +342,7 @@ class Gateway:
         extra: Headers | None,
         stats: StatsRecorder,
         openai: bool,
+        observed: Observation | None = None,
     ) -> None:
         """Send to a chosen replica; on a failure before any answer, try another (module doc)."""
         traceparent = b""
@@ -363,6 +384,8 @@ class Gateway:
             fresh = again_fresh is not None
             again_fresh = None
             replica = backend.replica
+            if observed is not None:
+                data, traceparent = _traced(observed, backend, data, traceparent)
             outstanding[replica] = outstanding.get(replica, 0) + 1
             try:
                 outcome, reused = await self._exchange(
@@ -371,6 +394,9 @@ class Gateway:
             finally:
                 outstanding[replica] -= 1
             answered_by = backend.revision
+            if observed is not None:
+                observed.revision = answered_by
+                observed.attempt_done(answered_by, outcome, conn.status)
             recorded = False
             if outcome is Outcome.OK:
                 if self._ejected:
@@ -513,6 +539,32 @@ class Gateway:
             self._held_total -= 1
             stats.held -= 1
 
+    # -- signals (see signals) -------------------------------------------------------------------
+    def _send_metrics(self, conn: ClientConnection, signals: GatewaySignals, head: bool) -> None:
+        body = signals.scrape()
+        headers = [(b"content-type", CONTENT_TYPE), (b"content-length", b"%d" % len(body))]
+        conn.response_head(200, b"", headers, Framing.LENGTH)
+        if not head:
+            conn.response_body(body)
+        conn.response_end()
+        conn.flush()
+
+    def _routes(self) -> list[Route]:
+        table = self._table
+        return [c.route for c in (*table.models.values(), *table.apps.values())]
+
+    def _live_load(self) -> Iterator[LiveLoad]:
+        for route in self._routes():
+            stats = self._stats.get(route.name)
+            if stats is not None:
+                yield LiveLoad(route.kind, route.name, route.owner, stats.in_flight, stats.held)
+
+    def _ready_backends(self) -> Iterator[tuple[str, str, str, str]]:
+        """Replicas by phase as the gateway knows them (ready ones); ``kaip up`` sets better."""
+        for route in self._routes():
+            for backend in route.backends:
+                yield route.name, backend.revision, route.owner, "ready"
+
     def _wake(self, key: tuple[RouteKind, str]) -> None:
         for waiter in self._waiters.pop(key, []):
             if not waiter.done():
@@ -530,6 +582,17 @@ class Gateway:
             conn.send_json(404, error_payload(unknown_model_message(name)))
         else:
             conn.send_json(404, error_payload(f"{kind} {name!r} is not served here"))
+
+
+def _traced(
+    observed: Observation, backend: Backend, data: bytes, traceparent: bytes
+) -> tuple[bytes, bytes]:
+    """The head ``data`` carrying this attempt's own ``traceparent`` (when tracing), and it."""
+    mine = observed.attempt(backend.revision, backend.replica, backend.host, backend.port)
+    if mine is None:
+        return data, traceparent
+    end = data.index(b"\r\n\r\n")  # request_head writes traceparent last
+    return data[: end - len(traceparent)] + mine + data[end:], mine
 
 
 def _timeout_message(route: CompiledRoute, last: Backend, timeout_s: float, timeouts: int) -> str:

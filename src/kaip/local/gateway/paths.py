@@ -24,6 +24,7 @@ class TargetKind(Enum):
     HEALTH_READY = "health_ready"
     SERVER_METADATA = "server_metadata"
     ADMIN = "admin"  # /_kaip/...: the controller's admin API
+    METRICS = "metrics"  # GET /metrics: the gateway's own Prometheus metrics
     NOT_FOUND = "not_found"
 
 
@@ -36,6 +37,7 @@ class Target:
 
 
 _NOT_FOUND = Target(TargetKind.NOT_FOUND)
+_METRICS = Target(TargetKind.METRICS)
 
 
 def parse_target(raw: bytes) -> Target:
@@ -62,6 +64,8 @@ def parse_target(raw: bytes) -> Target:
         return Target(TargetKind.APP, name=_text(name), upstream=upstream)
     if path.startswith(b"/_kaip/") or path == b"/_kaip":
         return Target(TargetKind.ADMIN, upstream=raw)
+    if path == b"/metrics":
+        return _METRICS
     return _NOT_FOUND
 
 

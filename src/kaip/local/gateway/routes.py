@@ -56,6 +56,8 @@ class Route:
     revision_names: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     openai: bool = True
     created: float | None = None
+    owner: str = ""
+    """The team that owns the resource (``spec.owner``): a label of the gateway's metrics."""
 
     def __post_init__(self) -> None:
         if self.response_timeout_s is not None and not self.response_timeout_s > 0:

@@ -1,0 +1,339 @@
+"""The gateway's own signals: Prometheus metrics on ``GET /metrics`` and one span per request.
+
+Owns what the gateway counts about proxied requests (per resource, revision and owner: requests
+by status class, a latency histogram, retries, timeouts), what it reads live at scrape time
+(in-flight and held requests, replicas by phase) and the OpenTelemetry spans of a request: a
+SERVER span for the client's request and one CLIENT span per attempt on a replica, whose
+``traceparent`` is what that replica sees, so a retried request shows both attempts in one trace.
+Never does I/O itself (the exporter is the SDK's) and never chooses a replica.
+
+The rule that keeps the hot path cheap: a request only adds to plain ints in a per-(resource,
+revision) record on the event loop's thread; prometheus_client turns the records into text when
+``/metrics`` is scraped (:class:`GatewayCollector`), and spans exist only when a tracer is given
+(``OTEL_EXPORTER_OTLP_ENDPOINT`` set). Worked example: a client POSTs to ``digits`` (owner
+``team-a``), replica ``d-1`` of revision ``3`` refuses the connection, ``d-2`` answers 200 in
+12 ms. Then ``kaip_gateway_requests_total{resource="digits",revision="3",owner="team-a",
+status_class="2xx"}`` is 1, ``kaip_gateway_retries_total`` 1, the histogram's ``le="0.025"``
+bucket counts it, and the trace holds ``POST`` (server) with two ``POST`` client spans under it,
+the second with ``http.request.resend_count=1``; ``d-2``'s own spans hang under the second.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from kaip import telemetry as names
+from kaip.local.gateway.upstream import Outcome
+
+LATENCY_BUCKETS_S: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+)  # fmt: skip
+"""The OpenTelemetry HTTP semantic conventions' advice for ``http.server.request.duration``."""
+
+CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+_FAILED_ATTEMPT = {
+    Outcome.FAILED_BEFORE_RESPONSE: "connection_failed",
+    Outcome.FAILED_DURING_RESPONSE: "response_incomplete",
+    Outcome.TIMED_OUT: "timeout",
+}
+
+ReplicaPhases = Callable[[], Iterable[tuple[str, str, str, str]]]
+"""``(resource, revision, owner, phase)`` of every replica now (the controller's view)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LiveLoad:
+    """What a route has in flight now, read at scrape time."""
+
+    kind: str
+    resource: str
+    owner: str
+    in_flight: int
+    held: int
+
+
+class _Record:
+    """Counts of one (kind, resource, revision, owner), added to on the event loop only."""
+
+    __slots__ = ("buckets", "by_class", "retries", "sum_s", "timeouts")
+
+    def __init__(self) -> None:
+        self.by_class = [0, 0, 0, 0, 0, 0]  # 1xx..5xx, then "no answer" (status 0)
+        self.buckets = [0] * (len(LATENCY_BUCKETS_S) + 1)  # the last is +Inf only
+        self.sum_s = 0.0
+        self.retries = 0
+        self.timeouts = 0
+
+
+Key = tuple[str, str, str, str]  # kind, resource, revision, owner
+
+
+class GatewaySignals:
+    """The gateway's metrics records, its Prometheus registry, and its tracer (or None)."""
+
+    def __init__(
+        self,
+        tracer: Any = None,
+        *,
+        live_load: Callable[[], Iterable[LiveLoad]] | None = None,
+        replica_phases: ReplicaPhases | None = None,
+    ) -> None:
+        self.tracer = tracer
+        """An OpenTelemetry tracer; None: no spans (the ``traceparent`` is passed on as is)."""
+        self.live_load = live_load
+        self.replica_phases = replica_phases
+        self._records: dict[Key, _Record] = {}
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(GatewayCollector(self))
+        self._propagator = TraceContextTextMapPropagator()
+
+    def record(self, key: Key) -> _Record:
+        record = self._records.get(key)
+        if record is None:
+            record = self._records[key] = _Record()
+        return record
+
+    def records(self) -> list[tuple[Key, _Record]]:
+        return list(self._records.items())
+
+    def scrape(self) -> bytes:
+        """The Prometheus text exposition of everything above."""
+        return generate_latest(self.registry)
+
+    def begin(
+        self,
+        kind: str,
+        resource: str,
+        owner: str,
+        method: bytes,
+        target: bytes,
+        headers: Iterable[tuple[bytes, bytes]],
+        port: int,
+    ) -> Observation:
+        """Start observing one proxied request (and its server span, when tracing)."""
+        span = None
+        if self.tracer is not None:
+            span = self._server_span(kind, resource, owner, method, target, headers, port)
+        return Observation(self, kind, resource, owner, method, span)
+
+    def _server_span(
+        self,
+        kind: str,
+        resource: str,
+        owner: str,
+        method: bytes,
+        target: bytes,
+        headers: Iterable[tuple[bytes, bytes]],
+        port: int,
+    ) -> Any:
+        carrier = {}
+        for name, value in headers:
+            lower = name.lower()
+            if lower == b"traceparent" or lower == b"tracestate":
+                carrier[lower.decode()] = value.decode("latin-1")
+        context = self._propagator.extract(carrier) if carrier else None
+        verb = method.decode("latin-1")
+        path = target.partition(b"?")[0].decode("latin-1")
+        attributes = {  # few: the SDK checks each attribute, at a cost per request
+            "http.request.method": verb,
+            "url.path": path,
+            names.ATTR_RESOURCE: resource,
+            names.ATTR_OWNER: owner,
+        }
+        return self.tracer.start_span(
+            verb, context=context, kind=SpanKind.SERVER, attributes=attributes
+        )
+
+
+class Observation:
+    """One proxied request: its attempts, its answer, its spans."""
+
+    __slots__ = (
+        "_attempt",
+        "_method",
+        "_sent",
+        "kind",
+        "owner",
+        "resource",
+        "revision",
+        "signals",
+        "span",
+        "started",
+    )
+
+    def __init__(
+        self,
+        signals: GatewaySignals,
+        kind: str,
+        resource: str,
+        owner: str,
+        method: bytes,
+        span: Any,
+    ) -> None:
+        self.signals = signals
+        self.kind = kind
+        self.resource = resource
+        self.owner = owner
+        self._method = method
+        self.span = span
+        self.revision = ""
+        """The revision that answered (or was tried last); set by the gateway."""
+        self.started = time.perf_counter()
+        self._attempt: Any = None
+        self._sent = 0  # attempts started
+
+    def attempt(self, revision: str, replica: str, host: str, port: int) -> bytes | None:
+        """An attempt on a replica begins; returns the ``traceparent`` it must carry (or None:
+        keep the client's). Every attempt after the first counts as a retry of ``revision``."""
+        sent = self._sent
+        self._sent = sent + 1
+        if sent:
+            self.signals.record((self.kind, self.resource, revision, self.owner)).retries += 1
+        if self.span is None:
+            return None
+        attributes: dict[str, Any] = {
+            "server.address": host,
+            "server.port": port,
+            names.ATTR_REPLICA: replica,
+        }
+        if sent:
+            attributes["http.request.resend_count"] = sent
+        span = self.signals.tracer.start_span(
+            self._method.decode("latin-1"),
+            context=trace.set_span_in_context(self.span),
+            kind=trace.SpanKind.CLIENT,
+            attributes=attributes,
+        )
+        self._attempt = span
+        ctx = span.get_span_context()
+        return b"00-%032x-%016x-%02x" % (ctx.trace_id, ctx.span_id, ctx.trace_flags)
+
+    def attempt_done(self, revision: str, outcome: Outcome, status: int) -> None:
+        if outcome is Outcome.TIMED_OUT:
+            self.signals.record((self.kind, self.resource, revision, self.owner)).timeouts += 1
+        span, self._attempt = self._attempt, None
+        if span is None:
+            return
+        if outcome is Outcome.OK or (outcome is Outcome.FAILED_DURING_RESPONSE and status):
+            span.set_attribute("http.response.status_code", status)
+        if outcome is not Outcome.OK or status >= 500:
+            _error(span, _FAILED_ATTEMPT.get(outcome) or str(status))
+        span.end()
+
+    def finish(self, status: int) -> None:
+        """The request is over: ``status`` is what the client got (0: cut short or none)."""
+        seconds = time.perf_counter() - self.started
+        revision = self.revision
+        record = self.signals.record((self.kind, self.resource, revision, self.owner))
+        record.by_class[status // 100 - 1 if 100 <= status < 600 else 5] += 1
+        record.buckets[bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
+        record.sum_s += seconds
+        span = self.span
+        if span is None:
+            return
+        self.span = None
+        if self._attempt is not None:  # cancelled mid-attempt (the client went away)
+            self._attempt.end()
+        if revision:
+            span.set_attribute(names.ATTR_REVISION, revision)
+        if status:
+            span.set_attribute("http.response.status_code", status)
+        if status >= 500 or not status:
+            _error(span, str(status) if status else "response_incomplete")
+        span.end()
+
+
+def _error(span: Any, error_type: str) -> None:
+    span.set_attribute(names.ATTR_ERROR_TYPE, error_type)
+    span.set_status(Status(StatusCode.ERROR))
+
+
+class GatewayCollector(Collector):
+    """Turns :class:`GatewaySignals`' records and live reads into metric families per scrape."""
+
+    def __init__(self, signals: GatewaySignals) -> None:
+        self._signals = signals
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["kind", "resource", "revision", "owner"]
+        requests = CounterMetricFamily(
+            names.GATEWAY_REQUESTS,
+            "Requests the gateway proxied, by the status class the client got "
+            "('none': cut short or no answer)",
+            labels=[*labels, "status_class"],
+        )
+        duration = HistogramMetricFamily(
+            names.GATEWAY_DURATION,
+            "Time from the request's arrival to the end of its answer or failure",
+            labels=labels,
+        )
+        retries = CounterMetricFamily(
+            names.GATEWAY_RETRIES, "Attempts sent again to another replica", labels=labels
+        )
+        timeouts = CounterMetricFamily(
+            names.GATEWAY_TIMEOUTS,
+            "Attempts on which a replica sent no response head within the response timeout",
+            labels=labels,
+        )
+        for key, record in self._signals.records():
+            values = list(key)
+            for i, count in enumerate(record.by_class):
+                if count:
+                    requests.add_metric([*values, _CLASSES[i] if i < 5 else "none"], count)
+            cumulative, buckets = 0, []
+            for bound, count in zip(LATENCY_BUCKETS_S, record.buckets, strict=False):
+                cumulative += count
+                buckets.append((repr(bound), cumulative))
+            cumulative += record.buckets[-1]
+            buckets.append(("+Inf", cumulative))
+            if cumulative:
+                duration.add_metric(values, buckets, record.sum_s)
+            retries.add_metric(values, record.retries)
+            timeouts.add_metric(values, record.timeouts)
+        yield from (requests, duration, retries, timeouts)
+        yield from self._live()
+
+    def _live(self) -> Iterator[Metric]:
+        route_labels = ["kind", "resource", "owner"]
+        in_flight = GaugeMetricFamily(
+            names.GATEWAY_INFLIGHT, "Requests in the gateway now", labels=route_labels
+        )
+        held = GaugeMetricFamily(
+            names.GATEWAY_HELD,
+            "Requests waiting for a ready replica now (scale from zero, starting)",
+            labels=route_labels,
+        )
+        if self._signals.live_load is not None:
+            for load in self._signals.live_load():
+                values = [load.kind, load.resource, load.owner]
+                in_flight.add_metric(values, load.in_flight)
+                held.add_metric(values, load.held)
+        replicas = GaugeMetricFamily(
+            names.GATEWAY_REPLICAS,
+            "Replicas by phase (starting, ready, unhealthy, backoff, crash-loop, draining)",
+            labels=["resource", "revision", "owner", "phase"],
+        )
+        if self._signals.replica_phases is not None:
+            counts: dict[tuple[str, str, str, str], int] = {}
+            for replica in self._signals.replica_phases():
+                counts[replica] = counts.get(replica, 0) + 1
+            for key, count in sorted(counts.items()):
+                replicas.add_metric(list(key), count)
+        yield from (in_flight, held, replicas)

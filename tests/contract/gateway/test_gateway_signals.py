@@ -1,0 +1,189 @@
+"""The gateway's signals from outside: real scrapes of ``GET /metrics`` parsed by
+prometheus_client, and its spans exported by the OpenTelemetry SDK over OTLP/HTTP to a real
+receiver on loopback, a retried request included."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+from gateway_harness import AB, BackendProcess, backend, model, run, running
+from prometheus_client.parser import text_string_to_metric_families
+
+sys.path.insert(0, str(Path(__file__).parents[1]))  # tests/contract: the shared OTLP receiver
+from otlp_receiver import serve_otlp
+
+from kaip.local.gateway import Route
+
+
+def owned(route: Route, owner: str) -> Route:
+    return Route(route.kind, route.name, route.weights, route.backends, owner=owner)
+
+
+async def scrape(client: httpx.AsyncClient) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of one real scrape, keyed by name and labels."""
+    answer = await client.get("/metrics")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(answer.text)
+        for sample in family.samples
+    }
+
+
+def labels(**values: str) -> frozenset[tuple[str, str]]:
+    return frozenset(values.items())
+
+
+def test_metrics_count_requests_by_class_latency_and_replicas(backends_ab: AB) -> None:
+    a, b = backends_ab
+    route = owned(
+        model("digits", {"3": 100}, backend("a", "3", a.port), backend("b", "3", b.port)), "team-a"
+    )
+
+    async def scenario() -> None:
+        async with running([route]) as (_, client):
+            for _ in range(3):
+                assert (await client.get("/v2/models/digits/ready")).status_code == 200
+            assert (await client.get("/v2/models/digits/status/503")).status_code == 503
+            assert (await client.get("/v2/models/digits/status/404")).status_code == 404
+            seen = await scrape(client)
+            key = {"kind": "model", "resource": "digits", "revision": "3", "owner": "team-a"}
+            by_class = {
+                cls: seen.get(("kaip_gateway_requests_total", labels(**key, status_class=cls)))
+                for cls in ("2xx", "4xx", "5xx")
+            }
+            assert by_class == {"2xx": 3.0, "4xx": 1.0, "5xx": 1.0}
+            assert seen[("kaip_gateway_request_duration_seconds_count", labels(**key))] == 5.0
+            assert (
+                seen[("kaip_gateway_request_duration_seconds_bucket", labels(**key, le="+Inf"))]
+                == 5.0
+            )
+            assert seen[("kaip_gateway_request_duration_seconds_sum", labels(**key))] > 0
+            assert seen[("kaip_gateway_retries_total", labels(**key))] == 0.0
+            assert seen[("kaip_gateway_timeouts_total", labels(**key))] == 0.0
+            route_key = labels(kind="model", resource="digits", owner="team-a")
+            assert seen[("kaip_gateway_inflight_requests", route_key)] == 0.0
+            assert seen[("kaip_gateway_held_requests", route_key)] == 0.0
+            ready = labels(resource="digits", revision="3", owner="team-a", phase="ready")
+            assert seen[("kaip_replicas", ready)] == 2.0
+            head = await client.head("/metrics")
+            assert head.status_code == 200 and head.content == b""
+
+    run(scenario())
+
+
+def test_held_and_in_flight_requests_show_while_they_wait(backends_ab: AB) -> None:
+    a, _ = backends_ab
+    empty = owned(model("later", {"1": 100}), "team-b")
+
+    async def scenario() -> None:
+        async with running([empty]) as (gateway, client):
+            waiting = asyncio.create_task(client.get("/v2/models/later/ready"))
+            key = labels(kind="model", resource="later", owner="team-b")
+            seen: dict[Any, float] = {}
+
+            async def held() -> bool:
+                seen.update(await scrape(client))
+                return seen.get(("kaip_gateway_held_requests", key)) == 1.0
+
+            for _ in range(500):
+                if await held():
+                    break
+                await asyncio.sleep(0.02)
+            assert seen[("kaip_gateway_held_requests", key)] == 1.0
+            assert seen[("kaip_gateway_inflight_requests", key)] == 1.0
+            gateway.set_routes(
+                [owned(model("later", {"1": 100}, backend("a", "1", a.port)), "team-b")]
+            )
+            assert (await waiting).status_code == 200
+            after = await scrape(client)
+            assert after[("kaip_gateway_held_requests", key)] == 0.0
+            assert after[("kaip_gateway_inflight_requests", key)] == 0.0
+            ok = labels(
+                kind="model", resource="later", revision="1", owner="team-b", status_class="2xx"
+            )
+            assert after[("kaip_gateway_requests_total", ok)] == 1.0
+
+    run(scenario())
+
+
+def test_a_retried_request_is_one_trace_with_both_attempts_exported_by_otlp(
+    spawn_backend: Any,
+) -> None:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    live: BackendProcess = spawn_backend("L")
+    dead: BackendProcess = spawn_backend("D")
+    dead.kill()  # its port now refuses connections: an attempt there fails and is retried
+    route = owned(
+        model("m", {"r": 100}, backend("D", "r", dead.port), backend("L", "r", live.port)), "team-c"
+    )
+    client_trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+    with serve_otlp() as receiver:
+        provider = TracerProvider()
+        provider.add_span_processor(
+            BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{receiver.url}/v1/traces"))
+        )
+        tracer = provider.get_tracer("kaip")
+
+        async def scenario() -> list[dict[str, Any]]:
+            options = {"rng": random.Random(3), "tracer": tracer}
+            async with running([route], **options) as (_, client):
+                answers = []
+                for i in range(40):  # until an attempt lands on D (the seeded rng decides when)
+                    parent = f"00-{client_trace}-{i + 1:016x}-01"
+                    answer = await client.get("/v2/models/m/ready", headers={"traceparent": parent})
+                    assert answer.status_code == 200 and answer.json()["replica"] == "L"
+                    answers.append(answer.json())
+                    seen = await scrape(client)
+                    key = labels(kind="model", resource="m", revision="r", owner="team-c")
+                    if seen[("kaip_gateway_retries_total", key)] == 1.0:
+                        return answers
+                raise AssertionError("no request was ever sent to the dead replica first")
+
+        answers = run(scenario())
+        provider.force_flush()
+        retried = answers[-1]
+        spans = receiver.wait_for(client_trace, 3 * len(answers))
+        provider.shutdown()
+
+    by_id = {s.span_id.hex(): s for s in spans}
+    servers = [s for s in spans if s.kind == s.SPAN_KIND_SERVER]
+    clients = [s for s in spans if s.kind == s.SPAN_KIND_CLIENT]
+    assert len(servers) == len(answers)  # one server span per request, in the client's trace
+    last_server = max(servers, key=lambda s: s.start_time_unix_nano)
+    assert last_server.parent_span_id.hex() == f"{len(answers):016x}"  # the client's span
+    attempts = sorted(
+        (s for s in clients if s.parent_span_id == last_server.span_id),
+        key=lambda s: s.start_time_unix_nano,
+    )
+    assert len(attempts) == 2  # the refused attempt and the retry
+    first, second = (_attributes(s) for s in attempts)
+    assert first["kaip.replica"] == "D" and first["error.type"] == "connection_failed"
+    assert second["kaip.replica"] == "L" and second["http.request.resend_count"] == 1
+    assert second["http.response.status_code"] == 200
+    # The replica saw the second attempt's span as its parent, in the client's trace.
+    assert retried["traceparent"] == f"00-{client_trace}-{attempts[1].span_id.hex()}-01"
+    server = _attributes(last_server)
+    assert server["http.request.method"] == "GET" and server["url.path"] == "/v2/models/m/ready"
+    assert server["http.response.status_code"] == 200
+    assert server["kaip.resource"] == "m" and server["kaip.owner"] == "team-c"
+    assert server["kaip.revision"] == "r"
+    assert all(by_id[c.parent_span_id.hex()].kind == c.SPAN_KIND_SERVER for c in clients)
+
+
+def _attributes(span: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for attribute in span.attributes:
+        value = attribute.value
+        values[attribute.key] = getattr(value, value.WhichOneof("value"))
+    return values
