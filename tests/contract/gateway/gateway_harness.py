@@ -8,7 +8,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -99,7 +99,8 @@ T = TypeVar("T")
 
 
 def run(scenario: Coroutine[Any, Any, T]) -> T:
-    """Run a test scenario on uvloop, the loop ``kaip up`` runs the gateway on."""
+    """Run a test scenario on uvloop. ``kaip up`` runs the gateway on asyncio's own loop (uvloop
+    is the model server's): a test whose outcome may differ between them runs on both."""
     return uvloop.run(scenario)
 
 
@@ -129,3 +130,39 @@ async def open_chat_stream(
     chunks = aiter(stream)
     first = await asyncio.wait_for(anext(chunks), timeout=15)
     return client, chunks, first
+
+
+@dataclass
+class Hanging:
+    """What a never-answering replica saw: requests sent to it, connections open and dropped."""
+
+    port: int = 0
+    requests: int = 0
+    open: int = 0
+    dropped: int = 0  # connections the gateway closed or reset
+    writers: list[asyncio.StreamWriter] = field(default_factory=list)
+
+
+@asynccontextmanager
+async def hanging_replica() -> AsyncIterator[Hanging]:
+    seen = Hanging()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.open += 1
+        seen.writers.append(writer)
+        try:
+            while chunk := await reader.read(65536):
+                seen.requests += chunk.count(b" HTTP/1.1\r\n")  # one request line each
+        except ConnectionError:
+            pass
+        seen.open -= 1
+        seen.dropped += 1
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    seen.port = server.sockets[0].getsockname()[1]
+    try:
+        yield seen
+    finally:
+        server.close()
+        for writer in seen.writers:
+            writer.transport.abort()

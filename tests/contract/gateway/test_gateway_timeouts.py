@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import httpx
 import openai
@@ -22,48 +20,13 @@ from gateway_harness import (
     BackendProcess,
     app,
     backend,
+    hanging_replica,
     model,
     open_chat_stream,
     run,
     running,
     until,
 )
-
-
-@dataclass
-class Hanging:
-    """What a never-answering replica saw: requests sent to it, connections open and dropped."""
-
-    port: int = 0
-    requests: int = 0
-    open: int = 0
-    dropped: int = 0  # connections the gateway closed or reset
-    writers: list[asyncio.StreamWriter] = field(default_factory=list)
-
-
-@asynccontextmanager
-async def hanging_replica() -> AsyncIterator[Hanging]:
-    seen = Hanging()
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        seen.open += 1
-        seen.writers.append(writer)
-        try:
-            while chunk := await reader.read(65536):
-                seen.requests += chunk.count(b" HTTP/1.1\r\n")  # one request line each
-        except ConnectionError:
-            pass
-        seen.open -= 1
-        seen.dropped += 1
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    seen.port = server.sockets[0].getsockname()[1]
-    try:
-        yield seen
-    finally:
-        server.close()
-        for writer in seen.writers:
-            writer.transport.abort()
 
 
 def test_a_hanging_canary_replica_is_given_up_on_retried_elsewhere_counted_and_avoided(

@@ -11,8 +11,9 @@ Retries follow one rule: a request is sent again, to another replica, only while
 its answer has reached the client. Requests are buffered whole, and kaip treats them as safe to
 repeat on that condition (inference is a pure function of the request; Apps behind the gateway
 get the same at-least-once delivery as behind any retrying proxy). Three failures qualify: the
-connection is refused or times out, the replica closes or resets it before answering, or the
-replica sends no response head within the route's response timeout. The last is retried at most
+connection is refused or times out, the replica closes or resets it before answering (or, for an
+answer of a small declared length, before all of it came: such answers are passed on whole), or
+the replica sends no response head within the route's response timeout. The last is retried at most
 once per request: a second timeout more likely means the request itself is slow (or the revision
 is overloaded) than that another replica hangs, and every further try would cost the client a
 whole timeout more and the replicas more work. A replica that failed is ejected (skipped while
@@ -378,6 +379,8 @@ class Gateway:
         answered_by = revision
         started = time.perf_counter()
         while True:
+            if tried:  # a retry: choose from the routes as they are now (a timeout is long)
+                route = self._table.lookup(route.route.kind, route.name) or route
             backend = again_fresh or self._choose(route, revision, pinned is not None, tried)
             if backend is None:
                 break

@@ -3,11 +3,14 @@
 Owns every socket the gateway opens. A request goes out as one write; the response is parsed
 with httptools and handed, piece by piece as it arrives, to a :class:`ResponseSink` (the client's
 connection), so streamed answers stream through. Each exchange ends with an :class:`Outcome` on a
-future, which tells the caller whether a retry on another replica is safe: only when not one byte
-of a response came back. Each exchange has a deadline for the response head: a replica that
-accepts a request and then says nothing is aborted (its connection never goes back to the pool)
-and the outcome is :attr:`Outcome.TIMED_OUT`; once the head is in, the body may take as long as
-it takes (a stream). Never chooses a replica and never retries by itself.
+future, which tells the caller whether a retry on another replica is safe: only when nothing of
+the response was passed on. A response that declares a small length (up to
+:data:`HOLD_BYTES`, which is nearly every inference answer) is passed on whole, once complete,
+so a replica that dies between its head and its body (a SIGKILL, an OOM kill) is retried too
+rather than cutting the client's response short. Each exchange has a deadline for the response
+head: a replica that accepts a request and then says nothing is aborted (its connection never
+goes back to the pool) and the outcome is :attr:`Outcome.TIMED_OUT`; once the head is in, the
+body may take as long as it takes (a stream). Never chooses a replica and never retries by itself.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from kaip.local.gateway.http1 import HOP_BY_HOP, Headers
 
 class Outcome(enum.IntEnum):
     OK = 0
-    FAILED_BEFORE_RESPONSE = 1  # refused, reset or closed before any response byte: retry-safe
+    FAILED_BEFORE_RESPONSE = 1  # refused, reset or closed before anything was passed on: retry
     FAILED_DURING_RESPONSE = 2  # the replica went away or spoke garbage mid-response
     TIMED_OUT = 3  # no complete response head within the deadline: nothing reached the client
 
@@ -51,6 +54,8 @@ class ResponseSink(Protocol):
 
 
 BackendKey = tuple[str, int]
+HOLD_BYTES = 64 * 1024
+"""Responses with a ``content-length`` up to this are held until complete, then passed on."""
 
 
 def set_nodelay(transport: asyncio.BaseTransport) -> None:
@@ -72,7 +77,9 @@ class UpstreamConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._sink: ResponseSink | None = None
         self._done: asyncio.Future[Outcome] | None = None
-        self._got_bytes = False
+        self._delivered = False  # some of the response went to the sink
+        self._held: list[bytes] | None = None  # a small response's head and body, until complete
+        self._held_head: tuple[int, bytes, Headers, Framing] | None = None
         self._head_done = False
         self._head_request = False
         self._paused = False
@@ -99,9 +106,16 @@ class UpstreamConnection(asyncio.Protocol):
         connection is aborted and ``done`` gets :attr:`Outcome.TIMED_OUT`.
         """
         assert self._transport is not None
+        if self.closed or self._transport.is_closing():
+            # Lost before this exchange began: the replica closed it (it died, say) while the
+            # caller was still being told it had connected. Nothing was sent; try elsewhere.
+            self.closed = True
+            done.set_result(Outcome.FAILED_BEFORE_RESPONSE)
+            return
         self._sink = sink
         self._done = done
-        self._got_bytes = False
+        self._delivered = False
+        self._held = self._held_head = None
         self._head_done = False
         self._head_request = head_request
         self._reason = b""
@@ -167,11 +181,15 @@ class UpstreamConnection(asyncio.Protocol):
         if sink is None:  # bytes nobody asked for: this connection cannot be trusted any more
             self.close()
             return
-        self._got_bytes = True
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError:
-            self._finish(Outcome.FAILED_DURING_RESPONSE, reuse=False)
+            failed = (
+                Outcome.FAILED_DURING_RESPONSE
+                if self._delivered
+                else Outcome.FAILED_BEFORE_RESPONSE
+            )
+            self._finish(failed, reuse=False)
         sink.flush()
 
     def eof_received(self) -> bool | None:
@@ -187,7 +205,7 @@ class UpstreamConnection(asyncio.Protocol):
             sink.response_end()
             sink.flush()
             self._finish(Outcome.OK, reuse=False)
-        elif self._got_bytes:
+        elif self._delivered:
             self._finish(Outcome.FAILED_DURING_RESPONSE, reuse=False)
         else:
             self._finish(Outcome.FAILED_BEFORE_RESPONSE, reuse=False)
@@ -202,11 +220,13 @@ class UpstreamConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
         framing = Framing.UNTIL_CLOSE
+        length = -1
         kept: Headers = []
         for name, value in self._headers:
             lower = name.lower()
             if lower == b"content-length":
                 framing = Framing.LENGTH
+                length = int(value) if value.strip().isdigit() else -1
             elif lower == b"transfer-encoding":
                 if b"chunked" in value.lower():
                     framing = Framing.CHUNKED
@@ -219,7 +239,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._framing = framing
         self._head_done = True
         self._disarm()
-        if self._sink is not None:
+        if framing is Framing.LENGTH and 0 <= length <= HOLD_BYTES:
+            self._held_head, self._held = (status, self._reason, kept, framing), []
+        elif self._sink is not None:
+            self._delivered = True
             self._sink.response_head(status, self._reason, kept, framing)
         if self._head_request:
             # httptools cannot be told that a HEAD response has no body: end here, don't reuse.
@@ -228,13 +251,21 @@ class UpstreamConnection(asyncio.Protocol):
             self._finish(Outcome.OK, reuse=False)
 
     def on_body(self, body: bytes) -> None:
-        if self._sink is not None:
+        if self._held is not None:
+            self._held.append(body)
+        elif self._sink is not None:
             self._sink.response_body(body)
 
     def on_message_complete(self) -> None:
-        if self._sink is None:
+        sink = self._sink
+        if sink is None:
             return
-        self._sink.response_end()
+        if self._held_head is not None and self._held is not None:
+            self._delivered = True
+            sink.response_head(*self._held_head)
+            sink.response_body(b"".join(self._held))
+            self._held = self._held_head = None
+        sink.response_end()
         self._finish(Outcome.OK, reuse=self._parser.should_keep_alive())
 
     def _finish(self, outcome: Outcome, *, reuse: bool) -> None:
