@@ -3,12 +3,14 @@ batch and predict spans to a real OTLP receiver, and the gateway's ``GET /metric
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from pathlib import Path
 
 import httpx
 import pytest
-from local_platform import INFER_BODY, LocalPlatform, model_spec
+from local_platform import INFER_BODY, LocalPlatform, model_spec, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "contract"))  # the shared OTLP receiver
@@ -65,3 +67,55 @@ def test_one_trace_runs_gateway_replica_batch_predict_and_metrics_are_scraped(
         "kaip_gateway_requests_total", resource="echo", owner="e2e", status_class="2xx"
     ) == [1.0]
     assert values("kaip_replicas", resource="echo", owner="e2e", phase="ready") == [1.0]
+    for counter in ("kaip_cost_usd_total", "kaip_energy_joules_total", "kaip_co2e_grams_total"):
+        [value] = values(counter, resource="echo", owner="e2e")
+        assert value > 0, counter
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_canary_doing_twice_the_work_costs_twice_and_cpu_adds_up(
+    platform: LocalPlatform,
+) -> None:
+    steps = "[{weight: 50, pauseSeconds: 3600}]"  # stays at 50/50 for the test
+    spec = platform.write_spec(model_spec(entrypoint="model:Spin", steps=steps))
+    platform.up(spec)
+    stable = platform.resource("echo")["stable"]
+    platform.write_spec(model_spec(entrypoint="model:SpinTwice", steps=steps))
+    assert platform.cli("deploy", str(spec)).returncode == 0
+    wait_for(
+        lambda: (
+            len(platform.resource("echo")["weights"]) == 2
+            and 50 in platform.resource("echo")["weights"].values()
+            and len([r for r in platform.resource("echo")["replicas"] if r["health"] == "ready"])
+            == 2
+        ),
+        "the canary at 50 % with a ready replica",
+    )
+    with httpx.Client(timeout=60, trust_env=False) as client:
+        for _ in range(120):
+            answer = client.post(f"{platform.url}/v2/models/echo/infer", json=INFER_BODY)
+            assert answer.status_code == 200, answer.text
+    by_revision = json.loads(platform.cli("cost", "--by", "revision", "-o", "json").stdout)
+    rows = {row["revision"]: row for row in by_revision["rows"]}
+    canary = next(r for r in rows if r != stable)
+    assert rows[stable]["requests"] > 20 and rows[canary]["requests"] > 20, rows
+    ratio = rows[canary]["cost_per_1k_requests_usd"] / rows[stable]["cost_per_1k_requests_usd"]
+    print(f"\ncanary / stable cost per 1,000 requests: {ratio:.3f}")
+    assert 1.7 <= ratio <= 2.3  # 2x +- 15 %
+    assert rows[canary]["method"] == "estimated"
+    low, high = rows[canary]["energy_joules_band"]
+    assert low <= rows[canary]["energy_joules"] <= high
+
+    replicas = {r["id"]: r["pid"] for r in platform.resource("echo")["replicas"]}
+    report = json.loads(platform.cli("cost", "--by", "replica", "-o", "json").stdout)
+    measured = sum(cpu_seconds(pid) for pid in replicas.values())
+    attributed = sum(r["cpu_seconds"] + r["idle"]["cpu_seconds"] for r in report["rows"]
+                     if r["replica"] in replicas)  # fmt: skip
+    print(f"CPU seconds: attributed + idle {attributed:.2f}, measured {measured:.2f}")
+    assert attributed == pytest.approx(measured, rel=0.05)
+    table = platform.cli("cost", "--by", "model")
+    assert table.returncode == 0 and "echo" in table.stdout and "$/1k req" in table.stdout

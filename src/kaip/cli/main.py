@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from kaip import __version__
-from kaip.cli import gitops, kube_commands, local, operator, render, serve, spec_commands
+from kaip.cli import cost, gitops, kube_commands, local, operator, render, serve, spec_commands
 from kaip.errors import KaipError
 
 app = typer.Typer(
@@ -41,6 +41,7 @@ app.command()(serve.serve)
 app.command()(kube_commands.apply)
 app.command()(kube_commands.delete)
 app.command()(operator.operator)
+app.command()(cost.cost)
 local.register(app)
 
 

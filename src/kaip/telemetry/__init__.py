@@ -27,6 +27,9 @@ GATEWAY_TIMEOUTS: Final = "kaip_gateway_timeouts_total"  # kind, resource, revis
 GATEWAY_INFLIGHT: Final = "kaip_gateway_inflight_requests"  # kind, resource, owner
 GATEWAY_HELD: Final = "kaip_gateway_held_requests"  # kind, resource, owner
 GATEWAY_REPLICAS: Final = "kaip_replicas"  # resource, revision, owner, phase
+COST_USD: Final = "kaip_cost_usd_total"  # kind, resource, revision, owner
+ENERGY_JOULES: Final = "kaip_energy_joules_total"  # kind, resource, revision, owner
+CO2E_GRAMS: Final = "kaip_co2e_grams_total"  # kind, resource, revision, owner
 
 # GenAI semantic conventions (server side), recorded as OpenTelemetry histograms and exposed
 # under their Prometheus spelling on /metrics. Unit: seconds.
@@ -74,6 +77,9 @@ __all__ = [
     "ATTR_RESOURCE_KIND",
     "ATTR_REVISION",
     "BATCH_SIZE",
+    "CO2E_GRAMS",
+    "COST_USD",
+    "ENERGY_JOULES",
     "GATEWAY_DURATION",
     "GATEWAY_HELD",
     "GATEWAY_INFLIGHT",

@@ -15,7 +15,13 @@ import httpx
 import pytest
 from control_harness import TOKEN, RunningControl, running_control
 
-READS = ["/_kaip/status", "/_kaip/events", "/_kaip/rollouts/echo", "/_kaip/openapi.json"]
+READS = [
+    "/_kaip/status",
+    "/_kaip/events",
+    "/_kaip/rollouts/echo",
+    "/_kaip/openapi.json",
+    "/_kaip/cost",
+]
 CHANGES = ["/_kaip/deploy", "/_kaip/rollouts/echo/promote", "/_kaip/rollouts/echo/abort"]
 
 

@@ -5,6 +5,8 @@
 ``rollouts`` to follow, ``[{"kind", "name", "rollout_id"}]``, id null for a first deploy),
 ``GET /_kaip/rollouts/{name}``,
 ``POST /_kaip/rollouts/{name}/promote|abort`` (``{"who": "..."}``), ``GET /_kaip/events`` and
+``GET /_kaip/cost?by=resource|revision|owner|replica&basis=usage|allocation`` (what the
+replicas cost, drew and emitted, attributed to their requests: kaip.accounting's report) and
 ``GET /_kaip/openapi.json`` (this API, described). Reads need the ``viewer`` role, changes the
 ``deployer`` role; :mod:`~kaip.local.controller.guard` has already checked Host, Origin, the
 credential, the media type and the body size before a handler runs.
@@ -31,8 +33,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from kaip.accounting import report
 from kaip.errors import KaipError, PlatformError, SpecError, StorageError
 from kaip.local.controller.auth import Principal, Role, require
+from kaip.local.controller.costs import CostBook
 from kaip.local.controller.loop import Controller
 from kaip.local.controller.preflight import check_local
 from kaip.local.controller.status import status
@@ -44,6 +48,8 @@ log = logging.getLogger("kaip.local.controller")
 SPEC_LOAD_TIMEOUT_S = 30.0
 MAX_PATHS = 100
 NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+BY = ("resource", "revision", "owner", "replica")
+BASES = ("usage", "allocation")
 
 Text = Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -74,6 +80,12 @@ class ActionRequest(_Body):
 B = TypeVar("B", bound=_Body)
 
 
+class NoCostsError(PlatformError):
+    """This control API was started without a cost book."""
+
+    http_status = 503
+
+
 class BadRequestError(KaipError):
     """The body is not what the route takes."""
 
@@ -90,7 +102,7 @@ class SpecLoadTimeoutError(KaipError):
     http_status = 503
 
 
-def admin_app(controller: Controller) -> Starlette:
+def admin_app(controller: Controller, costs: CostBook | None = None) -> Starlette:
     reading = asyncio.Semaphore(1)  # one spec load at a time, released when its thread ends
 
     async def get_status(request: Request) -> JSONResponse:
@@ -171,6 +183,20 @@ def admin_app(controller: Controller) -> Starlette:
         _principal(request, "viewer", "read events")
         return JSONResponse({"events": [asdict(e) for e in controller.state.events(limit=200)]})
 
+    async def cost(request: Request) -> JSONResponse:
+        _principal(request, "viewer", "read costs")
+        if costs is None:
+            raise NoCostsError("cost accounting is not running in this kaip up")
+        by = request.query_params.get("by", "revision")
+        basis = request.query_params.get("basis", "usage")
+        if by not in BY or basis not in BASES:
+            raise BadRequestError(
+                f"by={by!r}, basis={basis!r}: by is one of {', '.join(BY)}; basis is usage "
+                "(idle apart) or allocation (idle spread over requests)"
+            )
+        attributions = costs.attributions(basis)  # type: ignore[arg-type]
+        return JSONResponse(report(attributions, by, basis, costs.coefficients))  # type: ignore[arg-type]
+
     async def openapi(request: Request) -> JSONResponse:
         _principal(request, "viewer", "read the API description")
         return JSONResponse(openapi_document())
@@ -196,6 +222,7 @@ def admin_app(controller: Controller) -> Starlette:
             Route("/_kaip/rollouts/{name}/promote", promote, methods=["POST"]),
             Route("/_kaip/rollouts/{name}/abort", abort, methods=["POST"]),
             Route("/_kaip/events", events),
+            Route("/_kaip/cost", cost),
             Route("/_kaip/openapi.json", openapi),
         ],
         exception_handlers={KaipError: kaip_error, HTTPException: http_error},
@@ -293,6 +320,20 @@ def openapi_document() -> dict[str, Any]:
         "paths": {
             "/_kaip/status": {"get": {"operationId": "status", "responses": answer("status")}},
             "/_kaip/events": {"get": {"operationId": "events", "responses": answer("events")}},
+            "/_kaip/cost": {
+                "get": {
+                    "operationId": "cost",
+                    "parameters": [
+                        {"name": "by", "in": "query", "schema": {"enum": list(BY)}},
+                        {"name": "basis", "in": "query", "schema": {"enum": list(BASES)}},
+                    ],
+                    "responses": answer(
+                        "cost, energy and carbon by the key asked for",
+                        (400, "an unknown by or basis"),
+                        (503, "no cost accounting in this kaip up"),
+                    ),
+                }
+            },
             "/_kaip/openapi.json": {
                 "get": {"operationId": "openapi", "responses": answer("this document")}
             },

@@ -20,6 +20,7 @@ from kaip.errors import ConfigError, PlatformError
 from kaip.local.controller.admin import admin_app
 from kaip.local.controller.auth import admin_token_authenticator
 from kaip.local.controller.control import ControlServer
+from kaip.local.controller.costs import CostBook, ReplicaProcess, coefficients_from, cpu_model
 from kaip.local.controller.guard import ControlGuard, GuardPolicy, normalize_hosts
 from kaip.local.controller.loop import Controller, ControllerConfig
 from kaip.local.controller.preflight import check_local
@@ -36,6 +37,7 @@ from kaip.local.state import Commit, State
 from kaip.local.supervisor import Supervisor, Timings, kill_orphans
 from kaip.settings import Settings
 from kaip.spec import load_paths
+from kaip.spec.base import parse_quantity
 
 PID_FILE = "replicas.json"
 
@@ -112,8 +114,14 @@ async def serve(
         on_demand=controller.wake,
         tracer=tracer,
     )
+    costs = CostBook(
+        coefficients_from(os.environ, cpu_model()),
+        replicas=lambda: _replica_processes(controller, supervisor),
+        busy=gateway.signals.replica_busy if gateway.signals is not None else dict,
+    )
     if gateway.signals is not None:
         gateway.signals.replica_phases = lambda: _replica_phases(controller, supervisor)
+        gateway.signals.accounting = costs.counters
     token = new_admin_token(state_dir)
     policy = GuardPolicy(
         allowed_hosts=names,
@@ -123,7 +131,7 @@ async def serve(
         ),
     )
     control = ControlServer(
-        ControlGuard(admin_app(controller), admin_token_authenticator(token), policy),
+        ControlGuard(admin_app(controller, costs), admin_token_authenticator(token), policy),
         port=admin_port,
     )
     try:
@@ -176,6 +184,25 @@ def _tracer() -> tuple[object, Callable[[], None] | None]:
 
     shutdown = configure("kaip-gateway")
     return trace.get_tracer(INSTRUMENTATION_SCOPE), shutdown
+
+
+def _replica_processes(controller: Controller, supervisor: Supervisor) -> Iterator[ReplicaProcess]:
+    """Every replica with a live process, for the cost book."""
+    runs = controller.resources
+    for replica in supervisor.replicas():
+        run = runs.get(replica.name)
+        if run is None or replica.pid is None or replica.phase == "stopped":
+            continue
+        spec = run.current.resource.spec
+        yield ReplicaProcess(
+            kind=run.route_kind,
+            resource=replica.name,
+            revision=replica.revision,
+            owner=spec.owner,
+            replica=replica.id,
+            pid=replica.pid,
+            vcpus=parse_quantity(spec.resources.cpu),
+        )
 
 
 def _replica_phases(

@@ -39,6 +39,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from kaip import telemetry as names
+from kaip.accounting import Figures
 from kaip.local.gateway.upstream import Outcome
 
 LATENCY_BUCKETS_S: tuple[float, ...] = (
@@ -67,6 +68,26 @@ class LiveLoad:
     owner: str
     in_flight: int
     held: int
+
+
+class _Busy:
+    """One replica's busy time as the gateway sees it: the union of its attempts in flight."""
+
+    __slots__ = ("busy_s", "in_flight", "requests", "since")
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.since = 0.0
+        self.busy_s = 0.0
+        self.requests = 0  # attempts it answered
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaBusy:
+    """What the gateway measured of one replica since it first sent it a request."""
+
+    busy_seconds: float
+    requests: int
 
 
 class _Record:
@@ -100,6 +121,10 @@ class GatewaySignals:
         self.live_load = live_load
         self.replica_phases = replica_phases
         self._records: dict[Key, _Record] = {}
+        self._busy: dict[str, _Busy] = {}
+        self.accounting: Callable[[], Iterable[tuple[Key, Figures]]] | None = None
+        """``((kind, resource, revision, owner), figures)`` of requests so far (kaip up sets it:
+        the cost, energy and carbon counters of ``/metrics``)."""
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(GatewayCollector(self))
         self._propagator = TraceContextTextMapPropagator()
@@ -112,6 +137,15 @@ class GatewaySignals:
 
     def records(self) -> list[tuple[Key, _Record]]:
         return list(self._records.items())
+
+    def replica_busy(self) -> dict[str, ReplicaBusy]:
+        """Busy seconds (an attempt in flight, ongoing ones counted to now) and answered
+        requests of every replica the gateway has sent requests to."""
+        now = time.perf_counter()
+        return {
+            replica: ReplicaBusy(b.busy_s + (now - b.since if b.in_flight else 0.0), b.requests)
+            for replica, b in self._busy.items()
+        }
 
     def scrape(self) -> bytes:
         """The Prometheus text exposition of everything above."""
@@ -167,6 +201,7 @@ class Observation:
 
     __slots__ = (
         "_attempt",
+        "_busy",
         "_method",
         "_sent",
         "kind",
@@ -197,6 +232,7 @@ class Observation:
         """The revision that answered (or was tried last); set by the gateway."""
         self.started = time.perf_counter()
         self._attempt: Any = None
+        self._busy: _Busy | None = None
         self._sent = 0  # attempts started
 
     def attempt(self, revision: str, replica: str, host: str, port: int) -> bytes | None:
@@ -206,6 +242,13 @@ class Observation:
         self._sent = sent + 1
         if sent:
             self.signals.record((self.kind, self.resource, revision, self.owner)).retries += 1
+        busy = self.signals._busy.get(replica)
+        if busy is None:
+            busy = self.signals._busy[replica] = _Busy()
+        if not busy.in_flight:
+            busy.since = time.perf_counter()
+        busy.in_flight += 1
+        self._busy = busy
         if self.span is None:
             return None
         attributes: dict[str, Any] = {
@@ -225,7 +268,18 @@ class Observation:
         ctx = span.get_span_context()
         return b"00-%032x-%016x-%02x" % (ctx.trace_id, ctx.span_id, ctx.trace_flags)
 
+    def _release(self, answered: bool) -> None:
+        busy, self._busy = self._busy, None
+        if busy is None:
+            return
+        busy.in_flight -= 1
+        if not busy.in_flight:
+            busy.busy_s += time.perf_counter() - busy.since
+        if answered:
+            busy.requests += 1
+
     def attempt_done(self, revision: str, outcome: Outcome, status: int) -> None:
+        self._release(outcome is Outcome.OK)
         if outcome is Outcome.TIMED_OUT:
             self.signals.record((self.kind, self.resource, revision, self.owner)).timeouts += 1
         span, self._attempt = self._attempt, None
@@ -245,6 +299,8 @@ class Observation:
         record.by_class[status // 100 - 1 if 100 <= status < 600 else 5] += 1
         record.buckets[bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
         record.sum_s += seconds
+        if self._busy is not None:  # cancelled mid-attempt (the client went away)
+            self._release(False)
         span = self.span
         if span is None:
             return
@@ -309,6 +365,31 @@ class GatewayCollector(Collector):
             timeouts.add_metric(values, record.timeouts)
         yield from (requests, duration, retries, timeouts)
         yield from self._live()
+        yield from self._accounting()
+
+    def _accounting(self) -> Iterator[Metric]:
+        if self._signals.accounting is None:
+            return
+        labels = ["kind", "resource", "revision", "owner"]
+        cost = CounterMetricFamily(
+            names.COST_USD,
+            "Cost attributed to requests (usage basis: idle apart), USD (docs/observability.md)",
+            labels=labels,
+        )
+        energy = CounterMetricFamily(
+            names.ENERGY_JOULES,
+            "Energy attributed to requests, joules (estimated unless measured)",
+            labels=labels,
+        )
+        carbon = CounterMetricFamily(
+            names.CO2E_GRAMS, "Carbon attributed to requests, grams CO2e", labels=labels
+        )
+        for key, figures in self._signals.accounting():
+            values = list(key)
+            cost.add_metric(values, figures.cost_usd)
+            energy.add_metric(values, figures.energy_j)
+            carbon.add_metric(values, figures.co2e_g)
+        yield from (cost, energy, carbon)
 
     def _live(self) -> Iterator[Metric]:
         route_labels = ["kind", "resource", "owner"]

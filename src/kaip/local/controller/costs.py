@@ -1,0 +1,184 @@
+"""What ``kaip up``'s replicas cost, drew and emitted: the OS's numbers fed to kaip.accounting.
+
+Owns reading each replica process's CPU seconds, resident memory and age from ``/proc`` (Linux;
+elsewhere nothing is reported), pairing them with the gateway's busy time and request count per
+replica, and keeping the last figures of replicas that have gone, so totals and the gateway's
+``kaip_*_total`` counters never go down. Never computes a price or a watt itself (that is
+:mod:`kaip.accounting`) and never changes a replica.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from kaip.accounting import (
+    Attribution,
+    Basis,
+    Coefficients,
+    CpuPower,
+    Figures,
+    Prices,
+    ReplicaWindow,
+    attribute,
+    cpu_power,
+)
+from kaip.errors import ConfigError
+from kaip.local.gateway.signals import Key, ReplicaBusy
+
+PROC = Path("/proc")
+MAX_RETIRED = 10_000  # replicas that have gone, kept for the totals (oldest dropped first)
+
+
+@dataclass(frozen=True)
+class ReplicaProcess:
+    """One running replica, as the controller knows it."""
+
+    kind: str
+    resource: str
+    revision: str
+    owner: str
+    replica: str
+    pid: int
+    vcpus: float
+
+
+@dataclass(frozen=True)
+class ProcessUsage:
+    seconds: float  # since the process started
+    cpu_seconds: float  # user + system, its waited-for children included
+    memory_gb: float  # resident
+
+
+def read_usage(pid: int, proc: Path = PROC) -> ProcessUsage | None:
+    """The OS's account of process ``pid``; None when it is gone or unreadable."""
+    try:
+        stat = (proc / str(pid) / "stat").read_text()
+        statm = (proc / str(pid) / "statm").read_text()
+        uptime = float((proc / "uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    cpu = sum(int(f) for f in fields[11:15]) / tick  # utime, stime, cutime, cstime
+    started = int(fields[19]) / tick
+    rss = int(statm.split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    return ProcessUsage(max(uptime - started, 1e-3), cpu, rss / 2**30)
+
+
+def cpu_model(proc: Path = PROC) -> str:
+    """``model name`` of the first CPU in ``/proc/cpuinfo`` ("" when unknown)."""
+    try:
+        for line in (proc / "cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+def coefficients_from(environ: Mapping[str, str], model: str) -> Coefficients:
+    """The defaults (kaip.accounting.coefficients), overridden by ``KAIP_COST_*`` variables."""
+
+    def number(name: str) -> float | None:
+        text = environ.get(name)
+        if text is None or not text.strip():
+            return None
+        try:
+            value = float(text)
+        except ValueError:
+            raise ConfigError(f"{name}={text!r}: expected a number, e.g. {name}=0.05") from None
+        if not value >= 0:
+            raise ConfigError(f"{name}={text!r}: must be 0 or more")
+        return value
+
+    defaults = Coefficients()
+    prices = Prices(
+        cpu_core_hour=_or(number("KAIP_COST_CPU_CORE_HOUR_USD"), defaults.prices.cpu_core_hour),
+        ram_gb_hour=_or(number("KAIP_COST_RAM_GB_HOUR_USD"), defaults.prices.ram_gb_hour),
+        gpu_hour=_or(number("KAIP_COST_GPU_HOUR_USD"), defaults.prices.gpu_hour),
+    )
+    cpu = cpu_power(model)
+    low, high = number("KAIP_COST_CPU_MIN_WATTS"), number("KAIP_COST_CPU_MAX_WATTS")
+    if low is not None or high is not None:
+        if low is None or high is None or high < low:
+            raise ConfigError(
+                "KAIP_COST_CPU_MIN_WATTS and KAIP_COST_CPU_MAX_WATTS: set both, min <= max "
+                "(watts per vCPU at idle and at 100 %)"
+            )
+        cpu = CpuPower(low, high, "configured: KAIP_COST_CPU_MIN_WATTS/MAX_WATTS")
+    grid = number("KAIP_COST_GRID_G_PER_KWH")
+    return Coefficients(
+        prices=prices,
+        cpu=cpu,
+        pue=_or(number("KAIP_COST_PUE"), defaults.pue),
+        grid_g_per_kwh=_or(grid, defaults.grid_g_per_kwh),
+        grid_source="configured: KAIP_COST_GRID_G_PER_KWH"
+        if grid is not None
+        else defaults.grid_source,
+    )
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
+
+
+class CostBook:
+    """Attributions of the live replicas plus the last ones of replicas that have gone."""
+
+    def __init__(
+        self,
+        coefficients: Coefficients,
+        replicas: Callable[[], Iterable[ReplicaProcess]],
+        busy: Callable[[], Mapping[str, ReplicaBusy]],
+        usage: Callable[[int], ProcessUsage | None] = read_usage,
+    ) -> None:
+        self.coefficients = coefficients
+        self._replicas = replicas
+        self._busy = busy
+        self._usage = usage
+        self._live: dict[str, tuple[ReplicaProcess, ProcessUsage, ReplicaBusy]] = {}
+        self._retired: dict[str, tuple[ReplicaProcess, ProcessUsage, ReplicaBusy]] = {}
+
+    def _windows(self) -> list[tuple[ReplicaProcess, ReplicaWindow]]:
+        busy = self._busy()
+        now: dict[str, tuple[ReplicaProcess, ProcessUsage, ReplicaBusy]] = {}
+        for replica in self._replicas():
+            usage = self._usage(replica.pid)
+            if usage is not None:
+                seen = busy.get(replica.replica, ReplicaBusy(0.0, 0))
+                now[replica.replica] = (replica, usage, seen)
+        for gone in self._live.keys() - now.keys():
+            self._retired[gone] = self._live[gone]
+            while len(self._retired) > MAX_RETIRED:
+                del self._retired[next(iter(self._retired))]
+        self._live = now
+        out = []
+        for replica_id, (replica, usage, seen) in [*self._retired.items(), *now.items()]:
+            window = ReplicaWindow(
+                resource=replica.resource,
+                revision=replica.revision,
+                owner=replica.owner,
+                replica=replica_id,
+                seconds=usage.seconds,
+                cpu_seconds=usage.cpu_seconds,
+                busy_seconds=seen.busy_seconds,
+                requests=seen.requests,
+                memory_gb=usage.memory_gb,
+                vcpus=replica.vcpus,
+            )
+            out.append((replica, window))
+        return out
+
+    def attributions(self, basis: Basis = "usage") -> list[Attribution]:
+        return [attribute(w, self.coefficients, basis) for _, w in self._windows()]
+
+    def counters(self) -> list[tuple[Key, Figures]]:
+        """What requests carry so far, per (kind, resource, revision, owner): /metrics."""
+        sums: dict[Key, Figures] = {}
+        for replica, window in self._windows():
+            key = (replica.kind, replica.resource, replica.revision, replica.owner)
+            sums[key] = sums.get(key, Figures()) + attribute(window, self.coefficients).requests
+        return sorted(sums.items())

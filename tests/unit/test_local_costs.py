@@ -1,0 +1,72 @@
+"""kaip up's cost book: the OS's numbers for a real process, overrides from the environment,
+and totals that never go down when a replica goes away."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from kaip.accounting import Coefficients
+from kaip.errors import ConfigError
+from kaip.local.controller.costs import (
+    CostBook,
+    ProcessUsage,
+    ReplicaProcess,
+    coefficients_from,
+    read_usage,
+)
+from kaip.local.gateway.signals import ReplicaBusy
+
+
+def test_read_usage_of_a_real_process_that_burns_cpu() -> None:
+    burn = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass"
+    child = subprocess.Popen([sys.executable, "-c", burn + "\nimport sys; sys.stdin.read()"],
+                             stdin=subprocess.PIPE)  # fmt: skip
+    try:
+        usage = None
+        for _ in range(600):  # until it burned its 0.3 s (bounded: 60 s)
+            usage = read_usage(child.pid)
+            if usage is not None and usage.cpu_seconds >= 0.3:
+                break
+            subprocess.run(["sleep", "0.1"], check=True)
+        assert usage is not None and usage.cpu_seconds >= 0.3
+        assert usage.seconds >= usage.cpu_seconds * 0.5 and 0 < usage.memory_gb < 4
+    finally:
+        child.kill()
+        child.wait()
+    assert read_usage(child.pid) is None  # gone
+
+
+def test_overrides_come_from_kaip_cost_variables_and_bad_ones_are_named() -> None:
+    c = coefficients_from(
+        {"KAIP_COST_CPU_CORE_HOUR_USD": "0.05", "KAIP_COST_GRID_G_PER_KWH": "51.1",
+         "KAIP_COST_CPU_MIN_WATTS": "1", "KAIP_COST_CPU_MAX_WATTS": "3"},
+        "Intel(R) Xeon(R) Platinum 8259CL CPU @ 2.50GHz",
+    )  # fmt: skip
+    assert c.prices.cpu_core_hour == 0.05 and c.grid_g_per_kwh == 51.1
+    assert (c.cpu.min_w, c.cpu.max_w) == (1.0, 3.0) and c.cpu.source.startswith("configured")
+    default = coefficients_from({}, "Intel(R) Xeon(R) Platinum 8259CL CPU @ 2.50GHz")
+    assert "Cascade Lake" in default.cpu.source and default.prices == Coefficients().prices
+    with pytest.raises(ConfigError, match="KAIP_COST_PUE='high'"):
+        coefficients_from({"KAIP_COST_PUE": "high"}, "")
+    with pytest.raises(ConfigError, match="set both"):
+        coefficients_from({"KAIP_COST_CPU_MIN_WATTS": "1"}, "")
+
+
+def test_a_replica_that_goes_away_keeps_its_share_of_the_totals() -> None:
+    live = [ReplicaProcess("model", "m", "1", "t", "m-1", os.getpid(), 1.0)]
+    usage = {os.getpid(): ProcessUsage(100.0, 10.0, 0.5)}
+    book = CostBook(
+        Coefficients(),
+        replicas=lambda: list(live),
+        busy=lambda: {"m-1": ReplicaBusy(20.0, 50)},
+        usage=usage.get,
+    )
+    [(key, before)] = book.counters()
+    assert key == ("model", "m", "1", "t") and before.requests == 50 and before.cost_usd > 0
+    live.clear()
+    [(_, after)] = book.counters()
+    assert after == before
