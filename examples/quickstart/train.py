@@ -1,11 +1,16 @@
 """Train the quickstart's digits classifier and write model.joblib next to this file.
 
 Usage: python train.py [OUTPUT]
+
+Also a kaip TrainingJob (examples/training/): it writes where ``KAIP_OUTPUT_URI`` says, takes
+its regularisation strength from ``C`` and reports it and the test accuracy as ``KAIP_PARAM`` /
+``KAIP_METRIC`` lines, which kaip records with the version it registers.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 from pathlib import Path
 
@@ -18,14 +23,20 @@ from sklearn.preprocessing import StandardScaler
 
 
 def main() -> None:
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).with_name("model.joblib")
+    default = os.environ.get("KAIP_OUTPUT_URI") or Path(__file__).with_name("model.joblib")
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(default)
+    c = float(os.environ.get("C", "1.0"))
     x, y = load_digits(return_X_y=True)
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, random_state=0)
-    model = Pipeline([("scale", StandardScaler()), ("clf", LogisticRegression(max_iter=2000))])
+    model = Pipeline([("scale", StandardScaler()), ("clf", LogisticRegression(C=c, max_iter=2000))])
     model.fit(x_train, y_train)
+    out.parent.mkdir(parents=True, exist_ok=True)
     joblib.dump(model, out)
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
-    print(f"wrote {out} (test accuracy {model.score(x_test, y_test):.3f}, sha256 {digest})")
+    accuracy = model.score(x_test, y_test)
+    print(f"KAIP_PARAM C {c}")
+    print(f"KAIP_METRIC accuracy {accuracy}")
+    print(f"wrote {out} (test accuracy {accuracy:.3f}, sha256 {digest})")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ handler per entrypoint maps any of them and no caller writes that mapping again.
     ├── RolloutFailedError          exit 4: a rollout was rolled back (a gate or check failed)
     ├── RolloutAbortedError         exit 5: a rollout was aborted or replaced before 100 %
     ├── RolloutTimeoutError         exit 6: --wait/--watch gave up at --timeout (it goes on)
+    ├── RegistryError               exit 1, HTTP 404: no such model version, or the registry failed
     ├── MetricsError                exit 1: the metrics source (Prometheus) cannot answer
     └── KubeError                   exit 1: the cluster refused or could not be reached
         ├── KubeUnreachableError
@@ -180,6 +181,12 @@ class RolloutTimeoutError(KaipError):
     """``--wait``/``--watch``: the rollout had not ended at ``--timeout``; it goes on."""
 
     exit_code = 6
+
+
+class RegistryError(KaipError):
+    """The model registry has no such model, version or alias, or cannot be read or written."""
+
+    http_status = 404
 
 
 class MetricsError(KaipError):

@@ -174,6 +174,7 @@ class Load:
     url: str
     workers: int = 3
     pause: float = 0.02
+    body: dict[str, Any] = field(default_factory=lambda: INFER_BODY)
     ok: int = 0
     failed: int = 0
     failures: list[str] = field(default_factory=list)
@@ -192,7 +193,7 @@ class Load:
         with httpx.Client(timeout=30, trust_env=False) as client:
             while not self._stop.is_set():
                 try:
-                    response = client.post(self.url, json=INFER_BODY)
+                    response = client.post(self.url, json=self.body)
                     good, why = (
                         response.status_code == 200,
                         f"{response.status_code} {response.text[:200]}",

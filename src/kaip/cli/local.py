@@ -261,18 +261,28 @@ def status(
 
 
 def logs(
-    name: str = typer.Argument(..., help="Model or App name"),
+    name: str = typer.Argument(..., help="Model, App or TrainingJob name"),
     follow: bool = typer.Option(False, "--follow", "-f", help="keep printing new lines"),
 ) -> None:
-    """Print the logs of every replica of NAME (with -f, keep following them)."""
+    """Print the logs of every replica of NAME, or of a job's latest run (-f: keep following)."""
     log_dir = load_settings().local.state_dir / "logs"
     pattern = re.compile(rf"^{re.escape(name)}-[0-9a-f]{{6}}-\d+\.log$")
+    run_pattern = re.compile(rf"^{re.escape(name)}-(\d+)\.log$")
     offsets: dict[Path, int] = {}
 
     def replica_logs() -> list[Path]:
         if not log_dir.is_dir():
             return []
-        return sorted(p for p in log_dir.iterdir() if pattern.match(p.name))
+        found = sorted(p for p in log_dir.iterdir() if pattern.match(p.name))
+        job_dir = log_dir / "jobs"
+        runs = [
+            (int(m.group(1)), p)
+            for p in (job_dir.iterdir() if job_dir.is_dir() else ())
+            if (m := run_pattern.match(p.name))
+        ]
+        if runs:  # a job: its latest run (a new run is picked up while following)
+            found.append(max(runs)[1])
+        return found
 
     def emit() -> None:
         for path in replica_logs():
@@ -391,6 +401,9 @@ def _print_status(answer: dict[str, Any]) -> None:
             verdict = (r.get("verdict") or {}).get("reason", "starting")
             stdout.print(f"  rollout {r['from']} -> {r['to']}: step {r['step']}: {verdict}",
                          markup=False)  # fmt: skip
+        for revision, source in (resource.get("source") or {}).items():
+            made = f" from job {source['job']} run {source['run']}" if source.get("job") else ""
+            stdout.print(f"  {revision} serves {source['version']}{made}", markup=False)
         for replica in resource["replicas"]:
             stdout.print(
                 f"  {replica['id']:<28} pid {replica['pid'] or '-':<8} port "
@@ -398,5 +411,13 @@ def _print_status(answer: dict[str, Any]) -> None:
                 + (f" (restarts {replica['restarts']})" if replica["restarts"] else ""),
                 markup=False,
             )
-    if not answer["resources"]:
+    for job in answer.get("jobs", []):
+        progress = "" if job["progress"] is None else f" {job['progress']:.0%}"
+        stdout.print(
+            f"\n[bold]TrainingJob {job['job']}[/]  run {job['run']} {job['status']}{progress} "
+            f"(attempt {job['attempt']}/{job['attempts']})"
+            + (f": {escape(job['message'])}" if job["message"] else ""),
+            highlight=False,
+        )
+    if not answer["resources"] and not answer.get("jobs"):
         stderr.print("no resources")

@@ -8,7 +8,17 @@ import typer
 from rich.console import Console
 
 from kaip import __version__
-from kaip.cli import cost, gitops, kube_commands, local, operator, render, serve, spec_commands
+from kaip.cli import (
+    cost,
+    gitops,
+    kube_commands,
+    local,
+    operator,
+    render,
+    serve,
+    spec_commands,
+    training,
+)
 from kaip.errors import KaipError
 
 app = typer.Typer(
@@ -43,6 +53,7 @@ app.command()(kube_commands.delete)
 app.command()(operator.operator)
 app.command()(cost.cost)
 local.register(app)
+training.register(app)
 
 
 def main() -> None:

@@ -2,9 +2,9 @@
 
 Owns every read and write of ``.kaip/state.db``: the revisions of each resource (with the spec
 that made them and its digest), which revision is stable, rollouts with each step's verdict and
-evidence, and deployment events (when, what changed, who, outcome, duration) -- the raw data for
-deployment frequency, lead time, change failure rate and time to restore. ``kaip up`` resumes
-from it after a restart.
+evidence, and deployment events (when, what changed, who, outcome, duration, the git commit and
+the registered model version it carried) -- the raw data for deployment frequency, lead time,
+change failure rate and time to restore. ``kaip up`` resumes from it after a restart.
 
 The schema is versioned with ``PRAGMA user_version`` and upgraded by :data:`MIGRATIONS` in order.
 Times are seconds since the epoch (wall clock): they outlive the process. Never starts
@@ -96,6 +96,12 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE events ADD COLUMN commit_sha TEXT;
     ALTER TABLE events ADD COLUMN committed_at REAL;
     """,
+    # v3: the registered model version a deployment carries, for lead time (registered -> 100%).
+    """
+    ALTER TABLE events ADD COLUMN artifact_version TEXT;
+    ALTER TABLE events ADD COLUMN artifact_digest TEXT;
+    ALTER TABLE events ADD COLUMN artifact_registered_at REAL;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 BUSY_TIMEOUT_S = 0.2
@@ -175,6 +181,11 @@ class EventRecord:
     commit_sha: str | None = None
     """The git commit of the spec that was deployed, when it lives in a git repository."""
     committed_at: float | None = None
+    artifact_version: str | None = None
+    """The registered model version deployed (``registry://digits@2``, ``models:/digits/2``)."""
+    artifact_digest: str | None = None
+    artifact_registered_at: float | None = None
+    """When that version was registered: lead time from a new artifact to 100 % traffic."""
 
 
 def storage_error(what: str, path: Path, exc: sqlite3.Error) -> StorageError:
@@ -446,8 +457,8 @@ class State:
     def record_event(self, event: EventRecord) -> int:
         cursor = self._db.execute(
             "INSERT INTO events (at, kind, name, action, change, revision, who, outcome,"
-            " duration_s, detail, commit_sha, committed_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " duration_s, detail, commit_sha, committed_at, artifact_version, artifact_digest,"
+            " artifact_registered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 event.at,
                 event.kind,
@@ -461,6 +472,9 @@ class State:
                 event.detail,
                 event.commit_sha,
                 event.committed_at,
+                event.artifact_version,
+                event.artifact_digest,
+                event.artifact_registered_at,
             ),
         )
         return int(cursor.lastrowid or 0)

@@ -1,10 +1,11 @@
-"""Rollout and autoscaling decisions, as pure functions (no clock, no I/O).
+"""Rollout, quality-gate and autoscaling decisions, as pure functions (no clock, no I/O).
 
 :func:`autoscale` says how many replicas a resource should run; :func:`rollout` says whether a
 canary advances, holds, is promoted, rolled back or aborted. Both take time as an argument so tests
 drive them with a fake clock, and both explain themselves with a reason.
 """
 
+from kaip.policy.quality import QualityVerdict, judge_quality
 from kaip.policy.rollouts import (
     EARLY_ROLLBACK_MIN_ERRORS,
     Action,
@@ -29,10 +30,12 @@ __all__ = [
     "Evidence",
     "LoadObservation",
     "NoEvidence",
+    "QualityVerdict",
     "ScaleDecision",
     "ScaleMemory",
     "Verdict",
     "autoscale",
+    "judge_quality",
     "not_ready_verdict",
     "rollout",
 ]

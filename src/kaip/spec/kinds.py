@@ -33,12 +33,39 @@ PICKLE_FORMATS: frozenset[str] = frozenset({"sklearn"})
 CODE_FORMATS: frozenset[str] = PICKLE_FORMATS | {"python"}
 """Formats whose loading runs code from the artifact: unpickling, or importing the user's class.
 They need ``sha256`` or ``trust: true``, and over plain ``http://`` a ``sha256``."""
-URI_SCHEMES = ("file://", "http://", "https://", "s3://", "gs://")
-URI_SCHEME_PATTERN = r"^(file|https?|s3|gs)://"
+URI_SCHEMES = ("file://", "http://", "https://", "s3://", "gs://", "registry://")
+URI_SCHEME_PATTERN = r"^(file|https?|s3|gs|registry)://"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 ENTRYPOINT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$"
+REGISTRY_URI_PATTERN = r"^registry://([a-z0-9]([-a-z0-9]*[a-z0-9])?)@([A-Za-z0-9][-A-Za-z0-9_]*)$"
+"""``registry://NAME@latest``, ``registry://NAME@ALIAS`` or ``registry://NAME@N`` (a version)."""
+MLFLOW_URI_PATTERN = r"^models:/([^/@]+)(/([0-9]+)|@([A-Za-z0-9][-A-Za-z0-9_]*))$"
+"""MLflow's model URIs: ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS``."""
 _SHA256 = re.compile(SHA256_PATTERN)
 _ENTRYPOINT = re.compile(ENTRYPOINT_PATTERN)
+_REGISTRY_URI = re.compile(REGISTRY_URI_PATTERN)
+_MLFLOW_URI = re.compile(MLFLOW_URI_PATTERN)
+_URI_HINT = (
+    "use a relative path, file://, http://, https://, s3://, gs://, registry://NAME@latest "
+    "or models:/NAME/VERSION"
+)
+
+
+def registry_reference(uri: str) -> tuple[str, str] | None:
+    """``(name, selector)`` of a ``registry://NAME@SELECTOR`` URI, None for any other URI."""
+    match = _REGISTRY_URI.fullmatch(uri)
+    return (match.group(1), match.group(3)) if match else None
+
+
+def mlflow_reference(uri: str) -> tuple[str, str] | None:
+    """``(name, selector)`` of ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS``.
+
+    The selector is the version number as a string, or ``@ALIAS``.
+    """
+    match = _MLFLOW_URI.fullmatch(uri)
+    if not match:
+        return None
+    return (match.group(1), match.group(3) or f"@{match.group(4)}")
 
 
 CLAIM_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -73,7 +100,11 @@ class Artifact(SpecModel):
     uri: str = Field(
         min_length=1,
         max_length=2048,
-        description="path relative to the spec file, file://, http(s)://, s3:// or gs://",
+        description=(
+            "path relative to the spec file, file://, http(s)://, s3://, gs://, "
+            "registry://NAME@latest|@ALIAS|@N (kaip's registry) or models:/NAME/VERSION|@ALIAS "
+            "(MLflow)"
+        ),
     )
     format: ArtifactFormat
     sha256: str | None = Field(
@@ -102,10 +133,18 @@ class Artifact(SpecModel):
     def _check(self) -> Artifact:
         if "://" in self.uri and not self.uri.startswith(URI_SCHEMES):
             scheme = self.uri.split("://", 1)[0]
+            raise FieldProblem("uri", f"unsupported scheme {scheme!r}", _URI_HINT)
+        if self.uri.startswith("registry://") and not _REGISTRY_URI.fullmatch(self.uri):
             raise FieldProblem(
                 "uri",
-                f"unsupported scheme {scheme!r}",
-                "use a relative path, file://, http://, https://, s3:// or gs://",
+                f"{self.uri!r} is not a registry reference",
+                "write registry://NAME@latest, registry://NAME@ALIAS or registry://NAME@3",
+            )
+        if self.uri.startswith("models:") and not _MLFLOW_URI.fullmatch(self.uri):
+            raise FieldProblem(
+                "uri",
+                f"{self.uri!r} is not an MLflow model URI",
+                "write models:/NAME/VERSION or models:/NAME@ALIAS",
             )
         if self.pvc is not None and ("://" in self.uri or self.uri.startswith("/")):
             raise FieldProblem(
@@ -159,6 +198,11 @@ class Artifact(SpecModel):
     def runs_code(self) -> bool:
         """Loading it runs code from the artifact (see :data:`CODE_FORMATS`)."""
         return self.format in CODE_FORMATS
+
+    @property
+    def from_registry(self) -> bool:
+        """Whether the artifact is a version in kaip's registry or in MLflow's."""
+        return self.uri.startswith(("registry://", "models:"))
 
 
 _PIN_OR_TRUST = "pin it with sha256: <the output of sha256sum FILE>, or set trust: true"
@@ -297,11 +341,55 @@ _NETWORK = (
 )
 
 
+MAX_METRICS = 32
+MAX_METRIC_NAME = 128
+
+
+class QualityGate(SpecModel):
+    """What a registered version must have reported before it may take any traffic.
+
+    Judged on the metrics the training run reported (``KAIP_METRIC`` lines), before a canary
+    starts: a version that fails, or lacks a metric named here, is refused and never served.
+    """
+
+    min_metric: dict[str, float] = Field(
+        default_factory=dict, max_length=MAX_METRICS, description="metric -> lowest value allowed"
+    )
+    max_metric: dict[str, float] = Field(
+        default_factory=dict, max_length=MAX_METRICS, description="metric -> highest value allowed"
+    )
+
+    @model_validator(mode="after")
+    def _names(self) -> QualityGate:
+        for field, bounds in (("minMetric", self.min_metric), ("maxMetric", self.max_metric)):
+            for name in bounds:
+                if not 0 < len(name) <= MAX_METRIC_NAME:
+                    raise FieldProblem(
+                        field,
+                        f"metric name {name[:40]!r} must be 1 to {MAX_METRIC_NAME} characters",
+                        "use the name the job reports in its KAIP_METRIC lines",
+                    )
+        return self
+
+
 class ModelSpec(PodOptions):
     """What a Model serves, for whom, on what, and how new revisions roll out."""
 
     owner: Owner
     artifact: Artifact
+    # promotion and qualityGate: None (left out) means auto / no gate. New optional fields keep
+    # every existing spec's revision id, so upgrading kaip does not roll out every Model again.
+    promotion: Literal["auto", "manual"] | None = Field(
+        None,
+        description=(
+            "auto (default): a newly registered version the artifact selects "
+            "(registry://NAME@latest or an alias) becomes a new revision by itself; manual: only "
+            "on kaip deploy / kaip up"
+        ),
+    )
+    quality_gate: QualityGate | None = Field(
+        None, description="bounds on the training run's metrics a version must meet to serve"
+    )
     serve: Serve = Field(default_factory=Serve)
     resources: Resources = Field(default_factory=Resources)
     scaling: Scaling = Field(default_factory=Scaling)
@@ -375,9 +463,20 @@ class TrainingOutput(SpecModel):
     No digest here: it is known only once the job has run.
     """
 
-    uri: str = Field(min_length=1, description="where the job writes its artifact")
+    uri: str = Field(
+        min_length=1,
+        max_length=2048,
+        description="where the job writes its artifact (KAIP_OUTPUT_URI): a file path, or s3://",
+    )
     format: ArtifactFormat
-    model: Name | None = Field(None, description="name of the Model this artifact feeds")
+    model: Name | None = Field(
+        None,
+        description=(
+            "name of the Model this artifact feeds: each successful run registers a version "
+            "under this name (else the job's), and a Model reading registry://NAME@latest rolls "
+            "it out"
+        ),
+    )
 
 
 class TrainingJobSpec(PodOptions):
@@ -389,7 +488,16 @@ class TrainingJobSpec(PodOptions):
     resources: Resources = Field(default_factory=Resources)
     nodes: int = Field(1, ge=1, le=1024)
     max_retries: int = Field(3, ge=0, le=100)
-    checkpoint_dir: str | None = None
+    checkpoint_dir: str | None = Field(
+        None,
+        max_length=4096,
+        description="where the job keeps checkpoints; a retry is told the newest one",
+    )
+    inputs: list[Annotated[str, Field(min_length=1, max_length=2048)]] | None = Field(
+        None,
+        max_length=32,
+        description="URIs of the datasets the job reads (for lineage: OpenLineage inputs)",
+    )
     output: TrainingOutput | None = None
 
 

@@ -20,7 +20,15 @@ from typing import Any
 from pydantic import BaseModel
 
 from kaip.spec.base import NAME_PATTERN, Resources, Rollout, Scaling
-from kaip.spec.kinds import CODE_FORMATS, URI_SCHEME_PATTERN, AppSpec, Artifact, Serve
+from kaip.spec.kinds import (
+    CODE_FORMATS,
+    MLFLOW_URI_PATTERN,
+    REGISTRY_URI_PATTERN,
+    URI_SCHEME_PATTERN,
+    AppSpec,
+    Artifact,
+    Serve,
+)
 from kaip.spec.network import EgressPeer, Peer
 from kaip.spec.pod import (
     GPU_PRODUCT_LABEL,
@@ -246,11 +254,41 @@ RULES: tuple[Rule, ...] = (
     Rule(
         Artifact,
         "uri",
-        "unsupported URI scheme: use a relative path, file://, http://, https://, s3:// or gs://",
+        "unsupported URI scheme: use a relative path, file://, http://, https://, s3://, gs:// "
+        "or registry://",
         f"!self.uri.contains('://') || self.uri.matches('{URI_SCHEME_PATTERN}')",
         {
             "properties": {
                 "uri": {"anyOf": [{"not": {"pattern": "://"}}, {"pattern": URI_SCHEME_PATTERN}]}
+            }
+        },
+    ),
+    Rule(
+        Artifact,
+        "uri",
+        "a registry:// URI names one version: registry://NAME@latest, @ALIAS or @N",
+        f"!self.uri.startsWith('registry://') || self.uri.matches('{REGISTRY_URI_PATTERN}')",
+        {
+            "properties": {
+                "uri": {
+                    "anyOf": [
+                        {"not": {"pattern": "^registry://"}},
+                        {"pattern": REGISTRY_URI_PATTERN},
+                    ]
+                }
+            }
+        },
+    ),
+    Rule(
+        Artifact,
+        "uri",
+        "an MLflow model URI is models:/NAME/VERSION or models:/NAME@ALIAS",
+        f"!self.uri.startsWith('models:') || self.uri.matches('{MLFLOW_URI_PATTERN}')",
+        {
+            "properties": {
+                "uri": {
+                    "anyOf": [{"not": {"pattern": "^models:"}}, {"pattern": MLFLOW_URI_PATTERN}]
+                }
             }
         },
     ),

@@ -1,6 +1,8 @@
 """The local controller: one asyncio loop that keeps what runs equal to the spec.
 
-At every tick it lets the supervisor act on exits and health, asks :func:`kaip.policy.autoscale`
+At every tick it lets the supervisor act on exits and health, lets the training runner
+supervise its runs (:mod:`~kaip.local.controller.training`), rolls out newly registered model
+versions (:mod:`~kaip.local.controller.delivery`), asks :func:`kaip.policy.autoscale`
 how many replicas each resource needs (from the gateway's load) and :func:`kaip.policy.rollout`
 what each canary does next (from the gateway's per-revision stats), starts or drains replicas to
 match, hands the gateway routes that name only ready replicas, and records revisions, rollout
@@ -20,45 +22,41 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
-from kaip.errors import PlatformError, StorageError
+from kaip.errors import PlatformError, RegistryError, StorageError
+from kaip.local.controller.delivery import Delivery, pin_version
 from kaip.local.controller.pinning import Pinned, pin
-from kaip.local.controller.rollouts import RolloutSteps
-from kaip.local.controller.runtime import ResourceRun, RevisionRun, RolloutRun
+from kaip.local.controller.runtime import ControllerConfig, PendingModel, ResourceRun
+from kaip.local.controller.training import TrainingRunner
 from kaip.local.controller.troubles import Troubles
 from kaip.local.gateway import Backend, Gateway, Route
-from kaip.local.state import Commit, RevisionRecord, State
-from kaip.local.supervisor import Replica, Supervisor, app_launch, model_launch, write_snapshot
-from kaip.plan import canonical_spec_json
+from kaip.local.state import Commit, State
+from kaip.local.supervisor import Replica, Supervisor
+from kaip.plan import revision_id
 from kaip.policy import LoadObservation, autoscale
-from kaip.spec import API_VERSION, KINDS, App, Model, SpecSet, first_clash
+from kaip.registry import Registry
+from kaip.spec import App, Model, SpecSet, TrainingJob, first_clash
+from kaip.spec.kinds import registry_reference
 
 log = logging.getLogger("kaip.local.controller")
 T = TypeVar("T")
 RETIRE_GRACE_SECONDS = 0.5
 """A replica leaves the routes this long before it gets SIGTERM, so no request is sent to it."""
+__all__ = ["Controller", "ControllerConfig"]
 
 
-@dataclass(frozen=True)
-class ControllerConfig:
-    state_dir: Path
-    gateway_url: str
-    tick_seconds: float = 1.0
-    stabilization_seconds: float = 30.0
+class Controller(Delivery):
+    """Reconciles resources, replicas, routes, rollouts and training runs.
 
-
-class Controller(RolloutSteps):
-    """Reconciles resources, replicas, routes and rollouts. Run :meth:`run` in the event loop.
-
-    The rollout half lives in :class:`~kaip.local.controller.rollouts.RolloutSteps`.
+    Run :meth:`run` in the event loop. The rollout half lives in
+    :class:`~kaip.local.controller.rollouts.RolloutSteps`, building and applying revisions in
+    :class:`~kaip.local.controller.revisions.Revisions`, delivery of registered versions in
+    :class:`~kaip.local.controller.delivery.Delivery`; training runs are the
+    :class:`~kaip.local.controller.training.TrainingRunner`'s.
     """
 
     def __init__(
@@ -69,15 +67,20 @@ class Controller(RolloutSteps):
         *,
         report: Callable[[str], None] = lambda line: None,
         clock: Callable[[], float] = time.monotonic,
+        registry: Registry | None = None,
+        training: TrainingRunner | None = None,
     ) -> None:
         self.config = config
         self.state = state
         self.supervisor = supervisor
+        self.registry = registry
+        self.training = training
         self.gateway: Gateway | None = None
         self.report = _never_raises(report)
         self._clock = clock
         self.troubles = Troubles(self.report, period_s=config.tick_seconds)
         self.resources: dict[str, ResourceRun] = {}
+        self.pending: dict[str, PendingModel] = {}
         self._commands: list[tuple[Callable[[], Awaitable[Any]], asyncio.Future[Any]]] = []
         self._wake = asyncio.Event()
         self._stopping = False
@@ -120,6 +123,8 @@ class Controller(RolloutSteps):
                     future.set_exception(PlatformError("kaip is shutting down"))
             if self.gateway is not None:
                 self.gateway.set_routes([])
+            if self.training is not None:
+                await self.training.shutdown()
             await self.supervisor.shutdown()
 
     async def _safe_tick(self) -> float:
@@ -153,12 +158,16 @@ class Controller(RolloutSteps):
                     future.set_result(result)
 
     async def tick(self) -> None:
-        """One pass: supervise, decide, converge, route."""
+        """One pass: supervise, train, decide, converge, route."""
         changed = await self.supervisor.tick()
         if changed:
             self._report_replicas()
+        if self.training is not None:
+            await self.training.tick()
         now = self._clock()
+        await self._adopt_pending(now)
         for run in list(self.resources.values()):
+            await self._follow(run, now)
             self._step_rollout(run, now)
             self._scale(run, now)
             await self._converge(run, now)
@@ -217,28 +226,56 @@ class Controller(RolloutSteps):
                     "tells them apart by name, so rename one of them"
                 )
         self._check_served_names(specs)
-        pinned: list[tuple[Pinned, Path] | str] = []
-        for doc in specs.documents:  # every artifact is hashed before anything changes
+        pinned: dict[int, Pinned] = {}
+        for index, doc in enumerate(specs.documents):  # local artifacts hashed before any change
             resource = doc.resource
-            if not isinstance(resource, Model | App):
-                pinned.append(
-                    f"{resource.kind} {resource.metadata.name}: skipped (not run locally)"
+            uri = resource.spec.artifact.uri if isinstance(resource, Model) else ""
+            if isinstance(resource, Model | App) and registry_reference(uri) is None:
+                base_dir = doc.path.resolve().parent
+                pinned[index] = await asyncio.to_thread(pin, resource, base_dir)
+        for index, doc in enumerate(specs.documents):
+            resource = doc.resource
+            if isinstance(resource, TrainingJob):
+                changes += self._feeds(resource, specs)
+                if self.training is None:
+                    changes.append(f"TrainingJob {resource.metadata.name}: skipped (no runner)")
+                    continue
+                sha = commit.sha if commit else None
+                changes.append(
+                    await self.training.desire(resource, revision_id(resource), doc.path, sha)
                 )
                 continue
-            base_dir = doc.path.resolve().parent
-            pinned.append((await asyncio.to_thread(pin, resource, base_dir), doc.path))
-        for item in pinned:
-            if isinstance(item, str):
-                changes.append(item)
+            assert isinstance(resource, Model | App)
+            declared = resource
+            self.pending.pop(resource.metadata.name, None)
+            feeder = self._feeder(resource, specs)
+            try:
+                version = self._resolve(resource) if isinstance(resource, Model) else None
+            except RegistryError as exc:
+                if not isinstance(resource, Model) or feeder is None:
+                    raise
+                changes.append(self._wait_for_first(resource, doc.path, feeder, exc.message))
                 continue
-            new, path = item
-            self._record_revision(new.resource, new.revision, path)
-            snapshot = self._revision_run(new.resource, new.revision, path)
+            if isinstance(resource, Model) and version is not None:
+                refusal = self._quality(resource, version)
+                if refusal is not None:
+                    changes += await self._refuse_at_apply(
+                        resource, version, refusal, who, doc.path, feeder
+                    )
+                    continue
+                # The version's sha256 goes into the spec: the revision id names the weights.
+                resource = pin_version(resource, version)
+                revision = revision_id(resource)
+            else:
+                resource, revision = pinned[index].resource, pinned[index].revision
+            self._record_revision(resource, revision, doc.path)
+            snapshot = self._revision_run(resource, revision, doc.path, version)
             changes.append(
-                await self._apply_one(
-                    new.resource.kind, new.resource.metadata.name, snapshot, who, commit
-                )
+                await self._apply_one(resource.kind, resource.metadata.name, snapshot, who, commit)
             )
+            if isinstance(declared, Model):
+                run = self.resources[declared.metadata.name]
+                run.declared, run.follow = declared, self._follows(declared)
         self.wake()
         return changes
 
@@ -260,118 +297,6 @@ class Controller(RolloutSteps):
                 f"Model {model!r} would serve the name {name!r}, but Model {other!r} {what}: "
                 "the local gateway finds a Model by its served names; change serve.names"
             )
-
-    async def _apply_one(
-        self, kind: str, name: str, new: RevisionRun, who: str, commit: Commit | None
-    ) -> str:
-        now, wall = self._clock(), time.time()
-        run = self.resources.get(name)
-        label = f"{kind} {name}"
-        if run is None:
-            stable_id = self.state.stable(kind, name)
-            if stable_id is None or stable_id == new.revision:
-                first = stable_id is None
-                with self.state.atomically():
-                    self.state.set_stable(kind, name, new.revision, wall)
-                    if first:
-                        self._event(
-                            kind, name, "create", f"new at {new.revision}", who, "created",
-                            new.revision, commit=commit,
-                        )  # fmt: skip
-                self.resources[name] = self._new_run(kind, name, new, now)
-                if first:
-                    return f"{label}: created at revision {new.revision}"
-                return f"{label}: running revision {new.revision}"
-            stable = self._restore(kind, name, stable_id)
-            run = self.resources[name] = self._new_run(kind, name, stable, now)
-            active = self.state.active_rollout(kind, name)
-            if active is not None and active.to_revision == new.revision:
-                run.canary = new
-                run.rollout = RolloutRun(active, active.step_index, started_at=now)
-                return f"{label}: resuming the rollout {stable_id} -> {new.revision}"
-        if run.canary is not None and run.canary.revision == new.revision:
-            return f"{label}: revision {new.revision} is already rolling out"
-        if run.canary is None and run.stable.revision == new.revision:
-            return f"{label}: unchanged at revision {new.revision}"
-        if run.canary is not None and run.stable.revision == new.revision:
-            self._finish_rollout(run, "aborted", f"{who} deployed the stable revision again", who)
-            return f"{label}: rollout aborted, back to revision {new.revision}"
-        strategy = new.resource.spec.rollout.strategy
-        change = f"{run.stable.revision} -> {new.revision}"
-        with self.state.atomically():
-            if run.canary is not None:
-                self._record_finish(run, "superseded", f"{who} deployed {new.revision}", who)
-            record = self.state.start_rollout(
-                kind, name, run.stable.revision, new.revision, strategy, time.time()
-            )
-            self._event(
-                kind, name, "deploy", change, who, "started", new.revision, detail=strategy,
-                commit=commit,
-            )  # fmt: skip
-        if run.canary is not None:
-            self._apply_finish(run, "superseded", f"{who} deployed {new.revision}")
-        run.canary = new
-        run.rollout = RolloutRun(record, 0, started_at=now, commit=commit)
-        self.report(f"{label}: rolling out {run.stable.revision} -> {new.revision} ({strategy})")
-        return (
-            f"{label}: rolling out revision {new.revision} ({strategy}) over {run.stable.revision}"
-        )
-
-    def _new_run(self, kind: str, name: str, stable: RevisionRun, now: float) -> ResourceRun:
-        assert kind in ("Model", "App")
-        run = ResourceRun(kind, name, stable, started_at=now)  # type: ignore[arg-type]
-        run.created_at = min((r.created_at for r in self.state.revisions(kind, name)), default=None)
-        run.desired_total = max(1, stable.resource.spec.scaling.min_replicas)
-        return run
-
-    def _record_revision(self, resource: Model | App, revision: str, source: Path) -> None:
-        spec_json = canonical_spec_json(resource)
-        self.state.record_revision(
-            RevisionRecord(
-                kind=resource.kind,
-                name=resource.metadata.name,
-                revision=revision,
-                spec_digest=hashlib.sha256(spec_json.encode()).hexdigest(),
-                spec_json=spec_json,
-                source=str(source.resolve()),
-                created_at=time.time(),
-            )
-        )
-
-    def _revision_run(self, resource: Model | App, revision: str, source: Path) -> RevisionRun:
-        base_dir = source.resolve().parent
-        url = self.config.gateway_url
-        if isinstance(resource, Model):
-            try:
-                snapshot = write_snapshot(
-                    self.config.state_dir / "revisions", resource, base_dir, revision
-                )
-            except OSError as exc:
-                raise StorageError(
-                    f"cannot write the snapshot of revision {revision} under "
-                    f"{self.config.state_dir / 'revisions'}: {exc.strerror or exc}"
-                ) from None
-            launch = model_launch(resource, revision, snapshot, base_dir, url)
-        else:
-            launch = app_launch(resource, revision, base_dir, url)
-        return RevisionRun(revision, resource, source.resolve(), launch)
-
-    def _restore(self, kind: str, name: str, revision: str) -> RevisionRun:
-        """Rebuild a revision from the state database (the spec file may have changed since)."""
-        record = self.state.revision(kind, name, revision)
-        if record is None:
-            raise PlatformError(
-                f"{kind} {name}: revision {revision} is missing from {self.state.path}"
-            )
-        data = {
-            "apiVersion": API_VERSION,
-            "kind": kind,
-            "metadata": {"name": name},
-            "spec": json.loads(record.spec_json),
-        }
-        resource = KINDS[kind].model_validate(data)
-        assert isinstance(resource, Model | App)
-        return self._revision_run(resource, revision, Path(record.source))
 
     # -- scaling and processes ------------------------------------------------------------------
 

@@ -1,9 +1,10 @@
 """``kaip up`` as one function: wire state, supervisor, gateway, control port and controller.
 
 Validates the spec before anything starts (a bad spec raises :class:`~kaip.errors.SpecError` and
-nothing runs), opens ``.kaip/`` (0700), binds the gateway (traffic) and the control port (the
-admin API behind its guard, with this run's admin token), writes ``.kaip/run.json`` for the other
-CLI commands, and runs the controller until SIGTERM or SIGINT, then drains every replica.
+nothing runs), opens ``.kaip/`` (0700: the state database and the model registry), binds the
+gateway (traffic) and the control port (the admin API behind its guard, with this run's admin
+token), writes ``.kaip/run.json`` for the other CLI commands, and runs the controller until
+SIGTERM or SIGINT, then drains every replica and stops every training run (resumable).
 Signal handlers only ask the loop to stop.
 """
 
@@ -32,9 +33,11 @@ from kaip.local.controller.runrecord import (
     this_process_record,
     write_run_record,
 )
+from kaip.local.controller.training import TrainingRunner
 from kaip.local.gateway import Gateway
 from kaip.local.state import Commit, State
 from kaip.local.supervisor import Supervisor, Timings, kill_orphans
+from kaip.registry import EmbeddedRegistry, RunStore
 from kaip.settings import Settings
 from kaip.spec import load_paths
 from kaip.spec.base import parse_quantity
@@ -102,7 +105,18 @@ async def serve(
         tick_seconds=local.tick_seconds,
         stabilization_seconds=local.stabilization_seconds,
     )
-    controller = Controller(config, state, supervisor, report=report)
+    registry = EmbeddedRegistry.open(state_dir)
+    training = TrainingRunner(
+        RunStore(registry.db),
+        registry,
+        state_dir / "logs" / "jobs",
+        report=report,
+        on_change=lambda: controller.wake() if controller else None,
+        on_registered=lambda version: controller.registered(version) if controller else None,
+    )
+    controller = Controller(
+        config, state, supervisor, report=report, registry=registry, training=training
+    )
     tracer, shutdown_otel = _tracer()
     gateway = Gateway(
         host="127.0.0.1",
@@ -143,6 +157,7 @@ async def serve(
             raise
     except PlatformError:
         state.close()
+        registry.close()
         (state_dir / TOKEN_FILE).unlink(missing_ok=True)
         raise
     url = f"http://127.0.0.1:{bound}"
@@ -167,6 +182,7 @@ async def serve(
         await control.stop()
         await gateway.stop()
         state.close()
+        registry.close()
         remove_run_record(state_dir, record)
         if shutdown_otel is not None:
             shutdown_otel()

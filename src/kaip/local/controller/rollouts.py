@@ -20,6 +20,7 @@ from kaip.local.gateway import Gateway
 from kaip.local.state import Commit, EventRecord, State, StepRecord
 from kaip.local.supervisor import Replica, Supervisor
 from kaip.policy import Evidence, Verdict, not_ready_verdict, rollout
+from kaip.registry import ModelVersion
 from kaip.spec import Model
 
 
@@ -159,6 +160,7 @@ class RolloutSteps:
             duration_s=wall - record.started_at,
             detail=reason,
             commit=rollout_run.commit,
+            version=canary.version,
         )
 
     def _apply_finish(self, run: ResourceRun, outcome: str, reason: str) -> None:
@@ -206,6 +208,7 @@ class RolloutSteps:
         duration_s: float | None = None,
         detail: str = "",
         commit: Commit | None = None,
+        version: ModelVersion | None = None,
     ) -> None:
         self.state.record_event(
             EventRecord(
@@ -221,5 +224,8 @@ class RolloutSteps:
                 detail,
                 commit.sha if commit else None,
                 commit.committed_at if commit else None,
+                version.reference if version else None,
+                version.digest if version else None,
+                version.created_at if version else None,
             )
         )

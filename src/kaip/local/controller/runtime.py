@@ -1,7 +1,8 @@
-"""What the controller holds in memory for each resource it runs.
+"""What the controller holds in memory for each resource it runs, and its configuration.
 
 Plain mutable records, owned by the controller's one loop: the stable revision and, during a
-rollout, the canary with the rollout's progress and evidence. Nothing here does I/O.
+rollout, the canary with the rollout's progress and evidence; Models waiting for a first
+registered version. Nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Literal
 from kaip.local.state import Commit, RolloutRecord
 from kaip.local.supervisor import Launch
 from kaip.policy import Evidence, ScaleMemory, Verdict
+from kaip.registry import ModelVersion
 from kaip.spec import App, Model
 from kaip.spec.base import Rollout, Scaling
 
@@ -27,6 +29,14 @@ gives up on a replica only when that answer does not come either (the replica ha
 replica's own, more precise message wins whenever it can be given."""
 
 
+@dataclass(frozen=True)
+class ControllerConfig:
+    state_dir: Path
+    gateway_url: str
+    tick_seconds: float = 1.0
+    stabilization_seconds: float = 30.0
+
+
 @dataclass
 class RevisionRun:
     """One revision of a resource that should have processes."""
@@ -36,6 +46,8 @@ class RevisionRun:
     source: Path
     launch: Launch
     desired: int = 0
+    version: ModelVersion | None = None
+    """The registered version this revision serves, when its artifact comes from a registry."""
 
 
 @dataclass
@@ -58,6 +70,18 @@ class RolloutRun:
 
 
 @dataclass
+class PendingModel:
+    """A Model whose first registered version does not exist yet (a job will make it)."""
+
+    declared: Model
+    source: Path
+    feeder: str
+    """The TrainingJob of the same spec that registers it."""
+    refused: set[int] = field(default_factory=set)
+    next_look_at: float = 0.0
+
+
+@dataclass
 class ResourceRun:
     """A Model or App under the controller's care."""
 
@@ -72,6 +96,13 @@ class ResourceRun:
     scale_reason: str = ""
     created_at: float | None = None
     """When the resource was first created (its oldest revision's record), seconds since epoch."""
+    declared: Model | None = None
+    """The Model as its spec says it (``registry://NAME@latest``), before pinning a version."""
+    follow: tuple[str, str] | None = None
+    """(registered name, selector) whose newest resolution becomes a new revision by itself."""
+    refused: set[int] = field(default_factory=set)
+    """Versions the quality gate refused: never proposed again."""
+    next_follow_at: float = 0.0
 
     @property
     def route_kind(self) -> RouteKind:

@@ -9,6 +9,8 @@ import os
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
+from kaip.registry import ModelVersion
+
 if TYPE_CHECKING:
     from kaip.local.controller.loop import Controller
     from kaip.local.controller.runtime import ResourceRun
@@ -23,6 +25,20 @@ def status(controller: Controller) -> dict[str, Any]:
         "ready": all(r["ready"] for r in resources),
         "degraded": [asdict(trouble) for trouble in controller.troubles.current()],
         "resources": resources,
+        "jobs": controller.training.status() if controller.training else [],
+    }
+
+
+def _source(version: ModelVersion | None) -> dict[str, Any] | None:
+    """Where a revision's artifact came from: lineage at a glance."""
+    if version is None:
+        return None
+    return {
+        "version": version.reference,
+        "digest": version.digest,
+        "job": version.job,
+        "run": version.run_id,
+        "metrics": dict(version.metrics),
     }
 
 
@@ -75,6 +91,9 @@ def _resource(controller: Controller, run: ResourceRun) -> dict[str, Any]:
         "url": url,
         "stable": run.stable.revision,
         "canary": run.canary.revision if run.canary else None,
+        "source": {
+            r.revision: _source(r.version) for r in run.revisions() if r.version is not None
+        },
         "weights": dict(route.weights) if route else {run.stable.revision: 100},
         "desired": run.desired_total,
         "scaling": run.scale_reason,

@@ -27,11 +27,22 @@ def snapshot_path(snapshot_dir: Path, kind: str, name: str, revision: str) -> Pa
     return snapshot_dir / f"{kind.lower()}-{name}-{revision}.yaml"
 
 
-def write_snapshot(snapshot_dir: Path, model: Model, base_dir: Path, revision: str) -> Path:
-    """Write the model's spec with an absolute artifact path; return the file (idempotent)."""
+def write_snapshot(
+    snapshot_dir: Path,
+    model: Model,
+    base_dir: Path,
+    revision: str,
+    artifact_uri: str | None = None,
+) -> Path:
+    """Write the model's spec with an absolute artifact path; return the file (idempotent).
+
+    ``artifact_uri`` replaces the spec's (a registry version resolved to its stored file).
+    """
     data = dump_resource(model)
     uri = model.spec.artifact.uri
-    if "://" not in uri:
+    if artifact_uri is not None:
+        data["spec"]["artifact"]["uri"] = artifact_uri
+    elif "://" not in uri:
         data["spec"]["artifact"]["uri"] = str((base_dir / uri).resolve())
     path = snapshot_path(snapshot_dir, "Model", model.metadata.name, revision)
     private_dir(snapshot_dir)

@@ -1,0 +1,186 @@
+"""Training job processes: one attempt of a job as a real child process, and its reports.
+
+Owns starting an attempt (its own session, stdout and stderr appended to the run's log file,
+``PYTHONUNBUFFERED`` so reports arrive as they are printed), the resource limits applied where
+the OS can, waiting for and signalling it, and reading the report lines it printed
+(:func:`kaip.training.parse_line`) from the log file as it grows.
+
+Resources are best effort, and said so: ``cpu`` pins the process to ``ceil(cpu)`` of the CPUs
+this process may use (``sched_setaffinity``) and sets ``OMP_NUM_THREADS`` and friends unless the
+job's env does; ``memory`` becomes ``RLIMIT_DATA`` (an allocation past it fails inside the job,
+typically as MemoryError). Both are applied right after the process starts, so the first
+instant of its life runs unlimited; GPUs are not isolated locally. The log is read, not piped:
+a job survives the death of the ``kaip`` that started it, and the next one finds its pid in the
+run record. Decides nothing about retries or registration (that is the controller's runner).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import resource
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from kaip.training import Report, parse_line
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+MAX_REPORT_BYTES_PER_READ = 4 * 2**20
+"""At most this much new log is read per look, so a chatty job cannot stall the loop."""
+
+
+@dataclass(frozen=True)
+class JobLaunch:
+    """How to run one attempt."""
+
+    argv: tuple[str, ...]
+    cwd: Path
+    env: Mapping[str, str]
+    log_path: Path
+    cpu: float | None = None
+    memory_bytes: int | None = None
+
+
+class JobProcess:
+    """A running (or finished) attempt. Create with :meth:`start`."""
+
+    def __init__(self, process: asyncio.subprocess.Process, log_path: Path, offset: int) -> None:
+        self._process = process
+        self.log_path = log_path
+        self._offset = offset
+        self._partial = b""
+        self.limits: list[str] = []
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.returncode
+
+    @classmethod
+    async def start(cls, launch: JobLaunch, header: str) -> JobProcess:
+        """Start the attempt; OSError if the command cannot be run (the caller reports it)."""
+        _private(launch.log_path.parent)
+        env = {**os.environ, **launch.env, "PYTHONUNBUFFERED": "1"}
+        cpus = _cpus(launch.cpu)
+        if cpus is not None:
+            for variable in THREAD_VARIABLES:
+                if variable not in launch.env:
+                    env[variable] = str(len(cpus))
+        fd = os.open(launch.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "ab") as log:
+            log.write(f"--- kaip: {header}\n".encode())
+            log.flush()
+            offset = log.tell()
+            process = await asyncio.create_subprocess_exec(
+                *launch.argv,
+                cwd=launch.cwd,
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+            )
+        job = cls(process, launch.log_path, offset)
+        job.limits = _limit(process.pid, cpus, launch.memory_bytes)
+        return job
+
+    async def wait(self) -> int:
+        return await self._process.wait()
+
+    def signal(self, sig: signal.Signals) -> None:
+        """Signal the attempt's whole process group (it leads its own session)."""
+        if self._process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._process.pid, sig)
+
+    def reports(self) -> list[Report]:
+        """The report lines printed since the last call."""
+        try:
+            with self.log_path.open("rb") as log:
+                log.seek(self._offset)
+                data = log.read(MAX_REPORT_BYTES_PER_READ)
+        except OSError:
+            return []
+        self._offset += len(data)
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()[-4096:]
+        found = []
+        for raw in lines:
+            report = parse_line(raw[:4096].decode(errors="replace"))
+            if report is not None:
+                found.append(report)
+        return found
+
+
+def append_log(path: Path, line: str) -> None:
+    """Add a ``--- kaip:`` line to a run's log (the job's own output is never rewritten)."""
+    _private(path.parent)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "ab") as log:
+        log.write(f"--- kaip: {line}\n".encode())
+
+
+def _private(directory: Path) -> None:
+    """A job's log directory, 0700: logs may hold what the job printed about its data."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(directory, 0o700)
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+        return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def kill_recorded(pid: int, cmdline: str) -> bool:
+    """SIGKILL the process group of an attempt a dead runner left behind, if it is still ours.
+
+    Only while ``/proc/PID/cmdline`` is still what was recorded, so a reused pid is left alone.
+    """
+    try:
+        current = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+    if not cmdline or current != cmdline:
+        return False
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+    return True
+
+
+def cmdline_of(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _cpus(cpu: float | None) -> list[int] | None:
+    if cpu is None or not hasattr(os, "sched_getaffinity"):
+        return None
+    available = sorted(os.sched_getaffinity(0))
+    want = max(1, min(len(available), math.ceil(cpu)))
+    return available[:want]
+
+
+def _limit(pid: int, cpus: list[int] | None, memory_bytes: int | None) -> list[str]:
+    """Apply what the OS allows; return what was applied, for the log."""
+    applied = []
+    if cpus is not None:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(pid, cpus)
+            applied.append(f"cpus {','.join(map(str, cpus))}")
+    if memory_bytes is not None and hasattr(resource, "prlimit"):
+        with contextlib.suppress(OSError, ValueError):
+            resource.prlimit(pid, resource.RLIMIT_DATA, (memory_bytes, memory_bytes))
+            applied.append(f"RLIMIT_DATA {memory_bytes}")
+    return applied
