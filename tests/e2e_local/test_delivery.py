@@ -5,9 +5,12 @@ Timing is never asserted; deadlines only bound how long a test waits before it f
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import httpx
 import pytest
-from local_platform import INFER_BODY, Load, LocalPlatform, model_spec, wait_for
+from local_platform import FIXTURES, INFER_BODY, Load, LocalPlatform, model_spec, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -111,3 +114,69 @@ def test_a_canary_without_traffic_is_aborted_at_its_progress_deadline(
     assert [v["action"] for v in rollout["verdicts"]] == ["abort"]
     resource = platform.resource("echo")
     assert (resource["stable"], resource["canary"]) == (stable, None)
+
+
+def test_dry_run_shows_the_diff_a_manual_pause_waits_for_promote_and_undo_goes_back(
+    platform: LocalPlatform,
+) -> None:
+    paused = (
+        "[{weight: 10, pauseSeconds: 1}, {weight: 50, pause: {}}, {weight: 100, pauseSeconds: 1}]"
+    )
+    spec = platform.write_spec(model_spec(steps=paused))
+    platform.up(spec)
+    old = platform.resource("echo")["stable"]
+    retrain(platform, 5.0)
+
+    # --dry-run: the revision the new weights would make and the diff, and nothing changes
+    dry = platform.cli("deploy", str(spec), "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "Model echo: would roll out revision " in dry.stdout and f"over {old}" in dry.stdout
+    assert f"--- Model/echo@{old}" in dry.stdout
+    assert "-  sha256: " in dry.stdout and "+  sha256: " in dry.stdout
+    planned = json.loads(platform.cli("deploy", str(spec), "--dry-run", "-o", "json").stdout)
+    (entry,) = planned["plan"]
+    assert (entry["action"], entry["current"]) == ("rollout", old)
+    assert platform.rollouts("echo") == [] and platform.resource("echo")["canary"] is None
+
+    load = Load(f"{platform.url}/v2/models/echo/infer").start()
+    deployed = platform.cli("deploy", str(spec))
+    assert deployed.returncode == 0, deployed.stderr
+    new = entry["revision"]
+    assert f"rolling out revision {new}" in deployed.stdout
+
+    def held_at_the_pause_with_plenty_of_evidence() -> bool:
+        rollout = platform.resource("echo")["rollout"]
+        return bool(
+            rollout and rollout["step"] == 2 and rollout["paused"]
+            and rollout["canary"]["requests"] >= 50  # 5 x minRequests: a timed step would pass
+        )  # fmt: skip
+
+    wait_for(held_at_the_pause_with_plenty_of_evidence, "the rollout to hold at the pause")
+    waiting = platform.cli("rollout", "status", "echo")
+    assert "hold: paused at 50%: waiting for `kaip rollout promote`" in waiting.stdout
+    promoted = platform.cli("rollout", "promote", "echo")
+    assert promoted.returncode == 0, promoted.stderr
+    assert "pause at 50% released by " in promoted.stdout and "advance: " in promoted.stdout
+    watched = platform.cli("rollout", "status", "echo", "--watch", "--timeout", "5m")
+    assert watched.returncode == 0, watched.stdout + watched.stderr
+    (done,) = platform.rollouts("echo")
+    assert done["status"] == "promoted" and done["to_revision"] == new
+    assert [v["weight"] for v in done["verdicts"]] == [10, 50, 100]
+    assert "released by " in done["verdicts"][1]["reason"]
+
+    # undo: the weights of the old revision are back in place, and it rolls out again
+    shutil.copy(FIXTURES / "models" / "model.py", platform.spec_dir / "model.py")
+    unknown = platform.cli("rollout", "undo", "echo", "--to-revision", "ffffffffff")
+    assert unknown.returncode == 1 and "matches none of its revisions" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
+    undone = platform.cli("rollout", "undo", "echo")
+    assert undone.returncode == 0, undone.stderr
+    assert f"undo: Model echo: rolling out revision {old}" in undone.stdout
+    wait_for(held_at_the_pause_with_plenty_of_evidence, "the undo to hold at the pause")
+    promoted = platform.cli("rollout", "promote", "echo", "--full")  # the rest at once
+    assert promoted.returncode == 0, promoted.stderr
+    assert f"promoted to revision {old}" in promoted.stdout
+    assert platform.resource("echo")["stable"] == old
+    _, failed = load.stop()
+    assert failed == 0, load.failures[:5]
+    assert predict(platform) == [2.0, 4.0, 6.0, 8.0]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from kaip.policy import EARLY_ROLLBACK_MIN_ERRORS, Evidence, rollout
-from kaip.spec.base import SLO, Gates, RolloutStep
+from kaip.spec.base import SLO, Gates, ManualPause, RolloutStep
 
 STEPS = [
     RolloutStep(weight=10, pause_seconds=5),
@@ -117,3 +117,43 @@ def test_evidence_accumulates_and_computes_p99() -> None:
     assert e.p99_ms() == 96.0
     assert Evidence().p99_ms() is None
     assert Evidence().error_rate() == 0.0
+
+
+PAUSED = [
+    RolloutStep(weight=10, pause_seconds=5),
+    RolloutStep(weight=50, pause=ManualPause()),
+    RolloutStep(weight=100, pause_seconds=5),
+]
+
+
+def test_a_manual_pause_holds_past_any_deadline_until_released() -> None:
+    for seconds in (0, 60, 86_400 * 30):
+        v = rollout(
+            step_index=1, steps=PAUSED, seconds_in_step=seconds, canary=ok(500), stable=ok(500),
+            gates=GATES, progress_deadline_seconds=60,
+        )  # fmt: skip
+        assert v.action == "hold"
+        assert "waiting for `kaip rollout promote`" in v.reason
+    released = rollout(
+        step_index=1, steps=PAUSED, seconds_in_step=0, canary=ok(0), stable=ok(0), gates=GATES,
+        released_by="ann",
+    )  # fmt: skip
+    assert released.action == "advance"
+    assert "released by ann" in released.reason and "on to 100%" in released.reason
+
+
+def test_a_released_pause_still_rolls_back_a_failing_canary() -> None:
+    v = rollout(
+        step_index=1, steps=PAUSED, seconds_in_step=0, canary=Evidence(40, 30, (5.0,) * 40),
+        stable=ok(40), gates=GATES, released_by="ann",
+    )  # fmt: skip
+    assert v.action == "rollback"
+
+
+def test_a_released_last_step_pause_promotes() -> None:
+    steps = [RolloutStep(weight=10, pause_seconds=0), RolloutStep(weight=100, pause=ManualPause())]
+    v = rollout(
+        step_index=1, steps=steps, seconds_in_step=0, canary=ok(3), stable=ok(3), gates=GATES,
+        released_by="ci",
+    )  # fmt: skip
+    assert v.action == "promote"

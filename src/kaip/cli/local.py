@@ -42,7 +42,7 @@ from kaip.settings import Settings, load_settings
 from kaip.spec import load_paths
 
 DETACH_TIMEOUT_SECONDS = 180.0
-rollout_app = typer.Typer(help="Watch, promote or abort a rollout.", no_args_is_help=True)
+rollout_app = typer.Typer(help="Watch, promote, abort or undo a rollout.", no_args_is_help=True)
 
 
 def who() -> str:
@@ -210,20 +210,40 @@ def deploy(
     timeout: str = typer.Option(
         DEFAULT_TIMEOUT, "--timeout", help="with --wait: give up after this long (90s, 10m, 1h)"
     ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="show the revision each resource would get and its spec diff"
+    ),
+    output: OutputFormat = typer.Option(OutputFormat.text, "--output", "-o", help="text or json"),
 ) -> None:
     """Add a revision of each changed resource and start its rollout.
 
     With --wait, exit 0 only when every new revision reached 100% (a first deploy: ready);
     4 when one was rolled back, 5 aborted or superseded, 6 still running at --timeout.
+    With --dry-run, change nothing: print what would happen and the diff of each spec.
     """
     settings = load_settings()
     timeout_seconds = parse_timeout(timeout)
     load_paths(paths)  # a bad spec is refused here and changes nothing
     body: dict[str, Any] = {"paths": [str(p.resolve()) for p in paths], "who": who()}
+    if dry_run:
+        answer = admin_client.call(settings, "POST", "/_kaip/deploy", {**body, "dry_run": True})
+        if output is OutputFormat.json:
+            print_json(answer)
+            return
+        for line in answer.get("changes", []):
+            stdout.print(line, markup=False)
+        for item in answer.get("plan", []):
+            stdout.print(item["message"], markup=False)
+            if item["diff"] and item["action"] != "unchanged":
+                stdout.print(item["diff"], markup=False, end="", highlight=False)
+        return
     commit = source_commit(paths)
     if commit is not None:
         body["commit"] = {"sha": commit.sha, "committed_at": commit.committed_at}
     answer = admin_client.call(settings, "POST", "/_kaip/deploy", body)
+    if output is OutputFormat.json and not wait:
+        print_json(answer)
+        return
     for line in answer.get("changes", []):
         stdout.print(line, markup=False)
     if not wait:
@@ -358,10 +378,36 @@ def _print_rollout(name: str, answer: dict[str, Any], *, history: bool) -> None:
 
 
 @rollout_app.command("promote")
-def rollout_promote(name: str = typer.Argument(..., help="Model or App name")) -> None:
-    """Promote the canary of NAME to stable now, skipping the remaining steps."""
+def rollout_promote(
+    name: str = typer.Argument(..., help="Model or App name"),
+    full: bool = typer.Option(False, "--full", help="skip every remaining step, even a pause"),
+) -> None:
+    """Release the manual pause the rollout of NAME waits at; else promote it to stable now.
+
+    At a step with `pause: {}` the rollout goes on to its next step (the gates still judge
+    it); anywhere else, or with --full, the canary becomes stable at once.
+    """
     answer = admin_client.call(load_settings(), "POST", f"/_kaip/rollouts/{name}/promote",
-                               {"who": who()})  # fmt: skip
+                               {"who": who(), "full": full})  # fmt: skip
+    stdout.print(answer["message"], markup=False)
+
+
+@rollout_app.command("undo")
+def rollout_undo(
+    name: str = typer.Argument(..., help="Model or App name"),
+    to_revision: str | None = typer.Option(
+        None, "--to-revision", "-r", help="revision (or unique prefix) to go back to"
+    ),
+) -> None:
+    """Roll out the revision before the stable one of NAME again (or --to-revision R).
+
+    The old revision goes through the rollout's steps and gates like any new one; follow it
+    with `kaip rollout status NAME --watch`.
+    """
+    body: dict[str, Any] = {"who": who()}
+    if to_revision is not None:
+        body["to_revision"] = to_revision
+    answer = admin_client.call(load_settings(), "POST", f"/_kaip/rollouts/{name}/undo", body)
     stdout.print(answer["message"], markup=False)
 
 

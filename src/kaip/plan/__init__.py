@@ -21,6 +21,7 @@ from kaip.plan.build import (
     build_plan,
     plan_workload,
 )
+from kaip.plan.diff import spec_diff
 from kaip.plan.local_gaps import LocalGaps, local_gaps
 from kaip.plan.revision import REVISION_LENGTH, canonical_spec_json, revision_id
 
@@ -45,4 +46,5 @@ __all__ = [
     "local_gaps",
     "plan_workload",
     "revision_id",
+    "spec_diff",
 ]

@@ -17,12 +17,15 @@ The rules, in order:
    maximum error rate ``1 - availability``, ``p99LatencyMs``) while the stable revision, with
    at least ``minRequests`` requests of its own, meets it: the canary made things worse, not the
    machine. Without such a baseline the gates alone decide.
-4. **Evidence and pause.** Hold until the step's ``pauseSeconds`` has passed and the canary has
+4. **Manual pause.** A step with ``pause: {}`` holds, with no deadline, until someone runs
+   ``kaip rollout promote`` (``released_by``); then it passes without waiting for more
+   evidence: a person has looked. Rules 1 to 3 still roll back a canary that fails meanwhile.
+5. **Evidence and pause.** Hold until the step's ``pauseSeconds`` has passed and the canary has
    ``minRequests`` requests in this step. With ``progressDeadlineSeconds``, a step still short
    of evidence that long after its pause ended is settled by ``onNoEvidence``: ``abort`` (the
    default: the rollout ends, stable keeps all traffic) or ``promote`` (the step passes as if
    it had its evidence). Failing gates always win over the deadline.
-5. **Progress.** Then advance to the next step, or promote after the last one.
+6. **Progress.** Then advance to the next step, or promote after the last one.
 
 A new revision that is not ready ``progressDeadlineSeconds`` after the rollout began is
 aborted too (:func:`not_ready_verdict`).
@@ -118,8 +121,11 @@ def rollout(
     slo: SLO | None = None,
     progress_deadline_seconds: float | None = None,
     on_no_evidence: NoEvidence = "abort",
+    released_by: str = "",
 ) -> Verdict:
     """Decide the next move of a canary rollout at ``steps[step_index]``.
+
+    ``released_by`` names who promoted the rollout while this step waits at a manual pause.
 
     >>> from kaip.spec.base import Gates, RolloutStep
     >>> steps = [RolloutStep(weight=10, pause_seconds=10), RolloutStep(weight=50,
@@ -141,6 +147,14 @@ def rollout(
     >>> rollout(step_index=0, steps=steps, seconds_in_step=75, canary=Evidence(0, 0),
     ...         stable=Evidence(0, 0), gates=gates, progress_deadline_seconds=60).reason
     'no evidence by progressDeadlineSeconds 60 at 10%: 0 of minRequests 20'
+    >>> from kaip.spec.base import ManualPause
+    >>> paused = [RolloutStep(weight=10, pause=ManualPause()), RolloutStep(weight=100)]
+    >>> rollout(step_index=0, steps=paused, seconds_in_step=9000, canary=Evidence(0, 0),
+    ...         stable=Evidence(0, 0), gates=gates, progress_deadline_seconds=60).reason
+    'paused at 10%: waiting for `kaip rollout promote` (0 requests, 0.0% errors)'
+    >>> rollout(step_index=0, steps=paused, seconds_in_step=5, canary=Evidence(0, 0),
+    ...         stable=Evidence(0, 0), gates=gates, released_by="ann").reason
+    'step 1 passed (released by ann at a manual pause; 0 requests, 0.0% errors): on to 100%'
     """
     step = steps[step_index]
     rate = canary.error_rate()
@@ -169,12 +183,18 @@ def rollout(
         if breach:
             return Verdict("rollback", breach)
 
+    summary = f"{canary.requests} requests, {rate:.1%} errors"
+    if step.pause is not None:
+        if not released_by:
+            return Verdict(
+                "hold", f"paused at {step.weight}%: waiting for `kaip rollout promote` ({summary})"
+            )
+        return _passed(step_index, steps, f"released by {released_by} at a manual pause; {summary}")
     if seconds_in_step < step.pause_seconds:
         return Verdict(
             "hold",
             f"pausing: {seconds_in_step:.0f}s of {step.pause_seconds:g}s at {step.weight}%",
         )
-    summary = f"{canary.requests} requests, {rate:.1%} errors"
     if canary.requests < gates.min_requests:
         missing = f"{canary.requests} of minRequests {gates.min_requests}"
         waited = seconds_in_step - step.pause_seconds
@@ -188,6 +208,11 @@ def rollout(
             summary = f"{late}, passed by onNoEvidence: promote"
         else:
             return Verdict("hold", f"waiting for evidence: {missing} at {step.weight}%")
+    return _passed(step_index, steps, summary)
+
+
+def _passed(step_index: int, steps: Sequence[RolloutStep], summary: str) -> Verdict:
+    """The step passed: on to the next one, or promoted after the last."""
     if step_index + 1 < len(steps):
         return Verdict(
             "advance",

@@ -261,11 +261,23 @@ MAX_ROLLOUT_STEPS = 20
 MAX_DEADLINE_SECONDS = 7 * 24 * 3600.0
 
 
+class ManualPause(SpecModel):
+    """``pause: {}``: hold at this step until ``kaip rollout promote`` releases it."""
+
+
 class RolloutStep(SpecModel):
-    """Send ``weight`` percent of traffic to the new revision, then wait ``pauseSeconds``."""
+    """Send ``weight`` percent of traffic to the new revision, then wait.
+
+    A step waits ``pauseSeconds`` and for ``gates.minRequests`` of evidence or, with
+    ``pause: {}``, until someone runs ``kaip rollout promote`` (however long that takes; the
+    gates still roll back a canary that fails them meanwhile).
+    """
 
     weight: int = Field(ge=1, le=100, description="percent of traffic to the new revision")
     pause_seconds: float = Field(30.0, ge=0)
+    pause: ManualPause | None = Field(
+        None, description="{}: wait at this step until `kaip rollout promote`"
+    )
 
 
 class Gates(SpecModel):

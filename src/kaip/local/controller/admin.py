@@ -2,9 +2,11 @@
 
 ``GET /_kaip/status``, ``POST /_kaip/deploy`` (``{"paths": [...], "who": "...", "commit":
 {"sha": "...", "committed_at": 1.0}}``, commit optional; it answers the ``changes`` and the
-``rollouts`` to follow, ``[{"kind", "name", "rollout_id"}]``, id null for a first deploy),
-``GET /_kaip/rollouts/{name}``,
-``POST /_kaip/rollouts/{name}/promote|abort`` (``{"who": "..."}``), ``GET /_kaip/events`` and
+``rollouts`` to follow, ``[{"kind", "name", "rollout_id"}]``, id null for a first deploy;
+``"dry_run": true`` answers the ``plan`` instead, each resource's would-be revision and spec
+diff, and changes nothing), ``GET /_kaip/rollouts/{name}``,
+``POST /_kaip/rollouts/{name}/promote|abort|undo`` (``{"who": "..."}``; promote also takes
+``"full": true``, undo ``"to_revision"``), ``GET /_kaip/events`` and
 ``GET /_kaip/cost?by=resource|revision|owner|replica&basis=usage|allocation`` (what the
 replicas cost, drew and emitted, attributed to their requests: kaip.accounting's report) and
 ``GET /_kaip/openapi.json`` (this API, described). Reads need the ``viewer`` role, changes the
@@ -37,6 +39,7 @@ from kaip.accounting import report
 from kaip.errors import KaipError, PlatformError, SpecError, StorageError
 from kaip.local.controller.auth import Principal, Role, require
 from kaip.local.controller.costs import CostBook
+from kaip.local.controller.dryrun import dry_run
 from kaip.local.controller.loop import Controller
 from kaip.local.controller.preflight import check_local
 from kaip.local.controller.status import status
@@ -71,10 +74,26 @@ class DeployRequest(_Body):
     )
     who: Text | None = Field(None, description="the person deploying, for the event log")
     commit: CommitRef | None = None
+    dry_run: bool = Field(False, description="answer the plan (revisions, diffs), change nothing")
 
 
 class ActionRequest(_Body):
     who: Text | None = Field(None, description="the person acting, for the event log")
+
+
+class PromoteRequest(ActionRequest):
+    full: bool = Field(
+        False, description="promote now, skipping the remaining steps, even at a manual pause"
+    )
+
+
+class UndoRequest(ActionRequest):
+    to_revision: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{1,64}$",
+        description="the revision (or a unique prefix) to go back to; default: the one "
+        "before stable",
+    )
 
 
 B = TypeVar("B", bound=_Body)
@@ -114,6 +133,9 @@ def admin_app(controller: Controller, costs: CostBook | None = None) -> Starlett
         body = _parse(DeployRequest, await request.body())
         specs = await _load(body.paths)
         notices = check_local(specs)  # a SpecError is a 422, as a bad spec
+        if body.dry_run:
+            plan = await controller.submit(lambda: dry_run(controller, specs))
+            return JSONResponse({"changes": notices, "plan": plan, "rollouts": []})
         commit = Commit(body.commit.sha, body.commit.committed_at) if body.commit else None
         who = body.who or principal.name
 
@@ -161,18 +183,31 @@ def admin_app(controller: Controller, costs: CostBook | None = None) -> Starlett
         return JSONResponse({"resource": current, "history": history})
 
     async def promote(request: Request) -> JSONResponse:
-        return await _act(request, "promote", controller.promote)
+        return await _act(
+            request, "promote", PromoteRequest,
+            lambda name, who, body: controller.promote(name, who, full=body.full),
+        )  # fmt: skip
 
     async def abort(request: Request) -> JSONResponse:
-        return await _act(request, "abort", controller.abort)
+        return await _act(
+            request, "abort", ActionRequest, lambda name, who, _: controller.abort(name, who)
+        )
 
-    async def _act(request: Request, verb: str, action: Any) -> JSONResponse:
+    async def undo(request: Request) -> JSONResponse:
+        return await _act(
+            request, "undo", UndoRequest,
+            lambda name, who, body: controller.undo(name, who, body.to_revision),
+        )  # fmt: skip
+
+    async def _act(
+        request: Request, verb: str, model: type[ActionRequest], action: Any
+    ) -> JSONResponse:
         principal = _principal(request, "deployer", f"{verb} a rollout")
         name = request.path_params["name"]
-        body = _parse(ActionRequest, await request.body())
+        body = _parse(model, await request.body())
         who = body.who or principal.name
         try:
-            message = await controller.submit(lambda: action(name, who))
+            message = await controller.submit(lambda: action(name, who, body))
         except StorageError:
             raise
         except PlatformError as exc:
@@ -221,6 +256,7 @@ def admin_app(controller: Controller, costs: CostBook | None = None) -> Starlett
             Route("/_kaip/rollouts/{name}", rollout_status),
             Route("/_kaip/rollouts/{name}/promote", promote, methods=["POST"]),
             Route("/_kaip/rollouts/{name}/abort", abort, methods=["POST"]),
+            Route("/_kaip/rollouts/{name}/undo", undo, methods=["POST"]),
             Route("/_kaip/events", events),
             Route("/_kaip/cost", cost),
             Route("/_kaip/openapi.json", openapi),
@@ -361,11 +397,15 @@ def openapi_document() -> dict[str, Any]:
                     "post": {
                         "operationId": verb,
                         "parameters": [name],
-                        "requestBody": body(ActionRequest),
+                        "requestBody": body(model),
                         "responses": answer("what happened", *changing),
                     }
                 }
-                for verb in ("promote", "abort")
+                for verb, model in (
+                    ("promote", PromoteRequest),
+                    ("abort", ActionRequest),
+                    ("undo", UndoRequest),
+                )
             },
         },
     }

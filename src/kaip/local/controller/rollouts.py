@@ -3,8 +3,9 @@
 A mixin of :class:`~kaip.local.controller.loop.Controller`, split from it by responsibility: at
 each tick :meth:`RolloutSteps._step_rollout` feeds the gateway's per-revision stats for this
 step to :func:`kaip.policy.rollout` and acts on the verdict (hold, advance, promote, roll back);
-``kaip rollout promote|abort`` come here too. Every decision is written to the state database in
-one transaction *before* memory changes (:meth:`~RolloutSteps._record_finish`, then
+``kaip rollout promote|abort|undo`` come here too (promote releases a manual pause, undo rolls
+out an earlier revision again). Every decision is written to the state database in one
+transaction *before* memory changes (:meth:`~RolloutSteps._record_finish`, then
 :meth:`~RolloutSteps._apply_finish`), so a write that fails leaves both as they were and the
 next tick decides again. Deployment events are recorded here for the whole controller.
 """
@@ -15,7 +16,7 @@ import time
 from collections.abc import Callable
 
 from kaip.errors import PlatformError
-from kaip.local.controller.runtime import ResourceRun
+from kaip.local.controller.runtime import ResourceRun, RevisionRun
 from kaip.local.gateway import Gateway
 from kaip.local.state import Commit, EventRecord, State, StepRecord
 from kaip.local.supervisor import Replica, Supervisor
@@ -38,6 +39,17 @@ class RolloutSteps:
         raise NotImplementedError  # the controller's
 
     def _ready(self, name: str, revision: str) -> list[Replica]:
+        raise NotImplementedError  # the controller's
+
+    def _restore(self, kind: str, name: str, revision: str) -> RevisionRun:
+        raise NotImplementedError  # the controller's
+
+    async def _apply_one(
+        self, kind: str, name: str, new: RevisionRun, who: str, commit: Commit | None
+    ) -> str:
+        raise NotImplementedError  # the controller's
+
+    def wake(self, _name: str = "") -> None:
         raise NotImplementedError  # the controller's
 
     def _step_rollout(self, run: ResourceRun, now: float) -> None:
@@ -83,6 +95,7 @@ class RolloutSteps:
             slo=canary.resource.spec.slo if isinstance(canary.resource, Model) else None,
             progress_deadline_seconds=spec.progress_deadline_seconds,
             on_no_evidence=spec.no_evidence,
+            released_by=rollout_run.released_by,
         )
         self._verdict(run, verdict, now)
 
@@ -123,6 +136,7 @@ class RolloutSteps:
         else:
             rollout_run.step_index += 1
             rollout_run.step_started_at = now
+            rollout_run.released_by = ""
             rollout_run.canary, rollout_run.stable = Evidence(), Evidence()
             self._announce_step(run)
 
@@ -175,10 +189,64 @@ class RolloutSteps:
             self._retire(replica, self._clock())
         self.report(f"{run.kind} {run.name}: rollout {outcome.replace('_', ' ')} ({reason})")
 
-    async def promote(self, name: str, who: str) -> str:
+    async def promote(self, name: str, who: str, full: bool = False) -> str:
+        """Release the manual pause the rollout waits at; else (or ``full``) promote it now."""
         run = self._rolling(name)
-        self._verdict(run, Verdict("promote", f"promoted by {who}"), self._clock())
-        return f"{run.kind} {name}: promoted to revision {run.stable.revision}"
+        rollout_run = run.rollout
+        assert rollout_run is not None and run.canary is not None
+        steps = run.rollout_spec.steps
+        step = steps[min(rollout_run.step_index, len(steps) - 1)]
+        if full or rollout_run.strategy != "canary" or step.pause is None:
+            self._verdict(run, Verdict("promote", f"promoted by {who}"), self._clock())
+            return f"{run.kind} {name}: promoted to revision {run.stable.revision}"
+        rollout_run.released_by = who
+        if rollout_run.step_started_at is None:
+            return (
+                f"{run.kind} {name}: the pause at {step.weight}% is released; the canary "
+                f"{run.canary.revision} is not ready yet and passes it once it is"
+            )
+        self._step_rollout(run, self._clock())  # the policy decides, as at any tick
+        verdict = rollout_run.last_verdict
+        said = f"{verdict.action}: {verdict.reason}" if verdict else "released"
+        return f"{run.kind} {name}: pause at {step.weight}% released by {who}: {said}"
+
+    async def undo(self, name: str, who: str, to_revision: str | None = None) -> str:
+        """Roll out an earlier revision again (the one before stable, or ``to_revision``)."""
+        run = self.resources.get(name)
+        if run is None:
+            raise PlatformError(f"no Model or App named {name!r} runs here")
+        if run.rollout is not None:
+            raise PlatformError(
+                f"{run.kind} {name} has a rollout in progress: `kaip rollout abort {name}` "
+                "sends all traffic back to the stable revision"
+            )
+        target = self._undo_target(run, to_revision)
+        restored = self._restore(run.kind, name, target)
+        said = await self._apply_one(run.kind, name, restored, who, None)
+        self.wake()
+        return f"undo: {said}"
+
+    def _undo_target(self, run: ResourceRun, to_revision: str | None) -> str:
+        stable = run.stable.revision
+        if to_revision is None:
+            for record in self.state.rollouts(run.kind, run.name, limit=100):
+                if record.status == "promoted" and record.to_revision == stable:
+                    return record.from_revision
+            raise PlatformError(
+                f"{run.kind} {run.name}: no earlier revision was promoted before {stable}; "
+                "name one with --to-revision (see `kaip rollout status NAME`)"
+            )
+        known = [r.revision for r in self.state.revisions(run.kind, run.name)]
+        matches = [r for r in known if r.startswith(to_revision)]
+        if len(matches) != 1:
+            what = "matches none" if not matches else f"matches {len(matches)}"
+            raise PlatformError(
+                f"{run.kind} {run.name}: --to-revision {to_revision!r} {what} of its "
+                f"revisions ({', '.join(known[-10:])})"
+            )
+        if matches[0] == stable:
+            raise PlatformError(f"{run.kind} {run.name}: revision {stable} is already stable")
+        return matches[0]
 
     async def abort(self, name: str, who: str) -> str:
         run = self._rolling(name)

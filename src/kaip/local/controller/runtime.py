@@ -63,6 +63,8 @@ class RolloutRun:
     stable: Evidence = field(default_factory=Evidence)
     last_verdict: Verdict | None = None
     commit: Commit | None = None
+    released_by: str = ""
+    """Who ran ``kaip rollout promote`` while this step waits at (or for) a manual pause."""
 
     @property
     def strategy(self) -> str:

@@ -72,6 +72,9 @@ def _resource(controller: Controller, run: ResourceRun) -> dict[str, Any]:
             "to": run.canary.revision,
             "step": run.rollout.step_index + 1,
             "steps": [s.weight for s in steps],
+            "paused": run.rollout.strategy == "canary"
+            and steps[min(run.rollout.step_index, len(steps) - 1)].pause is not None
+            and not run.rollout.released_by,
             "canary": {
                 "requests": run.rollout.canary.requests,
                 "errors": run.rollout.canary.errors,

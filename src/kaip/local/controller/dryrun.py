@@ -1,0 +1,80 @@
+"""``kaip deploy --dry-run``: what a deploy would do to each resource, changing nothing.
+
+Each Model and App is pinned exactly as a deploy pins it (:mod:`~kaip.local.controller.pinning`:
+overwritten weights show as a new ``sha256``), its revision id taken, and compared with what
+runs: the verdict a deploy would reach (create, unchanged, roll out, abort the running rollout)
+and the diff of the spec against the revision it would replace. Reads the state database and
+the controller's memory; never writes either, never starts or stops anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from kaip.local.controller.loop import Controller
+from kaip.local.controller.pinning import pin
+from kaip.plan import canonical_spec_json, spec_diff
+from kaip.spec import App, Model, SpecSet
+
+
+async def dry_run(controller: Controller, specs: SpecSet) -> list[dict[str, Any]]:
+    """One entry per document: kind, name, revision, current, action, message and diff."""
+    out: list[dict[str, Any]] = []
+    for doc in specs.documents:
+        resource = doc.resource
+        kind, name = resource.kind, resource.metadata.name
+        if not isinstance(resource, Model | App):
+            out.append(_entry(kind, name, None, None, "skip", "skipped (not run locally)", ""))
+            continue
+        base_dir = Path(doc.path).resolve().parent
+        pinned = await asyncio.to_thread(pin, resource, base_dir)
+        new, new_json = pinned.revision, canonical_spec_json(pinned.resource)
+        run = controller.resources.get(name)
+        stable = run.stable.revision if run is not None else controller.state.stable(kind, name)
+        canary = run.canary.revision if run is not None and run.canary is not None else None
+        strategy = pinned.resource.spec.rollout.strategy
+        if stable is None:
+            action, said = "create", f"would be created at revision {new}"
+        elif canary == new:
+            action, said = "unchanged", f"revision {new} is already rolling out"
+        elif new == stable and canary is not None:
+            action, said = "abort", f"would abort the rollout of {canary}, back to {new}"
+        elif new == stable:
+            action, said = "unchanged", f"unchanged at revision {new}"
+        else:
+            action, said = "rollout", f"would roll out revision {new} ({strategy}) over {stable}"
+            if canary is not None:
+                said += f", superseding the rollout of {canary}"
+        current = canary or stable
+        record = controller.state.revision(kind, name, current) if current else None
+        old_json = record.spec_json if record is not None else None
+        diff = spec_diff(
+            old_json, new_json, f"{kind}/{name}@{current or 'none'}", f"{kind}/{name}@{new}"
+        )
+        out.append(_entry(kind, name, new, current, action, said, diff))
+    return out
+
+
+def _entry(
+    kind: str,
+    name: str,
+    revision: str | None,
+    current: str | None,
+    action: str,
+    said: str,
+    diff: str,
+) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "name": name,
+        "revision": revision,
+        "current": current,
+        "action": action,
+        "message": f"{kind} {name}: {said}",
+        "diff": diff,
+    }
+
+
+__all__ = ["dry_run"]
