@@ -19,6 +19,7 @@ from kaip.cli import (
     spec_commands,
     training,
 )
+from kaip.cli.lineage import lineage
 from kaip.errors import KaipError
 
 app = typer.Typer(
@@ -54,6 +55,7 @@ app.command()(operator.operator)
 app.command()(cost.cost)
 local.register(app)
 training.register(app)
+app.command()(lineage)
 
 
 def main() -> None:
