@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from kaip.errors import RegistryError
+from kaip.local.private import private_dir
 
 REGISTRY_FILE = "registry.db"
 
@@ -74,13 +75,6 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
-
-
-def private_dir(path: Path) -> Path:
-    """``path`` as a directory only its owner can enter (0700), created if missing."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(path, 0o700)
-    return path
 
 
 def connect(state_dir: Path) -> sqlite3.Connection:

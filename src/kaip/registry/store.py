@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from kaip.errors import RegistryError
-from kaip.registry.database import private_dir
+from kaip.local.private import private_dir
 
 CHUNK = 1 << 20
 MAX_ARTIFACT_BYTES = 64 * 2**30

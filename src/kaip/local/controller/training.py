@@ -40,10 +40,10 @@ from kaip.local.supervisor.jobs import (
     JobLaunch,
     JobProcess,
     append_log,
-    cmdline_of,
     describe_exit,
     kill_recorded,
 )
+from kaip.local.supervisor.process import cmdline_of
 from kaip.registry import (
     FINISHED,
     ModelVersion,

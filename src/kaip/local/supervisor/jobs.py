@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from kaip.local.supervisor.process import cmdline_of
 from kaip.training import Report, parse_line
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -146,22 +147,11 @@ def kill_recorded(pid: int, cmdline: str) -> bool:
 
     Only while ``/proc/PID/cmdline`` is still what was recorded, so a reused pid is left alone.
     """
-    try:
-        current = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-    except OSError:
-        return False
-    if not cmdline or current != cmdline:
+    if not cmdline or cmdline_of(pid) != cmdline:
         return False
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
     return True
-
-
-def cmdline_of(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-    except OSError:
-        return ""
 
 
 def _cpus(cpu: float | None) -> list[int] | None:

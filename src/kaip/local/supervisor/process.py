@@ -313,7 +313,7 @@ class Supervisor:
         if self.pid_file is None:
             return
         live = [
-            {"pid": r.pid, "cmdline": _cmdline(r.pid)}
+            {"pid": r.pid, "cmdline": cmdline_of(r.pid)}
             for r in self._replicas.values()
             if r.pid is not None
         ]
@@ -392,14 +392,15 @@ def kill_orphans(pid_file: Path) -> int:
     killed = 0
     for entry in recorded if isinstance(recorded, list) else []:
         pid, cmdline = entry.get("pid"), entry.get("cmdline")
-        if isinstance(pid, int) and cmdline and _cmdline(pid) == cmdline:
+        if isinstance(pid, int) and cmdline and cmdline_of(pid) == cmdline:
             _signal_group(pid, signal.SIGKILL)
             killed += 1
     pid_file.unlink(missing_ok=True)
     return killed
 
 
-def _cmdline(pid: int) -> str:
+def cmdline_of(pid: int) -> str:
+    """The command line of process ``pid`` as /proc has it ("" once it is gone)."""
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     except OSError:
