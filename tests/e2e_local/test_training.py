@@ -163,6 +163,22 @@ def test_a_job_registers_version_2_which_rolls_out_and_a_job_below_the_gate_neve
     logs = platform.cli("logs", "digits-c01")
     assert "KAIP_METRIC accuracy" in logs.stdout and "registered digits version 2" in logs.stdout
 
+    # Lineage through the CLI: job -> run -> version 2 -> the revision that took 100 %.
+    [two] = cli_json(platform, "lineage", "digits@2")
+    assert (two["job"], two["run"]["id"], two["run"]["status"]) == (
+        "digits-c01",
+        run["run"],
+        "succeeded",
+    )
+    assert two["version"]["sha256"] == versions[1]["sha256"]
+    [served] = two["revisions"]
+    assert served["stable_now"] and served["rollouts"][0]["status"] == "promoted"
+    assert {10, 50} <= {s["weight"] for s in served["rollouts"][0]["steps"]}
+    [three] = cli_json(platform, "lineage", "digits@3")
+    assert three["revisions"] == [] and [e["outcome"] for e in three["events"]] == ["refused"]
+    text = platform.cli("lineage", "digits@2")
+    assert text.returncode == 0 and "job       digits-c01" in text.stdout, text.stdout
+
 
 def _events(platform: LocalPlatform) -> list[dict[str, Any]]:
     return list(platform.admin("GET", "/_kaip/events").json()["events"])
