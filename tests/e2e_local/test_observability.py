@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from local_platform import INFER_BODY, LocalPlatform, model_spec, wait_for
+from local_platform import INFER_BODY, Load, LocalPlatform, model_spec, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "contract"))  # the shared OTLP receiver
@@ -119,3 +119,31 @@ def test_a_canary_doing_twice_the_work_costs_twice_and_cpu_adds_up(
     assert attributed == pytest.approx(measured, rel=0.05)
     table = platform.cli("cost", "--by", "model")
     assert table.returncode == 0 and "echo" in table.stdout and "$/1k req" in table.stdout
+
+
+def test_kaip_profile_of_a_replica_under_load_shows_its_predict_path(
+    platform: LocalPlatform, tmp_path: Path
+) -> None:
+    platform.up(platform.write_spec(model_spec(entrypoint="model:Spin")))
+    [replica] = platform.resource("echo")["replicas"]
+    endpoint = f"http://127.0.0.1:{replica['port']}/_kaip/profile"
+    refused = httpx.post(endpoint, params={"seconds": 1}, timeout=30, trust_env=False)
+    assert refused.status_code == 401 and "KAIP_PROFILE_TOKEN" in refused.json()["error"]
+    wrong = httpx.post(endpoint, headers={"Authorization": "Bearer nope"}, timeout=30,
+                       trust_env=False)  # fmt: skip
+    assert wrong.status_code == 401
+    load = Load(f"{platform.url}/v2/models/echo/infer").start()
+    try:
+        wait_for(lambda: load.counts()[0] >= 5, "traffic on the replica")
+        out = tmp_path / "echo.speedscope.json"
+        result = platform.cli("profile", "echo", "--seconds", "3", "-o", str(out))
+    finally:
+        ok, failed = load.stop()
+    assert result.returncode == 0, result.stderr
+    assert failed == 0 and ok > 5
+    doc = json.loads(out.read_text())
+    top = [frame for frame, _ in doc["kaip"]["top"]]
+    assert any(frame.startswith("Spin.predict (") for frame in top), top
+    names = {frame["name"] for frame in doc["shared"]["frames"]}
+    assert "Spin.predict" in names and doc["profiles"][0]["type"] == "sampled"
+    assert "Spin.predict" in result.stdout

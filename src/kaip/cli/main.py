@@ -14,6 +14,7 @@ from kaip.cli import (
     kube_commands,
     local,
     operator,
+    profile,
     render,
     serve,
     spec_commands,
@@ -53,6 +54,7 @@ app.command()(kube_commands.apply)
 app.command()(kube_commands.delete)
 app.command()(operator.operator)
 app.command()(cost.cost)
+app.command()(profile.profile)
 local.register(app)
 training.register(app)
 app.command()(lineage)

@@ -47,6 +47,7 @@ from kaip.serving.asgi import (
 from kaip.serving.codec import check_datatypes, decode_request, encode_response
 from kaip.serving.dataplane import ServedModel
 from kaip.serving.openai_api import OpenAIRoutes, openai_error
+from kaip.serving.profiling import PROFILE_PATH, Profiling
 from kaip.spec.kinds import DEFAULT_MAX_TOKENS
 from kaip.telemetry import SPAN_INFER
 
@@ -82,8 +83,10 @@ class ServingApp:
         max_tokens: int = DEFAULT_MAX_TOKENS,
         generation_workers: int = 4,
         max_waiting: int = 1024,
+        profile_token: str | None = None,
     ) -> None:
         self.model = model
+        self.profiling = Profiling(profile_token, f"{model.names[0]} revision {model.revision}")
         self.max_request_bytes = max_request_bytes
         self.openai = (
             OpenAIRoutes(
@@ -195,6 +198,9 @@ class ServingApp:
             await self._openai(scope, receive, send)
             return
         try:
+            if path == PROFILE_PATH:
+                await self.profiling.handle(scope, send)
+                return
             handler = self._match(method, path)
             await handler(scope, receive, send)
         except KaipError as exc:

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from kaip.errors import KaipError
+from kaip.serving.profiling import PROFILE_TOKEN_ENV
 from kaip.serving.server import ServeOptions, serve
 from kaip.settings import load_settings
 
@@ -59,6 +60,7 @@ def run(
         revision=revision,
         port_file=port_file,
         tracing=tracing,
+        profile_token=os.environ.get(PROFILE_TOKEN_ENV) or None,
     )
     try:
         return serve(options, settings)

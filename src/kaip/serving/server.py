@@ -56,6 +56,7 @@ class ServeOptions:
     revision: str = "1"
     port_file: Path | None = None
     tracing: bool = False
+    profile_token: str | None = None  # POST /_kaip/profile needs it; None: profiling is off
 
 
 def find_model(spec_path: Path, name: str) -> SpecDocument:
@@ -95,6 +96,7 @@ def build(options: ServeOptions, settings: Settings) -> tuple[ServingApp, SpecDo
         max_tokens=spec.serve.token_cap,
         generation_workers=settings.serving.generation_workers,
         max_waiting=settings.serving.max_queue,
+        profile_token=options.profile_token,
     )
     return app, doc
 

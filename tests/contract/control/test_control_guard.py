@@ -22,7 +22,12 @@ READS = [
     "/_kaip/openapi.json",
     "/_kaip/cost",
 ]
-CHANGES = ["/_kaip/deploy", "/_kaip/rollouts/echo/promote", "/_kaip/rollouts/echo/abort"]
+CHANGES = [
+    "/_kaip/deploy",
+    "/_kaip/rollouts/echo/promote",
+    "/_kaip/rollouts/echo/abort",
+    "/_kaip/profile/echo",
+]
 
 
 @pytest.fixture(scope="module")

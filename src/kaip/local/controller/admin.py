@@ -9,9 +9,11 @@ diff, and changes nothing), ``GET /_kaip/rollouts/{name}``,
 ``"full": true``, undo ``"to_revision"``), ``GET /_kaip/events`` and
 ``GET /_kaip/cost?by=resource|revision|owner|replica&basis=usage|allocation`` (what the
 replicas cost, drew and emitted, attributed to their requests: kaip.accounting's report) and
-``GET /_kaip/openapi.json`` (this API, described). Reads need the ``viewer`` role, changes the
-``deployer`` role; :mod:`~kaip.local.controller.guard` has already checked Host, Origin, the
-credential, the media type and the body size before a handler runs.
+``POST /_kaip/profile/{name}`` (``{"replica", "seconds", "rate", "format"}``: a sampling profile
+of one of its replicas, deployer role) and ``GET /_kaip/openapi.json`` (this API, described).
+Reads need the ``viewer`` role, changes the ``deployer`` role;
+:mod:`~kaip.local.controller.guard` has already checked Host, Origin, the credential, the media
+type and the body size before a handler runs.
 
 Handlers parse and answer; every change is queued to the controller's loop with
 :meth:`Controller.submit`. A bad spec answers 422 with every problem and changes nothing. Specs
@@ -26,7 +28,7 @@ import asyncio
 import logging
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
@@ -42,6 +44,7 @@ from kaip.local.controller.costs import CostBook
 from kaip.local.controller.dryrun import dry_run
 from kaip.local.controller.loop import Controller
 from kaip.local.controller.preflight import check_local
+from kaip.local.controller.profile import profile_replica
 from kaip.local.controller.status import status
 from kaip.local.state import Commit
 from kaip.spec import SpecSet, load_paths
@@ -75,6 +78,15 @@ class DeployRequest(_Body):
     who: Text | None = Field(None, description="the person deploying, for the event log")
     commit: CommitRef | None = None
     dry_run: bool = Field(False, description="answer the plan (revisions, diffs), change nothing")
+
+
+class ProfileRequest(_Body):
+    replica: Annotated[str, Field(min_length=1, max_length=253)] | None = Field(
+        None, description="the replica to profile (kaip status lists them); default: a ready one"
+    )
+    seconds: float = Field(10.0, gt=0, le=120, description="how long to sample")
+    rate: float = Field(100.0, gt=0, le=250, description="samples per second")
+    format: Literal["speedscope", "collapsed"] = "speedscope"
 
 
 class ActionRequest(_Body):
@@ -232,6 +244,15 @@ def admin_app(controller: Controller, costs: CostBook | None = None) -> Starlett
         attributions = costs.attributions(basis)  # type: ignore[arg-type]
         return JSONResponse(report(attributions, by, basis, costs.coefficients))  # type: ignore[arg-type]
 
+    async def profile(request: Request) -> JSONResponse:
+        _principal(request, "deployer", "profile a replica")
+        body = _parse(ProfileRequest, await request.body())
+        name = request.path_params["name"]
+        answer = await profile_replica(
+            controller, name, body.replica, body.seconds, body.rate, body.format
+        )
+        return JSONResponse(answer)
+
     async def openapi(request: Request) -> JSONResponse:
         _principal(request, "viewer", "read the API description")
         return JSONResponse(openapi_document())
@@ -259,6 +280,7 @@ def admin_app(controller: Controller, costs: CostBook | None = None) -> Starlett
             Route("/_kaip/rollouts/{name}/undo", undo, methods=["POST"]),
             Route("/_kaip/events", events),
             Route("/_kaip/cost", cost),
+            Route("/_kaip/profile/{name}", profile, methods=["POST"]),
             Route("/_kaip/openapi.json", openapi),
         ],
         exception_handlers={KaipError: kaip_error, HTTPException: http_error},
@@ -390,6 +412,18 @@ def openapi_document() -> dict[str, Any]:
                     "operationId": "rollout",
                     "parameters": [name],
                     "responses": answer("the rollout and its history", (404, "no such name")),
+                }
+            },
+            "/_kaip/profile/{name}": {
+                "post": {
+                    "operationId": "profile",
+                    "parameters": [name],
+                    "requestBody": body(ProfileRequest),
+                    "responses": answer(
+                        "the replica's profile (speedscope JSON or collapsed stacks)",
+                        *changing,
+                        (404, "no such Model or replica"),
+                    ),
                 }
             },
             **{

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import replace
@@ -104,6 +105,7 @@ async def serve(
         gateway_url="",
         tick_seconds=local.tick_seconds,
         stabilization_seconds=local.stabilization_seconds,
+        profile_token=secrets.token_urlsafe(32),  # per run, in memory and the replicas' env only
     )
     registry = EmbeddedRegistry.open(state_dir)
     training = TrainingRunner(

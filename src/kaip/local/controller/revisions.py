@@ -135,7 +135,9 @@ class Revisions(RolloutSteps):
                     f"cannot write the snapshot of revision {revision} under "
                     f"{self.config.state_dir / 'revisions'}: {exc.strerror or exc}"
                 ) from None
-            launch = model_launch(resource, revision, snapshot, base_dir, url)
+            launch = model_launch(
+                resource, revision, snapshot, base_dir, url, self.config.profile_token
+            )
         else:
             launch = app_launch(resource, revision, base_dir, url)
         return RevisionRun(revision, resource, source.resolve(), launch, version=version)

@@ -35,6 +35,7 @@ class ControllerConfig:
     gateway_url: str
     tick_seconds: float = 1.0
     stabilization_seconds: float = 30.0
+    profile_token: str = ""  # given to each Model replica: its POST /_kaip/profile needs it
 
 
 @dataclass

@@ -53,7 +53,12 @@ def write_snapshot(
 
 
 def model_launch(
-    model: Model, revision: str, snapshot: Path, base_dir: Path, gateway_url: str
+    model: Model,
+    revision: str,
+    snapshot: Path,
+    base_dir: Path,
+    gateway_url: str,
+    profile_token: str = "",
 ) -> Launch:
     name = model.metadata.name
     argv = (
@@ -75,7 +80,11 @@ def model_launch(
         revision=revision,
         argv=argv,
         cwd=base_dir.resolve(),
-        env={**model.spec.env, "KAIP_GATEWAY_URL": gateway_url},
+        env={
+            **model.spec.env,
+            "KAIP_GATEWAY_URL": gateway_url,
+            **({"KAIP_PROFILE_TOKEN": profile_token} if profile_token else {}),
+        },
         health_path=MODEL_HEALTH_PATH,
     )
 
