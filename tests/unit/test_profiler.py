@@ -28,6 +28,7 @@ def test_a_busy_threads_function_is_in_the_profile() -> None:
     assert profile is not None and profile.samples > 5
     top = [frame for frame, _ in profile.top(10)]
     assert any(frame.startswith("burn_here (") for frame in top), top
+    assert profile.top_self(1)[0][0].startswith("burn_here (")
     doc = profile.speedscope("test")
     frames = doc["shared"]["frames"]
     [sampled] = doc["profiles"]

@@ -53,6 +53,9 @@ def profile(
     if fmt is ProfileFormat.speedscope:
         meta = data.get("kaip", {})
         stdout.print(f"{meta.get('samples', 0)} samples over {meta.get('seconds', 0):.1f} s; "
-                     "frames in the most samples:", markup=False)  # fmt: skip
-        for frame, count in meta.get("top", []):
+                     "running the most (self):", markup=False)  # fmt: skip
+        for frame, count in meta.get("top_self", []):
+            stdout.print(f"  {count:>6}  {frame}", markup=False)
+        stdout.print("in the most samples (inclusive):", markup=False)
+        for frame, count in meta.get("top", [])[:10]:
             stdout.print(f"  {count:>6}  {frame}", markup=False)

@@ -91,7 +91,20 @@ class Profile:
         for stack, count in self.stacks.items():
             for frame in set(stack):
                 inclusive[frame] += count
-        return [(f"{f} ({path}:{line})", c) for (f, path, line), c in inclusive.most_common(n)]
+        return [(_name(frame), c) for frame, c in inclusive.most_common(n)]
+
+    def top_self(self, n: int = 10) -> list[tuple[str, int]]:
+        """The ``n`` innermost Python frames that were running in the most samples."""
+        leaves: Counter[Frame] = Counter()
+        for stack, count in self.stacks.items():
+            if stack:
+                leaves[stack[-1]] += count
+        return [(_name(frame), c) for frame, c in leaves.most_common(n)]
+
+
+def _name(frame: Frame) -> str:
+    function, path, line = frame
+    return f"{function} ({path}:{line})"
 
 
 class Sampler:

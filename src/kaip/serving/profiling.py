@@ -64,7 +64,8 @@ class Profiling:
             "samples": profile.samples,
             "seconds": profile.seconds,
             "rate_hz": profile.rate_hz,
-            "top": profile.top(),
+            "top": profile.top(20),
+            "top_self": profile.top_self(),
         }
         await respond(send, 200, orjson.dumps(body))
 
