@@ -1,4 +1,4 @@
-"""A real control port for contract tests: the admin API behind its guard, served by uvicorn.
+"""A real control port for contract tests: the admin API and the portal behind their guards.
 
 :func:`running_control` runs, in a thread with its own event loop, what ``kaip up`` wires for its
 control port: a real :class:`Controller` (real SQLite state, a real supervisor with no replicas)
@@ -14,11 +14,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kaip.local.controller.admin import admin_app
 from kaip.local.controller.auth import admin_token_authenticator
 from kaip.local.controller.control import ControlServer
-from kaip.local.controller.guard import ControlGuard, GuardPolicy
+from kaip.local.controller.guard import GuardPolicy
 from kaip.local.controller.loop import Controller, ControllerConfig
+from kaip.local.controller.portal import control_port_app
 from kaip.local.state import State
 from kaip.local.supervisor import Supervisor
 
@@ -47,10 +47,8 @@ def running_control(
         controller = Controller(
             ControllerConfig(state_dir, "http://127.0.0.1:9", tick_seconds=0.05), state, supervisor
         )
-        guard = ControlGuard(
-            admin_app(controller),
-            admin_token_authenticator(TOKEN),
-            GuardPolicy(allowed_hosts=allowed_hosts),
+        guard = control_port_app(
+            controller, admin_token_authenticator(TOKEN), GuardPolicy(allowed_hosts=allowed_hosts)
         )
         server = ControlServer(guard, port=0)
         port = await server.start()

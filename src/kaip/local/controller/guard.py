@@ -114,7 +114,7 @@ class ControlGuard:
         try:
             principal = self._check(scope, headers)
         except KaipError as exc:
-            await _answer(send, exc)
+            await send_error(send, exc)
             return
         scope.setdefault("state", {})["principal"] = principal
         limit = self._policy.max_body_bytes
@@ -138,23 +138,7 @@ class ControlGuard:
 
     def _check(self, scope: Scope, headers: Headers) -> Any:
         policy = self._policy
-        host = headers.get("host", "")
-        name = host_name(host)
-        if name is None or name not in policy.names():
-            allowed = ", ".join(sorted(f"[{n}]" if ":" in n else n for n in policy.names()))
-            shown = repr(host) if host else "no Host header"
-            raise WrongHostError(
-                f"this is kaip's control port, which answers to {allowed}, not to {shown}: "
-                "to reach it by another name, start kaip up with --allowed-host NAME"
-            )
-        origin = headers.get("origin")
-        own = (f"http://{host.strip().lower()}", f"https://{host.strip().lower()}")
-        if origin is not None and origin.strip().lower() not in own:
-            raise ForbiddenError(
-                f"the control API takes requests from its own pages only, not from {origin!r}"
-            )
-        if origin is None and headers.get("sec-fetch-site", "").lower() == "cross-site":
-            raise ForbiddenError("the control API takes no requests from other sites' pages")
+        check_site(headers, policy)
         principal = self._authenticator.authenticate(headers)
         if principal is None:
             given = "a token it does not know" if "authorization" in headers else "no credential"
@@ -174,11 +158,32 @@ class ControlGuard:
         return principal
 
 
+def check_site(headers: Headers, policy: GuardPolicy) -> None:
+    """Refuses a Host that is not ours (421) and a request from another origin or site (403)."""
+    host = headers.get("host", "")
+    name = host_name(host)
+    if name is None or name not in policy.names():
+        allowed = ", ".join(sorted(f"[{n}]" if ":" in n else n for n in policy.names()))
+        shown = repr(host) if host else "no Host header"
+        raise WrongHostError(
+            f"this is kaip's control port, which answers to {allowed}, not to {shown}: "
+            "to reach it by another name, start kaip up with --allowed-host NAME"
+        )
+    origin = headers.get("origin")
+    own = (f"http://{host.strip().lower()}", f"https://{host.strip().lower()}")
+    if origin is not None and origin.strip().lower() not in own:
+        raise ForbiddenError(
+            f"the control API takes requests from its own pages only, not from {origin!r}"
+        )
+    if origin is None and headers.get("sec-fetch-site", "").lower() == "cross-site":
+        raise ForbiddenError("the control API takes no requests from other sites' pages")
+
+
 def _too_large(limit: int) -> PayloadTooLargeError:
     return PayloadTooLargeError(f"the body is over {limit} bytes, the most the control API takes")
 
 
-async def _answer(send: Send, error: KaipError) -> None:
+async def send_error(send: Send, error: KaipError) -> None:
     body = orjson.dumps({"error": error.message})
     headers = [
         (b"content-type", b"application/json"),

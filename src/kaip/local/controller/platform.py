@@ -19,12 +19,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from kaip.errors import ConfigError, PlatformError
-from kaip.local.controller.admin import admin_app
 from kaip.local.controller.auth import admin_token_authenticator
 from kaip.local.controller.control import ControlServer
 from kaip.local.controller.costs import CostBook, ReplicaProcess, coefficients_from, cpu_model
-from kaip.local.controller.guard import ControlGuard, GuardPolicy, normalize_hosts
+from kaip.local.controller.guard import GuardPolicy, normalize_hosts
 from kaip.local.controller.loop import Controller, ControllerConfig
+from kaip.local.controller.portal import control_port_app
 from kaip.local.controller.preflight import check_local
 from kaip.local.controller.runrecord import (
     TOKEN_FILE,
@@ -147,7 +147,13 @@ async def serve(
         ),
     )
     control = ControlServer(
-        ControlGuard(admin_app(controller, costs), admin_token_authenticator(token), policy),
+        control_port_app(
+            controller,
+            admin_token_authenticator(token),
+            policy,
+            costs=costs,
+            token_file=str(state_dir / TOKEN_FILE),
+        ),
         port=admin_port,
     )
     try:

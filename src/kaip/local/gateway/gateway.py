@@ -263,6 +263,11 @@ class Gateway:
         else:
             path = request.target.partition(b"?")[0].decode("latin-1")
             unsupported = unsupported_route(path)
+            if path == "/" and self.control_url:  # the portal lives on the control port
+                portal = f"{self.control_url}/"
+                found = {"portal": portal, "message": f"kaip's portal is at {portal}"}
+                conn.send_json(307, found, [(b"location", portal.encode())], head=head)
+                return
             if unsupported is not None:
                 conn.send_json(501, {"error": unsupported}, head=head)
             else:

@@ -1,0 +1,291 @@
+"""The portal on ``kaip up``'s control port: the catalog at ``/``, ``/resources/NAME``, log in/out.
+
+:func:`control_port_app` is what the control port serves: ``/_kaip/...`` goes to the admin API
+behind :class:`~kaip.local.controller.guard.ControlGuard` (bearer tokens only, never a cookie),
+everything else to the portal behind :class:`PortalGuard`, which refuses a foreign Host (421) or
+Origin (403) exactly as the admin API does, bounds bodies to :data:`MAX_FORM_BYTES` and forbids
+every script, frame and foreign form target by Content-Security-Policy.
+
+The pages need a principal: a bearer token, or the session cookie that ``POST /login`` sets when
+given a token the admin API accepts (:mod:`~kaip.local.controller.sessions`); without one a page
+answers ``303`` to ``/login``. Sessions are viewers: the portal only reads. Its only forms are
+log in (needs the token itself) and log out (needs the session's CSRF token); both also pass the
+Origin check, so another page, an App on the traffic port included, can post neither.
+
+Reads the controller's state in the event loop's own turn and never changes it. Traffic numbers
+come from the gateway's cumulative counters (:class:`~kaip.local.gateway.signals.GatewaySignals`)
+when the gateway keeps them, and are left out when it does not.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+from starlette.applications import Starlette
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from kaip.errors import KaipError, PayloadTooLargeError
+from kaip.local.controller.admin import admin_app
+from kaip.local.controller.auth import Authenticator, Principal
+from kaip.local.controller.guard import (
+    SECURITY_HEADERS,
+    ASGIApp,
+    ControlGuard,
+    GuardPolicy,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    check_site,
+    send_error,
+)
+from kaip.local.controller.portal_pages import catalog_page, login_page, page, resource_page
+from kaip.local.controller.sessions import COOKIE, SESSION_TTL_S, SessionStore, csrf_matches
+from kaip.local.controller.status import status
+from kaip.local.gateway.signals import LATENCY_BUCKETS_S
+
+if TYPE_CHECKING:
+    from kaip.local.controller.costs import CostBook
+    from kaip.local.controller.loop import Controller
+
+MAX_FORM_BYTES = 4096
+HISTORY = 20
+PORTAL_CSP = (
+    b"default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; "
+    b"frame-ancestors 'none'; base-uri 'none'"
+)
+_HEADERS = [
+    *(h for h in SECURITY_HEADERS if h[0] != b"content-security-policy"),
+    (b"content-security-policy", PORTAL_CSP),
+]
+
+
+class PortalGuard:
+    """Host and Origin as the admin API checks them, bounded bodies, strict headers."""
+
+    def __init__(self, app: ASGIApp, policy: GuardPolicy) -> None:
+        self._app = app
+        self._policy = policy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        headers = Headers(scope=scope)
+        try:
+            check_site(headers, self._policy)
+            length = headers.get("content-length", "")
+            if length.isdigit() and int(length) > MAX_FORM_BYTES:
+                raise _too_large()
+        except KaipError as exc:
+            await send_error(send, exc)
+            return
+        received = 0
+
+        async def bounded_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > MAX_FORM_BYTES:
+                    raise _too_large()
+            return message
+
+        async def secured_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *_HEADERS]
+            await send(message)
+
+        await self._app(scope, bounded_receive, secured_send)
+
+
+def _too_large() -> PayloadTooLargeError:
+    return PayloadTooLargeError(f"the portal takes forms of at most {MAX_FORM_BYTES} bytes")
+
+
+def control_port_app(
+    controller: Controller,
+    bearer: Authenticator,
+    policy: GuardPolicy,
+    *,
+    costs: CostBook | None = None,
+    token_file: str = ".kaip/admin.token",
+) -> ASGIApp:
+    """The control port: the admin API under ``/_kaip/``, the portal everywhere else."""
+    admin = ControlGuard(admin_app(controller, costs), bearer, policy)
+    portal = PortalGuard(portal_app(controller, bearer, SessionStore(), token_file), policy)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if scope["type"] == "http" and not (path == "/_kaip" or path.startswith("/_kaip/")):
+            await portal(scope, receive, send)
+        else:
+            await admin(scope, receive, send)
+
+    return app
+
+
+class TrafficReader:
+    """Per-resource requests, error share, p99 bucket and req/s from the gateway's counters."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._last: dict[str, tuple[float, int]] = {}
+
+    def read(self, controller: Controller) -> dict[str, dict[str, Any]]:
+        gateway = controller.gateway
+        signals = gateway.signals if gateway is not None else None
+        if signals is None:
+            return {}
+        totals: dict[str, list[int]] = {}
+        for (_kind, resource, _revision, _owner), record in signals.records():
+            into = totals.setdefault(resource, [0, 0] + [0] * len(record.buckets))
+            into[0] += sum(record.by_class)
+            into[1] += record.by_class[4] + record.by_class[5]
+            for i, count in enumerate(record.buckets):
+                into[2 + i] += count
+        now = self._clock()
+        out: dict[str, dict[str, Any]] = {}
+        for resource, (requests, errors, *buckets) in totals.items():
+            previous = self._last.get(resource)
+            rate = None
+            if previous is not None and now - previous[0] >= 1.0:
+                rate = (requests - previous[1]) / (now - previous[0])
+            if previous is None or rate is not None:
+                self._last[resource] = (now, requests)
+            out[resource] = {
+                "requests": requests,
+                "rate": rate,
+                "error_pct": 100.0 * errors / requests if requests else None,
+                "p99_le_s": _p99_bound(buckets),
+            }
+        return out
+
+
+def _p99_bound(buckets: list[int]) -> float | None:
+    """The upper bound of the histogram bucket the 99th percentile falls in (inf: above all)."""
+    total = sum(buckets)
+    if not total:
+        return None
+    rank, seen = math.ceil(0.99 * total), 0
+    for bound, count in zip((*LATENCY_BUCKETS_S, math.inf), buckets, strict=True):
+        seen += count
+        if seen >= rank:
+            return bound
+    return math.inf
+
+
+def portal_app(
+    controller: Controller, bearer: Authenticator, sessions: SessionStore, token_file: str
+) -> Starlette:
+    traffic = TrafficReader()
+
+    def who(request: Request) -> tuple[Principal | None, str | None]:
+        """The principal (session or bearer) and, for a session, its CSRF token."""
+        session = sessions.find(request.headers)
+        if session is not None:
+            return session.principal, session.csrf
+        return bearer.authenticate(request.headers), None
+
+    def rows() -> list[dict[str, Any]]:
+        numbers = traffic.read(controller)
+        out = []
+        for row in status(controller)["resources"]:
+            run = controller.resources.get(row["name"])
+            owner = run.current.resource.spec.owner if run is not None else ""
+            out.append({**row, "owner": owner, "traffic": numbers.get(row["name"])})
+        return out
+
+    async def catalog(request: Request) -> Response:
+        principal, csrf = who(request)
+        if principal is None:
+            return RedirectResponse("/login", status_code=303)
+        return HTMLResponse(catalog_page(rows(), csrf=csrf))
+
+    async def resource(request: Request) -> Response:
+        principal, csrf = who(request)
+        if principal is None:
+            return RedirectResponse("/login", status_code=303)
+        name = request.path_params["name"]
+        row = next((r for r in rows() if r["name"] == name), None)
+        if row is None:
+            body = "<h1>Not found</h1><p>No Model or App by that name runs here.</p>"
+            return HTMLResponse(page("Not found", body, csrf=csrf), status_code=404)
+        run = controller.resources[name]
+        history = []
+        for record in controller.state.rollouts(run.kind, name, limit=HISTORY):
+            item: dict[str, Any] = asdict(record)
+            item["verdicts"] = [asdict(s) for s in controller.state.steps(record.id)]
+            history.append(item)
+        return HTMLResponse(resource_page(row, history, csrf=csrf))
+
+    async def login_form(request: Request) -> Response:
+        if who(request)[0] is not None:
+            return RedirectResponse("/", status_code=303)
+        return HTMLResponse(login_page(token_file=token_file))
+
+    async def login(request: Request) -> Response:
+        form = await _form(request)
+        if isinstance(form, Response):
+            return form
+        token = form.get("token", "").strip()
+        principal = bearer.authenticate({"authorization": f"Bearer {token}"}) if token else None
+        if principal is None:
+            error = "That is not this run's token: copy it again from the file named below."
+            return HTMLResponse(login_page(error=error, token_file=token_file), status_code=401)
+        sid, _ = sessions.open(principal)
+        answer = RedirectResponse("/", status_code=303)
+        answer.set_cookie(
+            COOKIE, sid, max_age=int(SESSION_TTL_S), path="/", httponly=True, samesite="strict"
+        )
+        return answer
+
+    async def logout(request: Request) -> Response:
+        form = await _form(request)
+        if isinstance(form, Response):
+            return form
+        session = sessions.find(request.headers)
+        if session is None or not csrf_matches(session, form.get("csrf", "")):
+            body = "<h1>Not logged out</h1><p>This form is not from your session's page.</p>"
+            return HTMLResponse(page("Refused", body), status_code=403)
+        sessions.close(request.headers)
+        answer = RedirectResponse("/login", status_code=303)
+        answer.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+        return answer
+
+    async def refused(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, KaipError)
+        return HTMLResponse(page("Refused", f"<h1>{exc.http_status}</h1>"), exc.http_status)
+
+    return Starlette(
+        exception_handlers={KaipError: refused},
+        routes=[
+            Route("/", catalog, methods=["GET"]),
+            Route("/resources/{name}", resource, methods=["GET"]),
+            Route("/login", login_form, methods=["GET"]),
+            Route("/login", login, methods=["POST"]),
+            Route("/logout", logout, methods=["POST"]),
+        ],
+    )
+
+
+async def _form(request: Request) -> Mapping[str, str] | Response:
+    """A urlencoded form's fields (the first value of each), or a 415 page."""
+    media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media != "application/x-www-form-urlencoded":
+        body = "<h1>Unsupported form</h1><p>Send the portal's own form.</p>"
+        return HTMLResponse(page("Refused", body), status_code=415)
+    raw = (await request.body()).decode("utf-8", errors="replace")
+    try:
+        fields = parse_qs(raw, keep_blank_values=True, max_num_fields=8)
+    except ValueError:
+        return HTMLResponse(page("Refused", "<h1>Too many fields</h1>"), status_code=400)
+    return {key: values[0] for key, values in fields.items() if values}

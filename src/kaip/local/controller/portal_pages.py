@@ -1,0 +1,180 @@
+"""The portal's pages as HTML: the catalog, one resource with its rollout history, the login form.
+
+Pure rendering from plain data (what :mod:`~kaip.local.controller.portal_data` gathers): every
+value from a spec, the state or a request is escaped with :func:`html.escape`, and the pages
+carry no script at all (the portal's Content-Security-Policy allows none). Never reads state and
+never decides anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from html import escape
+from typing import Any
+from urllib.parse import quote
+
+STYLE = """
+body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#1b1f24;background:#f6f8fa}
+header{background:#24292f;color:#fff;padding:.6em 1.2em;display:flex;gap:1em;align-items:center}
+header a{color:#fff;text-decoration:none;font-weight:600}header form{margin-left:auto}
+main{padding:1em 1.2em}table{border-collapse:collapse;background:#fff;width:100%}
+th,td{border:1px solid #d0d7de;padding:.35em .6em;text-align:left;vertical-align:top}
+th{background:#eaeef2}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.ok{color:#1a7f37}.bad{color:#cf222e}.muted{color:#57606a}
+.login{max-width:28em;margin:3em auto;background:#fff;padding:1.5em;border:1px solid #d0d7de}
+input[type=password]{width:100%;box-sizing:border-box;padding:.4em}.error{color:#cf222e}
+"""
+
+
+def _e(value: object) -> str:
+    return escape(str(value), quote=True)
+
+
+def page(title: str, body: str, *, csrf: str | None = None) -> str:
+    """A whole page; with ``csrf`` (a session's), the header has a log-out button."""
+    logout = (
+        '<form method="post" action="/logout">'
+        f'<input type="hidden" name="csrf" value="{_e(csrf)}">'
+        '<button type="submit">Log out</button></form>'
+        if csrf is not None
+        else ""
+    )
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_e(title)} · kaip</title><style>{STYLE}</style></head><body>"
+        f'<header><a href="/">kaip portal</a>{logout}</header><main>{body}</main></body></html>'
+    )
+
+
+def login_page(*, error: str | None = None, token_file: str = ".kaip/admin.token") -> str:
+    problem = f'<p class="error" role="alert">{_e(error)}</p>' if error else ""
+    body = (
+        '<div class="login"><h1>Log in</h1>'
+        f"<p>Paste this run's token: the contents of <code>{_e(token_file)}</code>.</p>{problem}"
+        '<form method="post" action="/login"><label for="token">Token</label>'
+        '<input id="token" name="token" type="password" autocomplete="off" required>'
+        '<p><button type="submit">Log in</button></p></form></div>'
+    )
+    return page("Log in", body)
+
+
+def _num(value: float | None, fmt: str, unit: str = "") -> str:
+    return "—" if value is None else f"{value:{fmt}}{unit}"
+
+
+def _weights(weights: Mapping[str, int]) -> str:
+    return ", ".join(f"rev {_e(rev)}: {int(w)} %" for rev, w in weights.items())
+
+
+def _health(row: Mapping[str, Any]) -> str:
+    if row["ready"]:
+        return '<span class="ok">ready</span>'
+    return '<span class="bad">not ready</span>'
+
+
+def _phases(replicas: Sequence[Mapping[str, Any]]) -> str:
+    counts: dict[str, int] = {}
+    for replica in replicas:
+        counts[replica["phase"]] = counts.get(replica["phase"], 0) + 1
+    return ", ".join(f"{n} {_e(p)}" for p, n in sorted(counts.items())) or "none"
+
+
+def catalog_page(rows: Iterable[Mapping[str, Any]], *, csrf: str | None) -> str:
+    """Every Model and App: kind, owner, revisions and weights, health, replicas, traffic."""
+    head = (
+        "<tr><th>Name</th><th>Kind</th><th>Owner</th><th>Revisions (weights)</th>"
+        "<th>Health</th><th>Replicas</th><th>Requests</th><th>req/s</th><th>p99</th>"
+        "<th>Errors</th></tr>"
+    )
+    lines = []
+    for row in rows:
+        traffic = row.get("traffic") or {}
+        lines.append(
+            "<tr>"
+            f'<td><a href="/resources/{_e(quote(row["name"], safe=""))}">{_e(row["name"])}</a></td>'
+            f"<td>{_e(row['kind'])}</td><td>{_e(row['owner'])}</td>"
+            f"<td>{_weights(row['weights'])}</td><td>{_health(row)}</td>"
+            f"<td>{len(row['replicas'])} of {int(row['desired'])}: {_phases(row['replicas'])}</td>"
+            f'<td class="num">{_num(traffic.get("requests"), "d")}</td>'
+            f'<td class="num">{_num(traffic.get("rate"), ".2f")}</td>'
+            f'<td class="num">{_p99(traffic.get("p99_le_s"))}</td>'
+            f'<td class="num">{_num(traffic.get("error_pct"), ".1f", " %")}</td>'
+            "</tr>"
+        )
+    table = (
+        f"<table><thead>{head}</thead><tbody>{''.join(lines)}</tbody></table>"
+        if lines
+        else "<p>Nothing is deployed: <code>kaip deploy PATH</code> adds Models and Apps.</p>"
+    )
+    note = (
+        '<p class="muted">Traffic is counted by the gateway since <code>kaip up</code> started;'
+        " req/s is over the time since this page was last loaded; p99 is the histogram bucket"
+        " it falls in; errors are 5xx answers and requests cut short.</p>"
+    )
+    return page("Catalog", f"<h1>Catalog</h1>{table}{note}", csrf=csrf)
+
+
+def _p99(bound: float | None) -> str:
+    if bound is None:
+        return "—"
+    if bound == float("inf"):
+        return "&gt; 10 s"
+    return f"≤ {bound * 1000:g} ms"
+
+
+def _when(at: float | None) -> str:
+    if at is None:
+        return "—"
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def resource_page(
+    row: Mapping[str, Any], history: Sequence[Mapping[str, Any]], *, csrf: str | None
+) -> str:
+    """One resource: its revisions, replicas and rollout history with every verdict."""
+    name = row["name"]
+    replicas = "".join(
+        f"<tr><td>{_e(r['id'])}</td><td>{_e(r['revision'])}</td><td>{_e(r['phase'])}</td>"
+        f'<td>{_e(r["health"])}</td><td class="num">{int(r["restarts"])}</td>'
+        f'<td class="num">{_e(r["port"])}</td><td>{"yes" if r["routed"] else "no"}</td></tr>'
+        for r in row["replicas"]
+    )
+    rollouts = []
+    for item in history:
+        verdicts = "".join(
+            f"<li>step {int(s['step_index']) + 1} at {int(s['weight'])} %: "
+            f"<strong>{_e(s['action'])}</strong> — {_e(s['reason'])} "
+            f'<span class="muted">(canary {int(s["canary_requests"])} requests, '
+            f"{int(s['canary_errors'])} errors, p99 {_num(s['canary_p99_ms'], '.1f', ' ms')}; "
+            f"stable {int(s['stable_requests'])} requests, {int(s['stable_errors'])} errors, "
+            f"p99 {_num(s['stable_p99_ms'], '.1f', ' ms')}; {_when(s['at'])})</span></li>"
+            for s in item["verdicts"]
+        )
+        rollouts.append(
+            f'<tr><td class="num">{int(item["id"])}</td>'
+            f"<td>rev {_e(item['from_revision'])} → rev {_e(item['to_revision'])}</td>"
+            f"<td>{_e(item['strategy'])}</td><td>{_e(item['status'])}</td>"
+            f"<td>{_when(item['started_at'])}</td><td>{_when(item['finished_at'])}</td>"
+            f"<td>{_e(item['reason'])}<ul>{verdicts}</ul></td></tr>"
+        )
+    history_html = (
+        "<table><thead><tr><th>#</th><th>Change</th><th>Strategy</th><th>Status</th>"
+        "<th>Started</th><th>Finished</th><th>Verdicts</th></tr></thead>"
+        f"<tbody>{''.join(rollouts)}</tbody></table>"
+        if rollouts
+        else "<p>No rollouts yet: the first deploy of a resource is not one.</p>"
+    )
+    canary = f", canary rev {_e(row['canary'])}" if row.get("canary") else ""
+    body = (
+        f"<h1>{_e(row['kind'])} {_e(name)}</h1>"
+        f"<p>Owner <strong>{_e(row['owner'])}</strong> · stable rev {_e(row['stable'])}{canary}"
+        f" · weights {_weights(row['weights'])} · {_health(row)}</p>"
+        f"<p>Endpoint: <code>{_e(row['url'])}</code></p>"
+        "<h2>Replicas</h2><table><thead><tr><th>Id</th><th>Revision</th><th>Phase</th>"
+        "<th>Health</th><th>Restarts</th><th>Port</th><th>Routed</th></tr></thead>"
+        f"<tbody>{replicas}</tbody></table>"
+        f"<h2>Rollouts</h2>{history_html}"
+    )
+    return page(f"{row['kind']} {name}", body, csrf=csrf)
