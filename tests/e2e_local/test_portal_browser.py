@@ -10,7 +10,6 @@ its health and the requests the gateway counted for it. The session cookie is ``
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
@@ -62,7 +61,7 @@ def test_a_browser_logs_in_and_sees_the_catalog(platform: LocalPlatform) -> None
             cells = [c.strip() for c in row.locator("td").all_inner_texts()]
             print("\ncatalog row:", cells)
             assert cells[1:3] == ["Model", "e2e"]
-            assert cells[3] == "rev 1: 100 %"
+            assert cells[3] == f"rev {platform.resource('echo')['stable']}: 100 %"
             assert cells[4] == "ready"
             assert int(cells[6]) >= REQUESTS
             assert cells[9] == "0.0 %"
@@ -71,11 +70,10 @@ def test_a_browser_logs_in_and_sees_the_catalog(platform: LocalPlatform) -> None
             assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
             assert "kaip_portal" not in page.evaluate("document.cookie")
 
-            page.click("text=echo")
+            row.locator("a").click()
             page.wait_for_url(f"{platform.admin_url}/resources/echo")
             assert page.locator("h1").inner_text() == "Model echo"
-            replicas: Any = page.locator("h2", has_text="Replicas").count()
-            assert replicas == 1
+            assert page.locator("h2", has_text="Replicas").count() == 1
 
             page.click("text=Log out")
             page.wait_for_url(f"{platform.admin_url}/login")

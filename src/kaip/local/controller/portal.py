@@ -63,8 +63,9 @@ PORTAL_CSP = (
     b"frame-ancestors 'none'; base-uri 'none'"
 )
 _HEADERS = [
-    *(h for h in SECURITY_HEADERS if h[0] != b"content-security-policy"),
+    *(h for h in SECURITY_HEADERS if h[0] not in {b"content-security-policy", b"referrer-policy"}),
     (b"content-security-policy", PORTAL_CSP),
+    (b"referrer-policy", b"same-origin"),  # "no-referrer" makes a form's Origin "null"
 ]
 
 
