@@ -130,5 +130,8 @@ def test_the_traffic_port_serves_no_admin_api_and_names_the_control_port() -> No
                 answer = await client.request(method, "/_kaip/deploy", json={"paths": ["/x"]})
                 assert answer.status_code == 404
                 assert "http://127.0.0.1:8181/_kaip/" in answer.json()["error"]
+            root = await client.get("/")  # the portal lives on the control port
+            assert root.status_code == 307
+            assert root.headers["location"] == "http://127.0.0.1:8181/"
 
     run(scenario())
