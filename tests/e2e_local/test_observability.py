@@ -137,6 +137,7 @@ def test_kaip_profile_of_a_replica_under_load_shows_its_predict_path(
         wait_for(lambda: load.counts()[0] >= 5, "traffic on the replica")
         out = tmp_path / "echo.speedscope.json"
         result = platform.cli("profile", "echo", "--seconds", "3", "-o", str(out))
+        screen = platform.cli("top", "--iterations", "1", "--interval", "1")
     finally:
         ok, failed = load.stop()
     assert result.returncode == 0, result.stderr
@@ -147,3 +148,5 @@ def test_kaip_profile_of_a_replica_under_load_shows_its_predict_path(
     names = {frame["name"] for frame in doc["shared"]["frames"]}
     assert "Spin.predict" in names and doc["profiles"][0]["type"] == "sampled"
     assert "Spin.predict" in result.stdout
+    assert screen.returncode == 0, screen.stderr
+    assert "echo" in screen.stdout and "req/s" in screen.stdout and "1/1" in screen.stdout

@@ -18,6 +18,7 @@ from kaip.cli import (
     render,
     serve,
     spec_commands,
+    top,
     training,
 )
 from kaip.cli.lineage import lineage
@@ -55,6 +56,7 @@ app.command()(kube_commands.delete)
 app.command()(operator.operator)
 app.command()(cost.cost)
 app.command()(profile.profile)
+app.command()(top.top)
 local.register(app)
 training.register(app)
 app.command()(lineage)
