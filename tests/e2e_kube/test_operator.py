@@ -949,3 +949,76 @@ def test_the_operator_was_never_forbidden(env: Env) -> None:
         and not restarting(line)
     ]
     assert not denied, "\n".join(denied[-20:])
+
+
+PAUSED_MODEL = MODEL.replace("- {{weight: 60, pauseSeconds: 2}}", "- {{weight: 60, pause: {{}}}}")
+
+
+def kaip_rollout(env: Env, *args: str) -> subprocess.CompletedProcess[str]:
+    """``kaip rollout ARGS -n NS --kubeconfig ADMIN``, as a person with kubectl rights runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "kaip.cli", "rollout", *args, "-n", env.namespace,
+         "--kubeconfig", str(env.plane.kubeconfig)],
+        capture_output=True, text=True, timeout=180, check=False,
+        env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+
+
+def test_promote_at_a_pause_abort_and_undo_through_the_cli_act_on_the_operator(env: Env) -> None:
+    healthy = RevisionMetrics(100, 0, 20.0)
+    env.apply(PAUSED_MODEL.format(name="gate", batch=64))
+    stable = env.wait_for("model", "gate", "Ready", lambda m: current_and(m, "Ready", "True"))
+    first = stable["status"]["rollout"]["stable"]["revision"]
+    env.prometheus.numbers[first] = healthy
+    idle = kaip_rollout(env, "promote", "gate")
+    assert idle.returncode == 1 and "has no rollout in progress" in idle.stderr, idle.stderr
+
+    # a manual pause holds until promote, which releases it; the canary then goes on to 100%
+    env.apply(PAUSED_MODEL.format(name="gate", batch=8))
+    started = env.wait_for("model", "gate", "canary started", canary_step)
+    second = started["status"]["rollout"]["canary"]["revision"]
+    env.prometheus.numbers[second] = healthy
+
+    def paused(m: dict[str, Any]) -> bool:
+        decision = m["status"]["rollout"].get("lastDecision") or {}
+        return canary_step(m) == 2 and "waiting for `kaip rollout promote`" in decision.get(
+            "reason", ""
+        )
+
+    env.wait_for("model", "gate", "held at the pause", paused)
+    status = kaip_rollout(env, "status", "gate")
+    assert status.returncode == 0, status.stderr
+    assert f"Model gate: {first} -> {second}, step 2/3 at 60%: hold: paused at 60%" in status.stdout
+    promoted = kaip_rollout(env, "promote", "gate")
+    assert promoted.returncode == 0, promoted.stdout + promoted.stderr
+    assert "pause released by " in promoted.stdout and "advance: " in promoted.stdout
+    watched = kaip_rollout(env, "status", "gate", "--watch", "--timeout", "3m")
+    assert watched.returncode == 0, watched.stdout + watched.stderr
+    assert f"{second} promoted" in watched.stdout
+    assert weights(env, "gate") == [100]
+
+    # abort: the next canary ends at once, stable keeps everything; --watch exits 5
+    env.apply(PAUSED_MODEL.format(name="gate", batch=4))
+    third = env.wait_for("model", "gate", "canary started", canary_step)
+    third_rev = third["status"]["rollout"]["canary"]["revision"]
+    aborted = kaip_rollout(env, "abort", "gate")
+    assert aborted.returncode == 0, aborted.stdout + aborted.stderr
+    assert f"rollout of {third_rev} aborted by " in aborted.stdout
+    assert f"stable stays {second}" in aborted.stdout
+    judged = kaip_rollout(env, "status", "gate", "--watch")
+    assert judged.returncode == 5, judged.stdout + judged.stderr
+    assert "CanaryAborted" in events(env, "gate")
+
+    # undo: the spec of the revision before stable comes back and rolls out as a canary
+    env.apply(PAUSED_MODEL.format(name="gate", batch=8))  # the stable spec again: settled
+    env.wait_for("model", "gate", "settled", lambda m: canary_step(m) == 0)
+    undone = kaip_rollout(env, "undo", "gate")
+    assert undone.returncode == 0, undone.stdout + undone.stderr
+    assert f"undo: Model gate: rolling out revision {first} over {second}" in undone.stdout
+    back = env.wait_for("model", "gate", "canary of the old revision", canary_step)
+    assert back["status"]["rollout"]["canary"]["revision"] == first
+    assert back["spec"]["serve"]["batching"]["maxBatchSize"] == 64
+    full = kaip_rollout(env, "promote", "gate", "--full")
+    assert full.returncode == 0, full.stdout + full.stderr
+    assert f"promoted to revision {first}" in full.stdout
+    env.wait_for("model", "gate", "undone", lambda m: live(m) == [first])

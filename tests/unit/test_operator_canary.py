@@ -3,7 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 from kaip.errors import MetricsError
-from kaip.kube.operator.canary import RolloutState, Served, progress
+from kaip.kube.operator.canary import COMMAND_ANNOTATION, Command, RolloutState, Served, progress
 from kaip.kube.operator.metrics import RevisionMetrics, StaticMetrics
 from kaip.plan import revision_id
 from kaip.spec import Model, load_text
@@ -151,3 +151,75 @@ def test_a_canary_without_traffic_is_aborted_at_its_progress_deadline() -> None:
     assert moved.live == (("stable", 100),)
     assert moved.state.rolled_back == revision_id(new)
     assert (moved.state.rolled_back_reason or "").startswith("aborted: no evidence by")
+
+
+PAUSED = SPEC.replace("{weight: 50, pauseSeconds: 10}", "{weight: 50, pause: {}}")
+
+
+def paused_model(batch: int = 64) -> Served:
+    text = PAUSED + f"  serve: {{batching: {{maxBatchSize: {batch}}}}}\n"
+    resource = load_text(text).documents[0].resource
+    assert isinstance(resource, Model)
+    return resource
+
+
+def at_the_pause() -> tuple[RolloutState, Served, StaticMetrics]:
+    old, new = paused_model(), paused_model(batch=8)
+    metrics = StaticMetrics({revision_id(new): healthy(), revision_id(old): healthy()})
+    state = progress(None, old, T0, measure(metrics)).state
+    state = progress(state, new, T0, measure(metrics)).state  # start at 10%
+    state = progress(state, new, T0 + timedelta(seconds=11), measure(metrics)).state  # to 50%
+    assert state.canary is not None and state.canary.step == 1
+    return state, new, metrics
+
+
+def cmd(action: str, revision: str, id: str = "c1") -> Command:
+    raw = {COMMAND_ANNOTATION: Command(id, action, revision, "ann").to_annotation()}
+    parsed = Command.from_annotations(raw)
+    assert parsed is not None
+    return parsed
+
+
+def test_a_manual_pause_holds_until_a_promote_command_releases_it_once() -> None:
+    state, new, metrics = at_the_pause()
+    later = T0 + timedelta(days=3)
+    held = progress(state, new, later, measure(metrics))
+    assert held.decision is not None and held.decision.action == "hold"
+    assert "waiting for `kaip rollout promote`" in held.decision.reason
+    released = progress(state, new, later, measure(metrics), cmd("promote", revision_id(new)))
+    assert released.decision is not None and released.decision.action == "promote"
+    assert "released by ann" in released.decision.reason
+    assert released.state.stable_revision == revision_id(new)
+    assert released.state.previous_revision == state.stable_revision
+    assert released.state.last_command == "c1"
+    saved = RolloutState.from_status(released.state.to_status())
+    assert saved == released.state  # previous and lastCommand survive a restart
+
+
+def test_abort_and_promote_full_act_at_once_and_only_on_the_canary_they_name() -> None:
+    state, new, metrics = at_the_pause()
+    canary = revision_id(new)
+    other = progress(state, new, T0, measure(metrics), cmd("abort", "0123456789"))
+    assert other.state.canary is not None and other.state.last_command == "c1"  # ignored
+    aborted = progress(state, new, T0, measure(metrics), cmd("abort", canary, "c2"))
+    assert aborted.decision is not None and aborted.decision.action == "abort"
+    assert aborted.state.rolled_back == canary and aborted.state.canary is None
+    assert aborted.state.rolled_back_reason == "aborted by ann"
+    done = progress(aborted.state, new, T0, measure(metrics), cmd("abort", canary, "c2"))
+    assert done.decision is None  # the same command id is not acted on twice
+    full = progress(state, new, T0, measure(metrics), cmd("promote-full", canary, "c3"))
+    assert full.decision is not None and full.decision.action == "promote"
+    assert full.state.stable_revision == canary
+
+
+def test_a_malformed_command_is_ignored() -> None:
+    bad = [
+        "not json",
+        "[]",
+        '{"id": "x", "action": "delete", "revision": "r", "by": "a"}',
+        '{"id": "", "action": "abort", "revision": "r", "by": "a"}',
+        "x" * 5000,
+    ]
+    for raw in bad:
+        assert Command.from_annotations({COMMAND_ANNOTATION: raw}) is None
+    assert Command.from_annotations(None) is None

@@ -17,7 +17,7 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 import typer
@@ -41,7 +41,17 @@ from kaip.local.state import Commit
 from kaip.settings import Settings, load_settings
 from kaip.spec import load_paths
 
+if TYPE_CHECKING:
+    from kaip.cli.rollout_kube import ClusterRollouts
+
 DETACH_TIMEOUT_SECONDS = 180.0
+ClusterKubeconfig = typer.Option(
+    None, "--kubeconfig", help="act on the operator's resource in this cluster (not kaip up)"
+)
+ClusterContext = typer.Option(None, "--context", help="kubeconfig context (with a cluster)")
+ClusterNamespace = typer.Option(
+    None, "--namespace", "-n", help="the resource's namespace on the cluster (implies a cluster)"
+)
 rollout_app = typer.Typer(help="Watch, promote, abort or undo a rollout.", no_args_is_help=True)
 
 
@@ -333,15 +343,25 @@ def rollout_status(
     timeout: str = typer.Option(
         DEFAULT_TIMEOUT, "--timeout", help="with --watch: give up after this long (90s, 10m, 1h)"
     ),
+    kubeconfig: str | None = ClusterKubeconfig,
+    context: str | None = ClusterContext,
+    namespace: str | None = ClusterNamespace,
 ) -> None:
     """Where the rollout of NAME stands, and its past verdicts (with -w, follow it to the end).
 
     With --watch, the exit code is the outcome of the running rollout, or of the latest one
     when none runs: 0 promoted, 4 rolled back, 5 aborted or superseded, 6 still running at
-    --timeout.
+    --timeout. With -n or --kubeconfig, the same for the operator's resource on a cluster.
     """
-    settings = load_settings()
     timeout_seconds = parse_timeout(timeout)
+    cluster = _cluster(name, kubeconfig, context, namespace)
+    if cluster is not None:
+        if watch:
+            cluster.watch(timeout_seconds)
+        else:
+            cluster.say(cluster.line(cluster.body()))
+        return
+    settings = load_settings()
     answer = admin_client.call(settings, "GET", f"/_kaip/rollouts/{name}")
     _print_rollout(name, answer, history=True)
     if not watch:
@@ -381,12 +401,19 @@ def _print_rollout(name: str, answer: dict[str, Any], *, history: bool) -> None:
 def rollout_promote(
     name: str = typer.Argument(..., help="Model or App name"),
     full: bool = typer.Option(False, "--full", help="skip every remaining step, even a pause"),
+    kubeconfig: str | None = ClusterKubeconfig,
+    context: str | None = ClusterContext,
+    namespace: str | None = ClusterNamespace,
 ) -> None:
     """Release the manual pause the rollout of NAME waits at; else promote it to stable now.
 
     At a step with `pause: {}` the rollout goes on to its next step (the gates still judge
     it); anywhere else, or with --full, the canary becomes stable at once.
     """
+    cluster = _cluster(name, kubeconfig, context, namespace)
+    if cluster is not None:
+        cluster.say(cluster.command("promote-full" if full else "promote", who()))
+        return
     answer = admin_client.call(load_settings(), "POST", f"/_kaip/rollouts/{name}/promote",
                                {"who": who(), "full": full})  # fmt: skip
     stdout.print(answer["message"], markup=False)
@@ -398,12 +425,20 @@ def rollout_undo(
     to_revision: str | None = typer.Option(
         None, "--to-revision", "-r", help="revision (or unique prefix) to go back to"
     ),
+    kubeconfig: str | None = ClusterKubeconfig,
+    context: str | None = ClusterContext,
+    namespace: str | None = ClusterNamespace,
 ) -> None:
     """Roll out the revision before the stable one of NAME again (or --to-revision R).
 
     The old revision goes through the rollout's steps and gates like any new one; follow it
-    with `kaip rollout status NAME --watch`.
+    with `kaip rollout status NAME --watch`. On a cluster (-n, --kubeconfig) the spec of the
+    revision before stable is written back to the resource.
     """
+    cluster = _cluster(name, kubeconfig, context, namespace)
+    if cluster is not None:
+        cluster.say(cluster.undo(to_revision))
+        return
     body: dict[str, Any] = {"who": who()}
     if to_revision is not None:
         body["to_revision"] = to_revision
@@ -412,11 +447,32 @@ def rollout_undo(
 
 
 @rollout_app.command("abort")
-def rollout_abort(name: str = typer.Argument(..., help="Model or App name")) -> None:
+def rollout_abort(
+    name: str = typer.Argument(..., help="Model or App name"),
+    kubeconfig: str | None = ClusterKubeconfig,
+    context: str | None = ClusterContext,
+    namespace: str | None = ClusterNamespace,
+) -> None:
     """Stop the rollout of NAME and send all traffic back to the stable revision."""
+    cluster = _cluster(name, kubeconfig, context, namespace)
+    if cluster is not None:
+        cluster.say(cluster.command("abort", who()))
+        return
     answer = admin_client.call(load_settings(), "POST", f"/_kaip/rollouts/{name}/abort",
                                {"who": who()})  # fmt: skip
     stdout.print(answer["message"], markup=False)
+
+
+def _cluster(
+    name: str, kubeconfig: str | None, context: str | None, namespace: str | None
+) -> ClusterRollouts | None:
+    """The cluster's rollout of NAME when a cluster flag was given, else None (kaip up's)."""
+    if kubeconfig is None and context is None and namespace is None:
+        return None
+    from kaip.cli.rollout_kube import ClusterRollouts, connect, namespace_of
+
+    session = connect(kubeconfig, context)
+    return ClusterRollouts(session, namespace_of(session, namespace), name)
 
 
 def register(app: typer.Typer) -> None:

@@ -67,6 +67,9 @@ class CanaryState(StatusModel):
     revision: str
     step: int = Field(ge=0)
     step_started_at: datetime
+    released_by: str | None = Field(
+        None, max_length=200, description="who released this step's manual pause (promote)"
+    )
 
 
 class RolledBack(StatusModel):
@@ -91,6 +94,14 @@ class RolloutStatus(StatusModel):
     canary: CanaryState | None = None
     rolled_back: RolledBack | None = None
     last_decision: RolloutDecision | None = None
+    last_command: str | None = Field(
+        None,
+        max_length=200,
+        description="the id of the last kaip.dev/rollout-command annotation acted on",
+    )
+    previous: StableState | None = Field(
+        None, description="the revision stable before the last promotion: what undo restores"
+    )
 
 
 class ResourceStatus(StatusModel):

@@ -7,15 +7,24 @@ since the current step began, asks :func:`kaip.policy.rollout` for the verdict (
 ``kaip up`` uses locally) and returns the new state, the live revisions with their weights, and
 the decision to record as an Event.
 
+Commands from ``kaip rollout promote|abort NAME --kubeconfig`` arrive as the annotation
+:data:`COMMAND_ANNOTATION` on the resource (JSON: ``id``, ``action`` -- ``promote``,
+``promote-full`` or ``abort`` --, the canary ``revision`` it is meant for and ``by``); each id is
+acted on once (``status.rollout.lastCommand`` records it) and only for the canary it names, so
+a command typed for an earlier canary never moves a later one. The operator never writes
+the annotation. ``status.rollout.previous`` keeps the revision stable before the last promotion,
+with its spec, for ``kaip rollout undo``.
+
 Pure but for ``measure``, the injected callable that reads the metrics source.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from kaip.errors import MetricsError
 from kaip.kube.operator.conditions import rfc3339
@@ -27,6 +36,43 @@ from kaip.spec import App, Model
 Served = Model | App
 Measure = Callable[[str, float], RevisionMetrics]
 """(revision, window in seconds) -> what that revision served over the window."""
+COMMAND_ANNOTATION: Final = "kaip.dev/rollout-command"
+COMMAND_ACTIONS: Final = ("promote", "promote-full", "abort")
+MAX_COMMAND_CHARS: Final = 1024
+
+
+@dataclass(frozen=True)
+class Command:
+    """A person's word on the canary, read from :data:`COMMAND_ANNOTATION`."""
+
+    id: str
+    action: str
+    revision: str
+    by: str
+
+    @classmethod
+    def from_annotations(cls, annotations: Mapping[str, Any] | None) -> Command | None:
+        """The command in the annotations, or None when there is none or it is malformed."""
+        raw = (annotations or {}).get(COMMAND_ANNOTATION)
+        if not isinstance(raw, str) or len(raw) > MAX_COMMAND_CHARS:
+            return None
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            return None
+        if not isinstance(data, dict):
+            return None
+        fields = [data.get(k) for k in ("id", "action", "revision", "by")]
+        if not all(isinstance(f, str) and f for f in fields):
+            return None
+        if data["action"] not in COMMAND_ACTIONS:
+            return None
+        return cls(*(str(f)[:200] for f in fields))
+
+    def to_annotation(self) -> str:
+        return json.dumps(
+            {"id": self.id, "action": self.action, "revision": self.revision, "by": self.by}
+        )
 
 
 @dataclass(frozen=True)
@@ -34,6 +80,8 @@ class Canary:
     revision: str
     step: int
     step_started_at: datetime
+    released_by: str = ""
+    """Who released the manual pause of this step (``kaip rollout promote``)."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +94,11 @@ class RolloutState:
     canary: Canary | None = None
     rolled_back: str | None = None
     rolled_back_reason: str = ""
+    last_command: str = ""
+    """The id of the last command acted on (or ignored): each is read once."""
+    previous_revision: str | None = None
+    previous_spec: Mapping[str, Any] | None = None
+    """The revision stable before the last promotion, and its spec: what undo goes back to."""
 
     def to_status(self) -> dict[str, Any]:
         status: dict[str, Any] = {
@@ -56,6 +109,15 @@ class RolloutState:
                 "revision": self.canary.revision,
                 "step": self.canary.step,
                 "stepStartedAt": rfc3339(self.canary.step_started_at),
+            }
+            if self.canary.released_by:
+                status["canary"]["releasedBy"] = self.canary.released_by
+        if self.last_command:
+            status["lastCommand"] = self.last_command
+        if self.previous_revision is not None and self.previous_spec is not None:
+            status["previous"] = {
+                "revision": self.previous_revision,
+                "spec": dict(self.previous_spec),
             }
         if self.rolled_back is not None:
             status["rolledBack"] = {
@@ -73,6 +135,7 @@ class RolloutState:
             stable = status["stable"]
             canary = status.get("canary")
             rolled = status.get("rolledBack") or {}
+            previous = status.get("previous") or {}
             return cls(
                 stable_revision=str(stable["revision"]),
                 stable_spec=dict(stable["spec"]),
@@ -84,9 +147,13 @@ class RolloutState:
                     step_started_at=datetime.fromisoformat(
                         str(canary["stepStartedAt"]).replace("Z", "+00:00")
                     ),
+                    released_by=str(canary.get("releasedBy", "")),
                 ),
                 rolled_back=str(rolled["revision"]) if rolled.get("revision") else None,
                 rolled_back_reason=str(rolled.get("reason", "")),
+                last_command=str(status.get("lastCommand", "")),
+                previous_revision=str(previous["revision"]) if previous.get("revision") else None,
+                previous_spec=dict(previous["spec"]) if previous.get("spec") else None,
             )
         except (KeyError, TypeError, ValueError):
             return None
@@ -154,8 +221,12 @@ def progress(
     desired: Served,
     now: datetime,
     measure: Measure,
+    command: Command | None = None,
 ) -> Progress:
-    """One tick of the rollout towards ``desired`` (the resource as its spec says now)."""
+    """One tick of the rollout towards ``desired`` (the resource as its spec says now).
+
+    ``command`` is the person's word from the resource's annotation, if any (see the module).
+    """
     revision = revision_id(desired)
     rollout_spec = desired.spec.rollout
     if state is None:
@@ -176,7 +247,12 @@ def progress(
             "start", f"canary {revision} at {steps[0].weight}%", revision, {"step": 1}
         )
         return Progress(started, _weights(steps[0].weight), decision, _summary(started, steps))
+    if command is not None and command.id != state.last_command:
+        state, ordered = _obey(replace(state, last_command=command.id), desired, command)
+        if ordered is not None:
+            return ordered
     canary = state.canary
+    assert canary is not None
     seconds = max(0.0, (now - canary.step_started_at).total_seconds())
     window = max(1.0, seconds)
     try:
@@ -197,6 +273,7 @@ def progress(
         slo=desired.spec.slo if isinstance(desired, Model) else None,
         progress_deadline_seconds=rollout_spec.progress_deadline_seconds,
         on_no_evidence=rollout_spec.no_evidence,
+        released_by=canary.released_by,
     )
     evidence = {
         "step": canary.step + 1,
@@ -215,11 +292,51 @@ def progress(
             moved, _weights(steps[canary.step + 1].weight), decision, _summary(moved, steps)
         )
     if verdict.action == "promote":
-        return Progress(RolloutState(revision, _spec(desired)), (("stable", 100),), decision, None)
+        return Progress(_promoted(state, desired, revision), (("stable", 100),), decision, None)
     # rollback or abort: either way the new revision is not tried again until the spec changes
     why = verdict.reason if verdict.action == "rollback" else f"aborted: {verdict.reason}"
     rolled = replace(state, canary=None, rolled_back=revision, rolled_back_reason=why)
     return Progress(rolled, (("stable", 100),), decision, None)
+
+
+def _promoted(state: RolloutState, desired: Served, revision: str) -> RolloutState:
+    return RolloutState(
+        revision,
+        _spec(desired),
+        last_command=state.last_command,
+        previous_revision=state.stable_revision,
+        previous_spec=state.stable_spec,
+    )
+
+
+def _obey(
+    state: RolloutState, desired: Served, command: Command
+) -> tuple[RolloutState, Progress | None]:
+    """Act on ``command``: the state to go on with, and a Progress when it ends the tick.
+
+    A command for another canary is ignored (it was typed before this one started). Promote at
+    a manual pause releases it (the policy then passes the step, as locally); anywhere else, or
+    as ``promote-full``, it promotes at once. Abort ends the canary as the policy's abort does.
+    """
+    canary = state.canary
+    assert canary is not None
+    if command.revision != canary.revision:
+        return state, None
+    revision = canary.revision
+    steps = desired.spec.rollout.steps
+    step = steps[min(canary.step, len(steps) - 1)]
+    evidence = {"step": canary.step + 1, "by": command.by}
+    if command.action == "abort":
+        reason = f"aborted by {command.by}"
+        rolled = replace(state, canary=None, rolled_back=revision, rolled_back_reason=reason)
+        return rolled, Progress(
+            rolled, (("stable", 100),), Decision("abort", reason, revision, evidence), None
+        )
+    if command.action == "promote" and step.pause is not None:
+        return replace(state, canary=replace(canary, released_by=command.by)), None
+    promoted = _promoted(state, desired, revision)
+    decision = Decision("promote", f"promoted by {command.by}", revision, evidence)
+    return promoted, Progress(promoted, (("stable", 100),), decision, None)
 
 
 def _weights(canary_weight: int) -> tuple[tuple[str, int], ...]:

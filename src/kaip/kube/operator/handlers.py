@@ -7,9 +7,11 @@ when it is not running. Every pass is the same
 :meth:`~kaip.kube.operator.reconcile.Reconciler.reconcile` under a per-resource lock. It starts
 on:
 
-* an event of the resource itself whose *intent* changed: its generation (the spec), its labels
-  or its user annotations, or the first sight of it (a new resource, or every resource once when
-  the operator starts). The operator's own status writes change none of these and cost nothing;
+* an event of the resource itself whose *intent* changed: its generation (the spec), its labels,
+  its user annotations or a rollout command (``kaip.dev/rollout-command``, written by ``kaip
+  rollout promote|abort``; see :mod:`.canary`), or the first sight of it (a new resource, or
+  every resource once when the operator starts). The operator's own status writes change none
+  of these and cost nothing;
 * an event of a workload it owns: the Deployments (``apps/v1``) and Jobs (``batch/v1``)
   labelled ``app.kubernetes.io/managed-by=kaip`` (a server-side label selector) whose
   controller ownerReference is a ``kaip.dev`` resource. The reconciler's ledger
@@ -39,6 +41,7 @@ import kopf
 
 from kaip.errors import KubeError
 from kaip.kube.client import MANAGED_BY_LABEL, PART_OF_LABEL
+from kaip.kube.operator.canary import COMMAND_ANNOTATION
 from kaip.kube.operator.owned import Verdict, owner_of
 from kaip.kube.operator.reconcile import PROGRESS, Outcome, Reconciler, pace, user_annotations
 from kaip.kube.operator.schedule import Key, Schedule
@@ -61,10 +64,13 @@ def backoff(retry: int) -> float:
 
 
 def intent(body: Mapping[str, Any]) -> str:
-    """What a user can change about a resource that a pass must act on."""
+    """What a user can change about a resource that a pass must act on (a rollout command too)."""
     meta = body.get("metadata") or {}
     labels = dict(meta.get("labels") or {})
-    return json.dumps([meta.get("generation"), labels, user_annotations(meta)], sort_keys=True)
+    command = (meta.get("annotations") or {}).get(COMMAND_ANNOTATION)
+    return json.dumps(
+        [meta.get("generation"), labels, user_annotations(meta), command], sort_keys=True
+    )
 
 
 def configure(settings: kopf.OperatorSettings, *, workers: int = 8) -> None:

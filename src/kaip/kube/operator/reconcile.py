@@ -36,7 +36,14 @@ from kaip.errors import ConfigError, ForeignObjectError, KubeError, KubeForbidde
 from kaip.kube.client import Manifest, ObjectRef, Session, apply
 from kaip.kube.client.apply import Identity
 from kaip.kube.operator import observe
-from kaip.kube.operator.canary import Decision, Progress, RolloutState, Served, progress
+from kaip.kube.operator.canary import (
+    Command,
+    Decision,
+    Progress,
+    RolloutState,
+    Served,
+    progress,
+)
 from kaip.kube.operator.conditions import DEGRADED, READY, find, rfc3339
 from kaip.kube.operator.metrics import MetricsSource
 from kaip.kube.operator.owned import FOREIGN, Ledger, Verdict, foreign_fault, refusal_for
@@ -256,6 +263,7 @@ class Reconciler:
             lambda revision, window: self.metrics.revision_metrics(
                 namespace, name, revision, window
             ),
+            Command.from_annotations(meta.get("annotations")),
         )
         backends = self._backends(resource, workload, moved)
         self._apply(body, Plan((workload,), self.settings), backends, previous, generation)
