@@ -197,7 +197,17 @@ def test_status_subresource_and_printer_columns(
                 "message": "2/2 replicas ready",
             }
         ],
-        "rollout": {"stable": {"revision": "abc123", "spec": {"owner": "ml-platform"}}},
+        "rollout": {
+            "stable": {"revision": "abc123", "spec": {"owner": "ml-platform"}},
+            "canary": {"revision": "def456", "step": 0, "stepStartedAt": "2026-01-02T03:04:05Z"},
+            "lastDecision": {
+                "action": "hold",
+                "reason": "paused at 10%",
+                "revision": "def456",
+                "at": "2026-01-02T03:04:05Z",
+                "evidence": {"step": 1},
+            },
+        },
     }
     custom.patch_namespaced_custom_object_status(
         GROUP, VERSION, api_namespace, "models", "digits", {"status": status}
@@ -207,7 +217,10 @@ def test_status_subresource_and_printer_columns(
     assert stored["spec"]["scaling"]["scaleToZeroAfterSeconds"] == 300  # a CRD default
     table = _kubectl_once_discovered(kube_api, "get", "kaip", "-n", api_namespace)
     header, row = table.splitlines()[:2]
-    assert header.split() == ["NAME", "OWNER", "FORMAT", "READY", "REPLICAS", "TRAFFIC", "AGE"]
-    assert row.split()[:6] == [
+    assert header.split() == [
+        "NAME", "OWNER", "FORMAT", "READY", "REPLICAS", "TRAFFIC", "ROLLOUT", "AGE"
+    ]  # fmt: skip
+    assert row.split()[:7] == [
         "model.kaip.dev/digits", "ml-platform", "sklearn", "True", "2", "abc123=90,def456=10",
+        "hold",
     ]  # fmt: skip

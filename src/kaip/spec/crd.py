@@ -33,6 +33,9 @@ _READY = '.status.conditions[?(@.type=="Ready")].status'
 # A column shows only the first match of a list, so the split is summarised in status.traffic.
 _TRAFFIC = {"name": "Traffic", "type": "string", "jsonPath": ".status.traffic"}
 _AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+# The rollout's latest decision: start, hold, advance while a canary runs; promote, rollback,
+# abort once it ended (see kaip.kube.operator.canary).
+_ROLLOUT = {"name": "Rollout", "type": "string", "jsonPath": ".status.rollout.lastDecision.action"}
 PRINTER_COLUMNS: Final[dict[str, list[dict[str, Any]]]] = {
     "Model": [
         {"name": "Owner", "type": "string", "jsonPath": ".spec.owner"},
@@ -40,6 +43,7 @@ PRINTER_COLUMNS: Final[dict[str, list[dict[str, Any]]]] = {
         {"name": "Ready", "type": "string", "jsonPath": _READY},
         {"name": "Replicas", "type": "integer", "jsonPath": ".status.replicas"},
         _TRAFFIC,
+        _ROLLOUT,
         {"name": "URL", "type": "string", "jsonPath": ".status.url", "priority": 1},
         _AGE,
     ],
@@ -48,6 +52,7 @@ PRINTER_COLUMNS: Final[dict[str, list[dict[str, Any]]]] = {
         {"name": "Ready", "type": "string", "jsonPath": _READY},
         {"name": "Replicas", "type": "integer", "jsonPath": ".status.replicas"},
         _TRAFFIC,
+        _ROLLOUT,
         {"name": "URL", "type": "string", "jsonPath": ".status.url", "priority": 1},
         _AGE,
     ],
