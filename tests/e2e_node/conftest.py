@@ -4,6 +4,9 @@
 containerd, CNI, kube-proxy, the registry holding kaip's images) and stops all of it, checking
 that the host was left as it was. The apiserver audits every request of the operator's
 ServiceAccount (``node_harness.OPERATOR_USER``), so tests can count what it was refused.
+``prometheus`` scrapes the node's pods (monitoring.py) and ``chart`` installs kaip's chart once
+(chart.py), its operator watching one namespace per test module that needs it and reading that
+Prometheus: the tier starts one cluster, one Prometheus and one operator.
 
 What the tier needs is installed and built by tools/setup.sh (``make test`` runs it first); a
 missing part fails the test with the command that provides it.
@@ -12,15 +15,20 @@ missing part fails the test with the command that provides it.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
+import monitoring
 import pytest
+from chart import install_chart
 from node_harness import OPERATOR_USER, RealCluster, missing_parts, start_real_cluster
+
+CHART_NAMESPACES = ("quickstart", "canary")
+"""The test modules whose namespaces the chart's operator watches (chart.install_chart)."""
 
 
 @pytest.fixture(scope="session")
 def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCluster]:
-    missing = missing_parts()
+    missing = missing_parts() + monitoring.missing_parts()
     if missing:
         pytest.fail(
             f"the real-node tier needs: {'; '.join(missing)}. Run tools/setup.sh, or set "
@@ -47,3 +55,17 @@ def node_namespace(real_cluster: RealCluster) -> Iterator[str]:
     )
     yield name
     real_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def prometheus(real_cluster: RealCluster) -> Iterator[str]:
+    """Prometheus scraping the node's pods (it stops with the node); its URL on the node's IP."""
+    discovery = monitoring.PodDiscovery(real_cluster)
+    yield monitoring.start_prometheus(real_cluster, discovery)
+    discovery.close()
+
+
+@pytest.fixture(scope="session")
+def chart(real_cluster: RealCluster, prometheus: str) -> Mapping[str, str]:
+    """kaip's chart, installed once: test module purpose (CHART_NAMESPACES) -> namespace."""
+    return install_chart(real_cluster, CHART_NAMESPACES, prometheus)

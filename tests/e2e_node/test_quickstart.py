@@ -22,8 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -32,20 +31,19 @@ from typing import Any
 import joblib
 import pytest
 import yaml
+from chart import Env, operator_log, wait_for
 from node_harness import (
     NODE_NAME,
     OPERATOR_ACCOUNT,
     OPERATOR_NAMESPACE,
     OPERATOR_USER,
     REPO_ROOT,
-    NodeError,
     RealCluster,
 )
 from node_namespace import NodeNamespaceError
 
 QUICKSTART = REPO_ROOT / "examples" / "quickstart"
 CLIENTS = Path(__file__).with_name("clients")
-HELM_SCRIPT = REPO_ROOT / "tools" / "helm" / "build.sh"
 
 
 # -- the artifact server -------------------------------------------------------------------------
@@ -90,92 +88,15 @@ def artifacts(real_cluster: RealCluster, trained: Path) -> Iterator[ArtifactServ
         server.server_close()
 
 
-# -- the operator, installed by helm -------------------------------------------------------------
-
-
-@dataclass
-class Env:
-    cluster: RealCluster
-    namespace: str
-
-    def kubectl(self, *args: str, check: bool = True) -> str:
-        return self.cluster.kubectl("-n", self.namespace, *args, check=check)
-
-    def apply(self, docs: list[dict[str, Any]]) -> None:
-        path = self.cluster.workdir / f"apply-{uuid.uuid4().hex[:6]}.yaml"
-        path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
-        self.kubectl("apply", "-f", str(path))
-
-    def get(self, kind: str, name: str) -> dict[str, Any]:
-        return dict(json.loads(self.kubectl("get", kind, name, "-o", "json")))
-
-    def items(self, kind: str, selector: str) -> list[dict[str, Any]]:
-        return list(json.loads(self.kubectl("get", kind, "-l", selector, "-o", "json"))["items"])
-
-    def wait_ready(self, kind: str, name: str, timeout: int = 300) -> None:
-        done = self.kubectl(
-            "wait", "--for=condition=Ready", f"{kind}/{name}", f"--timeout={timeout}s", check=False
-        )
-        if "condition met" not in done:
-            pods = self.kubectl("get", "pods", "-o", "wide", check=False)
-            events = self.kubectl("get", "events", "--sort-by=.lastTimestamp", check=False)
-            status = self.kubectl("get", kind, name, "-o", "yaml", check=False)
-            pytest.fail(
-                f"{kind} {name} not Ready in {timeout}s\n{status}\n{pods}\n{events[-4000:]}\n"
-                f"operator log:\n{operator_log(self.cluster)[-3000:]}"
-            )
-
-    def cluster_ip(self, service: str) -> str:
-        return str(self.get("service", service)["spec"]["clusterIP"])
-
-
-def operator_log(cluster: RealCluster) -> str:
-    """The operator pod's log, through the kubelet (or why it could not be read)."""
-    try:
-        return cluster.kubectl("-n", OPERATOR_NAMESPACE, "logs", f"deployment/{OPERATOR_ACCOUNT}")
-    except NodeError as exc:
-        return f"(no operator log: {exc})"
-
-
-def restricted_namespace(cluster: RealCluster, name: str) -> None:
-    cluster.kubectl("create", "namespace", name)
-    cluster.kubectl(
-        "label", "namespace", name,
-        "pod-security.kubernetes.io/enforce=restricted",
-        "pod-security.kubernetes.io/warn=restricted",
-    )  # fmt: skip
+# -- the operator, installed by helm once a session (conftest.py) -------------------------------
 
 
 @pytest.fixture(scope="module")
-def env(real_cluster: RealCluster) -> Iterator[Env]:
-    """The chart installed by a real helm with the images from the node's registry, watching a
-    fresh namespace of the quickstart's."""
-    helm = subprocess.run(
-        [str(HELM_SCRIPT)], capture_output=True, text=True, check=True, timeout=1800
-    ).stdout.strip()
-    namespace = f"qs-{uuid.uuid4().hex[:6]}"
-    restricted_namespace(real_cluster, OPERATOR_NAMESPACE)
-    restricted_namespace(real_cluster, namespace)
-    repository, tag = real_cluster.images["operator"].rsplit(":", 1)
-    install = subprocess.run(
-        [
-            helm, "install", "kaip", str(REPO_ROOT / "charts" / "kaip"),
-            "--kubeconfig", str(real_cluster.plane.kubeconfig),
-            "--namespace", OPERATOR_NAMESPACE,
-            "--set", f"image.repository={repository}",
-            "--set", f"image.tag={tag}",
-            "--set", f"servingImage={real_cluster.images['server']}",
-            "--set", f"watchNamespaces={{{namespace}}}",
-            "--set", "interval=2",
-            "--wait", "--timeout", "5m",
-        ],
-        capture_output=True, text=True, timeout=400,
-    )  # fmt: skip
-    if install.returncode != 0:
-        pods = real_cluster.kubectl("-n", OPERATOR_NAMESPACE, "get", "pods", "-o", "yaml")
-        pytest.fail(f"helm install failed: {install.stderr}\n{pods}\n{operator_log(real_cluster)}")
-    yield Env(real_cluster, namespace)
-    real_cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+def env(real_cluster: RealCluster, chart: Mapping[str, str], prometheus: str) -> Iterator[Env]:
+    """The chart's operator at work in the quickstart's namespace."""
+    env = Env(real_cluster, chart["quickstart"], prometheus)
+    yield env
+    env.clear()
 
 
 # -- the quickstart ------------------------------------------------------------------------------
@@ -310,16 +231,6 @@ import sys, urllib.request
 with urllib.request.urlopen(sys.argv[1], timeout=15) as r:
     print(r.status, r.read().decode(errors="replace"))
 """
-
-
-def wait_for(what: str, probe: Any, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(1)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def test_deleting_a_serving_pod_under_load_loses_no_request(

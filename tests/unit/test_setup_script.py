@@ -105,4 +105,4 @@ def test_the_projects_components_are_declared() -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     names = [line.split()[0] for line in done.stdout.splitlines()]
-    assert {"lua", "helm", "k8s"} <= set(names)
+    assert {"lua", "helm", "k8s", "prometheus"} <= set(names)

@@ -4,7 +4,9 @@ Run inside the node's network namespace. ``--concurrency`` threads POST the body
 in a loop, each on its own keep-alive connection (httpx), until ``--seconds`` pass or the file
 ``--stop`` appears; every request counts as ok (2xx) or failed (any other status, or a
 connection error, each kept with its reason). Writes the counts as JSON to ``--out`` when done
-and a line ``started`` to stdout once the first request succeeded.
+and a line ``started`` to stdout once the first request succeeded. With ``--new-connections``
+every request opens its own connection (``Connection: close``), so that kube-proxy picks a
+Service's backend per request rather than once per worker.
 """
 
 from __future__ import annotations
@@ -27,8 +29,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--stop", type=Path)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--new-connections", action="store_true")
     args = parser.parse_args()
     body = args.body.read_bytes()
+    headers = {"Content-Type": "application/json"}
+    if args.new_connections:
+        headers["Connection"] = "close"
     lock = threading.Lock()
     ok = 0
     failures: Counter[str] = Counter()
@@ -43,9 +49,7 @@ def main() -> None:
         with httpx.Client(timeout=10) as client:
             while running():
                 try:
-                    response = client.post(
-                        args.url, content=body, headers={"Content-Type": "application/json"}
-                    )
+                    response = client.post(args.url, content=body, headers=headers)
                     reason = "" if response.is_success else f"HTTP {response.status_code}"
                 except httpx.HTTPError as exc:
                     reason = type(exc).__name__
