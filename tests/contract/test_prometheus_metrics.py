@@ -28,6 +28,16 @@ def test_numbers_come_back_per_revision_with_p99_in_milliseconds() -> None:
     assert len(prometheus.queries) == 6
 
 
+def test_errors_never_exceed_requests() -> None:
+    """Prometheus extrapolates each increase() alone: a revision failing every request had
+    "114 errors of 104 requests" on the real-node tier, "error rate 109.6%" in its status."""
+    with serve_prometheus() as prometheus:
+        prometheus.numbers["bad"] = RevisionMetrics(104.0, 114.0, None)
+        bad = PrometheusMetrics(prometheus.url).revision_metrics("ml", "digits", "bad", 60)
+    assert bad == RevisionMetrics(104.0, 104.0, None)
+    assert bad.error_rate == 1.0
+
+
 def test_a_failing_prometheus_is_one_clear_error() -> None:
     with serve_prometheus() as prometheus:
         prometheus.fail_with = 503

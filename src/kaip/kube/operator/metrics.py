@@ -103,9 +103,12 @@ class PrometheusMetrics:
         requests = self._scalar(promql["requests"])
         errors = self._scalar(promql["errors"])
         p99 = self._scalar(promql["p99"])
+        # Each increase() extrapolates its own series to the window's edges, and the 5xx series
+        # of a failing revision starts later than its total: errors can come back above requests
+        # (a real Prometheus said 114 of 104 for a revision failing every request).
         return RevisionMetrics(
             requests=requests or 0.0,
-            errors=errors or 0.0,
+            errors=min(errors or 0.0, requests or 0.0),
             p99_latency_ms=None if p99 is None else p99 * 1000.0,
         )
 
