@@ -15,13 +15,13 @@
 ARG BASE=python:3.11-slim
 
 # Runtime dependencies first, in a stage of their own: what pyproject.toml asks for
-# kaip[sklearn,onnx], at the versions CI tested (requirements.lock, make lock). Its layers,
+# kaip[sklearn,onnx,s3], at the versions CI tested (requirements.lock, make lock). Its layers,
 # and the venv the final image copies from it, change only when those two files do.
 FROM ${BASE} AS deps
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml requirements.lock tools/images/requirements.py ./
-RUN python requirements.py sklearn onnx >requirements.txt \
+RUN python requirements.py sklearn onnx s3 >requirements.txt \
  && python -m venv /opt/kaip \
  && /opt/kaip/bin/pip install -c requirements.lock pip \
  && /opt/kaip/bin/pip install -c requirements.lock -r requirements.txt
@@ -31,7 +31,7 @@ RUN python requirements.py sklearn onnx >requirements.txt \
 FROM deps AS build
 COPY README.md ./
 COPY src ./src
-RUN /opt/kaip/bin/pip install -c requirements.lock --no-deps --root /opt/app ".[sklearn,onnx]" \
+RUN /opt/kaip/bin/pip install -c requirements.lock --no-deps --root /opt/app ".[sklearn,onnx,s3]" \
       --build-constraint requirements.lock --no-warn-script-location \
  && PYTHONPATH=/opt/app/opt/kaip/lib/python3.11/site-packages /opt/kaip/bin/pip check
 

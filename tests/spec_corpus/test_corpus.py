@@ -98,7 +98,7 @@ def test_unpinned_remote_artifacts_are_valid_with_a_warning() -> None:
         "warning: artifacts.yaml:27:1",
         "warning: artifacts.yaml:35:1",
     ], result.stderr
-    assert "Model embedder: the remote artifact gs://bucket/minilm is not pinned" in warnings[0]
+    assert "Model embedder: the remote artifact s3://bucket/minilm is not pinned" in warnings[0]
     assert "pin it with sha256" in warnings[1]
     report = json.loads(_kaip("validate", "-o", "json", "artifacts.yaml", cwd=GOOD).stdout)
     assert [(w["line"], w["path"]) for w in report["warnings"]] == [

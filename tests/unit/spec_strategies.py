@@ -166,7 +166,7 @@ def artifact(draw: st.DrawFn) -> Doc:
     fmt = draw(
         st.sampled_from(["sklearn", "onnx", "python", "sentence-transformers", "transformers"])
     )
-    scheme = draw(st.sampled_from(["", "file://", "http://", "https://", "s3://", "gs://"]))
+    scheme = draw(st.sampled_from(["", "file://", "http://", "https://", "s3://"]))
     path = draw(st.text(TEXT, min_size=1, max_size=30).filter(lambda s: "://" not in s))
     doc: Doc = {"uri": scheme + path, "format": fmt}
     sha = st.from_regex(SHA256_PATTERN, fullmatch=True)

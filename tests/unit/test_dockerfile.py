@@ -25,7 +25,7 @@ ROOT = Path(__file__).parents[2]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 OPERATOR = (ROOT / "Dockerfile.operator").read_text()
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-IMAGES = {"Dockerfile": {"sklearn", "onnx"}, "Dockerfile.operator": {"kube"}}
+IMAGES = {"Dockerfile": {"sklearn", "onnx", "s3"}, "Dockerfile.operator": {"kube"}}
 
 
 def _instructions(text: str, name: str) -> list[str]:
@@ -63,9 +63,9 @@ def test_installs_the_extras_it_names_dependencies_first(name: str) -> None:
     text = (ROOT / name).read_text()
     extras = IMAGES[name]
     assert extras <= set(PYPROJECT["optional-dependencies"])
-    (deps,) = re.findall(r"python requirements\.py ([a-z ]+) >requirements\.txt", text)
+    (deps,) = re.findall(r"python requirements\.py ([a-z0-9 ]+) >requirements\.txt", text)
     assert set(deps.split()) == extras
-    install = r'pip install -c requirements.lock --no-deps --root /opt/app "\.\[([a-z,]+)\]"'
+    install = r'pip install -c requirements.lock --no-deps --root /opt/app "\.\[([a-z0-9,]+)\]"'
     (wanted,) = re.findall(install, text)
     assert set(wanted.split(",")) == extras
     assert text.index("requirements.txt") < text.index("COPY src"), "dependencies first"

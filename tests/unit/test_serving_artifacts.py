@@ -61,10 +61,13 @@ def test_a_digest_mismatch_is_untrusted(tmp_path: Path) -> None:
         resolve(onnx("m.onnx", DIGEST), tmp_path, tmp_path)
 
 
-@pytest.mark.parametrize("scheme", ["s3", "gs"])
-def test_object_stores_are_not_supported_yet(tmp_path: Path, scheme: str) -> None:
-    with pytest.raises(ArtifactError, match="not supported yet"):
-        resolve(onnx(f"{scheme}://bucket/m.onnx"), tmp_path, tmp_path)
+def test_gs_is_refused_at_validation_and_registry_references_by_the_server(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ValueError, match="gs:// is not supported"):
+        onnx("gs://bucket/m.onnx")
+    with pytest.raises(ArtifactError, match="reference to kaip's model registry"):
+        resolve(onnx("registry://m@1"), tmp_path, tmp_path)
 
 
 def test_http_downloads_once_into_the_cache(

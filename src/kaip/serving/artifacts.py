@@ -1,9 +1,11 @@
-"""Artifact URIs to local paths: relative paths, ``file://`` and ``http(s)://`` (cached).
+"""Artifact URIs to local paths: relative paths, ``file://``, ``http(s)://`` and ``s3://``.
 
 Owns fetching and verifying model files. A relative path resolves against the directory of the
 spec file that names it. ``http(s)`` artifacts are downloaded once (:mod:`.download`, bounded in
-size, time and redirects) into a cache keyed by their sha256 (or by the URL when no digest is
-pinned) and verified before use. ``s3://`` and ``gs://`` are not supported yet and say so.
+size, time and redirects) and ``s3://`` ones with boto3 (:mod:`.s3`, bounded in size and time)
+into a cache keyed by their sha256 (or by the URI when no digest is pinned) and verified
+before use. ``gs://`` is not supported and says so; neither is a registry reference
+(``registry://``), which ``kaip up`` resolves to a stored file before a replica sees it.
 :func:`require_pinned` is the load-time gate of code artifacts (pickles, ``format: python``).
 Never unpickles or imports anything.
 """
@@ -15,6 +17,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from kaip.errors import ArtifactError, UntrustedArtifactError
+from kaip.serving import s3
 from kaip.serving.download import FetchLimits, download
 from kaip.settings import ServingSettings
 from kaip.spec import Artifact
@@ -114,15 +117,23 @@ def _download(url: str, sha256: str | None, cache_dir: Path, limits: FetchLimits
     target = cache_dir / key / name
     if target.is_file() and (sha256 is None or sha256_file(target) == sha256):
         return target
+    if url.startswith("s3://"):
+        return s3.download(url, target, sha256, limits)[0]
     return download(url, target, sha256, limits)
 
 
 def _unsupported(uri: str) -> ArtifactError | None:
     scheme = uri.split("://", 1)[0] if "://" in uri else ""
-    if scheme in ("s3", "gs"):
+    if scheme == "gs":
         return ArtifactError(
-            f"{scheme}:// artifacts are not supported yet ({uri}): copy the file next to the "
-            "spec, or serve it over https:// with a sha256"
+            f"gs:// artifacts are not supported ({uri}): use s3:// against GCS's S3-compatible "
+            "endpoint (AWS_ENDPOINT_URL_S3=https://storage.googleapis.com with HMAC keys), or "
+            "https:// with a sha256"
+        )
+    if scheme == "registry":
+        return ArtifactError(
+            f"{uri} is a reference to kaip's model registry, which the model server does not "
+            "read: run it under kaip up, which resolves it to the stored file"
         )
     return None
 

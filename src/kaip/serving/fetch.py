@@ -1,9 +1,9 @@
 """``python -m kaip.serving.fetch SPEC_PATH --model NAME``: warm the artifact cache, then exit.
 
 The init container of a model pod runs this (see :mod:`kaip.render.kube.artifacts`): it resolves
-the Model's artifact exactly as the server will (downloading ``http(s)`` artifacts into
-``settings.serving.artifact_cache_dir`` and verifying their sha256), so the server container then
-finds the file in the cache and starts without downloading anything.
+the Model's artifact exactly as the server will (downloading ``http(s)://`` and ``s3://``
+artifacts into ``settings.serving.artifact_cache_dir`` and verifying their sha256), so the server
+container then finds the file in the cache and starts without downloading anything.
 """
 
 from __future__ import annotations

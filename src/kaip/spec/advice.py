@@ -12,7 +12,7 @@ from kaip.errors import Problem
 from kaip.spec.kinds import Model
 from kaip.spec.loader import SpecSet
 
-REMOTE_SCHEMES = ("http://", "https://", "s3://", "gs://")
+REMOTE_SCHEMES = ("http://", "https://", "s3://")
 
 
 def advice(specs: SpecSet) -> list[Problem]:

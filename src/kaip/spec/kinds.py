@@ -33,8 +33,8 @@ PICKLE_FORMATS: frozenset[str] = frozenset({"sklearn"})
 CODE_FORMATS: frozenset[str] = PICKLE_FORMATS | {"python"}
 """Formats whose loading runs code from the artifact: unpickling, or importing the user's class.
 They need ``sha256`` or ``trust: true``, and over plain ``http://`` a ``sha256``."""
-URI_SCHEMES = ("file://", "http://", "https://", "s3://", "gs://", "registry://")
-URI_SCHEME_PATTERN = r"^(file|https?|s3|gs|registry)://"
+URI_SCHEMES = ("file://", "http://", "https://", "s3://", "registry://")
+URI_SCHEME_PATTERN = r"^(file|https?|s3|registry)://"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 ENTRYPOINT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$"
 REGISTRY_URI_PATTERN = r"^registry://([a-z0-9]([-a-z0-9]*[a-z0-9])?)@([A-Za-z0-9][-A-Za-z0-9_]*)$"
@@ -46,7 +46,7 @@ _ENTRYPOINT = re.compile(ENTRYPOINT_PATTERN)
 _REGISTRY_URI = re.compile(REGISTRY_URI_PATTERN)
 _MLFLOW_URI = re.compile(MLFLOW_URI_PATTERN)
 _URI_HINT = (
-    "use a relative path, file://, http://, https://, s3://, gs://, registry://NAME@latest "
+    "use a relative path, file://, http://, https://, s3://, registry://NAME@latest "
     "or models:/NAME/VERSION"
 )
 
@@ -101,7 +101,7 @@ class Artifact(SpecModel):
         min_length=1,
         max_length=2048,
         description=(
-            "path relative to the spec file, file://, http(s)://, s3://, gs://, "
+            "path relative to the spec file, file://, http(s)://, s3://, "
             "registry://NAME@latest|@ALIAS|@N (kaip's registry) or models:/NAME/VERSION|@ALIAS "
             "(MLflow)"
         ),
@@ -131,6 +131,13 @@ class Artifact(SpecModel):
 
     @model_validator(mode="after")
     def _check(self) -> Artifact:
+        if self.uri.startswith("gs://"):
+            raise FieldProblem(
+                "uri",
+                "gs:// is not supported",
+                "use s3:// with GCS's S3-compatible endpoint (AWS_ENDPOINT_URL_S3="
+                "https://storage.googleapis.com and HMAC keys), or https:// with a sha256",
+            )
         if "://" in self.uri and not self.uri.startswith(URI_SCHEMES):
             scheme = self.uri.split("://", 1)[0]
             raise FieldProblem("uri", f"unsupported scheme {scheme!r}", _URI_HINT)

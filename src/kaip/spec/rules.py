@@ -254,7 +254,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         Artifact,
         "uri",
-        "unsupported URI scheme: use a relative path, file://, http://, https://, s3://, gs:// "
+        "unsupported URI scheme: use a relative path, file://, http://, https://, s3:// "
         "or registry://",
         f"!self.uri.contains('://') || self.uri.matches('{URI_SCHEME_PATTERN}')",
         {

@@ -12,7 +12,7 @@ path, an absolute path or ``file://``) is pinned before its revision id is taken
 * a **directory** (sha256 pins single files only) is summarised by the digest of its tree
   (:func:`kaip.serving.artifacts.content_digest`), which becomes part of the revision id.
 
-Remote artifacts (``http(s)://``, ``s3://``, ``gs://``) are left as they are: without
+Remote artifacts (``http(s)://``, ``s3://``) are left as they are: without
 ``sha256`` their revision follows the spec only, which ``kaip validate`` warns about. Apps have
 no artifact; their revision follows the spec. Hashing reads files: call :func:`pin` off the
 event loop.

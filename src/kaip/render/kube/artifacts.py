@@ -2,7 +2,7 @@
 
 Three cases, decided by the artifact URI and ``spec.artifact.pvc``:
 
-* **Remote** (``http(s)://``, ``s3://``, ``gs://``): an init container in the kaip image runs
+* **Remote** (``http(s)://``, ``s3://``): an init container in the kaip image runs
   ``python -m kaip.serving.fetch /etc/kaip/spec.yaml --model NAME``, which downloads (and
   verifies) the artifact into the model server's artifact cache, ``/var/lib/kaip/artifacts``
   (``KAIP_SERVING__ARTIFACT_CACHE_DIR``), an emptyDir of the pod. The server resolves the same
@@ -42,7 +42,7 @@ from kaip.spec import Model
 ARTIFACT_DIR: Final = "/var/lib/kaip/artifacts"
 ARTIFACT_VOLUME: Final = "artifacts"
 PVC_ANNOTATION: Final = "kaip.dev/artifact-pvc"
-REMOTE_SCHEMES: Final = ("http://", "https://", "s3://", "gs://")
+REMOTE_SCHEMES: Final = ("http://", "https://", "s3://")
 
 
 def cache_env() -> Obj:
