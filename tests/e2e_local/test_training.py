@@ -76,6 +76,11 @@ def cli_json(platform: LocalPlatform, *args: str) -> Any:
     return json.loads(result.stdout)
 
 
+def dry_run(platform: LocalPlatform) -> list[dict[str, Any]]:
+    answer = cli_json(platform, "deploy", "--dry-run", str(platform.spec_dir / "model.yaml"))
+    return list(answer["plan"])
+
+
 def run_of(platform: LocalPlatform, job_name: str) -> dict[str, Any]:
     runs = cli_json(platform, "jobs", job_name)
     assert runs, f"no run of {job_name} yet"
@@ -99,6 +104,9 @@ def test_a_job_registers_version_2_which_rolls_out_and_a_job_below_the_gate_neve
     platform.up(write(platform, "model.yaml", MODEL))
     v1 = platform.resource("digits")
     assert v1["source"][v1["stable"]]["version"] == "registry://digits@1"
+    # A dry run pins the registry version as a deploy would: nothing to roll out.
+    [plan] = dry_run(platform)
+    assert (plan["action"], plan["revision"]) == ("unchanged", v1["stable"]), plan
 
     load = Load(f"{platform.url}/v2/models/digits/infer", body=DIGIT_BODY).start()
     try:
@@ -176,6 +184,8 @@ def test_a_job_registers_version_2_which_rolls_out_and_a_job_below_the_gate_neve
     assert {10, 50} <= {s["weight"] for s in served["rollouts"][0]["steps"]}
     [three] = cli_json(platform, "lineage", "digits@3")
     assert three["revisions"] == [] and [e["outcome"] for e in three["events"]] == ["refused"]
+    [plan] = dry_run(platform)
+    assert plan["action"] == "refuse" and "digits version 3" in plan["message"], plan
     text = platform.cli("lineage", "digits@2")
     assert text.returncode == 0 and "job       digits-c01" in text.stdout, text.stdout
 

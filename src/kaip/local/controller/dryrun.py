@@ -3,8 +3,11 @@
 Each Model and App is pinned exactly as a deploy pins it (:mod:`~kaip.local.controller.pinning`:
 overwritten weights show as a new ``sha256``), its revision id taken, and compared with what
 runs: the verdict a deploy would reach (create, unchanged, roll out, abort the running rollout)
-and the diff of the spec against the revision it would replace. Reads the state database and
-the controller's memory; never writes either, never starts or stops anything.
+and the diff of the spec against the revision it would replace. A Model reading the registry
+(``registry://NAME@latest``) is pinned to the version its selector names now, as a deploy pins
+it; a version the quality gate refuses is said so. TrainingJobs are listed as runs the deploy
+would ask for. Reads the state database, the registry and the controller's memory; never
+writes any of them, never starts or stops anything.
 """
 
 from __future__ import annotations
@@ -13,10 +16,13 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from kaip.errors import KaipError
+from kaip.local.controller.delivery import pin_version
 from kaip.local.controller.loop import Controller
-from kaip.local.controller.pinning import pin
-from kaip.plan import canonical_spec_json, spec_diff
+from kaip.local.controller.pinning import Pinned, pin
+from kaip.plan import canonical_spec_json, revision_id, spec_diff
 from kaip.spec import App, Model, SpecSet
+from kaip.spec.kinds import registry_reference
 
 
 async def dry_run(controller: Controller, specs: SpecSet) -> list[dict[str, Any]]:
@@ -26,10 +32,30 @@ async def dry_run(controller: Controller, specs: SpecSet) -> list[dict[str, Any]
         resource = doc.resource
         kind, name = resource.kind, resource.metadata.name
         if not isinstance(resource, Model | App):
-            out.append(_entry(kind, name, None, None, "skip", "skipped (not run locally)", ""))
+            said = (
+                "runs once per spec revision"
+                if kind == "TrainingJob"
+                else "skipped (not run locally)"
+            )
+            out.append(_entry(kind, name, None, None, "skip", said, ""))
             continue
-        base_dir = Path(doc.path).resolve().parent
-        pinned = await asyncio.to_thread(pin, resource, base_dir)
+        if isinstance(resource, Model) and registry_reference(resource.spec.artifact.uri):
+            try:
+                version = controller._resolve(resource)
+            except KaipError as exc:
+                out.append(_entry(kind, name, None, None, "wait", exc.message, ""))
+                continue
+            assert version is not None
+            refusal = controller._quality(resource, version)
+            if refusal is not None:
+                said = f"{version.describe()} would be refused by the quality gate: {refusal}"
+                out.append(_entry(kind, name, None, None, "refuse", said, ""))
+                continue
+            model = pin_version(resource, version)
+            pinned = Pinned(model, revision_id(model), version.digest)
+        else:
+            base_dir = Path(doc.path).resolve().parent
+            pinned = await asyncio.to_thread(pin, resource, base_dir)
         new, new_json = pinned.revision, canonical_spec_json(pinned.resource)
         run = controller.resources.get(name)
         stable = run.stable.revision if run is not None else controller.state.stable(kind, name)
