@@ -1,4 +1,4 @@
-"""The local platform's commands: ``kaip up|down|deploy|status|logs|rollout``.
+"""The local platform's commands: ``kaip up|down|deploy|status|logs``.
 
 ``kaip up`` runs the control plane in this process (or, with ``--detach``, in a background one
 and returns once everything is ready); the other commands talk to it over its admin API on the
@@ -17,7 +17,7 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psutil
 import typer
@@ -29,8 +29,6 @@ from kaip.cli.rollout_wait import (
     DEFAULT_TIMEOUT,
     Target,
     parse_timeout,
-    progress_line,
-    target_of,
 )
 from kaip.cli.rollout_wait import wait as wait_for_rollouts
 from kaip.errors import PlatformError
@@ -41,18 +39,7 @@ from kaip.local.state import Commit
 from kaip.settings import Settings, load_settings
 from kaip.spec import load_paths
 
-if TYPE_CHECKING:
-    from kaip.cli.rollout_kube import ClusterRollouts
-
 DETACH_TIMEOUT_SECONDS = 180.0
-ClusterKubeconfig = typer.Option(
-    None, "--kubeconfig", help="act on the operator's resource in this cluster (not kaip up)"
-)
-ClusterContext = typer.Option(None, "--context", help="kubeconfig context (with a cluster)")
-ClusterNamespace = typer.Option(
-    None, "--namespace", "-n", help="the resource's namespace on the cluster (implies a cluster)"
-)
-rollout_app = typer.Typer(help="Watch, promote, abort or undo a rollout.", no_args_is_help=True)
 
 
 def who() -> str:
@@ -263,10 +250,10 @@ def deploy(
         Target(str(r["kind"]), str(r["name"]), r.get("rollout_id"))
         for r in answer.get("rollouts", [])
     ]
-    _follow(settings, targets, timeout_seconds)
+    follow(settings, targets, timeout_seconds)
 
 
-def _follow(settings: Settings, targets: list[Target], timeout_seconds: float) -> None:
+def follow(settings: Settings, targets: list[Target], timeout_seconds: float) -> None:
     """Wait for ``targets`` (see :mod:`kaip.cli.rollout_wait`); Ctrl-C stops watching, not them."""
     try:
         wait_for_rollouts(
@@ -336,150 +323,10 @@ def logs(
         emit()
 
 
-@rollout_app.command("status")
-def rollout_status(
-    name: str = typer.Argument(..., help="Model or App name"),
-    watch: bool = typer.Option(False, "--watch", "-w", help="print changes until it ends"),
-    timeout: str = typer.Option(
-        DEFAULT_TIMEOUT, "--timeout", help="with --watch: give up after this long (90s, 10m, 1h)"
-    ),
-    kubeconfig: str | None = ClusterKubeconfig,
-    context: str | None = ClusterContext,
-    namespace: str | None = ClusterNamespace,
-) -> None:
-    """Where the rollout of NAME stands, and its past verdicts (with -w, follow it to the end).
-
-    With --watch, the exit code is the outcome of the running rollout, or of the latest one
-    when none runs: 0 promoted, 4 rolled back, 5 aborted or superseded, 6 still running at
-    --timeout. With -n or --kubeconfig, the same for the operator's resource on a cluster.
-    """
-    timeout_seconds = parse_timeout(timeout)
-    cluster = _cluster(name, kubeconfig, context, namespace)
-    if cluster is not None:
-        if watch:
-            cluster.watch(timeout_seconds)
-        else:
-            cluster.say(cluster.line(cluster.body()))
-        return
-    settings = load_settings()
-    answer = admin_client.call(settings, "GET", f"/_kaip/rollouts/{name}")
-    _print_rollout(name, answer, history=True)
-    if not watch:
-        return
-    _follow(settings, [target_of(answer, name)], timeout_seconds)
-    final = admin_client.call(settings, "GET", f"/_kaip/rollouts/{name}")
-    if not (final.get("resource") or {}).get("rollout"):
-        _print_rollout(name, final, history=False)
-
-
-def _print_rollout(name: str, answer: dict[str, Any], *, history: bool) -> None:
-    resource = answer.get("resource") or {}
-    current = resource.get("rollout")
-    if current:
-        stdout.print(
-            f"{resource['kind']} {name}: {current['from']} -> {current['to']} "
-            f"({current['strategy']}), steps {current['steps']}",
-            markup=False,
-        )
-        canary = current["canary"]
-        stdout.print(
-            f"{progress_line(answer, prefix='  ')} "
-            f"(canary this step: {canary['requests']} requests, {canary['errors']} errors)",
-            markup=False,
-        )
-    else:
-        stdout.print(f"{name}: no rollout in progress (stable {resource.get('stable')})")
-    for past in answer.get("history", [])[: 5 if history else 1]:
-        stdout.print(
-            f"  #{past['id']} {past['from_revision']} -> {past['to_revision']}: {past['status']}"
-            + (f" ({past['reason']})" if past["reason"] else ""),
-            markup=False,
-        )
-
-
-@rollout_app.command("promote")
-def rollout_promote(
-    name: str = typer.Argument(..., help="Model or App name"),
-    full: bool = typer.Option(False, "--full", help="skip every remaining step, even a pause"),
-    kubeconfig: str | None = ClusterKubeconfig,
-    context: str | None = ClusterContext,
-    namespace: str | None = ClusterNamespace,
-) -> None:
-    """Release the manual pause the rollout of NAME waits at; else promote it to stable now.
-
-    At a step with `pause: {}` the rollout goes on to its next step (the gates still judge
-    it); anywhere else, or with --full, the canary becomes stable at once.
-    """
-    cluster = _cluster(name, kubeconfig, context, namespace)
-    if cluster is not None:
-        cluster.say(cluster.command("promote-full" if full else "promote", who()))
-        return
-    answer = admin_client.call(load_settings(), "POST", f"/_kaip/rollouts/{name}/promote",
-                               {"who": who(), "full": full})  # fmt: skip
-    stdout.print(answer["message"], markup=False)
-
-
-@rollout_app.command("undo")
-def rollout_undo(
-    name: str = typer.Argument(..., help="Model or App name"),
-    to_revision: str | None = typer.Option(
-        None, "--to-revision", "-r", help="revision (or unique prefix) to go back to"
-    ),
-    kubeconfig: str | None = ClusterKubeconfig,
-    context: str | None = ClusterContext,
-    namespace: str | None = ClusterNamespace,
-) -> None:
-    """Roll out the revision before the stable one of NAME again (or --to-revision R).
-
-    The old revision goes through the rollout's steps and gates like any new one; follow it
-    with `kaip rollout status NAME --watch`. On a cluster (-n, --kubeconfig) the spec of the
-    revision before stable is written back to the resource.
-    """
-    cluster = _cluster(name, kubeconfig, context, namespace)
-    if cluster is not None:
-        cluster.say(cluster.undo(to_revision))
-        return
-    body: dict[str, Any] = {"who": who()}
-    if to_revision is not None:
-        body["to_revision"] = to_revision
-    answer = admin_client.call(load_settings(), "POST", f"/_kaip/rollouts/{name}/undo", body)
-    stdout.print(answer["message"], markup=False)
-
-
-@rollout_app.command("abort")
-def rollout_abort(
-    name: str = typer.Argument(..., help="Model or App name"),
-    kubeconfig: str | None = ClusterKubeconfig,
-    context: str | None = ClusterContext,
-    namespace: str | None = ClusterNamespace,
-) -> None:
-    """Stop the rollout of NAME and send all traffic back to the stable revision."""
-    cluster = _cluster(name, kubeconfig, context, namespace)
-    if cluster is not None:
-        cluster.say(cluster.command("abort", who()))
-        return
-    answer = admin_client.call(load_settings(), "POST", f"/_kaip/rollouts/{name}/abort",
-                               {"who": who()})  # fmt: skip
-    stdout.print(answer["message"], markup=False)
-
-
-def _cluster(
-    name: str, kubeconfig: str | None, context: str | None, namespace: str | None
-) -> ClusterRollouts | None:
-    """The cluster's rollout of NAME when a cluster flag was given, else None (kaip up's)."""
-    if kubeconfig is None and context is None and namespace is None:
-        return None
-    from kaip.cli.rollout_kube import ClusterRollouts, connect, namespace_of
-
-    session = connect(kubeconfig, context)
-    return ClusterRollouts(session, namespace_of(session, namespace), name)
-
-
 def register(app: typer.Typer) -> None:
     """Add the local platform's commands to the ``kaip`` CLI."""
     for command in (up, down, deploy, status, logs):
         app.command()(command)
-    app.add_typer(rollout_app, name="rollout")
 
 
 def _print_status(answer: dict[str, Any]) -> None:

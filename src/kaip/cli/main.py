@@ -16,6 +16,7 @@ from kaip.cli import (
     operator,
     profile,
     render,
+    rollout_commands,
     serve,
     spec_commands,
     top,
@@ -58,6 +59,7 @@ app.command()(cost.cost)
 app.command()(profile.profile)
 app.command()(top.top)
 local.register(app)
+rollout_commands.register(app)
 training.register(app)
 app.command()(lineage)
 
