@@ -168,6 +168,10 @@ def artifact(draw: st.DrawFn) -> Doc:
     )
     scheme = draw(st.sampled_from(["", "file://", "http://", "https://", "s3://"]))
     path = draw(st.text(TEXT, min_size=1, max_size=30).filter(lambda s: "://" not in s))
+    if scheme.startswith(("http", "s3")):  # a URL names its host (or bucket) before the path
+        path = (
+            draw(st.from_regex(r"[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?", fullmatch=True)) + "/" + path
+        )
     doc: Doc = {"uri": scheme + path, "format": fmt}
     sha = st.from_regex(SHA256_PATTERN, fullmatch=True)
     if fmt in CODE_FORMATS and scheme == "http://":  # code over plain http needs a digest

@@ -47,6 +47,7 @@ INEXPRESSIBLE = (
     "is used twice",
     "two volumes are mounted at",
     "but resources.gpuModel is",
+    "is not a URL kaip can fetch",  # a URL's host and port as urllib splits them
 )
 
 REPLACEMENTS: list[Any] = [

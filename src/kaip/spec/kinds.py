@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, model_validator
 
@@ -49,6 +50,16 @@ _URI_HINT = (
     "use a relative path, file://, http://, https://, s3://, registry://NAME@latest "
     "or models:/NAME/VERSION"
 )
+
+
+def _url_problem(uri: str) -> str | None:
+    """What keeps ``uri`` (http, https, s3) from being split into host, port and path, if any."""
+    try:
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018 - raises on a port that is not a number in range
+    except ValueError as exc:
+        return str(exc)
+    return None if parts.hostname else "it names no host"
 
 
 def registry_reference(uri: str) -> tuple[str, str] | None:
@@ -141,6 +152,15 @@ class Artifact(SpecModel):
         if "://" in self.uri and not self.uri.startswith(URI_SCHEMES):
             scheme = self.uri.split("://", 1)[0]
             raise FieldProblem("uri", f"unsupported scheme {scheme!r}", _URI_HINT)
+        if self.uri.startswith(("http://", "https://", "s3://")):
+            problem = _url_problem(self.uri)
+            if problem is not None:
+                raise FieldProblem(
+                    "uri",
+                    f"{self.uri!r} is not a URL kaip can fetch: {problem}",
+                    "percent-encode characters such as [ ] in the path, and write the host as "
+                    "host, host:PORT or [IPv6]:PORT",
+                )
         if self.uri.startswith("registry://") and not _REGISTRY_URI.fullmatch(self.uri):
             raise FieldProblem(
                 "uri",
