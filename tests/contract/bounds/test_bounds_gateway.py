@@ -282,3 +282,13 @@ def test_forwarded_headers_are_set_by_the_gateway_and_connection_named_ones_drop
         assert seen["x-forwarded-proto"] == "http"
         assert "forwarded" not in seen and "x-secret" not in seen
         assert seen["x-kept"] == "end to end"
+
+
+def test_the_portals_session_cookie_never_reaches_an_app_or_a_replica() -> None:
+    """The portal's cookie (control port) is sent by browsers to the traffic port too."""
+    with _gateway() as gateway:
+        seen = []
+        for cookie in ("a=1; kaip_portal=s3cret; b=2", "kaip_portal=s3cret", "theme=dark"):
+            answer = httpx.get(f"{gateway.url}/apps/a/whoami", headers={"Cookie": cookie})
+            seen.append(answer.json()["headers"].get("cookie"))
+        assert seen == ["a=1; b=2", None, "theme=dark"]

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from http.cookies import CookieError, SimpleCookie
 
 from kaip.local.controller.auth import Identity, Principal
+from kaip.local.gateway.http1 import PORTAL_COOKIE
 
-COOKIE = "kaip_portal"
+COOKIE = PORTAL_COOKIE
 SESSION_TTL_S = 12 * 3600.0
 MAX_SESSIONS = 256
 

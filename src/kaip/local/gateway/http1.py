@@ -67,9 +67,10 @@ def request_head(
 ) -> bytes:
     """The head of a request to a replica: the client's end-to-end headers, our framing.
 
-    Hop-by-hop headers, those the client's ``Connection`` names and every ``X-Forwarded-*``
-    (and ``Forwarded``) the client sent are dropped; the gateway sets ``X-Forwarded-For`` (the
-    ``client`` address), ``-Proto`` and ``-Host`` itself, and ``extra`` adds the rest.
+    Hop-by-hop headers, those the client's ``Connection`` names, every ``X-Forwarded-*`` (and
+    ``Forwarded``) the client sent and the portal's session cookie are dropped; the gateway sets
+    ``X-Forwarded-For`` (the ``client`` address), ``-Proto`` and ``-Host`` itself, and
+    ``extra`` adds the rest.
     """
     parts = [method, b" ", target, b" HTTP/1.1\r\n"]
     host = b""
@@ -80,6 +81,10 @@ def request_head(
             continue
         if lower == b"host":
             host = value
+        elif lower == b"cookie" and _PORTAL_COOKIE in value:
+            value = without_portal_cookie(value)
+            if not value:
+                continue
         parts += (name, b": ", value, b"\r\n")
     if not host:
         parts.append(b"host: 127.0.0.1\r\n")
@@ -94,6 +99,18 @@ def request_head(
         parts.append(b"content-length: %d\r\n" % body_length)
     parts += (b"traceparent: ", traceparent, b"\r\n\r\n")
     return b"".join(parts)
+
+
+PORTAL_COOKIE = "kaip_portal"
+"""The portal's session cookie (control port). Browsers send a host's cookies to every port of
+it, so the traffic port's Apps would get it too: the gateway never passes it on."""
+_PORTAL_COOKIE = PORTAL_COOKIE.encode()
+
+
+def without_portal_cookie(value: bytes) -> bytes:
+    """A ``Cookie`` header's value minus the portal's session cookie (empty if nothing is left)."""
+    kept = [p for p in value.split(b";") if p.strip().partition(b"=")[0] != _PORTAL_COOKIE]
+    return b";".join(kept).strip()
 
 
 def json_body(payload: object) -> bytes:
