@@ -118,22 +118,9 @@ class ControlGuard:
             return
         scope.setdefault("state", {})["principal"] = principal
         limit = self._policy.max_body_bytes
-        received = 0
-
-        async def bounded_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise _too_large(limit)
-            return message
-
-        async def secured_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
-            await send(message)
-
+        bounded_receive, secured_send = bounded_io(
+            receive, send, limit, lambda: _too_large(limit), SECURITY_HEADERS
+        )
         await self._app(scope, bounded_receive, secured_send)
 
     def _check(self, scope: Scope, headers: Headers) -> Any:
@@ -177,6 +164,34 @@ def check_site(headers: Headers, policy: GuardPolicy) -> None:
         )
     if origin is None and headers.get("sec-fetch-site", "").lower() == "cross-site":
         raise ForbiddenError("the control API takes no requests from other sites' pages")
+
+
+def bounded_io(
+    receive: Receive,
+    send: Send,
+    limit: int,
+    too_large: Callable[[], KaipError],
+    headers: list[tuple[bytes, bytes]],
+) -> tuple[Receive, Send]:
+    """``receive`` that raises ``too_large()`` past ``limit`` body bytes in all, and ``send``
+    that adds ``headers`` to every response start."""
+    received = 0
+
+    async def bounded_receive() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise too_large()
+        return message
+
+    async def secured_send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", []), *headers]
+        await send(message)
+
+    return bounded_receive, secured_send
 
 
 def _too_large(limit: int) -> PayloadTooLargeError:

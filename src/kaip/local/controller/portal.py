@@ -40,10 +40,10 @@ from kaip.local.controller.guard import (
     ASGIApp,
     ControlGuard,
     GuardPolicy,
-    Message,
     Receive,
     Scope,
     Send,
+    bounded_io,
     check_site,
     send_error,
 )
@@ -89,22 +89,9 @@ class PortalGuard:
         except KaipError as exc:
             await send_error(send, exc)
             return
-        received = 0
-
-        async def bounded_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > MAX_FORM_BYTES:
-                    raise _too_large()
-            return message
-
-        async def secured_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *_HEADERS]
-            await send(message)
-
+        bounded_receive, secured_send = bounded_io(
+            receive, send, MAX_FORM_BYTES, _too_large, _HEADERS
+        )
         await self._app(scope, bounded_receive, secured_send)
 
 
