@@ -5,10 +5,12 @@ truth. Each rule here restates one of them for the generated schemas: as JSON Sc
 editors, via ``kaip schema``) where JSON Schema can say it, and as a CEL rule
 (``x-kubernetes-validations``, via ``kaip crd``) for the apiserver. JSON Schema has no way to
 compare two values of one document, so "minReplicas <= maxReplicas", "step weights strictly
-increase" and "no served name is another's followed by '/...'" exist only in pydantic and CEL;
-the property tests exclude exactly those three from the schema/pydantic agreement, and a fourth
-that neither JSON Schema nor CEL can say: a network peer's ``except`` blocks must lie inside its
-``cidr`` (pydantic, then the apiserver's own NetworkPolicy validation). Pure data.
+increase" and "no served name is another's followed by '/...'" exist only in pydantic and CEL,
+as does "a remote URI splits into host, port and path" (urllib in pydantic, the apiserver's URL
+library in CEL); the property tests exclude exactly those four from the schema/pydantic
+agreement, and a fifth that neither JSON Schema nor CEL can say: a network peer's ``except``
+blocks must lie inside its ``cidr`` (pydantic, then the apiserver's own NetworkPolicy
+validation). Pure data.
 """
 
 from __future__ import annotations
@@ -262,6 +264,19 @@ RULES: tuple[Rule, ...] = (
                 "uri": {"anyOf": [{"not": {"pattern": "://"}}, {"pattern": URI_SCHEME_PATTERN}]}
             }
         },
+    ),
+    Rule(
+        Artifact,
+        "uri",
+        "an http(s):// or s3:// URI must split into host, port and path: percent-encode [ ] in "
+        "the path, and write the host as host, host:PORT or [IPv6]:PORT",
+        # the apiserver's URL library (Go's net/url) where kaip splits with urllib: both reject
+        # an unbalanced [ ] and a missing host; Go leaves the port's range to the rule
+        "!(self.uri.startsWith('http://') || self.uri.startsWith('https://')"
+        " || self.uri.startsWith('s3://')) || (isURL(self.uri)"
+        " && url(self.uri).getHostname() != ''"
+        " && (url(self.uri).getPort() == '' || int(url(self.uri).getPort()) <= 65535))",
+        None,
     ),
     Rule(
         Artifact,
