@@ -4,8 +4,9 @@ Usage: python gateway_proc.py PORT_FILE BACKEND_PORT [BACKEND_PORT...]
 Routes model ``digits`` (one revision) to the replicas on 127.0.0.1, writes its bound port to
 PORT_FILE, and serves until killed. Runs on uvloop, or on asyncio's default loop when
 ``BENCH_LOOP=asyncio``. ``BENCH_SIGNALS=on`` turns on every signal as ``kaip up`` does with
-``OTEL_EXPORTER_OTLP_ENDPOINT`` set (metrics, and a span per request and attempt exported over
-OTLP by the SDK's batch processor with the default sampler); ``BENCH_SIGNALS=metrics`` the
+``OTEL_EXPORTER_OTLP_ENDPOINT`` set (metrics, and a span per request and attempt of the sampled
+traces, exported over OTLP by the SDK's batch processor; the sampler is ``OTEL_TRACES_SAMPLER``'s,
+kaip's default when unset); ``BENCH_SIGNALS=metrics`` the
 metrics alone (``kaip up`` without ``OTEL_EXPORTER_OTLP_ENDPOINT``); otherwise the gateway runs
 with ``observe=False`` (no metrics records, no spans).
 """
@@ -24,12 +25,9 @@ from kaip.local.gateway import Backend, Gateway, Route
 
 async def serve(port_file: Path, backend_ports: list[int]) -> None:
     if os.environ.get("BENCH_SIGNALS") == "on":
-        from opentelemetry import trace
-
         from kaip.telemetry.otel import configure
 
-        configure("kaip-gateway")
-        gateway = Gateway(host="127.0.0.1", port=0, tracer=trace.get_tracer("kaip"))
+        gateway = Gateway(host="127.0.0.1", port=0, tracer=configure("kaip-gateway").spans)
     elif os.environ.get("BENCH_SIGNALS") == "metrics":
         gateway = Gateway(host="127.0.0.1", port=0)
     else:

@@ -9,9 +9,10 @@ both targets in alternating order after a short unmeasured warm-up; the table gi
 rounds and the per-round paired difference of p50 (gateway minus direct). ``--peer kserve`` adds
 KServe served directly (core 0, from ``bench/.venvs/kserve``, see bench/serving) as a third
 target in the same rounds, so "through the gateway vs the best peer" is measured under the same
-load. ``--signals`` adds two more gateway processes beside the plain one (signals off), in the
-same rounds: ``gateway+metrics`` (``kaip up``'s default) and ``gateway+signals`` (metrics, and
-spans exported over OTLP to a sink in this process that reads and drops them), with each one's
+load. ``--signals`` adds three more gateway processes beside the plain one (signals off), in the
+same rounds: ``gateway+metrics`` (``kaip up``'s default), ``gateway+signals`` (metrics, and the
+spans of the traces kaip's default sampler keeps, exported over OTLP to a sink in this process
+that reads and drops them) and ``gateway+signals(all)`` (every request traced), with each one's
 throughput and gateway CPU per request paired against the plain gateway's.
 Results land in ``bench/results/gateway-<time>/``. Loopback only.
 """
@@ -53,6 +54,14 @@ def start(
 ) -> subprocess.Popen[bytes]:
     out = log.open("wb")
     return subprocess.Popen(["taskset", "-c", str(core), *argv], stdout=out, stderr=out, env=env)
+
+
+SIGNAL_GATEWAYS = (
+    ("metrics", "gateway+metrics", ""),  # kaip up without OTEL_EXPORTER_OTLP_ENDPOINT
+    ("on", "gateway+signals", ""),  # everything on, kaip's default sampler
+    ("on", "gateway+signals(all)", "parentbased_always_on"),  # every request traced
+)
+"""``(BENCH_SIGNALS, target, OTEL_TRACES_SAMPLER)`` of the gateways ``--signals`` adds."""
 
 
 def cpu_seconds(pid: int) -> float:
@@ -155,7 +164,7 @@ def table(records: list[dict[str, Any]]) -> str:
         for r in rows:
             by_round.setdefault(r["round"], {})[r["target"]] = r
         medians: dict[str, float] = {}
-        for target in ("direct", "gateway", "gateway+metrics", "gateway+signals", "kserve"):
+        for target in ("direct", "gateway", *(g[1] for g in SIGNAL_GATEWAYS), "kserve"):
             mine = [r for r in rows if r["target"] == target]
             if not mine:
                 continue
@@ -174,7 +183,7 @@ def table(records: list[dict[str, Any]]) -> str:
                 f"| {conns} | {target} | {med['rps']:,.0f} | {med['p50_ms']:.3f} | "
                 f"{med['p99_ms']:.3f} | {sum(r['errors'] for r in mine)} | {extra} | {cpu_text} |"
             )
-        for on in ("gateway+metrics", "gateway+signals"):
+        for on in (g[1] for g in SIGNAL_GATEWAYS):
             pairs = [p for p in by_round.values() if {on, "gateway"} <= p.keys()]
             if not pairs:
                 continue
@@ -246,17 +255,21 @@ def main() -> None:
         if args.signals:
             sink = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
             threading.Thread(target=sink.serve_forever, daemon=True).start()
-            for mode, target in (("metrics", "gateway+metrics"), ("on", "gateway+signals")):
+            for mode, target, sampler in SIGNAL_GATEWAYS:
                 env = {
                     **os.environ,
                     "BENCH_SIGNALS": mode,
                     "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink.server_address[1]}",
                 }
-                port_file = scratch / f"{mode}.port"
+                env.pop("OTEL_TRACES_SAMPLER", None)
+                env.pop("OTEL_TRACES_SAMPLER_ARG", None)
+                if sampler:
+                    env["OTEL_TRACES_SAMPLER"] = sampler
+                port_file = scratch / f"{target}.port"
                 signaled = start(
                     [PYTHON, str(Path(__file__).with_name("gateway_proc.py")), str(port_file),
                      str(replica_port)],
-                    1, out_dir / "logs" / f"gateway-{mode}.log", env,
+                    1, out_dir / "logs" / f"{target}.log", env,
                 )  # fmt: skip
                 processes.append(signaled)
                 targets[target] = wait_port(port_file, signaled)

@@ -46,12 +46,11 @@ def run(
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     settings = load_settings()
-    tracing = bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
-    shutdown_otel = None
-    if tracing:
+    telemetry = None
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         from kaip.telemetry.otel import configure
 
-        shutdown_otel = configure("kaip-serving", {"kaip.model": model, "kaip.revision": revision})
+        telemetry = configure("kaip-serving", {"kaip.model": model, "kaip.revision": revision})
     options = ServeOptions(
         spec_path=spec_path,
         model=model,
@@ -59,14 +58,14 @@ def run(
         port=port if port is not None else settings.serving.port,
         revision=revision,
         port_file=port_file,
-        tracing=tracing,
+        spans=telemetry.spans if telemetry is not None else None,
         profile_token=os.environ.get(PROFILE_TOKEN_ENV) or None,
     )
     try:
         return serve(options, settings)
     finally:
-        if shutdown_otel is not None:
-            shutdown_otel()
+        if telemetry is not None:
+            telemetry.shutdown()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,6 +43,7 @@ from kaip.serving.protocol import bounded_protocol
 from kaip.serving.tracing import Tracing
 from kaip.settings import Settings
 from kaip.spec import Model, SpecDocument, load_paths
+from kaip.telemetry.spans import SpanRecorder
 
 log = logging.getLogger("kaip.serving")
 
@@ -55,7 +56,7 @@ class ServeOptions:
     port: int
     revision: str = "1"
     port_file: Path | None = None
-    tracing: bool = False
+    spans: SpanRecorder | None = None  # where spans go (None: tracing is off)
     profile_token: str | None = None  # POST /_kaip/profile needs it; None: profiling is off
 
 
@@ -77,7 +78,9 @@ def build(options: ServeOptions, settings: Settings) -> tuple[ServingApp, SpecDo
     spec = doc.resource.spec
     names = doc.resource.served_names
     metrics = ServerMetrics(options.model, options.revision)
-    tracing = Tracing(options.model, options.revision) if options.tracing else None
+    tracing = None
+    if options.spans is not None:
+        tracing = Tracing(options.spans, options.model, options.revision)
     served = ServedModel(
         options.model,
         options.revision,

@@ -2,24 +2,39 @@
 
 ``kaip.infer`` is the server span; ``kaip.queue`` (enqueue to batch start) and ``kaip.batch``
 (the batch's predict, as this request saw it) are its children; one ``kaip.predict`` span per
-batch hangs under the first request's batch span and links the others. Uses the OpenTelemetry
-API only; when tracing is off nothing here runs on the hot path. Never raises into a request.
+batch hangs under the first request's batch span and links the others. Spans are records given
+to a :class:`~kaip.telemetry.spans.SpanRecorder` (built and exported off the request path by
+the SDK's batch processor); a request whose trace is not sampled records nothing. When tracing
+is off nothing here runs on the hot path. Never raises into a request.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import Any
-
-from opentelemetry import trace
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-from opentelemetry.util.types import AttributeValue
 
 from kaip import telemetry as names
 from kaip.serving.batcher import Pending
+from kaip.telemetry.spans import (
+    INTERNAL,
+    SERVER,
+    AttributeValue,
+    FinishedSpan,
+    SpanRecorder,
+    Start,
+    new_span_id,
+)
 
-_PROPAGATOR = TraceContextTextMapPropagator()
+
+class Request:
+    """A sampled request's server span, begun: its ids and what its end records."""
+
+    __slots__ = ("name", "route", "start")
+
+    def __init__(self, start: Start, name: str, route: str) -> None:
+        self.start = start
+        self.name = name
+        self.route = route
 
 
 def _epoch_ns(perf: float, now_perf: float, now_ns: int) -> int:
@@ -27,39 +42,33 @@ def _epoch_ns(perf: float, now_perf: float, now_ns: int) -> int:
 
 
 class Tracing:
-    def __init__(self, model: str, revision: str) -> None:
-        self.tracer = trace.get_tracer(names.INSTRUMENTATION_SCOPE)
+    def __init__(self, spans: SpanRecorder, model: str, revision: str) -> None:
+        self.spans = spans
         self.attributes: dict[str, AttributeValue] = {
             names.ATTR_MODEL: model,
             names.ATTR_REVISION: revision,
         }
 
-    def start(self, headers: Iterable[tuple[bytes, bytes]], name: str, route: str) -> Any:
-        """Start the server span of a request from its ASGI headers; returns the span or None."""
+    def start(
+        self, headers: Iterable[tuple[bytes, bytes]], name: str, route: str
+    ) -> Request | None:
+        """Begin the server span of a request from its ASGI headers; None: not sampled."""
         try:
-            carrier = {
-                k.decode("latin-1"): v.decode("latin-1")
-                for k, v in headers
-                if k in (b"traceparent", b"tracestate")
-            }
-            context = _PROPAGATOR.extract(carrier) if carrier else None
-            return self.tracer.start_span(
-                name,
-                context=context,
-                kind=trace.SpanKind.SERVER,
-                attributes={**self.attributes, "http.route": route},
-            )
+            start = self.spans.start_from(headers)
         except Exception:
             return None
+        return Request(start, name, route) if start.sampled else None
 
-    def end(self, span: Any, status: int) -> None:
-        if span is None:
+    def end(self, request: Request | None, status: int) -> None:
+        if request is None:
             return
         try:
-            span.set_attribute("http.response.status_code", status)
-            if status >= 500:
-                span.set_status(trace.Status(trace.StatusCode.ERROR))
-            span.end()
+            attributes = {
+                **self.attributes,
+                "http.route": request.route,
+                "http.response.status_code": status,
+            }
+            self.spans.end(request.start, request.name, SERVER, attributes, status >= 500)
         except Exception:
             pass
 
@@ -73,31 +82,41 @@ class Tracing:
             names.ATTR_BATCH_ROWS: rows,
             names.ATTR_BATCH_REQUESTS: len(batch),
         }
-        batch_spans = []
+        sink = self.spans.sink
+        batch_spans: list[tuple[int, int]] = []
         for p in batch:
-            if p.trace is None:
+            request = p.trace
+            if not isinstance(request, Request):
                 continue
-            parent = trace.set_span_in_context(p.trace)
-            queue = self.tracer.start_span(
-                names.SPAN_QUEUE,
-                context=parent,
-                start_time=_epoch_ns(p.enqueued, now_perf, now_ns),
-                attributes=self.attributes,
+            trace_id, parent = request.start.trace_id, request.start.span_id
+            queued_ns = _epoch_ns(p.enqueued, now_perf, now_ns)
+            sink(
+                _internal(names.SPAN_QUEUE, trace_id, parent, queued_ns, start_ns, self.attributes)
             )
-            queue.end(end_time=start_ns)
-            span = self.tracer.start_span(
-                names.SPAN_BATCH, context=parent, start_time=start_ns, attributes=batch_attrs
-            )
-            batch_spans.append(span)
+            span = _internal(names.SPAN_BATCH, trace_id, parent, start_ns, end_ns, batch_attrs)
+            sink(span)
+            batch_spans.append((trace_id, span.span_id))
         if batch_spans:
-            links = [trace.Link(s.get_span_context()) for s in batch_spans[1:]]
-            predict = self.tracer.start_span(
-                names.SPAN_PREDICT,
-                context=trace.set_span_in_context(batch_spans[0]),
-                start_time=start_ns,
-                attributes=batch_attrs,
-                links=links,
+            trace_id, parent = batch_spans[0]
+            links = tuple(batch_spans[1:])
+            sink(
+                _internal(
+                    names.SPAN_PREDICT, trace_id, parent, start_ns, end_ns, batch_attrs, links
+                )
             )
-            predict.end(end_time=end_ns)
-        for span in batch_spans:
-            span.end(end_time=end_ns)
+
+
+def _internal(
+    name: str,
+    trace_id: int,
+    parent_id: int,
+    start_ns: int,
+    end_ns: int,
+    attributes: dict[str, AttributeValue],
+    links: tuple[tuple[int, int], ...] = (),
+) -> FinishedSpan:
+    """A span of this process (a new id) under ``parent_id``, neither remote nor failed."""
+    return FinishedSpan(
+        name, INTERNAL, trace_id, new_span_id(), parent_id, False, start_ns, end_ns, attributes,
+        False, links,
+    )  # fmt: skip

@@ -1,6 +1,6 @@
 """The gateway's signals from outside: real scrapes of ``GET /metrics`` parsed by
 prometheus_client, and its spans exported by the OpenTelemetry SDK over OTLP/HTTP to a real
-receiver on loopback, a retried request included."""
+receiver on loopback, a retried request included, and what an unsampled trace passes on."""
 
 from __future__ import annotations
 
@@ -12,12 +12,15 @@ from typing import Any
 
 import httpx
 from gateway_harness import AB, BackendProcess, backend, model, run, running
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).parents[1]))  # tests/contract: the shared OTLP receiver
 from otlp_receiver import serve_otlp
 
 from kaip.local.gateway import Route
+from kaip.telemetry.otel import recorder
+from kaip.telemetry.spans import Sampling
 
 
 def owned(route: Route, owner: str) -> Route:
@@ -116,10 +119,6 @@ def test_held_and_in_flight_requests_show_while_they_wait(backends_ab: AB) -> No
 def test_a_retried_request_is_one_trace_with_both_attempts_exported_by_otlp(
     spawn_backend: Any,
 ) -> None:
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
     live: BackendProcess = spawn_backend("L")
     dead: BackendProcess = spawn_backend("D")
     dead.kill()  # its port now refuses connections: an attempt there fails and is retried
@@ -129,11 +128,7 @@ def test_a_retried_request_is_one_trace_with_both_attempts_exported_by_otlp(
     client_trace = "4bf92f3577b34da6a3ce929d0e0e4736"
 
     with serve_otlp() as receiver:
-        provider = TracerProvider()
-        provider.add_span_processor(
-            BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{receiver.url}/v1/traces"))
-        )
-        tracer = provider.get_tracer("kaip")
+        tracer, provider = recorder(OTLPSpanExporter(endpoint=f"{receiver.url}/v1/traces"))
 
         async def scenario() -> list[dict[str, Any]]:
             options = {"rng": random.Random(3), "tracer": tracer}
@@ -187,3 +182,46 @@ def _attributes(span: Any) -> dict[str, Any]:
         value = attribute.value
         values[attribute.key] = getattr(value, value.WhichOneof("value"))
     return values
+
+
+def test_unsampled_traces_record_nothing_and_tell_the_replica(spawn_backend: Any) -> None:
+    """A caller's unsampled ``traceparent`` is followed (parent based); a trace the gateway
+    starts is sampled at the ratio (0 here): no span is exported, and the replica gets the same
+    trace id with the sampled flag off, under a span id of the gateway's."""
+    live: BackendProcess = spawn_backend("L")
+    route = owned(model("m", {"r": 100}, backend("L", "r", live.port)), "team-c")
+    caller_trace, sampled_trace = (
+        "0af7651916cd43dd8448eb211c80319c",
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+    )
+
+    with serve_otlp() as receiver:
+        tracer, provider = recorder(
+            OTLPSpanExporter(endpoint=f"{receiver.url}/v1/traces"), Sampling(ratio=0.0)
+        )
+
+        async def scenario() -> list[dict[str, Any]]:
+            async with running([route], tracer=tracer) as (_, client):
+                answers = []
+                for parent in (f"00-{caller_trace}-00f067aa0ba902b7-00", None):
+                    headers = {"traceparent": parent} if parent else {}
+                    answer = await client.get("/v2/models/m/ready", headers=headers)
+                    answers.append(answer.json())
+                # A sampled caller is still traced at ratio 0: the export is known to work.
+                parent = f"00-{sampled_trace}-00f067aa0ba902b7-01"
+                answer = await client.get("/v2/models/m/ready", headers={"traceparent": parent})
+                answers.append(answer.json())
+                return answers
+
+        followed, started, sampled = run(scenario())
+        provider.force_flush()
+        spans = receiver.wait_for(sampled_trace, 2)
+        provider.shutdown()
+
+    assert {s.trace_id.hex() for s in receiver.spans} == {sampled_trace}
+    assert len(spans) == 2  # the server span and its one attempt
+    _, trace_id, span_id, flags = followed["traceparent"].split("-")
+    assert (trace_id, flags) == (caller_trace, "00") and span_id != "00f067aa0ba902b7"
+    _, trace_id, span_id, flags = started["traceparent"].split("-")
+    assert flags == "00" and trace_id != caller_trace and int(trace_id, 16)
+    assert sampled["traceparent"].endswith("-01")

@@ -42,6 +42,7 @@ from kaip.registry import EmbeddedRegistry, RunStore
 from kaip.settings import Settings
 from kaip.spec import load_paths
 from kaip.spec.base import parse_quantity
+from kaip.telemetry.spans import SpanRecorder
 
 PID_FILE = "replicas.json"
 
@@ -197,17 +198,15 @@ async def serve(
         report("stopped")
 
 
-def _tracer() -> tuple[object, Callable[[], None] | None]:
-    """The gateway's tracer, exporting by OTLP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set."""
+def _tracer() -> tuple[SpanRecorder | None, Callable[[], None] | None]:
+    """The gateway's span recorder, exporting by OTLP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is
+    set (sampled as ``OTEL_TRACES_SAMPLER`` says, see kaip.telemetry.otel)."""
     if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         return None, None
-    from opentelemetry import trace
-
-    from kaip.telemetry import INSTRUMENTATION_SCOPE
     from kaip.telemetry.otel import configure
 
-    shutdown = configure("kaip-gateway")
-    return trace.get_tracer(INSTRUMENTATION_SCOPE), shutdown
+    telemetry = configure("kaip-gateway")
+    return telemetry.spans, telemetry.shutdown
 
 
 def _replica_processes(controller: Controller, supervisor: Supervisor) -> Iterator[ReplicaProcess]:

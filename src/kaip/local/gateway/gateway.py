@@ -30,7 +30,6 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
 
 from kaip.local.gateway import catalog
 from kaip.local.gateway.balance import pick_backend, pick_least_outstanding, pick_revision
@@ -47,6 +46,7 @@ from kaip.protocol.extensions import unsupported_route
 from kaip.protocol.model_paths import unknown_model_message
 from kaip.settings import HttpLimits
 from kaip.spec import Serve
+from kaip.telemetry.spans import SpanRecorder
 
 log = logging.getLogger("kaip.local.gateway")
 
@@ -81,7 +81,7 @@ class Gateway:
         limits: HttpLimits | None = None,
         app_max_request_bytes: int = 16 * 2**20,
         observe: bool = True,
-        tracer: Any = None,
+        tracer: SpanRecorder | None = None,
     ) -> None:
         self._host = host
         self._port = port

@@ -5,12 +5,15 @@ by status class, a latency histogram, retries, timeouts), what it reads live at 
 (in-flight and held requests, replicas by phase) and the OpenTelemetry spans of a request: a
 SERVER span for the client's request and one CLIENT span per attempt on a replica, whose
 ``traceparent`` is what that replica sees, so a retried request shows both attempts in one trace.
-Never does I/O itself (the exporter is the SDK's) and never chooses a replica.
+Never does I/O itself (the exporter is the SDK's, behind :mod:`kaip.telemetry.spans`' sink) and
+never chooses a replica.
 
 The rule that keeps the hot path cheap: a request only adds to plain ints in a per-(resource,
 revision) record on the event loop's thread; prometheus_client turns the records into text when
-``/metrics`` is scraped (:class:`GatewayCollector`), and spans exist only when a tracer is given
-(``OTEL_EXPORTER_OTLP_ENDPOINT`` set). Worked example: a client POSTs to ``digits`` (owner
+``/metrics`` is scraped (:class:`GatewayCollector`), and spans exist only when a span recorder is
+given (``OTEL_EXPORTER_OTLP_ENDPOINT`` set) and the trace is sampled: an unsampled request only
+mints the span ids its replicas see; a sampled one records plain tuples
+(:mod:`kaip.telemetry.spans`). Worked example: a client POSTs to ``digits`` (owner
 ``team-a``), replica ``d-1`` of revision ``3`` refuses the connection, ``d-2`` answers 200 in
 12 ms. Then ``kaip_gateway_requests_total{resource="digits",revision="3",owner="team-a",
 status_class="2xx"}`` is 1, ``kaip_gateway_retries_total`` 1, the histogram's ``le="0.025"``
@@ -24,11 +27,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
-from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -41,6 +40,16 @@ from prometheus_client.registry import Collector
 from kaip import telemetry as names
 from kaip.accounting import Figures
 from kaip.local.gateway.upstream import Outcome
+from kaip.telemetry.spans import (
+    CLIENT,
+    SERVER,
+    AttributeValue,
+    FinishedSpan,
+    SpanRecorder,
+    Start,
+    new_span_id,
+    traceparent,
+)
 
 LATENCY_BUCKETS_S: tuple[float, ...] = (
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
@@ -111,13 +120,13 @@ class GatewaySignals:
 
     def __init__(
         self,
-        tracer: Any = None,
+        tracer: SpanRecorder | None = None,
         *,
         live_load: Callable[[], Iterable[LiveLoad]] | None = None,
         replica_phases: ReplicaPhases | None = None,
     ) -> None:
         self.tracer = tracer
-        """An OpenTelemetry tracer; None: no spans (the ``traceparent`` is passed on as is)."""
+        """Where spans go; None: no spans (the ``traceparent`` is passed on as is)."""
         self.live_load = live_load
         self.replica_phases = replica_phases
         self._records: dict[Key, _Record] = {}
@@ -127,7 +136,6 @@ class GatewaySignals:
         the cost, energy and carbon counters of ``/metrics``)."""
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(GatewayCollector(self))
-        self._propagator = TraceContextTextMapPropagator()
 
     def record(self, key: Key) -> _Record:
         record = self._records.get(key)
@@ -162,38 +170,11 @@ class GatewaySignals:
         port: int,
     ) -> Observation:
         """Start observing one proxied request (and its server span, when tracing)."""
-        span = None
+        observation = Observation(self, kind, resource, owner, method)
         if self.tracer is not None:
-            span = self._server_span(kind, resource, owner, method, target, headers, port)
-        return Observation(self, kind, resource, owner, method, span)
-
-    def _server_span(
-        self,
-        kind: str,
-        resource: str,
-        owner: str,
-        method: bytes,
-        target: bytes,
-        headers: Iterable[tuple[bytes, bytes]],
-        port: int,
-    ) -> Any:
-        carrier = {}
-        for name, value in headers:
-            lower = name.lower()
-            if lower == b"traceparent" or lower == b"tracestate":
-                carrier[lower.decode()] = value.decode("latin-1")
-        context = self._propagator.extract(carrier) if carrier else None
-        verb = method.decode("latin-1")
-        path = target.partition(b"?")[0].decode("latin-1")
-        attributes = {  # few: the SDK checks each attribute, at a cost per request
-            "http.request.method": verb,
-            "url.path": path,
-            names.ATTR_RESOURCE: resource,
-            names.ATTR_OWNER: owner,
-        }
-        return self.tracer.start_span(
-            verb, context=context, kind=SpanKind.SERVER, attributes=attributes
-        )
+            observation.trace = self.tracer.start_from(headers)
+            observation.target = target
+        return observation
 
 
 class Observation:
@@ -209,29 +190,26 @@ class Observation:
         "resource",
         "revision",
         "signals",
-        "span",
         "started",
+        "target",
+        "trace",
     )
 
     def __init__(
-        self,
-        signals: GatewaySignals,
-        kind: str,
-        resource: str,
-        owner: str,
-        method: bytes,
-        span: Any,
+        self, signals: GatewaySignals, kind: str, resource: str, owner: str, method: bytes
     ) -> None:
         self.signals = signals
         self.kind = kind
         self.resource = resource
         self.owner = owner
         self._method = method
-        self.span = span
+        self.trace: Start | None = None
+        """The server span's ids (None: not tracing); recorded at :meth:`finish` if sampled."""
+        self.target = b""
         self.revision = ""
         """The revision that answered (or was tried last); set by the gateway."""
         self.started = time.perf_counter()
-        self._attempt: Any = None
+        self._attempt: tuple[int, int, dict[str, AttributeValue]] | None = None
         self._busy: _Busy | None = None
         self._sent = 0  # attempts started
 
@@ -249,24 +227,20 @@ class Observation:
             busy.since = time.perf_counter()
         busy.in_flight += 1
         self._busy = busy
-        if self.span is None:
+        trace = self.trace
+        if trace is None:
             return None
-        attributes: dict[str, Any] = {
-            "server.address": host,
-            "server.port": port,
-            names.ATTR_REPLICA: replica,
-        }
-        if sent:
-            attributes["http.request.resend_count"] = sent
-        span = self.signals.tracer.start_span(
-            self._method.decode("latin-1"),
-            context=trace.set_span_in_context(self.span),
-            kind=trace.SpanKind.CLIENT,
-            attributes=attributes,
-        )
-        self._attempt = span
-        ctx = span.get_span_context()
-        return b"00-%032x-%016x-%02x" % (ctx.trace_id, ctx.span_id, ctx.trace_flags)
+        span_id = new_span_id()
+        if trace.sampled:
+            attributes: dict[str, AttributeValue] = {
+                "server.address": host,
+                "server.port": port,
+                names.ATTR_REPLICA: replica,
+            }
+            if sent:
+                attributes["http.request.resend_count"] = sent
+            self._attempt = (span_id, time.time_ns(), attributes)
+        return traceparent(trace.trace_id, span_id, trace.sampled)
 
     def _release(self, answered: bool) -> None:
         busy, self._busy = self._busy, None
@@ -282,14 +256,44 @@ class Observation:
         self._release(outcome is Outcome.OK)
         if outcome is Outcome.TIMED_OUT:
             self.signals.record((self.kind, self.resource, revision, self.owner)).timeouts += 1
-        span, self._attempt = self._attempt, None
-        if span is None:
+        attempt, self._attempt = self._attempt, None
+        if attempt is None:
             return
+        attributes = attempt[2]
         if outcome is Outcome.OK or (outcome is Outcome.FAILED_DURING_RESPONSE and status):
-            span.set_attribute("http.response.status_code", status)
-        if outcome is not Outcome.OK or status >= 500:
-            _error(span, _FAILED_ATTEMPT.get(outcome) or str(status))
-        span.end()
+            attributes["http.response.status_code"] = status
+        failed = outcome is not Outcome.OK or status >= 500
+        if failed:
+            attributes[names.ATTR_ERROR_TYPE] = _FAILED_ATTEMPT.get(outcome) or str(status)
+        if self.trace is not None:
+            self._span(self.trace, CLIENT, attempt[0], attempt[1], attributes, failed)
+
+    def _span(
+        self,
+        trace: Start,
+        kind: int,
+        span_id: int,
+        start_ns: int,
+        attributes: dict[str, AttributeValue],
+        error: bool,
+    ) -> None:
+        """Record a CLIENT span under the server span, or (kind SERVER) the server span."""
+        assert self.signals.tracer is not None
+        server = kind == SERVER
+        self.signals.tracer.sink(
+            FinishedSpan(
+                self._method.decode("latin-1"),
+                kind,
+                trace.trace_id,
+                span_id,
+                trace.parent_id if server else trace.span_id,
+                trace.remote_parent if server else False,
+                start_ns,
+                time.time_ns(),
+                attributes,
+                error,
+            )
+        )
 
     def finish(self, status: int) -> None:
         """The request is over: ``status`` is what the client got (0: cut short or none)."""
@@ -301,24 +305,27 @@ class Observation:
         record.sum_s += seconds
         if self._busy is not None:  # cancelled mid-attempt (the client went away)
             self._release(False)
-        span = self.span
-        if span is None:
+        trace, self.trace = self.trace, None
+        if trace is None or not trace.sampled:
             return
-        self.span = None
         if self._attempt is not None:  # cancelled mid-attempt (the client went away)
-            self._attempt.end()
+            span_id, start_ns, attempt_attributes = self._attempt
+            self._attempt = None
+            self._span(trace, CLIENT, span_id, start_ns, attempt_attributes, False)
+        attributes: dict[str, AttributeValue] = {  # OpenTelemetry HTTP server conventions
+            "http.request.method": self._method.decode("latin-1"),
+            "url.path": self.target.partition(b"?")[0].decode("latin-1"),
+            names.ATTR_RESOURCE: self.resource,
+            names.ATTR_OWNER: self.owner,
+        }
         if revision:
-            span.set_attribute(names.ATTR_REVISION, revision)
+            attributes[names.ATTR_REVISION] = revision
         if status:
-            span.set_attribute("http.response.status_code", status)
-        if status >= 500 or not status:
-            _error(span, str(status) if status else "response_incomplete")
-        span.end()
-
-
-def _error(span: Any, error_type: str) -> None:
-    span.set_attribute(names.ATTR_ERROR_TYPE, error_type)
-    span.set_status(Status(StatusCode.ERROR))
+            attributes["http.response.status_code"] = status
+        failed = status >= 500 or not status
+        if failed:
+            attributes[names.ATTR_ERROR_TYPE] = str(status) if status else "response_incomplete"
+        self._span(trace, SERVER, trace.span_id, trace.start_ns, attributes, failed)
 
 
 class GatewayCollector(Collector):

@@ -1,0 +1,181 @@
+"""Spans made cheaply on a request's hot path: W3C trace context, the sampling decision, and
+finished spans as plain records handed to a sink.
+
+Owns what kaip's servers (the local gateway, the model server) need to trace a request without
+the OpenTelemetry SDK's per-span machinery: reading a ``traceparent``, deciding whether a trace
+is sampled (the SDK's samplers' rules), minting span ids, writing the ``traceparent`` passed on,
+and one :class:`FinishedSpan` per ended span given to a sink. Never imports the SDK and never
+does I/O: :func:`kaip.telemetry.otel.configure` makes the sink, which turns each record into the
+SDK's ``ReadableSpan`` and gives it to the SDK's batch span processor, whose thread exports it.
+
+Why not ``tracer.start_span``: the SDK validates every attribute, runs its sampler on a
+``Context``, builds a locked ``Span`` and calls its processors at start and end; on the shared
+2-core machine that measured ~70 µs per span, and a gateway request has two (bench/README.md).
+Here an unsampled request costs a regex match and two random numbers; a sampled span, one
+record and one ``ReadableSpan``.
+
+The rule (the SDK's ``parentbased_traceidratio``, our default): a request with a valid
+``traceparent`` follows its caller's sampled flag; a request that starts a trace is sampled when
+the low 64 bits of its trace id fall below ``ratio * 2**64`` (the SDK's ``TraceIdRatioBased``),
+so every service makes the same choice for one trace id. Worked example: ratio 0.1, a client
+sends no ``traceparent``; the gateway mints trace id ``...0e4736`` whose low 64 bits are
+``0xa3ce929d0e0e4736`` (≈ 0.64 · 2**64), not below 0.1 · 2**64: not sampled, so no span is
+recorded and the replica gets ``00-<trace>-<span>-00`` and records none either. A client sending
+``00-<trace>-<span>-01`` is always traced, end to end.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import NamedTuple
+
+DEFAULT_RATIO = 0.1
+"""The share of traces kaip starts that are sampled, unless ``OTEL_TRACES_SAMPLER_ARG`` says
+otherwise (docs/observability.md: why 0.1, and what it costs)."""
+
+_TRACEPARENT = re.compile(rb"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+_ID_LIMIT = (1 << 64) - 1
+_random = random.Random()  # seeded from os.urandom; ids need uniqueness, not secrecy
+
+# OpenTelemetry's SpanKind values, as the sink maps them back.
+INTERNAL, SERVER, CLIENT = 0, 1, 2
+
+AttributeValue = str | bool | int | float
+
+
+class Parent(NamedTuple):
+    """What a valid ``traceparent`` says: the caller's trace, its span, and whether sampled."""
+
+    trace_id: int
+    span_id: int
+    sampled: bool
+
+
+def parse_traceparent(value: bytes) -> Parent | None:
+    """The parent a ``traceparent`` names; None when malformed, all-zero or version ``ff``."""
+    match = _TRACEPARENT.match(value.strip())
+    if match is None:
+        return None
+    version, trace_hex, span_hex, flags = match.groups()
+    trace_id, span_id = int(trace_hex, 16), int(span_hex, 16)
+    if version == b"ff" or not trace_id or not span_id:
+        return None
+    return Parent(trace_id, span_id, bool(int(flags, 16) & 1))
+
+
+def traceparent(trace_id: int, span_id: int, sampled: bool) -> bytes:
+    """The ``traceparent`` (version 00) that makes ``span_id`` the parent downstream."""
+    return b"00-%032x-%016x-%s" % (trace_id, span_id, b"01" if sampled else b"00")
+
+
+def new_span_id() -> int:
+    return _random.getrandbits(64) or 1
+
+
+def new_trace_id() -> int:
+    return _random.getrandbits(128) or 1
+
+
+class FinishedSpan(NamedTuple):
+    """One ended span, as recorded on the hot path (times in ns since the epoch)."""
+
+    name: str
+    kind: int  # INTERNAL, SERVER or CLIENT
+    trace_id: int
+    span_id: int
+    parent_id: int  # 0: a root span
+    remote_parent: bool  # the parent is the caller's span (from its traceparent)
+    start_ns: int
+    end_ns: int
+    attributes: Mapping[str, AttributeValue]
+    error: bool  # status ERROR (``error.type`` is among the attributes)
+    links: tuple[tuple[int, int], ...] = ()  # (trace id, span id) of linked spans
+
+
+SpanSink = Callable[[FinishedSpan], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    """Which traces are recorded: ``ratio`` of the traces started here; a caller's sampled flag
+    wins when ``parent_based`` (the SDK's ``parentbased_*`` samplers)."""
+
+    ratio: float = DEFAULT_RATIO
+    parent_based: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.ratio <= 1.0:
+            raise ValueError(f"a sampling ratio is between 0 and 1, not {self.ratio}")
+
+
+class Start(NamedTuple):
+    """A span begun: its trace, its own id, its parent (0: none), and whether it is recorded."""
+
+    trace_id: int
+    span_id: int
+    parent_id: int
+    remote_parent: bool
+    sampled: bool
+    start_ns: int
+
+
+class SpanRecorder:
+    """The sampling decision and the sink of one process's spans."""
+
+    __slots__ = ("_bound", "_parent_based", "sink")
+
+    def __init__(self, sink: SpanSink, sampling: Sampling = Sampling()) -> None:
+        self.sink = sink
+        self._bound = round(sampling.ratio * (_ID_LIMIT + 1))  # TraceIdRatioBased.get_bound
+        self._parent_based = sampling.parent_based
+
+    def start(self, parent: Parent | None) -> Start:
+        """Begin a server span under ``parent`` (the caller's, or None: a new trace). A span
+        not sampled gets no id and no time (nothing will record it)."""
+        if parent is None:
+            trace_id = new_trace_id()
+            if trace_id & _ID_LIMIT < self._bound:
+                return Start(trace_id, new_span_id(), 0, False, True, time.time_ns())
+            return Start(trace_id, 0, 0, False, False, 0)
+        trace_id = parent.trace_id
+        if parent.sampled if self._parent_based else trace_id & _ID_LIMIT < self._bound:
+            return Start(trace_id, new_span_id(), parent.span_id, True, True, time.time_ns())
+        return Start(trace_id, 0, parent.span_id, True, False, 0)
+
+    def start_from(self, headers: Iterable[tuple[bytes, bytes]]) -> Start:
+        """:meth:`start` under the ``traceparent`` among ASGI/HTTP ``headers`` (any case)."""
+        parent = None
+        for name, value in headers:
+            if len(name) == 11 and name.lower() == b"traceparent":
+                parent = parse_traceparent(value)
+                break
+        return self.start(parent)
+
+    def end(
+        self,
+        start: Start,
+        name: str,
+        kind: int,
+        attributes: Mapping[str, AttributeValue],
+        error: bool = False,
+    ) -> None:
+        """Record the span ``start`` began, ending now (only when its trace is sampled)."""
+        if start.sampled:
+            self.sink(
+                FinishedSpan(
+                    name,
+                    kind,
+                    start.trace_id,
+                    start.span_id,
+                    start.parent_id,
+                    start.remote_parent,
+                    start.start_ns,
+                    time.time_ns(),
+                    attributes,
+                    error,
+                )
+            )

@@ -1,0 +1,118 @@
+"""kaip.telemetry.spans: W3C trace context and the sampling decision, against the OpenTelemetry
+SDK's own samplers (the rule they follow), and the sampler settings read from OTEL_TRACES_*."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from opentelemetry.sdk.trace.sampling import Decision, TraceIdRatioBased
+
+from kaip.errors import ConfigError
+from kaip.telemetry.otel import sampling_from
+from kaip.telemetry.spans import (
+    DEFAULT_RATIO,
+    SERVER,
+    FinishedSpan,
+    Parent,
+    Sampling,
+    SpanRecorder,
+    parse_traceparent,
+    traceparent,
+)
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+def test_a_traceparent_is_read_and_written_back() -> None:
+    parent = parse_traceparent(f"00-{TRACE}-00f067aa0ba902b7-01\r\n".encode())
+    assert parent == Parent(int(TRACE, 16), 0x00F067AA0BA902B7, True)
+    assert traceparent(parent.trace_id, parent.span_id, False) == (
+        f"00-{TRACE}-00f067aa0ba902b7-00".encode()
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"",
+        b"00-" + b"0" * 32 + b"-00f067aa0ba902b7-01",  # all-zero trace id
+        f"00-{TRACE}-0000000000000000-01".encode(),  # all-zero span id
+        f"ff-{TRACE}-00f067aa0ba902b7-01".encode(),  # version ff is invalid
+        f"00-{TRACE.upper()}-00f067aa0ba902b7-01".encode(),  # upper case is not W3C
+        f"00-{TRACE}-00f067aa0ba902b7".encode(),
+    ],
+)
+def test_a_malformed_traceparent_starts_a_new_trace(value: bytes) -> None:
+    assert parse_traceparent(value) is None
+
+
+@given(st.integers(1, 2**128 - 1), st.sampled_from([0.0, 0.001, 0.1, 0.5, 0.999, 1.0]))
+def test_a_trace_started_here_is_sampled_as_the_sdks_ratio_sampler_decides(
+    trace_id: int, ratio: float
+) -> None:
+    sdk = TraceIdRatioBased(ratio).should_sample(None, trace_id, "x").decision
+    recorder = SpanRecorder(lambda span: None, Sampling(ratio))
+    # start(None) mints its own trace id: judge the one the SDK judged through a parent that
+    # is not followed (traceidratio, not parent based).
+    start = SpanRecorder(lambda span: None, Sampling(ratio, parent_based=False)).start(
+        Parent(trace_id, 1, sdk is not Decision.RECORD_AND_SAMPLE)
+    )
+    assert start.sampled == (sdk is Decision.RECORD_AND_SAMPLE)
+    assert recorder.start(Parent(trace_id, 1, True)).sampled  # parent based: followed
+
+
+def test_parent_based_follows_the_callers_flag_and_ends_record_only_sampled_spans() -> None:
+    recorded: list[FinishedSpan] = []
+    recorder = SpanRecorder(recorded.append, Sampling(ratio=1.0))
+    unsampled = recorder.start(Parent(int(TRACE, 16), 7, False))
+    sampled = recorder.start(Parent(int(TRACE, 16), 7, True))
+    assert not unsampled.sampled and sampled.sampled
+    assert sampled.parent_id == 7 and sampled.remote_parent and sampled.span_id not in (0, 7)
+    recorder.end(unsampled, "GET", SERVER, {})
+    recorder.end(sampled, "GET", SERVER, {"http.response.status_code": 200})
+    [span] = recorded
+    assert (span.trace_id, span.span_id, span.parent_id) == (int(TRACE, 16), sampled.span_id, 7)
+    assert span.end_ns >= span.start_ns and span.attributes == {"http.response.status_code": 200}
+    root = SpanRecorder(recorded.append, Sampling(ratio=1.0)).start(None)
+    assert root.sampled and root.parent_id == 0 and not root.remote_parent
+
+
+def test_the_start_reads_a_traceparent_header_in_any_case() -> None:
+    recorder = SpanRecorder(lambda span: None, Sampling(ratio=0.0))
+    headers = [(b"host", b"x"), (b"TraceParent", f"00-{TRACE}-00f067aa0ba902b7-01".encode())]
+    start = recorder.start_from(headers)
+    assert start.trace_id == int(TRACE, 16) and start.sampled
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, Sampling(DEFAULT_RATIO, True)),
+        ({"OTEL_TRACES_SAMPLER": "parentbased_always_on"}, Sampling(1.0, True)),
+        ({"OTEL_TRACES_SAMPLER": "always_off"}, Sampling(0.0, False)),
+        ({"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.25"},
+         Sampling(0.25, False)),
+        ({"OTEL_TRACES_SAMPLER_ARG": "1"}, Sampling(1.0, True)),
+    ],
+)  # fmt: skip
+def test_the_sampler_comes_from_the_sdks_variables(
+    environ: dict[str, str], expected: Sampling
+) -> None:
+    assert sampling_from(environ) == expected
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({"OTEL_TRACES_SAMPLER": "jaeger_remote"}, "OTEL_TRACES_SAMPLER='jaeger_remote'"),
+        ({"OTEL_TRACES_SAMPLER_ARG": "ten percent"}, "OTEL_TRACES_SAMPLER_ARG='ten percent'"),
+        ({"OTEL_TRACES_SAMPLER_ARG": "1.5"}, "from 0 to 1"),
+    ],
+)
+def test_a_sampler_kaip_cannot_follow_is_refused_by_name(
+    environ: dict[str, str], named: str
+) -> None:
+    with pytest.raises(ConfigError, match="OTEL_TRACES_SAMPLER") as raised:
+        sampling_from(environ)
+    assert named in raised.value.message
