@@ -121,6 +121,48 @@ def test_a_canary_doing_twice_the_work_costs_twice_and_cpu_adds_up(
     assert table.returncode == 0 and "echo" in table.stdout and "$/1k req" in table.stdout
 
 
+def test_the_cost_gate_promotes_a_same_cost_canary_and_rolls_back_one_costing_4x(
+    platform: LocalPlatform,
+) -> None:
+    steps = "[{weight: 50, pauseSeconds: 5}, {weight: 100, pauseSeconds: 2}]"
+
+    def spec_of(entrypoint: str) -> Path:
+        text = model_spec(entrypoint=entrypoint, steps=steps, min_requests=20)
+        budget = "gates: {maxErrorRate: 0.05, minRequests: 20, maxCostRatio: 1.5}"
+        return platform.write_spec(text.replace("gates: {maxErrorRate: 0.05, minRequests: 20}",
+                                                budget))  # fmt: skip
+
+    spec = spec_of("model:Spin")
+    platform.up(spec)
+    load = Load(f"{platform.url}/v2/models/echo/infer", workers=2).start()
+    try:
+        wait_for(lambda: load.counts()[0] >= 30, "traffic on the stable revision")
+
+        def finished(count: int) -> bool:
+            history = platform.rollouts("echo")
+            return len(history) == count and history[0]["status"] != "running"
+
+        spec_of("model:SpinV2")  # the same work per request, another answer
+        assert platform.cli("deploy", str(spec)).returncode == 0
+        wait_for(lambda: finished(1), "the same-cost canary's rollout to end", limit=240)
+        same = platform.rollouts("echo")[0]
+        promoted = platform.resource("echo")["stable"]
+
+        spec_of("model:SpinFourTimes")  # four times the work per request
+        assert platform.cli("deploy", str(spec)).returncode == 0
+        wait_for(lambda: finished(2), "the 4x canary's rollout to end", limit=240)
+        dear = platform.rollouts("echo")[0]
+    finally:
+        _, failed = load.stop()
+    print(f"\nsame cost: {same['reason']}\n4x: {dear['reason']}")
+    assert dear["status"] == "rolled_back", dear
+    assert "over maxCostRatio 1.5" in dear["reason"] and "x stable's $" in dear["reason"]
+    assert same["status"] == "promoted", same
+    assert "maxCostRatio 1.5" in same["verdicts"][-1]["reason"]  # the evidence, passed
+    assert platform.resource("echo")["stable"] == promoted
+    assert failed == 0
+
+
 def test_kaip_profile_of_a_replica_under_load_shows_its_predict_path(
     platform: LocalPlatform, tmp_path: Path
 ) -> None:

@@ -70,3 +70,24 @@ def test_a_replica_that_goes_away_keeps_its_share_of_the_totals() -> None:
     live.clear()
     [(_, after)] = book.counters()
     assert after == before
+
+
+def test_the_cost_gate_gets_each_revisions_requests_and_cost_of_one_resource() -> None:
+    live = [
+        ReplicaProcess("model", "m", "1", "t", "m-1", 11, 1.0),
+        ReplicaProcess("model", "m", "1", "t", "m-2", 12, 1.0),
+        ReplicaProcess("model", "m", "2", "t", "m-3", 13, 1.0),
+        ReplicaProcess("app", "m", "1", "t", "a-1", 14, 1.0),  # an App of the same name
+    ]
+    usage = {pid: ProcessUsage(100.0, 10.0, 0.5) for pid in (11, 12, 13, 14)}
+    busy = {
+        "m-1": ReplicaBusy(10.0, 50), "m-2": ReplicaBusy(10.0, 50),
+        "m-3": ReplicaBusy(40.0, 100), "a-1": ReplicaBusy(90.0, 10),
+    }  # fmt: skip
+    book = CostBook(Coefficients(), replicas=lambda: live, busy=lambda: busy, usage=usage.get)
+    evidence = book.per_revision("model", "m")
+    assert set(evidence) == {"1", "2"}
+    assert (evidence["1"].requests, evidence["2"].requests) == (100, 100)
+    # Revision 2 kept its replica busy twice as long per request: twice the cost per 1,000.
+    one, two = evidence["1"].per_1k_usd(), evidence["2"].per_1k_usd()
+    assert one is not None and two is not None and two == pytest.approx(2 * one)

@@ -223,3 +223,23 @@ def test_a_malformed_command_is_ignored() -> None:
     for raw in bad:
         assert Command.from_annotations({COMMAND_ANNOTATION: raw}) is None
     assert Command.from_annotations(None) is None
+
+
+def test_a_cost_budget_on_a_cluster_is_said_to_be_not_judged() -> None:
+    budget = "gates: {maxErrorRate: 0.05, minRequests: 20, maxCostRatio: 1.5}"
+
+    def budgeted(batch: int) -> Served:
+        text = SPEC.replace("gates: {maxErrorRate: 0.05, minRequests: 20}", budget)
+        resource = load_text(text + f"  serve: {{batching: {{maxBatchSize: {batch}}}}}\n")
+        served = resource.documents[0].resource
+        assert isinstance(served, Model) and served.spec.rollout.gates.max_cost_ratio == 1.5
+        return served
+
+    old, new = budgeted(64), budgeted(8)
+    metrics = StaticMetrics({revision_id(new): healthy(), revision_id(old): healthy()})
+    state = progress(None, old, T0, measure(metrics)).state
+    state = progress(state, new, T0, measure(metrics)).state
+    moved = progress(state, new, T0 + timedelta(seconds=11), measure(metrics))
+    assert moved.decision is not None and moved.decision.action == "advance"
+    reason = moved.decision.reason
+    assert reason.endswith("; cost budget not judged: no cost figures for this rollout")

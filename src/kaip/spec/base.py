@@ -286,6 +286,19 @@ class Gates(SpecModel):
     max_error_rate: float = Field(0.01, ge=0, le=1)
     max_p99_latency_ms: float | None = Field(None, gt=0)
     min_requests: int = Field(20, ge=0, description="evidence needed before a verdict")
+    max_cost_per_1k_requests_usd: float | None = Field(
+        None,
+        gt=0,
+        alias="maxCostPer1kRequestsUsd",  # the generator would spell it ...Per1KRequests...
+        description="cost budget: roll back a canary whose requests cost more than this many "
+        "USD per 1,000 (usage basis, docs/observability.md); judged by kaip up",
+    )
+    max_cost_ratio: float | None = Field(
+        None,
+        gt=0,
+        description="cost budget: roll back a canary whose cost per 1,000 requests exceeds "
+        "this multiple of the stable revision's (e.g. 1.5); judged by kaip up",
+    )
 
 
 def _default_steps() -> list[RolloutStep]:

@@ -31,6 +31,7 @@ from kaip.kube.operator.conditions import rfc3339
 from kaip.kube.operator.metrics import RevisionMetrics
 from kaip.plan import revision_id
 from kaip.policy import Evidence, rollout
+from kaip.policy.cost import cost_gate
 from kaip.spec import App, Model
 
 Served = Model | App
@@ -275,6 +276,8 @@ def progress(
         on_no_evidence=rollout_spec.no_evidence,
         released_by=canary.released_by,
     )
+    # The pods' metrics carry no cost yet: a budget is said to be not judged, never ignored.
+    verdict = cost_gate(verdict, canary=None, stable=None, gates=rollout_spec.gates)
     evidence = {
         "step": canary.step + 1,
         "secondsInStep": round(seconds),

@@ -27,6 +27,7 @@ from kaip.accounting import (
 )
 from kaip.errors import ConfigError
 from kaip.local.gateway.signals import Key, ReplicaBusy
+from kaip.policy.cost import CostEvidence
 
 PROC = Path("/proc")
 MAX_RETIRED = 10_000  # replicas that have gone, kept for the totals (oldest dropped first)
@@ -174,6 +175,20 @@ class CostBook:
 
     def attributions(self, basis: Basis = "usage") -> list[Attribution]:
         return [attribute(w, self.coefficients, basis) for _, w in self._windows()]
+
+    def per_revision(self, kind: str, resource: str) -> dict[str, CostEvidence]:
+        """Requests and their cost (usage basis) so far of each revision of one resource: the
+        evidence of a rollout's cost gate."""
+        out: dict[str, CostEvidence] = {}
+        for replica, window in self._windows():
+            if replica.kind != kind or replica.resource != resource:
+                continue
+            figures = attribute(window, self.coefficients).requests
+            seen = out.get(replica.revision, CostEvidence())
+            out[replica.revision] = CostEvidence(
+                seen.requests + figures.requests, seen.cost_usd + figures.cost_usd
+            )
+        return out
 
     def counters(self) -> list[tuple[Key, Figures]]:
         """What requests carry so far, per (kind, resource, revision, owner): /metrics."""

@@ -2,7 +2,9 @@
 
 A mixin of :class:`~kaip.local.controller.loop.Controller`, split from it by responsibility: at
 each tick :meth:`RolloutSteps._step_rollout` feeds the gateway's per-revision stats for this
-step to :func:`kaip.policy.rollout` and acts on the verdict (hold, advance, promote, roll back);
+step to :func:`kaip.policy.rollout` (then, with a cost budget, the verdict and each revision's
+cost so far to :func:`kaip.policy.cost.cost_gate`) and acts on the verdict (hold, advance,
+promote, roll back);
 ``kaip rollout promote|abort|undo`` come here too (promote releases a manual pause, undo rolls
 out an earlier revision again). Every decision is written to the state database in one
 transaction *before* memory changes (:meth:`~RolloutSteps._record_finish`, then
@@ -13,7 +15,7 @@ next tick decides again. Deployment events are recorded here for the whole contr
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from kaip.errors import PlatformError
 from kaip.local.controller.runtime import ResourceRun, RevisionRun
@@ -21,6 +23,7 @@ from kaip.local.gateway import Gateway
 from kaip.local.state import Commit, EventRecord, State, StepRecord
 from kaip.local.supervisor import Replica, Supervisor
 from kaip.policy import Evidence, Verdict, not_ready_verdict, rollout
+from kaip.policy.cost import CostEvidence, cost_gate, has_budget
 from kaip.registry import ModelVersion
 from kaip.spec import Model
 
@@ -34,6 +37,9 @@ class RolloutSteps:
     resources: dict[str, ResourceRun]
     report: Callable[[str], None]
     _clock: Callable[[], float]
+    cost_evidence: Callable[[str, str], Mapping[str, CostEvidence]] | None = None
+    """(route kind, name) -> what each revision's requests cost so far, for the cost gate; kaip up
+    sets it (None: a cost budget is not judged, and the verdicts say so)."""
 
     def _retire(self, replica: Replica, now: float) -> None:
         raise NotImplementedError  # the controller's
@@ -97,7 +103,19 @@ class RolloutSteps:
             on_no_evidence=spec.no_evidence,
             released_by=rollout_run.released_by,
         )
+        if has_budget(spec.gates):
+            verdict = self._cost_gate(run, verdict)
         self._verdict(run, verdict, now)
+
+    def _cost_gate(self, run: ResourceRun, verdict: Verdict) -> Verdict:
+        """The verdict after the rollout's cost budget, judged on each revision's cost so far."""
+        assert run.canary is not None
+        costs = self.cost_evidence(run.route_kind, run.name) if self.cost_evidence else None
+        canary = stable = None
+        if costs is not None:
+            canary = costs.get(run.canary.revision, CostEvidence())
+            stable = costs.get(run.stable.revision, CostEvidence())
+        return cost_gate(verdict, canary=canary, stable=stable, gates=run.rollout_spec.gates)
 
     def _verdict(self, run: ResourceRun, verdict: Verdict, now: float) -> None:
         rollout_run = run.rollout
