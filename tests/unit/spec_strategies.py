@@ -20,9 +20,7 @@ from kaip.spec.base import (
     NAME_PATTERN,
     QUANTITY_PATTERN,
     SLO,
-    Gates,
     Resources,
-    RolloutStep,
     Scaling,
 )
 from kaip.spec.kinds import (
@@ -35,6 +33,7 @@ from kaip.spec.kinds import (
     Serve,
     TrainingJobSpec,
 )
+from kaip.spec.rollout import Gates, RolloutStep
 
 Doc = dict[str, Any]
 

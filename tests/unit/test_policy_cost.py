@@ -12,7 +12,7 @@ from pydantic import ValidationError
 import kaip.policy.cost
 from kaip.policy import Verdict
 from kaip.policy.cost import CostEvidence, cost_gate, has_budget
-from kaip.spec.base import Gates
+from kaip.spec.rollout import Gates
 
 ADVANCE = Verdict("advance", "step 1 passed (40 requests, 0.0% errors): on to 50%")
 STABLE = CostEvidence(400, 0.002)  # $0.005 per 1,000 requests

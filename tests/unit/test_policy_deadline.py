@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kaip.policy import Evidence, Verdict, not_ready_verdict, rollout
 from kaip.policy.rollouts import NoEvidence
-from kaip.spec.base import Gates, RolloutStep
+from kaip.spec.rollout import Gates, RolloutStep
 
 STEPS = [RolloutStep(weight=10, pause_seconds=5), RolloutStep(weight=100, pause_seconds=5)]
 GATES = Gates(max_error_rate=0.05, min_requests=20)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from kaip.policy import EARLY_ROLLBACK_MIN_ERRORS, Evidence, rollout
-from kaip.spec.base import SLO, Gates, ManualPause, RolloutStep
+from kaip.spec.base import SLO
+from kaip.spec.rollout import Gates, ManualPause, RolloutStep
 
 STEPS = [
     RolloutStep(weight=10, pause_seconds=5),

@@ -1,10 +1,19 @@
 """Rollout, quality-gate and autoscaling decisions, as pure functions (no clock, no I/O).
 
 :func:`autoscale` says how many replicas a resource should run; :func:`rollout` says whether a
-canary advances, holds, is promoted, rolled back or aborted. Both take time as an argument so tests
+canary advances, holds, is promoted, rolled back or aborted, with the analysis checks' results
+judged by :mod:`kaip.policy.checks` among its evidence. Both take time as an argument so tests
 drive them with a fake clock, and both explain themselves with a reason.
 """
 
+from kaip.policy.checks import (
+    CheckResult,
+    CheckStatus,
+    judge_query,
+    judge_webhook,
+    not_asked,
+    render_query,
+)
 from kaip.policy.quality import QualityVerdict, judge_quality
 from kaip.policy.rollouts import (
     EARLY_ROLLBACK_MIN_ERRORS,
@@ -27,6 +36,8 @@ __all__ = [
     "DEFAULT_STABILIZATION_SECONDS",
     "EARLY_ROLLBACK_MIN_ERRORS",
     "Action",
+    "CheckResult",
+    "CheckStatus",
     "Evidence",
     "LoadObservation",
     "NoEvidence",
@@ -36,6 +47,10 @@ __all__ = [
     "Verdict",
     "autoscale",
     "judge_quality",
+    "judge_query",
+    "judge_webhook",
+    "not_asked",
     "not_ready_verdict",
+    "render_query",
     "rollout",
 ]

@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from kaip.policy.rollouts import Verdict
-from kaip.spec.base import Gates
+from kaip.spec.rollout import Gates
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def cost_gate(
 ) -> Verdict:
     """The verdict after the cost budget (module docstring); ``None`` evidence: no cost data.
 
-    >>> from kaip.spec.base import Gates
+    >>> from kaip.spec.rollout import Gates
     >>> gates = Gates(max_cost_ratio=1.5, min_requests=20)
     >>> v = cost_gate(Verdict("advance", "step 1 passed"), canary=CostEvidence(40, 0.00042),
     ...               stable=CostEvidence(400, 0.002), gates=gates)

@@ -17,15 +17,18 @@ The rules, in order:
    maximum error rate ``1 - availability``, ``p99LatencyMs``) while the stable revision, with
    at least ``minRequests`` requests of its own, meets it: the canary made things worse, not the
    machine. Without such a baseline the gates alone decide.
-4. **Manual pause.** A step with ``pause: {}`` holds, with no deadline, until someone runs
+4. **Analysis checks.** A failed check (a PromQL query out of its bounds, a webhook voting
+   no: see :mod:`kaip.policy.checks`) rolls back, with the check's evidence as the reason.
+5. **Manual pause.** A step with ``pause: {}`` holds, with no deadline, until someone runs
    ``kaip rollout promote`` (``released_by``); then it passes without waiting for more
-   evidence: a person has looked. Rules 1 to 3 still roll back a canary that fails meanwhile.
-5. **Evidence and pause.** Hold until the step's ``pauseSeconds`` has passed and the canary has
-   ``minRequests`` requests in this step. With ``progressDeadlineSeconds``, a step still short
-   of evidence that long after its pause ended is settled by ``onNoEvidence``: ``abort`` (the
-   default: the rollout ends, stable keeps all traffic) or ``promote`` (the step passes as if
-   it had its evidence). Failing gates always win over the deadline.
-6. **Progress.** Then advance to the next step, or promote after the last one.
+   evidence: a person has looked. Rules 1 to 4 still roll back a canary that fails meanwhile.
+6. **Evidence and pause.** Hold until the step's ``pauseSeconds`` has passed, the canary has
+   ``minRequests`` requests in this step and no check is pending. With
+   ``progressDeadlineSeconds``, a step still short of evidence that long after its pause ended
+   is settled by ``onNoEvidence``: ``abort`` (the default: the rollout ends, stable keeps all
+   traffic) or ``promote`` (the step passes as if it had its evidence). Failing gates and
+   checks always win over the deadline.
+7. **Progress.** Then advance to the next step, or promote after the last one.
 
 A new revision that is not ready ``progressDeadlineSeconds`` after the rollout began is
 aborted too (:func:`not_ready_verdict`).
@@ -47,7 +50,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from kaip.spec.base import SLO, Gates, RolloutStep
+from kaip.policy.checks import CheckResult, first
+from kaip.spec.base import SLO
+from kaip.spec.rollout import Gates, RolloutStep
 
 Action = Literal["advance", "hold", "promote", "rollback", "abort"]
 """``rollback``: the new revision failed a gate. ``abort``: it ran out of time (or a person
@@ -89,6 +94,8 @@ class Evidence:
 class Verdict:
     action: Action
     reason: str
+    checks: tuple[CheckResult, ...] = field(default=(), compare=False, repr=False)
+    """The analysis checks' results this verdict was reached with (evidence for the record)."""
 
 
 def not_ready_verdict(
@@ -122,12 +129,14 @@ def rollout(
     progress_deadline_seconds: float | None = None,
     on_no_evidence: NoEvidence = "abort",
     released_by: str = "",
+    checks: Sequence[CheckResult] = (),
 ) -> Verdict:
     """Decide the next move of a canary rollout at ``steps[step_index]``.
 
-    ``released_by`` names who promoted the rollout while this step waits at a manual pause.
+    ``released_by`` names who promoted the rollout while this step waits at a manual pause;
+    ``checks`` are the latest results of this step's analysis checks (queries, webhooks).
 
-    >>> from kaip.spec.base import Gates, RolloutStep
+    >>> from kaip.spec.rollout import Gates, RolloutStep
     >>> steps = [RolloutStep(weight=10, pause_seconds=10), RolloutStep(weight=50,
     ...          pause_seconds=10), RolloutStep(weight=100, pause_seconds=10)]
     >>> gates = Gates(max_error_rate=0.01, min_requests=20)
@@ -147,7 +156,7 @@ def rollout(
     >>> rollout(step_index=0, steps=steps, seconds_in_step=75, canary=Evidence(0, 0),
     ...         stable=Evidence(0, 0), gates=gates, progress_deadline_seconds=60).reason
     'no evidence by progressDeadlineSeconds 60 at 10%: 0 of minRequests 20'
-    >>> from kaip.spec.base import ManualPause
+    >>> from kaip.spec.rollout import ManualPause
     >>> paused = [RolloutStep(weight=10, pause=ManualPause()), RolloutStep(weight=100)]
     >>> rollout(step_index=0, steps=paused, seconds_in_step=9000, canary=Evidence(0, 0),
     ...         stable=Evidence(0, 0), gates=gates, progress_deadline_seconds=60).reason
@@ -156,19 +165,24 @@ def rollout(
     ...         stable=Evidence(0, 0), gates=gates, released_by="ann").reason
     'step 1 passed (released by ann at a manual pause; 0 requests, 0.0% errors): on to 100%'
     """
+    checks = tuple(checks)
+
+    def judged(action: Action, reason: str) -> Verdict:
+        return Verdict(action, reason, checks)
+
     step = steps[step_index]
     rate = canary.error_rate()
     if canary.requests < gates.min_requests:
         allowed = gates.max_error_rate * gates.min_requests
         if canary.errors > allowed and canary.errors >= EARLY_ROLLBACK_MIN_ERRORS:
-            return Verdict(
+            return judged(
                 "rollback",
                 f"{canary.errors} of {canary.requests} requests failed: more than maxErrorRate "
                 f"{gates.max_error_rate:.0%} of minRequests {gates.min_requests} allows",
             )
     else:
         if rate > gates.max_error_rate:
-            return Verdict(
+            return judged(
                 "rollback",
                 f"error rate {rate:.1%} over {canary.requests} requests exceeds maxErrorRate "
                 f"{gates.max_error_rate:.1%}",
@@ -176,27 +190,34 @@ def rollout(
         p99 = canary.p99_ms()
         limit = gates.max_p99_latency_ms
         if limit is not None and p99 is not None and p99 > limit:
-            return Verdict(
-                "rollback", f"p99 latency {p99:.1f} ms exceeds maxP99LatencyMs {limit:g}"
-            )
+            return judged("rollback", f"p99 latency {p99:.1f} ms exceeds maxP99LatencyMs {limit:g}")
         breach = _slo_breach(canary, stable, gates.min_requests, slo)
         if breach:
-            return Verdict("rollback", breach)
+            return judged("rollback", breach)
+    failed = first(checks, "fail")
+    if failed is not None:
+        return judged("rollback", failed.describe())
 
     summary = f"{canary.requests} requests, {rate:.1%} errors"
+    if checks and not first(checks, "pending"):
+        summary += "; " + "; ".join(c.describe() for c in checks)
     if step.pause is not None:
         if not released_by:
-            return Verdict(
+            return judged(
                 "hold", f"paused at {step.weight}%: waiting for `kaip rollout promote` ({summary})"
             )
-        return _passed(step_index, steps, f"released by {released_by} at a manual pause; {summary}")
+        released = f"released by {released_by} at a manual pause; {summary}"
+        return _passed(step_index, steps, released, checks)
     if seconds_in_step < step.pause_seconds:
-        return Verdict(
+        return judged(
             "hold",
             f"pausing: {seconds_in_step:.0f}s of {step.pause_seconds:g}s at {step.weight}%",
         )
-    if canary.requests < gates.min_requests:
+    pending = first(checks, "pending")
+    if canary.requests < gates.min_requests or pending is not None:
         missing = f"{canary.requests} of minRequests {gates.min_requests}"
+        if canary.requests >= gates.min_requests and pending is not None:
+            missing = pending.describe()
         waited = seconds_in_step - step.pause_seconds
         if progress_deadline_seconds is not None and waited >= progress_deadline_seconds:
             late = (
@@ -204,21 +225,24 @@ def rollout(
                 f"{step.weight}%: {missing}"
             )
             if on_no_evidence == "abort":
-                return Verdict("abort", late)
+                return judged("abort", late)
             summary = f"{late}, passed by onNoEvidence: promote"
         else:
-            return Verdict("hold", f"waiting for evidence: {missing} at {step.weight}%")
-    return _passed(step_index, steps, summary)
+            return judged("hold", f"waiting for evidence: {missing} at {step.weight}%")
+    return _passed(step_index, steps, summary, checks)
 
 
-def _passed(step_index: int, steps: Sequence[RolloutStep], summary: str) -> Verdict:
+def _passed(
+    step_index: int, steps: Sequence[RolloutStep], summary: str, checks: tuple[CheckResult, ...]
+) -> Verdict:
     """The step passed: on to the next one, or promoted after the last."""
     if step_index + 1 < len(steps):
         return Verdict(
             "advance",
             f"step {step_index + 1} passed ({summary}): on to {steps[step_index + 1].weight}%",
+            checks,
         )
-    return Verdict("promote", f"all {len(steps)} steps passed ({summary})")
+    return Verdict("promote", f"all {len(steps)} steps passed ({summary})", checks)
 
 
 def _slo_breach(canary: Evidence, stable: Evidence, min_requests: int, slo: SLO | None) -> str:

@@ -3,7 +3,7 @@
 Pure except for :mod:`kaip.spec.loader`, the one owner of reading spec files.
 """
 
-from kaip.spec.base import API_VERSION, GROUP, VERSION, ObjectMeta, Resources, Rollout, Scaling
+from kaip.spec.base import API_VERSION, GROUP, VERSION, ObjectMeta, Resources, Scaling
 from kaip.spec.kinds import (
     KINDS,
     App,
@@ -25,6 +25,7 @@ from kaip.spec.loader import (
     load_paths,
     load_text,
 )
+from kaip.spec.rollout import Rollout
 
 __all__ = [
     "API_VERSION",

@@ -6,7 +6,7 @@ Everything here is pure: no I/O, no environment, no imports of user code.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final
 
 from pydantic import (
     AfterValidator,
@@ -254,93 +254,6 @@ class Scaling(SpecModel):
                 f"({self.max_replicas})",
                 "raise maxReplicas or lower minReplicas",
             )
-        return self
-
-
-MAX_ROLLOUT_STEPS = 20
-MAX_DEADLINE_SECONDS = 7 * 24 * 3600.0
-
-
-class ManualPause(SpecModel):
-    """``pause: {}``: hold at this step until ``kaip rollout promote`` releases it."""
-
-
-class RolloutStep(SpecModel):
-    """Send ``weight`` percent of traffic to the new revision, then wait.
-
-    A step waits ``pauseSeconds`` and for ``gates.minRequests`` of evidence or, with
-    ``pause: {}``, until someone runs ``kaip rollout promote`` (however long that takes; the
-    gates still roll back a canary that fails them meanwhile).
-    """
-
-    weight: int = Field(ge=1, le=100, description="percent of traffic to the new revision")
-    pause_seconds: float = Field(30.0, ge=0)
-    pause: ManualPause | None = Field(
-        None, description="{}: wait at this step until `kaip rollout promote`"
-    )
-
-
-class Gates(SpecModel):
-    """What the new revision must show at each step, compared with the stable one."""
-
-    max_error_rate: float = Field(0.01, ge=0, le=1)
-    max_p99_latency_ms: float | None = Field(None, gt=0)
-    min_requests: int = Field(20, ge=0, description="evidence needed before a verdict")
-    max_cost_per_1k_requests_usd: float | None = Field(
-        None,
-        gt=0,
-        alias="maxCostPer1kRequestsUsd",  # the generator would spell it ...Per1KRequests...
-        description="cost budget: roll back a canary whose requests cost more than this many "
-        "USD per 1,000 (usage basis, docs/observability.md); judged by kaip up",
-    )
-    max_cost_ratio: float | None = Field(
-        None,
-        gt=0,
-        description="cost budget: roll back a canary whose cost per 1,000 requests exceeds "
-        "this multiple of the stable revision's (e.g. 1.5); judged by kaip up",
-    )
-
-
-def _default_steps() -> list[RolloutStep]:
-    return [RolloutStep(weight=10), RolloutStep(weight=50), RolloutStep(weight=100)]
-
-
-class Rollout(SpecModel):
-    """How a new revision replaces the stable one: canary steps judged by gates, or at once."""
-
-    strategy: Literal["canary", "replace"] = "canary"
-    steps: list[RolloutStep] = Field(
-        default_factory=_default_steps, min_length=1, max_length=MAX_ROLLOUT_STEPS
-    )
-    gates: Gates = Field(default_factory=Gates)
-    progress_deadline_seconds: float | None = Field(
-        None,
-        gt=0,
-        le=MAX_DEADLINE_SECONDS,
-        description="the longest the new revision may take to become ready, and a step may "
-        "wait for minRequests once its pause is over; then onNoEvidence decides (unset: wait)",
-    )
-    on_no_evidence: Literal["abort", "promote"] | None = Field(
-        None,
-        description="at the progress deadline, a step short of evidence: abort (the default: "
-        "stable keeps all traffic) or promote (the step passes as if it had its evidence)",
-    )
-
-    @property
-    def no_evidence(self) -> Literal["abort", "promote"]:
-        """``onNoEvidence`` with its default filled in (unset stays out of revision ids)."""
-        return self.on_no_evidence or "abort"
-
-    @model_validator(mode="after")
-    def _weights_increase(self) -> Rollout:
-        weights = [s.weight for s in self.steps]
-        for i in range(1, len(weights)):
-            if weights[i] <= weights[i - 1]:
-                raise FieldProblem(
-                    "steps",
-                    f"step weights must be strictly increasing (got {weights})",
-                    "each step sends more traffic than the one before, e.g. 10, 50, 100",
-                )
         return self
 
 

@@ -21,13 +21,13 @@ from kaip.spec.base import (
     ObjectMeta,
     Owner,
     Resources,
-    Rollout,
     Scaling,
     SpecModel,
     ValueProblem,
 )
 from kaip.spec.network import Network
 from kaip.spec.pod import PodOptions
+from kaip.spec.rollout import Rollout
 
 ArtifactFormat = Literal["sklearn", "onnx", "python", "sentence-transformers", "transformers"]
 PICKLE_FORMATS: frozenset[str] = frozenset({"sklearn"})

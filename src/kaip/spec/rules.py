@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from kaip.spec.base import NAME_PATTERN, Resources, Rollout, Scaling
+from kaip.spec.base import NAME_PATTERN, Resources, Scaling
 from kaip.spec.kinds import (
     CODE_FORMATS,
     MLFLOW_URI_PATTERN,
@@ -45,6 +45,7 @@ from kaip.spec.pod import (
     Toleration,
     Volume,
 )
+from kaip.spec.rollout import Rollout
 
 
 @dataclass(frozen=True)

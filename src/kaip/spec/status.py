@@ -63,6 +63,15 @@ class StableState(StatusModel):
     spec: dict[str, Any] = Field(description="the stable revision's spec, to render it again")
 
 
+class CheckState(StatusModel):
+    """An analysis check's latest answer during this step (a query's value, a webhook's vote)."""
+
+    check: str = Field(max_length=200, description="e.g. 'query error-ratio'")
+    status: Literal["pass", "fail", "pending"]
+    evidence: str = Field(max_length=1024)
+    value: float | None = None
+
+
 class CanaryState(StatusModel):
     revision: str
     step: int = Field(ge=0)
@@ -70,6 +79,10 @@ class CanaryState(StatusModel):
     released_by: str | None = Field(
         None, max_length=200, description="who released this step's manual pause (promote)"
     )
+    checks: list[CheckState] | None = Field(
+        None, max_length=32, description="the analysis checks' latest answers in this step"
+    )
+    checked_at: datetime | None = Field(None, description="when the checks were last asked")
 
 
 class RolledBack(StatusModel):

@@ -15,7 +15,13 @@ a command typed for an earlier canary never moves a later one. The operator neve
 the annotation. ``status.rollout.previous`` keeps the revision stable before the last promotion,
 with its spec, for ``kaip rollout undo``.
 
-Pure but for ``measure``, the injected callable that reads the metrics source.
+Analysis checks (``spec.rollout.analysis``: PromQL queries, webhooks) are asked through the
+injected ``analyze`` at most every ``intervalSeconds``; their latest answers live in
+``status.rollout.canary.checks`` (with ``checkedAt``), so a restarted operator does not ask again
+early, and they go to the policy beside the metrics, exactly as ``kaip up`` hands them.
+
+Pure but for ``measure`` and ``analyze``, the injected callables that read the metrics source
+and ask the checks.
 """
 
 from __future__ import annotations
@@ -26,17 +32,21 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Final
 
+from kaip.analysis import StepContext
 from kaip.errors import MetricsError
 from kaip.kube.operator.conditions import rfc3339
 from kaip.kube.operator.metrics import RevisionMetrics
 from kaip.plan import revision_id
-from kaip.policy import Evidence, rollout
+from kaip.policy import CheckResult, Evidence, not_asked, rollout
 from kaip.policy.cost import cost_gate
 from kaip.spec import App, Model
+from kaip.spec.rollout import Analysis
 
 Served = Model | App
 Measure = Callable[[str, float], RevisionMetrics]
 """(revision, window in seconds) -> what that revision served over the window."""
+Analyze = Callable[[Analysis, StepContext], tuple[CheckResult, ...]]
+"""Ask every check of the analysis once about the step (see :func:`kaip.analysis.run_checks`)."""
 COMMAND_ANNOTATION: Final = "kaip.dev/rollout-command"
 COMMAND_ACTIONS: Final = ("promote", "promote-full", "abort")
 MAX_COMMAND_CHARS: Final = 1024
@@ -83,6 +93,9 @@ class Canary:
     step_started_at: datetime
     released_by: str = ""
     """Who released the manual pause of this step (``kaip rollout promote``)."""
+    checks: tuple[CheckResult, ...] = ()
+    """The analysis checks' latest answers in this step."""
+    checked_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +126,9 @@ class RolloutState:
             }
             if self.canary.released_by:
                 status["canary"]["releasedBy"] = self.canary.released_by
+            if self.canary.checked_at is not None:
+                status["canary"]["checks"] = [c.to_dict() for c in self.canary.checks]
+                status["canary"]["checkedAt"] = rfc3339(self.canary.checked_at)
         if self.last_command:
             status["lastCommand"] = self.last_command
         if self.previous_revision is not None and self.previous_spec is not None:
@@ -145,10 +161,10 @@ class RolloutState:
                 else Canary(
                     revision=str(canary["revision"]),
                     step=int(canary["step"]),
-                    step_started_at=datetime.fromisoformat(
-                        str(canary["stepStartedAt"]).replace("Z", "+00:00")
-                    ),
+                    step_started_at=_time(canary["stepStartedAt"]),
                     released_by=str(canary.get("releasedBy", "")),
+                    checks=_checks(canary.get("checks")),
+                    checked_at=_time(canary["checkedAt"]) if canary.get("checkedAt") else None,
                 ),
                 rolled_back=str(rolled["revision"]) if rolled.get("revision") else None,
                 rolled_back_reason=str(rolled.get("reason", "")),
@@ -158,6 +174,17 @@ class RolloutState:
             )
         except (KeyError, TypeError, ValueError):
             return None
+
+
+def _time(value: Any) -> datetime:
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def _checks(saved: Any) -> tuple[CheckResult, ...]:
+    if not isinstance(saved, list):
+        return ()
+    read = (CheckResult.from_dict(c) for c in saved if isinstance(c, Mapping))
+    return tuple(c for c in read if c is not None)
 
 
 @dataclass(frozen=True)
@@ -223,10 +250,13 @@ def progress(
     now: datetime,
     measure: Measure,
     command: Command | None = None,
+    analyze: Analyze | None = None,
+    namespace: str = "",
 ) -> Progress:
     """One tick of the rollout towards ``desired`` (the resource as its spec says now).
 
-    ``command`` is the person's word from the resource's annotation, if any (see the module).
+    ``command`` is the person's word from the resource's annotation, if any (see the module);
+    ``analyze`` asks the analysis checks (none asked without it: they stay pending).
     """
     revision = revision_id(desired)
     rollout_spec = desired.spec.rollout
@@ -264,6 +294,9 @@ def progress(
         reason = f"holding at {weight}%: {exc.message}"
         held = Decision("hold", reason, revision, {})
         return Progress(state, _weights(weight), held, _summary(state, steps))
+    state, checks = _analysis(state, desired, now, analyze, namespace)
+    canary = state.canary
+    assert canary is not None
     verdict = rollout(
         step_index=canary.step,
         steps=steps,
@@ -275,15 +308,18 @@ def progress(
         progress_deadline_seconds=rollout_spec.progress_deadline_seconds,
         on_no_evidence=rollout_spec.no_evidence,
         released_by=canary.released_by,
+        checks=checks,
     )
     # The pods' metrics carry no cost yet: a budget is said to be not judged, never ignored.
     verdict = cost_gate(verdict, canary=None, stable=None, gates=rollout_spec.gates)
-    evidence = {
+    evidence: dict[str, Any] = {
         "step": canary.step + 1,
         "secondsInStep": round(seconds),
         "canary": canary_numbers.to_status(),
         "stable": stable_numbers.to_status(),
     }
+    if checks:
+        evidence["checks"] = [c.to_dict() for c in checks]
     decision = Decision(verdict.action, verdict.reason, revision, evidence)
     if verdict.action == "hold":
         return Progress(
@@ -300,6 +336,28 @@ def progress(
     why = verdict.reason if verdict.action == "rollback" else f"aborted: {verdict.reason}"
     rolled = replace(state, canary=None, rolled_back=revision, rolled_back_reason=why)
     return Progress(rolled, (("stable", 100),), decision, None)
+
+
+def _analysis(
+    state: RolloutState, desired: Served, now: datetime, analyze: Analyze | None, namespace: str
+) -> tuple[RolloutState, tuple[CheckResult, ...]]:
+    """The checks' answers for this tick, asking them again when ``intervalSeconds`` is up."""
+    analysis = desired.spec.rollout.analysis
+    canary = state.canary
+    assert canary is not None
+    if analysis is None or not (analysis.queries or analysis.webhooks):
+        return state, ()
+    asked = canary.checked_at
+    due = asked is None or (now - asked).total_seconds() >= analysis.interval_seconds
+    if not due or analyze is None:
+        return state, canary.checks or not_asked(analysis)
+    steps = desired.spec.rollout.steps
+    context = StepContext(
+        desired.kind, desired.metadata.name, namespace, canary.revision, state.stable_revision,
+        canary.step + 1, len(steps), steps[canary.step].weight, target="kubernetes",
+    )  # fmt: skip
+    answers = analyze(analysis, context)
+    return replace(state, canary=replace(canary, checks=answers, checked_at=now)), answers
 
 
 def _promoted(state: RolloutState, desired: Served, revision: str) -> RolloutState:

@@ -22,6 +22,7 @@ kopf is not imported here: :mod:`.handlers` only decides when to call this.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import socket
@@ -32,6 +33,7 @@ from typing import Any, Final
 
 import yaml
 
+from kaip.analysis import run_checks
 from kaip.errors import ConfigError, ForeignObjectError, KubeError, KubeForbiddenError, SpecError
 from kaip.kube.client import Manifest, ObjectRef, Session, apply
 from kaip.kube.client.apply import Identity
@@ -264,6 +266,8 @@ class Reconciler:
                 namespace, name, revision, window
             ),
             Command.from_annotations(meta.get("annotations")),
+            analyze=lambda analysis, step: asyncio.run(run_checks(analysis, step)),
+            namespace=namespace,
         )
         backends = self._backends(resource, workload, moved)
         self._apply(body, Plan((workload,), self.settings), backends, previous, generation)

@@ -14,18 +14,21 @@ next tick decides again. Deployment events are recorded here for the whole contr
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Mapping
 
+from kaip.analysis import StepContext, run_checks
 from kaip.errors import PlatformError
 from kaip.local.controller.runtime import ResourceRun, RevisionRun
 from kaip.local.gateway import Gateway
 from kaip.local.state import Commit, EventRecord, State, StepRecord
 from kaip.local.supervisor import Replica, Supervisor
-from kaip.policy import Evidence, Verdict, not_ready_verdict, rollout
+from kaip.policy import CheckResult, Evidence, Verdict, not_asked, not_ready_verdict, rollout
 from kaip.policy.cost import CostEvidence, cost_gate, has_budget
 from kaip.registry import ModelVersion
 from kaip.spec import Model
+from kaip.spec.rollout import Analysis
 
 
 class RolloutSteps:
@@ -102,6 +105,7 @@ class RolloutSteps:
             progress_deadline_seconds=spec.progress_deadline_seconds,
             on_no_evidence=spec.no_evidence,
             released_by=rollout_run.released_by,
+            checks=self._checks(run, now),
         )
         if has_budget(spec.gates):
             verdict = self._cost_gate(run, verdict)
@@ -116,6 +120,48 @@ class RolloutSteps:
             canary = costs.get(run.canary.revision, CostEvidence())
             stable = costs.get(run.stable.revision, CostEvidence())
         return cost_gate(verdict, canary=canary, stable=stable, gates=run.rollout_spec.gates)
+
+    def _checks(self, run: ResourceRun, now: float) -> tuple[CheckResult, ...]:
+        """The latest answers of the step's analysis checks; asks again when they are due.
+
+        The checks run as a task beside the loop (a webhook may take its whole timeout), so a
+        tick never waits for them: until their first answers arrive they are pending.
+        """
+        analysis = run.rollout_spec.analysis
+        rollout_run, canary = run.rollout, run.canary
+        assert rollout_run is not None and canary is not None
+        if analysis is None or not (analysis.queries or analysis.webhooks):
+            return ()
+        task = rollout_run.checks_task
+        if task is not None and task.done():
+            rollout_run.checks_task = None
+            if not task.cancelled():
+                problem = task.exception()
+                if problem is None:
+                    rollout_run.checks = task.result()
+                else:
+                    self.report(f"{run.kind} {run.name}: analysis checks failed: {problem!r}")
+        asked = rollout_run.checks_asked_at
+        if rollout_run.checks_task is None and (
+            asked is None or now - asked >= analysis.interval_seconds
+        ):
+            steps = run.rollout_spec.steps
+            index = min(rollout_run.step_index, len(steps) - 1)
+            context = StepContext(
+                run.kind, run.name, "", canary.revision, run.stable.revision,
+                index + 1, len(steps), steps[index].weight,
+            )  # fmt: skip
+            rollout_run.checks_asked_at = now
+            rollout_run.checks_task = asyncio.get_running_loop().create_task(
+                self._ask(analysis, context)
+            )
+        return rollout_run.checks or not_asked(analysis)
+
+    async def _ask(self, analysis: Analysis, context: StepContext) -> tuple[CheckResult, ...]:
+        try:
+            return await run_checks(analysis, context)
+        finally:
+            self.wake()  # the next tick judges the answers at once
 
     def _verdict(self, run: ResourceRun, verdict: Verdict, now: float) -> None:
         rollout_run = run.rollout
@@ -156,6 +202,7 @@ class RolloutSteps:
             rollout_run.step_started_at = now
             rollout_run.released_by = ""
             rollout_run.canary, rollout_run.stable = Evidence(), Evidence()
+            rollout_run.forget_checks()
             self._announce_step(run)
 
     def _announce_step(self, run: ResourceRun) -> None:
@@ -200,6 +247,8 @@ class RolloutSteps:
         canary = run.canary
         assert canary is not None
         leaving = run.stable if outcome == "promoted" else canary
+        if run.rollout is not None:
+            run.rollout.forget_checks()
         if outcome == "promoted":
             run.stable = canary
         run.canary, run.rollout = None, None

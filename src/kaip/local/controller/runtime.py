@@ -7,6 +7,7 @@ registered version. Nothing here does I/O.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,10 +15,11 @@ from typing import Literal
 
 from kaip.local.state import Commit, RolloutRecord
 from kaip.local.supervisor import Launch
-from kaip.policy import Evidence, ScaleMemory, Verdict
+from kaip.policy import CheckResult, Evidence, ScaleMemory, Verdict
 from kaip.registry import ModelVersion
 from kaip.spec import App, Model
-from kaip.spec.base import Rollout, Scaling
+from kaip.spec.base import Scaling
+from kaip.spec.rollout import Rollout
 
 RouteKind = Literal["model", "app"]
 
@@ -66,6 +68,16 @@ class RolloutRun:
     commit: Commit | None = None
     released_by: str = ""
     """Who ran ``kaip rollout promote`` while this step waits at (or for) a manual pause."""
+    checks: tuple[CheckResult, ...] = ()
+    """The latest answers of this step's analysis checks (empty until the first arrive)."""
+    checks_asked_at: float | None = None
+    checks_task: asyncio.Task[tuple[CheckResult, ...]] | None = field(default=None, repr=False)
+
+    def forget_checks(self) -> None:
+        """A new step (or the end): the checks are asked afresh, an answer on its way is dropped."""
+        if self.checks_task is not None:
+            self.checks_task.cancel()
+        self.checks, self.checks_asked_at, self.checks_task = (), None, None
 
     @property
     def strategy(self) -> str:

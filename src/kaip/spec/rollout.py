@@ -1,0 +1,252 @@
+"""How a new revision replaces the stable one: ``spec.rollout`` of a Model or an App.
+
+Owns the rollout part of the spec: the strategy, the steps (weights, timed and manual pauses),
+the built-in gates, the progress deadline, and analysis beyond the built-in gates (PromQL
+queries against a Prometheus, webhooks that vote). Every field added after the first release
+defaults to absent, so specs that do not use it keep their revision ids. Pure: no I/O; the
+decisions these fields feed live in :mod:`kaip.policy`, the checks' I/O in :mod:`kaip.analysis`.
+
+::
+
+    rollout:
+      steps: [{weight: 10, pauseSeconds: 60}, {weight: 50, pause: {}}, {weight: 100}]
+      gates: {maxErrorRate: 0.01, minRequests: 20}
+      progressDeadlineSeconds: 600    # then onNoEvidence decides: abort (default) | promote
+      analysis:
+        intervalSeconds: 10           # each check is asked again this often during a step
+        prometheus: http://prometheus.monitoring:9090
+        queries:
+          - name: error-ratio
+            query: sum(rate(errors{revision="{{revision}}"}[1m])) / sum(rate(...[1m]))
+            max: 0.05
+        webhooks:
+          - {name: load-test, url: http://loadtester.test/run, timeoutSeconds: 10}
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, model_validator
+
+from kaip.spec.base import FieldProblem, SpecModel, ValueProblem
+
+MAX_ROLLOUT_STEPS = 20
+MAX_DEADLINE_SECONDS = 7 * 24 * 3600.0
+MAX_QUERIES = 16
+MAX_WEBHOOKS = 16
+MAX_QUERY_CHARS = 4096
+MAX_METADATA = 32
+MAX_WEBHOOK_TIMEOUT_SECONDS = 60.0
+QUERY_VARIABLES = ("name", "namespace", "revision", "stableRevision")
+"""What ``{{...}}`` in a query may name; anything else is refused at validation."""
+
+HTTP_URL_PATTERN = r"^https?://[^\s/?#@]+([/?#]\S*)?$"
+_HTTP_URL = re.compile(HTTP_URL_PATTERN)
+CHECK_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+_CHECK_NAME = re.compile(CHECK_NAME_PATTERN)
+_VARIABLE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+
+
+def _check_url(value: str) -> str:
+    if not _HTTP_URL.fullmatch(value):
+        raise ValueProblem(
+            f"{value[:80]!r} is not an http:// or https:// URL",
+            "write the full address without credentials, e.g. http://prometheus.test:9090",
+        )
+    return value
+
+
+HttpUrl = Annotated[
+    str,
+    AfterValidator(_check_url),
+    Field(min_length=8, max_length=2048, json_schema_extra={"pattern": HTTP_URL_PATTERN}),
+]
+
+
+def _check_check_name(value: str) -> str:
+    if not _CHECK_NAME.fullmatch(value):
+        raise ValueProblem(
+            f"{value[:80]!r} is not a check name",
+            "use 1 to 63 lower-case letters, digits and '-', e.g. error-ratio",
+        )
+    return value
+
+
+CheckName = Annotated[
+    str,
+    AfterValidator(_check_check_name),
+    Field(max_length=63, json_schema_extra={"pattern": CHECK_NAME_PATTERN}),
+]
+
+
+class ManualPause(SpecModel):
+    """``pause: {}``: hold at this step until ``kaip rollout promote`` releases it."""
+
+
+class RolloutStep(SpecModel):
+    """Send ``weight`` percent of traffic to the new revision, then wait.
+
+    A step waits ``pauseSeconds`` and for ``gates.minRequests`` of evidence or, with
+    ``pause: {}``, until someone runs ``kaip rollout promote`` (however long that takes; the
+    gates still roll back a canary that fails them meanwhile).
+    """
+
+    weight: int = Field(ge=1, le=100, description="percent of traffic to the new revision")
+    pause_seconds: float = Field(30.0, ge=0)
+    pause: ManualPause | None = Field(
+        None, description="{}: wait at this step until `kaip rollout promote`"
+    )
+
+
+class Gates(SpecModel):
+    """What the new revision must show at each step, compared with the stable one."""
+
+    max_error_rate: float = Field(0.01, ge=0, le=1)
+    max_p99_latency_ms: float | None = Field(None, gt=0)
+    min_requests: int = Field(20, ge=0, description="evidence needed before a verdict")
+    max_cost_per_1k_requests_usd: float | None = Field(
+        None,
+        gt=0,
+        alias="maxCostPer1kRequestsUsd",  # the generator would spell it ...Per1KRequests...
+        description="cost budget: roll back a canary whose requests cost more than this many "
+        "USD per 1,000 (usage basis, docs/observability.md); judged by kaip up",
+    )
+    max_cost_ratio: float | None = Field(
+        None,
+        gt=0,
+        description="cost budget: roll back a canary whose cost per 1,000 requests exceeds "
+        "this multiple of the stable revision's (e.g. 1.5); judged by kaip up",
+    )
+
+
+class QueryCheck(SpecModel):
+    """A PromQL query whose result must stay within ``min``/``max`` at every step.
+
+    ``{{name}}``, ``{{namespace}}``, ``{{revision}}`` (the new one) and ``{{stableRevision}}``
+    are filled in before the query is sent. A query with no result (no data yet, or Prometheus
+    not answering) holds the step, as missing evidence does; a result out of bounds rolls back.
+    """
+
+    name: CheckName
+    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
+    max: float | None = Field(None, description="fail when the result is above this")
+    min: float | None = Field(None, description="fail when the result is below this")
+
+    @model_validator(mode="after")
+    def _bounded(self) -> QueryCheck:
+        if self.max is None and self.min is None:
+            raise FieldProblem(
+                "max", "a query check needs max or min", "e.g. max: 0.05 for an error ratio"
+            )
+        if self.max is not None and self.min is not None and self.min > self.max:
+            raise FieldProblem(
+                "min", f"min {self.min:g} is above max {self.max:g}", "swap them, or drop one"
+            )
+        for variable in _VARIABLE.findall(self.query):
+            if variable not in QUERY_VARIABLES:
+                raise FieldProblem(
+                    "query",
+                    f"{{{{{variable[:40]}}}}} is not a variable kaip fills in",
+                    f"use one of {', '.join('{{' + v + '}}' for v in QUERY_VARIABLES)}",
+                )
+        return self
+
+
+class WebhookCheck(SpecModel):
+    """An HTTP endpoint that votes on every step: 2xx passes; any other answer, or none within
+    ``timeoutSeconds``, rolls back. It is POSTed the step as JSON (fields: see the README)."""
+
+    name: CheckName
+    url: HttpUrl
+    timeout_seconds: float = Field(10.0, gt=0, le=MAX_WEBHOOK_TIMEOUT_SECONDS)
+    metadata: dict[str, Annotated[str, Field(max_length=1024)]] = Field(
+        default_factory=dict, max_length=MAX_METADATA, description="sent along in the body"
+    )
+
+
+class Analysis(SpecModel):
+    """Checks beyond the built-in gates, judged by the same policy on both targets."""
+
+    interval_seconds: float = Field(
+        10.0, ge=1, le=3600, description="how often each check is asked again during a step"
+    )
+    prometheus: HttpUrl | None = Field(None, description="the Prometheus the queries are sent to")
+    queries: list[QueryCheck] = Field(default_factory=list, max_length=MAX_QUERIES)
+    webhooks: list[WebhookCheck] = Field(default_factory=list, max_length=MAX_WEBHOOKS)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Analysis:
+        if self.queries and self.prometheus is None:
+            raise FieldProblem(
+                "prometheus",
+                "queries need a Prometheus to ask",
+                "set prometheus: http://HOST:9090 (its HTTP API's base URL)",
+            )
+        names = [q.name for q in self.queries] + [w.name for w in self.webhooks]
+        for name in names:
+            if names.count(name) > 1:
+                raise FieldProblem(
+                    "queries", f"the check name {name!r} is used twice", "give each its own name"
+                )
+        return self
+
+
+def _default_steps() -> list[RolloutStep]:
+    return [RolloutStep(weight=10), RolloutStep(weight=50), RolloutStep(weight=100)]
+
+
+class Rollout(SpecModel):
+    """How a new revision replaces the stable one: canary steps judged by gates, or at once."""
+
+    strategy: Literal["canary", "replace"] = "canary"
+    steps: list[RolloutStep] = Field(
+        default_factory=_default_steps, min_length=1, max_length=MAX_ROLLOUT_STEPS
+    )
+    gates: Gates = Field(default_factory=Gates)
+    progress_deadline_seconds: float | None = Field(
+        None,
+        gt=0,
+        le=MAX_DEADLINE_SECONDS,
+        description="the longest the new revision may take to become ready, and a step may "
+        "wait for minRequests once its pause is over; then onNoEvidence decides (unset: wait)",
+    )
+    on_no_evidence: Literal["abort", "promote"] | None = Field(
+        None,
+        description="at the progress deadline, a step short of evidence: abort (the default: "
+        "stable keeps all traffic) or promote (the step passes as if it had its evidence)",
+    )
+    analysis: Analysis | None = Field(
+        None, description="PromQL queries and webhooks that must pass at every step, too"
+    )
+
+    @property
+    def no_evidence(self) -> Literal["abort", "promote"]:
+        """``onNoEvidence`` with its default filled in (unset stays out of revision ids)."""
+        return self.on_no_evidence or "abort"
+
+    @model_validator(mode="after")
+    def _weights_increase(self) -> Rollout:
+        weights = [s.weight for s in self.steps]
+        for i in range(1, len(weights)):
+            if weights[i] <= weights[i - 1]:
+                raise FieldProblem(
+                    "steps",
+                    f"step weights must be strictly increasing (got {weights})",
+                    "each step sends more traffic than the one before, e.g. 10, 50, 100",
+                )
+        return self
+
+
+__all__ = [
+    "MAX_ROLLOUT_STEPS",
+    "QUERY_VARIABLES",
+    "Analysis",
+    "Gates",
+    "ManualPause",
+    "QueryCheck",
+    "Rollout",
+    "RolloutStep",
+    "WebhookCheck",
+]

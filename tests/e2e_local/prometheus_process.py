@@ -1,0 +1,75 @@
+"""A real Prometheus (Debian's binary) on 127.0.0.1 scraping one target every second.
+
+For the PromQL analysis gates: :func:`prometheus` starts it with a static scrape job for the
+gateway's ``/metrics``, waits until it is ready and stops it (and removes nothing but its own
+temporary data) when the block ends.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import yaml
+
+PROMETHEUS = Path("/usr/bin/prometheus")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def prometheus(workdir: Path, target: str) -> Iterator[str]:
+    """Prometheus scraping ``http://TARGET/metrics`` every second; yields its URL."""
+    if not PROMETHEUS.exists():
+        raise AssertionError(f"{PROMETHEUS} is missing: run tools/setup.sh (component prometheus)")
+    work = workdir / "prometheus"
+    (work / "data").mkdir(parents=True, exist_ok=True)
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [
+            {"job_name": "kaip-gateway", "scrape_timeout": "900ms",
+             "static_configs": [{"targets": [target]}]},
+        ],
+    }  # fmt: skip
+    (work / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    address = f"127.0.0.1:{_free_port()}"
+    with (work / "prometheus.log").open("wb") as log:
+        process = subprocess.Popen(
+            [
+                str(PROMETHEUS), f"--config.file={work / 'prometheus.yml'}",
+                f"--storage.tsdb.path={work / 'data'}", f"--web.listen-address={address}",
+                "--log.level=warn",
+            ],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://{address}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                raise AssertionError((work / "prometheus.log").read_text())
+            try:
+                if httpx.get(f"{url}/-/ready", timeout=5, trust_env=False).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"Prometheus not ready at {url} in 120s")
+            time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
