@@ -120,6 +120,17 @@ def test_a_canary_doing_twice_the_work_costs_twice_and_cpu_adds_up(
     table = platform.cli("cost", "--by", "model")
     assert table.returncode == 0 and "echo" in table.stdout and "$/1k req" in table.stdout
 
+    # kaip up is younger than an hour: --since 1h covers all of it, and says how long that is.
+    hour = json.loads(
+        platform.cli("cost", "--by", "revision", "--since", "1h", "-o", "json").stdout
+    )
+    assert hour["since_seconds"] == 3600 and 0 < hour["covered_seconds"] < 3600
+    assert {r["revision"]: r["requests"] for r in hour["rows"]} == {
+        r: rows[r]["requests"] for r in rows
+    }
+    bad = platform.cli("cost", "--since", "an hour")
+    assert bad.returncode == 2 and "--since" in bad.stderr
+
 
 def test_the_cost_gate_promotes_a_same_cost_canary_and_rolls_back_one_costing_4x(
     platform: LocalPlatform,

@@ -8,10 +8,13 @@ import subprocess
 import sys
 
 import pytest
+import typer
 
 from kaip.accounting import Coefficients
+from kaip.cli.cost import duration_seconds
 from kaip.errors import ConfigError
 from kaip.local.controller.costs import (
+    SNAPSHOT_EVERY_S,
     CostBook,
     ProcessUsage,
     ReplicaProcess,
@@ -91,3 +94,67 @@ def test_the_cost_gate_gets_each_revisions_requests_and_cost_of_one_resource() -
     # Revision 2 kept its replica busy twice as long per request: twice the cost per 1,000.
     one, two = evidence["1"].per_1k_usd(), evidence["2"].per_1k_usd()
     assert one is not None and two is not None and two == pytest.approx(2 * one)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_since_covers_only_the_last_seconds_from_the_minute_readings() -> None:
+    clock = Clock()
+    live = [ReplicaProcess("model", "m", "1", "t", "m-1", 11, 1.0)]
+    usage = {11: ProcessUsage(10.0, 1.0, 0.5)}
+    busy = {"m-1": ReplicaBusy(2.0, 10)}
+    book = CostBook(
+        Coefficients(), replicas=lambda: live, busy=lambda: busy, usage=usage.get, clock=clock
+    )
+    book.snapshot()  # kaip up's first reading, at its start
+    for minute in range(1, 4):  # three more minutes, 100 requests and 60 CPU s each
+        clock.now += SNAPSHOT_EVERY_S
+        usage[11] = ProcessUsage(10.0 + 60 * minute, 1.0 + 60 * minute, 0.5)
+        busy["m-1"] = ReplicaBusy(2.0 + 30 * minute, 10 + 100 * minute)
+        book.snapshot()
+    clock.now += 5.0
+    [everything], covered = book.attributions()
+    assert everything.requests.requests == 310 and covered == pytest.approx(185.0)
+    [last], covered = book.attributions(since_s=60.0)  # the reading at or before 60 s ago
+    assert covered == pytest.approx(65.0)
+    assert last.requests.requests == 100  # nothing moved in the last 5 s
+    assert last.window.cpu_seconds == pytest.approx(60.0)
+    [young], covered = book.attributions(since_s=3600.0)  # older than kaip up: all of it
+    assert young.requests.requests == 310 and covered == pytest.approx(185.0)
+
+
+def test_since_leaves_out_replicas_gone_before_and_counts_new_ones_whole() -> None:
+    clock = Clock()
+    live = [ReplicaProcess("model", "m", "1", "t", "old", 11, 1.0)]
+    usage = {11: ProcessUsage(10.0, 1.0, 0.5), 12: ProcessUsage(5.0, 2.0, 0.5)}
+    busy = {"old": ReplicaBusy(2.0, 10), "new": ReplicaBusy(3.0, 7)}
+    book = CostBook(
+        Coefficients(), replicas=lambda: list(live), busy=lambda: busy, usage=usage.get,
+        clock=clock,
+    )  # fmt: skip
+    book.snapshot()
+    clock.now += 10.0
+    live.clear()  # "old" goes away ...
+    book.counters()
+    clock.now += SNAPSHOT_EVERY_S
+    live.append(ReplicaProcess("model", "m", "2", "t", "new", 12, 1.0))  # ... "new" comes
+    book.snapshot()
+    clock.now += 30.0
+    [new], _ = book.attributions(since_s=20.0)  # after "old" went: only "new", all of it
+    assert (new.window.replica, new.requests.requests) == ("new", 0)  # no request since then
+    both, _ = book.attributions(since_s=95.0)  # before "old" went: both
+    assert {a.window.replica: a.requests.requests for a in both} == {"old": 0, "new": 7}
+
+
+def test_a_duration_is_read_as_seconds_and_a_bad_one_is_refused() -> None:
+    assert duration_seconds("1h30m") == 5400.0 and duration_seconds("90s") == 90.0
+    assert duration_seconds("1d") == 86400.0 and duration_seconds(" 15M ") == 900.0
+    for bad in ("", "1x", "h", "1h 30m", "0s", "-1h"):
+        with pytest.raises(typer.BadParameter, match="give a duration"):
+            duration_seconds(bad)

@@ -47,6 +47,7 @@ from kaip.accounting.kernel import (
     report,
     roll_up,
     shares,
+    window_since,
 )
 
 __all__ = [
@@ -70,4 +71,5 @@ __all__ = [
     "report",
     "roll_up",
     "shares",
+    "window_since",
 ]

@@ -7,7 +7,7 @@ reads the OS, a clock or the network, and never knows where its inputs came from
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, Protocol
 
 from kaip.accounting.coefficients import HIGH_CPU, LOW_CPU, Coefficients, CpuPower
@@ -70,6 +70,31 @@ class ReplicaWindow:
     vcpus: float = 1.0
     gpus: float = 0.0
     gpu_joules: float | None = None
+
+
+def window_since(now: ReplicaWindow, then: ReplicaWindow | None) -> ReplicaWindow:
+    """What one replica did between two readings of its cumulative window (``then`` earlier;
+    None: it started after the window began, so all of ``now``). Memory is the later reading's.
+
+    >>> a = ReplicaWindow("m", "1", "t", "m-1", 60.0, 6.0, 30.0, 100, 0.5)
+    >>> b = ReplicaWindow("m", "1", "t", "m-1", 100.0, 10.0, 50.0, 180, 0.6)
+    >>> w = window_since(b, a)
+    >>> w.seconds, w.cpu_seconds, w.busy_seconds, w.requests, w.memory_gb
+    (40.0, 4.0, 20.0, 80, 0.6)
+    """
+    if then is None:
+        return now
+    gpu = None
+    if now.gpu_joules is not None and then.gpu_joules is not None:
+        gpu = max(now.gpu_joules - then.gpu_joules, 0.0)
+    return replace(
+        now,
+        seconds=max(now.seconds - then.seconds, 0.0),
+        cpu_seconds=max(now.cpu_seconds - then.cpu_seconds, 0.0),
+        busy_seconds=max(now.busy_seconds - then.busy_seconds, 0.0),
+        requests=max(now.requests - then.requests, 0),
+        gpu_joules=gpu,
+    )
 
 
 @dataclass(frozen=True)

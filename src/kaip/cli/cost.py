@@ -8,6 +8,7 @@ or JSON. Parse, call, print: the arithmetic lives in :mod:`kaip.accounting`.
 from __future__ import annotations
 
 import enum
+import re
 from typing import Any
 
 import typer
@@ -16,6 +17,9 @@ from rich.table import Table
 from kaip.cli import admin_client
 from kaip.cli.output import print_json, stdout
 from kaip.settings import load_settings
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 class CostOutput(enum.StrEnum):
@@ -46,15 +50,37 @@ def cost(
         help="usage: idle time apart; allocation: idle spread over requests",
     ),
     output: CostOutput = typer.Option(CostOutput.table, "--output", "-o", help="table or json"),
+    since: str | None = typer.Option(
+        None, "--since", help="only the last DURATION, e.g. 90s, 15m, 1h, 1d, 1h30m"
+    ),
 ) -> None:
     """Requests, CPU seconds, cost, energy and CO2e per model, revision or owner, since each
-    replica started (formulas, defaults and overrides: docs/observability.md)."""
+    replica started or over the last --since (formulas, defaults and overrides:
+    docs/observability.md)."""
     key = "resource" if by is CostBy.model else by.value
-    answer = admin_client.call(load_settings(), "GET", f"/_kaip/cost?by={key}&basis={basis.value}")
+    query = f"/_kaip/cost?by={key}&basis={basis.value}"
+    if since is not None:
+        query += f"&since={duration_seconds(since):g}"
+    answer = admin_client.call(load_settings(), "GET", query)
     if output is CostOutput.json:
         print_json(answer)
     else:
         _print_table(answer)
+
+
+def duration_seconds(text: str) -> float:
+    """Seconds in a duration such as ``90s``, ``15m``, ``1h30m`` or ``1d``.
+
+    >>> duration_seconds("1h30m"), duration_seconds("45s"), duration_seconds("0.5d")
+    (5400.0, 45.0, 43200.0)
+    """
+    parts = _DURATION.findall(text.strip().lower())
+    seconds = sum(float(n) * _UNIT_SECONDS[unit] for n, unit in parts)
+    if not parts or "".join(n + u for n, u in parts) != text.strip().lower() or seconds <= 0:
+        raise typer.BadParameter(
+            f"{text!r}: give a duration such as 90s, 15m, 1h, 1d or 1h30m", param_hint="--since"
+        )
+    return seconds
 
 
 def _money(value: float | None) -> str:
@@ -65,7 +91,11 @@ def _print_table(answer: dict[str, Any]) -> None:
     keys = [
         k for k in ("resource", "revision", "owner", "replica") if k in (answer["rows"] or [{}])[0]
     ]
-    table = Table(title=f"cost by {answer['by']} ({answer['basis']} basis)", title_justify="left")
+    covered = answer.get("covered_seconds")
+    span = f", last {_span(covered)}" if answer.get("since_seconds") and covered else ""
+    table = Table(
+        title=f"cost by {answer['by']} ({answer['basis']} basis{span})", title_justify="left"
+    )
     for name in [*keys, "requests", "CPU s", "cost", "$/1k req", "energy J", "J/req", "band J",
                  "CO2e g", "method", "idle $", "idle J"]:  # fmt: skip
         table.add_column(name, justify="left" if name in keys or name == "method" else "right")
@@ -99,3 +129,8 @@ def _print_table(answer: dict[str, Any]) -> None:
         f"CPU power: {c['cpu_watts_per_vcpu']['source']}; grid: {c['grid_source']}; PUE {c['pue']}",
         markup=False,
     )
+
+
+def _span(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{seconds:.0f}s" if seconds < 120 else f"{minutes // 60}h{minutes % 60:02d}m"

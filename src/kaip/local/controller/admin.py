@@ -7,8 +7,9 @@
 diff, and changes nothing), ``GET /_kaip/rollouts/{name}``,
 ``POST /_kaip/rollouts/{name}/promote|abort|undo`` (``{"who": "..."}``; promote also takes
 ``"full": true``, undo ``"to_revision"``), ``GET /_kaip/events`` and
-``GET /_kaip/cost?by=resource|revision|owner|replica&basis=usage|allocation`` (what the
-replicas cost, drew and emitted, attributed to their requests: kaip.accounting's report) and
+``GET /_kaip/cost?by=resource|revision|owner|replica&basis=usage|allocation[&since=SECONDS]``
+(what the replicas cost, drew and emitted, attributed to their requests: kaip.accounting's
+report, since each replica started or over the last SECONDS) and
 ``POST /_kaip/profile/{name}`` (``{"replica", "seconds", "rate", "format"}``: a sampling profile
 of one of its replicas, deployer role) and ``GET /_kaip/openapi.json`` (this API, described).
 Reads need the ``viewer`` role, changes the ``deployer`` role;
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -131,6 +133,25 @@ class ConflictError(KaipError):
 
 class SpecLoadTimeoutError(KaipError):
     http_status = 503
+
+
+MAX_SINCE_SECONDS = 31 * 24 * 3600.0
+
+
+def _since_seconds(raw: str | None) -> float | None:
+    """``GET /_kaip/cost?since=SECONDS``: a window ending now (None: since replicas started)."""
+    if raw is None:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds <= MAX_SINCE_SECONDS:
+        raise BadRequestError(
+            f"since={raw[:40]!r}: give seconds, more than 0 and at most {MAX_SINCE_SECONDS:.0f} "
+            "(kaip cost --since 1h sends 3600)"
+        )
+    return seconds
 
 
 def admin_app(controller: Controller, costs: CostBook | None = None) -> Starlette:
@@ -241,8 +262,10 @@ def admin_app(controller: Controller, costs: CostBook | None = None) -> Starlett
                 f"by={by!r}, basis={basis!r}: by is one of {', '.join(BY)}; basis is usage "
                 "(idle apart) or allocation (idle spread over requests)"
             )
-        attributions = costs.attributions(basis)  # type: ignore[arg-type]
-        return JSONResponse(report(attributions, by, basis, costs.coefficients))  # type: ignore[arg-type]
+        since = _since_seconds(request.query_params.get("since"))
+        attributions, covered = costs.attributions(basis, since)  # type: ignore[arg-type]
+        answer = report(attributions, by, basis, costs.coefficients)  # type: ignore[arg-type]
+        return JSONResponse({**answer, "since_seconds": since, "covered_seconds": covered})
 
     async def profile(request: Request) -> JSONResponse:
         _principal(request, "deployer", "profile a replica")
@@ -384,10 +407,19 @@ def openapi_document() -> dict[str, Any]:
                     "parameters": [
                         {"name": "by", "in": "query", "schema": {"enum": list(BY)}},
                         {"name": "basis", "in": "query", "schema": {"enum": list(BASES)}},
+                        {
+                            "name": "since",
+                            "in": "query",
+                            "schema": {
+                                "type": "number",
+                                "exclusiveMinimum": 0,
+                                "maximum": MAX_SINCE_SECONDS,
+                            },
+                        },
                     ],
                     "responses": answer(
                         "cost, energy and carbon by the key asked for",
-                        (400, "an unknown by or basis"),
+                        (400, "an unknown by or basis, or a since out of range"),
                         (503, "no cost accounting in this kaip up"),
                     ),
                 }

@@ -3,13 +3,18 @@
 Owns reading each replica process's CPU seconds, resident memory and age from ``/proc`` (Linux;
 elsewhere nothing is reported), pairing them with the gateway's busy time and request count per
 replica, and keeping the last figures of replicas that have gone, so totals and the gateway's
-``kaip_*_total`` counters never go down. Never computes a price or a watt itself (that is
+``kaip_*_total`` counters never go down; and a reading of every live replica once a minute for a
+day, so a report can cover only the last N seconds (``kaip cost --since``: each replica's window
+now minus its reading at or before then). Never computes a price or a watt itself (that is
 :mod:`kaip.accounting`) and never changes a replica.
 """
 
 from __future__ import annotations
 
 import os
+import time
+from bisect import bisect_right
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +29,7 @@ from kaip.accounting import (
     ReplicaWindow,
     attribute,
     cpu_power,
+    window_since,
 )
 from kaip.errors import ConfigError
 from kaip.local.gateway.signals import Key, ReplicaBusy
@@ -31,6 +37,10 @@ from kaip.policy.cost import CostEvidence
 
 PROC = Path("/proc")
 MAX_RETIRED = 10_000  # replicas that have gone, kept for the totals (oldest dropped first)
+SNAPSHOT_EVERY_S = 60.0
+"""How often kaip up keeps a reading of every live replica's window, for ``kaip cost --since``."""
+MAX_SNAPSHOTS = 24 * 60
+"""Readings kept (24 h at one a minute): ``--since`` reaches back at most that far."""
 
 
 @dataclass(frozen=True)
@@ -135,13 +145,49 @@ class CostBook:
         replicas: Callable[[], Iterable[ReplicaProcess]],
         busy: Callable[[], Mapping[str, ReplicaBusy]],
         usage: Callable[[int], ProcessUsage | None] = read_usage,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.coefficients = coefficients
         self._replicas = replicas
         self._busy = busy
         self._usage = usage
+        self._clock = clock
         self._live: dict[str, tuple[ReplicaProcess, ProcessUsage, ReplicaBusy]] = {}
         self._retired: dict[str, tuple[ReplicaProcess, ProcessUsage, ReplicaBusy]] = {}
+        self._gone_at: dict[str, float] = {}  # replica -> when it was first seen gone
+        self.started = clock()
+        self._snapshots: deque[tuple[float, dict[str, ReplicaWindow]]] = deque(maxlen=MAX_SNAPSHOTS)
+
+    def snapshot(self) -> None:
+        """Keep a reading of every live replica's window (at most one per
+        :data:`SNAPSHOT_EVERY_S`; ``kaip up`` calls this on a timer)."""
+        now = self._clock()
+        if self._snapshots and now - self._snapshots[-1][0] < SNAPSHOT_EVERY_S:
+            return
+        windows = {w.replica: w for _, w in self._windows() if w.replica in self._live}
+        self._snapshots.append((now, windows))
+
+    def since(self, seconds: float) -> tuple[list[tuple[ReplicaProcess, ReplicaWindow]], float]:
+        """Every replica's window over the last ``seconds`` (replicas gone before then left
+        out), and the seconds it really covers: less when kaip up or its readings are younger;
+        a minute's resolution (:data:`SNAPSHOT_EVERY_S`)."""
+        now = self._clock()
+        start = now - seconds
+        windows = self._windows()
+        index = bisect_right([t for t, _ in self._snapshots], start) - 1
+        if index < 0:
+            if len(self._snapshots) < MAX_SNAPSHOTS:  # nothing dropped: kaip up is younger
+                return windows, now - self.started
+            index = 0  # the oldest reading kept (a day ago)
+        covered = now - self._snapshots[index][0]
+        at, then = self._snapshots[index]
+        out = []
+        for replica, window in windows:
+            gone = self._gone_at.get(window.replica)
+            if gone is not None and gone <= at:
+                continue  # gone before the window began
+            out.append((replica, window_since(window, then.get(window.replica))))
+        return out, covered
 
     def _windows(self) -> list[tuple[ReplicaProcess, ReplicaWindow]]:
         busy = self._busy()
@@ -153,7 +199,9 @@ class CostBook:
                 now[replica.replica] = (replica, usage, seen)
         for gone in self._live.keys() - now.keys():
             self._retired[gone] = self._live[gone]
+            self._gone_at[gone] = self._clock()
             while len(self._retired) > MAX_RETIRED:
+                self._gone_at.pop(next(iter(self._retired)), None)
                 del self._retired[next(iter(self._retired))]
         self._live = now
         out = []
@@ -173,8 +221,16 @@ class CostBook:
             out.append((replica, window))
         return out
 
-    def attributions(self, basis: Basis = "usage") -> list[Attribution]:
-        return [attribute(w, self.coefficients, basis) for _, w in self._windows()]
+    def attributions(
+        self, basis: Basis = "usage", since_s: float | None = None
+    ) -> tuple[list[Attribution], float]:
+        """Every replica's attribution, over the last ``since_s`` seconds or (None) since it
+        started; and the seconds covered (since kaip up started, for None)."""
+        if since_s is None:
+            windows, covered = self._windows(), self._clock() - self.started
+        else:
+            windows, covered = self.since(since_s)
+        return [attribute(w, self.coefficients, basis) for _, w in windows], covered
 
     def per_revision(self, kind: str, resource: str) -> dict[str, CostEvidence]:
         """Requests and their cost (usage basis) so far of each revision of one resource: the

@@ -21,7 +21,13 @@ from pathlib import Path
 from kaip.errors import ConfigError, PlatformError
 from kaip.local.controller.auth import admin_token_authenticator
 from kaip.local.controller.control import ControlServer
-from kaip.local.controller.costs import CostBook, ReplicaProcess, coefficients_from, cpu_model
+from kaip.local.controller.costs import (
+    SNAPSHOT_EVERY_S,
+    CostBook,
+    ReplicaProcess,
+    coefficients_from,
+    cpu_model,
+)
 from kaip.local.controller.guard import GuardPolicy, normalize_hosts
 from kaip.local.controller.loop import Controller, ControllerConfig
 from kaip.local.controller.portal import control_port_app
@@ -181,11 +187,13 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, controller.stop)
     report(f"gateway listening on {url}, control API on {admin_url}")
+    readings = asyncio.create_task(_cost_readings(costs, report))
     try:
         for line in await controller.apply(specs, who, commit):
             report(line)
         await controller.run()
     finally:
+        readings.cancel()
         report("stopping: draining replicas")
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
@@ -197,6 +205,16 @@ async def serve(
         if shutdown_otel is not None:
             shutdown_otel()
         report("stopped")
+
+
+async def _cost_readings(costs: CostBook, report: Callable[[str], None]) -> None:
+    """Keep the cost book's readings for ``kaip cost --since`` (one a minute)."""
+    while True:
+        try:
+            costs.snapshot()
+        except Exception as exc:  # a reading is worth a retry, never kaip up's life
+            report(f"cost reading failed (kaip cost --since may cover more): {exc!r}")
+        await asyncio.sleep(SNAPSHOT_EVERY_S)
 
 
 def _tracer() -> tuple[SpanRecorder | None, Callable[[], None] | None]:
