@@ -11,7 +11,8 @@ from opentelemetry.sdk.trace.sampling import Decision, TraceIdRatioBased
 from kaip.errors import ConfigError
 from kaip.telemetry.otel import sampling_from
 from kaip.telemetry.spans import (
-    DEFAULT_RATIO,
+    DEFAULT_PER_SECOND,
+    DEFAULT_SAMPLING,
     SERVER,
     FinishedSpan,
     Parent,
@@ -88,12 +89,13 @@ def test_the_start_reads_a_traceparent_header_in_any_case() -> None:
 @pytest.mark.parametrize(
     ("environ", "expected"),
     [
-        ({}, Sampling(DEFAULT_RATIO, True)),
+        ({}, DEFAULT_SAMPLING),
+        ({"OTEL_TRACES_SAMPLER_ARG": "0.5"}, DEFAULT_SAMPLING),  # no sampler named: ignored
         ({"OTEL_TRACES_SAMPLER": "parentbased_always_on"}, Sampling(1.0, True)),
         ({"OTEL_TRACES_SAMPLER": "always_off"}, Sampling(0.0, False)),
         ({"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.25"},
          Sampling(0.25, False)),
-        ({"OTEL_TRACES_SAMPLER_ARG": "1"}, Sampling(1.0, True)),
+        ({"OTEL_TRACES_SAMPLER": "parentbased_traceidratio"}, Sampling(1.0, True)),
     ],
 )  # fmt: skip
 def test_the_sampler_comes_from_the_sdks_variables(
@@ -106,8 +108,11 @@ def test_the_sampler_comes_from_the_sdks_variables(
     ("environ", "named"),
     [
         ({"OTEL_TRACES_SAMPLER": "jaeger_remote"}, "OTEL_TRACES_SAMPLER='jaeger_remote'"),
-        ({"OTEL_TRACES_SAMPLER_ARG": "ten percent"}, "OTEL_TRACES_SAMPLER_ARG='ten percent'"),
-        ({"OTEL_TRACES_SAMPLER_ARG": "1.5"}, "from 0 to 1"),
+        (
+            {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "ten percent"},
+            "OTEL_TRACES_SAMPLER_ARG='ten percent'",
+        ),
+        ({"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "1.5"}, "from 0 to 1"),
     ],
 )
 def test_a_sampler_kaip_cannot_follow_is_refused_by_name(
@@ -116,3 +121,17 @@ def test_a_sampler_kaip_cannot_follow_is_refused_by_name(
     with pytest.raises(ConfigError, match="OTEL_TRACES_SAMPLER") as raised:
         sampling_from(environ)
     assert named in raised.value.message
+
+
+def test_the_default_keeps_every_trace_started_here_up_to_its_rate() -> None:
+    now = [100.0]
+    recorder = SpanRecorder(lambda span: None, DEFAULT_SAMPLING, clock=lambda: now[0])
+    burst = [recorder.start(None).sampled for _ in range(50)]
+    assert sum(burst) == DEFAULT_PER_SECOND and all(burst[: int(DEFAULT_PER_SECOND)])
+    now[0] += 0.5  # half a second later: half the rate again
+    assert sum(recorder.start(None).sampled for _ in range(50)) == DEFAULT_PER_SECOND / 2
+    # A caller's flag is followed whatever the bucket holds.
+    assert recorder.start(Parent(int(TRACE, 16), 7, True)).sampled
+    assert not recorder.start(Parent(int(TRACE, 16), 7, False)).sampled
+    now[0] += 60.0  # idle for a minute: the bucket holds one second's worth, no more
+    assert sum(recorder.start(None).sampled for _ in range(50)) == DEFAULT_PER_SECOND

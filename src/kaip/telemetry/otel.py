@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING
 
 from kaip.errors import ConfigError
 from kaip.telemetry import INSTRUMENTATION_SCOPE
-from kaip.telemetry.spans import DEFAULT_RATIO, FinishedSpan, Sampling, SpanRecorder
+from kaip.telemetry.spans import (
+    DEFAULT_RATIO,
+    DEFAULT_SAMPLING,
+    FinishedSpan,
+    Sampling,
+    SpanRecorder,
+)
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.resources import Resource
@@ -34,8 +40,10 @@ SAMPLERS: Mapping[str, tuple[bool, float | None]] = {
 
 def sampling_from(environ: Mapping[str, str]) -> Sampling:
     """The sampler ``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG`` name (the SDK's names);
-    unset: ``parentbased_traceidratio`` at :data:`DEFAULT_RATIO`."""
-    name = environ.get("OTEL_TRACES_SAMPLER", "").strip().lower() or "parentbased_traceidratio"
+    unset: kaip's default, :data:`~kaip.telemetry.spans.DEFAULT_SAMPLING`."""
+    name = environ.get("OTEL_TRACES_SAMPLER", "").strip().lower()
+    if not name:
+        return DEFAULT_SAMPLING
     if name not in SAMPLERS:
         raise ConfigError(
             f"OTEL_TRACES_SAMPLER={name!r} is not a sampler kaip knows; use one of "
@@ -94,7 +102,9 @@ def span_sink(processor: SpanProcessor, resource: Resource) -> Callable[[Finishe
 
 
 def recorder(
-    exporter: SpanExporter, sampling: Sampling = Sampling(), resource: Resource | None = None
+    exporter: SpanExporter,
+    sampling: Sampling = DEFAULT_SAMPLING,
+    resource: Resource | None = None,
 ) -> tuple[SpanRecorder, SpanProcessor]:
     """A :class:`SpanRecorder` whose spans ``exporter`` exports from the SDK's batch span
     processor (``OTEL_BSP_*`` apply); the processor's ``force_flush``/``shutdown`` are the

@@ -14,14 +14,16 @@ Why not ``tracer.start_span``: the SDK validates every attribute, runs its sampl
 Here an unsampled request costs a regex match and two random numbers; a sampled span, one
 record and one ``ReadableSpan``.
 
-The rule (the SDK's ``parentbased_traceidratio``, our default): a request with a valid
-``traceparent`` follows its caller's sampled flag; a request that starts a trace is sampled when
-the low 64 bits of its trace id fall below ``ratio * 2**64`` (the SDK's ``TraceIdRatioBased``),
-so every service makes the same choice for one trace id. Worked example: ratio 0.1, a client
-sends no ``traceparent``; the gateway mints trace id ``...0e4736`` whose low 64 bits are
-``0xa3ce929d0e0e4736`` (≈ 0.64 · 2**64), not below 0.1 · 2**64: not sampled, so no span is
-recorded and the replica gets ``00-<trace>-<span>-00`` and records none either. A client sending
-``00-<trace>-<span>-01`` is always traced, end to end.
+The rule (the SDK's samplers by name, ``OTEL_TRACES_SAMPLER``): a request with a valid
+``traceparent`` follows its caller's sampled flag (``parentbased_*``); a request that starts a
+trace is sampled when the low 64 bits of its trace id fall below ``ratio * 2**64`` (the SDK's
+``TraceIdRatioBased``). kaip's default (no ``OTEL_TRACES_SAMPLER``) is parent based and keeps
+every trace it starts up to :data:`DEFAULT_PER_SECOND` a second (a token bucket): each trace
+whole while traffic is light, and a bounded cost under load, since exporting a span costs far
+more than recording it. Worked example (the default): at 1,000 requests a second without a
+``traceparent``, the gateway keeps about 10 traces a second; for each of the others it records
+nothing and the replica gets ``00-<trace>-<span>-00``, so it records none either. A client
+sending ``00-<trace>-<span>-01`` is always traced, end to end.
 """
 
 from __future__ import annotations
@@ -33,9 +35,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
-DEFAULT_RATIO = 0.1
-"""The share of traces kaip starts that are sampled, unless ``OTEL_TRACES_SAMPLER_ARG`` says
-otherwise (docs/observability.md: why 0.1, and what it costs)."""
+DEFAULT_PER_SECOND = 10.0
+"""kaip's default sampler keeps every trace it starts, up to this many per second and process
+(a burst of as many at once); unset ``OTEL_TRACES_SAMPLER`` only (docs/observability.md: why)."""
+DEFAULT_RATIO = 1.0
+"""``OTEL_TRACES_SAMPLER_ARG``'s default for the ratio samplers, as in the SDK."""
 
 _TRACEPARENT = re.compile(rb"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _ID_LIMIT = (1 << 64) - 1
@@ -101,15 +105,23 @@ SpanSink = Callable[[FinishedSpan], None]
 
 @dataclass(frozen=True, slots=True)
 class Sampling:
-    """Which traces are recorded: ``ratio`` of the traces started here; a caller's sampled flag
-    wins when ``parent_based`` (the SDK's ``parentbased_*`` samplers)."""
+    """Which traces are recorded: ``ratio`` of the traces started here, at most ``per_second``
+    of them (None: no cap); a caller's sampled flag wins when ``parent_based`` (the SDK's
+    ``parentbased_*`` samplers)."""
 
     ratio: float = DEFAULT_RATIO
     parent_based: bool = True
+    per_second: float | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.ratio <= 1.0:
             raise ValueError(f"a sampling ratio is between 0 and 1, not {self.ratio}")
+        if self.per_second is not None and not self.per_second > 0:
+            raise ValueError(f"a cap on traces per second is above 0, not {self.per_second}")
+
+
+DEFAULT_SAMPLING = Sampling(1.0, parent_based=True, per_second=DEFAULT_PER_SECOND)
+"""kaip's default: parent based; of the traces started here, every one up to 10 per second."""
 
 
 class Start(NamedTuple):
@@ -126,23 +138,48 @@ class Start(NamedTuple):
 class SpanRecorder:
     """The sampling decision and the sink of one process's spans."""
 
-    __slots__ = ("_bound", "_parent_based", "sink")
+    __slots__ = ("_bound", "_clock", "_last", "_parent_based", "_per_second", "_tokens", "sink")
 
-    def __init__(self, sink: SpanSink, sampling: Sampling = Sampling()) -> None:
+    def __init__(
+        self,
+        sink: SpanSink,
+        sampling: Sampling = DEFAULT_SAMPLING,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.sink = sink
         self._bound = round(sampling.ratio * (_ID_LIMIT + 1))  # TraceIdRatioBased.get_bound
         self._parent_based = sampling.parent_based
+        self._per_second = sampling.per_second
+        self._clock = clock
+        self._tokens = sampling.per_second or 0.0  # a token bucket, full at the start
+        self._last = clock()
+
+    def _keep(self, trace_id: int) -> bool:
+        """The decision for a trace started here: its id under the ratio, and a token left."""
+        if trace_id & _ID_LIMIT >= self._bound:
+            return False
+        rate = self._per_second
+        if rate is None:
+            return True
+        now = self._clock()
+        tokens = min(rate, self._tokens + (now - self._last) * rate)
+        self._last = now
+        if tokens < 1.0:
+            self._tokens = tokens
+            return False
+        self._tokens = tokens - 1.0
+        return True
 
     def start(self, parent: Parent | None) -> Start:
         """Begin a server span under ``parent`` (the caller's, or None: a new trace). A span
         not sampled gets no id and no time (nothing will record it)."""
         if parent is None:
             trace_id = new_trace_id()
-            if trace_id & _ID_LIMIT < self._bound:
+            if self._keep(trace_id):
                 return Start(trace_id, new_span_id(), 0, False, True, time.time_ns())
             return Start(trace_id, 0, 0, False, False, 0)
         trace_id = parent.trace_id
-        if parent.sampled if self._parent_based else trace_id & _ID_LIMIT < self._bound:
+        if parent.sampled if self._parent_based else self._keep(trace_id):
             return Start(trace_id, new_span_id(), parent.span_id, True, True, time.time_ns())
         return Start(trace_id, 0, parent.span_id, True, False, 0)
 
