@@ -51,6 +51,8 @@ def test_one_trace_runs_gateway_replica_batch_predict_and_metrics_are_scraped(
     assert infer.parent_span_id == attempt.span_id  # type: ignore[attr-defined]
     assert batch.parent_span_id == infer.span_id  # type: ignore[attr-defined]
     assert predict.parent_span_id == batch.span_id  # type: ignore[attr-defined]
+    attributes = {a.key: a.value.double_value for a in server.attributes}  # type: ignore[attr-defined]
+    assert attributes["kaip.cost.usd"] > 0 and attributes["kaip.energy.joules"] > 0
 
     assert scraped.status_code == 200
     families = list(text_string_to_metric_families(scraped.text))

@@ -158,3 +158,16 @@ def test_a_duration_is_read_as_seconds_and_a_bad_one_is_refused() -> None:
     for bad in ("", "1x", "h", "1h 30m", "0s", "-1h"):
         with pytest.raises(typer.BadParameter, match="give a duration"):
             duration_seconds(bad)
+
+
+def test_a_requests_cost_and_energy_are_its_replicas_averages_so_far() -> None:
+    live = [ReplicaProcess("model", "m", "1", "t", "m-1", 11, 1.0)]
+    usage = {11: ProcessUsage(100.0, 10.0, 0.5)}
+    busy = {"m-1": ReplicaBusy(20.0, 50)}
+    book = CostBook(Coefficients(), replicas=lambda: live, busy=lambda: busy, usage=usage.get)
+    per_request = book.per_request("m-1")
+    [(_, total)] = book.counters()
+    assert per_request == pytest.approx((total.cost_usd / 50, total.energy_j / 50))
+    assert book.per_request("m-2") is None  # not running
+    busy["m-1"] = ReplicaBusy(0.0, 0)
+    assert book.per_request("m-1") is None  # no request answered yet

@@ -61,12 +61,17 @@ ATTR_RESOURCE: Final = "kaip.resource"  # the gateway's spans: the Model or App 
 ATTR_RESOURCE_KIND: Final = "kaip.resource.kind"  # model | app
 ATTR_OWNER: Final = "kaip.owner"
 ATTR_REPLICA: Final = "kaip.replica"
+# The gateway's server span: the answering replica's cost and energy per request so far.
+ATTR_COST_USD: Final = "kaip.cost.usd"
+ATTR_ENERGY_JOULES: Final = "kaip.energy.joules"
 
 INSTRUMENTATION_SCOPE: Final = "kaip"
 
 __all__ = [
     "ATTR_BATCH_REQUESTS",
     "ATTR_BATCH_ROWS",
+    "ATTR_COST_USD",
+    "ATTR_ENERGY_JOULES",
     "ATTR_ERROR_TYPE",
     "ATTR_GENAI_MODEL",
     "ATTR_GENAI_OPERATION",

@@ -132,6 +132,24 @@ def coefficients_from(environ: Mapping[str, str], model: str) -> Coefficients:
     )
 
 
+def _window(
+    replica_id: str, replica: ReplicaProcess, usage: ProcessUsage, seen: ReplicaBusy
+) -> ReplicaWindow:
+    """One replica's window since it started: the OS's usage and the gateway's busy time."""
+    return ReplicaWindow(
+        resource=replica.resource,
+        revision=replica.revision,
+        owner=replica.owner,
+        replica=replica_id,
+        seconds=usage.seconds,
+        cpu_seconds=usage.cpu_seconds,
+        busy_seconds=seen.busy_seconds,
+        requests=seen.requests,
+        memory_gb=usage.memory_gb,
+        vcpus=replica.vcpus,
+    )
+
+
 def _or(value: float | None, default: float) -> float:
     return default if value is None else value
 
@@ -206,18 +224,7 @@ class CostBook:
         self._live = now
         out = []
         for replica_id, (replica, usage, seen) in [*self._retired.items(), *now.items()]:
-            window = ReplicaWindow(
-                resource=replica.resource,
-                revision=replica.revision,
-                owner=replica.owner,
-                replica=replica_id,
-                seconds=usage.seconds,
-                cpu_seconds=usage.cpu_seconds,
-                busy_seconds=seen.busy_seconds,
-                requests=seen.requests,
-                memory_gb=usage.memory_gb,
-                vcpus=replica.vcpus,
-            )
+            window = _window(replica_id, replica, usage, seen)
             out.append((replica, window))
         return out
 
@@ -231,6 +238,21 @@ class CostBook:
         else:
             windows, covered = self.since(since_s)
         return [attribute(w, self.coefficients, basis) for _, w in windows], covered
+
+    def per_request(self, replica_id: str) -> tuple[float, float] | None:
+        """(USD, joules) per request of one live replica so far (usage basis); None when it has
+        answered none or is not running. Reads only that replica's process."""
+        for replica in self._replicas():
+            if replica.replica != replica_id:
+                continue
+            usage = self._usage(replica.pid)
+            seen = self._busy().get(replica_id)
+            if usage is None or seen is None or not seen.requests:
+                return None
+            window = _window(replica_id, replica, usage, seen)
+            figures = attribute(window, self.coefficients).requests
+            return figures.cost_usd / seen.requests, figures.energy_j / seen.requests
+        return None
 
     def per_revision(self, kind: str, resource: str) -> dict[str, CostEvidence]:
         """Requests and their cost (usage basis) so far of each revision of one resource: the

@@ -145,6 +145,7 @@ async def serve(
     if gateway.signals is not None:
         gateway.signals.replica_phases = lambda: _replica_phases(controller, supervisor)
         gateway.signals.accounting = costs.counters
+        gateway.signals.request_cost = costs.per_request
     controller.cost_evidence = costs.per_revision
     token = new_admin_token(state_dir)
     policy = GuardPolicy(

@@ -131,6 +131,9 @@ class GatewaySignals:
         self.replica_phases = replica_phases
         self._records: dict[Key, _Record] = {}
         self._busy: dict[str, _Busy] = {}
+        self.request_cost: Callable[[str], tuple[float, float] | None] | None = None
+        """replica -> (USD, joules) per request, its usage-basis average so far: the
+        ``kaip.cost.usd`` and ``kaip.energy.joules`` of a sampled server span (kaip up sets it)."""
         self.accounting: Callable[[], Iterable[tuple[Key, Figures]]] | None = None
         """``((kind, resource, revision, owner), figures)`` of requests so far (kaip up sets it:
         the cost, energy and carbon counters of ``/metrics``)."""
@@ -184,6 +187,7 @@ class Observation:
         "_attempt",
         "_busy",
         "_method",
+        "_replica",
         "_sent",
         "kind",
         "owner",
@@ -212,6 +216,7 @@ class Observation:
         self._attempt: tuple[int, int, dict[str, AttributeValue]] | None = None
         self._busy: _Busy | None = None
         self._sent = 0  # attempts started
+        self._replica = ""  # the replica tried last
 
     def attempt(self, revision: str, replica: str, host: str, port: int) -> bytes | None:
         """An attempt on a replica begins; returns the ``traceparent`` it must carry (or None:
@@ -227,6 +232,7 @@ class Observation:
             busy.since = time.perf_counter()
         busy.in_flight += 1
         self._busy = busy
+        self._replica = replica
         trace = self.trace
         if trace is None:
             return None
@@ -322,6 +328,10 @@ class Observation:
             attributes[names.ATTR_REVISION] = revision
         if status:
             attributes["http.response.status_code"] = status
+        cost = self.signals.request_cost
+        figures = cost(self._replica) if cost is not None and self._replica else None
+        if figures is not None:
+            attributes[names.ATTR_COST_USD], attributes[names.ATTR_ENERGY_JOULES] = figures
         failed = status >= 500 or not status
         if failed:
             attributes[names.ATTR_ERROR_TYPE] = str(status) if status else "response_incomplete"
