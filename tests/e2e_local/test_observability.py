@@ -133,6 +133,18 @@ def test_a_canary_doing_twice_the_work_costs_twice_and_cpu_adds_up(
     bad = platform.cli("cost", "--since", "an hour")
     assert bad.returncode == 2 and "--since" in bad.stderr
 
+    # PATHS: only the resources those specs define.
+    mine = json.loads(platform.cli("cost", str(spec), "--by", "revision", "-o", "json").stdout)
+    assert {r["revision"]: r["requests"] for r in mine["rows"]} == {
+        r: rows[r]["requests"] for r in rows
+    }
+    other = spec.parent / "other.yaml"
+    other.write_text(model_spec(name="other"))
+    assert json.loads(platform.cli("cost", str(other), "-o", "json").stdout)["rows"] == []
+    (spec.parent / "empty.yaml").write_text("")
+    empty = platform.cli("cost", str(spec.parent / "empty.yaml"))
+    assert empty.returncode == 2 and "empty.yaml:1:1: file is empty" in empty.stderr
+
 
 def test_the_cost_gate_promotes_a_same_cost_canary_and_rolls_back_one_costing_4x(
     platform: LocalPlatform,

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import enum
 import re
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import typer
 from rich.table import Table
@@ -17,6 +19,7 @@ from rich.table import Table
 from kaip.cli import admin_client
 from kaip.cli.output import print_json, stdout
 from kaip.settings import load_settings
+from kaip.spec import load_paths
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -41,6 +44,9 @@ class CostBasis(enum.StrEnum):
 
 
 def cost(
+    paths: list[Path] | None = typer.Argument(
+        None, help="only the Models and Apps these spec files or directories define"
+    ),
     by: CostBy = typer.Option(
         CostBy.revision, "--by", help="model (resource), revision, owner or replica"
     ),
@@ -55,17 +61,31 @@ def cost(
     ),
 ) -> None:
     """Requests, CPU seconds, cost, energy and CO2e per model, revision or owner, since each
-    replica started or over the last --since (formulas, defaults and overrides:
-    docs/observability.md)."""
+    replica started or over the last --since, of every resource or those PATHS define
+    (formulas, defaults and overrides: docs/observability.md)."""
     key = "resource" if by is CostBy.model else by.value
     query = f"/_kaip/cost?by={key}&basis={basis.value}"
     if since is not None:
         query += f"&since={duration_seconds(since):g}"
+    if paths:
+        query += "".join(f"&resource={quote(name, safe='')}" for name in served_names(paths))
     answer = admin_client.call(load_settings(), "GET", query)
     if output is CostOutput.json:
         print_json(answer)
     else:
         _print_table(answer)
+
+
+def served_names(paths: list[Path]) -> list[str]:
+    """The Models and Apps the specs at ``paths`` define (a bad spec is refused, as kaip
+    validate does; none at all is a usage error)."""
+    names = sorted(
+        {r.metadata.name for r in load_paths(paths).resources if r.kind in ("Model", "App")}
+    )
+    if not names:
+        shown = ", ".join(map(str, paths))
+        raise typer.BadParameter(f"{shown} defines no Model or App", param_hint="PATHS")
+    return names
 
 
 def duration_seconds(text: str) -> float:

@@ -8,8 +8,9 @@ diff, and changes nothing), ``GET /_kaip/rollouts/{name}``,
 ``POST /_kaip/rollouts/{name}/promote|abort|undo`` (``{"who": "..."}``; promote also takes
 ``"full": true``, undo ``"to_revision"``), ``GET /_kaip/events`` and
 ``GET /_kaip/cost?by=resource|revision|owner|replica&basis=usage|allocation[&since=SECONDS]``
-(what the replicas cost, drew and emitted, attributed to their requests: kaip.accounting's
-report, since each replica started or over the last SECONDS) and
+``[&resource=NAME...]`` (what the replicas cost, drew and emitted, attributed to their requests:
+kaip.accounting's report, since each replica started or over the last SECONDS, of every
+resource or those named) and
 ``POST /_kaip/profile/{name}`` (``{"replica", "seconds", "rate", "format"}``: a sampling profile
 of one of its replicas, deployer role) and ``GET /_kaip/openapi.json`` (this API, described).
 Reads need the ``viewer`` role, changes the ``deployer`` role;
@@ -154,6 +155,18 @@ def _since_seconds(raw: str | None) -> float | None:
     return seconds
 
 
+MAX_COST_RESOURCES = 1000
+
+
+def _resources(names: list[str]) -> set[str]:
+    """``GET /_kaip/cost?resource=A&resource=B``: only those resources (none: all)."""
+    if len(names) > MAX_COST_RESOURCES or any(not 0 < len(n) <= 253 for n in names):
+        raise BadRequestError(
+            f"resource: at most {MAX_COST_RESOURCES} names of 1 to 253 characters each"
+        )
+    return set(names)
+
+
 def admin_app(controller: Controller, costs: CostBook | None = None) -> Starlette:
     reading = asyncio.Semaphore(1)  # one spec load at a time, released when its thread ends
 
@@ -263,7 +276,10 @@ def admin_app(controller: Controller, costs: CostBook | None = None) -> Starlett
                 "(idle apart) or allocation (idle spread over requests)"
             )
         since = _since_seconds(request.query_params.get("since"))
+        wanted = _resources(request.query_params.getlist("resource"))
         attributions, covered = costs.attributions(basis, since)  # type: ignore[arg-type]
+        if wanted:
+            attributions = [a for a in attributions if a.window.resource in wanted]
         answer = report(attributions, by, basis, costs.coefficients)  # type: ignore[arg-type]
         return JSONResponse({**answer, "since_seconds": since, "covered_seconds": covered})
 
@@ -408,6 +424,17 @@ def openapi_document() -> dict[str, Any]:
                         {"name": "by", "in": "query", "schema": {"enum": list(BY)}},
                         {"name": "basis", "in": "query", "schema": {"enum": list(BASES)}},
                         {
+                            "name": "resource",
+                            "in": "query",
+                            "schema": {
+                                "type": "array",
+                                "items": {"type": "string", "minLength": 1, "maxLength": 253},
+                                "maxItems": MAX_COST_RESOURCES,
+                            },
+                            "style": "form",
+                            "explode": True,
+                        },
+                        {
                             "name": "since",
                             "in": "query",
                             "schema": {
@@ -419,7 +446,7 @@ def openapi_document() -> dict[str, Any]:
                     ],
                     "responses": answer(
                         "cost, energy and carbon by the key asked for",
-                        (400, "an unknown by or basis, or a since out of range"),
+                        (400, "an unknown by or basis, a since out of range, too many resources"),
                         (503, "no cost accounting in this kaip up"),
                     ),
                 }
