@@ -1,8 +1,9 @@
 """A real HTTP webhook receiver on 127.0.0.1: records every JSON body POSTed to it, in order.
 
 Answers each POST with :attr:`WebhookReceiver.status` (and :attr:`WebhookReceiver.answer` as its
-body), so a test decides how an analysis webhook votes; :meth:`WebhookReceiver.bodies` is what
-arrived, in the order it arrived.
+body), so a test decides how an analysis webhook votes, except that the first
+``refuse_first[path]`` POSTs to a path get 503 (a receiver that is down for a while);
+:meth:`WebhookReceiver.bodies` is what was accepted, in the order it arrived.
 """
 
 from __future__ import annotations
@@ -20,12 +21,19 @@ class WebhookReceiver:
         self.status = 200
         self.answer = "ok"
         self.url = ""
+        self.refuse_first: dict[str, int] = {}
+        self.refused: dict[str, int] = {}
         self._received: list[tuple[str, dict[str, str], Any]] = []
         self._lock = threading.Lock()
 
-    def record(self, path: str, headers: dict[str, str], body: Any) -> None:
+    def record(self, path: str, headers: dict[str, str], body: Any) -> bool:
+        """Keep what arrived, unless the path is still refusing; whether it was kept."""
         with self._lock:
+            if self.refused.get(path, 0) < self.refuse_first.get(path, 0):
+                self.refused[path] = self.refused.get(path, 0) + 1
+                return False
             self._received.append((path, headers, body))
+            return True
 
     def received(self) -> list[tuple[str, dict[str, str], Any]]:
         with self._lock:
@@ -47,9 +55,9 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
                 body: Any = json.loads(raw)
             except ValueError:
                 body = raw.decode("utf-8", "replace")
-            receiver.record(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-            answer = receiver.answer.encode()
-            self.send_response(receiver.status)
+            kept = receiver.record(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+            answer = receiver.answer.encode() if kept else b"down for a while"
+            self.send_response(receiver.status if kept else 503)
             self.send_header("Content-Type", "text/plain")
             self.send_header("Content-Length", str(len(answer)))
             self.end_headers()

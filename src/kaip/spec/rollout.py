@@ -1,10 +1,11 @@
 """How a new revision replaces the stable one: ``spec.rollout`` of a Model or an App.
 
 Owns the rollout part of the spec: the strategy, the steps (weights, timed and manual pauses),
-the built-in gates, the progress deadline, and analysis beyond the built-in gates (PromQL
-queries against a Prometheus, webhooks that vote). Every field added after the first release
-defaults to absent, so specs that do not use it keep their revision ids. Pure: no I/O; the
-decisions these fields feed live in :mod:`kaip.policy`, the checks' I/O in :mod:`kaip.analysis`.
+the built-in gates, the progress deadline, analysis beyond the built-in gates (PromQL queries
+against a Prometheus, webhooks that vote) and who is told of the rollout's moves. Every field
+added after the first release defaults to absent, so specs that do not use it keep their
+revision ids. Pure: no I/O; the decisions these fields feed live in :mod:`kaip.policy`, the
+checks' I/O in :mod:`kaip.analysis`, the notifications' in :mod:`kaip.notify`.
 
 ::
 
@@ -21,6 +22,9 @@ decisions these fields feed live in :mod:`kaip.policy`, the checks' I/O in :mod:
             max: 0.05
         webhooks:
           - {name: load-test, url: http://loadtester.test/run, timeoutSeconds: 10}
+      notifications:                  # started, step, promoted, rolled_back, aborted
+        - {url: https://hooks.slack.com/services/T0/B0/XXX, format: slack}
+        - {url: http://broker.test/events, format: cloudevents}
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ MAX_WEBHOOKS = 16
 MAX_QUERY_CHARS = 4096
 MAX_METADATA = 32
 MAX_WEBHOOK_TIMEOUT_SECONDS = 60.0
+MAX_NOTIFICATIONS = 8
 QUERY_VARIABLES = ("name", "namespace", "revision", "stableRevision")
 """What ``{{...}}`` in a query may name; anything else is refused at validation."""
 
@@ -193,6 +198,20 @@ class Analysis(SpecModel):
         return self
 
 
+NotificationFormat = Literal["slack", "cloudevents"]
+
+
+class Notification(SpecModel):
+    """A webhook told of the rollout's start, each step, its promotion, rollback or abort.
+
+    ``slack``: an incoming-webhook message (``{"text": ...}``); ``cloudevents``: a CloudEvent
+    in structured JSON, type ``dev.kaip.rollout.EVENT``. Sent in order, retried, never waited for.
+    """
+
+    url: HttpUrl
+    format: NotificationFormat = "slack"
+
+
 def _default_steps() -> list[RolloutStep]:
     return [RolloutStep(weight=10), RolloutStep(weight=50), RolloutStep(weight=100)]
 
@@ -220,6 +239,9 @@ class Rollout(SpecModel):
     analysis: Analysis | None = Field(
         None, description="PromQL queries and webhooks that must pass at every step, too"
     )
+    notifications: list[Notification] | None = Field(
+        None, max_length=MAX_NOTIFICATIONS, description="webhooks told of every rollout move"
+    )
 
     @property
     def no_evidence(self) -> Literal["abort", "promote"]:
@@ -245,6 +267,8 @@ __all__ = [
     "Analysis",
     "Gates",
     "ManualPause",
+    "Notification",
+    "NotificationFormat",
     "QueryCheck",
     "Rollout",
     "RolloutStep",

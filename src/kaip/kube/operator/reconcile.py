@@ -37,7 +37,7 @@ from kaip.analysis import run_checks
 from kaip.errors import ConfigError, ForeignObjectError, KubeError, KubeForbiddenError, SpecError
 from kaip.kube.client import Manifest, ObjectRef, Session, apply
 from kaip.kube.client.apply import Identity
-from kaip.kube.operator import observe
+from kaip.kube.operator import notices, observe
 from kaip.kube.operator.canary import (
     Command,
     Decision,
@@ -154,6 +154,8 @@ class Reconciler:
     settings: Settings
     metrics: MetricsSource
     clock: Callable[[], datetime] = field(default=_now)
+    notify: notices.Send | None = None
+    """Where rollout notifications go (a :class:`kaip.notify.BackgroundNotifier`'s send)."""
     instance: str = field(default_factory=socket.gethostname)
     _applied: dict[str, str] = field(default_factory=dict, repr=False)
     """uid -> digest of the manifests last applied for it. Only saves requests: after a restart
@@ -236,6 +238,8 @@ class Reconciler:
             )
         for decision in decisions:
             self._event(body, decision, now)
+        if decisions and isinstance(resource, Model | App):
+            notices.announce(self.notify, resource, decisions, namespace, previous)
         return Outcome(status, tuple(decisions), seen.fault, settled=_settled(status))
 
     # -- one pass --------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from kaip.kube.operator.handlers import Controller, configure
 from kaip.kube.operator.leader import LeaseElector, Timings
 from kaip.kube.operator.metrics import MetricsSource
 from kaip.kube.operator.reconcile import Reconciler
+from kaip.notify import BackgroundNotifier
 from kaip.settings import Settings
 
 log = logging.getLogger("kaip.operator")
@@ -129,7 +130,8 @@ def run_operator(
             target=elector.keep, args=(stop, _lost), name="leader-election", daemon=True
         )
         keeper.start()
-    reconciler = Reconciler(session, settings, metrics)
+    notifier = BackgroundNotifier(log.warning)
+    reconciler = Reconciler(session, settings, metrics, notify=notifier.send)
     controller = Controller(reconciler, interval=interval, resync=resync)
     registry = controller.registry(_login(session))
     operator_settings = kopf.OperatorSettings()
@@ -148,6 +150,7 @@ def run_operator(
         )
     finally:
         controller.schedule.stop()
+        notifier.close()
         stop.set()
         if keeper is not None:
             keeper.join(timeout=10)  # it gives the Lease back on its way out

@@ -36,6 +36,7 @@ from kaip.local.controller.troubles import Troubles
 from kaip.local.gateway import Backend, Gateway, Route
 from kaip.local.state import Commit, State
 from kaip.local.supervisor import Replica, Supervisor
+from kaip.notify import Notifier
 from kaip.plan import revision_id
 from kaip.policy import LoadObservation, autoscale
 from kaip.registry import Registry
@@ -46,6 +47,8 @@ log = logging.getLogger("kaip.local.controller")
 T = TypeVar("T")
 RETIRE_GRACE_SECONDS = 0.5
 """A replica leaves the routes this long before it gets SIGTERM, so no request is sent to it."""
+NOTIFY_GRACE_SECONDS = 3.0
+"""At shutdown, how long rollout notifications still queued may take to go out."""
 __all__ = ["Controller", "ControllerConfig"]
 
 
@@ -77,6 +80,7 @@ class Controller(Delivery):
         self.training = training
         self.gateway: Gateway | None = None
         self.report = _never_raises(report)
+        self.notifier = Notifier(self.report)
         self._clock = clock
         self.troubles = Troubles(self.report, period_s=config.tick_seconds)
         self.resources: dict[str, ResourceRun] = {}
@@ -125,6 +129,7 @@ class Controller(Delivery):
                 self.gateway.set_routes([])
             if self.training is not None:
                 await self.training.shutdown()
+            await self.notifier.flush(NOTIFY_GRACE_SECONDS)
             await self.supervisor.shutdown()
 
     async def _safe_tick(self) -> float:

@@ -83,6 +83,7 @@ class Revisions(RolloutSteps):
             self._apply_finish(run, "superseded", f"{who} deployed {new.revision}")
         run.canary = new
         run.rollout = RolloutRun(record, 0, started_at=now, commit=commit)
+        self._notify(run, "started", f"{who} deployed {new.revision} ({strategy})")
         self.report(f"{label}: rolling out {run.stable.revision} -> {new.revision} ({strategy})")
         return (
             f"{label}: rolling out revision {new.revision} ({strategy}) over {run.stable.revision}"

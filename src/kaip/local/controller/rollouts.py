@@ -24,6 +24,7 @@ from kaip.local.controller.runtime import ResourceRun, RevisionRun
 from kaip.local.gateway import Gateway
 from kaip.local.state import Commit, EventRecord, State, StepRecord
 from kaip.local.supervisor import Replica, Supervisor
+from kaip.notify import EventName, Notifier, RolloutEvent
 from kaip.policy import CheckResult, Evidence, Verdict, not_asked, not_ready_verdict, rollout
 from kaip.policy.cost import CostEvidence, cost_gate, has_budget
 from kaip.registry import ModelVersion
@@ -37,6 +38,7 @@ class RolloutSteps:
     state: State
     supervisor: Supervisor
     gateway: Gateway | None
+    notifier: Notifier
     resources: dict[str, ResourceRun]
     report: Callable[[str], None]
     _clock: Callable[[], float]
@@ -204,6 +206,26 @@ class RolloutSteps:
             rollout_run.canary, rollout_run.stable = Evidence(), Evidence()
             rollout_run.forget_checks()
             self._announce_step(run)
+            self._notify(run, "step", verdict.reason)
+
+    def _notify(self, run: ResourceRun, event: EventName, reason: str) -> None:
+        """Tell the rollout's notification webhooks (queued: the rollout never waits)."""
+        rollout_run, spec = run.rollout, run.rollout_spec
+        if rollout_run is None or not spec.notifications:
+            return
+        record, steps = rollout_run.record, spec.steps
+        at_step = event in ("started", "step")
+        index = min(rollout_run.step_index, len(steps) - 1)
+        canary = rollout_run.strategy == "canary"
+        self.notifier.send(
+            spec.notifications,
+            RolloutEvent(
+                event, run.kind, run.name, record.from_revision, record.to_revision, reason,
+                step=index + 1 if at_step else None,
+                steps=len(steps) if canary else 1,
+                weight=(steps[index].weight if canary else 100) if at_step else None,
+            ),
+        )  # fmt: skip
 
     def _announce_step(self, run: ResourceRun) -> None:
         assert run.rollout is not None and run.canary is not None
@@ -249,6 +271,10 @@ class RolloutSteps:
         leaving = run.stable if outcome == "promoted" else canary
         if run.rollout is not None:
             run.rollout.forget_checks()
+            ended: EventName = "aborted"  # and superseded
+            if outcome in ("promoted", "rolled_back"):
+                ended = "promoted" if outcome == "promoted" else "rolled_back"
+            self._notify(run, ended, reason if outcome != "superseded" else f"superseded: {reason}")
         if outcome == "promoted":
             run.stable = canary
         run.canary, run.rollout = None, None
