@@ -367,3 +367,27 @@ def test_the_http_route_carries_the_models_served_names() -> None:
         "kaip.dev/served-names": '["meta-llama/Llama-3.1-8B-Instruct", "llama3"]'
     }
     assert routes["plain"]["metadata"]["annotations"] == {"kaip.dev/served-names": '["plain"]'}
+
+
+def test_canary_headers_route_matching_requests_to_the_canary_in_a_rule_of_their_own() -> None:
+    traffic = "{steps: [{weight: 0, pause: {}}, {weight: 100}], traffic: {canaryHeaders: " \
+        "{X-Canary: 'yes', X-Team: ml}}}"  # fmt: skip
+    plan = _plan(_model("fraud", rollout=traffic))
+    (new,) = plan.workloads
+    (old_doc,) = load_text(
+        _model("fraud", artifact="{uri: https://h/v1.onnx, format: onnx}", rollout=traffic)
+    ).documents
+    old = plan_workload(old_doc.resource, plan.settings)
+    objects = render_manifests(plan, {new.key: [Backend(old, 100), Backend(new, 0)]})
+    check_invariants(objects)
+    (route,) = [o for o in objects if o["kind"] == "HTTPRoute"]
+    weighted, matched = route["spec"]["rules"]
+    assert matched["matches"] == [
+        {"headers": [{"type": "Exact", "name": "X-Canary", "value": "yes"}]},
+        {"headers": [{"type": "Exact", "name": "X-Team", "value": "ml"}]},
+    ]
+    assert matched["backendRefs"] == [{"name": new.revision_name, "port": 8000, "weight": 1}]
+    assert [r["weight"] for r in weighted["backendRefs"]] == [100, 0]
+    settled = render_manifests(plan, {new.key: [Backend(new, 100)]})  # no rollout: no rule
+    (route,) = [o for o in settled if o["kind"] == "HTTPRoute"]
+    assert len(route["spec"]["rules"]) == 1

@@ -164,8 +164,9 @@ class _Structural:
 
 
 def _key_rule(names: Schema) -> Schema:
-    """A ``propertyNames`` schema (a map's keys: pattern, maxLength) as a CEL rule."""
-    if set(names) - {"pattern", "maxLength"}:
+    """A ``propertyNames`` schema (a map's keys: pattern, maxLength) as a CEL rule; its
+    ``description``, if any, is the rule's message."""
+    if set(names) - {"pattern", "maxLength", "description"}:
         raise ValueError(f"no structural form for propertyNames {names!r}")
     checks = []
     if "maxLength" in names:
@@ -174,7 +175,9 @@ def _key_rule(names: Schema) -> Schema:
         if "'" in names["pattern"]:
             raise ValueError(f"no CEL form for the pattern {names['pattern']!r}")
         checks.append(f"k.matches(r'{names['pattern']}')")
-    message = "every key must be a Kubernetes qualified name (example.com/name)"
+    message = names.get(
+        "description", "every key must be a Kubernetes qualified name (example.com/name)"
+    )
     return {"rule": f"self.all(k, {' && '.join(checks)})", "message": message}
 
 

@@ -44,6 +44,7 @@ MAX_QUERY_CHARS = 4096
 MAX_METADATA = 32
 MAX_WEBHOOK_TIMEOUT_SECONDS = 60.0
 MAX_NOTIFICATIONS = 8
+MAX_HEADER_MATCHES = 8
 QUERY_VARIABLES = ("name", "namespace", "revision", "stableRevision")
 """What ``{{...}}`` in a query may name; anything else is refused at validation."""
 
@@ -52,6 +53,12 @@ _HTTP_URL = re.compile(HTTP_URL_PATTERN)
 CHECK_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 _CHECK_NAME = re.compile(CHECK_NAME_PATTERN)
 _VARIABLE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+HEADER_NAME_PATTERN = r"^[!#$%&*+.^_`|~0-9A-Za-z-]{1,128}$"
+"""An HTTP field name (an RFC 9110 token but for ``'``, which the CRD's CEL rule cannot hold)."""
+_HEADER_NAME = re.compile(HEADER_NAME_PATTERN)
+MATCH_VALUE_PATTERN = r"^[\x21-\x7e]([\x20-\x7e]{0,254}[\x21-\x7e])?$"
+"""A header value matched exactly: printable ASCII, no leading or trailing space, at most 256."""
+_MATCH_VALUE = re.compile(MATCH_VALUE_PATTERN)
 
 
 def _check_url(value: str) -> str:
@@ -86,6 +93,42 @@ CheckName = Annotated[
 ]
 
 
+def _check_header_matches(matches: dict[str, str]) -> dict[str, str]:
+    for name, value in matches.items():
+        if not _HEADER_NAME.fullmatch(name):
+            raise ValueProblem(
+                f"{name[:40]!r} is not an HTTP header name",
+                "letters, digits and !#$%&*+.^_`|~- only, at most 128, e.g. X-Canary",
+            )
+        if not _MATCH_VALUE.fullmatch(value):
+            raise ValueProblem(
+                f"the header {name!r} has a value kaip cannot match: {value[:40]!r}",
+                "printable ASCII, at most 256 characters, no leading or trailing space",
+            )
+    lowered = [name.lower() for name in matches]
+    if len(set(lowered)) != len(lowered):
+        raise ValueProblem("a header is named twice (header names ignore case)")
+    return matches
+
+
+HeaderMatches = Annotated[
+    dict[str, str],
+    AfterValidator(_check_header_matches),
+    Field(
+        max_length=MAX_HEADER_MATCHES,
+        json_schema_extra={
+            "propertyNames": {
+                "pattern": HEADER_NAME_PATTERN, "maxLength": 128,
+                "description": "every key must be an HTTP header name (e.g. X-Canary)",
+            },
+            "additionalProperties": {
+                "type": "string", "pattern": MATCH_VALUE_PATTERN, "maxLength": 256,
+            },
+        },
+    ),
+]  # fmt: skip
+
+
 class ManualPause(SpecModel):
     """``pause: {}``: hold at this step until ``kaip rollout promote`` releases it."""
 
@@ -93,12 +136,18 @@ class ManualPause(SpecModel):
 class RolloutStep(SpecModel):
     """Send ``weight`` percent of traffic to the new revision, then wait.
 
-    A step waits ``pauseSeconds`` and for ``gates.minRequests`` of evidence or, with
+    Weight 0 is a preview: only requests matched by ``traffic.canaryHeaders`` reach the new
+    revision. A step waits ``pauseSeconds`` and for ``gates.minRequests`` of evidence or, with
     ``pause: {}``, until someone runs ``kaip rollout promote`` (however long that takes; the
     gates still roll back a canary that fails them meanwhile).
     """
 
-    weight: int = Field(ge=1, le=100, description="percent of traffic to the new revision")
+    weight: int = Field(
+        ge=0,
+        le=100,
+        description="percent of traffic to the new revision (0: a preview that only requests "
+        "matched by traffic.canaryHeaders reach)",
+    )
     pause_seconds: float = Field(30.0, ge=0)
     pause: ManualPause | None = Field(
         None, description="{}: wait at this step until `kaip rollout promote`"
@@ -198,6 +247,16 @@ class Analysis(SpecModel):
         return self
 
 
+class Traffic(SpecModel):
+    """Which requests reach the new revision whatever its weight (test traffic first)."""
+
+    canary_headers: HeaderMatches = Field(
+        default_factory=dict,
+        description="a request carrying any of these headers with exactly this value goes to "
+        "the new revision while it runs (names ignore case)",
+    )
+
+
 NotificationFormat = Literal["slack", "cloudevents"]
 
 
@@ -239,6 +298,9 @@ class Rollout(SpecModel):
     analysis: Analysis | None = Field(
         None, description="PromQL queries and webhooks that must pass at every step, too"
     )
+    traffic: Traffic | None = Field(
+        None, description="requests routed to the new revision by header, at every step"
+    )
     notifications: list[Notification] | None = Field(
         None, max_length=MAX_NOTIFICATIONS, description="webhooks told of every rollout move"
     )
@@ -272,5 +334,6 @@ __all__ = [
     "QueryCheck",
     "Rollout",
     "RolloutStep",
+    "Traffic",
     "WebhookCheck",
 ]

@@ -411,6 +411,8 @@ class Controller(Delivery):
                     openai=run.openai,
                     created=run.created_at,
                     owner=run.current.resource.spec.owner,
+                    canary=run.canary.revision if run.canary is not None else "",
+                    canary_headers=run.canary_headers,
                 )
             )
         return routes

@@ -136,6 +136,14 @@ class ResourceRun:
     def rollout_spec(self) -> Rollout:
         return self.current.resource.spec.rollout
 
+    @property
+    def canary_headers(self) -> dict[bytes, bytes]:
+        """The rollout's header matches for the gateway (lower-cased names), none without one."""
+        traffic = self.rollout_spec.traffic
+        if self.canary is None or traffic is None:
+            return {}
+        return {k.lower().encode(): v.encode() for k, v in traffic.canary_headers.items()}
+
     def canary_weight(self, canary_ready: bool) -> int:
         """Percent of traffic the canary gets now."""
         if self.canary is None or self.rollout is None or not canary_ready:

@@ -21,6 +21,12 @@ another is left): for :data:`EJECT_S` after a connection failure, for :data:`EJE
 after a timeout, and its connection is aborted, never reused. A timed-out attempt counts as an
 error of its replica's revision in the stats, even when another replica then answered, so a
 canary whose replicas hang fails its gates.
+
+Which revision a request goes to: one the request names (an OIP path with a version, a served
+name only one live revision serves) is pinned to it; else a request carrying one of the route's
+``canary_headers`` (``rollout.traffic.canaryHeaders``) goes to the canary while it has a ready
+replica, whatever its weight (a weight-0 step is a preview only such requests reach); every
+other request draws a revision by weight. Retries stay within a pinned revision.
 """
 
 from __future__ import annotations
@@ -322,6 +328,8 @@ class Gateway:
                         conn.send_json(503, error_payload(message, openai=openai), RETRY_AFTER)
                     return
                 route = held
+            if pinned is None:
+                pinned = route.matched_revision(request.headers)
             if pinned is not None and pinned not in route.by_revision:
                 if pinned in route.route.weights:
                     message = f"revision {pinned!r} of {kind} {name!r} has no ready replica"

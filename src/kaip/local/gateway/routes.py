@@ -58,6 +58,11 @@ class Route:
     created: float | None = None
     owner: str = ""
     """The team that owns the resource (``spec.owner``): a label of the gateway's metrics."""
+    canary: str = ""
+    """The revision a rollout is bringing in (empty when none runs)."""
+    canary_headers: Mapping[bytes, bytes] = field(default_factory=dict)
+    """Lower-cased header name -> value: a request carrying any of them goes to ``canary``
+    whatever its weight, while the canary has a ready replica (``rollout.traffic``)."""
 
     def __post_init__(self) -> None:
         if self.response_timeout_s is not None and not self.response_timeout_s > 0:
@@ -100,6 +105,16 @@ class CompiledRoute:
     @property
     def has_backends(self) -> bool:
         return bool(self.route.backends)
+
+    def matched_revision(self, headers: Sequence[tuple[bytes, bytes]]) -> str | None:
+        """The canary, when ``headers`` carry one of its ``canary_headers`` and it can serve."""
+        wanted = self.route.canary_headers
+        if not wanted or self.route.canary not in self.by_revision:
+            return None
+        for name, value in headers:
+            if wanted.get(name.lower()) == value.strip():
+                return self.route.canary
+        return None
 
 
 def compile_route(route: Route) -> CompiledRoute:

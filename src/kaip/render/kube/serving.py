@@ -3,9 +3,11 @@
 Per resource (shared by its revisions): ServiceAccount (no token), NetworkPolicy (deny by
 default both ways, :mod:`kaip.render.kube.network`), a stable Service selecting every
 revision, and a Gateway API HTTPRoute attached to that Service (GAMMA, mesh traffic) that
-splits requests over the live revisions by weight. Per live revision (``NAME-REVISION``):
-Deployment, Service, PodDisruptionBudget, an autoscaler (HPA ``autoscaling/v2``, or a KEDA
-ScaledObject) and, for a Model, an immutable ConfigMap holding the pod-local spec.
+splits requests over the live revisions by weight (during a rollout with
+``traffic.canaryHeaders``, a rule of its own sends requests with those headers to the canary).
+Per live revision (``NAME-REVISION``): Deployment, Service, PodDisruptionBudget, an autoscaler
+(HPA ``autoscaling/v2``, or a KEDA ScaledObject) and, for a Model, an immutable ConfigMap
+holding the pod-local spec.
 
 Scaling: ``minReplicas == maxReplicas`` pins ``replicas`` and renders no autoscaler. Otherwise
 the Deployment leaves ``replicas`` to the autoscaler (so ``kaip apply`` never fights it). HPA
@@ -116,20 +118,32 @@ def http_route(workload: Workload, backends: Sequence[tuple[Workload, int]]) -> 
     meta = metadata(workload.name, workload, workload.common_labels)
     if isinstance(workload.resource, Model):
         meta["annotations"] = {SERVED_NAMES: json.dumps(list(workload.resource.served_names))}
+    rules: list[Obj] = [{
+        "backendRefs": [
+            {"name": live.revision_name, "port": port, "weight": weight}
+            for live, weight in backends
+        ]
+    }]  # fmt: skip
+    resource = workload.resource
+    traffic = resource.spec.rollout.traffic if isinstance(resource, Model | App) else None
+    canary = backends[-1][0] if len(backends) > 1 else None
+    if traffic and traffic.canary_headers and canary and canary.revision == workload.revision:
+        # Gateway API ranks a rule with header matches above one without, whatever the order;
+        # one match per header: matches are ORed, the headers within one match ANDed
+        rules.append({
+            "matches": [
+                {"headers": [{"type": "Exact", "name": name, "value": value}]}
+                for name, value in traffic.canary_headers.items()
+            ],
+            "backendRefs": [{"name": canary.revision_name, "port": port, "weight": 1}],
+        })  # fmt: skip
     return {
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "HTTPRoute",
         "metadata": meta,
         "spec": {
             "parentRefs": [{"group": "", "kind": "Service", "name": workload.name, "port": port}],
-            "rules": [
-                {
-                    "backendRefs": [
-                        {"name": live.revision_name, "port": port, "weight": weight}
-                        for live, weight in backends
-                    ]
-                }
-            ],
+            "rules": rules,
         },
     }
 

@@ -1,0 +1,53 @@
+"""The gateway's header routing (issue 13 #5): matched requests go to the canary, others by
+weight."""
+
+from __future__ import annotations
+
+import pytest
+
+from kaip.local.gateway.routes import Backend, Route, compile_route
+from kaip.spec.rollout import Traffic
+
+pytestmark = pytest.mark.unit
+
+
+def b(replica: str, revision: str) -> Backend:
+    return Backend(replica=replica, revision=revision, host="127.0.0.1", port=1)
+
+
+def test_a_request_with_a_canary_header_goes_to_the_canary_even_at_weight_zero() -> None:
+    route = compile_route(
+        Route("model", "m", {"s": 100, "c": 0}, (b("s1", "s"), b("c1", "c")),
+              canary="c", canary_headers={b"x-canary": b"yes", b"x-team": b"ml"})
+    )  # fmt: skip
+    assert route.matched_revision([(b"X-Canary", b"yes")]) == "c"  # names ignore case
+    assert route.matched_revision([(b"accept", b"*/*"), (b"x-team", b" ml ")]) == "c"
+    assert route.matched_revision([(b"x-canary", b"no")]) is None  # values are exact
+    assert route.matched_revision([(b"x-canary-not", b"yes")]) is None
+    assert route.matched_revision([]) is None
+    assert [rev for _, rev in route.cumulative] == ["s"]  # weight 0: nothing else reaches it
+
+
+def test_no_match_while_the_canary_cannot_serve_or_without_headers() -> None:
+    starting = compile_route(
+        Route("model", "m", {"s": 90, "c": 10}, (b("s1", "s"),), canary="c",
+              canary_headers={b"x-canary": b"yes"})
+    )  # fmt: skip
+    assert starting.matched_revision([(b"x-canary", b"yes")]) is None  # weighted as usual
+    plain = compile_route(Route("model", "m", {"s": 100}, (b("s1", "s"),)))
+    assert plain.matched_revision([(b"x-canary", b"yes")]) is None
+
+
+@pytest.mark.parametrize(
+    ("headers", "words"),
+    [
+        ({"X Canary": "yes"}, "is not an HTTP header name"),
+        ({"X-Canary": " yes"}, "cannot match"),
+        ({"X-Canary": "a", "x-canary": "b"}, "named twice"),
+    ],
+)
+def test_bad_header_matches_are_refused_with_the_reason(
+    headers: dict[str, str], words: str
+) -> None:
+    with pytest.raises(ValueError, match=words):
+        Traffic(canary_headers=headers)
