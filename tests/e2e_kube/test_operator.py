@@ -29,9 +29,13 @@ import yaml
 from kube_harness import ControlPlane, write_kubeconfig
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "contract"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "e2e_local"))
 from prometheus_double import PrometheusDouble, serve_prometheus
+from webhook_receiver import webhook_receiver
 
 from kaip.kube.operator.metrics import RevisionMetrics
+from kaip.plan import revision_id
+from kaip.spec import load_text
 
 REPO = Path(__file__).resolve().parents[2]
 HELM = Path.home() / ".cache" / "kaip-k8s" / "helm-v3.22.0" / "helm"
@@ -1024,3 +1028,84 @@ def test_promote_at_a_pause_abort_and_undo_through_the_cli_act_on_the_operator(e
     assert full.returncode == 0, full.stdout + full.stderr
     assert f"promoted to revision {first}" in full.stdout
     env.wait_for("model", "gate", "undone", lambda m: live(m) == [first])
+
+
+GATED = """\
+apiVersion: kaip.dev/v1alpha1
+kind: Model
+metadata: {{name: gated}}
+spec:
+  owner: ml
+  artifact: {{uri: https://models.example.com/digits.onnx, format: onnx}}
+  resources: {{cpu: 100m, memory: 128Mi}}
+  scaling: {{minReplicas: 1, maxReplicas: 1}}
+  serve: {{batching: {{maxBatchSize: {batch}}}}}
+  rollout:
+    steps: [{{weight: 50, pauseSeconds: 1}}, {{weight: 100, pauseSeconds: 1}}]
+    gates: {{maxErrorRate: 1, minRequests: 10}}
+    analysis:
+      intervalSeconds: 1
+      prometheus: {prometheus}
+      queries:
+        - name: errors
+          query: >-
+            sum(increase(kaip_requests_total{{revision="{{{{revision}}}}",status=~"5.."}}[1m]))
+          max: 5
+      webhooks: [{{name: vote, url: "{hook}/vote", timeoutSeconds: 5}}]
+    notifications: [{{url: "{hook}/ce", format: cloudevents}}]
+"""
+
+
+def test_a_promql_gate_and_a_webhook_gate_each_roll_back_a_canary_all_moves_notified(
+    env: Env,
+) -> None:
+    """Issue 13 must-show: the operator's analysis gates and notifications (the built-in gates
+    are off: maxErrorRate 1). The Prometheus is the contract tier's double; the webhook and the
+    notification receiver a real HTTP server on loopback."""
+    with webhook_receiver() as hook:
+
+        def spec(batch: int) -> str:
+            return GATED.format(batch=batch, prometheus=env.prometheus.url, hook=hook.url)
+
+        env.apply(spec(64))
+        ready = env.wait_for("model", "gated", "Ready", lambda m: current_and(m, "Ready", "True"))
+        stable = ready["status"]["rollout"]["stable"]["revision"]
+
+        def rolled_back(batch: int, numbers: RevisionMetrics) -> tuple[str, str]:
+            (doc,) = load_text(spec(batch)).documents
+            canary = revision_id(doc.resource)  # known before the operator starts it
+            env.prometheus.numbers[canary] = numbers
+            env.prometheus.numbers[stable] = RevisionMetrics(40, 0, 20.0)
+            env.apply(spec(batch))
+            rolled = env.wait_for(
+                "model", "gated", "rolled back",
+                lambda m: (m["status"].get("rollout") or {}).get("rolledBack", {}).get("revision")
+                == canary,
+            )  # fmt: skip
+            return canary, rolled["status"]["rollout"]["rolledBack"]["reason"]
+
+        failing, why = rolled_back(8, RevisionMetrics(40, 20, 20.0))  # 20 errors: the query fails
+        assert why == "query errors: 20 > max 5"
+        hook.statuses, hook.answer = {"/vote": 503}, "p99 too high"
+        voted, why = rolled_back(16, RevisionMetrics(40, 0, 20.0))  # no error: the webhook says no
+        assert why == "webhook vote: HTTP 503: p99 too high"
+        assert weights(env, "gated") == [100]
+        gated = env.get("model", "gated")
+        evidence = gated["status"]["rollout"]["lastDecision"]["evidence"]["checks"]
+        assert [(c["check"], c["status"]) for c in evidence] == [
+            ("query errors", "pass"), ("webhook vote", "fail"),
+        ]  # fmt: skip
+        votes = [b for b in hook.bodies("/vote") if b["revision"] == voted]
+        assert votes and votes[0]["namespace"] == env.namespace
+        assert votes[0]["target"] == "kubernetes" and votes[0]["stableRevision"] == stable
+
+        expected = [
+            ("started", failing), ("rolled_back", failing), ("started", voted),
+            ("rolled_back", voted),
+        ]  # fmt: skip
+        env.wait("the notifications", lambda: len(hook.bodies("/ce")) >= len(expected))
+        told = [(b["type"].rsplit(".", 1)[1], b["subject"]) for b in hook.bodies("/ce")]
+        assert told == expected
+        first = hook.bodies("/ce")[0]
+        assert first["source"] == f"/apis/kaip.dev/v1alpha1/namespaces/{env.namespace}/models/gated"
+        assert first["data"]["fromRevision"] == stable

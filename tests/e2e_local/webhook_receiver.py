@@ -19,6 +19,8 @@ from typing import Any
 class WebhookReceiver:
     def __init__(self) -> None:
         self.status = 200
+        self.statuses: dict[str, int] = {}
+        """Path -> the status it answers instead of :attr:`status`."""
         self.answer = "ok"
         self.url = ""
         self.refuse_first: dict[str, int] = {}
@@ -57,7 +59,7 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
                 body = raw.decode("utf-8", "replace")
             kept = receiver.record(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
             answer = receiver.answer.encode() if kept else b"down for a while"
-            self.send_response(receiver.status if kept else 503)
+            self.send_response(receiver.statuses.get(self.path, receiver.status) if kept else 503)
             self.send_header("Content-Type", "text/plain")
             self.send_header("Content-Length", str(len(answer)))
             self.end_headers()
