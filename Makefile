@@ -33,14 +33,25 @@ layers: $(STAMP)
 setup: $(STAMP)
 	tools/setup.sh
 
+# Two phases, both always run: the tests that judge latency (marker quiet_machine) alone, then
+# every other test on TEST_WORKERS pytest-xdist workers, each test file on one worker, the longest
+# tiers first (tests/conftest.py). Most tests wait on processes, so workers outnumber cores.
+TEST_WORKERS ?= 4
+define run_tests
+rc=0; \
+$(BIN)/python -m pytest -m "quiet_machine$(1)" || rc=$$?; \
+$(BIN)/python -m pytest -m "not quiet_machine$(1)" -n $(TEST_WORKERS) || rc=$$?; \
+exit $$rc
+endef
+
 test: setup lint typecheck layers
-	$(BIN)/python -m pytest
+	$(call run_tests,)
 
 # The inner loop: every tier but the Kubernetes ones, nothing built for them. `make test` is
 # what must pass; `pytest -m unit` (or contract, e2e_local, e2e_kube) runs one tier.
 test-fast: export KAIP_SKIP_KUBE = 1
 test-fast: setup lint typecheck layers
-	$(BIN)/python -m pytest -m "not e2e_kube and not e2e_node"
+	$(call run_tests, and not e2e_kube and not e2e_node)
 
 # Fresh clone to a served model: train it, run `kaip up` in the background, call it, show how.
 # It keeps running; `.venv/bin/kaip down` stops it (CI runs `make test`, never this).

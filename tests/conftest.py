@@ -5,6 +5,10 @@ can be left unmarked, and a test collected anywhere else stops the run at collec
 directory to :data:`TIERS` (and to CONTRIBUTING.md) rather than leaving it without a tier.
 ``pytest -m unit``, ``-m "not e2e_kube and not e2e_node"`` and so on select by tier.
 
+Side by side. ``make test`` runs the tests that judge latency first and alone (marker
+``quiet_machine``: the bounds harness asserts p99 only on a quiet machine), then the rest on
+pytest-xdist workers, one file per worker at a time (:func:`work_unit`), the longest tiers first.
+
 Skip guard. ``make test`` installs every tool a test needs (``tools/setup.sh``), so a skip means
 something is missing that should not be. The session fails when any test skips, except
 
@@ -24,6 +28,7 @@ import os
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,6 +47,18 @@ TIERS = {
 """Top-level directory under tests/ -> tier marker (registered in pyproject.toml)."""
 
 KUBE_TIERS = frozenset({"e2e_kube", "e2e_node"})
+
+FIRST = ("e2e_node", "e2e_local", "e2e_kube", "contract")
+"""Side by side (``make test``: pytest-xdist workers), the longest work starts first: the real
+node, then the local platform's files, then the rest in collection order."""
+
+QUIET_DIRS = frozenset({("contract", "bounds")})
+"""Directories of tests that judge latency: marked ``quiet_machine`` (elsewhere, mark by hand)."""
+
+WHOLE_DIRS = frozenset({"e2e_node", "e2e_kube"})
+"""Directories whose tests run on one worker: the real node is one per host, and a control
+plane (etcd, apiserver, controller-manager, scheduler, kwok) costs CPU while idle, so one
+worker's session fixtures start it once."""
 SKIP_KUBE = "KAIP_SKIP_KUBE=1"
 EXTRA_SKIP = re.compile(r"optional extra kaip\[[a-z0-9_-]+\] is not installed")
 
@@ -50,6 +67,7 @@ def skip_kube() -> bool:
     return os.environ.get("KAIP_SKIP_KUBE") == "1"
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the xdist_group markers
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     strays: list[str] = []
     for item in items:
@@ -59,14 +77,55 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             strays.append(item.nodeid)
             continue
         item.add_marker(getattr(pytest.mark, tier))
+        if parts[:2] in QUIET_DIRS:
+            item.add_marker(pytest.mark.quiet_machine)
         if tier in KUBE_TIERS and skip_kube():
             item.add_marker(pytest.mark.skip(reason=f"{SKIP_KUBE}: the {tier} tier is skipped"))
+    _longest_first(items)
     if strays:
         known = ", ".join(f"tests/{d}/" for d in TIERS)
         raise pytest.UsageError(
             f"{len(strays)} test(s) outside the tier directories ({known}), first: {strays[0]}. "
             "Move them into one, or add their directory to TIERS in tests/conftest.py."
         )
+
+
+def _longest_first(items: list[pytest.Item]) -> None:
+    """Order the tiers by :data:`FIRST` (stable: files keep their order within a tier)."""
+
+    def rank(item: pytest.Item) -> int:
+        top = Path(str(item.path)).relative_to(TESTS).parts[0]
+        return FIRST.index(top) if top in FIRST else len(FIRST)
+
+    items.sort(key=rank)
+
+
+def work_unit(nodeid: str) -> str:
+    """What one xdist worker runs whole: a test file, or a tier of :data:`WHOLE_DIRS`.
+
+    A file's module and session fixtures (a kaip up, a control plane, the corpus's fifty CLI
+    runs) are then paid once, on one worker.
+    """
+    path = nodeid.split("::", 1)[0]
+    parts = Path(path).parts
+    return "/".join(parts[:2]) if len(parts) > 2 and parts[1] in WHOLE_DIRS else path
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """pytest-xdist's scope scheduling with :func:`work_unit` as the scope, in collection order.
+
+    (``--dist loadgroup``'s markers would say the same, but pytest 9.2 no longer reads the node
+    id suffix pytest-xdist 3.8 gives them, so they group nothing.)
+    """
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByWorkUnit(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    config.option.loadscopereorder = False  # keep the longest tiers first (_longest_first)
+    return ByWorkUnit(config, log)
 
 
 _refused: list[tuple[str, str]] = []

@@ -98,6 +98,7 @@ def test_the_cli_and_the_token_holder_still_do_everything(platform: LocalPlatfor
     assert refused.returncode == 1 and "no rollout in progress" in refused.stderr
 
 
+@pytest.mark.quiet_machine
 @pytest.mark.parametrize("case", ["billion-laughs", "alias-cycle", "deep-nesting"])
 def test_a_hostile_spec_through_the_deploy_api_is_a_4xx_and_freezes_nothing(
     platform: LocalPlatform, case: str

@@ -64,6 +64,49 @@ def test_a_skip_for_a_missing_tool_fails_the_session(tmp_path: Path) -> None:
     assert "skip guard" in out and "helm is not built" in out, out
 
 
+def test_side_by_side_the_skip_guard_still_fails_the_session(tmp_path: Path) -> None:
+    """make test's second phase: a worker's skip reaches the guard in the controlling process."""
+    skips = "import pytest\n\ndef test_it():\n    pytest.skip('helm is not built')\n"
+    files = {"unit/test_ok.py": PASSES, "unit/test_skips.py": skips}
+    code, out = run_suite(tmp_path, files, "-p", "xdist", "-n", "2")
+    assert code == pytest.ExitCode.TESTS_FAILED, out
+    assert "skip guard" in out and "helm is not built" in out, out
+
+
+def test_side_by_side_a_file_stays_on_one_worker_and_a_kube_tier_on_one(tmp_path: Path) -> None:
+    """One worker runs a file whole, and one each Kubernetes tier; each test says its worker."""
+    says = (
+        "import os\n\n"
+        "def test_{n}():\n"
+        "    here = __file__.rsplit('/tests/', 1)[1]\n"
+        "    with open(os.environ['WORKERS_LOG'], 'a') as log:\n"
+        "        print(here, os.environ['PYTEST_XDIST_WORKER'], file=log)\n"
+    )
+    files = {
+        f"{tier}/test_{tier}_{i}.py": "".join(says.format(n=n) for n in range(4))
+        for tier in ("unit", "e2e_node", "e2e_kube")
+        for i in range(3)
+    }
+    log = tmp_path / "workers.log"
+    args = ("-p", "xdist", "-n", "3")
+    code, out = run_suite(tmp_path, files, *args, WORKERS_LOG=str(log))
+    assert code == 0, out
+    workers: dict[str, set[str]] = {}
+    for line in log.read_text().splitlines():
+        path, worker = line.split()
+        workers.setdefault(path, set()).add(worker)
+    assert len(workers) == 9 and all(len(w) == 1 for w in workers.values()), workers
+    for tier in ("e2e_node/", "e2e_kube/"):
+        assert len({w for path, ws in workers.items() if path.startswith(tier) for w in ws}) == 1
+
+
+def test_latency_judging_tests_are_marked_to_run_alone(tmp_path: Path) -> None:
+    files = {"contract/bounds/test_b.py": PASSES, "contract/test_c.py": PASSES}
+    code, out = run_suite(tmp_path, files, "-m", "quiet_machine", "--collect-only")
+    assert code == 0, out
+    assert "contract/bounds/test_b.py::test_it" in out and "test_c.py" not in out, out
+
+
 def test_a_missing_optional_extra_may_skip(tmp_path: Path) -> None:
     skips = (
         "import pytest\n\ndef test_it():\n"
