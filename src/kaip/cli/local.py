@@ -32,7 +32,7 @@ from kaip.cli.rollout_wait import (
 )
 from kaip.cli.rollout_wait import wait as wait_for_rollouts
 from kaip.errors import PlatformError
-from kaip.local.controller import RUN_FILE, check_local, find_running, serve
+from kaip.local.controller import RUN_FILE, find_running
 from kaip.local.controller.runrecord import ProcessIdentity
 from kaip.local.private import open_private, private_dir
 from kaip.local.state import Commit
@@ -90,6 +90,8 @@ def up(
     detach: bool = typer.Option(False, "--detach", "-d", help="run in the background"),
 ) -> None:
     """Run models and apps locally behind one gateway port; Ctrl-C (or `kaip down`) stops."""
+    from kaip.local.controller import check_local, serve  # the platform: only `up` loads it
+
     settings = load_settings()
     notices = check_local(load_paths(paths))  # a bad spec stops here, before anything starts
     gateway_port = settings.local.gateway_port if port is None else port

@@ -6,8 +6,6 @@ from pathlib import Path
 
 import typer
 
-from kaip.serving.entrypoint import run
-
 
 def serve(
     spec_path: Path = typer.Argument(..., help="spec file or directory"),
@@ -18,6 +16,8 @@ def serve(
     port_file: Path | None = typer.Option(None, help="write the bound port to this file"),
 ) -> None:
     """Serve a Model over OIP v2 (and the OpenAI API when enabled) until SIGTERM."""
+    from kaip.serving.entrypoint import run  # the server and its runtimes: only `serve` loads them
+
     code = run(spec_path, model, host, port, revision, port_file)
     if code:
         raise typer.Exit(code)
