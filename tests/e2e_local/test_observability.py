@@ -83,10 +83,10 @@ def test_a_canary_doing_twice_the_work_costs_twice_and_cpu_adds_up(
     platform: LocalPlatform,
 ) -> None:
     steps = "[{weight: 50, pauseSeconds: 3600}]"  # stays at 50/50 for the test
-    spec = platform.write_spec(model_spec(entrypoint="model:Spin", steps=steps))
+    spec = platform.write_spec(model_spec(entrypoint="model:SpinLong", steps=steps))
     platform.up(spec)
     stable = platform.resource("echo")["stable"]
-    platform.write_spec(model_spec(entrypoint="model:SpinTwice", steps=steps))
+    platform.write_spec(model_spec(entrypoint="model:SpinLongTwice", steps=steps))
     assert platform.cli("deploy", str(spec)).returncode == 0
     wait_for(
         lambda: (
