@@ -48,9 +48,10 @@ TIERS = {
 
 KUBE_TIERS = frozenset({"e2e_kube", "e2e_node"})
 
-FIRST = ("e2e_node", "e2e_local", "e2e_kube", "contract")
+FIRST = ("e2e_node", "e2e_kube", "e2e_local", "contract")
 """Side by side (``make test``: pytest-xdist workers), the longest work starts first: the real
-node, then the local platform's files, then the rest in collection order."""
+node and the control plane's tier, each on a worker of its own, then the local platform's files,
+then the rest in collection order."""
 
 QUIET_DIRS = frozenset({("contract", "bounds")})
 """Directories of tests that judge latency: marked ``quiet_machine`` (elsewhere, mark by hand)."""
