@@ -104,6 +104,8 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+HISTORY_LIMIT = 100_000
+"""The most events one read of the history returns (the delivery metrics' input)."""
 BUSY_TIMEOUT_S = 0.2
 """How long a write waits for another process's lock on the database: the controller's loop
 (which also runs the gateway) must not stall on it; a write that cannot wait is retried."""
@@ -488,6 +490,16 @@ class State:
             (*names, limit),
         ).fetchall()
         return [EventRecord(**_without(row, "id")) for row in rows]
+
+    @_storage("read the event history")
+    def history(self, until: float, limit: int = HISTORY_LIMIT) -> list[tuple[int, EventRecord]]:
+        """Events before ``until`` with their ids, oldest first: the latest ``limit`` of them."""
+        rows = self._db.execute(
+            "SELECT * FROM (SELECT * FROM events WHERE at < ? ORDER BY at DESC, id DESC LIMIT ?)"
+            " ORDER BY at, id",
+            (until, limit),
+        ).fetchall()
+        return [(int(row["id"]), EventRecord(**_without(row, "id"))) for row in rows]
 
 
 def _without(row: sqlite3.Row, *columns: str) -> dict[str, Any]:

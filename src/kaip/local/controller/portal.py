@@ -23,16 +23,18 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
+from html import escape
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from kaip.errors import KaipError, PayloadTooLargeError
+from kaip.local.controller import dora_source
 from kaip.local.controller.admin import admin_app
 from kaip.local.controller.auth import Authenticator, Principal
 from kaip.local.controller.guard import (
@@ -47,6 +49,7 @@ from kaip.local.controller.guard import (
     check_site,
     send_error,
 )
+from kaip.local.controller.portal_dora import delivery_page
 from kaip.local.controller.portal_pages import catalog_page, login_page, page, resource_page
 from kaip.local.controller.sessions import COOKIE, SESSION_TTL_S, SessionStore, csrf_matches
 from kaip.local.controller.status import status
@@ -172,7 +175,11 @@ def _p99_bound(buckets: list[int]) -> float | None:
 
 
 def portal_app(
-    controller: Controller, bearer: Authenticator, sessions: SessionStore, token_file: str
+    controller: Controller,
+    bearer: Authenticator,
+    sessions: SessionStore,
+    token_file: str,
+    clock: Callable[[], float] = time.time,
 ) -> Starlette:
     traffic = TrafficReader()
 
@@ -215,6 +222,30 @@ def portal_app(
             history.append(item)
         return HTMLResponse(resource_page(row, history, csrf=csrf))
 
+    def delivery_data(request: Request) -> dict[str, Any]:
+        query = request.query_params
+        metrics = dora_source.dora(controller, query, clock())
+        return dora_source.as_json(
+            metrics,
+            owner=dora_source.name_filter(query, "owner"),
+            resource=dora_source.name_filter(query, "resource"),
+        )
+
+    async def delivery(request: Request) -> Response:
+        principal, csrf = who(request)
+        if principal is None:
+            return RedirectResponse("/login", status_code=303)
+        owners = sorted(set(dora_source.owners(controller).values()) - {""})
+        return HTMLResponse(delivery_page(delivery_data(request), owners, csrf=csrf))
+
+    async def api_dora(request: Request) -> Response:
+        if who(request)[0] is None:
+            return _api_error(401, "log in or send Authorization: Bearer TOKEN")
+        try:
+            return JSONResponse(delivery_data(request))
+        except KaipError as exc:
+            return _api_error(exc.http_status, exc.message)
+
     async def login_form(request: Request) -> Response:
         if who(request)[0] is not None:
             return RedirectResponse("/", status_code=303)
@@ -251,18 +282,26 @@ def portal_app(
 
     async def refused(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, KaipError)
-        return HTMLResponse(page("Refused", f"<h1>{exc.http_status}</h1>"), exc.http_status)
+        body = f"<h1>{exc.http_status}</h1><p>{escape(exc.message)}</p>"
+        return HTMLResponse(page("Refused", body), exc.http_status)
 
     return Starlette(
         exception_handlers={KaipError: refused},
         routes=[
             Route("/", catalog, methods=["GET"]),
             Route("/resources/{name}", resource, methods=["GET"]),
+            Route("/delivery", delivery, methods=["GET"]),
+            Route("/api/v1/dora", api_dora, methods=["GET"]),
             Route("/login", login_form, methods=["GET"]),
             Route("/login", login, methods=["POST"]),
             Route("/logout", logout, methods=["POST"]),
         ],
     )
+
+
+def _api_error(status: int, message: str) -> JSONResponse:
+    """The API's error shape, as the admin API's: ``{"error": MESSAGE}``."""
+    return JSONResponse({"error": message}, status_code=status)
 
 
 async def _form(request: Request) -> Mapping[str, str] | Response:

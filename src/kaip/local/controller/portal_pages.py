@@ -1,6 +1,6 @@
 """The portal's pages as HTML: the catalog, one resource with its rollout history, the login form.
 
-Pure rendering from plain data (what :mod:`~kaip.local.controller.portal_data` gathers): every
+Pure rendering from plain data (what :mod:`~kaip.local.controller.portal` gathers): every
 value from a spec, the state or a request is escaped with :func:`html.escape`, and the pages
 carry no script at all (the portal's Content-Security-Policy allows none). Never reads state and
 never decides anything.
@@ -44,7 +44,8 @@ def page(title: str, body: str, *, csrf: str | None = None) -> str:
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{_e(title)} · kaip</title><style>{STYLE}</style></head><body>"
-        f'<header><a href="/">kaip portal</a>{logout}</header><main>{body}</main></body></html>'
+        '<header><a href="/">kaip portal</a><a href="/delivery">Delivery</a>'
+        f"{logout}</header><main>{body}</main></body></html>"
     )
 
 
@@ -171,7 +172,8 @@ def resource_page(
         f"<h1>{_e(row['kind'])} {_e(name)}</h1>"
         f"<p>Owner <strong>{_e(row['owner'])}</strong> · stable rev {_e(row['stable'])}{canary}"
         f" · weights {_weights(row['weights'])} · {_health(row)}</p>"
-        f"<p>Endpoint: <code>{_e(row['url'])}</code></p>"
+        f"<p>Endpoint: <code>{_e(row['url'])}</code> · "
+        f'<a href="/delivery?resource={_e(quote(name, safe=""))}">delivery (DORA)</a></p>'
         "<h2>Replicas</h2><table><thead><tr><th>Id</th><th>Revision</th><th>Phase</th>"
         "<th>Health</th><th>Restarts</th><th>Port</th><th>Routed</th></tr></thead>"
         f"<tbody>{replicas}</tbody></table>"
