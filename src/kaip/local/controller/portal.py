@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from html import escape
 from typing import TYPE_CHECKING, Any
@@ -49,10 +49,11 @@ from kaip.local.controller.guard import (
     check_site,
     send_error,
 )
+from kaip.local.controller.portal_catalog import parse_query, select
 from kaip.local.controller.portal_dora import delivery_page
 from kaip.local.controller.portal_pages import catalog_page, login_page, page, resource_page
 from kaip.local.controller.sessions import COOKIE, SESSION_TTL_S, SessionStore, csrf_matches
-from kaip.local.controller.status import status
+from kaip.local.controller.status import resource_rows
 from kaip.local.gateway.signals import LATENCY_BUCKETS_S
 
 if TYPE_CHECKING:
@@ -190,27 +191,55 @@ def portal_app(
             return session.principal, session.csrf
         return bearer.authenticate(request.headers), None
 
-    def rows() -> list[dict[str, Any]]:
+    def rows(names: Sequence[str]) -> list[dict[str, Any]]:
+        """The status, owner and traffic of the resources named (that still run), in order."""
         numbers = traffic.read(controller)
-        out = []
-        for row in status(controller)["resources"]:
-            run = controller.resources.get(row["name"])
-            owner = run.current.resource.spec.owner if run is not None else ""
-            out.append({**row, "owner": owner, "traffic": numbers.get(row["name"])})
-        return out
+        runs = [controller.resources[n] for n in names if n in controller.resources]
+        return [
+            {
+                **row,
+                "owner": run.current.resource.spec.owner,
+                "traffic": numbers.get(row["name"]),
+            }
+            for run, row in zip(runs, resource_rows(controller, runs), strict=True)
+        ]
+
+    def catalog_data(request: Request) -> dict[str, Any]:
+        query = parse_query(request.query_params)
+        entries = [(n, r.current.resource.spec.owner) for n, r in controller.resources.items()]
+        chosen = select(entries, query)
+        return {
+            "api_version": dora_source.API_VERSION,
+            "items": rows(chosen.names),
+            "total": chosen.total,
+            "page": chosen.page,
+            "pages": chosen.pages,
+            "per_page": chosen.per_page,
+            "q": query.q,
+            "owner": query.owner,
+            "owners": sorted({owner for _, owner in entries}),
+        }
 
     async def catalog(request: Request) -> Response:
         principal, csrf = who(request)
         if principal is None:
             return RedirectResponse("/login", status_code=303)
-        return HTMLResponse(catalog_page(rows(), csrf=csrf))
+        return HTMLResponse(catalog_page(catalog_data(request), csrf=csrf))
+
+    async def api_resources(request: Request) -> Response:
+        if who(request)[0] is None:
+            return _api_error(401, "log in or send Authorization: Bearer TOKEN")
+        try:
+            return JSONResponse(catalog_data(request))
+        except KaipError as exc:
+            return _api_error(exc.http_status, exc.message)
 
     async def resource(request: Request) -> Response:
         principal, csrf = who(request)
         if principal is None:
             return RedirectResponse("/login", status_code=303)
         name = request.path_params["name"]
-        row = next((r for r in rows() if r["name"] == name), None)
+        row = next(iter(rows([name])), None)
         if row is None:
             body = "<h1>Not found</h1><p>No Model or App by that name runs here.</p>"
             return HTMLResponse(page("Not found", body, csrf=csrf), status_code=404)
@@ -292,6 +321,7 @@ def portal_app(
             Route("/resources/{name}", resource, methods=["GET"]),
             Route("/delivery", delivery, methods=["GET"]),
             Route("/api/v1/dora", api_dora, methods=["GET"]),
+            Route("/api/v1/resources", api_resources, methods=["GET"]),
             Route("/login", login_form, methods=["GET"]),
             Route("/login", login, methods=["POST"]),
             Route("/logout", logout, methods=["POST"]),

@@ -8,11 +8,11 @@ never decides anything.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from html import escape
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#1b1f24;background:#f6f8fa}
@@ -82,15 +82,47 @@ def _phases(replicas: Sequence[Mapping[str, Any]]) -> str:
     return ", ".join(f"{n} {_e(p)}" for p, n in sorted(counts.items())) or "none"
 
 
-def catalog_page(rows: Iterable[Mapping[str, Any]], *, csrf: str | None) -> str:
-    """Every Model and App: kind, owner, revisions and weights, health, replicas, traffic."""
+def _catalog_form(data: Mapping[str, Any]) -> str:
+    options = "".join(
+        f'<option value="{_e(o)}"{" selected" if o == data["owner"] else ""}>{_e(o)}</option>'
+        for o in data["owners"]
+    )
+    return (
+        '<form method="get" action="/" class="filters" role="search">'
+        f'<label>Name <input name="q" type="search" value="{_e(data["q"])}" maxlength="253">'
+        f'</label> <label>Owner <select name="owner"><option value="">every owner</option>'
+        f'{options}</select></label> <button type="submit">Search</button></form>'
+    )
+
+
+def _pager(data: Mapping[str, Any]) -> str:
+    page, pages, per_page, total = data["page"], data["pages"], data["per_page"], data["total"]
+
+    def link(number: int, label: str) -> str:
+        query = urlencode(
+            {"q": data["q"], "owner": data["owner"], "page": number, "per_page": per_page}
+        )
+        return f'<a href="/?{_e(query)}" rel="{label.lower()}">{label}</a>'
+
+    first = min(total, (page - 1) * per_page + 1)
+    last = min(total, page * per_page)
+    parts = [f"{first} to {last} of {total} · page {page} of {pages}"]
+    if page > 1:
+        parts.append(link(min(page - 1, pages), "Previous"))
+    if page < pages:
+        parts.append(link(page + 1, "Next"))
+    return f'<nav class="pager" aria-label="pages">{" · ".join(parts)}</nav>'
+
+
+def catalog_page(data: Mapping[str, Any], *, csrf: str | None) -> str:
+    """One page of Models and Apps: kind, owner, revisions and weights, health, traffic."""
     head = (
         "<tr><th>Name</th><th>Kind</th><th>Owner</th><th>Revisions (weights)</th>"
         "<th>Health</th><th>Replicas</th><th>Requests</th><th>req/s</th><th>p99</th>"
         "<th>Errors</th></tr>"
     )
     lines = []
-    for row in rows:
+    for row in data["items"]:
         traffic = row.get("traffic") or {}
         lines.append(
             "<tr>"
@@ -104,17 +136,19 @@ def catalog_page(rows: Iterable[Mapping[str, Any]], *, csrf: str | None) -> str:
             f'<td class="num">{_num(traffic.get("error_pct"), ".1f", " %")}</td>'
             "</tr>"
         )
-    table = (
-        f"<table><thead>{head}</thead><tbody>{''.join(lines)}</tbody></table>"
-        if lines
-        else "<p>Nothing is deployed: <code>kaip deploy PATH</code> adds Models and Apps.</p>"
-    )
+    if lines:
+        table = f"<table><thead>{head}</thead><tbody>{''.join(lines)}</tbody></table>"
+    elif data["q"] or data["owner"] or data["page"] > 1:
+        table = "<p>No Model or App matches on this page: change the search or the owner.</p>"
+    else:
+        table = "<p>Nothing is deployed: <code>kaip deploy PATH</code> adds Models and Apps.</p>"
     note = (
         '<p class="muted">Traffic is counted by the gateway since <code>kaip up</code> started;'
         " req/s is over the time since this page was last loaded; p99 is the histogram bucket"
         " it falls in; errors are 5xx answers and requests cut short.</p>"
     )
-    return page("Catalog", f"<h1>Catalog</h1>{table}{note}", csrf=csrf)
+    body = f"<h1>Catalog</h1>{_catalog_form(data)}{_pager(data)}{table}{note}"
+    return page("Catalog", body, csrf=csrf)
 
 
 def _p99(bound: float | None) -> str:

@@ -6,6 +6,7 @@ Reads the controller's records and the supervisor's replicas; changes nothing.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
@@ -14,11 +15,12 @@ from kaip.registry import ModelVersion
 if TYPE_CHECKING:
     from kaip.local.controller.loop import Controller
     from kaip.local.controller.runtime import ResourceRun
+    from kaip.local.gateway import Route
 
 
 def status(controller: Controller) -> dict[str, Any]:
     url = controller.config.gateway_url
-    resources = [_resource(controller, run) for run in controller.resources.values()]
+    resources = resource_rows(controller, controller.resources.values())
     return {
         "pid": os.getpid(),
         "gateway": url,
@@ -27,6 +29,12 @@ def status(controller: Controller) -> dict[str, Any]:
         "resources": resources,
         "jobs": controller.training.status() if controller.training else [],
     }
+
+
+def resource_rows(controller: Controller, runs: Iterable[ResourceRun]) -> list[dict[str, Any]]:
+    """The status of each of ``runs`` (the routes are read once for all of them)."""
+    routes = {r.name: r for r in controller.routes()}
+    return [_resource(controller, run, routes) for run in runs]
 
 
 def _source(version: ModelVersion | None) -> dict[str, Any] | None:
@@ -42,9 +50,10 @@ def _source(version: ModelVersion | None) -> dict[str, Any] | None:
     }
 
 
-def _resource(controller: Controller, run: ResourceRun) -> dict[str, Any]:
+def _resource(
+    controller: Controller, run: ResourceRun, routes: Mapping[str, Route]
+) -> dict[str, Any]:
     base = controller.config.gateway_url
-    routes = {r.name: r for r in controller.routes()}
     route = routes.get(run.name)
     replicas = []
     for replica in controller.supervisor.replicas(run.name):
