@@ -181,13 +181,13 @@ def _audited_writes(plane: ControlPlane, since: float) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def two_operators(
-    kube_cluster: ControlPlane, tmp_path: Path
+    kube_cluster: ControlPlane, helm: Path, tmp_path: Path
 ) -> Iterator[tuple[Any, Any, str, ControlPlane]]:
     from test_operator import RELEASE_NAMESPACE, Operator, chart_account
 
     namespace = f"le-{uuid.uuid4().hex[:6]}"
     kube_cluster.kubectl("create", "namespace", namespace)
-    account, kubeconfig = chart_account(kube_cluster, tmp_path, namespace, "replicas=2")
+    account, kubeconfig = chart_account(kube_cluster, helm, tmp_path, namespace, "replicas=2")
     operators = []
     for who in ("op-a", "op-b"):
         operator = Operator(

@@ -38,7 +38,6 @@ from kaip.plan import revision_id
 from kaip.spec import load_text
 
 REPO = Path(__file__).resolve().parents[2]
-HELM = Path.home() / ".cache" / "kaip-k8s" / "helm-v3.22.0" / "helm"
 RELEASE_NAMESPACE = "kaip-system"
 SERVICE_ACCOUNT = "kaip-operator"
 POD_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -198,12 +197,10 @@ def current_and(obj: dict[str, Any], type_: str, status: str) -> bool:
 
 
 def chart_account(
-    plane: ControlPlane, work: Path, namespace: str, *sets: str
+    plane: ControlPlane, helm: Path, work: Path, namespace: str, *sets: str
 ) -> tuple[Path | None, Path]:
     """Apply the chart (watching ``namespace``); the operator's account as a pod mounts it
     (None where that cannot be done) and a kubeconfig with the same token."""
-    if not HELM.exists():
-        pytest.fail(f"helm is missing: run tools/helm/build.sh (expects {HELM})", pytrace=False)
     plane.kubectl("create", "namespace", RELEASE_NAMESPACE, check=False)
     plane.kubectl(
         "label", "namespace", RELEASE_NAMESPACE, "pod-security.kubernetes.io/enforce=restricted",
@@ -212,7 +209,7 @@ def chart_account(
     values = [f"watchNamespaces={{{namespace}}}", *sets]
     chart = subprocess.run(
         [
-            str(HELM), "template", "kaip", str(REPO / "charts" / "kaip"), "--include-crds",
+            str(helm), "template", "kaip", str(REPO / "charts" / "kaip"), "--include-crds",
             "--namespace", RELEASE_NAMESPACE, *(a for v in values for a in ("--set", v)),
         ],
         capture_output=True, text=True, timeout=60,
@@ -241,12 +238,14 @@ def chart_account(
 
 
 @pytest.fixture(scope="module")
-def env(kube_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+def env(
+    kube_cluster: ControlPlane, helm: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Env]:
     plane = kube_cluster
     namespace = f"op-{uuid.uuid4().hex[:6]}"
     plane.kubectl("create", "namespace", namespace)
     work = tmp_path_factory.mktemp("operator")
-    account, kubeconfig = chart_account(plane, work, namespace)
+    account, kubeconfig = chart_account(plane, helm, work, namespace)
     with serve_prometheus() as prometheus:
         operator = Operator(
             kubeconfig,

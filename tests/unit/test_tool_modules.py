@@ -1,0 +1,58 @@
+"""The Go wrapper modules that build the test tools (tools/helm, tools/k8s/node) resolve every
+module they share with the control plane's (tools/k8s/kube) to the same version. One Go build
+cache then compiles those packages once for all of them; a drifted version would silently make a
+cold `make test` compile them twice (helm alone took 30 min under load before they were aligned)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+TOOLS = Path(__file__).parents[2] / "tools"
+CONTROL_PLANE = TOOLS / "k8s" / "kube" / "go.mod"
+
+REQUIRE = re.compile(r"^\s*(?:require\s+)?(\S+)\s+(v\S+)(?:\s+//.*)?$")
+REPLACE = re.compile(r"^\s*(?:replace\s+)?(\S+)(?:\s+v\S+)?\s+=>\s+(\S+)\s+(v\S+)\s*$")
+
+
+def resolved(go_mod: Path) -> dict[str, str]:
+    """Module path -> the version a build uses: the replacement's where one is given."""
+    required: dict[str, str] = {}
+    replaced: dict[str, str] = {}
+    block = ""
+    for line in go_mod.read_text().splitlines():
+        line = line.split("//", 1)[0].rstrip() if "=>" in line else line
+        if line.startswith(("require (", "replace (", "tool (")):
+            block = line.split()[0]
+            continue
+        if line.strip() == ")":
+            block = ""
+            continue
+        if (block == "replace" or line.startswith("replace ")) and (hit := REPLACE.match(line)):
+            if hit[1] == hit[2]:  # a module pinned to another version of itself
+                replaced[hit[1]] = hit[3]
+        elif (block == "require" or line.startswith("require ")) and (hit := REQUIRE.match(line)):
+            required[hit[1]] = hit[2]
+    return required | {path: v for path, v in replaced.items() if path in required}
+
+
+def test_the_parser_reads_requires_and_replacements() -> None:
+    kube = resolved(CONTROL_PLANE)
+    assert kube["k8s.io/kubernetes"].startswith("v1.")
+    assert kube["k8s.io/client-go"].startswith("v0.")  # v0.0.0 in require, the tag in replace
+    assert kube["k8s.io/client-go"] != "v0.0.0"
+
+
+@pytest.mark.parametrize("tool", ["helm", "k8s/node"])
+def test_a_tool_module_shares_the_control_planes_versions(tool: str) -> None:
+    kube = resolved(CONTROL_PLANE)
+    mine = resolved(TOOLS / tool / "go.mod")
+    shared = sorted(set(kube) & set(mine))
+    assert len(shared) > 20, f"tools/{tool}/go.mod shares almost nothing with the control plane"
+    drifted = [f"{m}: {mine[m]} (control plane {kube[m]})" for m in shared if mine[m] != kube[m]]
+    assert not drifted, (
+        f"tools/{tool}/go.mod resolves shared modules to other versions than "
+        "tools/k8s/kube/go.mod; pin them with a replace directive:\n" + "\n".join(drifted)
+    )
