@@ -423,9 +423,11 @@ class Generation:
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
 
 
-def error_document(message: str, kind: str = "server_error", code: str | None = None) -> bytes:
-    """An OpenAI error object."""
-    return orjson.dumps({"error": {"message": message, "type": kind, "param": None, "code": code}})
+def error_document(
+    message: str, kind: str = "server_error", code: str | None = None, *, param: str | None = None
+) -> bytes:
+    """An OpenAI error object (``param``: the request field it is about)."""
+    return orjson.dumps({"error": {"message": message, "type": kind, "param": param, "code": code}})
 
 
 async def _event(send: Send, data: bytes) -> None:

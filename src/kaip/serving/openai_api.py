@@ -35,6 +35,7 @@ from kaip.serving.asgi import (
 from kaip.serving.dataplane import ServedModel
 from kaip.serving.generation import Generation, GenerationPool, error_document
 from kaip.serving.metrics import GenAIMetrics
+from kaip.serving.openai_fields import UnsupportedParameter, check
 from kaip.serving.runtimes import GenerationParams, embedder_of, generator_of
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ MAX_STOP_CHARS = 1024
 
 def openai_error(exc: KaipError) -> bytes:
     kind = "invalid_request_error" if exc.http_status < 500 else "server_error"
+    if isinstance(exc, UnsupportedParameter):
+        return error_document(exc.message, kind, exc.code, param=exc.param)
     code = {
         404: "model_not_found",
         413: "request_too_large",
@@ -93,7 +96,7 @@ def _params(body: Mapping[str, Any], default_max: int, cap: int) -> GenerationPa
             f"'stop' must be a string or a list of strings, each 1 to {MAX_STOP_CHARS} characters"
         )
     if _field(body, "n", int, 1) != 1:
-        raise InferenceError("only n=1 is supported")
+        raise UnsupportedParameter("n", "'n' must be 1: one choice per request is supported")
     return GenerationParams(max_tokens, temperature, top_p, stops, _field(body, "seed", int, None))
 
 
@@ -256,6 +259,7 @@ class OpenAIRoutes:
         generator = generator_of(self.model.runtime)
         if generator is None:
             raise InferenceError(f"model {self.model.name!r} does not generate text")
+        check(body, chat=chat)
         if chat:
             messages = body.get("messages")
             if not isinstance(messages, list) or not messages:
@@ -269,6 +273,10 @@ class OpenAIRoutes:
             raw = body.get("prompt")
             if isinstance(raw, list) and len(raw) == 1:
                 raw = raw[0]
+            if isinstance(raw, list):
+                raise UnsupportedParameter(
+                    "prompt", "'prompt' must be one string: send one request per prompt"
+                )
             if not isinstance(raw, str):
                 raise InferenceError("'prompt' must be a string (one prompt per request)")
             prompt = raw
