@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import asdict
 from html import escape
 from typing import TYPE_CHECKING, Any
@@ -30,7 +30,13 @@ from urllib.parse import parse_qs
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.routing import Route
 
 from kaip.errors import KaipError, PayloadTooLargeError
@@ -51,6 +57,17 @@ from kaip.local.controller.guard import (
 )
 from kaip.local.controller.portal_catalog import parse_query, select
 from kaip.local.controller.portal_dora import delivery_page
+from kaip.local.controller.portal_live import (
+    MIN_LOOK_S,
+    SCRIPTS,
+    STATIC_DIR,
+    VENDORED,
+    SlotStream,
+    StreamSlots,
+    live_section,
+    rollout_fragment,
+    rollout_stream,
+)
 from kaip.local.controller.portal_pages import catalog_page, login_page, page, resource_page
 from kaip.local.controller.sessions import COOKIE, SESSION_TTL_S, SessionStore, csrf_matches
 from kaip.local.controller.status import resource_rows
@@ -66,9 +83,10 @@ PORTAL_CSP = (
     b"default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; "
     b"frame-ancestors 'none'; base-uri 'none'"
 )
+LIVE_CSP = PORTAL_CSP + b"; script-src 'self'; connect-src 'self'"
+"""A live page's: its own vendored scripts (``/static/``) and its event stream, nothing else."""
 _HEADERS = [
     *(h for h in SECURITY_HEADERS if h[0] not in {b"content-security-policy", b"referrer-policy"}),
-    (b"content-security-policy", PORTAL_CSP),
     (b"referrer-policy", b"same-origin"),  # "no-referrer" makes a form's Origin "null"
 ]
 
@@ -94,9 +112,24 @@ class PortalGuard:
             await send_error(send, exc)
             return
         bounded_receive, secured_send = bounded_io(
-            receive, send, MAX_FORM_BYTES, _too_large, _HEADERS
+            receive, _default_csp(send), MAX_FORM_BYTES, _too_large, _HEADERS
         )
         await self._app(scope, bounded_receive, secured_send)
+
+
+def _default_csp(send: Send) -> Send:
+    """``send`` that adds :data:`PORTAL_CSP` (no script) to a response that has no policy of
+    its own: only a live page names :data:`LIVE_CSP` itself."""
+
+    async def with_csp(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", []))
+            if not any(name.lower() == b"content-security-policy" for name, _ in headers):
+                headers.append((b"content-security-policy", PORTAL_CSP))
+            message["headers"] = headers
+        await send(message)
+
+    return with_csp
 
 
 def _too_large() -> PayloadTooLargeError:
@@ -183,6 +216,7 @@ def portal_app(
     clock: Callable[[], float] = time.time,
 ) -> Starlette:
     traffic = TrafficReader()
+    streams = StreamSlots()
 
     def who(request: Request) -> tuple[Principal | None, str | None]:
         """The principal (session or bearer) and, for a session, its CSRF token."""
@@ -249,7 +283,45 @@ def portal_app(
             item: dict[str, Any] = asdict(record)
             item["verdicts"] = [asdict(s) for s in controller.state.steps(record.id)]
             history.append(item)
-        return HTMLResponse(resource_page(row, history, csrf=csrf))
+        live = live_section(name, rollout_fragment(row, active_verdicts(name)))
+        return HTMLResponse(
+            resource_page(row, history, csrf=csrf, live=live, head=SCRIPTS),
+            headers={"content-security-policy": LIVE_CSP.decode()},
+        )
+
+    def active_verdicts(name: str) -> list[dict[str, Any]]:
+        run = controller.resources.get(name)
+        if run is None or run.rollout is None:
+            return []
+        return [asdict(s) for s in controller.state.steps(run.rollout.record.id)]
+
+    def render_live(name: str) -> str | None:
+        run = controller.resources.get(name)
+        if run is None:
+            return None
+        (row,) = resource_rows(controller, [run])
+        return rollout_fragment(row, active_verdicts(name))
+
+    async def rollout_events(request: Request) -> Response:
+        if who(request)[0] is None:
+            return _api_error(401, "log in or send Authorization: Bearer TOKEN")
+        name = request.path_params["name"]
+        if name not in controller.resources:
+            return _api_error(404, f"no Model or App named {name[:253]!r} runs here")
+        if not streams.take():
+            return _api_error(503, f"{streams.most} event streams are open: close a page")
+        every = max(controller.config.tick_seconds, MIN_LOOK_S)
+        return SlotStream(rollout_stream(lambda: render_live(name), every), streams)
+
+    async def static(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in VENDORED:
+            return _api_error(404, "no such file")
+        return FileResponse(
+            STATIC_DIR / name,
+            media_type="text/javascript",
+            headers={"cache-control": "public, max-age=86400"},
+        )
 
     def delivery_data(request: Request) -> dict[str, Any]:
         query = request.query_params
@@ -322,6 +394,8 @@ def portal_app(
             Route("/delivery", delivery, methods=["GET"]),
             Route("/api/v1/dora", api_dora, methods=["GET"]),
             Route("/api/v1/resources", api_resources, methods=["GET"]),
+            Route("/resources/{name}/events", rollout_events, methods=["GET"]),
+            Route("/static/{name}", static, methods=["GET"]),
             Route("/login", login_form, methods=["GET"]),
             Route("/login", login, methods=["POST"]),
             Route("/logout", logout, methods=["POST"]),

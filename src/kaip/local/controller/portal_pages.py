@@ -31,8 +31,9 @@ def _e(value: object) -> str:
     return escape(str(value), quote=True)
 
 
-def page(title: str, body: str, *, csrf: str | None = None) -> str:
-    """A whole page; with ``csrf`` (a session's), the header has a log-out button."""
+def page(title: str, body: str, *, csrf: str | None = None, head: str = "") -> str:
+    """A whole page; with ``csrf`` (a session's), the header has a log-out button; ``head`` is
+    added to ``<head>`` (a live page's scripts)."""
     logout = (
         '<form method="post" action="/logout">'
         f'<input type="hidden" name="csrf" value="{_e(csrf)}">'
@@ -43,7 +44,7 @@ def page(title: str, body: str, *, csrf: str | None = None) -> str:
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_e(title)} · kaip</title><style>{STYLE}</style></head><body>"
+        f"<title>{_e(title)} · kaip</title><style>{STYLE}</style>{head}</head><body>"
         '<header><a href="/">kaip portal</a><a href="/delivery">Delivery</a>'
         f"{logout}</header><main>{body}</main></body></html>"
     )
@@ -166,9 +167,15 @@ def _when(at: float | None) -> str:
 
 
 def resource_page(
-    row: Mapping[str, Any], history: Sequence[Mapping[str, Any]], *, csrf: str | None
+    row: Mapping[str, Any],
+    history: Sequence[Mapping[str, Any]],
+    *,
+    csrf: str | None,
+    live: str = "",
+    head: str = "",
 ) -> str:
-    """One resource: its revisions, replicas and rollout history with every verdict."""
+    """One resource: its revisions, replicas and rollout history with every verdict; ``live``
+    is the rollout section that the page's event stream keeps current."""
     name = row["name"]
     replicas = "".join(
         f"<tr><td>{_e(r['id'])}</td><td>{_e(r['revision'])}</td><td>{_e(r['phase'])}</td>"
@@ -208,9 +215,10 @@ def resource_page(
         f" · weights {_weights(row['weights'])} · {_health(row)}</p>"
         f"<p>Endpoint: <code>{_e(row['url'])}</code> · "
         f'<a href="/delivery?resource={_e(quote(name, safe=""))}">delivery (DORA)</a></p>'
+        f"<h2>Rollout now</h2>{live}"
         "<h2>Replicas</h2><table><thead><tr><th>Id</th><th>Revision</th><th>Phase</th>"
         "<th>Health</th><th>Restarts</th><th>Port</th><th>Routed</th></tr></thead>"
         f"<tbody>{replicas}</tbody></table>"
         f"<h2>Rollouts</h2>{history_html}"
     )
-    return page(f"{row['kind']} {name}", body, csrf=csrf)
+    return page(f"{row['kind']} {name}", body, csrf=csrf, head=head)
