@@ -19,6 +19,7 @@ from kaip.cli import (
     rollout_commands,
     serve,
     spec_commands,
+    token_commands,
     top,
     training,
 )
@@ -51,6 +52,7 @@ app.command()(spec_commands.schema)
 app.command()(spec_commands.crd)
 app.command()(render.render)
 app.add_typer(gitops.app)
+app.add_typer(token_commands.app)
 app.command()(serve.serve)
 app.command()(kube_commands.apply)
 app.command()(kube_commands.delete)

@@ -2,7 +2,8 @@
 
 :func:`running_control` runs, in a thread with its own event loop, what ``kaip up`` wires for its
 control port: a real :class:`Controller` (real SQLite state, a real supervisor with no replicas)
-and a :class:`ControlServer` on a free loopback port. Tests talk to it with plain httpx.
+and a :class:`ControlServer` on a free loopback port, accepting the run's token and the role
+tokens made under ``state_dir`` as ``kaip up`` does. Tests talk to it with plain httpx.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kaip.local.controller.auth import admin_token_authenticator
+from kaip.local.controller.auth import FirstOf, admin_token_authenticator
 from kaip.local.controller.control import ControlServer
 from kaip.local.controller.guard import GuardPolicy
 from kaip.local.controller.loop import Controller, ControllerConfig
 from kaip.local.controller.portal import control_port_app
+from kaip.local.controller.tokens import RoleTokenAuthenticator
 from kaip.local.state import State
 from kaip.local.supervisor import Supervisor
 
@@ -47,9 +49,8 @@ def running_control(
         controller = Controller(
             ControllerConfig(state_dir, "http://127.0.0.1:9", tick_seconds=0.05), state, supervisor
         )
-        guard = control_port_app(
-            controller, admin_token_authenticator(TOKEN), GuardPolicy(allowed_hosts=allowed_hosts)
-        )
+        bearer = FirstOf([admin_token_authenticator(TOKEN), RoleTokenAuthenticator(state_dir)])
+        guard = control_port_app(controller, bearer, GuardPolicy(allowed_hosts=allowed_hosts))
         server = ControlServer(guard, port=0)
         port = await server.start()
         box["running"] = RunningControl(

@@ -42,7 +42,7 @@ from starlette.routing import Route
 
 from kaip.accounting import report
 from kaip.errors import KaipError, PlatformError, SpecError, StorageError
-from kaip.local.controller.auth import Principal, Role, require
+from kaip.local.controller.auth import Principal, Role, require, require_owner
 from kaip.local.controller.costs import CostBook
 from kaip.local.controller.dryrun import dry_run
 from kaip.local.controller.loop import Controller
@@ -178,6 +178,9 @@ def admin_app(controller: Controller, costs: CostBook | None = None) -> Starlett
         principal = _principal(request, "deployer", "deploy")
         body = _parse(DeployRequest, await request.body())
         specs = await _load(body.paths)
+        for resource in specs.resources:
+            owner = getattr(resource.spec, "owner", "")
+            require_owner(principal, owner, f"deploy {resource.kind} {resource.metadata.name}")
         notices = check_local(specs)  # a SpecError is a 422, as a bad spec
         if body.dry_run:
             plan = await controller.submit(lambda: dry_run(controller, specs))
@@ -250,6 +253,10 @@ def admin_app(controller: Controller, costs: CostBook | None = None) -> Starlett
     ) -> JSONResponse:
         principal = _principal(request, "deployer", f"{verb} a rollout")
         name = request.path_params["name"]
+        run = controller.resources.get(name)
+        if run is not None:
+            owner = run.current.resource.spec.owner
+            require_owner(principal, owner, f"{verb} the rollout of {run.kind} {name}")
         body = _parse(model, await request.body())
         who = body.who or principal.name
         try:

@@ -5,10 +5,11 @@ Roles are ordered, each allowing what the one before it does: ``viewer`` reads s
 least role it needs (:func:`require`); handlers see only the principal, never a credential, so
 new kinds of credential change nothing downstream.
 
-Today there is one credential: the random token ``kaip up`` writes to ``.kaip/admin.token``
-for each run, sent as ``Authorization: Bearer <token>`` and compared in constant time. It is the
-``admin`` principal. The portal adds its own :class:`Authenticator` implementations (role tokens
-kept hashed in SQLite, cookie sessions) and chains them with :class:`FirstOf`. A cookie alone is
+Credentials: the random token ``kaip up`` writes to ``.kaip/admin.token`` for each run, sent as
+``Authorization: Bearer <token>`` and compared in constant time (the ``admin`` principal); role
+tokens from ``kaip token create`` (:mod:`~kaip.local.controller.tokens`, kept hashed), which may
+be scoped to owners (:func:`require_owner`); and the portal's cookie sessions, chained with
+:class:`FirstOf`. A cookie alone is
 never a credential here: an App on the traffic port shares the host, so it can set cookies this
 port receives. Never does I/O and never decides what a request may do beyond the role check.
 """
@@ -36,6 +37,11 @@ class Principal(Protocol):
     @property
     def role(self) -> Role: ...
 
+    @property
+    def owners(self) -> tuple[str, ...]:
+        """The owners a deployer may act for; empty: every owner."""
+        ...
+
 
 @dataclass(frozen=True)
 class Identity:
@@ -43,6 +49,7 @@ class Identity:
 
     name: str
     role: Role
+    owners: tuple[str, ...] = ()
 
 
 class Authenticator(Protocol):
@@ -61,6 +68,15 @@ def require(principal: Principal | None, needed: Role, action: str) -> Principal
         who = "this request" if principal is None else f"{principal.name} ({principal.role})"
         raise ForbiddenError(f"{who} may not {action}: that needs the {needed} role or above")
     return principal
+
+
+def require_owner(principal: Principal, owner: str, action: str) -> None:
+    """Refuses (403) a deployer scoped to other owners acting on ``owner``'s resource."""
+    if principal.role != "admin" and principal.owners and owner not in principal.owners:
+        raise ForbiddenError(
+            f"{principal.name} ({principal.role} for {', '.join(principal.owners)}) may not "
+            f"{action}: it belongs to {owner or 'no owner'}"
+        )
 
 
 def bearer_token(headers: Mapping[str, str]) -> str | None:

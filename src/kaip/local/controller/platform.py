@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from kaip.errors import ConfigError, PlatformError
-from kaip.local.controller.auth import admin_token_authenticator
+from kaip.local.controller.auth import FirstOf, admin_token_authenticator
 from kaip.local.controller.control import ControlServer
 from kaip.local.controller.costs import (
     SNAPSHOT_EVERY_S,
@@ -40,6 +40,7 @@ from kaip.local.controller.runrecord import (
     this_process_record,
     write_run_record,
 )
+from kaip.local.controller.tokens import RoleTokenAuthenticator
 from kaip.local.controller.training import TrainingRunner
 from kaip.local.gateway import Gateway
 from kaip.local.state import Commit, State
@@ -158,7 +159,7 @@ async def serve(
     control = ControlServer(
         control_port_app(
             controller,
-            admin_token_authenticator(token),
+            FirstOf([admin_token_authenticator(token), RoleTokenAuthenticator(state_dir)]),
             policy,
             costs=costs,
             token_file=str(state_dir / TOKEN_FILE),

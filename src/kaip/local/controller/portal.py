@@ -8,9 +8,11 @@ every script, frame and foreign form target by Content-Security-Policy.
 
 The pages need a principal: a bearer token, or the session cookie that ``POST /login`` sets when
 given a token the admin API accepts (:mod:`~kaip.local.controller.sessions`); without one a page
-answers ``303`` to ``/login``. Sessions are viewers: the portal only reads. Its only forms are
-log in (needs the token itself) and log out (needs the session's CSRF token); both also pass the
-Origin check, so another page, an App on the traffic port included, can post neither.
+answers ``303`` to ``/login``. A session has the role and owners of the token that opened it.
+Its forms are log in (needs the token itself), log out, and a running rollout's promote and
+abort (each needs the session's CSRF token; the actions also the deployer role and, for a
+deployer scoped to owners, one of them); every form also passes the Origin check, so another
+page, an App on the traffic port included, can post none of them.
 
 Reads the controller's state in the event loop's own turn and never changes it. Traffic numbers
 come from the gateway's cumulative counters (:class:`~kaip.local.gateway.signals.GatewaySignals`)
@@ -21,11 +23,11 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import asdict
 from html import escape
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
@@ -39,10 +41,10 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
-from kaip.errors import KaipError, PayloadTooLargeError
+from kaip.errors import ForbiddenError, KaipError, PayloadTooLargeError, PlatformError
 from kaip.local.controller import dora_source
 from kaip.local.controller.admin import admin_app
-from kaip.local.controller.auth import Authenticator, Principal
+from kaip.local.controller.auth import Authenticator, Principal, require, require_owner
 from kaip.local.controller.guard import (
     SECURITY_HEADERS,
     ASGIApp,
@@ -283,7 +285,7 @@ def portal_app(
             item: dict[str, Any] = asdict(record)
             item["verdicts"] = [asdict(s) for s in controller.state.steps(record.id)]
             history.append(item)
-        live = live_section(name, rollout_fragment(row, active_verdicts(name)))
+        live = live_section(name, rollout_fragment(row, active_verdicts(name), csrf))
         return HTMLResponse(
             resource_page(row, history, csrf=csrf, live=live, head=SCRIPTS),
             headers={"content-security-policy": LIVE_CSP.decode()},
@@ -295,15 +297,16 @@ def portal_app(
             return []
         return [asdict(s) for s in controller.state.steps(run.rollout.record.id)]
 
-    def render_live(name: str) -> str | None:
+    def render_live(name: str, csrf: str | None) -> str | None:
         run = controller.resources.get(name)
         if run is None:
             return None
         (row,) = resource_rows(controller, [run])
-        return rollout_fragment(row, active_verdicts(name))
+        return rollout_fragment(row, active_verdicts(name), csrf)
 
     async def rollout_events(request: Request) -> Response:
-        if who(request)[0] is None:
+        principal, csrf = who(request)
+        if principal is None:
             return _api_error(401, "log in or send Authorization: Bearer TOKEN")
         name = request.path_params["name"]
         if name not in controller.resources:
@@ -311,7 +314,50 @@ def portal_app(
         if not streams.take():
             return _api_error(503, f"{streams.most} event streams are open: close a page")
         every = max(controller.config.tick_seconds, MIN_LOOK_S)
-        return SlotStream(rollout_stream(lambda: render_live(name), every), streams)
+        return SlotStream(rollout_stream(lambda: render_live(name, csrf), every), streams)
+
+    async def promote(request: Request) -> Response:
+        return await act(request, "promote", lambda name, who: controller.promote(name, who))
+
+    async def abort(request: Request) -> Response:
+        return await act(request, "abort", lambda name, who: controller.abort(name, who))
+
+    async def act(
+        request: Request, verb: str, action: Callable[[str, str], Awaitable[str]]
+    ) -> Response:
+        """A rollout action from the portal's own form: session, CSRF token, role, owner."""
+        form = await _form(request)
+        if isinstance(form, Response):
+            return form
+        session = sessions.find(request.headers)
+        if session is None:
+            return RedirectResponse("/login", status_code=303)
+        if not csrf_matches(session, form.get("csrf", "")):
+            body = "<h1>Refused</h1><p>This form is not from your session's page.</p>"
+            return HTMLResponse(page("Refused", body), status_code=403)
+        name = request.path_params["name"]
+        run = controller.resources.get(name)
+        if run is None:
+            body = "<h1>Not found</h1><p>No Model or App by that name runs here.</p>"
+            return HTMLResponse(page("Not found", body, csrf=session.csrf), status_code=404)
+        principal = session.principal
+        what = f"{verb} the rollout of {run.kind} {name}"
+        try:
+            require(principal, "deployer", what)
+            require_owner(principal, run.current.resource.spec.owner, what)
+        except ForbiddenError as exc:
+            body = f'<h1>Not allowed</h1><p role="alert">{escape(exc.message)}.</p>'
+            return HTMLResponse(page("Not allowed", body, csrf=session.csrf), status_code=403)
+        try:
+            message = await controller.submit(lambda: action(name, principal.name))
+        except PlatformError as exc:
+            body = f'<h1>Not done</h1><p role="alert">{escape(exc.message)}</p>'
+            return HTMLResponse(page("Not done", body, csrf=session.csrf), status_code=409)
+        body = (
+            f'<h1>Done</h1><p role="status">{escape(message)}</p>'
+            f'<p><a href="/resources/{escape(quote(name, safe=""))}">Back to {escape(name)}</a></p>'
+        )
+        return HTMLResponse(page("Done", body, csrf=session.csrf))
 
     async def static(request: Request) -> Response:
         name = request.path_params["name"]
@@ -395,6 +441,8 @@ def portal_app(
             Route("/api/v1/dora", api_dora, methods=["GET"]),
             Route("/api/v1/resources", api_resources, methods=["GET"]),
             Route("/resources/{name}/events", rollout_events, methods=["GET"]),
+            Route("/resources/{name}/promote", promote, methods=["POST"]),
+            Route("/resources/{name}/abort", abort, methods=["POST"]),
             Route("/static/{name}", static, methods=["GET"]),
             Route("/login", login_form, methods=["GET"]),
             Route("/login", login, methods=["POST"]),

@@ -55,8 +55,24 @@ def live_section(name: str, fragment: str) -> str:
     )
 
 
-def rollout_fragment(row: Mapping[str, Any], verdicts: Sequence[Mapping[str, Any]]) -> str:
-    """The rollout in progress (step, weights, each verdict so far), or that there is none."""
+def _actions(name: str, csrf: str | None) -> str:
+    """Promote and abort buttons for a session (its CSRF token in each form); none for a bearer."""
+    if csrf is None:
+        return ""
+    base = f"/resources/{quote(name, safe='')}"
+    return "".join(
+        f'<form method="post" action="{_e(base)}/{verb}" class="action">'
+        f'<input type="hidden" name="csrf" value="{_e(csrf)}">'
+        f'<button type="submit" name="do" value="{verb}">{label}</button></form>'
+        for verb, label in (("promote", "Promote"), ("abort", "Abort"))
+    )
+
+
+def rollout_fragment(
+    row: Mapping[str, Any], verdicts: Sequence[Mapping[str, Any]], csrf: str | None = None
+) -> str:
+    """The rollout in progress (step, weights, each verdict so far, and for a session the
+    promote and abort buttons), or that there is none."""
     rollout = row.get("rollout")
     weights = _weights(row["weights"])
     if rollout is None:
@@ -87,7 +103,7 @@ def rollout_fragment(row: Mapping[str, Any], verdicts: Sequence[Mapping[str, Any
         f"{int(weight)} %{paused} · weights {weights}</p>"
         f"<p>Canary this step: {int(canary['requests'])} requests, {int(canary['errors'])} "
         f"errors, p99 {_num(canary['p99_ms'], '.1f', ' ms')}</p>{said}"
-        f"<ol class='verdicts'>{items}</ol></div>"
+        f"<ol class='verdicts'>{items}</ol>{_actions(row['name'], csrf)}</div>"
     )
 
 

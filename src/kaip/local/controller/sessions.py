@@ -4,11 +4,12 @@ A browser cannot send ``Authorization: Bearer``, so the portal's login form take
 a bearer :class:`~kaip.local.controller.auth.Authenticator` accepts and opens a session: 32
 random bytes (``secrets``), kept in this process for :data:`SESSION_TTL_S`, at most
 :data:`MAX_SESSIONS` at once (the oldest goes first), gone when ``kaip up`` stops. The cookie is
-``HttpOnly; SameSite=Strict; Path=/``. A session is a *viewer* whatever token opened it, and only
-the portal's pages read it: the admin API under ``/_kaip/`` never looks at cookies, so a cookie
-alone can never change state (an App on the traffic port shares the host and may set or receive
-cookies for it). Each session has its own CSRF token, which the portal's one form that acts on a
-session (log out) must carry. Never does I/O and never logs a token or a session id.
+``HttpOnly; SameSite=Strict; Path=/``. A session has the role (and owners) of the token that
+opened it, and only the portal's pages read it: the admin API under ``/_kaip/`` never looks at
+cookies (an App on the traffic port shares the host and may set or receive cookies for it).
+Each session has its own CSRF token, which every portal form that acts (log out, promote,
+abort) must carry besides passing the Origin check, so a cookie alone changes nothing. Never
+does I/O and never logs a token or a session id.
 """
 
 from __future__ import annotations
@@ -58,12 +59,13 @@ class SessionStore:
         self._sessions: OrderedDict[str, Session] = OrderedDict()
 
     def open(self, principal: Principal) -> tuple[str, Session]:
-        """A new session for whoever logged in, as a viewer; returns its id and itself."""
+        """A new session for whoever logged in, with that token's role and owners; returns its id
+        and itself."""
         while len(self._sessions) >= MAX_SESSIONS:
             self._sessions.popitem(last=False)
         sid = secrets.token_urlsafe(32)
         session = Session(
-            Identity(f"{principal.name} (portal session)", "viewer"),
+            Identity(f"{principal.name} (portal session)", principal.role, principal.owners),
             secrets.token_urlsafe(32),
             self._clock() + SESSION_TTL_S,
         )

@@ -1,0 +1,165 @@
+"""Promote and abort from the portal: a session's form, its CSRF token, a role, an owner.
+
+A real control port with the App ``web`` (owner team-a) rolling out to a canary that waits at a
+manual pause. Sessions are opened with role tokens made by :func:`create_token` (as ``kaip token
+create`` does): a viewer's promote is refused with a message naming the role it needs, a
+deployer of another team's is refused naming the owner, a form without the session's CSRF token
+or from another origin is refused, and a deployer of team-a promotes (the pause is released) and
+aborts (the rollout ends and the event log says who did it). Role tokens work as bearer tokens
+on the admin API under the same rules.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from control_harness import RunningControl, running_control
+
+from kaip.local.controller.tokens import create_token
+
+APP = """\
+apiVersion: kaip.dev/v1alpha1
+kind: App
+metadata: {{name: web}}
+spec:
+  owner: team-a
+  command: [sleep, "{seconds}"]
+  rollout:
+    strategy: canary
+    steps: [{{weight: 10, pause: {{}}}}, {{weight: 100}}]
+"""
+
+
+@pytest.fixture(scope="module")
+def control(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningControl]:
+    root = tmp_path_factory.mktemp("actions")
+    (root / "spec").mkdir()
+    with running_control(root / ".kaip") as running:
+        running.spec = root / "spec"  # type: ignore[attr-defined]
+        running.state_dir = root / ".kaip"  # type: ignore[attr-defined]
+        deploy(running, 300)
+        yield running
+
+
+def deploy(control: RunningControl, seconds: int) -> None:
+    spec: Path = control.spec  # type: ignore[attr-defined]
+    (spec / "kaip.yaml").write_text(APP.format(seconds=seconds))
+    answer = httpx.post(
+        control.url + "/_kaip/deploy",
+        json={"paths": [str(spec)]},
+        headers=control.headers,
+        timeout=60,
+        trust_env=False,
+    )
+    assert answer.status_code == 200, answer.text
+
+
+def token(control: RunningControl, role: str, *owners: str, name: str = "") -> str:
+    made, _ = create_token(control.state_dir, role, owners, name)  # type: ignore[attr-defined]
+    return made
+
+
+def session(control: RunningControl, secret: str) -> tuple[httpx.Client, str]:
+    """A logged-in client and the CSRF token of its resource page's forms."""
+    client = httpx.Client(base_url=control.url, trust_env=False, timeout=60)
+    login = client.post("/login", data={"token": secret}, headers={"Origin": control.url})
+    assert login.status_code == 303, login.text
+    page = client.get("/resources/web")
+    assert page.status_code == 200
+    found = re.search(r'action="/resources/web/promote".*?name="csrf" value="([^"]+)"', page.text)
+    assert found, "no promote form on the page while a rollout runs"
+    return client, found.group(1)
+
+
+def post(client: httpx.Client, control: RunningControl, verb: str, csrf: str) -> httpx.Response:
+    return client.post(
+        f"/resources/web/{verb}", data={"csrf": csrf}, headers={"Origin": control.url}
+    )
+
+
+@pytest.fixture
+def rolling(control: RunningControl) -> Iterator[None]:
+    deploy(control, 301)  # a canary rollout starts, waiting at the pause
+    yield
+    deploy(control, 300)  # back to the stable spec: a running rollout is aborted
+
+
+def test_a_viewer_may_not_promote_and_is_told_why(control: RunningControl, rolling: None) -> None:
+    client, csrf = session(control, token(control, "viewer", name="vic"))
+    answer = post(client, control, "promote", csrf)
+    assert answer.status_code == 403
+    assert "vic (portal session) (viewer) may not promote the rollout of App web" in answer.text
+    assert "needs the deployer role" in answer.text
+    assert control.controller.resources["web"].rollout is not None  # nothing changed
+
+
+def test_a_deployer_of_another_owner_may_not_promote(
+    control: RunningControl, rolling: None
+) -> None:
+    client, csrf = session(control, token(control, "deployer", "team-b", name="bob"))
+    answer = post(client, control, "abort", csrf)
+    assert answer.status_code == 403
+    assert "deployer for team-b" in answer.text and "belongs to team-a" in answer.text
+
+
+def test_forms_need_the_session_csrf_token_and_our_origin(
+    control: RunningControl, rolling: None
+) -> None:
+    client, csrf = session(control, token(control, "deployer", "team-a"))
+    assert post(client, control, "abort", "not-the-token").status_code == 403
+    assert post(client, control, "abort", "").status_code == 403
+    foreign = client.post(
+        "/resources/web/abort", data={"csrf": csrf}, headers={"Origin": "http://evil.example"}
+    )
+    assert foreign.status_code == 403
+    anonymous = httpx.post(
+        control.url + "/resources/web/abort", data={"csrf": csrf}, trust_env=False
+    )
+    assert anonymous.status_code == 303 and anonymous.headers["location"] == "/login"
+    assert control.controller.resources["web"].rollout is not None  # still rolling out
+
+
+def test_a_deployer_of_the_owner_promotes_and_aborts(
+    control: RunningControl, rolling: None
+) -> None:
+    client, csrf = session(control, token(control, "deployer", "team-a", name="dee"))
+    promoted = post(client, control, "promote", csrf)
+    assert promoted.status_code == 200, promoted.text
+    assert "the pause at 10% is released" in promoted.text
+    rollout = control.controller.resources["web"].rollout
+    assert rollout is not None and rollout.released_by == "dee (portal session)"
+    aborted = post(client, control, "abort", csrf)
+    assert aborted.status_code == 200, aborted.text
+    assert "aborted" in aborted.text
+    assert control.controller.resources["web"].rollout is None
+    events = httpx.get(
+        control.url + "/_kaip/events", headers=control.headers, trust_env=False
+    ).json()["events"]
+    last = events[-1]
+    assert (last["action"], last["outcome"], last["who"]) == (
+        "rollout",
+        "aborted",
+        "dee (portal session)",
+    )
+
+
+def test_role_tokens_follow_the_same_rules_on_the_admin_api(
+    control: RunningControl, rolling: None
+) -> None:
+    def abort(secret: str) -> httpx.Response:
+        return httpx.post(
+            control.url + "/_kaip/rollouts/web/abort",
+            json={},
+            headers={"Authorization": f"Bearer {secret}"},
+            trust_env=False,
+        )
+
+    assert abort("kaip_0123456789ab_" + "A" * 43).status_code == 401
+    assert abort(token(control, "viewer")).status_code == 403
+    other = abort(token(control, "deployer", "team-b"))
+    assert other.status_code == 403 and "belongs to team-a" in other.json()["error"]
+    assert abort(token(control, "deployer", "team-a")).status_code == 200
