@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+
 from kaip.local.controller.auth import FirstOf, admin_token_authenticator
 from kaip.local.controller.control import ControlServer
 from kaip.local.controller.guard import GuardPolicy
@@ -25,6 +27,18 @@ from kaip.local.state import State
 from kaip.local.supervisor import Supervisor
 
 TOKEN = "t0ken-for-contract-tests"
+CANARY_APP = """\
+apiVersion: kaip.dev/v1alpha1
+kind: App
+metadata: {{name: web}}
+spec:
+  owner: {owner}
+  command: [sleep, "{seconds}"]
+  rollout:
+    strategy: canary
+    steps: [{{weight: 10, pause: {{}}}}, {{weight: 100}}]
+"""
+"""An App whose canary waits at a manual pause at 10 % (change ``seconds`` for a new revision)."""
 
 
 @dataclass
@@ -34,6 +48,20 @@ class RunningControl:
     controller: Controller
     loop: asyncio.AbstractEventLoop
     headers: dict[str, str] = field(default_factory=lambda: {"Authorization": f"Bearer {TOKEN}"})
+
+
+def deploy_spec(control: RunningControl, spec_dir: Path, text: str) -> None:
+    """Write ``text`` as ``spec_dir``'s spec and deploy it with the run's token (200 or fail)."""
+    spec_dir.mkdir(exist_ok=True)
+    (spec_dir / "kaip.yaml").write_text(text)
+    answer = httpx.post(
+        control.url + "/_kaip/deploy",
+        json={"paths": [str(spec_dir)]},
+        headers=control.headers,
+        timeout=60,
+        trust_env=False,
+    )
+    assert answer.status_code == 200, answer.text
 
 
 @contextmanager

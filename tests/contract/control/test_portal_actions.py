@@ -17,27 +17,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from control_harness import RunningControl, running_control
+from control_harness import CANARY_APP, RunningControl, deploy_spec, running_control
 
 from kaip.local.controller.tokens import create_token
-
-APP = """\
-apiVersion: kaip.dev/v1alpha1
-kind: App
-metadata: {{name: web}}
-spec:
-  owner: team-a
-  command: [sleep, "{seconds}"]
-  rollout:
-    strategy: canary
-    steps: [{{weight: 10, pause: {{}}}}, {{weight: 100}}]
-"""
 
 
 @pytest.fixture(scope="module")
 def control(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningControl]:
     root = tmp_path_factory.mktemp("actions")
-    (root / "spec").mkdir()
     with running_control(root / ".kaip") as running:
         running.spec = root / "spec"  # type: ignore[attr-defined]
         running.state_dir = root / ".kaip"  # type: ignore[attr-defined]
@@ -47,15 +34,7 @@ def control(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningControl
 
 def deploy(control: RunningControl, seconds: int) -> None:
     spec: Path = control.spec  # type: ignore[attr-defined]
-    (spec / "kaip.yaml").write_text(APP.format(seconds=seconds))
-    answer = httpx.post(
-        control.url + "/_kaip/deploy",
-        json={"paths": [str(spec)]},
-        headers=control.headers,
-        timeout=60,
-        trust_env=False,
-    )
-    assert answer.status_code == 200, answer.text
+    deploy_spec(control, spec, CANARY_APP.format(owner="team-a", seconds=seconds))
 
 
 def token(control: RunningControl, role: str, *owners: str, name: str = "") -> str:

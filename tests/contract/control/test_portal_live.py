@@ -3,10 +3,11 @@
 A real control port with an App (a ``sleep`` process); a client holds
 ``/resources/web/events`` open (a plain socket reading the chunked body as it comes) while the
 App is deployed again with a changed spec (a rollout starts) and the rollout is aborted: each
-change arrives on the open stream as an ``event: rollout`` whose HTML says so, nothing is asked
-twice. The resource page loads htmx and its SSE extension from ``/static/`` (byte for byte the
-files named in ``static/README.md``) under a policy that allows those scripts and that stream
-only; the login page still allows no script. At most ``MAX_STREAMS`` streams are open at once.
+change arrives on the open stream as an ``event: rollout`` whose HTML says so (the promote and
+abort buttons come apart, as ``event: actions``, only for a session); nothing is asked twice.
+The resource page loads htmx and its SSE extension from ``/static/`` (byte for byte the files
+named in ``static/README.md``) under a policy that allows those scripts and that stream only;
+the login page still allows no script. At most ``MAX_STREAMS`` streams are open at once.
 """
 
 from __future__ import annotations
@@ -19,27 +20,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from control_harness import RunningControl, running_control
+from control_harness import CANARY_APP, RunningControl, deploy_spec, running_control
 
 from kaip.local.controller.portal_live import MAX_STREAMS, STATIC_DIR, VENDORED
-
-APP = """\
-apiVersion: kaip.dev/v1alpha1
-kind: App
-metadata: {{name: web}}
-spec:
-  owner: team-live
-  command: [sleep, "{seconds}"]
-  rollout:
-    strategy: canary
-    steps: [{{weight: 10, pause: {{}}}}, {{weight: 100}}]
-"""
 
 
 @pytest.fixture(scope="module")
 def control(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningControl]:
     root = tmp_path_factory.mktemp("live")
-    (root / "spec").mkdir()
     with running_control(root / ".kaip") as running:
         running.spec = root / "spec"  # type: ignore[attr-defined]
         deploy(running, 300)
@@ -48,15 +36,7 @@ def control(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningControl
 
 def deploy(control: RunningControl, seconds: int) -> None:
     spec: Path = control.spec  # type: ignore[attr-defined]
-    (spec / "kaip.yaml").write_text(APP.format(seconds=seconds))
-    answer = httpx.post(
-        control.url + "/_kaip/deploy",
-        json={"paths": [str(spec)]},
-        headers=control.headers,
-        timeout=60,
-        trust_env=False,
-    )
-    assert answer.status_code == 200, answer.text
+    deploy_spec(control, spec, CANARY_APP.format(owner="team-live", seconds=seconds))
 
 
 def events(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
@@ -76,13 +56,15 @@ def events(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
 def test_each_rollout_change_arrives_on_the_open_stream(control: RunningControl) -> None:
     with open_stream(control) as sock:
         assert sock.status == 200
-        stream = events(body_lines(sock))
-        name, first = next(stream)
-        assert name == "rollout" and 'data-rollout="none"' in first
+        everything = events(body_lines(sock))
+        first = dict([next(everything), next(everything)])
+        assert 'data-rollout="none"' in first["rollout"]
+        assert first["actions"] == ""  # no rollout, and a bearer has no session to act with
+        stream = (data for name, data in everything if name == "rollout")
 
         deploy(control, 301)  # a changed spec: a canary rollout starts
-        name, started = next(stream)
-        assert name == "rollout" and 'data-rollout="running"' in started
+        started = next(stream)
+        assert 'data-rollout="running"' in started
         status = httpx.get(
             control.url + "/_kaip/status", headers=control.headers, trust_env=False
         ).json()
@@ -98,8 +80,7 @@ def test_each_rollout_change_arrives_on_the_open_stream(control: RunningControl)
             timeout=60,
         )
         assert aborted.status_code == 200, aborted.text
-        for name, data in stream:  # canary numbers may change first; then the end
-            assert name == "rollout"
+        for data in stream:  # canary numbers may change first; then the end
             if 'data-rollout="none"' in data:
                 break
 

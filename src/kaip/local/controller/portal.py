@@ -66,8 +66,8 @@ from kaip.local.controller.portal_live import (
     VENDORED,
     SlotStream,
     StreamSlots,
+    live_fragments,
     live_section,
-    rollout_fragment,
     rollout_stream,
 )
 from kaip.local.controller.portal_pages import catalog_page, login_page, page, resource_page
@@ -285,7 +285,7 @@ def portal_app(
             item: dict[str, Any] = asdict(record)
             item["verdicts"] = [asdict(s) for s in controller.state.steps(record.id)]
             history.append(item)
-        live = live_section(name, rollout_fragment(row, active_verdicts(name), csrf))
+        live = live_section(name, live_fragments(row, active_verdicts(name), csrf))
         return HTMLResponse(
             resource_page(row, history, csrf=csrf, live=live, head=SCRIPTS),
             headers={"content-security-policy": LIVE_CSP.decode()},
@@ -297,12 +297,12 @@ def portal_app(
             return []
         return [asdict(s) for s in controller.state.steps(run.rollout.record.id)]
 
-    def render_live(name: str, csrf: str | None) -> str | None:
+    def render_live(name: str, csrf: str | None) -> dict[str, str] | None:
         run = controller.resources.get(name)
         if run is None:
             return None
         (row,) = resource_rows(controller, [run])
-        return rollout_fragment(row, active_verdicts(name), csrf)
+        return live_fragments(row, active_verdicts(name), csrf)
 
     async def rollout_events(request: Request) -> Response:
         principal, csrf = who(request)

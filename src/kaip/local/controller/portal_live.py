@@ -46,13 +46,27 @@ KEEP_ALIVE_S = 15.0
 STREAM_LIFETIME_S = 600.0
 
 
-def live_section(name: str, fragment: str) -> str:
-    """The resource page's rollout section: ``fragment`` now, replaced as the stream sends it."""
+def live_section(name: str, fragments: Mapping[str, str]) -> str:
+    """The resource page's live part: the rollout's state and, apart from it so that its
+    buttons stay still while the numbers change, the actions; each replaced as the stream
+    sends its event (``rollout``, ``actions``)."""
     url = f"/resources/{quote(name, safe='')}/events"
     return (
-        f'<section id="live" hx-ext="sse" sse-connect="{_e(url)}" sse-swap="rollout">'
-        f"{fragment}</section>"
+        f'<section hx-ext="sse" sse-connect="{_e(url)}">'
+        f'<div id="live" sse-swap="rollout">{fragments["rollout"]}</div>'
+        f'<div id="actions" sse-swap="actions">{fragments["actions"]}</div></section>'
     )
+
+
+def live_fragments(
+    row: Mapping[str, Any], verdicts: Sequence[Mapping[str, Any]], csrf: str | None
+) -> dict[str, str]:
+    """The fragments a stream sends, by event name."""
+    running = row.get("rollout") is not None
+    return {
+        "rollout": rollout_fragment(row, verdicts),
+        "actions": _actions(row["name"], csrf) if running else "",
+    }
 
 
 def _actions(name: str, csrf: str | None) -> str:
@@ -68,11 +82,8 @@ def _actions(name: str, csrf: str | None) -> str:
     )
 
 
-def rollout_fragment(
-    row: Mapping[str, Any], verdicts: Sequence[Mapping[str, Any]], csrf: str | None = None
-) -> str:
-    """The rollout in progress (step, weights, each verdict so far, and for a session the
-    promote and abort buttons), or that there is none."""
+def rollout_fragment(row: Mapping[str, Any], verdicts: Sequence[Mapping[str, Any]]) -> str:
+    """The rollout in progress (step, weights, each verdict so far), or that there is none."""
     rollout = row.get("rollout")
     weights = _weights(row["weights"])
     if rollout is None:
@@ -103,7 +114,7 @@ def rollout_fragment(
         f"{int(weight)} %{paused} · weights {weights}</p>"
         f"<p>Canary this step: {int(canary['requests'])} requests, {int(canary['errors'])} "
         f"errors, p99 {_num(canary['p99_ms'], '.1f', ' ms')}</p>{said}"
-        f"<ol class='verdicts'>{items}</ol>{_actions(row['name'], csrf)}</div>"
+        f"<ol class='verdicts'>{items}</ol></div>"
     )
 
 
@@ -150,23 +161,26 @@ class SlotStream(StreamingResponse):
 
 
 async def rollout_stream(
-    render: Callable[[], str | None],
+    render: Callable[[], Mapping[str, str] | None],
     tick_s: float,
     clock: Callable[[], float] = time.monotonic,
 ) -> AsyncIterator[bytes]:
-    """``event: rollout`` with ``render()`` whenever it changes; ends when ``render`` gives None
-    (the resource is gone), after :data:`STREAM_LIFETIME_S`, or when the client leaves (the
-    response cancels this generator)."""
+    """Each fragment of ``render()`` as an event of its name whenever it changes; ends when
+    ``render`` gives None (the resource is gone), after :data:`STREAM_LIFETIME_S`, or when the
+    client leaves (the response cancels this generator)."""
     started = last_sent = clock()
-    sent: str | None = None
+    sent: dict[str, str] = {}
     while clock() - started < STREAM_LIFETIME_S:
-        fragment = render()
-        if fragment is None:
+        fragments = render()
+        if fragments is None:
             yield sse_message("gone", "this resource no longer runs here")
             return
-        if fragment != sent:
-            yield sse_message("rollout", fragment)
-            sent, last_sent = fragment, clock()
+        changed = [(name, text) for name, text in fragments.items() if sent.get(name) != text]
+        for name, text in changed:
+            yield sse_message(name, text)
+            sent[name] = text
+        if changed:
+            last_sent = clock()
         elif clock() - last_sent >= KEEP_ALIVE_S:
             yield b": keep-alive\n\n"
             last_sent = clock()
