@@ -75,7 +75,7 @@ def window(query: Mapping[str, str], now: float) -> tuple[float, float]:
             until = float(query["until"])
         except ValueError:
             until = math.nan
-        if not 0 < until < 1e11:
+        if not 0 < until <= 1e11:
             raise BadRequestError(
                 f"until={query['until'][:20]!r}: give the window's end in seconds since the epoch"
             )

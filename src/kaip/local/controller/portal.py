@@ -70,6 +70,7 @@ from kaip.local.controller.portal_live import (
     live_section,
     rollout_stream,
 )
+from kaip.local.controller.portal_openapi import portal_openapi
 from kaip.local.controller.portal_pages import catalog_page, login_page, page, resource_page
 from kaip.local.controller.sessions import COOKIE, SESSION_TTL_S, SessionStore, csrf_matches
 from kaip.local.controller.status import resource_rows
@@ -393,6 +394,11 @@ def portal_app(
         except KaipError as exc:
             return _api_error(exc.http_status, exc.message)
 
+    async def api_openapi(request: Request) -> Response:
+        if who(request)[0] is None:
+            return _api_error(401, "log in or send Authorization: Bearer TOKEN")
+        return JSONResponse(portal_openapi())
+
     async def login_form(request: Request) -> Response:
         if who(request)[0] is not None:
             return RedirectResponse("/", status_code=303)
@@ -440,6 +446,7 @@ def portal_app(
             Route("/delivery", delivery, methods=["GET"]),
             Route("/api/v1/dora", api_dora, methods=["GET"]),
             Route("/api/v1/resources", api_resources, methods=["GET"]),
+            Route("/api/v1/openapi.json", api_openapi, methods=["GET"]),
             Route("/resources/{name}/events", rollout_events, methods=["GET"]),
             Route("/resources/{name}/promote", promote, methods=["POST"]),
             Route("/resources/{name}/abort", abort, methods=["POST"]),

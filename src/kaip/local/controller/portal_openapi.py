@@ -1,0 +1,95 @@
+"""The portal's versioned API described as OpenAPI 3.1: ``GET /api/v1/openapi.json``.
+
+Describes what ``/api/v1/`` answers (the catalog page and the delivery metrics), with every
+query parameter's bounds, so clients can be generated and schemathesis can fuzz it. Errors are
+the project's shape, ``{"error": MESSAGE}``, as on the admin API. Pure data; never reads state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kaip.local.controller.dora_source import API_VERSION, MAX_DAYS
+from kaip.local.controller.portal_catalog import MAX_PER_PAGE, MAX_TEXT
+
+_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
+
+
+def _answer(description: str) -> dict[str, Any]:
+    def error(text: str) -> dict[str, Any]:
+        return {"description": text, "content": {"application/json": {"schema": _ERROR}}}
+
+    return {
+        "200": {
+            "description": description,
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        },
+        "400": error("a query parameter out of its bounds; the message names it"),
+        "401": error("no session and no valid bearer token"),
+        "403": error("a page of another origin"),
+        "421": error("a Host the control port does not answer to"),
+    }
+
+
+def _text(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": {"type": "string", "maxLength": MAX_TEXT},
+    }
+
+
+def _whole(name: str, most: int, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": {"type": "integer", "minimum": 1, "maximum": most},
+    }
+
+
+def portal_openapi() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "kaip portal API",
+            "version": API_VERSION,
+            "description": "What the portal's pages show, as JSON. Send the portal session's "
+            "cookie or Authorization: Bearer TOKEN (the run's token or a role token).",
+        },
+        "paths": {
+            "/api/v1/resources": {
+                "get": {
+                    "summary": "One page of the catalog: Models and Apps by name",
+                    "parameters": [
+                        _text("q", "part of a name, ignoring case"),
+                        _text("owner", "an owner, exactly"),
+                        _whole("page", 1_000_000, "the page, from 1"),
+                        _whole("per_page", MAX_PER_PAGE, "rows per page (50 by default)"),
+                    ],
+                    "responses": _answer("items, total, page, pages, per_page, owners"),
+                }
+            },
+            "/api/v1/dora": {
+                "get": {
+                    "summary": "The five DORA numbers of a window, with their deployments",
+                    "parameters": [
+                        _whole("days", MAX_DAYS, "the window's length (30 by default)"),
+                        {
+                            "name": "until",
+                            "in": "query",
+                            "required": False,
+                            "description": "the window's end, seconds since the epoch",
+                            "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": 1e11},
+                        },
+                        _text("owner", "only this owner's resources"),
+                        _text("resource", "only this resource"),
+                    ],
+                    "responses": _answer("the numbers, their 2024 context and deployments"),
+                }
+            },
+        },
+    }
