@@ -1,7 +1,8 @@
-"""The Go wrapper modules that build the test tools (tools/helm, tools/k8s/node) resolve every
-module they share with the control plane's (tools/k8s/kube) to the same version. One Go build
-cache then compiles those packages once for all of them; a drifted version would silently make a
-cold `make test` compile them twice (helm alone took 30 min under load before they were aligned)."""
+"""How the test tools are built. The Go wrapper modules that build them (tools/helm,
+tools/k8s/node) resolve every module they share with the control plane's (tools/k8s/kube) to the
+same version: one Go build cache then compiles those packages once for all of them, where a
+drifted version would silently make a cold `make test` compile them twice (helm alone took 30 min
+under load before they were aligned). And the setup scripts hold no pipefail race."""
 
 from __future__ import annotations
 
@@ -55,4 +56,19 @@ def test_a_tool_module_shares_the_control_planes_versions(tool: str) -> None:
     assert not drifted, (
         f"tools/{tool}/go.mod resolves shared modules to other versions than "
         "tools/k8s/kube/go.mod; pin them with a replace directive:\n" + "\n".join(drifted)
+    )
+
+
+def test_no_setup_script_pipes_into_head_under_pipefail() -> None:
+    """`cmd | head -1` under `set -o pipefail` fails with 141 whenever head exits while cmd still
+    writes: a race that once failed a whole cold build on its last line (etcd --version)."""
+    offenders = [
+        f"{script.relative_to(TOOLS.parent)}:{number}: {line.strip()}"
+        for script in sorted(TOOLS.rglob("*.sh"))
+        if "pipefail" in (text := script.read_text())
+        for number, line in enumerate(text.splitlines(), 1)
+        if re.search(r"\|\s*head\b", line) and not line.lstrip().startswith("#")
+    ]
+    assert not offenders, "use `sed -n 1p` (reads to the end) instead of head:\n" + "\n".join(
+        offenders
     )

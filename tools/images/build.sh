@@ -196,7 +196,7 @@ build_image() { # NAME
 }
 
 image_size() { # TAG: the uncompressed size of its layers
-    buildah_ images --format '{{.Size}}' "$1" 2>/dev/null | head -1
+    buildah_ images --format '{{.Size}}' "$1" 2>/dev/null | sed -n 1p
 }
 
 prune_old() { # TAG: drop older builds of the same image (their layers nothing else uses)

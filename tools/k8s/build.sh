@@ -159,8 +159,10 @@ else
 fi
 
 if ((built)); then
+    # sed reads to the end: `head -1` may close the pipe while a binary still writes, and under
+    # pipefail that SIGPIPE (exit 141) failed a whole cold build at its last line.
     "$CACHE/kube-apiserver" --version
-    "$CACHE/kubectl" version --client 2>/dev/null | head -1
-    "$CACHE/etcd" --version | head -1
+    "$CACHE/kubectl" version --client 2>/dev/null | sed -n 1p
+    "$CACHE/etcd" --version | sed -n 1p
 fi
 log "done in $((SECONDS - total_start))s: $CACHE"
