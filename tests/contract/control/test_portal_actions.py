@@ -142,3 +142,19 @@ def test_role_tokens_follow_the_same_rules_on_the_admin_api(
     other = abort(token(control, "deployer", "team-b"))
     assert other.status_code == 403 and "belongs to team-a" in other.json()["error"]
     assert abort(token(control, "deployer", "team-a")).status_code == 200
+
+
+def test_the_playground_form_needs_the_session_and_a_model(
+    control: RunningControl, rolling: None
+) -> None:
+    client, csrf = session(control, token(control, "viewer"))
+    bad = client.post(
+        "/resources/web/playground", data={"csrf": "wrong", "body": "{}"},
+        headers={"Origin": control.url},
+    )  # fmt: skip
+    assert bad.status_code == 403
+    app = client.post(
+        "/resources/web/playground", data={"csrf": csrf, "body": "{}"},
+        headers={"Origin": control.url},
+    )  # fmt: skip
+    assert app.status_code == 404 and "No Model served over OIP v2" in app.text

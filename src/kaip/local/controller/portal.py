@@ -21,7 +21,6 @@ when the gateway keeps them, and are left out when it does not.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import asdict
@@ -72,9 +71,11 @@ from kaip.local.controller.portal_live import (
 )
 from kaip.local.controller.portal_openapi import portal_openapi
 from kaip.local.controller.portal_pages import catalog_page, login_page, page, resource_page
+from kaip.local.controller.portal_playground import metadata, playground_section, send, template
+from kaip.local.controller.portal_traffic import TrafficReader
 from kaip.local.controller.sessions import COOKIE, SESSION_TTL_S, SessionStore, csrf_matches
 from kaip.local.controller.status import resource_rows
-from kaip.local.gateway.signals import LATENCY_BUCKETS_S
+from kaip.spec import Model
 
 if TYPE_CHECKING:
     from kaip.local.controller.costs import CostBook
@@ -161,56 +162,6 @@ def control_port_app(
     return app
 
 
-class TrafficReader:
-    """Per-resource requests, error share, p99 bucket and req/s from the gateway's counters."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._last: dict[str, tuple[float, int]] = {}
-
-    def read(self, controller: Controller) -> dict[str, dict[str, Any]]:
-        gateway = controller.gateway
-        signals = gateway.signals if gateway is not None else None
-        if signals is None:
-            return {}
-        totals: dict[str, list[int]] = {}
-        for (_kind, resource, _revision, _owner), record in signals.records():
-            into = totals.setdefault(resource, [0, 0] + [0] * len(record.buckets))
-            into[0] += sum(record.by_class)
-            into[1] += record.by_class[4] + record.by_class[5]
-            for i, count in enumerate(record.buckets):
-                into[2 + i] += count
-        now = self._clock()
-        out: dict[str, dict[str, Any]] = {}
-        for resource, (requests, errors, *buckets) in totals.items():
-            previous = self._last.get(resource)
-            rate = None
-            if previous is not None and now - previous[0] >= 1.0:
-                rate = (requests - previous[1]) / (now - previous[0])
-            if previous is None or rate is not None:
-                self._last[resource] = (now, requests)
-            out[resource] = {
-                "requests": requests,
-                "rate": rate,
-                "error_pct": 100.0 * errors / requests if requests else None,
-                "p99_le_s": _p99_bound(buckets),
-            }
-        return out
-
-
-def _p99_bound(buckets: list[int]) -> float | None:
-    """The upper bound of the histogram bucket the 99th percentile falls in (inf: above all)."""
-    total = sum(buckets)
-    if not total:
-        return None
-    rank, seen = math.ceil(0.99 * total), 0
-    for bound, count in zip((*LATENCY_BUCKETS_S, math.inf), buckets, strict=True):
-        seen += count
-        if seen >= rank:
-            return bound
-    return math.inf
-
-
 def portal_app(
     controller: Controller,
     bearer: Authenticator,
@@ -287,10 +238,57 @@ def portal_app(
             item["verdicts"] = [asdict(s) for s in controller.state.steps(record.id)]
             history.append(item)
         live = live_section(name, live_fragments(row, active_verdicts(name), csrf))
+        playground = await playground_of(name, csrf)
         return HTMLResponse(
-            resource_page(row, history, csrf=csrf, live=live, head=SCRIPTS),
+            resource_page(row, history, csrf=csrf, live=live, head=SCRIPTS, playground=playground),
             headers={"content-security-policy": LIVE_CSP.decode()},
         )
+
+    def oip_name(name: str) -> str | None:
+        """The name ``name`` is served under over OIP v2, if it is such a Model."""
+        run = controller.resources.get(name)
+        if run is None or not isinstance(run.current.resource, Model):
+            return None
+        if "oip-v2" not in run.current.resource.spec.serve.protocols:
+            return None
+        names = run.served_names.get(run.current.revision, ())
+        return names[0] if names else None
+
+    async def playground_of(
+        name: str, csrf: str | None, body: str | None = None, result: Any = None
+    ) -> str:
+        served = oip_name(name)
+        if served is None:
+            return ""
+        gateway = controller.config.gateway_url
+        if body is None:
+            body = template(await metadata(gateway, served))
+        return playground_section(name, served, body, csrf, result)
+
+    async def playground(request: Request) -> Response:
+        """Sends the playground's request to the gateway and shows the answer."""
+        form = await _form(request)
+        if isinstance(form, Response):
+            return form
+        session = sessions.find(request.headers)
+        if session is None:
+            return RedirectResponse("/login", status_code=303)
+        if not csrf_matches(session, form.get("csrf", "")):
+            body = "<h1>Refused</h1><p>This form is not from your session's page.</p>"
+            return HTMLResponse(page("Refused", body), status_code=403)
+        name = request.path_params["name"]
+        served = oip_name(name)
+        if served is None:
+            body = "<h1>Not found</h1><p>No Model served over OIP v2 by that name runs here.</p>"
+            return HTMLResponse(page("Not found", body, csrf=session.csrf), status_code=404)
+        text = form.get("body", "")
+        result = await send(controller.config.gateway_url, served, text)
+        section = await playground_of(name, session.csrf, text, result)
+        body = (
+            f"<h1>Playground · Model {escape(name)}</h1>{section}"
+            f'<p><a href="/resources/{escape(quote(name, safe=""))}">Back to {escape(name)}</a></p>'
+        )
+        return HTMLResponse(page("Playground", body, csrf=session.csrf))
 
     def active_verdicts(name: str) -> list[dict[str, Any]]:
         run = controller.resources.get(name)
@@ -450,6 +448,7 @@ def portal_app(
             Route("/resources/{name}/events", rollout_events, methods=["GET"]),
             Route("/resources/{name}/promote", promote, methods=["POST"]),
             Route("/resources/{name}/abort", abort, methods=["POST"]),
+            Route("/resources/{name}/playground", playground, methods=["POST"]),
             Route("/static/{name}", static, methods=["GET"]),
             Route("/login", login_form, methods=["GET"]),
             Route("/login", login, methods=["POST"]),

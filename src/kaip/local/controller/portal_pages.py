@@ -173,6 +173,7 @@ def resource_page(
     csrf: str | None,
     live: str = "",
     head: str = "",
+    playground: str = "",
 ) -> str:
     """One resource: its revisions, replicas and rollout history with every verdict; ``live``
     is the rollout section that the page's event stream keeps current."""
@@ -216,7 +217,8 @@ def resource_page(
         f"<p>Endpoint: <code>{_e(row['url'])}</code> · "
         f'<a href="/delivery?resource={_e(quote(name, safe=""))}">delivery (DORA)</a></p>'
         f"<h2>Rollout now</h2>{live}"
-        "<h2>Replicas</h2><table><thead><tr><th>Id</th><th>Revision</th><th>Phase</th>"
+        + (f"<h2>Playground</h2>{playground}" if playground else "")
+        + "<h2>Replicas</h2><table><thead><tr><th>Id</th><th>Revision</th><th>Phase</th>"
         "<th>Health</th><th>Restarts</th><th>Port</th><th>Routed</th></tr></thead>"
         f"<tbody>{replicas}</tbody></table>"
         f"<h2>Rollouts</h2>{history_html}"

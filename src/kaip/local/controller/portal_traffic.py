@@ -1,0 +1,69 @@
+"""Traffic numbers for the portal's catalog, from the gateway's cumulative counters.
+
+Per resource: requests, the share of 5xx answers and requests cut short, the upper bound of the
+latency histogram bucket the 99th percentile falls in, and req/s over the time since the
+catalog was last read. Reads :class:`~kaip.local.gateway.signals.GatewaySignals` when the
+gateway keeps them and gives nothing when it does not; never changes them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from kaip.local.gateway.signals import LATENCY_BUCKETS_S
+
+if TYPE_CHECKING:
+    from kaip.local.controller.loop import Controller
+
+
+class TrafficReader:
+    """Per-resource requests, error share, p99 bucket and req/s from the gateway's counters."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._last: dict[str, tuple[float, int]] = {}
+
+    def read(self, controller: Controller) -> dict[str, dict[str, Any]]:
+        gateway = controller.gateway
+        signals = gateway.signals if gateway is not None else None
+        if signals is None:
+            return {}
+        totals: dict[str, list[int]] = {}
+        for (_kind, resource, _revision, _owner), record in signals.records():
+            into = totals.setdefault(resource, [0, 0] + [0] * len(record.buckets))
+            into[0] += sum(record.by_class)
+            into[1] += record.by_class[4] + record.by_class[5]
+            for i, count in enumerate(record.buckets):
+                into[2 + i] += count
+        now = self._clock()
+        out: dict[str, dict[str, Any]] = {}
+        for resource, (requests, errors, *buckets) in totals.items():
+            previous = self._last.get(resource)
+            rate = None
+            if previous is not None and now - previous[0] >= 1.0:
+                rate = (requests - previous[1]) / (now - previous[0])
+            if previous is None or rate is not None:
+                self._last[resource] = (now, requests)
+            out[resource] = {
+                "requests": requests,
+                "rate": rate,
+                "error_pct": 100.0 * errors / requests if requests else None,
+                "p99_le_s": _p99_bound(buckets),
+            }
+        return out
+
+
+def _p99_bound(buckets: list[int]) -> float | None:
+    """The upper bound of the histogram bucket the 99th percentile falls in (inf: above all)."""
+    total = sum(buckets)
+    if not total:
+        return None
+    rank, seen = math.ceil(0.99 * total), 0
+    for bound, count in zip((*LATENCY_BUCKETS_S, math.inf), buckets, strict=True):
+        seen += count
+        if seen >= rank:
+            return bound
+    return math.inf
