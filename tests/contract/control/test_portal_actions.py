@@ -158,3 +158,45 @@ def test_the_playground_form_needs_the_session_and_a_model(
         headers={"Origin": control.url},
     )  # fmt: skip
     assert app.status_code == 404 and "No Model served over OIP v2" in app.text
+
+
+def test_a_deployer_rolls_back_to_the_revision_before(control: RunningControl) -> None:
+    deploy(control, 302)  # a new revision, rolled out and promoted below
+    client, csrf = session(control, token(control, "deployer", "team-a", name="rob"))
+    before = control.controller.resources["web"].stable.revision
+    promoted = client.post(
+        "/resources/web/promote", data={"csrf": csrf}, headers={"Origin": control.url}
+    )
+    assert promoted.status_code == 200, promoted.text
+    # full promotion needs the canary ready; force it through the admin API (full=true)
+    full = httpx.post(
+        control.url + "/_kaip/rollouts/web/promote", json={"full": True},
+        headers=control.headers, trust_env=False, timeout=60,
+    )  # fmt: skip
+    assert full.status_code == 200, full.text
+    newer = control.controller.resources["web"].stable.revision
+    assert newer != before
+    page = client.get("/resources/web").text
+    assert 'action="/resources/web/undo"' in page
+    viewer, viewer_csrf = session_any(control, token(control, "viewer", name="val"))
+    refused = viewer.post(
+        "/resources/web/undo", data={"csrf": viewer_csrf}, headers={"Origin": control.url}
+    )
+    assert refused.status_code == 403 and "may not roll back App web" in refused.text
+    undone = client.post(
+        "/resources/web/undo", data={"csrf": csrf, "to_revision": ""},
+        headers={"Origin": control.url},
+    )  # fmt: skip
+    assert undone.status_code == 200, undone.text
+    assert f"over {newer}" in undone.text and before in undone.text
+    assert control.controller.resources["web"].canary.revision == before  # type: ignore[union-attr]
+
+
+def session_any(control: RunningControl, secret: str) -> tuple[httpx.Client, str]:
+    """A logged-in client and its CSRF token (from the log-out form, on any page)."""
+    client = httpx.Client(base_url=control.url, trust_env=False, timeout=60)
+    login = client.post("/login", data={"token": secret}, headers={"Origin": control.url})
+    assert login.status_code == 303, login.text
+    found = re.search(r'name="csrf" value="([^"]+)"', client.get("/").text)
+    assert found
+    return client, found.group(1)

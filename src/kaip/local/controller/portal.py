@@ -316,13 +316,22 @@ def portal_app(
         return SlotStream(rollout_stream(lambda: render_live(name, csrf), every), streams)
 
     async def promote(request: Request) -> Response:
-        return await act(request, "promote", lambda name, who: controller.promote(name, who))
+        return await act(request, "promote", lambda name, who, _: controller.promote(name, who))
 
     async def abort(request: Request) -> Response:
-        return await act(request, "abort", lambda name, who: controller.abort(name, who))
+        return await act(request, "abort", lambda name, who, _: controller.abort(name, who))
+
+    async def undo(request: Request) -> Response:
+        return await act(
+            request,
+            "roll back",
+            lambda name, who, form: controller.undo(name, who, form.get("to_revision") or None),
+        )
 
     async def act(
-        request: Request, verb: str, action: Callable[[str, str], Awaitable[str]]
+        request: Request,
+        verb: str,
+        action: Callable[[str, str, Mapping[str, str]], Awaitable[str]],
     ) -> Response:
         """A rollout action from the portal's own form: session, CSRF token, role, owner."""
         form = await _form(request)
@@ -340,7 +349,11 @@ def portal_app(
             body = "<h1>Not found</h1><p>No Model or App by that name runs here.</p>"
             return HTMLResponse(page("Not found", body, csrf=session.csrf), status_code=404)
         principal = session.principal
-        what = f"{verb} the rollout of {run.kind} {name}"
+        what = (
+            f"{verb} {run.kind} {name}"
+            if verb == "roll back"
+            else f"{verb} the rollout of {run.kind} {name}"
+        )
         try:
             require(principal, "deployer", what)
             require_owner(principal, run.current.resource.spec.owner, what)
@@ -348,7 +361,7 @@ def portal_app(
             body = f'<h1>Not allowed</h1><p role="alert">{escape(exc.message)}.</p>'
             return HTMLResponse(page("Not allowed", body, csrf=session.csrf), status_code=403)
         try:
-            message = await controller.submit(lambda: action(name, principal.name))
+            message = await controller.submit(lambda: action(name, principal.name, form))
         except PlatformError as exc:
             body = f'<h1>Not done</h1><p role="alert">{escape(exc.message)}</p>'
             return HTMLResponse(page("Not done", body, csrf=session.csrf), status_code=409)
@@ -448,6 +461,7 @@ def portal_app(
             Route("/resources/{name}/events", rollout_events, methods=["GET"]),
             Route("/resources/{name}/promote", promote, methods=["POST"]),
             Route("/resources/{name}/abort", abort, methods=["POST"]),
+            Route("/resources/{name}/undo", undo, methods=["POST"]),
             Route("/resources/{name}/playground", playground, methods=["POST"]),
             Route("/static/{name}", static, methods=["GET"]),
             Route("/login", login_form, methods=["GET"]),

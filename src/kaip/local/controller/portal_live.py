@@ -65,8 +65,22 @@ def live_fragments(
     running = row.get("rollout") is not None
     return {
         "rollout": rollout_fragment(row, verdicts),
-        "actions": _actions(row["name"], csrf) if running else "",
+        "actions": _actions(row["name"], csrf) if running else _undo(row["name"], csrf),
     }
+
+
+def _undo(name: str, csrf: str | None) -> str:
+    """Roll back to an earlier revision (blank: the one promoted before the stable one)."""
+    if csrf is None:
+        return ""
+    action = f"/resources/{quote(name, safe='')}/undo"
+    return (
+        f'<form method="post" action="{_e(action)}" class="action">'
+        f'<input type="hidden" name="csrf" value="{_e(csrf)}">'
+        '<label>Roll back to revision <input name="to_revision" maxlength="64" '
+        'placeholder="the one before stable"></label> '
+        '<button type="submit" name="do" value="undo">Roll back</button></form>'
+    )
 
 
 def _actions(name: str, csrf: str | None) -> str:
