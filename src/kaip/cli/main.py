@@ -9,6 +9,7 @@ from rich.console import Console
 
 from kaip import __version__
 from kaip.cli import (
+    catalog,
     cost,
     gitops,
     kube_commands,
@@ -53,6 +54,7 @@ app.command()(spec_commands.crd)
 app.command()(render.render)
 app.add_typer(gitops.app)
 app.add_typer(token_commands.app)
+app.add_typer(catalog.app)
 app.command()(serve.serve)
 app.command()(kube_commands.apply)
 app.command()(kube_commands.delete)
