@@ -1,7 +1,7 @@
 """DORA delivery metrics of model deployments, computed from the deployment event log (pure).
 
-Owns the kaip definitions of the five DORA numbers (``/work/shared/PORTAL.md`` §C4) and the
-2024 cluster values shown beside them as context (§C2). Never reads a clock, a file or a
+Owns the kaip definitions of the five DORA numbers (the project's portal notes, PORTAL.md §C4)
+and the 2024 cluster values shown beside them as context (§C2). Never reads a clock, a file or a
 database: :func:`delivery_metrics` takes the events and the window as arguments, so both
 targets and the tests feed it alike. Never ranks teams: a number comes with the 2024 values of
 every cluster, and the cluster whose range holds it where the report gives ranges.

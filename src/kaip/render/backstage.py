@@ -1,6 +1,6 @@
 """Backstage catalog entities generated from kaip specs (and, when known, what is running).
 
-The mapping (``/work/shared/PORTAL.md`` §D2, after Red Hat's model-catalog-bridge):
+The mapping (the project's portal notes, PORTAL.md §D2, after Red Hat's model-catalog-bridge):
 
 * each Model -> a ``Resource`` of type ``ai-model`` (the model itself: artifact URI and format,
   the revision serving it) and a ``Component`` of type ``model-server`` that ``dependsOn`` it
