@@ -163,7 +163,9 @@ def rollout(draw: st.DrawFn) -> Doc:
 @st.composite
 def artifact(draw: st.DrawFn) -> Doc:
     fmt = draw(
-        st.sampled_from(["sklearn", "onnx", "python", "sentence-transformers", "transformers"])
+        st.sampled_from(
+            ["sklearn", "onnx", "python", "sentence-transformers", "transformers", "gguf"]
+        )
     )
     scheme = draw(st.sampled_from(["", "file://", "http://", "https://", "s3://"]))
     path = draw(st.text(TEXT, min_size=1, max_size=30).filter(lambda s: "://" not in s))
@@ -487,7 +489,9 @@ def training_spec() -> st.SearchStrategy[Doc]:
     output = st.builds(
         lambda uri, fmt, extra: {"uri": uri, "format": fmt, **extra},
         st.text(TEXT, min_size=1, max_size=30),
-        st.sampled_from(["sklearn", "onnx", "python", "sentence-transformers", "transformers"]),
+        st.sampled_from(
+            ["sklearn", "onnx", "python", "sentence-transformers", "transformers", "gguf"]
+        ),
         _optional({"model": names}),
     )
     return st.builds(

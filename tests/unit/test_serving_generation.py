@@ -10,43 +10,48 @@ from kaip.serving.generation import GenerationPool, StopMatcher, _Job
 TEXT = st.text(alphabet="abc", max_size=12)
 
 
-def _whole_text_cut(pieces: list[str], stops: list[str]) -> tuple[int, int] | None:
-    """What searching everything generated so far after each piece gives: (piece, cut)."""
-    text = ""
-    for index, piece in enumerate(pieces):
-        text += piece
-        found = [i for s in stops if (i := text.find(s)) >= 0]
-        if found:
-            return index, max(0, len(piece) - (len(text) - min(found)))
-    return None
+def _whole_text_cut(pieces: list[str], stops: list[str]) -> str:
+    """The text up to the first stop string, searching all of it at once."""
+    text = "".join(pieces)
+    found = [i for s in stops if (i := text.find(s)) >= 0]
+    return text[: min(found)] if found else text
+
+
+def _fed(matcher: StopMatcher, pieces: list[str], longest: int) -> tuple[list[str], bool]:
+    out = []
+    for piece in pieces:
+        text, stopped = matcher.feed(piece)
+        out.append(text)
+        assert len(matcher._held) < longest  # never more than a stop's worth held back
+        if stopped:
+            return out, True
+    return [*out, matcher.flush()], False
 
 
 @given(st.lists(TEXT, max_size=12), st.lists(TEXT.filter(bool), min_size=1, max_size=4))
 @example(pieces=["aa", "bc", "c"], stops=["bcc", "aaaaaa"])  # a window shorter than the keep
+@example(pieces=["ab", "a", "bc"], stops=["abc"])  # a false start, then the stop
 def test_matching_new_text_only_cuts_where_searching_all_of_it_would(
     pieces: list[str], stops: list[str]
 ) -> None:
-    matcher = StopMatcher(stops)
-    cut = None
-    for index, piece in enumerate(pieces):
-        at = matcher.feed(piece)
-        assert len(matcher._tail) < max(map(len, stops))  # never more than a stop's worth
-        if at is not None:
-            cut = index, at
-            break
-    assert cut == _whole_text_cut(pieces, stops)
+    out, _ = _fed(StopMatcher(stops), pieces, max(map(len, stops)))
+    assert "".join(out) == _whole_text_cut(pieces, stops)
 
 
-def test_a_stop_string_across_pieces_ends_the_text_before_it() -> None:
+def test_a_stop_string_across_pieces_is_never_let_out() -> None:
     matcher = StopMatcher(["\n\nHuman:", "END"])
-    assert matcher.feed("hello") is None
-    assert matcher.feed(" world\n") is None
-    assert matcher.feed("\nHum") is None
-    assert matcher.feed("an: hi") == 0  # began two pieces back, which were already sent
+    assert matcher.feed("hello") == ("hello", False)
+    assert matcher.feed(" world\n") == (" world", False)  # "\n" may begin a stop: held
+    assert matcher.feed("\nHum") == ("", False)
+    assert matcher.feed("an: hi") == ("", True)  # the stop began two pieces back: cut there
     matcher = StopMatcher(["END"])
-    assert matcher.feed("one two EN") is None
-    assert matcher.feed("D three") == 0
-    assert StopMatcher(["x"]).feed("abcxd") == 3
+    assert matcher.feed("one two EN") == ("one two ", False)
+    assert matcher.feed("D three") == ("", True)
+    matcher = StopMatcher(["END"])
+    assert matcher.feed("one E") == ("one ", False)
+    assert matcher.feed("xit") == ("Exit", False)  # it was not the stop after all
+    assert matcher.flush() == ""
+    assert StopMatcher(["x"]).feed("abcxd") == ("abc", True)
 
 
 class Clock:

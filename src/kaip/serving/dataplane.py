@@ -100,6 +100,9 @@ class ServedModel:
         )
         batcher = self.batcher
         self.metrics.queue_depth = lambda: batcher.depth
+        engine_stats = getattr(runtime, "engine_stats", None)
+        if callable(engine_stats):
+            self.metrics.engine = engine_stats
         log.info(
             "model %s loaded (%s, predict %s, batching up to %d rows)",
             self.name,

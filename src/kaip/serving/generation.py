@@ -14,7 +14,9 @@ The rules, in the order a generation meets them:
   iterator. A thread runs at most :data:`WINDOW` pieces ahead of its reader.
 - Stop strings are matched incrementally (:class:`StopMatcher`): a piece is searched together
   with only the last ``len(longest stop) - 1`` characters before it, so each piece costs its own
-  length, never the length of everything generated so far.
+  length, never the length of everything generated so far. Text that may be the beginning of a
+  stop string is held back until the next piece tells, so the answer ends exactly where the
+  stop string begins, even when it spans pieces.
 - A thread whose generation produced nothing for ``stall_seconds`` is stalled; when every thread
   is stalled the pool is wedged (:meth:`GenerationPool.wedged`), and ``/v2/health/live`` says so
   with a 503 so that a liveness probe restarts the replica.
@@ -215,27 +217,44 @@ class GenerationPool:
 
 
 class StopMatcher:
-    """Where the first stop string begins in text that arrives piece by piece.
+    """Text that arrives piece by piece, let out up to where the first stop string begins.
 
-    Keeps the last ``len(longest stop) - 1`` characters seen: any stop that ends in a new piece
-    starts no earlier than that, so the search never looks further back.
+    Holds back the end of the text that could still become a stop string (at most
+    ``len(longest stop) - 1`` characters), so a stop string that spans pieces is cut exactly:
+    nothing of it was let out before it was complete.
     """
 
     def __init__(self, stops: Sequence[str]) -> None:
         self._stops = tuple(stops)
-        self._keep = max(len(s) for s in stops) - 1
-        self._tail = ""
+        self._held = ""
 
-    def feed(self, piece: str) -> int | None:
-        """The index in ``piece`` where the text must end (0 when the stop began before it), or
-        None when no stop string has appeared yet."""
-        window = self._tail + piece
+    def feed(self, piece: str) -> tuple[str, bool]:
+        """The text that may go out now, and whether a stop string appeared (the text then ends
+        where it begins, and nothing more may go out)."""
+        window = self._held + piece
         found = [i for s in self._stops if (i := window.find(s)) >= 0]
         if found:
-            return max(0, min(found) - len(self._tail))
-        # window[-keep:], not window[len - keep:]: a window shorter than keep stays whole
-        self._tail = window[-self._keep :] if self._keep else ""
-        return None
+            self._held = ""
+            return window[: min(found)], True
+        hold = max(_stop_prefix_at_end(window, s) for s in self._stops)
+        self._held = window[len(window) - hold :]
+        return window[: len(window) - hold], False
+
+    def flush(self) -> str:
+        """What was held back, once no more text comes (it never became a stop string)."""
+        held, self._held = self._held, ""
+        return held
+
+
+def _stop_prefix_at_end(text: str, stop: str) -> int:
+    """The length of the longest proper beginning of ``stop`` that ``text`` ends with."""
+    first = stop[0]
+    start = max(0, len(text) - len(stop) + 1)
+    while (at := text.find(first, start)) >= 0:
+        if stop.startswith(text[at:]):
+            return len(text) - at
+        start = at + 1
+    return 0
 
 
 # -- one completion -----------------------------------------------------------------------------
@@ -292,13 +311,17 @@ class Generation:
             if self.first_token is None:
                 self.first_token = time.perf_counter()
             self.tokens += 1
-            if matcher is not None and (cut := matcher.feed(piece)) is not None:
-                yield piece[:cut]
-                return
+            if matcher is not None:
+                piece, stopped = matcher.feed(piece)
+                if stopped:
+                    yield piece
+                    return
             yield piece
             if self.tokens >= params.max_tokens:
                 self.finish_reason = "length"
-                return
+                break
+        if matcher is not None:
+            yield matcher.flush()
 
     def _timed_out(self) -> str:
         return (

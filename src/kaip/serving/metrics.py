@@ -11,7 +11,7 @@ request.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Histogram, ProcessCollector, generate_latest
 from prometheus_client.core import (
@@ -83,6 +83,8 @@ class ServerMetrics(Collector):
         self.inflight = LoopGauge()
         self.ready = LoopGauge()
         self.queue_depth: Callable[[], float] = lambda: 0
+        self.engine: Callable[[], Mapping[str, float]] | None = None
+        """The engine's own counts (see :meth:`collect`), when the runtime has an engine."""
         self._requests: dict[tuple[str, int], int] = {}
         self._durations: dict[str, LoopHistogram] = {}
         self.registry = CollectorRegistry(auto_describe=False)
@@ -164,6 +166,25 @@ class ServerMetrics(Collector):
             gauge = GaugeMetricFamily(name, doc, labels=base)
             gauge.add_metric(ids, value)
             yield gauge
+        if self.engine is not None:
+            yield from self._engine_families(base, ids, self.engine())
+
+    @staticmethod
+    def _engine_families(
+        base: list[str], ids: list[str], stats: Mapping[str, float]
+    ) -> Iterator[Metric]:
+        tokens = CounterMetricFamily(
+            names.ENGINE_TOKENS.removesuffix("_total"),
+            "Tokens the engine handled: prompt, prompt_cached (reused from its KV cache, not "
+            "evaluated again) and generated.",
+            labels=[*base, "kind"],
+        )
+        for kind in ("prompt", "prompt_cached", "generated"):
+            tokens.add_metric([*ids, kind], stats.get(f"{kind}_tokens", 0.0))
+        yield tokens
+        busy = GaugeMetricFamily(names.ENGINE_BUSY, "Generations holding the engine.", labels=base)
+        busy.add_metric(ids, stats.get("busy", 0.0))
+        yield busy
 
 
 class GenAIMetrics:

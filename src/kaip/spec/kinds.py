@@ -29,7 +29,9 @@ from kaip.spec.network import Network
 from kaip.spec.pod import PodOptions
 from kaip.spec.rollout import Rollout
 
-ArtifactFormat = Literal["sklearn", "onnx", "python", "sentence-transformers", "transformers"]
+ArtifactFormat = Literal[
+    "sklearn", "onnx", "python", "sentence-transformers", "transformers", "gguf"
+]
 PICKLE_FORMATS: frozenset[str] = frozenset({"sklearn"})
 CODE_FORMATS: frozenset[str] = PICKLE_FORMATS | {"python"}
 """Formats whose loading runs code from the artifact: unpickling, or importing the user's class.

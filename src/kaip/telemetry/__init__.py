@@ -16,6 +16,10 @@ PREDICT_DURATION: Final = "kaip_predict_duration_seconds"  # model, revision
 INFLIGHT: Final = "kaip_inflight_requests"  # model, revision
 QUEUE_DEPTH: Final = "kaip_queue_depth_requests"  # model, revision
 MODEL_READY: Final = "kaip_model_ready"  # model, revision
+# An inference engine's own counts (llama.cpp): tokens by kind (prompt, prompt_cached: found in
+# the KV cache and not evaluated again, generated) and generations holding the engine.
+ENGINE_TOKENS: Final = "kaip_engine_tokens_total"  # model, revision, kind
+ENGINE_BUSY: Final = "kaip_engine_busy"  # model, revision
 
 # Prometheus metrics of the local gateway (kaip.local.gateway.signals).
 GATEWAY_REQUESTS: Final = (
@@ -85,6 +89,8 @@ __all__ = [
     "CO2E_GRAMS",
     "COST_USD",
     "ENERGY_JOULES",
+    "ENGINE_BUSY",
+    "ENGINE_TOKENS",
     "GATEWAY_DURATION",
     "GATEWAY_HELD",
     "GATEWAY_INFLIGHT",

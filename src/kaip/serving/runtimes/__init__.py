@@ -1,7 +1,7 @@
 """Model runtimes behind one :class:`~kaip.serving.runtimes.base.Runtime` protocol.
 
 :func:`create` picks the runtime for an artifact's ``format``; heavy libraries (scikit-learn,
-ONNX Runtime, transformers) are imported only by the runtime that needs them, at load.
+ONNX Runtime, transformers, llama.cpp) are imported only by the runtime that needs them, at load.
 """
 
 from __future__ import annotations
@@ -35,6 +35,10 @@ def create(artifact: Artifact, path: Path, *, compile_linear: bool = True) -> Ru
         from kaip.serving.runtimes.python import PythonRuntime
 
         return PythonRuntime(path, artifact)
+    if artifact.format == "gguf":
+        from kaip.serving.runtimes.llamacpp import LlamaCppRuntime
+
+        return LlamaCppRuntime(path, artifact)
     from kaip.serving.runtimes.huggingface import (
         SentenceTransformersRuntime,
         TransformersRuntime,
