@@ -11,10 +11,16 @@ TEXT = st.text(alphabet="abc", max_size=12)
 
 
 def _whole_text_cut(pieces: list[str], stops: list[str]) -> str:
-    """The text up to the first stop string, searching all of it at once."""
-    text = "".join(pieces)
-    found = [i for s in stops if (i := text.find(s)) >= 0]
-    return text[: min(found)] if found else text
+    """What searching everything generated so far after each piece gives: the text up to where
+    the first stop string to appear begins (generation ends there: a stop that would complete
+    later never does)."""
+    text = ""
+    for piece in pieces:
+        text += piece
+        found = [i for s in stops if (i := text.find(s)) >= 0]
+        if found:
+            return text[: min(found)]
+    return text
 
 
 def _fed(matcher: StopMatcher, pieces: list[str], longest: int) -> tuple[list[str], bool]:
@@ -31,6 +37,7 @@ def _fed(matcher: StopMatcher, pieces: list[str], longest: int) -> tuple[list[st
 @given(st.lists(TEXT, max_size=12), st.lists(TEXT.filter(bool), min_size=1, max_size=4))
 @example(pieces=["aa", "bc", "c"], stops=["bcc", "aaaaaa"])  # a window shorter than the keep
 @example(pieces=["ab", "a", "bc"], stops=["abc"])  # a false start, then the stop
+@example(pieces=["ab", "a"], stops=["b", "aba"])  # the first stop to complete ends it
 def test_matching_new_text_only_cuts_where_searching_all_of_it_would(
     pieces: list[str], stops: list[str]
 ) -> None:
