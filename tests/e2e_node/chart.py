@@ -2,17 +2,23 @@
 
 :func:`install_chart` runs a real ``helm install`` of ``charts/kaip`` with the images from the
 node's registry, watching the namespaces the tier's test modules use, its canary gates reading
-the tier's Prometheus (monitoring.py). :class:`Env` is one test module's namespace of it.
+the tier's Prometheus (monitoring.py). :class:`Env` is one test module's namespace of it;
+:func:`serve_artifacts` serves the models its pods fetch.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import subprocess
+import threading
 import time
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -65,6 +71,39 @@ class Env:
         until the session ends: a Role deleted under a running watch would be a 403)."""
         for kind in ("models", "apps", "trainingjobs"):
             self.kubectl("delete", kind, "--all", "--wait=false", check=False)
+
+
+@dataclass
+class ArtifactServer:
+    """A directory served over http on the host's end of the node's link (pods reach it)."""
+
+    url: str
+    root: Path
+    requests: list[str] = field(default_factory=list)
+    """The paths asked for, in order."""
+
+    def sha256(self, name: str) -> str:
+        return hashlib.sha256((self.root / name).read_bytes()).hexdigest()
+
+
+@contextlib.contextmanager
+def serve_artifacts(cluster: RealCluster, root: Path) -> Iterator[ArtifactServer]:
+    seen: list[str] = []
+
+    class Handler(SimpleHTTPRequestHandler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, directory=str(root), **kwargs)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            seen.append(self.path)
+
+    server = ThreadingHTTPServer((cluster.node.host_ip, 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield ArtifactServer(f"http://{cluster.node.host_ip}:{server.server_port}", root, seen)
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def operator_log(cluster: RealCluster) -> str:

@@ -4,9 +4,10 @@
 containerd, CNI, kube-proxy, the registry holding kaip's images) and stops all of it, checking
 that the host was left as it was. The apiserver audits every request of the operator's
 ServiceAccount (``node_harness.OPERATOR_USER``), so tests can count what it was refused.
-``prometheus`` scrapes the node's pods (monitoring.py) and ``chart`` installs kaip's chart once
+``prometheus`` scrapes the node's pods (monitoring.py), ``metrics_adapter`` serves the HPAs'
+metrics from it (prometheus-adapter, monitoring.py) and ``chart`` installs kaip's chart once
 (chart.py), its operator watching one namespace per test module that needs it and reading that
-Prometheus: the tier starts one cluster, one Prometheus and one operator.
+Prometheus: the tier starts one cluster, one Prometheus, one adapter and one operator.
 
 What the tier needs is installed and built by tools/setup.sh (``make test`` runs it first); a
 missing part fails the test with the command that provides it.
@@ -22,7 +23,7 @@ import pytest
 from chart import install_chart
 from node_harness import OPERATOR_USER, RealCluster, missing_parts, start_real_cluster
 
-CHART_NAMESPACES = ("quickstart", "canary")
+CHART_NAMESPACES = ("quickstart", "canary", "autoscaling")
 """The test modules whose namespaces the chart's operator watches (chart.install_chart)."""
 
 
@@ -35,7 +36,13 @@ def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealClust
             "KAIP_SKIP_KUBE=1 to skip the Kubernetes tiers",
             pytrace=False,
         )
-    cluster = start_real_cluster(tmp_path_factory.mktemp("real-node"), audit_users=[OPERATOR_USER])
+    workdir = tmp_path_factory.mktemp("real-node")
+    cluster = start_real_cluster(
+        workdir,
+        audit_users=[OPERATOR_USER],
+        apiserver_args=monitoring.aggregation_flags(workdir / "front-proxy"),
+        controller_manager_args=monitoring.CONTROLLER_MANAGER_ARGS,
+    )
     timings = ", ".join(f"{k} {v:.0f}s" for k, v in cluster.timings.items())
     print(f"\nreal node up: {timings}")
     yield cluster
@@ -63,6 +70,13 @@ def prometheus(real_cluster: RealCluster) -> Iterator[str]:
     discovery = monitoring.PodDiscovery(real_cluster)
     yield monitoring.start_prometheus(real_cluster, discovery)
     discovery.close()
+
+
+@pytest.fixture(scope="session")
+def metrics_adapter(real_cluster: RealCluster, prometheus: str) -> None:
+    """prometheus-adapter serving ``custom.metrics.k8s.io`` and ``metrics.k8s.io`` from that
+    Prometheus through the apiserver's aggregation layer (it stops with the node)."""
+    monitoring.start_adapter(real_cluster, prometheus)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,15 @@ on the host's end of the node's link (:class:`PodDiscovery`). It lists pods from
 and gives each container port the ``__address__`` and ``__meta_kubernetes_*`` labels
 kubernetes_sd's ``pod`` role gives, so the job's relabel rules see what they see on a cluster.
 
-Nothing listens anywhere but the node's link; Prometheus dies with the node.
+prometheus-adapter (tools/prometheus-adapter/build.sh, from the Go module proxy) serves
+``custom.metrics.k8s.io`` (``kaip_inflight_requests``, the metric kaip's HPAs ask for) and
+``metrics.k8s.io`` (CPU, memory: the HPA's other target) from that Prometheus, with the rules in
+``charts/kaip/extras/prometheus-adapter-rules.yaml``. The apiserver reaches it through the
+aggregation layer: an APIService per group, a Service without selector whose Endpoints name the
+adapter on the node's IP, and the apiserver's front-proxy flags (:func:`aggregation_flags`,
+given at start, with :data:`CONTROLLER_MANAGER_ARGS`).
+
+Nothing listens anywhere but the node's link; Prometheus and the adapter die with the node.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from __future__ import annotations
 import json
 import re
 import ssl
+import subprocess
 import sys
 import threading
 import time
@@ -35,10 +44,64 @@ from node_harness import REPO_ROOT, NodeError, RealCluster
 EXTRAS = REPO_ROOT / "charts" / "kaip" / "extras"
 PROMETHEUS = Path("/usr/bin/prometheus")
 PROMETHEUS_PORT = 9090
+ADAPTER_SCRIPT = REPO_ROOT / "tools" / "prometheus-adapter" / "build.sh"
+ADAPTER_PORT = 6443
+MONITORING = "monitoring"
+ADAPTER_APIS = (
+    ("custom.metrics.k8s.io", "v1beta1"),
+    ("custom.metrics.k8s.io", "v1beta2"),
+    ("metrics.k8s.io", "v1beta1"),
+)
+CONTROLLER_MANAGER_ARGS = (
+    # The HPA acts every 5 s and scales in 20 s after the load is gone (defaults: 15 s, 5 min).
+    "--horizontal-pod-autoscaler-sync-period=5s",
+    "--horizontal-pod-autoscaler-downscale-stabilization=20s",
+)
 
 
 def missing_parts() -> list[str]:
-    return [] if PROMETHEUS.exists() else ["prometheus (Debian package prometheus)"]
+    missing = []
+    if not PROMETHEUS.exists():
+        missing.append("prometheus (Debian package prometheus)")
+    if subprocess.run([str(ADAPTER_SCRIPT), "--check"], capture_output=True).returncode != 0:
+        missing.append("prometheus-adapter (tools/prometheus-adapter/build.sh)")
+    return missing
+
+
+# -- the aggregation layer's certificates --------------------------------------------------------
+
+
+def aggregation_flags(pki: Path) -> list[str]:
+    """kube-apiserver flags of the aggregation layer, with a front-proxy CA and client made here.
+
+    The apiserver proves to an extension apiserver (the adapter) who is asking with a client
+    certificate from the front-proxy CA; ``--enable-aggregator-routing`` makes it dial the
+    Service's endpoint (the node's IP) instead of its ClusterIP, which only the node routes.
+    """
+    pki.mkdir(parents=True, exist_ok=True)
+    ca_key, ca_crt = pki / "front-proxy-ca.key", pki / "front-proxy-ca.crt"
+    key, csr = pki / "front-proxy-client.key", pki / "front-proxy-client.csr"
+    crt = pki / "front-proxy-client.crt"
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-subj", "/CN=front-proxy-ca", "-keyout", str(ca_key), "-out", str(ca_crt))  # fmt: skip
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=front-proxy-client",
+            "-keyout", str(key), "-out", str(csr))  # fmt: skip
+    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key),
+            "-CAcreateserial", "-days", "2", "-out", str(crt))  # fmt: skip
+    return [
+        f"--requestheader-client-ca-file={ca_crt}",
+        "--requestheader-allowed-names=front-proxy-client",
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+        "--requestheader-group-headers=X-Remote-Group",
+        "--requestheader-username-headers=X-Remote-User",
+        f"--proxy-client-cert-file={crt}",
+        f"--proxy-client-key-file={key}",
+        "--enable-aggregator-routing=true",
+    ]
 
 
 # -- discovery -----------------------------------------------------------------------------------
@@ -162,6 +225,89 @@ def start_prometheus(cluster: RealCluster, discovery: PodDiscovery) -> str:
             raise NodeError(f"Prometheus not ready at {url} in 60s: see {log}")
         time.sleep(1)
     return url
+
+
+def start_adapter(cluster: RealCluster, prometheus: str) -> None:
+    """prometheus-adapter on the node's IP, registered with the aggregation layer."""
+    # Built by tools/setup.sh; missing_parts() has checked it is there.
+    binary = subprocess.run(
+        [str(ADAPTER_SCRIPT), "--check"], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.strip()
+    work = cluster.workdir / "prometheus-adapter"
+    work.mkdir(parents=True, exist_ok=True)
+    kubeconfig = cluster.plane.kubeconfig
+    cluster.daemons["prometheus-adapter"] = cluster.node.spawn(
+        [
+            binary,
+            f"--prometheus-url={prometheus}",
+            f"--config={EXTRAS / 'prometheus-adapter-rules.yaml'}",
+            f"--lister-kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            f"--bind-address={cluster.layout.node_ip}",
+            f"--secure-port={ADAPTER_PORT}",
+            f"--cert-dir={work}",
+            # Series appear to the HPA within seconds, not the default ten minutes.
+            "--metrics-relist-interval=5s",
+            "--v=1",
+        ],
+        cluster.log("prometheus-adapter"),
+    )
+    ports = [{"name": "https", "port": ADAPTER_PORT}]
+    objects: list[dict[str, Any]] = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": MONITORING}},
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "prometheus-adapter", "namespace": MONITORING},
+            "spec": {"ports": [{"name": "https", "port": 443, "targetPort": ADAPTER_PORT}]},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Endpoints",
+            "metadata": {"name": "prometheus-adapter", "namespace": MONITORING},
+            "subsets": [{"addresses": [{"ip": cluster.layout.node_ip}], "ports": ports}],
+        },
+    ]
+    for group, version in ADAPTER_APIS:
+        objects.append({
+            "apiVersion": "apiregistration.k8s.io/v1",
+            "kind": "APIService",
+            "metadata": {"name": f"{version}.{group}"},
+            "spec": {
+                "group": group,
+                "version": version,
+                "service": {"name": "prometheus-adapter", "namespace": MONITORING, "port": 443},
+                # The adapter's serving certificate is self-signed (--cert-dir).
+                "insecureSkipTLSVerify": True,
+                "groupPriorityMinimum": 100,
+                "versionPriority": 100,
+            },
+        })  # fmt: skip
+    path = work / "apis.yaml"
+    path.write_text(yaml.safe_dump_all(objects, sort_keys=False))
+    cluster.kubectl("apply", "-f", str(path))
+    wanted = {f"{version}.{group}" for group, version in ADAPTER_APIS}
+
+    def available() -> bool:
+        out = cluster.kubectl("get", "apiservices", "-o", "json", check=False)
+        ok = {
+            item["metadata"]["name"]
+            for item in (json.loads(out)["items"] if out.strip() else [])
+            if any(
+                c["type"] == "Available" and c["status"] == "True"
+                for c in (item.get("status") or {}).get("conditions") or []
+            )
+        }
+        return wanted <= ok
+
+    deadline = time.monotonic() + 180
+    while not available():
+        cluster.check_alive()
+        if time.monotonic() > deadline:
+            log = cluster.log("prometheus-adapter")
+            raise NodeError(f"prometheus-adapter's APIServices not Available in 180s: see {log}")
+        time.sleep(1)
 
 
 def query(cluster: RealCluster, prometheus: str, promql: str) -> list[dict[str, Any]]:

@@ -245,9 +245,12 @@ def start_real_cluster(
     users: Mapping[str, Sequence[str]] | None = None,
     audit_users: Sequence[str] = (),
     die_with_parent: bool = True,
+    apiserver_args: Sequence[str] = (),
+    controller_manager_args: Sequence[str] = (),
 ) -> RealCluster:
     """Control plane + kwok nodes + the real node, images pushed; returns once the node is
-    Ready and kube-proxy has programmed the ``kubernetes`` Service."""
+    Ready and kube-proxy has programmed the ``kubernetes`` Service. ``apiserver_args`` and
+    ``controller_manager_args`` are added to those components' flags (monitoring.py's)."""
     missing = missing_parts()
     if missing:
         raise NodeError(f"the real-node tier needs: {'; '.join(missing)}. {SETUP_HINT}")
@@ -266,7 +269,8 @@ def start_real_cluster(
             die_with_parent=die_with_parent,
             address=node.host_ip,
             # Reach the kubelet (logs, exec) by the node's IP: no DNS knows "real-0".
-            apiserver_args=["--kubelet-preferred-address-types=InternalIP"],
+            apiserver_args=["--kubelet-preferred-address-types=InternalIP", *apiserver_args],
+            controller_manager_args=controller_manager_args,
         )
     except BaseException:
         node.destroy()

@@ -17,22 +17,19 @@ each here), per connection; the load opens one connection a request so that it d
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import pytest
-from chart import Env, wait_for
+from chart import ArtifactServer, Env, serve_artifacts, wait_for
 from monitoring import query
 from node_harness import REPO_ROOT, RealCluster
 
@@ -58,38 +55,19 @@ ROLLOUT = {
 PINNED = {"minReplicas": 1, "maxReplicas": 1}
 
 
-@dataclass
-class Served:
-    url: str
-    digests: Mapping[str, str]
-
-
 @pytest.fixture(scope="module")
-def served(real_cluster: RealCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """The quickstart's trained model and a broken model's code, over http on the host's end of
-    the node's link (pods reach it), each pinned by its sha256."""
+def served(
+    real_cluster: RealCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ArtifactServer]:
+    """The quickstart's trained model and a broken model's code, served to the pods."""
     root = tmp_path_factory.mktemp("canary-artifacts")
     subprocess.run(
         [sys.executable, str(QUICKSTART / "train.py"), str(root / "model.joblib")],
         check=True, timeout=300, capture_output=True,
     )  # fmt: skip
     (root / "broken.py").write_text(BROKEN)
-
-    class Handler(SimpleHTTPRequestHandler):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, directory=str(root), **kwargs)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer((real_cluster.node.host_ip, 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    digests = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in root.iterdir()}
-    try:
-        yield Served(f"http://{real_cluster.node.host_ip}:{server.server_port}", digests)
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_artifacts(real_cluster, root) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -100,12 +78,12 @@ def env(real_cluster: RealCluster, chart: Mapping[str, str], prometheus: str) ->
     env.clear()
 
 
-def model(served: Served, artifact: str, **serve: Any) -> dict[str, Any]:
+def model(served: ArtifactServer, artifact: str, **serve: Any) -> dict[str, Any]:
     if artifact == "broken.py":
         art = {"uri": f"{served.url}/broken.py", "format": "python", "entrypoint": "broken:Broken"}
     else:
         art = {"uri": f"{served.url}/{artifact}", "format": "sklearn"}
-    art["sha256"] = served.digests[artifact]
+    art["sha256"] = served.sha256(artifact)
     spec: dict[str, Any] = {
         "owner": "e2e",
         "artifact": art,
@@ -181,7 +159,7 @@ class Load:
 
 @pytest.mark.timeout(1200)  # two rollouts on real pods, each up to 400 s on a loaded machine
 def test_a_healthy_canary_is_promoted_and_a_broken_one_rolls_back_by_itself(
-    env: Env, served: Served, tmp_path: Path
+    env: Env, served: ArtifactServer, tmp_path: Path
 ) -> None:
     env.apply([model(served, "model.joblib")])
     env.wait_ready("model", "ranker")

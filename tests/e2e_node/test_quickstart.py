@@ -20,18 +20,15 @@ import hashlib
 import json
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import joblib
 import pytest
 import yaml
-from chart import Env, operator_log, wait_for
+from chart import ArtifactServer, Env, operator_log, serve_artifacts, wait_for
 from node_harness import (
     NODE_NAME,
     OPERATOR_ACCOUNT,
@@ -46,17 +43,6 @@ QUICKSTART = REPO_ROOT / "examples" / "quickstart"
 CLIENTS = Path(__file__).with_name("clients")
 
 
-# -- the artifact server -------------------------------------------------------------------------
-
-
-@dataclass
-class ArtifactServer:
-    """Serves a directory over http on the host's end of the node's link (pods reach it)."""
-
-    url: str
-    requests: list[str] = field(default_factory=list)
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The quickstart's model, trained by its own train.py."""
@@ -69,23 +55,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def artifacts(real_cluster: RealCluster, trained: Path) -> Iterator[ArtifactServer]:
-    seen: list[str] = []
-
-    class Handler(SimpleHTTPRequestHandler):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, directory=str(trained.parent), **kwargs)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            seen.append(self.path)
-
-    server = ThreadingHTTPServer((real_cluster.node.host_ip, 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield ArtifactServer(f"http://{real_cluster.node.host_ip}:{server.server_port}", seen)
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_artifacts(real_cluster, trained.parent) as server:
+        yield server
 
 
 # -- the operator, installed by helm once a session (conftest.py) -------------------------------

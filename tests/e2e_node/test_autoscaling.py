@@ -1,0 +1,139 @@
+"""Autoscaling for real: the rendered HPA scales a Model's real pods from its own metric.
+
+kaip renders each Model revision an ``autoscaling/v2`` HorizontalPodAutoscaler asking for the
+custom metric ``kaip_inflight_requests`` (type Pods, target ``scaling.targetConcurrency``) and
+CPU. Neither is there on a bare cluster: prometheus-adapter (monitoring.py, built from the Go
+module proxy by tools/prometheus-adapter/build.sh) serves both from the tier's Prometheus with
+the rules in ``charts/kaip/extras/prometheus-adapter-rules.yaml``, what the chart's README asks
+a cluster to run. Under load the HPA scales the Model from 1 pod to more; once the load stops it
+scales back to 1 (the test cluster's controller-manager waits 20 s before scaling in, not the
+default 5 minutes: monitoring.CONTROLLER_MANAGER_ARGS).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from chart import Env, serve_artifacts, wait_for
+from node_harness import RealCluster
+
+CLIENTS = Path(__file__).with_name("clients")
+SLOW = '''\
+import time
+
+import numpy as np
+
+
+class Slow:
+    """Answers after 0.25 s: requests stay in flight long enough to be counted."""
+
+    def __init__(self, artifact_path):
+        pass
+
+    def predict(self, inputs):
+        time.sleep(0.25)
+        (x,) = inputs.values()
+        return {"y": np.zeros(len(x), dtype=np.float32)}
+'''
+
+
+@pytest.fixture(scope="module")
+def slow_model(
+    real_cluster: RealCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
+    """The slow model's code served to the pods, as a Model's pinned artifact."""
+    root = tmp_path_factory.mktemp("autoscaling-artifacts")
+    (root / "slow.py").write_text(SLOW)
+    with serve_artifacts(real_cluster, root) as server:
+        yield {
+            "uri": f"{server.url}/slow.py",
+            "format": "python",
+            "entrypoint": "slow:Slow",
+            "sha256": server.sha256("slow.py"),
+        }
+
+
+@pytest.fixture(scope="module")
+def env(
+    real_cluster: RealCluster, chart: Mapping[str, str], prometheus: str, metrics_adapter: None
+) -> Iterator[Env]:
+    """The chart's operator at work in this module's namespace, the HPAs' metrics served."""
+    env = Env(real_cluster, chart["autoscaling"], prometheus)
+    yield env
+    env.clear()
+
+
+@pytest.mark.timeout(1200)  # a scale-out and a scale-in on real pods, on a loaded machine
+def test_the_hpa_scales_a_model_out_under_load_and_back_in(
+    env: Env, slow_model: dict[str, Any], tmp_path: Path
+) -> None:
+    spec = {
+        "owner": "e2e",
+        "artifact": slow_model,
+        "resources": {"cpu": "200m", "memory": "256Mi"},
+        "scaling": {"minReplicas": 1, "maxReplicas": 3, "targetConcurrency": 2},
+        "serve": {"batching": {"maxBatchSize": 1, "maxDelayMs": 0}},
+    }
+    model = {"apiVersion": "kaip.dev/v1alpha1", "kind": "Model", "metadata": {"name": "busy"}}
+    env.apply([{**model, "spec": spec}])
+    env.wait_ready("model", "busy")
+    (revision,) = [r["name"] for r in env.get("model", "busy")["status"]["revisions"]]
+    deployment = f"busy-{revision}"
+
+    def ready() -> int:
+        return int(env.get("deployment", deployment)["status"].get("readyReplicas") or 0)
+
+    path = (
+        f"/apis/custom.metrics.k8s.io/v1beta2/namespaces/{env.namespace}/pods/*/"
+        "kaip_inflight_requests"
+    )
+
+    def served() -> list[dict[str, Any]]:
+        out = env.cluster.kubectl("get", "--raw", path, check=False)
+        return list(json.loads(out).get("items") or []) if out.strip() else []
+
+    (metric, *_) = wait_for("custom.metrics.k8s.io serving the metric", served, 180, env.cluster)
+    print(f"\ncustom.metrics.k8s.io: {metric['metric']['name']} = {metric['value']}")
+    body = tmp_path / "body.json"
+    body.write_text(json.dumps(
+        {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
+    ))  # fmt: skip
+    stop, out = tmp_path / "stop", tmp_path / "out.json"
+    url = f"http://{env.cluster_ip('busy')}:8000/v2/models/busy/infer"
+    started = time.monotonic()
+    load = subprocess.Popen(
+        [
+            *env.cluster.node.enter(net_only=True),
+            sys.executable, str(CLIENTS / "load.py"), url, str(body),
+            "--concurrency", "8", "--seconds", "900", "--stop", str(stop), "--out", str(out),
+            "--new-connections",
+        ],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert load.stdout is not None and load.stdout.readline().strip() == "started"
+        wait_for("the HPA to scale out to 2+ ready pods", lambda: ready() >= 2, 420, env.cluster)
+        scaled_out = time.monotonic() - started
+        hpa = env.get("hpa", deployment)["status"]
+    finally:
+        stopped = time.monotonic()
+        stop.touch()
+        load.wait(120)
+    counts = json.loads(out.read_text())
+    print(
+        f"scaled out to {ready()} ready pods {scaled_out:.0f}s after the load (c=8) started; "
+        f"HPA: {hpa.get('currentMetrics')}; load: {counts}"
+    )
+    read = [m["pods"] for m in hpa.get("currentMetrics") or [] if m.get("type") == "Pods"]
+    assert [m["metric"]["name"] for m in read] == ["kaip_inflight_requests"], hpa
+    assert counts["failed"] == 0, counts
+    wait_for("the HPA to scale back in to 1 pod", lambda: ready() == 1 and int(
+        env.get("deployment", deployment)["spec"]["replicas"]) == 1, 420, env.cluster)  # fmt: skip
+    print(f"back to 1 pod {time.monotonic() - stopped:.0f}s after the load stopped")
