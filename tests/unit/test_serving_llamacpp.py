@@ -98,3 +98,12 @@ def test_counts_are_the_engines_and_the_prefix_is_reused(runtime: LlamaCppRuntim
 def test_chat_uses_the_template_in_the_file(runtime: LlamaCppRuntime) -> None:
     prompt = runtime.chat_prompt([{"role": "user", "content": "hi"}])
     assert prompt == "user: hi\nassistant:"
+
+
+def test_oip_predict_is_the_greedy_text(runtime: LlamaCppRuntime) -> None:
+    import numpy as np
+
+    assert [(s.name, s.datatype) for s in runtime.inputs] == [("text", "BYTES")]
+    out = runtime.predict({"text": np.array([b"the sea"], dtype=object)})
+    expected = "".join(runtime.generate("the sea", GenerationParams(temperature=0.0)))
+    assert out["text"].tolist() == [expected.encode()]

@@ -75,6 +75,18 @@ class GenerationParams:
     seed: int | None = None
 
 
+class TextToText:
+    """A text generator's OIP v2 face: one ``text`` (BYTES) in, one ``text`` out."""
+
+    @property
+    def inputs(self) -> Sequence[TensorSpec]:
+        return (TensorSpec("text", "BYTES", (1,)),)
+
+    @property
+    def outputs(self) -> Sequence[TensorSpec]:
+        return (TensorSpec("text", "BYTES", (1,)),)
+
+
 @runtime_checkable
 class TextGenerator(Protocol):
     """A model that continues text, one token (a string piece) at a time."""

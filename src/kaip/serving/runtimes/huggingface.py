@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from kaip.errors import ArtifactError
-from kaip.serving.runtimes.base import Array, GenerationParams, TensorSpec
+from kaip.serving.runtimes.base import Array, GenerationParams, TensorSpec, TextToText
 from kaip.spec import Artifact
 
 TEXT = "text"
@@ -74,7 +74,7 @@ class SentenceTransformersRuntime:
         return None
 
 
-class TransformersRuntime:
+class TransformersRuntime(TextToText):
     """Causal language models; OIP v2 ``text`` in, ``text`` out; streaming for OpenAI."""
 
     platform = "transformers"
@@ -96,14 +96,6 @@ class TransformersRuntime:
             )
         except Exception as exc:
             raise ArtifactError(f"cannot load {self.path} with transformers: {exc}") from exc
-
-    @property
-    def inputs(self) -> Sequence[TensorSpec]:
-        return (TensorSpec(TEXT, "BYTES", (1,)),)
-
-    @property
-    def outputs(self) -> Sequence[TensorSpec]:
-        return (TensorSpec(TEXT, "BYTES", (1,)),)
 
     def generate(self, prompt: str, params: GenerationParams) -> Iterator[str]:
         tf = _require("transformers")

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from kaip.errors import ArtifactError, InferenceError
-from kaip.serving.runtimes.base import Array, GenerationParams, TensorSpec
+from kaip.serving.runtimes.base import Array, GenerationParams, TextToText
 from kaip.spec import Artifact
 
 TEXT = "text"
@@ -44,7 +44,7 @@ def _llama_cpp() -> Any:
     return llama_cpp
 
 
-class LlamaCppRuntime:
+class LlamaCppRuntime(TextToText):
     """Text generation on a GGUF file; OIP v2 ``text`` in, ``text`` out; streaming for OpenAI."""
 
     platform = "llama.cpp"
@@ -97,14 +97,6 @@ class LlamaCppRuntime:
 
     def _piece(self, token: int) -> str:
         return bytes(self.llm.detokenize([token], special=True)).decode("utf-8", "replace")
-
-    @property
-    def inputs(self) -> Sequence[TensorSpec]:
-        return (TensorSpec(TEXT, "BYTES", (1,)),)
-
-    @property
-    def outputs(self) -> Sequence[TensorSpec]:
-        return (TensorSpec(TEXT, "BYTES", (1,)),)
 
     def tokenize(self, text: str) -> list[int]:
         """``text`` as the engine tokenizes a prompt (with BOS when the model asks for it)."""
