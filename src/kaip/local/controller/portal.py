@@ -73,7 +73,13 @@ from kaip.local.controller.portal_openapi import portal_openapi
 from kaip.local.controller.portal_pages import catalog_page, login_page, page, resource_page
 from kaip.local.controller.portal_playground import metadata, playground_section, send, template
 from kaip.local.controller.portal_traffic import TrafficReader
-from kaip.local.controller.sessions import COOKIE, SESSION_TTL_S, SessionStore, csrf_matches
+from kaip.local.controller.sessions import (
+    COOKIE,
+    SESSION_TTL_S,
+    Session,
+    SessionStore,
+    csrf_matches,
+)
 from kaip.local.controller.status import resource_rows
 from kaip.spec import Model
 
@@ -265,8 +271,10 @@ def portal_app(
             body = template(await metadata(gateway, served))
         return playground_section(name, served, body, csrf, result)
 
-    async def playground(request: Request) -> Response:
-        """Sends the playground's request to the gateway and shows the answer."""
+    async def session_form(request: Request) -> tuple[Session, Mapping[str, str]] | Response:
+        """A form the portal's own page posted: its fields and the session it came with, or the
+        answer that refuses it (bad form, no session: the login page, a CSRF token not the
+        session's: 403)."""
         form = await _form(request)
         if isinstance(form, Response):
             return form
@@ -276,6 +284,14 @@ def portal_app(
         if not csrf_matches(session, form.get("csrf", "")):
             body = "<h1>Refused</h1><p>This form is not from your session's page.</p>"
             return HTMLResponse(page("Refused", body), status_code=403)
+        return session, form
+
+    async def playground(request: Request) -> Response:
+        """Sends the playground's request to the gateway and shows the answer."""
+        posted = await session_form(request)
+        if isinstance(posted, Response):
+            return posted
+        session, form = posted
         name = request.path_params["name"]
         served = oip_name(name)
         if served is None:
@@ -334,15 +350,10 @@ def portal_app(
         action: Callable[[str, str, Mapping[str, str]], Awaitable[str]],
     ) -> Response:
         """A rollout action from the portal's own form: session, CSRF token, role, owner."""
-        form = await _form(request)
-        if isinstance(form, Response):
-            return form
-        session = sessions.find(request.headers)
-        if session is None:
-            return RedirectResponse("/login", status_code=303)
-        if not csrf_matches(session, form.get("csrf", "")):
-            body = "<h1>Refused</h1><p>This form is not from your session's page.</p>"
-            return HTMLResponse(page("Refused", body), status_code=403)
+        posted = await session_form(request)
+        if isinstance(posted, Response):
+            return posted
+        session, form = posted
         name = request.path_params["name"]
         run = controller.resources.get(name)
         if run is None:
