@@ -1,5 +1,10 @@
 """The documented cluster path on real pods: ``helm install`` the chart, ``kubectl apply`` the
-quickstart, and everything runs for real on the real node.
+quickstart, and everything runs for real on the real node. The steps are README.md's "The
+quickstart on a cluster", one for one: the images from ``make images`` in a registry the node
+pulls from, the chart told which ones to run, the model trained by ``train.py`` and served over
+http with the digest it printed pinned, ``examples/quickstart/kaip.yaml`` with the README's edits
+applied with ``kubectl apply``. One thing differs, because the test node runs no cluster DNS: the
+App's ``KAIP_GATEWAY_URL`` names the Model's Service by its ClusterIP, not ``digits``.
 
 * The chart's operator runs as a real pod (image from the node's registry) under its own
   ServiceAccount and RBAC, in a namespace enforcing the restricted Pod Security profile, and is
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
 import time
@@ -44,18 +50,22 @@ CLIENTS = Path(__file__).with_name("clients")
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The quickstart's model, trained by its own train.py."""
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The quickstart's model, trained by its own train.py, and the sha256 it printed."""
     out = tmp_path_factory.mktemp("artifacts") / "model.joblib"
-    subprocess.run(
-        [sys.executable, str(QUICKSTART / "train.py"), str(out)], check=True, timeout=300
-    )
-    return out
+    done = subprocess.run(
+        [sys.executable, str(QUICKSTART / "train.py"), str(out)],
+        check=True, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    (digest,) = re.findall(r"sha256 ([0-9a-f]{64})", done.stdout)
+    assert digest == sha256(out)
+    return out, digest
 
 
 @pytest.fixture(scope="module")
-def artifacts(real_cluster: RealCluster, trained: Path) -> Iterator[ArtifactServer]:
-    with serve_artifacts(real_cluster, trained.parent) as server:
+def artifacts(real_cluster: RealCluster, trained: tuple[Path, str]) -> Iterator[ArtifactServer]:
+    """model.joblib on an http server the pods reach (the README: "any http(s) server")."""
+    with serve_artifacts(real_cluster, trained[0].parent) as server:
         yield server
 
 
@@ -79,12 +89,25 @@ def quickstart() -> dict[str, dict[str, Any]]:
 
 
 def model_doc(name: str, artifact_url: str, digest: str, **spec: Any) -> dict[str, Any]:
+    """The quickstart's Model with the README's edit: the artifact's http(s) URL and its sha256
+    instead of ``trust: true`` (a pinned digest is what makes a pickle acceptable)."""
     doc = quickstart()["Model"]
     doc["metadata"]["name"] = name
     artifact = doc["spec"]["artifact"]
-    artifact.pop("trust", None)  # a pinned digest is what makes a pickle acceptable
+    del artifact["trust"]
     artifact.update(uri=f"{artifact_url}/model.joblib", sha256=digest)
     doc["spec"].update(spec)
+    return doc
+
+
+def app_doc(cluster: RealCluster, model_address: str) -> dict[str, Any]:
+    """The quickstart's App with the README's edit (its image where it was pushed), and the one
+    change this node needs: no cluster DNS, so the Model's Service by its ClusterIP."""
+    doc = quickstart()["App"]
+    doc["spec"]["image"] = cluster.images["digits-ui"]
+    env = doc["spec"]["env"]
+    assert env["KAIP_GATEWAY_URL"] == "http://digits:8000", "the Model's Service, by DNS"
+    env["KAIP_GATEWAY_URL"] = f"http://{model_address}"
     return doc
 
 
@@ -128,9 +151,10 @@ def test_the_operator_runs_as_a_pod_under_its_service_account(env: Env) -> None:
 
 
 def test_the_quickstart_model_fetches_verifies_and_predicts_through_its_service(
-    env: Env, artifacts: ArtifactServer, trained: Path
+    env: Env, artifacts: ArtifactServer, trained: tuple[Path, str]
 ) -> None:
-    env.apply([model_doc("digits", artifacts.url, sha256(trained))])
+    model, digest = trained
+    env.apply([model_doc("digits", artifacts.url, digest)])
     env.wait_ready("model", "digits")
     assert "/model.joblib" in artifacts.requests, "the init container fetched it over http"
     (pod,) = env.items("pods", "app.kubernetes.io/name=digits")
@@ -141,7 +165,7 @@ def test_the_quickstart_model_fetches_verifies_and_predicts_through_its_service(
     assert "artifact of model digits ready at /var/lib/kaip/artifacts/" in fetched
 
     data = rows(32)
-    expected = joblib.load(trained).predict(data).tolist()
+    expected = joblib.load(model).predict(data).tolist()
     address = f"{env.cluster_ip('digits')}:8000"
     assert predict_in_node(env, address, "digits", data) == expected
 
@@ -178,11 +202,7 @@ def test_a_wrong_digest_stops_the_pod_in_its_init_container(
 
 
 def test_the_quickstart_app_answers_through_its_service(env: Env) -> None:
-    app = quickstart()["App"]
-    app["spec"]["image"] = env.cluster.images["digits-ui"]
-    # The App asks the Model's Service (no cluster DNS on the test node: its ClusterIP).
-    app["spec"]["env"]["KAIP_GATEWAY_URL"] = f"http://{env.cluster_ip('digits')}:8000"
-    env.apply([app])
+    env.apply([app_doc(env.cluster, f"{env.cluster_ip('digits')}:8000")])
     env.wait_ready("app", "digits-ui")
     url = f"http://{env.cluster_ip('digits-ui')}:8501/"
 
@@ -205,13 +225,11 @@ with urllib.request.urlopen(sys.argv[1], timeout=15) as r:
 
 
 def test_deleting_a_serving_pod_under_load_loses_no_request(
-    env: Env, artifacts: ArtifactServer, trained: Path, tmp_path: Path
+    env: Env, artifacts: ArtifactServer, trained: tuple[Path, str], tmp_path: Path
 ) -> None:
     pinned = {"minReplicas": 2, "maxReplicas": 2, "targetConcurrency": 16}
     small = {"cpu": "200m", "memory": "512Mi"}
-    env.apply(
-        [model_doc("digits-ha", artifacts.url, sha256(trained), scaling=pinned, resources=small)]
-    )
+    env.apply([model_doc("digits-ha", artifacts.url, trained[1], scaling=pinned, resources=small)])
     env.wait_ready("model", "digits-ha")
     selector = "app.kubernetes.io/name=digits-ha"
     pods = env.items("pods", selector)
