@@ -17,28 +17,13 @@ BINARY="$CACHE/helm"
 LDFLAGS="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
 STAMP="$({ cat "$HERE/go.mod" "$HERE/go.sum"; echo "$LDFLAGS"; } | sha256sum | cut -d' ' -f1)"
 
-current() { [[ -x "$BINARY" && -f "$CACHE/.stamp" && "$(cat "$CACHE/.stamp")" == "$STAMP" ]]; }
+# shellcheck source=../lib/go-tool.sh
+source "$HERE/../lib/go-tool.sh"
 
-if current; then
-    echo "$BINARY"
-    exit 0
-elif [[ "${1:-}" == "--check" ]]; then
-    echo "$BINARY"
-    exit 1
-fi
-command -v go >/dev/null || { echo "go is not on PATH (need Go >= 1.25)" >&2; exit 1; }
-grep -qE "helm.sh/helm/v3 $HELM_VERSION( |$)" "$HERE/go.mod" \
-    || { echo "tools/helm/go.mod does not require helm $HELM_VERSION" >&2; exit 1; }
-mkdir -p "$CACHE"
-exec 9>"$CACHE/.build.lock"
-flock 9
-if ! current; then
-    start=$SECONDS
-    # The same settings as tools/k8s/build.sh, or the build cache would not be shared.
-    (cd "$HERE" && GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod nice -n 19 go build -trimpath \
-        -ldflags "$LDFLAGS" -o "$BINARY.tmp" helm.sh/helm/v3/cmd/helm) >&2
-    mv -f "$BINARY.tmp" "$BINARY"
-    echo "$STAMP" >"$CACHE/.stamp"
-    echo "built helm $HELM_VERSION in $((SECONDS - start))s" >&2
-fi
-echo "$BINARY"
+build() { # OUT
+    grep -qE "helm.sh/helm/v3 $HELM_VERSION( |$)" "$HERE/go.mod" \
+        || { echo "tools/helm/go.mod does not require helm $HELM_VERSION" >&2; return 1; }
+    cd "$HERE" && nice -n 19 go build -trimpath -ldflags "$LDFLAGS" -o "$1" helm.sh/helm/v3/cmd/helm
+}
+
+go_tool_main helm "$HELM_VERSION" "$BINARY" "$STAMP" build "${1:-}"

@@ -30,42 +30,28 @@ BINARY="$CACHE/adapter"
 LDFLAGS="-s -w"
 STAMP="$({ cat "$HERE/go.mod" "$HERE/go.sum" "$HERE/k8s-v0.35.patch"; echo "$LDFLAGS"; } | sha256sum | cut -d' ' -f1)"
 
-current() { [[ -x "$BINARY" && -f "$CACHE/.stamp" && "$(cat "$CACHE/.stamp")" == "$STAMP" ]]; }
+# shellcheck source=../lib/go-tool.sh
+source "$HERE/../lib/go-tool.sh"
 
-if current; then
-    echo "$BINARY"
-    exit 0
-elif [[ "${1:-}" == "--check" ]]; then
-    echo "$BINARY"
-    exit 1
-fi
-command -v go >/dev/null || { echo "go is not on PATH (need Go >= 1.25)" >&2; exit 1; }
-command -v patch >/dev/null || { echo "patch is not on PATH (Debian package: patch)" >&2; exit 1; }
-grep -qE "sigs.k8s.io/prometheus-adapter $ADAPTER_VERSION( |$)" "$HERE/go.mod" \
-    || { echo "tools/prometheus-adapter/go.mod does not require prometheus-adapter $ADAPTER_VERSION" >&2; exit 1; }
-mkdir -p "$CACHE"
-exec 9>"$CACHE/.build.lock"
-flock 9
-if ! current; then
-    start=$SECONDS
-    # The same settings as tools/k8s/build.sh, or the build cache would not be shared.
-    export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
-    (cd "$HERE" && go mod download sigs.k8s.io/prometheus-adapter) >&2
-    source_dir="$(cd "$HERE" && go list -m -f '{{.Dir}}' sigs.k8s.io/prometheus-adapter)"
-    patched="$CACHE/source"
+build() { # OUT
+    command -v patch >/dev/null || { echo "patch is not on PATH (Debian package: patch)" >&2; return 1; }
+    grep -qE "sigs.k8s.io/prometheus-adapter $ADAPTER_VERSION( |$)" "$HERE/go.mod" \
+        || { echo "tools/prometheus-adapter/go.mod does not require prometheus-adapter $ADAPTER_VERSION" >&2; return 1; }
+    cd "$HERE"
+    go mod download sigs.k8s.io/prometheus-adapter
+    local source_dir patched="$CACHE/source"
+    source_dir="$(go list -m -f '{{.Dir}}' sigs.k8s.io/prometheus-adapter)"
     rm -rf "$patched"
     cp -r "$source_dir" "$patched"
     chmod -R u+w "$patched"
-    patch --quiet --forward -d "$patched" -p1 <"$HERE/k8s-v0.35.patch" >&2
+    patch --quiet --forward -d "$patched" -p1 <"$HERE/k8s-v0.35.patch"
     # A copy of go.mod that builds the adapter from the patched copy; go.mod itself stays as
     # committed (a path under $HOME cannot be).
     cp "$HERE/go.mod" "$CACHE/build.mod"
     cp "$HERE/go.sum" "$CACHE/build.sum"
     echo "replace sigs.k8s.io/prometheus-adapter => $patched" >>"$CACHE/build.mod"
-    (cd "$HERE" && nice -n 19 go build -modfile "$CACHE/build.mod" -trimpath \
-        -ldflags "$LDFLAGS" -o "$BINARY.tmp" sigs.k8s.io/prometheus-adapter/cmd/adapter) >&2
-    mv -f "$BINARY.tmp" "$BINARY"
-    echo "$STAMP" >"$CACHE/.stamp"
-    echo "built prometheus-adapter $ADAPTER_VERSION in $((SECONDS - start))s" >&2
-fi
-echo "$BINARY"
+    nice -n 19 go build -modfile "$CACHE/build.mod" -trimpath -ldflags "$LDFLAGS" -o "$1" \
+        sigs.k8s.io/prometheus-adapter/cmd/adapter
+}
+
+go_tool_main prometheus-adapter "$ADAPTER_VERSION" "$BINARY" "$STAMP" build "${1:-}"
