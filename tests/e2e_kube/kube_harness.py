@@ -207,7 +207,9 @@ class ControlPlane:
             [str(self.bin_dir / "kubectl"), "--kubeconfig", str(self.kubeconfig_for(user)), *args],
             capture_output=True,
             text=True,
-            timeout=60,
+            # A bound on a hang, not a timing check: applying the Gateway API CRDs took over 60 s
+            # with the control plane at nice 19 beside a build (load ~16).
+            timeout=300,
         )
         if check and out.returncode != 0:
             raise HarnessError(f"kubectl {' '.join(args)} failed: {out.stderr.strip()}")
