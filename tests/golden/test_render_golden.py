@@ -40,6 +40,11 @@ CASES: dict[str, Case] = {
     "quickstart": Case([EXAMPLES / "quickstart"], namespace="demo"),
     "gpu-model": Case([FIXTURES / "gpu-model.yaml"]),
     "canary": Case([FIXTURES / "canary" / "new.yaml"], stable=FIXTURES / "canary" / "stable.yaml"),
+    "mirror": Case(
+        [FIXTURES / "mirror" / "new.yaml"],
+        stable=FIXTURES / "mirror" / "stable.yaml",
+        canary_weight=0,
+    ),
     "keda": Case([FIXTURES / "keda.yaml"], kube={"autoscaler": "keda"}),
     "pod-options": Case([FIXTURES / "pod-options.yaml"]),
     "training-kueue": Case([FIXTURES / "training-kueue.yaml"], kube={"kueue_queue": "gpu-team"}),

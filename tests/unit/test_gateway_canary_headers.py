@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from kaip.errors import SpecError
 from kaip.local.gateway.routes import Backend, Route, compile_route
+from kaip.spec import load_text
 from kaip.spec.rollout import Traffic
 
 pytestmark = pytest.mark.unit
@@ -51,3 +53,32 @@ def test_bad_header_matches_are_refused_with_the_reason(
 ) -> None:
     with pytest.raises(ValueError, match=words):
         Traffic(canary_headers=headers)
+
+
+def test_a_mirrored_route_copies_what_goes_to_other_revisions_to_a_ready_canary() -> None:
+    backends = (b("s1", "s"), b("c1", "c"), b("c2", "c"))
+    route = compile_route(
+        Route("model", "m", {"s": 90, "c": 10}, backends, canary="c", mirror=True)
+    )
+    assert route.mirror_to("s") == backends[1:]
+    assert route.mirror_to("c") == ()  # the canary's own requests are not copied to it
+    starting = compile_route(Route("model", "m", {"s": 100, "c": 0}, backends[:1], canary="c",
+                                   mirror=True))  # fmt: skip
+    assert starting.mirror_to("s") == ()
+    plain = compile_route(Route("model", "m", {"s": 90, "c": 10}, backends, canary="c"))
+    assert plain.mirror_to("s") == ()
+
+
+def test_mirroring_needs_a_canary_strategy_and_says_where() -> None:
+    text = """\
+apiVersion: kaip.dev/v1alpha1
+kind: Model
+metadata: {name: m}
+spec:
+  owner: t
+  artifact: {uri: model.joblib, format: sklearn}
+  rollout: {strategy: replace, traffic: {mirror: true}}
+"""
+    with pytest.raises(SpecError, match=r"traffic\.mirror.*strategy: canary") as refused:
+        load_text(text)
+    assert "spec.rollout.traffic.mirror" in str(refused.value)

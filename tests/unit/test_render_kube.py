@@ -391,3 +391,24 @@ def test_canary_headers_route_matching_requests_to_the_canary_in_a_rule_of_their
     settled = render_manifests(plan, {new.key: [Backend(new, 100)]})  # no rollout: no rule
     (route,) = [o for o in settled if o["kind"] == "HTTPRoute"]
     assert len(route["spec"]["rules"]) == 1
+
+
+def test_mirror_copies_the_weighted_rule_to_the_canary_only_while_it_rolls_out() -> None:
+    mirrored = "{steps: [{weight: 0, pause: {}}, {weight: 100}], traffic: {mirror: true}}"
+    plan = _plan(_model("fraud", rollout=mirrored))
+    (new,) = plan.workloads
+    (old_doc,) = load_text(
+        _model("fraud", artifact="{uri: https://h/v1.onnx, format: onnx}")
+    ).documents
+    old = plan_workload(old_doc.resource, plan.settings)
+    objects = render_manifests(plan, {new.key: [Backend(old, 100), Backend(new, 0)]})
+    check_invariants(objects)
+    (route,) = [o for o in objects if o["kind"] == "HTTPRoute"]
+    (weighted,) = route["spec"]["rules"]
+    assert weighted["filters"] == [{
+        "type": "RequestMirror",
+        "requestMirror": {"backendRef": {"name": new.revision_name, "port": 8000}},
+    }]  # fmt: skip
+    settled = render_manifests(plan, {new.key: [Backend(new, 100)]})  # no rollout: no mirror
+    (route,) = [o for o in settled if o["kind"] == "HTTPRoute"]
+    assert "filters" not in route["spec"]["rules"][0]

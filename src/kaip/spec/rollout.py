@@ -13,6 +13,7 @@ checks' I/O in :mod:`kaip.analysis`, the notifications' in :mod:`kaip.notify`.
       steps: [{weight: 10, pauseSeconds: 60}, {weight: 50, pause: {}}, {weight: 100}]
       gates: {maxErrorRate: 0.01, minRequests: 20}
       progressDeadlineSeconds: 600    # then onNoEvidence decides: abort (default) | promote
+      traffic: {canaryHeaders: {X-Canary: "yes"}, mirror: true}
       analysis:
         intervalSeconds: 10           # each check is asked again this often during a step
         prometheus: http://prometheus.monitoring:9090
@@ -248,12 +249,19 @@ class Analysis(SpecModel):
 
 
 class Traffic(SpecModel):
-    """Which requests reach the new revision whatever its weight (test traffic first)."""
+    """Which requests reach the new revision whatever its weight (test traffic first), and
+    whether it gets a copy of the rest (``mirror``: shadow traffic, answers discarded)."""
 
     canary_headers: HeaderMatches = Field(
         default_factory=dict,
         description="a request carrying any of these headers with exactly this value goes to "
         "the new revision while it runs (names ignore case)",
+    )
+    mirror: bool = Field(
+        False,
+        description="while the new revision runs, a copy of every request the stable one "
+        "serves goes to it too; its answers are discarded (clients only ever get stable's) but "
+        "count as its evidence for the gates",
     )
 
 
@@ -299,7 +307,9 @@ class Rollout(SpecModel):
         None, description="PromQL queries and webhooks that must pass at every step, too"
     )
     traffic: Traffic | None = Field(
-        None, description="requests routed to the new revision by header, at every step"
+        None,
+        description="requests routed to the new revision by header, and mirroring to it, at "
+        "every step",
     )
     notifications: list[Notification] | None = Field(
         None, max_length=MAX_NOTIFICATIONS, description="webhooks told of every rollout move"
@@ -312,6 +322,12 @@ class Rollout(SpecModel):
 
     @model_validator(mode="after")
     def _weights_increase(self) -> Rollout:
+        if self.traffic is not None and self.traffic.mirror and self.strategy == "replace":
+            raise FieldProblem(
+                ("traffic", "mirror"),
+                "traffic.mirror needs strategy: canary (replace sends all traffic at once)",
+                "set strategy: canary with a first step of weight 0 to shadow the new revision",
+            )
         weights = [s.weight for s in self.steps]
         for i in range(1, len(weights)):
             if weights[i] <= weights[i - 1]:

@@ -30,6 +30,10 @@ GATEWAY_RETRIES: Final = "kaip_gateway_retries_total"  # kind, resource, revisio
 GATEWAY_TIMEOUTS: Final = "kaip_gateway_timeouts_total"  # kind, resource, revision, owner
 GATEWAY_INFLIGHT: Final = "kaip_gateway_inflight_requests"  # kind, resource, owner
 GATEWAY_HELD: Final = "kaip_gateway_held_requests"  # kind, resource, owner
+GATEWAY_MIRRORED: Final = "kaip_gateway_mirrored_requests_total"  # + status_class
+GATEWAY_MIRROR_DROPPED: Final = (
+    "kaip_gateway_mirror_dropped_total"  # kind, resource, revision, owner
+)
 GATEWAY_REPLICAS: Final = "kaip_replicas"  # resource, revision, owner, phase
 COST_USD: Final = "kaip_cost_usd_total"  # kind, resource, revision, owner
 ENERGY_JOULES: Final = "kaip_energy_joules_total"  # kind, resource, revision, owner
@@ -94,6 +98,8 @@ __all__ = [
     "GATEWAY_DURATION",
     "GATEWAY_HELD",
     "GATEWAY_INFLIGHT",
+    "GATEWAY_MIRRORED",
+    "GATEWAY_MIRROR_DROPPED",
     "GATEWAY_REPLICAS",
     "GATEWAY_REQUESTS",
     "GATEWAY_RETRIES",

@@ -4,7 +4,8 @@ Run as ``python gateway_backend.py FD REPLICA_ID``. Every answer says which repl
 what arrived (path, traceparent, body size, forwarded prefix, all headers), so tests can check
 routing from the outside. ``/hold?k`` and ``/sse?k`` park until ``/release?k`` is called
 (sticky per key ``k``), which lets tests prove least-outstanding balancing and incremental
-streaming without any timing.
+streaming without any timing. ``GET /_seen`` (asked directly) lists the path and body size of
+every other request it got; a replica named ``broken...`` answers 500 to all of them.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import orjson
 import uvicorn
 
 REPLICA = sys.argv[2] if len(sys.argv) > 2 else "backend"
+BROKEN = REPLICA.startswith("broken")  # answers 500 to everything but /_seen
 _released: dict[str, asyncio.Event] = {}
+_seen: list[tuple[str, int]] = []  # (path, body size) of every request but /_seen
 
 
 def _event(key: str) -> asyncio.Event:
@@ -36,6 +39,13 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     headers = dict(scope["headers"])
     path: str = scope["path"]
     query = scope["query_string"].decode()
+    if path == "/_seen":  # asked directly, not through the gateway
+        await _json(send, 200, {"seen": _seen})
+        return
+    _seen.append((path, len(body)))
+    if BROKEN:
+        await _json(send, 500, {"replica": REPLICA, "error": "broken on purpose"})
+        return
     chat = orjson.loads(body) if path.endswith("/chat/completions") else {}
     if path.endswith("/sse") or chat.get("stream"):
         await _sse(send, _event(query or "chat"))
@@ -70,6 +80,12 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         }
     )
     await send({"type": "http.response.body", "body": data})
+
+
+async def _json(send: Any, status: int, payload: object) -> None:
+    headers = [(b"content-type", b"application/json"), (b"x-replica", REPLICA.encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": orjson.dumps(payload)})
 
 
 async def _big(send: Any, chunks: int) -> None:

@@ -144,6 +144,12 @@ class ResourceRun:
             return {}
         return {k.lower().encode(): v.encode() for k, v in traffic.canary_headers.items()}
 
+    @property
+    def mirror(self) -> bool:
+        """Whether the gateway copies stable's requests to the canary (``traffic.mirror``)."""
+        traffic = self.rollout_spec.traffic
+        return self.canary is not None and traffic is not None and traffic.mirror
+
     def canary_weight(self, canary_ready: bool) -> int:
         """Percent of traffic the canary gets now."""
         if self.canary is None or self.rollout is None or not canary_ready:

@@ -22,11 +22,16 @@ after a timeout, and its connection is aborted, never reused. A timed-out attemp
 error of its replica's revision in the stats, even when another replica then answered, so a
 canary whose replicas hang fails its gates.
 
+A WebSocket upgrade under ``/apps/NAME/`` is checked (same origin) and chosen a replica here,
+then relayed and spliced by :mod:`kaip.local.gateway.websocket`; anywhere else it gets 501.
+
 Which revision a request goes to: one the request names (an OIP path with a version, a served
 name only one live revision serves) is pinned to it; else a request carrying one of the route's
 ``canary_headers`` (``rollout.traffic.canaryHeaders``) goes to the canary while it has a ready
 replica, whatever its weight (a weight-0 step is a preview only such requests reach); every
-other request draws a revision by weight. Retries stay within a pinned revision.
+other request draws a revision by weight. Retries stay within a pinned revision. With
+``mirror`` (``rollout.traffic.mirror``), a request drawn by weight for another revision is also
+copied to the canary (:mod:`kaip.local.gateway.mirror`), its answer discarded.
 """
 
 from __future__ import annotations
@@ -37,10 +42,11 @@ import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 
-from kaip.local.gateway import catalog
+from kaip.local.gateway import catalog, websocket
 from kaip.local.gateway.balance import pick_backend, pick_least_outstanding, pick_revision
 from kaip.local.gateway.http1 import Headers, error_payload, request_head
 from kaip.local.gateway.limits import BodyLimit, Connections
+from kaip.local.gateway.mirror import MAX_MIRRORED_IN_FLIGHT, Mirror
 from kaip.local.gateway.paths import Target, TargetKind, parse_target
 from kaip.local.gateway.routes import Backend, CompiledRoute, Route, RouteKind, RouteTable
 from kaip.local.gateway.server import ClientConnection, Request
@@ -88,6 +94,8 @@ class Gateway:
         app_max_request_bytes: int = 16 * 2**20,
         observe: bool = True,
         tracer: SpanRecorder | None = None,
+        mirror_max_in_flight: int = MAX_MIRRORED_IN_FLIGHT,
+        websocket_idle_s: float = websocket.IDLE_S,
     ) -> None:
         self._host = host
         self._port = port
@@ -99,6 +107,7 @@ class Gateway:
         """Where the admin API is (``kaip up``'s control port), named in 404s for ``/_kaip/``."""
         self._rng = rng or random.Random()
         self._drain_s = drain_s
+        self._websocket_idle_s = websocket_idle_s
         self._table = RouteTable()
         self._first_seen: dict[str, float] = {}
         self._stats: dict[str, StatsRecorder] = {}
@@ -122,6 +131,9 @@ class Gateway:
         """``GET /metrics`` and spans (see signals); None when built with ``observe=False``."""
         if self.signals is not None:
             self.signals.replica_phases = self._ready_backends
+        self._mirror = Mirror(
+            self._stats.get, self._rng, signals=self.signals, max_in_flight=mirror_max_in_flight
+        )
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> int:
@@ -153,6 +165,7 @@ class Gateway:
         for conn in self._connections:
             conn.abort()
         await self._connections.close()
+        await self._mirror.close()
         self._pool.close()
         if self._server is not None:
             await asyncio.sleep(0)
@@ -225,7 +238,13 @@ class Gateway:
         target = parse_target(request.target)
         kind = target.kind
         head = request.method == b"HEAD"
-        if kind is TargetKind.MODEL:
+        if request.upgrade and websocket.wants_websocket(request.headers):
+            if kind is TargetKind.APP:
+                await self._websocket(conn, request, target)
+            else:
+                message = "WebSocket is served under /apps/NAME/ only (an App's own path)"
+                conn.send_json(501, {"error": message}, head=head)
+        elif kind is TargetKind.MODEL:
             await self._model_request(conn, request, target)
         elif kind is TargetKind.OPENAI:
             path = request.target.partition(b"?")[0].decode("latin-1")
@@ -278,6 +297,63 @@ class Gateway:
                 conn.send_json(501, {"error": unsupported}, head=head)
             else:
                 conn.send_json(404, {"error": f"no route for {path}"}, head=head)
+
+    async def _websocket(self, conn: ClientConnection, request: Request, target: Target) -> None:
+        """An App's WebSocket: checked here, relayed and spliced by :mod:`websocket`."""
+        name = target.name
+        route = self._table.lookup("app", name)
+        refused = websocket.cross_origin(request.headers)
+        if refused is not None:
+            conn.send_json(403, {"error": refused})
+            return
+        if route is None:
+            self._not_found(conn, "app", name, False)
+            return
+        stats = self._stats[name]
+        stats.in_flight += 1
+        stats.last_request_at = time.monotonic()
+        observed = None
+        if self.signals is not None:
+            observed = self.signals.begin(
+                "app", name, route.route.owner, request.method, request.target, (), self._port
+            )
+        started = time.perf_counter()
+        try:
+            if not route.has_backends:
+                route = await self._hold("app", name, stats) or route
+            revision = route.matched_revision(request.headers) or pick_revision(route, self._rng)
+            backend = self._choose(route, revision or "", False, set())
+            if backend is None:
+                message = f"app {name!r} has no ready replica yet; retry shortly"
+                conn.send_json(503, {"error": message}, RETRY_AFTER)
+                return
+            if observed is not None:
+                observed.revision = backend.revision
+            prefix = [(b"x-forwarded-prefix", b"/apps/" + name.encode())]
+            head = request_head(
+                request.method, target.upstream, request.headers, 0, new_traceparent(), prefix,
+                conn.client_address, upgrade=b"websocket",
+            )  # fmt: skip
+            timeout_s = route.route.response_timeout_s or self._response_timeout_s
+            limit = self._body_limits.get((TargetKind.APP, name), self._other_limit)
+            conn.status = await websocket.tunnel(
+                conn,
+                backend.host,
+                backend.port,
+                head,
+                handshake_timeout_s=timeout_s,
+                max_frame_bytes=limit.max_bytes,
+                idle_s=self._websocket_idle_s,
+            )
+            if not conn.head_sent:
+                message = f"replica {backend.replica!r} of app {name!r} did not take the WebSocket"
+                conn.send_json(conn.status, {"error": message})
+            latency_ms = (time.perf_counter() - started) * 1000.0
+            stats.record(backend.revision, latency_ms, conn.status >= 500)
+        finally:
+            stats.in_flight -= 1
+            if observed is not None:
+                observed.finish(conn.status)
 
     # -- answers about models the gateway gives itself (see catalog) -----------------------------
     async def _model_request(
@@ -383,6 +459,8 @@ class Gateway:
         outstanding = self._outstanding
         revision = pinned or pick_revision(route, rng) or ""
         timeout_s = route.route.response_timeout_s or self._response_timeout_s
+        if pinned is None and (shadows := route.mirror_to(revision)):
+            self._mirror.submit(route, shadows, data, body, timeout_s)
         tried: set[str] = set()
         again_fresh: Backend | None = None
         timed_out: Backend | None = None

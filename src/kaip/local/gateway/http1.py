@@ -64,13 +64,14 @@ def request_head(
     traceparent: bytes,
     extra: Iterable[tuple[bytes, bytes]] = (),
     client: bytes = b"",
+    upgrade: bytes = b"",
 ) -> bytes:
     """The head of a request to a replica: the client's end-to-end headers, our framing.
 
     Hop-by-hop headers, those the client's ``Connection`` names, every ``X-Forwarded-*`` (and
     ``Forwarded``) the client sent and the portal's session cookie are dropped; the gateway sets
     ``X-Forwarded-For`` (the ``client`` address), ``-Proto`` and ``-Host`` itself, and
-    ``extra`` adds the rest.
+    ``extra`` adds the rest. ``upgrade`` (e.g. ``websocket``) asks this hop to upgrade.
     """
     parts = [method, b" ", target, b" HTTP/1.1\r\n"]
     host = b""
@@ -95,6 +96,8 @@ def request_head(
     parts.append(b"x-forwarded-proto: http\r\n")
     for name, value in extra:
         parts += (name, b": ", value, b"\r\n")
+    if upgrade:
+        parts += (b"connection: upgrade\r\nupgrade: ", upgrade, b"\r\n")
     if body_length or method not in (b"GET", b"HEAD", b"DELETE", b"OPTIONS"):
         parts.append(b"content-length: %d\r\n" % body_length)
     parts += (b"traceparent: ", traceparent, b"\r\n\r\n")

@@ -63,6 +63,9 @@ class Route:
     canary_headers: Mapping[bytes, bytes] = field(default_factory=dict)
     """Lower-cased header name -> value: a request carrying any of them goes to ``canary``
     whatever its weight, while the canary has a ready replica (``rollout.traffic``)."""
+    mirror: bool = False
+    """Copy every request that goes to another revision to ``canary`` as well, its answer
+    discarded (``rollout.traffic.mirror``), while the canary has a ready replica."""
 
     def __post_init__(self) -> None:
         if self.response_timeout_s is not None and not self.response_timeout_s > 0:
@@ -115,6 +118,13 @@ class CompiledRoute:
             if wanted.get(name.lower()) == value.strip():
                 return self.route.canary
         return None
+
+    def mirror_to(self, revision: str) -> tuple[Backend, ...]:
+        """The canary's replicas, when a request going to ``revision`` is to be mirrored."""
+        route = self.route
+        if not route.mirror or revision == route.canary:
+            return ()
+        return self.by_revision.get(route.canary, ())
 
 
 def compile_route(route: Route) -> CompiledRoute:

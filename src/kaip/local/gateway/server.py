@@ -4,9 +4,12 @@ Owns the sockets clients connect to. Parses requests with httptools (buffering e
 makes a retry on another replica possible), runs one handler task per request in arrival order
 (pipelined requests wait their turn, at most :data:`MAX_PIPELINED` of them before reading
 pauses), and is the :class:`ResponseSink` that writes answers back, re-chunking streamed bodies
-as they arrive. Bounds what a client may send: a request head over ``max_header_bytes`` gets
-431, a body over its target's :class:`~kaip.local.gateway.limits.BodyLimit` gets 413 (from
-``Content-Length`` before any of it is read), each then closed; deadlines and the connection
+as they arrive. A request that upgrades the connection (WebSocket) is handed to its handler like
+any other, and the bytes after it to the tunnel the handler sets up (:meth:`tunnel_to`); the
+connection closes after its answer if there is none. Bounds what a client may send: a request
+head over ``max_header_bytes`` gets 431, a body over its target's
+:class:`~kaip.local.gateway.limits.BodyLimit` gets 413 (from ``Content-Length`` before any of
+it is read), each then closed; deadlines and the connection
 cap are :class:`~kaip.local.gateway.limits.Connections`'. Never decides where a request goes:
 the handler passed in does.
 """
@@ -30,6 +33,7 @@ from kaip.local.gateway.upstream import Framing, UpstreamConnection, set_nodelay
 log = logging.getLogger("kaip.local.gateway")
 
 MAX_PIPELINED = 2  # complete requests queued per connection before reading pauses
+MAX_EARLY_BYTES = 64 * 1024  # read past an upgrade before its tunnel is set up; then pause
 _HEADER_LINE_OVERHEAD = 4  # ": " and CRLF
 
 
@@ -41,6 +45,9 @@ class Request:
     body: bytes
     keep_alive: bool
     http10: bool
+    upgrade: bool = False
+    """The client asked to switch protocols (``Connection: upgrade``); the connection then
+    carries nothing but this request's answer or tunnel (see :meth:`ClientConnection.tunnel_to`)."""
 
 
 Handler = Callable[["ClientConnection", Request], Coroutine[Any, Any, None]]
@@ -96,6 +103,12 @@ class ClientConnection(asyncio.Protocol):
         self.head_sent = False
         self.status = 0
         self.upstream: UpstreamConnection | None = None
+        # An upgraded connection: bytes past the handshake go to _feed (buffered until set).
+        self._upgraded = False
+        self._early = b""
+        self._feed: Callable[[bytes], None] | None = None
+        self._on_lost: Callable[[], None] | None = None
+        self._writable: asyncio.Event | None = None
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -114,13 +127,24 @@ class ClientConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
+        if self._upgraded:
+            if self._feed is not None:
+                self._feed(data)
+            else:
+                self._early += data
+                if len(self._early) > MAX_EARLY_BYTES and self._transport is not None:
+                    self._transport.pause_reading()
+            return
         if self.deadline_kind is Deadline.IDLE:
             self.deadline, self.deadline_kind = math.inf, Deadline.NONE
         self._began_in_chunk = False
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._reject(501, "protocol upgrades (WebSocket) are not supported by the gateway")
+        except httptools.HttpParserUpgrade as upgrade:
+            # The request is complete (its handler decides); what follows is another protocol.
+            self._upgraded = True
+            self._must_close = True
+            self._early = data[upgrade.args[0] :]
             return
         except httptools.HttpParserError as exc:
             if not self._refused:
@@ -134,6 +158,10 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self._on_lost is not None:
+            self._on_lost()
+        if self._writable is not None:
+            self._writable.set()
         self._registry.discard(self)
         self._queue.clear()
         if self._task is not None:
@@ -146,6 +174,8 @@ class ClientConnection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        if self._writable is not None:
+            self._writable.set()
         if self.upstream is not None:
             self.upstream.resume_reading()
 
@@ -251,6 +281,7 @@ class ClientConnection(asyncio.Protocol):
             body=body,
             keep_alive=parser.should_keep_alive(),
             http10=parser.get_http_version() == "1.0",
+            upgrade=parser.should_upgrade(),
         )
         if self._task is None and not self._queue:
             self._start(request)
@@ -264,7 +295,7 @@ class ClientConnection(asyncio.Protocol):
         self.head_sent = False
         self.status = 0
         self._http10 = request.http10
-        self._must_close = not request.keep_alive or self.closing_after_response
+        self._must_close = not request.keep_alive or self.closing_after_response or request.upgrade
         task = self._loop.create_task(self._handler(self, request))
         self._task = task
         task.add_done_callback(self._on_done)
@@ -339,6 +370,36 @@ class ClientConnection(asyncio.Protocol):
             if self._transport is not None and not self.closed:
                 self._transport.write(b"".join(self._out))
             self._out.clear()
+
+    # -- an upgraded connection (see kaip.local.gateway.websocket) --------------------------------
+    def tunnel_to(self, feed: Callable[[bytes], None], on_lost: Callable[[], None]) -> bytes:
+        """From now on every byte from the client goes to ``feed``; returns those already read
+        past the upgrade request. ``on_lost`` is called when the client goes away."""
+        early, self._early = self._early, b""
+        self._feed, self._on_lost = feed, on_lost
+        self.resume_reading()
+        return early
+
+    def pause_reading(self) -> None:
+        if self._transport is not None and not self.closed:
+            self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._transport is not None and not self.closed:
+            self._transport.resume_reading()
+
+    def write_raw(self, data: bytes) -> None:
+        """Bytes to the client as they are (a relayed handshake answer, tunnelled frames)."""
+        self.head_sent = True
+        if self._transport is not None and not self.closed:
+            self._transport.write(data)
+
+    async def drained(self) -> None:
+        """Return once the client has taken what was written (below the high-water mark)."""
+        while self.write_paused and not self.closed:
+            self._writable = self._writable or asyncio.Event()
+            self._writable.clear()
+            await self._writable.wait()
 
     # -- answers the gateway gives itself ----------------------------------------------------------
     def send_json(

@@ -99,13 +99,28 @@ class ReplicaBusy:
     requests: int
 
 
+def _class_index(status: int) -> int:
+    """Where ``status`` counts in a :class:`_Record`'s classes (5: none, e.g. status 0)."""
+    return status // 100 - 1 if 100 <= status < 600 else 5
+
+
 class _Record:
     """Counts of one (kind, resource, revision, owner), added to on the event loop only."""
 
-    __slots__ = ("buckets", "by_class", "retries", "sum_s", "timeouts")
+    __slots__ = (
+        "buckets",
+        "by_class",
+        "mirror_dropped",
+        "mirrored",
+        "retries",
+        "sum_s",
+        "timeouts",
+    )
 
     def __init__(self) -> None:
         self.by_class = [0, 0, 0, 0, 0, 0]  # 1xx..5xx, then "no answer" (status 0)
+        self.mirrored = [0, 0, 0, 0, 0, 0]  # copies the revision answered, as by_class
+        self.mirror_dropped = 0
         self.buckets = [0] * (len(LATENCY_BUCKETS_S) + 1)  # the last is +Inf only
         self.sum_s = 0.0
         self.retries = 0
@@ -145,6 +160,14 @@ class GatewaySignals:
         if record is None:
             record = self._records[key] = _Record()
         return record
+
+    def mirrored(self, key: Key, status: int) -> None:
+        """A mirrored copy sent to ``key``'s revision ended with ``status`` (0: no answer)."""
+        self.record(key).mirrored[_class_index(status)] += 1
+
+    def mirror_dropped(self, key: Key) -> None:
+        """A copy for ``key``'s revision was not sent: too many were on their way."""
+        self.record(key).mirror_dropped += 1
 
     def records(self) -> list[tuple[Key, _Record]]:
         return list(self._records.items())
@@ -306,7 +329,7 @@ class Observation:
         seconds = time.perf_counter() - self.started
         revision = self.revision
         record = self.signals.record((self.kind, self.resource, revision, self.owner))
-        record.by_class[status // 100 - 1 if 100 <= status < 600 else 5] += 1
+        record.by_class[_class_index(status)] += 1
         record.buckets[bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
         record.sum_s += seconds
         if self._busy is not None:  # cancelled mid-attempt (the client went away)
@@ -365,11 +388,27 @@ class GatewayCollector(Collector):
             "Attempts on which a replica sent no response head within the response timeout",
             labels=labels,
         )
+        mirrored = CounterMetricFamily(
+            names.GATEWAY_MIRRORED,
+            "Copies of requests mirrored to this revision (rollout.traffic.mirror), by the "
+            "status class of its discarded answer ('none': no answer)",
+            labels=[*labels, "status_class"],
+        )
+        dropped = CounterMetricFamily(
+            names.GATEWAY_MIRROR_DROPPED,
+            "Copies not mirrored to this revision because too many were on their way",
+            labels=labels,
+        )
         for key, record in self._signals.records():
             values = list(key)
             for i, count in enumerate(record.by_class):
                 if count:
                     requests.add_metric([*values, _CLASSES[i] if i < 5 else "none"], count)
+            for i, count in enumerate(record.mirrored):
+                if count:
+                    mirrored.add_metric([*values, _CLASSES[i] if i < 5 else "none"], count)
+            if record.mirror_dropped:
+                dropped.add_metric(values, record.mirror_dropped)
             cumulative, buckets = 0, []
             for bound, count in zip(LATENCY_BUCKETS_S, record.buckets, strict=False):
                 cumulative += count
@@ -380,7 +419,7 @@ class GatewayCollector(Collector):
                 duration.add_metric(values, buckets, record.sum_s)
             retries.add_metric(values, record.retries)
             timeouts.add_metric(values, record.timeouts)
-        yield from (requests, duration, retries, timeouts)
+        yield from (requests, duration, retries, timeouts, mirrored, dropped)
         yield from self._live()
         yield from self._accounting()
 

@@ -4,7 +4,9 @@ Per resource (shared by its revisions): ServiceAccount (no token), NetworkPolicy
 default both ways, :mod:`kaip.render.kube.network`), a stable Service selecting every
 revision, and a Gateway API HTTPRoute attached to that Service (GAMMA, mesh traffic) that
 splits requests over the live revisions by weight (during a rollout with
-``traffic.canaryHeaders``, a rule of its own sends requests with those headers to the canary).
+``traffic.canaryHeaders``, a rule of its own sends requests with those headers to the canary;
+with ``traffic.mirror``, the weighted rule's ``RequestMirror`` filter copies its requests to the
+canary's Service).
 Per live revision (``NAME-REVISION``): Deployment, Service, PodDisruptionBudget, an autoscaler
 (HPA ``autoscaling/v2``, or a KEDA ScaledObject) and, for a Model, an immutable ConfigMap
 holding the pod-local spec.
@@ -127,7 +129,15 @@ def http_route(workload: Workload, backends: Sequence[tuple[Workload, int]]) -> 
     resource = workload.resource
     traffic = resource.spec.rollout.traffic if isinstance(resource, Model | App) else None
     canary = backends[-1][0] if len(backends) > 1 else None
-    if traffic and traffic.canary_headers and canary and canary.revision == workload.revision:
+    if canary is None or canary.revision != workload.revision:
+        traffic = None  # only the new revision's spec shapes its rollout's traffic
+    if traffic and traffic.mirror and canary:
+        # Core Gateway API mirrors per rule: every request of the weighted rule is copied
+        rules[0]["filters"] = [{
+            "type": "RequestMirror",
+            "requestMirror": {"backendRef": {"name": canary.revision_name, "port": port}},
+        }]  # fmt: skip
+    if traffic and traffic.canary_headers and canary:
         # Gateway API ranks a rule with header matches above one without, whatever the order;
         # one match per header: matches are ORed, the headers within one match ANDed
         rules.append({
