@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 
 import httpx
 import pytest
@@ -30,6 +31,20 @@ def retrain(platform: LocalPlatform, factor: float | None) -> None:
         new = text.replace("factor = 2.0", f"factor = {factor}", 1)
     assert new != text
     model.write_text(new, encoding="utf-8")
+
+
+def deploy_badly_retrained(
+    platform: LocalPlatform, text: str
+) -> tuple[str, Load, subprocess.CompletedProcess[str]]:
+    """Run ``text``'s Model under load, retrain it badly and ``kaip deploy --wait`` it: the
+    stable revision, the load (still running) and the deploy's outcome."""
+    spec = platform.write_spec(text)
+    platform.up(spec)
+    stable = str(platform.resource("echo")["stable"])
+    load = Load(f"{platform.url}/v2/models/echo/infer").start()
+    wait_for(lambda: load.counts()[0] >= 30, "traffic on the stable revision")
+    retrain(platform, None)
+    return stable, load, platform.cli("deploy", str(spec), "--wait", "--timeout", "5m")
 
 
 def predict(platform: LocalPlatform) -> list[float]:
@@ -73,13 +88,7 @@ def test_overwritten_weights_are_a_new_revision_that_goes_through_the_canary(
 def test_a_badly_retrained_model_is_rolled_back_and_wait_and_watch_exit_4(
     platform: LocalPlatform,
 ) -> None:
-    spec = platform.write_spec(model_spec())
-    platform.up(spec)
-    stable = platform.resource("echo")["stable"]
-    load = Load(f"{platform.url}/v2/models/echo/infer").start()
-    wait_for(lambda: load.counts()[0] >= 30, "traffic on the stable revision")
-    retrain(platform, None)
-    deployed = platform.cli("deploy", str(spec), "--wait", "--timeout", "5m")
+    stable, load, deployed = deploy_badly_retrained(platform, model_spec())
     load.stop()
     assert deployed.returncode == 4, deployed.stdout + deployed.stderr
     assert "Traceback" not in deployed.stderr

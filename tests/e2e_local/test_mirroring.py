@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
-from local_platform import INFER_BODY, Load, LocalPlatform, model_spec, wait_for
-from test_delivery import retrain
+from local_platform import INFER_BODY, LocalPlatform, model_spec
+from test_delivery import deploy_badly_retrained, retrain
 
 pytestmark = pytest.mark.slow
 
@@ -75,13 +75,7 @@ def test_a_badly_retrained_shadow_is_rolled_back_on_mirrored_evidence_with_no_cl
     platform: LocalPlatform,
 ) -> None:
     steps = "[{weight: 0, pauseSeconds: 1}, {weight: 100, pauseSeconds: 1}]"
-    spec = platform.write_spec(model_spec(steps=steps) + MIRROR)
-    platform.up(spec)
-    stable = platform.resource("echo")["stable"]
-    load = Load(f"{platform.url}/v2/models/echo/infer").start()
-    wait_for(lambda: load.counts()[0] >= 30, "traffic on the stable revision")
-    retrain(platform, None)
-    deployed = platform.cli("deploy", str(spec), "--wait", "--timeout", "5m")
+    stable, load, deployed = deploy_badly_retrained(platform, model_spec(steps=steps) + MIRROR)
     ok, failed = load.stop()
     assert deployed.returncode == 4, deployed.stdout + deployed.stderr
     assert "rolled back: " in deployed.stderr and "maxErrorRate" in deployed.stderr

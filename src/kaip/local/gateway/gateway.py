@@ -298,6 +298,21 @@ class Gateway:
             else:
                 conn.send_json(404, {"error": f"no route for {path}"}, head=head)
 
+    def _begin(
+        self, route: CompiledRoute, request: Request
+    ) -> tuple[StatsRecorder, Observation | None]:
+        """Count a request in (the caller counts it out of ``in_flight``, and finishes the
+        observation); the route's stats and the request's observation (None: no signals)."""
+        kind, name = route.route.kind, route.name
+        stats = self._stats[name]
+        stats.in_flight += 1
+        stats.last_request_at = time.monotonic()
+        if self.signals is None:
+            return stats, None
+        method, target, headers = request.method, request.target, request.headers
+        owner = route.route.owner
+        return stats, self.signals.begin(kind, name, owner, method, target, headers, self._port)
+
     async def _websocket(self, conn: ClientConnection, request: Request, target: Target) -> None:
         """An App's WebSocket: checked here, relayed and spliced by :mod:`websocket`."""
         name = target.name
@@ -309,14 +324,7 @@ class Gateway:
         if route is None:
             self._not_found(conn, "app", name, False)
             return
-        stats = self._stats[name]
-        stats.in_flight += 1
-        stats.last_request_at = time.monotonic()
-        observed = None
-        if self.signals is not None:
-            observed = self.signals.begin(
-                "app", name, route.route.owner, request.method, request.target, (), self._port
-            )
+        stats, observed = self._begin(route, request)
         started = time.perf_counter()
         try:
             if not route.has_backends:
@@ -384,14 +392,8 @@ class Gateway:
         if route is None:
             self._not_found(conn, kind, name, openai)
             return
-        stats = self._stats[name]
-        stats.in_flight += 1
-        stats.last_request_at = time.monotonic()
-        observed = None
-        if self.signals is not None:
-            owner = route.route.owner
-            method, target, headers = request.method, request.target, request.headers
-            observed = self.signals.begin(kind, name, owner, method, target, headers, self._port)
+        stats, observed = self._begin(route, request)
+        if observed is not None:
             observed.revision = pinned or ""
         try:
             if not route.has_backends:
