@@ -1,6 +1,7 @@
-"""Header routing to the canary through a real ``kaip up`` (issue 13 #5): at a weight-0 preview
-step only requests carrying ``X-Canary: yes`` reach the new revision; every other request, and one
-with another value, is answered by stable. Timing is never asserted.
+"""Header and cookie routing to the canary through a real ``kaip up`` (issue 13 #5): at a
+weight-0 preview step only requests carrying ``X-Canary: yes`` or the cookie ``canary=always``
+reach the new revision; every other request, and one with another value, is answered by stable.
+Timing is never asserted.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from test_delivery import retrain
 pytestmark = pytest.mark.slow
 
 PREVIEW = "[{weight: 0, pause: {}}, {weight: 100, pauseSeconds: 1}]"
-TRAFFIC = "    traffic: {canaryHeaders: {X-Canary: 'yes'}}\n"
+TRAFFIC = "    traffic: {canaryHeaders: {X-Canary: 'yes'}, canaryCookies: {canary: always}}\n"
 STABLE, CANARY = [2.0, 4.0, 6.0, 8.0], [5.0, 10.0, 15.0, 20.0]
 
 
-def test_only_requests_with_the_canary_header_reach_a_previewed_canary(
+def test_only_requests_with_the_canary_header_or_cookie_reach_a_previewed_canary(
     platform: LocalPlatform,
 ) -> None:
     spec = platform.write_spec(model_spec(steps=PREVIEW) + TRAFFIC)
@@ -37,9 +38,11 @@ def test_only_requests_with_the_canary_header_reach_a_previewed_canary(
         assert answers({}) == STABLE
         assert answers({"X-Canary": "no"}) == STABLE  # exact values only
         assert answers({"X-CANARY": "yes"}) == CANARY  # header names ignore case
+        assert answers({"Cookie": "session=1; canary=always"}) == CANARY  # or the cookie
+        assert answers({"Cookie": "canary=never; other=always"}) == STABLE
     rollout = platform.resource("echo")["rollout"]
     assert rollout["step"] == 1 and rollout["paused"]
-    assert rollout["canary"]["requests"] >= 15  # the marked requests are the canary's evidence
+    assert rollout["canary"]["requests"] >= 30  # the marked requests are the canary's evidence
 
     promoted = platform.cli("rollout", "promote", "echo", "--full")
     assert promoted.returncode == 0, promoted.stderr

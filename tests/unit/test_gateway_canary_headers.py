@@ -82,3 +82,33 @@ spec:
     with pytest.raises(SpecError, match=r"traffic\.mirror.*strategy: canary") as refused:
         load_text(text)
     assert "spec.rollout.traffic.mirror" in str(refused.value)
+
+
+def test_a_request_with_a_canary_cookie_goes_to_the_canary() -> None:
+    route = compile_route(
+        Route("app", "a", {"s": 100, "c": 0}, (b("s1", "s"), b("c1", "c")), canary="c",
+              canary_cookies={b"canary": b"always"})
+    )  # fmt: skip
+    assert route.matched_revision([(b"Cookie", b"canary=always")]) == "c"
+    assert route.matched_revision([(b"cookie", b"session=x; canary=always; theme=dark")]) == "c"
+    assert route.matched_revision([(b"cookie", b"session=x"), (b"cookie", b"canary=always")]) == "c"
+    assert route.matched_revision([(b"cookie", b"canary=never")]) is None  # values are exact
+    assert route.matched_revision([(b"cookie", b"Canary=always")]) is None  # names too
+    assert route.matched_revision([(b"cookie", b"xcanary=always")]) is None
+    assert route.matched_revision([(b"x-canary", b"always")]) is None  # a header is no cookie
+
+
+@pytest.mark.parametrize(
+    ("cookies", "words"),
+    [
+        ({"can ary": "always"}, "is not a cookie name"),
+        ({"canary": "a;b"}, "cannot match"),
+        ({"canary": ""}, "cannot match"),
+        ({"canary": "a b"}, "cannot match"),
+    ],
+)
+def test_bad_cookie_matches_are_refused_with_the_reason(
+    cookies: dict[str, str], words: str
+) -> None:
+    with pytest.raises(ValueError, match=words):
+        Traffic(canary_cookies=cookies)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from kaip.render.kube import (
     render_manifests,
     restricted_violations,
 )
+from kaip.render.kube.serving import cookie_pattern
 from kaip.settings import KubeSettings, Settings
 from kaip.spec import load_text
 
@@ -412,3 +414,30 @@ def test_mirror_copies_the_weighted_rule_to_the_canary_only_while_it_rolls_out()
     settled = render_manifests(plan, {new.key: [Backend(new, 100)]})  # no rollout: no mirror
     (route,) = [o for o in settled if o["kind"] == "HTTPRoute"]
     assert "filters" not in route["spec"]["rules"][0]
+
+
+def test_canary_cookies_match_the_cookie_header_by_a_regular_expression() -> None:
+    traffic = "{steps: [{weight: 0, pause: {}}, {weight: 100}], traffic: {canaryCookies: " \
+        "{canary: always, 'ab.c': 'x+y'}}}"  # fmt: skip
+    plan = _plan(_model("fraud", rollout=traffic))
+    (new,) = plan.workloads
+    (old_doc,) = load_text(
+        _model("fraud", artifact="{uri: https://h/v1.onnx, format: onnx}")
+    ).documents
+    old = plan_workload(old_doc.resource, plan.settings)
+    objects = render_manifests(plan, {new.key: [Backend(old, 100), Backend(new, 0)]})
+    (route,) = [o for o in objects if o["kind"] == "HTTPRoute"]
+    _, matched = route["spec"]["rules"]
+    assert matched["matches"] == [
+        {
+            "headers": [
+                {"type": "RegularExpression", "name": "Cookie", "value": cookie_pattern(n, v)}
+            ]
+        }
+        for n, v in (("canary", "always"), ("ab.c", "x+y"))
+    ]
+    pattern = re.compile(cookie_pattern("ab.c", "x+y"))
+    for header in ("ab.c=x+y", "a=1; ab.c=x+y", "ab.c=x+y; b=2", "a=1;ab.c=x+y;b=2"):
+        assert pattern.fullmatch(header), header
+    for header in ("abxc=x+y", "ab.c=xxy", "ab.c=x+yz", "xab.c=x+y", "ab.c=x+y0; b=2"):
+        assert not pattern.fullmatch(header), header

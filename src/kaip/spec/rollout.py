@@ -13,7 +13,7 @@ checks' I/O in :mod:`kaip.analysis`, the notifications' in :mod:`kaip.notify`.
       steps: [{weight: 10, pauseSeconds: 60}, {weight: 50, pause: {}}, {weight: 100}]
       gates: {maxErrorRate: 0.01, minRequests: 20}
       progressDeadlineSeconds: 600    # then onNoEvidence decides: abort (default) | promote
-      traffic: {canaryHeaders: {X-Canary: "yes"}, mirror: true}
+      traffic: {canaryHeaders: {X-Canary: "yes"}, canaryCookies: {canary: always}, mirror: true}
       analysis:
         intervalSeconds: 10           # each check is asked again this often during a step
         prometheus: http://prometheus.monitoring:9090
@@ -110,6 +110,46 @@ def _check_header_matches(matches: dict[str, str]) -> dict[str, str]:
     if len(set(lowered)) != len(lowered):
         raise ValueProblem("a header is named twice (header names ignore case)")
     return matches
+
+
+COOKIE_VALUE_PATTERN = r"^[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]{1,256}$"
+"""A cookie value matched exactly (RFC 6265 cookie-octets: no space, quote, comma, semicolon or
+backslash), at most 256 characters."""
+_COOKIE_VALUE = re.compile(COOKIE_VALUE_PATTERN)
+
+
+def _check_cookie_matches(matches: dict[str, str]) -> dict[str, str]:
+    for name, value in matches.items():
+        if not _HEADER_NAME.fullmatch(name):
+            raise ValueProblem(
+                f"{name[:40]!r} is not a cookie name",
+                "letters, digits and !#$%&*+.^_`|~- only, at most 128, e.g. canary",
+            )
+        if not _COOKIE_VALUE.fullmatch(value):
+            raise ValueProblem(
+                f"the cookie {name!r} has a value kaip cannot match: {value[:40]!r}",
+                "1 to 256 printable ASCII characters but space, quote, comma, semicolon and "
+                "backslash, e.g. always",
+            )
+    return matches
+
+
+CookieMatches = Annotated[
+    dict[str, str],
+    AfterValidator(_check_cookie_matches),
+    Field(
+        max_length=MAX_HEADER_MATCHES,
+        json_schema_extra={
+            "propertyNames": {
+                "pattern": HEADER_NAME_PATTERN, "maxLength": 128,
+                "description": "every key must be a cookie name (e.g. canary)",
+            },
+            "additionalProperties": {
+                "type": "string", "pattern": COOKIE_VALUE_PATTERN, "maxLength": 256,
+            },
+        },
+    ),
+]  # fmt: skip
 
 
 HeaderMatches = Annotated[
@@ -249,13 +289,19 @@ class Analysis(SpecModel):
 
 
 class Traffic(SpecModel):
-    """Which requests reach the new revision whatever its weight (test traffic first), and
+    """Which requests reach the new revision whatever its weight (by header or cookie: test traffic
+    first), and
     whether it gets a copy of the rest (``mirror``: shadow traffic, answers discarded)."""
 
     canary_headers: HeaderMatches = Field(
         default_factory=dict,
         description="a request carrying any of these headers with exactly this value goes to "
         "the new revision while it runs (names ignore case)",
+    )
+    canary_cookies: CookieMatches = Field(
+        default_factory=dict,
+        description="a request carrying any of these cookies with exactly this value goes to "
+        "the new revision while it runs (names and values are exact)",
     )
     mirror: bool = Field(
         False,

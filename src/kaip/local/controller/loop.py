@@ -413,6 +413,7 @@ class Controller(Delivery):
                     owner=run.current.resource.spec.owner,
                     canary=run.canary.revision if run.canary is not None else "",
                     canary_headers=run.canary_headers,
+                    canary_cookies=run.canary_cookies,
                     mirror=run.mirror,
                 )
             )

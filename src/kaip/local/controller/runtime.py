@@ -145,6 +145,14 @@ class ResourceRun:
         return {k.lower().encode(): v.encode() for k, v in traffic.canary_headers.items()}
 
     @property
+    def canary_cookies(self) -> dict[bytes, bytes]:
+        """The rollout's cookie matches for the gateway, none without one."""
+        traffic = self.rollout_spec.traffic
+        if self.canary is None or traffic is None:
+            return {}
+        return {k.encode(): v.encode() for k, v in traffic.canary_cookies.items()}
+
+    @property
     def mirror(self) -> bool:
         """Whether the gateway copies stable's requests to the canary (``traffic.mirror``)."""
         traffic = self.rollout_spec.traffic

@@ -27,11 +27,12 @@ then relayed and spliced by :mod:`kaip.local.gateway.websocket`; anywhere else i
 
 Which revision a request goes to: one the request names (an OIP path with a version, a served
 name only one live revision serves) is pinned to it; else a request carrying one of the route's
-``canary_headers`` (``rollout.traffic.canaryHeaders``) goes to the canary while it has a ready
-replica, whatever its weight (a weight-0 step is a preview only such requests reach); every
-other request draws a revision by weight. Retries stay within a pinned revision. With
-``mirror`` (``rollout.traffic.mirror``), a request drawn by weight for another revision is also
-copied to the canary (:mod:`kaip.local.gateway.mirror`), its answer discarded.
+``canary_headers`` or ``canary_cookies`` (``rollout.traffic.canaryHeaders``, ``canaryCookies``)
+goes to the canary while it has a ready replica, whatever its weight (a weight-0 step is a
+preview only such requests reach); every other request draws a revision by weight. Retries
+stay within a pinned revision. With ``mirror`` (``rollout.traffic.mirror``), a request drawn by
+weight for another revision is also copied to the canary (:mod:`kaip.local.gateway.mirror`),
+its answer discarded.
 """
 
 from __future__ import annotations

@@ -63,6 +63,9 @@ class Route:
     canary_headers: Mapping[bytes, bytes] = field(default_factory=dict)
     """Lower-cased header name -> value: a request carrying any of them goes to ``canary``
     whatever its weight, while the canary has a ready replica (``rollout.traffic``)."""
+    canary_cookies: Mapping[bytes, bytes] = field(default_factory=dict)
+    """Cookie name -> value: a request whose ``Cookie`` carries any of them goes to ``canary``
+    as with ``canary_headers``."""
     mirror: bool = False
     """Copy every request that goes to another revision to ``canary`` as well, its answer
     discarded (``rollout.traffic.mirror``), while the canary has a ready replica."""
@@ -110,13 +113,21 @@ class CompiledRoute:
         return bool(self.route.backends)
 
     def matched_revision(self, headers: Sequence[tuple[bytes, bytes]]) -> str | None:
-        """The canary, when ``headers`` carry one of its ``canary_headers`` and it can serve."""
+        """The canary, when ``headers`` carry one of its ``canary_headers`` or
+        ``canary_cookies`` and it can serve."""
         wanted = self.route.canary_headers
-        if not wanted or self.route.canary not in self.by_revision:
+        cookies = self.route.canary_cookies
+        if not (wanted or cookies) or self.route.canary not in self.by_revision:
             return None
         for name, value in headers:
-            if wanted.get(name.lower()) == value.strip():
+            lower = name.lower()
+            if wanted.get(lower) == value.strip():
                 return self.route.canary
+            if cookies and lower == b"cookie":
+                for pair in value.split(b";"):
+                    key, _, got = pair.strip().partition(b"=")
+                    if cookies.get(key) == got:
+                        return self.route.canary
         return None
 
     def mirror_to(self, revision: str) -> tuple[Backend, ...]:

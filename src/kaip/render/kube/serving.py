@@ -4,7 +4,8 @@ Per resource (shared by its revisions): ServiceAccount (no token), NetworkPolicy
 default both ways, :mod:`kaip.render.kube.network`), a stable Service selecting every
 revision, and a Gateway API HTTPRoute attached to that Service (GAMMA, mesh traffic) that
 splits requests over the live revisions by weight (during a rollout with
-``traffic.canaryHeaders``, a rule of its own sends requests with those headers to the canary;
+``traffic.canaryHeaders`` or ``canaryCookies``, a rule of its own sends requests with those
+headers or cookies to the canary;
 with ``traffic.mirror``, the weighted rule's ``RequestMirror`` filter copies its requests to the
 canary's Service).
 Per live revision (``NAME-REVISION``): Deployment, Service, PodDisruptionBudget, an autoscaler
@@ -25,6 +26,7 @@ Pure: plain dicts in, plain dicts out.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -137,13 +139,17 @@ def http_route(workload: Workload, backends: Sequence[tuple[Workload, int]]) -> 
             "type": "RequestMirror",
             "requestMirror": {"backendRef": {"name": canary.revision_name, "port": port}},
         }]  # fmt: skip
-    if traffic and traffic.canary_headers and canary:
+    if traffic and (traffic.canary_headers or traffic.canary_cookies) and canary:
         # Gateway API ranks a rule with header matches above one without, whatever the order;
-        # one match per header: matches are ORed, the headers within one match ANDed
+        # one match per header or cookie: matches are ORed, the headers within one match ANDed
         rules.append({
             "matches": [
                 {"headers": [{"type": "Exact", "name": name, "value": value}]}
                 for name, value in traffic.canary_headers.items()
+            ] + [
+                {"headers": [{"type": "RegularExpression", "name": "Cookie",
+                              "value": cookie_pattern(name, value)}]}
+                for name, value in traffic.canary_cookies.items()
             ],
             "backendRefs": [{"name": canary.revision_name, "port": port, "weight": 1}],
         })  # fmt: skip
@@ -156,6 +162,13 @@ def http_route(workload: Workload, backends: Sequence[tuple[Workload, int]]) -> 
             "rules": rules,
         },
     }
+
+
+def cookie_pattern(name: str, value: str) -> str:
+    """A regular expression (RE2, as Envoy and most Gateway API implementations read it)
+    matching a ``Cookie`` header that carries the cookie ``name`` with exactly ``value``
+    (Gateway API has no cookie match of its own)."""
+    return f"^(.*;[ ]*)?{re.escape(name)}={re.escape(value)}(;.*)?$"
 
 
 def spec_config_map(workload: Workload, model: Model) -> Obj:
