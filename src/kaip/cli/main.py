@@ -32,13 +32,28 @@ app = typer.Typer(
     help="kaip, the Kubernetes AI Platform: one spec, laptop to cluster.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
 )
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        print(f"kaip {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        "-V",
+        callback=_print_version,
+        is_eager=True,
+        help="Print the kaip version and exit.",
+    ),
+) -> None:
     """kaip, the Kubernetes AI Platform: one spec, laptop to cluster."""
 
 
