@@ -90,6 +90,21 @@ def test_the_hpa_scales_a_model_out_under_load_and_back_in(
     def ready() -> int:
         return int(env.get("deployment", deployment)["status"].get("readyReplicas") or 0)
 
+    asked: dict[str, float] = {}  # when the HPA first set the Deployment's replicas, for bench/
+
+    def scaled(to: int) -> bool:
+        """Whether the Deployment has ``to`` ready pods (at least ``to`` when scaling out),
+        noting when the HPA first asked for that many."""
+        state = env.get("deployment", deployment)
+        wanted, have = (
+            int(state["spec"]["replicas"]),
+            int(state["status"].get("readyReplicas") or 0),
+        )
+        done = (have >= to) if to > 1 else (have == wanted == to)
+        if done or ((wanted >= to) if to > 1 else (wanted == to)):
+            asked.setdefault(f"to {to}", time.monotonic())
+        return done
+
     path = (
         f"/apis/custom.metrics.k8s.io/v1beta2/namespaces/{env.namespace}/pods/*/"
         "kaip_inflight_requests"
@@ -119,7 +134,7 @@ def test_the_hpa_scales_a_model_out_under_load_and_back_in(
     )  # fmt: skip
     try:
         assert load.stdout is not None and load.stdout.readline().strip() == "started"
-        wait_for("the HPA to scale out to 2+ ready pods", lambda: ready() >= 2, 420, env.cluster)
+        wait_for("the HPA to scale out to 2+ ready pods", lambda: scaled(2), 420, env.cluster)
         scaled_out = time.monotonic() - started
         hpa = env.get("hpa", deployment)["status"]
     finally:
@@ -128,12 +143,15 @@ def test_the_hpa_scales_a_model_out_under_load_and_back_in(
         load.wait(120)
     counts = json.loads(out.read_text())
     print(
-        f"scaled out to {ready()} ready pods {scaled_out:.0f}s after the load (c=8) started; "
+        f"scale out: the HPA asked for 2+ pods {asked['to 2'] - started:.0f}s and {ready()} "
+        f"were ready {scaled_out:.0f}s after the load (c=8) started; "
         f"HPA: {hpa.get('currentMetrics')}; load: {counts}"
     )
     read = [m["pods"] for m in hpa.get("currentMetrics") or [] if m.get("type") == "Pods"]
     assert [m["metric"]["name"] for m in read] == ["kaip_inflight_requests"], hpa
     assert counts["failed"] == 0, counts
-    wait_for("the HPA to scale back in to 1 pod", lambda: ready() == 1 and int(
-        env.get("deployment", deployment)["spec"]["replicas"]) == 1, 420, env.cluster)  # fmt: skip
-    print(f"back to 1 pod {time.monotonic() - stopped:.0f}s after the load stopped")
+    wait_for("the HPA to scale back in to 1 pod", lambda: scaled(1), 420, env.cluster)
+    print(
+        f"scale in: the HPA asked for 1 pod {asked['to 1'] - stopped:.0f}s and 1 was left "
+        f"{time.monotonic() - stopped:.0f}s after the load stopped"
+    )
