@@ -139,6 +139,21 @@ class KubeSettings(_Group):
     )
 
 
+class RegistrySettings(_Group):
+    """Which model registry TrainingJobs register into and ``kaip models`` reads."""
+
+    backend: Literal["embedded", "mlflow"] = Field(
+        "embedded",
+        description="embedded: kaip's own, under the state directory (registry://NAME@...); "
+        "mlflow: an MLflow tracking server's model registry (models:/NAME/VERSION|@ALIAS)",
+    )
+    mlflow_uri: str | None = Field(
+        None,
+        max_length=2048,
+        description="the MLflow tracking server's http(s):// URL (else MLFLOW_TRACKING_URI)",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="KAIP_", env_nested_delimiter="__", frozen=True, extra="ignore"
@@ -147,6 +162,7 @@ class Settings(BaseSettings):
     serving: ServingSettings = ServingSettings()
     local: LocalSettings = LocalSettings()
     kube: KubeSettings = KubeSettings()
+    registry: RegistrySettings = RegistrySettings()
 
 
 def load_settings() -> Settings:

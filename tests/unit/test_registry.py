@@ -11,6 +11,9 @@ import pytest
 
 from kaip.errors import RegistryError
 from kaip.registry import EmbeddedRegistry, Registration, RunStore, split_reference
+from kaip.registry.backends import check_scheme, open_registry
+from kaip.settings import RegistrySettings
+from kaip.spec.kinds import registry_reference
 
 
 def artifact(tmp_path: Path, name: str, content: bytes) -> Path:
@@ -130,3 +133,30 @@ def test_runs_record_attempts_reports_and_the_version_they_made(tmp_path: Path) 
     with pytest.raises(ValueError, match="no column"):
         runs.update(run.id, **{"status = 'x'; --": 1})
     assert os.path.exists(tmp_path / ".kaip" / "registry.db")
+
+
+@pytest.mark.parametrize(
+    ("uri", "reference"),
+    [
+        ("registry://digits@latest", ("digits", "latest")),
+        ("registry://digits@3", ("digits", "3")),
+        ("models:/digits/3", ("digits", "3")),
+        ("models:/digits@champion", ("digits", "champion")),
+        ("models:/digits@latest", ("digits", "latest")),
+        ("s3://bucket/digits", None),
+        ("models:/digits/Production/1", None),
+    ],
+)
+def test_both_registries_uris_name_a_model_and_a_selector(
+    uri: str, reference: tuple[str, str] | None
+) -> None:
+    assert registry_reference(uri) == reference
+
+
+def test_a_uri_of_the_other_registry_is_refused_with_what_to_set(tmp_path: Path) -> None:
+    registry = EmbeddedRegistry.open(tmp_path / ".kaip")
+    check_scheme("registry://digits@latest", registry, "Model digits")
+    with pytest.raises(RegistryError, match="KAIP_REGISTRY__BACKEND=mlflow") as refused:
+        check_scheme("models:/digits/2", registry, "Model digits")
+    assert str(refused.value).startswith("Model digits: models:/digits/2 names a version")
+    assert open_registry(registry, RegistrySettings()) is registry

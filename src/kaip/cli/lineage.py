@@ -15,6 +15,7 @@ from kaip.cli.output import OutputFormat, print_json, stdout
 from kaip.local.controller.lineage import lineage as build_lineage
 from kaip.local.state import State
 from kaip.registry import EmbeddedRegistry, RunStore
+from kaip.registry.backends import open_registry
 from kaip.settings import load_settings
 
 
@@ -24,16 +25,19 @@ def lineage(
 ) -> None:
     """Where a model version came from and where it went: job -> run -> version -> revisions."""
     name, _, selector = reference.partition("@")
-    state_dir = load_settings().local.state_dir.resolve()
-    registry = EmbeddedRegistry.open(state_dir)
+    settings = load_settings()
+    state_dir = settings.local.state_dir.resolve()
+    embedded = EmbeddedRegistry.open(state_dir)
     try:
+        registry = open_registry(embedded, settings.registry)
         state = State.open(state_dir)
         try:
-            entries = build_lineage(registry, RunStore(registry.db), state, name, selector or None)
+            entries = build_lineage(registry, RunStore(embedded.db), state, name, selector or None)
         finally:
             state.close()
+            registry.close()
     finally:
-        registry.close()
+        embedded.close()
     if output is OutputFormat.json:
         print_json(entries)
         return

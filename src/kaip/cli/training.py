@@ -2,13 +2,15 @@
 
 ``kaip train PATH`` runs one TrainingJob in the foreground (its output above a progress bar)
 and registers what it made; ``kaip jobs`` lists runs and ``kaip models`` the registry, both read
-straight from ``.kaip/registry.db``, so they work with or without a ``kaip up`` running. Parse,
+straight from ``.kaip/registry.db`` (or the MLflow server, ``KAIP_REGISTRY__BACKEND=mlflow``), so
+they work with or without a ``kaip up`` running. Parse,
 call, print: the runner is :mod:`kaip.local.controller.training`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from datetime import datetime
 from pathlib import Path
@@ -21,8 +23,18 @@ from kaip.cli.local import source_commit
 from kaip.cli.output import OutputFormat, print_json, stdout
 from kaip.errors import ConfigError, PlatformError
 from kaip.local.controller.training import TrainingRunner, run_to_end
+from kaip.local.state import Commit
 from kaip.plan import revision_id
-from kaip.registry import EmbeddedRegistry, ModelVersion, RunRecord, RunStore, split_reference
+from kaip.registry import (
+    EmbeddedRegistry,
+    ModelVersion,
+    Registry,
+    RunRecord,
+    RunStore,
+    lineage_events,
+    split_reference,
+)
+from kaip.registry.backends import open_registry
 from kaip.settings import load_settings
 from kaip.spec import TrainingJob, load_paths
 
@@ -31,8 +43,14 @@ models_app = typer.Typer(
 )
 
 
-def _registry() -> EmbeddedRegistry:
-    return EmbeddedRegistry.open(load_settings().local.state_dir.resolve())
+def _registry() -> Registry:
+    """The registry this kaip is configured for (KAIP_REGISTRY__BACKEND): kaip's or MLflow's."""
+    settings = load_settings()
+    embedded = EmbeddedRegistry.open(settings.local.state_dir.resolve())
+    if settings.registry.backend == "embedded":
+        return embedded
+    embedded.close()
+    return open_registry(embedded, settings.registry)
 
 
 def train(
@@ -55,13 +73,18 @@ def train(
     doc = jobs[0]
     job = doc.resource
     assert isinstance(job, TrainingJob)
-    state_dir = load_settings().local.state_dir.resolve()
-    registry = EmbeddedRegistry.open(state_dir)
+    settings = load_settings()
+    state_dir = settings.local.state_dir.resolve()
+    embedded = EmbeddedRegistry.open(state_dir)
     commit = source_commit(paths)
     try:
-        record = _run(job, doc.path, state_dir, registry, commit.sha if commit else None)
+        registry = open_registry(embedded, settings.registry)
+        try:
+            record = _run(job, doc.path, state_dir, embedded, registry, commit)
+        finally:
+            registry.close()
     finally:
-        registry.close()
+        embedded.close()
     if record.status != "succeeded":
         raise PlatformError(
             f"TrainingJob {job.metadata.name}: run {record.id} {record.status}: {record.message}"
@@ -70,8 +93,14 @@ def train(
 
 
 def _run(
-    job: TrainingJob, source: Path, state_dir: Path, registry: EmbeddedRegistry, sha: str | None
+    job: TrainingJob,
+    source: Path,
+    state_dir: Path,
+    embedded: EmbeddedRegistry,
+    registry: Registry,
+    commit: Commit | None,
 ) -> RunRecord:
+    sha = commit.sha if commit else None
     lines: list[str] = []
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -83,9 +112,11 @@ def _run(
         transient=False,
     ) as bar:
         task = bar.add_task(job.metadata.name, total=1.0, state="starting")
+        lineage = lineage_events.from_environment(os.environ, lines.append)
         runner = TrainingRunner(
-            RunStore(registry.db), registry, state_dir / "logs" / "jobs", report=lines.append
-        )
+            RunStore(embedded.db), registry, state_dir / "logs" / "jobs", report=lines.append,
+            lineage=lineage,
+        )  # fmt: skip
         tail = _Tail()
 
         def on_tick(record: RunRecord, progress: float | None) -> None:
@@ -97,7 +128,15 @@ def _run(
             state = f"run {record.id} attempt {record.attempt}/{record.max_retries + 1}"
             bar.update(task, completed=progress or 0.0, state=f"{state} {record.status}")
 
-        return asyncio.run(run_to_end(runner, job, revision_id(job), source, sha, on_tick=on_tick))
+        try:
+            return asyncio.run(
+                run_to_end(runner, job, revision_id(job), source, sha, on_tick=on_tick)
+            )
+        finally:
+            if lineage is not None:
+                lineage.close(lineage_events.CLOSE_SECONDS)
+                for line in lines:
+                    bar.console.print(line, markup=False, highlight=False)
 
 
 class _Tail:
@@ -127,11 +166,11 @@ def jobs(
     output: OutputFormat = typer.Option(OutputFormat.text, "--output", "-o", help="text or json"),
 ) -> None:
     """List training runs, newest first: status, attempts, progress, exit code, version."""
-    registry = _registry()
+    runs = EmbeddedRegistry.open(load_settings().local.state_dir.resolve())
     try:
-        records = RunStore(registry.db).list(job, limit)
+        records = RunStore(runs.db).list(job, limit)
     finally:
-        registry.close()
+        runs.close()
     if output is OutputFormat.json:
         print_json([_run_json(r) for r in records])
         return

@@ -6,7 +6,7 @@ the metrics and parameters the run reported, the commit the job's spec came from
 and run that made it. **Aliases** (``champion``, ``staging``) name one version each, as MLflow's
 aliases do (stages are deprecated there since 2.9). ``latest`` is the highest version.
 
-Pure data and parsing; the backends (:mod:`.embedded`, :mod:`.mlflow`) do the I/O.
+Pure data and parsing; the backends (:mod:`.embedded`, :mod:`.mlflow_backend`) do the I/O.
 """
 
 from __future__ import annotations
@@ -103,6 +103,14 @@ class Registry(Protocol):
 
     def local_path(self, version: ModelVersion, cache_dir: Path) -> Path:
         """The artifact of ``version`` as a local file, fetched into ``cache_dir`` if need be."""
+        ...
+
+    def names(self) -> list[str]:
+        """Every registered model's name, sorted."""
+        ...
+
+    def close(self) -> None:
+        """Let go of what the registry holds open."""
         ...
 
 

@@ -65,20 +65,23 @@ def _url_problem(uri: str) -> str | None:
 
 
 def registry_reference(uri: str) -> tuple[str, str] | None:
-    """``(name, selector)`` of a ``registry://NAME@SELECTOR`` URI, None for any other URI."""
+    """``(name, selector)`` of a registered version's URI, None for any other URI.
+
+    ``registry://NAME@SELECTOR`` (kaip's registry) or ``models:/NAME/VERSION|@ALIAS`` (MLflow's):
+    the selector is a version number, an alias, or ``latest`` (the newest version).
+    """
     match = _REGISTRY_URI.fullmatch(uri)
-    return (match.group(1), match.group(3)) if match else None
+    if match:
+        return (match.group(1), match.group(3))
+    return mlflow_reference(uri)
 
 
 def mlflow_reference(uri: str) -> tuple[str, str] | None:
-    """``(name, selector)`` of ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS``.
-
-    The selector is the version number as a string, or ``@ALIAS``.
-    """
+    """``(name, selector)`` of ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS``."""
     match = _MLFLOW_URI.fullmatch(uri)
     if not match:
         return None
-    return (match.group(1), match.group(3) or f"@{match.group(4)}")
+    return (match.group(1), match.group(3) or match.group(4))
 
 
 CLAIM_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"

@@ -24,6 +24,7 @@ The rules it follows:
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from kaip.errors import KaipError, PlatformError
@@ -97,7 +98,7 @@ class Delivery(Revisions):
             return
         run.next_follow_at = now + FOLLOW_SECONDS
         try:
-            version = self.registry.resolve(*run.follow)
+            version = await asyncio.to_thread(self.registry.resolve, *run.follow)
         except KaipError:
             return
         current = run.current.version
@@ -185,7 +186,7 @@ class Delivery(Revisions):
                 continue
             pending.next_look_at = now + 1.0
             try:
-                version = self._resolve(pending.declared)
+                version = await asyncio.to_thread(self._resolve, pending.declared)
             except KaipError:
                 continue
             if version is None or version.version in pending.refused:
@@ -199,6 +200,11 @@ class Delivery(Revisions):
             model = pin_version(pending.declared, version)
             revision = revision_id(model)
             self._record_revision(model, revision, pending.source)
+            try:
+                await self._fetch(version)
+            except KaipError as exc:
+                self.report(f"Model {name}: {exc.message}")
+                continue
             new = self._revision_run(model, revision, pending.source, version)
             self.report(await self._apply_one("Model", name, new, "kaip (registry)", None))
             run = self.resources[name]
@@ -224,5 +230,6 @@ class Delivery(Revisions):
     async def _deliver(self, model: Model, version: ModelVersion, run: ResourceRun) -> None:
         revision = revision_id(model)
         self._record_revision(model, revision, run.current.source)
+        await self._fetch(version)
         new = self._revision_run(model, revision, run.current.source, version)
         await self._apply_one("Model", run.name, new, "kaip (registry)", None)

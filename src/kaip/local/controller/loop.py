@@ -255,7 +255,11 @@ class Controller(Delivery):
             self.pending.pop(resource.metadata.name, None)
             feeder = self._feeder(resource, specs)
             try:
-                version = self._resolve(resource) if isinstance(resource, Model) else None
+                version = (
+                    await asyncio.to_thread(self._resolve, resource)
+                    if isinstance(resource, Model)
+                    else None
+                )
             except RegistryError as exc:
                 if not isinstance(resource, Model) or feeder is None:
                     raise
@@ -274,6 +278,7 @@ class Controller(Delivery):
             else:
                 resource, revision = pinned[index].resource, pinned[index].revision
             self._record_revision(resource, revision, doc.path)
+            await self._fetch(version)
             snapshot = self._revision_run(resource, revision, doc.path, version)
             changes.append(
                 await self._apply_one(resource.kind, resource.metadata.name, snapshot, who, commit)

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from kaip.errors import ConfigError, PlatformError
+from kaip.errors import ConfigError, KaipError, PlatformError
 from kaip.local.controller.auth import FirstOf, admin_token_authenticator
 from kaip.local.controller.control import ControlServer
 from kaip.local.controller.costs import (
@@ -45,7 +45,8 @@ from kaip.local.controller.training import TrainingRunner
 from kaip.local.gateway import Gateway
 from kaip.local.state import Commit, State
 from kaip.local.supervisor import Supervisor, Timings, kill_orphans
-from kaip.registry import EmbeddedRegistry, RunStore
+from kaip.registry import EmbeddedRegistry, RunStore, lineage_events
+from kaip.registry.backends import open_registry
 from kaip.settings import Settings
 from kaip.spec import load_paths
 from kaip.spec.base import parse_quantity
@@ -115,14 +116,22 @@ async def serve(
         stabilization_seconds=local.stabilization_seconds,
         profile_token=secrets.token_urlsafe(32),  # per run, in memory and the replicas' env only
     )
-    registry = EmbeddedRegistry.open(state_dir)
+    embedded = EmbeddedRegistry.open(state_dir)
+    try:
+        registry = open_registry(embedded, settings.registry)
+    except KaipError:
+        embedded.close()
+        state.close()
+        raise
+    lineage = lineage_events.from_environment(os.environ, report)
     training = TrainingRunner(
-        RunStore(registry.db),
+        RunStore(embedded.db),
         registry,
         state_dir / "logs" / "jobs",
         report=report,
         on_change=lambda: controller.wake() if controller else None,
         on_registered=lambda version: controller.registered(version) if controller else None,
+        lineage=lineage,
     )
     controller = Controller(
         config, state, supervisor, report=report, registry=registry, training=training
@@ -176,6 +185,7 @@ async def serve(
     except PlatformError:
         state.close()
         registry.close()
+        embedded.close()
         (state_dir / TOKEN_FILE).unlink(missing_ok=True)
         raise
     url = f"http://127.0.0.1:{bound}"
@@ -203,6 +213,9 @@ async def serve(
         await gateway.stop()
         state.close()
         registry.close()
+        embedded.close()
+        if lineage is not None:
+            await asyncio.to_thread(lineage.close, lineage_events.CLOSE_SECONDS)
         remove_run_record(state_dir, record)
         if shutdown_otel is not None:
             shutdown_otel()

@@ -10,6 +10,7 @@ progress), and records the deployment event in the same transaction; the rollout
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
@@ -22,6 +23,7 @@ from kaip.local.state import Commit, RevisionRecord
 from kaip.local.supervisor import app_launch, model_launch, write_snapshot
 from kaip.plan import canonical_spec_json
 from kaip.registry import ModelVersion, Registry
+from kaip.registry.backends import check_scheme
 from kaip.spec import API_VERSION, KINDS, App, Model
 from kaip.spec.kinds import registry_reference
 
@@ -160,6 +162,12 @@ class Revisions(RolloutSteps):
         assert isinstance(resource, Model | App)
         return self._revision_run(resource, revision, Path(record.source))
 
+    async def _fetch(self, version: ModelVersion | None) -> None:
+        """Bring ``version``'s artifact into the cache off the event loop (an MLflow download)."""
+        if version is not None and self.registry is not None:
+            cache = self.config.state_dir / "registry" / "cache"
+            await asyncio.to_thread(self.registry.local_path, version, cache)
+
     def _resolve(self, model: Model) -> ModelVersion | None:
         """The registered version ``model``'s artifact names now, or None if not a registry's."""
         reference = registry_reference(model.spec.artifact.uri)
@@ -170,8 +178,9 @@ class Revisions(RolloutSteps):
                 f"Model {model.metadata.name}: {model.spec.artifact.uri} needs the model "
                 "registry, which this kaip was started without"
             )
+        check_scheme(model.spec.artifact.uri, self.registry, f"Model {model.metadata.name}")
         version = self.registry.resolve(*reference)
-        if version.format != model.spec.artifact.format:
+        if version.format and version.format != model.spec.artifact.format:
             raise PlatformError(
                 f"Model {model.metadata.name}: {version.describe()} is format "
                 f"{version.format!r}, but artifact.format says {model.spec.artifact.format!r}"

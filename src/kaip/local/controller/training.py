@@ -52,6 +52,7 @@ from kaip.registry import (
     RunRecord,
     RunStore,
 )
+from kaip.registry.lineage_events import EventType, LineageEmitter
 from kaip.spec import TrainingJob
 from kaip.spec.base import parse_quantity
 
@@ -98,8 +99,10 @@ class TrainingRunner:
         on_change: Callable[[], None] = lambda: None,
         on_registered: Callable[[ModelVersion], None] = lambda version: None,
         clock: Callable[[], float] = time.monotonic,
+        lineage: LineageEmitter | None = None,
     ) -> None:
         self.runs = runs
+        self.lineage = lineage
         self.registry = registry
         self.log_dir = log_dir
         self.report = report
@@ -213,6 +216,8 @@ class TrainingRunner:
         record = run.record
         spec = run.job.spec
         run.next_start_at = None
+        if record.attempt == 1:
+            self._lineage_event("START", run)
         env = {
             **spec.env,
             "KAIP_JOB_NAME": run.name,
@@ -358,6 +363,7 @@ class TrainingRunner:
         )  # fmt: skip
         append_log(Path(record.log_path), f"run {record.id} succeeded{made}")
         self.report(f"TrainingJob {run.name}: run {record.id} succeeded{made}")
+        self._lineage_event("COMPLETE", run, version=version)
         self._finish(run)
         if version is not None:
             self._on_registered(version)
@@ -370,6 +376,7 @@ class TrainingRunner:
         )  # fmt: skip
         append_log(Path(record.log_path), f"run {record.id} failed: {message}")
         self.report(f"TrainingJob {run.name}: run {record.id} failed: {message}")
+        self._lineage_event("FAIL", run, error=message)
         self._finish(run)
 
     def _finish(self, run: ActiveRun) -> None:
@@ -382,7 +389,31 @@ class TrainingRunner:
                                       finished_at=time.time(), message=why)  # fmt: skip
         append_log(Path(run.record.log_path), f"run {run.record.id} cancelled: {why}")
         self.report(f"TrainingJob {run.name}: run {run.record.id} cancelled ({why})")
+        self._lineage_event("ABORT", run, error=why)
         self.active.pop(run.name, None)
+
+    def _lineage_event(
+        self,
+        event_type: EventType,
+        run: ActiveRun,
+        *,
+        version: ModelVersion | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Tell the OpenLineage consumer, if one is configured (never waits for it)."""
+        if self.lineage is None:
+            return
+        output = run.job.spec.output
+        where = None
+        if output is not None:
+            try:
+                where = _output_location(output.uri, run.base_dir)
+            except PlatformError:
+                where = output.uri
+        self.lineage.emit(
+            event_type, run.record, run.job.spec.inputs or [], output=where, version=version,
+            error=error,
+        )  # fmt: skip
 
     async def _stop(self, run: ActiveRun) -> None:
         process = run.process
