@@ -1,9 +1,9 @@
 """How the test tools are built. The Go wrapper modules that build them (tools/helm,
-tools/k8s/node, tools/prometheus-adapter) resolve every module they share with the control
-plane's (tools/k8s/kube) to the same version: one Go build cache then compiles those packages once
-for all of them, where a drifted version would silently make a cold `make test` compile them twice
-(helm alone took 30 min under load before they were aligned, prometheus-adapter 65 min). And the
-setup scripts hold no pipefail race."""
+tools/k8s/node, tools/prometheus-adapter, tools/kueue) resolve every module they share with the
+control plane's (tools/k8s/kube) to the same version: one Go build cache then compiles those
+packages once for all of them, where a drifted version would silently make a cold `make test`
+compile them twice (helm alone took 30 min under load before they were aligned,
+prometheus-adapter 65 min). And the setup scripts hold no pipefail race."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def test_the_parser_reads_requires_and_replacements() -> None:
     assert kube["k8s.io/client-go"] != "v0.0.0"
 
 
-@pytest.mark.parametrize("tool", ["helm", "k8s/node", "prometheus-adapter"])
+@pytest.mark.parametrize("tool", ["helm", "k8s/node", "prometheus-adapter", "kueue"])
 def test_a_tool_module_shares_the_control_planes_versions(tool: str) -> None:
     kube = resolved(CONTROL_PLANE)
     mine = resolved(TOOLS / tool / "go.mod")
