@@ -24,7 +24,7 @@ import typer
 from rich.markup import escape
 
 from kaip.cli import admin_client
-from kaip.cli.output import OutputFormat, print_json, stderr, stdout
+from kaip.cli.output import OutputFormat, note_skipped, print_json, stderr, stdout
 from kaip.cli.rollout_wait import (
     DEFAULT_TIMEOUT,
     Target,
@@ -93,7 +93,9 @@ def up(
     from kaip.local.controller import check_local, serve  # the platform: only `up` loads it
 
     settings = load_settings()
-    notices = check_local(load_paths(paths))  # a bad spec stops here, before anything starts
+    specs = load_paths(paths)  # a bad spec stops here, before anything starts
+    note_skipped(specs)
+    notices = check_local(specs)
     gateway_port = settings.local.gateway_port if port is None else port
     control_port = settings.local.admin_port if admin_port is None else admin_port
     running = find_running(settings.local.state_dir).record

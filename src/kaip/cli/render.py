@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from kaip.cli.output import stdout
+from kaip.cli.output import note_skipped, stdout
 from kaip.errors import ConfigError
 from kaip.plan import build_plan
 from kaip.render.kube import kustomize_files, manifests_yaml, render_manifests
@@ -38,6 +38,7 @@ def render(
         )
     settings = load_settings()
     specs = load_paths(paths)
+    note_skipped(specs)
     objects = render_manifests(build_plan(specs.documents, settings, namespace))
     if out is None:
         sys.stdout.write(manifests_yaml(objects))

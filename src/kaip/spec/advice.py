@@ -1,9 +1,9 @@
 """Advice on valid specs: things that work but that a person should know about (pure).
 
 :func:`advice` looks at loaded documents and returns warnings, located like problems but never
-fatal. Today it has one: a remote artifact without ``sha256``. Its content is neither verified
-nor part of the revision id, so new bytes at the same URL would reach replicas that restart
-without a new revision or a rollout. No I/O.
+fatal: the plain Kubernetes manifests the loader skipped, and a remote artifact without
+``sha256`` (its content is neither verified nor part of the revision id, so new bytes at the
+same URL would reach replicas that restart without a new revision or a rollout). No I/O.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ REMOTE_SCHEMES = ("http://", "https://", "s3://")
 
 def advice(specs: SpecSet) -> list[Problem]:
     """Warnings for ``specs``, in file order."""
-    out: list[Problem] = []
+    out: list[Problem] = list(specs.skipped)
     for doc in specs.documents:
         resource = doc.resource
         if not isinstance(resource, Model):

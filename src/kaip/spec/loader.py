@@ -50,6 +50,9 @@ class SpecSet:
     """Every resource of one load, in file order."""
 
     documents: tuple[SpecDocument, ...]
+    skipped: tuple[Problem, ...] = ()
+    """Plain Kubernetes manifests found beside the resources (another ``apiVersion`` and a kind
+    kaip does not have), left out, each located, with the note that says so."""
 
     @property
     def resources(self) -> list[Resource]:
@@ -229,8 +232,43 @@ def _syntax_problem(exc: yaml.MarkedYAMLError, file: str) -> Problem:
     return Problem(file, line, col, "", f"YAML syntax error: {what}", hint)
 
 
-def _validate(data: Any, pos: _Positions, file: str, problems: list[Problem]) -> Resource | None:
+def _plain_manifest(data: dict[Any, Any]) -> bool:
+    """A Kubernetes object of someone else's (``v1`` ConfigMap, ``apps/v1`` Deployment, ...)."""
+    api_version, kind = data.get("apiVersion"), data.get("kind")
+    return (
+        isinstance(api_version, str)
+        and isinstance(kind, str)
+        and bool(api_version)
+        and not api_version.startswith(API_VERSION.split("/")[0] + "/")
+        and kind not in KINDS
+    )
+
+
+def _validate(
+    data: Any,
+    pos: _Positions,
+    file: str,
+    problems: list[Problem],
+    skipped: list[Problem] | None = None,
+) -> Resource | None:
     line, col = pos.values.get((), (1, 1))
+    if skipped is not None and isinstance(data, dict) and _plain_manifest(data):
+        name = (
+            (data.get("metadata") or {}).get("name")
+            if isinstance(data.get("metadata"), dict)
+            else None
+        )
+        what = (
+            f"{data['kind']} {str(name)[:80] if name else '(no name)'} ({data['apiVersion'][:80]})"
+        )
+        skipped.append(
+            Problem(
+                file, line, col, "",
+                f"{what} is a plain Kubernetes manifest, not a kaip resource: skipped",
+                "kaip render, kaip up and kaip validate leave it out; apply it with kubectl",
+            )
+        )  # fmt: skip
+        return None
     if not isinstance(data, dict):
         problems.append(
             Problem(
@@ -332,14 +370,14 @@ def load_document(data: Any, source: str = "<document>") -> Resource:
 
 
 def _load_one(
-    text: str, path: Path, problems: list[Problem]
+    text: str, path: Path, problems: list[Problem], skipped: list[Problem] | None = None
 ) -> list[tuple[SpecDocument, _Positions]]:
     file = str(path)
     out: list[tuple[SpecDocument, _Positions]] = []
     count = 0
     for data, pos in _documents(text, file, problems):
         count += 1
-        resource = _validate(data, pos, file, problems)
+        resource = _validate(data, pos, file, problems, skipped)
         if resource is not None:
             out.append((SpecDocument(resource, path, pos.values.get((), (1, 1))[0]), pos))
     if count == 0 and not any(p.file == file for p in problems):
@@ -425,8 +463,11 @@ def _check_served_names(
 
 
 def load_paths(paths: Sequence[str | Path]) -> SpecSet:
-    """Load and validate spec files and directories; raise SpecError with every problem."""
+    """Load and validate spec files and directories; raise SpecError with every problem.
+
+    Plain Kubernetes manifests in them are left out and noted in ``skipped``."""
     problems: list[Problem] = []
+    skipped: list[Problem] = []
     docs: list[tuple[SpecDocument, _Positions]] = []
     budget = MAX_TOTAL_BYTES
     for path in spec_files(paths):
@@ -450,11 +491,11 @@ def load_paths(paths: Sequence[str | Path]) -> SpecSet:
                 )
             )
             continue
-        docs.extend(_load_one(text, path, problems))
+        docs.extend(_load_one(text, path, problems, skipped))
     _check_unique(docs, problems)
     if problems:
         raise SpecError(problems)
-    return SpecSet(tuple(d for d, _ in docs))
+    return SpecSet(tuple(d for d, _ in docs), tuple(skipped))
 
 
 def dump_resource(resource: Resource) -> dict[str, Any]:
