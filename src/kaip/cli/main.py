@@ -24,6 +24,7 @@ from kaip.cli import (
     top,
     training,
 )
+from kaip.cli.events import events
 from kaip.cli.lineage import lineage
 from kaip.errors import KaipError
 
@@ -81,6 +82,7 @@ local.register(app)
 rollout_commands.register(app)
 training.register(app)
 app.command()(lineage)
+app.command()(events)
 
 
 def main() -> None:
