@@ -371,18 +371,25 @@ def test_the_http_route_carries_the_models_served_names() -> None:
     assert routes["plain"]["metadata"]["annotations"] == {"kaip.dev/served-names": '["plain"]'}
 
 
-def test_canary_headers_route_matching_requests_to_the_canary_in_a_rule_of_their_own() -> None:
-    traffic = "{steps: [{weight: 0, pause: {}}, {weight: 100}], traffic: {canaryHeaders: " \
-        "{X-Canary: 'yes', X-Team: ml}}}"  # fmt: skip
-    plan = _plan(_model("fraud", rollout=traffic))
+def _previewed(rollout: str) -> tuple[Plan, Any, dict[str, Any]]:
+    """Model fraud with ``rollout``, its new revision at weight 0 beside v1: the plan, the new
+    workload and the rendered HTTPRoute (every object checked for the invariants)."""
+    plan = _plan(_model("fraud", rollout=rollout))
     (new,) = plan.workloads
     (old_doc,) = load_text(
-        _model("fraud", artifact="{uri: https://h/v1.onnx, format: onnx}", rollout=traffic)
+        _model("fraud", artifact="{uri: https://h/v1.onnx, format: onnx}", rollout=rollout)
     ).documents
     old = plan_workload(old_doc.resource, plan.settings)
     objects = render_manifests(plan, {new.key: [Backend(old, 100), Backend(new, 0)]})
     check_invariants(objects)
     (route,) = [o for o in objects if o["kind"] == "HTTPRoute"]
+    return plan, new, dict(route)
+
+
+def test_canary_headers_route_matching_requests_to_the_canary_in_a_rule_of_their_own() -> None:
+    traffic = "{steps: [{weight: 0, pause: {}}, {weight: 100}], traffic: {canaryHeaders: " \
+        "{X-Canary: 'yes', X-Team: ml}}}"  # fmt: skip
+    plan, new, route = _previewed(traffic)
     weighted, matched = route["spec"]["rules"]
     assert matched["matches"] == [
         {"headers": [{"type": "Exact", "name": "X-Canary", "value": "yes"}]},
@@ -397,15 +404,7 @@ def test_canary_headers_route_matching_requests_to_the_canary_in_a_rule_of_their
 
 def test_mirror_copies_the_weighted_rule_to_the_canary_only_while_it_rolls_out() -> None:
     mirrored = "{steps: [{weight: 0, pause: {}}, {weight: 100}], traffic: {mirror: true}}"
-    plan = _plan(_model("fraud", rollout=mirrored))
-    (new,) = plan.workloads
-    (old_doc,) = load_text(
-        _model("fraud", artifact="{uri: https://h/v1.onnx, format: onnx}")
-    ).documents
-    old = plan_workload(old_doc.resource, plan.settings)
-    objects = render_manifests(plan, {new.key: [Backend(old, 100), Backend(new, 0)]})
-    check_invariants(objects)
-    (route,) = [o for o in objects if o["kind"] == "HTTPRoute"]
+    plan, new, route = _previewed(mirrored)
     (weighted,) = route["spec"]["rules"]
     assert weighted["filters"] == [{
         "type": "RequestMirror",
@@ -419,14 +418,7 @@ def test_mirror_copies_the_weighted_rule_to_the_canary_only_while_it_rolls_out()
 def test_canary_cookies_match_the_cookie_header_by_a_regular_expression() -> None:
     traffic = "{steps: [{weight: 0, pause: {}}, {weight: 100}], traffic: {canaryCookies: " \
         "{canary: always, 'ab.c': 'x+y'}}}"  # fmt: skip
-    plan = _plan(_model("fraud", rollout=traffic))
-    (new,) = plan.workloads
-    (old_doc,) = load_text(
-        _model("fraud", artifact="{uri: https://h/v1.onnx, format: onnx}")
-    ).documents
-    old = plan_workload(old_doc.resource, plan.settings)
-    objects = render_manifests(plan, {new.key: [Backend(old, 100), Backend(new, 0)]})
-    (route,) = [o for o in objects if o["kind"] == "HTTPRoute"]
+    _, _, route = _previewed(traffic)
     _, matched = route["spec"]["rules"]
     assert matched["matches"] == [
         {
