@@ -167,7 +167,14 @@ def test_the_quickstart_model_fetches_verifies_and_predicts_through_its_service(
     data = rows(32)
     expected = joblib.load(model).predict(data).tolist()
     address = f"{env.cluster_ip('digits')}:8000"
-    assert predict_in_node(env, address, "digits", data) == expected
+
+    def predicted() -> list[Any] | None:
+        try:
+            return predict_in_node(env, address, "digits", data)
+        except NodeNamespaceError:  # refused until kube-proxy has programmed the new Service
+            return None
+
+    assert wait_for("the Model's Service to answer", predicted, 120) == expected
 
 
 def test_a_wrong_digest_stops_the_pod_in_its_init_container(
