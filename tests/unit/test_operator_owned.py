@@ -12,6 +12,7 @@ from kaip.kube.operator.owned import (
     Owner,
     Verdict,
     applied_fields,
+    compare_resource_version,
     foreign_fault,
     owner_of,
     refusal_for,
@@ -141,6 +142,45 @@ def test_events_older_than_the_last_apply_or_of_another_incarnation_are_quiet() 
     assert ledger.verdict("m-1", "Deployment", stale, deleted=False) is Verdict.QUIET
     old = deployment(metadata__uid="d-0")
     assert ledger.verdict("m-1", "Deployment", old, deleted=True) is Verdict.QUIET
+
+
+def test_a_late_event_no_newer_than_the_last_read_is_quiet_whatever_it_shows() -> None:
+    """The watch can fall minutes behind (1,000 Models on two cores): an event that predates
+    what a pass already read must not run a pass of its own."""
+    ledger = Ledger("kaip")
+    ledger.applied("m-1", [deployment(status={}, metadata__resourceVersion="100")])
+    ledger.observed("m-1", "Deployment", "digits-abc", deployment(metadata__resourceVersion="130"))
+    for late in ("100", "120", "130"):  # not ready yet, as the controller saw it back then
+        event = deployment(status__availableReplicas=0, metadata__resourceVersion=late)
+        assert ledger.stale("m-1", "Deployment", event)
+        assert ledger.verdict("m-1", "Deployment", event, deleted=False) is Verdict.QUIET
+    newer = deployment(status__availableReplicas=0, metadata__resourceVersion="1000")
+    assert not ledger.stale("m-1", "Deployment", newer)
+    assert ledger.verdict("m-1", "Deployment", newer, deleted=False) is Verdict.CHANGED
+    gone = deployment(metadata__resourceVersion="130")
+    assert ledger.verdict("m-1", "Deployment", gone, deleted=True) is Verdict.DRIFT
+    # Versions one may not compare: judged by what the event shows, as before.
+    opaque = deployment(status__availableReplicas=0, metadata__resourceVersion="a7")
+    assert ledger.verdict("m-1", "Deployment", opaque, deleted=False) is Verdict.CHANGED
+
+
+def test_a_read_that_shows_drift_leaves_its_event_to_say_drift() -> None:
+    ledger = Ledger("kaip")
+    ledger.applied("m-1", [deployment(metadata__resourceVersion="100")])
+    taken = deployment(metadata__resourceVersion="140", metadata__generation=3)
+    taken["metadata"]["managedFields"][0]["fieldsV1"] = {"f:spec": {"f:replicas": {}}}
+    ledger.observed("m-1", "Deployment", "digits-abc", taken)  # the pass read it first
+    assert not ledger.stale("m-1", "Deployment", taken)
+    assert ledger.verdict("m-1", "Deployment", taken, deleted=False) is Verdict.DRIFT
+
+
+def test_resource_versions_compare_as_kep_5504_says() -> None:
+    assert compare_resource_version("10", "9") == 1
+    assert compare_resource_version("9", "10") == -1
+    assert compare_resource_version("123", "123") == 0
+    for bad in ("", "0", "012", "1a", "-1", "١٢"):  # Arabic-Indic digits are digits, not ASCII
+        assert compare_resource_version(bad, "5") is None
+        assert compare_resource_version("5", bad) is None
 
 
 def test_objects_not_applied_since_start_or_no_longer_rendered_are_quiet() -> None:

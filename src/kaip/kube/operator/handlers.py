@@ -17,7 +17,7 @@ on:
   controller ownerReference is a ``kaip.dev`` resource. The reconciler's ledger
   (:mod:`.owned`) decides: drift (deleted, or a field the operator set taken by another field
   manager) re-applies with force, a change of what readiness reads runs a pass, anything else
-  (a status heartbeat) costs nothing;
+  (a status heartbeat, an event older than what a pass already read) costs nothing;
 * the :class:`~.schedule.Schedule`, after each pass, from what it found
   (:func:`~kaip.kube.operator.reconcile.pace`): every ``interval`` while a canary runs (its steps
   are timed), after a growing delay (1, 2, 4 ... 60 s, logged as ``retrying in Ns``) while a
@@ -214,6 +214,8 @@ class Controller:
             deleted = kwargs.get("type") == "DELETED"
             namespace = str(body["metadata"]["namespace"])
             key = Key(owner.kind, namespace, owner.name, owner.uid)
+            if not deleted and self.reconciler.stale(owner.uid, kind, body):
+                return  # late: a pass already saw this or newer; never wait for its lock
             with self._lock(owner.uid):
                 verdict = self.reconciler.concerns(owner.uid, kind, body, deleted)
             if verdict is Verdict.QUIET:

@@ -19,9 +19,15 @@ The operator watches the Deployments and Jobs it owns (:mod:`.handlers`). For ea
 * ``QUIET`` -- nothing the status shows could have changed: no request at all. A status-only
   change of a settled resource's Deployment (a condition's heartbeat) costs nothing.
 
-Events that predate the operator's last apply are ``QUIET`` too: one about an earlier incarnation
-(another uid), or with a ``metadata.generation`` below the one the apply answered with (the
-watch delivers them late; what they show was already overwritten). So is every object of an
+Events that predate what the operator last applied or read are ``QUIET`` too: one about an earlier
+incarnation (another uid), one with a ``metadata.generation`` below the one the apply answered
+with, or one whose ``resourceVersion`` is not newer than the version the last apply or read
+returned (the watch delivers them late; what they show was already overwritten). Resource
+versions of one resource are comparable integers since Kubernetes 1.35 (KEP-5504,
+:func:`compare_resource_version`); where one is not, the event is judged by its content as before.
+A thousand Models converging on two cores showed why: the Deployments' watch fell minutes behind,
+and each late event that differed from the last read ran a pass of its own (3,000 passes after
+every Model was Ready). So is every object of an
 owner the operator has not applied since it started: the owner's own start-up pass comes anyway.
 
 Also the operator's rule for taking over (:func:`refusal_for`): it writes only over objects
@@ -202,10 +208,30 @@ class _Applied:
 class _Record:
     applied: dict[Key, _Applied] = field(default_factory=dict)
     seen: dict[Key, tuple[Any, ...]] = field(default_factory=dict)
+    versions: dict[Key, str] = field(default_factory=dict)
+    """The newest ``resourceVersion`` an apply answered with or a pass read, per object."""
 
 
 def _generation(obj: Mapping[str, Any]) -> int:
     return int((obj.get("metadata") or {}).get("generation", 0))
+
+
+def _resource_version(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
+
+
+def compare_resource_version(a: str, b: str) -> int | None:
+    """-1, 0 or 1 as ``a`` is older than, the same as or newer than ``b``; None when either is
+    not a resource version one may compare (a positive integer without leading zeros: the rule
+    of apimachinery's ``resourceversion.CompareResourceVersion``, KEP-5504)."""
+    if not (_comparable(a) and _comparable(b)):
+        return None
+    left, right = (len(a), a), (len(b), b)  # no leading zeros: longer is larger
+    return (left > right) - (left < right)
+
+
+def _comparable(version: str) -> bool:
+    return version.isascii() and version.isdigit() and not version.startswith("0")
 
 
 @dataclass
@@ -219,6 +245,10 @@ class Ledger:
     def applied(self, uid: str, objects: Iterable[Mapping[str, Any]]) -> None:
         """Record what one apply of ``uid``'s whole set answered (replacing the last record)."""
         record = self._records.setdefault(uid, _Record())
+        objects = list(objects)
+        for o in objects:
+            if o.get("kind") in WATCHED_KINDS:
+                self._saw(record, (str(o["kind"]), str(o["metadata"]["name"])), o)
         record.applied = {
             (str(o["kind"]), str(o["metadata"]["name"])): _Applied(
                 str(o["metadata"].get("uid")),
@@ -231,7 +261,36 @@ class Ledger:
 
     def observed(self, uid: str, kind: str, name: str, obj: Mapping[str, Any] | None) -> None:
         """Record what a pass read of ``uid``'s ``kind`` ``name`` (None: it does not exist)."""
-        self._records.setdefault(uid, _Record()).seen[(kind, name)] = summary(kind, obj)
+        record = self._records.setdefault(uid, _Record())
+        record.seen[(kind, name)] = summary(kind, obj)
+        last = record.applied.get((kind, name))
+        if obj and (last is None or not self._drifted(kind, obj, last)):
+            # A read that shows drift is not remembered: its watch event must still say DRIFT.
+            self._saw(record, (kind, name), obj)
+
+    def _drifted(self, kind: str, obj: Mapping[str, Any], last: _Applied) -> bool:
+        if str((obj.get("metadata") or {}).get("uid")) != last.uid:
+            return True
+        return applied_fields(kind, obj, self.manager) != last.fields
+
+    @staticmethod
+    def _saw(record: _Record, key: Key, obj: Mapping[str, Any]) -> None:
+        version, known = _resource_version(obj), record.versions.get(key)
+        if known is None or compare_resource_version(version, known) != -1:
+            record.versions[key] = version
+
+    def stale(self, uid: str, kind: str, obj: Mapping[str, Any]) -> bool:
+        """Whether a watch event shows ``obj`` as it was at or before the last apply or read.
+
+        Safe without the owner's lock: what the ledger has seen only gets newer, so an event
+        that is stale stays stale."""
+        record = self._records.get(uid)
+        if record is None:
+            return False
+        known = record.versions.get((kind, str((obj.get("metadata") or {}).get("name"))))
+        if known is None:
+            return False
+        return compare_resource_version(_resource_version(obj), known) in (-1, 0)
 
     def forget(self, uid: str) -> None:
         self._records.pop(uid, None)
@@ -248,8 +307,8 @@ class Ledger:
             return Verdict.QUIET  # an earlier incarnation
         if deleted:
             return Verdict.DRIFT
-        if _generation(obj) < last.generation:
-            return Verdict.QUIET  # older than the last apply
+        if _generation(obj) < last.generation or self.stale(uid, kind, obj):
+            return Verdict.QUIET  # older than the last apply or read
         if applied_fields(kind, obj, self.manager) != last.fields:
             return Verdict.DRIFT
         if record.seen.get(key) != summary(kind, obj):

@@ -174,6 +174,11 @@ class Reconciler:
         self._ours.pop(uid, None)
         self._ledger.forget(uid)
 
+    def stale(self, owner_uid: str, kind: str, obj: Mapping[str, Any]) -> bool:
+        """Whether a watch event on ``obj`` is no newer than what the last apply or pass saw
+        (no lock needed: see :meth:`~kaip.kube.operator.owned.Ledger.stale`)."""
+        return self._ledger.stale(owner_uid, kind, obj)
+
     def concerns(self, owner_uid: str, kind: str, obj: Mapping[str, Any], deleted: bool) -> Verdict:
         """What a watch event on ``kind`` ``obj``, owned by ``owner_uid``, calls for.
 
