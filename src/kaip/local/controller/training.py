@@ -17,7 +17,11 @@ The rules it follows:
   read from the log at every tick and recorded on the run.
 * **Registration.** An attempt that exits 0 with ``output`` set registers the artifact it wrote
   as the next version of ``output.model`` (else of the job's name), with the run's metrics and
-  parameters, its commit and its job and run; a missing artifact fails the run. What happens to
+  parameters, its commit and its job and run; a missing artifact fails the run. An
+  ``s3://BUCKET/KEY`` output is written by the job itself (it is told the URI as
+  ``KAIP_OUTPUT_URI`` and uploads with any S3 client); kaip then downloads it once, bounded and
+  hashed as the model server downloads artifacts (:mod:`kaip.serving.s3`), and registers that
+  copy, so a later run writing the same key never changes a registered version. What happens to
   the version next (a canary, or a refusal by the quality gate) is :mod:`.delivery`'s business.
 
 Used by the controller under ``kaip up`` (:meth:`TrainingRunner.tick` at every tick) and by
@@ -30,6 +34,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -333,27 +338,34 @@ class TrainingRunner:
         version: ModelVersion | None = None
         if output is not None:
             location = _output_location(output.uri, run.base_dir)
-            path = Path(location)
-            if not path.exists():
-                self._fail(run, f"exited 0 but wrote no artifact at {location}", 0)
-                return
-            try:
-                version = await asyncio.to_thread(
-                    self.registry.register,
-                    Registration(
-                        name=output.model or run.name,
-                        path=path,
-                        format=output.format,
-                        metrics=dict(run.metrics),
-                        params=dict(run.params),
-                        source_commit=record.commit_sha,
-                        job=run.name,
-                        run_id=record.id,
-                    ),
-                )
-            except KaipError as exc:
-                self._fail(run, f"exited 0 but registering its artifact failed: {exc.message}", 0)
-                return
+            with tempfile.TemporaryDirectory(prefix="kaip-output-") as scratch:
+                try:
+                    path = await asyncio.to_thread(_local_copy, location, Path(scratch))
+                except KaipError as exc:
+                    self._fail(run, f"exited 0 but its artifact is not readable: {exc.message}", 0)
+                    return
+                if not path.exists():
+                    self._fail(run, f"exited 0 but wrote no artifact at {location}", 0)
+                    return
+                try:
+                    version = await asyncio.to_thread(
+                        self.registry.register,
+                        Registration(
+                            name=output.model or run.name,
+                            path=path,
+                            format=output.format,
+                            metrics=dict(run.metrics),
+                            params=dict(run.params),
+                            source_commit=record.commit_sha,
+                            job=run.name,
+                            run_id=record.id,
+                        ),
+                    )
+                except KaipError as exc:
+                    self._fail(
+                        run, f"exited 0 but registering its artifact failed: {exc.message}", 0
+                    )
+                    return
         made = f"; registered {version.name} version {version.version}" if version else ""
         run.record = self.runs.update(
             record.id, status="succeeded", exit_code=0, pid=None, progress=1.0,
@@ -457,10 +469,32 @@ def _resolve_dir(value: str | None, base_dir: Path) -> Path | None:
 
 def _output_location(uri: str, base_dir: Path) -> str:
     """Where the job writes its artifact, as it is told (``KAIP_OUTPUT_URI``)."""
+    if uri.startswith("s3://"):
+        from kaip.serving import s3
+
+        try:
+            s3.split(uri)
+        except KaipError as exc:
+            raise PlatformError(f"output.uri: {exc.message}") from None
+        return uri
     if "://" in uri and not uri.startswith("file://"):
-        raise PlatformError(f"output.uri {uri!r}: only local paths are written locally for now")
+        raise PlatformError(
+            f"output.uri {uri!r}: kaip up and kaip train write to a local path or to "
+            "s3://BUCKET/KEY"
+        )
     path = Path(uri.removeprefix("file://")).expanduser()
     return str(path if path.is_absolute() else (base_dir / path).resolve())
+
+
+def _local_copy(location: str, scratch: Path) -> Path:
+    """The artifact at ``location`` as a local file: an ``s3://`` object downloaded (bounded,
+    hashed) into ``scratch``, a path as it is. Blocking: call it off the event loop."""
+    if not location.startswith("s3://"):
+        return Path(location)
+    from kaip.serving import s3
+
+    _, key = s3.split(location)
+    return s3.download(location, scratch / (Path(key).name or "artifact"))[0]
 
 
 def _status(record: RunRecord, progress: float | None) -> dict[str, object]:
