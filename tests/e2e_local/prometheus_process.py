@@ -1,8 +1,8 @@
 """A real Prometheus (Debian's binary) on 127.0.0.1 scraping one target every second.
 
 For the PromQL analysis gates: :func:`prometheus` starts it with a static scrape job for the
-gateway's ``/metrics``, waits until it is ready and stops it (and removes nothing but its own
-temporary data) when the block ends.
+gateway's ``/metrics`` (and one for replicas' when given), waits until it is ready and stops it
+(and removes nothing but its own temporary data) when the block ends.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,19 +27,24 @@ def _free_port() -> int:
 
 
 @contextmanager
-def prometheus(workdir: Path, target: str) -> Iterator[str]:
-    """Prometheus scraping ``http://TARGET/metrics`` every second; yields its URL."""
+def prometheus(workdir: Path, target: str, replicas: Sequence[str] = ()) -> Iterator[str]:
+    """Prometheus scraping ``http://TARGET/metrics`` (job ``kaip-gateway``) and each of
+    ``replicas`` (``HOST:PORT``, job ``kaip-replicas``) every second; yields its URL."""
     if not PROMETHEUS.exists():
         raise AssertionError(f"{PROMETHEUS} is missing: run tools/setup.sh (component prometheus)")
     work = workdir / "prometheus"
     (work / "data").mkdir(parents=True, exist_ok=True)
+    jobs: list[dict[str, object]] = [
+        {"job_name": "kaip-gateway", "scrape_timeout": "900ms",
+         "static_configs": [{"targets": [target]}]},
+    ]  # fmt: skip
+    if replicas:
+        jobs.append({"job_name": "kaip-replicas", "scrape_timeout": "900ms",
+                     "static_configs": [{"targets": list(replicas)}]})  # fmt: skip
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "scrape_configs": [
-            {"job_name": "kaip-gateway", "scrape_timeout": "900ms",
-             "static_configs": [{"targets": [target]}]},
-        ],
-    }  # fmt: skip
+        "scrape_configs": jobs,
+    }
     (work / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
     address = f"127.0.0.1:{_free_port()}"
     with (work / "prometheus.log").open("wb") as log:

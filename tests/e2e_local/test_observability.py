@@ -1,58 +1,107 @@
-"""``kaip up``'s signals end to end: one trace from the gateway through the replica's server,
-batch and predict spans to a real OTLP receiver, and the gateway's ``GET /metrics`` scraped."""
+"""``kaip up``'s signals end to end: one trace per request from the gateway through the replica's
+server, batch and predict spans to a real OpenTelemetry Collector (a retried request's two
+attempts in one trace), the gateway's ``GET /metrics`` scraped, and a real Prometheus scraping
+the gateway and the replicas answering PromQL for the cost per 1,000 requests by revision."""
 
 from __future__ import annotations
 
 import json
 import os
-import sys
+import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 from local_platform import INFER_BODY, Load, LocalPlatform, model_spec, wait_for
+from otel_collector import CLIENT, SERVER, Span, otel_collector
 from prometheus_client.parser import text_string_to_metric_families
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "contract"))  # the shared OTLP receiver
-from otlp_receiver import serve_otlp
+from prometheus_process import prometheus
 
 pytestmark = pytest.mark.slow
 
 
-def test_one_trace_runs_gateway_replica_batch_predict_and_metrics_are_scraped(
+def infer_body(first: float) -> dict[str, object]:
+    return {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32",
+                        "data": [first, 2, 3, 4]}]}  # fmt: skip
+
+
+def one_linked_trace(spans: list[Span]) -> Span:
+    """The gateway's SERVER span of a trace whose every other span hangs off a span of the
+    same trace (the parent ids link them); fails naming what does not."""
+    [server] = [s for s in spans if s.kind == SERVER and s.service == "kaip-gateway"]
+    ids = {s.span_id for s in spans}
+    loose = [s for s in spans if s is not server and s.parent_span_id not in ids]
+    assert not loose, f"spans not linked into the trace: {loose}"
+    return server
+
+
+def test_one_trace_per_request_reaches_a_real_collector_a_retry_included_and_metrics_scraped(
     platform: LocalPlatform, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    trace_id = "0af7651916cd43dd8448eb211c80319c"
-    with serve_otlp() as receiver:
-        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+    with otel_collector(platform.workdir) as collector:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url)
         monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "200")  # export within 0.2 s
-        platform.up(platform.write_spec(model_spec()))
-        answer = httpx.post(
-            f"{platform.url}/v2/models/echo/infer",
-            json=INFER_BODY,
-            headers={"traceparent": f"00-{trace_id}-b7ad6b7169203331-01"},
-            timeout=60,
-            trust_env=False,
-        )
-        assert answer.status_code == 200, answer.text
-        spans = receiver.wait_for(trace_id, 5)
+        spec = model_spec(entrypoint="model:DiesOnce", min_replicas=2, max_replicas=2)
+        platform.up(platform.write_spec(spec))
+
+        def ready_replicas() -> int:
+            return sum(r["health"] == "ready" for r in platform.resource("echo")["replicas"])
+
+        wait_for(lambda: ready_replicas() == 2, "two ready replicas")
+        # Three requests with the caller's traceparent (sampled), the second one killing the
+        # replica it reaches first (the gateway retries it on the other), two without.
+        traces = {first: uuid.uuid4().hex for first in (1.0, 13.0, 2.0)}
+        with httpx.Client(timeout=60, trust_env=False) as client:
+            for first, trace_id in traces.items():
+                answer = client.post(
+                    f"{platform.url}/v2/models/echo/infer", json=infer_body(first),
+                    headers={"traceparent": f"00-{trace_id}-b7ad6b7169203331-01"},
+                )  # fmt: skip
+                assert answer.status_code == 200, answer.text
+                assert answer.json()["outputs"][0]["data"][0] == first * 2
+            for _ in range(2):
+                assert client.post(f"{platform.url}/v2/models/echo/infer",
+                                   json=INFER_BODY).status_code == 200  # fmt: skip
+        plain = collector.wait_for(traces[1.0], 5)
+        retried = collector.wait_for(traces[13.0], 6)
+        collector.wait_for(traces[2.0], 5)
+        wait_for(lambda: len([s for s in collector.spans() if s.kind == SERVER
+                              and s.service == "kaip-gateway"]) >= 5,
+                 "the gateway's five server spans in the Collector's file")  # fmt: skip
         scraped = httpx.get(f"{platform.url}/metrics", timeout=30, trust_env=False)
 
-    by_name: dict[str, list[object]] = {}
-    for span in spans:
-        by_name.setdefault(span.name, []).append(span)
-    [server] = [s for s in by_name["POST"] if s.kind == s.SPAN_KIND_SERVER]  # type: ignore[attr-defined]
-    [attempt] = [s for s in by_name["POST"] if s.kind == s.SPAN_KIND_CLIENT]  # type: ignore[attr-defined]
-    [infer] = by_name["kaip.infer"]
-    [batch] = by_name["kaip.batch"]
-    [predict] = by_name["kaip.predict"]
-    assert server.parent_span_id.hex() == "b7ad6b7169203331"  # type: ignore[attr-defined]
-    assert attempt.parent_span_id == server.span_id  # type: ignore[attr-defined]
-    assert infer.parent_span_id == attempt.span_id  # type: ignore[attr-defined]
-    assert batch.parent_span_id == infer.span_id  # type: ignore[attr-defined]
-    assert predict.parent_span_id == batch.span_id  # type: ignore[attr-defined]
-    attributes = {a.key: a.value.double_value for a in server.attributes}  # type: ignore[attr-defined]
-    assert attributes["kaip.cost.usd"] > 0 and attributes["kaip.energy.joules"] > 0
+    # One trace per request: five gateway SERVER spans in five traces, each trace linked whole.
+    everything = collector.spans()
+    by_trace: dict[str, list[Span]] = {}
+    for span in everything:
+        by_trace.setdefault(span.trace_id, []).append(span)
+    servers = [s for s in everything if s.kind == SERVER and s.service == "kaip-gateway"]
+    assert len(servers) == 5 and len({s.trace_id for s in servers}) == 5, servers
+    for spans in by_trace.values():
+        one_linked_trace(spans)
+
+    server = one_linked_trace(plain)
+    assert server.parent_span_id == "b7ad6b7169203331"  # the caller's span
+    [attempt] = [s for s in plain if s.kind == CLIENT]
+    [infer] = [s for s in plain if s.name == "kaip.infer"]
+    [batch] = [s for s in plain if s.name == "kaip.batch"]
+    [predict] = [s for s in plain if s.name == "kaip.predict"]
+    assert attempt.parent_span_id == server.span_id and attempt.service == "kaip-gateway"
+    assert infer.parent_span_id == attempt.span_id and infer.service == "kaip-serving"
+    assert batch.parent_span_id == infer.span_id
+    assert predict.parent_span_id == batch.span_id
+    assert server.attributes["kaip.cost.usd"] > 0 and server.attributes["kaip.energy.joules"] > 0
+
+    # The retried request: both attempts under its one SERVER span; the first one failed (its
+    # replica died before answering), the second one's replica spans hang off it.
+    server = one_linked_trace(retried)
+    attempts = [s for s in retried if s.kind == CLIENT]
+    assert len(attempts) == 2 and {a.parent_span_id for a in attempts} == {server.span_id}
+    [infer] = [s for s in retried if s.name == "kaip.infer"]
+    [answered] = [a for a in attempts if a.span_id == infer.parent_span_id]
+    [died] = [a for a in attempts if a is not answered]
+    assert died.error and not answered.error, attempts
+    assert died.attributes.get("kaip.replica") != answered.attributes.get("kaip.replica")
 
     assert scraped.status_code == 200
     families = list(text_string_to_metric_families(scraped.text))
@@ -67,11 +116,40 @@ def test_one_trace_runs_gateway_replica_batch_predict_and_metrics_are_scraped(
 
     assert values(
         "kaip_gateway_requests_total", resource="echo", owner="e2e", status_class="2xx"
-    ) == [1.0]
-    assert values("kaip_replicas", resource="echo", owner="e2e", phase="ready") == [1.0]
+    ) == [5.0]
+    assert values("kaip_gateway_retries_total", resource="echo", owner="e2e") == [1.0]
+    # The replica that died is started again: one or two are ready when scraped.
+    assert 1 <= sum(values("kaip_replicas", resource="echo", owner="e2e", phase="ready")) <= 2
     for counter in ("kaip_cost_usd_total", "kaip_energy_joules_total", "kaip_co2e_grams_total"):
         [value] = values(counter, resource="echo", owner="e2e")
         assert value > 0, counter
+
+
+COST_PER_1K_BY_REVISION = (
+    '1000 * sum by (revision) (kaip_cost_usd_total{job="kaip-gateway",resource="echo"})'
+    ' / sum by (revision) (kaip_gateway_requests_total{job="kaip-gateway",resource="echo"})'
+)
+REPLICA_REQUESTS_BY_REVISION = (
+    'sum by (revision) (kaip_requests_total{job="kaip-replicas",model="echo",status="200"})'
+)
+
+
+def promql_by_revision(url: str, query: str, revisions: int) -> dict[str, float]:
+    """The instant answer of ``query`` by revision, once it has ``revisions`` series (after the
+    first scrapes)."""
+    answer: dict[str, float] = {}
+
+    def asked() -> bool:
+        got = httpx.get(f"{url}/api/v1/query", params={"query": query}, timeout=30,
+                        trust_env=False).json()  # fmt: skip
+        assert got["status"] == "success", got
+        answer.clear()
+        rows = got["data"]["result"]
+        answer.update({row["metric"]["revision"]: float(row["value"][1]) for row in rows})
+        return len(answer) == revisions
+
+    wait_for(asked, f"Prometheus to answer {query!r} for {revisions} revisions", limit=120)
+    return answer
 
 
 def cpu_seconds(pid: int) -> float:
@@ -109,6 +187,18 @@ def test_a_canary_doing_twice_the_work_costs_twice_and_cpu_adds_up(
     print(f"\ncanary / stable cost per 1,000 requests: {ratio:.3f}")
     assert 1.7 <= ratio <= 2.3  # 2x +- 15 %
     assert rows[canary]["method"] == "estimated"
+
+    # A real Prometheus scraping the gateway and both replicas: PromQL prices each revision.
+    gateway = platform.url.removeprefix("http://")
+    ports = [f"127.0.0.1:{r['port']}" for r in platform.resource("echo")["replicas"]]
+    with prometheus(platform.workdir, gateway, ports) as url:
+        per_1k = promql_by_revision(url, COST_PER_1K_BY_REVISION, 2)
+        served = promql_by_revision(url, REPLICA_REQUESTS_BY_REVISION, 2)
+    promql_ratio = per_1k[canary] / per_1k[stable]
+    print(f"PromQL cost per 1,000 requests: {per_1k} (canary / stable {promql_ratio:.3f})")
+    assert 1.7 <= promql_ratio <= 2.3
+    assert per_1k[stable] == pytest.approx(rows[stable]["cost_per_1k_requests_usd"], rel=0.15)
+    assert served == {stable: rows[stable]["requests"], canary: rows[canary]["requests"]}
     low, high = rows[canary]["energy_joules_band"]
     assert low <= rows[canary]["energy_joules"] <= high
 
