@@ -2,7 +2,8 @@
 
 A real HTTP server on 127.0.0.1 answering ``GET /api/v1/query`` as Prometheus does, so the
 production client (:class:`kaip.kube.operator.metrics.PrometheusMetrics`) is what tests drive.
-It reads the revision and the kind of query (request count, error count, p99) from the PromQL.
+It reads the revision and the kind of query (request count, error count, p99, busy seconds) from
+the PromQL.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class PrometheusDouble:
             value: float | None = None
         elif promql.startswith("histogram_quantile"):
             value = None if numbers.p99_latency_ms is None else numbers.p99_latency_ms / 1000
+        elif "kaip_predict_duration_seconds_sum" in promql:
+            value = numbers.busy_seconds
         elif "status=~" in promql:
             value = numbers.errors
         else:

@@ -14,18 +14,19 @@ def test_promql_selects_one_revision_of_one_model_in_one_namespace() -> None:
     assert 'status=~"5.."' in promql["errors"]
     assert promql["p99"].startswith("histogram_quantile(0.99, sum by (le) (rate(")
     assert "kaip_request_duration_seconds_bucket" in promql["p99"]
+    assert promql["busy"] == f"sum(increase(kaip_predict_duration_seconds_sum{every}[60s]))"
 
 
 def test_numbers_come_back_per_revision_with_p99_in_milliseconds() -> None:
     with serve_prometheus() as prometheus:
-        prometheus.numbers["new"] = RevisionMetrics(200, 10, 123.0)
+        prometheus.numbers["new"] = RevisionMetrics(200, 10, 123.0, busy_seconds=4.5)
         source: MetricsSource = PrometheusMetrics(prometheus.url)
         new = source.revision_metrics("ml", "digits", "new", 60)
         unknown = source.revision_metrics("ml", "digits", "old", 60)
-    assert new == RevisionMetrics(200.0, 10.0, pytest.approx(123.0))
+    assert new == RevisionMetrics(200.0, 10.0, pytest.approx(123.0), busy_seconds=4.5)
     assert new.error_rate == 0.05
     assert unknown == RevisionMetrics(0.0, 0.0, None)
-    assert len(prometheus.queries) == 6
+    assert len(prometheus.queries) == 8
 
 
 def test_errors_never_exceed_requests() -> None:

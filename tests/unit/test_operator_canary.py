@@ -1,12 +1,23 @@
 """The operator's canary: state saved in status, weights per step, the policy's verdicts."""
 
+import doctest
 from datetime import UTC, datetime, timedelta
 
+import kaip.kube.operator.canary
 from kaip.errors import MetricsError
-from kaip.kube.operator.canary import COMMAND_ANNOTATION, Command, RolloutState, Served, progress
+from kaip.kube.operator.canary import (
+    COMMAND_ANNOTATION,
+    Command,
+    Decision,
+    RolloutState,
+    Served,
+    cost_evidence,
+    progress,
+)
 from kaip.kube.operator.metrics import RevisionMetrics, StaticMetrics
 from kaip.plan import revision_id
 from kaip.spec import Model, load_text
+from kaip.spec.base import Resources
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 SPEC = """\
@@ -225,21 +236,76 @@ def test_a_malformed_command_is_ignored() -> None:
     assert Command.from_annotations(None) is None
 
 
-def test_a_cost_budget_on_a_cluster_is_said_to_be_not_judged() -> None:
-    budget = "gates: {maxErrorRate: 0.05, minRequests: 20, maxCostRatio: 1.5}"
+BUDGET = "gates: {maxErrorRate: 0.05, minRequests: 20, maxCostRatio: 1.5}"
 
-    def budgeted(batch: int) -> Served:
-        text = SPEC.replace("gates: {maxErrorRate: 0.05, minRequests: 20}", budget)
-        resource = load_text(text + f"  serve: {{batching: {{maxBatchSize: {batch}}}}}\n")
-        served = resource.documents[0].resource
-        assert isinstance(served, Model) and served.spec.rollout.gates.max_cost_ratio == 1.5
-        return served
 
-    old, new = budgeted(64), budgeted(8)
-    metrics = StaticMetrics({revision_id(new): healthy(), revision_id(old): healthy()})
+def budgeted(batch: int, resources: str = "") -> Served:
+    text = SPEC.replace("gates: {maxErrorRate: 0.05, minRequests: 20}", BUDGET)
+    text += f"  serve: {{batching: {{maxBatchSize: {batch}}}}}\n" + resources
+    served = load_text(text).documents[0].resource
+    assert isinstance(served, Model) and served.spec.rollout.gates.max_cost_ratio == 1.5
+    return served
+
+
+def step_verdict(old: Served, new: Served, metrics: StaticMetrics) -> Decision:
+    """The decision at the end of the canary's first step (10 s paused, 11 s in)."""
     state = progress(None, old, T0, measure(metrics)).state
     state = progress(state, new, T0, measure(metrics)).state
     moved = progress(state, new, T0 + timedelta(seconds=11), measure(metrics))
-    assert moved.decision is not None and moved.decision.action == "advance"
-    reason = moved.decision.reason
-    assert reason.endswith("; cost budget not judged: no cost figures for this rollout")
+    assert moved.decision is not None
+    return moved.decision
+
+
+def test_a_canary_busy_twice_as_long_per_request_is_rolled_back_by_the_cost_budget() -> None:
+    old, new = budgeted(64), budgeted(8)
+    metrics = StaticMetrics({
+        revision_id(old): RevisionMetrics(400, 0, 20.0, busy_seconds=8.0),
+        revision_id(new): RevisionMetrics(40, 0, 20.0, busy_seconds=1.6),  # 2x per request
+    })  # fmt: skip
+    decision = step_verdict(old, new, metrics)
+    assert decision.action == "rollback"
+    assert decision.reason == (
+        "cost $0.0004018 per 1,000 requests (40 requests) is 2.00x stable's $0.0002009 "
+        "(400 requests): over maxCostRatio 1.5"
+    )  # 1.6 s / 40 x (1 core x $0.031611 + 1 GiB x $0.004237 per hour), stable 8 s / 400
+    assert decision.evidence["canary"]["busySeconds"] == 1.6
+
+
+def test_a_same_cost_canary_advances_with_its_cost_figures_as_evidence() -> None:
+    old, new = budgeted(64), budgeted(8)
+    metrics = StaticMetrics({
+        revision_id(old): RevisionMetrics(400, 0, 20.0, busy_seconds=8.0),
+        revision_id(new): RevisionMetrics(40, 0, 20.0, busy_seconds=0.8),
+    })  # fmt: skip
+    decision = step_verdict(old, new, metrics)
+    assert decision.action == "advance"
+    assert decision.reason.endswith(
+        "; cost $0.0002009 per 1,000 requests, 1.00x stable's $0.0002009 (maxCostRatio 1.5)"
+    )
+
+
+def test_the_cost_prices_what_each_revision_reserves() -> None:
+    """The same busy time per request on twice the CPUs costs more: the price is the reserved
+    replica's (its resources), as kaip up's usage basis has it."""
+    old = budgeted(64, "  resources: {cpu: '1', memory: 1G}\n")
+    new = budgeted(8, "  resources: {cpu: '2', memory: 1G}\n")
+    metrics = StaticMetrics({
+        revision_id(old): RevisionMetrics(400, 0, 20.0, busy_seconds=8.0),
+        revision_id(new): RevisionMetrics(40, 0, 20.0, busy_seconds=0.8),
+    })  # fmt: skip
+    decision = step_verdict(old, new, metrics)
+    assert decision.action == "rollback" and "is 1.88x stable's" in decision.reason
+    assert cost_evidence(RevisionMetrics(40, 0, None), Resources()) is None
+
+
+def test_without_busy_time_figures_a_cost_budget_is_said_to_be_not_judged() -> None:
+    old, new = budgeted(64), budgeted(8)
+    metrics = StaticMetrics({revision_id(new): healthy(), revision_id(old): healthy()})
+    decision = step_verdict(old, new, metrics)
+    assert decision.action == "advance"
+    assert decision.reason.endswith("; cost budget not judged: no cost figures for this rollout")
+
+
+def test_the_cost_evidence_docstring_example_holds() -> None:
+    result = doctest.testmod(kaip.kube.operator.canary)
+    assert result.attempted > 0 and result.failed == 0

@@ -20,6 +20,13 @@ injected ``analyze`` at most every ``intervalSeconds``; their latest answers liv
 ``status.rollout.canary.checks`` (with ``checkedAt``), so a restarted operator does not ask again
 early, and they go to the policy beside the metrics, exactly as ``kaip up`` hands them.
 
+A cost budget (``gates.maxCostPer1kRequestsUsd``, ``maxCostRatio``) is judged by the same pure
+:func:`kaip.policy.cost.cost_gate` as ``kaip up``'s, on the same usage basis
+(:mod:`kaip.accounting`: requests carry their replica's price for the time it was busy, idle
+apart): the busy seconds the metrics source gives for each revision (its runtimes' batch wall
+time, from the pods' own metrics) times the hourly price of what one of its replicas reserves
+(:func:`cost_evidence`).
+
 Pure but for ``measure`` and ``analyze``, the injected callables that read the metrics source
 and ask the checks.
 """
@@ -32,14 +39,16 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Final
 
+from kaip.accounting import Coefficients, Prices, ReplicaWindow, replica_cost_usd
 from kaip.analysis import StepContext
 from kaip.errors import MetricsError
 from kaip.kube.operator.conditions import rfc3339
 from kaip.kube.operator.metrics import RevisionMetrics
 from kaip.plan import revision_id
 from kaip.policy import CheckResult, Evidence, not_asked, rollout
-from kaip.policy.cost import cost_gate
+from kaip.policy.cost import CostEvidence, cost_gate
 from kaip.spec import App, Model
+from kaip.spec.base import Resources, parse_quantity
 from kaip.spec.rollout import Analysis
 
 Served = Model | App
@@ -244,6 +253,42 @@ def _evidence(metrics: RevisionMetrics) -> Evidence:
     return Evidence(round(metrics.requests), round(metrics.errors), latencies)
 
 
+def cost_evidence(
+    metrics: RevisionMetrics, resources: Resources, prices: Prices = Prices()
+) -> CostEvidence | None:
+    """What a revision's requests cost over the window, or None without busy-time figures.
+
+    The usage basis of :mod:`kaip.accounting` (as ``kaip up``): a replica's price for the time
+    it was busy, here the runtimes' busy seconds ``B`` summed over the revision's pods, times
+    what one replica reserves (requests equal limits): ``B / 3600 x (CPU $/core-h x cores +
+    RAM $/GB-h x GB + GPU $/h x GPUs)``, OpenCost's default prices. Idle time is not charged.
+
+    >>> m = RevisionMetrics(requests=400, errors=0, p99_latency_ms=None, busy_seconds=36.0)
+    >>> e = cost_evidence(m, Resources(cpu="2", memory="1G"))
+    >>> e.requests, round(e.cost_usd * 1e6, 2)  # 36 s x (2 x 0.031611 + 1 x 0.004237) / 3600
+    (400, 674.59)
+    """
+    if metrics.busy_seconds is None:
+        return None
+    busy = max(metrics.busy_seconds, 0.0)
+    window = ReplicaWindow(
+        resource="", revision="", owner="", replica="", seconds=busy, cpu_seconds=0.0,
+        busy_seconds=busy, requests=round(metrics.requests),
+        memory_gb=parse_quantity(resources.memory) / 1e9, vcpus=parse_quantity(resources.cpu),
+        gpus=float(resources.gpu),
+    )  # fmt: skip
+    return CostEvidence(round(metrics.requests), replica_cost_usd(window, Coefficients(prices)))
+
+
+def _resources(spec: Mapping[str, Any]) -> Resources:
+    """The resources a saved spec (``status.rollout.stable.spec``) asks for; the defaults when
+    it names none (or none readable)."""
+    try:
+        return Resources.model_validate(spec.get("resources") or {})
+    except ValueError:
+        return Resources()
+
+
 def progress(
     state: RolloutState | None,
     desired: Served,
@@ -252,11 +297,13 @@ def progress(
     command: Command | None = None,
     analyze: Analyze | None = None,
     namespace: str = "",
+    prices: Prices = Prices(),
 ) -> Progress:
     """One tick of the rollout towards ``desired`` (the resource as its spec says now).
 
     ``command`` is the person's word from the resource's annotation, if any (see the module);
-    ``analyze`` asks the analysis checks (none asked without it: they stay pending).
+    ``analyze`` asks the analysis checks (none asked without it: they stay pending); ``prices``
+    price a cost budget (:func:`cost_evidence`).
     """
     revision = revision_id(desired)
     rollout_spec = desired.spec.rollout
@@ -310,8 +357,14 @@ def progress(
         released_by=canary.released_by,
         checks=checks,
     )
-    # The pods' metrics carry no cost yet: a budget is said to be not judged, never ignored.
-    verdict = cost_gate(verdict, canary=None, stable=None, gates=rollout_spec.gates)
+    # Without busy-time figures (an App, a source without them) a budget is said to be not
+    # judged, never ignored.
+    verdict = cost_gate(
+        verdict,
+        canary=cost_evidence(canary_numbers, desired.spec.resources, prices),
+        stable=cost_evidence(stable_numbers, _resources(state.stable_spec), prices),
+        gates=rollout_spec.gates,
+    )
     evidence: dict[str, Any] = {
         "step": canary.step + 1,
         "secondsInStep": round(seconds),

@@ -1,9 +1,11 @@
-"""Where the canary gates get their evidence: per-revision request, error and latency numbers.
+"""Where the canary gates get their evidence: per-revision request, error, latency and busy time.
 
 :class:`MetricsSource` is the boundary. :class:`PrometheusMetrics` answers it from the Prometheus
 HTTP API (``GET /api/v1/query``) with PromQL over the model server's own metrics; the Prometheus
 server is expected to scrape the pods with a ``namespace`` label, as the Prometheus Operator's
 PodMonitor and ServiceMonitor do. :class:`StaticMetrics` serves chosen numbers (tests, dry runs).
+The busy time (the wall time of the runtime's batches, ``kaip_predict_duration_seconds_sum``) is
+what the cost gate prices (:func:`kaip.kube.operator.canary.cost_evidence`).
 
 Never decides anything: :mod:`kaip.policy` judges the numbers.
 """
@@ -18,7 +20,7 @@ from typing import Any, Final, Protocol
 import httpx
 
 from kaip.errors import MetricsError
-from kaip.telemetry import REQUEST_DURATION, REQUESTS_TOTAL
+from kaip.telemetry import PREDICT_DURATION, REQUEST_DURATION, REQUESTS_TOTAL
 
 ERROR_MATCHER: Final = 'status=~"5.."'
 """The model server labels each request with its HTTP status; errors are the 5xx answers."""
@@ -26,11 +28,14 @@ ERROR_MATCHER: Final = 'status=~"5.."'
 
 @dataclass(frozen=True)
 class RevisionMetrics:
-    """What one revision served over the window: request and error counts, p99 latency."""
+    """What one revision served over the window: request and error counts, p99 latency, and
+    the busy seconds of its runtimes (the wall time of their batches, summed over its pods; None
+    when the source has no such figure)."""
 
     requests: float
     errors: float
     p99_latency_ms: float | None
+    busy_seconds: float | None = None
 
     @property
     def error_rate(self) -> float:
@@ -44,6 +49,8 @@ class RevisionMetrics:
         }
         if self.p99_latency_ms is not None:
             evidence["p99LatencyMs"] = round(self.p99_latency_ms, 3)
+        if self.busy_seconds is not None:
+            evidence["busySeconds"] = round(self.busy_seconds, 3)
         return evidence
 
 
@@ -66,7 +73,8 @@ def _selector(namespace: str, name: str, revision: str, *extra: str) -> str:
 
 
 def queries(namespace: str, name: str, revision: str, window_seconds: float) -> dict[str, str]:
-    """The PromQL for one revision: ``requests``, ``errors`` and ``p99`` (seconds)."""
+    """The PromQL for one revision: ``requests``, ``errors``, ``p99`` (seconds) and ``busy``
+    (seconds of batch wall time)."""
     window = f"[{max(1, round(window_seconds))}s]"
     every = _selector(namespace, name, revision)
     errors = _selector(namespace, name, revision, ERROR_MATCHER)
@@ -77,6 +85,7 @@ def queries(namespace: str, name: str, revision: str, window_seconds: float) -> 
             "histogram_quantile(0.99, sum by (le) "
             f"(rate({REQUEST_DURATION}_bucket{every}{window})))"
         ),
+        "busy": f"sum(increase({PREDICT_DURATION}_sum{every}{window}))",
     }
 
 
@@ -103,6 +112,7 @@ class PrometheusMetrics:
         requests = self._scalar(promql["requests"])
         errors = self._scalar(promql["errors"])
         p99 = self._scalar(promql["p99"])
+        busy = self._scalar(promql["busy"])
         # Each increase() extrapolates its own series to the window's edges, and the 5xx series
         # of a failing revision starts later than its total: errors can come back above requests
         # (a real Prometheus said 114 of 104 for a revision failing every request).
@@ -110,6 +120,7 @@ class PrometheusMetrics:
             requests=requests or 0.0,
             errors=min(errors or 0.0, requests or 0.0),
             p99_latency_ms=None if p99 is None else p99 * 1000.0,
+            busy_seconds=busy,
         )
 
     def _scalar(self, promql: str) -> float | None:
