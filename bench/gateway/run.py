@@ -13,7 +13,12 @@ load. ``--signals`` adds three more gateway processes beside the plain one (sign
 same rounds: ``gateway+metrics`` (``kaip up``'s default), ``gateway+signals`` (metrics, and the
 spans of the traces kaip's default sampler keeps, exported over OTLP to a sink in this process
 that reads and drops them) and ``gateway+signals(all)`` (every request traced), with each one's
-throughput and gateway CPU per request paired against the plain gateway's.
+throughput and gateway CPU per request paired against the plain gateway's. The two gateways
+with spans send to a second replica whose tracing is on too (``OTEL_EXPORTER_OTLP_ENDPOINT`` to
+the same sink; it follows the gateway's sampling decision), so ``gateway+signals`` against
+``gateway`` is the whole serving path with every signal on against every signal off; and
+``direct+tracing`` (that replica alone, its default sampler) and ``direct+tracing(all)`` (a third
+replica tracing every request) against ``direct`` give the model server's own tracing cost.
 Results land in ``bench/results/gateway-<time>/``. Loopback only.
 """
 
@@ -62,6 +67,19 @@ SIGNAL_GATEWAYS = (
     ("on", "gateway+signals(all)", "parentbased_always_on"),  # every request traced
 )
 """``(BENCH_SIGNALS, target, OTEL_TRACES_SAMPLER)`` of the gateways ``--signals`` adds."""
+TRACED_REPLICAS = (
+    ("direct+tracing", ""),  # the replica behind the span-making gateways, kaip's default sampler
+    ("direct+tracing(all)", "parentbased_always_on"),  # the model server tracing every request
+)
+"""``(target, OTEL_TRACES_SAMPLER)`` of the replicas with tracing on that ``--signals`` adds."""
+
+
+def traced_env(sampler: str) -> dict[str, str]:
+    """The bench's environment with ``sampler`` as the only sampler setting ('' for kaip's)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_TRACES_SAMPLER")}
+    if sampler:
+        env["OTEL_TRACES_SAMPLER"] = sampler
+    return env
 
 
 def cpu_seconds(pid: int) -> float:
@@ -164,7 +182,8 @@ def table(records: list[dict[str, Any]]) -> str:
         for r in rows:
             by_round.setdefault(r["round"], {})[r["target"]] = r
         medians: dict[str, float] = {}
-        for target in ("direct", "gateway", *(g[1] for g in SIGNAL_GATEWAYS), "kserve"):
+        traced = (t[0] for t in TRACED_REPLICAS)
+        for target in ("direct", *traced, "gateway", *(g[1] for g in SIGNAL_GATEWAYS), "kserve"):
             mine = [r for r in rows if r["target"] == target]
             if not mine:
                 continue
@@ -175,7 +194,7 @@ def table(records: list[dict[str, Any]]) -> str:
             ]
             med = {k: statistics.median(r[k] for r in mine) for k in ("rps", "p50_ms", "p99_ms")}
             medians[target] = med["rps"]
-            gated = target.startswith("gateway") and added
+            gated = target not in ("direct", "kserve") and added
             extra = f"{statistics.median(added):+.3f} ms" if gated else ""
             cpu = [r["gateway_cpu_us_per_request"] for r in mine if r["gateway_cpu_us_per_request"]]
             cpu_text = f"{statistics.median(cpu):.0f}" if cpu else ""
@@ -197,6 +216,11 @@ def table(records: list[dict[str, Any]]) -> str:
             lines.append(
                 f"| {conns} | {on} / gateway (paired) | {kept:.1%} | | | | | {ratio_text} |"
             )
+        for on in (t[0] for t in TRACED_REPLICAS):
+            pairs = [p for p in by_round.values() if {on, "direct"} <= p.keys()]
+            if pairs:
+                kept = statistics.median(p[on]["rps"] / p["direct"]["rps"] for p in pairs)
+                lines.append(f"| {conns} | {on} / direct (paired) | {kept:.1%} | | | | | |")
         if "kserve" in medians:
             ratio = medians["gateway"] / medians["kserve"]
             lines.append(f"| {conns} | gateway / kserve | {ratio:.2f}x | | | | | |")
@@ -255,20 +279,27 @@ def main() -> None:
         if args.signals:
             sink = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
             threading.Thread(target=sink.serve_forever, daemon=True).start()
-            for mode, target, sampler in SIGNAL_GATEWAYS:
-                env = {
-                    **os.environ,
-                    "BENCH_SIGNALS": mode,
-                    "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink.server_address[1]}",
-                }
-                env.pop("OTEL_TRACES_SAMPLER", None)
-                env.pop("OTEL_TRACES_SAMPLER_ARG", None)
-                if sampler:
-                    env["OTEL_TRACES_SAMPLER"] = sampler
+            sink_url = f"http://127.0.0.1:{sink.server_address[1]}"
+            traced: dict[str, int] = {}  # replicas with tracing on, by target name
+            for target, sampler in TRACED_REPLICAS:
+                env = {**traced_env(sampler), "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url}
                 port_file = scratch / f"{target}.port"
+                process = start(
+                    [PYTHON, "-m", "kaip.serving", str(quickstart / "kaip.yaml"), "--model",
+                     "digits", "--port", "0", "--port-file", str(port_file)],
+                    0, out_dir / "logs" / f"{target}.log", env,
+                )  # fmt: skip
+                processes.append(process)
+                targets[target] = traced[target] = wait_port(port_file, process)
+                wait_ready(targets[target], body)
+            for mode, target, sampler in SIGNAL_GATEWAYS:
+                env = {**traced_env(sampler), "BENCH_SIGNALS": mode,
+                       "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url}  # fmt: skip
+                port_file = scratch / f"{target}.port"
+                behind = traced["direct+tracing"] if mode == "on" else replica_port
                 signaled = start(
                     [PYTHON, str(Path(__file__).with_name("gateway_proc.py")), str(port_file),
-                     str(replica_port)],
+                     str(behind)],
                     1, out_dir / "logs" / f"{target}.log", env,
                 )  # fmt: skip
                 processes.append(signaled)
