@@ -21,6 +21,7 @@ from typing import Any, Final
 
 import httpx
 import yaml
+from prometheus_process import serving
 
 BUILD = Path(__file__).parents[2] / "tools" / "otelcol" / "build.sh"
 SERVER: Final = 2  # OTLP's SpanKind numbers
@@ -124,26 +125,10 @@ def otel_collector(workdir: Path) -> Iterator[Collector]:
             [str(binary), f"--config={work / 'config.yaml'}"],
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(collector.log.read_text())
-            try:
-                answer = httpx.post(f"{collector.url}/v1/traces", json={}, timeout=5,
-                                    trust_env=False)  # fmt: skip
-                if answer.status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the Collector did not answer at {collector.url} in 60s")
-            time.sleep(0.2)
+
+    def ready() -> bool:
+        answer = httpx.post(f"{collector.url}/v1/traces", json={}, timeout=5, trust_env=False)
+        return answer.status_code == 200
+
+    with serving(process, ready, collector.log, f"the Collector at {collector.url}", 60):
         yield collector
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

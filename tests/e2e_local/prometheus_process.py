@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -57,20 +57,34 @@ def prometheus(workdir: Path, target: str, replicas: Sequence[str] = ()) -> Iter
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     url = f"http://{address}"
+
+    def ready() -> bool:
+        return httpx.get(f"{url}/-/ready", timeout=5, trust_env=False).status_code == 200
+
+    with serving(process, ready, work / "prometheus.log", f"Prometheus at {url}", 120):
+        yield url
+
+
+@contextmanager
+def serving(
+    process: subprocess.Popen[bytes], ready: Callable[[], bool], log: Path, what: str, limit: float
+) -> Iterator[None]:
+    """Wait until ``ready()`` (an HTTP error counts as not yet; the process exiting fails with
+    its ``log``), give the block the running ``process``, then stop it (terminate, then kill)."""
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + limit
         while True:
             if process.poll() is not None:
-                raise AssertionError((work / "prometheus.log").read_text())
+                raise AssertionError(log.read_text())
             try:
-                if httpx.get(f"{url}/-/ready", timeout=5, trust_env=False).status_code == 200:
+                if ready():
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise AssertionError(f"Prometheus not ready at {url} in 120s")
-            time.sleep(0.5)
-        yield url
+                raise AssertionError(f"{what} not ready in {limit:.0f}s")
+            time.sleep(0.2)
+        yield
     finally:
         process.terminate()
         try:
