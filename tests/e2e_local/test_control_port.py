@@ -98,6 +98,43 @@ def test_the_cli_and_the_token_holder_still_do_everything(platform: LocalPlatfor
     assert refused.returncode == 1 and "no rollout in progress" in refused.stderr
 
 
+def test_a_revoked_token_and_its_portal_session_are_refused_at_once(
+    platform: LocalPlatform,
+) -> None:
+    """``kaip token revoke`` against a running ``kaip up``: the next request with that token,
+    and with the portal session it opened, is refused; another token still works."""
+    made = platform.cli("token", "create", "--role", "viewer", "--name", "leaver")
+    kept = platform.cli("token", "create", "--role", "viewer", "--name", "stayer")
+    assert made.returncode == 0 and kept.returncode == 0, made.stderr + kept.stderr
+    token, other = made.stdout.strip(), kept.stdout.strip()
+    with httpx.Client(base_url=platform.admin_url, trust_env=False, timeout=60) as browser:
+        login = browser.post(
+            "/login", data={"token": token}, headers={"Origin": platform.admin_url}
+        )
+        assert login.status_code == 303 and login.headers["location"] == "/", login.text
+        assert browser.get("/").status_code == 200
+        for who in (token, other):
+            answer = browser.get("/api/v1/resources", headers={"Authorization": f"Bearer {who}"})
+            assert answer.status_code == 200, answer.text
+        revoked = platform.cli("token", "revoke", "leaver")
+        assert revoked.returncode == 0, revoked.stderr
+        assert "revoked leaver" in revoked.stderr and token not in revoked.stderr + revoked.stdout
+        for path in ("/api/v1/resources", "/_kaip/status"):
+            refused = httpx.get(
+                platform.admin_url + path,
+                headers={"Authorization": f"Bearer {token}"},
+                trust_env=False,
+            )
+            assert refused.status_code == 401, (path, refused.text)
+        session = browser.get("/")
+        assert session.status_code == 303 and session.headers["location"] == "/login"
+        still = browser.get("/api/v1/resources", headers={"Authorization": f"Bearer {other}"})
+        assert still.status_code == 200, still.text
+    again = platform.cli("token", "revoke", "leaver")
+    assert again.returncode == 2 and "no token has the id or name 'leaver'" in again.stderr
+    assert "Traceback" not in again.stderr
+
+
 @pytest.mark.quiet_machine
 @pytest.mark.parametrize("case", ["billion-laughs", "alias-cycle", "deep-nesting"])
 def test_a_hostile_spec_through_the_deploy_api_is_a_4xx_and_freezes_nothing(

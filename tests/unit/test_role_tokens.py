@@ -24,7 +24,9 @@ from kaip.local.controller.tokens import (
     RoleTokenAuthenticator,
     create_token,
     read_tokens,
+    revoke_token,
 )
+from kaip.local.controller.sessions import SessionStore
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -58,6 +60,40 @@ def test_a_token_made_later_is_accepted_at_once(tmp_path: Path) -> None:
     second, _ = create_token(state, "admin", name="ops")
     assert auth.authenticate(bearer(second)) == Identity("ops", "admin", ())
     assert auth.authenticate(bearer(token)) is not None
+
+
+def test_a_revoked_token_is_refused_at_once_and_ends_its_sessions(tmp_path: Path) -> None:
+    state = tmp_path / ".kaip"
+    auth = RoleTokenAuthenticator(state)
+    sessions = SessionStore(revoked=auth.revoked)
+    token, record = create_token(state, "deployer", name="leaver")
+    other, _ = create_token(state, "viewer", name="stayer")
+    principal = auth.authenticate(bearer(token))
+    assert principal is not None and principal.credential == record.id
+    sid, _ = sessions.open(principal)
+    cookie = {"cookie": f"kaip_portal={sid}"}
+    assert sessions.authenticate(cookie) is not None
+    assert revoke_token(state, "leaver") == record
+    assert auth.authenticate(bearer(token)) is None  # remembered a moment ago: forgotten now
+    assert sessions.authenticate(cookie) is None
+    assert sessions.authenticate(cookie) is None  # and the session is gone for good
+    assert auth.authenticate(bearer(other)) is not None
+    assert [r.name for r in read_tokens(state)] == ["stayer"]
+    with pytest.raises(ConfigError, match=r"no token has the id or name 'leaver'.*stayer"):
+        revoke_token(state, "leaver")
+    admin = SessionStore(revoked=auth.revoked)
+    sid, _ = admin.open(Identity("local-admin", "admin"))  # the run's token: no credential
+    assert admin.authenticate({"cookie": f"kaip_portal={sid}"}) is not None
+
+
+def test_two_tokens_of_one_name_are_revoked_by_id(tmp_path: Path) -> None:
+    state = tmp_path / ".kaip"
+    _, first = create_token(state, "viewer", name="ci")
+    _, second = create_token(state, "viewer", name="ci")
+    with pytest.raises(ConfigError, match=f"2 tokens are named 'ci'.*{first.id}.*revoke by id"):
+        revoke_token(state, "ci")
+    assert revoke_token(state, second.id) == second
+    assert read_tokens(state) == [first]
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,9 @@
-"""``kaip token create|list``: role tokens for the control port and the portal.
+"""``kaip token create|list|revoke``: role tokens for the control port and the portal.
 
 Parse, call, print: the tokens are :mod:`kaip.local.controller.tokens`'. ``create`` prints the
 new token once, on stdout and alone on its line (so ``TOKEN=$(kaip token create ...)`` works),
-and what it may do on stderr; nothing ever shows it again. ``list`` shows the records only.
+and what it may do on stderr; nothing ever shows it again. ``list`` shows the records only;
+``revoke`` removes one (by id or name), and a running ``kaip up`` refuses it from then on.
 Works with or without a ``kaip up`` running (a running one accepts a new token at once).
 """
 
@@ -13,7 +14,7 @@ from datetime import datetime
 import typer
 
 from kaip.cli.output import OutputFormat, print_json, stdout
-from kaip.local.controller.tokens import create_token, read_tokens
+from kaip.local.controller.tokens import create_token, read_tokens, revoke_token
 from kaip.settings import load_settings
 
 app = typer.Typer(
@@ -56,3 +57,12 @@ def list_tokens(
         owners = ", ".join(r.owners) or "every owner"
         when = datetime.fromtimestamp(r.created_at).strftime("%Y-%m-%d %H:%M:%S")
         stdout.print(f"{r.id}  {r.name}  {r.role}  {owners}  {when}", markup=False)
+
+
+@app.command()
+def revoke(
+    which: str = typer.Argument(..., metavar="NAME|ID", help="the token's id or name"),
+) -> None:
+    """Remove a token: refused at once, with the portal sessions it opened."""
+    record = revoke_token(load_settings().local.state_dir, which)
+    typer.echo(f"revoked {record.name} ({record.id}, {record.role})", err=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from kaip.errors import ForbiddenError
@@ -42,6 +42,11 @@ class Principal(Protocol):
         """The owners a deployer may act for; empty: every owner."""
         ...
 
+    @property
+    def credential(self) -> str:
+        """The id of the revocable credential behind it (a role token's), or ""."""
+        ...
+
 
 @dataclass(frozen=True)
 class Identity:
@@ -50,6 +55,7 @@ class Identity:
     name: str
     role: Role
     owners: tuple[str, ...] = ()
+    credential: str = field(default="", compare=False)
 
 
 class Authenticator(Protocol):

@@ -40,6 +40,7 @@ from kaip.local.controller.runrecord import (
     this_process_record,
     write_run_record,
 )
+from kaip.local.controller.sessions import SessionStore
 from kaip.local.controller.tokens import RoleTokenAuthenticator
 from kaip.local.controller.training import TrainingRunner
 from kaip.local.gateway import Gateway
@@ -158,6 +159,7 @@ async def serve(
         gateway.signals.request_cost = costs.per_request
     controller.cost_evidence = costs.per_revision
     token = new_admin_token(state_dir)
+    role_tokens = RoleTokenAuthenticator(state_dir)
     policy = GuardPolicy(
         allowed_hosts=names,
         credential_hint=(
@@ -168,10 +170,11 @@ async def serve(
     control = ControlServer(
         control_port_app(
             controller,
-            FirstOf([admin_token_authenticator(token), RoleTokenAuthenticator(state_dir)]),
+            FirstOf([admin_token_authenticator(token), role_tokens]),
             policy,
             costs=costs,
             token_file=str(state_dir / TOKEN_FILE),
+            sessions=SessionStore(revoked=role_tokens.revoked),
         ),
         port=admin_port,
     )

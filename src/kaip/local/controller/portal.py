@@ -153,10 +153,12 @@ def control_port_app(
     *,
     costs: CostBook | None = None,
     token_file: str = ".kaip/admin.token",
+    sessions: SessionStore | None = None,
 ) -> ASGIApp:
     """The control port: the admin API under ``/_kaip/``, the portal everywhere else."""
     admin = ControlGuard(admin_app(controller, costs), bearer, policy)
-    portal = PortalGuard(portal_app(controller, bearer, SessionStore(), token_file), policy)
+    store = sessions if sessions is not None else SessionStore()
+    portal = PortalGuard(portal_app(controller, bearer, store, token_file), policy)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")

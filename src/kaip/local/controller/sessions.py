@@ -7,6 +7,7 @@ random bytes (``secrets``), kept in this process for :data:`SESSION_TTL_S`, at m
 ``HttpOnly; SameSite=Strict; Path=/``. A session has the role (and owners) of the token that
 opened it, and only the portal's pages read it: the admin API under ``/_kaip/`` never looks at
 cookies (an App on the traffic port shares the host and may set or receive cookies for it).
+A session ends with the role token that opened it (``revoked``: ``kaip token revoke``).
 Each session has its own CSRF token, which every portal form that acts (log out, promote,
 abort) must carry besides passing the Origin check, so a cookie alone changes nothing. Never
 does I/O and never logs a token or a session id.
@@ -54,8 +55,13 @@ def session_id(headers: Mapping[str, str]) -> str | None:
 class SessionStore:
     """Open sessions by id; an :class:`~kaip.local.controller.auth.Authenticator` of cookies."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        revoked: Callable[[Principal], bool] = lambda _: False,
+    ) -> None:
         self._clock = clock
+        self._revoked = revoked
         self._sessions: OrderedDict[str, Session] = OrderedDict()
 
     def open(self, principal: Principal) -> tuple[str, Session]:
@@ -65,7 +71,12 @@ class SessionStore:
             self._sessions.popitem(last=False)
         sid = secrets.token_urlsafe(32)
         session = Session(
-            Identity(f"{principal.name} (portal session)", principal.role, principal.owners),
+            Identity(
+                f"{principal.name} (portal session)",
+                principal.role,
+                principal.owners,
+                credential=principal.credential,
+            ),
             secrets.token_urlsafe(32),
             self._clock() + SESSION_TTL_S,
         )
@@ -83,7 +94,7 @@ class SessionStore:
                 found = (known, session)
         if found is None:
             return None
-        if found[1].expires_at <= self._clock():
+        if found[1].expires_at <= self._clock() or self._revoked(found[1].principal):
             del self._sessions[found[0]]
             return None
         return found[1]

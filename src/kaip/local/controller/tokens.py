@@ -10,7 +10,10 @@ the command that made it, and is never written, logged or shown again.
 :class:`RoleTokenAuthenticator` reads the file again whenever it changes (a token made while
 ``kaip up`` runs works at once) and checks a presented token by its record's scrypt, compared in
 constant time; a token it has checked is remembered (by its SHA-256, in memory only) for
-:data:`REMEMBER_S`, so a page load costs one scrypt, not one per request. The scrypt cost is
+:data:`REMEMBER_S`, so a page load costs one scrypt, not one per request. ``kaip token revoke``
+(:func:`revoke_token`) rewrites the file without the record: the changed file is read again at
+the next request, which forgets every remembered token, so a revoked token is refused at once,
+and so are the portal sessions it opened (:meth:`RoleTokenAuthenticator.revoked`). The scrypt cost is
 kept small (:data:`SCRYPT_N`): the secret has 256 random bits, so the hash guards a stolen
 file, not a guessable password, and the check runs on the control port's event loop.
 """
@@ -54,7 +57,7 @@ class TokenRecord:
     hash: str
 
     def principal(self) -> Identity:
-        return Identity(self.name, self.role, self.owners)
+        return Identity(self.name, self.role, self.owners, credential=self.id)
 
 
 def _digest(secret: str, salt: bytes) -> bytes:
@@ -110,6 +113,27 @@ def create_token(
     return f"kaip_{token_id}_{secret}", record
 
 
+def revoke_token(state_dir: Path, which: str) -> TokenRecord:
+    """Removes the token whose id or name is ``which`` and returns its record; a running
+    ``kaip up`` refuses it (and the portal sessions it opened) from its next request on."""
+    records = read_tokens(state_dir)
+    by_id = [r for r in records if r.id == which]
+    chosen = by_id or [r for r in records if r.name == which]
+    if not chosen:
+        known = ", ".join(f"{r.name} ({r.id})" for r in records[:20]) or "none"
+        raise ConfigError(
+            f"no token has the id or name {which[:70]!r} in {state_dir / TOKENS_FILE} "
+            f"(known: {known}); `kaip token list` shows them"
+        )
+    if len(chosen) > 1:
+        ids = ", ".join(r.id for r in chosen)
+        raise ConfigError(f"{len(chosen)} tokens are named {which!r} (ids {ids}): revoke by id")
+    (record,) = chosen
+    body = {"tokens": [asdict(r) for r in records if r.id != record.id]}
+    write_private(state_dir / TOKENS_FILE, json.dumps(body, indent=1) + "\n")
+    return record
+
+
 @dataclass
 class RoleTokenAuthenticator:
     """Bearer role tokens checked against ``state_dir``'s token file (re-read when it changes)."""
@@ -117,7 +141,7 @@ class RoleTokenAuthenticator:
     state_dir: Path
     clock: Callable[[], float] = time.monotonic
     _records: dict[str, TokenRecord] = field(default_factory=dict)
-    _seen: tuple[int, float] | None = None
+    _seen: tuple[int, int, int] | None = None
     _checked: dict[bytes, tuple[Principal, float]] = field(default_factory=dict)
 
     def authenticate(self, headers: Mapping[str, str]) -> Principal | None:
@@ -149,13 +173,20 @@ class RoleTokenAuthenticator:
         self._checked[key] = (principal, now + REMEMBER_S)
         return principal
 
+    def revoked(self, principal: Principal) -> bool:
+        """Whether ``principal`` came from a token of this file that is there no more."""
+        if not principal.credential:
+            return False
+        self._reload()
+        return principal.credential not in self._records
+
     def _reload(self) -> None:
         try:
             stat = os.stat(self.state_dir / TOKENS_FILE)
         except FileNotFoundError:
             self._records, self._seen, self._checked = {}, None, {}
             return
-        seen = (stat.st_ino, stat.st_mtime)
+        seen = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
         if seen == self._seen:
             return
         try:
