@@ -12,8 +12,8 @@ import pytest
 from dora_history import EXPECTED, OWNERS, T0, UNTIL, H, record_history
 
 from kaip.dora import Event, delivery_metrics, deployments, summarise
-from kaip.local.controller.dora_source import history
 from kaip.local.state import State
+from kaip.portal.delivery import history
 
 
 @pytest.fixture(scope="module")

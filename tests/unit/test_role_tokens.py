@@ -19,6 +19,7 @@ import pytest
 
 from kaip.errors import ConfigError, ForbiddenError
 from kaip.local.controller.auth import Identity, require, require_owner
+from kaip.local.controller.sessions import SessionStore
 from kaip.local.controller.tokens import (
     TOKENS_FILE,
     RoleTokenAuthenticator,
@@ -26,7 +27,6 @@ from kaip.local.controller.tokens import (
     read_tokens,
     revoke_token,
 )
-from kaip.local.controller.sessions import SessionStore
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -16,3 +16,17 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "kaip.fullname" -}}
 {{- if eq .Release.Name "kaip" -}}kaip-operator{{- else -}}{{ printf "%s-kaip-operator" .Release.Name | trunc 63 | trimSuffix "-" }}{{- end -}}
 {{- end -}}
+
+{{- define "kaip.portalLabels" -}}
+app.kubernetes.io/name: kaip-portal
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: portal
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "kaip.portalSelector" -}}
+app.kubernetes.io/name: kaip-portal
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}

@@ -91,6 +91,7 @@ def up(
 ) -> None:
     """Run models and apps locally behind one gateway port; Ctrl-C (or `kaip down`) stops."""
     from kaip.local.controller import check_local, serve  # the platform: only `up` loads it
+    from kaip.portal.local import local_portal
 
     settings = load_settings()
     specs = load_paths(paths)  # a bad spec stops here, before anything starts
@@ -120,6 +121,7 @@ def up(
             commit=commit,
             admin_port=control_port,
             allowed_hosts=allowed_host,
+            portal=local_portal,
         )
     )
 

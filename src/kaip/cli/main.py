@@ -15,6 +15,7 @@ from kaip.cli import (
     kube_commands,
     local,
     operator,
+    portal,
     profile,
     render,
     rollout_commands,
@@ -75,6 +76,7 @@ app.command()(serve.serve)
 app.command()(kube_commands.apply)
 app.command()(kube_commands.delete)
 app.command()(operator.operator)
+app.command()(portal.portal)
 app.command()(cost.cost)
 app.command()(profile.profile)
 app.command()(top.top)

@@ -2,8 +2,8 @@
 
 Without cluster flags these talk to the running ``kaip up`` through
 :mod:`kaip.cli.admin_client`; with ``-n``, ``--kubeconfig`` or ``--context`` they act on the
-operator's resource through :mod:`kaip.cli.rollout_kube`. Parse, call, print: the decisions
-live in :mod:`kaip.local.controller` and :mod:`kaip.kube.operator`.
+operator's resource through :mod:`kaip.kube.operator.rollout_client`. Parse, call, print: the
+decisions live in :mod:`kaip.local.controller` and :mod:`kaip.kube.operator`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from kaip.cli.rollout_wait import DEFAULT_TIMEOUT, parse_timeout, progress_line,
 from kaip.settings import load_settings
 
 if TYPE_CHECKING:
-    from kaip.cli.rollout_kube import ClusterRollouts
+    from kaip.kube.operator.rollout_client import ClusterRollouts
 
 ClusterKubeconfig = typer.Option(
     None, "--kubeconfig", help="act on the operator's resource in this cluster (not kaip up)"
@@ -164,10 +164,15 @@ def _cluster(
     """The cluster's rollout of NAME when a cluster flag was given, else None (kaip up's)."""
     if kubeconfig is None and context is None and namespace is None:
         return None
-    from kaip.cli.rollout_kube import ClusterRollouts, connect, namespace_of
+    from kaip.kube.operator.rollout_client import ClusterRollouts, connect, namespace_of
 
     session = connect(kubeconfig, context)
-    return ClusterRollouts(session, namespace_of(session, namespace), name)
+    return ClusterRollouts(
+        session,
+        namespace_of(session, namespace),
+        name,
+        say=lambda line: stdout.print(line, markup=False),
+    )
 
 
 def register(app: typer.Typer) -> None:

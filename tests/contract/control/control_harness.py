@@ -19,12 +19,14 @@ import httpx
 
 from kaip.local.controller.auth import FirstOf, admin_token_authenticator
 from kaip.local.controller.control import ControlServer
+from kaip.local.controller.control_port import control_port_app
 from kaip.local.controller.guard import GuardPolicy
 from kaip.local.controller.loop import Controller, ControllerConfig
-from kaip.local.controller.portal import control_port_app
+from kaip.local.controller.sessions import SessionStore
 from kaip.local.controller.tokens import RoleTokenAuthenticator
 from kaip.local.state import State
 from kaip.local.supervisor import Supervisor
+from kaip.portal.local import local_portal
 
 TOKEN = "t0ken-for-contract-tests"
 CANARY_APP = """\
@@ -77,8 +79,12 @@ def running_control(
         controller = Controller(
             ControllerConfig(state_dir, "http://127.0.0.1:9", tick_seconds=0.05), state, supervisor
         )
-        bearer = FirstOf([admin_token_authenticator(TOKEN), RoleTokenAuthenticator(state_dir)])
-        guard = control_port_app(controller, bearer, GuardPolicy(allowed_hosts=allowed_hosts))
+        role_tokens = RoleTokenAuthenticator(state_dir)
+        bearer = FirstOf([admin_token_authenticator(TOKEN), role_tokens])
+        policy = GuardPolicy(allowed_hosts=allowed_hosts)
+        sessions = SessionStore(revoked=role_tokens.revoked)
+        portal = local_portal(controller, bearer, policy, sessions, ".kaip/admin.token")
+        guard = control_port_app(controller, bearer, policy, portal)
         server = ControlServer(guard, port=0)
         port = await server.start()
         box["running"] = RunningControl(

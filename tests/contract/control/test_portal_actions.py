@@ -144,6 +144,40 @@ def test_role_tokens_follow_the_same_rules_on_the_admin_api(
     assert abort(token(control, "deployer", "team-a")).status_code == 200
 
 
+def test_the_portals_api_acts_for_a_bearer_token_only(
+    control: RunningControl, rolling: None
+) -> None:
+    """``POST /api/v1/resources/web/promote|abort``: the same rules as the forms, for scripts; a
+    session cookie alone never acts, and the body is checked."""
+
+    def act(verb: str, secret: str | None, **kwargs: object) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {secret}"} if secret else {}
+        return httpx.post(
+            f"{control.url}/api/v1/resources/web/{verb}", headers=headers, trust_env=False,
+            timeout=60, **kwargs,  # type: ignore[arg-type]
+        )  # fmt: skip
+
+    client, _ = session(control, token(control, "deployer", "team-a"))
+    cookie_only = client.post("/api/v1/resources/web/abort")
+    assert cookie_only.status_code == 401 and "never acts" in cookie_only.json()["error"]
+    assert act("abort", None).status_code == 401
+    viewer = act("abort", token(control, "viewer"))
+    assert viewer.status_code == 403 and "needs the deployer role" in viewer.json()["error"]
+    other = act("promote", token(control, "deployer", "team-b"))
+    assert other.status_code == 403 and "belongs to team-a" in other.json()["error"]
+    deployer = token(control, "deployer", "team-a", name="api-dee")
+    assert act("undo", deployer, content="{oops").status_code == 400
+    assert act("nap", deployer).status_code == 404
+    assert act("promote", deployer).status_code == 200
+    rollout = control.controller.resources["web"].rollout
+    assert rollout is not None and rollout.released_by == "api-dee"
+    aborted = act("abort", deployer, json={})
+    assert aborted.status_code == 200 and "aborted" in aborted.json()["message"]
+    assert control.controller.resources["web"].rollout is None
+    again = act("abort", deployer)
+    assert again.status_code == 409 and "no rollout in progress" in again.json()["error"]
+
+
 def test_the_playground_form_needs_the_session_and_a_model(
     control: RunningControl, rolling: None
 ) -> None:

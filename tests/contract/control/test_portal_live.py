@@ -22,7 +22,7 @@ import httpx
 import pytest
 from control_harness import CANARY_APP, RunningControl, deploy_spec, running_control
 
-from kaip.local.controller.portal_live import MAX_STREAMS, STATIC_DIR, VENDORED
+from kaip.portal.live import MAX_STREAMS, STATIC_DIR, VENDORED
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ from pathlib import Path
 from kaip.errors import ConfigError, KaipError, PlatformError
 from kaip.local.controller.auth import FirstOf, admin_token_authenticator
 from kaip.local.controller.control import ControlServer
+from kaip.local.controller.control_port import PortalFactory, control_port_app
 from kaip.local.controller.costs import (
     SNAPSHOT_EVERY_S,
     CostBook,
@@ -30,7 +31,6 @@ from kaip.local.controller.costs import (
 )
 from kaip.local.controller.guard import GuardPolicy, normalize_hosts
 from kaip.local.controller.loop import Controller, ControllerConfig
-from kaip.local.controller.portal import control_port_app
 from kaip.local.controller.preflight import check_local
 from kaip.local.controller.runrecord import (
     TOKEN_FILE,
@@ -77,10 +77,12 @@ async def serve(
     commit: Commit | None = None,
     admin_port: int | None = None,
     allowed_hosts: Sequence[str] = (),
+    portal: PortalFactory,
 ) -> None:
     """Run the local platform for ``paths`` until a signal; raise before starting on a bad spec.
 
-    ``admin_port`` and ``allowed_hosts`` (added to the settings' own) are the control port's.
+    ``admin_port`` and ``allowed_hosts`` (added to the settings' own) are the control port's;
+    ``portal`` builds what it serves besides the admin API.
     """
     specs = load_paths(paths)
     for notice in check_local(specs):
@@ -167,14 +169,15 @@ async def serve(
             "(the kaip CLI does this for you)"
         ),
     )
+    bearer = FirstOf([admin_token_authenticator(token), role_tokens])
+    sessions = SessionStore(revoked=role_tokens.revoked)
     control = ControlServer(
         control_port_app(
             controller,
-            FirstOf([admin_token_authenticator(token), role_tokens]),
+            bearer,
             policy,
+            portal(controller, bearer, policy, sessions, str(state_dir / TOKEN_FILE)),
             costs=costs,
-            token_file=str(state_dir / TOKEN_FILE),
-            sessions=SessionStore(revoked=role_tokens.revoked),
         ),
         port=admin_port,
     )

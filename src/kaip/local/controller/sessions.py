@@ -20,8 +20,9 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, is_dataclass, replace
 from http.cookies import CookieError, SimpleCookie
+from typing import cast
 
 from kaip.local.controller.auth import Identity, Principal
 from kaip.local.gateway.http1 import PORTAL_COOKIE
@@ -52,6 +53,15 @@ def session_id(headers: Mapping[str, str]) -> str | None:
     return morsel.value if morsel is not None and morsel.value else None
 
 
+def _in_session(principal: Principal) -> Principal:
+    """``principal``, named as acting through a portal session; a dataclass keeps its other
+    fields (a cluster user's groups, a role token's id)."""
+    name = f"{principal.name} (portal session)"
+    if is_dataclass(principal) and not isinstance(principal, type):
+        return cast(Principal, replace(principal, name=name))
+    return Identity(name, principal.role, principal.owners, credential=principal.credential)
+
+
 class SessionStore:
     """Open sessions by id; an :class:`~kaip.local.controller.auth.Authenticator` of cookies."""
 
@@ -71,12 +81,7 @@ class SessionStore:
             self._sessions.popitem(last=False)
         sid = secrets.token_urlsafe(32)
         session = Session(
-            Identity(
-                f"{principal.name} (portal session)",
-                principal.role,
-                principal.owners,
-                credential=principal.credential,
-            ),
+            _in_session(principal),
             secrets.token_urlsafe(32),
             self._clock() + SESSION_TTL_S,
         )

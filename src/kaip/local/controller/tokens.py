@@ -13,8 +13,8 @@ constant time; a token it has checked is remembered (by its SHA-256, in memory o
 :data:`REMEMBER_S`, so a page load costs one scrypt, not one per request. ``kaip token revoke``
 (:func:`revoke_token`) rewrites the file without the record: the changed file is read again at
 the next request, which forgets every remembered token, so a revoked token is refused at once,
-and so are the portal sessions it opened (:meth:`RoleTokenAuthenticator.revoked`). The scrypt cost is
-kept small (:data:`SCRYPT_N`): the secret has 256 random bits, so the hash guards a stolen
+and so are the portal sessions it opened (:meth:`RoleTokenAuthenticator.revoked`). The scrypt
+cost is kept small (:data:`SCRYPT_N`): the secret has 256 random bits, so the hash guards a stolen
 file, not a guessable password, and the check runs on the control port's event loop.
 """
 

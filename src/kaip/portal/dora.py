@@ -1,6 +1,6 @@
 """The portal's delivery page: the five DORA numbers of a window, and the deployments behind them.
 
-Pure rendering of what :func:`kaip.local.controller.dora_source.as_json` answers (the page shows
+Pure rendering of what :func:`kaip.portal.delivery.as_json` answers (the page shows
 exactly the API's numbers): a GET form picks the window and an owner or resource; each number
 links to the rows of the deployments it counts; each comes with the 2024 DORA cluster values
 as context, never as a ranking. Every value is escaped; no script.
@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from kaip.local.controller.portal_pages import _e, _when, page
+from kaip.portal.pages import _e, _when, page
 
 
 def duration(seconds: float | None) -> str:

@@ -1,17 +1,17 @@
-"""The local platform's delivery metrics: the state's event log fed to :mod:`kaip.dora`.
+"""The portal's delivery metrics: a source's deployment events fed to :mod:`kaip.dora`.
 
-Reads the deployment events of ``.kaip/state.db`` (at most
-:data:`~kaip.local.state.HISTORY_LIMIT` of them, the latest before the window's end), works out
-each resource's owner (the running spec's, else the latest recorded revision's) and turns the
-pure :class:`~kaip.dora.Metrics` into the JSON of ``GET /api/v1/dora`` (snake_case, times in
-epoch seconds, durations in seconds, every number with the ids of the deployments behind it).
+:func:`history` reads the deployment events of ``.kaip/state.db`` (at most
+:data:`~kaip.local.state.HISTORY_LIMIT` of them, the latest before the window's end) for the
+local source; :func:`metrics` computes the five numbers from any source's events and owners,
+and :func:`as_json` turns the pure :class:`~kaip.dora.Metrics` into the JSON of
+``GET /api/v1/dora`` (snake_case, times in epoch seconds, durations in seconds, every number
+with the ids of the deployments behind it).
 Validates the query (window of 1 to :data:`MAX_DAYS` days, names of at most 253 characters) and
 never writes anything.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict
@@ -22,7 +22,7 @@ from kaip.local.controller.admin import BadRequestError
 from kaip.local.state import State
 
 if TYPE_CHECKING:
-    from kaip.local.controller.loop import Controller
+    from kaip.portal.source import Deployments
 
 API_VERSION = "v1"
 DEFAULT_DAYS = 30
@@ -47,19 +47,6 @@ def history(state: State, until: float) -> list[Event]:
         )
         for event_id, e in state.history(until)
     ]
-
-
-def owners(controller: Controller) -> dict[str, str]:
-    """Each resource's owner: the running spec's, else its latest recorded revision's."""
-    out: dict[str, str] = {}
-    for kind, name, _stable in controller.state.resources():
-        recorded = controller.state.revisions(kind, name)
-        if recorded:
-            spec = json.loads(recorded[-1].spec_json).get("spec", {})
-            out[name] = str(spec.get("owner", "")) if isinstance(spec, dict) else ""
-    for name, run in controller.resources.items():
-        out[name] = run.current.resource.spec.owner
-    return out
 
 
 def window(query: Mapping[str, str], now: float) -> tuple[float, float]:
@@ -91,15 +78,17 @@ def name_filter(query: Mapping[str, str], field: str) -> str | None:
     return value
 
 
-def dora(controller: Controller, query: Mapping[str, str], now: float) -> Metrics:
-    since, until = window(query, now)
+def metrics(
+    known: Deployments,
+    since: float,
+    until: float,
+    *,
+    owner: str | None,
+    resource: str | None,
+) -> Metrics:
+    """The five numbers of [since, until) from what a portal source knows."""
     return delivery_metrics(
-        history(controller.state, until),
-        since=since,
-        until=until,
-        owners=owners(controller),
-        owner=name_filter(query, "owner"),
-        resource=name_filter(query, "resource"),
+        known.events, since=since, until=until, owners=known.owners, owner=owner, resource=resource
     )
 
 

@@ -1,4 +1,4 @@
-"""``kaip rollout status|promote|abort|undo NAME -n NS [--kubeconfig F]``: a canary on a cluster.
+"""A canary on a cluster, from outside the operator: ``kaip rollout ... -n NS`` and the portal.
 
 The operator keeps a rollout's whole state in ``status.rollout`` and owns the status, so this
 module never writes it. Promote and abort are *commands*: the annotation
@@ -10,8 +10,11 @@ canary only, records the id in ``status.rollout.lastCommand`` and the outcome in
 and putting it back in ``spec`` starts a canary to it, as any spec change does (under GitOps
 the repository stays the source of truth: change it there too).
 
-Exit codes are those of the local commands: 0, and with ``--watch`` 4 rolled back, 5 aborted,
-6 still running at ``--timeout``; 1 when the operator does not answer a command in time.
+Used by ``kaip rollout status|promote|abort|undo NAME -n NS`` (:mod:`kaip.cli.rollout_commands`)
+and by the portal on a cluster (:mod:`kaip.portal.kube`); never run inside the operator. Exit
+codes (the errors raised) are those of the local commands: 0, and with ``--watch`` 4 rolled
+back, 5 aborted, 6 still running at ``--timeout``; 1 when the operator does not answer a
+command in time.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from kaip.cli.output import stdout
 from kaip.errors import (
     PlatformError,
     RolloutAbortedError,
@@ -38,7 +40,8 @@ POLL_S = 1.0
 
 
 class ClusterRollouts:
-    """One resource's rollout through a :class:`Session`; ``say`` prints a line."""
+    """One resource's rollout through a :class:`Session`; ``say`` shows a line (the CLI
+    prints it)."""
 
     def __init__(
         self,
@@ -46,7 +49,7 @@ class ClusterRollouts:
         namespace: str,
         name: str,
         *,
-        say: Callable[[str], None] = lambda line: stdout.print(line, markup=False),
+        say: Callable[[str], None] = lambda _line: None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -147,10 +150,10 @@ class ClusterRollouts:
 
     # -- commands -------------------------------------------------------------------------
 
-    def command(self, action: str, who: str) -> str:
-        """Send promote, promote-full or abort for the running canary; the operator's answer."""
-        body = self.body()
-        rollout = self.rollout_of(body)
+    def send(self, action: str, who: str) -> Command:
+        """Write promote, promote-full or abort for the running canary as the annotation the
+        operator reads; the command written (its outcome comes later, in the status)."""
+        rollout = self.rollout_of(self.body())
         canary = rollout.get("canary")
         if not canary:
             raise PlatformError(f"{self.kind} {self.name} has no rollout in progress")
@@ -163,6 +166,12 @@ class ClusterRollouts:
             content_type="application/merge-patch+json",
             what=f"annotate {self.kind} {self.namespace}/{self.name} with {action}",
         )
+        return command
+
+    def command(self, action: str, who: str) -> str:
+        """Send promote, promote-full or abort for the running canary; the operator's answer."""
+        command = self.send(action, who)
+        body = self.body()
         deadline = self.clock() + COMMAND_TIMEOUT_S
         while self.rollout_of(body).get("lastCommand") != command.id:
             if self.clock() >= deadline:

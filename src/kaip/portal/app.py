@@ -1,31 +1,28 @@
-"""The portal on ``kaip up``'s control port: the catalog at ``/``, ``/resources/NAME``, log in/out.
+"""The portal as an ASGI app: the pages, ``/api/v1`` and the forms, on a :class:`PortalSource`.
 
-:func:`control_port_app` is what the control port serves: ``/_kaip/...`` goes to the admin API
-behind :class:`~kaip.local.controller.guard.ControlGuard` (bearer tokens only, never a cookie),
-everything else to the portal behind :class:`PortalGuard`, which refuses a foreign Host (421) or
-Origin (403) exactly as the admin API does, bounds bodies to :data:`MAX_FORM_BYTES` and forbids
-every script, frame and foreign form target by Content-Security-Policy.
+The same app fronts ``kaip up`` (:mod:`kaip.portal.local`) and a cluster
+(:mod:`kaip.portal.kube`): it reads and acts only through the source, and asks ``authenticate``
+who a request comes from (``kaip up``'s tokens, or the cluster's TokenReview).
+:class:`PortalGuard` refuses a foreign Host (421) or Origin (403), bounds bodies to
+:data:`MAX_FORM_BYTES` and forbids every script, frame and foreign form target by
+Content-Security-Policy.
 
 The pages need a principal: a bearer token, or the session cookie that ``POST /login`` sets when
-given a token the admin API accepts (:mod:`~kaip.local.controller.sessions`); without one a page
-answers ``303`` to ``/login``. A session has the role and owners of the token that opened it.
-Its forms are log in (needs the token itself), log out, and a running rollout's promote and
-abort (each needs the session's CSRF token; the actions also the deployer role and, for a
-deployer scoped to owners, one of them); every form also passes the Origin check, so another
-page, an App on the traffic port included, can post none of them.
-
-Reads the controller's state in the event loop's own turn and never changes it. Traffic numbers
-come from the gateway's cumulative counters (:class:`~kaip.local.gateway.signals.GatewaySignals`)
-when the gateway keeps them, and are left out when it does not.
+given a token ``authenticate`` accepts (:mod:`~kaip.local.controller.sessions`); without one a
+page answers ``303`` to ``/login``, the API ``401``. Its forms are log in (needs the token
+itself), log out, and a resource's promote, abort and roll back (each needs the session's CSRF
+token; whether the principal may act, the source decides); every form also passes the Origin
+check, so another page, an App on the traffic port included, can post none of them.
 """
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
-from dataclasses import asdict
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from dataclasses import dataclass
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs, quote
 
 from starlette.applications import Starlette
@@ -40,14 +37,17 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
-from kaip.errors import ForbiddenError, KaipError, PayloadTooLargeError, PlatformError
-from kaip.local.controller import dora_source
-from kaip.local.controller.admin import admin_app
-from kaip.local.controller.auth import Authenticator, Principal, require, require_owner
+from kaip.errors import (
+    AccessError,
+    ForbiddenError,
+    KaipError,
+    PayloadTooLargeError,
+    PlatformError,
+)
+from kaip.local.controller.auth import Principal
 from kaip.local.controller.guard import (
     SECURITY_HEADERS,
     ASGIApp,
-    ControlGuard,
     GuardPolicy,
     Receive,
     Scope,
@@ -56,10 +56,17 @@ from kaip.local.controller.guard import (
     check_site,
     send_error,
 )
-from kaip.local.controller.portal_catalog import parse_query, select
-from kaip.local.controller.portal_dora import delivery_page
-from kaip.local.controller.portal_live import (
-    MIN_LOOK_S,
+from kaip.local.controller.sessions import (
+    COOKIE,
+    SESSION_TTL_S,
+    Session,
+    SessionStore,
+    csrf_matches,
+)
+from kaip.portal import delivery
+from kaip.portal.catalog import parse_query, select
+from kaip.portal.dora import delivery_page
+from kaip.portal.live import (
     SCRIPTS,
     STATIC_DIR,
     VENDORED,
@@ -69,24 +76,24 @@ from kaip.local.controller.portal_live import (
     live_section,
     rollout_stream,
 )
-from kaip.local.controller.portal_openapi import portal_openapi
-from kaip.local.controller.portal_pages import catalog_page, login_page, page, resource_page
-from kaip.local.controller.portal_playground import metadata, playground_section, send, template
-from kaip.local.controller.portal_traffic import TrafficReader
-from kaip.local.controller.sessions import (
-    COOKIE,
-    SESSION_TTL_S,
-    Session,
-    SessionStore,
-    csrf_matches,
-)
-from kaip.local.controller.status import resource_rows
-from kaip.spec import Model
+from kaip.portal.openapi import portal_openapi
+from kaip.portal.pages import catalog_page, login_page, page, resource_page
+from kaip.portal.playground import metadata, playground_section, send, template
+from kaip.portal.source import Action, PortalSource, Row
 
-if TYPE_CHECKING:
-    from kaip.local.controller.costs import CostBook
-    from kaip.local.controller.loop import Controller
+Authenticate = Callable[[Mapping[str, str]], Awaitable[Principal | None]]
+"""Who a request's headers come from, or None."""
 
+
+@dataclass(frozen=True)
+class LoginText:
+    """What the login page says: where a token comes from, and why one was refused."""
+
+    hint: str
+    refused: str
+
+
+ACTIONS: tuple[Action, ...] = ("promote", "abort", "undo")
 MAX_FORM_BYTES = 4096
 HISTORY = 20
 PORTAL_CSP = (
@@ -146,132 +153,90 @@ def _too_large() -> PayloadTooLargeError:
     return PayloadTooLargeError(f"the portal takes forms of at most {MAX_FORM_BYTES} bytes")
 
 
-def control_port_app(
-    controller: Controller,
-    bearer: Authenticator,
-    policy: GuardPolicy,
-    *,
-    costs: CostBook | None = None,
-    token_file: str = ".kaip/admin.token",
-    sessions: SessionStore | None = None,
-) -> ASGIApp:
-    """The control port: the admin API under ``/_kaip/``, the portal everywhere else."""
-    admin = ControlGuard(admin_app(controller, costs), bearer, policy)
-    store = sessions if sessions is not None else SessionStore()
-    portal = PortalGuard(portal_app(controller, bearer, store, token_file), policy)
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope.get("path", "")
-        if scope["type"] == "http" and not (path == "/_kaip" or path.startswith("/_kaip/")):
-            await portal(scope, receive, send)
-        else:
-            await admin(scope, receive, send)
-
-    return app
-
-
 def portal_app(
-    controller: Controller,
-    bearer: Authenticator,
+    source: PortalSource,
+    authenticate: Authenticate,
     sessions: SessionStore,
-    token_file: str,
+    login_text: LoginText,
     clock: Callable[[], float] = time.time,
 ) -> Starlette:
-    traffic = TrafficReader()
     streams = StreamSlots()
 
-    def who(request: Request) -> tuple[Principal | None, str | None]:
+    async def who(request: Request) -> tuple[Principal | None, str | None]:
         """The principal (session or bearer) and, for a session, its CSRF token."""
         session = sessions.find(request.headers)
         if session is not None:
             return session.principal, session.csrf
-        return bearer.authenticate(request.headers), None
+        return await authenticate(request.headers), None
 
-    def rows(names: Sequence[str]) -> list[dict[str, Any]]:
-        """The status, owner and traffic of the resources named (that still run), in order."""
-        numbers = traffic.read(controller)
-        runs = [controller.resources[n] for n in names if n in controller.resources]
-        return [
-            {
-                **row,
-                "owner": run.current.resource.spec.owner,
-                "traffic": numbers.get(row["name"]),
-            }
-            for run, row in zip(runs, resource_rows(controller, runs), strict=True)
-        ]
+    async def api_who(request: Request) -> Principal | Response:
+        """The principal of an API request, or the JSON answer that refuses it."""
+        try:
+            principal = (await who(request))[0]
+        except AccessError as exc:
+            return _api_error(exc.http_status, exc.message)
+        if principal is None:
+            return _api_error(401, "log in or send Authorization: Bearer TOKEN")
+        return principal
 
-    def catalog_data(request: Request) -> dict[str, Any]:
+    async def catalog_data(request: Request) -> dict[str, Any]:
         query = parse_query(request.query_params)
-        entries = [(n, r.current.resource.spec.owner) for n, r in controller.resources.items()]
-        chosen = select(entries, query)
+        entries = await source.entries()
+        chosen = select([(e.name, e.owner) for e in entries], query)
         return {
-            "api_version": dora_source.API_VERSION,
-            "items": rows(chosen.names),
+            "api_version": delivery.API_VERSION,
+            "items": await source.rows(chosen.names),
             "total": chosen.total,
             "page": chosen.page,
             "pages": chosen.pages,
             "per_page": chosen.per_page,
             "q": query.q,
             "owner": query.owner,
-            "owners": sorted({owner for _, owner in entries}),
+            "owners": sorted({e.owner for e in entries}),
         }
 
     async def catalog(request: Request) -> Response:
-        principal, csrf = who(request)
+        principal, csrf = await who(request)
         if principal is None:
             return RedirectResponse("/login", status_code=303)
-        return HTMLResponse(catalog_page(catalog_data(request), csrf=csrf))
+        return HTMLResponse(catalog_page(await catalog_data(request), csrf=csrf))
 
     async def api_resources(request: Request) -> Response:
-        if who(request)[0] is None:
-            return _api_error(401, "log in or send Authorization: Bearer TOKEN")
+        if isinstance(refused := await api_who(request), Response):
+            return refused
         try:
-            return JSONResponse(catalog_data(request))
+            return JSONResponse(await catalog_data(request))
         except KaipError as exc:
             return _api_error(exc.http_status, exc.message)
 
+    async def one_row(name: str) -> Row | None:
+        return next(iter(await source.rows([name])), None)
+
     async def resource(request: Request) -> Response:
-        principal, csrf = who(request)
+        principal, csrf = await who(request)
         if principal is None:
             return RedirectResponse("/login", status_code=303)
         name = request.path_params["name"]
-        row = next(iter(rows([name])), None)
+        row = await one_row(name)
         if row is None:
-            body = "<h1>Not found</h1><p>No Model or App by that name runs here.</p>"
-            return HTMLResponse(page("Not found", body, csrf=csrf), status_code=404)
-        run = controller.resources[name]
-        history = []
-        for record in controller.state.rollouts(run.kind, name, limit=HISTORY):
-            item: dict[str, Any] = asdict(record)
-            item["verdicts"] = [asdict(s) for s in controller.state.steps(record.id)]
-            history.append(item)
-        live = live_section(name, live_fragments(row, active_verdicts(name), csrf))
+            return _not_found(csrf)
+        history = await source.history(name, HISTORY)
+        live = live_section(name, live_fragments(row, await source.verdicts(name), csrf))
         playground = await playground_of(name, csrf)
         return HTMLResponse(
             resource_page(row, history, csrf=csrf, live=live, head=SCRIPTS, playground=playground),
             headers={"content-security-policy": LIVE_CSP.decode()},
         )
 
-    def oip_name(name: str) -> str | None:
-        """The name ``name`` is served under over OIP v2, if it is such a Model."""
-        run = controller.resources.get(name)
-        if run is None or not isinstance(run.current.resource, Model):
-            return None
-        if "oip-v2" not in run.current.resource.spec.serve.protocols:
-            return None
-        names = run.served_names.get(run.current.revision, ())
-        return names[0] if names else None
-
     async def playground_of(
         name: str, csrf: str | None, body: str | None = None, result: Any = None
     ) -> str:
-        served = oip_name(name)
-        if served is None:
+        target = await source.playground(name)
+        if target is None:
             return ""
-        gateway = controller.config.gateway_url
         if body is None:
-            body = template(await metadata(gateway, served))
-        return playground_section(name, served, body, csrf, result)
+            body = template(await metadata(target.base_url, target.served))
+        return playground_section(name, target.served, body, csrf, result)
 
     async def session_form(request: Request) -> tuple[Session, Mapping[str, str]] | Response:
         """A form the portal's own page posted: its fields and the session it came with, or the
@@ -289,18 +254,18 @@ def portal_app(
         return session, form
 
     async def playground(request: Request) -> Response:
-        """Sends the playground's request to the gateway and shows the answer."""
+        """Sends the playground's request and shows the answer."""
         posted = await session_form(request)
         if isinstance(posted, Response):
             return posted
         session, form = posted
         name = request.path_params["name"]
-        served = oip_name(name)
-        if served is None:
+        target = await source.playground(name)
+        if target is None:
             body = "<h1>Not found</h1><p>No Model served over OIP v2 by that name runs here.</p>"
             return HTMLResponse(page("Not found", body, csrf=session.csrf), status_code=404)
         text = form.get("body", "")
-        result = await send(controller.config.gateway_url, served, text)
+        result = await send(target.base_url, target.served, text)
         section = await playground_of(name, session.csrf, text, result)
         body = (
             f"<h1>Playground · Model {escape(name)}</h1>{section}"
@@ -308,76 +273,55 @@ def portal_app(
         )
         return HTMLResponse(page("Playground", body, csrf=session.csrf))
 
-    def active_verdicts(name: str) -> list[dict[str, Any]]:
-        run = controller.resources.get(name)
-        if run is None or run.rollout is None:
-            return []
-        return [asdict(s) for s in controller.state.steps(run.rollout.record.id)]
-
-    def render_live(name: str, csrf: str | None) -> dict[str, str] | None:
-        run = controller.resources.get(name)
-        if run is None:
+    async def render_live(name: str, csrf: str | None) -> dict[str, str] | None:
+        row = await one_row(name)
+        if row is None:
             return None
-        (row,) = resource_rows(controller, [run])
-        return live_fragments(row, active_verdicts(name), csrf)
+        return live_fragments(row, await source.verdicts(name), csrf)
 
     async def rollout_events(request: Request) -> Response:
-        principal, csrf = who(request)
-        if principal is None:
-            return _api_error(401, "log in or send Authorization: Bearer TOKEN")
+        if isinstance(refused := await api_who(request), Response):
+            return refused
+        csrf = (await who(request))[1]
         name = request.path_params["name"]
-        if name not in controller.resources:
+        if await one_row(name) is None:
             return _api_error(404, f"no Model or App named {name[:253]!r} runs here")
         if not streams.take():
             return _api_error(503, f"{streams.most} event streams are open: close a page")
-        every = max(controller.config.tick_seconds, MIN_LOOK_S)
-        return SlotStream(rollout_stream(lambda: render_live(name, csrf), every), streams)
-
-    async def promote(request: Request) -> Response:
-        return await act(request, "promote", lambda name, who, _: controller.promote(name, who))
-
-    async def abort(request: Request) -> Response:
-        return await act(request, "abort", lambda name, who, _: controller.abort(name, who))
-
-    async def undo(request: Request) -> Response:
-        return await act(
-            request,
-            "roll back",
-            lambda name, who, form: controller.undo(name, who, form.get("to_revision") or None),
+        return SlotStream(
+            rollout_stream(lambda: render_live(name, csrf), source.live_every_s), streams
         )
 
-    async def act(
-        request: Request,
-        verb: str,
-        action: Callable[[str, str, Mapping[str, str]], Awaitable[str]],
-    ) -> Response:
-        """A rollout action from the portal's own form: session, CSRF token, role, owner."""
+    async def promote(request: Request) -> Response:
+        return await act(request, "promote")
+
+    async def abort(request: Request) -> Response:
+        return await act(request, "abort")
+
+    async def undo(request: Request) -> Response:
+        return await act(request, "undo")
+
+    async def act(request: Request, action: Action) -> Response:
+        """A rollout action from the portal's own form: session and CSRF token here, whether
+        the principal may, in the source."""
         posted = await session_form(request)
         if isinstance(posted, Response):
             return posted
         session, form = posted
         name = request.path_params["name"]
-        run = controller.resources.get(name)
-        if run is None:
-            body = "<h1>Not found</h1><p>No Model or App by that name runs here.</p>"
-            return HTMLResponse(page("Not found", body, csrf=session.csrf), status_code=404)
-        principal = session.principal
-        what = (
-            f"{verb} {run.kind} {name}"
-            if verb == "roll back"
-            else f"{verb} the rollout of {run.kind} {name}"
-        )
+        row = await one_row(name)
+        if row is None:
+            return _not_found(session.csrf)
+        to_revision = form.get("to_revision") or None if action == "undo" else None
         try:
-            require(principal, "deployer", what)
-            require_owner(principal, run.current.resource.spec.owner, what)
+            message = await source.act(row, action, session.principal, to_revision)
         except ForbiddenError as exc:
             body = f'<h1>Not allowed</h1><p role="alert">{escape(exc.message)}.</p>'
             return HTMLResponse(page("Not allowed", body, csrf=session.csrf), status_code=403)
-        try:
-            message = await controller.submit(lambda: action(name, principal.name, form))
-        except PlatformError as exc:
+        except KaipError as exc:
             body = f'<h1>Not done</h1><p role="alert">{escape(exc.message)}</p>'
-            return HTMLResponse(page("Not done", body, csrf=session.csrf), status_code=409)
+            status = _act_status(exc)
+            return HTMLResponse(page("Not done", body, csrf=session.csrf), status_code=status)
         body = (
             f'<h1>Done</h1><p role="status">{escape(message)}</p>'
             f'<p><a href="/resources/{escape(quote(name, safe=""))}">Back to {escape(name)}</a></p>'
@@ -394,49 +338,76 @@ def portal_app(
             headers={"cache-control": "public, max-age=86400"},
         )
 
-    def delivery_data(request: Request) -> dict[str, Any]:
+    async def delivery_data(request: Request) -> tuple[dict[str, Any], list[str]]:
+        """The API's answer for the window asked, and every owner (for the page's filter)."""
         query = request.query_params
-        metrics = dora_source.dora(controller, query, clock())
-        return dora_source.as_json(
-            metrics,
-            owner=dora_source.name_filter(query, "owner"),
-            resource=dora_source.name_filter(query, "resource"),
-        )
+        since, until = delivery.window(query, clock())
+        owner = delivery.name_filter(query, "owner")
+        resource = delivery.name_filter(query, "resource")
+        known = await source.deployments(until)
+        metrics = delivery.metrics(known, since, until, owner=owner, resource=resource)
+        owners = sorted(set(known.owners.values()) - {""})
+        return delivery.as_json(metrics, owner=owner, resource=resource), owners
 
-    async def delivery(request: Request) -> Response:
-        principal, csrf = who(request)
+    async def delivery_view(request: Request) -> Response:
+        principal, csrf = await who(request)
         if principal is None:
             return RedirectResponse("/login", status_code=303)
-        owners = sorted(set(dora_source.owners(controller).values()) - {""})
-        return HTMLResponse(delivery_page(delivery_data(request), owners, csrf=csrf))
+        data, owners = await delivery_data(request)
+        return HTMLResponse(delivery_page(data, owners, csrf=csrf))
 
     async def api_dora(request: Request) -> Response:
-        if who(request)[0] is None:
-            return _api_error(401, "log in or send Authorization: Bearer TOKEN")
+        if isinstance(refused := await api_who(request), Response):
+            return refused
         try:
-            return JSONResponse(delivery_data(request))
+            return JSONResponse((await delivery_data(request))[0])
         except KaipError as exc:
             return _api_error(exc.http_status, exc.message)
 
     async def api_openapi(request: Request) -> Response:
-        if who(request)[0] is None:
-            return _api_error(401, "log in or send Authorization: Bearer TOKEN")
+        if isinstance(refused := await api_who(request), Response):
+            return refused
         return JSONResponse(portal_openapi())
 
+    async def api_act(request: Request) -> Response:
+        """``POST /api/v1/resources/NAME/promote|abort|undo``: a bearer token only (a cookie
+        alone never acts), an optional JSON body ``{"to_revision": REV}`` for undo."""
+        try:
+            principal = await authenticate(request.headers)
+        except AccessError as exc:
+            return _api_error(exc.http_status, exc.message)
+        if principal is None:
+            return _api_error(401, "send Authorization: Bearer TOKEN (a session cookie never acts)")
+        action = request.path_params["action"]
+        if action not in ACTIONS:
+            return _api_error(404, f"no action {action[:40]!r}: promote, abort or undo")
+        to_revision = await _to_revision(request)
+        if isinstance(to_revision, Response):
+            return to_revision
+        name = request.path_params["name"]
+        row = await one_row(name)
+        if row is None:
+            return _api_error(404, f"no Model or App named {name[:253]!r} runs here")
+        try:
+            message = await source.act(row, action, principal, to_revision)
+        except KaipError as exc:
+            return _api_error(_act_status(exc), exc.message)
+        return JSONResponse({"message": message})
+
     async def login_form(request: Request) -> Response:
-        if who(request)[0] is not None:
+        if (await who(request))[0] is not None:
             return RedirectResponse("/", status_code=303)
-        return HTMLResponse(login_page(token_file=token_file))
+        return HTMLResponse(login_page(hint=login_text.hint))
 
     async def login(request: Request) -> Response:
         form = await _form(request)
         if isinstance(form, Response):
             return form
         token = form.get("token", "").strip()
-        principal = bearer.authenticate({"authorization": f"Bearer {token}"}) if token else None
+        principal = await authenticate({"authorization": f"Bearer {token}"}) if token else None
         if principal is None:
-            error = "That is not this run's token: copy it again from the file named below."
-            return HTMLResponse(login_page(error=error, token_file=token_file), status_code=401)
+            body = login_page(error=login_text.refused, hint=login_text.hint)
+            return HTMLResponse(body, status_code=401)
         sid, _ = sessions.open(principal)
         answer = RedirectResponse("/", status_code=303)
         answer.set_cookie(
@@ -457,20 +428,30 @@ def portal_app(
         answer.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
         return answer
 
+    async def no_route(request: Request, exc: Exception) -> Response:
+        """No route matched: under ``/api/`` the API's own 401 or 404, else a page."""
+        if request.url.path.startswith("/api/"):
+            if isinstance(refused := await api_who(request), Response):
+                return refused
+            return _api_error(404, "no such route: /api/v1/openapi.json lists them")
+        body = "<h1>Not found</h1><p>No such page here.</p>"
+        return HTMLResponse(page("Not found", body), status_code=404)
+
     async def refused(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, KaipError)
         body = f"<h1>{exc.http_status}</h1><p>{escape(exc.message)}</p>"
         return HTMLResponse(page("Refused", body), exc.http_status)
 
     return Starlette(
-        exception_handlers={KaipError: refused},
+        exception_handlers={KaipError: refused, 404: no_route},
         routes=[
             Route("/", catalog, methods=["GET"]),
             Route("/resources/{name}", resource, methods=["GET"]),
-            Route("/delivery", delivery, methods=["GET"]),
+            Route("/delivery", delivery_view, methods=["GET"]),
             Route("/api/v1/dora", api_dora, methods=["GET"]),
             Route("/api/v1/resources", api_resources, methods=["GET"]),
             Route("/api/v1/openapi.json", api_openapi, methods=["GET"]),
+            Route("/api/v1/resources/{name:path}/{action}", api_act, methods=["POST"]),
             Route("/resources/{name}/events", rollout_events, methods=["GET"]),
             Route("/resources/{name}/promote", promote, methods=["POST"]),
             Route("/resources/{name}/abort", abort, methods=["POST"]),
@@ -482,6 +463,21 @@ def portal_app(
             Route("/logout", logout, methods=["POST"]),
         ],
     )
+
+
+def _act_status(exc: KaipError) -> int:
+    """An action's refusal: the credential's own status, 409 when it cannot be done now, 502
+    when the platform behind (a cluster) refused or failed."""
+    if isinstance(exc, AccessError):
+        return exc.http_status
+    if isinstance(exc, PlatformError):
+        return 409
+    return exc.http_status if exc.http_status < 500 else 502
+
+
+def _not_found(csrf: str | None) -> HTMLResponse:
+    body = "<h1>Not found</h1><p>No Model or App by that name runs here.</p>"
+    return HTMLResponse(page("Not found", body, csrf=csrf), status_code=404)
 
 
 def _api_error(status: int, message: str) -> JSONResponse:
@@ -501,3 +497,20 @@ async def _form(request: Request) -> Mapping[str, str] | Response:
     except ValueError:
         return HTMLResponse(page("Refused", "<h1>Too many fields</h1>"), status_code=400)
     return {key: values[0] for key, values in fields.items() if values}
+
+
+async def _to_revision(request: Request) -> str | Response | None:
+    """An action's optional JSON body: ``{}`` or ``{"to_revision": REV}`` (undo's target)."""
+    raw = await request.body()
+    if not raw.strip():
+        return None
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return _api_error(400, 'the body must be JSON: {} or {"to_revision": "REV"}')
+    if not isinstance(body, dict) or set(body) - {"to_revision"}:
+        return _api_error(400, 'the body takes one field only: {"to_revision": "REV"}')
+    revision = body.get("to_revision")
+    if revision is not None and (not isinstance(revision, str) or not 0 < len(revision) <= 64):
+        return _api_error(400, "to_revision: a revision of 1 to 64 characters, or null")
+    return revision

@@ -1,7 +1,8 @@
 """The portal's versioned API described as OpenAPI 3.1: ``GET /api/v1/openapi.json``.
 
-Describes what ``/api/v1/`` answers (the catalog page and the delivery metrics), with every
-query parameter's bounds, so clients can be generated and schemathesis can fuzz it. Errors are
+Describes what ``/api/v1/`` answers (the catalog page, the delivery metrics and the rollout
+actions), with every parameter's bounds, so clients can be generated and schemathesis can fuzz
+it. Errors are
 the project's shape, ``{"error": MESSAGE}``, as on the admin API. Pure data; never reads state.
 """
 
@@ -9,16 +10,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from kaip.local.controller.dora_source import API_VERSION, MAX_DAYS
-from kaip.local.controller.portal_catalog import MAX_PER_PAGE, MAX_TEXT
+from kaip.portal.catalog import MAX_PER_PAGE, MAX_TEXT
+from kaip.portal.delivery import API_VERSION, MAX_DAYS
 
 _ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
 
 
-def _answer(description: str) -> dict[str, Any]:
-    def error(text: str) -> dict[str, Any]:
-        return {"description": text, "content": {"application/json": {"schema": _ERROR}}}
+def _error(text: str) -> dict[str, Any]:
+    return {"description": text, "content": {"application/json": {"schema": _ERROR}}}
 
+
+def _answer(description: str) -> dict[str, Any]:
+    error = _error
     return {
         "200": {
             "description": description,
@@ -26,7 +29,7 @@ def _answer(description: str) -> dict[str, Any]:
         },
         "400": error("a query parameter out of its bounds; the message names it"),
         "401": error("no session and no valid bearer token"),
-        "403": error("a page of another origin"),
+        "403": error("a page of another origin, or a principal that may not (RBAC on a cluster)"),
         "421": error("a Host the control port does not answer to"),
     }
 
@@ -71,6 +74,52 @@ def portal_openapi() -> dict[str, Any]:
                         _whole("per_page", MAX_PER_PAGE, "rows per page (50 by default)"),
                     ],
                     "responses": _answer("items, total, page, pages, per_page, owners"),
+                }
+            },
+            "/api/v1/resources/{name}/{action}": {
+                "post": {
+                    "summary": "Promote, abort or roll back a resource (a bearer token only)",
+                    "parameters": [
+                        {
+                            "name": "name",
+                            "in": "path",
+                            "required": True,
+                            "description": "the resource, as the catalog names it",
+                            "schema": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT},
+                        },
+                        {
+                            "name": "action",
+                            "in": "path",
+                            "required": True,
+                            "description": "what to do",
+                            "schema": {"type": "string", "enum": ["promote", "abort", "undo"]},
+                        },
+                    ],
+                    "requestBody": {
+                        "required": False,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "to_revision": {
+                                            "type": ["string", "null"],
+                                            "minLength": 1,
+                                            "maxLength": 64,
+                                            "description": "undo's target (default: the "
+                                            "revision promoted before the stable one)",
+                                        }
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        **_answer("message: what was done"),
+                        "404": _error("no such resource or action"),
+                        "409": _error("it cannot be done now (no rollout in progress, ...)"),
+                    },
                 }
             },
             "/api/v1/dora": {

@@ -2,9 +2,9 @@
 
 The rule: the browser holds one ``EventSource`` per open resource page (htmx's SSE extension,
 vendored under ``static/``) and never polls. The server side of that stream,
-:func:`rollout_stream`, looks at the controller's in-memory state of that one resource once per
-controller tick, at most every :data:`MIN_LOOK_S` (no request to anyone; the state database only
-for the running rollout's verdicts), renders :func:`rollout_fragment` and sends
+:func:`rollout_stream`, looks at that one resource through the portal's source once per
+source tick (``kaip up``'s controller tick; on a cluster the source's cached list), at most
+every :data:`MIN_LOOK_S`, renders :func:`rollout_fragment` and sends
 it as an ``event: rollout`` only when it differs from the last one sent, with a comment line
 every :data:`KEEP_ALIVE_S` so proxies keep the connection open. A stream ends after
 :data:`STREAM_LIFETIME_S` (the browser reconnects by itself) or when the client goes; at most
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -24,7 +24,7 @@ from urllib.parse import quote
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from kaip.local.controller.portal_pages import _e, _num, _weights
+from kaip.portal.pages import _count, _e, _num, _weights
 
 STATIC_DIR = Path(__file__).parent / "static"
 VENDORED: Mapping[str, str] = {
@@ -126,7 +126,7 @@ def rollout_fragment(row: Mapping[str, Any], verdicts: Sequence[Mapping[str, Any
         f"<p>Rolling out rev {_e(rollout['from'])} → rev {_e(rollout['to'])} "
         f"({_e(rollout['strategy'])}): step <strong>{step} of {len(steps)}</strong> at "
         f"{int(weight)} %{paused} · weights {weights}</p>"
-        f"<p>Canary this step: {int(canary['requests'])} requests, {int(canary['errors'])} "
+        f"<p>Canary this step: {_count(canary['requests'])} requests, {_count(canary['errors'])} "
         f"errors, p99 {_num(canary['p99_ms'], '.1f', ' ms')}</p>{said}"
         f"<ol class='verdicts'>{items}</ol></div>"
     )
@@ -175,7 +175,7 @@ class SlotStream(StreamingResponse):
 
 
 async def rollout_stream(
-    render: Callable[[], Mapping[str, str] | None],
+    render: Callable[[], Awaitable[Mapping[str, str] | None]],
     tick_s: float,
     clock: Callable[[], float] = time.monotonic,
 ) -> AsyncIterator[bytes]:
@@ -185,7 +185,7 @@ async def rollout_stream(
     started = last_sent = clock()
     sent: dict[str, str] = {}
     while clock() - started < STREAM_LIFETIME_S:
-        fragments = render()
+        fragments = await render()
         if fragments is None:
             yield sse_message("gone", "this resource no longer runs here")
             return

@@ -1,6 +1,6 @@
 """The portal's pages as HTML: the catalog, one resource with its rollout history, the login form.
 
-Pure rendering from plain data (what :mod:`~kaip.local.controller.portal` gathers): every
+Pure rendering from plain data (the rows of a :class:`~kaip.portal.source.PortalSource`): every
 value from a spec, the state or a request is escaped with :func:`html.escape`, and the pages
 carry no script at all (the portal's Content-Security-Policy allows none). Never reads state and
 never decides anything.
@@ -50,11 +50,12 @@ def page(title: str, body: str, *, csrf: str | None = None, head: str = "") -> s
     )
 
 
-def login_page(*, error: str | None = None, token_file: str = ".kaip/admin.token") -> str:
+def login_page(*, hint: str, error: str | None = None) -> str:
+    """The login form; ``hint`` says where a token comes from (as text)."""
     problem = f'<p class="error" role="alert">{_e(error)}</p>' if error else ""
     body = (
         '<div class="login"><h1>Log in</h1>'
-        f"<p>Paste this run's token: the contents of <code>{_e(token_file)}</code>.</p>{problem}"
+        f"<p>{_e(hint)}</p>{problem}"
         '<form method="post" action="/login"><label for="token">Token</label>'
         '<input id="token" name="token" type="password" autocomplete="off" required>'
         '<p><button type="submit">Log in</button></p></form></div>'
@@ -64,6 +65,10 @@ def login_page(*, error: str | None = None, token_file: str = ".kaip/admin.token
 
 def _num(value: float | None, fmt: str, unit: str = "") -> str:
     return "—" if value is None else f"{value:{fmt}}{unit}"
+
+
+def _count(value: float | None) -> str:
+    return "—" if value is None else str(int(value))
 
 
 def _weights(weights: Mapping[str, int]) -> str:
@@ -180,7 +185,7 @@ def resource_page(
     name = row["name"]
     replicas = "".join(
         f"<tr><td>{_e(r['id'])}</td><td>{_e(r['revision'])}</td><td>{_e(r['phase'])}</td>"
-        f'<td>{_e(r["health"])}</td><td class="num">{int(r["restarts"])}</td>'
+        f'<td>{_e(r["health"])}</td><td class="num">{_count(r["restarts"])}</td>'
         f'<td class="num">{_e(r["port"])}</td><td>{"yes" if r["routed"] else "no"}</td></tr>'
         for r in row["replicas"]
     )
@@ -189,9 +194,9 @@ def resource_page(
         verdicts = "".join(
             f"<li>step {int(s['step_index']) + 1} at {int(s['weight'])} %: "
             f"<strong>{_e(s['action'])}</strong> — {_e(s['reason'])} "
-            f'<span class="muted">(canary {int(s["canary_requests"])} requests, '
-            f"{int(s['canary_errors'])} errors, p99 {_num(s['canary_p99_ms'], '.1f', ' ms')}; "
-            f"stable {int(s['stable_requests'])} requests, {int(s['stable_errors'])} errors, "
+            f'<span class="muted">(canary {_count(s["canary_requests"])} requests, '
+            f"{_count(s['canary_errors'])} errors, p99 {_num(s['canary_p99_ms'], '.1f', ' ms')}; "
+            f"stable {_count(s['stable_requests'])} requests, {_count(s['stable_errors'])} errors, "
             f"p99 {_num(s['stable_p99_ms'], '.1f', ' ms')}; {_when(s['at'])})</span></li>"
             for s in item["verdicts"]
         )

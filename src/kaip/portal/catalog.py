@@ -2,8 +2,8 @@
 
 :func:`parse_query` validates ``?q=&owner=&page=&per_page=`` (a search of at most 253
 characters, pages of 1 to :data:`MAX_PER_PAGE` rows, page numbers from 1); :func:`select` picks
-the names of one page from ``(name, owner)`` pairs sorted by name, so the controller builds the
-status of those rows only, whatever the number of resources. Pure: never reads the controller.
+the names of one page from ``(name, owner)`` pairs sorted by name, so the source builds the
+status of those rows only, whatever the number of resources. Pure: never reads a source.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import httpx
 
-from kaip.local.controller.portal_pages import _e
+from kaip.portal.pages import _e
 
 METADATA_TIMEOUT_S = 2.0
 INFER_TIMEOUT_S = 30.0

@@ -1,0 +1,413 @@
+"""The portal's source on a cluster: kaip's custom resources, their status, and their Events.
+
+:class:`KubeSource` reads Models, Apps and TrainingJobs in one namespace (or every namespace:
+then a resource's key in the portal is ``NAMESPACE:NAME``, ``:`` being in no Kubernetes name)
+with the portal's own credentials, as pages of :data:`LIST_PAGE` objects, and keeps that list
+for :data:`LIST_TTL_S` so that every page and live stream of that moment shares one read. A row
+comes from the resource's ``status`` as the operator writes it: the revisions and their weights
+(``status.revisions``), readiness (the ``Ready`` condition), the rollout in flight
+(``status.rollout``: stable, canary and step, the last decision and its evidence), the URL
+inside the cluster. Replicas are counts per revision (``replicas``, ``readyReplicas``), not
+pods. No traffic numbers yet (Prometheus is not read here).
+
+Rollout timelines and DORA come from the Events the operator posts for its decisions
+(``CanaryStarted``, ``CanaryAdvanced``, ``CanaryPromoted``, ``CanaryRolledBack``,
+``CanaryAborted``, ``RevisionReplaced``); the apiserver keeps Events for its ``--event-ttl``
+(one hour by default), so those cover that long only.
+
+Actions go through :class:`~kaip.kube.operator.rollout_client.ClusterRollouts`, exactly as
+``kaip rollout promote|abort|undo -n NS`` does (the ``kaip.dev/rollout-command`` annotation;
+undo puts the previous spec back), after a SubjectAccessReview that the user may ``patch`` that
+resource (:mod:`kaip.portal.kube_auth`). The portal does not wait for the operator: the page's
+live section shows its decision when it comes. Blocking requests run in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from kaip.dora import Event
+from kaip.errors import ForbiddenError, PlatformError
+from kaip.kube.client import Session
+from kaip.kube.operator.rollout_client import ClusterRollouts
+from kaip.local.controller.auth import Principal
+from kaip.portal.kube_auth import KubeReviews, KubeUser
+from kaip.portal.source import Action, Deployments, Entry, Playground, Row
+from kaip.spec import API_VERSION
+
+KINDS = ("Model", "App", "TrainingJob")
+LIST_PAGE = 500
+LIST_TTL_S = 1.0
+MAX_OBJECTS = 20_000
+MAX_EVENTS = 5_000
+MAX_REPLICA_ROWS = 50
+LIVE_EVERY_S = 1.0
+SEPARATOR = ":"
+FIRST_REVISION = "(first)"
+"""A resource's first revision, when Events show it has been replaced since (which one it was
+is not kept anywhere once its Events expire)."""
+_DEPLOYMENT_EVENTS: Mapping[str, tuple[tuple[str, str], ...]] = {
+    "CanaryStarted": (("deploy", "started"),),
+    "RevisionReplaced": (("deploy", "started"), ("rollout", "promoted")),
+    "CanaryPromoted": (("rollout", "promoted"),),
+    "CanaryRolledBack": (("rollout", "rolled_back"),),
+    "CanaryAborted": (("rollout", "aborted"),),
+}
+_VERDICTS: Mapping[str, str] = {
+    "CanaryStarted": "start",
+    "CanaryAdvanced": "advance",
+    "CanaryPromoted": "promote",
+    "CanaryRolledBack": "rollback",
+    "CanaryAborted": "abort",
+    "RevisionReplaced": "replace",
+}
+_ENDINGS: Mapping[str, str] = {
+    "CanaryPromoted": "promoted",
+    "CanaryRolledBack": "rolled_back",
+    "CanaryAborted": "aborted",
+    "RevisionReplaced": "promoted",
+}
+
+
+class KubeSource:
+    """A :class:`~kaip.portal.source.PortalSource` over a cluster's kaip resources."""
+
+    def __init__(
+        self,
+        session: Session,
+        namespace: str | None,
+        reviews: KubeReviews,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._session = session
+        self._namespace = namespace
+        """The one namespace looked at, or None for every namespace."""
+        self._reviews = reviews
+        self._clock = clock
+        self._snapshot: tuple[float, dict[str, dict[str, Any]]] | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def live_every_s(self) -> float:
+        return LIVE_EVERY_S
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def key(self, body: Mapping[str, Any]) -> str:
+        meta = body.get("metadata") or {}
+        name = str(meta.get("name", ""))
+        if self._namespace is not None:
+            return name
+        return f"{meta.get('namespace', '')}{SEPARATOR}{name}"
+
+    def _where(self, key: str) -> tuple[str, str]:
+        if self._namespace is not None:
+            return self._namespace, key
+        namespace, _, name = key.partition(SEPARATOR)
+        return namespace, name
+
+    async def objects(self) -> dict[str, dict[str, Any]]:
+        """Every resource by key, read at most once per :data:`LIST_TTL_S`."""
+        async with self._lock:
+            now = self._clock()
+            if self._snapshot is None or now - self._snapshot[0] >= LIST_TTL_S:
+                self._snapshot = (now, await asyncio.to_thread(self._list))
+            return self._snapshot[1]
+
+    def _list(self) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        for kind in KINDS:
+            resource = self._session.resource(API_VERSION, kind)
+            if resource is None:
+                raise PlatformError(
+                    f"the cluster does not serve {kind} in {API_VERSION}: install kaip's CRDs "
+                    "(the Helm chart, or `kaip crd | kubectl apply -f -`)"
+                )
+            for item in self._pages(resource.path(self._namespace), f"list {kind}s"):
+                item.setdefault("kind", kind)
+                found[self.key(item)] = item
+        return found
+
+    def _pages(
+        self, path: str, what: str, selector: str | None = None, most: int = MAX_OBJECTS
+    ) -> list[dict[str, Any]]:
+        """Every item of a list, read :data:`LIST_PAGE` at a time, at most ``most``."""
+        items: list[dict[str, Any]] = []
+        token = ""
+        while True:
+            query = {"limit": str(LIST_PAGE)}
+            if token:
+                query["continue"] = token
+            if selector:
+                query["fieldSelector"] = selector
+            answer = self._session.request("GET", path, query=query, what=what) or {}
+            items.extend(dict(i) for i in answer.get("items") or [])
+            token = str((answer.get("metadata") or {}).get("continue") or "")
+            if not token or len(items) >= most:
+                return items[:most]
+
+    async def entries(self) -> Sequence[Entry]:
+        objects = await self.objects()
+        return [
+            Entry(key, str((body.get("spec") or {}).get("owner", "")))
+            for key, body in objects.items()
+        ]
+
+    async def rows(self, names: Sequence[str]) -> list[Row]:
+        objects = await self.objects()
+        return [_row(name, objects[name]) for name in names if name in objects]
+
+    def _events(self, key: str | None) -> list[dict[str, Any]]:
+        """kaip's Events, of one resource or of all, oldest first."""
+        selector = f"involvedObject.apiVersion={API_VERSION}"
+        namespace = self._namespace
+        if key is not None:
+            namespace, name = self._where(key)
+            selector += f",involvedObject.name={name}"
+        path = f"/api/v1/namespaces/{namespace}/events" if namespace else "/api/v1/events"
+        items = self._pages(path, "list kaip's Events", selector, MAX_EVENTS)
+        items = [i for i in items if str(i.get("reason", "")) in _VERDICTS]
+        return sorted(items, key=lambda i: (_at(i) or 0.0, str(i.get("metadata", {}).get("name"))))
+
+    async def history(self, name: str, limit: int) -> list[Row]:
+        objects = await self.objects()
+        body = objects.get(name)
+        if body is None:
+            return []
+        events = await asyncio.to_thread(self._events, name)
+        return _timeline(body, events)[:limit]
+
+    async def verdicts(self, name: str) -> list[Row]:
+        objects = await self.objects()
+        body = objects.get(name)
+        if body is None or not ((body.get("status") or {}).get("rollout") or {}).get("canary"):
+            return []
+        events = await asyncio.to_thread(self._events, name)
+        timeline = _timeline(body, events)
+        running = [t for t in timeline if t["status"] == "running"]
+        return list(running[0]["verdicts"]) if running else []
+
+    async def deployments(self, until: float) -> Deployments:
+        objects = await self.objects()
+        events = await asyncio.to_thread(self._events, None)
+        owners = {key: str((b.get("spec") or {}).get("owner", "")) for key, b in objects.items()}
+        out: list[Event] = []
+        promoted = {
+            self.key({"metadata": i.get("involvedObject") or {}})
+            for i in events
+            if _ENDINGS.get(str(i.get("reason"))) == "promoted"
+        }
+        for key, body in objects.items():  # a resource's first revision: when it was made
+            made = _time((body.get("metadata") or {}).get("creationTimestamp"))
+            if made is not None and made < until:
+                kind = str(body.get("kind", ""))
+                first = _row(key, body)["stable"] if key not in promoted else FIRST_REVISION
+                out.append(Event(0, made, kind, key, "create", "created", first))
+        for item in events:
+            at = _at(item)
+            involved = item.get("involvedObject") or {}
+            if at is None or at >= until:
+                continue
+            key = self.key({"metadata": involved})
+            revision = _revision(item)
+            for action, outcome in _DEPLOYMENT_EVENTS.get(str(item.get("reason")), ()):
+                out.append(
+                    Event(0, at, str(involved.get("kind", "")), key, action, outcome, revision)
+                )
+        out.sort(key=lambda e: (e.at, e.action != "create"))
+        numbered = [
+            Event(i + 1, e.at, e.kind, e.name, e.action, e.outcome, e.revision)
+            for i, e in enumerate(out)
+        ]
+        return Deployments(numbered, owners)
+
+    # -- acting -----------------------------------------------------------------------------
+
+    async def act(
+        self, row: Row, action: Action, principal: Principal, to_revision: str | None
+    ) -> str:
+        kind, key = str(row["kind"]), str(row["name"])
+        namespace, name = self._where(key)
+        verb = "roll back" if action == "undo" else action
+        what = f"{verb} {kind} {name} in {namespace}"
+        if not isinstance(principal, KubeUser):
+            raise ForbiddenError(f"{principal.name} may not {what}: not a Kubernetes user")
+        if kind == "TrainingJob":
+            raise PlatformError(f"TrainingJob {name} has no rollout to {verb}")
+        await self._reviews.authorize(principal, "patch", f"{kind.lower()}s", namespace, name, what)
+
+        def run() -> str:
+            client = ClusterRollouts(self._session, namespace, name)
+            if action == "undo":
+                return client.undo(to_revision)
+            command = client.send(action, principal.user)
+            return (
+                f"{kind} {name}: {action} sent to the operator for revision {command.revision} "
+                f"(command {command.id}); its decision shows on the page when it is made"
+            )
+
+        message = await asyncio.to_thread(run)
+        self._snapshot = None  # the next read shows the change
+        return message
+
+    async def playground(self, name: str) -> Playground | None:
+        return None
+
+
+def _time(value: Any) -> float | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _at(event: Mapping[str, Any]) -> float | None:
+    return (
+        _time(event.get("lastTimestamp"))
+        or _time(event.get("eventTime"))
+        or _time(event.get("firstTimestamp"))
+        or _time((event.get("metadata") or {}).get("creationTimestamp"))
+    )
+
+
+def _revision(event: Mapping[str, Any]) -> str | None:
+    """The revision an operator Event names: its message starts ``revision REV: ``."""
+    message = str(event.get("message", ""))
+    if not message.startswith("revision "):
+        return None
+    revision, sep, _ = message[len("revision ") :].partition(":")
+    return revision.strip() or None if sep else None
+
+
+def _steps(body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    rollout = (body.get("spec") or {}).get("rollout") or {}
+    return [s for s in rollout.get("steps") or [] if isinstance(s, Mapping)]
+
+
+def _row(key: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    """The portal's row of one resource, from its spec and the status the operator wrote."""
+    spec = body.get("spec") or {}
+    status = body.get("status") or {}
+    saved = status.get("rollout") or {}
+    revisions = [r for r in status.get("revisions") or [] if isinstance(r, Mapping)]
+    stable = str((saved.get("stable") or {}).get("revision") or "")
+    if not stable and revisions:
+        stable = str(revisions[0].get("name", ""))
+    canary = saved.get("canary") or {}
+    replicas: list[dict[str, Any]] = []
+    for revision in revisions:
+        wanted, ready = int(revision.get("replicas") or 0), int(revision.get("readyReplicas") or 0)
+        for i in range(min(wanted, MAX_REPLICA_ROWS - len(replicas))):
+            replicas.append(
+                {
+                    "id": f"{str(revision.get('name', ''))[:12]}-{i + 1}",
+                    "revision": str(revision.get("name", "")),
+                    "phase": "ready" if i < ready else "not ready",
+                    "health": "",
+                    "restarts": None,
+                    "port": "—",
+                    "routed": int(revision.get("weight") or 0) > 0,
+                }
+            )
+    conditions = {
+        str(c.get("type")): c for c in status.get("conditions") or [] if isinstance(c, Mapping)
+    }
+    rollout = None
+    if canary.get("revision"):
+        steps = _steps(body)
+        step = int(canary.get("step") or 0)
+        decision = saved.get("lastDecision") or {}
+        numbers = (decision.get("evidence") or {}).get("canary") or {}
+        ours = decision.get("revision") == canary.get("revision")
+        pause = steps[step].get("pause") if step < len(steps) else None
+        rollout = {
+            "id": str(canary.get("stepStartedAt", "")),
+            "strategy": str((spec.get("rollout") or {}).get("strategy") or "canary"),
+            "from": stable,
+            "to": str(canary["revision"]),
+            "step": step + 1,
+            "steps": [int(s.get("weight") or 0) for s in steps],
+            "paused": pause is not None and not canary.get("releasedBy"),
+            "canary": {
+                "requests": numbers.get("requests") if ours else None,
+                "errors": numbers.get("errors") if ours else None,
+                "p99_ms": numbers.get("p99LatencyMs") if ours else None,
+            },
+            "verdict": {"action": decision.get("action"), "reason": decision.get("reason")}
+            if ours and decision.get("action")
+            else None,
+        }
+    meta = body.get("metadata") or {}
+    return {
+        "kind": str(body.get("kind", "")),
+        "name": key,
+        "namespace": str(meta.get("namespace", "")),
+        "owner": str(spec.get("owner", "")),
+        "names": list(status.get("servedNames") or []),
+        "url": str(status.get("url") or ""),
+        "stable": stable or "—",
+        "canary": str(canary["revision"]) if canary.get("revision") else None,
+        "weights": {str(r.get("name", "")): int(r.get("weight") or 0) for r in revisions},
+        "desired": sum(int(r.get("replicas") or 0) for r in revisions),
+        "ready": (conditions.get("Ready") or {}).get("status") == "True",
+        "replicas": replicas,
+        "rollout": rollout,
+        "traffic": None,
+    }
+
+
+def _timeline(body: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> list[Row]:
+    """The resource's rollouts, newest first, rebuilt from its Events (oldest first)."""
+    steps = _steps(body)
+    stable = ""
+    records: list[dict[str, Any]] = []
+    current: dict[str, Any] | None = None
+    for event in events:
+        reason = str(event.get("reason", ""))
+        revision = _revision(event) or ""
+        at = _at(event)
+        said = str(event.get("message", "")).partition(": ")[2]
+        if reason in ("CanaryStarted", "RevisionReplaced") or current is None:
+            current = {
+                "id": len(records) + 1,
+                "from_revision": stable or "—",
+                "to_revision": revision,
+                "strategy": "replace" if reason == "RevisionReplaced" else "canary",
+                "status": "running",
+                "started_at": at,
+                "finished_at": None,
+                "reason": "",
+                "verdicts": [],
+            }
+            records.append(current)
+        index = sum(1 for v in current["verdicts"] if v["action"] == "advance")
+        weight = int(steps[min(index, len(steps) - 1)].get("weight") or 0) if steps else 100
+        current["verdicts"].append(
+            {
+                "step_index": index,
+                "weight": weight,
+                "action": _VERDICTS[reason],
+                "reason": said,
+                "at": at,
+                "canary_requests": None,
+                "canary_errors": None,
+                "canary_p99_ms": None,
+                "stable_requests": None,
+                "stable_errors": None,
+                "stable_p99_ms": None,
+            }
+        )
+        if reason in _ENDINGS:
+            current["status"] = _ENDINGS[reason]
+            current["finished_at"] = at
+            current["reason"] = said
+            if _ENDINGS[reason] == "promoted":
+                stable = current["to_revision"]
+            current = None
+    return list(reversed(records))

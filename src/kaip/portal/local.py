@@ -1,0 +1,147 @@
+"""The portal's source on ``kaip up``: the controller's memory and ``.kaip/state.db``.
+
+:class:`LocalSource` reads the controller's state in the event loop's own turn and never
+changes it but through the controller's own actions (promote, abort, undo, submitted to its
+loop). Whether a principal may act is decided here by role and owner: the deployer role or
+above, and for a deployer scoped to owners, one of them. Traffic numbers come from the
+gateway's cumulative counters (:class:`~kaip.local.gateway.signals.GatewaySignals`) when the
+gateway keeps them, and are left out when it does not.
+
+:func:`local_portal` is the portal ``kaip up`` serves on its control port (everything but
+``/_kaip/``), behind :class:`~kaip.portal.app.PortalGuard`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from kaip.local.controller.auth import Authenticator, Principal, require, require_owner
+from kaip.local.controller.guard import ASGIApp, GuardPolicy
+from kaip.local.controller.sessions import SessionStore
+from kaip.local.controller.status import resource_rows
+from kaip.portal.app import LoginText, PortalGuard, portal_app
+from kaip.portal.delivery import history
+from kaip.portal.live import MIN_LOOK_S
+from kaip.portal.source import Action, Deployments, Entry, Playground, Row
+from kaip.portal.traffic import TrafficReader
+from kaip.spec import Model
+
+if TYPE_CHECKING:
+    from kaip.local.controller.loop import Controller
+
+_VERBS: Mapping[Action, str] = {"promote": "promote", "abort": "abort", "undo": "roll back"}
+
+
+class LocalSource:
+    """A :class:`~kaip.portal.source.PortalSource` over a running controller."""
+
+    def __init__(self, controller: Controller) -> None:
+        self._controller = controller
+        self._traffic = TrafficReader()
+
+    @property
+    def live_every_s(self) -> float:
+        return max(self._controller.config.tick_seconds, MIN_LOOK_S)
+
+    async def entries(self) -> Sequence[Entry]:
+        return [
+            Entry(name, run.current.resource.spec.owner)
+            for name, run in self._controller.resources.items()
+        ]
+
+    async def rows(self, names: Sequence[str]) -> list[Row]:
+        controller = self._controller
+        numbers = self._traffic.read(controller)
+        runs = [controller.resources[n] for n in names if n in controller.resources]
+        return [
+            {**row, "owner": run.current.resource.spec.owner, "traffic": numbers.get(row["name"])}
+            for run, row in zip(runs, resource_rows(controller, runs), strict=True)
+        ]
+
+    async def history(self, name: str, limit: int) -> list[Row]:
+        run = self._controller.resources.get(name)
+        if run is None:
+            return []
+        state = self._controller.state
+        out: list[Row] = []
+        for record in state.rollouts(run.kind, name, limit=limit):
+            item: dict[str, Any] = asdict(record)
+            item["verdicts"] = [asdict(s) for s in state.steps(record.id)]
+            out.append(item)
+        return out
+
+    async def verdicts(self, name: str) -> list[Row]:
+        run = self._controller.resources.get(name)
+        if run is None or run.rollout is None:
+            return []
+        return [asdict(s) for s in self._controller.state.steps(run.rollout.record.id)]
+
+    async def deployments(self, until: float) -> Deployments:
+        return Deployments(history(self._controller.state, until), self._owners())
+
+    def _owners(self) -> dict[str, str]:
+        """Each resource's owner: the running spec's, else its latest recorded revision's."""
+        state = self._controller.state
+        out: dict[str, str] = {}
+        for kind, name, _stable in state.resources():
+            recorded = state.revisions(kind, name)
+            if recorded:
+                spec = json.loads(recorded[-1].spec_json).get("spec", {})
+                out[name] = str(spec.get("owner", "")) if isinstance(spec, dict) else ""
+        for name, run in self._controller.resources.items():
+            out[name] = run.current.resource.spec.owner
+        return out
+
+    async def act(
+        self, row: Row, action: Action, principal: Principal, to_revision: str | None
+    ) -> str:
+        controller = self._controller
+        name, kind, verb = str(row["name"]), str(row["kind"]), _VERBS[action]
+        what = (
+            f"{verb} {kind} {name}" if action == "undo" else f"{verb} the rollout of {kind} {name}"
+        )
+        require(principal, "deployer", what)
+        require_owner(principal, str(row["owner"]), what)
+        who = principal.name
+        run: Callable[[], Awaitable[str]]
+        if action == "promote":
+            run = lambda: controller.promote(name, who)  # noqa: E731
+        elif action == "abort":
+            run = lambda: controller.abort(name, who)  # noqa: E731
+        else:
+            run = lambda: controller.undo(name, who, to_revision)  # noqa: E731
+        return await controller.submit(run)
+
+    async def playground(self, name: str) -> Playground | None:
+        """A Model served over OIP v2, through the gateway, under its current revision's name."""
+        run = self._controller.resources.get(name)
+        if run is None or not isinstance(run.current.resource, Model):
+            return None
+        if "oip-v2" not in run.current.resource.spec.serve.protocols:
+            return None
+        names = run.served_names.get(run.current.revision, ())
+        if not names:
+            return None
+        return Playground(self._controller.config.gateway_url, names[0])
+
+
+def local_portal(
+    controller: Controller,
+    bearer: Authenticator,
+    policy: GuardPolicy,
+    sessions: SessionStore,
+    token_file: str,
+) -> ASGIApp:
+    """The portal of a ``kaip up`` run: its tokens, its controller, its Host and Origin rules."""
+
+    async def authenticate(headers: Mapping[str, str]) -> Principal | None:
+        return bearer.authenticate(headers)
+
+    text = LoginText(
+        hint=f"Paste this run's token: the contents of {token_file}, or a role token.",
+        refused="That is not this run's token: copy it again from the file named below.",
+    )
+    return PortalGuard(portal_app(LocalSource(controller), authenticate, sessions, text), policy)

@@ -1,0 +1,266 @@
+"""The portal on a cluster (issue 15): ``kaip portal`` against a real kube-apiserver.
+
+The chart, rendered by a real helm with ``portal.enabled=true``, passes a server-side dry run
+and is applied; the portal process runs with the token of the chart's portal ServiceAccount, so
+it has exactly the chart's RBAC. Three Models are created and their ``status`` written as the
+operator writes it (one with a canary in flight), with an Event of the operator's for the canary
+(no operator runs: the statuses are what the portal reads). Users are ServiceAccounts and a
+static-token user, each with its own RBAC: the API lists the Models paged for a valid token
+(TokenReview), refuses a bogus one (401) and a user who may not list Models (403); promote
+needs ``patch`` on that Model (SubjectAccessReview): a viewer gets 403, a deployer's promote
+writes the operator's command annotation, naming the deployer.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from kube_harness import ControlPlane, free_port, write_kubeconfig
+
+from kaip.kube.operator.canary import COMMAND_ANNOTATION
+
+REPO = Path(__file__).resolve().parents[2]
+RELEASE = "portaltest"
+PORTAL_ACCOUNT = "portaltest-kaip-operator-portal"
+OWNERS = {"alpha": "team-a", "beta": "team-a", "gamma": "team-b"}
+
+
+@dataclass
+class Portal:
+    url: str
+    namespace: str
+    tokens: dict[str, str]
+    plane: ControlPlane
+
+    def get(self, path: str, who: str | None, **params: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.tokens[who]}"} if who else {}
+        return httpx.get(self.url + path, params=params, headers=headers, trust_env=False)
+
+    def post(self, path: str, who: str, body: Any = None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.tokens[who]}"}
+        return httpx.post(self.url + path, json=body, headers=headers, trust_env=False, timeout=60)
+
+
+def _model(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "kaip.dev/v1alpha1",
+        "kind": "Model",
+        "metadata": {"name": name},
+        "spec": {
+            "owner": OWNERS[name],
+            "artifact": {"uri": "s3://models/digits/model.joblib", "format": "sklearn",
+                         "sha256": "0" * 64},
+            "rollout": {"steps": [{"weight": 10, "pause": {}}, {"weight": 100}]},
+        },
+    }  # fmt: skip
+
+
+def _status(name: str, now: datetime) -> dict[str, Any]:
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    ready = [{"type": "Ready", "status": "True", "lastTransitionTime": stamp,
+              "reason": "ReplicasReady", "message": "ready", "observedGeneration": 1}]  # fmt: skip
+    revisions = [{"name": "abc123", "weight": 100, "replicas": 2, "readyReplicas": 2}]
+    rollout: dict[str, Any] = {"stable": {"revision": "abc123", "spec": {"owner": OWNERS[name]}}}
+    if name == "alpha":
+        revisions = [
+            {"name": "abc123", "weight": 90, "replicas": 2, "readyReplicas": 2},
+            {"name": "def456", "weight": 10, "replicas": 1, "readyReplicas": 1},
+        ]
+        rollout["canary"] = {"revision": "def456", "step": 0, "stepStartedAt": stamp}
+        rollout["lastDecision"] = {
+            "action": "hold", "reason": "paused at 10%: waiting for promote",
+            "revision": "def456", "at": stamp,
+            "evidence": {"step": 1, "canary": {"requests": 40, "errors": 0, "errorRate": 0}},
+        }  # fmt: skip
+    return {"observedGeneration": 1, "url": f"http://{name}.ns.svc:8080", "conditions": ready,
+            "revisions": revisions, "rollout": rollout}  # fmt: skip
+
+
+def _apply_chart(plane: ControlPlane, helm: Path, work: Path, namespace: str) -> str:
+    """The chart with the portal for ``namespace``: dry-run on the server, then applied."""
+    release_ns = f"{RELEASE}-{namespace}"
+    plane.kubectl("create", "namespace", release_ns)
+    rendered = subprocess.run(
+        [str(helm), "template", RELEASE, str(REPO / "charts" / "kaip"), "--include-crds",
+         "--namespace", release_ns, "--set", f"watchNamespaces={{{namespace}}}",
+         "--set", "portal.enabled=true"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert rendered.returncode == 0, rendered.stderr
+    chart = work / "chart.yaml"
+    chart.write_text(rendered.stdout)
+    crds = [
+        d for d in yaml.safe_load_all(rendered.stdout) if d and d["kind"].endswith("Definition")
+    ]
+    crd_file = work / "crds.yaml"
+    crd_file.write_text(yaml.safe_dump_all(crds))
+    plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd_file))
+    for crd in crds:
+        name = crd["metadata"]["name"]
+        plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{name}")
+    dry = plane.kubectl("apply", "--server-side", "--force-conflicts", "--dry-run=server",
+                        "-f", str(chart))  # fmt: skip
+    assert f"deployment.apps/{PORTAL_ACCOUNT} serverside-applied (server dry run)" in dry, dry
+    plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(chart))
+    return release_ns
+
+
+def _account(plane: ControlPlane, namespace: str, name: str, verbs: list[str]) -> str:
+    """A ServiceAccount in ``namespace`` that may ``verbs`` Models there; its token."""
+    plane.kubectl("create", "serviceaccount", name, "-n", namespace)
+    if verbs:
+        plane.kubectl("create", "role", name, "-n", namespace, f"--verb={','.join(verbs)}",
+                      "--resource=models.kaip.dev")  # fmt: skip
+        plane.kubectl("create", "rolebinding", name, "-n", namespace, f"--role={name}",
+                      f"--serviceaccount={namespace}:{name}")  # fmt: skip
+    return plane.kubectl("create", "token", name, "-n", namespace, "--duration=1h").strip()
+
+
+@pytest.fixture(scope="module")
+def portal(
+    kube_api: ControlPlane, helm: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Portal]:
+    plane = kube_api
+    work = tmp_path_factory.mktemp("portal-kube")
+    namespace = f"portal-{uuid.uuid4().hex[:6]}"
+    plane.kubectl("create", "namespace", namespace)
+    release_ns = _apply_chart(plane, helm, work, namespace)
+    now = datetime.now(UTC)
+    for name in OWNERS:
+        path = work / f"{name}.json"
+        path.write_text(json.dumps(_model(name)))
+        plane.kubectl("apply", "-n", namespace, "-f", str(path))
+        plane.kubectl("patch", "model", name, "-n", namespace, "--subresource=status",
+                      "--type=merge", "-p", json.dumps({"status": _status(name, now)}))  # fmt: skip
+    started = (now - timedelta(seconds=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    event = {
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": "alpha.canary", "namespace": namespace},
+        "involvedObject": {"apiVersion": "kaip.dev/v1alpha1", "kind": "Model", "name": "alpha",
+                           "namespace": namespace},
+        "reason": "CanaryStarted", "message": "revision def456: canary def456 at 10%",
+        "type": "Normal", "source": {"component": "kaip-operator"},
+        "firstTimestamp": started, "lastTimestamp": started, "count": 1,
+    }  # fmt: skip
+    (work / "event.json").write_text(json.dumps(event))
+    plane.kubectl("create", "-f", str(work / "event.json"))
+    token = plane.kubectl("create", "token", PORTAL_ACCOUNT, "-n", release_ns).strip()
+    kubeconfig = work / "portal.kubeconfig"
+    write_kubeconfig(kubeconfig, plane.server, plane.ca_file, PORTAL_ACCOUNT, token)
+    tokens = {
+        "deployer": _account(plane, namespace, "deployer", ["get", "list", "patch"]),
+        "viewer": _account(plane, namespace, "viewer", ["get", "list"]),
+        "nobody": plane.token("nobody"),
+        "bogus": "not-a-token-" + uuid.uuid4().hex,
+    }
+    port = free_port()
+    log = (work / "portal.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kaip.cli", "portal", "--kubeconfig", str(kubeconfig),
+         "-n", namespace, "--port", str(port)],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120  # a bound on a hang, not a timing check
+        while True:
+            assert process.poll() is None, (work / "portal.log").read_text()
+            try:
+                if httpx.get(url + "/login", trust_env=False).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, (work / "portal.log").read_text()
+            time.sleep(0.5)
+        yield Portal(url, namespace, tokens, plane)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+    text = (work / "portal.log").read_text()
+    assert all(t not in text for t in tokens.values()), "a token was logged"
+
+
+def test_the_api_lists_the_models_paged_for_a_valid_token(portal: Portal) -> None:
+    first = portal.get("/api/v1/resources", "viewer", per_page=2)
+    assert first.status_code == 200, first.text
+    page = first.json()
+    assert (page["total"], page["pages"], page["owners"]) == (3, 2, ["team-a", "team-b"])
+    assert [r["name"] for r in page["items"]] == ["alpha", "beta"]
+    alpha = page["items"][0]
+    assert (alpha["kind"], alpha["owner"], alpha["stable"], alpha["canary"]) == (
+        "Model", "team-a", "abc123", "def456"
+    )  # fmt: skip
+    assert alpha["weights"] == {"abc123": 90, "def456": 10}
+    assert alpha["rollout"]["paused"] and alpha["rollout"]["canary"]["requests"] == 40
+    second = portal.get("/api/v1/resources", "viewer", per_page=2, page=2).json()
+    assert [r["name"] for r in second["items"]] == ["gamma"]
+    team_b = portal.get("/api/v1/resources", "viewer", owner="team-b").json()
+    assert [r["name"] for r in team_b["items"]] == ["gamma"]
+
+
+def test_tokens_are_checked_by_the_clusters_token_review(portal: Portal) -> None:
+    assert portal.get("/api/v1/resources", None).status_code == 401
+    assert portal.get("/api/v1/resources", "bogus").status_code == 401
+    refused = portal.get("/api/v1/resources", "nobody")
+    assert refused.status_code == 403, refused.text
+    assert "nobody may not read namespace" in refused.json()["error"]
+    assert "list models.kaip.dev" in refused.json()["error"]
+
+
+def test_promote_needs_patch_on_that_model(portal: Portal) -> None:
+    denied = portal.post("/api/v1/resources/alpha/promote", "viewer")
+    assert denied.status_code == 403, denied.text
+    assert "may not promote Model alpha" in denied.json()["error"]
+    assert "patch models.kaip.dev/alpha" in denied.json()["error"]
+    annotations = _annotations(portal, "alpha")
+    assert COMMAND_ANNOTATION not in annotations
+    done = portal.post("/api/v1/resources/alpha/promote", "deployer")
+    assert done.status_code == 200, done.text
+    assert "promote sent to the operator for revision def456" in done.json()["message"]
+    command = json.loads(_annotations(portal, "alpha")[COMMAND_ANNOTATION])
+    assert (command["action"], command["revision"]) == ("promote", "def456")
+    assert command["by"] == f"system:serviceaccount:{portal.namespace}:deployer"
+    idle = portal.post("/api/v1/resources/beta/promote", "deployer")
+    assert idle.status_code == 409 and "no rollout in progress" in idle.json()["error"]
+    missing = portal.post("/api/v1/resources/nope/abort", "deployer")
+    assert missing.status_code == 404
+
+
+def test_the_pages_and_delivery_come_from_the_cluster(portal: Portal) -> None:
+    with httpx.Client(base_url=portal.url, trust_env=False, timeout=60) as browser:
+        login = browser.post("/login", data={"token": portal.tokens["viewer"]})
+        assert login.status_code == 303, login.text
+        catalog = browser.get("/")
+        assert catalog.status_code == 200
+        assert '<a href="/resources/gamma">gamma</a>' in catalog.text
+        page = browser.get("/resources/alpha")
+        assert page.status_code == 200
+        assert "Rolling out rev abc123 → rev def456" in page.text
+        assert "waiting for promote" in page.text
+        assert "canary def456 at 10%" in page.text  # the operator's Event, in the timeline
+        bad = browser.post("/login", data={"token": portal.tokens["bogus"]})
+        assert bad.status_code == 401 and "TokenReview" in bad.text
+    dora = portal.get("/api/v1/dora", "viewer", days=1)
+    assert dora.status_code == 200, dora.text
+    numbers = dora.json()
+    # Three first revisions (when each Model was made) and alpha's canary start.
+    assert numbers["deployment_frequency"]["deployments"] == 4
+    assert numbers["change_fail_rate"]["decided"] == 3
+
+
+def _annotations(portal: Portal, name: str) -> dict[str, str]:
+    out = portal.plane.kubectl("get", "model", name, "-n", portal.namespace, "-o", "json")
+    return dict(json.loads(out)["metadata"].get("annotations") or {})
