@@ -7,10 +7,16 @@ from __future__ import annotations
 
 import json
 import shutil
+import ssl
 import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import httpx
 import pytest
+import trustme
 from local_platform import FIXTURES, INFER_BODY, Load, LocalPlatform, model_spec, wait_for
 
 pytestmark = pytest.mark.slow
@@ -188,4 +194,72 @@ def test_dry_run_shows_the_diff_a_manual_pause_waits_for_promote_and_undo_goes_b
     assert platform.resource("echo")["stable"] == old
     _, failed = load.stop()
     assert failed == 0, load.failures[:5]
+    assert predict(platform) == [2.0, 4.0, 6.0, 8.0]
+
+
+@pytest.fixture
+def https_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, bytes]]:
+    """The fixture's model.py served over HTTPS on loopback (a throwaway CA that kaip up and its
+    replicas trust through SSL_CERT_FILE) at /model.py: change ``["model.py"]`` to change it."""
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+    monkeypatch.setenv("KAIP_SERVING__ARTIFACT_CACHE_DIR", str(tmp_path / "artifacts"))
+    files = {"model.py": (FIXTURES / "models" / "model.py").read_bytes()}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = files.get(self.path.lstrip("/"))
+            if body is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    files["url"] = f"https://127.0.0.1:{httpd.server_address[1]}/model.py".encode()
+    yield files
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_an_unpinned_remote_artifact_is_pinned_at_deploy_and_new_bytes_are_a_new_revision(
+    platform: LocalPlatform, https_model: dict[str, bytes]
+) -> None:
+    url = https_model["url"].decode()
+    text = model_spec(strategy="replace").replace("uri: model.py", f"uri: '{url}'")
+    spec = platform.write_spec(text)
+    platform.up(spec)
+    old = platform.resource("echo")["stable"]
+    assert predict(platform) == [2.0, 4.0, 6.0, 8.0]
+    again = platform.cli("deploy", str(spec))
+    assert again.returncode == 0, again.stderr
+    assert f"unchanged at revision {old}" in again.stdout, "same bytes, same revision"
+
+    v1 = https_model["model.py"]
+    https_model["model.py"] = v1.replace(b"factor = 2.0", b"factor = 5.0", 1)
+    dry = platform.cli("deploy", str(spec), "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "would roll out revision " in dry.stdout and f"over {old}" in dry.stdout
+    assert "-  sha256: " in dry.stdout and "+  sha256: " in dry.stdout, dry.stdout
+    deployed = platform.cli("deploy", str(spec), "--wait", "--timeout", "5m")
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    assert "rolling out revision" in deployed.stdout and f"over {old}" in deployed.stdout
+    new = platform.resource("echo")["stable"]
+    assert new != old
+    assert predict(platform) == [5.0, 10.0, 15.0, 20.0]
+    # the old revision still names the old bytes: undo serves them again, from the cache
+    https_model["model.py"] = b"raise SystemExit('not the pinned bytes')\n"
+    undone = platform.cli("rollout", "undo", "echo")
+    assert undone.returncode == 0, undone.stdout + undone.stderr
+    wait_for(lambda: platform.resource("echo")["stable"] == old, "the undo to take over")
     assert predict(platform) == [2.0, 4.0, 6.0, 8.0]

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from kaip.errors import ArtifactError, UntrustedArtifactError
-from kaip.local.controller.pinning import pin
+from kaip.local.controller.pinning import RemotePinning, pin
 from kaip.plan import revision_id
 from kaip.serving.artifacts import content_digest, resolve
 from kaip.spec import App, Model
@@ -110,3 +114,107 @@ def test_remote_missing_and_app_resources_follow_the_spec_only(tmp_path: Path) -
 def test_content_digest_of_a_missing_path_says_where(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="not found"):
         content_digest(tmp_path / "nope")
+
+
+class Remote:
+    """A real HTTP server on loopback serving ``body`` at /digits.joblib; counts its GETs."""
+
+    def __init__(self) -> None:
+        self.body = b"weights v1"
+        self.gets = 0
+        remote = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                remote.gets += 1
+                if self.path != "/digits.joblib":
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(remote.body)))
+                self.end_headers()
+                self.wfile.write(remote.body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def remote() -> Iterator[Remote]:
+    server = Remote()
+    yield server
+    server.httpd.shutdown()
+    server.httpd.server_close()
+
+
+def test_an_unpinned_remote_artifact_is_pinned_at_deploy_and_new_bytes_are_a_new_revision(
+    remote: Remote, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    unpinned = model(f"{remote.url}/digits.joblib", format="onnx")
+    first = pin(unpinned, tmp_path, RemotePinning(cache))
+    assert isinstance(first.resource, Model)
+    v1 = hashlib.sha256(b"weights v1").hexdigest()
+    assert first.resource.spec.artifact.sha256 == first.artifact_digest == v1
+    assert first.revision == revision_id(first.resource) != revision_id(unpinned)
+    assert (cache / v1 / "digits.joblib").read_bytes() == b"weights v1"
+    gets = remote.gets
+    # a replica of that revision finds the pinned bytes in the cache: no second download
+    assert resolve(first.resource.spec.artifact, tmp_path, cache).read_bytes() == b"weights v1"
+    assert remote.gets == gets
+    assert pin(unpinned, tmp_path, RemotePinning(cache)).revision == first.revision
+
+    remote.body = b"weights v2"  # new bytes at the same URL
+    second = pin(unpinned, tmp_path, RemotePinning(cache))
+    assert second.revision != first.revision, "new remote bytes must be a new revision"
+    assert second.artifact_digest == hashlib.sha256(b"weights v2").hexdigest()
+    # the old revision keeps its own bytes: never a silent swap when its replica restarts
+    assert resolve(first.resource.spec.artifact, tmp_path, cache).read_bytes() == b"weights v1"
+
+
+def test_a_remote_artifact_that_cannot_be_pinned_refuses_the_deploy_naming_the_model(
+    remote: Remote, tmp_path: Path
+) -> None:
+    with pytest.raises(ArtifactError) as raised:
+        pin(
+            model(f"{remote.url}/missing.joblib", format="onnx"),
+            tmp_path,
+            RemotePinning(tmp_path / "cache"),
+        )
+    message = raised.value.message
+    assert message.startswith("Model digits: pinning its unpinned artifact at deploy time: ")
+    assert "answered HTTP 404" in message and "pin artifact.sha256" in message
+    already = model(f"{remote.url}/missing.joblib", format="onnx", sha256="ab" * 32)
+    assert pin(already, tmp_path, RemotePinning(tmp_path / "cache")).resource == already
+    assert remote.gets == 1, "a pinned remote artifact is not downloaded at deploy"
+
+
+def test_kaip_apply_pins_an_unpinned_remote_artifact_in_what_it_sends(
+    remote: Remote, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kaip.cli.kube_commands import load_manifests
+
+    monkeypatch.setenv("KAIP_SERVING__ARTIFACT_CACHE_DIR", str(tmp_path / "cache"))
+    spec = tmp_path / "kaip.yaml"
+    spec.write_text(
+        "apiVersion: kaip.dev/v1alpha1\nkind: Model\nmetadata: {name: digits}\nspec:\n"
+        "  owner: ml\n"
+        f"  artifact: {{uri: '{remote.url}/digits.joblib', format: onnx}}\n",
+        encoding="utf-8",
+    )
+
+    def sent() -> tuple[str, set[str]]:
+        manifests = load_manifests(spec, None)
+        labels = {str(m["metadata"].get("labels", {}).get("kaip.dev/revision")) for m in manifests}
+        return json.dumps(manifests), labels - {"None"}
+
+    text, first = sent()
+    assert hashlib.sha256(b"weights v1").hexdigest() in text
+    remote.body = b"weights v2"
+    text, second = sent()
+    assert hashlib.sha256(b"weights v2").hexdigest() in text
+    assert first and second and first.isdisjoint(second), "new bytes, a new revision"

@@ -6,6 +6,7 @@ every request and every error message.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +19,8 @@ from kaip.cli.output import stderr, stdout
 from kaip.errors import ConfigError
 from kaip.plan import build_plan
 from kaip.render.kube import render_manifests
-from kaip.settings import load_settings
-from kaip.spec import load_paths
+from kaip.settings import Settings, load_settings
+from kaip.spec import Model, SpecDocument, load_paths
 
 KubeconfigOption = typer.Option(
     None,
@@ -135,7 +136,8 @@ def load_manifests(path: Path, namespace: str | None) -> list[dict[str, Any]]:
     A kaip spec (documents with ``apiVersion: kaip.dev/...``) is loaded, planned and rendered
     with ``namespace`` for resources that name none (the plan's default, ``default``, when
     None: the kubeconfig context's namespace does not reach rendering); any other YAML is taken
-    as Kubernetes manifests already (``kaip render`` output, say) and sent as it is.
+    as Kubernetes manifests already (``kaip render`` output, say) and sent as it is. A Model
+    whose remote artifact has no ``sha256`` is pinned first (:func:`_pinned`).
     """
     if not path.exists():
         raise ConfigError(f"{path} does not exist")
@@ -146,7 +148,9 @@ def load_manifests(path: Path, namespace: str | None) -> list[dict[str, Any]]:
     docs = [(file, doc) for file in files for doc in _documents(file)]
     specs = [f for f, d in docs if str(d.get("apiVersion", "")).startswith("kaip.dev/")]
     if specs and len(specs) == len(docs):
-        plan = build_plan(load_paths([path]).documents, load_settings(), namespace)
+        settings = load_settings()
+        documents = [_pinned(doc, settings) for doc in load_paths([path]).documents]
+        plan = build_plan(documents, settings, namespace)
         return [dict(m) for m in render_manifests(plan)]
     if specs:
         others = sorted({str(f) for f, d in docs if f not in specs})
@@ -157,6 +161,30 @@ def load_manifests(path: Path, namespace: str | None) -> list[dict[str, Any]]:
     if not docs:
         raise ConfigError(f"no kaip spec or Kubernetes manifests in {path}")
     return [d for _, d in docs]
+
+
+def _pinned(doc: SpecDocument, settings: Settings) -> SpecDocument:
+    """``doc`` with an unpinned remote artifact pinned to the sha256 of its bytes now.
+
+    The applied Model then names exactly those bytes: its revision id follows, the init
+    container verifies them, and new bytes at the URL are a new revision at the next apply.
+    """
+    from kaip.serving.artifacts import fetch_limits, pin_model
+
+    resource = doc.resource
+    if not isinstance(resource, Model):
+        return doc
+    pinned = pin_model(
+        resource, settings.serving.artifact_cache_dir, fetch_limits(settings.serving)
+    )
+    if pinned is resource:
+        return doc
+    stderr.print(
+        f"Model {resource.metadata.name}: pinned {resource.spec.artifact.uri} at sha256 "
+        f"{pinned.spec.artifact.sha256}",
+        markup=False,
+    )
+    return dataclasses.replace(doc, resource=pinned)
 
 
 def _documents(file: Path) -> Iterator[dict[str, Any]]:

@@ -4,8 +4,10 @@ Owns fetching and verifying model files. A relative path resolves against the di
 spec file that names it. ``http(s)`` artifacts are downloaded once (:mod:`.download`, bounded in
 size, time and redirects) and ``s3://`` ones with boto3 (:mod:`.s3`, bounded in size and time)
 into a cache keyed by their sha256 (or by the URI when no digest is pinned) and verified
-before use. ``gs://`` is not supported and says so; neither is a registry reference
-(``registry://``), which ``kaip up`` resolves to a stored file before a replica sees it.
+before use. :func:`pin_remote` is the deploy-time half: it downloads an unpinned remote artifact
+afresh and stores it under its sha256, which the caller writes into the revision's spec, so
+replicas verify exactly those bytes. ``gs://`` is not supported and says so; neither is a registry
+reference (``registry://``), which ``kaip up`` resolves to a stored file before a replica sees it.
 :func:`require_pinned` is the load-time gate of code artifacts (pickles, ``format: python``).
 Never unpickles or imports anything.
 """
@@ -13,6 +15,9 @@ Never unpickles or imports anything.
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -20,7 +25,8 @@ from kaip.errors import ArtifactError, UntrustedArtifactError
 from kaip.serving import s3
 from kaip.serving.download import FetchLimits, download
 from kaip.settings import ServingSettings
-from kaip.spec import Artifact
+from kaip.spec import Artifact, Model
+from kaip.spec.advice import REMOTE_SCHEMES
 
 _CHUNK = 1 << 20
 
@@ -109,6 +115,61 @@ def resolve(
     if artifact.sha256 is not None:
         verify_digest(path, artifact.sha256)
     return path
+
+
+def pin_remote(uri: str, cache_dir: Path, limits: FetchLimits = FetchLimits()) -> str:
+    """Download ``uri`` now (never from the cache: the point is today's bytes) and keep the file
+    in ``cache_dir`` under its sha256, where :func:`resolve` finds it for a spec that pins that
+    digest without downloading again. Returns the digest."""
+    unsupported = _unsupported(uri)
+    if unsupported is not None:
+        raise unsupported
+    name = Path(urlparse(uri).path).name or "artifact"
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=cache_dir, prefix=".pin-"))
+    except OSError as exc:
+        raise ArtifactError(f"cannot write the artifact cache {cache_dir}: {exc}") from exc
+    try:
+        fetched = staging / name
+        if uri.startswith("s3://"):
+            digest = s3.download(uri, fetched, None, limits)[1]
+        else:
+            digest = sha256_file(download(uri, fetched, None, limits))
+        target = cache_dir / digest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(fetched, target)
+    except OSError as exc:
+        raise ArtifactError(f"cannot write {uri} to the artifact cache {cache_dir}: {exc}") from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return digest
+
+
+def with_sha256(model: Model, digest: str) -> Model:
+    """``model`` with ``artifact.sha256: digest`` (a revision's spec pins what it serves)."""
+    artifact = model.spec.artifact.model_copy(update={"sha256": digest})
+    return model.model_copy(update={"spec": model.spec.model_copy(update={"artifact": artifact})})
+
+
+def pin_model(model: Model, cache_dir: Path, limits: FetchLimits = FetchLimits()) -> Model:
+    """``model`` with an unpinned remote artifact (``http(s)://``, ``s3://``) pinned to the
+    sha256 of the bytes at its URI now (:func:`pin_remote`); any other ``model`` as it is.
+
+    ``kaip up``, ``kaip deploy`` and ``kaip apply`` call it, so new bytes at the same URL are a
+    new revision that goes through the rollout, never a silent swap on a replica's restart.
+    """
+    artifact = model.spec.artifact
+    if artifact.sha256 is not None or not artifact.uri.startswith(REMOTE_SCHEMES):
+        return model
+    try:
+        digest = pin_remote(artifact.uri, cache_dir, limits)
+    except ArtifactError as exc:
+        raise type(exc)(
+            f"Model {model.metadata.name}: pinning its unpinned artifact at deploy time: "
+            f"{exc.message} (or pin artifact.sha256 in the spec yourself)"
+        ) from None
+    return with_sha256(model, digest)
 
 
 def _download(url: str, sha256: str | None, cache_dir: Path, limits: FetchLimits) -> Path:

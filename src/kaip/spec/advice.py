@@ -2,8 +2,9 @@
 
 :func:`advice` looks at loaded documents and returns warnings, located like problems but never
 fatal: the plain Kubernetes manifests the loader skipped, and a remote artifact without
-``sha256`` (its content is neither verified nor part of the revision id, so new bytes at the
-same URL would reach replicas that restart without a new revision or a rollout). No I/O.
+``sha256`` (``kaip up``, ``deploy`` and ``apply`` pin it to the bytes they download, but the
+digest is then in no reviewed file, and manifests ``kaip render`` makes for GitOps are not
+pinned at all). No I/O.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ def advice(specs: SpecSet) -> list[Problem]:
                     1,
                     "spec.artifact.sha256",
                     f"Model {resource.metadata.name}: the remote artifact {artifact.uri} is not "
-                    "pinned: new content at that URL would be served without a new revision "
-                    "or a rollout",
+                    "pinned: kaip up, deploy and apply pin it to whatever the URL holds when "
+                    "they run, and manifests from kaip render are not pinned at all",
                     "pin it with sha256: <the output of sha256sum FILE>",
                 )
             )

@@ -55,7 +55,9 @@ async def dry_run(controller: Controller, specs: SpecSet) -> list[dict[str, Any]
             pinned = Pinned(model, revision_id(model), version.digest)
         else:
             base_dir = Path(doc.path).resolve().parent
-            pinned = await asyncio.to_thread(pin, resource, base_dir)
+            pinned = await asyncio.to_thread(
+                pin, resource, base_dir, controller.config.remote_pinning
+            )
         new, new_json = pinned.revision, canonical_spec_json(pinned.resource)
         run = controller.resources.get(name)
         stable = run.stable.revision if run is not None else controller.state.stable(kind, name)

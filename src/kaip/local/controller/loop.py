@@ -237,7 +237,9 @@ class Controller(Delivery):
             uri = resource.spec.artifact.uri if isinstance(resource, Model) else ""
             if isinstance(resource, Model | App) and registry_reference(uri) is None:
                 base_dir = doc.path.resolve().parent
-                pinned[index] = await asyncio.to_thread(pin, resource, base_dir)
+                pinned[index] = await asyncio.to_thread(
+                    pin, resource, base_dir, self.config.remote_pinning
+                )
         for index, doc in enumerate(specs.documents):
             resource = doc.resource
             if isinstance(resource, TrainingJob):

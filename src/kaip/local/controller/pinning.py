@@ -12,20 +12,22 @@ path, an absolute path or ``file://``) is pinned before its revision id is taken
 * a **directory** (sha256 pins single files only) is summarised by the digest of its tree
   (:func:`kaip.serving.artifacts.content_digest`), which becomes part of the revision id.
 
-Remote artifacts (``http(s)://``, ``s3://``) are left as they are: without
-``sha256`` their revision follows the spec only, which ``kaip validate`` warns about. Apps have
-no artifact; their revision follows the spec. Hashing reads files: call :func:`pin` off the
-event loop.
+A **remote artifact** (``http(s)://``, ``s3://``) without ``sha256`` is downloaded now into the
+artifact cache and pinned the same way (:func:`kaip.serving.artifacts.pin_model`): the digest
+goes into the revision's spec, the replicas find those bytes in the cache and verify them, and
+new bytes at the URL make a new revision at the next deploy. Apps have no artifact; their
+revision follows the spec. Hashing and downloading block: call :func:`pin` off the event loop.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kaip.errors import ArtifactError, UntrustedArtifactError
 from kaip.plan import revision_id
-from kaip.serving.artifacts import content_digest, local_path
+from kaip.serving.artifacts import content_digest, local_path, pin_model, with_sha256
+from kaip.serving.download import FetchLimits
 from kaip.spec import App, Model
 
 
@@ -39,8 +41,17 @@ class Pinned:
     """The content digest of the artifact (file or tree), when it is on this machine."""
 
 
-def pin(resource: Model | App, base_dir: Path) -> Pinned:
-    """Pin ``resource``'s local artifact (see the module text) and take its revision id.
+@dataclass(frozen=True)
+class RemotePinning:
+    """Where remote artifacts pinned at deploy time are kept (the replicas' artifact cache)."""
+
+    cache_dir: Path
+    limits: FetchLimits = field(default_factory=FetchLimits)
+
+
+def pin(resource: Model | App, base_dir: Path, remote: RemotePinning | None = None) -> Pinned:
+    """Pin ``resource``'s artifact (see the module text) and take its revision id; a remote one
+    only with ``remote`` (else its revision follows the spec).
 
     A missing local artifact is left to the replica to report (it says where it looked), so a
     deploy that fixes something else is not blocked by it.
@@ -49,6 +60,9 @@ def pin(resource: Model | App, base_dir: Path) -> Pinned:
         return Pinned(resource, revision_id(resource))
     artifact = resource.spec.artifact
     path = local_path(artifact.uri, base_dir)
+    if path is None and remote is not None:
+        pinned = pin_model(resource, remote.cache_dir, remote.limits)
+        return Pinned(pinned, revision_id(pinned), pinned.spec.artifact.sha256)
     if path is None or not path.exists():
         return Pinned(resource, revision_id(resource))
     try:
@@ -65,10 +79,8 @@ def pin(resource: Model | App, base_dir: Path) -> Pinned:
                 "artifact.sha256 only if you trust the new file"
             )
         return Pinned(resource, revision_id(resource), digest)
-    pinned_artifact = artifact.model_copy(update={"sha256": digest})
-    spec = resource.spec.model_copy(update={"artifact": pinned_artifact})
-    pinned = resource.model_copy(update={"spec": spec})
+    pinned = with_sha256(resource, digest)
     return Pinned(pinned, revision_id(pinned), digest)
 
 
-__all__ = ["Pinned", "pin"]
+__all__ = ["Pinned", "RemotePinning", "pin"]

@@ -31,6 +31,7 @@ from kaip.local.controller.costs import (
 )
 from kaip.local.controller.guard import GuardPolicy, normalize_hosts
 from kaip.local.controller.loop import Controller, ControllerConfig
+from kaip.local.controller.pinning import RemotePinning
 from kaip.local.controller.preflight import check_local
 from kaip.local.controller.runrecord import (
     TOKEN_FILE,
@@ -48,6 +49,7 @@ from kaip.local.state import Commit, State
 from kaip.local.supervisor import Supervisor, Timings, kill_orphans
 from kaip.registry import EmbeddedRegistry, RunStore, lineage_events
 from kaip.registry.backends import open_registry
+from kaip.serving.artifacts import fetch_limits
 from kaip.settings import Settings
 from kaip.spec import load_paths
 from kaip.spec.base import parse_quantity
@@ -118,6 +120,9 @@ async def serve(
         tick_seconds=local.tick_seconds,
         stabilization_seconds=local.stabilization_seconds,
         profile_token=secrets.token_urlsafe(32),  # per run, in memory and the replicas' env only
+        remote_pinning=RemotePinning(
+            settings.serving.artifact_cache_dir, fetch_limits(settings.serving)
+        ),
     )
     embedded = EmbeddedRegistry.open(state_dir)
     try:

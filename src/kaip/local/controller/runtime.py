@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from kaip.local.controller.pinning import RemotePinning
 from kaip.local.state import Commit, RolloutRecord
 from kaip.local.supervisor import Launch
 from kaip.policy import CheckResult, Evidence, ScaleMemory, Verdict
@@ -38,6 +39,7 @@ class ControllerConfig:
     tick_seconds: float = 1.0
     stabilization_seconds: float = 30.0
     profile_token: str = ""  # given to each Model replica: its POST /_kaip/profile needs it
+    remote_pinning: RemotePinning | None = None  # unpinned remote artifacts: pinned at deploy
 
 
 @dataclass
