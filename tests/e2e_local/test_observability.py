@@ -293,7 +293,7 @@ def test_kaip_profile_of_a_replica_under_load_shows_its_predict_path(
     try:
         wait_for(lambda: load.counts()[0] >= 5, "traffic on the replica")
         out = tmp_path / "echo.speedscope.json"
-        result = platform.cli("profile", "echo", "--seconds", "3", "-o", str(out))
+        result = platform.cli("profile", "echo", "--seconds", "3", "--output", str(out))
         screen = platform.cli("top", "--iterations", "1", "--interval", "1")
     finally:
         ok, failed = load.stop()

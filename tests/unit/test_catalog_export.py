@@ -54,7 +54,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     state.set_stable("Model", "digits", "abc123def0")
     state.close()
     done = kaip(
-        work, "catalog", "export", str(ROOT / "examples" / "quickstart"), "-o", str(work / "out"),
+        work, "catalog", "export", str(ROOT / "examples" / "quickstart"),
+        "--output-dir", str(work / "out"),
         "--portal-url", "http://localhost:8081",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -110,7 +111,7 @@ def test_backstage_refuses_them_broken(exported: list[dict[str, Any]]) -> None:
 
 def test_a_bad_spec_exports_nothing(tmp_path: Path) -> None:
     (tmp_path / "kaip.yaml").write_text("apiVersion: kaip.dev/v1alpha1\nkind: Model\n")
-    done = kaip(tmp_path, "catalog", "export", str(tmp_path), "-o", str(tmp_path / "out"))
+    done = kaip(tmp_path, "catalog", "export", str(tmp_path), "--output-dir", str(tmp_path / "out"))
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert "kaip.yaml" in done.stderr
     assert not (tmp_path / "out" / "catalog-info.yaml").exists()

@@ -28,7 +28,7 @@ app = typer.Typer(name="catalog", help="The catalog, for other tools.", no_args_
 @app.command()
 def export(
     path: Path = typer.Argument(..., help="spec file or directory"),
-    out: Path = typer.Option(Path("."), "--output-dir", "-o", help="where catalog-info.yaml goes"),
+    out: Path = typer.Option(Path("."), "--output-dir", help="where catalog-info.yaml goes"),
     portal_url: str = typer.Option(
         "", "--portal-url", help="the portal's URL for links (default: the running kaip up's)"
     ),

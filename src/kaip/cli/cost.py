@@ -17,7 +17,7 @@ import typer
 from rich.table import Table
 
 from kaip.cli import admin_client
-from kaip.cli.output import print_json, stdout
+from kaip.cli.output import output_option, print_data, stdout
 from kaip.settings import load_settings
 from kaip.spec import load_paths
 
@@ -28,6 +28,7 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 class CostOutput(enum.StrEnum):
     table = "table"
     json = "json"
+    yaml = "yaml"
 
 
 class CostBy(enum.StrEnum):
@@ -55,7 +56,7 @@ def cost(
         "--basis",
         help="usage: idle time apart; allocation: idle spread over requests",
     ),
-    output: CostOutput = typer.Option(CostOutput.table, "--output", "-o", help="table or json"),
+    output: CostOutput = output_option(CostOutput.table, "table, json or yaml"),
     since: str | None = typer.Option(
         None, "--since", help="only the last DURATION, e.g. 90s, 15m, 1h, 1d, 1h30m"
     ),
@@ -70,8 +71,8 @@ def cost(
     if paths:
         query += "".join(f"&resource={quote(name, safe='')}" for name in served_names(paths))
     answer = admin_client.call(load_settings(), "GET", query)
-    if output is CostOutput.json:
-        print_json(answer)
+    if output is not CostOutput.table:
+        print_data(output, answer)
     else:
         _print_table(answer)
 

@@ -12,21 +12,21 @@ from typing import Any
 import typer
 
 from kaip.cli import admin_client
-from kaip.cli.output import OutputFormat, print_json, stdout
+from kaip.cli.output import OutputFormat, output_option, print_data, stdout
 from kaip.settings import load_settings
 
 
 def events(
     name: str | None = typer.Argument(None, help="only this Model, App or TrainingJob"),
-    output: OutputFormat = typer.Option(OutputFormat.text, "--output", "-o", help="text or json"),
+    output: OutputFormat = output_option(),
 ) -> None:
     """Show deployment events (created, rolled out, promoted, rolled back, ...), oldest first."""
     answer = admin_client.call(load_settings(), "GET", "/_kaip/events")
     found: list[dict[str, Any]] = [
         e for e in answer.get("events", []) if name is None or e.get("name") == name
     ]
-    if output is OutputFormat.json:
-        print_json({"events": found})
+    if output.structured:
+        print_data(output, {"events": found})
         return
     if not found:
         stdout.print(f"no events{f' for {name}' if name else ''} yet", markup=False)

@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from kaip.cli.output import OutputFormat, print_json, stdout
+from kaip.cli.output import OutputFormat, output_option, print_data, stdout
 from kaip.local.controller.lineage import lineage as build_lineage
 from kaip.local.state import State
 from kaip.registry import EmbeddedRegistry, RunStore
@@ -21,7 +21,7 @@ from kaip.settings import load_settings
 
 def lineage(
     reference: str = typer.Argument(..., help="NAME (every version) or NAME@VERSION|@ALIAS"),
-    output: OutputFormat = typer.Option(OutputFormat.text, "--output", "-o", help="text or json"),
+    output: OutputFormat = output_option(),
 ) -> None:
     """Where a model version came from and where it went: job -> run -> version -> revisions."""
     name, _, selector = reference.partition("@")
@@ -38,8 +38,8 @@ def lineage(
             registry.close()
     finally:
         embedded.close()
-    if output is OutputFormat.json:
-        print_json(entries)
+    if output.structured:
+        print_data(output, entries)
         return
     for entry in entries:
         _print_lineage(entry)

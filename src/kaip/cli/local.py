@@ -24,7 +24,7 @@ import typer
 from rich.markup import escape
 
 from kaip.cli import admin_client
-from kaip.cli.output import OutputFormat, note_skipped, print_json, stderr, stdout
+from kaip.cli.output import OutputFormat, note_skipped, output_option, print_data, stderr, stdout
 from kaip.cli.rollout_wait import (
     DEFAULT_TIMEOUT,
     Target,
@@ -216,7 +216,7 @@ def deploy(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="show the revision each resource would get and its spec diff"
     ),
-    output: OutputFormat = typer.Option(OutputFormat.text, "--output", "-o", help="text or json"),
+    output: OutputFormat = output_option(),
 ) -> None:
     """Add a revision of each changed resource and start its rollout.
 
@@ -230,8 +230,8 @@ def deploy(
     body: dict[str, Any] = {"paths": [str(p.resolve()) for p in paths], "who": who()}
     if dry_run:
         answer = admin_client.call(settings, "POST", "/_kaip/deploy", {**body, "dry_run": True})
-        if output is OutputFormat.json:
-            print_json(answer)
+        if output.structured:
+            print_data(output, answer)
             return
         for line in answer.get("changes", []):
             stdout.print(line, markup=False)
@@ -244,8 +244,8 @@ def deploy(
     if commit is not None:
         body["commit"] = {"sha": commit.sha, "committed_at": commit.committed_at}
     answer = admin_client.call(settings, "POST", "/_kaip/deploy", body)
-    if output is OutputFormat.json and not wait:
-        print_json(answer)
+    if output.structured and not wait:
+        print_data(output, answer)
         return
     for line in answer.get("changes", []):
         stdout.print(line, markup=False)
@@ -273,12 +273,12 @@ def follow(settings: Settings, targets: list[Target], timeout_seconds: float) ->
 
 
 def status(
-    output: OutputFormat = typer.Option(OutputFormat.text, "--output", "-o", help="text or json"),
+    output: OutputFormat = output_option(),
 ) -> None:
     """Show resources, revisions and weights, replicas and URLs."""
     answer = admin_client.call(load_settings(), "GET", "/_kaip/status")
-    if output is OutputFormat.json:
-        print_json(answer)
+    if output.structured:
+        print_data(output, answer)
     else:
         _print_status(answer)
 

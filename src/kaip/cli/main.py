@@ -27,6 +27,7 @@ from kaip.cli import (
 )
 from kaip.cli.events import events
 from kaip.cli.lineage import lineage
+from kaip.cli.output import OutputFormat, output_option, print_data
 from kaip.errors import KaipError
 
 app = typer.Typer(
@@ -60,9 +61,12 @@ def _root(
 
 
 @app.command()
-def version() -> None:
+def version(output: OutputFormat = output_option()) -> None:
     """Print the kaip version."""
-    print(f"kaip {__version__}")
+    if output.structured:
+        print_data(output, {"version": __version__})
+    else:
+        print(f"kaip {__version__}")
 
 
 app.command()(spec_commands.validate)

@@ -34,7 +34,7 @@ def profile(
         ProfileFormat.speedscope, "--format", help="speedscope or collapsed"
     ),
     output: Path | None = typer.Option(
-        None, "--output", "-o", help="file to write (default: NAME-REPLICA.EXT)"
+        None, "--output", help="file to write (default: NAME-REPLICA.EXT)"
     ),
 ) -> None:
     """Sample every thread of one replica for SECONDS and write the profile (no ptrace needed)."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from kaip.cli.output import note_skipped, stdout
+from kaip.cli.output import ManifestFormat, note_skipped, output_option, print_json, stdout
 from kaip.errors import ConfigError
 from kaip.plan import build_plan
 from kaip.render.kube import kustomize_files, manifests_yaml, render_manifests
@@ -29,6 +29,9 @@ def render(
     namespace: str | None = typer.Option(
         None, "--namespace", "-n", help="namespace of resources that do not name one"
     ),
+    output: ManifestFormat = output_option(
+        ManifestFormat.yaml, "yaml (a multi-document stream) or json (a v1 List)"
+    ),
 ) -> None:
     """Render spec files as Kubernetes manifests (multi-document YAML on stdout)."""
     if namespace is not None and not _NAMESPACE.match(namespace):
@@ -40,6 +43,9 @@ def render(
     specs = load_paths(paths)
     note_skipped(specs)
     objects = render_manifests(build_plan(specs.documents, settings, namespace))
+    if out is None and output is ManifestFormat.json:
+        print_json({"apiVersion": "v1", "kind": "List", "items": [dict(o) for o in objects]})
+        return
     if out is None:
         sys.stdout.write(manifests_yaml(objects))
         return

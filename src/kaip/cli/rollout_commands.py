@@ -14,8 +14,9 @@ import typer
 
 from kaip.cli import admin_client
 from kaip.cli.local import follow, who
-from kaip.cli.output import stdout
+from kaip.cli.output import OutputFormat, output_option, print_data, stdout
 from kaip.cli.rollout_wait import DEFAULT_TIMEOUT, parse_timeout, progress_line, target_of
+from kaip.errors import ConfigError
 from kaip.settings import load_settings
 
 if TYPE_CHECKING:
@@ -41,6 +42,9 @@ def rollout_status(
     kubeconfig: str | None = ClusterKubeconfig,
     context: str | None = ClusterContext,
     namespace: str | None = ClusterNamespace,
+    output: OutputFormat = output_option(
+        help="text, or json or yaml: the rollout as data (not with --watch)"
+    ),
 ) -> None:
     """Where the rollout of NAME stands, and its past verdicts (with -w, follow it to the end).
 
@@ -49,15 +53,28 @@ def rollout_status(
     --timeout. With -n or --kubeconfig, the same for the operator's resource on a cluster.
     """
     timeout_seconds = parse_timeout(timeout)
+    if output.structured and watch:
+        raise ConfigError(
+            f"-o {output.value} prints the rollout once; --watch follows it as text: use one"
+        )
     cluster = _cluster(name, kubeconfig, context, namespace)
     if cluster is not None:
-        if watch:
+        if output.structured:
+            body = cluster.body()
+            print_data(output, {
+                "kind": body.get("kind"), "name": name, "namespace": cluster.namespace,
+                "status": body.get("status") or {},
+            })  # fmt: skip
+        elif watch:
             cluster.watch(timeout_seconds)
         else:
             cluster.say(cluster.line(cluster.body()))
         return
     settings = load_settings()
     answer = admin_client.call(settings, "GET", f"/_kaip/rollouts/{name}")
+    if output.structured:
+        print_data(output, answer)
+        return
     _print_rollout(name, answer, history=True)
     if not watch:
         return

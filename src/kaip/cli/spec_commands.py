@@ -12,7 +12,15 @@ from pathlib import Path
 import typer
 import yaml
 
-from kaip.cli.output import OutputFormat, print_json, stderr, stdout
+from kaip.cli.output import (
+    ManifestFormat,
+    OutputFormat,
+    output_option,
+    print_data,
+    print_json,
+    stderr,
+    stdout,
+)
 from kaip.errors import SpecError
 from kaip.spec import KINDS, load_paths
 from kaip.spec.advice import advice
@@ -22,16 +30,11 @@ from kaip.spec.schema import json_schema
 Kind = enum.StrEnum("Kind", {k: k for k in KINDS})  # type: ignore[misc]
 
 
-class ManifestFormat(enum.StrEnum):
-    yaml = "yaml"
-    json = "json"
-
-
 def validate(
     paths: list[Path] = typer.Argument(
         ..., help="spec files or directories (searched recursively)"
     ),
-    output: OutputFormat = typer.Option(OutputFormat.text, "--output", "-o", help="text or json"),
+    output: OutputFormat = output_option(),
 ) -> None:
     """Validate spec files; print every problem as FILE:LINE:COL and exit 2 if any.
 
@@ -40,8 +43,9 @@ def validate(
     try:
         specs = load_paths(paths)
     except SpecError as exc:
-        if output is OutputFormat.json:
-            print_json(
+        if output.structured:
+            print_data(
+                output,
                 {
                     "valid": False,
                     "problems": [
@@ -55,13 +59,14 @@ def validate(
                         }
                         for p in exc.problems
                     ],
-                }
+                },
             )
             raise typer.Exit(exc.exit_code) from None
         raise
     warnings = advice(specs)
-    if output is OutputFormat.json:
-        print_json(
+    if output.structured:
+        print_data(
+            output,
             {
                 "valid": True,
                 "warnings": [
@@ -83,7 +88,7 @@ def validate(
                     }
                     for d in specs.documents
                 ],
-            }
+            },
         )
         return
     for doc in specs.documents:
@@ -97,18 +102,19 @@ def validate(
 
 def schema(
     kind: Kind | None = typer.Option(None, "--kind", "-k", help="one kind only"),
+    output: ManifestFormat = output_option(ManifestFormat.json, "json (the default) or yaml"),
 ) -> None:
     """Print the JSON Schema of kaip specs, for editors' YAML validation.
 
     Save it (kaip schema > kaip.schema.json) and start a spec with
     '# yaml-language-server: $schema=./kaip.schema.json'.
     """
-    print_json(json_schema(str(kind) if kind is not None else None))
+    print_data(output, json_schema(str(kind) if kind is not None else None))
 
 
 def crd(
-    output: ManifestFormat = typer.Option(
-        ManifestFormat.yaml, "--output", "-o", help="yaml (a stream) or json (a v1 List)"
+    output: ManifestFormat = output_option(
+        ManifestFormat.yaml, "yaml (a stream) or json (a v1 List)"
     ),
 ) -> None:
     """Print the CustomResourceDefinitions of Model, App and TrainingJob (kubectl apply -f -)."""

@@ -13,7 +13,7 @@ from datetime import datetime
 
 import typer
 
-from kaip.cli.output import OutputFormat, print_json, stdout
+from kaip.cli.output import OutputFormat, output_option, print_data, stdout
 from kaip.local.controller.tokens import create_token, read_tokens, revoke_token
 from kaip.settings import load_settings
 
@@ -29,10 +29,17 @@ def create(
         [], "--owner", help="a deployer acts only on this owner's resources (repeatable)"
     ),
     name: str = typer.Option("", "--name", help="who holds it, for the event log"),
+    output: OutputFormat = output_option(help="text (the token alone), or json or yaml"),
 ) -> None:
     """Make a token; it is printed once and stored hashed in .kaip/tokens.json."""
     state_dir = load_settings().local.state_dir
     token, record = create_token(state_dir, role, owner, name)
+    if output.structured:
+        print_data(output, {
+            "id": record.id, "name": record.name, "role": record.role,
+            "owners": list(record.owners), "created_at": record.created_at, "token": token,
+        })  # fmt: skip
+        return
     scope = f" for {', '.join(record.owners)}" if record.owners else ""
     typer.echo(f"{record.name}: {record.role}{scope}; shown once, keep it safe", err=True)
     typer.echo(token)
@@ -40,12 +47,12 @@ def create(
 
 @app.command("list")
 def list_tokens(
-    output: OutputFormat = typer.Option(OutputFormat.text, "--output", "-o", help="text or json"),
+    output: OutputFormat = output_option(),
 ) -> None:
     """The tokens made here: id, name, role, owners, when (never the tokens themselves)."""
     records = read_tokens(load_settings().local.state_dir)
-    if output is OutputFormat.json:
-        print_json(
+    if output.structured:
+        print_data(output,
             [
                 {"id": r.id, "name": r.name, "role": r.role, "owners": list(r.owners),
                  "created_at": r.created_at}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import httpx
 import typer
@@ -21,7 +21,7 @@ from rich.live import Live
 from rich.table import Table
 
 from kaip.cli import admin_client
-from kaip.cli.output import stdout
+from kaip.cli.output import OutputFormat, output_option, print_data, stdout
 from kaip.errors import PlatformError
 from kaip.settings import load_settings
 
@@ -148,9 +148,12 @@ def table(data: list[Row], interval: float) -> Table:
 
 
 def top(
-    interval: float = typer.Option(2.0, "--interval", "-n", min=0.5, max=60, help="seconds"),
+    interval: float = typer.Option(2.0, "--interval", min=0.5, max=60, help="seconds"),
     iterations: int = typer.Option(
         0, "--iterations", min=0, help="stop after N screens (0: never)"
+    ),
+    output: OutputFormat = output_option(
+        help="text (a live view), or json or yaml: one --interval's figures, then exit"
     ),
 ) -> None:
     """A live view of every resource: req/s, p50/p99, errors, replicas, CPU, cost, energy."""
@@ -166,6 +169,11 @@ def top(
         return parse(time.monotonic(), metrics, cost)
 
     before = read()
+    if output.structured:
+        time.sleep(interval)
+        figures = [asdict(r) for r in rows(before, read())]
+        print_data(output, {"intervalSeconds": interval, "resources": figures})
+        return
     shown = 0
     with Live(table([], interval), console=stdout, auto_refresh=False) as live:
         try:

@@ -20,7 +20,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from kaip.cli.local import source_commit
-from kaip.cli.output import OutputFormat, print_json, stdout
+from kaip.cli.output import OutputFormat, output_option, print_data, stdout
 from kaip.errors import ConfigError, PlatformError
 from kaip.local.controller.training import TrainingRunner, run_to_end
 from kaip.local.state import Commit
@@ -55,7 +55,7 @@ def _registry() -> Registry:
 
 def train(
     paths: list[Path] = typer.Argument(..., help="spec files or directories"),
-    name: str | None = typer.Option(None, "--name", "-n", help="the TrainingJob to run"),
+    name: str | None = typer.Option(None, "--name", help="the TrainingJob to run"),
 ) -> None:
     """Run one TrainingJob in the foreground, with retries, and register its output."""
     specs = load_paths(paths)
@@ -163,7 +163,7 @@ class _Tail:
 def jobs(
     job: str | None = typer.Argument(None, help="only the runs of this TrainingJob"),
     limit: int = typer.Option(20, "--limit", min=1, max=1000, help="newest runs shown"),
-    output: OutputFormat = typer.Option(OutputFormat.text, "--output", "-o", help="text or json"),
+    output: OutputFormat = output_option(),
 ) -> None:
     """List training runs, newest first: status, attempts, progress, exit code, version."""
     runs = EmbeddedRegistry.open(load_settings().local.state_dir.resolve())
@@ -171,8 +171,8 @@ def jobs(
         records = RunStore(runs.db).list(job, limit)
     finally:
         runs.close()
-    if output is OutputFormat.json:
-        print_json([_run_json(r) for r in records])
+    if output.structured:
+        print_data(output, [_run_json(r) for r in records])
         return
     if not records:
         stdout.print("no training runs yet: `kaip train PATH`, or a TrainingJob under `kaip up`")
@@ -238,7 +238,7 @@ def version_json(v: ModelVersion) -> dict[str, Any]:
 
 @models_app.command("list")
 def models_list(
-    output: OutputFormat = typer.Option(OutputFormat.text, "--output", "-o", help="text or json"),
+    output: OutputFormat = output_option(),
 ) -> None:
     """Every registered model with its latest version."""
     registry = _registry()
@@ -246,8 +246,8 @@ def models_list(
         latest = [registry.versions(name)[-1] for name in registry.names()]
     finally:
         registry.close()
-    if output is OutputFormat.json:
-        print_json([version_json(v) for v in latest])
+    if output.structured:
+        print_data(output, [version_json(v) for v in latest])
         return
     for v in latest:
         stdout.print(f"{v.name:<32} latest {v.version:<4} {v.format:<10} {v.reference}",
@@ -259,7 +259,7 @@ def models_list(
 @models_app.command("versions")
 def models_versions(
     name: str = typer.Argument(..., help="registered model name"),
-    output: OutputFormat = typer.Option(OutputFormat.text, "--output", "-o", help="text or json"),
+    output: OutputFormat = output_option(),
 ) -> None:
     """The versions of NAME, oldest first, with their metrics, aliases and origin."""
     registry = _registry()
@@ -269,8 +269,8 @@ def models_versions(
             registry.resolve(name, "latest")  # raises with what there is
     finally:
         registry.close()
-    if output is OutputFormat.json:
-        print_json([version_json(v) for v in versions])
+    if output.structured:
+        print_data(output, [version_json(v) for v in versions])
         return
     for v in versions:
         metrics = ", ".join(f"{k}={val:g}" for k, val in sorted(v.metrics.items())) or "-"
@@ -286,7 +286,7 @@ def models_versions(
 @models_app.command("show")
 def models_show(
     reference: str = typer.Argument(..., help="NAME@VERSION, NAME@ALIAS or NAME (latest)"),
-    output: OutputFormat = typer.Option(OutputFormat.text, "--output", "-o", help="text or json"),
+    output: OutputFormat = output_option(),
 ) -> None:
     """Everything recorded about one version."""
     name, selector = split_reference(reference)
@@ -296,8 +296,8 @@ def models_show(
     finally:
         registry.close()
     data = version_json(version)
-    if output is OutputFormat.json:
-        print_json(data)
+    if output.structured:
+        print_data(output, data)
         return
     data["created_at"] = f"{datetime.fromtimestamp(version.created_at):%Y-%m-%d %H:%M:%S}"
     for key, value in data.items():
