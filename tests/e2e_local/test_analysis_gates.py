@@ -80,9 +80,14 @@ def test_a_promql_gate_rolls_back_a_failing_canary_and_passes_a_healthy_one(
 def test_a_webhook_gate_votes_a_canary_back_and_another_through_with_each_step_posted(
     platform: LocalPlatform,
 ) -> None:
+    """Also the pre-rollout hook (asked once before any step; its refusal rolls back) and the
+    post-rollout hook (told every outcome), on the same platform."""
     with webhook_receiver() as hook:
         check = f"      webhooks:\n        - {{name: load-test, url: '{hook.url}/vote', "
         check += "timeoutSeconds: 5, metadata: {suite: smoke}}\n"
+        check += f"        - {{name: smoke, type: pre-rollout, url: '{hook.url}/pre'}}\n"
+        check += f"        - {{name: report, type: post-rollout, url: '{hook.url}/post'}}\n"
+        hook.statuses = {"/pre": 200, "/post": 200}
         spec = platform.write_spec(spec_with(check))
         platform.up(spec)
         stable = platform.resource("echo")["stable"]
@@ -120,3 +125,38 @@ def test_a_webhook_gate_votes_a_canary_back_and_another_through_with_each_step_p
         steps = [b["step"] for b in voted_yes]
         assert steps == sorted(steps) and set(steps) == {1, 2}, steps  # each step, in order
         assert all("webhook load-test: HTTP 200: fine" in v["reason"] for v in promoted["verdicts"])
+
+        # pre-rollout: asked once per new revision, before any step's vote
+        arrived = [(path, body["revision"]) for path, _, body in hook.received()]
+        for revision in (voted_no[0]["revision"], new):
+            assert arrived.count(("/pre", revision)) == 1, arrived
+            assert arrived.index(("/pre", revision)) < arrived.index(("/vote", revision))
+        pre = hook.bodies("/pre")[0]
+        assert (pre["phase"], pre["check"], pre["step"], pre["weight"]) == (
+            "pre-rollout", "smoke", 0, 0,
+        )  # fmt: skip
+        # post-rollout: told each outcome, with the verdict's reason
+        wait_for(lambda: len(hook.bodies("/post")) >= 2, "both outcomes told")
+        told = [(b["revision"], b["outcome"], b["phase"]) for b in hook.bodies("/post")]
+        assert told == [
+            (voted_no[0]["revision"], "rolled_back", "post-rollout"),
+            (new, "promoted", "post-rollout"),
+        ], told
+        assert "HTTP 503: p99 too high" in hook.bodies("/post")[0]["reason"]
+
+        # a pre-rollout refusal rolls the new revision back before any step is voted on
+        hook.statuses["/pre"] = 409
+        restore_weights(platform)
+        retrain(platform, 7.0)
+        refused_early = platform.cli("deploy", str(spec), "--wait", "--timeout", "5m")
+        assert refused_early.returncode == 4, refused_early.stdout + refused_early.stderr
+        assert "rolled back: pre-rollout webhook smoke: HTTP 409: fine" in refused_early.stderr
+        latest = platform.rollouts("echo")[0]
+        assert latest["status"] == "rolled_back"
+        assert [v["reason"] for v in latest["verdicts"]] == [
+            "pre-rollout webhook smoke: HTTP 409: fine"
+        ]
+        assert all(b["revision"] != latest["to_revision"] for b in hook.bodies("/vote"))
+        assert platform.resource("echo")["stable"] == new
+        wait_for(lambda: len(hook.bodies("/post")) >= 3, "the early rollback told")
+        assert hook.bodies("/post")[2]["outcome"] == "rolled_back"

@@ -1,7 +1,8 @@
-"""Header and cookie routing to the canary through a real ``kaip up`` (issue 13 #5): at a
-weight-0 preview step only requests carrying ``X-Canary: yes`` or the cookie ``canary=always``
-reach the new revision; every other request, and one with another value, is answered by stable.
-Timing is never asserted.
+"""Header and cookie routing to the canary, and blue-green, through a real ``kaip up`` (issue 13
+#5): with ``strategy: blueGreen`` the new revision runs at full size behind its preview route, and
+only requests carrying ``X-Canary: yes`` or the cookie ``canary=always`` reach it; every other
+request, and one with another value, is answered by stable; ``kaip rollout promote`` then sends
+all traffic to it at once. Timing is never asserted.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from test_delivery import retrain
 
 pytestmark = pytest.mark.slow
 
-PREVIEW = "[{weight: 0, pause: {}}, {weight: 100, pauseSeconds: 1}]"
+PREVIEW = "[{weight: 0, pause: {}}]"
 TRAFFIC = "    traffic: {canaryHeaders: {X-Canary: 'yes'}, canaryCookies: {canary: always}}\n"
 STABLE, CANARY = [2.0, 4.0, 6.0, 8.0], [5.0, 10.0, 15.0, 20.0]
 
@@ -21,7 +22,10 @@ STABLE, CANARY = [2.0, 4.0, 6.0, 8.0], [5.0, 10.0, 15.0, 20.0]
 def test_only_requests_with_the_canary_header_or_cookie_reach_a_previewed_canary(
     platform: LocalPlatform,
 ) -> None:
-    spec = platform.write_spec(model_spec(steps=PREVIEW) + TRAFFIC)
+    """Blue-green: the green revision at full size (2 of 2 replicas, where a canary at 0 % gets
+    1), reached only through the preview route, then 100 % at once on one promote."""
+    text = model_spec(steps=PREVIEW, strategy="blueGreen", min_replicas=2, max_replicas=2)
+    spec = platform.write_spec(text + TRAFFIC)
     platform.up(spec)
     url = f"{platform.url}/v2/models/echo/infer"
 
@@ -40,10 +44,26 @@ def test_only_requests_with_the_canary_header_or_cookie_reach_a_previewed_canary
         assert answers({"X-CANARY": "yes"}) == CANARY  # header names ignore case
         assert answers({"Cookie": "session=1; canary=always"}) == CANARY  # or the cookie
         assert answers({"Cookie": "canary=never; other=always"}) == STABLE
-    rollout = platform.resource("echo")["rollout"]
+    resource = platform.resource("echo")
+    rollout = resource["rollout"]
+    assert rollout["strategy"] == "blueGreen" and rollout["steps"] == [0]
     assert rollout["step"] == 1 and rollout["paused"]
     assert rollout["canary"]["requests"] >= 30  # the marked requests are the canary's evidence
+    green = rollout["to"]
+    wait_for(
+        lambda: sum(
+            r["revision"] == green and r["phase"] == "ready"
+            for r in platform.resource("echo")["replicas"]
+        ) == 2,
+        "the green revision at full size (2 ready replicas) while it has 0 % of the traffic",
+    )  # fmt: skip
+    assert answers({}) == STABLE
 
-    promoted = platform.cli("rollout", "promote", "echo", "--full")
+    promoted = platform.cli("rollout", "promote", "echo")  # one promote: all at once
     assert promoted.returncode == 0, promoted.stderr
-    wait_for(lambda: answers({}) == CANARY, "every request to reach the promoted revision")
+    assert f"promoted to revision {green}" in promoted.stdout or "promote: " in promoted.stdout
+    (done,) = platform.rollouts("echo")
+    assert done["status"] == "promoted" and [v["weight"] for v in done["verdicts"]] == [0]
+    wait_for(lambda: answers({}) == CANARY, "the switch to the promoted revision")
+    for _ in range(10):  # no step in between: every request is green's now
+        assert answers({}) == CANARY

@@ -45,6 +45,11 @@ CASES: dict[str, Case] = {
         stable=FIXTURES / "mirror" / "stable.yaml",
         canary_weight=0,
     ),
+    "blue-green": Case(
+        [FIXTURES / "blue-green" / "new.yaml"],
+        stable=FIXTURES / "blue-green" / "stable.yaml",
+        canary_weight=0,
+    ),
     "keda": Case([FIXTURES / "keda.yaml"], kube={"autoscaler": "keda"}),
     "pod-options": Case([FIXTURES / "pod-options.yaml"]),
     "training-kueue": Case([FIXTURES / "training-kueue.yaml"], kube={"kueue_queue": "gpu-team"}),

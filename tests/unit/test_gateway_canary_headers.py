@@ -112,3 +112,30 @@ def test_bad_cookie_matches_are_refused_with_the_reason(
 ) -> None:
     with pytest.raises(ValueError, match=words):
         Traffic(canary_cookies=cookies)
+
+
+def test_blue_green_needs_a_preview_route_and_one_step_at_weight_0_said_where() -> None:
+    head = """\
+apiVersion: kaip.dev/v1alpha1
+kind: Model
+metadata: {name: m}
+spec:
+  owner: t
+  artifact: {uri: model.onnx, format: onnx}
+  rollout:
+    strategy: blueGreen
+"""
+    preview = "    traffic: {canaryCookies: {preview: green}}\n"
+    (doc,) = load_text(head + preview).documents
+    rollout = doc.resource.spec.rollout
+    assert [(s.weight, s.pause is not None) for s in rollout.steps] == [(0, True)]  # by hand
+    timed = load_text(head + preview + "    steps: [{weight: 0, pauseSeconds: 60}]\n")
+    assert timed.documents[0].resource.spec.rollout.steps[0].pause_seconds == 60
+    with pytest.raises(SpecError, match="blueGreen needs a preview route") as no_route:
+        load_text(head)
+    assert "spec.rollout.strategy" in str(no_route.value)
+    with pytest.raises(
+        SpecError, match=r"one step, the preview at weight 0 \(got weights \[0, 100\]"
+    ) as steps:
+        load_text(head + preview + "    steps: [{weight: 0}, {weight: 100}]\n")
+    assert "spec.rollout.steps" in str(steps.value)

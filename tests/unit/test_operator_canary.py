@@ -309,3 +309,103 @@ def test_without_busy_time_figures_a_cost_budget_is_said_to_be_not_judged() -> N
 def test_the_cost_evidence_docstring_example_holds() -> None:
     result = doctest.testmod(kaip.kube.operator.canary)
     assert result.attempted > 0 and result.failed == 0
+
+
+def hooked(batch: int, pre: str = "pre-rollout") -> Served:
+    text = SPEC + f"  serve: {{batching: {{maxBatchSize: {batch}}}}}\n"
+    text = text.replace(
+        "    gates: {maxErrorRate: 0.05, minRequests: 20}\n",
+        "    gates: {maxErrorRate: 0.05, minRequests: 20}\n    analysis:\n      webhooks:\n"
+        f"        - {{name: smoke, type: {pre}, url: http://tester.test/smoke}}\n"
+        "        - {name: report, type: post-rollout, url: http://tester.test/done}\n",
+    )
+    resource = load_text(text).documents[0].resource
+    assert isinstance(resource, Model)
+    return resource
+
+
+def test_pre_rollout_hooks_hold_the_canary_at_0_until_ready_then_vote_before_any_traffic() -> None:
+    from kaip.analysis import StepContext
+    from kaip.policy import CheckResult
+    from kaip.spec.rollout import Analysis, HookType
+
+    old, new = hooked(64), hooked(8)
+    metrics = StaticMetrics({revision_id(new): healthy(), revision_id(old): healthy()})
+    asked: list[tuple[HookType, StepContext]] = []
+    answer = CheckResult("webhook smoke", "fail", "HTTP 409: not today")
+
+    def hooks(analysis: Analysis, phase: HookType, context: StepContext) -> tuple[CheckResult]:
+        assert [w.name for w in analysis.hooks(phase)] == ["smoke"]
+        asked.append((phase, context))
+        return (answer,)
+
+    def tick(state: RolloutState, ready: bool, at: float) -> object:
+        now = T0 + timedelta(seconds=at)
+        return progress(state, new, now, measure(metrics), hooks=hooks, canary_ready=ready)
+
+    state = progress(None, old, T0, measure(metrics)).state
+    started = tick(state, False, 0)
+    assert started.decision.action == "start" and started.live == (("stable", 100), ("canary", 0))
+    assert started.state.to_status()["canary"]["preRollout"] == "pending"
+    # saved and read back (an operator restart): still pending, still at 0 until the pods are up
+    saved = RolloutState.from_status(started.state.to_status())
+    assert saved is not None and saved.canary is not None and not saved.canary.pre_rollout_passed
+    waiting = tick(saved, False, 5)
+    assert waiting.decision.action == "hold" and waiting.live == (("stable", 100), ("canary", 0))
+    assert asked == []
+
+    refused = tick(saved, True, 10)
+    assert [(phase, c.step, c.weight, c.target) for phase, c in asked] == [
+        ("pre-rollout", 0, 0, "kubernetes")
+    ]
+    assert refused.decision.action == "rollback" and refused.live == (("stable", 100),)
+    assert refused.decision.reason == "pre-rollout webhook smoke: HTTP 409: not today"
+    assert refused.state.rolled_back == revision_id(new)
+
+    answer = CheckResult("webhook smoke", "pass", "HTTP 200")
+    passed = tick(saved, True, 10)
+    assert passed.decision.action == "pre-rollout"
+    assert passed.decision.event_reason == "PreRolloutPassed"
+    assert passed.live == (("stable", 90), ("canary", 10))
+    assert passed.state.canary is not None and passed.state.canary.pre_rollout_passed
+    assert "preRollout" not in passed.state.to_status()["canary"]
+
+
+def test_post_rollout_hooks_are_told_each_outcome_and_replace_refuses_a_pre_rollout_hook() -> None:
+    import pytest
+
+    from kaip.analysis import StepContext
+    from kaip.errors import SpecError
+    from kaip.kube.operator.canary import Decision
+    from kaip.kube.operator.notices import post_rollout
+    from kaip.spec.rollout import Analysis
+
+    told: list[StepContext] = []
+
+    def tell(analysis: Analysis, context: StepContext) -> None:
+        assert [w.name for w in analysis.hooks("post-rollout")] == ["report"]
+        told.append(context)
+
+    new = hooked(8)
+    previous = {"rollout": {"stable": {"revision": "old"}, "canary": {"step": 1}}}
+    decisions = [
+        Decision("advance", "on", "r1", {}),
+        Decision("promote", "all 2 steps passed", "r1", {}),
+        Decision("rollback", "error rate", "r2", {}),
+        Decision("abort", "aborted by ann", "r3", {}),
+    ]
+    post_rollout(tell, new, decisions, "ml", previous)
+    assert [(c.revision, c.outcome, c.reason, c.stable_revision, c.weight) for c in told] == [
+        ("r1", "promoted", "all 2 steps passed", "old", 50),
+        ("r2", "rolled_back", "error rate", "old", 50),
+        ("r3", "aborted", "aborted by ann", "old", 50),
+    ]
+    body = told[0].webhook_body(new.spec.rollout.analysis.hooks("post-rollout")[0])  # type: ignore[union-attr]
+    assert (body["phase"], body["outcome"], body["reason"]) == (
+        "post-rollout", "promoted", "all 2 steps passed",
+    )  # fmt: skip
+    with pytest.raises(SpecError, match="a pre-rollout webhook needs strategy: canary") as no:
+        load_text(SPEC.replace("  rollout:\n", "  rollout:\n    strategy: replace\n")
+                  + "    analysis:\n      webhooks:\n"
+                  "        - {name: smoke, type: pre-rollout, url: http://t.test/s}\n")  # fmt: skip
+    assert "spec.rollout.analysis.webhooks[0].type" in str(no.value)

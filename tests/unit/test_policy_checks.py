@@ -175,3 +175,26 @@ def test_the_operator_does_not_ask_again_before_the_interval() -> None:
         state = RolloutState.from_status(moved.state.to_status()) or moved.state
     assert asked == [1, 1]  # at 2 s and, 30 s later, at 32 s
     assert state.canary is not None and state.canary.checks[0].status == "pass"
+
+
+def test_pre_and_post_rollout_webhooks_are_not_step_checks_and_a_pre_refusal_rolls_back() -> None:
+    from kaip.policy import pre_rollout_verdict
+
+    analysis = Analysis(
+        webhooks=[
+            HOOK,
+            WebhookCheck(name="smoke", type="pre-rollout", url="http://t.test/pre"),
+            WebhookCheck(name="report", type="post-rollout", url="http://t.test/post"),
+        ]
+    )
+    assert [w.name for w in analysis.hooks("rollout")] == ["load-test"]
+    assert [w.name for w in analysis.hooks("pre-rollout")] == ["smoke"]
+    assert [r.check for r in not_asked(analysis)] == ["webhook load-test"]
+    only_hooks = Analysis(webhooks=analysis.webhooks[1:])
+    assert not only_hooks.judges_steps and not_asked(only_hooks) == ()
+    refused = pre_rollout_verdict(
+        [judge_webhook(analysis.webhooks[1], 200), judge_webhook(analysis.webhooks[1], 409, "no")]
+    )
+    assert refused is not None and refused.action == "rollback"
+    assert refused.reason == "pre-rollout webhook smoke: HTTP 409: no"
+    assert pre_rollout_verdict([judge_webhook(analysis.webhooks[1], 204)]) is None

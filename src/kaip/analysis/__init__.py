@@ -4,7 +4,9 @@ Owns the outbound half of ``spec.rollout.analysis`` for both targets: :func:`run
 every query of a step to the Prometheus HTTP API (``GET /api/v1/query``) and POSTs the step to
 every webhook, all at once, each bounded in time (the webhook's ``timeoutSeconds``, at most
 :data:`QUERY_TIMEOUT_SECONDS` for a query) and in the size of the answer it reads, following no
-redirect. What came back is judged by :mod:`kaip.policy.checks`; this module never decides
+redirect. :func:`run_hooks` calls the ``pre-rollout`` webhooks (before any traffic) or the
+``post-rollout`` ones (after the end, told the outcome) the same way. What came back is judged by
+:mod:`kaip.policy.checks`; this module never decides
 anything and never raises for an answer: an unreachable Prometheus is a pending result, an
 unreachable webhook a failed one. ``kaip up`` awaits it on its event loop; the operator, which is
 synchronous, runs it with :func:`asyncio.run`.
@@ -14,6 +16,10 @@ The body a webhook gets (JSON)::
     {"kind": "Model", "name": "digits", "namespace": "default", "target": "kubernetes",
      "phase": "rollout", "revision": "3f2a...", "stableRevision": "b418...",
      "step": 1, "steps": 3, "weight": 10, "check": "load-test", "metadata": {...}}
+
+``phase`` is the webhook's ``type`` (``pre-rollout``: ``step`` 0, ``weight`` 0); a
+``post-rollout`` one also gets ``"outcome": "promoted" | "rolled_back" | "aborted"`` and the
+verdict's ``"reason"``.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from typing import Any, Final
 import httpx
 
 from kaip.policy import CheckResult, judge_query, judge_webhook, render_query
-from kaip.spec.rollout import Analysis, QueryCheck, WebhookCheck
+from kaip.spec.rollout import Analysis, HookType, QueryCheck, WebhookCheck
 
 QUERY_TIMEOUT_SECONDS: Final = 10.0
 MAX_QUERY_ANSWER_BYTES: Final = 1 << 20
@@ -50,6 +56,9 @@ class StepContext:
     steps: int
     weight: int
     target: str = "local"
+    outcome: str = ""
+    """How the rollout ended (``promoted``, ``rolled_back``, ``aborted``): post-rollout only."""
+    reason: str = ""
 
     def variables(self) -> dict[str, str]:
         return {
@@ -65,7 +74,7 @@ class StepContext:
             "name": self.name,
             "namespace": self.namespace,
             "target": self.target,
-            "phase": "rollout",
+            "phase": check.type or "rollout",
             "revision": self.revision,
             "stableRevision": self.stable_revision,
             "step": self.step,
@@ -73,7 +82,7 @@ class StepContext:
             "weight": self.weight,
             "check": check.name,
             "metadata": dict(check.metadata),
-        }
+        } | ({"outcome": self.outcome, "reason": self.reason} if self.outcome else {})
 
 
 async def run_checks(
@@ -88,8 +97,26 @@ async def run_checks(
         headers={"User-Agent": USER_AGENT},
     ) as client:  # fmt: skip
         asked = [_query(client, analysis.prometheus or "", q, context) for q in analysis.queries]
-        asked += [_webhook(client, w, context) for w in analysis.webhooks]
+        asked += [_webhook(client, w, context) for w in analysis.hooks("rollout")]
         return tuple(await asyncio.gather(*asked))
+
+
+async def run_hooks(
+    analysis: Analysis,
+    phase: HookType,
+    context: StepContext,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> tuple[CheckResult, ...]:
+    """Every webhook of ``analysis`` of type ``phase`` called once, all at once, in order."""
+    hooks = analysis.hooks(phase)
+    if not hooks:
+        return ()
+    async with httpx.AsyncClient(
+        transport=transport, trust_env=False, follow_redirects=False,
+        headers={"User-Agent": USER_AGENT},
+    ) as client:  # fmt: skip
+        return tuple(await asyncio.gather(*(_webhook(client, w, context) for w in hooks)))
 
 
 async def _read(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
@@ -164,4 +191,4 @@ async def _webhook(
     return judge_webhook(check, response.status_code, body.decode("utf-8", "replace"))
 
 
-__all__ = ["MAX_WEBHOOK_ANSWER_BYTES", "StepContext", "run_checks"]
+__all__ = ["MAX_WEBHOOK_ANSWER_BYTES", "StepContext", "run_checks", "run_hooks"]

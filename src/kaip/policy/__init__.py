@@ -22,6 +22,7 @@ from kaip.policy.rollouts import (
     NoEvidence,
     Verdict,
     not_ready_verdict,
+    pre_rollout_verdict,
     rollout,
 )
 from kaip.policy.scaling import (
@@ -51,6 +52,7 @@ __all__ = [
     "judge_webhook",
     "not_asked",
     "not_ready_verdict",
+    "pre_rollout_verdict",
     "render_query",
     "rollout",
 ]

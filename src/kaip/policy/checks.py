@@ -127,7 +127,7 @@ def not_asked(analysis: Analysis | None) -> tuple[CheckResult, ...]:
     if analysis is None:
         return ()
     names = [f"query {q.name}" for q in analysis.queries]
-    names += [f"webhook {w.name}" for w in analysis.webhooks]
+    names += [f"webhook {w.name}" for w in analysis.hooks("rollout")]
     return tuple(CheckResult(n, "pending", "not asked yet") for n in names)
 
 

@@ -31,7 +31,8 @@ The rules, in order:
 7. **Progress.** Then advance to the next step, or promote after the last one.
 
 A new revision that is not ready ``progressDeadlineSeconds`` after the rollout began is
-aborted too (:func:`not_ready_verdict`).
+aborted too (:func:`not_ready_verdict`), and one a ``pre-rollout`` webhook refuses is rolled back
+before it gets any traffic (:func:`pre_rollout_verdict`).
 
 Worked example (steps 10% / 50% / 100%, ``pauseSeconds: 10``, ``maxErrorRate: 0.01``,
 ``minRequests: 20``)::
@@ -115,6 +116,22 @@ def not_ready_verdict(
         f"the new revision was not ready within progressDeadlineSeconds "
         f"{progress_deadline_seconds:g}",
     )
+
+
+def pre_rollout_verdict(results: Sequence[CheckResult]) -> Verdict | None:
+    """Roll back a new revision a ``pre-rollout`` webhook refused; None: its traffic may start.
+
+    >>> from kaip.policy.checks import CheckResult
+    >>> pre_rollout_verdict([CheckResult("webhook smoke", "pass", "HTTP 200")]) is None
+    True
+    >>> pre_rollout_verdict([CheckResult("webhook smoke", "fail", "HTTP 500: no")]).reason
+    'pre-rollout webhook smoke: HTTP 500: no'
+    """
+    results = tuple(results)
+    failed = first(results, "fail")
+    if failed is None:
+        return None
+    return Verdict("rollback", f"pre-rollout {failed.describe()}", results)
 
 
 def rollout(

@@ -1,8 +1,10 @@
 """How a new revision replaces the stable one: ``spec.rollout`` of a Model or an App.
 
-Owns the rollout part of the spec: the strategy, the steps (weights, timed and manual pauses),
-the built-in gates, the progress deadline, analysis beyond the built-in gates (PromQL queries
-against a Prometheus, webhooks that vote) and who is told of the rollout's moves. Every field
+Owns the rollout part of the spec: the strategy (``canary`` steps, ``replace`` at once, or
+``blueGreen``: the new revision at full size behind a preview route, then all at once), the steps
+(weights, timed and manual pauses), the built-in gates, the progress deadline, analysis beyond
+the built-in gates (PromQL queries against a Prometheus, webhooks that vote, pre- and
+post-rollout hooks) and who is told of the rollout's moves. Every field
 added after the first release defaults to absent, so specs that do not use it keep their
 revision ids. Pure: no I/O; the decisions these fields feed live in :mod:`kaip.policy`, the
 checks' I/O in :mod:`kaip.analysis`, the notifications' in :mod:`kaip.notify`.
@@ -23,6 +25,8 @@ checks' I/O in :mod:`kaip.analysis`, the notifications' in :mod:`kaip.notify`.
             max: 0.05
         webhooks:
           - {name: load-test, url: http://loadtester.test/run, timeoutSeconds: 10}
+          - {name: smoke, type: pre-rollout, url: http://tester.test/smoke}  # before any traffic
+          - {name: report, type: post-rollout, url: http://tester.test/done}  # told the outcome
       notifications:                  # started, step, promoted, rolled_back, aborted
         - {url: https://hooks.slack.com/services/T0/B0/XXX, format: slack}
         - {url: http://broker.test/events, format: cloudevents}
@@ -31,7 +35,7 @@ checks' I/O in :mod:`kaip.analysis`, the notifications' in :mod:`kaip.notify`.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
@@ -249,11 +253,23 @@ class QueryCheck(SpecModel):
         return self
 
 
+HookType = Literal["pre-rollout", "rollout", "post-rollout"]
+"""When a webhook is called (Flagger's names): ``pre-rollout`` once before the new revision gets
+any traffic (a refusal rolls it back), ``rollout`` at every step (a vote, the default),
+``post-rollout`` once when the rollout has ended, told the outcome (its answer changes nothing)."""
+
+
 class WebhookCheck(SpecModel):
     """An HTTP endpoint that votes on every step: 2xx passes; any other answer, or none within
-    ``timeoutSeconds``, rolls back. It is POSTed the step as JSON (fields: see the README)."""
+    ``timeoutSeconds``, rolls back. It is POSTed the step as JSON (fields: see the README).
+    ``type`` moves the call to before the rollout or after it (see :data:`HookType`)."""
 
     name: CheckName
+    type: HookType | None = Field(
+        None,
+        description="pre-rollout: once before any traffic, a refusal rolls back; rollout (the "
+        "default): a vote at every step; post-rollout: told the outcome once it has ended",
+    )
     url: HttpUrl
     timeout_seconds: float = Field(10.0, gt=0, le=MAX_WEBHOOK_TIMEOUT_SECONDS)
     metadata: dict[str, Annotated[str, Field(max_length=1024)]] = Field(
@@ -270,6 +286,15 @@ class Analysis(SpecModel):
     prometheus: HttpUrl | None = Field(None, description="the Prometheus the queries are sent to")
     queries: list[QueryCheck] = Field(default_factory=list, max_length=MAX_QUERIES)
     webhooks: list[WebhookCheck] = Field(default_factory=list, max_length=MAX_WEBHOOKS)
+
+    def hooks(self, phase: HookType) -> list[WebhookCheck]:
+        """The webhooks called at ``phase`` (``rollout``: those with no ``type`` too)."""
+        return [w for w in self.webhooks if (w.type or "rollout") == phase]
+
+    @property
+    def judges_steps(self) -> bool:
+        """Whether any check is asked at every step (queries, ``rollout`` webhooks)."""
+        return bool(self.queries or self.hooks("rollout"))
 
     @model_validator(mode="after")
     def _consistent(self) -> Analysis:
@@ -325,6 +350,10 @@ class Notification(SpecModel):
     format: NotificationFormat = "slack"
 
 
+BLUE_GREEN_STEPS: list[dict[str, Any]] = [{"weight": 0, "pause": {}}]
+"""``strategy: blueGreen``'s steps when none are given: the preview, until a promote."""
+
+
 def _default_steps() -> list[RolloutStep]:
     return [RolloutStep(weight=10), RolloutStep(weight=50), RolloutStep(weight=100)]
 
@@ -332,7 +361,13 @@ def _default_steps() -> list[RolloutStep]:
 class Rollout(SpecModel):
     """How a new revision replaces the stable one: canary steps judged by gates, or at once."""
 
-    strategy: Literal["canary", "replace"] = "canary"
+    strategy: Literal["canary", "replace", "blueGreen"] = Field(
+        "canary",
+        description="canary: steps of growing weight judged by the gates; replace: all at once; "
+        "blueGreen: the new revision at full size, reached only through the preview route "
+        "(traffic.canaryHeaders/canaryCookies) at 0 %, then all traffic at once on promote "
+        "(pause: {}, the default step) or once the gates pass after pauseSeconds",
+    )
     steps: list[RolloutStep] = Field(
         default_factory=_default_steps, min_length=1, max_length=MAX_ROLLOUT_STEPS
     )
@@ -361,6 +396,14 @@ class Rollout(SpecModel):
         None, max_length=MAX_NOTIFICATIONS, description="webhooks told of every rollout move"
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _blue_green_default_steps(cls, data: Any) -> Any:
+        """blueGreen without ``steps``: one preview step that waits for ``kaip rollout promote``."""
+        if isinstance(data, dict) and data.get("strategy") == "blueGreen" and "steps" not in data:
+            return {**data, "steps": BLUE_GREEN_STEPS}
+        return data
+
     @property
     def no_evidence(self) -> Literal["abort", "promote"]:
         """``onNoEvidence`` with its default filled in (unset stays out of revision ids)."""
@@ -374,6 +417,17 @@ class Rollout(SpecModel):
                 "traffic.mirror needs strategy: canary (replace sends all traffic at once)",
                 "set strategy: canary with a first step of weight 0 to shadow the new revision",
             )
+        if self.strategy == "blueGreen":
+            self._blue_green()
+        if self.strategy == "replace" and self.analysis is not None:
+            for index, hook in enumerate(self.analysis.webhooks):
+                if hook.type == "pre-rollout":
+                    raise FieldProblem(
+                        ("analysis", "webhooks", index, "type"),
+                        "a pre-rollout webhook needs strategy: canary or blueGreen (replace sends "
+                        "all traffic at once, with no moment before it)",
+                        "set strategy: canary (steps: [{weight: 100}] moves all at once after it)",
+                    )
         weights = [s.weight for s in self.steps]
         for i in range(1, len(weights)):
             if weights[i] <= weights[i - 1]:
@@ -384,12 +438,32 @@ class Rollout(SpecModel):
                 )
         return self
 
+    def _blue_green(self) -> None:
+        weights = [s.weight for s in self.steps]
+        if weights != [0]:
+            raise FieldProblem(
+                "steps",
+                f"strategy blueGreen has one step, the preview at weight 0 (got weights {weights})",
+                "leave steps out for [{weight: 0, pause: {}}] (promote by hand), or give "
+                "[{weight: 0, pauseSeconds: 300}] to promote once the gates pass",
+            )
+        traffic = self.traffic
+        if traffic is None or not (traffic.canary_headers or traffic.canary_cookies):
+            raise FieldProblem(
+                "strategy",
+                "strategy blueGreen needs a preview route: traffic.canaryHeaders or "
+                "traffic.canaryCookies (the only way to reach the new revision before promotion)",
+                "e.g. traffic: {canaryHeaders: {X-Preview: 'yes'}}",
+            )
+
 
 __all__ = [
+    "BLUE_GREEN_STEPS",
     "MAX_ROLLOUT_STEPS",
     "QUERY_VARIABLES",
     "Analysis",
     "Gates",
+    "HookType",
     "ManualPause",
     "Notification",
     "NotificationFormat",

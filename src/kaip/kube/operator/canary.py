@@ -27,8 +27,14 @@ apart): the busy seconds the metrics source gives for each revision (its runtime
 time, from the pods' own metrics) times the hourly price of what one of its replicas reserves
 (:func:`cost_evidence`).
 
-Pure but for ``measure`` and ``analyze``, the injected callables that read the metrics source
-and ask the checks.
+``pre-rollout`` webhooks (``analysis.webhooks[].type``) hold a new canary at 0 % (its Deployment
+is applied, it gets no traffic by weight) until its pods are ready, then are called once through
+the injected ``hooks``: a refusal rolls it back with the hook's answer as the reason
+(:func:`kaip.policy.pre_rollout_verdict`, as ``kaip up`` does), all yes starts the first step.
+``status.rollout.canary.preRollout: pending`` keeps that across operator restarts.
+
+Pure but for ``measure``, ``analyze`` and ``hooks``, the injected callables that read the
+metrics source, ask the checks and call the pre-rollout webhooks.
 """
 
 from __future__ import annotations
@@ -45,17 +51,26 @@ from kaip.errors import MetricsError
 from kaip.kube.operator.conditions import rfc3339
 from kaip.kube.operator.metrics import RevisionMetrics
 from kaip.plan import revision_id
-from kaip.policy import CheckResult, Evidence, not_asked, rollout
+from kaip.policy import (
+    CheckResult,
+    Evidence,
+    not_asked,
+    not_ready_verdict,
+    pre_rollout_verdict,
+    rollout,
+)
 from kaip.policy.cost import CostEvidence, cost_gate
 from kaip.spec import App, Model
 from kaip.spec.base import Resources, parse_quantity
-from kaip.spec.rollout import Analysis
+from kaip.spec.rollout import Analysis, HookType
 
 Served = Model | App
 Measure = Callable[[str, float], RevisionMetrics]
 """(revision, window in seconds) -> what that revision served over the window."""
 Analyze = Callable[[Analysis, StepContext], tuple[CheckResult, ...]]
 """Ask every check of the analysis once about the step (see :func:`kaip.analysis.run_checks`)."""
+Hooks = Callable[[Analysis, HookType, StepContext], tuple[CheckResult, ...]]
+"""Call the analysis's webhooks of one type once (see :func:`kaip.analysis.run_hooks`)."""
 COMMAND_ANNOTATION: Final = "kaip.dev/rollout-command"
 COMMAND_ACTIONS: Final = ("promote", "promote-full", "abort")
 MAX_COMMAND_CHARS: Final = 1024
@@ -105,6 +120,8 @@ class Canary:
     checks: tuple[CheckResult, ...] = ()
     """The analysis checks' latest answers in this step."""
     checked_at: datetime | None = None
+    pre_rollout_passed: bool = True
+    """False while the ``pre-rollout`` webhooks have not said yes (the canary stays at 0 %)."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +152,8 @@ class RolloutState:
             }
             if self.canary.released_by:
                 status["canary"]["releasedBy"] = self.canary.released_by
+            if not self.canary.pre_rollout_passed:
+                status["canary"]["preRollout"] = "pending"
             if self.canary.checked_at is not None:
                 status["canary"]["checks"] = [c.to_dict() for c in self.canary.checks]
                 status["canary"]["checkedAt"] = rfc3339(self.canary.checked_at)
@@ -174,6 +193,7 @@ class RolloutState:
                     released_by=str(canary.get("releasedBy", "")),
                     checks=_checks(canary.get("checks")),
                     checked_at=_time(canary["checkedAt"]) if canary.get("checkedAt") else None,
+                    pre_rollout_passed=canary.get("preRollout") != "pending",
                 ),
                 rolled_back=str(rolled["revision"]) if rolled.get("revision") else None,
                 rolled_back_reason=str(rolled.get("reason", "")),
@@ -209,6 +229,7 @@ class Decision:
     def event_reason(self) -> str:
         return {
             "start": "CanaryStarted",
+            "pre-rollout": "PreRolloutPassed",
             "advance": "CanaryAdvanced",
             "promote": "CanaryPromoted",
             "rollback": "CanaryRolledBack",
@@ -298,12 +319,16 @@ def progress(
     analyze: Analyze | None = None,
     namespace: str = "",
     prices: Prices = Prices(),
+    hooks: Hooks | None = None,
+    canary_ready: bool = False,
 ) -> Progress:
     """One tick of the rollout towards ``desired`` (the resource as its spec says now).
 
     ``command`` is the person's word from the resource's annotation, if any (see the module);
     ``analyze`` asks the analysis checks (none asked without it: they stay pending); ``prices``
-    price a cost budget (:func:`cost_evidence`).
+    price a cost budget (:func:`cost_evidence`); ``hooks`` calls the pre-rollout webhooks once
+    ``canary_ready`` (the canary's pods were all ready at the last look) -- without it a canary
+    that has some waits at 0 %.
     """
     revision = revision_id(desired)
     rollout_spec = desired.spec.rollout
@@ -320,6 +345,12 @@ def progress(
         return Progress(replaced, (("stable", 100),), decision, None)
     steps = rollout_spec.steps
     if state.canary is None or state.canary.revision != revision:
+        analysis = rollout_spec.analysis
+        if analysis is not None and analysis.hooks("pre-rollout"):
+            gated = replace(state, canary=Canary(revision, 0, now, pre_rollout_passed=False))
+            reason = f"canary {revision} at 0% until the pre-rollout webhooks pass"
+            decision = Decision("start", reason, revision, {"step": 0})
+            return Progress(gated, _weights(0), decision, _summary(gated, steps))
         started = replace(state, canary=Canary(revision, 0, now))
         decision = Decision(
             "start", f"canary {revision} at {steps[0].weight}%", revision, {"step": 1}
@@ -331,6 +362,8 @@ def progress(
             return ordered
     canary = state.canary
     assert canary is not None
+    if not canary.pre_rollout_passed:
+        return _pre_rollout(state, desired, now, hooks, canary_ready, namespace)
     seconds = max(0.0, (now - canary.step_started_at).total_seconds())
     window = max(1.0, seconds)
     try:
@@ -391,6 +424,49 @@ def progress(
     return Progress(rolled, (("stable", 100),), decision, None)
 
 
+def _pre_rollout(
+    state: RolloutState,
+    desired: Served,
+    now: datetime,
+    hooks: Hooks | None,
+    canary_ready: bool,
+    namespace: str,
+) -> Progress:
+    """The canary at 0 % waits for its pods, then for the pre-rollout webhooks' answers."""
+    canary, rollout_spec = state.canary, desired.spec.rollout
+    assert canary is not None and rollout_spec.analysis is not None
+    steps, revision = rollout_spec.steps, canary.revision
+    waited = max(0.0, (now - canary.step_started_at).total_seconds())
+    if not canary_ready or hooks is None:
+        late = not_ready_verdict(waited, rollout_spec.progress_deadline_seconds)
+        if late is not None:
+            reason = f"aborted: {late.reason}"
+            rolled = replace(state, canary=None, rolled_back=revision, rolled_back_reason=reason)
+            decision = Decision("abort", late.reason, revision, {"step": 0})
+            return Progress(rolled, (("stable", 100),), decision, None)
+        reason = "waiting for the new revision to be ready before the pre-rollout webhooks"
+        held = Decision("hold", reason, revision, {"step": 0})
+        return Progress(state, _weights(0), held, _summary(state, steps))
+    context = StepContext(
+        desired.kind, desired.metadata.name, namespace, revision, state.stable_revision,
+        0, len(steps), 0, target="kubernetes",
+    )  # fmt: skip
+    results = hooks(rollout_spec.analysis, "pre-rollout", context)
+    evidence = {"step": 0, "checks": [c.to_dict() for c in results]}
+    verdict = pre_rollout_verdict(results)
+    if verdict is not None:
+        rolled = replace(
+            state, canary=None, rolled_back=revision, rolled_back_reason=verdict.reason
+        )
+        decision = Decision("rollback", verdict.reason, revision, evidence)
+        return Progress(rolled, (("stable", 100),), decision, None)
+    started = replace(state, canary=Canary(revision, 0, now))
+    said = "; ".join(c.describe() for c in results)
+    reason = f"pre-rollout passed ({said}): canary {revision} at {steps[0].weight}%"
+    decision = Decision("pre-rollout", reason, revision, {**evidence, "step": 1})
+    return Progress(started, _weights(steps[0].weight), decision, _summary(started, steps))
+
+
 def _analysis(
     state: RolloutState, desired: Served, now: datetime, analyze: Analyze | None, namespace: str
 ) -> tuple[RolloutState, tuple[CheckResult, ...]]:
@@ -398,7 +474,7 @@ def _analysis(
     analysis = desired.spec.rollout.analysis
     canary = state.canary
     assert canary is not None
-    if analysis is None or not (analysis.queries or analysis.webhooks):
+    if analysis is None or not analysis.judges_steps:
         return state, ()
     asked = canary.checked_at
     due = asked is None or (now - asked).total_seconds() >= analysis.interval_seconds

@@ -25,7 +25,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import socket
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,7 +35,7 @@ from typing import Any, Final
 
 import yaml
 
-from kaip.analysis import run_checks
+from kaip.analysis import StepContext, run_checks, run_hooks
 from kaip.errors import ConfigError, ForeignObjectError, KubeError, KubeForbiddenError, SpecError
 from kaip.kube.client import Manifest, ObjectRef, Session, apply
 from kaip.kube.client.apply import Identity
@@ -51,9 +53,13 @@ from kaip.kube.operator.metrics import MetricsSource
 from kaip.kube.operator.owned import FOREIGN, Ledger, Verdict, foreign_fault, refusal_for
 from kaip.kube.operator.status import Fault, Observation, compute
 from kaip.plan import Plan, Workload, plan_workload, revision_id
+from kaip.policy import CheckResult
 from kaip.render.kube import Backend, render_manifests
 from kaip.settings import Settings
 from kaip.spec import API_VERSION, KINDS, App, Model, Resource, TrainingJob, load_text
+from kaip.spec.rollout import Analysis, HookType
+
+log = logging.getLogger("kaip.operator")
 
 COMPONENT: Final = "kaip-operator"
 MODEL_PORT: Final = 8000
@@ -156,6 +162,8 @@ class Reconciler:
     clock: Callable[[], datetime] = field(default=_now)
     notify: notices.Send | None = None
     """Where rollout notifications go (a :class:`kaip.notify.BackgroundNotifier`'s send)."""
+    tell: notices.Tell | None = field(default_factory=lambda: _tell_in_background)
+    """How post-rollout webhooks are told the outcome (default: on a thread, never waited for)."""
     instance: str = field(default_factory=socket.gethostname)
     _applied: dict[str, str] = field(default_factory=dict, repr=False)
     """uid -> digest of the manifests last applied for it. Only saves requests: after a restart
@@ -245,6 +253,7 @@ class Reconciler:
             self._event(body, decision, now)
         if decisions and isinstance(resource, Model | App):
             notices.announce(self.notify, resource, decisions, namespace, previous)
+            notices.post_rollout(self.tell, resource, decisions, namespace, previous)
         return Outcome(status, tuple(decisions), seen.fault, settled=_settled(status))
 
     # -- one pass --------------------------------------------------------------------------
@@ -277,6 +286,8 @@ class Reconciler:
             Command.from_annotations(meta.get("annotations")),
             analyze=lambda analysis, step: asyncio.run(run_checks(analysis, step)),
             namespace=namespace,
+            hooks=_call_hooks,
+            canary_ready=_canary_ready(state, previous),
         )
         backends = self._backends(resource, workload, moved)
         self._apply(body, Plan((workload,), self.settings), backends, previous, generation)
@@ -494,3 +505,30 @@ def pace(body: Mapping[str, Any]) -> str | None:
     if any(c.get("reason") == "Retrying" for c in status.get("conditions") or []):
         return PROGRESS
     return RESYNC
+
+
+def _call_hooks(
+    analysis: Analysis, phase: HookType, context: StepContext
+) -> tuple[CheckResult, ...]:
+    return asyncio.run(run_hooks(analysis, phase, context))
+
+
+def _tell_in_background(analysis: Analysis, context: StepContext) -> None:
+    """Call the post-rollout webhooks on a thread of their own and log their answers."""
+
+    def tell() -> None:
+        for result in _call_hooks(analysis, "post-rollout", context):
+            log.info("%s %s: post-rollout %s", context.kind, context.name, result.describe())
+
+    threading.Thread(target=tell, name="kaip-post-rollout", daemon=True).start()
+
+
+def _canary_ready(state: RolloutState | None, previous: Mapping[str, Any]) -> bool:
+    """Whether the canary's pods were all ready at the last look (``status.revisions``)."""
+    if state is None or state.canary is None:
+        return False
+    for seen in previous.get("revisions") or []:
+        if isinstance(seen, Mapping) and seen.get("name") == state.canary.revision:
+            wanted, ready = seen.get("replicas"), seen.get("readyReplicas")
+            return isinstance(wanted, int) and isinstance(ready, int) and ready >= max(wanted, 1)
+    return False

@@ -92,6 +92,7 @@ class Controller(Delivery):
         self._routes: list[Route] | None = None
         self._announced_ready = False
         self._phases: dict[str, str] = {}
+        self._hook_tasks: set[asyncio.Task[None]] = set()
 
     # -- outside world: everything goes through the queue ---------------------------------------
 
@@ -335,7 +336,7 @@ class Controller(Delivery):
         weight = 0
         if run.canary is not None:
             weight = run.canary_weight(bool(self._ready(run.name, run.canary.revision)))
-            if run.rollout is not None and run.rollout.strategy == "canary":
+            if run.rollout is not None and run.rollout.strategy != "replace":
                 steps = run.rollout_spec.steps
                 weight = max(weight, steps[min(run.rollout.step_index, len(steps) - 1)].weight)
         stable, canary = run.split(run.desired_total, weight)

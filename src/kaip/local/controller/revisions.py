@@ -60,7 +60,10 @@ class Revisions(RolloutSteps):
             active = self.state.active_rollout(kind, name)
             if active is not None and active.to_revision == new.revision:
                 run.canary = new
-                run.rollout = RolloutRun(active, active.step_index, started_at=now)
+                run.rollout = RolloutRun(
+                    active, active.step_index, started_at=now,
+                    pre_rollout_passed=active.step_index > 0,
+                )  # fmt: skip
                 return f"{label}: resuming the rollout {stable_id} -> {new.revision}"
         if run.canary is not None and run.canary.revision == new.revision:
             return f"{label}: revision {new.revision} is already rolling out"

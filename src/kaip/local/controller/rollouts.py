@@ -18,18 +18,26 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping
 
-from kaip.analysis import StepContext, run_checks
+from kaip.analysis import StepContext, run_checks, run_hooks
 from kaip.errors import PlatformError
 from kaip.local.controller.runtime import ResourceRun, RevisionRun
 from kaip.local.gateway import Gateway
 from kaip.local.state import Commit, EventRecord, State, StepRecord
 from kaip.local.supervisor import Replica, Supervisor
 from kaip.notify import EventName, Notifier, RolloutEvent
-from kaip.policy import CheckResult, Evidence, Verdict, not_asked, not_ready_verdict, rollout
+from kaip.policy import (
+    CheckResult,
+    Evidence,
+    Verdict,
+    not_asked,
+    not_ready_verdict,
+    pre_rollout_verdict,
+    rollout,
+)
 from kaip.policy.cost import CostEvidence, cost_gate, has_budget
 from kaip.registry import ModelVersion
 from kaip.spec import Model
-from kaip.spec.rollout import Analysis
+from kaip.spec.rollout import Analysis, HookType
 
 
 class RolloutSteps:
@@ -45,6 +53,8 @@ class RolloutSteps:
     cost_evidence: Callable[[str, str], Mapping[str, CostEvidence]] | None = None
     """(route kind, name) -> what each revision's requests cost so far, for the cost gate; kaip up
     sets it (None: a cost budget is not judged, and the verdicts say so)."""
+    _hook_tasks: set[asyncio.Task[None]]
+    """Post-rollout webhook calls on their way (held so they are not collected mid-call)."""
 
     def _retire(self, replica: Replica, now: float) -> None:
         raise NotImplementedError  # the controller's
@@ -76,6 +86,12 @@ class RolloutSteps:
             return
         spec = run.rollout_spec
         late = not_ready_verdict(now - rollout_run.started_at, spec.progress_deadline_seconds)
+        if run.awaiting_pre_rollout:  # no traffic by weight until the pre-rollout hooks say yes
+            if canary_ready:
+                self._pre_rollout(run, now)
+            elif late is not None:
+                self._verdict(run, late, now)
+            return
         if rollout_run.strategy == "replace":
             ready = len(canary_ready)
             if ready >= max(1, canary.desired):
@@ -132,7 +148,7 @@ class RolloutSteps:
         analysis = run.rollout_spec.analysis
         rollout_run, canary = run.rollout, run.canary
         assert rollout_run is not None and canary is not None
-        if analysis is None or not (analysis.queries or analysis.webhooks):
+        if analysis is None or not analysis.judges_steps:
             return ()
         task = rollout_run.checks_task
         if task is not None and task.done():
@@ -165,6 +181,80 @@ class RolloutSteps:
         finally:
             self.wake()  # the next tick judges the answers at once
 
+    def _pre_rollout(self, run: ResourceRun, now: float) -> None:
+        """Call the ``pre-rollout`` webhooks once the new revision is ready (it has no traffic by
+        weight yet), then act on their answers: one refusal rolls it back, all yes lets the
+        first step begin. The call runs beside the loop, as the checks do."""
+        rollout_run, canary, analysis = run.rollout, run.canary, run.rollout_spec.analysis
+        assert rollout_run is not None and canary is not None and analysis is not None
+        task = rollout_run.hooks_task
+        names = ", ".join(w.name for w in analysis.hooks("pre-rollout"))
+        rollout_run.last_verdict = Verdict("hold", f"waiting for the pre-rollout webhooks: {names}")
+        if task is None:
+            steps = run.rollout_spec.steps
+            context = StepContext(
+                run.kind, run.name, "", canary.revision, run.stable.revision, 0, len(steps), 0
+            )
+            rollout_run.hooks_task = asyncio.get_running_loop().create_task(
+                self._ask_hooks(analysis, "pre-rollout", context)
+            )
+            self.report(
+                f"{run.kind} {run.name}: pre-rollout webhooks asked about {canary.revision}"
+            )
+            return
+        if not task.done():
+            return
+        rollout_run.hooks_task = None
+        problem = None if task.cancelled() else task.exception()
+        if task.cancelled() or problem is not None:
+            results: tuple[CheckResult, ...] = (
+                CheckResult("webhooks", "fail", f"not asked: {problem!r}"),
+            )
+        else:
+            results = task.result()
+        verdict = pre_rollout_verdict(results)
+        if verdict is not None:
+            self._verdict(run, verdict, now)
+            return
+        rollout_run.pre_rollout_passed = True
+        said = "; ".join(r.describe() for r in results)
+        self.report(f"{run.kind} {run.name}: pre-rollout passed ({said})")
+        self.wake()
+
+    async def _ask_hooks(
+        self, analysis: Analysis, phase: HookType, context: StepContext
+    ) -> tuple[CheckResult, ...]:
+        try:
+            return await run_hooks(analysis, phase, context)
+        finally:
+            self.wake()
+
+    def _post_rollout(self, run: ResourceRun, outcome: str, reason: str) -> None:
+        """Tell the ``post-rollout`` webhooks how the rollout ended (never waited for; what they
+        answer is reported, and changes nothing)."""
+        rollout_run, canary, analysis = run.rollout, run.canary, run.rollout_spec.analysis
+        if rollout_run is None or canary is None or analysis is None:
+            return
+        if not analysis.hooks("post-rollout"):
+            return
+        steps = run.rollout_spec.steps
+        index = min(rollout_run.step_index, len(steps) - 1)
+        canary_steps = rollout_run.strategy != "replace"
+        context = StepContext(
+            run.kind, run.name, "", canary.revision, rollout_run.record.from_revision,
+            index + 1, len(steps) if canary_steps else 1,
+            steps[index].weight if canary_steps else 100, outcome=outcome, reason=reason,
+        )  # fmt: skip
+        label = f"{run.kind} {run.name}"
+
+        async def tell() -> None:
+            for result in await run_hooks(analysis, "post-rollout", context):
+                self.report(f"{label}: post-rollout {result.describe()}")
+
+        task = asyncio.get_running_loop().create_task(tell())
+        self._hook_tasks.add(task)
+        task.add_done_callback(self._hook_tasks.discard)
+
     def _verdict(self, run: ResourceRun, verdict: Verdict, now: float) -> None:
         rollout_run = run.rollout
         assert rollout_run is not None and run.canary is not None
@@ -182,7 +272,7 @@ class RolloutSteps:
                 rollout_run.record.id,
                 StepRecord(
                     step_index=index,
-                    weight=steps[index].weight if rollout_run.strategy == "canary" else 100,
+                    weight=steps[index].weight if rollout_run.strategy != "replace" else 100,
                     action=verdict.action,
                     reason=verdict.reason,
                     canary_requests=canary.requests,
@@ -216,7 +306,7 @@ class RolloutSteps:
         record, steps = rollout_run.record, spec.steps
         at_step = event in ("started", "step")
         index = min(rollout_run.step_index, len(steps) - 1)
-        canary = rollout_run.strategy == "canary"
+        canary = rollout_run.strategy != "replace"
         self.notifier.send(
             spec.notifications,
             RolloutEvent(
@@ -274,7 +364,9 @@ class RolloutSteps:
             ended: EventName = "aborted"  # and superseded
             if outcome in ("promoted", "rolled_back"):
                 ended = "promoted" if outcome == "promoted" else "rolled_back"
-            self._notify(run, ended, reason if outcome != "superseded" else f"superseded: {reason}")
+            told = reason if outcome != "superseded" else f"superseded: {reason}"
+            self._notify(run, ended, told)
+            self._post_rollout(run, ended, told)
         if outcome == "promoted":
             run.stable = canary
         run.canary, run.rollout = None, None
@@ -289,7 +381,7 @@ class RolloutSteps:
         assert rollout_run is not None and run.canary is not None
         steps = run.rollout_spec.steps
         step = steps[min(rollout_run.step_index, len(steps) - 1)]
-        if full or rollout_run.strategy != "canary" or step.pause is None:
+        if full or rollout_run.strategy == "replace" or step.pause is None:
             self._verdict(run, Verdict("promote", f"promoted by {who}"), self._clock())
             return f"{run.kind} {name}: promoted to revision {run.stable.revision}"
         rollout_run.released_by = who

@@ -74,11 +74,18 @@ class RolloutRun:
     """The latest answers of this step's analysis checks (empty until the first arrive)."""
     checks_asked_at: float | None = None
     checks_task: asyncio.Task[tuple[CheckResult, ...]] | None = field(default=None, repr=False)
+    pre_rollout_passed: bool = False
+    """Whether the ``pre-rollout`` webhooks said yes (until then the new revision gets no
+    traffic by weight); a rollout resumed past its first step has passed them."""
+    hooks_task: asyncio.Task[tuple[CheckResult, ...]] | None = field(default=None, repr=False)
 
     def forget_checks(self) -> None:
         """A new step (or the end): the checks are asked afresh, an answer on its way is dropped."""
         if self.checks_task is not None:
             self.checks_task.cancel()
+        if self.hooks_task is not None:
+            self.hooks_task.cancel()
+            self.hooks_task = None
         self.checks, self.checks_asked_at, self.checks_task = (), None, None
 
     @property
@@ -160,9 +167,22 @@ class ResourceRun:
         traffic = self.rollout_spec.traffic
         return self.canary is not None and traffic is not None and traffic.mirror
 
+    @property
+    def awaiting_pre_rollout(self) -> bool:
+        """A rollout whose ``pre-rollout`` webhooks have not said yes yet."""
+        analysis = self.rollout_spec.analysis
+        return (
+            self.rollout is not None
+            and not self.rollout.pre_rollout_passed
+            and analysis is not None
+            and bool(analysis.hooks("pre-rollout"))
+        )
+
     def canary_weight(self, canary_ready: bool) -> int:
         """Percent of traffic the canary gets now."""
         if self.canary is None or self.rollout is None or not canary_ready:
+            return 0
+        if self.awaiting_pre_rollout:
             return 0
         if self.rollout.strategy == "replace":
             return 100
@@ -175,8 +195,8 @@ class ResourceRun:
         if self.canary is None:
             return total, 0
         total = max(total, 1)
-        if self.rollout is not None and self.rollout.strategy == "replace":
-            return total, total
+        if self.rollout is not None and self.rollout.strategy in ("replace", "blueGreen"):
+            return total, total  # the new revision at full size (blueGreen: behind its preview)
         canary = max(1, math.ceil(total * weight / 100))
         stable = max(1, math.ceil(total * (100 - weight) / 100))
         return stable, canary

@@ -81,7 +81,7 @@ def _resource(
             "to": run.canary.revision,
             "step": run.rollout.step_index + 1,
             "steps": [s.weight for s in steps],
-            "paused": run.rollout.strategy == "canary"
+            "paused": run.rollout.strategy != "replace"
             and steps[min(run.rollout.step_index, len(steps) - 1)].pause is not None
             and not run.rollout.released_by,
             "canary": {
