@@ -48,6 +48,9 @@ INEXPRESSIBLE = (
     "two volumes are mounted at",
     "but resources.gpuModel is",
     "is not a URL kaip can fetch",  # a URL's host and port as urllib splits them
+    # kaip.spec.rollout: the strategy against traffic, steps and hooks (pydantic only)
+    "needs strategy: canary",
+    "strategy blueGreen",
 )
 
 REPLACEMENTS: list[Any] = [
