@@ -33,6 +33,7 @@ NO_DATA = {
     "apply": "reports what it changed, one line per object (kubectl's -o is not offered yet)",
     "delete": "reports what it deleted, one line per object",
     "operator": "runs the operator in the foreground; its lines are a log",
+    "portal": "runs the portal server in the foreground",
     "profile": "writes a profile to a file (--output FILE)",
     "catalog export": "writes catalog-info.yaml into --output-dir",
     "gitops commit": "writes and commits files; one line says which commit",
