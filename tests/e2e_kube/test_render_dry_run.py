@@ -26,7 +26,7 @@ import yaml
 from kube_harness import ControlPlane, cluster_crds
 
 from kaip.plan import build_plan
-from kaip.render.kube import kustomize_files, render_manifests
+from kaip.render.kube import kustomize_files, manifests_yaml, render_manifests
 from kaip.settings import Settings
 from kaip.spec import load_paths
 
@@ -41,7 +41,9 @@ CRD_NAMES = ("httproutes.gateway.networking.k8s.io", "scaledobjects.keda.sh")
 def _kubectl(
     plane: ControlPlane, *args: str, documents: Sequence[Any] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    stdin = yaml.safe_dump_all(documents, sort_keys=False) if documents is not None else None
+    # kaip render's own YAML (what users pipe to kubectl), not PyYAML's defaults: those leave
+    # a revision id like 710124e060 unquoted, which kubectl (YAML 1.2) reads as a number
+    stdin = manifests_yaml(documents) if documents is not None else None
     return subprocess.run(
         [str(plane.bin_dir / "kubectl"), "--kubeconfig", str(plane.kubeconfig), *args],
         input=stdin,

@@ -433,3 +433,15 @@ def test_canary_cookies_match_the_cookie_header_by_a_regular_expression() -> Non
         assert pattern.fullmatch(header), header
     for header in ("abxc=x+y", "ab.c=xxy", "ab.c=x+yz", "xab.c=x+y", "ab.c=x+y0; b=2"):
         assert not pattern.fullmatch(header), header
+
+
+def test_strings_that_yaml_1_2_reads_as_numbers_are_quoted_so_kubectl_keeps_them_strings() -> None:
+    """A revision id like 710124e060 is a string to PyYAML but 7.1e65 to kubectl (YAML 1.2):
+    kubectl then refuses the label ("cannot unmarshal number ... of type string")."""
+    from kaip.render.kube import manifests_yaml
+
+    labels = {"kaip.dev/revision": "710124e060", "a": "12", "b": "1.5", "c": "x1e5"}
+    text = manifests_yaml([{"metadata": {"labels": labels}}])
+    assert "kaip.dev/revision: '710124e060'" in text and "a: '12'" in text
+    assert "b: '1.5'" in text and "c: x1e5" in text
+    assert yaml.safe_load(text)["metadata"]["labels"] == labels

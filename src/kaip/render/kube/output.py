@@ -5,6 +5,7 @@ Pure: returns strings (and file names); the CLI writes them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
@@ -22,8 +23,13 @@ class _Dumper(yaml.SafeDumper):
         return True
 
 
+YAML12_NUMBER: Final = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
+"""A plain scalar YAML 1.2 (kubectl, Go) reads as a number, though PyYAML's 1.1 rules read some as
+strings and leave them unquoted: ``710124e060`` (a revision id) would become 7.1e65."""
+
+
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value else None
+    style = "|" if "\n" in value else ("'" if YAML12_NUMBER.match(value) else None)
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
