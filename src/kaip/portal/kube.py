@@ -2,8 +2,10 @@
 
 :class:`KubeSource` reads Models, Apps and TrainingJobs in one namespace (or every namespace:
 then a resource's key in the portal is ``NAMESPACE:NAME``, ``:`` being in no Kubernetes name)
-with the portal's own credentials, as pages of :data:`LIST_PAGE` objects, and keeps that list
-for :data:`LIST_TTL_S` so that every page and live stream of that moment shares one read. A row
+with the portal's own credentials, as pages of :data:`LIST_PAGE` objects, and answers from the
+list in hand: one older than :data:`LIST_TTL_S` is read again in the background, so a page
+shows what the cluster said at most about a second (plus one list's time) before, and never
+waits for a list but the first one and the first after an action. A row
 comes from the resource's ``status`` as the operator writes it: the revisions and their weights
 (``status.revisions``), readiness (the ``Ready`` condition), the rollout in flight
 (``status.rollout``: stable, canary and step, the last decision and its evidence), the URL
@@ -25,13 +27,14 @@ live section shows its decision when it comes. Blocking requests run in worker t
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from kaip.dora import Event
-from kaip.errors import ForbiddenError, PlatformError
+from kaip.errors import ForbiddenError, KaipError, PlatformError
 from kaip.kube.client import Session
 from kaip.kube.operator.rollout_client import ClusterRollouts
 from kaip.local.controller.auth import Principal
@@ -39,6 +42,7 @@ from kaip.portal.kube_auth import KubeReviews, KubeUser
 from kaip.portal.source import Action, Deployments, Entry, Playground, Row
 from kaip.spec import API_VERSION
 
+logger = logging.getLogger(__name__)
 KINDS = ("Model", "App", "TrainingJob")
 LIST_PAGE = 500
 LIST_TTL_S = 1.0
@@ -90,6 +94,7 @@ class KubeSource:
         self._clock = clock
         self._snapshot: tuple[float, dict[str, dict[str, Any]]] | None = None
         self._lock = asyncio.Lock()
+        self._refresh: asyncio.Task[None] | None = None
 
     @property
     def live_every_s(self) -> float:
@@ -111,12 +116,26 @@ class KubeSource:
         return namespace, name
 
     async def objects(self) -> dict[str, dict[str, Any]]:
-        """Every resource by key, read at most once per :data:`LIST_TTL_S`."""
+        """Every resource by key. The first read (and the first after an action) waits for the
+        list; later ones get the list in hand and, when it is older than :data:`LIST_TTL_S`,
+        start one fresh read in the background for the requests after them."""
+        snapshot = self._snapshot
+        if snapshot is None:
+            async with self._lock:
+                if self._snapshot is None:
+                    self._snapshot = (self._clock(), await asyncio.to_thread(self._list))
+                return self._snapshot[1]
+        stale = self._clock() - snapshot[0] >= LIST_TTL_S
+        if stale and (self._refresh is None or self._refresh.done()):
+            self._refresh = asyncio.create_task(self._reread())
+        return snapshot[1]
+
+    async def _reread(self) -> None:
         async with self._lock:
-            now = self._clock()
-            if self._snapshot is None or now - self._snapshot[0] >= LIST_TTL_S:
-                self._snapshot = (now, await asyncio.to_thread(self._list))
-            return self._snapshot[1]
+            try:
+                self._snapshot = (self._clock(), await asyncio.to_thread(self._list))
+            except KaipError as exc:  # the list in hand stays; the next request tries again
+                logger.warning("kaip portal: listing kaip's resources failed: %s", exc.message)
 
     def _list(self) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
