@@ -173,3 +173,42 @@ def test_leader_election_takes_the_releases_own_lease_and_nothing_else(
     ]
     cluster_role = next(o for o in objects if o["kind"] == "ClusterRole")
     assert not allowed(cluster_role["rules"], "coordination.k8s.io", "leases", "update")
+
+
+def test_the_portal_is_off_by_default_and_reads_and_reviews_only(
+    helm: Path, template: Template
+) -> None:
+    assert not any("portal" in o["metadata"]["name"] for o in template())
+    objects = template("watchNamespaces={ml}", "portal.enabled=true")
+    portal = [o for o in objects if o["metadata"]["name"].startswith("kaip-operator-portal")]
+    kinds = sorted(o["kind"] for o in portal)
+    assert kinds == sorted(["ServiceAccount", "ClusterRole", "RoleBinding", "ClusterRole",
+                            "ClusterRoleBinding", "Deployment", "Service"])  # fmt: skip
+    roles = {o["metadata"]["name"]: o["rules"] for o in portal if o["kind"] == "ClusterRole"}
+    reads = roles["kaip-operator-portal"]
+    assert allowed(reads, "kaip.dev", "models", "patch")
+    assert allowed(reads, "", "events", "list") and not allowed(reads, "", "events", "create")
+    assert not any(allowed(reads, g, r, "get") for g, r in [("", "secrets"), ("", "pods")])
+    reviews = roles["kaip-operator-portal-reviews"]
+    assert allowed(reviews, "authentication.k8s.io", "tokenreviews", "create")
+    assert allowed(reviews, "authorization.k8s.io", "subjectaccessreviews", "create")
+    binding = next(o for o in portal if o["kind"] == "RoleBinding")
+    assert binding["metadata"]["namespace"] == "ml"
+    deployment = next(o for o in portal if o["kind"] == "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["containers"][0]["args"][:3] == ["--host=0.0.0.0", "--port=8090", "--namespace=ml"]
+    operator = next(o for o in objects if o["metadata"]["name"] == "kaip-operator"
+                    and o["kind"] == "Deployment")  # fmt: skip
+    selector = operator["spec"]["selector"]["matchLabels"].items()
+    assert not selector <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    assert restricted_violations(pod) == []
+    everywhere = template("portal.enabled=true")
+    shown = next(o for o in everywhere if o["metadata"]["name"] == "kaip-operator-portal"
+                 and o["kind"] == "Deployment")  # fmt: skip
+    assert "--all-namespaces" in shown["spec"]["template"]["spec"]["containers"][0]["args"]
+    several = subprocess.run(
+        [str(helm), "template", "kaip", str(CHART), "--set", "watchNamespaces={a,b}",
+         "--set", "portal.enabled=true"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert several.returncode != 0 and "portal.namespace" in several.stderr
