@@ -195,7 +195,9 @@ def _model_spec(directory: Path, name: str, names: str) -> Path:
     path.write_text(
         "apiVersion: kaip.dev/v1alpha1\nkind: Model\n"
         f"metadata: {{name: {name}}}\nspec:\n  owner: tests\n"
-        "  artifact: {uri: 'https://example.invalid/m.onnx', format: onnx}\n"
+        # Pinned: kaip apply would otherwise download it to pin it (never reachable here).
+        "  artifact: {uri: 'https://example.invalid/m.onnx', format: onnx,\n"
+        f"    sha256: '{'a' * 64}'}}\n"
         f"  serve: {{names: {names}}}\n"
         "  scaling: {minReplicas: 1, maxReplicas: 1}\n"
     )

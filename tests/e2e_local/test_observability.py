@@ -59,15 +59,21 @@ def test_one_trace_per_request_reaches_a_real_collector_a_retry_included_and_met
                 )  # fmt: skip
                 assert answer.status_code == 200, answer.text
                 assert answer.json()["outputs"][0]["data"][0] == first * 2
+                if first == 1.0:
+                    # Exported before the next request may kill the replica that answered it:
+                    # its spans wait up to OTEL_BSP_SCHEDULE_DELAY in the replica's batch queue.
+                    plain = collector.wait_for(trace_id, 5)
             for _ in range(2):
                 assert client.post(f"{platform.url}/v2/models/echo/infer",
                                    json=INFER_BODY).status_code == 200  # fmt: skip
-        plain = collector.wait_for(traces[1.0], 5)
         retried = collector.wait_for(traces[13.0], 6)
         collector.wait_for(traces[2.0], 5)
         wait_for(lambda: len([s for s in collector.spans() if s.kind == SERVER
                               and s.service == "kaip-gateway"]) >= 5,
                  "the gateway's five server spans in the Collector's file")  # fmt: skip
+        for root in [s for s in collector.spans() if s.kind == SERVER]:  # whole, not in flight:
+            # a replica ends kaip.infer after its answer, so its export can trail the gateway's
+            collector.wait_for(root.trace_id, 6 if root.trace_id == traces[13.0] else 5)
         scraped = httpx.get(f"{platform.url}/metrics", timeout=30, trust_env=False)
 
     # One trace per request: five gateway SERVER spans in five traces, each trace linked whole.
@@ -96,12 +102,13 @@ def test_one_trace_per_request_reaches_a_real_collector_a_retry_included_and_met
     # replica died before answering), the second one's replica spans hang off it.
     server = one_linked_trace(retried)
     attempts = [s for s in retried if s.kind == CLIENT]
-    assert len(attempts) == 2 and {a.parent_span_id for a in attempts} == {server.span_id}
+    # Two attempts, or more when a retry reached the dead replica before the gateway saw it die.
+    assert len(attempts) >= 2 and {a.parent_span_id for a in attempts} == {server.span_id}
     [infer] = [s for s in retried if s.name == "kaip.infer"]
     [answered] = [a for a in attempts if a.span_id == infer.parent_span_id]
-    [died] = [a for a in attempts if a is not answered]
-    assert died.error and not answered.error, attempts
-    assert died.attributes.get("kaip.replica") != answered.attributes.get("kaip.replica")
+    failed = [a for a in attempts if a is not answered]
+    assert all(a.error for a in failed) and not answered.error, attempts
+    assert failed[0].attributes.get("kaip.replica") != answered.attributes.get("kaip.replica")
 
     assert scraped.status_code == 200
     families = list(text_string_to_metric_families(scraped.text))
@@ -117,7 +124,8 @@ def test_one_trace_per_request_reaches_a_real_collector_a_retry_included_and_met
     assert values(
         "kaip_gateway_requests_total", resource="echo", owner="e2e", status_class="2xx"
     ) == [5.0]
-    assert values("kaip_gateway_retries_total", resource="echo", owner="e2e") == [1.0]
+    # One retry per failed attempt of the request whose replica died, as its trace showed.
+    assert values("kaip_gateway_retries_total", resource="echo", owner="e2e") == [len(failed)]
     # The replica that died is started again: one or two are ready when scraped.
     assert 1 <= sum(values("kaip_replicas", resource="echo", owner="e2e", phase="ready")) <= 2
     for counter in ("kaip_cost_usd_total", "kaip_energy_joules_total", "kaip_co2e_grams_total"):
