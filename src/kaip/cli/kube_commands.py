@@ -29,6 +29,13 @@ KubeconfigOption = typer.Option(
     help="kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)",
 )
 ContextOption = typer.Option(None, "--context", help="kubeconfig context (default: current)")
+InClusterKubeconfigOption = typer.Option(
+    None,
+    "--kubeconfig",
+    envvar="KUBECONFIG",
+    help="kubeconfig file (default: the pod's service account, then ~/.kube/config)",
+)
+"""For the commands that run inside the cluster too (``kaip operator``, ``kaip portal``)."""
 NamespaceOption = typer.Option(
     None, "--namespace", "-n", help="namespace for objects that name none (default: context's)"
 )

@@ -8,6 +8,7 @@ import socket
 
 import typer
 
+from kaip.cli.kube_commands import ContextOption, InClusterKubeconfigOption
 from kaip.errors import ConfigError
 
 
@@ -15,13 +16,8 @@ def operator(
     namespaces: list[str] = typer.Option(
         [], "--namespace", "-n", help="namespace to watch (repeatable; default: all namespaces)"
     ),
-    kubeconfig: str | None = typer.Option(
-        None,
-        "--kubeconfig",
-        envvar="KUBECONFIG",
-        help="kubeconfig file (default: the pod's service account, then ~/.kube/config)",
-    ),
-    context: str | None = typer.Option(None, "--context", help="kubeconfig context"),
+    kubeconfig: str | None = InClusterKubeconfigOption,
+    context: str | None = ContextOption,
     prometheus_url: str | None = typer.Option(
         None,
         "--prometheus-url",

@@ -14,17 +14,13 @@ import signal
 
 import typer
 
+from kaip.cli.kube_commands import ContextOption, InClusterKubeconfigOption
 from kaip.errors import ConfigError
 
 
 def portal(
-    kubeconfig: str | None = typer.Option(
-        None,
-        "--kubeconfig",
-        envvar="KUBECONFIG",
-        help="kubeconfig file (default: the pod's service account, then ~/.kube/config)",
-    ),
-    context: str | None = typer.Option(None, "--context", help="kubeconfig context"),
+    kubeconfig: str | None = InClusterKubeconfigOption,
+    context: str | None = ContextOption,
     namespace: str | None = typer.Option(
         None, "--namespace", "-n", help="the namespace shown (default: the context's, or the pod's)"
     ),
