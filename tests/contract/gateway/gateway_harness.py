@@ -6,6 +6,7 @@ import asyncio
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -30,6 +31,19 @@ class BackendProcess:
     def kill(self) -> None:
         self.process.kill()
         self.process.wait(timeout=10)
+
+    def wait_answering(self, timeout_s: float = 60.0) -> None:
+        """Block until the process answers (its socket accepts from the start, before it is up)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/_seen", trust_env=False).is_success:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise AssertionError(f"backend {self.replica} never answered on {self.port}")
+            time.sleep(0.05)
 
 
 def spawner() -> tuple[Callable[[str], BackendProcess], list[BackendProcess]]:

@@ -85,6 +85,9 @@ def test_a_retry_after_a_timeout_chooses_from_the_routes_as_they_are_now(
     spawn_backend,  # type: ignore[no-untyped-def]
 ) -> None:
     live = spawn_backend("L")
+    # L must be up before it is routed to: one second is all it gets, and a process still
+    # importing under load (its socket accepts from the start) would time out like H.
+    live.wait_answering()
 
     async def scenario() -> None:
         async with hanging_replica() as hung:
