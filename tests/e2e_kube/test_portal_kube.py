@@ -261,6 +261,27 @@ def test_the_pages_and_delivery_come_from_the_cluster(portal: Portal) -> None:
     assert numbers["change_fail_rate"]["decided"] == 3
 
 
+def test_a_resource_shows_its_manifest_and_how_to_reach_it(portal: Portal) -> None:
+    answer = portal.get("/api/v1/resources/gamma", "viewer")
+    assert answer.status_code == 200, answer.text
+    about = answer.json()
+    manifest = about["manifest"]
+    assert (manifest["kind"], manifest["metadata"]) == (
+        "Model", {"name": "gamma", "namespace": portal.namespace}
+    )  # fmt: skip
+    declared = _model("gamma")["spec"]
+    assert manifest["spec"]["owner"] == declared["owner"]
+    # As stored: the CRD's defaults filled in (trust), no status or managed fields beside it.
+    assert manifest["spec"]["artifact"] == {**declared["artifact"], "trust": False}
+    assert "status" not in manifest and "managedFields" not in manifest["metadata"]
+    infer = "POST http://gamma.ns.svc:8080/v2/models/gamma/infer"
+    assert {"what": "OIP v2 inference", "request": infer} in about["endpoints"]
+    assert portal.get("/api/v1/resources/nope", "viewer").status_code == 404
+    page = portal.get("/resources/gamma", "viewer")
+    assert f"kubectl -n {portal.namespace} port-forward svc/gamma 8000:8080" in page.text
+    assert 'data-snippet="curl"' in page.text and 'id="spec-yaml"' in page.text
+
+
 def _annotations(portal: Portal, name: str) -> dict[str, str]:
     out = portal.plane.kubectl("get", "model", name, "-n", portal.namespace, "-o", "json")
     return dict(json.loads(out)["metadata"].get("annotations") or {})

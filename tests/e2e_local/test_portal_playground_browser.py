@@ -1,27 +1,37 @@
-"""The portal's playground in headless Chromium: its prediction equals ``model.predict``.
+"""The portal's playground and overview: a prediction equal to ``model.predict``, snippets that run.
 
 The quickstart's digits model is trained here (``examples/quickstart/train.py``) and served by
-a real ``kaip up``. The logged-in browser opens the Model's page: the playground's request is
-already shaped from the model's own metadata (one row of 64 numbers, its datatype); the test
-types three digits rows into it and presses Send, and the answer the page shows (through the
-real gateway) is what the trained pipeline's ``predict`` says for those rows, with its latency.
+a real ``kaip up``, beside ``examples/tiny-lm`` (OpenAI and OIP v2). The logged-in browser opens
+the Model's page: the playground's request is already shaped from the model's own metadata (one
+row of 64 numbers, its datatype); the test types three digits rows into it and presses Send, and
+the answer the page shows (through the real gateway) is what the trained pipeline's ``predict``
+says for those rows, with its latency. The page's overview shows the running spec as YAML and
+snippets (curl, Python, the OpenAI SDK) that the test runs exactly as a user would paste them.
 """
 
 from __future__ import annotations
 
+import ast
+import hashlib
 import json
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from html.parser import HTMLParser
 from pathlib import Path
 
+import httpx
 import joblib
 import pytest
+import yaml
 from local_platform import LocalPlatform, wait_for
 from playwright import sync_api as playwright
 from sklearn.datasets import load_digits
 from test_control_browser import BROWSER_MS, CHROMIUM, browser_args
+
+from kaip.spec.loader import dump_resource, load_paths
 
 pytestmark = pytest.mark.slow
 QUICKSTART = Path(__file__).parents[2] / "examples" / "quickstart"
@@ -33,7 +43,16 @@ spec:
   owner: ml-platform
   artifact: {uri: model.joblib, format: sklearn, trust: true}
   serve: {protocols: [oip-v2]}
+---
+apiVersion: kaip.dev/v1alpha1
+kind: Model
+metadata: {name: tiny-lm}
+spec:
+  owner: ml-platform
+  artifact: {uri: tiny_lm.py, format: python, entrypoint: "tiny_lm:TinyLM", trust: true}
+  serve: {protocols: [openai, oip-v2]}
 """
+TINY_LM = Path(__file__).parents[2] / "examples" / "tiny-lm" / "model.py"
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +66,11 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert trained.returncode == 0, trained.stderr
+    shutil.copy(TINY_LM, spec.parent / "tiny_lm.py")
     local.up(spec)
     try:
         wait_for(lambda: local.resource("digits")["ready"], "digits to be ready")
+        wait_for(lambda: local.resource("tiny-lm")["ready"], "tiny-lm to be ready")
         yield local
     finally:
         local.down()
@@ -89,3 +110,90 @@ def test_the_playground_prediction_equals_model_predict(platform: LocalPlatform)
             assert re.fullmatch(r"\d+\.\d ms", page.inner_text("#playground-ms"))
         finally:
             browser.close()
+
+
+class _Overview(HTMLParser):
+    """The ``<pre data-snippet>`` blocks (label -> code) and ``<pre id="spec-yaml">`` of a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.snippets: dict[str, str] = {}
+        self.spec = ""
+        self._into: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if tag == "pre" and found.get("data-snippet"):
+            self._into = str(found["data-snippet"])
+            self.snippets[self._into] = ""
+        elif tag == "pre" and found.get("id") == "spec-yaml":
+            self._into = "spec"
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "pre":
+            self._into = None
+
+    def handle_data(self, data: str) -> None:
+        if self._into == "spec":
+            self.spec += data
+        elif self._into is not None:
+            self.snippets[self._into] += data
+
+
+def overview_of(platform: LocalPlatform, name: str) -> _Overview:
+    answer = httpx.get(
+        f"{platform.admin_url}/resources/{name}",
+        headers={"Authorization": f"Bearer {platform.token}"},
+        timeout=60,
+        trust_env=False,
+    )
+    assert answer.status_code == 200, answer.text
+    parsed = _Overview()
+    parsed.feed(answer.text)
+    return parsed
+
+
+def pasted(language: str, code: str) -> str:
+    """Run a snippet as a user would paste it; what it printed."""
+    command = ["bash", "-c", code] if language == "shell" else [sys.executable, "-c", code]
+    ran = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, (code, ran.stdout, ran.stderr)
+    return ran.stdout
+
+
+def test_the_overview_shows_the_running_spec_and_snippets_that_run_as_pasted(
+    platform: LocalPlatform,
+) -> None:
+    declared = {r.metadata.name: dump_resource(r) for r in (d.resource for d in load_paths(
+        [platform.spec_dir]).documents)}  # fmt: skip
+    for name, file in (("digits", "model.joblib"), ("tiny-lm", "tiny_lm.py")):  # pinned on deploy
+        digest = hashlib.sha256((platform.spec_dir / file).read_bytes()).hexdigest()
+        declared[name]["spec"]["artifact"]["sha256"] = digest
+    digits = overview_of(platform, "digits")
+    assert yaml.safe_load(digits.spec) == declared["digits"]
+    assert set(digits.snippets) == {"curl", "Python (httpx)"}  # no OpenAI: it does not speak it
+    # The snippets' request is the playground's: zeros shaped as the model's metadata.
+    zeros = [0.0] * 64
+    expected = joblib.load(platform.spec_dir / "model.joblib").predict([zeros]).tolist()
+    (output,) = json.loads(pasted("shell", digits.snippets["curl"]))["outputs"]
+    assert [int(v) for v in output["data"]] == expected
+    printed = pasted("python", digits.snippets["Python (httpx)"])
+    assert [int(v) for v in ast.literal_eval(printed)[0]["data"]] == expected
+
+    tiny = overview_of(platform, "tiny-lm")
+    assert yaml.safe_load(tiny.spec) == declared["tiny-lm"]
+    assert set(tiny.snippets) == {"curl", "Python (httpx)", "curl (OpenAI)", "OpenAI SDK"}
+    said = pasted("python", tiny.snippets["OpenAI SDK"]).strip()
+    chat = json.loads(pasted("shell", tiny.snippets["curl (OpenAI)"]))
+    assert said == chat["choices"][0]["message"]["content"] == "hello. Say"  # reversed by word
+
+    api = httpx.get(
+        f"{platform.admin_url}/api/v1/resources/tiny-lm",
+        headers={"Authorization": f"Bearer {platform.token}"},
+        timeout=60,
+        trust_env=False,
+    ).json()
+    assert api["manifest"] == declared["tiny-lm"]
+    assert {"what": "OpenAI chat", "request": f"POST {platform.url}/v1/chat/completions"} in (
+        api["endpoints"]
+    )

@@ -77,6 +77,7 @@ from kaip.portal.live import (
     rollout_stream,
 )
 from kaip.portal.openapi import portal_openapi
+from kaip.portal.overview import endpoints, overview_section
 from kaip.portal.pages import catalog_page, login_page, page, resource_page
 from kaip.portal.playground import metadata, playground_section, send, template
 from kaip.portal.source import Action, PortalSource, Row
@@ -222,11 +223,33 @@ def portal_app(
             return _not_found(csrf)
         history = await source.history(name, HISTORY)
         live = live_section(name, live_fragments(row, await source.verdicts(name), csrf))
-        playground = await playground_of(name, csrf)
+        target = await source.playground(name)
+        body = None if target is None else template(await metadata(target.base_url, target.served))
+        playground = await playground_of(name, csrf, body)
+        about = await source.overview(name)
         return HTMLResponse(
-            resource_page(row, history, csrf=csrf, live=live, head=SCRIPTS, playground=playground),
+            resource_page(
+                row,
+                history,
+                csrf=csrf,
+                live=live,
+                head=SCRIPTS,
+                playground=playground,
+                overview="" if about is None else overview_section(about, body),
+            ),
             headers={"content-security-policy": LIVE_CSP.decode()},
         )
+
+    async def api_resource(request: Request) -> Response:
+        """``GET /api/v1/resources/NAME``: its row, and its manifest and endpoints."""
+        if isinstance(refused := await api_who(request), Response):
+            return refused
+        name = request.path_params["name"]
+        row, about = await one_row(name), await source.overview(name)
+        if row is None or about is None:
+            return _api_error(404, f"no Model or App named {name[:253]!r} runs here")
+        ways = [{"what": what, "request": where} for what, where in endpoints(about)]
+        return JSONResponse({**row, "manifest": about.manifest, "endpoints": ways})
 
     async def playground_of(
         name: str, csrf: str | None, body: str | None = None, result: Any = None
@@ -452,6 +475,7 @@ def portal_app(
             Route("/api/v1/resources", api_resources, methods=["GET"]),
             Route("/api/v1/openapi.json", api_openapi, methods=["GET"]),
             Route("/api/v1/resources/{name:path}/{action}", api_act, methods=["POST"]),
+            Route("/api/v1/resources/{name:path}", api_resource, methods=["GET"]),
             Route("/resources/{name}/events", rollout_events, methods=["GET"]),
             Route("/resources/{name}/promote", promote, methods=["POST"]),
             Route("/resources/{name}/abort", abort, methods=["POST"]),

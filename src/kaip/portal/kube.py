@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from kaip.dora import Event
 from kaip.errors import ForbiddenError, KaipError, PlatformError
@@ -39,8 +40,9 @@ from kaip.kube.client import Session
 from kaip.kube.operator.rollout_client import ClusterRollouts
 from kaip.local.controller.auth import Principal
 from kaip.portal.kube_auth import KubeReviews, KubeUser
-from kaip.portal.source import Action, Deployments, Entry, Playground, Row
+from kaip.portal.source import Action, Deployments, Entry, Overview, Playground, Row
 from kaip.spec import API_VERSION
+from kaip.spec.kinds import Serve
 
 logger = logging.getLogger(__name__)
 KINDS = ("Model", "App", "TrainingJob")
@@ -275,6 +277,46 @@ class KubeSource:
 
     async def playground(self, name: str) -> Playground | None:
         return None
+
+    async def overview(self, name: str) -> Overview | None:
+        body = (await self.objects()).get(name)
+        return None if body is None else _overview(body)
+
+
+def _overview(body: Mapping[str, Any]) -> Overview:
+    """The manifest as declared (no status, no managed fields) and the Service it answers on."""
+    meta = body.get("metadata") or {}
+    spec = body.get("spec") or {}
+    status = body.get("status") or {}
+    kind, name, namespace = (
+        str(body.get("kind", "")),
+        str(meta.get("name", "")),
+        meta.get("namespace"),
+    )
+    kept = {k: meta[k] for k in ("name", "namespace", "labels") if meta.get(k)}
+    manifest = {
+        "apiVersion": body.get("apiVersion", API_VERSION),
+        "kind": kind,
+        "metadata": kept,
+        "spec": spec,
+    }
+    protocols = (spec.get("serve") or {}).get("protocols") or Serve().protocols
+    url = str(status.get("url") or "")
+    port = urlsplit(url).port
+    note = (
+        f"That address answers inside the cluster. From your machine: kubectl -n {namespace} "
+        f"port-forward svc/{name} 8000:{port}, then use http://127.0.0.1:8000 instead."
+        if url and port
+        else "No address yet: the operator writes status.url once the resource is applied."
+    )
+    return Overview(
+        kind=kind,
+        manifest=manifest,
+        base_url=url,
+        served=tuple(str(n) for n in status.get("servedNames") or [name]),
+        protocols=tuple(str(p) for p in protocols),
+        note=note,
+    )
 
 
 def _time(value: Any) -> float | None:

@@ -25,9 +25,10 @@ from kaip.local.controller.status import resource_rows
 from kaip.portal.app import LoginText, PortalGuard, portal_app
 from kaip.portal.delivery import history
 from kaip.portal.live import MIN_LOOK_S
-from kaip.portal.source import Action, Deployments, Entry, Playground, Row
+from kaip.portal.source import Action, Deployments, Entry, Overview, Playground, Row
 from kaip.portal.traffic import TrafficReader
 from kaip.spec import Model
+from kaip.spec.loader import dump_resource
 
 if TYPE_CHECKING:
     from kaip.local.controller.loop import Controller
@@ -126,6 +127,19 @@ class LocalSource:
         if not names:
             return None
         return Playground(self._controller.config.gateway_url, names[0])
+
+    async def overview(self, name: str) -> Overview | None:
+        """The running revision's spec; a Model through the gateway, an App under ``/apps/``."""
+        run = self._controller.resources.get(name)
+        if run is None:
+            return None
+        resource = run.current.resource
+        base = self._controller.config.gateway_url
+        manifest = dump_resource(resource)
+        if not isinstance(resource, Model):
+            return Overview(resource.kind, manifest, f"{base}/apps/{name}/", (), ())
+        served = tuple(run.served_names.get(run.current.revision, ())) or resource.served_names
+        return Overview("Model", manifest, base, served, tuple(resource.spec.serve.protocols))
 
 
 def local_portal(

@@ -54,6 +54,15 @@ def _whole(name: str, most: int, description: str) -> dict[str, Any]:
     }
 
 
+_NAME = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "description": "the resource, as the catalog names it",
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT},
+}
+
+
 def portal_openapi() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
@@ -76,17 +85,21 @@ def portal_openapi() -> dict[str, Any]:
                     "responses": _answer("items, total, page, pages, per_page, owners"),
                 }
             },
+            "/api/v1/resources/{name}": {
+                "get": {
+                    "summary": "One resource: its catalog row, its manifest and its endpoints",
+                    "parameters": [_NAME],
+                    "responses": {
+                        **_answer("the row's fields, manifest, endpoints (what, request)"),
+                        "404": _error("no such resource"),
+                    },
+                }
+            },
             "/api/v1/resources/{name}/{action}": {
                 "post": {
                     "summary": "Promote, abort or roll back a resource (a bearer token only)",
                     "parameters": [
-                        {
-                            "name": "name",
-                            "in": "path",
-                            "required": True,
-                            "description": "the resource, as the catalog names it",
-                            "schema": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT},
-                        },
+                        _NAME,
                         {
                             "name": "action",
                             "in": "path",

@@ -179,9 +179,11 @@ def resource_page(
     live: str = "",
     head: str = "",
     playground: str = "",
+    overview: str = "",
 ) -> str:
     """One resource: its revisions, replicas and rollout history with every verdict; ``live``
-    is the rollout section that the page's event stream keeps current."""
+    is the rollout section that the page's event stream keeps current; ``overview`` its
+    endpoints, snippets and spec (:mod:`kaip.portal.overview`)."""
     name = row["name"]
     replicas = "".join(
         f"<tr><td>{_e(r['id'])}</td><td>{_e(r['revision'])}</td><td>{_e(r['phase'])}</td>"
@@ -223,6 +225,7 @@ def resource_page(
         f'<a href="/delivery?resource={_e(quote(name, safe=""))}">delivery (DORA)</a></p>'
         f"<h2>Rollout now</h2>{live}"
         + (f"<h2>Playground</h2>{playground}" if playground else "")
+        + overview
         + "<h2>Replicas</h2><table><thead><tr><th>Id</th><th>Revision</th><th>Phase</th>"
         "<th>Health</th><th>Restarts</th><th>Port</th><th>Routed</th></tr></thead>"
         f"<tbody>{replicas}</tbody></table>"

@@ -66,6 +66,21 @@ class Playground:
     served: str
 
 
+@dataclass(frozen=True)
+class Overview:
+    """What a resource page's overview shows: the manifest as declared and how to reach it."""
+
+    kind: str
+    manifest: Mapping[str, Any]
+    """``apiVersion``, ``kind``, ``metadata`` (name, namespace, labels) and ``spec``."""
+    base_url: str
+    """Where a Model's protocols answer (the gateway, or its Service), or an App's own URL."""
+    served: tuple[str, ...]
+    protocols: tuple[str, ...]
+    note: str = ""
+    """Where ``base_url`` is reachable from, when that is not the user's machine."""
+
+
 class PortalSource(Protocol):
     """The platform behind the portal."""
 
@@ -104,4 +119,8 @@ class PortalSource(Protocol):
 
     async def playground(self, name: str) -> Playground | None:
         """Where to send a playground request for ``name`` (None: no playground)."""
+        ...
+
+    async def overview(self, name: str) -> Overview | None:
+        """Its manifest and endpoints (None: no such resource)."""
         ...
