@@ -112,6 +112,36 @@ def test_the_playground_prediction_equals_model_predict(platform: LocalPlatform)
             browser.close()
 
 
+def test_the_chat_box_of_an_openai_model_answers_as_the_model_does(
+    platform: LocalPlatform,
+) -> None:
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=browser_args(), timeout=BROWSER_MS
+        )
+        try:
+            page = browser.new_context().new_page()
+            page.set_default_timeout(BROWSER_MS)
+            page.goto(f"{platform.admin_url}/login")
+            page.fill("#token", platform.token)
+            page.click("button[type=submit]")
+            page.wait_for_url(f"{platform.admin_url}/")
+            page.goto(f"{platform.admin_url}/resources/digits")
+            assert page.locator("#chat").count() == 0  # digits speaks OIP v2 only
+            page.goto(f"{platform.admin_url}/resources/tiny-lm")
+            assert page.locator("#playground").count() == 1  # it speaks both
+            page.fill("#chat-message", "where the models are\nthe quick brown fox")
+            page.click("#chat button[type=submit]")
+            page.wait_for_selector("#chat-output")
+            assert page.inner_text("#chat-status") == "200"
+            # tiny-lm answers the prompt's last line reversed word by word, through the gateway.
+            assert page.inner_text("#chat-output") == "fox brown quick the"
+            assert re.fullmatch(r"\d+\.\d ms", page.inner_text("#chat-ms"))
+            assert page.input_value("#chat-message").endswith("the quick brown fox")
+        finally:
+            browser.close()
+
+
 class _Overview(HTMLParser):
     """The ``<pre data-snippet>`` blocks (label -> code) and ``<pre id="spec-yaml">`` of a page."""
 

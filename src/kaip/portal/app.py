@@ -79,7 +79,7 @@ from kaip.portal.live import (
 from kaip.portal.openapi import portal_openapi
 from kaip.portal.overview import endpoints, overview_section
 from kaip.portal.pages import catalog_page, login_page, page, resource_page
-from kaip.portal.playground import metadata, playground_section, send, template
+from kaip.portal.playground import chat, metadata, playground_section, send, template
 from kaip.portal.source import Action, PortalSource, Row
 
 Authenticate = Callable[[Mapping[str, str]], Awaitable[Principal | None]]
@@ -224,7 +224,9 @@ def portal_app(
         history = await source.history(name, HISTORY)
         live = live_section(name, live_fragments(row, await source.verdicts(name), csrf))
         target = await source.playground(name)
-        body = None if target is None else template(await metadata(target.base_url, target.served))
+        body = None
+        if target is not None and "oip-v2" in target.protocols:
+            body = template(await metadata(target.base_url, target.served))
         playground = await playground_of(name, csrf, body)
         about = await source.overview(name)
         return HTMLResponse(
@@ -252,14 +254,14 @@ def portal_app(
         return JSONResponse({**row, "manifest": about.manifest, "endpoints": ways})
 
     async def playground_of(
-        name: str, csrf: str | None, body: str | None = None, result: Any = None
+        name: str, csrf: str | None, body: str | None = None, result: Any = None, said: Any = None
     ) -> str:
         target = await source.playground(name)
         if target is None:
             return ""
-        if body is None:
+        if body is None and "oip-v2" in target.protocols:
             body = template(await metadata(target.base_url, target.served))
-        return playground_section(name, target.served, body, csrf, result)
+        return playground_section(name, target, body or "{}", csrf, result, said)
 
     async def session_form(request: Request) -> tuple[Session, Mapping[str, str]] | Response:
         """A form the portal's own page posted: its fields and the session it came with, or the
@@ -284,12 +286,19 @@ def portal_app(
         session, form = posted
         name = request.path_params["name"]
         target = await source.playground(name)
-        if target is None:
-            body = "<h1>Not found</h1><p>No Model served over OIP v2 by that name runs here.</p>"
+        asked = "openai" if "message" in form else "oip-v2"
+        if target is None or asked not in target.protocols:
+            what = "OpenAI" if asked == "openai" else "OIP v2"
+            body = f"<h1>Not found</h1><p>No Model served over {what} by that name runs here.</p>"
             return HTMLResponse(page("Not found", body, csrf=session.csrf), status_code=404)
-        text = form.get("body", "")
-        result = await send(target.base_url, target.served, text)
-        section = await playground_of(name, session.csrf, text, result)
+        if asked == "openai":
+            message = form["message"]
+            said = (message, await chat(target.base_url, target.served, message))
+            section = await playground_of(name, session.csrf, said=said)
+        else:
+            text = form.get("body", "")
+            result = await send(target.base_url, target.served, text)
+            section = await playground_of(name, session.csrf, text, result)
         body = (
             f"<h1>Playground · Model {escape(name)}</h1>{section}"
             f'<p><a href="/resources/{escape(quote(name, safe=""))}">Back to {escape(name)}</a></p>'

@@ -117,16 +117,15 @@ class LocalSource:
         return await controller.submit(run)
 
     async def playground(self, name: str) -> Playground | None:
-        """A Model served over OIP v2, through the gateway, under its current revision's name."""
+        """A Model, through the gateway, under its current revision's first served name."""
         run = self._controller.resources.get(name)
         if run is None or not isinstance(run.current.resource, Model):
-            return None
-        if "oip-v2" not in run.current.resource.spec.serve.protocols:
             return None
         names = run.served_names.get(run.current.revision, ())
         if not names:
             return None
-        return Playground(self._controller.config.gateway_url, names[0])
+        protocols = tuple(run.current.resource.spec.serve.protocols)
+        return Playground(self._controller.config.gateway_url, names[0], protocols)
 
     async def overview(self, name: str) -> Overview | None:
         """The running revision's spec; a Model through the gateway, an App under ``/apps/``."""

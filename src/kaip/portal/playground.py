@@ -5,9 +5,10 @@ each input's name, datatype and shape), pre-filled with an Open Inference Protoc
 of zeros in that shape (a variable dimension, -1, becomes 1). Sending it posts the JSON the
 form holds to the gateway's ``/v2/models/NAME/infer``, as any client would, and the page shows
 the answer, its status and how long the gateway took to answer (measured here, round trip on
-loopback). The request is bounded by the portal's form size; the metadata read waits at most
-:data:`METADATA_TIMEOUT_S`, the request :data:`INFER_TIMEOUT_S`. Only for Models served over
-OIP v2 (a chat box for OpenAI-protocol models is not built yet).
+loopback). A Model that speaks OpenAI gets a chat box beside (or instead of) that form: one
+user message, sent as a ``/v1/chat/completions`` request under the served name, the reply's
+text shown with its status and round trip. The request is bounded by the portal's form size;
+the metadata read waits at most :data:`METADATA_TIMEOUT_S`, a request :data:`INFER_TIMEOUT_S`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from urllib.parse import quote
 import httpx
 
 from kaip.portal.pages import _e
+from kaip.portal.source import Playground
 
 METADATA_TIMEOUT_S = 2.0
 INFER_TIMEOUT_S = 30.0
@@ -81,19 +83,80 @@ async def send(gateway_url: str, served: str, body: str) -> tuple[int, str, floa
         return 0, f"the gateway did not answer: {exc!r}", took
 
 
+async def chat(gateway_url: str, served: str, message: str) -> tuple[int, str, float]:
+    """One user ``message`` to the model's OpenAI chat route: (status, the reply's text or the
+    error's, milliseconds)."""
+    request = {"model": served, "messages": [{"role": "user", "content": message}]}
+    started = time.perf_counter()
+    try:
+        async with httpx.AsyncClient(timeout=INFER_TIMEOUT_S, trust_env=False) as client:
+            answer = await client.post(f"{gateway_url}/v1/chat/completions", json=request)
+        took = (time.perf_counter() - started) * 1000
+    except httpx.HTTPError as exc:
+        took = (time.perf_counter() - started) * 1000
+        return 0, f"the gateway did not answer: {exc!r}", took
+    try:
+        data = answer.json()
+        if answer.status_code == 200:
+            return 200, str(data["choices"][0]["message"]["content"]), took
+        return answer.status_code, str(data["error"]["message"]), took
+    except (ValueError, LookupError, TypeError):
+        return answer.status_code, answer.text, took
+
+
 def playground_section(
     name: str,
-    served: str,
+    target: Playground,
     body: str,
     csrf: str | None,
     result: tuple[int, str, float] | None = None,
+    said: tuple[str, tuple[int, str, float]] | None = None,
 ) -> str:
-    """The playground: the request as JSON, a Send button (for a session), the last answer."""
+    """The playground of ``target``'s protocols: an OIP v2 form (the request as JSON, the last
+    answer) and an OpenAI chat box (the last message and its reply), for a session."""
+    served = target.served
     if csrf is None:
         return (
-            "<p>Log in with the form to use the playground (it sends a real request to "
-            f"<code>/v2/models/{_e(served)}/infer</code>).</p>"
+            "<p>Log in with the form to use the playground (it sends real requests to "
+            f"<code>{_e(served)}</code> through the gateway).</p>"
         )
+    parts = []
+    if "oip-v2" in target.protocols:
+        parts.append(_oip_form(name, served, body, csrf, result))
+    if "openai" in target.protocols:
+        parts.append(_chat_form(name, served, csrf, said))
+    return "".join(parts)
+
+
+def _chat_form(
+    name: str, served: str, csrf: str, said: tuple[str, tuple[int, str, float]] | None
+) -> str:
+    reply = ""
+    message = ""
+    if said is not None:
+        message, (status, text, took) = said
+        shown = text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + " …"
+        reply = (
+            f'<p>Reply <strong id="chat-status">{status}</strong> in '
+            f'<strong id="chat-ms">{took:.1f} ms</strong>:</p>'
+            f'<pre id="chat-output">{_e(shown)}</pre>'
+        )
+    action = f"/resources/{quote(name, safe='')}/playground"
+    return (
+        f'<form method="post" action="{_e(action)}" id="chat">'
+        f'<input type="hidden" name="csrf" value="{_e(csrf)}">'
+        f'<p><label for="chat-message">Chat with <code>{_e(served)}</code> '
+        "(OpenAI <code>/v1/chat/completions</code>, one user message)</label></p>"
+        f'<textarea id="chat-message" name="message" rows="3" cols="100" maxlength="1500" '
+        f"required>{_e(message)}</textarea>"
+        '<p><button type="submit">Send</button></p></form>'
+        f"{reply}"
+    )
+
+
+def _oip_form(
+    name: str, served: str, body: str, csrf: str, result: tuple[int, str, float] | None
+) -> str:
     answer = ""
     if result is not None:
         status, text, took = result

@@ -60,10 +60,12 @@ class Deployments:
 
 @dataclass(frozen=True)
 class Playground:
-    """Where the playground sends an OIP v2 request for a Model: the base URL and the name."""
+    """Where the playground sends a Model's requests: the base URL, the name, and which of
+    its protocols the page offers (an OIP v2 request form, an OpenAI chat box, or both)."""
 
     base_url: str
     served: str
+    protocols: tuple[str, ...] = ("oip-v2",)
 
 
 @dataclass(frozen=True)
