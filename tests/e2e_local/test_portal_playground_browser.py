@@ -21,6 +21,7 @@ import sys
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import httpx
 import joblib
@@ -227,3 +228,44 @@ def test_the_overview_shows_the_running_spec_and_snippets_that_run_as_pasted(
     assert {"what": "OpenAI chat", "request": f"POST {platform.url}/v1/chat/completions"} in (
         api["endpoints"]
     )
+
+
+def test_the_catalog_shows_what_a_models_requests_cost(platform: LocalPlatform) -> None:
+    bearer = {"Authorization": f"Bearer {platform.token}"}
+
+    def row() -> dict[str, Any]:
+        page = httpx.get(
+            f"{platform.admin_url}/api/v1/resources",
+            params={"q": "digits"},
+            headers=bearer,
+            timeout=60,
+            trust_env=False,
+        ).json()
+        (found,) = page["items"]
+        return dict(found["traffic"] or {})
+
+    zeros = {"inputs": [{"name": "input-0", "shape": [1, 64], "datatype": "FP64",
+                         "data": [0.0] * 64}]}  # fmt: skip
+    datatype = httpx.get(f"{platform.url}/v2/models/digits", trust_env=False).json()
+    zeros["inputs"][0]["datatype"] = datatype["inputs"][0]["datatype"]
+    before = row().get("requests") or 0  # the metadata read above counts as one
+    for _ in range(10):
+        answer = httpx.post(
+            f"{platform.url}/v2/models/digits/infer", json=zeros, timeout=60, trust_env=False
+        )
+        assert answer.status_code == 200, answer.text
+    traffic = row()
+    assert traffic["requests"] == before + 10
+    # The same figures `kaip cost` reports for the resource (usage basis, since kaip up began).
+    report = platform.admin("GET", "/_kaip/cost?by=resource&resource=digits").json()
+    (expected,) = report["rows"]
+    assert traffic["cost_method"] == expected["method"]
+    assert traffic["cost_per_1k_usd"] > 0 and traffic["joules_per_request"] > 0
+    assert traffic["cost_per_1k_usd"] == pytest.approx(
+        expected["cost_per_1k_requests_usd"], rel=0.5
+    )  # read a moment apart: the replica's CPU time moves between the two reads
+    catalog = httpx.get(
+        f"{platform.admin_url}/", params={"q": "digits"}, headers=bearer, trust_env=False
+    ).text
+    assert re.search(r'<td class="num">\$[0-9.e-]+( <span[^>]*>≈</span>)?</td>', catalog)
+    assert re.search(r'<td class="num">[0-9.e-]+ J</td>', catalog)

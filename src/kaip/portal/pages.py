@@ -125,7 +125,7 @@ def catalog_page(data: Mapping[str, Any], *, csrf: str | None) -> str:
     head = (
         "<tr><th>Name</th><th>Kind</th><th>Owner</th><th>Revisions (weights)</th>"
         "<th>Health</th><th>Replicas</th><th>Requests</th><th>req/s</th><th>p99</th>"
-        "<th>Errors</th></tr>"
+        "<th>Errors</th><th>Cost / 1k req</th><th>Energy / req</th></tr>"
     )
     lines = []
     for row in data["items"]:
@@ -140,6 +140,9 @@ def catalog_page(data: Mapping[str, Any], *, csrf: str | None) -> str:
             f'<td class="num">{_num(traffic.get("rate"), ".2f")}</td>'
             f'<td class="num">{_p99(traffic.get("p99_le_s"))}</td>'
             f'<td class="num">{_num(traffic.get("error_pct"), ".1f", " %")}</td>'
+            f'<td class="num">{_usd(traffic.get("cost_per_1k_usd"), traffic.get("cost_method"))}'
+            "</td>"
+            f'<td class="num">{_num(traffic.get("joules_per_request"), ".3g", " J")}</td>'
             "</tr>"
         )
     if lines:
@@ -151,10 +154,19 @@ def catalog_page(data: Mapping[str, Any], *, csrf: str | None) -> str:
     note = (
         '<p class="muted">Traffic is counted by the gateway since <code>kaip up</code> started;'
         " req/s is over the time since this page was last loaded; p99 is the histogram bucket"
-        " it falls in; errors are 5xx answers and requests cut short.</p>"
+        " it falls in; errors are 5xx answers and requests cut short; cost and energy are the"
+        " replicas' busy time shared among their requests (usage basis, as <code>kaip cost</code>"
+        " reports them; ≈ marks an estimate).</p>"
     )
     body = f"<h1>Catalog</h1>{_catalog_form(data)}{_pager(data)}{table}{note}"
     return page("Catalog", body, csrf=csrf)
+
+
+def _usd(value: float | None, method: str | None) -> str:
+    if value is None:
+        return "—"
+    mark = "" if method == "measured" else ' <span class="muted" title="estimated">≈</span>'
+    return f"${value:.4g}{mark}"
 
 
 def _p99(bound: float | None) -> str:

@@ -1,9 +1,11 @@
 """Traffic numbers for the portal's catalog, from the gateway's cumulative counters.
 
 Per resource: requests, the share of 5xx answers and requests cut short, the upper bound of the
-latency histogram bucket the 99th percentile falls in, and req/s over the time since the
-catalog was last read. Reads :class:`~kaip.local.gateway.signals.GatewaySignals` when the
-gateway keeps them and gives nothing when it does not; never changes them.
+latency histogram bucket the 99th percentile falls in, req/s over the time since the catalog
+was last read, and when cost accounting runs, the cost per 1,000 requests and the energy per
+request of its replicas' requests so far (usage basis, as ``kaip cost`` reports them, with the
+figures' method). Reads :class:`~kaip.local.gateway.signals.GatewaySignals` when the gateway
+keeps them and gives nothing when it does not; never changes them.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from kaip.accounting import Figures
 from kaip.local.gateway.signals import LATENCY_BUCKETS_S
 
 if TYPE_CHECKING:
@@ -38,6 +41,11 @@ class TrafficReader:
             into[1] += record.by_class[4] + record.by_class[5]
             for i, count in enumerate(record.buckets):
                 into[2 + i] += count
+        costs: dict[str, Figures] = {}
+        for (_kind, resource, _revision, _owner), figures in (
+            signals.accounting() if signals.accounting is not None else ()
+        ):
+            costs[resource] = costs.get(resource, Figures()) + figures
         now = self._clock()
         out: dict[str, dict[str, Any]] = {}
         for resource, (requests, errors, *buckets) in totals.items():
@@ -52,8 +60,19 @@ class TrafficReader:
                 "rate": rate,
                 "error_pct": 100.0 * errors / requests if requests else None,
                 "p99_le_s": _p99_bound(buckets),
+                **_cost(costs.get(resource)),
             }
         return out
+
+
+def _cost(figures: Figures | None) -> dict[str, Any]:
+    if figures is None or not figures.requests:
+        return {"cost_per_1k_usd": None, "joules_per_request": None, "cost_method": None}
+    return {
+        "cost_per_1k_usd": figures.per_1k_requests_usd(),
+        "joules_per_request": figures.joules_per_request(),
+        "cost_method": figures.method,
+    }
 
 
 def _p99_bound(buckets: list[int]) -> float | None:
