@@ -280,6 +280,8 @@ def test_a_resource_shows_its_manifest_and_how_to_reach_it(portal: Portal) -> No
     page = portal.get("/resources/gamma", "viewer")
     assert f"kubectl -n {portal.namespace} port-forward svc/gamma 8000:8080" in page.text
     assert 'data-snippet="curl"' in page.text and 'id="spec-yaml"' in page.text
+    follow = f"kubectl logs -n {portal.namespace} -l app.kubernetes.io/name=gamma -f --prefix"
+    assert follow in page.text  # replica logs: not read on a cluster, the command that does
 
 
 def _annotations(portal: Portal, name: str) -> dict[str, str]:

@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -52,6 +53,33 @@ spec:
   owner: ml-platform
   artifact: {uri: tiny_lm.py, format: python, entrypoint: "tiny_lm:TinyLM", trust: true}
   serve: {protocols: [openai, oip-v2]}
+---
+apiVersion: kaip.dev/v1alpha1
+kind: App
+metadata: {name: echo}
+spec:
+  owner: ml-platform
+  command: [python, log_app.py]
+"""
+LOG_APP = """\
+import os
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        print("served", self.path, flush=True)
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, format, *args):
+        pass
+
+
+print("echo listening", flush=True)
+ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
 """
 TINY_LM = Path(__file__).parents[2] / "examples" / "tiny-lm" / "model.py"
 
@@ -68,10 +96,12 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform
     )  # fmt: skip
     assert trained.returncode == 0, trained.stderr
     shutil.copy(TINY_LM, spec.parent / "tiny_lm.py")
+    (spec.parent / "log_app.py").write_text(LOG_APP)
     local.up(spec)
     try:
         wait_for(lambda: local.resource("digits")["ready"], "digits to be ready")
         wait_for(lambda: local.resource("tiny-lm")["ready"], "tiny-lm to be ready")
+        wait_for(lambda: local.resource("echo")["ready"], "echo to be ready")
         yield local
     finally:
         local.down()
@@ -139,6 +169,35 @@ def test_the_chat_box_of_an_openai_model_answers_as_the_model_does(
             assert page.inner_text("#chat-output") == "fox brown quick the"
             assert re.fullmatch(r"\d+\.\d ms", page.inner_text("#chat-ms"))
             assert page.input_value("#chat-message").endswith("the quick brown fox")
+        finally:
+            browser.close()
+
+
+def test_a_replicas_log_lines_appear_on_its_page_as_they_are_written(
+    platform: LocalPlatform,
+) -> None:
+    marker = f"/marker-{uuid.uuid4().hex[:8]}"
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=browser_args(), timeout=BROWSER_MS
+        )
+        try:
+            page = browser.new_context().new_page()
+            page.set_default_timeout(BROWSER_MS)
+            page.goto(f"{platform.admin_url}/login")
+            page.fill("#token", platform.token)
+            page.click("button[type=submit]")
+            page.wait_for_url(f"{platform.admin_url}/")
+            page.goto(f"{platform.admin_url}/resources/echo")
+            assert re.search(r"echo-[0-9a-f]{6}-\d+ \| echo listening", page.inner_text("#logs"))
+            assert marker not in page.inner_text("#logs")
+            answer = httpx.get(f"{platform.url}/apps/echo{marker}", trust_env=False, timeout=60)
+            assert answer.status_code == 200, answer.text
+            # The line the App prints arrives over the page's log stream, without a reload.
+            page.wait_for_function(
+                "m => document.querySelector('#logs').innerText.includes(m)", arg=marker
+            )
+            assert page.inner_text("#logs").count(marker) == 1
         finally:
             browser.close()
 

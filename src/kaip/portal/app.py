@@ -76,6 +76,7 @@ from kaip.portal.live import (
     live_section,
     rollout_stream,
 )
+from kaip.portal.logs import logs_fragment, logs_section
 from kaip.portal.openapi import portal_openapi
 from kaip.portal.overview import endpoints, overview_section
 from kaip.portal.pages import catalog_page, login_page, page, resource_page
@@ -229,6 +230,7 @@ def portal_app(
             body = template(await metadata(target.base_url, target.served))
         playground = await playground_of(name, csrf, body)
         about = await source.overview(name)
+        tailed = await source.log_tail(name)
         return HTMLResponse(
             resource_page(
                 row,
@@ -238,6 +240,7 @@ def portal_app(
                 head=SCRIPTS,
                 playground=playground,
                 overview="" if about is None else overview_section(about, body),
+                logs="" if tailed is None else logs_section(name, logs_fragment(*tailed)),
             ),
             headers={"content-security-policy": LIVE_CSP.decode()},
         )
@@ -323,6 +326,21 @@ def portal_app(
         return SlotStream(
             rollout_stream(lambda: render_live(name, csrf), source.live_every_s), streams
         )
+
+    async def render_logs(name: str) -> dict[str, str] | None:
+        tailed = await source.log_tail(name)
+        return None if tailed is None else {"log": logs_fragment(*tailed)}
+
+    async def log_events(request: Request) -> Response:
+        """``GET /resources/NAME/logs``: the replicas' log tail, sent again whenever it changes."""
+        if isinstance(refused := await api_who(request), Response):
+            return refused
+        name = request.path_params["name"]
+        if await source.log_tail(name) is None:
+            return _api_error(404, f"no Model or App named {name[:253]!r} runs here")
+        if not streams.take():
+            return _api_error(503, f"{streams.most} event streams are open: close a page")
+        return SlotStream(rollout_stream(lambda: render_logs(name), source.live_every_s), streams)
 
     async def promote(request: Request) -> Response:
         return await act(request, "promote")
@@ -486,6 +504,7 @@ def portal_app(
             Route("/api/v1/resources/{name:path}/{action}", api_act, methods=["POST"]),
             Route("/api/v1/resources/{name:path}", api_resource, methods=["GET"]),
             Route("/resources/{name}/events", rollout_events, methods=["GET"]),
+            Route("/resources/{name}/logs", log_events, methods=["GET"]),
             Route("/resources/{name}/promote", promote, methods=["POST"]),
             Route("/resources/{name}/abort", abort, methods=["POST"]),
             Route("/resources/{name}/undo", undo, methods=["POST"]),

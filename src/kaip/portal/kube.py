@@ -39,6 +39,7 @@ from kaip.errors import ForbiddenError, KaipError, PlatformError
 from kaip.kube.client import Session
 from kaip.kube.operator.rollout_client import ClusterRollouts
 from kaip.local.controller.auth import Principal
+from kaip.plan.build import LABEL_NAME
 from kaip.portal.kube_auth import KubeReviews, KubeUser
 from kaip.portal.source import Action, Deployments, Entry, Overview, Playground, Row
 from kaip.spec import API_VERSION
@@ -277,6 +278,17 @@ class KubeSource:
 
     async def playground(self, name: str) -> Playground | None:
         return None
+
+    async def log_tail(self, name: str) -> tuple[list[tuple[str, str]], str] | None:
+        """Not read here (the portal may not read Pods): the kubectl command that follows them."""
+        body = (await self.objects()).get(name)
+        if body is None:
+            return None
+        meta = body.get("metadata") or {}
+        return [], (
+            f"Replica logs are not shown on a cluster yet: kubectl logs -n "
+            f"{meta.get('namespace', '')} -l {LABEL_NAME}={meta.get('name', '')} -f --prefix"
+        )
 
     async def overview(self, name: str) -> Overview | None:
         body = (await self.objects()).get(name)

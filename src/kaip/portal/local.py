@@ -13,6 +13,7 @@ gateway keeps them, and are left out when it does not.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict
@@ -25,6 +26,7 @@ from kaip.local.controller.status import resource_rows
 from kaip.portal.app import LoginText, PortalGuard, portal_app
 from kaip.portal.delivery import history
 from kaip.portal.live import MIN_LOOK_S
+from kaip.portal.logs import tail
 from kaip.portal.source import Action, Deployments, Entry, Overview, Playground, Row
 from kaip.portal.traffic import TrafficReader
 from kaip.spec import Model
@@ -126,6 +128,17 @@ class LocalSource:
             return None
         protocols = tuple(run.current.resource.spec.serve.protocols)
         return Playground(self._controller.config.gateway_url, names[0], protocols)
+
+    async def log_tail(self, name: str) -> tuple[list[tuple[str, str]], str] | None:
+        """The tail of each running replica's log file under ``.kaip/logs/``."""
+        if name not in self._controller.resources:
+            return None
+        files = [(r.id, r.log_path) for r in self._controller.supervisor.replicas(name)]
+
+        def read() -> list[tuple[str, str]]:
+            return [(replica, line) for replica, path in files for line in tail(path)]
+
+        return await asyncio.to_thread(read), ""
 
     async def overview(self, name: str) -> Overview | None:
         """The running revision's spec; a Model through the gateway, an App under ``/apps/``."""

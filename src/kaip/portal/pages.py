@@ -192,6 +192,7 @@ def resource_page(
     head: str = "",
     playground: str = "",
     overview: str = "",
+    logs: str = "",
 ) -> str:
     """One resource: its revisions, replicas and rollout history with every verdict; ``live``
     is the rollout section that the page's event stream keeps current; ``overview`` its
@@ -241,6 +242,7 @@ def resource_page(
         + "<h2>Replicas</h2><table><thead><tr><th>Id</th><th>Revision</th><th>Phase</th>"
         "<th>Health</th><th>Restarts</th><th>Port</th><th>Routed</th></tr></thead>"
         f"<tbody>{replicas}</tbody></table>"
-        f"<h2>Rollouts</h2>{history_html}"
+        + (f"<h2>Logs</h2>{logs}" if logs else "")
+        + f"<h2>Rollouts</h2>{history_html}"
     )
     return page(f"{row['kind']} {name}", body, csrf=csrf, head=head)

@@ -126,3 +126,8 @@ class PortalSource(Protocol):
     async def overview(self, name: str) -> Overview | None:
         """Its manifest and endpoints (None: no such resource)."""
         ...
+
+    async def log_tail(self, name: str) -> tuple[list[tuple[str, str]], str] | None:
+        """The last lines of each of its replicas' logs, as (replica, line), and what to do
+        instead when this source cannot read them ("" when it can); None: no such resource."""
+        ...
