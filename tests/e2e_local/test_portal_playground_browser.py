@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -200,6 +201,50 @@ def test_a_replicas_log_lines_appear_on_its_page_as_they_are_written(
             assert page.inner_text("#logs").count(marker) == 1
         finally:
             browser.close()
+
+
+def test_the_profile_button_shows_where_a_busy_replica_spends_its_time(
+    platform: LocalPlatform,
+) -> None:
+    rows = {"inputs": [{"name": "input-0", "shape": [64, 64], "datatype": "FP64",
+                        "data": load_digits().data[:64].ravel().tolist()}]}  # fmt: skip
+    meta = httpx.get(f"{platform.url}/v2/models/digits", trust_env=False).json()
+    rows["inputs"][0]["datatype"] = meta["inputs"][0]["datatype"]
+    stop = threading.Event()
+
+    def load() -> None:  # traffic while the profile runs, so the replica has work to show
+        with httpx.Client(trust_env=False, timeout=60) as client:
+            while not stop.is_set():
+                client.post(f"{platform.url}/v2/models/digits/infer", json=rows)
+
+    worker = threading.Thread(target=load, daemon=True)
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=browser_args(), timeout=BROWSER_MS
+        )
+        try:
+            page = browser.new_context().new_page()
+            page.set_default_timeout(BROWSER_MS)
+            page.goto(f"{platform.admin_url}/login")
+            page.fill("#token", platform.token)
+            page.click("button[type=submit]")
+            page.wait_for_url(f"{platform.admin_url}/")
+            page.goto(f"{platform.admin_url}/resources/echo")
+            assert page.locator("#profile").count() == 0  # an App: nothing to profile
+            page.goto(f"{platform.admin_url}/resources/digits")
+            page.fill("#profile input[name=seconds]", "2")
+            worker.start()
+            page.click("#profile button[type=submit]")
+            page.wait_for_selector("#profile-samples")
+            assert int(page.inner_text("#profile-samples")) > 0
+            frames = page.locator("#hot-frames tbody tr").all_inner_texts()
+            assert frames and all(re.search(r"\S+:\d+", f) for f in frames), frames
+            stacks = page.locator("#profile-stacks").text_content() or ""
+            assert re.search(r"^\S.* \d+$", stacks, re.MULTILINE), stacks[:500]
+        finally:
+            stop.set()
+            browser.close()
+    worker.join(timeout=60)
 
 
 class _Overview(HTMLParser):

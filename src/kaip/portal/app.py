@@ -81,6 +81,9 @@ from kaip.portal.openapi import portal_openapi
 from kaip.portal.overview import endpoints, overview_section
 from kaip.portal.pages import catalog_page, login_page, page, resource_page
 from kaip.portal.playground import chat, metadata, playground_section, send, template
+from kaip.portal.profile import MAX_SECONDS as PROFILE_MAX_SECONDS
+from kaip.portal.profile import SECONDS as PROFILE_SECONDS
+from kaip.portal.profile import profile_form, profile_result
 from kaip.portal.source import Action, PortalSource, Row
 
 Authenticate = Callable[[Mapping[str, str]], Awaitable[Principal | None]]
@@ -241,6 +244,9 @@ def portal_app(
                 playground=playground,
                 overview="" if about is None else overview_section(about, body),
                 logs="" if tailed is None else logs_section(name, logs_fragment(*tailed)),
+                profile=profile_form(name, csrf)
+                if source.profiles and row["kind"] == "Model"
+                else "",
             ),
             headers={"content-security-policy": LIVE_CSP.decode()},
         )
@@ -378,6 +384,38 @@ def portal_app(
         )
         return HTMLResponse(page("Done", body, csrf=session.csrf))
 
+    async def profile(request: Request) -> Response:
+        """Profiles one of the Model's replicas for the seconds asked and shows where it ran."""
+        posted = await session_form(request)
+        if isinstance(posted, Response):
+            return posted
+        session, form = posted
+        name = request.path_params["name"]
+        try:
+            seconds = float(form.get("seconds") or PROFILE_SECONDS)
+        except ValueError:
+            seconds = -1.0
+        if not 1 <= seconds <= PROFILE_MAX_SECONDS:
+            body = (
+                f'<h1>Not done</h1><p role="alert">seconds={escape(form.get("seconds", ""))!s}: '
+                f"a number from 1 to {PROFILE_MAX_SECONDS:g}.</p>"
+            )
+            return HTMLResponse(page("Not done", body, csrf=session.csrf), status_code=400)
+        try:
+            got = await source.profile(name, session.principal, seconds)
+        except ForbiddenError as exc:
+            body = f'<h1>Not allowed</h1><p role="alert">{escape(exc.message)}.</p>'
+            return HTMLResponse(page("Not allowed", body, csrf=session.csrf), status_code=403)
+        except KaipError as exc:
+            body = f'<h1>Not done</h1><p role="alert">{escape(exc.message)}</p>'
+            return HTMLResponse(page("Not done", body, csrf=session.csrf), exc.http_status)
+        if got is None:
+            return _not_found(session.csrf)
+        body = f"<h1>Profile · Model {escape(name)}</h1>" + profile_result(
+            name, *got[:2], seconds, got[2]
+        )
+        return HTMLResponse(page("Profile", body, csrf=session.csrf))
+
     async def static(request: Request) -> Response:
         name = request.path_params["name"]
         if name not in VENDORED:
@@ -509,6 +547,7 @@ def portal_app(
             Route("/resources/{name}/abort", abort, methods=["POST"]),
             Route("/resources/{name}/undo", undo, methods=["POST"]),
             Route("/resources/{name}/playground", playground, methods=["POST"]),
+            Route("/resources/{name}/profile", profile, methods=["POST"]),
             Route("/static/{name}", static, methods=["GET"]),
             Route("/login", login_form, methods=["GET"]),
             Route("/login", login, methods=["POST"]),

@@ -103,6 +103,10 @@ class KubeSource:
     def live_every_s(self) -> float:
         return LIVE_EVERY_S
 
+    @property
+    def profiles(self) -> bool:
+        return False
+
     # -- reading ----------------------------------------------------------------------------
 
     def key(self, body: Mapping[str, Any]) -> str:
@@ -278,6 +282,11 @@ class KubeSource:
 
     async def playground(self, name: str) -> Playground | None:
         return None
+
+    async def profile(
+        self, name: str, principal: Principal, seconds: float
+    ) -> tuple[str, str, str] | None:
+        return None  # replicas' profile endpoints are not reachable from the portal here
 
     async def log_tail(self, name: str) -> tuple[list[tuple[str, str]], str] | None:
         """Not read here (the portal may not read Pods): the kubectl command that follows them."""

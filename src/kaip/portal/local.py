@@ -21,12 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 from kaip.local.controller.auth import Authenticator, Principal, require, require_owner
 from kaip.local.controller.guard import ASGIApp, GuardPolicy
+from kaip.local.controller.profile import profile_replica
 from kaip.local.controller.sessions import SessionStore
 from kaip.local.controller.status import resource_rows
 from kaip.portal.app import LoginText, PortalGuard, portal_app
 from kaip.portal.delivery import history
 from kaip.portal.live import MIN_LOOK_S
 from kaip.portal.logs import tail
+from kaip.portal.profile import RATE_HZ
 from kaip.portal.source import Action, Deployments, Entry, Overview, Playground, Row
 from kaip.portal.traffic import TrafficReader
 from kaip.spec import Model
@@ -48,6 +50,10 @@ class LocalSource:
     @property
     def live_every_s(self) -> float:
         return max(self._controller.config.tick_seconds, MIN_LOOK_S)
+
+    @property
+    def profiles(self) -> bool:
+        return True
 
     async def entries(self) -> Sequence[Entry]:
         return [
@@ -128,6 +134,19 @@ class LocalSource:
             return None
         protocols = tuple(run.current.resource.spec.serve.protocols)
         return Playground(self._controller.config.gateway_url, names[0], protocols)
+
+    async def profile(
+        self, name: str, principal: Principal, seconds: float
+    ) -> tuple[str, str, str] | None:
+        """As ``kaip profile``: a deployer of the owner, a Model's ready replica."""
+        run = self._controller.resources.get(name)
+        if run is None or run.kind != "Model":
+            return None
+        what = f"profile Model {name}"
+        require(principal, "deployer", what)
+        require_owner(principal, run.current.resource.spec.owner, what)
+        got = await profile_replica(self._controller, name, None, seconds, RATE_HZ, "collapsed")
+        return str(got["replica"]), str(got["revision"]), str(got["profile"])
 
     async def log_tail(self, name: str) -> tuple[list[tuple[str, str]], str] | None:
         """The tail of each running replica's log file under ``.kaip/logs/``."""

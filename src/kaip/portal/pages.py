@@ -193,6 +193,7 @@ def resource_page(
     playground: str = "",
     overview: str = "",
     logs: str = "",
+    profile: str = "",
 ) -> str:
     """One resource: its revisions, replicas and rollout history with every verdict; ``live``
     is the rollout section that the page's event stream keeps current; ``overview`` its
@@ -242,6 +243,7 @@ def resource_page(
         + "<h2>Replicas</h2><table><thead><tr><th>Id</th><th>Revision</th><th>Phase</th>"
         "<th>Health</th><th>Restarts</th><th>Port</th><th>Routed</th></tr></thead>"
         f"<tbody>{replicas}</tbody></table>"
+        + (f"<h2>Profile</h2>{profile}" if profile else "")
         + (f"<h2>Logs</h2>{logs}" if logs else "")
         + f"<h2>Rollouts</h2>{history_html}"
     )

@@ -91,6 +91,11 @@ class PortalSource(Protocol):
         """How often a live page looks at its resource."""
         ...
 
+    @property
+    def profiles(self) -> bool:
+        """Whether :meth:`profile` can profile a Model's replica here."""
+        ...
+
     async def entries(self) -> Sequence[Entry]:
         """Every resource the portal shows."""
         ...
@@ -125,6 +130,14 @@ class PortalSource(Protocol):
 
     async def overview(self, name: str) -> Overview | None:
         """Its manifest and endpoints (None: no such resource)."""
+        ...
+
+    async def profile(
+        self, name: str, principal: Principal, seconds: float
+    ) -> tuple[str, str, str] | None:
+        """A CPU profile of one of its ready replicas as folded stacks, with the replica and its
+        revision: (replica, revision, collapsed); None where this source cannot profile.
+        Raises :class:`~kaip.errors.ForbiddenError` when the principal may not."""
         ...
 
     async def log_tail(self, name: str) -> tuple[list[tuple[str, str]], str] | None:
