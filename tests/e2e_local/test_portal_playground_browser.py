@@ -247,6 +247,29 @@ def test_the_profile_button_shows_where_a_busy_replica_spends_its_time(
     worker.join(timeout=60)
 
 
+def test_the_traffic_charts_show_the_requests_of_the_last_intervals(
+    platform: LocalPlatform,
+) -> None:
+    bearer = {"Authorization": f"Bearer {platform.token}"}
+    meta = httpx.get(f"{platform.url}/v2/models/tiny-lm", trust_env=False).json()
+    (first,) = meta["inputs"]
+    rows = {"inputs": [{"name": first["name"], "shape": [1, 2], "datatype": first["datatype"],
+                        "data": [1.0, 2.0]}]}  # fmt: skip
+    for _ in range(30):
+        answer = httpx.post(f"{platform.url}/v2/models/tiny-lm/infer", json=rows, trust_env=False)
+        assert answer.status_code == 200, answer.text
+    highest = re.compile(r'data-chart="rate"><figcaption>[^<]*<strong[^>]*>[^<]*</strong>, '
+                         r"highest ([0-9.]+)")  # fmt: skip
+
+    def drawn() -> bool:  # a point is taken every 10 s: the next one counts these requests
+        page = httpx.get(f"{platform.admin_url}/resources/tiny-lm", headers=bearer,
+                         trust_env=False, timeout=60).text  # fmt: skip
+        found = highest.search(page)
+        return found is not None and float(found.group(1)) > 0 and "<polyline" in page
+
+    wait_for(drawn, "a chart point with tiny-lm's requests", 60)
+
+
 class _Overview(HTMLParser):
     """The ``<pre data-snippet>`` blocks (label -> code) and ``<pre id="spec-yaml">`` of a page."""
 

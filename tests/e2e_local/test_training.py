@@ -23,6 +23,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from local_platform import Load, LocalPlatform, wait_for
 
@@ -188,6 +189,19 @@ def test_a_job_registers_version_2_which_rolls_out_and_a_job_below_the_gate_neve
     assert plan["action"] == "refuse" and "digits version 3" in plan["message"], plan
     text = platform.cli("lineage", "digits@2")
     assert text.returncode == 0 and "job       digits-c01" in text.stdout, text.stdout
+
+    # The portal's catalog lists the jobs kaip up ran beside the Model, each with its latest
+    # run's state and the version it registered; a job's page tails that run's log.
+    bearer = {"Authorization": f"Bearer {platform.token}"}
+    catalog = httpx.get(f"{platform.admin_url}/api/v1/resources", params={"q": "digits-"},
+                        headers=bearer, trust_env=False, timeout=60).json()  # fmt: skip
+    jobs = {r["name"]: r for r in catalog["items"]}
+    assert set(jobs) == {"digits-c01", "digits-bad"}  # digits-c1 ran under kaip train
+    assert (jobs["digits-c01"]["kind"], jobs["digits-c01"]["stable"]) == ("TrainingJob", "digits@2")
+    assert (jobs["digits-c01"]["state"], jobs["digits-bad"]["stable"]) == ("succeeded", "digits@3")
+    page = httpx.get(f"{platform.admin_url}/resources/digits-c01", headers=bearer,
+                     trust_env=False, timeout=60).text  # fmt: skip
+    assert "registered digits version 2" in page
 
 
 def _events(platform: LocalPlatform) -> list[dict[str, Any]]:

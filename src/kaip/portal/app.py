@@ -65,6 +65,7 @@ from kaip.local.controller.sessions import (
 )
 from kaip.portal import delivery
 from kaip.portal.catalog import parse_query, select
+from kaip.portal.charts import charts_section
 from kaip.portal.dora import delivery_page
 from kaip.portal.live import (
     SCRIPTS,
@@ -234,6 +235,7 @@ def portal_app(
         playground = await playground_of(name, csrf, body)
         about = await source.overview(name)
         tailed = await source.log_tail(name)
+        series = await source.traffic_series(name) if row["kind"] != "TrainingJob" else None
         return HTMLResponse(
             resource_page(
                 row,
@@ -244,6 +246,7 @@ def portal_app(
                 playground=playground,
                 overview="" if about is None else overview_section(about, body),
                 logs="" if tailed is None else logs_section(name, logs_fragment(*tailed)),
+                charts="" if series is None else charts_section(*series),
                 profile=profile_form(name, csrf)
                 if source.profiles and row["kind"] == "Model"
                 else "",

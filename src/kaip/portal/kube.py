@@ -288,6 +288,12 @@ class KubeSource:
     ) -> tuple[str, str, str] | None:
         return None  # replicas' profile endpoints are not reachable from the portal here
 
+    async def traffic_series(self, name: str) -> tuple[list[Row] | None, str]:
+        return None, (
+            "No charts on a cluster yet: the replicas' kaip_requests_total and latency "
+            "histogram are in Prometheus (see docs/observability.md)."
+        )
+
     async def log_tail(self, name: str) -> tuple[list[tuple[str, str]], str] | None:
         """Not read here (the portal may not read Pods): the kubectl command that follows them."""
         body = (await self.objects()).get(name)

@@ -17,6 +17,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kaip.local.controller.auth import Authenticator, Principal, require, require_owner
@@ -31,6 +32,7 @@ from kaip.portal.logs import tail
 from kaip.portal.profile import RATE_HZ
 from kaip.portal.source import Action, Deployments, Entry, Overview, Playground, Row
 from kaip.portal.traffic import TrafficReader
+from kaip.registry.records import FINISHED
 from kaip.spec import Model
 from kaip.spec.loader import dump_resource
 
@@ -56,19 +58,46 @@ class LocalSource:
         return True
 
     async def entries(self) -> Sequence[Entry]:
-        return [
+        served = [
             Entry(name, run.current.resource.spec.owner)
             for name, run in self._controller.resources.items()
         ]
+        return served + [Entry(name, owner) for name, owner in self._jobs().items()]
+
+    def _jobs(self) -> dict[str, str]:
+        """Each TrainingJob's name and owner (a Model or App of the same name hides it)."""
+        training = self._controller.training
+        if training is None:
+            return {}
+        return {
+            name: owner
+            for name, owner in training.owners.items()
+            if name not in self._controller.resources
+        }
 
     async def rows(self, names: Sequence[str]) -> list[Row]:
         controller = self._controller
         numbers = self._traffic.read(controller)
         runs = [controller.resources[n] for n in names if n in controller.resources]
-        return [
-            {**row, "owner": run.current.resource.spec.owner, "traffic": numbers.get(row["name"])}
+        served = {
+            row["name"]: {
+                **row,
+                "owner": run.current.resource.spec.owner,
+                "traffic": numbers.get(row["name"]),
+            }
             for run, row in zip(runs, resource_rows(controller, runs), strict=True)
-        ]
+        }
+        jobs = self._jobs()
+        statuses = {
+            str(s["job"]): s for s in (controller.training.status() if controller.training else [])
+        }
+        out: list[Row] = []
+        for name in names:
+            if name in served:
+                out.append(served[name])
+            elif name in jobs:
+                out.append(_job_row(name, jobs[name], statuses.get(name)))
+        return out
 
     async def history(self, name: str, limit: int) -> list[Row]:
         run = self._controller.resources.get(name)
@@ -148,11 +177,25 @@ class LocalSource:
         got = await profile_replica(self._controller, name, None, seconds, RATE_HZ, "collapsed")
         return str(got["replica"]), str(got["revision"]), str(got["profile"])
 
+    async def traffic_series(self, name: str) -> tuple[list[Row] | None, str]:
+        gateway = self._controller.gateway
+        history = gateway.history if gateway is not None else None
+        if history is None or name not in self._controller.resources:
+            return None, "No charts: the gateway keeps no traffic numbers in this kaip up."
+        return [asdict(p) for p in history.series(name)], ""
+
     async def log_tail(self, name: str) -> tuple[list[tuple[str, str]], str] | None:
-        """The tail of each running replica's log file under ``.kaip/logs/``."""
-        if name not in self._controller.resources:
+        """The tail of each running replica's log file under ``.kaip/logs/``; a job's latest
+        run's."""
+        files: list[tuple[str, Path]]
+        if name in self._controller.resources:
+            files = [(r.id, r.log_path) for r in self._controller.supervisor.replicas(name)]
+        elif name in self._jobs():
+            training = self._controller.training
+            runs = [s for s in (training.status() if training else []) if s["job"] == name]
+            files = [(f"{name} run {s['run']}", Path(str(s["log"]))) for s in runs if s["log"]]
+        else:
             return None
-        files = [(r.id, r.log_path) for r in self._controller.supervisor.replicas(name)]
 
         def read() -> list[tuple[str, str]]:
             return [(replica, line) for replica, path in files for line in tail(path)]
@@ -171,6 +214,33 @@ class LocalSource:
             return Overview(resource.kind, manifest, f"{base}/apps/{name}/", (), ())
         served = tuple(run.served_names.get(run.current.revision, ())) or resource.served_names
         return Overview("Model", manifest, base, served, tuple(resource.spec.serve.protocols))
+
+
+def _job_row(name: str, owner: str, status: Mapping[str, Any] | None) -> Row:
+    """A TrainingJob's catalog row: its latest run's state and the version it registered."""
+    state = "not started" if status is None else str(status["status"])
+    if (
+        status is not None
+        and status["status"] not in FINISHED
+        and status.get("progress") is not None
+    ):
+        state += f" ({float(status['progress']) * 100:.0f} %)"
+    return {
+        "kind": "TrainingJob",
+        "name": name,
+        "owner": owner,
+        "names": [],
+        "url": "",
+        "stable": str((status or {}).get("version") or "—"),
+        "canary": None,
+        "weights": {},
+        "desired": 0,
+        "ready": status is not None and status["status"] == "succeeded",
+        "state": state,
+        "replicas": [],
+        "rollout": None,
+        "traffic": None,
+    }
 
 
 def local_portal(

@@ -76,6 +76,9 @@ def _weights(weights: Mapping[str, int]) -> str:
 
 
 def _health(row: Mapping[str, Any]) -> str:
+    if row.get("state"):  # a TrainingJob: its latest run's state
+        css = "ok" if row["ready"] else "muted"
+        return f'<span class="{css}">{_e(row["state"])}</span>'
     if row["ready"]:
         return '<span class="ok">ready</span>'
     return '<span class="bad">not ready</span>'
@@ -194,6 +197,7 @@ def resource_page(
     overview: str = "",
     logs: str = "",
     profile: str = "",
+    charts: str = "",
 ) -> str:
     """One resource: its revisions, replicas and rollout history with every verdict; ``live``
     is the rollout section that the page's event stream keeps current; ``overview`` its
@@ -243,6 +247,7 @@ def resource_page(
         + "<h2>Replicas</h2><table><thead><tr><th>Id</th><th>Revision</th><th>Phase</th>"
         "<th>Health</th><th>Restarts</th><th>Port</th><th>Routed</th></tr></thead>"
         f"<tbody>{replicas}</tbody></table>"
+        + (f"<h2>Traffic</h2>{charts}" if charts else "")
         + (f"<h2>Profile</h2>{profile}" if profile else "")
         + (f"<h2>Logs</h2>{logs}" if logs else "")
         + f"<h2>Rollouts</h2>{history_html}"

@@ -140,6 +140,11 @@ class PortalSource(Protocol):
         Raises :class:`~kaip.errors.ForbiddenError` when the principal may not."""
         ...
 
+    async def traffic_series(self, name: str) -> tuple[list[Row] | None, str]:
+        """Its recent traffic, one point per interval (``at``, ``rate``, ``error_pct``,
+        ``p99_le_s``), oldest first; None with what to do instead where there is none."""
+        ...
+
     async def log_tail(self, name: str) -> tuple[list[tuple[str, str]], str] | None:
         """The last lines of each of its replicas' logs, as (replica, line), and what to do
         instead when this source cannot read them ("" when it can); None: no such resource."""

@@ -10,13 +10,12 @@ keeps them and gives nothing when it does not; never changes them.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kaip.accounting import Figures
-from kaip.local.gateway.signals import LATENCY_BUCKETS_S
+from kaip.local.gateway.history import p99_bound, resource_totals
 
 if TYPE_CHECKING:
     from kaip.local.controller.loop import Controller
@@ -34,13 +33,6 @@ class TrafficReader:
         signals = gateway.signals if gateway is not None else None
         if signals is None:
             return {}
-        totals: dict[str, list[int]] = {}
-        for (_kind, resource, _revision, _owner), record in signals.records():
-            into = totals.setdefault(resource, [0, 0] + [0] * len(record.buckets))
-            into[0] += sum(record.by_class)
-            into[1] += record.by_class[4] + record.by_class[5]
-            for i, count in enumerate(record.buckets):
-                into[2 + i] += count
         costs: dict[str, Figures] = {}
         for (_kind, resource, _revision, _owner), figures in (
             signals.accounting() if signals.accounting is not None else ()
@@ -48,7 +40,8 @@ class TrafficReader:
             costs[resource] = costs.get(resource, Figures()) + figures
         now = self._clock()
         out: dict[str, dict[str, Any]] = {}
-        for resource, (requests, errors, *buckets) in totals.items():
+        for resource, totals in resource_totals(signals).items():
+            requests, errors, buckets = totals.requests, totals.errors, totals.buckets
             previous = self._last.get(resource)
             rate = None
             if previous is not None and now - previous[0] >= 1.0:
@@ -59,7 +52,7 @@ class TrafficReader:
                 "requests": requests,
                 "rate": rate,
                 "error_pct": 100.0 * errors / requests if requests else None,
-                "p99_le_s": _p99_bound(buckets),
+                "p99_le_s": p99_bound(buckets),
                 **_cost(costs.get(resource)),
             }
         return out
@@ -73,16 +66,3 @@ def _cost(figures: Figures | None) -> dict[str, Any]:
         "joules_per_request": figures.joules_per_request(),
         "cost_method": figures.method,
     }
-
-
-def _p99_bound(buckets: list[int]) -> float | None:
-    """The upper bound of the histogram bucket the 99th percentile falls in (inf: above all)."""
-    total = sum(buckets)
-    if not total:
-        return None
-    rank, seen = math.ceil(0.99 * total), 0
-    for bound, count in zip((*LATENCY_BUCKETS_S, math.inf), buckets, strict=True):
-        seen += count
-        if seen >= rank:
-            return bound
-    return math.inf

@@ -116,6 +116,8 @@ class TrainingRunner:
         self._clock = clock
         self.active: dict[str, ActiveRun] = {}
         self.finished: dict[str, RunRecord] = {}
+        self.owners: dict[str, str] = {}
+        """Each desired job's owner, from its latest spec (the portal's catalog)."""
         self._watchers: set[asyncio.Task[None]] = set()
 
     # -- what the controller asks -----------------------------------------------------------
@@ -125,6 +127,7 @@ class TrainingRunner:
     ) -> str:
         """Make a run of ``job`` at ``revision`` happen (once); say what was done."""
         name = job.metadata.name
+        self.owners[name] = job.spec.owner
         label = f"TrainingJob {name}"
         current = self.active.get(name)
         if current is not None:

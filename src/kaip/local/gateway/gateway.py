@@ -45,6 +45,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from kaip.local.gateway import catalog, websocket
 from kaip.local.gateway.balance import pick_backend, pick_least_outstanding, pick_revision
+from kaip.local.gateway.history import TrafficHistory
 from kaip.local.gateway.http1 import Headers, error_payload, request_head
 from kaip.local.gateway.limits import BodyLimit, Connections
 from kaip.local.gateway.mirror import MAX_MIRRORED_IN_FLIGHT, Mirror
@@ -130,6 +131,9 @@ class Gateway:
         self._stopping = False
         self.signals = GatewaySignals(tracer, live_load=self._live_load) if observe else None
         """``GET /metrics`` and spans (see signals); None when built with ``observe=False``."""
+        self.history = TrafficHistory(self.signals) if self.signals is not None else None
+        """The last hour of each resource's traffic, sampled while the gateway runs (charts)."""
+        self._sampling: asyncio.Task[None] | None = None
         if self.signals is not None:
             self.signals.replica_phases = self._ready_backends
         self._mirror = Mirror(
@@ -149,11 +153,15 @@ class Gateway:
         )
         port: int = self._server.sockets[0].getsockname()[1]
         self._port = port
+        if self.history is not None:
+            self._sampling = asyncio.create_task(self.history.run())
         return port
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish for up to ``drain_s``, close the rest."""
         self._stopping = True
+        if self._sampling is not None:
+            self._sampling.cancel()
         if self._server is not None:
             self._server.close()
         self._wake_all()
