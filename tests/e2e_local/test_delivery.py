@@ -9,6 +9,7 @@ import json
 import shutil
 import ssl
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -171,7 +172,15 @@ def test_dry_run_shows_the_diff_a_manual_pause_waits_for_promote_and_undo_goes_b
     assert "hold: paused at 50%: waiting for `kaip rollout promote`" in waiting.stdout
     promoted = platform.cli("rollout", "promote", "echo")
     assert promoted.returncode == 0, promoted.stderr
-    assert "pause at 50% released by " in promoted.stdout and "advance: " in promoted.stdout
+    # The CLI acts through the portal's /api/v1 with the run's token, naming the person (who
+    # it takes that to be where it runs), not the token.
+    person = subprocess.run(
+        [sys.executable, "-c", "from kaip.cli.local import who; print(who())"],
+        cwd=platform.workdir, env=platform.env(), capture_output=True, text=True, timeout=60,
+    ).stdout.strip()  # fmt: skip
+    assert person and person != "local-admin"
+    assert f"pause at 50% released by {person}" in promoted.stdout, promoted.stdout
+    assert "advance: " in promoted.stdout
     watched = platform.cli("rollout", "status", "echo", "--watch", "--timeout", "5m")
     assert watched.returncode == 0, watched.stdout + watched.stderr
     (done,) = platform.rollouts("echo")

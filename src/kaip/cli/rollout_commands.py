@@ -9,6 +9,7 @@ decisions live in :mod:`kaip.local.controller` and :mod:`kaip.kube.operator`.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import typer
 
@@ -126,7 +127,7 @@ def rollout_promote(
     if cluster is not None:
         cluster.say(cluster.command("promote-full" if full else "promote", who()))
         return
-    answer = admin_client.call(load_settings(), "POST", f"/_kaip/rollouts/{name}/promote",
+    answer = admin_client.call(load_settings(), "POST", _action(name, "promote"),
                                {"who": who(), "full": full})  # fmt: skip
     stdout.print(answer["message"], markup=False)
 
@@ -154,7 +155,7 @@ def rollout_undo(
     body: dict[str, Any] = {"who": who()}
     if to_revision is not None:
         body["to_revision"] = to_revision
-    answer = admin_client.call(load_settings(), "POST", f"/_kaip/rollouts/{name}/undo", body)
+    answer = admin_client.call(load_settings(), "POST", _action(name, "undo"), body)
     stdout.print(answer["message"], markup=False)
 
 
@@ -170,9 +171,15 @@ def rollout_abort(
     if cluster is not None:
         cluster.say(cluster.command("abort", who()))
         return
-    answer = admin_client.call(load_settings(), "POST", f"/_kaip/rollouts/{name}/abort",
+    answer = admin_client.call(load_settings(), "POST", _action(name, "abort"),
                                {"who": who()})  # fmt: skip
     stdout.print(answer["message"], markup=False)
+
+
+def _action(name: str, action: str) -> str:
+    """The portal API's path for a rollout action (``/api/v1``, the versioned API the portal's
+    own buttons use; the run's token lets the CLI name the OS user who acts)."""
+    return f"/api/v1/resources/{quote(name, safe='')}/{action}"
 
 
 def _cluster(

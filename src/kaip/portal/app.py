@@ -462,7 +462,9 @@ def portal_app(
 
     async def api_act(request: Request) -> Response:
         """``POST /api/v1/resources/NAME/promote|abort|undo``: a bearer token only (a cookie
-        alone never acts), an optional JSON body ``{"to_revision": REV}`` for undo."""
+        alone never acts), an optional JSON body (:class:`ActBody`): ``to_revision`` for undo,
+        ``full`` for promote, ``who`` from an admin credential only (the CLI names the OS user
+        with the run's token; a role token always acts as itself)."""
         try:
             principal = await authenticate(request.headers)
         except AccessError as exc:
@@ -472,15 +474,25 @@ def portal_app(
         action = request.path_params["action"]
         if action not in ACTIONS:
             return _api_error(404, f"no action {action[:40]!r}: promote, abort or undo")
-        to_revision = await _to_revision(request)
-        if isinstance(to_revision, Response):
-            return to_revision
+        body = await _act_body(request)
+        if isinstance(body, Response):
+            return body
+        if body.full and action != "promote":
+            return _api_error(400, f"full: only promote takes it, not {action}")
+        if body.to_revision is not None and action != "undo":
+            return _api_error(400, f"to_revision: only undo takes it, not {action}")
+        if body.who is not None and principal.role != "admin":
+            return _api_error(
+                403, f"{principal.name} acts as itself: only an admin credential may name who acts"
+            )
         name = request.path_params["name"]
         row = await one_row(name)
         if row is None:
             return _api_error(404, f"no Model or App named {name[:253]!r} runs here")
         try:
-            message = await source.act(row, action, principal, to_revision)
+            message = await source.act(
+                row, action, principal, body.to_revision, who=body.who, full=body.full
+            )
         except KaipError as exc:
             return _api_error(_act_status(exc), exc.message)
         return JSONResponse({"message": message})
@@ -593,18 +605,37 @@ async def _form(request: Request) -> Mapping[str, str] | Response:
     return {key: values[0] for key, values in fields.items() if values}
 
 
-async def _to_revision(request: Request) -> str | Response | None:
-    """An action's optional JSON body: ``{}`` or ``{"to_revision": REV}`` (undo's target)."""
+@dataclass(frozen=True)
+class ActBody:
+    """An action's optional JSON body."""
+
+    to_revision: str | None = None
+    who: str | None = None
+    full: bool = False
+
+
+ACT_FIELDS = {"to_revision", "who", "full"}
+
+
+async def _act_body(request: Request) -> ActBody | Response:
+    """``{}`` or any of ``to_revision`` (undo's target), ``who`` (the person acting, for the
+    event log) and ``full`` (promote: skip the remaining steps)."""
     raw = await request.body()
     if not raw.strip():
-        return None
+        return ActBody()
     try:
         body = json.loads(raw)
     except ValueError:
         return _api_error(400, 'the body must be JSON: {} or {"to_revision": "REV"}')
-    if not isinstance(body, dict) or set(body) - {"to_revision"}:
-        return _api_error(400, 'the body takes one field only: {"to_revision": "REV"}')
+    if not isinstance(body, dict) or set(body) - ACT_FIELDS:
+        return _api_error(400, "the body takes to_revision, who and full only")
     revision = body.get("to_revision")
     if revision is not None and (not isinstance(revision, str) or not 0 < len(revision) <= 64):
         return _api_error(400, "to_revision: a revision of 1 to 64 characters, or null")
-    return revision
+    who = body.get("who")
+    if who is not None and (not isinstance(who, str) or not 0 < len(who) <= 200):
+        return _api_error(400, "who: the person acting, 1 to 200 characters, or null")
+    full = body.get("full", False)
+    if not isinstance(full, bool):
+        return _api_error(400, "full: true or false")
+    return ActBody(revision, who, full)

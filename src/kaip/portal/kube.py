@@ -254,7 +254,14 @@ class KubeSource:
     # -- acting -----------------------------------------------------------------------------
 
     async def act(
-        self, row: Row, action: Action, principal: Principal, to_revision: str | None
+        self,
+        row: Row,
+        action: Action,
+        principal: Principal,
+        to_revision: str | None,
+        *,
+        who: str | None = None,
+        full: bool = False,
     ) -> str:
         kind, key = str(row["kind"]), str(row["name"])
         namespace, name = self._where(key)
@@ -270,7 +277,7 @@ class KubeSource:
             client = ClusterRollouts(self._session, namespace, name)
             if action == "undo":
                 return client.undo(to_revision)
-            command = client.send(action, principal.user)
+            command = client.send("promote-full" if full else action, who or principal.user)
             return (
                 f"{kind} {name}: {action} sent to the operator for revision {command.revision} "
                 f"(command {command.id}); its decision shows on the page when it is made"

@@ -134,7 +134,14 @@ class LocalSource:
         return out
 
     async def act(
-        self, row: Row, action: Action, principal: Principal, to_revision: str | None
+        self,
+        row: Row,
+        action: Action,
+        principal: Principal,
+        to_revision: str | None,
+        *,
+        who: str | None = None,
+        full: bool = False,
     ) -> str:
         controller = self._controller
         name, kind, verb = str(row["name"]), str(row["kind"]), _VERBS[action]
@@ -143,14 +150,14 @@ class LocalSource:
         )
         require(principal, "deployer", what)
         require_owner(principal, str(row["owner"]), what)
-        who = principal.name
+        actor = who or principal.name
         run: Callable[[], Awaitable[str]]
         if action == "promote":
-            run = lambda: controller.promote(name, who)  # noqa: E731
+            run = lambda: controller.promote(name, actor, full=full)  # noqa: E731
         elif action == "abort":
-            run = lambda: controller.abort(name, who)  # noqa: E731
+            run = lambda: controller.abort(name, actor)  # noqa: E731
         else:
-            run = lambda: controller.undo(name, who, to_revision)  # noqa: E731
+            run = lambda: controller.undo(name, actor, to_revision)  # noqa: E731
         return await controller.submit(run)
 
     async def playground(self, name: str) -> Playground | None:

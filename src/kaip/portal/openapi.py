@@ -122,7 +122,19 @@ def portal_openapi() -> dict[str, Any]:
                                             "maxLength": 64,
                                             "description": "undo's target (default: the "
                                             "revision promoted before the stable one)",
-                                        }
+                                        },
+                                        "who": {
+                                            "type": ["string", "null"],
+                                            "minLength": 1,
+                                            "maxLength": 200,
+                                            "description": "the person acting, for the event "
+                                            "log: an admin credential only (403 otherwise)",
+                                        },
+                                        "full": {
+                                            "type": "boolean",
+                                            "description": "promote: to 100 % now, skipping "
+                                            "the remaining steps",
+                                        },
                                     },
                                 }
                             }

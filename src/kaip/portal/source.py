@@ -117,11 +117,19 @@ class PortalSource(Protocol):
         ...
 
     async def act(
-        self, row: Row, action: Action, principal: Principal, to_revision: str | None
+        self,
+        row: Row,
+        action: Action,
+        principal: Principal,
+        to_revision: str | None,
+        *,
+        who: str | None = None,
+        full: bool = False,
     ) -> str:
-        """Promote, abort or roll back the resource of ``row`` for ``principal``; what was
-        done, in a sentence. Raises :class:`~kaip.errors.ForbiddenError` when the principal may
-        not, :class:`~kaip.errors.PlatformError` when it cannot be done now."""
+        """Promote (``full``: skipping the remaining steps), abort or roll back the resource
+        of ``row`` for ``principal``, recorded as done by ``who`` (default: the principal's
+        name); what was done, in a sentence. Raises :class:`~kaip.errors.ForbiddenError` when
+        the principal may not, :class:`~kaip.errors.PlatformError` when it cannot be done now."""
         ...
 
     async def playground(self, name: str) -> Playground | None:

@@ -168,6 +168,13 @@ def test_the_portals_api_acts_for_a_bearer_token_only(
     deployer = token(control, "deployer", "team-a", name="api-dee")
     assert act("undo", deployer, content="{oops").status_code == 400
     assert act("nap", deployer).status_code == 404
+    # A role token acts as itself: naming someone else is refused, as are fields out of place.
+    spoof = act("promote", deployer, json={"who": "somebody-else"})
+    assert spoof.status_code == 403 and "acts as itself" in spoof.json()["error"]
+    assert act("abort", deployer, json={"full": True}).status_code == 400
+    assert act("promote", deployer, json={"to_revision": "abc"}).status_code == 400
+    assert act("promote", deployer, json={"full": "yes"}).status_code == 400
+    assert control.controller.resources["web"].rollout is not None  # none of those acted
     assert act("promote", deployer).status_code == 200
     rollout = control.controller.resources["web"].rollout
     assert rollout is not None and rollout.released_by == "api-dee"
