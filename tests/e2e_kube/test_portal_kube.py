@@ -8,7 +8,10 @@ operator writes it (one with a canary in flight), with an Event of the operator'
 static-token user, each with its own RBAC: the API lists the Models paged for a valid token
 (TokenReview), refuses a bogus one (401) and a user who may not list Models (403); promote
 needs ``patch`` on that Model (SubjectAccessReview): a viewer gets 403, a deployer's promote
-writes the operator's command annotation, naming the deployer.
+writes the operator's command annotation, naming the deployer. The portal is given a real
+Prometheus (Debian's) that scrapes a real model server serving "gamma" (``kaip serve`` on
+loopback, with the ``namespace`` label a cluster's scrape config adds): the catalog shows
+gamma's traffic and its page draws charts from it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,6 +47,8 @@ class Portal:
     namespace: str
     tokens: dict[str, str]
     plane: ControlPlane
+    gamma_url: str
+    """A real model server serving gamma, scraped by the portal's Prometheus."""
 
     def get(self, path: str, who: str | None, **params: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.tokens[who]}"} if who else {}
@@ -128,6 +134,70 @@ def _account(plane: ControlPlane, namespace: str, name: str, verbs: list[str]) -
     return plane.kubectl("create", "token", name, "-n", namespace, "--duration=1h").strip()
 
 
+PROMETHEUS = Path("/usr/bin/prometheus")
+GAMMA = """\
+apiVersion: kaip.dev/v1alpha1
+kind: Model
+metadata: {name: gamma}
+spec:
+  owner: team-b
+  artifact: {uri: tiny_lm.py, format: python, entrypoint: "tiny_lm:TinyLM", trust: true}
+"""
+
+
+def _until(ready: Any, what: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 120  # a bound on a hang, not a timing check
+    while True:
+        assert process.poll() is None, log.read_text()
+        try:
+            if ready():
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"{what}: {log.read_text()[-2000:]}"
+        time.sleep(0.5)
+
+
+@contextmanager
+def _gamma_scraped(work: Path, namespace: str) -> Iterator[tuple[str, str]]:
+    """A real model server serving gamma and a real Prometheus scraping it every second, with
+    the namespace label; yields (the model server's URL, Prometheus's URL)."""
+    assert PROMETHEUS.exists(), f"{PROMETHEUS} is missing: run tools/setup.sh (prometheus)"
+    spec = work / "gamma"
+    spec.mkdir()
+    (spec / "kaip.yaml").write_text(GAMMA)
+    (spec / "tiny_lm.py").write_bytes((REPO / "examples" / "tiny-lm" / "model.py").read_bytes())
+    serve_port, prom_port = free_port(), free_port()
+    config = {"global": {"scrape_interval": "1s"}, "scrape_configs": [{
+        "job_name": "kaip-replicas", "scrape_timeout": "900ms",
+        "static_configs": [{"targets": [f"127.0.0.1:{serve_port}"],
+                            "labels": {"namespace": namespace}}]}]}  # fmt: skip
+    (work / "prometheus.yml").write_text(yaml.safe_dump(config))
+    logs = work / "serve.log", work / "prometheus.log"
+    with logs[0].open("wb") as out, logs[1].open("wb") as prom_out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "kaip.cli", "serve", str(spec), "--port", str(serve_port)],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        prometheus = subprocess.Popen(
+            [str(PROMETHEUS), f"--config.file={work / 'prometheus.yml'}",
+             f"--storage.tsdb.path={work / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prom_port}",
+             "--log.level=warn"],
+            stdout=prom_out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    served, prom = f"http://127.0.0.1:{serve_port}", f"http://127.0.0.1:{prom_port}"
+    try:
+        _until(lambda: httpx.get(served + "/v2/health/ready", trust_env=False).is_success,
+               "kaip serve", server, logs[0])  # fmt: skip
+        _until(lambda: httpx.get(prom + "/-/ready", trust_env=False).is_success,
+               "Prometheus", prometheus, logs[1])  # fmt: skip
+        yield served, prom
+    finally:
+        for process in (server, prometheus):
+            process.terminate()
+            process.wait(timeout=30)
+
+
 @pytest.fixture(scope="module")
 def portal(
     kube_api: ControlPlane, helm: Path, tmp_path_factory: pytest.TempPathFactory
@@ -166,10 +236,12 @@ def portal(
         "bogus": "not-a-token-" + uuid.uuid4().hex,
     }
     port = free_port()
+    scraped = _gamma_scraped(work, namespace)
+    served, prom = scraped.__enter__()
     log = (work / "portal.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "kaip.cli", "portal", "--kubeconfig", str(kubeconfig),
-         "-n", namespace, "--port", str(port)],
+         "-n", namespace, "--port", str(port), "--prometheus", prom],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -184,11 +256,12 @@ def portal(
                 pass
             assert time.monotonic() < deadline, (work / "portal.log").read_text()
             time.sleep(0.5)
-        yield Portal(url, namespace, tokens, plane)
+        yield Portal(url, namespace, tokens, plane, served)
     finally:
         process.terminate()
         process.wait(timeout=30)
         log.close()
+        scraped.__exit__(None, None, None)
     text = (work / "portal.log").read_text()
     assert all(t not in text for t in tokens.values()), "a token was logged"
 
@@ -282,6 +355,35 @@ def test_a_resource_shows_its_manifest_and_how_to_reach_it(portal: Portal) -> No
     assert 'data-snippet="curl"' in page.text and 'id="spec-yaml"' in page.text
     follow = f"kubectl logs -n {portal.namespace} -l app.kubernetes.io/name=gamma -f --prefix"
     assert follow in page.text  # replica logs: not read on a cluster, the command that does
+
+
+def test_the_catalog_and_charts_show_traffic_from_prometheus(portal: Portal) -> None:
+    body = {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}]}
+    for _ in range(20):
+        answer = httpx.post(f"{portal.gamma_url}/v2/models/gamma/infer", json=body,
+                            trust_env=False, timeout=60)  # fmt: skip
+        assert answer.status_code == 200, answer.text
+    failed = httpx.post(f"{portal.gamma_url}/v2/models/gamma/infer", json={"inputs": "no"},
+                        trust_env=False, timeout=60)  # fmt: skip
+    assert failed.status_code == 400
+
+    def gamma() -> dict[str, Any]:
+        page = portal.get("/api/v1/resources", "viewer", owner="team-b").json()
+        (row,) = [r for r in page["items"] if r["name"] == "gamma"]
+        return dict(row["traffic"] or {})
+
+    deadline = time.monotonic() + 120  # scraped every second; a bound on a hang
+    while (gamma().get("requests") or 0) < 21:
+        assert time.monotonic() < deadline, gamma()
+        time.sleep(1)
+    traffic = gamma()
+    assert traffic["requests"] >= 21 and traffic["rate"] > 0
+    assert traffic["p99_le_s"] is not None and traffic["p99_le_s"] > 0
+    assert traffic["error_pct"] == 0  # a 400 is the client's error, not the server's
+    alpha = portal.get("/api/v1/resources", "viewer", q="alpha").json()["items"][0]
+    assert alpha["traffic"] is None  # nothing serves alpha: Prometheus has no series of it
+    page = portal.get("/resources/gamma", "viewer").text
+    assert 'data-chart="rate"' in page and "<polyline" in page
 
 
 def _annotations(portal: Portal, name: str) -> dict[str, str]:

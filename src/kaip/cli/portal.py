@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from urllib.parse import urlsplit
 
 import typer
 
@@ -35,10 +36,21 @@ def portal(
         help="a Host name the portal answers to besides the loopback ones (repeatable), e.g. "
         "the Service's DNS name",
     ),
+    prometheus: str | None = typer.Option(
+        None,
+        "--prometheus",
+        envvar="KAIP_PORTAL_PROMETHEUS",
+        help="the Prometheus that scrapes the replicas (http://HOST:9090): traffic numbers in "
+        "the catalog and charts on resource pages",
+    ),
 ) -> None:
     """Serve the portal for kaip's resources on a cluster; users log in with a Kubernetes token."""
     if all_namespaces and namespace is not None:
         raise ConfigError("give --namespace NS or --all-namespaces, not both")
+    if prometheus is not None and urlsplit(prometheus).scheme not in ("http", "https"):
+        raise ConfigError(
+            f"--prometheus {prometheus!r}: an http(s) URL, e.g. http://prometheus:9090"
+        )
     try:
         from kaip.kube.client import Session
         from kaip.portal.serve import serve_cluster_portal
@@ -57,7 +69,9 @@ def portal(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         where = "every namespace" if shown is None else f"namespace {shown}"
-        async with serve_cluster_portal(session, shown, host, port, allowed_host) as url:
+        async with serve_cluster_portal(
+            session, shown, host, port, allowed_host, prometheus
+        ) as url:
             typer.echo(f"kaip portal: {url} shows {where} of {session.server}", err=True)
             await stop.wait()
 

@@ -70,12 +70,13 @@ def charts_section(points: Sequence[Mapping[str, Any]] | None, hint: str) -> str
     if points is None:
         return f'<p class="muted">{_e(hint)}</p>'
     if not points:
-        return '<p class="muted">No traffic recorded yet: a point is taken every 10 s.</p>'
+        return '<p class="muted">No traffic recorded yet.</p>'
     p99 = [p["p99_le_s"] for p in points]
     finite = [ABOVE_ALL_S if v is not None and math.isinf(v) else v for v in p99]
     since = datetime.fromtimestamp(points[0]["at"], UTC).strftime("%H:%M:%S UTC")
+    every = f", one per {points[1]['at'] - points[0]['at']:.0f} s" if len(points) > 1 else ""
     return (
-        f'<p class="muted">{len(points)} points since {_e(since)}, one per 10 s.</p>'
+        f'<p class="muted">{len(points)} points since {_e(since)}{_e(every)}.</p>'
         + _chart("Requests per second", "rate", [p["rate"] for p in points], lambda v: f"{v:.2f}")
         + _chart("Errors", "errors", [p["error_pct"] for p in points], lambda v: f"{v:.1f} %")
         + _chart("p99 latency (bucket)", "p99", finite, _ms)

@@ -41,6 +41,7 @@ from kaip.kube.operator.rollout_client import ClusterRollouts
 from kaip.local.controller.auth import Principal
 from kaip.plan.build import LABEL_NAME
 from kaip.portal.kube_auth import KubeReviews, KubeUser
+from kaip.portal.prometheus import PrometheusTraffic
 from kaip.portal.source import Action, Deployments, Entry, Overview, Playground, Row
 from kaip.spec import API_VERSION
 from kaip.spec.kinds import Serve
@@ -89,8 +90,11 @@ class KubeSource:
         namespace: str | None,
         reviews: KubeReviews,
         clock: Callable[[], float] = time.monotonic,
+        traffic: PrometheusTraffic | None = None,
     ) -> None:
         self._session = session
+        self._traffic = traffic
+        """Where the catalog's numbers and the charts come from (None: no Prometheus given)."""
         self._namespace = namespace
         """The one namespace looked at, or None for every namespace."""
         self._reviews = reviews
@@ -185,7 +189,14 @@ class KubeSource:
 
     async def rows(self, names: Sequence[str]) -> list[Row]:
         objects = await self.objects()
-        return [_row(name, objects[name]) for name in names if name in objects]
+        rows = [_row(name, objects[name]) for name in names if name in objects]
+        numbers = None if self._traffic is None else await self._traffic.catalog(self._namespace)
+        for row in rows:
+            if numbers is not None and row["kind"] == "Model":
+                row["traffic"] = numbers.get(
+                    (row["namespace"], objects[row["name"]]["metadata"]["name"])
+                )
+        return list(rows)
 
     def _events(self, key: str | None) -> list[dict[str, Any]]:
         """kaip's Events, of one resource or of all, oldest first."""
@@ -296,10 +307,19 @@ class KubeSource:
         return None  # replicas' profile endpoints are not reachable from the portal here
 
     async def traffic_series(self, name: str) -> tuple[list[Row] | None, str]:
-        return None, (
-            "No charts on a cluster yet: the replicas' kaip_requests_total and latency "
-            "histogram are in Prometheus (see docs/observability.md)."
-        )
+        if self._traffic is None:
+            return None, (
+                "No charts: start the portal with --prometheus URL (the Prometheus that scrapes "
+                "the replicas' kaip_requests_total and latency histogram)."
+            )
+        body = (await self.objects()).get(name)
+        if body is None or body.get("kind") != "Model":
+            return None, "Charts are drawn for Models only."
+        meta = body.get("metadata") or {}
+        points = await self._traffic.series(str(meta.get("namespace", "")), str(meta.get("name")))
+        if points is None:
+            return None, f"Prometheus at {self._traffic.url} did not answer: no charts now."
+        return list(points), ""
 
     async def log_tail(self, name: str) -> tuple[list[tuple[str, str]], str] | None:
         """Not read here (the portal may not read Pods): the kubectl command that follows them."""

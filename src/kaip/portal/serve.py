@@ -19,6 +19,7 @@ from kaip.local.controller.sessions import SessionStore
 from kaip.portal.app import LoginText, PortalGuard, portal_app
 from kaip.portal.kube import KubeSource
 from kaip.portal.kube_auth import KubeReviews
+from kaip.portal.prometheus import PrometheusTraffic
 
 LOGIN = LoginText(
     hint="Paste a Kubernetes bearer token: yours, or a ServiceAccount's "
@@ -34,14 +35,17 @@ async def serve_cluster_portal(
     host: str,
     port: int,
     allowed_hosts: Sequence[str] = (),
+    prometheus_url: str | None = None,
 ) -> AsyncIterator[str]:
-    """Serve the portal for ``namespace`` (None: every one) on ``host:port``; yields its URL."""
+    """Serve the portal for ``namespace`` (None: every one) on ``host:port``; yields its URL.
+    With ``prometheus_url`` the catalog shows traffic and resource pages draw charts."""
     try:
         names = normalize_hosts(allowed_hosts)
     except ValueError as exc:
         raise ConfigError(f"--allowed-host: {exc}") from None
     reviews = KubeReviews(session, namespace)
-    source = KubeSource(session, namespace, reviews)
+    traffic = None if prometheus_url is None else PrometheusTraffic(prometheus_url)
+    source = KubeSource(session, namespace, reviews, traffic=traffic)
     policy = GuardPolicy(
         allowed_hosts=names,
         credential_hint="send 'Authorization: Bearer TOKEN' with a Kubernetes token",
@@ -56,3 +60,5 @@ async def serve_cluster_portal(
         yield f"http://{host}:{bound}"
     finally:
         await server.stop()
+        if traffic is not None:
+            await traffic.aclose()
