@@ -324,6 +324,15 @@ class Serve(SpecModel):
         "(default: metadata.name); unique in the namespace",
         json_schema_extra={"uniqueItems": True, "x-kubernetes-list-type": "set"},
     )
+    # None (left out) means least-request, and keeps every existing spec's revision id.
+    routing: Literal["least-request", "prefix-affinity"] | None = Field(
+        None,
+        description=(
+            "how the gateway picks a replica: least-request (default), or prefix-affinity "
+            "(OpenAI requests sharing a long prompt prefix go to the replica likely to hold it "
+            "in its KV cache, unless it is much busier)"
+        ),
+    )
     batching: Batching = Field(default_factory=Batching)
     timeout_seconds: float = Field(30.0, gt=0, le=3600)
     max_request_bytes: int = Field(8 * 2**20, ge=1024, le=2**31)

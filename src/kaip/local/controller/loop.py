@@ -423,6 +423,7 @@ class Controller(Delivery):
                     canary_headers=run.canary_headers,
                     canary_cookies=run.canary_cookies,
                     mirror=run.mirror,
+                    prefix_affinity=run.prefix_affinity,
                 )
             )
         return routes

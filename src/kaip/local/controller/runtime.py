@@ -220,6 +220,12 @@ class ResourceRun:
         return isinstance(resource, Model) and "openai" in resource.spec.serve.protocols
 
     @property
+    def prefix_affinity(self) -> bool:
+        """Does the newest revision ask for prefix-affinity routing (``serve.routing``)?"""
+        resource = self.current.resource
+        return isinstance(resource, Model) and resource.spec.serve.routing == "prefix-affinity"
+
+    @property
     def response_timeout_s(self) -> float | None:
         """How long the gateway waits for a replica's response head; None: its default (Apps).
 

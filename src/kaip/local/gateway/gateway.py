@@ -50,6 +50,7 @@ from kaip.local.gateway.http1 import Headers, error_payload, request_head
 from kaip.local.gateway.limits import BodyLimit, Connections
 from kaip.local.gateway.mirror import MAX_MIRRORED_IN_FLIGHT, Mirror
 from kaip.local.gateway.paths import Target, TargetKind, parse_target
+from kaip.local.gateway.prefix import PrefixIndex, block_hashes, pick_by_prefix, prompt_of
 from kaip.local.gateway.routes import Backend, CompiledRoute, Route, RouteKind, RouteTable
 from kaip.local.gateway.server import ClientConnection, Request
 from kaip.local.gateway.signals import CONTENT_TYPE, GatewaySignals, LiveLoad, Observation
@@ -131,6 +132,8 @@ class Gateway:
         self._stopping = False
         self.signals = GatewaySignals(tracer, live_load=self._live_load) if observe else None
         """``GET /metrics`` and spans (see signals); None when built with ``observe=False``."""
+        self._prefixes = PrefixIndex()
+        """Which replicas were sent which prompt prefixes (prefix-affinity routes)."""
         self.history = TrafficHistory(self.signals) if self.signals is not None else None
         """The last hour of each resource's traffic, sampled while the gateway runs (charts)."""
         self._sampling: asyncio.Task[None] | None = None
@@ -472,6 +475,9 @@ class Gateway:
         timeout_s = route.route.response_timeout_s or self._response_timeout_s
         if pinned is None and (shadows := route.mirror_to(revision)):
             self._mirror.submit(route, shadows, data, body, timeout_s)
+        hashes: list[int] = []
+        if route.route.prefix_affinity and (prompt := prompt_of(upstream_target, request.body)):
+            hashes = block_hashes(prompt)
         tried: set[str] = set()
         again_fresh: Backend | None = None
         timed_out: Backend | None = None
@@ -483,9 +489,13 @@ class Gateway:
         while True:
             if tried:  # a retry: choose from the routes as they are now (a timeout is long)
                 route = self._table.lookup(route.route.kind, route.name) or route
-            backend = again_fresh or self._choose(route, revision, pinned is not None, tried)
+            backend = again_fresh or self._choose(
+                route, revision, pinned is not None, tried, hashes
+            )
             if backend is None:
                 break
+            if hashes:
+                self._prefixes.record(hashes, backend.replica)
             fresh = again_fresh is not None
             again_fresh = None
             replica = backend.replica
@@ -555,7 +565,12 @@ class Gateway:
             conn.send_json(502, error_payload(message, openai=openai))
 
     def _choose(
-        self, route: CompiledRoute, revision: str, pinned: bool, tried: set[str]
+        self,
+        route: CompiledRoute,
+        revision: str,
+        pinned: bool,
+        tried: set[str],
+        hashes: Sequence[int] = (),
     ) -> Backend | None:
         exclude: set[str] = tried
         if self._ejected:
@@ -566,7 +581,14 @@ class Gateway:
             if self._ejected:
                 exclude = tried | self._ejected.keys()
         for skip in (exclude, tried) if exclude is not tried else (tried,):
-            if pinned:
+            if hashes:  # prefix affinity: the revision's own replicas, else any (not pinned)
+                own = route.by_revision.get(revision, ())
+                prefixes, load, rng = self._prefixes, self._outstanding, self._rng
+                backend = pick_by_prefix(own, hashes, prefixes, load, rng, skip)
+                if backend is None and not pinned:
+                    everyone = route.route.backends
+                    backend = pick_by_prefix(everyone, hashes, prefixes, load, rng, skip)
+            elif pinned:
                 own = route.by_revision.get(revision, ())
                 backend = pick_least_outstanding(own, self._outstanding, self._rng, skip)
             else:

@@ -69,6 +69,9 @@ class Route:
     mirror: bool = False
     """Copy every request that goes to another revision to ``canary`` as well, its answer
     discarded (``rollout.traffic.mirror``), while the canary has a ready replica."""
+    prefix_affinity: bool = False
+    """Send OpenAI requests that share a long prompt prefix to the replica that was sent it
+    (``serve.routing: prefix-affinity``, :mod:`kaip.local.gateway.prefix`)."""
 
     def __post_init__(self) -> None:
         if self.response_timeout_s is not None and not self.response_timeout_s > 0:
