@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,9 +27,15 @@ def _free_port() -> int:
 
 
 @contextmanager
-def prometheus(workdir: Path, target: str, replicas: Sequence[str] = ()) -> Iterator[str]:
+def prometheus(
+    workdir: Path,
+    target: str,
+    replicas: Sequence[str] = (),
+    replica_labels: Mapping[str, str] | None = None,
+) -> Iterator[str]:
     """Prometheus scraping ``http://TARGET/metrics`` (job ``kaip-gateway``) and each of
-    ``replicas`` (``HOST:PORT``, job ``kaip-replicas``) every second; yields its URL."""
+    ``replicas`` (``HOST:PORT``, job ``kaip-replicas``, with ``replica_labels`` as target labels,
+    as a PodMonitor's relabelings add them) every second; yields its URL."""
     if not PROMETHEUS.exists():
         raise AssertionError(f"{PROMETHEUS} is missing: run tools/setup.sh (component prometheus)")
     work = workdir / "prometheus"
@@ -39,8 +45,9 @@ def prometheus(workdir: Path, target: str, replicas: Sequence[str] = ()) -> Iter
          "static_configs": [{"targets": [target]}]},
     ]  # fmt: skip
     if replicas:
+        static = {"targets": list(replicas), "labels": dict(replica_labels or {})}
         jobs.append({"job_name": "kaip-replicas", "scrape_timeout": "900ms",
-                     "static_configs": [{"targets": list(replicas)}]})  # fmt: skip
+                     "static_configs": [static]})  # fmt: skip
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "scrape_configs": jobs,

@@ -215,3 +215,62 @@ def test_the_portal_is_off_by_default_and_reads_and_reviews_only(
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert several.returncode != 0 and "portal.namespace" in several.stderr
+
+
+def test_cost_prices_reach_the_operator_as_a_mounted_file_it_reads(
+    template: Template, tmp_path: Path
+) -> None:
+    from kaip.cli.operator import _price_book
+
+    plain = template()
+    assert not [o for o in plain if o["kind"] == "ConfigMap"]  # no prices: none rendered
+    pod = next(o for o in plain if o["kind"] == "Deployment")["spec"]["template"]["spec"]
+    assert "KAIP_COST_PRICES_FILE" not in {e["name"] for e in pod["containers"][0]["env"]}
+    objects = template("cost.prices.owners.team-a.cpuCoreHourUsd=0.5",
+                       "cost.prices.nodeTypes.m5\\.xlarge.ramGbHourUsd=0.01")  # fmt: skip
+    [prices] = [o for o in objects if o["kind"] == "ConfigMap"]
+    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "prices")
+    volume = next(v for v in pod["volumes"] if v["name"] == "prices")
+    assert volume["configMap"]["name"] == prices["metadata"]["name"] and mount["readOnly"]
+    assert env["KAIP_COST_PRICES_FILE"] == f"{mount['mountPath']}/prices.yaml"
+    assert "kaip.dev/prices-sha256" in deployment["spec"]["template"]["metadata"]["annotations"]
+    # What the operator reads from that file: the owner's and the node type's prices.
+    (tmp_path / "prices.yaml").write_text(prices["data"]["prices.yaml"])
+    book = _price_book({"KAIP_COST_PRICES_FILE": str(tmp_path / "prices.yaml")})
+    assert book.resolve("team-a", None).cpu_core_hour == 0.5
+    assert book.resolve("team-b", "m5.xlarge").ram_gb_hour == 0.01
+
+
+def test_a_pod_monitor_scrapes_every_model_pod_when_asked_and_names_its_owner(
+    template: Template,
+) -> None:
+    assert not [o for o in template() if o["kind"] == "PodMonitor"]  # off by default
+    objects = template("podMonitor.enabled=true", "podMonitor.labels.release=prom",
+                       "watchNamespaces={ml,web}")  # fmt: skip
+    [monitor] = [o for o in objects if o["kind"] == "PodMonitor"]
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    spec = monitor["spec"]
+    assert spec["namespaceSelector"] == {"matchNames": ["ml", "web"]}
+    [everywhere] = [o for o in template("podMonitor.enabled=true") if o["kind"] == "PodMonitor"]
+    assert everywhere["spec"]["namespaceSelector"] == {"any": True}
+    # It selects what kaip renders for a Model (and not an App), on its named port and path.
+    specs = load_paths([ROOT / "examples"])
+    settings = Settings()
+    rendered = render_manifests(build_plan(specs.documents, settings))
+    pods = [o["spec"]["template"] for o in rendered if o["kind"] == "Deployment"]
+    wanted = spec["selector"]["matchLabels"]
+    chosen = [p for p in pods if wanted.items() <= p["metadata"]["labels"].items()]
+    assert chosen and all(p["metadata"]["labels"]["app.kubernetes.io/component"] == "model"
+                          for p in chosen)  # fmt: skip
+    [endpoint] = spec["podMetricsEndpoints"]
+    for pod in chosen:
+        ports = {p["name"]: p for c in pod["spec"]["containers"] for p in c.get("ports", [])}
+        assert endpoint["port"] in ports
+        assert pod["metadata"]["annotations"]["prometheus.io/path"] == endpoint["path"]
+        assert "kaip.dev/owner" in pod["metadata"]["labels"]
+    assert {"sourceLabels": ["__meta_kubernetes_pod_label_kaip_dev_owner"],
+            "targetLabel": "owner"} in endpoint["relabelings"]  # fmt: skip

@@ -49,6 +49,7 @@ from kaip.accounting.kernel import (
     shares,
     window_since,
 )
+from kaip.accounting.prices import PriceBook, PriceConfigError
 
 __all__ = [
     "Attribution",
@@ -58,6 +59,8 @@ __all__ = [
     "CpuPower",
     "Figures",
     "GpuEnergyMeter",
+    "PriceBook",
+    "PriceConfigError",
     "Prices",
     "ReplicaWindow",
     "Row",

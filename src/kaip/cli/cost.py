@@ -2,13 +2,18 @@
 
 Asks the control port's ``GET /_kaip/cost`` (kaip.accounting's report, computed by ``kaip up``
 from the replicas' CPU seconds and memory and the gateway's busy time) and prints it as a table
-or JSON. Parse, call, print: the arithmetic lives in :mod:`kaip.accounting`.
+or JSON; with ``--prometheus URL`` the same report of a cluster's Model pods, from their own
+metrics in Prometheus (:mod:`kaip.kube.operator.costs`). Parse, call, print: the arithmetic
+lives in :mod:`kaip.accounting`.
 """
 
 from __future__ import annotations
 
 import enum
+import os
 import re
+import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -23,6 +28,7 @@ from kaip.spec import load_paths
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 class CostOutput(enum.StrEnum):
@@ -60,11 +66,38 @@ def cost(
     since: str | None = typer.Option(
         None, "--since", help="only the last DURATION, e.g. 90s, 15m, 1h, 1d, 1h30m"
     ),
+    prometheus: str | None = typer.Option(
+        None,
+        "--prometheus",
+        help="a cluster's Prometheus (http://HOST:9090): its Model pods' own metrics over the "
+        "last --since (default 1h) instead of kaip up",
+    ),
+    namespace: str | None = typer.Option(
+        None, "--namespace", "-n", help="with --prometheus: only this namespace"
+    ),
 ) -> None:
     """Requests, CPU seconds, cost, energy and CO2e per model, revision or owner, since each
-    replica started or over the last --since, of every resource or those PATHS define
-    (formulas, defaults and overrides: docs/observability.md)."""
+    replica started or over the last --since, of every resource or those PATHS define; of a
+    cluster's Models with --prometheus (formulas, defaults and overrides:
+    docs/observability.md)."""
     key = "resource" if by is CostBy.model else by.value
+    if prometheus is not None:
+        answer = cluster_report(
+            prometheus,
+            key,
+            basis.value,
+            duration_seconds(since) if since is not None else 3600.0,
+            namespace,
+            served_names(paths) if paths else None,
+        )
+        if output is not CostOutput.table:
+            print_data(output, answer)
+        else:
+            _print_table(answer)
+        return
+    if namespace is not None:
+        raise typer.BadParameter("only with --prometheus (kaip up has no namespaces)",
+                                 param_hint="--namespace")  # fmt: skip
     query = f"/_kaip/cost?by={key}&basis={basis.value}"
     if since is not None:
         query += f"&since={duration_seconds(since):g}"
@@ -75,6 +108,52 @@ def cost(
         print_data(output, answer)
     else:
         _print_table(answer)
+
+
+def cluster_report(
+    url: str,
+    by: str,
+    basis: str,
+    window_s: float,
+    namespace: str | None,
+    names: list[str] | None,
+) -> dict[str, Any]:
+    """``kaip cost --prometheus``: the same report as kaip up's, from the pods' own metrics
+    (:mod:`kaip.kube.operator.costs`), priced and powered with the same defaults and overrides
+    (``KAIP_COST_*``, ``KAIP_COST_PRICES_FILE``; the CPU model is unknown: CCF's average)."""
+    from kaip.accounting import attribute, report
+    from kaip.kube.operator.costs import cluster_windows
+    from kaip.kube.operator.metrics import PrometheusMetrics
+    from kaip.local.controller.costs import coefficients_from, price_book_from
+
+    if namespace is not None and not _DNS_LABEL.fullmatch(namespace):
+        raise typer.BadParameter(f"{namespace!r} is not a namespace name", param_hint="--namespace")
+    if not url.startswith(("http://", "https://")):
+        raise typer.BadParameter(f"{url!r}: give an http(s) URL, e.g. http://localhost:9090",
+                                 param_hint="--prometheus")  # fmt: skip
+    coefficients = coefficients_from(os.environ, "")
+    prices = price_book_from(os.environ, coefficients.prices)
+    source = PrometheusMetrics(url, timeout=30.0)
+    try:
+        seen = cluster_windows(source.query, window_s, time.time(), namespace)
+    finally:
+        source.close()
+    windows = [w for w in seen.windows if names is None or w.resource in names]
+    attributions = [
+        attribute(w, replace(coefficients, prices=prices.resolve(w.owner, None)), basis)  # type: ignore[arg-type]
+        for w in windows
+    ]
+    answer = report(attributions, by, basis, coefficients)  # type: ignore[arg-type]
+    answer["price_overrides"] = {**prices.to_json(), "node_type": None}
+    return {
+        **answer,
+        "since_seconds": window_s,
+        "covered_seconds": window_s,
+        "prometheus": url,
+        "namespace": namespace,
+        "reserved_cpus": "kube-state-metrics" if seen.reserved_cpus_known else
+        "unknown (no kube_pod_container_resource_requests): 1 per replica assumed",
+    }  # fmt: skip
 
 
 def served_names(paths: list[Path]) -> list[str]:
@@ -145,6 +224,14 @@ def _print_table(answer: dict[str, Any]) -> None:
         line(["total", *[""] * (len(keys) - 1)], answer["total"])
     stdout.print(table)
     c = answer["coefficients"]
+    overrides = answer.get("price_overrides") or {}
+    if overrides.get("source"):
+        owners, nodes = len(overrides.get("owners", {})), len(overrides.get("nodeTypes", {}))
+        stdout.print(
+            f"price overrides: {overrides['source']} ({owners} owner(s), {nodes} node type(s); "
+            f"this node: {overrides.get('node_type') or 'unnamed'})",
+            markup=False,
+        )
     stdout.print(
         f"prices: {c['prices_usd_per_hour']['source']}; "
         f"CPU power: {c['cpu_watts_per_vcpu']['source']}; grid: {c['grid_source']}; PUE {c['pue']}",

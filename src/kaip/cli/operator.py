@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Mapping
 
 import typer
 
+from kaip.accounting import PriceBook, PriceConfigError
+from kaip.accounting.prices import MAX_CONFIG_BYTES, PRICES_FILE_ENV
 from kaip.cli.kube_commands import ContextOption, InClusterKubeconfigOption
 from kaip.errors import ConfigError
 
@@ -102,6 +105,7 @@ def operator(
     me = identity or f"{socket.gethostname()}_{os.getpid()}"
     session.user_agent = f"kaip-operator ({me})"
     metrics = PrometheusMetrics(prometheus_url or settings.kube.prometheus_url)
+    prices = _price_book(os.environ)
     election = None
     if leader_elect:
         lease_session = connect()  # its own: the reconciler's session is fenced by the Lease
@@ -120,4 +124,20 @@ def operator(
             resync=resync,
             liveness=liveness,
             election=election,
+            prices=prices,
         )
+
+
+def _price_book(environ: Mapping[str, str]) -> PriceBook:
+    """The operator's prices per owner and node type: the file ``KAIP_COST_PRICES_FILE`` names
+    (the chart mounts ``cost.prices`` there), else OpenCost's defaults for every revision."""
+    name = environ.get(PRICES_FILE_ENV, "").strip()
+    if not name:
+        return PriceBook()
+    try:
+        with open(name, "rb") as f:
+            return PriceBook.from_yaml(f.read(MAX_CONFIG_BYTES + 1), source=name)
+    except OSError as exc:
+        raise ConfigError(f"{PRICES_FILE_ENV}={name}: cannot read it ({exc.strerror})") from None
+    except PriceConfigError as exc:
+        raise ConfigError(f"{PRICES_FILE_ENV}={name}: {exc}") from None

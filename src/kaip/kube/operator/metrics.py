@@ -125,8 +125,16 @@ class PrometheusMetrics:
 
     def _scalar(self, promql: str) -> float | None:
         """The single value of an instant query; None when there is no sample or it is NaN."""
+        return _value(self.query(promql))
+
+    def query(self, promql: str, at: float | None = None) -> Mapping[str, Any]:
+        """The ``data`` of an instant query (at ``at``, Unix seconds; None: now);
+        :class:`~kaip.errors.MetricsError` when Prometheus cannot answer."""
+        params: dict[str, str] = {"query": promql}
+        if at is not None:
+            params["time"] = f"{at:.3f}"
         try:
-            response = self._client.get("/api/v1/query", params={"query": promql})
+            response = self._client.get("/api/v1/query", params=params)
         except httpx.HTTPError as exc:
             raise MetricsError(f"cannot reach Prometheus at {self.url}: {exc}") from None
         try:
@@ -140,7 +148,8 @@ class PrometheusMetrics:
             )
         if answer.get("status") != "success":
             raise MetricsError(f"Prometheus at {self.url} failed {promql!r}: {answer.get('error')}")
-        return _value(answer.get("data") or {})
+        data = answer.get("data")
+        return data if isinstance(data, Mapping) else {}
 
 
 def _value(data: Mapping[str, Any]) -> float | None:

@@ -35,6 +35,8 @@ from typing import Any, Final
 
 import yaml
 
+from kaip.accounting import PriceBook, Prices
+from kaip.accounting.prices import INSTANCE_TYPE_LABEL
 from kaip.analysis import StepContext, run_checks, run_hooks
 from kaip.errors import ConfigError, ForeignObjectError, KubeError, KubeForbiddenError, SpecError
 from kaip.kube.client import Manifest, ObjectRef, Session, apply
@@ -152,6 +154,12 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def prices_of(book: PriceBook, resource: Model | App) -> Prices:
+    """The prices of a resource's replicas: its owner's, on the node type its ``nodeSelector``
+    names (:data:`kaip.accounting.prices.INSTANCE_TYPE_LABEL`), over the defaults."""
+    return book.resolve(resource.spec.owner, resource.spec.node_selector.get(INSTANCE_TYPE_LABEL))
+
+
 @dataclass
 class Reconciler:
     """Everything a pass needs, shared by every resource the operator watches."""
@@ -165,6 +173,8 @@ class Reconciler:
     tell: notices.Tell | None = field(default_factory=lambda: _tell_in_background)
     """How post-rollout webhooks are told the outcome (default: on a thread, never waited for)."""
     instance: str = field(default_factory=socket.gethostname)
+    prices: PriceBook = field(default_factory=PriceBook)
+    """Prices per owner and node type (``KAIP_COST_PRICES_FILE``) for the cost gate."""
     _applied: dict[str, str] = field(default_factory=dict, repr=False)
     """uid -> digest of the manifests last applied for it. Only saves requests: after a restart
     everything is applied once more; nothing about a rollout is kept here."""
@@ -288,6 +298,7 @@ class Reconciler:
             namespace=namespace,
             hooks=_call_hooks,
             canary_ready=_canary_ready(state, previous),
+            prices=prices_of(self.prices, resource),
         )
         backends = self._backends(resource, workload, moved)
         self._apply(body, Plan((workload,), self.settings), backends, previous, generation)

@@ -26,6 +26,7 @@ from typing import Any
 
 import kopf
 
+from kaip.accounting import PriceBook
 from kaip.kube.client import Session
 from kaip.kube.operator.handlers import Controller, configure
 from kaip.kube.operator.leader import LeaseElector, Timings
@@ -114,6 +115,7 @@ def run_operator(
     resync: float = 60.0,
     liveness: str | None = None,
     election: Election | None = None,
+    prices: PriceBook | None = None,
 ) -> None:
     """Reconcile kaip resources in ``namespaces`` (every namespace when empty) until stopped."""
     stop = threading.Event()
@@ -131,7 +133,9 @@ def run_operator(
         )
         keeper.start()
     notifier = BackgroundNotifier(log.warning)
-    reconciler = Reconciler(session, settings, metrics, notify=notifier.send)
+    reconciler = Reconciler(
+        session, settings, metrics, notify=notifier.send, prices=prices or PriceBook()
+    )
     controller = Controller(reconciler, interval=interval, resync=resync)
     registry = controller.registry(_login(session))
     operator_settings = kopf.OperatorSettings()

@@ -288,6 +288,7 @@ def admin_app(controller: Controller, costs: CostBook | None = None) -> Starlett
         if wanted:
             attributions = [a for a in attributions if a.window.resource in wanted]
         answer = report(attributions, by, basis, costs.coefficients)  # type: ignore[arg-type]
+        answer["price_overrides"] = {**costs.prices.to_json(), "node_type": costs.node_type}
         return JSONResponse({**answer, "since_seconds": since, "covered_seconds": covered})
 
     async def profile(request: Request) -> JSONResponse:

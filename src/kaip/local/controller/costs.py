@@ -5,8 +5,10 @@ elsewhere nothing is reported), pairing them with the gateway's busy time and re
 replica, and keeping the last figures of replicas that have gone, so totals and the gateway's
 ``kaip_*_total`` counters never go down; and a reading of every live replica once a minute for a
 day, so a report can cover only the last N seconds (``kaip cost --since``: each replica's window
-now minus its reading at or before then). Never computes a price or a watt itself (that is
-:mod:`kaip.accounting`) and never changes a replica.
+now minus its reading at or before then). Also resolves each replica's prices by its owner and
+this node's type (:mod:`kaip.accounting.prices`, from ``KAIP_COST_PRICES_FILE``) and shares the
+GPU energy counter's rise (:mod:`.gpu_energy`, when NVML loaded) among the GPU replicas. Never
+computes a price or a watt itself (that is :mod:`kaip.accounting`) and never changes a replica.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import time
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from kaip.accounting import (
@@ -25,12 +27,16 @@ from kaip.accounting import (
     Coefficients,
     CpuPower,
     Figures,
+    GpuEnergyMeter,
+    PriceBook,
+    PriceConfigError,
     Prices,
     ReplicaWindow,
     attribute,
     cpu_power,
     window_since,
 )
+from kaip.accounting.prices import MAX_CONFIG_BYTES, PRICES_FILE_ENV
 from kaip.errors import ConfigError
 from kaip.local.gateway.signals import Key, ReplicaBusy
 from kaip.policy.cost import CostEvidence
@@ -54,6 +60,7 @@ class ReplicaProcess:
     replica: str
     pid: int
     vcpus: float
+    gpus: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -132,8 +139,29 @@ def coefficients_from(environ: Mapping[str, str], model: str) -> Coefficients:
     )
 
 
+def price_book_from(environ: Mapping[str, str], base: Prices) -> PriceBook:
+    """The prices per owner and node type of the file ``KAIP_COST_PRICES_FILE`` names
+    (:mod:`kaip.accounting.prices`) over ``base``; unset: ``base`` for every replica."""
+    name = environ.get(PRICES_FILE_ENV, "").strip()
+    if not name:
+        return PriceBook(base)
+    try:
+        with open(name, "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+        return PriceBook.from_yaml(data, base, name)
+    except OSError as exc:
+        raise ConfigError(f"{PRICES_FILE_ENV}={name}: cannot read it ({exc.strerror}); "
+                          "point it at a YAML price file or unset it") from None  # fmt: skip
+    except PriceConfigError as exc:
+        raise ConfigError(f"{PRICES_FILE_ENV}={name}: {exc}") from None
+
+
 def _window(
-    replica_id: str, replica: ReplicaProcess, usage: ProcessUsage, seen: ReplicaBusy
+    replica_id: str,
+    replica: ReplicaProcess,
+    usage: ProcessUsage,
+    seen: ReplicaBusy,
+    gpu_joules: float | None = None,
 ) -> ReplicaWindow:
     """One replica's window since it started: the OS's usage and the gateway's busy time."""
     return ReplicaWindow(
@@ -147,6 +175,8 @@ def _window(
         requests=seen.requests,
         memory_gb=usage.memory_gb,
         vcpus=replica.vcpus,
+        gpus=replica.gpus,
+        gpu_joules=gpu_joules,
     )
 
 
@@ -164,8 +194,19 @@ class CostBook:
         busy: Callable[[], Mapping[str, ReplicaBusy]],
         usage: Callable[[int], ProcessUsage | None] = read_usage,
         clock: Callable[[], float] = time.monotonic,
+        prices: PriceBook | None = None,
+        node_type: str | None = None,
+        gpu: GpuEnergyMeter | None = None,
     ) -> None:
         self.coefficients = coefficients
+        self.prices = PriceBook(coefficients.prices) if prices is None else prices
+        """Prices per owner and node type; every replica here runs on one node, ``node_type``."""
+        self.node_type = node_type
+        self._by_owner: dict[str, Coefficients] = {}
+        self._gpu = gpu
+        """NVML's counter when it loaded (:mod:`.gpu_energy`): GPU replicas' joules measured."""
+        self._gpu_last: tuple[float, dict[str, float]] | None = None  # reading, busy seconds
+        self._gpu_joules: dict[str, float] = {}
         self._replicas = replicas
         self._busy = busy
         self._usage = usage
@@ -175,6 +216,19 @@ class CostBook:
         self._gone_at: dict[str, float] = {}  # replica -> when it was first seen gone
         self.started = clock()
         self._snapshots: deque[tuple[float, dict[str, ReplicaWindow]]] = deque(maxlen=MAX_SNAPSHOTS)
+
+    def coefficients_of(self, owner: str) -> Coefficients:
+        """:attr:`coefficients` with the prices of ``owner``'s replicas on this node."""
+        known = self._by_owner.get(owner)
+        if known is None:
+            prices = self.prices.resolve(owner, self.node_type)
+            known = replace(self.coefficients, prices=prices)
+            if len(self._by_owner) < MAX_RETIRED:
+                self._by_owner[owner] = known
+        return known
+
+    def _attribute(self, window: ReplicaWindow, basis: Basis = "usage") -> Attribution:
+        return attribute(window, self.coefficients_of(window.owner), basis)
 
     def snapshot(self) -> None:
         """Keep a reading of every live replica's window (at most one per
@@ -219,14 +273,41 @@ class CostBook:
             self._retired[gone] = self._live[gone]
             self._gone_at[gone] = self._clock()
             while len(self._retired) > MAX_RETIRED:
-                self._gone_at.pop(next(iter(self._retired)), None)
-                del self._retired[next(iter(self._retired))]
+                oldest = next(iter(self._retired))
+                self._gone_at.pop(oldest, None)
+                self._gpu_joules.pop(oldest, None)
+                del self._retired[oldest]
         self._live = now
+        self._read_gpu(now)
         out = []
         for replica_id, (replica, usage, seen) in [*self._retired.items(), *now.items()]:
-            window = _window(replica_id, replica, usage, seen)
-            out.append((replica, window))
+            gpu = self._gpu_joules.get(replica_id) if replica.gpus else None
+            out.append((replica, _window(replica_id, replica, usage, seen, gpu)))
         return out
+
+    def _read_gpu(
+        self, live: Mapping[str, tuple[ReplicaProcess, ProcessUsage, ReplicaBusy]]
+    ) -> None:
+        """Share the GPU energy counter's rise since the last reading among the live GPU replicas
+        by the busy seconds each added (evenly when none was busy): all replicas of ``kaip up``
+        share the one device NVML reads."""
+        if self._gpu is None:
+            return
+        total = self._gpu.total_joules()
+        if total is None:
+            return
+        busy = {r: seen.busy_seconds for r, (p, _, seen) in live.items() if p.gpus}
+        if self._gpu_last is not None and busy:
+            then, busy_then = self._gpu_last
+            rise = max(total - then, 0.0)
+            added = {r: max(b - busy_then.get(r, 0.0), 0.0) for r, b in busy.items()}
+            weight = sum(added.values())
+            for replica_id, more in added.items():
+                share = more / weight if weight > 0 else 1.0 / len(added)
+                self._gpu_joules[replica_id] = self._gpu_joules.get(replica_id, 0.0) + rise * share
+        for replica_id in busy:
+            self._gpu_joules.setdefault(replica_id, 0.0)
+        self._gpu_last = (total, busy)
 
     def attributions(
         self, basis: Basis = "usage", since_s: float | None = None
@@ -237,7 +318,7 @@ class CostBook:
             windows, covered = self._windows(), self._clock() - self.started
         else:
             windows, covered = self.since(since_s)
-        return [attribute(w, self.coefficients, basis) for _, w in windows], covered
+        return [self._attribute(w, basis) for _, w in windows], covered
 
     def per_request(self, replica_id: str) -> tuple[float, float] | None:
         """(USD, joules) per request of one live replica so far (usage basis); None when it has
@@ -249,8 +330,9 @@ class CostBook:
             seen = self._busy().get(replica_id)
             if usage is None or seen is None or not seen.requests:
                 return None
-            window = _window(replica_id, replica, usage, seen)
-            figures = attribute(window, self.coefficients).requests
+            gpu = self._gpu_joules.get(replica_id) if replica.gpus else None
+            window = _window(replica_id, replica, usage, seen, gpu)
+            figures = self._attribute(window).requests
             return figures.cost_usd / seen.requests, figures.energy_j / seen.requests
         return None
 
@@ -261,7 +343,7 @@ class CostBook:
         for replica, window in self._windows():
             if replica.kind != kind or replica.resource != resource:
                 continue
-            figures = attribute(window, self.coefficients).requests
+            figures = self._attribute(window).requests
             seen = out.get(replica.revision, CostEvidence())
             out[replica.revision] = CostEvidence(
                 seen.requests + figures.requests, seen.cost_usd + figures.cost_usd
@@ -273,5 +355,5 @@ class CostBook:
         sums: dict[Key, Figures] = {}
         for replica, window in self._windows():
             key = (replica.kind, replica.resource, replica.revision, replica.owner)
-            sums[key] = sums.get(key, Figures()) + attribute(window, self.coefficients).requests
+            sums[key] = sums.get(key, Figures()) + self._attribute(window).requests
         return sorted(sums.items())

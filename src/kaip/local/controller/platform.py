@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from kaip.accounting.prices import NODE_TYPE_ENV
 from kaip.errors import ConfigError, KaipError, PlatformError
 from kaip.local.controller.auth import FirstOf, admin_token_authenticator
 from kaip.local.controller.control import ControlServer
@@ -28,7 +29,9 @@ from kaip.local.controller.costs import (
     ReplicaProcess,
     coefficients_from,
     cpu_model,
+    price_book_from,
 )
+from kaip.local.controller.gpu_energy import gpu_energy_meter
 from kaip.local.controller.guard import GuardPolicy, normalize_hosts
 from kaip.local.controller.loop import Controller, ControllerConfig
 from kaip.local.controller.pinning import RemotePinning
@@ -99,6 +102,8 @@ async def serve(
     running = already_running(state_dir)
     if running is not None:
         raise running
+    coefficients = coefficients_from(os.environ, cpu_model())  # bad settings: before any start
+    prices = price_book_from(os.environ, coefficients.prices)
     state = State.open(state_dir)
     pid_file = state_dir / PID_FILE
     orphans = kill_orphans(pid_file)
@@ -156,9 +161,12 @@ async def serve(
         tracer=tracer,
     )
     costs = CostBook(
-        coefficients_from(os.environ, cpu_model()),
+        coefficients,
         replicas=lambda: _replica_processes(controller, supervisor),
         busy=gateway.signals.replica_busy if gateway.signals is not None else dict,
+        prices=prices,
+        node_type=os.environ.get(NODE_TYPE_ENV) or None,
+        gpu=gpu_energy_meter(),
     )
     if gateway.signals is not None:
         gateway.signals.replica_phases = lambda: _replica_phases(controller, supervisor)
@@ -270,6 +278,7 @@ def _replica_processes(controller: Controller, supervisor: Supervisor) -> Iterat
             replica=replica.id,
             pid=replica.pid,
             vcpus=parse_quantity(spec.resources.cpu),
+            gpus=float(spec.resources.gpu),
         )
 
 
