@@ -197,8 +197,9 @@ def test_the_portal_is_off_by_default_and_reads_and_reviews_only(
     deployment = next(o for o in portal if o["kind"] == "Deployment")
     pod = deployment["spec"]["template"]["spec"]
     assert pod["containers"][0]["args"][:3] == ["--host=0.0.0.0", "--port=8090", "--namespace=ml"]
-    assert "--prometheus=http://prometheus-operated.monitoring.svc:9090" in (
-        pod["containers"][0]["args"]
+    assert (
+        "--prometheus=http://prometheus-operated.monitoring.svc:9090"
+        in (pod["containers"][0]["args"])
     )  # the operator's Prometheus: the catalog's traffic and the charts
     operator = next(o for o in objects if o["metadata"]["name"] == "kaip-operator"
                     and o["kind"] == "Deployment")  # fmt: skip
