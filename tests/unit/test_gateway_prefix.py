@@ -70,3 +70,15 @@ def test_the_index_is_bounded_and_forgets_the_least_recent() -> None:
     assert index.matched(second, "B") == 3 and index.matched(first, "A") == 0  # the oldest went
     index.record(second, "C")
     assert index.matched(second, "C") == 3 and index.matched(second, "B") == 3
+
+
+def test_a_new_prefix_goes_to_the_replica_holding_the_fewest() -> None:
+    index, rng = PrefixIndex(), random.Random(3)
+    first, second = block_hashes(LONG), block_hashes("y" * BLOCK_CHARS * 3)
+    index.record(first, "A")
+    # Both idle: the second prompt goes to B, so each replica's cache keeps one of the two.
+    assert all(pick_by_prefix([A, B], second, index, {}, rng) is B for _ in range(20))
+    assert (index.owned("A"), index.owned("B")) == (1, 0)
+    index.record(second, "B")
+    index.record(first, "B")  # the first prompt moved: it is B's now
+    assert (index.owned("A"), index.owned("B")) == (0, 2)

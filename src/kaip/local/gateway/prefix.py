@@ -9,7 +9,8 @@ hashes, which replicas were sent a prompt with that prefix (most recent first, a
 :data:`REPLICAS_PER_BLOCK`). :func:`pick_by_prefix` scores each candidate by the number of
 leading blocks it was sent and takes the best match, balanced against queue depth: a candidate
 with more than :data:`MAX_EXTRA_IN_FLIGHT` requests in flight above the least-loaded one is
-not chosen for its cache. No match (a new prefix) is least-request with random tie-breaking.
+not chosen for its cache. No match (a new prefix) is least-request, then the replica the fewest
+kept prefixes were last sent to, then random.
 
 Pure, apart from the index's own memory; no I/O. Prompts are read from a body the gateway has
 already buffered and bounded; at most :data:`MAX_BLOCKS` blocks of a prompt are hashed.
@@ -71,14 +72,32 @@ def block_hashes(text: str) -> list[int]:
 
 
 class PrefixIndex:
-    """Which replicas were sent which prompt prefixes lately (bounded, least recent dropped)."""
+    """Which replicas were sent which prompt prefixes lately (bounded, least recent dropped),
+    and how many distinct prefixes (first blocks) each replica was the last to be sent."""
 
     def __init__(self, most: int = MAX_BLOCKS_KEPT) -> None:
         self._most = most
         self._blocks: OrderedDict[int, tuple[str, ...]] = OrderedDict()
+        self._roots: OrderedDict[int, str] = OrderedDict()
+        self._owned: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._blocks)
+
+    def owned(self, replica: str) -> int:
+        """How many of the prefixes kept were last sent to ``replica``: a new prefix goes where
+        fewest are, so that the working set spreads over the replicas' caches."""
+        return self._owned.get(replica, 0)
+
+    def _own(self, root: int, replica: str) -> None:
+        before = self._roots.pop(root, None)
+        if before is not None:
+            self._owned[before] -= 1
+        self._roots[root] = replica
+        self._owned[replica] = self._owned.get(replica, 0) + 1
+        while len(self._roots) > self._most:
+            _, gone = self._roots.popitem(last=False)
+            self._owned[gone] -= 1
 
     def matched(self, hashes: Sequence[int], replica: str) -> int:
         """How many leading blocks of ``hashes`` ``replica`` was sent."""
@@ -92,6 +111,8 @@ class PrefixIndex:
     def record(self, hashes: Sequence[int], replica: str) -> None:
         """``replica`` was sent a prompt with these blocks: it now likely holds them."""
         blocks = self._blocks
+        if hashes:
+            self._own(hashes[0], replica)
         for block in hashes:
             held = blocks.pop(block, ())
             blocks[block] = (replica, *(r for r in held if r != replica))[:REPLICAS_PER_BLOCK]
@@ -109,7 +130,9 @@ def pick_by_prefix(
 ) -> Backend | None:
     """The candidate holding the longest prefix of ``hashes`` among those at most
     :data:`MAX_EXTRA_IN_FLIGHT` requests busier than the least-loaded; ties (and no match at
-    all) go to the least loaded, then at random. None when every backend is excluded."""
+    all) go to the least loaded, then to the one fewest kept prefixes were last sent to (so two
+    prompts do not share one replica's cache while another holds none), then at random. None
+    when every backend is excluded."""
     candidates = [b for b in backends if b.replica not in exclude]
     if not candidates:
         return None
@@ -118,7 +141,13 @@ def pick_by_prefix(
         b for b in candidates if outstanding.get(b.replica, 0) <= least + MAX_EXTRA_IN_FLIGHT
     ]
     scored = [
-        (-index.matched(hashes, b.replica), outstanding.get(b.replica, 0), rng.random(), i)
+        (
+            -index.matched(hashes, b.replica),
+            outstanding.get(b.replica, 0),
+            index.owned(b.replica),
+            rng.random(),
+            i,
+        )
         for i, b in enumerate(eligible)
     ]
-    return eligible[min(scored)[3]]
+    return eligible[min(scored)[4]]
