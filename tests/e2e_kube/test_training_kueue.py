@@ -6,10 +6,24 @@ LocalQueue. A real ``kaip operator`` (``KAIP_KUBE__KUEUE_QUEUE`` set) creates th
 Job suspended and labelled for the queue; while the ClusterQueue has no CPU quota Kueue keeps
 the Job's Workload pending and the Job suspended; once quota is given Kueue admits the Workload
 and unsuspends the Job, which kwok runs to completion, and the TrainingJob reports it.
+
+Then the operator registers the Job's output as a version and the Model that follows it rolls
+it out, with lineage. The operator is configured with a real MLflow tracking server on loopback
+as its registry (``KAIP_REGISTRY__BACKEND=mlflow``) and a real S3-compatible server (moto) as
+the object store, both started from PyPI as the local MLflow tests start them. kwok runs no
+containers, so the test puts into the bucket the object the job would have written at its
+``output.uri`` (``KAIP_OUTPUT_URI``) before Kueue admits the Job. Once the Job succeeds the
+TrainingJob's ``status.output`` names the version (``models:/digits/1``, its sha256 and the
+Job that made it), MLflow holds that version (source: the object, tagged with its sha256), and
+the Model reading ``models:/digits@latest`` -- created before any version existed, so it waited
+-- runs a revision pinned to it, whose ``status.revisions[].source`` is its lineage. A second
+run of the job (its spec changed: a new Job) registers version 2, which the Model takes as a
+new revision through its canary beside the stable one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -26,6 +40,11 @@ import yaml
 from kube_harness import ControlPlane, free_port
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "e2e_local"))  # the MLflow and S3 servers' helpers
+from mlflow_server import MlflowServer, mlflow_server  # noqa: E402
+from object_store import s3_server  # noqa: E402
+
+BUCKET = "training-outputs"
 pytestmark = pytest.mark.timeout(1800)
 
 
@@ -95,7 +114,11 @@ def kueue(kube_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory) 
     crds = REPO / "charts" / "kaip" / "crds" / "kaip.dev.yaml"  # the TrainingJob kind
     kube_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crds))
     kube_cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=120s", "crd/trainingjobs.kaip.dev"
+        "wait",
+        "--for=condition=Established",
+        "--timeout=120s",
+        "crd/trainingjobs.kaip.dev",
+        "crd/models.kaip.dev",
     )
     kube_cluster.kubectl("apply", "--server-side", "-f", str(built / "crds"))
     names = [
@@ -151,15 +174,40 @@ def kueue(kube_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory) 
         stop(process)
 
 
+@pytest.fixture(scope="module")
+def mlflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    with (
+        s3_server(tmp_path_factory.mktemp("s3")) as s3,
+        mlflow_server(tmp_path_factory.mktemp("mlflow"), s3) as server,
+    ):
+        s3.client().create_bucket(Bucket=BUCKET)
+        yield server
+
+
 TRAINING = """\
 apiVersion: kaip.dev/v1alpha1
 kind: TrainingJob
-metadata: {name: train}
+metadata: {{name: train}}
 spec:
   owner: ml
   image: ghcr.io/example/train:1
   command: [python, train.py]
-  resources: {cpu: "1", memory: 128Mi}
+  env: {{C: "{c}"}}
+  resources: {{cpu: "1", memory: 128Mi}}
+  output: {{uri: "s3://{bucket}/digits/model.joblib", format: sklearn, model: digits}}
+"""
+MODEL = """\
+apiVersion: kaip.dev/v1alpha1
+kind: Model
+metadata: {name: digits}
+spec:
+  owner: ml
+  artifact: {uri: "models:/digits@latest", format: sklearn, trust: true}
+  resources: {cpu: 100m, memory: 128Mi}
+  scaling: {minReplicas: 1, maxReplicas: 1}
+  rollout:
+    steps: [{weight: 20, pauseSeconds: 600}, {weight: 100}]
+    gates: {maxErrorRate: 0.05, minRequests: 10}
 """
 
 
@@ -185,13 +233,23 @@ def admitted(workload: dict[str, Any]) -> bool:
     return any(c["type"] == "Admitted" and c["status"] == "True" for c in conditions)
 
 
-def test_the_job_waits_suspended_without_quota_and_kueue_admits_it_once_there_is(
-    kube_cluster: ControlPlane, cluster_namespace: str, kueue: Kueue, tmp_path: Path
+def test_the_job_waits_without_quota_then_registers_its_version_which_the_model_rolls_out(
+    kube_cluster: ControlPlane,
+    cluster_namespace: str,
+    kueue: Kueue,
+    mlflow: MlflowServer,
+    tmp_path: Path,
 ) -> None:
     plane, ns = kube_cluster, cluster_namespace
     (tmp_path / "queues.yaml").write_text(queues(ns, cpu=0))
     plane.kubectl("apply", "-f", str(tmp_path / "queues.yaml"))
-    env = {**os.environ, "KAIP_KUBE__KUEUE_QUEUE": "team"}
+    env = {
+        **os.environ,
+        **mlflow.s3.env(),  # the operator's S3 credentials, the standard AWS way
+        "KAIP_KUBE__KUEUE_QUEUE": "team",
+        "KAIP_REGISTRY__BACKEND": "mlflow",
+        "KAIP_REGISTRY__MLFLOW_URI": mlflow.url,
+    }
     with (tmp_path / "operator.log").open("wb") as out:
         operator = subprocess.Popen(
             [sys.executable, "-m", "kaip.cli", "operator", "--kubeconfig", str(plane.kubeconfig),
@@ -200,7 +258,7 @@ def test_the_job_waits_suspended_without_quota_and_kueue_admits_it_once_there_is
         )  # fmt: skip
 
     def tail() -> str:
-        logs = (tmp_path / "operator.log").read_text(errors="replace")[-2000:]
+        logs = (tmp_path / "operator.log").read_text(errors="replace")[-3000:]
         return f"operator:\n{logs}\nkueue:\n{kueue.tail()}"
 
     def get(kind: str, name: str) -> dict[str, Any]:
@@ -210,9 +268,27 @@ def test_the_job_waits_suspended_without_quota_and_kueue_admits_it_once_there_is
     def items(kind: str) -> list[dict[str, Any]]:
         return list(json.loads(plane.kubectl("get", kind, "-n", ns, "-o", "json"))["items"])
 
+    def apply(name: str, text: str) -> None:
+        (tmp_path / name).write_text(text)
+        plane.kubectl("apply", "-n", ns, "-f", str(tmp_path / name))
+
+    def job_wrote(body: bytes) -> str:
+        """What the job would have written at its output.uri (kwok runs no containers)."""
+        mlflow.s3.client().put_object(Bucket=BUCKET, Key="digits/model.joblib", Body=body)
+        return hashlib.sha256(body).hexdigest()
+
+    def registered(number: int) -> dict[str, Any]:
+        status = get("trainingjob", "train").get("status") or {}
+        output = status.get("output") or {}
+        return output if output.get("version") == f"models:/digits/{number}" else {}
+
+    def revisions() -> list[dict[str, Any]]:
+        return list((get("model", "digits").get("status") or {}).get("revisions") or [])
+
     try:
-        (tmp_path / "train.yaml").write_text(TRAINING)
-        plane.kubectl("apply", "-n", ns, "-f", str(tmp_path / "train.yaml"))
+        # The Model comes first: no version of digits exists yet, so it waits for one.
+        apply("model.yaml", MODEL)
+        apply("train.yaml", TRAINING.format(c="1.0", bucket=BUCKET))
         [job] = until(lambda: items("jobs"), "the operator to create the Job", tail)
         name = job["metadata"]["name"]
         assert job["spec"]["suspend"] is True
@@ -227,8 +303,12 @@ def test_the_job_waits_suspended_without_quota_and_kueue_admits_it_once_there_is
         )  # fmt: skip
         assert not admitted(pending[0]), pending[0].get("status")
         assert get("job", name)["spec"]["suspend"] is True
-        assert not items("pods"), "no pod runs while the Job is suspended"
+        assert not [p for p in items("pods") if "job-name" in p["metadata"].get("labels", {})], (
+            "no pod of the Job runs while it is suspended"
+        )
+        assert not revisions(), "the Model has no version to serve yet"
 
+        digest = job_wrote(b"digits, C=1.0")
         (tmp_path / "queues.yaml").write_text(queues(ns, cpu=4))
         plane.kubectl("apply", "-f", str(tmp_path / "queues.yaml"))
         until(lambda: get("job", name)["spec"].get("suspend") is False,
@@ -243,6 +323,51 @@ def test_the_job_waits_suspended_without_quota_and_kueue_admits_it_once_there_is
         )  # fmt: skip
         assert done["metadata"]["name"] == "train"
         assert get("job", name)["metadata"]["uid"] == job["metadata"]["uid"], "the same Job ran"
+
+        # The operator registered the output in MLflow and says so in the TrainingJob.
+        output = until(lambda: registered(1), "the operator to register version 1", tail)
+        lineage = {"job": "train", "run": name, "version": "models:/digits/1", "digest": digest}
+        assert {k: output[k] for k in lineage} == lineage, output
+        assert output["uri"] == f"s3://{BUCKET}/digits/model.joblib"
+        import mlflow as mlflow_client
+
+        client = mlflow_client.MlflowClient(tracking_uri=mlflow.url, registry_uri=mlflow.url)
+        one = client.get_model_version("digits", "1")
+        assert (one.source, one.tags["kaip.sha256"]) == (output["uri"], digest)
+        assert client.get_run(one.run_id).data.tags["kaip.job"] == "train"
+
+        # The Model, waiting for a version, now runs one revision of version 1, with lineage.
+        [first] = until(
+            lambda: [r for r in revisions() if r.get("source")], "the Model to serve v1", tail
+        )
+        assert (first["source"], first["weight"]) == (lineage, 100)
+        [deployment] = [d for d in items("deployments") if d["metadata"]["name"].startswith(
+            "digits-")]  # fmt: skip
+        spec_config = json.dumps(items("configmaps"))
+        assert f"s3://{BUCKET}/digits/model.joblib" in spec_config, "pods fetch the object"
+        assert digest in spec_config, "and verify its sha256"
+
+        # A second run (the spec changed: a new Job) registers version 2: a canary of it starts.
+        digest2 = job_wrote(b"digits, C=2.0")
+        apply("train.yaml", TRAINING.format(c="2.0", bucket=BUCKET))
+        output2 = until(lambda: registered(2), "the operator to register version 2", tail)
+        assert output2["digest"] == digest2 and output2["run"] != name
+        live = until(
+            lambda: len(rs := revisions()) == 2 and rs, "the Model to start a canary of v2", tail
+        )
+        by_version = {r["source"]["version"]: r for r in live}
+        assert by_version["models:/digits/1"]["source"] == lineage
+        canary = by_version["models:/digits/2"]
+        assert canary["source"] == {
+            "job": "train", "run": output2["run"], "version": "models:/digits/2",
+            "digest": digest2,
+        }  # fmt: skip
+        rollout = get("model", "digits")["status"]["rollout"]
+        assert rollout["canary"]["revision"] == canary["name"]
+        assert rollout["stable"]["revision"] == by_version["models:/digits/1"]["name"]
+        assert deployment["metadata"]["name"] in {
+            d["metadata"]["name"] for d in items("deployments")
+        }, "the stable revision keeps running beside the canary"
     finally:
         stop(operator)
         plane.kubectl("delete", "clusterqueue", f"cq-{ns}", "--wait=false", check=False)

@@ -105,6 +105,9 @@ def test_retries_back_off_exponentially_up_to_a_minute() -> None:
          PROGRESS),
         ({"observedGeneration": 3, "conditions": [condition("Ready", "True", "ReplicasReady")],
           "rollout": {"canary": {"revision": "b", "step": 0}}}, PROGRESS),
+        # Settled, but following a registry selector: it looks for new versions now and then.
+        ({"observedGeneration": 3, "conditions": [condition("Ready", "True", "ReplicasReady")],
+          "follows": "models:/digits@latest"}, RESYNC),
     ],
 )  # fmt: skip
 def test_timed_steps_and_retries_tick_fast_waiting_for_workloads_only_resyncs(

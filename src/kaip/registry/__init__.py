@@ -15,6 +15,7 @@ from kaip.registry.records import (
     Registry,
     RunStatus,
     check_alias,
+    pin_version,
     split_reference,
 )
 from kaip.registry.runs import RunRecord, RunStore
@@ -30,5 +31,6 @@ __all__ = [
     "RunStatus",
     "RunStore",
     "check_alias",
+    "pin_version",
     "split_reference",
 ]

@@ -87,14 +87,19 @@ class MlflowRegistry:
     def register(self, registration: Registration) -> ModelVersion:
         from mlflow.entities import Metric, Param
 
-        if registration.path is None:
+        source_uri = registration.source_uri
+        if registration.path is not None:
+            path: Path | None = registration.path
+            digest, size = sha256_file(registration.path), registration.path.stat().st_size
+        elif source_uri and registration.digest and registration.size is not None:
+            path, digest, size = None, registration.digest, registration.size
+        else:
             raise RegistryError(
                 f"MLflow at {self.tracking_uri}: registering {registration.name} needs the "
-                "artifact as a local file to log"
+                "artifact as a local file to log, or its object-store URI with its digest"
             )
-        path = registration.path
-        digest = sha256_file(path)
         name = registration.name
+        run_tag = registration.run_name or str(registration.run_id or "")
         with self._errors(f"registering a version of {name}"):
             experiment = self.client.get_experiment_by_name(EXPERIMENT)
             experiment_id = (
@@ -102,10 +107,12 @@ class MlflowRegistry:
                 if experiment is not None
                 else self.client.create_experiment(EXPERIMENT)
             )
-            tags = {"kaip.job": registration.job or "", "kaip.run": str(registration.run_id or "")}
+            tags = {"kaip.job": registration.job or "", "kaip.run": run_tag}
             if registration.source_commit:
                 tags["mlflow.source.git.commit"] = registration.source_commit
-            run_name = f"{registration.job or name}-{registration.run_id or 'manual'}"
+            run_name = registration.run_name or (
+                f"{registration.job or name}-{registration.run_id or 'manual'}"
+            )
             run = self.client.create_run(experiment_id, run_name=run_name, tags=tags)
             run_id = run.info.run_id
             now = int(time.time() * 1000)
@@ -114,21 +121,35 @@ class MlflowRegistry:
                 metrics=[Metric(k, v, now, 0) for k, v in sorted(registration.metrics.items())],
                 params=[Param(k, str(v)[:6000]) for k, v in sorted(registration.params.items())],
             )
-            self.client.log_artifact(run_id, str(path), ARTIFACT_PATH)
+            if path is not None:
+                self.client.log_artifact(run_id, str(path), ARTIFACT_PATH)
+                source = f"{run.info.artifact_uri}/{ARTIFACT_PATH}/{path.name}"
+            else:
+                assert source_uri is not None
+                source = source_uri  # where the job wrote it: pods fetch it from there
             self.client.set_terminated(run_id)
             if not self.client.search_registered_models(f"name = '{_quote(name)}'"):
                 self.client.create_registered_model(name, tags={"kaip.managed": "true"})
             version = self.client.create_model_version(
                 name,
-                source=f"{run.info.artifact_uri}/{ARTIFACT_PATH}/{path.name}",
+                source=source,
                 run_id=run_id,
                 tags={
                     "kaip.sha256": digest,
                     "kaip.format": registration.format,
-                    "kaip.size": str(path.stat().st_size),
+                    "kaip.size": str(size),
+                    "kaip.run": run_tag,
                 },
             )
         return self._convert(version)
+
+    def registered_by(self, name: str, run_name: str) -> ModelVersion | None:
+        """The version of ``name`` that run ``run_name`` registered, if it did (so a run that
+        registered and then lost its record is not registered twice)."""
+        query = f"name = '{_quote(name)}' and tag.`kaip.run` = '{_quote(run_name)}'"
+        with self._errors(f"looking for the version run {run_name} registered"):
+            found = list(self.client.search_model_versions(query, max_results=1))
+        return self._convert(found[0]) if found else None
 
     def versions(self, name: str) -> list[ModelVersion]:
         with self._errors(f"listing the versions of {name}"):
@@ -210,7 +231,7 @@ class MlflowRegistry:
         tags = dict(version.tags or {})
         metrics: dict[str, float] = {}
         params: dict[str, str] = {}
-        job, run_number, commit = None, None, None
+        job, run_number, run_name, commit = None, None, None, None
         if version.run_id:
             with self._errors(f"reading run {version.run_id} of {version.name}"):
                 run = self.client.get_run(version.run_id)
@@ -219,6 +240,7 @@ class MlflowRegistry:
             job = run.data.tags.get("kaip.job") or None
             number = run.data.tags.get("kaip.run", "")
             run_number = int(number) if number.isdigit() else None
+            run_name = None if number.isdigit() else (number or None)
             commit = run.data.tags.get("mlflow.source.git.commit")
         converted = ModelVersion(
             name=str(version.name),
@@ -233,6 +255,7 @@ class MlflowRegistry:
             source_commit=commit,
             job=job,
             run_id=run_number,
+            run_name=run_name,
             aliases=tuple(sorted(getattr(version, "aliases", None) or ())),
             registry="mlflow",
         )

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from kaip.errors import RegistryError
+from kaip.spec import Model
 
 RunStatus = Literal["running", "retrying", "succeeded", "failed", "cancelled", "interrupted"]
 FINISHED: frozenset[RunStatus] = frozenset({"succeeded", "failed", "cancelled"})
@@ -43,6 +44,8 @@ class ModelVersion:
     source_commit: str | None = None
     job: str | None = None
     run_id: int | None = None
+    run_name: str | None = None
+    """The run as named outside kaip's run store: the Kubernetes Job a cluster run was."""
     aliases: tuple[str, ...] = ()
     registry: str = "registry"
     """``registry`` (kaip's embedded one) or ``mlflow``."""
@@ -55,7 +58,8 @@ class ModelVersion:
         return f"registry://{self.name}@{self.version}"
 
     def describe(self) -> str:
-        made = f" from job {self.job} run {self.run_id}" if self.job else ""
+        run = self.run_id if self.run_id is not None else self.run_name
+        made = f" from job {self.job} run {run}" if self.job else ""
         return f"{self.name} version {self.version} (sha256 {self.digest[:12]}{made})"
 
 
@@ -77,6 +81,8 @@ class Registration:
     source_commit: str | None = None
     job: str | None = None
     run_id: int | None = None
+    run_name: str | None = None
+    """The run as named outside kaip's run store: the Kubernetes Job a cluster run was."""
 
 
 class Registry(Protocol):
@@ -112,6 +118,14 @@ class Registry(Protocol):
     def close(self) -> None:
         """Let go of what the registry holds open."""
         ...
+
+
+def pin_version(model: Model, version: ModelVersion) -> Model:
+    """``model`` with its artifact pinned to exactly ``version`` (URI and sha256)."""
+    artifact = model.spec.artifact.model_copy(
+        update={"uri": version.reference, "sha256": version.digest}
+    )
+    return model.model_copy(update={"spec": model.spec.model_copy(update={"artifact": artifact})})
 
 
 def check_alias(alias: str) -> str:

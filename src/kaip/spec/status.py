@@ -49,6 +49,15 @@ class Condition(StatusModel):
     message: str = Field(max_length=32768, description="for people")
 
 
+class VersionSource(StatusModel):
+    """Lineage of a registered version: the job and run that made it, and its bytes."""
+
+    version: str = Field(max_length=2048, description="the registered version, models:/NAME/N")
+    digest: str = Field(max_length=64, description="sha256 of the artifact")
+    job: str | None = Field(None, max_length=253, description="the TrainingJob that made it")
+    run: str | None = Field(None, max_length=253, description="its run (the Job on a cluster)")
+
+
 class RevisionStatus(StatusModel):
     """One live revision and the share of traffic it gets."""
 
@@ -56,6 +65,16 @@ class RevisionStatus(StatusModel):
     weight: int = Field(ge=0, le=100, description="percent of traffic")
     replicas: int | None = Field(None, ge=0)
     ready_replicas: int | None = Field(None, ge=0)
+    source: VersionSource | None = Field(
+        None, description="Model: the registered version this revision serves, and its lineage"
+    )
+
+
+class TrainingOutputStatus(VersionSource):
+    """TrainingJob: the version its Job's output was registered as."""
+
+    uri: str = Field(max_length=2048, description="where the job wrote it (output.uri)")
+    registered_at: datetime | None = None
 
 
 class StableState(StatusModel):
@@ -146,3 +165,12 @@ class ResourceStatus(StatusModel):
     active: int | None = Field(None, ge=0, description="TrainingJob: pods running")
     succeeded: int | None = Field(None, ge=0, description="TrainingJob: pods succeeded")
     failed: int | None = Field(None, ge=0, description="TrainingJob: pods failed")
+    output: TrainingOutputStatus | None = Field(
+        None, description="TrainingJob: the version its output was registered as"
+    )
+    follows: str | None = Field(
+        None,
+        max_length=2048,
+        description="Model: the registry selector it follows (models:/NAME@latest), re-read "
+        "while settled",
+    )

@@ -235,6 +235,7 @@ class Decision:
             "rollback": "CanaryRolledBack",
             "abort": "CanaryAborted",
             "replace": "RevisionReplaced",
+            "register": "VersionRegistered",
         }.get(self.action, "CanaryHeld")
 
     @property

@@ -108,6 +108,8 @@ class Controller:
         self._failures: dict[str, int] = {}
         self._triggers: dict[str, str] = {}
         """uid -> what the schedule's next pass is for ("progress", "resync" or "retry")."""
+        self._keys: dict[str, Key] = {}
+        """uid -> every resource seen (to wake the Models of a namespace)."""
 
     def _lock(self, uid: str) -> threading.Lock:
         with self._guard:
@@ -137,6 +139,21 @@ class Controller:
                     self._failures.pop(key.uid, None)
                 self._plan(key, outcome)
         self._report(key, outcome)
+        if outcome.registered is not None:
+            self._wake_models(key.namespace, outcome.registered)
+
+    def _wake_models(self, namespace: str, model: str) -> None:
+        """A pass soon over every Model in ``namespace``: one may follow the version just
+        registered of ``model`` (which ones is each pass's to find out; few Models per
+        namespace)."""
+        with self._guard:
+            keys = [
+                k for k in self._keys.values() if k.kind == "Model" and k.namespace == namespace
+            ]
+        log.info("%s: a version of %s registered; looking at %d Model(s)", namespace, model,
+                 len(keys))  # fmt: skip
+        for key in keys:
+            self.schedule.after(key, 0)
 
     def _plan(self, key: Key, outcome: Outcome) -> None:
         generation = outcome.status.get("observedGeneration")
@@ -184,6 +201,7 @@ class Controller:
             self._intents.pop(uid, None)
             self._failures.pop(uid, None)
             self._triggers.pop(uid, None)
+            self._keys.pop(uid, None)
 
     # -- kopf event handlers --
 
@@ -202,6 +220,7 @@ class Controller:
         with self._guard:
             changed = self._intents.get(key.uid) != wanted
             self._intents[key.uid] = wanted
+            self._keys[key.uid] = key
         if changed:  # new, changed, or first seen since the operator started
             self.run(key, "watch")
 

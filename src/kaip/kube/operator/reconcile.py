@@ -29,7 +29,7 @@ import logging
 import socket
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -38,7 +38,14 @@ import yaml
 from kaip.accounting import PriceBook, Prices
 from kaip.accounting.prices import INSTANCE_TYPE_LABEL
 from kaip.analysis import StepContext, run_checks, run_hooks
-from kaip.errors import ConfigError, ForeignObjectError, KubeError, KubeForbiddenError, SpecError
+from kaip.errors import (
+    ConfigError,
+    ForeignObjectError,
+    KaipError,
+    KubeError,
+    KubeForbiddenError,
+    SpecError,
+)
 from kaip.kube.client import Manifest, ObjectRef, Session, apply
 from kaip.kube.client.apply import Identity
 from kaip.kube.operator import notices, observe
@@ -53,12 +60,14 @@ from kaip.kube.operator.canary import (
 from kaip.kube.operator.conditions import DEGRADED, READY, find, rfc3339
 from kaip.kube.operator.metrics import MetricsSource
 from kaip.kube.operator.owned import FOREIGN, Ledger, Verdict, foreign_fault, refusal_for
-from kaip.kube.operator.status import Fault, Observation, compute
+from kaip.kube.operator.status import Fault, JobState, Observation, compute
+from kaip.kube.operator.versions import ClusterVersions, lineage
 from kaip.plan import Plan, Workload, plan_workload, revision_id
 from kaip.policy import CheckResult
 from kaip.render.kube import Backend, render_manifests
 from kaip.settings import Settings
 from kaip.spec import API_VERSION, KINDS, App, Model, Resource, TrainingJob, load_text
+from kaip.spec.kinds import registry_reference
 from kaip.spec.rollout import Analysis, HookType
 
 log = logging.getLogger("kaip.operator")
@@ -77,6 +86,8 @@ class Outcome:
     fault: Fault | None = None
     settled: bool = False
     """True when nothing is left to wait for (ready and no canary, or a permanent fault)."""
+    registered: str | None = None
+    """The model name a TrainingJob registered a version of in this pass (Models follow it)."""
 
 
 def user_annotations(meta: Mapping[str, Any]) -> dict[str, str]:
@@ -182,9 +193,12 @@ class Reconciler:
     """uid -> the objects its last apply wrote (so they carry its owner reference): the ones a
     later apply need not read to know it may write over them. Forgotten on any drift."""
     _ledger: Ledger = field(init=False, repr=False)
+    versions: ClusterVersions = field(init=False, repr=False)
+    """The registry TrainingJobs register into and Models read versions from."""
 
     def __post_init__(self) -> None:
         self._ledger = Ledger(self.settings.kube.field_manager)
+        self.versions = ClusterVersions(self.settings)
 
     def forget(self, uid: str) -> None:
         """Drop what is cached about a deleted resource."""
@@ -247,6 +261,9 @@ class Reconciler:
         except KubeError as exc:  # retried by the caller; say so in the status meanwhile
             fault = Fault("Retrying", exc.message, permanent=False)
             seen, decisions = Observation(kind, generation, fault=fault), []
+        except KaipError as exc:  # the model registry or object store: retried as well
+            fault = Fault("Retrying", exc.message, permanent=False)
+            seen, decisions = Observation(kind, generation, fault=fault), []
         status = compute(seen, previous, now)
         if seen.fault is not None and "rollout" in previous:
             status["rollout"] = previous["rollout"]  # a bad spec must not lose the canary's state
@@ -264,7 +281,10 @@ class Reconciler:
         if decisions and isinstance(resource, Model | App):
             notices.announce(self.notify, resource, decisions, namespace, previous)
             notices.post_rollout(self.tell, resource, decisions, namespace, previous)
-        return Outcome(status, tuple(decisions), seen.fault, settled=_settled(status))
+        registered = next((d.evidence["model"] for d in decisions if d.action == "register"), None)
+        return Outcome(
+            status, tuple(decisions), seen.fault, settled=_settled(status), registered=registered
+        )
 
     # -- one pass --------------------------------------------------------------------------
 
@@ -283,9 +303,18 @@ class Reconciler:
             self._apply(body, Plan((workload,), self.settings), None, previous, generation)
             obj = self._read(uid, "batch/v1", "Job", namespace, workload.revision_name)
             job = observe.job_state(obj, resource.spec.nodes)
-            return Observation(resource.kind, generation, job=job), []
+            return self._output(resource, job, workload.revision_name, previous, generation, now)
         assert isinstance(resource, Model | App)
         state = RolloutState.from_status(previous.get("rollout"))
+        follows: dict[str, Any] = {}
+        if isinstance(resource, Model):
+            reference = registry_reference(resource.spec.artifact.uri)
+            if reference is not None and not reference[1].isdigit():
+                follows["follows"] = resource.spec.artifact.uri
+            changed = generation != previous.get("observedGeneration")
+            stable_spec = state.stable_spec if state is not None else None
+            resource = self.versions.pin(resource, stable_spec, changed)
+            workload = plan_workload(resource, self.settings, namespace)
         moved = progress(
             state,
             resource,
@@ -301,12 +330,18 @@ class Reconciler:
             prices=prices_of(self.prices, resource),
         )
         backends = self._backends(resource, workload, moved)
-        self._apply(body, Plan((workload,), self.settings), backends, previous, generation)
+        sources = {b.workload.revision: self._source(b.workload) for b in backends}
+        backends = [replace(b, workload=self._fetchable(b.workload)) for b in backends]
+        plan = Plan((self._fetchable(workload),), self.settings)
+        self._apply(body, plan, backends, previous, generation)
         revisions = tuple(
-            observe.revision_state(
-                self._read(uid, "apps/v1", "Deployment", namespace, b.workload.revision_name),
-                b.workload.revision,
-                b.weight,
+            replace(
+                observe.revision_state(
+                    self._read(uid, "apps/v1", "Deployment", namespace, b.workload.revision_name),
+                    b.workload.revision,
+                    b.weight,
+                ),
+                source=sources[b.workload.revision],
             )
             for b in backends
         )
@@ -326,9 +361,64 @@ class Reconciler:
             url=_url(resource, namespace),
             canary=moved.summary,
             rolled_back=_rolled_back(moved, resource),
-            extra={"rollout": rollout_status, **_served_names(resource)},
+            extra={"rollout": rollout_status, **_served_names(resource), **follows},
         )
         return seen, decisions
+
+    def _output(
+        self,
+        job: TrainingJob,
+        state: JobState,
+        run: str,
+        previous: Mapping[str, Any],
+        generation: int,
+        now: datetime,
+    ) -> tuple[Observation, list[Decision]]:
+        """The TrainingJob's observation, its Job's output registered once the Job succeeded.
+
+        A registry or object store that fails is retried (the Job's own state is unchanged);
+        an output kaip cannot register on a cluster is a ConfigError (InvalidSpec).
+        """
+        output = previous.get("output")
+        known = isinstance(output, Mapping) and job.spec.output is not None
+        last = {"output": output} if known else {}
+        done = known and isinstance(output, Mapping) and output.get("run") == run
+        if not state.complete or job.spec.output is None or done:
+            # The last version registered stays in the status while the next Job runs.
+            return Observation(job.kind, generation, job=state, extra=last), []
+        try:
+            version = self.versions.register_output(job, run)
+        except ConfigError:
+            raise
+        except KaipError as exc:
+            fault = Fault("Retrying", f"the Job {run} succeeded; registering its output: "
+                          f"{exc.message}", permanent=False)  # fmt: skip
+            return Observation(job.kind, generation, job=state, fault=fault), []
+        registered = {
+            **lineage(version),
+            "uri": job.spec.output.uri,
+            "registeredAt": rfc3339(now),
+        }
+        decision = Decision(
+            "register",
+            f"registered {version.describe()}",
+            run,
+            {"model": version.name, "version": version.reference, "digest": version.digest},
+        )
+        extra = {"output": registered}
+        return Observation(job.kind, generation, job=state, extra=extra), [decision]
+
+    def _source(self, workload: Workload) -> dict[str, Any] | None:
+        if not isinstance(workload.resource, Model):
+            return None
+        version = self.versions.pinned(workload.resource)
+        return None if version is None else lineage(version)
+
+    def _fetchable(self, workload: Workload) -> Workload:
+        """``workload`` as its pods read it: a pinned version's source in its spec."""
+        if not isinstance(workload.resource, Model):
+            return workload
+        return replace(workload, resource=self.versions.fetchable(workload.resource))
 
     def _read(self, uid: str, api_version: str, kind: str, namespace: str, name: str) -> Manifest:
         obj = observe.read(self.session, api_version, kind, namespace, name)
@@ -507,9 +597,12 @@ def pace(body: Mapping[str, Any]) -> str | None:
     temporary fault is retried; ``RESYNC`` (every ``--resync``, a safety net) while it waits only
     for its workloads, whose watch events drive the passes; None once settled.
     """
-    if not needs_attention(body):
-        return None
     status = body.get("status") or {}
+    if not needs_attention(body):
+        # A Model that follows a registry selector looks again now and then (a version
+        # registered outside the cluster, an alias moved): the operator's own registrations
+        # wake it at once.
+        return RESYNC if status.get("follows") else None
     rollout = status.get("rollout")
     if isinstance(rollout, Mapping) and rollout.get("canary"):
         return PROGRESS

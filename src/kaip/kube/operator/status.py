@@ -30,18 +30,23 @@ class RevisionState:
     """False while the Deployment controller has not yet seen the Deployment's latest spec."""
     missing: bool = False
     """True when the revision's Deployment does not exist (yet, or any more)."""
+    source: Mapping[str, Any] | None = None
+    """The registered version it serves and its lineage (:func:`.versions.lineage`)."""
 
     @property
     def ready(self) -> bool:
         return not self.missing and self.up_to_date and self.ready_replicas >= self.replicas
 
     def to_status(self) -> dict[str, Any]:
-        return {
+        status: dict[str, Any] = {
             "name": self.revision,
             "weight": self.weight,
             "replicas": self.replicas,
             "readyReplicas": self.ready_replicas,
         }
+        if self.source is not None:
+            status["source"] = dict(self.source)
+        return status
 
 
 @dataclass(frozen=True)

@@ -32,20 +32,12 @@ from kaip.local.controller.revisions import Revisions
 from kaip.local.controller.runtime import PendingModel, ResourceRun
 from kaip.plan import revision_id
 from kaip.policy import judge_quality
-from kaip.registry import ModelVersion
+from kaip.registry import ModelVersion, pin_version
 from kaip.spec import App, Model, SpecSet, TrainingJob
 from kaip.spec.kinds import registry_reference
 
 FOLLOW_SECONDS = 1.0
 REGISTRY_WHO = "kaip (registry)"
-
-
-def pin_version(model: Model, version: ModelVersion) -> Model:
-    """``model`` with its artifact pinned to exactly ``version`` (URI and sha256)."""
-    artifact = model.spec.artifact.model_copy(
-        update={"uri": version.reference, "sha256": version.digest}
-    )
-    return model.model_copy(update={"spec": model.spec.model_copy(update={"artifact": artifact})})
 
 
 class Delivery(Revisions):

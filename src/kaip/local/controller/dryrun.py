@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from kaip.errors import KaipError
-from kaip.local.controller.delivery import pin_version
 from kaip.local.controller.loop import Controller
 from kaip.local.controller.pinning import Pinned, pin
 from kaip.plan import canonical_spec_json, revision_id, spec_diff
+from kaip.registry import pin_version
 from kaip.spec import App, Model, SpecSet
 from kaip.spec.kinds import registry_reference
 

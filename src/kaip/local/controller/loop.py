@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from kaip.errors import PlatformError, RegistryError, StorageError
-from kaip.local.controller.delivery import Delivery, pin_version
+from kaip.local.controller.delivery import Delivery
 from kaip.local.controller.pinning import Pinned, pin
 from kaip.local.controller.runtime import ControllerConfig, PendingModel, ResourceRun
 from kaip.local.controller.training import TrainingRunner
@@ -39,7 +39,7 @@ from kaip.local.supervisor import Replica, Supervisor
 from kaip.notify import Notifier
 from kaip.plan import revision_id
 from kaip.policy import LoadObservation, autoscale
-from kaip.registry import Registry
+from kaip.registry import Registry, pin_version
 from kaip.spec import App, Model, SpecSet, TrainingJob, first_clash
 from kaip.spec.kinds import registry_reference
 

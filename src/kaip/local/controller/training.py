@@ -58,6 +58,7 @@ from kaip.registry import (
     RunStore,
 )
 from kaip.registry.lineage_events import EventType, LineageEmitter
+from kaip.registry.outputs import local_copy
 from kaip.spec import TrainingJob
 from kaip.spec.base import parse_quantity
 
@@ -343,7 +344,7 @@ class TrainingRunner:
             location = _output_location(output.uri, run.base_dir)
             with tempfile.TemporaryDirectory(prefix="kaip-output-") as scratch:
                 try:
-                    path = await asyncio.to_thread(_local_copy, location, Path(scratch))
+                    path = await asyncio.to_thread(local_copy, location, Path(scratch))
                 except KaipError as exc:
                     self._fail(run, f"exited 0 but its artifact is not readable: {exc.message}", 0)
                     return
@@ -487,17 +488,6 @@ def _output_location(uri: str, base_dir: Path) -> str:
         )
     path = Path(uri.removeprefix("file://")).expanduser()
     return str(path if path.is_absolute() else (base_dir / path).resolve())
-
-
-def _local_copy(location: str, scratch: Path) -> Path:
-    """The artifact at ``location`` as a local file: an ``s3://`` object downloaded (bounded,
-    hashed) into ``scratch``, a path as it is. Blocking: call it off the event loop."""
-    if not location.startswith("s3://"):
-        return Path(location)
-    from kaip.serving import s3
-
-    _, key = s3.split(location)
-    return s3.download(location, scratch / (Path(key).name or "artifact"))[0]
 
 
 def _status(record: RunRecord, progress: float | None) -> dict[str, object]:
