@@ -119,6 +119,11 @@ class KubeSettings(_Group):
     image: str = "ghcr.io/kaip-dev/kaip-server:0.1.0"
     autoscaler: Literal["hpa", "keda"] = "hpa"
     kueue_queue: str | None = None
+    jobset: bool = Field(
+        False,
+        description="render a TrainingJob with nodes > 1 as a JobSet (jobset.x-k8s.io/v1alpha2) "
+        "instead of an Indexed Job; the operator turns it on when the cluster serves JobSet",
+    )
     field_manager: str = "kaip"
     prometheus_url: str = Field(
         "http://prometheus-operated.monitoring.svc:9090",

@@ -6,9 +6,10 @@ equal to what ``kaip render`` produces now. Each set is applied with ``kubectl a
 --server-side --dry-run=server`` (strict field validation, so an unknown or misplaced field
 fails), with PodSecurity ``warn`` on so that a pod template outside the restricted profile shows
 up as a warning; and each pod template is also sent as a Pod, which the ``enforce`` level
-rejects outright. HTTPRoute and ScaledObject are checked against the real CRDs: Gateway API's
-from the harness cache (``tools/k8s/build.sh``), KEDA's from its Go module (``go mod download``,
-cached in the module cache).
+rejects outright. HTTPRoute, ScaledObject and JobSet are checked against the real CRDs: Gateway
+API's from the harness cache (``tools/k8s/build.sh``), KEDA's and JobSet's from their Go modules
+(``go mod download``, cached in the module cache; JobSet's version is the one Kueue's module
+requires, so the Kueue build has usually fetched it already).
 """
 
 from __future__ import annotations
@@ -35,7 +36,13 @@ EXAMPLES = Path(__file__).parents[2] / "examples"
 KEDA_MODULE = ("github.com/kedacore/keda/v2", "v2.17.2")
 KEDA_CRD = "config/crd/bases/keda.sh_scaledobjects.yaml"
 HTTPROUTE_CRD = "gateway.networking.k8s.io_httproutes.yaml"
-CRD_NAMES = ("httproutes.gateway.networking.k8s.io", "scaledobjects.keda.sh")
+JOBSET_MODULE = ("sigs.k8s.io/jobset", "v0.11.1")
+JOBSET_CRD = "config/components/crd/bases/jobset.x-k8s.io_jobsets.yaml"
+CRD_NAMES = (
+    "httproutes.gateway.networking.k8s.io",
+    "scaledobjects.keda.sh",
+    "jobsets.jobset.x-k8s.io",
+)
 
 
 def _kubectl(
@@ -78,7 +85,12 @@ def restricted_namespace(kube_api: ControlPlane) -> str:
     httproute = [p for p in cluster_crds(kube_api.bin_dir) if p.name == HTTPROUTE_CRD]
     if not httproute:
         pytest.fail(f"{HTTPROUTE_CRD} missing: run tools/k8s/build.sh", pytrace=False)
-    for crd in (httproute[0], _module_dir(*KEDA_MODULE) / KEDA_CRD):
+    crds = (
+        httproute[0],
+        _module_dir(*KEDA_MODULE) / KEDA_CRD,
+        _module_dir(*JOBSET_MODULE) / JOBSET_CRD,
+    )
+    for crd in crds:
         applied = _kubectl(kube_api, "apply", "--server-side", "--force-conflicts", "-f", str(crd))
         assert applied.returncode == 0, applied.stderr
     established = _kubectl(
@@ -112,8 +124,9 @@ def restricted_namespace(kube_api: ControlPlane) -> str:
         pod["priorityClassName"]
         for golden in GOLDEN.glob("*.yaml")
         for obj in yaml.safe_load_all(golden.read_text())
-        if obj and obj["kind"] in ("Deployment", "Job")
-        for pod in [obj["spec"]["template"]["spec"]]
+        if obj
+        for template in _templates(obj)
+        for pod in [template["spec"]]
         if "priorityClassName" in pod
     }
     for priority, class_name in enumerate(sorted(classes)):
@@ -134,20 +147,29 @@ def _in_namespace(objects: list[dict[str, Any]], namespace: str) -> list[dict[st
     return objects
 
 
+def _templates(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """The pod templates of a Deployment, a Job or a JobSet's replicated Jobs."""
+    if obj["kind"] in ("Deployment", "Job"):
+        return [obj["spec"]["template"]]
+    if obj["kind"] == "JobSet":
+        return [job["template"]["spec"]["template"] for job in obj["spec"]["replicatedJobs"]]
+    return []
+
+
 def _pods_of(objects: list[dict[str, Any]], namespace: str) -> list[dict[str, Any]]:
     return [
         {
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": {
-                "name": f"{obj['metadata']['name']}-pod",
+                "name": f"{obj['metadata']['name']}-pod-{index}",
                 "namespace": namespace,
-                "labels": obj["spec"]["template"]["metadata"]["labels"],
+                "labels": template["metadata"]["labels"],
             },
-            "spec": obj["spec"]["template"]["spec"],
+            "spec": template["spec"],
         }
         for obj in objects
-        if obj["kind"] in ("Deployment", "Job")
+        for index, template in enumerate(_templates(obj))
     ]
 
 

@@ -53,6 +53,9 @@ CASES: dict[str, Case] = {
     "keda": Case([FIXTURES / "keda.yaml"], kube={"autoscaler": "keda"}),
     "pod-options": Case([FIXTURES / "pod-options.yaml"]),
     "training-kueue": Case([FIXTURES / "training-kueue.yaml"], kube={"kueue_queue": "gpu-team"}),
+    "training-jobset": Case(
+        [FIXTURES / "training-kueue.yaml"], kube={"kueue_queue": "gpu-team", "jobset": True}
+    ),
     "network": Case(
         [FIXTURES / "network.yaml"],
         namespace="search",

@@ -12,7 +12,7 @@ import yaml
 
 from kaip.plan import build_plan
 from kaip.render.kube import render_manifests, restricted_violations
-from kaip.settings import Settings, load_settings
+from kaip.settings import KubeSettings, Settings, load_settings
 from kaip.spec import load_paths
 
 ROOT = Path(__file__).parents[2]
@@ -73,14 +73,17 @@ def test_rbac_covers_every_kind_kaip_renders_and_nothing_more(template: Template
     fixtures = ROOT / "tests" / "golden" / "fixtures"
     files = ["gpu-model.yaml", "keda.yaml", "training-kueue.yaml", "canary/new.yaml"]
     specs = load_paths([ROOT / "examples", *(fixtures / f for f in files)])
-    settings = Settings()
-    rendered = render_manifests(build_plan(specs.documents, settings))
+    rendered = [
+        *render_manifests(build_plan(specs.documents, Settings())),
+        *render_manifests(build_plan(specs.documents, Settings(kube=KubeSettings(jobset=True)))),
+    ]
     kinds = {(o["apiVersion"].rpartition("/")[0], o["kind"]) for o in rendered}
     plural = {"Service": "services", "ServiceAccount": "serviceaccounts",
               "ConfigMap": "configmaps", "Deployment": "deployments", "Job": "jobs",
               "HorizontalPodAutoscaler": "horizontalpodautoscalers",
               "PodDisruptionBudget": "poddisruptionbudgets", "NetworkPolicy": "networkpolicies",
-              "HTTPRoute": "httproutes", "ScaledObject": "scaledobjects"}  # fmt: skip
+              "HTTPRoute": "httproutes", "ScaledObject": "scaledobjects",
+              "JobSet": "jobsets"}  # fmt: skip
     assert {k for _, k in kinds} <= set(plural), "a new rendered kind needs a chart RBAC rule"
     for group, kind in kinds:
         for verb in ("get", "list", "create", "patch", "delete"):

@@ -116,3 +116,17 @@ def test_a_missing_deployment_is_not_ready() -> None:
     gone = RevisionState("abc", 100, 1, 0, missing=True)
     status = compute(Observation("Model", 1, revisions=(gone,)), None, T0)
     assert _condition(status, "Ready")["status"] == "False"
+
+
+def test_a_jobset_reports_as_its_pods_complete_running_or_failed_for_good() -> None:
+    from kaip.kube.operator.observe import jobset_state
+
+    running = {"status": {"replicatedJobsStatus": [{"name": "node", "active": 1}], "restarts": 1}}
+    assert jobset_state(running, 4) == JobState(completions=4, active=4, failed=1)
+    done = {"status": {"conditions": [{"type": "Completed", "status": "True"}]}}
+    assert jobset_state(done, 4) == JobState(completions=4, succeeded=4, complete=True)
+    failed = {"status": {"conditions": [
+        {"type": "Failed", "status": "True", "reason": "FailedJobs", "message": "restarts 2"}
+    ]}}  # fmt: skip
+    assert jobset_state(failed, 4).failure == "FailedJobs: restarts 2"
+    assert jobset_state({}, 4) == JobState(completions=4)

@@ -1,6 +1,7 @@
-"""Reading back what the operator owns: revision Deployments and a TrainingJob's Job.
+"""Reading back what the operator owns: revision Deployments and a TrainingJob's Job or JobSet.
 
-:func:`read` fetches one object; :func:`revision_state` and :func:`job_state` turn what the
+:func:`read` fetches one object; :func:`revision_state`, :func:`job_state` and
+:func:`jobset_state` turn what the
 cluster reports into :class:`~kaip.kube.operator.status.RevisionState` and
 :class:`~kaip.kube.operator.status.JobState` (the judging is :mod:`.status`'s job). Also finds
 the objects a resource owns that it no longer renders, so they can be deleted. All requests go
@@ -21,6 +22,7 @@ OWNED_KINDS: Final[tuple[tuple[str, str], ...]] = (
     ("v1", "ServiceAccount"),
     ("apps/v1", "Deployment"),
     ("batch/v1", "Job"),
+    ("jobset.x-k8s.io/v1alpha2", "JobSet"),
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
     ("policy/v1", "PodDisruptionBudget"),
     ("networking.k8s.io/v1", "NetworkPolicy"),
@@ -73,6 +75,31 @@ def job_state(obj: Manifest, completions: int) -> JobState:
         succeeded=int(status.get("succeeded", 0)),
         failed=int(status.get("failed", 0)),
         complete="Complete" in conditions,
+        failure=None
+        if failed is None
+        else f"{failed.get('reason', 'Failed')}: {failed.get('message', '')}".rstrip(": "),
+    )
+
+
+def jobset_state(obj: Manifest, completions: int) -> JobState:
+    """The state of a multi-node TrainingJob whose JobSet is ``obj`` ({} when not made yet).
+
+    JobSet counts Jobs, not pods: its one replicated Job stands for all ``completions`` pods.
+    """
+    status: Mapping[str, Any] = obj.get("status") or {}
+    conditions = {
+        str(c.get("type")): c for c in status.get("conditions") or [] if c.get("status") == "True"
+    }
+    jobs = [j for j in status.get("replicatedJobsStatus") or [] if isinstance(j, Mapping)]
+    active = sum(int(j.get("active", 0)) for j in jobs) * completions
+    failed = conditions.get("Failed")
+    complete = "Completed" in conditions
+    return JobState(
+        completions=completions,
+        active=active,
+        succeeded=completions if complete else 0,
+        failed=int(status.get("restarts", 0)),
+        complete=complete,
         failure=None
         if failed is None
         else f"{failed.get('reason', 'Failed')}: {failed.get('message', '')}".rstrip(": "),

@@ -65,6 +65,7 @@ from kaip.kube.operator.versions import ClusterVersions, lineage
 from kaip.plan import Plan, Workload, plan_workload, revision_id
 from kaip.policy import CheckResult
 from kaip.render.kube import Backend, render_manifests
+from kaip.render.kube.training import JOBSET_API, uses_jobset
 from kaip.settings import Settings
 from kaip.spec import API_VERSION, KINDS, App, Model, Resource, TrainingJob, load_text
 from kaip.spec.kinds import registry_reference
@@ -301,8 +302,12 @@ class Reconciler:
         workload = plan_workload(resource, self.settings, namespace)
         if isinstance(resource, TrainingJob):
             self._apply(body, Plan((workload,), self.settings), None, previous, generation)
-            obj = self._read(uid, "batch/v1", "Job", namespace, workload.revision_name)
-            job = observe.job_state(obj, resource.spec.nodes)
+            if uses_jobset(resource, self.settings):
+                obj = self._read(uid, JOBSET_API, "JobSet", namespace, workload.revision_name)
+                job = observe.jobset_state(obj, resource.spec.nodes)
+            else:
+                obj = self._read(uid, "batch/v1", "Job", namespace, workload.revision_name)
+                job = observe.job_state(obj, resource.spec.nodes)
             return self._output(resource, job, workload.revision_name, previous, generation, now)
         assert isinstance(resource, Model | App)
         state = RolloutState.from_status(previous.get("rollout"))
@@ -499,19 +504,22 @@ class Reconciler:
         * A Job's pod template is immutable: a label or annotation added to a TrainingJob (which
           does not make a new revision, so not a new Job) would be refused. The live template is
           applied again as it is; the Job object's own labels and annotations still change.
+        * A JobSet's replicated Jobs are immutable in the same way, and kept the same way.
         * A Job for Kueue is created suspended; Kueue admits it by setting ``suspend: false``,
           which makes Kueue that field's manager. Applying ``suspend: true`` again with force
           (after an operator restart, or to put back drift) would stop an admitted Job, so the
           field is left out then -- safe because the operator no longer manages it.
         """
-        if manifest["kind"] != "Job":
+        kind = manifest["kind"]
+        if kind not in ("Job", "JobSet"):
             return manifest
         name = str(manifest["metadata"]["name"])
-        live = observe.read(self.session, "batch/v1", "Job", namespace, name)
+        live = observe.read(self.session, str(manifest["apiVersion"]), kind, namespace, name)
         live_spec = live.get("spec") or {}
-        if not live or "template" not in live_spec:
+        fixed = "template" if kind == "Job" else "replicatedJobs"  # immutable once created
+        if not live or fixed not in live_spec:
             return manifest
-        spec = {**(manifest.get("spec") or {}), "template": live_spec["template"]}
+        spec = {**(manifest.get("spec") or {}), fixed: live_spec[fixed]}
         if spec.get("suspend") and not live_spec.get("suspend", False):
             del spec["suspend"]
         return {**manifest, "spec": spec}

@@ -33,6 +33,7 @@ from kaip.kube.operator.leader import LeaseElector, Timings
 from kaip.kube.operator.metrics import MetricsSource
 from kaip.kube.operator.reconcile import Reconciler
 from kaip.notify import BackgroundNotifier
+from kaip.render.kube.training import JOBSET_API
 from kaip.settings import Settings
 
 log = logging.getLogger("kaip.operator")
@@ -132,6 +133,10 @@ def run_operator(
             target=elector.keep, args=(stop, _lost), name="leader-election", daemon=True
         )
         keeper.start()
+    if not settings.kube.jobset and session.resource(JOBSET_API, "JobSet") is not None:
+        log.info("the cluster serves JobSet: TrainingJobs with nodes > 1 run as JobSets")
+        kube = settings.kube.model_copy(update={"jobset": True})
+        settings = settings.model_copy(update={"kube": kube})
     notifier = BackgroundNotifier(log.warning)
     reconciler = Reconciler(
         session, settings, metrics, notify=notifier.send, prices=prices or PriceBook()

@@ -11,6 +11,12 @@ A ``checkpointDir`` that is an absolute path is mounted writable: from the PVC n
 ``kaip.dev/checkpoint-pvc`` annotation (so a retried pod resumes), else from an emptyDir (which
 only survives container restarts). The Job is named per revision (its pod template is
 immutable), next to a ServiceAccount without a token. Pure: plain dicts out.
+
+With ``settings.kube.jobset`` (the operator sets it when the cluster serves JobSet) ``nodes > 1``
+is a ``jobset.x-k8s.io/v1alpha2`` JobSet instead: one replicated Job (``node``) of ``nodes``
+indexed pods, which JobSet gives stable host names (``NAME-REV-node-0-I.NAME-REV``, its own
+headless Service) and restarts as a whole, up to ``maxRetries`` times, when any pod fails -- every
+rank starts again together, from the last checkpoint. Kueue queues the JobSet as a unit.
 """
 
 from __future__ import annotations
@@ -32,11 +38,18 @@ from kaip.settings import Settings
 from kaip.spec import TrainingJob
 
 KUEUE_QUEUE_LABEL: Final = "kueue.x-k8s.io/queue-name"
+JOBSET_API: Final = "jobset.x-k8s.io/v1alpha2"
+REPLICATED_JOB: Final = "node"
 CHECKPOINT_PVC_ANNOTATION: Final = "kaip.dev/checkpoint-pvc"
 RENDEZVOUS_PORT: Final = 29500
 
 
-def _env(workload: Workload, job: TrainingJob) -> dict[str, str]:
+def uses_jobset(job: TrainingJob, settings: Settings) -> bool:
+    """Whether ``job`` renders as a JobSet rather than a Job."""
+    return job.spec.nodes > 1 and settings.kube.jobset
+
+
+def _env(workload: Workload, job: TrainingJob, jobset: bool) -> dict[str, str]:
     """The variables kaip's wiring sets (the spec's own env cannot replace them)."""
     spec = job.spec
     env: dict[str, str] = {}
@@ -46,9 +59,11 @@ def _env(workload: Workload, job: TrainingJob) -> dict[str, str]:
         env["KAIP_OUTPUT_URI"] = spec.output.uri
         env["KAIP_OUTPUT_FORMAT"] = spec.output.format
     if spec.nodes > 1:
+        name = workload.revision_name
+        first = f"{name}-{REPLICATED_JOB}-0-0" if jobset else f"{name}-0"
         env |= {
             "WORLD_SIZE": str(spec.nodes),
-            "MASTER_ADDR": f"{workload.revision_name}-0.{workload.revision_name}",
+            "MASTER_ADDR": f"{first}.{name}",
             "MASTER_PORT": str(RENDEZVOUS_PORT),
         }
     return env
@@ -84,10 +99,11 @@ def job_objects(workload: Workload, settings: Settings) -> list[Obj]:
     if not isinstance(job, TrainingJob):
         raise TypeError(f"{job.kind} is not a TrainingJob")
     spec = job.spec
+    jobset = uses_jobset(job, settings)
     env = pod_options.container_env(
         spec,
         defaults={"HOME": "/tmp"},
-        fixed=_env(workload, job),
+        fixed=_env(workload, job, jobset),
         reserved=("RANK",) if spec.nodes > 1 else (),
     )
     if spec.nodes > 1:
@@ -124,6 +140,9 @@ def job_objects(workload: Workload, settings: Settings) -> list[Obj]:
     }
     job_spec: Obj = {"backoffLimit": spec.max_retries}
     objects: list[Obj] = [] if spec.service_account_name else [service_account(workload)]
+    if jobset:
+        objects.append(_jobset(workload, job, settings, pod))
+        return objects
     if spec.nodes > 1:
         pod["subdomain"] = workload.revision_name
         job_spec |= {
@@ -146,3 +165,44 @@ def job_objects(workload: Workload, settings: Settings) -> list[Obj]:
         }
     )
     return objects
+
+
+def _jobset(workload: Workload, job: TrainingJob, settings: Settings, pod: Obj) -> Obj:
+    """The JobSet of a multi-node TrainingJob: ``nodes`` indexed pods in one replicated Job.
+
+    A pod that fails fails its Job (``backoffLimit: 0``), and JobSet restarts every pod
+    (``failurePolicy.maxRestarts`` = ``maxRetries``): ranks never train apart.
+    """
+    spec = job.spec
+    nodes = spec.nodes
+    labels = dict(workload.labels)
+    jobset_spec: Obj = {}
+    if settings.kube.kueue_queue:
+        labels[KUEUE_QUEUE_LABEL] = settings.kube.kueue_queue
+        jobset_spec["suspend"] = True
+    jobset_spec |= {
+        "failurePolicy": {"maxRestarts": spec.max_retries},
+        "network": {"enableDNSHostnames": True, "publishNotReadyAddresses": True},
+        "replicatedJobs": [
+            {
+                "name": REPLICATED_JOB,
+                "replicas": 1,
+                "template": {
+                    "metadata": {"labels": dict(workload.labels)},
+                    "spec": {
+                        "backoffLimit": 0,
+                        "completionMode": "Indexed",
+                        "completions": nodes,
+                        "parallelism": nodes,
+                        "template": {"metadata": {"labels": dict(workload.labels)}, "spec": pod},
+                    },
+                },
+            }
+        ],
+    }
+    return {
+        "apiVersion": JOBSET_API,
+        "kind": "JobSet",
+        "metadata": metadata(workload.revision_name, workload, labels, annotations=True),
+        "spec": jobset_spec,
+    }
