@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 import joblib
+import openai
 import pytest
 import yaml
 from local_platform import LocalPlatform, wait_for
@@ -397,6 +398,15 @@ def test_the_catalog_shows_what_a_models_requests_cost(platform: LocalPlatform) 
     ).text
     assert re.search(r'<td class="num">\$[0-9.e-]+( <span[^>]*>≈</span>)?</td>', catalog)
     assert re.search(r'<td class="num">[0-9.e-]+ J</td>', catalog)
+
+
+def test_the_responses_api_answers_through_the_gateway(platform: LocalPlatform) -> None:
+    client = openai.OpenAI(base_url=f"{platform.url}/v1", api_key="unused", max_retries=0)
+    response = client.responses.create(model="tiny-lm", input="through the gateway")
+    assert (response.output_text, response.status) == ("gateway the through", "completed")
+    with pytest.raises(openai.NotFoundError) as refused:
+        client.responses.create(model="digits", input="hi")  # digits does not speak OpenAI
+    assert "does not serve the OpenAI API" in str(refused.value)
 
 
 def test_the_runs_token_is_never_written_to_a_log(platform: LocalPlatform) -> None:

@@ -46,7 +46,7 @@ from kaip.serving.runtimes.base import GenerationParams, TextGenerator
 log = logging.getLogger(__name__)
 WINDOW = 64  # pieces a generation thread may produce before its reader took them
 _POLL_S = 0.1  # how often a thread blocked on a slow reader checks whether it was cancelled
-_SSE_HEADERS = [
+SSE_HEADERS = [
     (b"content-type", b"text/event-stream"),
     (b"cache-control", b"no-cache"),
 ]
@@ -297,7 +297,7 @@ class Generation:
     def operation(self) -> str:
         return "chat" if self.chat else "text_completion"
 
-    def _start(self) -> PieceStream:
+    def start(self) -> PieceStream:
         """Hand the generation to a thread (503 when the pool is full)."""
         generator, prompt, params = self.generator, self.prompt, self.params
         return self.pool.run(lambda: generator.generate(prompt, params))
@@ -323,7 +323,7 @@ class Generation:
         if matcher is not None:
             yield matcher.flush()
 
-    def _timed_out(self) -> str:
+    def timed_out_message(self) -> str:
         return (
             f"no complete answer within the model's timeoutSeconds ({self.timeout:g} s); ask for "
             "fewer tokens or raise serve.timeoutSeconds"
@@ -349,7 +349,7 @@ class Generation:
         }
 
     async def whole(self, send: Send) -> None:
-        stream = self._start()
+        stream = self.start()
         try:
             async with (
                 asyncio.timeout(self.timeout),
@@ -358,7 +358,7 @@ class Generation:
                 text = "".join([p async for p in it])
         except TimeoutError as exc:
             self.record(type(exc).__name__)
-            raise OverloadedError(self._timed_out(), retry_after=1.0) from None
+            raise OverloadedError(self.timed_out_message(), retry_after=1.0) from None
         except asyncio.CancelledError:
             self.record("cancelled")
             raise
@@ -404,10 +404,10 @@ class Generation:
         return b"data: " + orjson.dumps(doc) + b"\n\n"
 
     async def stream(self, send: Send, *, include_usage: bool) -> None:
-        stream = self._start()
+        stream = self.start()
         error = ""
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+            await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
             if self.chat:
                 await _event(send, self._chunk({"role": "assistant", "content": ""}, None))
             async with (
@@ -431,7 +431,7 @@ class Generation:
                 await _event(send, b"data: " + orjson.dumps(doc) + b"\n\n")
         except TimeoutError as exc:
             error = type(exc).__name__
-            await _event(send, b"data: " + error_document(self._timed_out()) + b"\n\n")
+            await _event(send, b"data: " + error_document(self.timed_out_message()) + b"\n\n")
         except asyncio.CancelledError:
             error = "cancelled"
             raise

@@ -1,5 +1,6 @@
-"""OpenAI-compatible routes: ``/v1/models``, ``/v1/embeddings``, ``/v1/completions`` and
-``/v1/chat/completions`` (with SSE streaming ending in ``data: [DONE]``).
+"""OpenAI-compatible routes: ``/v1/models``, ``/v1/embeddings``, ``/v1/completions``,
+``/v1/chat/completions`` (with SSE streaming ending in ``data: [DONE]``) and ``/v1/responses``
+(:mod:`kaip.serving.responses`).
 
 Requests are checked here and answered with OpenAI-shaped error bodies
 (``{"error": {"message", "type", "param", "code"}}``): ``max_tokens`` up to the model's
@@ -23,6 +24,7 @@ import numpy as np
 import orjson
 
 from kaip.errors import InferenceError, KaipError, ModelNotFoundError, OverloadedError
+from kaip.serving import responses
 from kaip.serving.asgi import (
     ClientDisconnected,
     Receive,
@@ -40,6 +42,7 @@ from kaip.serving.runtimes import GenerationParams, embedder_of, generator_of
 
 log = logging.getLogger(__name__)
 PROTOCOL = "openai"
+RESPONSES = "/v1/responses"
 MAX_STOPS = 4  # as OpenAI's API allows
 MAX_STOP_CHARS = 1024
 
@@ -151,7 +154,7 @@ class OpenAIRoutes:
             elif path.startswith("/v1/models/") and method == "GET":
                 name = self._check_model(path.removeprefix("/v1/models/"))
                 await respond(send, 200, orjson.dumps(self._card(name)))
-            elif path in ("/v1/embeddings", "/v1/completions", "/v1/chat/completions"):
+            elif path in ("/v1/embeddings", "/v1/completions", "/v1/chat/completions", RESPONSES):
                 if method != "POST":
                     raise InferenceError(f"{path} takes POST")
                 body = await self._json(scope, receive)
@@ -160,6 +163,8 @@ class OpenAIRoutes:
                     raise OverloadedError(f"model {name!r} is still loading", retry_after=1.0)
                 if path == "/v1/embeddings":
                     await self._embeddings(body, send, name)
+                elif path == RESPONSES:
+                    await _unless_disconnected(self._respond(body, send, name), receive)
                 else:
                     chat = path.endswith("chat/completions")
                     await _unless_disconnected(self._generate(body, send, name, chat=chat), receive)
@@ -298,6 +303,43 @@ class OpenAIRoutes:
             await run.stream(send, include_usage=options.get("include_usage") is True)
         else:
             await run.whole(send)
+
+    async def _respond(self, body: dict[str, Any], send: Send, name: str) -> None:
+        """``POST /v1/responses`` (:mod:`kaip.serving.responses`)."""
+        generator = generator_of(self.model.runtime)
+        if generator is None:
+            raise InferenceError(f"model {self.model.name!r} does not generate text")
+        responses.check(body)
+        prompt = generator.chat_prompt(responses.messages_of(body))
+        limit = body.get("max_output_tokens")
+        if limit is not None and (
+            not isinstance(limit, int)
+            or isinstance(limit, bool)
+            or not 1 <= limit <= self.max_tokens
+        ):
+            raise InferenceError(
+                f"'max_output_tokens' must be a whole number from 1 to {self.max_tokens} "
+                "(this model's serve.maxTokens)"
+            )
+        limits = {} if limit is None else {"max_tokens": limit}
+        params = _params({**{k: body[k] for k in ("temperature", "top_p") if k in body}, **limits},
+                         256, self.max_tokens)  # fmt: skip
+        run = Generation(
+            model=self.model.name,
+            generator=generator,
+            pool=self.pool,
+            genai=self.genai,
+            prompt=prompt,
+            params=params,
+            chat=True,
+            timeout=self.model.timeout,
+            served_name=name,
+        )
+        writer = responses.ResponseWriter(run, body)
+        if _field(body, "stream", bool, False):
+            await writer.stream(send)
+        else:
+            await writer.whole(send)
 
 
 async def _unless_disconnected(work: Coroutine[Any, Any, None], receive: Receive) -> None:
