@@ -19,6 +19,8 @@ the same sink; it follows the gateway's sampling decision), so ``gateway+signals
 ``gateway`` is the whole serving path with every signal on against every signal off; and
 ``direct+tracing`` (that replica alone, its default sampler) and ``direct+tracing(all)`` (a third
 replica tracing every request) against ``direct`` give the model server's own tracing cost.
+Each target's path CPU per request (every process its requests run through: the gateway and the
+replica behind it, or the replica alone) is measured over each run beside req/s.
 Results land in ``bench/results/gateway-<time>/``. Loopback only.
 """
 
@@ -154,10 +156,16 @@ def start_peer(name: str, scratch: Path, out_dir: Path, body: bytes) -> tuple[Se
 
 
 def result_row(
-    target: str, conns: int, rnd: int, r: LoadResult, cpu_us: float | None = None
+    target: str,
+    conns: int,
+    rnd: int,
+    r: LoadResult,
+    cpu_us: float | None = None,
+    path_cpu_us: float | None = None,
 ) -> dict[str, Any]:
     return {
         "gateway_cpu_us_per_request": cpu_us,
+        "path_cpu_us_per_request": path_cpu_us,
         "target": target,
         "connections": conns,
         "round": rnd,
@@ -173,8 +181,8 @@ def result_row(
 def table(records: list[dict[str, Any]]) -> str:
     lines = [
         "| connections | target | req/s | p50 ms | p99 ms | errors | p50 added (paired) "
-        "| gateway CPU µs/request |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| gateway CPU µs/request | path CPU µs/request |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for conns in sorted({r["connections"] for r in records}):
         rows = [r for r in records if r["connections"] == conns]
@@ -198,9 +206,12 @@ def table(records: list[dict[str, Any]]) -> str:
             extra = f"{statistics.median(added):+.3f} ms" if gated else ""
             cpu = [r["gateway_cpu_us_per_request"] for r in mine if r["gateway_cpu_us_per_request"]]
             cpu_text = f"{statistics.median(cpu):.0f}" if cpu else ""
+            path = [r["path_cpu_us_per_request"] for r in mine if r.get("path_cpu_us_per_request")]
+            path_text = f"{statistics.median(path):.0f}" if path else ""
             lines.append(
                 f"| {conns} | {target} | {med['rps']:,.0f} | {med['p50_ms']:.3f} | "
-                f"{med['p99_ms']:.3f} | {sum(r['errors'] for r in mine)} | {extra} | {cpu_text} |"
+                f"{med['p99_ms']:.3f} | {sum(r['errors'] for r in mine)} | {extra} | {cpu_text} "
+                f"| {path_text} |"
             )
         for on in (g[1] for g in SIGNAL_GATEWAYS):
             pairs = [p for p in by_round.values() if {on, "gateway"} <= p.keys()]
@@ -213,18 +224,57 @@ def table(records: list[dict[str, Any]]) -> str:
                 if p["gateway"]["gateway_cpu_us_per_request"]
             ]
             ratio_text = f"{statistics.median(cpu_ratio):.2f}x" if cpu_ratio else ""
+            path_ratio = [
+                p[on]["path_cpu_us_per_request"] / p["gateway"]["path_cpu_us_per_request"]
+                for p in pairs
+                if p["gateway"].get("path_cpu_us_per_request")
+                and p[on].get("path_cpu_us_per_request")
+            ]
+            path_text = (
+                f"{statistics.median(path_ratio):.2f}x (kept if CPU-bound: "
+                f"{1 / statistics.median(path_ratio):.1%})"
+                if path_ratio
+                else ""
+            )
             lines.append(
-                f"| {conns} | {on} / gateway (paired) | {kept:.1%} | | | | | {ratio_text} |"
+                f"| {conns} | {on} / gateway (paired) | {kept:.1%} | | | | | {ratio_text} "
+                f"| {path_text} |"
             )
         for on in (t[0] for t in TRACED_REPLICAS):
             pairs = [p for p in by_round.values() if {on, "direct"} <= p.keys()]
             if pairs:
                 kept = statistics.median(p[on]["rps"] / p["direct"]["rps"] for p in pairs)
-                lines.append(f"| {conns} | {on} / direct (paired) | {kept:.1%} | | | | | |")
+                path_ratio = [
+                    p[on]["path_cpu_us_per_request"] / p["direct"]["path_cpu_us_per_request"]
+                    for p in pairs
+                    if p["direct"].get("path_cpu_us_per_request")
+                    and p[on].get("path_cpu_us_per_request")
+                ]
+                path_text = f"{statistics.median(path_ratio):.2f}x" if path_ratio else ""
+                lines.append(
+                    f"| {conns} | {on} / direct (paired) | {kept:.1%} | | | | | | {path_text} |"
+                )
         if "kserve" in medians:
             ratio = medians["gateway"] / medians["kserve"]
-            lines.append(f"| {conns} | gateway / kserve | {ratio:.2f}x | | | | | |")
+            lines.append(f"| {conns} | gateway / kserve | {ratio:.2f}x | | | | | | |")
     return "\n".join(lines)
+
+
+def prepare(name: str) -> tuple[Path, Path, Path, Path, bytes]:
+    """A results folder ``bench/results/NAME-<time>/`` (with ``logs/``), a scratch folder with
+    the quickstart digits model trained in it, and a one-row OIP request body (file and bytes)."""
+    out_dir = ROOT / "bench" / "results" / time.strftime(f"{name}-%Y%m%d-%H%M%S")
+    (out_dir / "logs").mkdir(parents=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f"kaip-bench-{name}-"))
+    quickstart = scratch / "quickstart"
+    shutil.copytree(ROOT / "examples" / "quickstart", quickstart)
+    subprocess.run(
+        [PYTHON, str(quickstart / "train.py"), str(quickstart / "model.joblib")], check=True
+    )
+    body_file = scratch / "body.json"
+    body = OIP.body(request_rows(1).tolist())
+    body_file.write_bytes(body)
+    return out_dir, scratch, quickstart, body_file, body
 
 
 def main() -> None:
@@ -240,17 +290,7 @@ def main() -> None:
     args = parser.parse_args()
     conns_list = [int(c) for c in args.connections.split(",")]
 
-    out_dir = ROOT / "bench" / "results" / time.strftime("gateway-%Y%m%d-%H%M%S")
-    (out_dir / "logs").mkdir(parents=True)
-    scratch = Path(tempfile.mkdtemp(prefix="kaip-bench-gateway-"))
-    quickstart = scratch / "quickstart"
-    shutil.copytree(ROOT / "examples" / "quickstart", quickstart)
-    subprocess.run(
-        [PYTHON, str(quickstart / "train.py"), str(quickstart / "model.joblib")], check=True
-    )
-    body_file = scratch / "body.json"
-    body = OIP.body(request_rows(1).tolist())
-    body_file.write_bytes(body)
+    out_dir, scratch, quickstart, body_file, body = prepare("gateway")
 
     replica_port_file, gateway_port_file = scratch / "replica.port", scratch / "gateway.port"
     replica = start(
@@ -276,6 +316,8 @@ def main() -> None:
             raise SystemExit("the gateway changed the answer")
         targets = {"direct": replica_port, "gateway": gateway_port}
         pids = {"gateway": gateway.pid}
+        # Every process a target's requests run through: its CPU per request is the path's.
+        paths = {"direct": [replica.pid], "gateway": [gateway.pid, replica.pid]}
         if args.signals:
             sink = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
             threading.Thread(target=sink.serve_forever, daemon=True).start()
@@ -290,6 +332,7 @@ def main() -> None:
                     0, out_dir / "logs" / f"{target}.log", env,
                 )  # fmt: skip
                 processes.append(process)
+                paths[target] = [process.pid]
                 targets[target] = traced[target] = wait_port(port_file, process)
                 wait_ready(targets[target], body)
             for mode, target, sampler in SIGNAL_GATEWAYS:
@@ -305,6 +348,10 @@ def main() -> None:
                 processes.append(signaled)
                 targets[target] = wait_port(port_file, signaled)
                 pids[target] = signaled.pid
+                paths[target] = [
+                    signaled.pid,
+                    *paths["direct+tracing" if mode == "on" else "direct"],
+                ]
                 wait_ready(targets[target], body)
         if args.peer:
             peer = start_peer(args.peer, scratch, out_dir, body)
@@ -325,11 +372,15 @@ def main() -> None:
                     run_wrk(duration_s=args.warmup, **common)  # type: ignore[arg-type]
                     pid = pids.get(target)
                     cpu_before = cpu_seconds(pid) if pid else 0.0
+                    path_before = sum(cpu_seconds(p) for p in paths.get(target, []))
                     result = run_wrk(duration_s=args.duration, **common)  # type: ignore[arg-type]
-                    cpu_us = None
+                    cpu_us = path_us = None
                     if pid and result.requests:
                         cpu_us = (cpu_seconds(pid) - cpu_before) * 1e6 / result.requests
-                    records.append(result_row(target, conns, rnd, result, cpu_us))
+                    if target in paths and result.requests:
+                        path_cpu = sum(cpu_seconds(p) for p in paths[target]) - path_before
+                        path_us = path_cpu * 1e6 / result.requests
+                    records.append(result_row(target, conns, rnd, result, cpu_us, path_us))
                     print(
                         f"round {rnd} c={conns} {target:8s} {result.rps:8,.0f} req/s  "
                         f"p50 {result.p50_ms:.3f} ms  p99 {result.p99_ms:.3f} ms  "

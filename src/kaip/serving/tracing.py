@@ -73,6 +73,8 @@ class Tracing:
             pass
 
     def batch_done(self, batch: list[Pending], started: float, finished: float) -> None:
+        if not any(isinstance(p.trace, Request) for p in batch):
+            return  # no member sampled (nearly every batch under load): nothing to build
         now_perf, now_ns = time.perf_counter(), time.time_ns()
         start_ns = _epoch_ns(started, now_perf, now_ns)
         end_ns = _epoch_ns(finished, now_perf, now_ns)
