@@ -24,7 +24,7 @@ def test_three_charts_with_latest_and_highest_and_a_gap_where_nothing_was_asked(
     assert 'data-latest="errors">20.0 %</strong>, highest 20.0 %' in html
     assert 'data-latest="p99">&gt; 10 s</strong>' in html
     errors = html.split('data-chart="errors"')[1].split("</figure>")[0]
-    assert errors.count("<polyline") == 2  # the interval without requests is a gap
+    assert errors.count("<circle") == 2  # the interval without requests is a gap: two dots
     assert "<script" not in html and "style=" not in html
 
 

@@ -36,6 +36,8 @@ def _line(values: Sequence[float | None]) -> str:
         runs[-1].append(f"{x:.1f},{y:.1f}")
     return "".join(
         f'<polyline fill="none" stroke="#0969da" stroke-width="1.5" points="{" ".join(run)}"/>'
+        if len(run) > 1
+        else '<circle cx="{}" cy="{}" r="2.5" fill="#0969da"/>'.format(*run[0].split(","))
         for run in runs
         if run
     )

@@ -24,6 +24,7 @@ th{background:#eaeef2}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .ok{color:#1a7f37}.bad{color:#cf222e}.muted{color:#57606a}
 .login{max-width:28em;margin:3em auto;background:#fff;padding:1.5em;border:1px solid #d0d7de}
 input[type=password]{width:100%;box-sizing:border-box;padding:.4em}.error{color:#cf222e}
+pre{white-space:pre-wrap;overflow-wrap:anywhere}
 """
 
 
