@@ -14,11 +14,13 @@ the object store, both started from PyPI as the local MLflow tests start them. k
 containers, so the test puts into the bucket the object the job would have written at its
 ``output.uri`` (``KAIP_OUTPUT_URI``) before Kueue admits the Job. Once the Job succeeds the
 TrainingJob's ``status.output`` names the version (``models:/digits/1``, its sha256 and the
-Job that made it), MLflow holds that version (source: the object, tagged with its sha256), and
+Job that made it), MLflow holds that version (source: a copy of the object the operator keeps
+at a content-addressed key, tagged with its sha256), and
 the Model reading ``models:/digits@latest`` -- created before any version existed, so it waited
 -- runs a revision pinned to it, whose ``status.revisions[].source`` is its lineage. A second
-run of the job (its spec changed: a new Job) registers version 2, which the Model takes as a
-new revision through its canary beside the stable one.
+run of the job (its spec changed: a new Job) writes the same key and registers version 2, which
+the Model takes as a new revision through its canary beside the stable one, whose bytes are
+still there, unchanged.
 """
 
 from __future__ import annotations
@@ -333,7 +335,8 @@ def test_the_job_waits_without_quota_then_registers_its_version_which_the_model_
 
         client = mlflow_client.MlflowClient(tracking_uri=mlflow.url, registry_uri=mlflow.url)
         one = client.get_model_version("digits", "1")
-        assert (one.source, one.tags["kaip.sha256"]) == (output["uri"], digest)
+        kept = f"s3://{BUCKET}/digits/kaip-versions/sha256-{digest}/model.joblib"
+        assert (one.source, one.tags["kaip.sha256"]) == (kept, digest)
         assert client.get_run(one.run_id).data.tags["kaip.job"] == "train"
 
         # The Model, waiting for a version, now runs one revision of version 1, with lineage.
@@ -344,7 +347,7 @@ def test_the_job_waits_without_quota_then_registers_its_version_which_the_model_
         [deployment] = [d for d in items("deployments") if d["metadata"]["name"].startswith(
             "digits-")]  # fmt: skip
         spec_config = json.dumps(items("configmaps"))
-        assert f"s3://{BUCKET}/digits/model.joblib" in spec_config, "pods fetch the object"
+        assert kept in spec_config, "pods fetch the version's own copy"
         assert digest in spec_config, "and verify its sha256"
 
         # A second run (the spec changed: a new Job) registers version 2: a canary of it starts.
@@ -362,6 +365,8 @@ def test_the_job_waits_without_quota_then_registers_its_version_which_the_model_
             "job": "train", "run": output2["run"], "version": "models:/digits/2",
             "digest": digest2,
         }  # fmt: skip
+        body = mlflow.s3.client().get_object(Bucket=BUCKET, Key=kept.split("/", 3)[3])["Body"]
+        assert body.read() == b"digits, C=1.0", "version 1's bytes outlive the key's rewrite"
         rollout = get("model", "digits")["status"]["rollout"]
         assert rollout["canary"]["revision"] == canary["name"]
         assert rollout["stable"]["revision"] == by_version["models:/digits/1"]["name"]

@@ -61,3 +61,13 @@ def test_lineage_names_the_job_the_run_the_version_and_its_digest() -> None:
     assert lineage(version) == {
         "job": "train", "run": "train-abc", "version": "models:/digits/2", "digest": "ab" * 32,
     }  # fmt: skip
+
+
+def test_each_versions_bytes_are_kept_at_a_key_named_by_their_digest_beside_the_output() -> None:
+    from kaip.registry.outputs import versioned_uri
+
+    digest = "cd" * 32
+    assert versioned_uri("s3://b/digits/model.joblib", digest) == (
+        f"s3://b/digits/kaip-versions/sha256-{digest}/model.joblib"
+    )
+    assert versioned_uri("s3://b/m.onnx", digest) == f"s3://b/kaip-versions/sha256-{digest}/m.onnx"

@@ -7,11 +7,14 @@ The rules the operator follows (the same as ``kaip up``'s, :mod:`kaip.local.cont
   through :func:`kaip.registry.outputs.local_copy` -- bounded in size and time, hashed on the
   way, as the model server reads artifacts -- and registered as the next version of
   ``output.model`` (else of the job's name) in the operator's registry: MLflow, configured with
-  ``KAIP_REGISTRY__BACKEND=mlflow`` and ``KAIP_REGISTRY__MLFLOW_URI``. The version's source is
-  the object where the job wrote it, tagged with its sha256, size and format, and with the job
-  and run (the Job's name) that made it; it is written in the TrainingJob's
-  ``status.output``. A Job registers at most one version: the registry is asked first whether
-  its run already did (an operator that died between registering and writing the status).
+  ``KAIP_REGISTRY__BACKEND=mlflow`` and ``KAIP_REGISTRY__MLFLOW_URI``. The bytes that were
+  hashed are stored once more at a content-addressed key beside the output
+  (:func:`kaip.registry.outputs.keep`): that object is the version's source, so the next run
+  writing the same ``output.uri`` changes no version. The version is tagged with its sha256,
+  size and format, and with the job and run (the Job's name) that made it; it is written in the
+  TrainingJob's ``status.output``. A Job registers at most one version: the registry is asked
+  first whether its run already did (an operator that died between registering and writing the
+  status).
 * **Pinning.** A Model whose ``artifact.uri`` is ``models:/NAME@latest`` or an alias is pinned,
   at every pass, to the version the selector names now (``models:/NAME/N`` and its sha256), so a
   newly registered version is a new revision that goes through the Model's rollout. With
@@ -43,7 +46,7 @@ from kaip.errors import ConfigError, RegistryError
 from kaip.policy import judge_quality
 from kaip.registry import ModelVersion, Registration, pin_version
 from kaip.registry.mlflow_backend import MlflowRegistry
-from kaip.registry.outputs import local_copy
+from kaip.registry.outputs import keep, local_copy
 from kaip.serving.artifacts import fetch_limits, sha256_file
 from kaip.settings import Settings
 from kaip.spec import Model, TrainingJob
@@ -114,12 +117,13 @@ class ClusterVersions:
         with tempfile.TemporaryDirectory(prefix="kaip-output-") as scratch:
             path = local_copy(output.uri, Path(scratch), limits)
             digest, size = sha256_file(path), path.stat().st_size
+            source = keep(path, output.uri, digest)
         version = registry.register(
             Registration(
                 name=name,
                 path=None,
                 format=output.format,
-                source_uri=output.uri,
+                source_uri=source,
                 digest=digest,
                 size=size,
                 job=job.metadata.name,
