@@ -1,14 +1,16 @@
 """What the operator refuses before it asks any registry: kaip's embedded registry on a cluster,
 a training output a pod cannot share, a registry the operator was not given -- each a
-ConfigError naming the resource, the field and what to set; and the lineage a revision shows."""
+ConfigError naming the resource, the field and what to set; the lineage a revision shows; and
+which version a Model is pinned to: the newest, the stable one under ``promotion: manual`` until
+the spec changes, never one below the quality gate."""
 
 from __future__ import annotations
 
 import pytest
 
-from kaip.errors import ConfigError
+from kaip.errors import ConfigError, RegistryError
 from kaip.kube.operator.versions import ClusterVersions, lineage
-from kaip.registry import ModelVersion
+from kaip.registry import ModelVersion, Registration
 from kaip.settings import RegistrySettings, Settings
 from kaip.spec import Model, TrainingJob
 
@@ -71,3 +73,99 @@ def test_each_versions_bytes_are_kept_at_a_key_named_by_their_digest_beside_the_
         f"s3://b/digits/kaip-versions/sha256-{digest}/model.joblib"
     )
     assert versioned_uri("s3://b/m.onnx", digest) == f"s3://b/kaip-versions/sha256-{digest}/m.onnx"
+
+
+class Versions:
+    """Registered versions in memory, behind :class:`ClusterRegistry` (the operator's
+    boundary with MLflow; the real one is exercised by tests/e2e_kube/test_training_kueue.py)."""
+
+    def __init__(self) -> None:
+        self.known: list[ModelVersion] = []
+        self.asked = 0
+
+    def add(self, metrics: dict[str, float] | None = None, where: str = "s3://b/k") -> None:
+        number = len(self.known) + 1
+        self.known.append(
+            ModelVersion(
+                name="digits", version=number, digest=f"{number:064x}", format="sklearn",
+                size=1, storage_uri=f"{where}/{number}", created_at=0.0, metrics=metrics or {},
+                job="train", run_name=f"train-{number}", registry="mlflow",
+            )
+        )  # fmt: skip
+
+    def resolve(self, name: str, selector: str) -> ModelVersion:
+        self.asked += 1
+        if selector == "latest":
+            return self.known[-1]
+        return self.known[int(selector) - 1]
+
+    def register(self, registration: Registration) -> ModelVersion:
+        raise AssertionError("not asked here")
+
+    def registered_by(self, name: str, run_name: str) -> ModelVersion | None:
+        raise AssertionError("not asked here")
+
+
+def gated(uri: str, **spec: object) -> Model:
+    body = model(uri).model_dump(by_alias=True, exclude_none=True)
+    body["spec"].update(spec)
+    return Model.model_validate(body)
+
+
+def following(registry: Versions, now: list[float]) -> ClusterVersions:
+    settings = Settings(registry=RegistrySettings(backend="mlflow"))
+    return ClusterVersions(settings, clock=lambda: now[0], _registry=registry)
+
+
+def test_latest_is_pinned_to_the_newest_version_and_the_registry_asked_once_a_second() -> None:
+    registry, now = Versions(), [100.0]
+    registry.add()
+    versions = following(registry, now)
+    first = versions.pin(model("models:/digits@latest"), None, changed=True)
+    assert (first.spec.artifact.uri, first.spec.artifact.sha256) == (
+        "models:/digits/1",
+        f"{1:064x}",
+    )
+    registry.add()
+    again = versions.pin(model("models:/digits@latest"), None, changed=False)
+    assert again.spec.artifact.uri == "models:/digits/1", "asked again only a second later"
+    now[0] += 1.0
+    assert versions.pin(model("models:/digits@latest"), None, False).spec.artifact.uri == (
+        "models:/digits/2"
+    )
+    pods = versions.fetchable(again)
+    assert (pods.spec.artifact.uri, pods.spec.artifact.sha256) == ("s3://b/k/1", f"{1:064x}")
+
+
+def test_manual_promotion_keeps_the_stable_version_until_the_spec_changes() -> None:
+    registry, now = Versions(), [0.0]
+    registry.add()
+    registry.add()
+    versions = following(registry, now)
+    manual = gated("models:/digits@latest", promotion="manual")
+    stable = {"artifact": {"uri": "models:/digits/1", "format": "sklearn"}}
+    assert versions.pin(manual, stable, changed=False).spec.artifact.uri == "models:/digits/1"
+    assert versions.pin(manual, stable, changed=True).spec.artifact.uri == "models:/digits/2"
+    auto = model("models:/digits@latest")
+    assert versions.pin(auto, stable, changed=False).spec.artifact.uri == "models:/digits/2"
+
+
+def test_a_version_below_the_quality_gate_is_never_pinned() -> None:
+    registry, now = Versions(), [0.0]
+    registry.add({"accuracy": 0.97})
+    registry.add({"accuracy": 0.5})
+    versions = following(registry, now)
+    model_ = gated("models:/digits@latest", qualityGate={"minMetric": {"accuracy": 0.9}})
+    stable = {"artifact": {"uri": "models:/digits/1", "format": "sklearn"}}
+    assert versions.pin(model_, stable, changed=False).spec.artifact.uri == "models:/digits/1"
+    with pytest.raises(RegistryError, match=r"refused by the quality gate \(accuracy 0.5 < 0.9"):
+        versions.pin(model_, None, changed=True)
+
+
+def test_a_version_a_pod_cannot_fetch_is_refused_with_what_to_register() -> None:
+    registry, now = Versions(), [0.0]
+    registry.add(where="mlflow-artifacts:/1/abc/artifacts")
+    versions = following(registry, now)
+    pinned = versions.pin(model("models:/digits@latest"), None, changed=True)
+    with pytest.raises(ConfigError, match="a pod cannot fetch: register versions whose source"):
+        versions.fetchable(pinned)

@@ -40,7 +40,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from kaip.errors import ConfigError, RegistryError
 from kaip.policy import judge_quality
@@ -60,6 +60,16 @@ _SET_MLFLOW: Final = (
 )
 
 
+class ClusterRegistry(Protocol):
+    """What the operator asks of its registry (:class:`MlflowRegistry` implements it)."""
+
+    def register(self, registration: Registration) -> ModelVersion: ...
+
+    def resolve(self, name: str, selector: str) -> ModelVersion: ...
+
+    def registered_by(self, name: str, run_name: str) -> ModelVersion | None: ...
+
+
 def lineage(version: ModelVersion) -> dict[str, Any]:
     """``status.revisions[].source`` of a revision serving ``version``."""
     source: dict[str, Any] = {"version": version.reference, "digest": version.digest}
@@ -77,7 +87,7 @@ class ClusterVersions:
 
     settings: Settings
     clock: Callable[[], float] = field(default=time.monotonic)
-    _registry: MlflowRegistry | None = field(default=None, repr=False)
+    _registry: ClusterRegistry | None = field(default=None, repr=False)
     _pinned: dict[str, ModelVersion] = field(default_factory=dict, repr=False)
     """Versions by ``models:/NAME/N``: a version never changes, so each is read once."""
     _followed: dict[tuple[str, str], tuple[float, ModelVersion]] = field(
@@ -85,7 +95,7 @@ class ClusterVersions:
     )
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def registry(self, why: str) -> MlflowRegistry:
+    def registry(self, why: str) -> ClusterRegistry:
         with self._lock:
             if self._registry is None:
                 if self.settings.registry.backend != "mlflow":
