@@ -21,6 +21,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -110,99 +111,82 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform
         local.down()
 
 
+@contextmanager
+def logged_in(platform: LocalPlatform) -> Iterator[playwright.Page]:
+    """A headless Chromium page logged in to the portal with the run's token."""
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=browser_args(), timeout=BROWSER_MS
+        )
+        try:
+            page = browser.new_context().new_page()
+            page.set_default_timeout(BROWSER_MS)
+            page.goto(f"{platform.admin_url}/login")
+            page.fill("#token", platform.token)
+            page.click("button[type=submit]")
+            page.wait_for_url(f"{platform.admin_url}/")
+            yield page
+        finally:
+            browser.close()
+
+
 def test_the_playground_prediction_equals_model_predict(platform: LocalPlatform) -> None:
     rows = load_digits().data[[0, 7, 42]]
     expected = joblib.load(platform.spec_dir / "model.joblib").predict(rows).tolist()
     body: dict[str, list[dict[str, object]]] = {
         "inputs": [{"name": "input-0", "shape": [3, 64], "data": rows.ravel().tolist()}]
     }
-    with playwright.sync_playwright() as driver:
-        browser = driver.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=browser_args(), timeout=BROWSER_MS
-        )
-        try:
-            page = browser.new_context().new_page()
-            page.set_default_timeout(BROWSER_MS)
-            page.goto(f"{platform.admin_url}/login")
-            page.fill("#token", platform.token)
-            page.click("button[type=submit]")
-            page.wait_for_url(f"{platform.admin_url}/")
-            page.goto(f"{platform.admin_url}/resources/digits")
-            shaped = json.loads(page.input_value("#playground-body"))
-            (first,) = shaped["inputs"]
-            assert (first["shape"], len(first["data"])) == ([1, 64], 64)
-            assert first["datatype"] in ("FP32", "FP64")  # as the model's metadata says
-            body["inputs"][0]["datatype"] = first["datatype"]
+    with logged_in(platform) as page:
+        page.goto(f"{platform.admin_url}/resources/digits")
+        shaped = json.loads(page.input_value("#playground-body"))
+        (first,) = shaped["inputs"]
+        assert (first["shape"], len(first["data"])) == ([1, 64], 64)
+        assert first["datatype"] in ("FP32", "FP64")  # as the model's metadata says
+        body["inputs"][0]["datatype"] = first["datatype"]
 
-            page.fill("#playground-body", json.dumps(body))
-            page.click("#playground button[type=submit]")
-            page.wait_for_selector("#playground-output")
-            assert page.inner_text("#playground-status") == "200"
-            answer = json.loads(page.inner_text("#playground-output"))
-            (output,) = answer["outputs"]
-            assert [int(v) for v in output["data"]] == expected
-            assert re.fullmatch(r"\d+\.\d ms", page.inner_text("#playground-ms"))
-        finally:
-            browser.close()
+        page.fill("#playground-body", json.dumps(body))
+        page.click("#playground button[type=submit]")
+        page.wait_for_selector("#playground-output")
+        assert page.inner_text("#playground-status") == "200"
+        answer = json.loads(page.inner_text("#playground-output"))
+        (output,) = answer["outputs"]
+        assert [int(v) for v in output["data"]] == expected
+        assert re.fullmatch(r"\d+\.\d ms", page.inner_text("#playground-ms"))
 
 
 def test_the_chat_box_of_an_openai_model_answers_as_the_model_does(
     platform: LocalPlatform,
 ) -> None:
-    with playwright.sync_playwright() as driver:
-        browser = driver.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=browser_args(), timeout=BROWSER_MS
-        )
-        try:
-            page = browser.new_context().new_page()
-            page.set_default_timeout(BROWSER_MS)
-            page.goto(f"{platform.admin_url}/login")
-            page.fill("#token", platform.token)
-            page.click("button[type=submit]")
-            page.wait_for_url(f"{platform.admin_url}/")
-            page.goto(f"{platform.admin_url}/resources/digits")
-            assert page.locator("#chat").count() == 0  # digits speaks OIP v2 only
-            page.goto(f"{platform.admin_url}/resources/tiny-lm")
-            assert page.locator("#playground").count() == 1  # it speaks both
-            page.fill("#chat-message", "where the models are\nthe quick brown fox")
-            page.click("#chat button[type=submit]")
-            page.wait_for_selector("#chat-output")
-            assert page.inner_text("#chat-status") == "200"
-            # tiny-lm answers the prompt's last line reversed word by word, through the gateway.
-            assert page.inner_text("#chat-output") == "fox brown quick the"
-            assert re.fullmatch(r"\d+\.\d ms", page.inner_text("#chat-ms"))
-            assert page.input_value("#chat-message").endswith("the quick brown fox")
-        finally:
-            browser.close()
+    with logged_in(platform) as page:
+        page.goto(f"{platform.admin_url}/resources/digits")
+        assert page.locator("#chat").count() == 0  # digits speaks OIP v2 only
+        page.goto(f"{platform.admin_url}/resources/tiny-lm")
+        assert page.locator("#playground").count() == 1  # it speaks both
+        page.fill("#chat-message", "where the models are\nthe quick brown fox")
+        page.click("#chat button[type=submit]")
+        page.wait_for_selector("#chat-output")
+        assert page.inner_text("#chat-status") == "200"
+        # tiny-lm answers the prompt's last line reversed word by word, through the gateway.
+        assert page.inner_text("#chat-output") == "fox brown quick the"
+        assert re.fullmatch(r"\d+\.\d ms", page.inner_text("#chat-ms"))
+        assert page.input_value("#chat-message").endswith("the quick brown fox")
 
 
 def test_a_replicas_log_lines_appear_on_its_page_as_they_are_written(
     platform: LocalPlatform,
 ) -> None:
     marker = f"/marker-{uuid.uuid4().hex[:8]}"
-    with playwright.sync_playwright() as driver:
-        browser = driver.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=browser_args(), timeout=BROWSER_MS
+    with logged_in(platform) as page:
+        page.goto(f"{platform.admin_url}/resources/echo")
+        assert re.search(r"echo-[0-9a-f]{6}-\d+ \| echo listening", page.inner_text("#logs"))
+        assert marker not in page.inner_text("#logs")
+        answer = httpx.get(f"{platform.url}/apps/echo{marker}", trust_env=False, timeout=60)
+        assert answer.status_code == 200, answer.text
+        # The line the App prints arrives over the page's log stream, without a reload.
+        page.wait_for_function(
+            "m => document.querySelector('#logs').innerText.includes(m)", arg=marker
         )
-        try:
-            page = browser.new_context().new_page()
-            page.set_default_timeout(BROWSER_MS)
-            page.goto(f"{platform.admin_url}/login")
-            page.fill("#token", platform.token)
-            page.click("button[type=submit]")
-            page.wait_for_url(f"{platform.admin_url}/")
-            page.goto(f"{platform.admin_url}/resources/echo")
-            assert re.search(r"echo-[0-9a-f]{6}-\d+ \| echo listening", page.inner_text("#logs"))
-            assert marker not in page.inner_text("#logs")
-            answer = httpx.get(f"{platform.url}/apps/echo{marker}", trust_env=False, timeout=60)
-            assert answer.status_code == 200, answer.text
-            # The line the App prints arrives over the page's log stream, without a reload.
-            page.wait_for_function(
-                "m => document.querySelector('#logs').innerText.includes(m)", arg=marker
-            )
-            assert page.inner_text("#logs").count(marker) == 1
-        finally:
-            browser.close()
+        assert page.inner_text("#logs").count(marker) == 1
 
 
 def test_the_profile_button_shows_where_a_busy_replica_spends_its_time(
@@ -220,17 +204,8 @@ def test_the_profile_button_shows_where_a_busy_replica_spends_its_time(
                 client.post(f"{platform.url}/v2/models/digits/infer", json=rows)
 
     worker = threading.Thread(target=load, daemon=True)
-    with playwright.sync_playwright() as driver:
-        browser = driver.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=browser_args(), timeout=BROWSER_MS
-        )
-        try:
-            page = browser.new_context().new_page()
-            page.set_default_timeout(BROWSER_MS)
-            page.goto(f"{platform.admin_url}/login")
-            page.fill("#token", platform.token)
-            page.click("button[type=submit]")
-            page.wait_for_url(f"{platform.admin_url}/")
+    try:
+        with logged_in(platform) as page:
             page.goto(f"{platform.admin_url}/resources/echo")
             assert page.locator("#profile").count() == 0  # an App: nothing to profile
             page.goto(f"{platform.admin_url}/resources/digits")
@@ -243,9 +218,8 @@ def test_the_profile_button_shows_where_a_busy_replica_spends_its_time(
             assert frames and all(re.search(r"\S+:\d+", f) for f in frames), frames
             stacks = page.locator("#profile-stacks").text_content() or ""
             assert re.search(r"^\S.* \d+$", stacks, re.MULTILINE), stacks[:500]
-        finally:
-            stop.set()
-            browser.close()
+    finally:
+        stop.set()
     worker.join(timeout=60)
 
 

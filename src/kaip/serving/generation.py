@@ -348,7 +348,9 @@ class Generation:
             "total_tokens": prompt_tokens + self.tokens,
         }
 
-    async def whole(self, send: Send) -> None:
+    async def text(self) -> str:
+        """The whole text, generated to its end within the model's timeout (a 503 past it);
+        the metrics recorded however it ends."""
         stream = self.start()
         try:
             async with (
@@ -368,6 +370,10 @@ class Generation:
         finally:
             stream.cancel()
         self.record()
+        return text
+
+    async def whole(self, send: Send) -> None:
+        text = await self.text()
         if self.chat:
             choice: dict[str, Any] = {
                 "index": 0,

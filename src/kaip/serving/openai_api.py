@@ -38,7 +38,7 @@ from kaip.serving.dataplane import ServedModel
 from kaip.serving.generation import Generation, GenerationPool, error_document
 from kaip.serving.metrics import GenAIMetrics
 from kaip.serving.openai_fields import UnsupportedParameter, check
-from kaip.serving.runtimes import GenerationParams, embedder_of, generator_of
+from kaip.serving.runtimes import GenerationParams, TextGenerator, embedder_of, generator_of
 
 log = logging.getLogger(__name__)
 PROTOCOL = "openai"
@@ -288,7 +288,22 @@ class OpenAIRoutes:
         params = _params(body, 16 if not chat else 256, self.max_tokens)
         stream = _field(body, "stream", bool, False)
         options = _field(body, "stream_options", dict, {})
-        run = Generation(
+        run = self._generation(generator, prompt, params, name, chat=chat)
+        if stream:
+            await run.stream(send, include_usage=options.get("include_usage") is True)
+        else:
+            await run.whole(send)
+
+    def _generation(
+        self,
+        generator: TextGenerator,
+        prompt: str,
+        params: GenerationParams,
+        name: str,
+        *,
+        chat: bool,
+    ) -> Generation:
+        return Generation(
             model=self.model.name,
             generator=generator,
             pool=self.pool,
@@ -299,10 +314,6 @@ class OpenAIRoutes:
             timeout=self.model.timeout,
             served_name=name,
         )
-        if stream:
-            await run.stream(send, include_usage=options.get("include_usage") is True)
-        else:
-            await run.whole(send)
 
     async def _respond(self, body: dict[str, Any], send: Send, name: str) -> None:
         """``POST /v1/responses`` (:mod:`kaip.serving.responses`)."""
@@ -324,17 +335,7 @@ class OpenAIRoutes:
         limits = {} if limit is None else {"max_tokens": limit}
         params = _params({**{k: body[k] for k in ("temperature", "top_p") if k in body}, **limits},
                          256, self.max_tokens)  # fmt: skip
-        run = Generation(
-            model=self.model.name,
-            generator=generator,
-            pool=self.pool,
-            genai=self.genai,
-            prompt=prompt,
-            params=params,
-            chat=True,
-            timeout=self.model.timeout,
-            served_name=name,
-        )
+        run = self._generation(generator, prompt, params, name, chat=True)
         writer = responses.ResponseWriter(run, body)
         if _field(body, "stream", bool, False):
             await writer.stream(send)

@@ -25,7 +25,7 @@ from typing import Any, Final
 
 import orjson
 
-from kaip.errors import InferenceError, OverloadedError
+from kaip.errors import InferenceError
 from kaip.serving.asgi import Send, respond
 from kaip.serving.generation import SSE_HEADERS, Generation, error_document
 from kaip.serving.openai_fields import UnsupportedParameter
@@ -188,23 +188,7 @@ class ResponseWriter:
         return "incomplete" if self.run.finish_reason == "length" else "completed"
 
     async def whole(self, send: Send) -> None:
-        run = self.run
-        stream = run.start()
-        try:
-            async with asyncio.timeout(run.timeout), contextlib.aclosing(run.pieces(stream)) as it:
-                text = "".join([p async for p in it])
-        except TimeoutError as exc:
-            run.record(type(exc).__name__)
-            raise OverloadedError(run.timed_out_message(), retry_after=1.0) from None
-        except asyncio.CancelledError:
-            run.record("cancelled")
-            raise
-        except Exception as exc:
-            run.record(type(exc).__name__)
-            raise
-        finally:
-            stream.cancel()
-        run.record()
+        text = await self.run.text()
         await respond(send, 200, orjson.dumps(self._response(self._final_status(), text)))
 
     async def _event(self, send: Send, kind: str, fields: Mapping[str, Any]) -> None:
