@@ -19,7 +19,9 @@ import json
 import os
 import re
 import signal
+import socket
 import ssl
+import statistics
 import subprocess
 import sys
 import time
@@ -27,6 +29,7 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,6 +93,56 @@ def ready_count(plane: ControlPlane, namespace: str) -> int:
     return ready
 
 
+def portal_rows(plane: ControlPlane, namespace: str) -> list[tuple[str, str]]:
+    """``kaip portal`` on the converged cluster: how many Models its catalog lists and shows
+    Ready (from the status the operator wrote), and how long its first page takes."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    portal = subprocess.Popen(
+        [sys.executable, "-m", "kaip.cli", "portal", "--kubeconfig", str(plane.kubeconfig),
+         "-n", namespace, "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    headers = {"Authorization": f"Bearer {plane.token()}"}
+    try:
+        with httpx.Client(
+            base_url=f"http://127.0.0.1:{port}", headers=headers, trust_env=False, timeout=120
+        ) as client:
+            deadline = time.monotonic() + 180
+            while True:
+                try:
+                    if client.get("/api/v1/resources").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline or portal.poll() is not None:
+                    return [("portal", "did not answer")]
+                time.sleep(0.5)
+            listed, ready, page = 0, 0, 1
+            while True:
+                got = client.get("/api/v1/resources", params={"per_page": 200, "page": page})
+                items = got.json()["items"]
+                if not items:
+                    break
+                listed += len(items)
+                ready += sum(1 for row in items if row["ready"])
+                page += 1
+            took = []
+            for _ in range(5):
+                time.sleep(1.1)
+                started = time.perf_counter()
+                assert client.get("/").status_code == 200
+                took.append((time.perf_counter() - started) * 1000)
+    finally:
+        os.killpg(portal.pid, signal.SIGTERM)
+        portal.wait(timeout=30)
+    return [
+        ("portal: Models listed / Ready in the catalog", f"{listed} / {ready}"),
+        ("portal: first catalog page (HTML), median of 5", f"{statistics.median(took):.0f} ms"),
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", type=int, default=1000)
@@ -103,6 +156,11 @@ def main() -> int:
         type=float,
         default=180,
         help="give up when no Model got Ready for this long",
+    )
+    parser.add_argument(
+        "--portal",
+        action="store_true",
+        help="then run kaip portal on the cluster and read the catalog the operator's status fills",
     )
     args = parser.parse_args()
 
@@ -221,6 +279,8 @@ def main() -> int:
             ("node NotReady events", str(len(not_ready))),
             ("load average (1 min) at start", f"{load:.1f}"),
         ]
+        if args.portal:
+            rows += portal_rows(plane, namespace)
         table = "| measure | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
         table += "\n\nThe operator's requests while converging, by verb and resource:\n\n"
         table += "| verb | resource | requests |\n|---|---|---:|\n" + "\n".join(
