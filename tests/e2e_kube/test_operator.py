@@ -8,6 +8,7 @@ Prometheus stand-in serving chosen numbers. kwok marks pods Running and Ready.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -932,6 +933,106 @@ def test_an_admission_denial_is_retried_with_backoff_until_it_is_lifted(env: Env
         lambda m: current_and(m, "Ready", "True"),
     )
     assert condition(lifted, "Degraded")["status"] == "False"
+
+
+def fetch_args(deployment: dict[str, Any]) -> list[str]:
+    (fetch,) = deployment["spec"]["template"]["spec"]["initContainers"]
+    assert fetch["name"] == "fetch-artifact"
+    return list(fetch["args"])
+
+
+def test_an_unpinned_artifact_is_pinned_on_first_sight_and_new_bytes_are_refused(
+    env: Env,
+) -> None:
+    """Issue 13 #1 on a cluster: a Model that reaches the operator with an unpinned https
+    artifact (as GitOps or ``kubectl apply`` send it) has its revision pinned to the sha256 its
+    first pod fetched (``status.revisions[].digest``), every later pod verifies that digest, and
+    a pod that fetched other bytes is refused and shown, with no new revision and no traffic
+    moved.
+
+    Simulated, because no container runs on kwok: what the fetch init container reports. kwok
+    finishes it with the value of its ``KWOK_TERMINATION_MESSAGE`` variable as its termination
+    message (kwok-stages.yaml), as a kubelet reports what the real fetch writes to
+    ``/dev/termination-log`` (that it writes it, and refuses other bytes once pinned, runs for
+    real in tests/unit/test_artifact_pins.py); and the restarted pod whose fetch found other
+    bytes is a pod status this test writes as a kubelet would. The operator, the chart's RBAC,
+    the Deployment controller and the apiserver are real.
+    """
+    name = "sighted"
+    v1 = hashlib.sha256(b"weights v1").hexdigest()
+    v2 = hashlib.sha256(b"weights v2").hexdigest()
+    said = json.dumps({"sha256": v1})
+    spec = MODEL.format(name=name, batch=64) + f"  env: {{KWOK_TERMINATION_MESSAGE: '{said}'}}\n"
+    env.apply(spec)
+    (doc,) = load_text(spec).documents
+    revision = revision_id(doc.resource)  # the spec's alone: the pin does not change it
+
+    def pinned(m: dict[str, Any]) -> bool:
+        revisions = (m.get("status") or {}).get("revisions") or []
+        return current_and(m, "Ready", "True") and [
+            (r["name"], r.get("digest"), r.get("readyReplicas")) for r in revisions
+        ] == [(revision, v1, 1)]
+
+    env.wait_for("model", name, "pinned to what its first pod fetched, and Ready", pinned)
+    deployment = env.get("deployment", f"{name}-{revision}")
+    assert fetch_args(deployment)[-4:] == ["--report", "/dev/termination-log", "--sha256", v1]
+    labels = deployment["spec"]["selector"]["matchLabels"]
+    selector = ",".join(f"{k}={v}" for k, v in labels.items())
+
+    def verifying_pod() -> dict[str, Any] | None:
+        for pod in env.items("pods", selector):
+            ready = any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in pod["status"].get("conditions") or []
+            )
+            (fetch,) = pod["spec"]["initContainers"]
+            if (
+                ready
+                and "--sha256" in fetch["args"]
+                and not pod["metadata"].get("deletionTimestamp")
+            ):
+                return pod
+        return None
+
+    pod = env.wait("a ready pod whose fetch verifies the pin", verifying_pod)
+    # It restarts, and the URL now serves other bytes: its fetch refuses them.
+    (fetch_status,) = pod["status"]["initContainerStatuses"]
+    refused = {"error": "new bytes", "expected": v1, "found": v2}
+    fetch_status.update(
+        ready=False,
+        restartCount=1,
+        state={"waiting": {"reason": "CrashLoopBackOff"}},
+        lastState={"terminated": {
+            "exitCode": 2, "reason": "Error", "message": json.dumps(refused),
+            "startedAt": "2026-11-30T00:00:00Z", "finishedAt": "2026-11-30T00:00:01Z",
+        }},
+    )  # fmt: skip
+    conditions = [
+        {**c, "status": "False"} if c["type"] in ("Ready", "ContainersReady", "Initialized") else c
+        for c in pod["status"]["conditions"]
+    ]
+    env.kubectl(
+        "patch", "pod", pod["metadata"]["name"], "--subresource=status", "--type=merge",
+        "-p", json.dumps({"status": {
+            "conditions": conditions, "initContainerStatuses": [fetch_status],
+        }}),
+    )  # fmt: skip
+    changed = env.wait_for(
+        "model",
+        name,
+        "Degraded: ArtifactChanged",
+        lambda m: condition(m, "Degraded").get("reason") == "ArtifactChanged",
+    )
+    message = condition(changed, "Degraded")["message"]
+    uri = "https://models.example.com/digits.onnx"
+    assert f"pod {pod['metadata']['name']} fetched {uri}" in message
+    assert f"with sha256 {v2}, but the revision is pinned to sha256 {v1}" in message
+    assert "kaip apply or kaip deploy pins them" in message
+    assert [(r["name"], r.get("digest")) for r in changed["status"]["revisions"]] == [
+        (revision, v1)
+    ], "no new revision, the pin kept"
+    assert fetch_args(env.get("deployment", f"{name}-{revision}"))[-1] == v1
+    env.kubectl("delete", "model", name, "--wait=false")
 
 
 def test_the_operator_runs_on_a_pods_service_account(env: Env) -> None:

@@ -88,8 +88,11 @@ def test_rbac_covers_every_kind_kaip_renders_and_nothing_more(template: Template
     for group, kind in kinds:
         for verb in ("get", "list", "create", "patch", "delete"):
             assert allowed(rules, group, plural[kind], verb), (group, kind, verb)
-    for resource in ("secrets", "pods"):
-        assert not allowed(rules, "", resource, "get")
+    assert not allowed(rules, "", "secrets", "get")
+    # pods: read only (the artifact digest their init container reports), never changed
+    assert allowed(rules, "", "pods", "list")
+    for verb in ("watch", "create", "patch", "update", "delete"):
+        assert not allowed(rules, "", "pods", verb)
     assert allowed(rules, "kaip.dev", "models/status", "patch")
     assert allowed(rules, "", "events", "create")
     watched = {

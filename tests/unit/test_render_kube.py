@@ -209,7 +209,10 @@ def test_model_server_command_probes_and_artifact_fetch() -> None:
     (fetch,) = pod["initContainers"]
     assert fetch["command"] + fetch["args"] == [
         "python", "-m", "kaip.serving.fetch", "/etc/kaip/spec.yaml", "--model", "digits",
+        "--report", "/dev/termination-log",
     ]  # fmt: skip
+    # what it fetched reaches the pod's status (the operator pins it on first sight)
+    assert fetch["terminationMessagePath"] == "/dev/termination-log"
     cache = {"name": "KAIP_SERVING__ARTIFACT_CACHE_DIR", "value": "/var/lib/kaip/artifacts"}
     assert cache in fetch["env"]
     assert cache in server["env"]

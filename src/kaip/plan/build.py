@@ -68,6 +68,9 @@ class Workload:
     """Selects the pods of every revision of this resource, and nothing else."""
     source: Path | None = None
     line: int = 1
+    artifact_sha256: str | None = None
+    """The sha256 the operator pinned an unpinned remote artifact to on first sight (the
+    digest its first pod reported); rendered into the fetch, not part of the revision id."""
 
     @property
     def kind(self) -> str:

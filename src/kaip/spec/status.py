@@ -68,6 +68,12 @@ class RevisionStatus(StatusModel):
     source: VersionSource | None = Field(
         None, description="Model: the registered version this revision serves, and its lineage"
     )
+    digest: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="sha256 of the artifact its pods serve: the spec's pin, or for an unpinned "
+        "remote artifact the one its first pod fetched (pinned on first sight)",
+    )
 
 
 class TrainingOutputStatus(VersionSource):

@@ -4,7 +4,8 @@
 :func:`jobset_state` turn what the
 cluster reports into :class:`~kaip.kube.operator.status.RevisionState` and
 :class:`~kaip.kube.operator.status.JobState` (the judging is :mod:`.status`'s job). Also finds
-the objects a resource owns that it no longer renders, so they can be deleted. All requests go
+the objects a resource owns that it no longer renders, so they can be deleted, and lists a
+revision's pods (for what their artifact fetch reported: :mod:`.artifact_pins`). All requests go
 through :class:`kaip.kube.client.Session`.
 """
 
@@ -60,6 +61,21 @@ def revision_state(obj: Manifest, revision: str, weight: int) -> RevisionState:
         ready_replicas=int(status.get("availableReplicas", 0)),
         up_to_date=caught_up and updated,
     )
+
+
+def pods(session: Session, namespace: str, selector: Mapping[str, str]) -> list[Manifest]:
+    """The pods matching the label ``selector`` (a revision's), as the server has them now."""
+    resource = session.resource("v1", "Pod")
+    if resource is None:
+        return []
+    labels = ",".join(f"{key}={value}" for key, value in sorted(selector.items()))
+    listed = session.request(
+        "GET",
+        resource.path(namespace),
+        query={"labelSelector": labels},
+        what=f"list the pods {labels} in namespace {namespace}",
+    )
+    return list((listed or {}).get("items") or [])
 
 
 def job_state(obj: Manifest, completions: int) -> JobState:

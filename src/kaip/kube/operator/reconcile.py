@@ -48,7 +48,7 @@ from kaip.errors import (
 )
 from kaip.kube.client import Manifest, ObjectRef, Session, apply
 from kaip.kube.client.apply import Identity
-from kaip.kube.operator import notices, observe
+from kaip.kube.operator import artifact_pins, notices, observe
 from kaip.kube.operator.canary import (
     Command,
     Decision,
@@ -336,7 +336,11 @@ class Reconciler:
         )
         backends = self._backends(resource, workload, moved)
         sources = {b.workload.revision: self._source(b.workload) for b in backends}
-        backends = [replace(b, workload=self._fetchable(b.workload)) for b in backends]
+        backends, artifact_changed = artifact_pins.pin_backends(
+            [replace(b, workload=self._fetchable(b.workload)) for b in backends],
+            previous,
+            lambda live: observe.pods(self.session, live.namespace, live.revision_selector),
+        )
         plan = Plan((self._fetchable(workload),), self.settings)
         self._apply(body, plan, backends, previous, generation)
         revisions = tuple(
@@ -347,6 +351,7 @@ class Reconciler:
                     b.weight,
                 ),
                 source=sources[b.workload.revision],
+                digest=artifact_pins.served_digest(b.workload),
             )
             for b in backends
         )
@@ -366,6 +371,7 @@ class Reconciler:
             url=_url(resource, namespace),
             canary=moved.summary,
             rolled_back=_rolled_back(moved, resource),
+            artifact_changed=artifact_changed,
             extra={"rollout": rollout_status, **_served_names(resource), **follows},
         )
         return seen, decisions

@@ -32,6 +32,8 @@ class RevisionState:
     """True when the revision's Deployment does not exist (yet, or any more)."""
     source: Mapping[str, Any] | None = None
     """The registered version it serves and its lineage (:func:`.versions.lineage`)."""
+    digest: str | None = None
+    """The sha256 of the artifact its pods serve (pinned, or pinned on first sight)."""
 
     @property
     def ready(self) -> bool:
@@ -46,6 +48,8 @@ class RevisionState:
         }
         if self.source is not None:
             status["source"] = dict(self.source)
+        if self.digest is not None:
+            status["digest"] = self.digest
         return status
 
 
@@ -89,6 +93,8 @@ class Observation:
     """While a canary runs: where it stands, e.g. ``step 2/3: 50% to revision abc``."""
     rolled_back: str | None = None
     """After a rollback: the verdict that rolled the new revision back."""
+    artifact_changed: str | None = None
+    """A pod fetched other bytes than its revision is pinned to (:mod:`.artifact_pins`)."""
     extra: Mapping[str, Any] = field(default_factory=dict)
     """More status fields to write as they are (the canary's saved state)."""
 
@@ -157,6 +163,8 @@ def _serving(seen: Observation) -> list[Condition]:
         progressing = Condition(PROGRESSING, "False", "RolloutComplete", replicas)
     if seen.rolled_back is not None:
         degraded = Condition(DEGRADED, "True", "RolledBack", seen.rolled_back)
+    elif seen.artifact_changed is not None:
+        degraded = Condition(DEGRADED, "True", "ArtifactChanged", seen.artifact_changed)
     else:
         degraded = Condition(DEGRADED, "False", "AsExpected")
     return [ready_condition, progressing, degraded]

@@ -6,7 +6,11 @@ Three cases, decided by the artifact URI and ``spec.artifact.pvc``:
   ``python -m kaip.serving.fetch /etc/kaip/spec.yaml --model NAME``, which downloads (and
   verifies) the artifact into the model server's artifact cache, ``/var/lib/kaip/artifacts``
   (``KAIP_SERVING__ARTIFACT_CACHE_DIR``), an emptyDir of the pod. The server resolves the same
-  URI and finds it there, so it starts without downloading anything.
+  URI and finds it there, so it starts without downloading anything. The init container
+  reports the sha256 it verified or computed as its termination message (``{"sha256": HEX}``
+  in ``/dev/termination-log``, which the kubelet copies into the pod's status); the operator
+  records it and, for a spec that pins none, passes it back as ``--sha256`` (``pinned``), so
+  every later pod of that revision verifies the bytes its first pod fetched.
 * **Relative path** (``model.joblib``, resolved against the spec file locally): on Kubernetes it
   is read from ``/var/lib/kaip/artifacts/<path>``. Either declare the PersistentVolumeClaim
   holding it in ``spec.artifact.pvc`` (mounted there read-only) or bake it into the image at
@@ -43,6 +47,8 @@ ARTIFACT_DIR: Final = "/var/lib/kaip/artifacts"
 ARTIFACT_VOLUME: Final = "artifacts"
 PVC_ANNOTATION: Final = "kaip.dev/artifact-pvc"
 REMOTE_SCHEMES: Final = ("http://", "https://", "s3://")
+FETCH_CONTAINER: Final = "fetch-artifact"
+TERMINATION_LOG: Final = "/dev/termination-log"
 
 
 def cache_env() -> Obj:
@@ -69,8 +75,12 @@ class ArtifactPathProblem(ValueError):
         self.field = field
 
 
-def place_artifact(model: Model, image: str) -> ArtifactPlacement:
-    """Decide where ``model``'s artifact is read from in the pod and how it arrives there."""
+def place_artifact(model: Model, image: str, pinned: str | None = None) -> ArtifactPlacement:
+    """Decide where ``model``'s artifact is read from in the pod and how it arrives there.
+
+    ``pinned``: the sha256 an unpinned remote artifact's revision was pinned to on first sight
+    (by the operator); ignored when the spec pins its own.
+    """
     artifact = model.spec.artifact
     if PVC_ANNOTATION in model.metadata.annotations:
         raise ArtifactPathProblem(
@@ -82,11 +92,16 @@ def place_artifact(model: Model, image: str) -> ArtifactPlacement:
     uri = artifact.uri
     if uri.startswith(REMOTE_SCHEMES):
         volume: Obj = {"name": ARTIFACT_VOLUME, "emptyDir": {}}
+        args = [SPEC_PATH, "--model", model.metadata.name, "--report", TERMINATION_LOG]
+        if pinned is not None and artifact.sha256 is None:
+            args += ["--sha256", pinned]
         fetch: Obj = {
-            "name": "fetch-artifact",
+            "name": FETCH_CONTAINER,
             "image": image,
             "command": ["python", "-m", "kaip.serving.fetch"],
-            "args": [SPEC_PATH, "--model", model.metadata.name],
+            "args": args,
+            "terminationMessagePath": TERMINATION_LOG,
+            "terminationMessagePolicy": "File",
             "env": [{"name": "HOME", "value": "/tmp"}, cache_env()],
             "resources": small_resources(cpu="250m", memory="256Mi"),
             "securityContext": container_security_context(),

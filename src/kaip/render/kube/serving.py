@@ -184,7 +184,7 @@ def spec_config_map(workload: Workload, model: Model) -> Obj:
 
 def _model_pod(workload: Workload, model: Model, settings: Settings) -> tuple[Obj, Model]:
     image = workload.image or settings.kube.image
-    placement = place_artifact(model, image)
+    placement = place_artifact(model, image, workload.artifact_sha256)
     options = model.spec
     wiring = {e["name"]: e["value"] for e in placement.server_env}
     user_volumes, user_mounts = pod_options.volumes(options)
