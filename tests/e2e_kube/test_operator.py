@@ -1165,7 +1165,10 @@ spec:
           query: >-
             sum(increase(kaip_requests_total{{revision="{{{{revision}}}}",status=~"5.."}}[1m]))
           max: 5
-      webhooks: [{{name: vote, url: "{hook}/vote", timeoutSeconds: 5}}]
+      webhooks:
+        - {{name: vote, url: "{hook}/vote", timeoutSeconds: 5}}
+        - {{name: smoke, type: pre-rollout, url: "{hook}/pre", timeoutSeconds: 5}}
+        - {{name: report, type: post-rollout, url: "{hook}/post", timeoutSeconds: 5}}
     notifications: [{{url: "{hook}/ce", format: cloudevents}}]
 """
 
@@ -1174,8 +1177,11 @@ def test_a_promql_gate_and_a_webhook_gate_each_roll_back_a_canary_all_moves_noti
     env: Env,
 ) -> None:
     """Issue 13 must-show: the operator's analysis gates and notifications (the built-in gates
-    are off: maxErrorRate 1). The Prometheus is the contract tier's double; the webhook and the
-    notification receiver a real HTTP server on loopback."""
+    are off: maxErrorRate 1), and Flagger-style pre-/post-rollout hooks (#4): the pre-rollout
+    webhook is asked once per new revision before any step's vote, and its refusal rolls the
+    revision back before any traffic; the post-rollout webhook is told every outcome. The
+    Prometheus is the contract tier's double; the webhooks and the notification receiver a real
+    HTTP server on loopback."""
     with webhook_receiver() as hook:
 
         def spec(batch: int) -> str:
@@ -1223,3 +1229,32 @@ def test_a_promql_gate_and_a_webhook_gate_each_roll_back_a_canary_all_moves_noti
         first = hook.bodies("/ce")[0]
         assert first["source"] == f"/apis/kaip.dev/v1alpha1/namespaces/{env.namespace}/models/gated"
         assert first["data"]["fromRevision"] == stable
+
+        # pre-rollout: asked once per new revision, before any step's vote on it
+        arrived = [
+            (path, body["revision"])
+            for path, _, body in hook.received()
+            if path in ("/pre", "/vote")
+        ]
+        for revision in (failing, voted):
+            assert arrived.count(("/pre", revision)) == 1, arrived
+            assert arrived.index(("/pre", revision)) < arrived.index(("/vote", revision))
+        pre = hook.bodies("/pre")[0]
+        assert (pre["phase"], pre["check"], pre["weight"], pre["namespace"]) == (
+            "pre-rollout", "smoke", 0, env.namespace,
+        )  # fmt: skip
+        # ... and its refusal rolls the next one back before any step is voted on
+        hook.statuses["/pre"], hook.answer = 409, "smoke test failed"
+        refused, why = rolled_back(24, RevisionMetrics(40, 0, 20.0))
+        assert why == "pre-rollout webhook smoke: HTTP 409: smoke test failed"
+        assert all(b["revision"] != refused for b in hook.bodies("/vote")), "no step voted"
+        assert weights(env, "gated") == [100]
+        # post-rollout: told each outcome, in order, with the verdict's reason
+        env.wait("the post-rollout hooks", lambda: len(hook.bodies("/post")) >= 3)
+        post = hook.bodies("/post")
+        assert [(b["revision"], b["outcome"], b["phase"]) for b in post] == [
+            (failing, "rolled_back", "post-rollout"), (voted, "rolled_back", "post-rollout"),
+            (refused, "rolled_back", "post-rollout"),
+        ]  # fmt: skip
+        assert "query errors: 20 > max 5" in post[0]["reason"]
+        assert "HTTP 409: smoke test failed" in post[2]["reason"]

@@ -108,6 +108,11 @@ class CanaryState(StatusModel):
         None, max_length=32, description="the analysis checks' latest answers in this step"
     )
     checked_at: datetime | None = Field(None, description="when the checks were last asked")
+    pre_rollout: Literal["pending"] | None = Field(
+        None,
+        description="pending: held at 0% until the pre-rollout webhooks say yes (absent: they did, "
+        "or there are none)",
+    )
 
 
 class RolledBack(StatusModel):
