@@ -14,19 +14,27 @@ itself.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kaip.errors import ArtifactError
-from kaip.serving.download import FetchLimits
+
+if TYPE_CHECKING:  # kaip.serving loads the model server: the CLI imports this module at start
+    from kaip.serving.download import FetchLimits
 
 VERSIONS_DIR = "kaip-versions"
 
 
-def local_copy(location: str, scratch: Path, limits: FetchLimits = FetchLimits()) -> Path:
+def local_copy(location: str, scratch: Path, limits: FetchLimits | None = None) -> Path:
     """The artifact at ``location`` as a local file: an ``s3://`` object downloaded (bounded,
-    hashed) into ``scratch``, a path as it is."""
+    hashed; default limits: :class:`~kaip.serving.download.FetchLimits`'s) into ``scratch``, a
+    path as it is."""
     if not location.startswith("s3://"):
         return Path(location)
     from kaip.serving import s3
+    from kaip.serving.download import FetchLimits
+
+    if limits is None:
+        limits = FetchLimits()
 
     _, key = s3.split(location)
     return s3.download(location, scratch / (Path(key).name or "artifact"), limits=limits)[0]
