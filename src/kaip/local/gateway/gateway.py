@@ -1,26 +1,17 @@
 """The local gateway: one port in front of every replica and app that ``kaip up`` runs.
 
-Owns the route table, the per-route load and per-revision stats, the hold queue for routes with
-no ready backend, and the decision of what each request becomes: an answer the gateway gives
-itself (health, model lists, errors) or a proxied exchange with retries. The admin API is not
+Owns the route table, the per-route load and per-revision stats, and the decision of what each
+request becomes: an answer the gateway gives itself (health, model lists, errors) or a proxied
+exchange with retries. The admin API is not
 here: ``/_kaip/`` answers 404 naming the control port (Apps must not share its origin). Runs in
 the caller's event loop (the controller's); never starts or stops replicas (it asks with
 ``on_demand``) and never reads the spec.
 
-Retries follow one rule: a request is sent again, to another replica, only while not one byte of
-its answer has reached the client. Requests are buffered whole, and kaip treats them as safe to
-repeat on that condition (inference is a pure function of the request; Apps behind the gateway
-get the same at-least-once delivery as behind any retrying proxy). Three failures qualify: the
-connection is refused or times out, the replica closes or resets it before answering (or, for an
-answer of a small declared length, before all of it came: such answers are passed on whole), or
-the replica sends no response head within the route's response timeout. The last is retried at most
-once per request: a second timeout more likely means the request itself is slow (or the revision
-is overloaded) than that another replica hangs, and every further try would cost the client a
-whole timeout more and the replicas more work. A replica that failed is ejected (skipped while
-another is left): for :data:`EJECT_S` after a connection failure, for :data:`EJECT_TIMEOUT_S`
-after a timeout, and its connection is aborted, never reused. A timed-out attempt counts as an
-error of its replica's revision in the stats, even when another replica then answered, so a
-canary whose replicas hang fails its gates.
+A proxied request goes to a replica through :mod:`kaip.local.gateway.forward` (the retry rule:
+sent again, to another replica, only while not one byte of its answer has reached the client;
+failing replicas ejected for a while; a prefix-affinity route's replica chosen by prompt
+prefix); a request for a route with no ready replica waits in :mod:`kaip.local.gateway.hold`'s
+queue.
 
 A WebSocket upgrade under ``/apps/NAME/`` is checked (same origin) and chosen a replica here,
 then relayed and spliced by :mod:`kaip.local.gateway.websocket`; anywhere else it gets 501.
@@ -38,40 +29,31 @@ its answer discarded.
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 
 from kaip.local.gateway import catalog, websocket
-from kaip.local.gateway.balance import pick_backend, pick_least_outstanding, pick_revision
+from kaip.local.gateway.balance import pick_revision
+from kaip.local.gateway.forward import Forwarder
 from kaip.local.gateway.history import TrafficHistory
+from kaip.local.gateway.hold import HoldQueue
 from kaip.local.gateway.http1 import Headers, error_payload, request_head
 from kaip.local.gateway.limits import BodyLimit, Connections
 from kaip.local.gateway.mirror import MAX_MIRRORED_IN_FLIGHT, Mirror
 from kaip.local.gateway.paths import Target, TargetKind, parse_target
-from kaip.local.gateway.prefix import PrefixIndex, block_hashes, pick_by_prefix, prompt_of
-from kaip.local.gateway.routes import Backend, CompiledRoute, Route, RouteKind, RouteTable
+from kaip.local.gateway.routes import CompiledRoute, Route, RouteKind, RouteTable
 from kaip.local.gateway.server import ClientConnection, Request
 from kaip.local.gateway.signals import CONTENT_TYPE, GatewaySignals, LiveLoad, Observation
 from kaip.local.gateway.stats import LoadSample, RevisionStats, StatsRecorder
-from kaip.local.gateway.trace import is_valid_traceparent, new_traceparent
-from kaip.local.gateway.upstream import Framing, Outcome, UpstreamConnection, UpstreamPool
+from kaip.local.gateway.trace import new_traceparent
+from kaip.local.gateway.upstream import Framing, UpstreamPool
 from kaip.protocol.extensions import unsupported_route
 from kaip.protocol.model_paths import unknown_model_message
 from kaip.settings import HttpLimits
 from kaip.spec import Serve
 from kaip.telemetry.spans import SpanRecorder
 
-log = logging.getLogger("kaip.local.gateway")
-
-EJECT_S = 1.0  # a replica that refused a connection is skipped this long (unless none is left)
-EJECT_TIMEOUT_S = 30.0
-"""A replica that let a request time out is skipped this long (unless none is left): long enough
-that requests don't pile up behind a hang, short enough that one that recovers soon serves again.
-A replica that hangs altogether also fails the supervisor's health checks and is restarted."""
-INLINE_BODY_BYTES = 64 * 1024  # smaller bodies go out in one write with the head; larger: apart
-MAX_TIMEOUT_RETRIES = 1  # tries of another replica after a response timeout, per request
 RETRY_AFTER = [(b"retry-after", b"1")]
 MODEL_REQUEST_BYTES = Serve().max_request_bytes  # for a Model route that does not say
 ADMIN_REQUEST_BYTES = 1024 * 1024
@@ -102,10 +84,7 @@ class Gateway:
     ) -> None:
         self._host = host
         self._port = port
-        self._hold_timeout_s = hold_timeout_s
         self._response_timeout_s = response_timeout_s
-        self._max_held = max_held
-        self._on_demand = on_demand
         self.control_url = control_url
         """Where the admin API is (``kaip up``'s control port), named in 404s for ``/_kaip/``."""
         self._rng = rng or random.Random()
@@ -114,10 +93,9 @@ class Gateway:
         self._table = RouteTable()
         self._first_seen: dict[str, float] = {}
         self._stats: dict[str, StatsRecorder] = {}
-        self._outstanding: dict[str, int] = {}
-        self._ejected: dict[str, float] = {}
-        self._waiters: dict[tuple[RouteKind, str], list[asyncio.Future[None]]] = {}
-        self._held_total = 0
+        self._held = HoldQueue(
+            self._lookup, hold_timeout_s=hold_timeout_s, max_held=max_held, on_demand=on_demand
+        )
         self._pool = UpstreamPool()
         # Each client connection may hold one to a replica as well: two open files.
         self._connections: Connections[ClientConnection] = Connections(
@@ -132,8 +110,6 @@ class Gateway:
         self._stopping = False
         self.signals = GatewaySignals(tracer, live_load=self._live_load) if observe else None
         """``GET /metrics`` and spans (see signals); None when built with ``observe=False``."""
-        self._prefixes = PrefixIndex()
-        """Which replicas were sent which prompt prefixes (prefix-affinity routes)."""
         self.history = TrafficHistory(self.signals) if self.signals is not None else None
         """The last hour of each resource's traffic, sampled while the gateway runs (charts)."""
         self._sampling: asyncio.Task[None] | None = None
@@ -142,6 +118,9 @@ class Gateway:
         self._mirror = Mirror(
             self._stats.get, self._rng, signals=self.signals, max_in_flight=mirror_max_in_flight
         )
+        self._forwarder = Forwarder(self._lookup, self._pool, self._mirror, self._rng)
+        self._ejected = self._forwarder.ejected
+        """Replica -> until when it is skipped (the forwarder's; tests clear it)."""
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> int:
@@ -163,11 +142,12 @@ class Gateway:
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish for up to ``drain_s``, close the rest."""
         self._stopping = True
+        self._held.stopping = True
         if self._sampling is not None:
             self._sampling.cancel()
         if self._server is not None:
             self._server.close()
-        self._wake_all()
+        self._held.wake_all()
         for conn in self._connections:
             conn.closing_after_response = True
             conn.close_if_idle()
@@ -206,15 +186,11 @@ class Gateway:
             if route.name not in self._stats:
                 self._stats[route.name] = StatsRecorder(self._rng)
             self._first_seen.setdefault(route.name, time.time())
-        live = {b.replica for r in routes for b in r.backends}
-        for replica in [r for r, n in self._outstanding.items() if n == 0 and r not in live]:
-            del self._outstanding[replica]
-        for replica in [r for r in self._ejected if r not in live]:
-            del self._ejected[replica]
-        for key in list(self._waiters):
+        self._forwarder.forget({b.replica for r in routes for b in r.backends})
+        for key in self._held.keys:
             compiled = table.lookup(*key)
             if compiled is None or compiled.has_backends:
-                self._wake(key)
+                self._held.wake(key)
 
     def take_stats(self, name: str) -> dict[str, RevisionStats]:
         """Per-revision stats since the last take of ``name`` (snapshot and reset)."""
@@ -227,7 +203,7 @@ class Gateway:
 
     def outstanding(self, replica: str) -> int:
         """Requests in flight to one replica now: a drained replica may stop when this is 0."""
-        return self._outstanding.get(replica, 0)
+        return self._forwarder.outstanding.get(replica, 0)
 
     # -- per request ---------------------------------------------------------------------------
     def _body_limit_for(self, raw_target: bytes) -> BodyLimit:
@@ -340,9 +316,9 @@ class Gateway:
         started = time.perf_counter()
         try:
             if not route.has_backends:
-                route = await self._hold("app", name, stats) or route
+                route = await self._held.hold("app", name, stats) or route
             revision = route.matched_revision(request.headers) or pick_revision(route, self._rng)
-            backend = self._choose(route, revision or "", False, set())
+            backend = self._forwarder.choose(route, revision or "", False, set())
             if backend is None:
                 message = f"app {name!r} has no ready replica yet; retry shortly"
                 conn.send_json(503, {"error": message}, RETRY_AFTER)
@@ -409,7 +385,7 @@ class Gateway:
             observed.revision = pinned or ""
         try:
             if not route.has_backends:
-                held = await self._hold(kind, name, stats)
+                held = await self._held.hold(kind, name, stats)
                 if held is None:
                     if self._table.lookup(kind, name) is None:
                         self._not_found(conn, kind, name, openai)
@@ -428,243 +404,15 @@ class Gateway:
                     message = f"{kind} {name!r} has no revision {pinned!r}"
                     conn.send_json(404, error_payload(message, openai=openai))
                 return
-            await self._forward(
-                conn, request, route, pinned, upstream_target, extra, stats, openai, observed
-            )
+            timeout_s = route.route.response_timeout_s or self._response_timeout_s
+            await self._forwarder.forward(
+                conn, request, route, pinned, upstream_target, extra, stats, openai, timeout_s,
+                observed,
+            )  # fmt: skip
         finally:
             stats.in_flight -= 1
             if observed is not None:
                 observed.finish(conn.status)
-
-    async def _forward(
-        self,
-        conn: ClientConnection,
-        request: Request,
-        route: CompiledRoute,
-        pinned: str | None,
-        upstream_target: bytes,
-        extra: Headers | None,
-        stats: StatsRecorder,
-        openai: bool,
-        observed: Observation | None = None,
-    ) -> None:
-        """Send to a chosen replica; on a failure before any answer, try another (module doc)."""
-        traceparent = b""
-        for header, value in request.headers:
-            if header.lower() == b"traceparent":
-                traceparent = value.strip()
-        if not traceparent or not is_valid_traceparent(traceparent):
-            traceparent = new_traceparent()
-        body = request.body
-        data = request_head(
-            request.method,
-            upstream_target,
-            request.headers,
-            len(body),
-            traceparent,
-            extra or (),
-            conn.client_address,
-        )
-        if body and len(body) <= INLINE_BODY_BYTES:
-            data += body
-            body = b""
-        is_head = request.method == b"HEAD"
-        rng = self._rng
-        outstanding = self._outstanding
-        revision = pinned or pick_revision(route, rng) or ""
-        timeout_s = route.route.response_timeout_s or self._response_timeout_s
-        if pinned is None and (shadows := route.mirror_to(revision)):
-            self._mirror.submit(route, shadows, data, body, timeout_s)
-        hashes: list[int] = []
-        if route.route.prefix_affinity and (prompt := prompt_of(upstream_target, request.body)):
-            hashes = block_hashes(prompt)
-        tried: set[str] = set()
-        again_fresh: Backend | None = None
-        timed_out: Backend | None = None
-        timeouts = 0
-        recorded = False  # the last attempt's error is already in the stats
-        outcome = Outcome.FAILED_BEFORE_RESPONSE
-        answered_by = revision
-        started = time.perf_counter()
-        while True:
-            if tried:  # a retry: choose from the routes as they are now (a timeout is long)
-                route = self._table.lookup(route.route.kind, route.name) or route
-            backend = again_fresh or self._choose(
-                route, revision, pinned is not None, tried, hashes
-            )
-            if backend is None:
-                break
-            if hashes:
-                self._prefixes.record(hashes, backend.replica)
-            fresh = again_fresh is not None
-            again_fresh = None
-            replica = backend.replica
-            if observed is not None:
-                data, traceparent = _traced(observed, backend, data, traceparent)
-            outstanding[replica] = outstanding.get(replica, 0) + 1
-            try:
-                outcome, reused = await self._exchange(
-                    conn, backend, data, body, is_head, fresh, timeout_s
-                )
-            finally:
-                outstanding[replica] -= 1
-            answered_by = backend.revision
-            if observed is not None:
-                observed.revision = answered_by
-                observed.attempt_done(answered_by, outcome, conn.status)
-            recorded = False
-            if outcome is Outcome.OK:
-                if self._ejected:
-                    self._ejected.pop(replica, None)
-                break
-            if outcome is Outcome.TIMED_OUT:
-                waited_ms = (time.perf_counter() - started) * 1000.0
-                stats.record(backend.revision, waited_ms, True)
-                recorded = True
-                timed_out = backend
-                timeouts += 1
-                self._ejected[replica] = time.monotonic() + EJECT_TIMEOUT_S
-                log.warning(
-                    "%s %r: replica %s (revision %s) sent no response within %g s; skipping it "
-                    "for %g s",
-                    route.route.kind,
-                    route.name,
-                    replica,
-                    backend.revision,
-                    timeout_s,
-                    EJECT_TIMEOUT_S,
-                )
-                if timeouts > MAX_TIMEOUT_RETRIES:
-                    break
-                tried.add(replica)
-                continue
-            if outcome is not Outcome.FAILED_BEFORE_RESPONSE or conn.head_sent:
-                break
-            if reused:  # a kept-alive connection the replica had closed: try it once afresh
-                again_fresh = backend
-                continue
-            tried.add(replica)
-            until = time.monotonic() + EJECT_S
-            self._ejected[replica] = max(until, self._ejected.get(replica, until))
-        latency_ms = (time.perf_counter() - started) * 1000.0
-        if outcome is Outcome.OK:
-            stats.record(answered_by, latency_ms, conn.status >= 500)
-            return
-        if not recorded:
-            stats.record(answered_by, latency_ms, True)
-        if conn.head_sent:
-            conn.flush()
-            conn.abort()  # the response is cut short; closing says so to the client
-        elif timed_out is not None:
-            message = _timeout_message(route, timed_out, timeout_s, timeouts)
-            payload = error_payload(message, openai=openai, error_type="server_error")
-            conn.send_json(504, payload)
-        else:
-            kind, name = route.route.kind, route.name
-            message = f"no replica of {kind} {name!r} could be reached"
-            conn.send_json(502, error_payload(message, openai=openai))
-
-    def _choose(
-        self,
-        route: CompiledRoute,
-        revision: str,
-        pinned: bool,
-        tried: set[str],
-        hashes: Sequence[int] = (),
-    ) -> Backend | None:
-        exclude: set[str] = tried
-        if self._ejected:
-            now = time.monotonic()
-            for replica, until in list(self._ejected.items()):
-                if until <= now:
-                    del self._ejected[replica]
-            if self._ejected:
-                exclude = tried | self._ejected.keys()
-        for skip in (exclude, tried) if exclude is not tried else (tried,):
-            if hashes:  # prefix affinity: the revision's own replicas, else any (not pinned)
-                own = route.by_revision.get(revision, ())
-                prefixes, load, rng = self._prefixes, self._outstanding, self._rng
-                backend = pick_by_prefix(own, hashes, prefixes, load, rng, skip)
-                if backend is None and not pinned:
-                    everyone = route.route.backends
-                    backend = pick_by_prefix(everyone, hashes, prefixes, load, rng, skip)
-            elif pinned:
-                own = route.by_revision.get(revision, ())
-                backend = pick_least_outstanding(own, self._outstanding, self._rng, skip)
-            else:
-                backend = pick_backend(route, revision, self._outstanding, self._rng, skip)
-            if backend is not None:
-                return backend
-        return None
-
-    async def _exchange(
-        self,
-        conn: ClientConnection,
-        backend: Backend,
-        data: bytes,
-        body: bytes,
-        is_head: bool,
-        fresh: bool,
-        timeout_s: float,
-    ) -> tuple[Outcome, bool]:
-        """One attempt on one replica; returns the outcome and whether the connection was reused."""
-        key = (backend.host, backend.port)
-        upstream: UpstreamConnection | None = None if fresh else self._pool.take_idle(key)
-        reused = upstream is not None
-        if upstream is None:
-            try:
-                upstream = await self._pool.connect(key)
-            except (OSError, TimeoutError):
-                return Outcome.FAILED_BEFORE_RESPONSE, False
-        done: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        conn.upstream = upstream
-        if conn.write_paused:  # a slow reader: don't take more from this replica than it can
-            upstream.pause_reading()
-        upstream.send(data, body, conn, done, is_head, timeout_s)
-        try:
-            return await done, reused
-        except asyncio.CancelledError:
-            upstream.abort()  # the client went away: stop the replica's work too
-            raise
-        finally:
-            conn.upstream = None
-
-    async def _hold(self, kind: RouteKind, name: str, stats: StatsRecorder) -> CompiledRoute | None:
-        """Wait for the route to get a backend; None on timeout, full queue, removal or stop."""
-        if self._held_total >= self._max_held or self._stopping:
-            return None
-        self._held_total += 1
-        stats.held += 1
-        loop = asyncio.get_running_loop()
-        try:
-            if self._on_demand is not None:
-                try:
-                    self._on_demand(name)
-                except Exception:
-                    log.exception("on_demand(%r) failed", name)
-            deadline = loop.time() + self._hold_timeout_s
-            while True:
-                route = self._table.lookup(kind, name)
-                if route is None or self._stopping:
-                    return None
-                if route.has_backends:
-                    return route
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    return None
-                waiter: asyncio.Future[None] = loop.create_future()
-                waiters = self._waiters.setdefault((kind, name), [])
-                waiters.append(waiter)
-                try:
-                    await asyncio.wait_for(waiter, remaining)
-                except TimeoutError:
-                    pass
-                finally:
-                    if waiter in waiters:
-                        waiters.remove(waiter)
-        finally:
-            self._held_total -= 1
-            stats.held -= 1
 
     # -- signals (see signals) -------------------------------------------------------------------
     def _send_metrics(self, conn: ClientConnection, signals: GatewaySignals, head: bool) -> None:
@@ -692,14 +440,8 @@ class Gateway:
             for backend in route.backends:
                 yield route.name, backend.revision, route.owner, "ready"
 
-    def _wake(self, key: tuple[RouteKind, str]) -> None:
-        for waiter in self._waiters.pop(key, []):
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def _wake_all(self) -> None:
-        for key in list(self._waiters):
-            self._wake(key)
+    def _lookup(self, kind: RouteKind, name: str) -> CompiledRoute | None:
+        return self._table.lookup(kind, name)
 
     def _not_found(self, conn: ClientConnection, kind: RouteKind, name: str, openai: bool) -> None:
         if openai:
@@ -709,24 +451,3 @@ class Gateway:
             conn.send_json(404, error_payload(unknown_model_message(name)))
         else:
             conn.send_json(404, error_payload(f"{kind} {name!r} is not served here"))
-
-
-def _traced(
-    observed: Observation, backend: Backend, data: bytes, traceparent: bytes
-) -> tuple[bytes, bytes]:
-    """The head ``data`` carrying this attempt's own ``traceparent`` (when tracing), and it."""
-    mine = observed.attempt(backend.revision, backend.replica, backend.host, backend.port)
-    if mine is None:
-        return data, traceparent
-    end = data.index(b"\r\n\r\n")  # request_head writes traceparent last
-    return data[: end - len(traceparent)] + mine + data[end:], mine
-
-
-def _timeout_message(route: CompiledRoute, last: Backend, timeout_s: float, timeouts: int) -> str:
-    kind, name = route.route.kind, route.name
-    also = " (as did another replica before it)" if timeouts > 1 else ""
-    return (
-        f"{kind} {name!r} did not answer in time: replica {last.replica!r} of revision "
-        f"{last.revision!r} sent no response within {timeout_s:g} s{also}; it is skipped for "
-        f"{EJECT_TIMEOUT_S:g} s while another replica is left, retry shortly"
-    )
