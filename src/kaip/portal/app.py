@@ -85,7 +85,7 @@ from kaip.portal.playground import chat, metadata, playground_section, send, tem
 from kaip.portal.profile import MAX_SECONDS as PROFILE_MAX_SECONDS
 from kaip.portal.profile import SECONDS as PROFILE_SECONDS
 from kaip.portal.profile import profile_form, profile_result
-from kaip.portal.source import Action, PortalSource, Row
+from kaip.portal.source import Action, Playground, PortalSource, Row
 
 Authenticate = Callable[[Mapping[str, str]], Awaitable[Principal | None]]
 """Who a request's headers come from, or None."""
@@ -232,7 +232,7 @@ def portal_app(
         body = None
         if target is not None and "oip-v2" in target.protocols:
             body = template(await metadata(target.base_url, target.served))
-        playground = await playground_of(name, csrf, body)
+        playground = await playground_of(name, target, csrf, body)
         about = await source.overview(name)
         tailed = await source.log_tail(name)
         series = await source.traffic_series(name) if row["kind"] != "TrainingJob" else None
@@ -266,9 +266,14 @@ def portal_app(
         return JSONResponse({**row, "manifest": about.manifest, "endpoints": ways})
 
     async def playground_of(
-        name: str, csrf: str | None, body: str | None = None, result: Any = None, said: Any = None
+        name: str,
+        target: Playground | None,
+        csrf: str | None,
+        body: str | None = None,
+        result: Any = None,
+        said: Any = None,
     ) -> str:
-        target = await source.playground(name)
+        """The playground section for ``target`` (the source's answer, already asked for)."""
         if target is None:
             return ""
         if body is None and "oip-v2" in target.protocols:
@@ -306,11 +311,11 @@ def portal_app(
         if asked == "openai":
             message = form["message"]
             said = (message, await chat(target.base_url, target.served, message))
-            section = await playground_of(name, session.csrf, said=said)
+            section = await playground_of(name, target, session.csrf, said=said)
         else:
             text = form.get("body", "")
             result = await send(target.base_url, target.served, text)
-            section = await playground_of(name, session.csrf, text, result)
+            section = await playground_of(name, target, session.csrf, text, result)
         body = (
             f"<h1>Playground · Model {escape(name)}</h1>{section}"
             f'<p><a href="/resources/{escape(quote(name, safe=""))}">Back to {escape(name)}</a></p>'
@@ -345,7 +350,7 @@ def portal_app(
         if isinstance(refused := await api_who(request), Response):
             return refused
         name = request.path_params["name"]
-        if await source.log_tail(name) is None:
+        if await one_row(name) is None:  # as the rollout stream: the tail is read by the stream
             return _api_error(404, f"no Model or App named {name[:253]!r} runs here")
         if not streams.take():
             return _api_error(503, f"{streams.most} event streams are open: close a page")

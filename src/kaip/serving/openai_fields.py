@@ -91,7 +91,17 @@ class UnsupportedParameter(InferenceError):
 def check(body: Mapping[str, Any], *, chat: bool) -> None:
     """Refuse the first field of ``body`` that kaip would otherwise have to ignore."""
     kind = "chat" if chat else "completion"
-    honoured, unsupported = HONOURED[kind], UNSUPPORTED[kind]
+    refuse_unhonoured(body, HONOURED[kind], UNSUPPORTED[kind], _WHY)
+
+
+def refuse_unhonoured(
+    body: Mapping[str, Any],
+    honoured: frozenset[str],
+    unsupported: Mapping[str, Any],
+    why: Mapping[str, str],
+) -> None:
+    """Refuse the first field of ``body`` that is neither ``honoured`` nor one of
+    ``unsupported`` at its neutral value (a 400 naming it, with ``why`` when known)."""
     for name, value in body.items():
         if name in honoured or value is None:
             continue
@@ -103,9 +113,9 @@ def check(body: Mapping[str, Any], *, chat: bool) -> None:
                 "unknown_parameter",
             )
         if not _is_neutral(neutral, value):
-            why = _WHY.get(name, "kaip does not implement it")
+            reason = why.get(name, "kaip does not implement it")
             raise UnsupportedParameter(
-                name, f"'{name}' is not supported: {why}; remove it from the request"
+                name, f"'{name}' is not supported: {reason}; remove it from the request"
             )
 
 

@@ -28,7 +28,7 @@ import orjson
 from kaip.errors import InferenceError
 from kaip.serving.asgi import Send, respond
 from kaip.serving.generation import SSE_HEADERS, Generation, error_document
-from kaip.serving.openai_fields import UnsupportedParameter
+from kaip.serving.openai_fields import UnsupportedParameter, refuse_unhonoured
 
 HONOURED: Final = frozenset(
     {"model", "input", "instructions", "max_output_tokens", "temperature", "top_p", "stream",
@@ -65,23 +65,7 @@ WHY: Final[Mapping[str, str]] = {
 
 def check(body: Mapping[str, Any]) -> None:
     """Refuse the first field kaip would otherwise have to ignore (400 naming it)."""
-    for name, value in body.items():
-        if name in HONOURED or value is None:
-            continue
-        neutral = NEUTRAL.get(name)
-        if neutral is None:
-            raise UnsupportedParameter(
-                name,
-                f"Unrecognized request argument supplied: {name!r}; remove it",
-                "unknown_parameter",
-            )
-        try:
-            fine = bool(neutral(value))
-        except Exception:
-            fine = False
-        if not fine:
-            why = WHY.get(name, "kaip does not implement it")
-            raise UnsupportedParameter(name, f"'{name}' is not supported: {why}")
+    refuse_unhonoured(body, HONOURED, NEUTRAL, WHY)
     if body.get("truncation") not in (None, "disabled"):
         raise UnsupportedParameter("truncation", "'truncation' must be 'disabled'")
 
