@@ -104,6 +104,14 @@ class LocalSettings(_Group):
         ),
     )
     drain_seconds: float = Field(15.0, ge=0, description="SIGTERM to SIGKILL on replica stop")
+    wall_clock_file: Path | None = Field(
+        None,
+        description=(
+            "read the wall time that the state records (deployments, rollouts, events) from this "
+            "file, seconds since the epoch, instead of the system clock: for delivery histories "
+            "scripted through the CLI (tests, demos); step timing stays on the system clock"
+        ),
+    )
     app_max_request_bytes: int = Field(
         16 * 2**20,
         ge=1024,

@@ -30,6 +30,16 @@ def test_commands_that_need_a_running_kaip_say_how_to_start_it(tmp_path: Path) -
         assert "Traceback" not in result.stderr
 
 
+def test_delivery_refuses_a_window_end_that_is_no_time_before_asking_anyone(
+    tmp_path: Path,
+) -> None:
+    result = kaip(tmp_path, "delivery", "--until", "last tuesday")
+    assert result.returncode == 2, result
+    assert "--until 'last tuesday': give seconds since the epoch" in result.stderr
+    nothing_runs = kaip(tmp_path, "delivery", "--until", "2026-11-30T12:00:00+00:00")
+    assert nothing_runs.returncode == 1 and "kaip is not running here" in nothing_runs.stderr
+
+
 def test_down_with_nothing_running_says_so_and_succeeds(tmp_path: Path) -> None:
     result = kaip(tmp_path, "down")
     assert result.returncode == 0

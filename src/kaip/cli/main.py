@@ -25,6 +25,7 @@ from kaip.cli import (
     top,
     training,
 )
+from kaip.cli.delivery import delivery
 from kaip.cli.events import events
 from kaip.cli.lineage import lineage
 from kaip.cli.output import OutputFormat, output_option, print_data
@@ -89,6 +90,7 @@ rollout_commands.register(app)
 training.register(app)
 app.command()(lineage)
 app.command()(events)
+app.command()(delivery)
 
 
 def main() -> None:

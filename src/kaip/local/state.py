@@ -7,8 +7,11 @@ the registered model version it carried) -- the raw data for deployment frequenc
 change failure rate and time to restore. ``kaip up`` resumes from it after a restart.
 
 The schema is versioned with ``PRAGMA user_version`` and upgraded by :data:`MIGRATIONS` in order.
-Times are seconds since the epoch (wall clock): they outlive the process. Never starts
-processes, never talks to the network, never imports the supervisor or the gateway.
+Times are seconds since the epoch (wall clock): they outlive the process. The state is where
+they are read: whoever records something asks :meth:`State.now`, the system clock unless the
+state was opened with another :data:`WallClock` (:class:`FileClock`, for scripted delivery
+histories). Never starts processes, never talks to the network, never imports the supervisor or
+the gateway.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
@@ -25,6 +28,51 @@ from kaip.errors import PlatformError, StorageError
 from kaip.local.private import make_private, open_private, private_dir
 
 STATE_FILE = "state.db"
+
+WallClock = Callable[[], float]
+"""Seconds since the epoch: what :meth:`State.now` answers (``time.time`` unless told otherwise)."""
+
+CLOCK_FILE_MAX_BYTES = 64
+
+
+class FileClock:
+    """A wall clock read from a file holding seconds since the epoch (``1800000000.5``).
+
+    For delivery histories scripted through the real CLI (``KAIP_LOCAL__WALL_CLOCK_FILE``): a
+    test writes the simulated time to the file before each step, and everything ``kaip up``
+    records carries it. Read on every call; a file that cannot be read or parsed later keeps the
+    last good time (it was checked once at start by :meth:`check`).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._last = self.check()
+
+    def check(self) -> float:
+        """The file's time now, or a PlatformError naming the file and what it must hold."""
+        try:
+            with self.path.open("rb") as handle:
+                raw = handle.read(CLOCK_FILE_MAX_BYTES + 1)
+        except OSError as exc:
+            raise PlatformError(f"wall clock file {self.path}: {exc.strerror or exc}") from None
+        try:
+            if len(raw) > CLOCK_FILE_MAX_BYTES:
+                raise ValueError
+            value = float(raw.decode("ascii").strip())
+            if not 0 <= value < 1e11:
+                raise ValueError
+        except ValueError:
+            raise PlatformError(
+                f"wall clock file {self.path}: expected seconds since the epoch such as "
+                f"1800000000.5 (at most {CLOCK_FILE_MAX_BYTES} bytes), found {raw[:40]!r}"
+            ) from None
+        return value
+
+    def __call__(self) -> float:
+        with suppress(PlatformError):
+            self._last = self.check()
+        return self._last
+
 
 RolloutStatus = Literal["running", "promoted", "rolled_back", "aborted", "superseded"]
 
@@ -228,13 +276,21 @@ class State:
     the caller decides whether to retry; nothing is half-written.
     """
 
-    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+    def __init__(
+        self, connection: sqlite3.Connection, path: Path, clock: WallClock = time.time
+    ) -> None:
         self._db = connection
         self.path = path
+        self._clock = clock
+
+    def now(self) -> float:
+        """The wall time to record, seconds since the epoch (the clock the state was opened by)."""
+        return self._clock()
 
     @classmethod
-    def open(cls, state_dir: Path) -> State:
-        """Open (creating and upgrading as needed) ``state_dir/state.db``.
+    def open(cls, state_dir: Path, clock: WallClock = time.time) -> State:
+        """Open (creating and upgrading as needed) ``state_dir/state.db``; ``clock`` stamps what
+        is recorded without a time of its own (:meth:`now`).
 
         The directory is 0700 and the database 0600 (it holds App env values); SQLite gives its
         ``-wal`` and ``-shm`` files the database's mode, and older ones are tightened here.
@@ -266,7 +322,7 @@ class State:
             upgrade = f"{MIGRATIONS[number]}; PRAGMA user_version = {number + 1};"
             db.executescript(f"BEGIN IMMEDIATE; {upgrade} COMMIT;")
         db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        return cls(db, path)
+        return cls(db, path, clock)
 
     def close(self) -> None:
         self._db.close()
@@ -346,7 +402,7 @@ class State:
             "INSERT INTO resources VALUES (?, ?, ?, ?) ON CONFLICT (kind, name) "
             "DO UPDATE SET stable_revision = excluded.stable_revision, "
             "updated_at = excluded.updated_at",
-            (kind, name, revision, time.time() if at is None else at),
+            (kind, name, revision, self.now() if at is None else at),
         )
 
     @_storage("read resources")

@@ -266,4 +266,9 @@ def local_portal(
         hint=f"Paste this run's token: the contents of {token_file}, or a role token.",
         refused="That is not this run's token: copy it again from the file named below.",
     )
-    return PortalGuard(portal_app(LocalSource(controller), authenticate, sessions, text), policy)
+    return PortalGuard(
+        portal_app(
+            LocalSource(controller), authenticate, sessions, text, clock=controller.state.now
+        ),
+        policy,
+    )

@@ -14,6 +14,7 @@ import asyncio
 import os
 import secrets
 import signal
+import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -48,7 +49,7 @@ from kaip.local.controller.sessions import SessionStore
 from kaip.local.controller.tokens import RoleTokenAuthenticator
 from kaip.local.controller.training import TrainingRunner
 from kaip.local.gateway import Gateway
-from kaip.local.state import Commit, State
+from kaip.local.state import Commit, FileClock, State
 from kaip.local.supervisor import Supervisor, Timings, kill_orphans
 from kaip.registry import EmbeddedRegistry, RunStore, lineage_events
 from kaip.registry.backends import open_registry
@@ -104,7 +105,8 @@ async def serve(
         raise running
     coefficients = coefficients_from(os.environ, cpu_model())  # bad settings: before any start
     prices = price_book_from(os.environ, coefficients.prices)
-    state = State.open(state_dir)
+    clock = FileClock(local.wall_clock_file) if local.wall_clock_file else time.time
+    state = State.open(state_dir, clock)
     pid_file = state_dir / PID_FILE
     orphans = kill_orphans(pid_file)
     if orphans:

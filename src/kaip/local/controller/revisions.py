@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import time
 from pathlib import Path
 
 from kaip.errors import PlatformError, StorageError
@@ -37,7 +36,7 @@ class Revisions(RolloutSteps):
     async def _apply_one(
         self, kind: str, name: str, new: RevisionRun, who: str, commit: Commit | None
     ) -> str:
-        now, wall = self._clock(), time.time()
+        now, wall = self._clock(), self.state.now()
         run = self.resources.get(name)
         label = f"{kind} {name}"
         if run is None:
@@ -78,7 +77,7 @@ class Revisions(RolloutSteps):
             if run.canary is not None:
                 self._record_finish(run, "superseded", f"{who} deployed {new.revision}", who)
             record = self.state.start_rollout(
-                kind, name, run.stable.revision, new.revision, strategy, time.time()
+                kind, name, run.stable.revision, new.revision, strategy, self.state.now()
             )
             self._event(
                 kind, name, "deploy", change, who, "started", new.revision, detail=strategy,
@@ -111,7 +110,7 @@ class Revisions(RolloutSteps):
                 spec_digest=hashlib.sha256(spec_json.encode()).hexdigest(),
                 spec_json=spec_json,
                 source=str(source.resolve()),
-                created_at=time.time(),
+                created_at=self.state.now(),
             )
         )
 

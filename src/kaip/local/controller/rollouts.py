@@ -15,7 +15,6 @@ next tick decides again. Deployment events are recorded here for the whole contr
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Mapping
 
 from kaip.analysis import StepContext, run_checks, run_hooks
@@ -281,7 +280,7 @@ class RolloutSteps:
                     stable_requests=stable.requests,
                     stable_errors=stable.errors,
                     stable_p99_ms=stable.p99_ms(),
-                    at=time.time(),
+                    at=self.state.now(),
                 ),
             )
             if outcome:
@@ -335,7 +334,7 @@ class RolloutSteps:
         """The database's half of :meth:`_finish_rollout` (call it inside a transaction)."""
         rollout_run, canary = run.rollout, run.canary
         assert rollout_run is not None and canary is not None
-        wall = time.time()
+        wall = self.state.now()
         record = rollout_run.record
         self.state.finish_rollout(record.id, outcome, reason, wall)  # type: ignore[arg-type]
         if outcome == "promoted":
@@ -465,7 +464,7 @@ class RolloutSteps:
     ) -> None:
         self.state.record_event(
             EventRecord(
-                time.time(),
+                self.state.now(),
                 kind,
                 name,
                 action,
