@@ -2,8 +2,8 @@
 
 A real HTTP server on 127.0.0.1 answering ``GET /api/v1/query`` as Prometheus does, so the
 production client (:class:`kaip.kube.operator.metrics.PrometheusMetrics`) is what tests drive.
-It reads the revision and the kind of query (request count, error count, p99, busy seconds) from
-the PromQL.
+It reads the revision and the kind of query (request count, error count, p99, busy seconds, the
+GenAI p95s) from the PromQL.
 """
 
 from __future__ import annotations
@@ -36,6 +36,10 @@ class PrometheusDouble:
         numbers = self.numbers.get(match.group(1)) if match else None
         if numbers is None:
             value: float | None = None
+        elif "gen_ai_server_time_to_first_token_seconds_bucket" in promql:
+            value = None if numbers.ttft_p95_ms is None else numbers.ttft_p95_ms / 1000
+        elif "gen_ai_server_time_per_output_token_seconds_bucket" in promql:
+            value = None if numbers.tpot_p95_ms is None else numbers.tpot_p95_ms / 1000
         elif promql.startswith("histogram_quantile"):
             value = None if numbers.p99_latency_ms is None else numbers.p99_latency_ms / 1000
         elif "kaip_predict_duration_seconds_sum" in promql:

@@ -29,6 +29,35 @@ def test_numbers_come_back_per_revision_with_p99_in_milliseconds() -> None:
     assert len(prometheus.queries) == 8
 
 
+def test_genai_p95s_select_the_revisions_genai_histograms() -> None:
+    promql = queries("ml", "chat", "abc123", 30)
+    every = '{namespace="ml",model="chat",revision="abc123"}'
+    assert promql["ttft_p95"] == (
+        "histogram_quantile(0.95, sum by (le) "
+        f"(rate(gen_ai_server_time_to_first_token_seconds_bucket{every}[30s])))"
+    )
+    assert promql["tpot_p95"] == (
+        "histogram_quantile(0.95, sum by (le) "
+        f"(rate(gen_ai_server_time_per_output_token_seconds_bucket{every}[30s])))"
+    )
+
+
+def test_genai_p95s_are_asked_only_for_a_genai_gate_and_come_back_in_ms() -> None:
+    with serve_prometheus() as prometheus:
+        prometheus.numbers["new"] = RevisionMetrics(
+            50, 0, 80.0, ttft_p95_ms=624.0, tpot_p95_ms=31.2
+        )
+        source = PrometheusMetrics(prometheus.url)
+        plain = source.revision_metrics("ml", "chat", "new", 30)
+        asked = len(prometheus.queries)
+        judged = source.revision_metrics("ml", "chat", "new", 30, genai=True)
+    assert (plain.ttft_p95_ms, plain.tpot_p95_ms) == (None, None)
+    assert not any("gen_ai" in q for q in prometheus.queries[:asked])
+    assert judged.ttft_p95_ms == pytest.approx(624.0)
+    assert judged.tpot_p95_ms == pytest.approx(31.2)
+    assert judged.to_status()["p95TimeToFirstTokenMs"] == pytest.approx(624.0)
+
+
 def test_errors_never_exceed_requests() -> None:
     """Prometheus extrapolates each increase() alone: a revision failing every request had
     "114 errors of 104 requests" on the real-node tier, "error rate 109.6%" in its status."""

@@ -415,3 +415,32 @@ def test_post_rollout_hooks_are_told_each_outcome_and_replace_refuses_a_pre_roll
                   + "    analysis:\n      webhooks:\n"
                   "        - {name: smoke, type: pre-rollout, url: http://t.test/s}\n")  # fmt: skip
     assert "spec.rollout.analysis.webhooks[0].type" in str(no.value)
+
+
+def ttft_gated(batch: int) -> Served:
+    gates = "gates: {maxErrorRate: 0.05, minRequests: 20, maxP95TimeToFirstTokenMs: 450}"
+    text = SPEC.replace("gates: {maxErrorRate: 0.05, minRequests: 20}", gates)
+    served = load_text(text + f"  serve: {{batching: {{maxBatchSize: {batch}}}}}\n").documents[0]
+    assert isinstance(served.resource, Model)
+    return served.resource
+
+
+def test_a_canary_doubling_ttft_is_rolled_back_by_the_ttft_gate_on_prometheus_numbers() -> None:
+    """The operator hands Prometheus's p95s to the same kaip.policy.rollout as kaip up."""
+    old, new = ttft_gated(64), ttft_gated(8)
+    metrics = StaticMetrics({
+        revision_id(old): RevisionMetrics(400, 0, 20.0, ttft_p95_ms=312.0),
+        revision_id(new): RevisionMetrics(40, 0, 20.0, ttft_p95_ms=624.0),
+    })  # fmt: skip
+    decision = step_verdict(old, new, metrics)
+    assert decision.action == "rollback"
+    assert decision.reason == (
+        "p95 time to first token 624.0 ms exceeds maxP95TimeToFirstTokenMs 450"
+    )
+    assert decision.evidence["canary"]["p95TimeToFirstTokenMs"] == 624.0
+    metrics.numbers[revision_id(new)] = RevisionMetrics(40, 0, 20.0, ttft_p95_ms=312.0)
+    passed = step_verdict(old, new, metrics)
+    assert passed.action == "advance", passed.reason
+    assert "p95 time to first token 312.0 ms" in passed.reason
+    metrics.numbers[revision_id(new)] = RevisionMetrics(40, 0, 20.0)  # no token observed
+    assert step_verdict(old, new, metrics).action == "hold"

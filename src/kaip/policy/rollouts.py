@@ -12,7 +12,12 @@ The rules, in order:
    every remaining request succeeds) and there are at least :data:`EARLY_ROLLBACK_MIN_ERRORS` of
    them, roll back now: a revision that fails every request should not wait for more traffic.
 2. **Gates.** Once the canary has ``minRequests`` requests: roll back when its error rate
-   exceeds ``maxErrorRate`` or its p99 latency exceeds ``maxP99LatencyMs``.
+   exceeds ``maxErrorRate`` or its p99 latency exceeds ``maxP99LatencyMs``; for generative
+   models, when its p95 time to first token or per output token (from the replicas' GenAI
+   histograms) exceeds ``maxP95TimeToFirstTokenMs`` / ``maxP95TimePerOutputTokenMs``, or that
+   multiple of stable's p95 (``maxTimeToFirstTokenRatio`` / ``maxTimePerOutputTokenRatio``,
+   judged while stable has a p95 of its own). A GenAI gate with no p95 for the canary yet holds
+   the step, as missing evidence does (rule 6).
 3. **SLO, relative to stable.** Roll back when the canary breaks the SLO (``availability`` as a
    maximum error rate ``1 - availability``, ``p99LatencyMs``) while the stable revision, with
    at least ``minRequests`` requests of its own, meets it: the canary made things worse, not the
@@ -74,10 +79,23 @@ class Evidence:
     requests: int = 0
     errors: int = 0
     latencies_ms: tuple[float, ...] = field(default=(), repr=False)
+    ttft_p95_ms: float | None = None
+    """p95 time to the first output token over the window (the GenAI histograms); None: none
+    observed (or not asked: no gate needs it)."""
+    tpot_p95_ms: float | None = None
+    """p95 time per output token after the first, likewise."""
 
     def plus(self, other: Evidence, keep_latencies: int = 20_000) -> Evidence:
+        """Both windows' counts and latencies; a p95 cannot be added, so ``other``'s (the later
+        window's, where it has one) is kept."""
         latencies = (self.latencies_ms + other.latencies_ms)[-keep_latencies:]
-        return Evidence(self.requests + other.requests, self.errors + other.errors, latencies)
+        return Evidence(
+            self.requests + other.requests,
+            self.errors + other.errors,
+            latencies,
+            self.ttft_p95_ms if other.ttft_p95_ms is None else other.ttft_p95_ms,
+            self.tpot_p95_ms if other.tpot_p95_ms is None else other.tpot_p95_ms,
+        )
 
     def error_rate(self) -> float:
         return self.errors / self.requests if self.requests else 0.0
@@ -208,14 +226,16 @@ def rollout(
         limit = gates.max_p99_latency_ms
         if limit is not None and p99 is not None and p99 > limit:
             return judged("rollback", f"p99 latency {p99:.1f} ms exceeds maxP99LatencyMs {limit:g}")
-        breach = _slo_breach(canary, stable, gates.min_requests, slo)
+        breach = _slo_breach(canary, stable, gates.min_requests, slo) or _genai_breach(
+            canary, stable, gates
+        )
         if breach:
             return judged("rollback", breach)
     failed = first(checks, "fail")
     if failed is not None:
         return judged("rollback", failed.describe())
 
-    summary = f"{canary.requests} requests, {rate:.1%} errors"
+    summary = f"{canary.requests} requests, {rate:.1%} errors" + _genai_summary(canary, gates)
     if checks and not first(checks, "pending"):
         summary += "; " + "; ".join(c.describe() for c in checks)
     if step.pause is not None:
@@ -231,10 +251,11 @@ def rollout(
             f"pausing: {seconds_in_step:.0f}s of {step.pause_seconds:g}s at {step.weight}%",
         )
     pending = first(checks, "pending")
-    if canary.requests < gates.min_requests or pending is not None:
+    unmeasured = _genai_missing(canary, gates)
+    if canary.requests < gates.min_requests or pending is not None or unmeasured:
         missing = f"{canary.requests} of minRequests {gates.min_requests}"
-        if canary.requests >= gates.min_requests and pending is not None:
-            missing = pending.describe()
+        if canary.requests >= gates.min_requests:
+            missing = pending.describe() if pending is not None else unmeasured
         waited = seconds_in_step - step.pause_seconds
         if progress_deadline_seconds is not None and waited >= progress_deadline_seconds:
             late = (
@@ -281,6 +302,64 @@ def _slo_breach(canary: Evidence, stable: Evidence, min_requests: int, slo: SLO 
                 f"p99 latency {canary_p99:.1f} ms breaks the SLO {slo.p99_latency_ms:g} ms "
                 f"while stable is at {_ms(stable_p99)}"
             )
+    return ""
+
+
+GENAI_GATES = (
+    ("time to first token", "ttft_p95_ms", "maxP95TimeToFirstTokenMs", "maxTimeToFirstTokenRatio"),
+    ("time per output token", "tpot_p95_ms", "maxP95TimePerOutputTokenMs",
+     "maxTimePerOutputTokenRatio"),
+)  # fmt: skip
+"""Each GenAI gate: what it measures, the Evidence field, its absolute and its ratio gate."""
+
+
+def _genai_limits(gates: Gates) -> tuple[tuple[float | None, float | None], ...]:
+    return (
+        (gates.max_p95_time_to_first_token_ms, gates.max_time_to_first_token_ratio),
+        (gates.max_p95_time_per_output_token_ms, gates.max_time_per_output_token_ratio),
+    )
+
+
+def _genai_breach(canary: Evidence, stable: Evidence, gates: Gates) -> str:
+    """Which GenAI gate the canary fails, with its evidence, or "" if none.
+
+    Absolute: its p95 above the limit. Ratio: its p95 above that multiple of stable's, judged
+    only while stable has a p95 of its own in the window (no baseline: the ratio waits).
+    """
+    for (what, attr, absolute, ratio), (limit, multiple) in zip(
+        GENAI_GATES, _genai_limits(gates), strict=True
+    ):
+        mine, theirs = getattr(canary, attr), getattr(stable, attr)
+        if mine is None:
+            continue
+        if limit is not None and mine > limit:
+            return f"p95 {what} {mine:.1f} ms exceeds {absolute} {limit:g}"
+        if multiple is not None and theirs is not None and theirs > 0 and mine > multiple * theirs:
+            return (
+                f"p95 {what} {mine:.1f} ms is {mine / theirs:.2f}x stable's {theirs:.1f} ms: "
+                f"over {ratio} {multiple:g}"
+            )
+    return ""
+
+
+def _genai_summary(canary: Evidence, gates: Gates) -> str:
+    """The canary's GenAI p95s for a passing step's reason, when a GenAI gate judged them."""
+    said = ""
+    for (what, attr, _, _), limits in zip(GENAI_GATES, _genai_limits(gates), strict=True):
+        value = getattr(canary, attr)
+        if value is not None and limits != (None, None):
+            said += f", p95 {what} {value:.1f} ms"
+    return said
+
+
+def _genai_missing(canary: Evidence, gates: Gates) -> str:
+    """Why a GenAI gate cannot be judged yet (the canary has no p95 for it), or ""."""
+    for (what, attr, absolute, ratio), (limit, multiple) in zip(
+        GENAI_GATES, _genai_limits(gates), strict=True
+    ):
+        if getattr(canary, attr) is None and (limit is not None or multiple is not None):
+            gate = absolute if limit is not None else ratio
+            return f"no {what} observed yet for {gate}"
     return ""
 
 

@@ -93,7 +93,11 @@ class ServerMetrics(Collector):
         # metrics-server can give an HPA's CPU target (charts/kaip/extras), and what people
         # expect of any Prometheus target.
         ProcessCollector(registry=self.registry)
-        genai_labels = ["gen_ai_operation_name", "gen_ai_request_model", "error_type"]
+        # model and revision, as on every kaip series: the operator's TTFT/TPOT gates select a
+        # revision's pods by them (kaip.kube.operator.metrics).
+        genai_labels = [
+            "model", "revision", "gen_ai_operation_name", "gen_ai_request_model", "error_type"
+        ]  # fmt: skip
         self.genai_duration = Histogram(
             prometheus_name(names.GENAI_REQUEST_DURATION, "seconds"),
             "GenAI server request duration, seconds.",
@@ -220,7 +224,8 @@ class GenAIMetrics:
         error_type: str = "",
     ) -> None:
         try:
-            labels = (operation, model, error_type)
+            server = self._server
+            labels = (server.model, server.revision, operation, model, error_type)
             attrs = {names.ATTR_GENAI_OPERATION: operation, names.ATTR_GENAI_MODEL: model}
             if error_type:
                 attrs[names.ATTR_ERROR_TYPE] = error_type

@@ -14,6 +14,8 @@ checks' I/O in :mod:`kaip.analysis`, the notifications' in :mod:`kaip.notify`.
     rollout:
       steps: [{weight: 10, pauseSeconds: 60}, {weight: 50, pause: {}}, {weight: 100}]
       gates: {maxErrorRate: 0.01, minRequests: 20}
+      # generative models: p95 from the replicas' GenAI histograms, absolute or against stable
+      # gates: {maxP95TimeToFirstTokenMs: 500, maxTimePerOutputTokenRatio: 1.5, ...}
       progressDeadlineSeconds: 600    # then onNoEvidence decides: abort (default) | promote
       traffic: {canaryHeaders: {X-Canary: "yes"}, canaryCookies: {canary: always}, mirror: true}
       analysis:
@@ -218,6 +220,43 @@ class Gates(SpecModel):
         description="cost budget: roll back a canary whose cost per 1,000 requests exceeds "
         "this multiple of the stable revision's (e.g. 1.5); judged by kaip up",
     )
+    max_p95_time_to_first_token_ms: float | None = Field(
+        None,
+        gt=0,
+        description="GenAI SLO: roll back a canary whose p95 time to the first output token "
+        "(the replicas' gen_ai.server.time_to_first_token histograms) exceeds this many ms",
+    )
+    max_p95_time_per_output_token_ms: float | None = Field(
+        None,
+        gt=0,
+        description="GenAI SLO: roll back a canary whose p95 time per output token after the "
+        "first (gen_ai.server.time_per_output_token) exceeds this many ms",
+    )
+    max_time_to_first_token_ratio: float | None = Field(
+        None,
+        gt=0,
+        description="GenAI SLO: roll back a canary whose p95 time to first token exceeds this "
+        "multiple of the stable revision's (e.g. 1.5)",
+    )
+    max_time_per_output_token_ratio: float | None = Field(
+        None,
+        gt=0,
+        description="GenAI SLO: roll back a canary whose p95 time per output token exceeds "
+        "this multiple of the stable revision's (e.g. 1.5)",
+    )
+
+    @property
+    def judges_genai(self) -> bool:
+        """Whether any gate needs the GenAI histograms (time to first / per output token)."""
+        return any(
+            limit is not None
+            for limit in (
+                self.max_p95_time_to_first_token_ms,
+                self.max_p95_time_per_output_token_ms,
+                self.max_time_to_first_token_ratio,
+                self.max_time_per_output_token_ratio,
+            )
+        )
 
 
 class QueryCheck(SpecModel):

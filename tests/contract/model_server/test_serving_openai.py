@@ -127,3 +127,5 @@ def test_genai_histograms_on_metrics(client: openai.OpenAI, tiny_lm_server: Runn
         chat = [s for s in counts if s.labels["gen_ai_operation_name"] == "chat"]
         assert chat and chat[0].value >= 1, name
         assert chat[0].labels["gen_ai_request_model"] == "tiny-lm"
+        # what the operator's TTFT/TPOT gates select a revision's pods by, as on kaip's series
+        assert chat[0].labels["model"] == "tiny-lm" and chat[0].labels["revision"], chat[0]

@@ -272,7 +272,13 @@ def _spec(resource: Served) -> dict[str, Any]:
 def _evidence(metrics: RevisionMetrics) -> Evidence:
     # Prometheus answers with the p99 itself; one latency equal to it has the same p99.
     latencies = () if metrics.p99_latency_ms is None else (metrics.p99_latency_ms,)
-    return Evidence(round(metrics.requests), round(metrics.errors), latencies)
+    return Evidence(
+        round(metrics.requests),
+        round(metrics.errors),
+        latencies,
+        metrics.ttft_p95_ms,
+        metrics.tpot_p95_ms,
+    )
 
 
 def cost_evidence(

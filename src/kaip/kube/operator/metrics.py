@@ -5,7 +5,10 @@ HTTP API (``GET /api/v1/query``) with PromQL over the model server's own metrics
 server is expected to scrape the pods with a ``namespace`` label, as the Prometheus Operator's
 PodMonitor and ServiceMonitor do. :class:`StaticMetrics` serves chosen numbers (tests, dry runs).
 The busy time (the wall time of the runtime's batches, ``kaip_predict_duration_seconds_sum``) is
-what the cost gate prices (:func:`kaip.kube.operator.canary.cost_evidence`).
+what the cost gate prices (:func:`kaip.kube.operator.canary.cost_evidence`). For the GenAI gates
+the p95 time to first token and per output token come from the replicas' GenAI histograms
+(``gen_ai_server_time_to_first_token_seconds`` and ``..._time_per_output_token_seconds``), asked
+only when a gate needs them.
 
 Never decides anything: :mod:`kaip.policy` judges the numbers.
 """
@@ -20,7 +23,14 @@ from typing import Any, Final, Protocol
 import httpx
 
 from kaip.errors import MetricsError
-from kaip.telemetry import PREDICT_DURATION, REQUEST_DURATION, REQUESTS_TOTAL
+from kaip.telemetry import (
+    GENAI_TIME_PER_OUTPUT_TOKEN,
+    GENAI_TIME_TO_FIRST_TOKEN,
+    PREDICT_DURATION,
+    REQUEST_DURATION,
+    REQUESTS_TOTAL,
+    prometheus_name,
+)
 
 ERROR_MATCHER: Final = 'status=~"5.."'
 """The model server labels each request with its HTTP status; errors are the 5xx answers."""
@@ -36,6 +46,10 @@ class RevisionMetrics:
     errors: float
     p99_latency_ms: float | None
     busy_seconds: float | None = None
+    ttft_p95_ms: float | None = None
+    """p95 time to first token over the window (None: none observed, or not asked)."""
+    tpot_p95_ms: float | None = None
+    """p95 time per output token after the first, likewise."""
 
     @property
     def error_rate(self) -> float:
@@ -51,6 +65,10 @@ class RevisionMetrics:
             evidence["p99LatencyMs"] = round(self.p99_latency_ms, 3)
         if self.busy_seconds is not None:
             evidence["busySeconds"] = round(self.busy_seconds, 3)
+        if self.ttft_p95_ms is not None:
+            evidence["p95TimeToFirstTokenMs"] = round(self.ttft_p95_ms, 3)
+        if self.tpot_p95_ms is not None:
+            evidence["p95TimePerOutputTokenMs"] = round(self.tpot_p95_ms, 3)
         return evidence
 
 
@@ -58,9 +76,10 @@ class MetricsSource(Protocol):
     """Per-revision evidence for the rollout gates."""
 
     def revision_metrics(
-        self, namespace: str, name: str, revision: str, window_seconds: float
+        self, namespace: str, name: str, revision: str, window_seconds: float, genai: bool = False
     ) -> RevisionMetrics:
-        """What revision ``revision`` of Model ``name`` served over the last ``window_seconds``.
+        """What revision ``revision`` of Model ``name`` served over the last ``window_seconds``;
+        with ``genai``, its p95 time to first token and per output token too.
 
         Raises :class:`~kaip.errors.MetricsError` when the source cannot answer.
         """
@@ -72,9 +91,14 @@ def _selector(namespace: str, name: str, revision: str, *extra: str) -> str:
     return "{" + ",".join(labels) + "}"
 
 
+TTFT_SECONDS: Final = prometheus_name(GENAI_TIME_TO_FIRST_TOKEN, "seconds")
+TPOT_SECONDS: Final = prometheus_name(GENAI_TIME_PER_OUTPUT_TOKEN, "seconds")
+
+
 def queries(namespace: str, name: str, revision: str, window_seconds: float) -> dict[str, str]:
-    """The PromQL for one revision: ``requests``, ``errors``, ``p99`` (seconds) and ``busy``
-    (seconds of batch wall time)."""
+    """The PromQL for one revision: ``requests``, ``errors``, ``p99`` (seconds), ``busy``
+    (seconds of batch wall time), and the GenAI ``ttft_p95`` and ``tpot_p95`` (seconds: every
+    operation and outcome of the revision's pods, summed by bucket as ``kaip up`` does)."""
     window = f"[{max(1, round(window_seconds))}s]"
     every = _selector(namespace, name, revision)
     errors = _selector(namespace, name, revision, ERROR_MATCHER)
@@ -86,6 +110,12 @@ def queries(namespace: str, name: str, revision: str, window_seconds: float) -> 
             f"(rate({REQUEST_DURATION}_bucket{every}{window})))"
         ),
         "busy": f"sum(increase({PREDICT_DURATION}_sum{every}{window}))",
+        "ttft_p95": (
+            f"histogram_quantile(0.95, sum by (le) (rate({TTFT_SECONDS}_bucket{every}{window})))"
+        ),
+        "tpot_p95": (
+            f"histogram_quantile(0.95, sum by (le) (rate({TPOT_SECONDS}_bucket{every}{window})))"
+        ),
     }
 
 
@@ -106,13 +136,15 @@ class PrometheusMetrics:
         self._client.close()
 
     def revision_metrics(
-        self, namespace: str, name: str, revision: str, window_seconds: float
+        self, namespace: str, name: str, revision: str, window_seconds: float, genai: bool = False
     ) -> RevisionMetrics:
         promql = queries(namespace, name, revision, window_seconds)
         requests = self._scalar(promql["requests"])
         errors = self._scalar(promql["errors"])
         p99 = self._scalar(promql["p99"])
         busy = self._scalar(promql["busy"])
+        ttft = self._scalar(promql["ttft_p95"]) if genai else None
+        tpot = self._scalar(promql["tpot_p95"]) if genai else None
         # Each increase() extrapolates its own series to the window's edges, and the 5xx series
         # of a failing revision starts later than its total: errors can come back above requests
         # (a real Prometheus said 114 of 104 for a revision failing every request).
@@ -121,6 +153,8 @@ class PrometheusMetrics:
             errors=min(errors or 0.0, requests or 0.0),
             p99_latency_ms=None if p99 is None else p99 * 1000.0,
             busy_seconds=busy,
+            ttft_p95_ms=None if ttft is None else ttft * 1000.0,
+            tpot_p95_ms=None if tpot is None else tpot * 1000.0,
         )
 
     def _scalar(self, promql: str) -> float | None:
@@ -175,7 +209,7 @@ class StaticMetrics:
         self.asked: list[tuple[str, str, str]] = []
 
     def revision_metrics(
-        self, namespace: str, name: str, revision: str, window_seconds: float
+        self, namespace: str, name: str, revision: str, window_seconds: float, genai: bool = False
     ) -> RevisionMetrics:
         self.asked.append((namespace, name, revision))
         return self.numbers.get(revision, RevisionMetrics(0.0, 0.0, None))

@@ -320,12 +320,13 @@ class Reconciler:
             stable_spec = state.stable_spec if state is not None else None
             resource = self.versions.pin(resource, stable_spec, changed)
             workload = plan_workload(resource, self.settings, namespace)
+        genai = resource.spec.rollout.gates.judges_genai
         moved = progress(
             state,
             resource,
             now,
             lambda revision, window: self.metrics.revision_metrics(
-                namespace, name, revision, window
+                namespace, name, revision, window, genai=genai
             ),
             Command.from_annotations(meta.get("annotations")),
             analyze=lambda analysis, step: asyncio.run(run_checks(analysis, step)),

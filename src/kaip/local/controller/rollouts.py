@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 from kaip.analysis import StepContext, run_checks, run_hooks
 from kaip.errors import PlatformError
+from kaip.local.controller.genai_evidence import SCRAPE_INTERVAL_S, ReplicaHistograms, scrape
 from kaip.local.controller.runtime import ResourceRun, RevisionRun
 from kaip.local.gateway import Gateway
 from kaip.local.state import Commit, EventRecord, State, StepRecord
@@ -98,6 +100,8 @@ class RolloutSteps:
             elif late is not None:
                 self._verdict(run, late, now)
             return
+        if spec.gates.judges_genai:
+            self._read_genai(run, now)
         if rollout_run.step_started_at is None:
             if canary_ready:
                 rollout_run.step_started_at = now
@@ -111,6 +115,10 @@ class RolloutSteps:
                 rollout_run.canary = rollout_run.canary.plus(evidence)
             elif revision == run.stable.revision:
                 rollout_run.stable = rollout_run.stable.plus(evidence)
+        if spec.gates.judges_genai:
+            genai = rollout_run.genai
+            rollout_run.canary = _with_p95s(rollout_run.canary, genai.p95_ms(canary.revision))
+            rollout_run.stable = _with_p95s(rollout_run.stable, genai.p95_ms(run.stable.revision))
         verdict = rollout(
             step_index=rollout_run.step_index,
             steps=spec.steps,
@@ -127,6 +135,45 @@ class RolloutSteps:
         if has_budget(spec.gates):
             verdict = self._cost_gate(run, verdict)
         self._verdict(run, verdict, now)
+
+    def _read_genai(self, run: ResourceRun, now: float) -> None:
+        """Fold the last read of the replicas' GenAI histograms in; read again when due.
+
+        The read runs as a task beside the loop, as the checks do; a tick never waits for it.
+        """
+        rollout_run, canary = run.rollout, run.canary
+        assert rollout_run is not None and canary is not None
+        task = rollout_run.genai_task
+        if task is not None and task.done():
+            rollout_run.genai_task = None
+            if not task.cancelled():
+                problem = task.exception()
+                if problem is None:
+                    rollout_run.genai.fold(task.result())
+                else:
+                    self.report(f"{run.kind} {run.name}: reading GenAI metrics failed: {problem!r}")
+        read_at = rollout_run.genai_read_at
+        if rollout_run.genai_task is None and (
+            read_at is None or now - read_at >= SCRAPE_INTERVAL_S
+        ):
+            targets = [
+                (r.id, r.revision, r.port)
+                for revision in (canary.revision, run.stable.revision)
+                for r in self.supervisor.replicas(run.name, revision)
+                if r.serving and r.port
+            ]
+            rollout_run.genai_read_at = now
+            rollout_run.genai_task = asyncio.get_running_loop().create_task(
+                self._scrape_genai(targets)
+            )
+
+    async def _scrape_genai(
+        self, targets: list[tuple[str, str, int]]
+    ) -> dict[str, ReplicaHistograms]:
+        try:
+            return await scrape(targets)
+        finally:
+            self.wake()
 
     def _cost_gate(self, run: ResourceRun, verdict: Verdict) -> Verdict:
         """The verdict after the rollout's cost budget, judged on each revision's cost so far."""
@@ -481,3 +528,8 @@ class RolloutSteps:
                 version.created_at if version else None,
             )
         )
+
+
+def _with_p95s(evidence: Evidence, p95s: tuple[float | None, float | None]) -> Evidence:
+    """``evidence`` with this step's p95 time to first token and per output token."""
+    return replace(evidence, ttft_p95_ms=p95s[0], tpot_p95_ms=p95s[1])

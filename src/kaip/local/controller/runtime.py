@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from kaip.local.controller.genai_evidence import GenAIWindow, ReplicaHistograms
 from kaip.local.controller.pinning import RemotePinning
 from kaip.local.state import Commit, RolloutRecord
 from kaip.local.supervisor import Launch
@@ -78,6 +79,10 @@ class RolloutRun:
     """Whether the ``pre-rollout`` webhooks said yes (until then the new revision gets no
     traffic by weight); a rollout resumed past its first step has passed them."""
     hooks_task: asyncio.Task[tuple[CheckResult, ...]] | None = field(default=None, repr=False)
+    genai: GenAIWindow = field(default_factory=GenAIWindow, repr=False)
+    """The revisions' GenAI histograms this step (read only when a GenAI gate is set)."""
+    genai_read_at: float | None = None
+    genai_task: asyncio.Task[dict[str, ReplicaHistograms]] | None = field(default=None, repr=False)
 
     def forget_checks(self) -> None:
         """A new step (or the end): the checks are asked afresh, an answer on its way is dropped."""
@@ -87,6 +92,10 @@ class RolloutRun:
             self.hooks_task.cancel()
             self.hooks_task = None
         self.checks, self.checks_asked_at, self.checks_task = (), None, None
+        if self.genai_task is not None:
+            self.genai_task.cancel()
+            self.genai_task = None
+        self.genai.new_step()
 
     @property
     def strategy(self) -> str:

@@ -1,0 +1,106 @@
+"""The TTFT gate through a real ``kaip up`` (issue 17, must-show: "a canary whose revision doubles
+TTFT is rolled back by the TTFT gate").
+
+examples/tiny-lm's model, with a pause before its first token set in its file (``delay_s``): the
+stable revision waits 0.2 s, a retrained one 0.4 s. Streamed chat requests go through the gateway
+while ``kaip deploy --wait`` walks the canary; the controller reads both revisions' GenAI
+histograms from their replicas' ``/metrics`` and :func:`kaip.policy.rollout` judges the p95
+against ``maxP95TimeToFirstTokenMs: 450``. With kaip's doubling buckets a 0.2 s first token reads
+as a p95 of 312 ms and 0.4 s as 624 ms (:mod:`kaip.policy.genai`), so the machine's load has
+~120 ms of room on the stable side before the numbers move. Timing is never asserted beyond that.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from local_platform import Load, LocalPlatform, wait_for
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+DELAYED = '''
+
+class Delayed(TinyLM):
+    """TinyLM, pausing before its first token as a slower engine would."""
+
+    delay_s = 0.2
+
+    def generate(self, prompt, **params):  # type: ignore[no-untyped-def]
+        import time
+
+        time.sleep(self.delay_s)
+        yield from super().generate(prompt, **params)
+'''
+SPEC = """\
+apiVersion: kaip.dev/v1alpha1
+kind: Model
+metadata: {name: tiny-lm}
+spec:
+  owner: e2e
+  artifact: {uri: model.py, format: python, entrypoint: "model:Delayed", trust: true}
+  serve: {protocols: [openai]}
+  scaling: {minReplicas: 1, maxReplicas: 1, targetConcurrency: 50}
+  rollout:
+    steps: [{weight: 50, pauseSeconds: 1}, {weight: 100, pauseSeconds: 1}]
+    gates: {maxErrorRate: 0.05, minRequests: 10, maxP95TimeToFirstTokenMs: 450}
+"""
+CHAT = {
+    "model": "tiny-lm",
+    "messages": [{"role": "user", "content": "the sea and the river"}],
+    "max_tokens": 8,
+    "stream": True,
+}
+GATE = re.compile(r"p95 time to first token (\d+\.\d) ms exceeds maxP95TimeToFirstTokenMs 450")
+PASSED = re.compile(r", p95 time to first token (\d+\.\d) ms\)")
+
+
+def set_delay(spec_dir: Path, delay_s: float, note: str) -> None:
+    """Retrain: the same model with another pause before its first token (a new revision)."""
+    model = spec_dir / "model.py"
+    text = re.sub(r"delay_s = .*", f"delay_s = {delay_s}  # {note}", model.read_text())
+    model.write_text(text)
+
+
+def test_a_canary_doubling_ttft_is_rolled_back_by_the_ttft_gate_and_an_equal_one_promoted(
+    platform: LocalPlatform,
+) -> None:
+    spec_dir = platform.spec_dir
+    spec_dir.mkdir(parents=True)
+    shutil.copy(ROOT / "examples" / "tiny-lm" / "model.py", spec_dir / "model.py")
+    with (spec_dir / "model.py").open("a") as model:
+        model.write(DELAYED)
+    spec = spec_dir / "kaip.yaml"
+    spec.write_text(SPEC)
+    platform.up(spec)
+    stable = platform.resource("tiny-lm")["stable"]
+    load = Load(f"{platform.url}/v1/chat/completions", workers=2, body=CHAT).start()
+    wait_for(lambda: load.counts()[0] >= 10, "streamed chat on the stable revision")
+
+    set_delay(spec_dir, 0.4, "twice the time to first token")
+    slow = platform.cli("deploy", str(spec), "--wait", "--timeout", "5m")
+    assert slow.returncode == 4, slow.stdout + slow.stderr
+    assert GATE.search(slow.stderr), slow.stderr
+    (rolled,) = platform.rollouts("tiny-lm")
+    assert rolled["status"] == "rolled_back"
+    reason = rolled["verdicts"][-1]["reason"]
+    found = GATE.fullmatch(reason)
+    assert found is not None, reason
+    assert float(found.group(1)) > 450  # the canary's own p95, not a stand-in
+    assert platform.resource("tiny-lm")["stable"] == stable
+
+    set_delay(spec_dir, 0.2, "the same time to first token, retrained")
+    same = platform.cli("deploy", str(spec), "--wait", "--timeout", "5m")
+    _, failed = load.stop()
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert failed == 0, load.failures[:5]
+    promoted = platform.rollouts("tiny-lm")[0]
+    assert promoted["status"] == "promoted", promoted
+    reasons = [v["reason"] for v in promoted["verdicts"]]
+    judged = [PASSED.search(r) for r in reasons]
+    assert all(judged), reasons  # every step judged the canary's p95, within the gate
+    assert all(float(m.group(1)) <= 450 for m in judged if m), reasons
+    assert platform.resource("tiny-lm")["stable"] == promoted["to_revision"] != stable
