@@ -6,10 +6,11 @@ equal to what ``kaip render`` produces now. Each set is applied with ``kubectl a
 --server-side --dry-run=server`` (strict field validation, so an unknown or misplaced field
 fails), with PodSecurity ``warn`` on so that a pod template outside the restricted profile shows
 up as a warning; and each pod template is also sent as a Pod, which the ``enforce`` level
-rejects outright. HTTPRoute, ScaledObject and JobSet are checked against the real CRDs: Gateway
-API's from the harness cache (``tools/k8s/build.sh``), KEDA's and JobSet's from their Go modules
-(``go mod download``, cached in the module cache; JobSet's version is the one Kueue's module
-requires, so the Kueue build has usually fetched it already).
+rejects outright. HTTPRoute, ScaledObject, JobSet and InferencePool are checked against the real
+CRDs: Gateway API's from the harness cache (``tools/k8s/build.sh``), KEDA's, JobSet's and the
+Gateway API Inference Extension's from their Go modules (``go mod download``, cached in the
+module cache; JobSet's version is the one Kueue's module requires, so the Kueue build has usually
+fetched it already; the Inference Extension's is the endpoint picker's version kaip renders).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from kube_harness import ControlPlane, cluster_crds
 
 from kaip.plan import build_plan
 from kaip.render.kube import kustomize_files, manifests_yaml, render_manifests
+from kaip.render.kube.inference_pool import EPP_VERSION
 from kaip.settings import Settings
 from kaip.spec import load_paths
 
@@ -38,10 +40,13 @@ KEDA_CRD = "config/crd/bases/keda.sh_scaledobjects.yaml"
 HTTPROUTE_CRD = "gateway.networking.k8s.io_httproutes.yaml"
 JOBSET_MODULE = ("sigs.k8s.io/jobset", "v0.11.1")
 JOBSET_CRD = "config/components/crd/bases/jobset.x-k8s.io_jobsets.yaml"
+INFERENCE_MODULE = ("sigs.k8s.io/gateway-api-inference-extension", EPP_VERSION)
+INFERENCE_CRD = "config/crd/bases/inference.networking.k8s.io_inferencepools.yaml"
 CRD_NAMES = (
     "httproutes.gateway.networking.k8s.io",
     "scaledobjects.keda.sh",
     "jobsets.jobset.x-k8s.io",
+    "inferencepools.inference.networking.k8s.io",
 )
 
 
@@ -89,6 +94,7 @@ def restricted_namespace(kube_api: ControlPlane) -> str:
         httproute[0],
         _module_dir(*KEDA_MODULE) / KEDA_CRD,
         _module_dir(*JOBSET_MODULE) / JOBSET_CRD,
+        _module_dir(*INFERENCE_MODULE) / INFERENCE_CRD,
     )
     for crd in crds:
         applied = _kubectl(kube_api, "apply", "--server-side", "--force-conflicts", "-f", str(crd))

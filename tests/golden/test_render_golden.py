@@ -51,6 +51,7 @@ CASES: dict[str, Case] = {
         canary_weight=0,
     ),
     "keda": Case([FIXTURES / "keda.yaml"], kube={"autoscaler": "keda"}),
+    "inference-pool": Case([FIXTURES / "inference-pool.yaml"], namespace="llm"),
     "pod-options": Case([FIXTURES / "pod-options.yaml"]),
     "training-kueue": Case([FIXTURES / "training-kueue.yaml"], kube={"kueue_queue": "gpu-team"}),
     "training-jobset": Case(

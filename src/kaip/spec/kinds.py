@@ -330,7 +330,9 @@ class Serve(SpecModel):
         description=(
             "how the gateway picks a replica: least-request (default), or prefix-affinity "
             "(OpenAI requests sharing a long prompt prefix go to the replica likely to hold it "
-            "in its KV cache, unless it is much busier)"
+            "in its KV cache, unless it is much busier); on Kubernetes, prefix-affinity also "
+            "renders an InferencePool of the Model's pods and its endpoint picker (Gateway API "
+            "Inference Extension)"
         ),
     )
     batching: Batching = Field(default_factory=Batching)

@@ -15,6 +15,7 @@ from typing import Final
 from kaip.errors import Problem
 from kaip.plan import REVISION_LENGTH, Workload
 from kaip.render.kube.artifacts import ArtifactPathProblem, place_artifact
+from kaip.render.kube.inference_pool import picker_name, uses_inference_pool
 from kaip.spec import App, Model, TrainingJob
 
 MAX_NAME: Final = 63
@@ -135,6 +136,22 @@ def collision_problems(workloads: Iterable[Workload]) -> list[Problem]:
                     f"(line {other.line}) would own the same objects in namespace "
                     f"{workload.namespace!r}",
                     "give one of them another name",
+                )
+            )
+    for workload in first.values():
+        if not uses_inference_pool(workload):
+            continue
+        picker = picker_name(workload)
+        clash = first.get((workload.namespace, picker))
+        if clash is not None:
+            problems.append(
+                _problem(
+                    clash,
+                    "metadata.name",
+                    f"{clash.kind} {picker!r} would share its Service and ServiceAccount with the "
+                    f"endpoint picker of Model {workload.name!r} (line {workload.line}), which "
+                    "routes by prefix affinity",
+                    f"rename {picker!r}, or rename Model {workload.name!r}",
                 )
             )
     return problems

@@ -34,6 +34,8 @@ KIND_ORDER: Final = (
     "NetworkPolicy",
     "PodDisruptionBudget",
     "ServiceAccount",
+    "Role",
+    "RoleBinding",
     "ConfigMap",
     "Service",
     "Deployment",
@@ -41,6 +43,7 @@ KIND_ORDER: Final = (
     "ScaledObject",
     "Job",
     "HTTPRoute",
+    "InferencePool",
 )
 _RANK: Final = {kind: rank for rank, kind in enumerate(KIND_ORDER)}
 

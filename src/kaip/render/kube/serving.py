@@ -10,7 +10,8 @@ with ``traffic.mirror``, the weighted rule's ``RequestMirror`` filter copies its
 canary's Service).
 Per live revision (``NAME-REVISION``): Deployment, Service, PodDisruptionBudget, an autoscaler
 (HPA ``autoscaling/v2``, or a KEDA ScaledObject) and, for a Model, an immutable ConfigMap
-holding the pod-local spec.
+holding the pod-local spec. A Model with ``serve.routing: prefix-affinity`` also gets an
+InferencePool and its endpoint picker (:mod:`kaip.render.kube.inference_pool`).
 
 Scaling: ``minReplicas == maxReplicas`` pins ``replicas`` and renders no autoscaler. Otherwise
 the Deployment leaves ``replicas`` to the autoscaler (so ``kaip apply`` never fights it). HPA
@@ -35,6 +36,7 @@ import yaml
 from kaip.plan import Workload
 from kaip.render.kube import pod_options
 from kaip.render.kube.artifacts import place_artifact, pod_local_model
+from kaip.render.kube.inference_pool import inference_pool_objects, uses_inference_pool
 from kaip.render.kube.network import network_policy
 from kaip.render.kube.pods import (
     SPEC_FILE,
@@ -438,6 +440,8 @@ def serving_objects(
         stable_service(workload),
         http_route(workload, backends),
     ]
+    if uses_inference_pool(workload):
+        objects += inference_pool_objects(workload, service_port(workload))
     for live, _weight in backends:
         objects += revision_objects(live, settings)
     return objects
