@@ -5,7 +5,8 @@ what arrived (path, traceparent, body size, forwarded prefix, all headers), so t
 routing from the outside. ``/hold?k`` and ``/sse?k`` park until ``/release?k`` is called
 (sticky per key ``k``), which lets tests prove least-outstanding balancing and incremental
 streaming without any timing. ``GET /_seen`` (asked directly) lists the path and body size of
-every other request it got; a replica named ``broken...`` answers 500 to all of them.
+every other request it got (``seen``) and their ``traceparent`` headers (``traceparents``); a
+replica named ``broken...`` answers 500 to all of them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ REPLICA = sys.argv[2] if len(sys.argv) > 2 else "backend"
 BROKEN = REPLICA.startswith("broken")  # answers 500 to everything but /_seen
 _released: dict[str, asyncio.Event] = {}
 _seen: list[tuple[str, int]] = []  # (path, body size) of every request but /_seen
+_traceparents: list[str] = []  # their traceparent headers, in the same order
 
 
 def _event(key: str) -> asyncio.Event:
@@ -40,9 +42,10 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     path: str = scope["path"]
     query = scope["query_string"].decode()
     if path == "/_seen":  # asked directly, not through the gateway
-        await _json(send, 200, {"seen": _seen})
+        await _json(send, 200, {"seen": _seen, "traceparents": _traceparents})
         return
     _seen.append((path, len(body)))
+    _traceparents.append(headers.get(b"traceparent", b"").decode())
     if BROKEN:
         await _json(send, 500, {"replica": REPLICA, "error": "broken on purpose"})
         return

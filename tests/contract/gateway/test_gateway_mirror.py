@@ -14,6 +14,7 @@ from test_gateway_signals import labels, scrape
 
 from kaip.local.gateway import Backend, Route
 from kaip.local.gateway.stats import RevisionStats
+from kaip.telemetry.spans import CLIENT, FinishedSpan, SpanRecorder
 
 
 def shadowed(stable: Backend, canary: Backend, *, mirror: bool = True) -> Route:
@@ -72,6 +73,32 @@ def test_every_request_stable_serves_is_copied_to_the_canary_and_counted(
     assert sorted(seen(b)) == sorted([*sent, ("/v2/models/alpha/infer/marked", 0)])
     assert sorted(seen(a)) == sorted(sent)  # A never saw the marked request
     assert taken["s1"].requests == len(sent) and taken["c1"].errors == 0
+
+
+def test_a_traced_request_s_copy_carries_the_client_s_traceparent_not_the_attempt_s(
+    spawn_backend: Callable[[str], BackendProcess],
+) -> None:
+    """The copy is no attempt of the request: when the gateway traces, stable gets the span of
+    its attempt as parent while the canary gets what the client sent, as it would untraced."""
+    a, b = spawn_backend("A"), spawn_backend("B")
+    route = shadowed(backend("A", "s1", a.port), backend("B", "c1", b.port))
+    spans: list[FinishedSpan] = []
+    given = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+    async def scenario() -> str:
+        async with running([route], tracer=SpanRecorder(spans.append)) as (_, client):
+            answer = await client.post("/v2/models/alpha/infer", headers={"traceparent": given})
+            assert answer.json()["replica"] == "A"
+            await until(lambda: len(seen(b)) == 1, "the copy at B")
+            traceparent: str = answer.json()["traceparent"]
+            return traceparent
+
+    at_stable = run(scenario())
+    (attempt,) = (s for s in spans if s.kind == CLIENT)
+    assert at_stable == f"00-{attempt.trace_id:032x}-{attempt.span_id:016x}-01"
+    assert at_stable.split("-")[1] == given.split("-")[1]
+    copies = httpx.get(f"http://127.0.0.1:{b.port}/_seen", timeout=10, trust_env=False).json()
+    assert copies["traceparents"] == [given]
 
 
 def test_without_mirror_the_canary_at_weight_zero_gets_nothing(

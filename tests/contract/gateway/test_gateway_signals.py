@@ -142,21 +142,28 @@ def test_a_retried_request_is_one_trace_with_both_attempts_exported_by_otlp(
                     seen = await scrape(client)
                     key = labels(kind="model", resource="m", revision="r", owner="team-c")
                     if seen[("kaip_gateway_retries_total", key)] == 1.0:
-                        return answers
-                raise AssertionError("no request was ever sent to the dead replica first")
+                        break
+                else:
+                    raise AssertionError("no request was ever sent to the dead replica first")
+                for i in range(len(answers), len(answers) + 2):  # D is ejected: one attempt each
+                    parent = f"00-{client_trace}-{i + 1:016x}-01"
+                    answer = await client.get("/v2/models/m/ready", headers={"traceparent": parent})
+                    answers.append(answer.json())
+                assert (await scrape(client))[("kaip_gateway_retries_total", key)] == 1.0
+                return answers
 
         answers = run(scenario())
         provider.force_flush()
-        retried = answers[-1]
-        spans = receiver.wait_for(client_trace, 3 * len(answers))
+        retried = answers[-3]
+        spans = receiver.wait_for(client_trace, 2 * len(answers) + 1)  # a retry adds one
         provider.shutdown()
 
     by_id = {s.span_id.hex(): s for s in spans}
     servers = [s for s in spans if s.kind == s.SPAN_KIND_SERVER]
     clients = [s for s in spans if s.kind == s.SPAN_KIND_CLIENT]
     assert len(servers) == len(answers)  # one server span per request, in the client's trace
-    last_server = max(servers, key=lambda s: s.start_time_unix_nano)
-    assert last_server.parent_span_id.hex() == f"{len(answers):016x}"  # the client's span
+    last_server = sorted(servers, key=lambda s: s.start_time_unix_nano)[-3]  # the retried one
+    assert last_server.parent_span_id.hex() == f"{len(answers) - 2:016x}"  # the client's span
     attempts = sorted(
         (s for s in clients if s.parent_span_id == last_server.span_id),
         key=lambda s: s.start_time_unix_nano,
@@ -168,6 +175,12 @@ def test_a_retried_request_is_one_trace_with_both_attempts_exported_by_otlp(
     assert second["http.response.status_code"] == 200
     # The replica saw the second attempt's span as its parent, in the client's trace.
     assert retried["traceparent"] == f"00-{client_trace}-{attempts[1].span_id.hex()}-01"
+    # A request answered at once saw its one attempt's span (written into the head once).
+    for i, answer in enumerate(answers[-2:], start=len(answers) - 1):
+        (server_span,) = (s for s in servers if s.parent_span_id.hex() == f"{i:016x}")
+        (attempt,) = (s for s in clients if s.parent_span_id == server_span.span_id)
+        assert answer["replica"] == "L"
+        assert answer["traceparent"] == f"00-{client_trace}-{attempt.span_id.hex()}-01"
     server = _attributes(last_server)
     assert server["http.request.method"] == "GET" and server["url.path"] == "/v2/models/m/ready"
     assert server["http.response.status_code"] == 200

@@ -41,7 +41,7 @@ from kaip.local.gateway.routes import Backend, CompiledRoute, RouteKind
 from kaip.local.gateway.server import ClientConnection, Request
 from kaip.local.gateway.signals import Observation
 from kaip.local.gateway.stats import StatsRecorder
-from kaip.local.gateway.trace import is_valid_traceparent, new_traceparent
+from kaip.local.gateway.trace import passed_on, with_traceparent
 from kaip.local.gateway.upstream import Outcome, UpstreamConnection, UpstreamPool
 
 log = logging.getLogger("kaip.local.gateway")
@@ -95,12 +95,10 @@ class Forwarder:
         observed: Observation | None = None,
     ) -> None:
         """Send to a chosen replica; on a failure before any answer, try another (module doc)."""
-        traceparent = b""
-        for header, value in request.headers:
-            if header.lower() == b"traceparent":
-                traceparent = value.strip()
-        if not traceparent or not is_valid_traceparent(traceparent):
-            traceparent = new_traceparent()
+        # When tracing, the head carries the first attempt's traceparent from the start: a
+        # retry alone swaps in its own (_traced).
+        first = observed.head_traceparent() if observed is not None else None
+        traceparent = first or passed_on(request.headers)
         body = request.body
         data = request_head(
             request.method,
@@ -118,7 +116,11 @@ class Forwarder:
         outstanding = self.outstanding
         revision = pinned or pick_revision(route, self._rng) or ""
         if pinned is None and (shadows := route.mirror_to(revision)):
-            self._mirror.submit(route, shadows, data, body, timeout_s)
+            # A copy is no attempt of this request: it carries no span id of the gateway's.
+            copy = (
+                data if first is None else with_traceparent(data, first, passed_on(request.headers))
+            )
+            self._mirror.submit(route, shadows, copy, body, timeout_s)
         hashes: list[int] = []
         if route.route.prefix_affinity and (prompt := prompt_of(upstream_target, request.body)):
             hashes = block_hashes(prompt)
@@ -281,8 +283,7 @@ def _traced(
     mine = observed.attempt(backend.revision, backend.replica, backend.host, backend.port)
     if mine is None:
         return data, traceparent
-    end = data.index(b"\r\n\r\n")  # request_head writes traceparent last
-    return data[: end - len(traceparent)] + mine + data[end:], mine
+    return with_traceparent(data, traceparent, mine), mine
 
 
 def _timeout_message(route: CompiledRoute, last: Backend, timeout_s: float, timeouts: int) -> str:

@@ -210,6 +210,7 @@ class Observation:
         "_attempt",
         "_busy",
         "_method",
+        "_next_span",
         "_replica",
         "_sent",
         "kind",
@@ -240,10 +241,22 @@ class Observation:
         self._busy: _Busy | None = None
         self._sent = 0  # attempts started
         self._replica = ""  # the replica tried last
+        self._next_span = 0  # the next attempt's span id, already in the request head (0: none)
+
+    def head_traceparent(self) -> bytes | None:
+        """The ``traceparent`` to build the request head with: the first attempt's, its span id
+        minted now so that :meth:`attempt` need not change the head (None: not tracing; pass the
+        client's on, see :func:`kaip.local.gateway.trace.passed_on`)."""
+        trace = self.trace
+        if trace is None:
+            return None
+        self._next_span = span_id = new_span_id()
+        return traceparent(trace.trace_id, span_id, trace.sampled)
 
     def attempt(self, revision: str, replica: str, host: str, port: int) -> bytes | None:
-        """An attempt on a replica begins; returns the ``traceparent`` it must carry (or None:
-        keep the client's). Every attempt after the first counts as a retry of ``revision``."""
+        """An attempt on a replica begins; returns the ``traceparent`` it must carry, or None
+        when the head already carries it (not tracing, or the one :meth:`head_traceparent`
+        gave). Every attempt after the first counts as a retry of ``revision``."""
         sent = self._sent
         self._sent = sent + 1
         if sent:
@@ -259,7 +272,11 @@ class Observation:
         trace = self.trace
         if trace is None:
             return None
-        span_id = new_span_id()
+        span_id, self._next_span = self._next_span, 0
+        mine = None
+        if not span_id:
+            span_id = new_span_id()
+            mine = traceparent(trace.trace_id, span_id, trace.sampled)
         if trace.sampled:
             attributes: dict[str, AttributeValue] = {
                 "server.address": host,
@@ -269,7 +286,7 @@ class Observation:
             if sent:
                 attributes["http.request.resend_count"] = sent
             self._attempt = (span_id, time.time_ns(), attributes)
-        return traceparent(trace.trace_id, span_id, trace.sampled)
+        return mine
 
     def _release(self, answered: bool) -> None:
         busy, self._busy = self._busy, None
