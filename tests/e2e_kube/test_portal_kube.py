@@ -48,6 +48,7 @@ class Portal:
     tokens: dict[str, str]
     plane: ControlPlane
     gamma_url: str
+    prometheus_url: str
     """A real model server serving gamma, scraped by the portal's Prometheus."""
 
     def get(self, path: str, who: str | None, **params: Any) -> httpx.Response:
@@ -256,7 +257,7 @@ def portal(
                 pass
             assert time.monotonic() < deadline, (work / "portal.log").read_text()
             time.sleep(0.5)
-        yield Portal(url, namespace, tokens, plane, served)
+        yield Portal(url, namespace, tokens, plane, served, prom)
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -384,6 +385,24 @@ def test_the_catalog_and_charts_show_traffic_from_prometheus(portal: Portal) -> 
     assert alpha["traffic"] is None  # nothing serves alpha: Prometheus has no series of it
     page = portal.get("/resources/gamma", "viewer").text
     assert 'data-chart="rate"' in page and ("<polyline" in page or "<circle" in page)
+
+    # Cost and energy columns: kaip.accounting over the replicas' windows, as kaip cost reads them
+    while gamma().get("cost_per_1k_usd") is None:
+        assert time.monotonic() < deadline + 60, gamma()
+        time.sleep(1)
+    shown = gamma()
+    assert shown["cost_method"] == "estimated" and shown["joules_per_request"] > 0
+    report = subprocess.run(
+        [sys.executable, "-m", "kaip.cli", "cost", "--prometheus", portal.prometheus_url,
+         "-n", portal.namespace, "--since", "1h", "-o", "json"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    (row,) = [r for r in json.loads(report.stdout)["rows"] if r["resource"] == "gamma"]
+    # the same kernel and prices over windows a few seconds apart: the replica idles between
+    assert shown["cost_per_1k_usd"] == pytest.approx(row["cost_per_1k_requests_usd"], rel=0.25)
+    catalog = portal.get("/", "viewer", owner="team-b").text
+    assert 'title="estimated"' in catalog and "Traffic is read from Prometheus" in catalog
 
 
 def _annotations(portal: Portal, name: str) -> dict[str, str]:

@@ -251,6 +251,25 @@ def test_cost_prices_reach_the_operator_as_a_mounted_file_it_reads(
     assert book.resolve("team-b", "m5.xlarge").ram_gb_hour == 0.01
 
 
+def test_the_portal_prices_its_cost_column_with_the_operators_prices(template: Template) -> None:
+    def portal(*values: str) -> dict[str, Any]:
+        objects = template("portal.enabled=true", *values)
+        (found,) = [o for o in objects if o["kind"] == "Deployment" and "portal" in str(
+            o["metadata"]["name"])]  # fmt: skip
+        return dict(found["spec"]["template"])
+
+    plain = portal()["spec"]["containers"][0]
+    assert "prices" not in {m["name"] for m in plain["volumeMounts"]} and "env" not in plain
+    priced = portal("cost.prices.default.cpuCoreHourUsd=0.05")
+    container = priced["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "prices")
+    volume = next(v for v in priced["spec"]["volumes"] if v["name"] == "prices")
+    assert env["KAIP_COST_PRICES_FILE"] == f"{mount['mountPath']}/prices.yaml"
+    assert volume["configMap"]["name"].endswith("-prices") and mount["readOnly"]
+    assert "kaip.dev/prices-sha256" in priced["metadata"]["annotations"]
+
+
 def test_a_pod_monitor_scrapes_every_model_pod_when_asked_and_names_its_owner(
     template: Template,
 ) -> None:

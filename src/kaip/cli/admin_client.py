@@ -2,10 +2,10 @@
 
 Finds the live run through ``.kaip/run.json`` (a record whose pid is no longer that ``kaip up``
 counts as not running), reads this run's token from ``.kaip/admin.token`` and calls the control
-port with ``Authorization: Bearer``. An answer the API refused becomes the matching
-:mod:`kaip.errors` class with the API's own message: an invalid spec exits 2 with every
-problem, a refused credential 3, anything else 1. Every other local command goes through
-:func:`call`; none builds a URL or a header of its own.
+port's versioned API (``/api/v1``) with ``Authorization: Bearer``. An answer the API refused
+becomes the matching :mod:`kaip.errors` class with the API's own message: an invalid spec exits
+2 with every problem, a refused credential 3, anything else 1. Every other local command goes
+through :func:`call`; none builds a URL or a header of its own.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """``kaip cost``: what the running ``kaip up``'s replicas cost, drew and emitted, per request.
 
-Asks the control port's ``GET /_kaip/cost`` (kaip.accounting's report, computed by ``kaip up``
+Asks the control port's ``GET /api/v1/cost`` (kaip.accounting's report, computed by ``kaip up``
 from the replicas' CPU seconds and memory and the gateway's busy time) and prints it as a table
 or JSON; with ``--prometheus URL`` the same report of a cluster's Model pods, from their own
 metrics in Prometheus (:mod:`kaip.kube.operator.costs`). Parse, call, print: the arithmetic
@@ -98,7 +98,7 @@ def cost(
     if namespace is not None:
         raise typer.BadParameter("only with --prometheus (kaip up has no namespaces)",
                                  param_hint="--namespace")  # fmt: skip
-    query = f"/_kaip/cost?by={key}&basis={basis.value}"
+    query = f"/api/v1/cost?by={key}&basis={basis.value}"
     if since is not None:
         query += f"&since={duration_seconds(since):g}"
     if paths:

@@ -1,6 +1,6 @@
 """``kaip events [NAME]``: the deployment events ``kaip up`` recorded (who, what, outcome).
 
-Reads the admin API's ``/_kaip/events`` (the latest 200, oldest first) and prints them, for one
+Reads the admin API's ``/api/v1/events`` (the latest 200, oldest first) and prints them, for one
 resource when NAME is given; never changes anything.
 """
 
@@ -21,7 +21,7 @@ def events(
     output: OutputFormat = output_option(),
 ) -> None:
     """Show deployment events (created, rolled out, promoted, rolled back, ...), oldest first."""
-    answer = admin_client.call(load_settings(), "GET", "/_kaip/events")
+    answer = admin_client.call(load_settings(), "GET", "/api/v1/events")
     found: list[dict[str, Any]] = [
         e for e in answer.get("events", []) if name is None or e.get("name") == name
     ]

@@ -150,7 +150,7 @@ def _detach(
         running = find_running(state_dir).record
         if running is not None and running.pid == child.pid:
             try:
-                status = admin_client.call(settings, "GET", "/_kaip/status")
+                status = admin_client.call(settings, "GET", "/api/v1/status")
             except PlatformError:
                 status = {}
             if status.get("ready"):
@@ -229,7 +229,9 @@ def deploy(
     load_paths(paths)  # a bad spec is refused here and changes nothing
     body: dict[str, Any] = {"paths": [str(p.resolve()) for p in paths], "who": who()}
     if dry_run:
-        answer = admin_client.call(settings, "POST", "/_kaip/deploy", {**body, "dry_run": True})
+        answer = admin_client.call(
+            settings, "POST", "/api/v1/deployments", {**body, "dry_run": True}
+        )
         if output.structured:
             print_data(output, answer)
             return
@@ -243,7 +245,7 @@ def deploy(
     commit = source_commit(paths)
     if commit is not None:
         body["commit"] = {"sha": commit.sha, "committed_at": commit.committed_at}
-    answer = admin_client.call(settings, "POST", "/_kaip/deploy", body)
+    answer = admin_client.call(settings, "POST", "/api/v1/deployments", body)
     if output.structured and not wait:
         print_data(output, answer)
         return
@@ -264,7 +266,7 @@ def follow(settings: Settings, targets: list[Target], timeout_seconds: float) ->
     try:
         wait_for_rollouts(
             targets,
-            lambda name: admin_client.call(settings, "GET", f"/_kaip/rollouts/{name}"),
+            lambda name: admin_client.call(settings, "GET", f"/api/v1/rollouts/{name}"),
             _say,
             timeout_seconds=timeout_seconds,
         )
@@ -276,7 +278,7 @@ def status(
     output: OutputFormat = output_option(),
 ) -> None:
     """Show resources, revisions and weights, replicas and URLs."""
-    answer = admin_client.call(load_settings(), "GET", "/_kaip/status")
+    answer = admin_client.call(load_settings(), "GET", "/api/v1/status")
     if output.structured:
         print_data(output, answer)
     else:

@@ -1,6 +1,6 @@
 """``kaip profile NAME``: a sampling profile of one replica of a Model that ``kaip up`` runs.
 
-Asks the control port (``POST /_kaip/profile/{name}``), which calls the replica's authenticated
+Asks the control port (``POST /api/v1/profile/{name}``), which calls the replica's authenticated
 profiling endpoint; writes the profile to a file (speedscope JSON, open it at
 https://www.speedscope.app, or collapsed stacks for flamegraph.pl) and prints the hottest frames.
 Parse, call, print: the sampler is :mod:`kaip.serving.profiler`.
@@ -39,7 +39,7 @@ def profile(
 ) -> None:
     """Sample every thread of one replica for SECONDS and write the profile (no ptrace needed)."""
     body = {"replica": replica, "seconds": seconds, "rate": rate, "format": fmt.value}
-    answer = admin_client.call(load_settings(), "POST", f"/_kaip/profile/{name}", body)
+    answer = admin_client.call(load_settings(), "POST", f"/api/v1/profile/{name}", body)
     extension = "speedscope.json" if fmt is ProfileFormat.speedscope else "collapsed.txt"
     path = output or Path(f"{name}-{answer['replica']}.{extension}")
     data = answer["profile"]

@@ -72,7 +72,7 @@ def rollout_status(
             cluster.say(cluster.line(cluster.body()))
         return
     settings = load_settings()
-    answer = admin_client.call(settings, "GET", f"/_kaip/rollouts/{name}")
+    answer = admin_client.call(settings, "GET", f"/api/v1/rollouts/{name}")
     if output.structured:
         print_data(output, answer)
         return
@@ -80,7 +80,7 @@ def rollout_status(
     if not watch:
         return
     follow(settings, [target_of(answer, name)], timeout_seconds)
-    final = admin_client.call(settings, "GET", f"/_kaip/rollouts/{name}")
+    final = admin_client.call(settings, "GET", f"/api/v1/rollouts/{name}")
     if not (final.get("resource") or {}).get("rollout"):
         _print_rollout(name, final, history=False)
 

@@ -1,6 +1,6 @@
 """``kaip top``: every resource of the running ``kaip up``, refreshed in place like ``top``.
 
-Each refresh reads the gateway's ``GET /metrics`` and the control port's ``GET /_kaip/cost``;
+Each refresh reads the gateway's ``GET /metrics`` and the control port's ``GET /api/v1/cost``;
 rates come from the difference of two reads (:func:`rows`, pure), so the first screen appears
 after one interval. Columns: req/s, p50/p99 (from the latency histogram's buckets: the upper
 bound of the bucket the percentile falls in), 5xx/s, ready/all replicas, CPU % (of one core),
@@ -165,7 +165,7 @@ def top(
             metrics = httpx.get(f"{gateway}/metrics", timeout=10, trust_env=False).text
         except httpx.HTTPError as exc:
             raise PlatformError(f"cannot read {gateway}/metrics: {exc}") from None
-        cost = admin_client.call(settings, "GET", "/_kaip/cost?by=resource")
+        cost = admin_client.call(settings, "GET", "/api/v1/cost?by=resource")
         return parse(time.monotonic(), metrics, cost)
 
     before = read()

@@ -165,6 +165,7 @@ def portal_app(
     sessions: SessionStore,
     login_text: LoginText,
     clock: Callable[[], float] = time.time,
+    more_api: Mapping[str, Any] | None = None,
 ) -> Starlette:
     streams = StreamSlots()
 
@@ -205,7 +206,8 @@ def portal_app(
         principal, csrf = await who(request)
         if principal is None:
             return RedirectResponse("/login", status_code=303)
-        return HTMLResponse(catalog_page(await catalog_data(request), csrf=csrf))
+        data = await catalog_data(request)
+        return HTMLResponse(catalog_page(data, csrf=csrf, note=source.traffic_note))
 
     async def api_resources(request: Request) -> Response:
         if isinstance(refused := await api_who(request), Response):
@@ -463,7 +465,7 @@ def portal_app(
     async def api_openapi(request: Request) -> Response:
         if isinstance(refused := await api_who(request), Response):
             return refused
-        return JSONResponse(portal_openapi())
+        return JSONResponse(portal_openapi(more_api))
 
     async def api_act(request: Request) -> Response:
         """``POST /api/v1/resources/NAME/promote|abort|undo``: a bearer token only (a cookie

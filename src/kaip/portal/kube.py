@@ -10,7 +10,8 @@ comes from the resource's ``status`` as the operator writes it: the revisions an
 (``status.revisions``), readiness (the ``Ready`` condition), the rollout in flight
 (``status.rollout``: stable, canary and step, the last decision and its evidence), the URL
 inside the cluster. Replicas are counts per revision (``replicas``, ``readyReplicas``), not
-pods. No traffic numbers yet (Prometheus is not read here).
+pods; traffic, cost and energy figures from Prometheus when given one
+(:class:`~kaip.portal.prometheus.PrometheusTraffic`).
 
 Rollout timelines and DORA come from the Events the operator posts for its decisions
 (``CanaryStarted``, ``CanaryAdvanced``, ``CanaryPromoted``, ``CanaryRolledBack``,
@@ -27,6 +28,7 @@ live section shows its decision when it comes. Blocking requests run in worker t
 from __future__ import annotations
 
 import asyncio
+import html
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -110,6 +112,22 @@ class KubeSource:
     @property
     def profiles(self) -> bool:
         return False
+
+    @property
+    def traffic_note(self) -> str:
+        if self._traffic is None:
+            return (
+                "No traffic, cost or energy figures: start the portal with <code>--prometheus"
+                " URL</code> (the chart's <code>metrics.prometheusUrl</code>), the Prometheus"
+                " that scrapes the Models' pods."
+            )
+        return (
+            f"Traffic is read from Prometheus ({html.escape(self._traffic.url)}), the replicas'"
+            " own metrics: requests so far; req/s and the share of 5xx answers over the last 5"
+            " minutes; p99 over the same 5 minutes. Cost and energy are the last hour's, the"
+            " replicas' busy time shared among their requests (usage basis, as <code>kaip cost"
+            " --prometheus</code> reports them; ≈ marks an estimate)."
+        )
 
     # -- reading ----------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kaip.local.controller.admin import v1_openapi_paths
 from kaip.local.controller.auth import Authenticator, Principal, require, require_owner
 from kaip.local.controller.guard import ASGIApp, GuardPolicy
 from kaip.local.controller.profile import profile_replica
@@ -56,6 +57,16 @@ class LocalSource:
     @property
     def profiles(self) -> bool:
         return True
+
+    @property
+    def traffic_note(self) -> str:
+        return (
+            "Traffic is counted by the gateway since <code>kaip up</code> started; req/s is over"
+            " the time since this page was last loaded; p99 is the histogram bucket it falls in;"
+            " errors are 5xx answers and requests cut short; cost and energy are the replicas'"
+            " busy time shared among their requests (usage basis, as <code>kaip cost</code>"
+            " reports them; ≈ marks an estimate)."
+        )
 
     async def entries(self) -> Sequence[Entry]:
         served = [
@@ -268,7 +279,12 @@ def local_portal(
     )
     return PortalGuard(
         portal_app(
-            LocalSource(controller), authenticate, sessions, text, clock=controller.state.now
+            LocalSource(controller),
+            authenticate,
+            sessions,
+            text,
+            clock=controller.state.now,
+            more_api=v1_openapi_paths(),
         ),
         policy,
     )

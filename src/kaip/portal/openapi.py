@@ -8,6 +8,7 @@ the project's shape, ``{"error": MESSAGE}``, as on the admin API. Pure data; nev
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from kaip.portal.catalog import MAX_PER_PAGE, MAX_TEXT
@@ -63,7 +64,15 @@ _NAME = {
 }
 
 
-def portal_openapi() -> dict[str, Any]:
+def portal_openapi(more: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The portal API as OpenAPI 3.1; ``more``: path items served beside it on the same port
+    (``kaip up``'s control calls under ``/api/v1``, bearer tokens only), listed with it."""
+    document = _document()
+    document["paths"].update(more or {})
+    return document
+
+
+def _document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {

@@ -124,7 +124,7 @@ def _pager(data: Mapping[str, Any]) -> str:
     return f'<nav class="pager" aria-label="pages">{" · ".join(parts)}</nav>'
 
 
-def catalog_page(data: Mapping[str, Any], *, csrf: str | None) -> str:
+def catalog_page(data: Mapping[str, Any], *, csrf: str | None, note: str = "") -> str:
     """One page of Models and Apps: kind, owner, revisions and weights, health, traffic."""
     head = (
         "<tr><th>Name</th><th>Kind</th><th>Owner</th><th>Revisions (weights)</th>"
@@ -155,13 +155,7 @@ def catalog_page(data: Mapping[str, Any], *, csrf: str | None) -> str:
         table = "<p>No Model or App matches on this page: change the search or the owner.</p>"
     else:
         table = "<p>Nothing is deployed: <code>kaip deploy PATH</code> adds Models and Apps.</p>"
-    note = (
-        '<p class="muted">Traffic is counted by the gateway since <code>kaip up</code> started;'
-        " req/s is over the time since this page was last loaded; p99 is the histogram bucket"
-        " it falls in; errors are 5xx answers and requests cut short; cost and energy are the"
-        " replicas' busy time shared among their requests (usage basis, as <code>kaip cost</code>"
-        " reports them; ≈ marks an estimate).</p>"
-    )
+    note = f'<p class="muted">{note}</p>' if note else ""
     body = f"<h1>Catalog</h1>{_catalog_form(data)}{_pager(data)}{table}{note}"
     return page("Catalog", body, csrf=csrf)
 

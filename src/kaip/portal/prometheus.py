@@ -9,18 +9,33 @@ instant query per figure answers every Model at once (``sum by (namespace, model
 answer is kept :data:`TTL_S` so a busy catalog asks Prometheus at most that often. Requests go
 through :class:`httpx.AsyncClient` with a timeout; a Prometheus that does not answer leaves the
 numbers out (the pages say so), never an error page. Reads only.
+
+The catalog's cost per 1,000 requests and energy per request are those of the last
+:data:`COST_WINDOW_S`, worked out exactly as ``kaip cost --prometheus`` does: the replicas'
+windows from :func:`kaip.kube.operator.costs.cluster_windows` (its PromQL, asked here without
+blocking the event loop), priced and powered by :mod:`kaip.accounting` with the same defaults and
+overrides (``KAIP_COST_*``, ``KAIP_COST_PRICES_FILE``, which the chart sets from ``cost.prices``),
+usage basis. They are kept :data:`COST_TTL_S`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any, Final
 
 import httpx
 
+from kaip.accounting import Coefficients, Figures, PriceBook, attribute
+from kaip.errors import MetricsError
+from kaip.kube.operator.costs import cluster_windows
+from kaip.kube.operator.costs import queries as cost_queries
+from kaip.local.controller.costs import coefficients_from, price_book_from
+from kaip.portal.traffic import cost_columns
 from kaip.telemetry import REQUEST_DURATION, REQUESTS_TOTAL
 
 log = logging.getLogger(__name__)
@@ -31,6 +46,10 @@ HOUR_S: Final = 3600
 TTL_S: Final = 5.0
 TIMEOUT_S: Final = 5.0
 BY: Final = "namespace, model"
+COST_WINDOW_S: Final = 3600.0
+COST_TTL_S: Final = 15.0
+MAX_COST_NAMESPACES: Final = 20
+"""Namespaces whose costs one catalog read works out (each is its own set of queries)."""
 
 Key = tuple[str, str]
 """(namespace, Model name)."""
@@ -94,19 +113,34 @@ class PrometheusTraffic:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
+        """``environ`` (default: the process's) holds the cost settings; bad ones raise a
+        ConfigError here, at start."""
         self.url = url.rstrip("/")
         self._client = httpx.AsyncClient(
             base_url=self.url, timeout=TIMEOUT_S, transport=transport, trust_env=False
         )
         self._clock = clock
         self._kept: tuple[float, str | None, dict[Key, dict[str, Any]]] | None = None
+        env = os.environ if environ is None else environ
+        self._coefficients: Coefficients = coefficients_from(env, "")
+        self._prices: PriceBook = price_book_from(env, self._coefficients.prices)
+        self._costs: dict[str, tuple[float, dict[str, Figures]]] = {}
 
     async def aclose(self) -> None:
         await self._client.aclose()
 
     async def _get(self, path: str, params: Mapping[str, str]) -> list[Any] | None:
         """The result list of a query, or None (logged) when Prometheus did not answer one."""
+        data = await self._data(path, params)
+        if data is None:
+            return None
+        result = data.get("result")
+        return result if isinstance(result, list) else None
+
+    async def _data(self, path: str, params: Mapping[str, str]) -> dict[str, Any] | None:
+        """The ``data`` of a query's answer, or None (logged) when Prometheus did not answer."""
         try:
             answer = await self._client.get(path, params=params)
             data = answer.json()
@@ -120,8 +154,37 @@ class PrometheusTraffic:
         ):
             log.warning("Prometheus at %s refused %s: %s", self.url, params, str(data)[:200])
             return None
-        result = (data.get("data") or {}).get("result")
-        return result if isinstance(result, list) else None
+        inner = data.get("data")
+        return inner if isinstance(inner, dict) else None
+
+    async def _namespace_costs(self, namespace: str) -> dict[str, Figures] | None:
+        """What each Model's requests in ``namespace`` cost over the last :data:`COST_WINDOW_S`
+        (usage basis), by Model name; None when Prometheus did not answer."""
+        now = self._clock()
+        kept = self._costs.get(namespace)
+        if kept is not None and now - kept[0] < COST_TTL_S:
+            return kept[1]
+        at = time.time()
+        answers: dict[str, Mapping[str, Any]] = {}
+        for promql in cost_queries(COST_WINDOW_S, namespace).values():
+            data = await self._data("/api/v1/query", {"query": promql, "time": f"{at:.3f}"})
+            if data is None:
+                return None
+            answers[promql] = data
+        try:
+            seen = cluster_windows(lambda promql, _: answers[promql], COST_WINDOW_S, at, namespace)
+        except MetricsError as exc:
+            log.warning("cost figures of namespace %s left out: %s", namespace, exc)
+            return None
+        out: dict[str, Figures] = {}
+        for window in seen.windows:
+            coefficients = replace(
+                self._coefficients, prices=self._prices.resolve(window.owner, None)
+            )
+            spent = attribute(window, coefficients, "usage").requests
+            out[window.resource] = out.get(window.resource, Figures()) + spent
+        self._costs[namespace] = (now, out)
+        return out
 
     async def catalog(self, namespace: str | None) -> dict[Key, dict[str, Any]] | None:
         """Every Model's ``requests``, ``rate``, ``error_pct`` and ``p99_le_s`` (a quantile
@@ -151,10 +214,14 @@ class PrometheusTraffic:
                 "rate": rate,
                 "error_pct": 100.0 * errors / rate if rate else None,
                 "p99_le_s": figures["p99"].get(key),
-                "cost_per_1k_usd": None,
-                "joules_per_request": None,
-                "cost_method": None,
+                **cost_columns(None),
             }
+        namespaces = sorted({ns for ns, _ in out})
+        for ns in namespaces[:MAX_COST_NAMESPACES]:
+            costs = await self._namespace_costs(ns)
+            for (row_ns, name), row in out.items():
+                if row_ns == ns:
+                    row.update(cost_columns((costs or {}).get(name)))
         self._kept = (now, namespace, out)
         return out
 

@@ -96,6 +96,11 @@ class PortalSource(Protocol):
         """Whether :meth:`profile` can profile a Model's replica here."""
         ...
 
+    @property
+    def traffic_note(self) -> str:
+        """Where the catalog's traffic, cost and energy figures come from (HTML, shown under it)."""
+        ...
+
     async def entries(self) -> Sequence[Entry]:
         """Every resource the portal shows."""
         ...

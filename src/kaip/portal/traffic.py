@@ -53,12 +53,13 @@ class TrafficReader:
                 "rate": rate,
                 "error_pct": 100.0 * errors / requests if requests else None,
                 "p99_le_s": p99_bound(buckets),
-                **_cost(costs.get(resource)),
+                **cost_columns(costs.get(resource)),
             }
         return out
 
 
-def _cost(figures: Figures | None) -> dict[str, Any]:
+def cost_columns(figures: Figures | None) -> dict[str, Any]:
+    """The catalog's cost and energy columns from the figures of some requests (None: none)."""
     if figures is None or not figures.requests:
         return {"cost_per_1k_usd": None, "joules_per_request": None, "cost_method": None}
     return {

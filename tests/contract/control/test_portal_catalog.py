@@ -122,6 +122,7 @@ def test_the_html_catalog_pages_with_links_that_keep_the_search(control: Running
     assert 'href="/?q=&amp;owner=team-b&amp;page=3&amp;per_page=25" rel="next"' in html
     assert 'href="/?q=&amp;owner=team-b&amp;page=1&amp;per_page=25" rel="previous"' in html
     assert '<option value="team-b" selected>' in html
+    assert "Traffic is counted by the gateway since <code>kaip up</code> started" in html
     empty = httpx.get(
         control.url + "/", params={"q": "nothing-like-it"}, headers=control.headers,
         trust_env=False,

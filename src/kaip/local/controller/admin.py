@@ -58,6 +58,26 @@ SPEC_LOAD_TIMEOUT_S = 30.0
 MAX_PATHS = 100
 NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 BY = ("resource", "revision", "owner", "replica")
+V1_PATHS: dict[str, str] = {
+    "/_kaip/status": "/api/v1/status",
+    "/_kaip/deploy": "/api/v1/deployments",
+    "/_kaip/rollouts/{name}": "/api/v1/rollouts/{name}",
+    "/_kaip/events": "/api/v1/events",
+    "/_kaip/cost": "/api/v1/cost",
+    "/_kaip/profile/{name}": "/api/v1/profile/{name}",
+}
+"""The admin API's calls in the versioned API (``/api/v1``, beside the portal's own), where the
+CLI makes them; the ``/_kaip/`` names stay as they were. Bearer tokens only, as there."""
+_V1_EXACT = frozenset(p for p in V1_PATHS.values() if "{" not in p)
+_V1_UNDER = tuple(p.split("{", 1)[0] for p in V1_PATHS.values() if "{" in p)
+
+
+def serves_v1(path: str) -> bool:
+    """Whether ``path`` is one of this API's ``/api/v1`` calls (the control port sends it here
+    rather than to the portal)."""
+    return path in _V1_EXACT or path.startswith(_V1_UNDER)
+
+
 BASES = ("usage", "allocation")
 
 Text = Annotated[str, Field(min_length=1, max_length=200)]
@@ -317,8 +337,17 @@ def admin_app(controller: Controller, costs: CostBook | None = None) -> Starlett
         assert isinstance(exc, HTTPException)
         return _error(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}")
 
+    v1 = [
+        Route(V1_PATHS["/_kaip/status"], get_status),
+        Route(V1_PATHS["/_kaip/deploy"], deploy, methods=["POST"]),
+        Route(V1_PATHS["/_kaip/rollouts/{name}"], rollout_status),
+        Route(V1_PATHS["/_kaip/events"], events),
+        Route(V1_PATHS["/_kaip/cost"], cost),
+        Route(V1_PATHS["/_kaip/profile/{name}"], profile, methods=["POST"]),
+    ]
     return Starlette(
         routes=[
+            *v1,
             Route("/_kaip/status", get_status),
             Route("/_kaip/deploy", deploy, methods=["POST"]),
             Route("/_kaip/rollouts/{name}", rollout_status),
@@ -365,6 +394,13 @@ def _parse(model: type[B], raw: bytes) -> B:
 
 def _error(status_code: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status_code)
+
+
+def v1_openapi_paths() -> dict[str, Any]:
+    """The operations of :data:`V1_PATHS` as OpenAPI path items, under their ``/api/v1`` names
+    (the portal's document lists them beside its own)."""
+    paths = openapi_document()["paths"]
+    return {v1: {**paths[old]} for old, v1 in V1_PATHS.items()}
 
 
 def openapi_document() -> dict[str, Any]:
