@@ -45,7 +45,7 @@ from typing import Any
 import pytest
 from local_platform import LocalPlatform, model_spec, wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # 27 CLI calls, 11 replica starts
 
 T0 = 1_800_000_000.0
 H = 3600.0
@@ -87,15 +87,22 @@ class History:
         assert result.returncode == 0, f"kaip {' '.join(args)}: {result.stdout}{result.stderr}"
         return result.stdout
 
+    def resource(self, name: str) -> dict[str, Any]:
+        """``name`` as ``kaip status`` shows it, read over HTTP (waits poll this, not the CLI)."""
+        answer = self.platform.admin("GET", "/api/v1/status")
+        assert answer.status_code == 200, answer.text
+        (found,) = [r for r in answer.json()["resources"] if r["name"] == name]
+        return dict(found)
+
     def rollout(self, name: str) -> dict[str, Any] | None:
-        found = self.platform.resource(name).get("rollout")
+        found = self.resource(name).get("rollout")
         return dict(found) if found else None
 
     def canary_serving(self, name: str) -> None:
         """Wait until the canary's replica takes its share of traffic (at the manual pause)."""
 
         def serving() -> bool:
-            resource = self.platform.resource(name)
+            resource = self.resource(name)
             to = (resource.get("rollout") or {}).get("to")
             return any(r["revision"] == to and r["routed"] for r in resource["replicas"])
 
