@@ -360,10 +360,21 @@ def test_a_resource_shows_its_manifest_and_how_to_reach_it(portal: Portal) -> No
 
 def test_the_catalog_and_charts_show_traffic_from_prometheus(portal: Portal) -> None:
     body = {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}]}
-    for _ in range(20):
+
+    def infer() -> None:
         answer = httpx.post(f"{portal.gamma_url}/v2/models/gamma/infer", json=body,
                             trust_env=False, timeout=60)  # fmt: skip
         assert answer.status_code == 200, answer.text
+
+    # A counter's first sample is no increase: let Prometheus see the series before the rest,
+    # or all 21 can land before its first scrape and rate() stays 0 (the cold run of 2026-11-30).
+    infer()
+    deadline = time.monotonic() + 120  # scraped every second; a bound on a hang
+    while not _scraped(portal.prometheus_url, portal.namespace):
+        assert time.monotonic() < deadline, "Prometheus never scraped gamma's first request"
+        time.sleep(1)
+    for _ in range(19):
+        infer()
     failed = httpx.post(f"{portal.gamma_url}/v2/models/gamma/infer", json={"inputs": "no"},
                         trust_env=False, timeout=60)  # fmt: skip
     assert failed.status_code == 400
@@ -403,6 +414,12 @@ def test_the_catalog_and_charts_show_traffic_from_prometheus(portal: Portal) -> 
     assert shown["cost_per_1k_usd"] == pytest.approx(row["cost_per_1k_requests_usd"], rel=0.25)
     catalog = portal.get("/", "viewer", owner="team-b").text
     assert 'title="estimated"' in catalog and "Traffic is read from Prometheus" in catalog
+
+
+def _scraped(prometheus: str, namespace: str) -> bool:
+    query = f'kaip_requests_total{{namespace="{namespace}",model="gamma"}}'
+    answer = httpx.get(f"{prometheus}/api/v1/query", params={"query": query}, trust_env=False)
+    return answer.is_success and bool(answer.json()["data"]["result"])
 
 
 def _annotations(portal: Portal, name: str) -> dict[str, str]:

@@ -41,7 +41,9 @@ def spec_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     command = [sys.executable, str(directory / "make_gguf.py"), str(gguf)]
     subprocess.run([*command, "--context", str(CONTEXT)], check=True, capture_output=True)
     spec = directory / "kaip.yaml"
-    spec.write_text(spec.read_text().replace("maxTokens: 256", "maxTokens: 2000"))
+    # One replica, whatever the load: the tests read its engine's own counters and slots.
+    text = spec.read_text().replace("maxTokens: 256", "maxTokens: 2000")
+    spec.write_text(text.rstrip("\n") + "\n  scaling: {minReplicas: 1, maxReplicas: 1}\n")
     return directory
 
 

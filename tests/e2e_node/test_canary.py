@@ -54,8 +54,10 @@ ROLLOUT = {
     "steps": [{"weight": 50, "pauseSeconds": 20}, {"weight": 100}],
     # A generous cost budget: the healthy canary passes it with its figures as evidence (the
     # 2x rollback is shown by kaip up's e2e and the operator's unit tests; another rollout on
-    # real pods would add minutes to a CPU-bound tier).
-    "gates": {"maxErrorRate": 0.05, "minRequests": 20, "maxCostRatio": 3},
+    # real pods would add minutes to a CPU-bound tier). Generous means 10: this model's CPU per
+    # request is so small that background CPU decides the ratio, and the cold run of 2026-11-30
+    # (load 8-12) rolled the healthy canary back at 3.20x against a budget of 3.
+    "gates": {"maxErrorRate": 0.05, "minRequests": 20, "maxCostRatio": 10},
 }
 PINNED = {"minReplicas": 1, "maxReplicas": 1}
 
