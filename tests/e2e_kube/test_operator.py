@@ -32,6 +32,7 @@ from kube_harness import ControlPlane, write_kubeconfig
 sys.path.insert(0, str(Path(__file__).parents[1] / "contract"))
 sys.path.insert(0, str(Path(__file__).parents[1] / "e2e_local"))
 from prometheus_double import PrometheusDouble, serve_prometheus
+from test_render_dry_run import INFERENCE_CRD, INFERENCE_MODULE, module_dir
 from webhook_receiver import webhook_receiver
 
 from kaip.kube.operator.metrics import RevisionMetrics
@@ -1044,6 +1045,42 @@ def test_the_operator_runs_on_a_pods_service_account(env: Env) -> None:
         )
     assert f"on {env.plane.server} (in-cluster)" in env.operator.text()
     assert "--kubeconfig" not in env.operator.args
+
+
+PREFIX_AFFINITY_MODEL = """\
+apiVersion: kaip.dev/v1alpha1
+kind: Model
+metadata: {name: chat}
+spec:
+  owner: llm
+  artifact: {uri: https://models.example.com/digits.onnx, format: onnx}
+  resources: {cpu: 100m, memory: 128Mi}
+  scaling: {minReplicas: 1, maxReplicas: 1}
+  serve: {protocols: [openai, oip-v2], routing: prefix-affinity}
+"""
+
+
+def test_a_prefix_affinity_model_gets_its_inference_pool_and_picker_from_the_operator(
+    env: Env,
+) -> None:
+    """Issue 17 #5 on a cluster: the chart's RBAC lets the operator create the pool and grant
+    the picker's Role (the apiserver refuses a Role granting what its creator lacks)."""
+    crd = module_dir(*INFERENCE_MODULE) / INFERENCE_CRD
+    env.plane.kubectl("apply", "--server-side", "-f", str(crd))
+    env.plane.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s",
+        "crd/inferencepools.inference.networking.k8s.io",
+    )  # fmt: skip
+    env.apply(PREFIX_AFFINITY_MODEL)
+    model = env.wait_for("model", "chat", "Ready", lambda m: current_and(m, "Ready", "True"))
+    uid = model["metadata"]["uid"]
+    assert owned_by(env.items("inferencepools.inference.networking.k8s.io"), uid) == ["chat"]
+    assert owned_by(env.items("roles"), uid) == ["chat-epp"]
+    assert owned_by(env.items("rolebindings"), uid) == ["chat-epp"]
+    assert "chat-epp" in owned_by(env.items("deployments"), uid)
+    pool = env.get("inferencepools.inference.networking.k8s.io", "chat")
+    assert pool["spec"]["endpointPickerRef"]["name"] == "chat-epp"
+    env.kubectl("delete", "model", "chat", "--wait=true", "--timeout=30s")
 
 
 def test_the_operator_was_never_forbidden(env: Env) -> None:

@@ -65,7 +65,7 @@ def _kubectl(
     )
 
 
-def _module_dir(module: str, version: str) -> Path:
+def module_dir(module: str, version: str) -> Path:
     try:
         out = subprocess.run(
             ["go", "mod", "download", "-json", f"{module}@{version}"],
@@ -92,9 +92,9 @@ def restricted_namespace(kube_api: ControlPlane) -> str:
         pytest.fail(f"{HTTPROUTE_CRD} missing: run tools/k8s/build.sh", pytrace=False)
     crds = (
         httproute[0],
-        _module_dir(*KEDA_MODULE) / KEDA_CRD,
-        _module_dir(*JOBSET_MODULE) / JOBSET_CRD,
-        _module_dir(*INFERENCE_MODULE) / INFERENCE_CRD,
+        module_dir(*KEDA_MODULE) / KEDA_CRD,
+        module_dir(*JOBSET_MODULE) / JOBSET_CRD,
+        module_dir(*INFERENCE_MODULE) / INFERENCE_CRD,
     )
     for crd in crds:
         applied = _kubectl(kube_api, "apply", "--server-side", "--force-conflicts", "-f", str(crd))

@@ -71,7 +71,8 @@ def test_rbac_covers_every_kind_kaip_renders_and_nothing_more(template: Template
     rules = role["rules"]
     assert all("*" not in r["verbs"] + r["resources"] + r["apiGroups"] for r in rules)
     fixtures = ROOT / "tests" / "golden" / "fixtures"
-    files = ["gpu-model.yaml", "keda.yaml", "training-kueue.yaml", "canary/new.yaml"]
+    files = ["gpu-model.yaml", "keda.yaml", "training-kueue.yaml", "canary/new.yaml",
+             "inference-pool.yaml"]  # fmt: skip
     specs = load_paths([ROOT / "examples", *(fixtures / f for f in files)])
     rendered = [
         *render_manifests(build_plan(specs.documents, Settings())),
@@ -83,16 +84,27 @@ def test_rbac_covers_every_kind_kaip_renders_and_nothing_more(template: Template
               "HorizontalPodAutoscaler": "horizontalpodautoscalers",
               "PodDisruptionBudget": "poddisruptionbudgets", "NetworkPolicy": "networkpolicies",
               "HTTPRoute": "httproutes", "ScaledObject": "scaledobjects",
-              "JobSet": "jobsets"}  # fmt: skip
+              "JobSet": "jobsets", "InferencePool": "inferencepools", "Role": "roles",
+              "RoleBinding": "rolebindings"}  # fmt: skip
     assert {k for _, k in kinds} <= set(plural), "a new rendered kind needs a chart RBAC rule"
     for group, kind in kinds:
         for verb in ("get", "list", "create", "patch", "delete"):
             assert allowed(rules, group, plural[kind], verb), (group, kind, verb)
     assert not allowed(rules, "", "secrets", "get")
-    # pods: read only (the artifact digest their init container reports), never changed
+    # pods: read only (the artifact digest their init container reports; watch only to grant
+    # it to a Model's endpoint picker), never changed
     assert allowed(rules, "", "pods", "list")
-    for verb in ("watch", "create", "patch", "update", "delete"):
+    for verb in ("create", "patch", "update", "delete"):
         assert not allowed(rules, "", "pods", verb)
+    # what an endpoint picker's Role grants, the operator holds (or the apiserver refuses it)
+    picker = next(
+        o for o in rendered if o["kind"] == "Role" and o["metadata"]["name"].endswith("-epp")
+    )
+    for grant in picker["rules"]:
+        for group in grant["apiGroups"]:
+            for resource in grant["resources"]:
+                for verb in grant["verbs"]:
+                    assert allowed(rules, group, resource, verb), (group, resource, verb)
     assert allowed(rules, "kaip.dev", "models/status", "patch")
     assert allowed(rules, "", "events", "create")
     watched = {
@@ -102,7 +114,10 @@ def test_rbac_covers_every_kind_kaip_renders_and_nothing_more(template: Template
         for group in r["apiGroups"]
         for resource in r["resources"]
     }
-    assert watched == {
+    granted = {("", "pods"), ("inference.networking.k8s.io", "inferencepools"),
+               ("inference.networking.x-k8s.io", "inferenceobjectives"),
+               ("inference.networking.x-k8s.io", "inferencemodelrewrites")}  # fmt: skip
+    assert watched - granted == {
         ("kaip.dev", "models"), ("kaip.dev", "apps"), ("kaip.dev", "trainingjobs"),
         ("apps", "deployments"), ("batch", "jobs"),
     }, "the operator watches its resources and the workloads it owns, nothing else"  # fmt: skip
