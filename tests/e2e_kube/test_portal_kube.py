@@ -16,7 +16,11 @@ gamma's traffic and its page draws charts from it.
 
 from __future__ import annotations
 
+import html
+import ipaddress
 import json
+import re
+import socket
 import subprocess
 import sys
 import time
@@ -29,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 import yaml
 from kube_harness import ControlPlane, free_port, write_kubeconfig
@@ -161,8 +166,9 @@ def _until(ready: Any, what: str, process: subprocess.Popen[bytes], log: Path) -
 
 @contextmanager
 def _gamma_scraped(work: Path, namespace: str) -> Iterator[tuple[str, str]]:
-    """A real model server serving gamma and a real Prometheus scraping it every second, with
-    the namespace label; yields (the model server's URL, Prometheus's URL)."""
+    """A real model server serving gamma (on every interface: the API server's service proxy
+    refuses loopback addresses) and a real Prometheus scraping it every second, with the
+    namespace label; yields (the model server's URL, Prometheus's URL)."""
     assert PROMETHEUS.exists(), f"{PROMETHEUS} is missing: run tools/setup.sh (prometheus)"
     spec = work / "gamma"
     spec.mkdir()
@@ -177,7 +183,8 @@ def _gamma_scraped(work: Path, namespace: str) -> Iterator[tuple[str, str]]:
     logs = work / "serve.log", work / "prometheus.log"
     with logs[0].open("wb") as out, logs[1].open("wb") as prom_out:
         server = subprocess.Popen(
-            [sys.executable, "-m", "kaip.cli", "serve", str(spec), "--port", str(serve_port)],
+            [sys.executable, "-m", "kaip.cli", "serve", str(spec), "--port", str(serve_port),
+             "--host", "0.0.0.0"],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         prometheus = subprocess.Popen(
@@ -416,10 +423,87 @@ def test_the_catalog_and_charts_show_traffic_from_prometheus(portal: Portal) -> 
     assert 'title="estimated"' in catalog and "Traffic is read from Prometheus" in catalog
 
 
+def _host_address() -> str:
+    """This machine's first IPv4 address that is neither loopback nor link-local."""
+    for addresses in psutil.net_if_addrs().values():
+        for address in addresses:
+            ip = ipaddress.ip_address(address.address) if address.family == socket.AF_INET else None
+            if ip is not None and not (ip.is_loopback or ip.is_link_local):
+                return str(ip)
+    raise AssertionError("the playground test needs a non-loopback IPv4 address on this machine")
+
+
+def _service_of_gamma(plane: ControlPlane, work: Path, namespace: str, port: int) -> None:
+    """gamma's Service as the operator would make it (port 8080, its status.url's), its
+    Endpoints at the real model server on this machine, and the Pod they name: the API server's
+    service proxy goes only to an address of a Pod the Endpoints name. No kubelet runs here, so
+    the Pod is bound to no node and its status (the machine's address) is written by the test;
+    the pod garbage collector leaves such a Pod 40 s, and the test needs a few."""
+    address = _host_address()
+    pod = {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "gamma-0", "namespace": namespace, "labels": {"app": "gamma"}},
+        "spec": {"nodeName": "no-node-here", "containers": [{"name": "model", "image": "x"}]},
+    }  # fmt: skip
+    service = {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "gamma", "namespace": namespace},
+        "spec": {"ports": [{"name": "http", "port": 8080, "targetPort": port}]},
+    }  # fmt: skip
+    endpoints = {
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": "gamma", "namespace": namespace},
+        "subsets": [{"addresses": [{"ip": address, "targetRef": {
+                        "kind": "Pod", "name": "gamma-0", "namespace": namespace}}],
+                     "ports": [{"name": "http", "port": port, "protocol": "TCP"}]}],
+    }  # fmt: skip
+    for what, body in (("pod", pod), ("service", service), ("endpoints", endpoints)):
+        (work / f"gamma-{what}.json").write_text(json.dumps(body))
+        plane.kubectl("apply", "-f", str(work / f"gamma-{what}.json"))
+    status = {"status": {"phase": "Running", "podIP": address, "podIPs": [{"ip": address}]}}
+    plane.kubectl("patch", "pod", "gamma-0", "-n", namespace, "--subresource=status",
+                  "--type=merge", "-p", json.dumps(status))  # fmt: skip
+
+
 def _scraped(prometheus: str, namespace: str) -> bool:
     query = f'kaip_requests_total{{namespace="{namespace}",model="gamma"}}'
     answer = httpx.get(f"{prometheus}/api/v1/query", params={"query": query}, trust_env=False)
     return answer.is_success and bool(answer.json()["data"]["result"])
+
+
+def test_the_playground_reaches_the_model_through_the_api_servers_service_proxy(
+    portal: Portal, tmp_path: Path
+) -> None:
+    _service_of_gamma(
+        portal.plane, tmp_path, portal.namespace, int(portal.gamma_url.rsplit(":")[-1])
+    )
+    with httpx.Client(base_url=portal.url, trust_env=False, timeout=60) as browser:
+        login = browser.post("/login", data={"token": portal.tokens["viewer"]})
+        assert login.status_code == 303, login.text
+        page = browser.get("/resources/gamma")
+        assert page.status_code == 200
+        shaped = re.search(r'<textarea[^>]*id="playground-body"[^>]*>([^<]*)<', page.text)
+        assert shaped is not None, page.text
+        asked = json.loads(html.unescape(shaped.group(1)))  # from gamma's own metadata
+        assert [i["name"] for i in asked["inputs"]] == ["x"]
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf is not None
+        body = {"inputs": [{"name": "x", "shape": [2, 2], "datatype": "FP32",
+                            "data": [1, 2, 3, 4]}]}  # fmt: skip
+        answer = browser.post(
+            "/resources/gamma/playground",
+            data={"csrf": csrf.group(1), "body": json.dumps(body)},
+            headers={"Origin": portal.url},
+        )
+        assert answer.status_code == 200, answer.text
+        status = re.search(r'id="playground-status">(\d+)<', answer.text)
+        output = re.search(r'<pre id="playground-output">([^<]*)</pre>', answer.text)
+        assert status is not None and output is not None, answer.text
+        assert status.group(1) == "200", answer.text
+        (out,) = json.loads(html.unescape(output.group(1)))["outputs"]
+        assert out["data"] == [3.0, 7.0]  # TinyLM sums each row, served on this machine
+        off = browser.get("/resources/alpha")  # no Service answers alpha: the page still shows
+        assert off.status_code == 200
 
 
 def _annotations(portal: Portal, name: str) -> dict[str, str]:

@@ -233,7 +233,7 @@ def portal_app(
         target = await source.playground(name)
         body = None
         if target is not None and "oip-v2" in target.protocols:
-            body = template(await metadata(target.base_url, target.served))
+            body = template(await metadata(target))
         playground = await playground_of(name, target, csrf, body)
         about = await source.overview(name)
         tailed = await source.log_tail(name)
@@ -279,7 +279,7 @@ def portal_app(
         if target is None:
             return ""
         if body is None and "oip-v2" in target.protocols:
-            body = template(await metadata(target.base_url, target.served))
+            body = template(await metadata(target))
         return playground_section(name, target, body or "{}", csrf, result, said)
 
     async def session_form(request: Request) -> tuple[Session, Mapping[str, str]] | Response:
@@ -312,11 +312,11 @@ def portal_app(
             return HTMLResponse(page("Not found", body, csrf=session.csrf), status_code=404)
         if asked == "openai":
             message = form["message"]
-            said = (message, await chat(target.base_url, target.served, message))
+            said = (message, await chat(target, message))
             section = await playground_of(name, target, session.csrf, said=said)
         else:
             text = form.get("body", "")
-            result = await send(target.base_url, target.served, text)
+            result = await send(target, text)
             section = await playground_of(name, target, session.csrf, text, result)
         body = (
             f"<h1>Playground · Model {escape(name)}</h1>{section}"

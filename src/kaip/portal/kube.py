@@ -30,15 +30,17 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
+import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from kaip.dora import Event
 from kaip.errors import ForbiddenError, KaipError, PlatformError
 from kaip.kube.client import Session
+from kaip.kube.client.session import Credentials
 from kaip.kube.operator.rollout_client import ClusterRollouts
 from kaip.local.controller.auth import Principal
 from kaip.plan.build import LABEL_NAME
@@ -317,7 +319,26 @@ class KubeSource:
         return message
 
     async def playground(self, name: str) -> Playground | None:
-        return None
+        """A Model through the API server's service proxy to its Service (the port of its
+        ``status.url``), with the portal's own credentials: the same answer from inside the
+        cluster and from a laptop, needing only the chart's ``services/proxy`` rule."""
+        body = (await self.objects()).get(name)
+        if body is None or body.get("kind") != "Model":
+            return None
+        about = _overview(body)
+        port = urlsplit(about.base_url).port if about.base_url else None
+        namespace = (body.get("metadata") or {}).get("namespace")
+        if port is None or not namespace or not about.served:
+            return None
+        credentials = self._session.credentials()
+        service = f"{quote(name, safe='')}:{port}"
+        base = f"{credentials.server}/api/v1/namespaces/{quote(str(namespace), safe='')}"
+        return Playground(
+            f"{base}/services/{service}/proxy",
+            about.served[0],
+            about.protocols,
+            client=_client_options(credentials),
+        )
 
     async def profile(
         self, name: str, principal: Principal, seconds: float
@@ -353,6 +374,23 @@ class KubeSource:
     async def overview(self, name: str) -> Overview | None:
         body = (await self.objects()).get(name)
         return None if body is None else _overview(body)
+
+
+def _client_options(credentials: Credentials) -> dict[str, Any]:
+    """httpx client arguments that authenticate as the session does (its CA, token or client
+    certificate)."""
+    context = ssl.create_default_context(
+        cafile=None if credentials.insecure else credentials.ca_file
+    )
+    if credentials.insecure:  # the kubeconfig's insecure-skip-tls-verify
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if credentials.cert_file and credentials.key_file:
+        context.load_cert_chain(credentials.cert_file, credentials.key_file)
+    options: dict[str, Any] = {"verify": context}
+    if credentials.token:
+        options["headers"] = {"Authorization": f"Bearer {credentials.token}"}
+    return options
 
 
 def _overview(body: Mapping[str, Any]) -> Overview:

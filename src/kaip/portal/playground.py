@@ -30,11 +30,16 @@ MAX_SHOWN = 20_000
 """The most characters of an answer the page shows."""
 
 
-async def metadata(gateway_url: str, served: str) -> dict[str, Any] | None:
-    """The model's OIP v2 metadata through the gateway, or None when it does not answer."""
+def _client(target: Playground, timeout: float) -> httpx.AsyncClient:
+    return httpx.AsyncClient(timeout=timeout, trust_env=False, **target.client)
+
+
+async def metadata(target: Playground) -> dict[str, Any] | None:
+    """The model's OIP v2 metadata, or None when it does not answer."""
+    served = quote(target.served, safe="")
     try:
-        async with httpx.AsyncClient(timeout=METADATA_TIMEOUT_S, trust_env=False) as client:
-            answer = await client.get(f"{gateway_url}/v2/models/{quote(served, safe='')}")
+        async with _client(target, METADATA_TIMEOUT_S) as client:
+            answer = await client.get(f"{target.base_url}/v2/models/{served}")
         if answer.status_code != 200:
             return None
         data = answer.json()
@@ -66,13 +71,13 @@ def template(meta: dict[str, Any] | None) -> str:
     return json.dumps({"inputs": inputs}) if inputs else "{}"
 
 
-async def send(gateway_url: str, served: str, body: str) -> tuple[int, str, float]:
+async def send(target: Playground, body: str) -> tuple[int, str, float]:
     """POST ``body`` to the model's infer route: (status, answer text, milliseconds)."""
     started = time.perf_counter()
     try:
-        async with httpx.AsyncClient(timeout=INFER_TIMEOUT_S, trust_env=False) as client:
+        async with _client(target, INFER_TIMEOUT_S) as client:
             answer = await client.post(
-                f"{gateway_url}/v2/models/{quote(served, safe='')}/infer",
+                f"{target.base_url}/v2/models/{quote(target.served, safe='')}/infer",
                 content=body.encode(),
                 headers={"content-type": "application/json"},
             )
@@ -80,21 +85,21 @@ async def send(gateway_url: str, served: str, body: str) -> tuple[int, str, floa
         return answer.status_code, answer.text, took
     except httpx.HTTPError as exc:
         took = (time.perf_counter() - started) * 1000
-        return 0, f"the gateway did not answer: {exc!r}", took
+        return 0, f"the model did not answer: {exc!r}", took
 
 
-async def chat(gateway_url: str, served: str, message: str) -> tuple[int, str, float]:
+async def chat(target: Playground, message: str) -> tuple[int, str, float]:
     """One user ``message`` to the model's OpenAI chat route: (status, the reply's text or the
     error's, milliseconds)."""
-    request = {"model": served, "messages": [{"role": "user", "content": message}]}
+    request = {"model": target.served, "messages": [{"role": "user", "content": message}]}
     started = time.perf_counter()
     try:
-        async with httpx.AsyncClient(timeout=INFER_TIMEOUT_S, trust_env=False) as client:
-            answer = await client.post(f"{gateway_url}/v1/chat/completions", json=request)
+        async with _client(target, INFER_TIMEOUT_S) as client:
+            answer = await client.post(f"{target.base_url}/v1/chat/completions", json=request)
         took = (time.perf_counter() - started) * 1000
     except httpx.HTTPError as exc:
         took = (time.perf_counter() - started) * 1000
-        return 0, f"the gateway did not answer: {exc!r}", took
+        return 0, f"the model did not answer: {exc!r}", took
     try:
         data = answer.json()
         if answer.status_code == 200:
@@ -118,7 +123,7 @@ def playground_section(
     if csrf is None:
         return (
             "<p>Log in with the form to use the playground (it sends real requests to "
-            f"<code>{_e(served)}</code> through the gateway).</p>"
+            f"<code>{_e(served)}</code>).</p>"
         )
     parts = []
     if "oip-v2" in target.protocols:

@@ -31,7 +31,7 @@ Pure declarations: no I/O here.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from kaip.dora import Event
@@ -66,6 +66,9 @@ class Playground:
     base_url: str
     served: str
     protocols: tuple[str, ...] = ("oip-v2",)
+    client: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    """How to reach ``base_url``: keyword arguments for :class:`httpx.AsyncClient` (on a
+    cluster the API server's service proxy, with the portal's own credentials)."""
 
 
 @dataclass(frozen=True)
