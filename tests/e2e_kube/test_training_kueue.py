@@ -21,6 +21,14 @@ the Model reading ``models:/digits@latest`` -- created before any version existe
 run of the job (its spec changed: a new Job) writes the same key and registers version 2, which
 the Model takes as a new revision through its canary beside the stable one, whose bytes are
 still there, unchanged.
+
+The quality gate on the cluster: each job's pod reports its metrics as its termination message
+(``kaip.training`` writes them to ``KAIP_REPORT_FILE``; kwok, which runs no container, finishes
+the pod with the message its ``KWOK_TERMINATION_MESSAGE`` variable holds, kwok-stages.yaml). The
+operator registers them with the version, and a Model with ``qualityGate: {minMetric: {accuracy:
+0.95}}`` serves only a version that meets it: a first version below it is registered and never
+served (the Model says why), one above it rolls out, and a later one below it or with no report
+is refused while the stable one keeps serving (``status.refused``, an Event VersionRefused).
 """
 
 from __future__ import annotations
@@ -110,9 +118,7 @@ def _ready(port: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def kueue(kube_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kueue]:
-    built = kueue_dir()
-    work = tmp_path_factory.mktemp("kueue")
+def kaip_crds(kube_cluster: ControlPlane) -> None:
     crds = REPO / "charts" / "kaip" / "crds" / "kaip.dev.yaml"  # the TrainingJob kind
     kube_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crds))
     kube_cluster.kubectl(
@@ -122,6 +128,14 @@ def kueue(kube_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory) 
         "crd/trainingjobs.kaip.dev",
         "crd/models.kaip.dev",
     )
+
+
+@pytest.fixture(scope="module")
+def kueue(
+    kube_cluster: ControlPlane, kaip_crds: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Kueue]:
+    built = kueue_dir()
+    work = tmp_path_factory.mktemp("kueue")
     kube_cluster.kubectl("apply", "--server-side", "-f", str(built / "crds"))
     names = [
         f"crd/{path.stem.split('_', 1)[1]}.kueue.x-k8s.io" for path in built.glob("crds/*.yaml")
@@ -230,6 +244,26 @@ def queues(namespace: str, cpu: int) -> str:
     ])  # fmt: skip
 
 
+def start_operator(
+    plane: ControlPlane, ns: str, mlflow: MlflowServer, log: Path, **env: str
+) -> subprocess.Popen[bytes]:
+    """A real ``kaip operator`` for namespace ``ns``, MLflow its registry, moto its S3."""
+    environment = {
+        **os.environ,
+        **mlflow.s3.env(),  # the operator's S3 credentials, the standard AWS way
+        "KAIP_REGISTRY__BACKEND": "mlflow",
+        "KAIP_REGISTRY__MLFLOW_URI": mlflow.url,
+        **env,
+    }
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "kaip.cli", "operator", "--kubeconfig", str(plane.kubeconfig),
+             "--namespace", ns, "--interval", "1", "--prometheus-url", "http://127.0.0.1:9"],
+            cwd=REPO, env=environment, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+
+
 def admitted(workload: dict[str, Any]) -> bool:
     conditions = (workload.get("status") or {}).get("conditions") or []
     return any(c["type"] == "Admitted" and c["status"] == "True" for c in conditions)
@@ -245,19 +279,9 @@ def test_the_job_waits_without_quota_then_registers_its_version_which_the_model_
     plane, ns = kube_cluster, cluster_namespace
     (tmp_path / "queues.yaml").write_text(queues(ns, cpu=0))
     plane.kubectl("apply", "-f", str(tmp_path / "queues.yaml"))
-    env = {
-        **os.environ,
-        **mlflow.s3.env(),  # the operator's S3 credentials, the standard AWS way
-        "KAIP_KUBE__KUEUE_QUEUE": "team",
-        "KAIP_REGISTRY__BACKEND": "mlflow",
-        "KAIP_REGISTRY__MLFLOW_URI": mlflow.url,
-    }
-    with (tmp_path / "operator.log").open("wb") as out:
-        operator = subprocess.Popen(
-            [sys.executable, "-m", "kaip.cli", "operator", "--kubeconfig", str(plane.kubeconfig),
-             "--namespace", ns, "--interval", "1", "--prometheus-url", "http://127.0.0.1:9"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+    operator = start_operator(
+        plane, ns, mlflow, tmp_path / "operator.log", KAIP_KUBE__KUEUE_QUEUE="team"
+    )
 
     def tail() -> str:
         logs = (tmp_path / "operator.log").read_text(errors="replace")[-3000:]
@@ -376,3 +400,138 @@ def test_the_job_waits_without_quota_then_registers_its_version_which_the_model_
     finally:
         stop(operator)
         plane.kubectl("delete", "clusterqueue", f"cq-{ns}", "--wait=false", check=False)
+
+
+GATED_MODEL = """\
+apiVersion: kaip.dev/v1alpha1
+kind: Model
+metadata: {name: gated}
+spec:
+  owner: ml
+  artifact: {uri: "models:/gated@latest", format: sklearn, trust: true}
+  qualityGate: {minMetric: {accuracy: 0.95}}
+  resources: {cpu: 100m, memory: 128Mi}
+  scaling: {minReplicas: 1, maxReplicas: 1}
+  rollout:
+    steps: [{weight: 20, pauseSeconds: 600}, {weight: 100}]
+    gates: {maxErrorRate: 0.05, minRequests: 10}
+"""
+GATED_TRAINING = """\
+apiVersion: kaip.dev/v1alpha1
+kind: TrainingJob
+metadata: {{name: train-gated}}
+spec:
+  owner: ml
+  image: ghcr.io/example/train:1
+  command: [python, train.py]
+  env: {{RUN: "{run}"{report}}}
+  resources: {{cpu: "1", memory: 128Mi}}
+  output: {{uri: "s3://{bucket}/gated/model.joblib", format: sklearn, model: gated}}
+"""
+
+
+def test_the_quality_gate_judges_the_metrics_each_jobs_pod_reported(
+    kube_cluster: ControlPlane,
+    cluster_namespace: str,
+    kaip_crds: None,
+    mlflow: MlflowServer,
+    tmp_path: Path,
+) -> None:
+    plane, ns = kube_cluster, cluster_namespace
+    operator = start_operator(plane, ns, mlflow, tmp_path / "operator.log")
+
+    def tail() -> str:
+        return (tmp_path / "operator.log").read_text(errors="replace")[-3000:]
+
+    def get(kind: str, name: str) -> dict[str, Any]:
+        out = plane.kubectl("get", kind, name, "-n", ns, "-o", "json", check=False)
+        return json.loads(out) if out.strip().startswith("{") else {}
+
+    def model_status() -> dict[str, Any]:
+        return dict(get("model", "gated").get("status") or {})
+
+    def served() -> list[str]:
+        return [r["source"]["version"] for r in model_status().get("revisions") or []
+                if r.get("source")]  # fmt: skip
+
+    def run(number: int, report: str) -> dict[str, Any]:
+        """Run the job once more (its spec changed: a new Job) reporting ``report``; the
+        status.output of the version it registered."""
+        body = f"gated model, run {number}".encode()
+        mlflow.s3.client().put_object(Bucket=BUCKET, Key="gated/model.joblib", Body=body)
+        (tmp_path / "train.yaml").write_text(
+            GATED_TRAINING.format(run=number, report=report, bucket=BUCKET)
+        )
+        plane.kubectl("apply", "-n", ns, "-f", str(tmp_path / "train.yaml"))
+        wanted = f"models:/gated/{number}"
+        return dict(
+            until(
+                lambda: (o := (get("trainingjob", "train-gated").get("status") or {}).get(
+                    "output") or {}).get("version") == wanted and o,
+                f"the operator to register {wanted}", tail,
+            )
+        )  # fmt: skip
+
+    def reported(accuracy: float) -> str:
+        said = json.dumps({"metrics": {"accuracy": accuracy}, "params": {"C": "1.0"}})
+        return f", KWOK_TERMINATION_MESSAGE: '{said}'"
+
+    import mlflow as mlflow_client
+
+    client = mlflow_client.MlflowClient(tracking_uri=mlflow.url, registry_uri=mlflow.url)
+    try:
+        (tmp_path / "model.yaml").write_text(GATED_MODEL)
+        plane.kubectl("apply", "-n", ns, "-f", str(tmp_path / "model.yaml"))
+
+        # Below the gate, and no version serves yet: registered, never served, and it says why.
+        first = run(1, reported(0.8))
+        assert first["metrics"] == {"accuracy": 0.8} and "problem" not in first, first
+        one = client.get_model_version("gated", "1")
+        assert client.get_run(one.run_id).data.metrics == {"accuracy": 0.8}
+        assert client.get_run(one.run_id).data.params == {"C": "1.0"}
+        why = until(
+            lambda: [c["message"] for c in model_status().get("conditions") or []
+                     if c["type"] == "Ready" and "quality gate" in c.get("message", "")],
+            "the Model to say why it serves nothing", tail,
+        )  # fmt: skip
+        assert "gated version 1" in why[0] and "accuracy 0.8 < 0.95 (minMetric)" in why[0], why
+        assert served() == []
+
+        # Above the gate: the Model rolls it out (its first version: all of the traffic).
+        second = run(2, reported(0.97))
+        assert second["metrics"] == {"accuracy": 0.97}
+        until(lambda: served() == ["models:/gated/2"], "the Model to serve version 2", tail)
+        [revision] = model_status()["revisions"]
+        assert revision["weight"] == 100 and revision["source"]["digest"] == second["digest"]
+        assert "refused" not in model_status()
+
+        # Below the gate again: registered, refused, version 2 keeps serving, and it says why.
+        run(3, reported(0.5))
+        refused = until(lambda: model_status().get("refused"), "the Model to refuse v3", tail)
+        assert refused == {
+            "version": "models:/gated/3", "reason": "accuracy 0.5 < 0.95 (minMetric)"
+        }  # fmt: skip
+        events = until(
+            lambda: json.loads(plane.kubectl(
+                "get", "events", "-n", ns, "--field-selector", "reason=VersionRefused",
+                "-o", "json",
+            ))["items"],
+            "an Event VersionRefused", tail,
+        )  # fmt: skip
+        assert [e["involvedObject"]["name"] for e in events] == ["gated"]
+        assert "accuracy 0.5 < 0.95" in events[0]["message"] and events[0]["type"] == "Warning"
+
+        # No report at all (the job only printed its metrics): registered without metrics,
+        # saying what is missing, and refused: no evidence is not good evidence.
+        fourth = run(4, "")
+        assert fourth["metrics"] == {}
+        assert "termination message, the job's report: it is empty" in fourth["problem"]
+        assert "report them with kaip.training.metric" in fourth["problem"]
+        refused = until(
+            lambda: (r := model_status().get("refused") or {}).get("version") == "models:/gated/4"
+            and r, "the Model to refuse v4", tail,
+        )  # fmt: skip
+        assert refused["reason"] == "the run reported no metric 'accuracy' (minMetric)"
+        assert served() == ["models:/gated/2"], "the stable version still serves"
+    finally:
+        stop(operator)

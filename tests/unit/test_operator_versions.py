@@ -42,7 +42,7 @@ def test_a_models_uri_without_a_registry_says_what_to_set() -> None:
     with pytest.raises(ConfigError, match="KAIP_REGISTRY__BACKEND=mlflow"):
         versions.pin(model("models:/digits@latest"), None, changed=True)
     plain = model("s3://bucket/digits.joblib")
-    assert versions.pin(plain, None, changed=True) is plain, "other URIs need no registry"
+    assert versions.pin(plain, None, changed=True).model is plain, "other URIs need no registry"
     assert versions.fetchable(plain) is plain
 
 
@@ -121,16 +121,16 @@ def test_latest_is_pinned_to_the_newest_version_and_the_registry_asked_once_a_se
     registry, now = Versions(), [100.0]
     registry.add()
     versions = following(registry, now)
-    first = versions.pin(model("models:/digits@latest"), None, changed=True)
+    first = versions.pin(model("models:/digits@latest"), None, changed=True).model
     assert (first.spec.artifact.uri, first.spec.artifact.sha256) == (
         "models:/digits/1",
         f"{1:064x}",
     )
     registry.add()
-    again = versions.pin(model("models:/digits@latest"), None, changed=False)
+    again = versions.pin(model("models:/digits@latest"), None, changed=False).model
     assert again.spec.artifact.uri == "models:/digits/1", "asked again only a second later"
     now[0] += 1.0
-    assert versions.pin(model("models:/digits@latest"), None, False).spec.artifact.uri == (
+    assert versions.pin(model("models:/digits@latest"), None, False).model.spec.artifact.uri == (
         "models:/digits/2"
     )
     pods = versions.fetchable(again)
@@ -144,10 +144,10 @@ def test_manual_promotion_keeps_the_stable_version_until_the_spec_changes() -> N
     versions = following(registry, now)
     manual = gated("models:/digits@latest", promotion="manual")
     stable = {"artifact": {"uri": "models:/digits/1", "format": "sklearn"}}
-    assert versions.pin(manual, stable, changed=False).spec.artifact.uri == "models:/digits/1"
-    assert versions.pin(manual, stable, changed=True).spec.artifact.uri == "models:/digits/2"
+    assert versions.pin(manual, stable, changed=False).model.spec.artifact.uri == "models:/digits/1"
+    assert versions.pin(manual, stable, changed=True).model.spec.artifact.uri == "models:/digits/2"
     auto = model("models:/digits@latest")
-    assert versions.pin(auto, stable, changed=False).spec.artifact.uri == "models:/digits/2"
+    assert versions.pin(auto, stable, changed=False).model.spec.artifact.uri == "models:/digits/2"
 
 
 def test_a_version_below_the_quality_gate_is_never_pinned() -> None:
@@ -157,15 +157,22 @@ def test_a_version_below_the_quality_gate_is_never_pinned() -> None:
     versions = following(registry, now)
     model_ = gated("models:/digits@latest", qualityGate={"minMetric": {"accuracy": 0.9}})
     stable = {"artifact": {"uri": "models:/digits/1", "format": "sklearn"}}
-    assert versions.pin(model_, stable, changed=False).spec.artifact.uri == "models:/digits/1"
+    kept = versions.pin(model_, stable, changed=False)
+    assert kept.model.spec.artifact.uri == "models:/digits/1"
+    refused = {"version": "models:/digits/2", "reason": "accuracy 0.5 < 0.9 (minMetric)"}
+    assert kept.refused == refused, "the Model says which version it refused, and why"
     with pytest.raises(RegistryError, match=r"refused by the quality gate \(accuracy 0.5 < 0.9"):
         versions.pin(model_, None, changed=True)
+    registry.add({"accuracy": 0.95})
+    now[0] += 1.0
+    newer = versions.pin(model_, stable, changed=False)
+    assert (newer.model.spec.artifact.uri, newer.refused) == ("models:/digits/3", None)
 
 
 def test_a_version_a_pod_cannot_fetch_is_refused_with_what_to_register() -> None:
     registry, now = Versions(), [0.0]
     registry.add(where="mlflow-artifacts:/1/abc/artifacts")
     versions = following(registry, now)
-    pinned = versions.pin(model("models:/digits@latest"), None, changed=True)
+    pinned = versions.pin(model("models:/digits@latest"), None, changed=True).model
     with pytest.raises(ConfigError, match="a pod cannot fetch: register versions whose source"):
         versions.fetchable(pinned)

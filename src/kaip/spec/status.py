@@ -81,6 +81,24 @@ class TrainingOutputStatus(VersionSource):
 
     uri: str = Field(max_length=2048, description="where the job wrote it (output.uri)")
     registered_at: datetime | None = None
+    metrics: dict[str, float] | None = Field(
+        None,
+        description="the metrics the job reported (its pod's termination message), registered "
+        "with the version; the quality gate reads them",
+    )
+    problem: str | None = Field(
+        None,
+        max_length=1024,
+        description="why the version has no metrics (no report, a malformed one): a quality "
+        "gate refuses it",
+    )
+
+
+class RefusedVersion(StatusModel):
+    """Model: the newest version its quality gate refused, while the stable one keeps serving."""
+
+    version: str = Field(max_length=2048, description="models:/NAME/N")
+    reason: str = Field(max_length=1024, description="the gate's verdict: 'accuracy 0.8 < 0.95'")
 
 
 class StableState(StatusModel):
@@ -184,4 +202,8 @@ class ResourceStatus(StatusModel):
         max_length=2048,
         description="Model: the registry selector it follows (models:/NAME@latest), re-read "
         "while settled",
+    )
+    refused: RefusedVersion | None = Field(
+        None,
+        description="Model: the newest version its qualityGate refused (it takes no traffic)",
     )

@@ -236,11 +236,12 @@ class Decision:
             "abort": "CanaryAborted",
             "replace": "RevisionReplaced",
             "register": "VersionRegistered",
+            "refuse": "VersionRefused",
         }.get(self.action, "CanaryHeld")
 
     @property
     def warning(self) -> bool:
-        return self.action in ("rollback", "abort")
+        return self.action in ("rollback", "abort", "refuse")
 
     def to_status(self, now: datetime) -> dict[str, Any]:
         return {

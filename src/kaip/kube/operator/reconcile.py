@@ -58,6 +58,7 @@ from kaip.kube.operator.canary import (
     progress,
 )
 from kaip.kube.operator.conditions import DEGRADED, READY, find, rfc3339
+from kaip.kube.operator.job_report import job_report
 from kaip.kube.operator.metrics import MetricsSource
 from kaip.kube.operator.owned import FOREIGN, Ledger, Verdict, foreign_fault, refusal_for
 from kaip.kube.operator.status import Fault, JobState, Observation, compute
@@ -308,18 +309,23 @@ class Reconciler:
             else:
                 obj = self._read(uid, "batch/v1", "Job", namespace, workload.revision_name)
                 job = observe.job_state(obj, resource.spec.nodes)
-            return self._output(resource, job, workload.revision_name, previous, generation, now)
+            return self._output(resource, job, workload, previous, generation, now)
         assert isinstance(resource, Model | App)
         state = RolloutState.from_status(previous.get("rollout"))
         follows: dict[str, Any] = {}
+        refusals: list[Decision] = []
         if isinstance(resource, Model):
             reference = registry_reference(resource.spec.artifact.uri)
             if reference is not None and not reference[1].isdigit():
                 follows["follows"] = resource.spec.artifact.uri
             changed = generation != previous.get("observedGeneration")
             stable_spec = state.stable_spec if state is not None else None
-            resource = self.versions.pin(resource, stable_spec, changed)
+            pinned = self.versions.pin(resource, stable_spec, changed)
+            resource = pinned.model
             workload = plan_workload(resource, self.settings, namespace)
+            if pinned.refused is not None:
+                follows["refused"] = pinned.refused
+                refusals = _refusal(pinned.refused, previous)
         genai = resource.spec.rollout.gates.judges_genai
         moved = progress(
             state,
@@ -360,6 +366,7 @@ class Reconciler:
             self._applied.pop(uid, None)
             self._ours.pop(uid, None)
         decisions = [d for d in [moved.decision] if d is not None and d.action != "hold"]
+        decisions += refusals
         rollout_status = moved.state.to_status()
         if moved.decision is not None:
             rollout_status["lastDecision"] = moved.decision.to_status(now)
@@ -381,16 +388,20 @@ class Reconciler:
         self,
         job: TrainingJob,
         state: JobState,
-        run: str,
+        workload: Workload,
         previous: Mapping[str, Any],
         generation: int,
         now: datetime,
     ) -> tuple[Observation, list[Decision]]:
-        """The TrainingJob's observation, its Job's output registered once the Job succeeded.
+        """The TrainingJob's observation, its Job's output registered once the Job succeeded,
+        with the metrics its pod reported (:mod:`.job_report`).
 
         A registry or object store that fails is retried (the Job's own state is unchanged);
-        an output kaip cannot register on a cluster is a ConfigError (InvalidSpec).
+        an output kaip cannot register on a cluster is a ConfigError (InvalidSpec). A job that
+        reported no metrics still registers its version; ``status.output.problem`` and the
+        Event say what is missing, and a quality gate refuses the version.
         """
+        run = workload.revision_name
         output = previous.get("output")
         known = isinstance(output, Mapping) and job.spec.output is not None
         last = {"output": output} if known else {}
@@ -398,8 +409,10 @@ class Reconciler:
         if not state.complete or job.spec.output is None or done:
             # The last version registered stays in the status while the next Job runs.
             return Observation(job.kind, generation, job=state, extra=last), []
+        pods = observe.pods(self.session, workload.namespace, workload.revision_selector)
+        reported = job_report(run, pods)
         try:
-            version = self.versions.register_output(job, run)
+            version = self.versions.register_output(job, run, reported.report)
         except ConfigError:
             raise
         except KaipError as exc:
@@ -410,10 +423,18 @@ class Reconciler:
             **lineage(version),
             "uri": job.spec.output.uri,
             "registeredAt": rfc3339(now),
+            "metrics": dict(version.metrics),
         }
+        said = ", ".join(f"{k} {v:g}" for k, v in sorted(version.metrics.items()))
+        what = f"registered {version.describe()}, " + (
+            f"metrics: {said}" if said else "without metrics"
+        )
+        if reported.problem is not None:
+            registered["problem"] = reported.problem[:1024]
+            what += f": {reported.problem}"
         decision = Decision(
             "register",
-            f"registered {version.describe()}",
+            what,
             run,
             {"model": version.name, "version": version.reference, "digest": version.digest},
         )
@@ -561,6 +582,15 @@ class Reconciler:
             body=event,
             what=f"record an event for {body['kind']} {meta['namespace']}/{meta['name']}",
         )
+
+
+def _refusal(refused: Mapping[str, str], previous: Mapping[str, Any]) -> list[Decision]:
+    """An Event for a version the quality gate refused, once (not again at every pass)."""
+    before = previous.get("refused")
+    if isinstance(before, Mapping) and before.get("version") == refused["version"]:
+        return []
+    reason = f"refused by the quality gate: {refused['reason']}; the stable revision stays"
+    return [Decision("refuse", reason, refused["version"], dict(refused))]
 
 
 def _served_names(resource: Served) -> dict[str, Any]:

@@ -11,17 +11,20 @@ The rules the operator follows (the same as ``kaip up``'s, :mod:`kaip.local.cont
   hashed are stored once more at a content-addressed key beside the output
   (:func:`kaip.registry.outputs.keep`): that object is the version's source, so the next run
   writing the same ``output.uri`` changes no version. The version is tagged with its sha256,
-  size and format, and with the job and run (the Job's name) that made it; it is written in the
-  TrainingJob's ``status.output``. A Job registers at most one version: the registry is asked
-  first whether its run already did (an operator that died between registering and writing the
-  status).
+  size and format, with the job and run (the Job's name) that made it, and with the metrics and
+  parameters the job reported in its pod's termination message (:mod:`.job_report`); it is
+  written in the TrainingJob's ``status.output``. A Job registers at most one version: the
+  registry is asked first whether its run already did (an operator that died between
+  registering and writing the status).
 * **Pinning.** A Model whose ``artifact.uri`` is ``models:/NAME@latest`` or an alias is pinned,
   at every pass, to the version the selector names now (``models:/NAME/N`` and its sha256), so a
   newly registered version is a new revision that goes through the Model's rollout. With
   ``promotion: manual`` the version the stable revision serves is kept until the spec changes.
   The registry is asked at most once every :data:`FOLLOW_SECONDS` per Model.
 * **Quality gate.** A version whose run's metrics (in MLflow) fail ``qualityGate`` is not
-  pinned: the stable revision's version stays; with none, the Model waits for a better one.
+  pinned: the stable revision's version stays, and :class:`Pinned` says which version was
+  refused and why (the Model's ``status.refused``, an Event ``VersionRefused``); with none, the
+  Model waits for a better one and its conditions say why.
 * **Fetching.** A revision's pods read the pinned version from its source (``s3://`` or
   ``http(s)://``) with the init container every remote artifact uses, and verify its sha256.
 * **Lineage.** Each pinned revision's ``source`` -- ``{job, run, version, digest}`` -- is read
@@ -51,6 +54,7 @@ from kaip.serving.artifacts import fetch_limits, sha256_file
 from kaip.settings import Settings
 from kaip.spec import Model, TrainingJob
 from kaip.spec.kinds import mlflow_reference
+from kaip.training import FinalReport
 
 FOLLOW_SECONDS: Final = 1.0
 FETCHABLE: Final = ("s3://", "https://", "http://")
@@ -81,6 +85,15 @@ def lineage(version: ModelVersion) -> dict[str, Any]:
     return source
 
 
+@dataclass(frozen=True)
+class Pinned:
+    """A Model pinned to a version, and the newer version the quality gate refused, if any."""
+
+    model: Model
+    refused: dict[str, str] | None = None
+    """``{version: models:/NAME/N, reason}`` (the Model's ``status.refused``)."""
+
+
 @dataclass
 class ClusterVersions:
     """The operator's registry, opened on first use; shared by every pass (thread-safe)."""
@@ -105,10 +118,13 @@ class ClusterVersions:
 
     # -- TrainingJobs --
 
-    def register_output(self, job: TrainingJob, run: str) -> ModelVersion:
-        """Register what ``run`` (the Job that succeeded) wrote; the version it already
-        registered if it did. ConfigError for what waits for a change, RegistryError or
-        ArtifactError for what may pass (an object store or registry that does not answer)."""
+    def register_output(
+        self, job: TrainingJob, run: str, report: FinalReport | None = None
+    ) -> ModelVersion:
+        """Register what ``run`` (the Job that succeeded) wrote, with what it ``report``-ed;
+        the version it already registered if it did. ConfigError for what waits for a change,
+        RegistryError or ArtifactError for what may pass (a store or registry not answering)."""
+        report = report or FinalReport()
         output = job.spec.output
         assert output is not None
         where = f"TrainingJob {job.metadata.name}: output.uri"
@@ -136,6 +152,8 @@ class ClusterVersions:
                 source_uri=source,
                 digest=digest,
                 size=size,
+                metrics=dict(report.metrics),
+                params=dict(report.params),
                 job=job.metadata.name,
                 run_name=run,
             )
@@ -150,7 +168,7 @@ class ClusterVersions:
 
     # -- Models --
 
-    def pin(self, model: Model, stable_spec: Mapping[str, Any] | None, changed: bool) -> Model:
+    def pin(self, model: Model, stable_spec: Mapping[str, Any] | None, changed: bool) -> Pinned:
         """``model`` pinned to the version its artifact selects (itself when it names none).
 
         ``stable_spec`` is the spec the stable revision runs; ``changed`` says whether the
@@ -165,14 +183,14 @@ class ClusterVersions:
             )
         reference = mlflow_reference(uri)
         if reference is None:
-            return model
+            return Pinned(model)
         name, selector = reference
         kept = _stable_version(stable_spec, name)
         if model.spec.promotion == "manual" and kept is not None and not changed:
             selector = kept
         registry = self.registry(f"Model {model.metadata.name}'s artifact {uri}")
         if selector.isdigit():
-            return pin_version(model, self.version(name, selector))
+            return Pinned(pin_version(model, self.version(name, selector)))
         now = self.clock()
         with self._lock:
             cached = self._followed.get((name, selector))
@@ -186,13 +204,14 @@ class ClusterVersions:
         verdict = judge_quality(model.spec.quality_gate, version.metrics)
         if not verdict.passed:
             if kept is not None and kept != str(version.version):
-                return pin_version(model, self.version(name, kept))
+                refused = {"version": version.reference, "reason": verdict.reason[:1024]}
+                return Pinned(pin_version(model, self.version(name, kept)), refused)
             if kept is None:
                 raise RegistryError(
                     f"Model {model.metadata.name}: {version.describe()} is refused by the "
                     f"quality gate ({verdict.reason}) and no earlier version serves"
                 )
-        return pin_version(model, version)
+        return Pinned(pin_version(model, version))
 
     def version(self, name: str, number: str) -> ModelVersion:
         reference = f"models:/{name}/{number}"

@@ -10,7 +10,13 @@ and starts suspended, so that Kueue admits it when quota allows.
 A ``checkpointDir`` that is an absolute path is mounted writable: from the PVC named by the
 ``kaip.dev/checkpoint-pvc`` annotation (so a retried pod resumes), else from an emptyDir (which
 only survives container restarts). The Job is named per revision (its pod template is
-immutable), next to a ServiceAccount without a token. Pure: plain dicts out.
+immutable), next to a ServiceAccount without a token.
+
+The container's termination message is the job's report (:mod:`kaip.training`): its
+``terminationMessagePath`` is named to the job as ``KAIP_REPORT_FILE``, where
+``kaip.training.metric`` keeps the metrics it reported, and the operator reads them from the
+succeeded pod's status for the version it registers (the quality gate judges them). Pure: plain
+dicts out.
 
 With ``settings.kube.jobset`` (the operator sets it when the cluster serves JobSet) ``nodes > 1``
 is a ``jobset.x-k8s.io/v1alpha2`` JobSet instead: one replicated Job (``node``) of ``nodes``
@@ -25,6 +31,7 @@ from typing import Final
 
 from kaip.plan import Workload
 from kaip.render.kube import pod_options
+from kaip.render.kube.artifacts import TERMINATION_LOG
 from kaip.render.kube.pods import (
     Obj,
     container_resources,
@@ -36,6 +43,7 @@ from kaip.render.kube.pods import (
 from kaip.render.kube.serving import metadata, service_account
 from kaip.settings import Settings
 from kaip.spec import TrainingJob
+from kaip.training import REPORT_FILE_ENV
 
 KUEUE_QUEUE_LABEL: Final = "kueue.x-k8s.io/queue-name"
 JOBSET_API: Final = "jobset.x-k8s.io/v1alpha2"
@@ -52,7 +60,7 @@ def uses_jobset(job: TrainingJob, settings: Settings) -> bool:
 def _env(workload: Workload, job: TrainingJob, jobset: bool) -> dict[str, str]:
     """The variables kaip's wiring sets (the spec's own env cannot replace them)."""
     spec = job.spec
-    env: dict[str, str] = {}
+    env: dict[str, str] = {REPORT_FILE_ENV: TERMINATION_LOG}
     if spec.checkpoint_dir:
         env["KAIP_CHECKPOINT_DIR"] = spec.checkpoint_dir
     if spec.output:
@@ -117,6 +125,8 @@ def job_objects(workload: Workload, settings: Settings) -> list[Obj]:
         **pod_options.container_env_from(spec),
         "resources": container_resources(workload.resources),
         "securityContext": container_security_context(),
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "File",
         "volumeMounts": [tmp_mount(), *user_mounts],
     }
     volumes = [tmp_volume(), *user_volumes]
