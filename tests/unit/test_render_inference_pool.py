@@ -73,7 +73,7 @@ def test_the_pool_selects_the_models_pods_and_names_its_picker() -> None:
     args = template["spec"]["containers"][0]["args"]
     assert args[args.index("--pool-name") + 1] == "chat"
     assert args[args.index("--pool-namespace") + 1] == "llm"
-    assert args[args.index("--total-queued-requests-metric") + 1] == telemetry.QUEUE_DEPTH
+    assert args[args.index("--total-queued-requests-metric") + 1] == telemetry.INFLIGHT
     assert args[args.index("--total-running-requests-metric") + 1] == telemetry.INFLIGHT
 
 

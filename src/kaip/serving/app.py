@@ -216,7 +216,17 @@ class ServingApp:
         path: str = scope["path"]
         kserve_v1 = kserve_v1_message(path)
         if self.openai is not None and kserve_v1 is None:
-            await self.openai.handle(scope, receive, send)
+            # A generation is a request being served too, however long it streams: the gauge the
+            # autoscaler and an InferencePool's endpoint picker read (queued and running).
+            counted = scope["method"] == "POST"
+            inflight = self.model.metrics.inflight
+            if counted:
+                inflight.inc()
+            try:
+                await self.openai.handle(scope, receive, send)
+            finally:
+                if counted:
+                    inflight.dec()
             return
         error: KaipError = (
             UnsupportedExtensionError(kserve_v1)

@@ -129,3 +129,68 @@ def test_genai_histograms_on_metrics(client: openai.OpenAI, tiny_lm_server: Runn
         assert chat[0].labels["gen_ai_request_model"] == "tiny-lm"
         # what the operator's TTFT/TPOT gates select a revision's pods by, as on kaip's series
         assert chat[0].labels["model"] == "tiny-lm" and chat[0].labels["revision"], chat[0]
+
+
+SLOW_TINY_LM = """
+
+class Slow(TinyLM):
+    def generate(self, prompt, **params):  # type: ignore[no-untyped-def]
+        import time
+
+        time.sleep(3.0)
+        yield from super().generate(prompt, **params)
+"""
+
+
+def test_a_generation_counts_as_in_flight_while_it_runs(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """kaip_inflight_requests (the HPA's metric on a cluster, an InferencePool picker's queue)
+    counts OpenAI requests, not only OIP ones, for as long as they run."""
+    import shutil
+    import threading
+    import time
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from model_server.harness import start_server
+
+    spec = tmp_path_factory.mktemp("slow-lm") / "spec"
+    shutil.copytree(ROOT / "examples" / "tiny-lm", spec)
+    (spec / "model.py").write_text((spec / "model.py").read_text() + SLOW_TINY_LM)
+    text = (spec / "kaip.yaml").read_text()
+    (spec / "kaip.yaml").write_text(
+        text.replace("entrypoint: model:TinyLM", "entrypoint: model:Slow")
+    )
+    server = start_server(spec, "tiny-lm", tmp_path_factory.mktemp("slow-lm-server"))
+    try:
+
+        def in_flight() -> float:
+            exposition = httpx.get(f"{server.url}/metrics", timeout=30).text
+            return sum(
+                s.value
+                for f in text_string_to_metric_families(exposition)
+                for s in f.samples
+                if s.name == "kaip_inflight_requests"
+            )
+
+        assert in_flight() == 0
+        body = {"model": "tiny-lm", "messages": [{"role": "user", "content": "a b"}]}
+        answered: list[int] = []
+        request = threading.Thread(
+            target=lambda: answered.append(
+                httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=60).status_code
+            )
+        )
+        request.start()
+        seen = 0.0
+        deadline = time.monotonic() + 30
+        while not answered and time.monotonic() < deadline and seen == 0:
+            seen = in_flight()
+            time.sleep(0.05)
+        request.join(60)
+        assert seen == 1, "the generation was never counted in flight"
+        assert answered == [200]
+        assert in_flight() == 0
+    finally:
+        server.stop()

@@ -6,11 +6,12 @@ does for it locally, from the upstream project instead of from kaip: an ``Infere
 serving port, and its endpoint picker (EPP), which any conformant gateway (Istio, kgateway,
 Envoy AI Gateway, NGINX Gateway Fabric, GKE) asks which pod each request should go to: scored by
 the prompt prefixes it sent each pod (``prefix-cache-scorer``) and by their queues
-(``queue-scorer``, read from the pods' ``kaip_queue_depth_requests`` and
-``kaip_inflight_requests``). An HTTPRoute of yours whose backendRef is the pool then routes
-cache-aware. kaip's own HTTPRoute (weights per revision, the canary's) is rendered as before; on
-the pool's path the EPP chooses among all revisions' pods, so a canary's weight holds on kaip's
-route only.
+(``queue-scorer``, read from the pods' ``kaip_inflight_requests``: requests being served,
+generations included for as long as they stream, so the ones waiting for the engine too; the
+batcher's ``kaip_queue_depth_requests`` never holds a generation). An HTTPRoute of yours whose
+backendRef is the pool then routes cache-aware. kaip's own HTTPRoute (weights per revision, the
+canary's) is rendered as before; on the pool's path the EPP chooses among all revisions' pods,
+so a canary's weight holds on kaip's route only.
 
 The EPP is rendered as the upstream chart v1.5.0 (``config/charts/inferencepool`` and
 ``epplib``) renders it: a Deployment of one replica (``Recreate``: the prefix index lives in its
@@ -32,10 +33,10 @@ from kaip.plan import LABEL_COMPONENT, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_N
 from kaip.render.kube.pods import Obj, tmp_mount, tmp_volume
 from kaip.spec import Model
 
-QUEUE_METRIC: Final = "kaip_queue_depth_requests"
+QUEUE_METRIC: Final = "kaip_inflight_requests"
 RUNNING_METRIC: Final = "kaip_inflight_requests"
-"""The model server's gauges the picker reads as queued and running requests (kaip.telemetry's
-QUEUE_DEPTH and INFLIGHT; render sits below telemetry, so a test keeps the two equal)."""
+"""The model server's gauge the picker reads as queued and as running requests (kaip.telemetry's
+INFLIGHT; render sits below telemetry, so a test keeps the two equal)."""
 INFERENCE_API: Final = "inference.networking.k8s.io/v1"
 INFERENCE_GROUP: Final = "inference.networking.k8s.io"
 EPP_VERSION: Final = "v1.5.0"
