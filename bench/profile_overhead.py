@@ -1,6 +1,6 @@
 """What `kaip profile` costs a replica under load: the same wrk load with and without a profile.
 
-Usage: .venv/bin/python bench/profile_overhead.py [--rounds 6] [--duration 8] [--connections 8]
+Usage: .venv/bin/python bench/profile_overhead.py [--rounds 16] [--duration 3] [--connections 8]
                                                  [--rate 100] [--mode cpu]
 
 One replica of the quickstart digits model (``python -m kaip.serving``, pinned to core 0, with
@@ -10,8 +10,11 @@ measured wrk runs after a short unmeasured warm-up, in alternating order: ``plai
 ``kaip profile`` calls) samples the replica for the whole run. The table gives medians over
 rounds and the per-round paired ratios (profiling / plain) of req/s and of the replica's CPU per
 request (user + system seconds of its process over the run, the sampler thread included, by
-wrk's request count: the cost that holds up on a loaded machine); each profile's sample count
-shows the sampler ran. Results land in ``bench/results/profile-<time>/``. Loopback only.
+wrk's request count: the cost that holds up on a loaded machine), with the middle half (IQR)
+of the per-round ratios; each profile's sample count shows the sampler ran. Many short rounds,
+not a few long ones: a pair of runs a few seconds apart sees nearly the same load from the rest
+of a shared machine, and the median of many pairs is what survives its swings. Results land in
+``bench/results/profile-<time>/``. Loopback only.
 """
 
 from __future__ import annotations
@@ -61,8 +64,8 @@ def profile(port: int, token: str, seconds: float, rate: int, mode: str) -> dict
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--duration", type=float, default=8.0, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=16)
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds per wrk run")
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--rate", type=int, default=100, help="samples a second (kaip's default)")
@@ -153,8 +156,9 @@ def main() -> None:
           f"{median(t, 'p99_ms'):.3f} | {sum(r['errors'] for r in records if r['target'] == t)} "
           f"| {median(t, 'cpu_us_per_request'):.0f} |"
           for t in ("plain", "profiling")),
-        f"| profiling / plain (paired, median) | {statistics.median(paired):.1%} | | | | "
-        f"{cpu_ratio:.3f}x (kept if CPU-bound: {1 / cpu_ratio:.1%}) |",
+        f"| profiling / plain (paired, median) | {statistics.median(paired):.1%}"
+        f"{gateway_run.quartiles(paired)} | | | | {cpu_ratio:.3f}x"
+        f"{gateway_run.quartiles(cpu_paired)} (kept if CPU-bound: {1 / cpu_ratio:.1%}) |",
     ]  # fmt: skip
     report = "\n".join(lines)
     context = (

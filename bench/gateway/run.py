@@ -1,7 +1,7 @@
 """Gateway overhead: the same wrk load through the kaip gateway and straight to the replica.
 
 Usage: .venv/bin/python bench/gateway/run.py [--rounds 5] [--duration 10] [--connections 8]
-                                            [--peer kserve]
+                                            [--peer kserve] [--signals] [--only T1,T2,...]
 
 One replica of the quickstart digits model (``python -m kaip.serving``, pinned to core 0) and
 one gateway process in front of it (pinned to core 1, with wrk). Each round runs wrk against
@@ -20,7 +20,9 @@ the same sink; it follows the gateway's sampling decision), so ``gateway+signals
 ``direct+tracing`` (that replica alone, its default sampler) and ``direct+tracing(all)`` (a third
 replica tracing every request) against ``direct`` give the model server's own tracing cost.
 Each target's path CPU per request (every process its requests run through: the gateway and the
-replica behind it, or the replica alone) is measured over each run beside req/s.
+replica behind it, or the replica alone) is measured over each run beside req/s; the ratio rows
+give the middle half (IQR) of their per-round ratios. ``--only gateway,gateway+signals`` runs
+just those targets (all are still started), so a round is short and each pair close in time.
 Results land in ``bench/results/gateway-<time>/``. Loopback only.
 """
 
@@ -178,6 +180,14 @@ def result_row(
     }
 
 
+def quartiles(values: list[float]) -> str:
+    """`` (IQR a-b)``: the middle half of per-round ratios, so the table shows their spread."""
+    if len(values) < 4:
+        return ""
+    q1, _, q3 = statistics.quantiles(values, n=4)
+    return f" (IQR {q1:.2f}-{q3:.2f})"
+
+
 def table(records: list[dict[str, Any]]) -> str:
     lines = [
         "| connections | target | req/s | p50 ms | p99 ms | errors | p50 added (paired) "
@@ -217,7 +227,8 @@ def table(records: list[dict[str, Any]]) -> str:
             pairs = [p for p in by_round.values() if {on, "gateway"} <= p.keys()]
             if not pairs:
                 continue
-            kept = statistics.median(p[on]["rps"] / p["gateway"]["rps"] for p in pairs)
+            kept_ratios = [p[on]["rps"] / p["gateway"]["rps"] for p in pairs]
+            kept = statistics.median(kept_ratios)
             cpu_ratio = [
                 p[on]["gateway_cpu_us_per_request"] / p["gateway"]["gateway_cpu_us_per_request"]
                 for p in pairs
@@ -231,14 +242,16 @@ def table(records: list[dict[str, Any]]) -> str:
                 and p[on].get("path_cpu_us_per_request")
             ]
             path_text = (
-                f"{statistics.median(path_ratio):.2f}x (kept if CPU-bound: "
-                f"{1 / statistics.median(path_ratio):.1%})"
+                f"{statistics.median(path_ratio):.2f}x{quartiles(path_ratio)} (kept if "
+                f"CPU-bound: {1 / statistics.median(path_ratio):.1%})"
                 if path_ratio
                 else ""
             )
+            if cpu_ratio:
+                ratio_text += quartiles(cpu_ratio)
             lines.append(
-                f"| {conns} | {on} / gateway (paired) | {kept:.1%} | | | | | {ratio_text} "
-                f"| {path_text} |"
+                f"| {conns} | {on} / gateway (paired) | {kept:.1%}{quartiles(kept_ratios)} "
+                f"| | | | | {ratio_text} | {path_text} |"
             )
         for on in (t[0] for t in TRACED_REPLICAS):
             pairs = [p for p in by_round.values() if {on, "direct"} <= p.keys()]
@@ -287,6 +300,12 @@ def main() -> None:
     parser.add_argument("--max-wait", type=float, default=600.0)
     parser.add_argument("--peer", choices=["kserve"], default=None, help="add a peer, direct")
     parser.add_argument("--signals", action="store_true", help="add a gateway, signals on")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="measure only these targets (comma-separated names from the table, e.g. "
+        "'gateway,gateway+signals'): shorter rounds put each pair closer together in time",
+    )
     args = parser.parse_args()
     conns_list = [int(c) for c in args.connections.split(",")]
 
@@ -359,6 +378,11 @@ def main() -> None:
                 peers.append(peer[0])
                 targets[args.peer] = peer[1]
 
+        if args.only:
+            wanted = args.only.split(",")
+            if unknown := [t for t in wanted if t not in targets]:
+                raise SystemExit(f"--only: no target {unknown} here; the targets: {list(targets)}")
+            targets = {t: targets[t] for t in wanted}
         waited = wait_quiet(args.quiet_cpu, args.max_wait)
         load_before = Path("/proc/loadavg").read_text().split()[:3]
         records: list[dict[str, Any]] = []
