@@ -300,3 +300,81 @@ spec:
     assert "attempt 1\n" in logs and "attempt 2\n" in logs
     missing = platform.cli("train", str(spec), "--name", "nope")
     assert missing.returncode == 2 and "no TrainingJob named 'nope'" in missing.stderr
+
+
+MANUAL_AND_AUTO = """\
+apiVersion: kaip.dev/v1alpha1
+kind: Model
+metadata: {name: digits}
+spec:
+  owner: e2e
+  artifact: {uri: "registry://digits@latest", format: sklearn, trust: true}
+  promotion: manual
+  scaling: {minReplicas: 1, maxReplicas: 1}
+  rollout: {steps: [{weight: 100}]}
+---
+apiVersion: kaip.dev/v1alpha1
+kind: Model
+metadata: {name: digits-auto}
+spec:
+  owner: e2e
+  artifact: {uri: "registry://digits@latest", format: sklearn, trust: true}
+  scaling: {minReplicas: 1, maxReplicas: 1}
+  rollout: {steps: [{weight: 100}]}
+"""
+
+
+def test_promotion_manual_keeps_serving_its_version_until_kaip_deploy(
+    platform: LocalPlatform,
+) -> None:
+    """A version a job registers for a ``promotion: manual`` Model waits for ``kaip deploy``.
+
+    ``digits-auto`` follows the same registered name with promotion auto: once it has started
+    rolling out version 2, the controller has looked at the registry for both Models, so
+    ``digits`` still on version 1 with no rollout is the manual promotion at work, not a slow
+    follow. (Nothing sends traffic here, so a rollout is seen starting, not promoted.)
+    """
+    platform.spec_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(EXAMPLES / "quickstart" / "train.py", platform.spec_dir / "train.py")
+    first = platform.cli("train", str(write(platform, "v1.yaml", job("digits-c1", "1.0"))))
+    assert first.returncode == 0, first.stdout + first.stderr
+    models = write(platform, "models.yaml", MANUAL_AND_AUTO)
+    platform.up(models)
+
+    def serves(name: str, version: str) -> bool:
+        resource = platform.resource(name)
+        source = resource["source"].get(resource["stable"]) or {}
+        return resource["canary"] is None and source.get("version") == version
+
+    def offers(name: str, version: str) -> bool:  # a revision (stable or canary) of version
+        return version in {s.get("version") for s in platform.resource(name)["source"].values()}
+
+    assert serves("digits", "registry://digits@1") and serves("digits-auto", "registry://digits@1")
+    manual_stable = platform.resource("digits")["stable"]
+
+    # Version 2, registered by a job kaip up runs (it feeds Model digits).
+    deployed = platform.cli("deploy", str(write(platform, "v2.yaml", job("digits-c01", "0.1"))))
+    assert deployed.returncode == 0, deployed.stderr
+    wait_for(lambda: finished(platform, "digits-c01"), "the digits-c01 run to finish", 600)
+    assert run_of(platform, "digits-c01")["version"] == "digits@2"
+    wait_for(lambda: offers("digits-auto", "registry://digits@2"),
+             "digits-auto (promotion auto) to start rolling out version 2", 600)  # fmt: skip
+
+    manual = platform.resource("digits")
+    assert (manual["stable"], manual["canary"]) == (manual_stable, None), manual
+    assert serves("digits", "registry://digits@1")
+    assert not offers("digits", "registry://digits@2")
+    assert {r["revision"] for r in manual["replicas"]} == {manual_stable}
+    assert platform.rollouts("digits") == []
+
+    # kaip deploy of the unchanged spec is the promotion: it pins version 2 and rolls it out.
+    [plan] = [p for p in dry_run_of(platform, models) if p["name"] == "digits"]
+    assert plan["action"] != "unchanged", plan
+    promoted = platform.cli("deploy", str(models))
+    assert promoted.returncode == 0, promoted.stderr
+    wait_for(lambda: offers("digits", "registry://digits@2"),
+             "digits to start rolling out version 2 after kaip deploy", 600)  # fmt: skip
+
+
+def dry_run_of(platform: LocalPlatform, path: Path) -> list[dict[str, Any]]:
+    return list(cli_json(platform, "deploy", "--dry-run", str(path))["plan"])
