@@ -64,7 +64,10 @@ class Collector:
         if not self.output.exists():
             return []
         out: list[Span] = []
-        for line in self.output.read_text(encoding="utf-8").splitlines():
+        text = self.output.read_text(encoding="utf-8")
+        # The exporter may be writing its next line right now (a final check of 2026-11-30 read
+        # one cut at 4,096 bytes): only lines it has ended count.
+        for line in text[: text.rfind("\n") + 1].splitlines():
             if not line.strip():
                 continue
             for resource_spans in json.loads(line).get("resourceSpans", []):
