@@ -28,6 +28,7 @@ live section shows its decision when it comes. Blocking requests run in worker t
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
 import logging
 import ssl
@@ -376,9 +377,10 @@ class KubeSource:
         return None if body is None else _overview(body)
 
 
-def _client_options(credentials: Credentials) -> dict[str, Any]:
+@functools.lru_cache(maxsize=4)
+def _client_options(credentials: Credentials) -> Mapping[str, Any]:
     """httpx client arguments that authenticate as the session does (its CA, token or client
-    certificate)."""
+    certificate); kept per credentials, so a page view does not load the CA file again."""
     context = ssl.create_default_context(
         cafile=None if credentials.insecure else credentials.ca_file
     )

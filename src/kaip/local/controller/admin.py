@@ -337,28 +337,25 @@ def admin_app(controller: Controller, costs: CostBook | None = None) -> Starlett
         assert isinstance(exc, HTTPException)
         return _error(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}")
 
+    routes = [
+        Route("/_kaip/status", get_status),
+        Route("/_kaip/deploy", deploy, methods=["POST"]),
+        Route("/_kaip/rollouts/{name}", rollout_status),
+        Route("/_kaip/rollouts/{name}/promote", promote, methods=["POST"]),
+        Route("/_kaip/rollouts/{name}/abort", abort, methods=["POST"]),
+        Route("/_kaip/rollouts/{name}/undo", undo, methods=["POST"]),
+        Route("/_kaip/events", events),
+        Route("/_kaip/cost", cost),
+        Route("/_kaip/profile/{name}", profile, methods=["POST"]),
+        Route("/_kaip/openapi.json", openapi),
+    ]
     v1 = [
-        Route(V1_PATHS["/_kaip/status"], get_status),
-        Route(V1_PATHS["/_kaip/deploy"], deploy, methods=["POST"]),
-        Route(V1_PATHS["/_kaip/rollouts/{name}"], rollout_status),
-        Route(V1_PATHS["/_kaip/events"], events),
-        Route(V1_PATHS["/_kaip/cost"], cost),
-        Route(V1_PATHS["/_kaip/profile/{name}"], profile, methods=["POST"]),
+        Route(V1_PATHS[r.path], r.endpoint, methods=sorted(r.methods or ()))
+        for r in routes
+        if r.path in V1_PATHS
     ]
     return Starlette(
-        routes=[
-            *v1,
-            Route("/_kaip/status", get_status),
-            Route("/_kaip/deploy", deploy, methods=["POST"]),
-            Route("/_kaip/rollouts/{name}", rollout_status),
-            Route("/_kaip/rollouts/{name}/promote", promote, methods=["POST"]),
-            Route("/_kaip/rollouts/{name}/abort", abort, methods=["POST"]),
-            Route("/_kaip/rollouts/{name}/undo", undo, methods=["POST"]),
-            Route("/_kaip/events", events),
-            Route("/_kaip/cost", cost),
-            Route("/_kaip/profile/{name}", profile, methods=["POST"]),
-            Route("/_kaip/openapi.json", openapi),
-        ],
+        routes=[*v1, *routes],
         exception_handlers={KaipError: kaip_error, HTTPException: http_error},
     )
 
