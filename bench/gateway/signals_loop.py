@@ -5,7 +5,7 @@ Usage: .venv/bin/python bench/gateway/signals_loop.py [--requests 20000] [--roun
 Runs what :class:`~kaip.local.gateway.forward.Forwarder` does for one proxied request around
 the request head (the trace context passed on, ``request_head``, the observation's begin,
 attempt, attempt done and finish) in three modes: ``off`` (``observe=False``: a client's
-``traceparent`` passed on or one minted), ``metrics`` (``kaip up``'s default) and ``on``
+``traceparent`` passed on, none minted), ``metrics`` (``kaip up``'s default) and ``on``
 (metrics and a span recorder with kaip's default sampler; its few sampled spans go to a list,
 so the SDK's export, which runs on its own thread, is not in these numbers). Rounds alternate
 the order of the modes; the time is the process's CPU time (``time.process_time``), which a

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import random
 
+from kaip.local.gateway.http1 import request_head
 from kaip.local.gateway.stats import MAX_SAMPLES, RevisionStats, StatsRecorder, percentile
-from kaip.local.gateway.trace import is_valid_traceparent, new_traceparent
+from kaip.local.gateway.trace import is_valid_traceparent, passed_on, with_traceparent
 
 
 def test_percentile_is_nearest_rank() -> None:
@@ -39,12 +40,25 @@ def test_latency_samples_stay_bounded_but_counts_stay_exact() -> None:
     assert max(taken.latencies_ms) >= MAX_SAMPLES  # later requests are sampled in too
 
 
-def test_traceparent_validation_and_creation() -> None:
+def test_traceparent_validation() -> None:
     assert is_valid_traceparent(b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
     assert not is_valid_traceparent(b"00-00000000000000000000000000000000-b7ad6b7169203331-01")
     assert not is_valid_traceparent(b"00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01")
     assert not is_valid_traceparent(b"ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
     assert not is_valid_traceparent(b"00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01")
     assert not is_valid_traceparent(b"garbage")
-    made = {new_traceparent() for _ in range(100)}
-    assert len(made) == 100 and all(is_valid_traceparent(t) for t in made)
+
+
+def test_without_tracing_the_client_s_traceparent_is_passed_on_and_none_is_made() -> None:
+    given = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+    assert passed_on([(b"Traceparent", b" " + given)]) == given
+    assert passed_on([(b"traceparent", b"garbage"), (b"traceparent", given)]) == given
+    assert passed_on([(b"traceparent", b"garbage")]) == b""
+    assert passed_on([(b"accept", b"*/*")]) == b""
+    bare = request_head(b"POST", b"/x", [(b"host", b"h")], 2, b"") + b"{}"
+    assert b"traceparent" not in bare and bare.endswith(b"content-length: 2\r\n\r\n{}")
+    traced = request_head(b"POST", b"/x", [(b"host", b"h")], 2, given) + b"{}"
+    assert traced.endswith(b"traceparent: " + given + b"\r\n\r\n{}")
+    assert with_traceparent(traced, given, b"") == bare  # e.g. a mirrored copy of it
+    mine = b"00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01"
+    assert with_traceparent(traced, given, mine) == traced.replace(given, mine)

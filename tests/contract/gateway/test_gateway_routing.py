@@ -6,8 +6,6 @@ import openai
 import pytest
 from gateway_harness import BackendProcess, app, backend, model, open_chat_stream, run, running
 
-from kaip.local.gateway.trace import is_valid_traceparent
-
 AB = tuple[BackendProcess, BackendProcess]
 
 
@@ -88,20 +86,28 @@ def test_apps_are_routed_by_prefix_with_the_prefix_stripped(backends_ab: AB) -> 
     run(scenario())
 
 
-def test_traceparent_is_propagated_or_created(backends_ab: AB) -> None:
-    given = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+def test_a_gateway_not_tracing_passes_the_client_s_traceparent_on_and_mints_none(
+    backends_ab: AB,
+) -> None:
+    """Without a span recorder the gateway takes no part in the trace: a minted ``-01`` would
+    make a traced replica behind it trace every request, a minted ``-00`` none (trace.py)."""
+    sampled = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
 
     async def scenario() -> None:
         async with running(routes_for(*backends_ab)) as (_, client):
-            kept = await client.get("/v2/models/alpha/ready", headers={"traceparent": given})
-            assert kept.json()["traceparent"] == given
-            made = [
-                (await client.get("/v2/models/alpha/ready")).json()["traceparent"] for _ in range(2)
-            ]
-            assert all(is_valid_traceparent(t.encode()) for t in made)
-            assert made[0].split("-")[1] != made[1].split("-")[1]
+            for given in (sampled, unsampled):
+                kept = await client.get("/v2/models/alpha/ready", headers={"traceparent": given})
+                assert kept.json()["traceparent"] == given
+                posted = await client.post(
+                    "/v2/models/alpha/infer", json={}, headers={"traceparent": given}
+                )
+                assert posted.json()["traceparent"] == given
+            none = await client.post("/v2/models/alpha/infer", json={"inputs": []})
+            assert none.json()["traceparent"] == "" and "traceparent" not in none.json()["headers"]
+            assert none.json()["body_len"] == len(b'{"inputs":[]}')
             bad = await client.get("/v2/models/alpha/ready", headers={"traceparent": "garbage"})
-            assert is_valid_traceparent(bad.json()["traceparent"].encode())
+            assert bad.json()["traceparent"] == ""
 
     run(scenario())
 

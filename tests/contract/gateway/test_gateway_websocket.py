@@ -1,7 +1,8 @@
 """WebSocket through the gateway (issue 13 #9) with a real client (the ``websockets`` package)
 against a real Streamlit-like App process: the handshake and every frame both ways under
 ``/apps/NAME/``, a cross-origin page refused, frames over the App's limit closed with 1009, an
-idle tunnel closed, and upgrades anywhere else answered 501. Timing is never asserted."""
+idle tunnel closed, upgrades anywhere else answered 501, and the client's ``traceparent`` honoured
+as on HTTP. Timing is never asserted."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from kaip.local.gateway import Route
+from kaip.telemetry.spans import FinishedSpan, Sampling, SpanRecorder
 
 ECHO_APP = Path(__file__).parents[2] / "e2e_local" / "fixtures" / "ws_echo_app.py"
 STREAM = "/apps/chat/_stcore/stream"
@@ -121,5 +123,46 @@ def test_an_idle_websocket_is_closed_and_upgrades_elsewhere_get_501(echo_port: i
             upgrade = {"Connection": "Upgrade", "Upgrade": "websocket"}
             elsewhere = await client.get("/v2/models/chat/ready", headers=upgrade)
             assert elsewhere.status_code == 501 and "/apps/NAME/" in elsewhere.json()["error"]
+
+    run(scenario())
+
+
+def test_a_websocket_handshake_honours_the_client_s_traceparent_as_http_does(
+    echo_port: int,
+) -> None:
+    """Not tracing: the App gets the client's ``traceparent`` as sent, or none. Tracing: it is
+    in the client's trace under the gateway's server span, with the client's sampled flag."""
+    given = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
+    spans: list[FinishedSpan] = []
+    tracer = SpanRecorder(spans.append, Sampling(ratio=0.0))  # nothing sampled but by a client
+
+    async def seen(url: str, traceparent: str | None) -> str:
+        headers = {"traceparent": traceparent} if traceparent else None
+        async with connect(url, proxy=None, additional_headers=headers) as ws:
+            await asyncio.wait_for(ws.recv(), 20)  # the greeting
+            await ws.send("traceparent?")
+            answer = await asyncio.wait_for(ws.recv(), 20)
+            assert isinstance(answer, str)
+            return answer
+
+    async def scenario() -> None:
+        async with running([chat(echo_port)]) as (_, client):
+            url = str(client.base_url).rstrip("/").replace("http", "ws") + STREAM
+            assert await seen(url, given) == given
+            assert await seen(url, unsampled) == unsampled
+            assert await seen(url, None) == ""
+            assert await seen(url, "garbage") == ""
+        async with running([chat(echo_port)], tracer=tracer) as (_, client):
+            url = str(client.base_url).rstrip("/").replace("http", "ws") + STREAM
+            traced = await seen(url, given)
+            followed = await seen(url, unsampled)
+        (server,) = spans  # the sampled request's server span, ended with its tunnel
+        assert traced == f"00-{server.trace_id:032x}-{server.span_id:016x}-01"
+        assert server.trace_id == int(given.split("-")[1], 16)
+        assert server.parent_id == int(given.split("-")[2], 16) and server.remote_parent
+        _, trace_id, span_id, flags = followed.split("-")
+        assert (trace_id, flags) == (unsampled.split("-")[1], "00")
+        assert span_id != unsampled.split("-")[2] and int(span_id, 16)
 
     run(scenario())

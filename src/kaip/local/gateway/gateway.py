@@ -46,7 +46,7 @@ from kaip.local.gateway.routes import CompiledRoute, Route, RouteKind, RouteTabl
 from kaip.local.gateway.server import ClientConnection, Request
 from kaip.local.gateway.signals import CONTENT_TYPE, GatewaySignals, LiveLoad, Observation
 from kaip.local.gateway.stats import LoadSample, RevisionStats, StatsRecorder
-from kaip.local.gateway.trace import new_traceparent
+from kaip.local.gateway.trace import passed_on
 from kaip.local.gateway.upstream import Framing, UpstreamPool
 from kaip.protocol.extensions import unsupported_route
 from kaip.protocol.model_paths import unknown_model_message
@@ -326,8 +326,10 @@ class Gateway:
             if observed is not None:
                 observed.revision = backend.revision
             prefix = [(b"x-forwarded-prefix", b"/apps/" + name.encode())]
+            mine = observed.relayed_traceparent() if observed is not None else None
+            traceparent = mine or passed_on(request.headers)  # as for HTTP (see forward)
             head = request_head(
-                request.method, target.upstream, request.headers, 0, new_traceparent(), prefix,
+                request.method, target.upstream, request.headers, 0, traceparent, prefix,
                 conn.client_address, upgrade=b"websocket",
             )  # fmt: skip
             timeout_s = route.route.response_timeout_s or self._response_timeout_s

@@ -72,6 +72,7 @@ def request_head(
     ``Forwarded``) the client sent and the portal's session cookie are dropped; the gateway sets
     ``X-Forwarded-For`` (the ``client`` address), ``-Proto`` and ``-Host`` itself, and
     ``extra`` adds the rest. ``upgrade`` (e.g. ``websocket``) asks this hop to upgrade.
+    ``traceparent`` is the last header (``b""``: none; see :mod:`kaip.local.gateway.trace`).
     """
     parts = [method, b" ", target, b" HTTP/1.1\r\n"]
     host = b""
@@ -100,7 +101,10 @@ def request_head(
         parts += (b"connection: upgrade\r\nupgrade: ", upgrade, b"\r\n")
     if body_length or method not in (b"GET", b"HEAD", b"DELETE", b"OPTIONS"):
         parts.append(b"content-length: %d\r\n" % body_length)
-    parts += (b"traceparent: ", traceparent, b"\r\n\r\n")
+    if traceparent:
+        parts += (b"traceparent: ", traceparent, b"\r\n\r\n")
+    else:
+        parts.append(b"\r\n")
     return b"".join(parts)
 
 

@@ -253,6 +253,15 @@ class Observation:
         self._next_span = span_id = new_span_id()
         return traceparent(trace.trace_id, span_id, trace.sampled)
 
+    def relayed_traceparent(self) -> bytes | None:
+        """The ``traceparent`` of a request relayed in one piece with no attempt spans (a
+        WebSocket's handshake): the server span as the replica's parent, so the App's spans
+        hang under it (None: not tracing; pass the client's on, as for HTTP)."""
+        trace = self.trace
+        if trace is None:
+            return None
+        return traceparent(trace.trace_id, trace.span_id or new_span_id(), trace.sampled)
+
     def attempt(self, revision: str, replica: str, host: str, port: int) -> bytes | None:
         """An attempt on a replica begins; returns the ``traceparent`` it must carry, or None
         when the head already carries it (not tracing, or the one :meth:`head_traceparent`

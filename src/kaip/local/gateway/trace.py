@@ -1,18 +1,27 @@
-"""W3C Trace Context for proxied requests: keep a valid ``traceparent``, mint one when absent.
+"""W3C Trace Context for proxied requests: pass a valid ``traceparent`` on, mint none.
 
-The gateway is the edge of a local request, so when a client sends no (or a malformed)
-``traceparent`` it starts the trace here and every replica sees the same trace id (when the
-gateway traces, its span recorder decides instead: see signals). The head sent to a replica
-carries ``traceparent`` as its last header (:func:`kaip.local.gateway.http1.request_head`),
-which is what lets :func:`with_traceparent` swap it without parsing the head again. Never does
-I/O and never depends on an OpenTelemetry SDK.
+When the gateway does not trace (no span recorder: ``OTEL_EXPORTER_OTLP_ENDPOINT`` unset, or
+``observe=False``) it takes no part in the trace: a client's valid ``traceparent`` reaches the
+replica as it came, and a request without one (or with a malformed one) reaches it without one,
+so the replica's own sampler starts the trace exactly as it would for a request sent to it
+directly. Minting one here would be wrong either way: marked sampled (``-01``) it would claim a
+span the gateway never records (W3C Trace Context: the flag says "the caller may have recorded
+trace data") and make a parent-based replica trace every request; marked unsampled (``-00``) it
+would make a parent-based replica (OpenTelemetry's ``ParentBased`` default:
+``remote_parent_not_sampled`` = always off) trace none. When the gateway traces, its span
+recorder decides instead (see signals). The head sent to a replica carries ``traceparent`` as
+its last header (:func:`kaip.local.gateway.http1.request_head`), which is what lets
+:func:`with_traceparent` swap it without parsing the head again. Never does I/O and never
+depends on an OpenTelemetry SDK.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from kaip.telemetry.spans import new_span_id, new_trace_id, parse_traceparent, traceparent
+from kaip.telemetry.spans import parse_traceparent
+
+_LINE = len(b"traceparent: ")
 
 
 def is_valid_traceparent(value: bytes) -> bool:
@@ -20,25 +29,23 @@ def is_valid_traceparent(value: bytes) -> bool:
     return parse_traceparent(value) is not None
 
 
-def new_traceparent() -> bytes:
-    """A fresh sampled ``traceparent`` (version 00) with random nonzero trace and span ids."""
-    return traceparent(new_trace_id(), new_span_id(), True)
-
-
 def passed_on(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
     """What a replica gets when the gateway makes no span: the client's ``traceparent`` (its
-    last one) when valid, else a fresh one."""
+    last one) when valid, else nothing (``b""``: the head carries no ``traceparent``)."""
     given = b""
     for name, value in headers:
-        if name.lower() == b"traceparent":
+        if len(name) == 11 and name.lower() == b"traceparent":
             given = value.strip()
     if given and is_valid_traceparent(given):
         return given
-    return new_traceparent()
+    return b""
 
 
 def with_traceparent(head: bytes, old: bytes, new: bytes) -> bytes:
     """``head`` (and any body after it) with its last header's value ``old`` replaced by
-    ``new``; ``head`` must come from ``request_head``, which writes ``traceparent`` last."""
+    ``new`` (``b""``: that header dropped); ``head`` must come from ``request_head``, which
+    writes ``traceparent`` last."""
     end = head.index(b"\r\n\r\n")
+    if not new:
+        return head[: end - len(old) - _LINE] + head[end + 2 :]
     return head[: end - len(old)] + new + head[end:]
