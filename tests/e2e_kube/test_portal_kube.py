@@ -509,3 +509,79 @@ def test_the_playground_reaches_the_model_through_the_api_servers_service_proxy(
 def _annotations(portal: Portal, name: str) -> dict[str, str]:
     out = portal.plane.kubectl("get", "model", name, "-n", portal.namespace, "-o", "json")
     return dict(json.loads(out)["metadata"].get("annotations") or {})
+
+
+def _pod(
+    namespace: str, name: str, labels: dict[str, str], status: dict[str, Any]
+) -> tuple[str, str]:
+    """A Pod as a Deployment of the operator's makes it, bound to no node (no kubelet runs
+    here), its status written as a kubelet would; the pod garbage collector leaves it 40 s."""
+    body = {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {"nodeName": "no-node-here", "containers": [
+            {"name": "model", "image": "x", "ports": [{"containerPort": 8080}]}]},
+    }  # fmt: skip
+    return json.dumps(body), json.dumps({"status": status})
+
+
+def test_a_resource_page_lists_its_pods_and_says_why_no_log_can_be_read(
+    portal: Portal, tmp_path: Path
+) -> None:
+    """The page of one Model lists its pods (phase, restarts, address), read with the chart's
+    portal role; pods of another resource, or not kaip's, are not among them. kwok's nodes
+    serve no logs, so the log stream says why and what to run (the real node shows lines:
+    tests/e2e_node)."""
+    ns, now = portal.namespace, datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    kaip = {"app.kubernetes.io/managed-by": "kaip"}
+    container = {"name": "model", "image": "x", "imageID": "", "ready": True, "restartCount": 2,
+                 "state": {"running": {"startedAt": now}},
+                 "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled",
+                                              "startedAt": now, "finishedAt": now}}}  # fmt: skip
+    crashing = {"name": "model", "image": "x", "imageID": "", "ready": False, "restartCount": 5,
+                "state": {"waiting": {"reason": "CrashLoopBackOff",
+                                      "message": "back-off 40s restarting"}}}  # fmt: skip
+    pods = {
+        "alpha-abc123-0": ({"app.kubernetes.io/name": "alpha", "kaip.dev/revision": "abc123",
+                            **kaip},
+                           {"phase": "Running", "podIP": "10.88.0.7",
+                            "conditions": [{"type": "Ready", "status": "True"}],
+                            "containerStatuses": [container]}),
+        "alpha-def456-0": ({"app.kubernetes.io/name": "alpha", "kaip.dev/revision": "def456",
+                            **kaip},
+                           {"phase": "Running", "podIP": "10.88.0.8",
+                            "conditions": [{"type": "Ready", "status": "False"}],
+                            "containerStatuses": [crashing]}),
+        "beta-abc123-0": ({"app.kubernetes.io/name": "beta", **kaip}, {"phase": "Running"}),
+        "alpha-not-kaips": ({"app.kubernetes.io/name": "alpha"}, {"phase": "Running"}),
+    }  # fmt: skip
+    for name, (labels, status) in pods.items():
+        manifest, patch = _pod(ns, name, labels, status)
+        (tmp_path / f"{name}.json").write_text(manifest)
+        portal.plane.kubectl("apply", "-f", str(tmp_path / f"{name}.json"))
+        portal.plane.kubectl("patch", "pod", name, "-n", ns, "--subresource=status",
+                             "--type=merge", "-p", patch)  # fmt: skip
+    answer = portal.get("/api/v1/resources/alpha", "viewer")
+    assert answer.status_code == 200, answer.text
+    replicas = {r["id"]: r for r in answer.json()["replicas"]}
+    assert sorted(replicas) == ["alpha-abc123-0", "alpha-def456-0"], replicas
+    stable, canary = replicas["alpha-abc123-0"], replicas["alpha-def456-0"]
+    assert (stable["revision"], stable["phase"], stable["restarts"]) == ("abc123", "ready", 2)
+    assert stable["port"] == "10.88.0.7:8080" and stable["routed"] is True
+    assert "last exit 137 (OOMKilled)" in stable["health"]
+    assert (canary["revision"], canary["phase"], canary["restarts"]) == (
+        "def456", "crashloopbackoff", 5
+    )  # fmt: skip
+    assert canary["routed"] is False and "back-off" in canary["health"]
+    page = portal.get("/resources/alpha", "viewer")
+    assert "alpha-def456-0" in page.text and "crashloopbackoff" in page.text
+    catalog = portal.get("/api/v1/resources", "viewer").json()  # many rows: counts, no pod reads
+    (row,) = [r for r in catalog["items"] if r["name"] == "alpha"]
+    assert {r["id"] for r in row["replicas"]} == {"abc123-1", "abc123-2", "def456-1"}
+    headers = {"Authorization": f"Bearer {portal.tokens['viewer']}"}
+    with httpx.stream("GET", f"{portal.url}/resources/alpha/logs", headers=headers,
+                      trust_env=False, timeout=60) as stream:  # fmt: skip
+        assert stream.status_code == 200
+        data = next(line for line in stream.iter_lines() if line.startswith("data:"))
+    assert "No log lines could be read" in data and "alpha-abc123-0" in data, data
+    assert f"kubectl logs -n {ns} -l app.kubernetes.io/name=alpha -f --prefix" in data

@@ -17,6 +17,8 @@ App's ``KAIP_GATEWAY_URL`` names the Model's Service by its ClusterIP, not ``dig
   the Model through the Model's Service.
 * Deleting a serving pod under load loses no request.
 * A TrainingJob runs as a real Job: its pod's exit code decides success or failure.
+* The portal (``kaip portal`` with a kubeconfig) follows a real pod's log live on the
+  resource's page: the kubelet serves it, the API server passes it on.
 """
 
 from __future__ import annotations
@@ -31,10 +33,12 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import httpx
 import joblib
 import pytest
 import yaml
 from chart import ArtifactServer, Env, operator_log, serve_artifacts, wait_for
+from kube_harness import free_port
 from node_harness import (
     NODE_NAME,
     OPERATOR_ACCOUNT,
@@ -332,6 +336,73 @@ def test_a_training_job_runs_to_completion_and_its_exit_code_decides(env: Env) -
     (failed,) = env.items("pods", "app.kubernetes.io/name=broken")
     assert failed["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 3
     assert condition("broken", "Ready")["status"] == "False"
+
+
+CHATTY = """\
+apiVersion: kaip.dev/v1alpha1
+kind: TrainingJob
+metadata: {{name: chatty}}
+spec:
+  owner: research
+  image: {image}
+  command:
+    - python
+    - -uc
+    - |-
+      import time
+      for i in range(240): print('epoch', i); time.sleep(0.5)
+  resources: {{cpu: 100m, memory: 128Mi}}
+  maxRetries: 0
+"""
+
+
+def test_the_portal_follows_a_pods_log_live(env: Env, tmp_path: Path) -> None:
+    """A TrainingJob whose pod prints a line every half second: the log stream of its page in
+    ``kaip portal`` shows those lines, and shows later ones while it stays open."""
+    env.apply([yaml.safe_load(CHATTY.format(image=env.cluster.images["server"]))])
+
+    def running() -> bool:
+        pods = env.items("pods", "app.kubernetes.io/name=chatty")
+        return any(p["status"].get("phase") == "Running" for p in pods)
+
+    wait_for("chatty's pod running", running, 300, env.cluster)
+    plane, port = env.cluster.plane, free_port()
+    log = tmp_path / "portal.log"
+    with log.open("wb") as out:
+        portal = subprocess.Popen(
+            [sys.executable, "-m", "kaip.cli", "portal", "--kubeconfig", str(plane.kubeconfig),
+             "-n", env.namespace, "--port", str(port)],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for("the portal", lambda: _answers(url + "/login"), 120)
+        headers = {"Authorization": f"Bearer {plane.token()}"}
+        seen: list[int] = []
+        deadline = time.monotonic() + 120  # a bound on a hang, not a timing check
+        with httpx.stream("GET", f"{url}/resources/chatty/logs", headers=headers,
+                          trust_env=False, timeout=60) as stream:  # fmt: skip
+            assert stream.status_code == 200, stream.read()
+            for line in stream.iter_lines():
+                steps = [int(n) for n in re.findall(r"chatty-\S+ \| epoch (\d+)", line)]
+                if steps:
+                    seen.append(max(steps))
+                if len(seen) >= 2 and seen[-1] >= seen[0] + 3:
+                    break
+                assert time.monotonic() < deadline, (seen, log.read_text()[-2000:])
+        assert seen and seen[-1] >= seen[0] + 3, seen  # later lines reached the open page
+    finally:
+        portal.terminate()
+        portal.wait(timeout=30)
+        env.kubectl("delete", "trainingjob", "chatty", "--wait=false", check=False)
+    assert plane.token() not in log.read_text()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, trust_env=False, timeout=5).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def test_the_operator_was_never_forbidden(env: Env) -> None:

@@ -209,7 +209,10 @@ def test_the_portal_is_off_by_default_and_reads_and_reviews_only(
     reads = roles["kaip-operator-portal"]
     assert allowed(reads, "kaip.dev", "models", "patch")
     assert allowed(reads, "", "events", "list") and not allowed(reads, "", "events", "create")
-    assert not any(allowed(reads, g, r, "get") for g, r in [("", "secrets"), ("", "pods")])
+    assert allowed(reads, "", "pods", "list") and allowed(reads, "", "pods/log", "get")
+    assert not allowed(reads, "", "pods", "delete")
+    assert not allowed(reads, "", "pods/exec", "create")
+    assert not allowed(reads, "", "secrets", "get")
     reviews = roles["kaip-operator-portal-reviews"]
     assert allowed(reviews, "authentication.k8s.io", "tokenreviews", "create")
     assert allowed(reviews, "authorization.k8s.io", "subjectaccessreviews", "create")

@@ -9,8 +9,14 @@ waits for a list but the first one and the first after an action. A row
 comes from the resource's ``status`` as the operator writes it: the revisions and their weights
 (``status.revisions``), readiness (the ``Ready`` condition), the rollout in flight
 (``status.rollout``: stable, canary and step, the last decision and its evidence), the URL
-inside the cluster. Replicas are counts per revision (``replicas``, ``readyReplicas``), not
-pods; traffic, cost and energy figures from Prometheus when given one
+inside the cluster. In the catalog, replicas are counts per revision (``replicas``,
+``readyReplicas``); a resource's own page (one row asked for) lists its pods instead, found by
+the selector kaip gives every pod of a resource (name, ``managed-by: kaip``): each pod's revision,
+phase (ready, a waiting container's reason such as ``CrashLoopBackOff``, or the pod's phase),
+restarts and address. Its log tail is the last :data:`~kaip.portal.logs.TAIL_LINES` lines of
+each pod's main container (at most :data:`MAX_LOG_PODS` pods, :data:`LOG_BYTES` each), read
+through the API server like ``kubectl logs`` at every tick of the page's log stream, so it
+follows the pods live. Traffic, cost and energy figures come from Prometheus when given one
 (:class:`~kaip.portal.prometheus.PrometheusTraffic`).
 
 Rollout timelines and DORA come from the Events the operator posts for its decisions
@@ -44,8 +50,9 @@ from kaip.kube.client import Session
 from kaip.kube.client.session import Credentials
 from kaip.kube.operator.rollout_client import ClusterRollouts
 from kaip.local.controller.auth import Principal
-from kaip.plan.build import LABEL_NAME
+from kaip.plan.build import LABEL_MANAGED_BY, LABEL_NAME, LABEL_REVISION
 from kaip.portal.kube_auth import KubeReviews, KubeUser
+from kaip.portal.logs import MAX_LINE_CHARS, TAIL_LINES
 from kaip.portal.prometheus import PrometheusTraffic
 from kaip.portal.source import Action, Deployments, Entry, Overview, Playground, Row
 from kaip.spec import API_VERSION
@@ -58,6 +65,8 @@ LIST_TTL_S = 1.0
 MAX_OBJECTS = 20_000
 MAX_EVENTS = 5_000
 MAX_REPLICA_ROWS = 50
+MAX_LOG_PODS = 10
+LOG_BYTES = 64 * 1024
 LIVE_EVERY_S = 1.0
 SEPARATOR = ":"
 FIRST_REVISION = "(first)"
@@ -184,7 +193,12 @@ class KubeSource:
         return found
 
     def _pages(
-        self, path: str, what: str, selector: str | None = None, most: int = MAX_OBJECTS
+        self,
+        path: str,
+        what: str,
+        selector: str | None = None,
+        most: int = MAX_OBJECTS,
+        labels: str | None = None,
     ) -> list[dict[str, Any]]:
         """Every item of a list, read :data:`LIST_PAGE` at a time, at most ``most``."""
         items: list[dict[str, Any]] = []
@@ -195,6 +209,8 @@ class KubeSource:
                 query["continue"] = token
             if selector:
                 query["fieldSelector"] = selector
+            if labels:
+                query["labelSelector"] = labels
             answer = self._session.request("GET", path, query=query, what=what) or {}
             items.extend(dict(i) for i in answer.get("items") or [])
             token = str((answer.get("metadata") or {}).get("continue") or "")
@@ -211,6 +227,13 @@ class KubeSource:
     async def rows(self, names: Sequence[str]) -> list[Row]:
         objects = await self.objects()
         rows = [_row(name, objects[name]) for name in names if name in objects]
+        if len(rows) == 1:  # a resource's own page: its pods rather than counts
+            try:
+                pods = await asyncio.to_thread(self._pods, rows[0]["name"])
+            except KaipError as exc:  # e.g. a portal role without pods: the counts stay
+                logger.debug("kaip portal: the pods of %s: %s", rows[0]["name"], exc.message)
+            else:
+                rows[0]["replicas"] = [_replica(p, rows[0]["weights"]) for p in pods]
         numbers = None if self._traffic is None else await self._traffic.catalog(self._namespace)
         for row in rows:
             if numbers is not None and row["kind"] == "Model":
@@ -218,6 +241,31 @@ class KubeSource:
                     (row["namespace"], objects[row["name"]]["metadata"]["name"])
                 )
         return list(rows)
+
+    def _pods(self, key: str) -> list[dict[str, Any]]:
+        """The pods of one resource (kaip's selector for them), by name."""
+        namespace, name = self._where(key)
+        labels = f"{LABEL_NAME}={name},{LABEL_MANAGED_BY}=kaip"
+        path = f"/api/v1/namespaces/{quote(namespace, safe='')}/pods"
+        pods = self._pages(path, f"list the pods of {name}", None, MAX_REPLICA_ROWS, labels)
+        return sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("name", "")))
+
+    def _log(self, namespace: str, pod: Mapping[str, Any]) -> list[str]:
+        """The last lines of a pod's main container (its first); when the last
+        :data:`TAIL_LINES` lines are longer than :data:`LOG_BYTES`, the last few only."""
+        meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+        name = str(meta.get("name", ""))
+        containers = [c for c in spec.get("containers") or [] if isinstance(c, Mapping)]
+        path = f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(name, safe='')}/log"
+        query = {"limitBytes": str(LOG_BYTES)}
+        if containers:
+            query["container"] = str(containers[0].get("name", ""))
+        for lines in (TAIL_LINES, 10):
+            query["tailLines"] = str(lines)
+            text = self._session.text(path, query=query, what=f"read the log of pod {name}")
+            if len(text.encode()) < LOG_BYTES:
+                break
+        return [line[:MAX_LINE_CHARS] for line in text.splitlines()]
 
     def _events(self, key: str | None) -> list[dict[str, Any]]:
         """kaip's Events, of one resource or of all, oldest first."""
@@ -362,15 +410,34 @@ class KubeSource:
         return list(points), ""
 
     async def log_tail(self, name: str) -> tuple[list[tuple[str, str]], str] | None:
-        """Not read here (the portal may not read Pods): the kubectl command that follows them."""
+        """The last lines of each of its pods (as ``kubectl logs --tail``), read again at every
+        tick of the page's log stream; what to run instead when none can be read."""
         body = (await self.objects()).get(name)
         if body is None:
             return None
-        meta = body.get("metadata") or {}
-        return [], (
-            f"Replica logs are not shown on a cluster yet: kubectl logs -n "
-            f"{meta.get('namespace', '')} -l {LABEL_NAME}={meta.get('name', '')} -f --prefix"
-        )
+        namespace, plain = self._where(name)
+        command = f"kubectl logs -n {namespace} -l {LABEL_NAME}={plain} -f --prefix"
+
+        def read() -> tuple[list[tuple[str, str]], str]:
+            try:
+                pods = self._pods(name)
+            except KaipError as exc:
+                return [], f"The pods cannot be listed ({exc.message}): {command}"
+            lines: list[tuple[str, str]] = []
+            problems: list[str] = []
+            for pod in pods[:MAX_LOG_PODS]:
+                pod_name = str((pod.get("metadata") or {}).get("name", ""))
+                try:
+                    lines.extend((pod_name, line) for line in self._log(namespace, pod))
+                except KaipError as exc:  # not started yet, or its node serves no logs
+                    problems.append(f"{pod_name}: {exc.message}")
+            if lines:
+                return lines, ""
+            if problems:
+                return [], f"No log lines could be read ({problems[0]}); try: {command}"
+            return [], f"No pods run now; when they do: {command}"
+
+        return await asyncio.to_thread(read)
 
     async def overview(self, name: str) -> Overview | None:
         body = (await self.objects()).get(name)
@@ -532,6 +599,55 @@ def _row(key: str, body: Mapping[str, Any]) -> dict[str, Any]:
         "replicas": replicas,
         "rollout": rollout,
         "traffic": None,
+    }
+
+
+def _replica(pod: Mapping[str, Any], weights: Mapping[str, int]) -> dict[str, Any]:
+    """The replica row of one pod: its revision, phase, restarts and address."""
+    meta, spec, status = pod.get("metadata") or {}, pod.get("spec") or {}, pod.get("status") or {}
+    revision = str((meta.get("labels") or {}).get(LABEL_REVISION, ""))
+    containers = [c for c in status.get("containerStatuses") or [] if isinstance(c, Mapping)]
+    ready = any(
+        isinstance(c, Mapping) and c.get("type") == "Ready" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+    waiting = next(
+        (
+            (c.get("state") or {}).get("waiting") or {}
+            for c in containers
+            if (c.get("state") or {}).get("waiting")
+        ),
+        {},
+    )
+    if meta.get("deletionTimestamp"):
+        phase = "terminating"
+    elif ready:
+        phase = "ready"
+    else:
+        phase = str(waiting.get("reason") or status.get("phase") or "Pending").lower()
+    last = next(
+        (
+            (c.get("lastState") or {}).get("terminated") or {}
+            for c in containers
+            if (c.get("lastState") or {}).get("terminated")
+        ),
+        {},
+    )
+    health = str(waiting.get("message") or "")
+    if not health and last:
+        health = f"last exit {last.get('exitCode')} ({last.get('reason') or 'terminated'})"
+    first: Mapping[str, Any] = next(iter(spec.get("containers") or []), {})
+    ports: list[Mapping[str, Any]] = list(first.get("ports") or [])
+    port = ports[0].get("containerPort") if ports else None
+    address = str(status.get("podIP") or "")
+    return {
+        "id": str(meta.get("name", "")),
+        "revision": revision,
+        "phase": phase,
+        "health": health[:200],
+        "restarts": sum(int(c.get("restartCount") or 0) for c in containers),
+        "port": f"{address}:{port}" if address and port else address or "—",
+        "routed": ready and int(weights.get(revision, 0)) > 0,
     }
 
 

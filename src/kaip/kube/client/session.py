@@ -216,12 +216,34 @@ class Session:
         missing_ok: bool = False,
     ) -> Manifest | None:
         """Send one request; the decoded JSON answer, or None for a 404 when ``missing_ok``."""
+        data = self._send(method, path, query, body, content_type, _JSON, what, missing_ok)
+        if data is None:
+            return None
+        return json.loads(data) if data else {}
+
+    def text(self, path: str, *, query: dict[str, str] | None = None, what: str = "") -> str:
+        """GET a plain-text answer (a pod's log), decoded leniently; the server bounds its
+        size through the query (``limitBytes``)."""
+        data = self._send("GET", path, query, None, _JSON, "text/plain, */*", what, False)
+        return (data or b"").decode(errors="replace")
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str] | None,
+        body: Manifest | None,
+        content_type: str,
+        accept: str,
+        what: str,
+        missing_ok: bool,
+    ) -> bytes | None:
         # The client's own call_api changed shape between releases; its configured urllib3 pool
         # (TLS, client certificates, proxy) and token hook (exec plugins refresh) did not.
         if method != "GET" and self.write_guard is not None:
             self.write_guard()
         configuration = self._api.configuration
-        headers = {"Accept": _JSON, "User-Agent": self.user_agent}
+        headers = {"Accept": accept, "User-Agent": self.user_agent}
         if body is not None:
             headers["Content-Type"] = content_type
         # The kubeconfig loader files the token as "BearerToken" (new) or "authorization" (old).
@@ -248,8 +270,7 @@ class Session:
             return None
         if not 200 <= response.status < 300:
             raise self._api_error(response.status, response.data, what or f"{method} {path}")
-        data = response.data
-        return json.loads(data) if data else {}
+        return bytes(response.data)
 
     def get(self, path: str, what: str = "", missing_ok: bool = False) -> Manifest | None:
         return self.request("GET", path, what=what, missing_ok=missing_ok)
