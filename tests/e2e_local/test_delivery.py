@@ -6,7 +6,6 @@ Timing is never asserted; deadlines only bound how long a test waits before it f
 from __future__ import annotations
 
 import json
-import shutil
 import ssl
 import subprocess
 import sys
@@ -188,8 +187,9 @@ def test_dry_run_shows_the_diff_a_manual_pause_waits_for_promote_and_undo_goes_b
     assert [v["weight"] for v in done["verdicts"]] == [10, 50, 100]
     assert "released by " in done["verdicts"][1]["reason"]
 
-    # undo: the weights of the old revision are back in place, and it rolls out again
-    shutil.copy(FIXTURES / "models" / "model.py", platform.spec_dir / "model.py")
+    # undo, the retrained weights still in place: the old revision's own bytes (the copy the
+    # deploy kept under their sha256) roll out again
+    assert "factor = 5.0" in (platform.spec_dir / "model.py").read_text(encoding="utf-8")
     unknown = platform.cli("rollout", "undo", "echo", "--to-revision", "ffffffffff")
     assert unknown.returncode == 1 and "matches none of its revisions" in unknown.stderr
     assert "Traceback" not in unknown.stderr

@@ -15,6 +15,7 @@ from kaip.errors import ArtifactError, UntrustedArtifactError
 from kaip.local.controller.pinning import RemotePinning, pin
 from kaip.plan import revision_id
 from kaip.serving.artifacts import content_digest, resolve
+from kaip.serving.download import FetchLimits
 from kaip.spec import App, Model
 
 
@@ -55,6 +56,36 @@ def test_a_replica_of_the_old_revision_refuses_the_overwritten_file(tmp_path: Pa
     weights.write_bytes(b"weights v2")
     with pytest.raises(UntrustedArtifactError, match="the spec pins"):
         resolve(old.spec.artifact, tmp_path, tmp_path / "cache")
+
+
+def test_a_kept_copy_serves_the_old_revision_after_the_file_is_overwritten(
+    tmp_path: Path,
+) -> None:
+    """A deploy keeps each pinned local file under its sha256 in the artifact cache, so a
+    replica of the old revision (undo) serves the old bytes, verified, once the file changed."""
+    weights, cache = tmp_path / "model.joblib", tmp_path / "cache"
+    weights.write_bytes(b"weights v1")
+    old = pin(model(), tmp_path, RemotePinning(cache)).resource
+    assert isinstance(old, Model)
+    weights.write_bytes(b"weights v2")
+    new = pin(model(), tmp_path, RemotePinning(cache)).resource
+    assert isinstance(new, Model)
+    served = resolve(old.spec.artifact, tmp_path, cache)
+    assert served.read_bytes() == b"weights v1" and served.parent.name == old.spec.artifact.sha256
+    assert resolve(new.spec.artifact, tmp_path, cache) == weights  # the file as it is now
+    weights.unlink()  # gone altogether: the copy still serves
+    assert resolve(old.spec.artifact, tmp_path, cache).read_bytes() == b"weights v1"
+    (cache / str(old.spec.artifact.sha256) / "model.joblib").write_bytes(b"tampered")
+    with pytest.raises(UntrustedArtifactError, match="the spec pins"):
+        resolve(old.spec.artifact, tmp_path, cache)
+
+
+def test_a_dry_run_and_an_oversized_file_keep_no_copy(tmp_path: Path) -> None:
+    weights, cache = tmp_path / "model.joblib", tmp_path / "cache"
+    weights.write_bytes(b"weights v1")
+    pin(model(), tmp_path, RemotePinning(cache), keep=False)
+    pin(model(), tmp_path, RemotePinning(cache, FetchLimits(max_bytes=4)))
+    assert not cache.exists() or not any(p.is_file() for p in cache.rglob("*"))
 
 
 def test_a_pinned_file_keeps_its_revision_and_a_mismatch_is_refused(tmp_path: Path) -> None:

@@ -8,6 +8,8 @@ before use. :func:`pin_remote` is the deploy-time half: it downloads an unpinned
 afresh and stores it under its sha256, which the caller writes into the revision's spec, so
 replicas verify exactly those bytes. ``gs://`` is not supported and says so; neither is a registry
 reference (``registry://``), which ``kaip up`` resolves to a stored file before a replica sees it.
+:func:`keep_copy` keeps a pinned local file under its sha256 in the same cache, where
+:func:`resolve` serves it from once the file at its path has been overwritten (undo).
 :func:`require_pinned` is the load-time gate of code artifacts (pickles, ``format: python``).
 Never unpickles or imports anything.
 """
@@ -15,6 +17,7 @@ Never unpickles or imports anything.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import tempfile
@@ -27,6 +30,8 @@ from kaip.serving.download import FetchLimits, download
 from kaip.settings import ServingSettings
 from kaip.spec import Artifact, Model
 from kaip.spec.advice import REMOTE_SCHEMES
+
+log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
 
@@ -110,11 +115,54 @@ def resolve(
         raise unsupported
     local = local_path(uri, base_dir)
     path = local if local is not None else _download(uri, artifact.sha256, cache_dir, limits)
+    kept = None if local is None or artifact.sha256 is None else cache_dir / artifact.sha256
     if not path.exists():
+        if kept is not None and (kept / path.name).is_file():
+            return _kept(kept / path.name, artifact.sha256 or "", path)
         raise ArtifactError(f"artifact {uri!r} not found at {path}")
     if artifact.sha256 is not None:
-        verify_digest(path, artifact.sha256)
+        try:
+            verify_digest(path, artifact.sha256)
+        except UntrustedArtifactError:
+            if kept is None or not (kept / path.name).is_file():
+                raise
+            return _kept(kept / path.name, artifact.sha256, path)
     return path
+
+
+def _kept(copy: Path, digest: str, path: Path) -> Path:
+    """The copy of a local file kept when a revision pinned it (:func:`keep_copy`), verified."""
+    verify_digest(copy, digest)
+    log.info("%s has changed since its sha256 was pinned: serving the copy kept at %s", path, copy)
+    return copy
+
+
+def keep_copy(
+    path: Path, digest: str, cache_dir: Path, limits: FetchLimits = FetchLimits()
+) -> None:
+    """Keep a copy of the local file ``path`` (whose sha256 is ``digest``) in ``cache_dir``
+    under its digest, once, where :func:`resolve` finds it for a revision that pinned it after
+    the file was overwritten. A file larger than ``limits.max_bytes``, or a cache that cannot be
+    written, keeps nothing (said in the log): the revision still runs while the file is as
+    pinned."""
+    target = cache_dir / digest / path.name
+    if target.is_file():
+        return
+    try:
+        size = path.stat().st_size
+        if size > limits.max_bytes:
+            log.warning("%s is over %d bytes: no copy kept for undo", path, limits.max_bytes)
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = target.parent / f".keep-{os.getpid()}-{path.name}"
+        try:
+            shutil.copyfile(path, staging)
+            if sha256_file(staging) == digest:  # else overwritten while copied: keep nothing
+                os.replace(staging, target)
+        finally:
+            staging.unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("cannot keep a copy of %s in %s: %s", path, cache_dir, exc)
 
 
 def pin_remote(uri: str, cache_dir: Path, limits: FetchLimits = FetchLimits()) -> str:

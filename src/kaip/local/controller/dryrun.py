@@ -13,6 +13,7 @@ writes any of them, never starts or stops anything.
 from __future__ import annotations
 
 import asyncio
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,10 @@ async def dry_run(controller: Controller, specs: SpecSet) -> list[dict[str, Any]
         else:
             base_dir = Path(doc.path).resolve().parent
             pinned = await asyncio.to_thread(
-                pin, resource, base_dir, controller.config.remote_pinning
+                functools.partial(pin, keep=False),
+                resource,
+                base_dir,
+                controller.config.remote_pinning,
             )
         new, new_json = pinned.revision, canonical_spec_json(pinned.resource)
         run = controller.resources.get(name)
