@@ -86,6 +86,31 @@ def test_the_start_reads_a_traceparent_header_in_any_case() -> None:
     assert start.trace_id == int(TRACE, 16) and start.sampled
 
 
+@given(
+    st.sampled_from([f"{v:02x}" for v in range(256)]),
+    st.sampled_from(["00", "01", "ff", "0A"]),
+    st.sampled_from([TRACE, "0" * 32]),
+    st.sampled_from(["00f067aa0ba902b7", "0" * 16]),
+    st.booleans(),
+    st.sampled_from([0.0, 1.0]),
+)
+def test_the_model_server_s_quick_decision_is_the_full_start_s(
+    flags: str, version: str, trace: str, span: str, parent_based: bool, ratio: float
+) -> None:
+    """``sampled_from`` (unsampled callers decided from their flags alone) agrees with
+    ``start_from`` on every flags byte, valid or not, under either kind of sampler."""
+    recorder = SpanRecorder(lambda span: None, Sampling(ratio, parent_based))
+    for value in (f"{version}-{trace}-{span}-{flags}", f" {version}-{trace}-{span}-{flags}x"):
+        headers = [(b"host", b"x"), (b"traceparent", value.encode())]
+        full, quick = recorder.start_from(headers), recorder.sampled_from(headers)
+        assert (quick is not None) == full.sampled
+        if quick is not None:  # the same parent (a new trace's ids are random each time)
+            assert (quick.parent_id, quick.remote_parent) == (full.parent_id, full.remote_parent)
+            assert quick.trace_id == full.trace_id or not full.parent_id
+    root = recorder.sampled_from([(b"host", b"x")])
+    assert (root is not None) == (ratio == 1.0)
+
+
 @pytest.mark.parametrize(
     ("environ", "expected"),
     [
