@@ -38,16 +38,23 @@ import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-import yaml
-from kube_harness import ControlPlane, free_port
+from kube_harness import ControlPlane
+from kueue_harness import (
+    Kueue,
+    admitted,
+    apply_kaip_crds,
+    job_succeeded,
+    queues,
+    start_kueue,
+    stop,
+    until,
+    without_quota,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "e2e_local"))  # the MLflow and S3 servers' helpers
@@ -58,136 +65,17 @@ BUCKET = "training-outputs"
 pytestmark = pytest.mark.timeout(1800)
 
 
-def kueue_dir() -> Path:
-    result = subprocess.run(
-        [str(REPO / "tools" / "kueue" / "build.sh"), "--check"], capture_output=True, text=True
-    )
-    where = Path(result.stdout.strip()).parent  # the binary's directory, crds/ beside it
-    if result.returncode != 0:
-        # `make setup` builds it (tools/setup.d/47-kueue.sh); the skip guard turns this skip
-        # into a failure of `make test`, so it only helps someone running the tier by hand.
-        pytest.skip(f"Kueue is not built in {where}: run tools/setup.sh kueue")
-    return where
-
-
-def self_signed(directory: Path) -> None:
-    """A certificate and key (tls.crt, tls.key) for Kueue's webhook server, which it serves
-    even though no webhook configuration points at it here."""
-    directory.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-subj", "/CN=kueue-webhook-service.kueue-system.svc",
-         "-keyout", str(directory / "tls.key"), "-out", str(directory / "tls.crt")],
-        check=True, capture_output=True,
-    )  # fmt: skip
-
-
-@dataclass
-class Kueue:
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:]
-
-
-def until(check: Callable[[], Any], what: str, tail: Callable[[], str], limit: float = 300) -> Any:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"gave up after {limit:.0f}s waiting for {what}\n{tail()}")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def _ready(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def kaip_crds(kube_cluster: ControlPlane) -> None:
-    crds = REPO / "charts" / "kaip" / "crds" / "kaip.dev.yaml"  # the TrainingJob kind
-    kube_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crds))
-    kube_cluster.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=120s",
-        "crd/trainingjobs.kaip.dev",
-        "crd/models.kaip.dev",
-    )
+    apply_kaip_crds(kube_cluster)
 
 
 @pytest.fixture(scope="module")
 def kueue(
     kube_cluster: ControlPlane, kaip_crds: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Kueue]:
-    built = kueue_dir()
-    work = tmp_path_factory.mktemp("kueue")
-    kube_cluster.kubectl("apply", "--server-side", "-f", str(built / "crds"))
-    names = [
-        f"crd/{path.stem.split('_', 1)[1]}.kueue.x-k8s.io" for path in built.glob("crds/*.yaml")
-    ]
-    until(
-        lambda: all(
-            '"Established"' in kube_cluster.kubectl("get", name, "-o", "json", check=False)
-            for name in names
-        ),
-        "Kueue's CRDs to be established",
-        lambda: "",
-    )
-    kube_cluster.kubectl("create", "namespace", "kueue-system", check=False)
-    certs = work / "webhook-certs"
-    self_signed(certs)
-    probe = free_port()
-    config = {
-        "apiVersion": "config.kueue.x-k8s.io/v1beta2",
-        "kind": "Configuration",
-        "namespace": "kueue-system",
-        "health": {"healthProbeBindAddress": f"127.0.0.1:{probe}"},
-        "metrics": {"bindAddress": "0"},
-        "webhook": {"port": free_port(), "host": "127.0.0.1", "certDir": str(certs)},
-        "leaderElection": {"leaderElect": False},
-        "internalCertManagement": {"enable": False},
-        "manageJobsWithoutQueueName": False,
-        "integrations": {"frameworks": ["batch/job"]},
-    }  # fmt: skip
-    (work / "config.yaml").write_text(yaml.safe_dump(config))
-    log = work / "kueue.log"
-    with log.open("wb") as out:
-        # Without internal certificate management Kueue reads its metrics certificate from a
-        # fixed /etc/kueue/metrics/certs: in a private mount namespace a tmpfs over /etc holds
-        # it there, and the host's /etc is never written (a static Go binary needs nothing else
-        # of /etc to reach the apiserver on loopback).
-        place = (
-            "mount -t tmpfs kueue-etc /etc && mkdir -p /etc/kueue/metrics/certs && "
-            'cp "$0"/tls.crt "$0"/tls.key /etc/kueue/metrics/certs/ && exec "$@"'
-        )
-        as_user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
-        process = subprocess.Popen(
-            ["unshare", *as_user, "--mount", "--propagation", "private", "sh", "-c", place,
-             str(certs), str(built / "kueue"), f"--config={work / 'config.yaml'}",
-             f"--kubeconfig={kube_cluster.kubeconfig}", "--feature-gates=VisibilityOnDemand=false"],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    running = Kueue(process, log)
-    try:
-        until(lambda: process.poll() is None and _ready(probe), "Kueue ready", running.tail)
+    with start_kueue(kube_cluster, tmp_path_factory.mktemp("kueue")) as running:
         yield running
-    finally:
-        stop(process)
 
 
 @pytest.fixture(scope="module")
@@ -227,23 +115,6 @@ spec:
 """
 
 
-def queues(namespace: str, cpu: int) -> str:
-    flavor = {"name": "default-flavor", "resources": [
-        {"name": "cpu", "nominalQuota": cpu}, {"name": "memory", "nominalQuota": "1Gi"},
-    ]}  # fmt: skip
-    return yaml.safe_dump_all([
-        {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "ResourceFlavor",
-         "metadata": {"name": "default-flavor"}},
-        {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "ClusterQueue",
-         "metadata": {"name": f"cq-{namespace}"},
-         "spec": {"namespaceSelector": {}, "resourceGroups": [
-             {"coveredResources": ["cpu", "memory"], "flavors": [flavor]}]}},
-        {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "LocalQueue",
-         "metadata": {"name": "team", "namespace": namespace},
-         "spec": {"clusterQueue": f"cq-{namespace}"}},
-    ])  # fmt: skip
-
-
 def start_operator(
     plane: ControlPlane, ns: str, mlflow: MlflowServer, log: Path, **env: str
 ) -> subprocess.Popen[bytes]:
@@ -262,11 +133,6 @@ def start_operator(
             cwd=REPO, env=environment, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
-
-
-def admitted(workload: dict[str, Any]) -> bool:
-    conditions = (workload.get("status") or {}).get("conditions") or []
-    return any(c["type"] == "Admitted" and c["status"] == "True" for c in conditions)
 
 
 def test_the_job_waits_without_quota_then_registers_its_version_which_the_model_rolls_out(
@@ -322,9 +188,7 @@ def test_the_job_waits_without_quota_then_registers_its_version_which_the_model_
         until(lambda: items("workloads.kueue.x-k8s.io"), "Kueue to make the Job's Workload", tail)
         # No CPU quota: Kueue has looked at the Workload and keeps it pending, the Job suspended.
         pending = until(
-            lambda: [w for w in items("workloads.kueue.x-k8s.io")
-                     if any(c["type"] == "QuotaReserved" and c["status"] == "False"
-                            for c in (w.get("status") or {}).get("conditions") or [])],
+            lambda: [w for w in items("workloads.kueue.x-k8s.io") if without_quota(w)],
             "Kueue to say the Workload has no quota", tail,
         )  # fmt: skip
         assert not admitted(pending[0]), pending[0].get("status")
@@ -341,10 +205,7 @@ def test_the_job_waits_without_quota_then_registers_its_version_which_the_model_
               "Kueue to admit and unsuspend the Job", tail)  # fmt: skip
         assert admitted(items("workloads.kueue.x-k8s.io")[0])
         done = until(
-            lambda: (t := get("trainingjob", "train")) and any(
-                c["type"] == "Ready" and c.get("reason") == "JobSucceeded"
-                for c in (t.get("status") or {}).get("conditions") or []
-            ) and t,
+            lambda: (t := get("trainingjob", "train")) and job_succeeded(t) and t,
             "the TrainingJob to report its Job succeeded", tail,
         )  # fmt: skip
         assert done["metadata"]["name"] == "train"

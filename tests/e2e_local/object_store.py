@@ -86,7 +86,9 @@ class S3Server:
 
 
 @contextmanager
-def s3_server(workdir: Path) -> Iterator[S3Server]:
+def s3_server(workdir: Path, host: str = "127.0.0.1") -> Iterator[S3Server]:
+    """moto on ``host`` (loopback; the real-node tier gives the host's end of the node's link,
+    which pods reach)."""
     import boto3
 
     port = free_port()
@@ -95,10 +97,10 @@ def s3_server(workdir: Path) -> Iterator[S3Server]:
     env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"}
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)],
             env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://{host}:{port}"
     try:
         _wait_http(f"{url}/moto-api/", process, log, 120)
         iam = boto3.client(
