@@ -3,8 +3,11 @@
 Usage: python train.py [OUTPUT]
 
 Also a kaip TrainingJob (examples/training/): it writes where ``KAIP_OUTPUT_URI`` says, takes
-its regularisation strength from ``C`` and reports it and the test accuracy as ``KAIP_PARAM`` /
-``KAIP_METRIC`` lines, which kaip records with the version it registers.
+its regularisation strength from ``C`` and reports it and the test accuracy with
+``kaip.training.param`` / ``metric``, which kaip records with the version it registers. The
+helper prints the ``KAIP_PARAM`` / ``KAIP_METRIC`` lines ``kaip up`` reads and, in a pod the
+operator runs, also writes them to ``KAIP_REPORT_FILE`` (the container's termination message),
+the only place the operator reads them.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from kaip import training
+
 
 def main() -> None:
     default = os.environ.get("KAIP_OUTPUT_URI") or Path(__file__).with_name("model.joblib")
@@ -34,8 +39,8 @@ def main() -> None:
     joblib.dump(model, out)
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
     accuracy = model.score(x_test, y_test)
-    print(f"KAIP_PARAM C {c}")
-    print(f"KAIP_METRIC accuracy {accuracy}")
+    training.param("C", c)
+    training.metric("accuracy", accuracy)
     print(f"wrote {out} (test accuracy {accuracy:.3f}, sha256 {digest})")
 
 

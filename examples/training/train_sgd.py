@@ -7,6 +7,9 @@ wrote; the loop loads it and goes on from the next epoch, so a job killed mid-ru
 one epoch. ``EPOCHS`` (default 20) and ``EPOCH_SECONDS`` (a pause per epoch, default 0) shape
 the run; ``HOLD_AT_EPOCH=N`` makes a first attempt (one not resuming) stop after checkpointing
 epoch N and wait there until it is killed: a demo of kill and resume that does not race.
+Progress, the parameter and the final accuracy are reported with :mod:`kaip.training`, which
+prints the lines ``kaip up`` reads and, under the operator, keeps the metrics in
+``KAIP_REPORT_FILE`` (the pod's termination message).
 """
 
 from __future__ import annotations
@@ -23,14 +26,16 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from kaip import training
+
 
 def main() -> None:
     epochs = int(os.environ.get("EPOCHS", "20"))
     pause = float(os.environ.get("EPOCH_SECONDS", "0"))
     hold_at = int(os.environ.get("HOLD_AT_EPOCH", "0"))
-    checkpoints = Path(os.environ.get("KAIP_CHECKPOINT_DIR", "checkpoints"))
+    checkpoints = Path(training.checkpoint_dir() or "checkpoints")
     checkpoints.mkdir(parents=True, exist_ok=True)
-    out = Path(os.environ.get("KAIP_OUTPUT_URI", "digits-sgd.joblib"))
+    out = Path(training.output_path(default="digits-sgd.joblib"))
     x, y = load_digits(return_X_y=True)
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, random_state=0)
     scaler = StandardScaler().fit(x_train)
@@ -38,26 +43,26 @@ def main() -> None:
     classes = np.unique(y)
     model = SGDClassifier(loss="log_loss", alpha=1e-4, random_state=0)
     start = 0
-    resume = os.environ.get("KAIP_RESUME_FROM")
+    resume = training.resume_from()
     if resume:
         state = joblib.load(resume)
         model, start = state["model"], state["epoch"]
         print(f"resumed from checkpoint step {start} ({resume})", flush=True)
-    print(f"KAIP_PARAM alpha {model.alpha}", flush=True)
+    training.param("alpha", model.alpha)
     for epoch in range(start + 1, epochs + 1):
         model.partial_fit(x_train, y_train, classes=classes)
         tmp = checkpoints / f".epoch-{epoch}.tmp"
         joblib.dump({"model": model, "epoch": epoch}, tmp)
         tmp.replace(checkpoints / f"epoch-{epoch}.joblib")
         print(f"epoch {epoch}/{epochs} checkpointed", flush=True)
-        print(f"KAIP_PROGRESS {epoch / epochs:.3f}", flush=True)
+        training.progress(epoch / epochs)
         if epoch == hold_at and not resume:
             print(f"holding at epoch {epoch} until killed", flush=True)
             while True:
                 time.sleep(3600)
         time.sleep(pause)
     accuracy = model.score(x_test, y_test)
-    print(f"KAIP_METRIC accuracy {accuracy}", flush=True)
+    training.metric("accuracy", accuracy)
     out.parent.mkdir(parents=True, exist_ok=True)
     joblib.dump(Pipeline([("scale", scaler), ("clf", model)]), out)
     print(f"wrote {out} (test accuracy {accuracy:.3f})", flush=True)
