@@ -307,8 +307,14 @@ class TrainingRunner:
 
     async def _exited(self, run: ActiveRun, code: int) -> None:
         record = run.record
-        run.process = None
+        process, run.process = run.process, None
         outcome = describe_exit(code)
+        if code != 0 and process is not None and process.out_of_memory():
+            outcome += (
+                f" (out of memory: over its limit resources.memory "
+                f"{run.job.spec.resources.memory}, applied as RLIMIT_DATA "
+                f"{process.memory_limit} bytes; raise it or use less)"
+            )
         append_log(Path(record.log_path), f"attempt {record.attempt} ended: {outcome}")
         if code == 0:
             await self._succeeded(run)

@@ -8,8 +8,9 @@ the OS can, waiting for and signalling it, and reading the report lines it print
 Resources are best effort, and said so: ``cpu`` pins the process to ``ceil(cpu)`` of the CPUs
 this process may use (``sched_setaffinity``) and sets ``OMP_NUM_THREADS`` and friends unless the
 job's env does; ``memory`` becomes ``RLIMIT_DATA`` (an allocation past it fails inside the job,
-typically as MemoryError). Both are applied right after the process starts, so the first
-instant of its life runs unlimited; GPUs are not isolated locally. The log is read, not piped:
+typically as MemoryError; :meth:`JobProcess.out_of_memory` tells from its log that it did, so
+the run's status can name the limit). Both are applied right after the process starts, so the
+first instant of its life runs unlimited; GPUs are not isolated locally. The log is read, not piped:
 a job survives the death of the ``kaip`` that started it, and the next one finds its pid in the
 run record. Decides nothing about retries or registration (that is the controller's runner).
 """
@@ -32,6 +33,11 @@ from kaip.training import Report, parse_line
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 MAX_REPORT_BYTES_PER_READ = 4 * 2**20
 """At most this much new log is read per look, so a chatty job cannot stall the loop."""
+OUT_OF_MEMORY_TAIL_BYTES = 64 * 2**10
+"""How much of an attempt's log end :meth:`JobProcess.out_of_memory` reads."""
+OUT_OF_MEMORY_SIGNS = (b"MemoryError", b"Cannot allocate memory", b"std::bad_alloc")
+"""What a process whose allocation the limit refused prints: Python (numpy's
+``_ArrayMemoryError`` included), the C library's ENOMEM message, C++."""
 
 
 @dataclass(frozen=True)
@@ -53,8 +59,11 @@ class JobProcess:
         self._process = process
         self.log_path = log_path
         self._offset = offset
+        self._start_offset = offset
         self._partial = b""
         self.limits: list[str] = []
+        self.memory_limit: int | None = None
+        """The RLIMIT_DATA applied, in bytes (None: none was)."""
 
     @property
     def pid(self) -> int:
@@ -90,6 +99,8 @@ class JobProcess:
             )
         job = cls(process, launch.log_path, offset)
         job.limits = _limit(process.pid, cpus, launch.memory_bytes)
+        if any(applied.startswith("RLIMIT_DATA") for applied in job.limits):
+            job.memory_limit = launch.memory_bytes
         return job
 
     async def wait(self) -> int:
@@ -118,6 +129,20 @@ class JobProcess:
             if report is not None:
                 found.append(report)
         return found
+
+    def out_of_memory(self) -> bool:
+        """Whether this attempt ran under a memory limit and its log ends saying an allocation
+        failed (read after it exited: the last :data:`OUT_OF_MEMORY_TAIL_BYTES` it printed)."""
+        if self.memory_limit is None:
+            return False
+        try:
+            with self.log_path.open("rb") as log:
+                end = log.seek(0, os.SEEK_END)
+                log.seek(max(self._start_offset, end - OUT_OF_MEMORY_TAIL_BYTES))
+                tail = log.read(OUT_OF_MEMORY_TAIL_BYTES)
+        except OSError:
+            return False
+        return any(sign in tail for sign in OUT_OF_MEMORY_SIGNS)
 
 
 def append_log(path: Path, line: str) -> None:
