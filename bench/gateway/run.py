@@ -249,9 +249,11 @@ def table(records: list[dict[str, Any]]) -> str:
             )
             if cpu_ratio:
                 ratio_text += quartiles(cpu_ratio)
+            # What the signals add to the gateway's p50: the median of the paired differences.
+            p50_more = statistics.median(p[on]["p50_ms"] - p["gateway"]["p50_ms"] for p in pairs)
             lines.append(
                 f"| {conns} | {on} / gateway (paired) | {kept:.1%}{quartiles(kept_ratios)} "
-                f"| | | | | {ratio_text} | {path_text} |"
+                f"| | | | {p50_more:+.3f} ms vs off | {ratio_text} | {path_text} |"
             )
         for on in (t[0] for t in TRACED_REPLICAS):
             pairs = [p for p in by_round.values() if {on, "direct"} <= p.keys()]
