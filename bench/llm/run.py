@@ -2,6 +2,7 @@
 
 Usage: .venv/bin/python bench/llm/run.py [--rounds 3] [--requests 32] [--max-tokens 64]
                                          [--concurrency 1,4,16] [--peer-url URL]
+                                         [--llama-server BIN [--peer-slots 1]]
 
 ``kaip up examples/llm`` (the tiny GGUF of examples/llm/make_gguf.py, one replica) in a temporary
 directory; the same streamed completions (temperature 0, ``max_tokens`` each, prompts that differ)
@@ -10,7 +11,11 @@ at each concurrency. Per target: output tokens/s (tokens the engine counted in `
 wall time of the batch) and time to first token, p50 and p99 (first non-empty text chunk). The
 table gives medians over rounds and the ratio gateway/direct. ``--peer-url`` adds any other
 OpenAI-compatible server on loopback serving the same GGUF (llama.cpp's own ``llama-server -m
-FILE``) as a third target in the same rounds. Results land in ``bench/results/llm-<time>/``.
+FILE``) as a third target in the same rounds; ``--llama-server BIN`` starts that peer itself on
+the very GGUF kaip serves (``bench/llm/build_llama_server.sh`` builds BIN from the llama.cpp
+kaip's engine runs), with the engine's context and thread count (one thread per two CPUs, as
+llama-cpp-python's default) and ``--peer-slots`` sequences at a time (1: one generation at a
+time, as kaip's replica). Results land in ``bench/results/llm-<time>/``.
 Loopback only; every request is bounded (120 s).
 """
 
@@ -22,6 +27,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -122,6 +128,33 @@ async def _batch(url: str, requests: int, concurrency: int, max_tokens: int) -> 
     }
 
 
+def _start_llama_server(
+    binary: str, workdir: Path, slots: int
+) -> tuple[subprocess.Popen[bytes], str]:
+    """llama.cpp's own server on the GGUF of :func:`_start_kaip`, on a free loopback port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    threads = max((os.cpu_count() or 2) // 2, 1)  # llama-cpp-python's default n_threads
+    log = (workdir / "llama-server.log").open("wb")
+    process = subprocess.Popen(
+        [binary, "-m", str(workdir / "spec" / "tiny-llama.gguf"), "--host", "127.0.0.1",
+         "--port", str(port), "-c", "512", "-np", str(slots), "-t", str(threads)],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=5, trust_env=False).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGTERM)
+    raise SystemExit(f"llama-server was not ready in 60 s; see {workdir / 'llama-server.log'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -129,6 +162,8 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--concurrency", default="1,4,16")
     parser.add_argument("--peer-url", help="another OpenAI server on loopback, same GGUF")
+    parser.add_argument("--llama-server", help="start this llama-server binary as the peer")
+    parser.add_argument("--peer-slots", type=int, default=1, help="llama-server's -np")
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
     out = ROOT / "bench" / "results" / time.strftime("llm-%Y%m%d-%H%M%S")
@@ -136,7 +171,14 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="kaip-bench-llm-"))
     process, gateway, direct = _start_kaip(workdir)
     targets = {"gateway": gateway, "direct": direct}
-    if args.peer_url:
+    peer: subprocess.Popen[bytes] | None = None
+    if args.llama_server:
+        try:
+            peer, targets["peer"] = _start_llama_server(args.llama_server, workdir, args.peer_slots)
+        except BaseException:
+            os.killpg(process.pid, signal.SIGTERM)
+            raise
+    elif args.peer_url:
         targets["peer"] = args.peer_url.rstrip("/")
     results: dict[str, dict[int, list[dict[str, float]]]] = {
         t: {c: [] for c in levels} for t in targets
@@ -151,24 +193,34 @@ def main() -> None:
                     results[name][c].append(row)
                     print(f"round {round_} c={c} {name}: {row}", flush=True)
     finally:
+        if peer is not None:
+            os.killpg(peer.pid, signal.SIGTERM)
+            peer.wait(timeout=60)
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=60)
         shutil.rmtree(workdir, ignore_errors=True)
     load = os.getloadavg()
+    against = "peer" if "peer" in targets else "direct"
     lines = [
         f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} CPUs; "
-        f"{args.rounds} rounds x {args.requests} requests x {args.max_tokens} tokens",
-        "| c | target | tokens/s | TTFT p50 ms | TTFT p99 ms | tokens/s vs direct |",
-        "|---|---|---|---|---|---|",
+        f"{args.rounds} rounds x {args.requests} requests x {args.max_tokens} tokens"
+        + (f"; peer: llama-server -np {args.peer_slots}" if args.llama_server else ""),
+        f"| c | target | tokens/s | TTFT p50 ms | TTFT p99 ms | tokens/s vs {against} "
+        f"| TTFT p50 vs {against} ms |",
+        "|---|---|---|---|---|---|---|",
     ]
     for c in levels:
-        base = statistics.median(r["tokens_per_s"] for r in results["direct"][c])
+        base = statistics.median(r["tokens_per_s"] for r in results[against][c])
+        base_p50 = statistics.median(r["ttft_p50_ms"] for r in results[against][c])
         for name in targets:
             rows = results[name][c]
             tps = statistics.median(r["tokens_per_s"] for r in rows)
             p50 = statistics.median(r["ttft_p50_ms"] for r in rows)
             p99 = statistics.median(r["ttft_p99_ms"] for r in rows)
-            lines.append(f"| {c} | {name} | {tps:.0f} | {p50:.1f} | {p99:.1f} | {tps / base:.3f} |")
+            lines.append(
+                f"| {c} | {name} | {tps:.0f} | {p50:.1f} | {p99:.1f} | {tps / base:.3f} "
+                f"| {p50 - base_p50:+.1f} |"
+            )
     table = "\n".join(lines)
     print(table)
     (out / "summary.md").write_text(table + "\n")
