@@ -8,12 +8,13 @@ import doctest
 import math
 
 import pytest
+from prometheus_client import generate_latest
 
 import kaip.policy.genai
 from kaip.local.controller.genai_evidence import GenAIWindow, ReplicaHistograms, parse
 from kaip.policy import Evidence, rollout
 from kaip.policy.genai import histogram_quantile
-from kaip.serving.metrics import GENAI_BUCKETS
+from kaip.serving.metrics import GENAI_DURATION_BUCKETS, GenAIMetrics, ServerMetrics
 from kaip.spec.rollout import Gates, RolloutStep
 
 STEPS = [RolloutStep(weight=50, pause_seconds=5), RolloutStep(weight=100, pause_seconds=5)]
@@ -95,11 +96,11 @@ def test_evidence_keeps_the_latest_p95() -> None:
     assert (merged.requests, merged.ttft_p95_ms, merged.tpot_p95_ms) == (15, 100.0, 7.0)
 
 
-def test_quantile_follows_prometheus_on_kaips_genai_buckets() -> None:
-    """Doubling buckets: 100 ms reads as 156 ms and 200 ms as 312 ms (what a gate compares)."""
+def test_quantile_follows_prometheus_on_doubling_buckets() -> None:
+    """Doubling buckets (the request duration's): 100 ms reads as 156 ms and 200 ms as 312 ms."""
 
     def cumulative(seconds: float, count: int) -> dict[float, float]:
-        return {le: (count if seconds <= le else 0) for le in (*GENAI_BUCKETS, math.inf)}
+        return {le: (count if seconds <= le else 0) for le in (*GENAI_DURATION_BUCKETS, math.inf)}
 
     assert histogram_quantile(0.95, cumulative(0.1, 20)) == pytest.approx(0.156)
     assert histogram_quantile(0.95, cumulative(0.2, 20)) == pytest.approx(0.312)
@@ -108,6 +109,23 @@ def test_quantile_follows_prometheus_on_kaips_genai_buckets() -> None:
     assert histogram_quantile(0.95, {0.1: 3}) is None  # no +Inf bucket: not a histogram
     with pytest.raises(ValueError):
         histogram_quantile(95, {math.inf: 3})
+
+
+def test_a_200_ms_first_token_reads_within_one_semconv_bucket_of_200_ms() -> None:
+    """A replica's TTFT histogram has the GenAI semantic conventions' boundaries (..., 0.1,
+    0.25, 0.5, ...): twenty 200 ms first tokens, recorded and exposed as a replica does and read
+    back as the gate reads them, give a p95 in (0.1, 0.25], 150 ms wide: 242.5 ms, where the
+    doubling buckets gave 312 ms. Time per output token likewise: 30 ms reads in (0.025, 0.05]."""
+    server = ServerMetrics("m", "r1")
+    genai = GenAIMetrics(server)
+    for _ in range(20):
+        genai.record("chat", "m", 0.2 + 9 * 0.03, ttft=0.2, tokens=10)
+    ttft, tpot = parse(generate_latest(server.registry).decode())
+    p95 = histogram_quantile(0.95, ttft)
+    assert p95 is not None and 0.2 <= p95 <= 0.25
+    assert p95 == pytest.approx(0.1 + 0.15 * 0.95)
+    per_token = histogram_quantile(0.95, tpot)
+    assert per_token is not None and 0.03 <= per_token <= 0.05
 
 
 EXPOSITION = """\

@@ -10,8 +10,10 @@ so both targets judge a canary on the same number.
 The rule: the rank ``q x total`` falls in the first bucket whose cumulative count reaches it; the
 answer is interpolated linearly between that bucket's lower and upper bound (the lower bound of
 the first bucket is 0); a rank in the ``+Inf`` bucket answers the highest finite bound. So a
-p95 is only as fine as the buckets: with bounds doubling (kaip's 10, 20, 40, 80, 160, 320 ms, ...)
-every request taking 100 ms reads as 156 ms, and every request taking 200 ms as 312 ms.
+p95 is only as fine as the buckets: with bounds doubling (10, 20, 40, 80, 160, 320 ms, ...)
+every request taking 200 ms reads as 312 ms. The replicas' TTFT and TPOT histograms therefore
+have the GenAI semantic conventions' boundaries (:data:`kaip.serving.metrics.GENAI_TTFT_BUCKETS`:
+..., 100, 250, 500 ms, ...), where 200 ms reads as 242.5 ms.
 
 Worked example (bounds 0.08, 0.16, 0.32 s and +Inf, 20 requests, all between 0.16 and 0.32 s)::
 

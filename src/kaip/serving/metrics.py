@@ -29,9 +29,18 @@ LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0
 )  # fmt: skip
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
-GENAI_BUCKETS = (
+# The OpenTelemetry GenAI semantic conventions' explicit bucket boundaries (seconds), one list
+# per histogram: a p95 is interpolated within one bucket (kaip.policy.genai), so a gate is as
+# fine as these. Request duration doubles from 10 ms; time to first token is 20-40 ms wide up to
+# 100 ms and 150-250 ms wide to 1 s (a 200 ms first token reads as at most 250 ms, not the 312
+# ms of doubling buckets); time per output token 15-100 ms wide to 0.5 s.
+GENAI_DURATION_BUCKETS = (
     0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92
 )  # fmt: skip
+GENAI_TTFT_BUCKETS = (
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0
+)  # fmt: skip
+GENAI_TPOT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
 
 
 class LoopHistogram:
@@ -102,21 +111,21 @@ class ServerMetrics(Collector):
             prometheus_name(names.GENAI_REQUEST_DURATION, "seconds"),
             "GenAI server request duration, seconds.",
             genai_labels,
-            buckets=GENAI_BUCKETS,
+            buckets=GENAI_DURATION_BUCKETS,
             registry=self.registry,
         )
         self.genai_ttft = Histogram(
             prometheus_name(names.GENAI_TIME_TO_FIRST_TOKEN, "seconds"),
             "Time to the first output token, seconds.",
             genai_labels,
-            buckets=GENAI_BUCKETS,
+            buckets=GENAI_TTFT_BUCKETS,
             registry=self.registry,
         )
         self.genai_tpot = Histogram(
             prometheus_name(names.GENAI_TIME_PER_OUTPUT_TOKEN, "seconds"),
             "Time per output token after the first, seconds.",
             genai_labels,
-            buckets=GENAI_BUCKETS,
+            buckets=GENAI_TPOT_BUCKETS,
             registry=self.registry,
         )
 
@@ -204,13 +213,22 @@ class GenAIMetrics:
         self._server = server
         meter = otel_metrics.get_meter(names.INSTRUMENTATION_SCOPE)
         self._otel_duration = meter.create_histogram(
-            names.GENAI_REQUEST_DURATION, unit="s", description="GenAI server request duration"
+            names.GENAI_REQUEST_DURATION,
+            unit="s",
+            description="GenAI server request duration",
+            explicit_bucket_boundaries_advisory=GENAI_DURATION_BUCKETS,
         )
         self._otel_ttft = meter.create_histogram(
-            names.GENAI_TIME_TO_FIRST_TOKEN, unit="s", description="Time to first token"
+            names.GENAI_TIME_TO_FIRST_TOKEN,
+            unit="s",
+            description="Time to first token",
+            explicit_bucket_boundaries_advisory=GENAI_TTFT_BUCKETS,
         )
         self._otel_tpot = meter.create_histogram(
-            names.GENAI_TIME_PER_OUTPUT_TOKEN, unit="s", description="Time per output token"
+            names.GENAI_TIME_PER_OUTPUT_TOKEN,
+            unit="s",
+            description="Time per output token",
+            explicit_bucket_boundaries_advisory=GENAI_TPOT_BUCKETS,
         )
 
     def record(
