@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -362,6 +363,39 @@ def test_autoscalers_use_the_gauge_and_labels_the_model_server_exports() -> None
     (scaled,) = [o for o in keda if o["kind"] == "ScaledObject"]
     query = scaled["spec"]["triggers"][0]["metadata"]["query"]
     assert query.startswith(f'sum({IN_FLIGHT_METRIC}{{namespace="default",model="fraud",')
+
+
+def test_a_model_asking_for_it_scales_on_kv_cache_use_too_with_hpa_and_keda() -> None:
+    from kaip.render.kube.serving import IN_FLIGHT_METRIC, KV_CACHE_METRIC
+
+    scaling = "{minReplicas: 1, maxReplicas: 4, targetKvCacheUsage: 0.8}"
+    (hpa,) = [o for o in render_manifests(_plan(_model("chat", scaling=scaling)))
+              if o["kind"] == "HorizontalPodAutoscaler"]  # fmt: skip
+    pods = {m["pods"]["metric"]["name"]: m["pods"]["target"] for m in hpa["spec"]["metrics"]
+            if m["type"] == "Pods"}  # fmt: skip
+    assert pods == {
+        IN_FLIGHT_METRIC: {"type": "AverageValue", "averageValue": "8"},
+        KV_CACHE_METRIC: {"type": "AverageValue", "averageValue": "0.8"},
+    }
+    keda = render_manifests(_plan(_model("chat", scaling=scaling.replace("1,", "0,"))))
+    (scaled,) = [o for o in keda if o["kind"] == "ScaledObject"]
+    triggers = [(t["metadata"]["query"], t["metadata"]["threshold"])
+                for t in scaled["spec"]["triggers"]]  # fmt: skip
+    selector = '{namespace="default",model="chat",revision="'
+    assert [(q.partition(selector)[0], threshold) for q, threshold in triggers] == [
+        (f"sum({IN_FLIGHT_METRIC}", "8"),
+        (f"sum({KV_CACHE_METRIC}", "0.8"),
+    ]
+    plain = render_manifests(_plan(_model("chat", scaling="{minReplicas: 1, maxReplicas: 4}")))
+    assert KV_CACHE_METRIC not in json.dumps(plain)
+
+
+def test_an_app_asking_to_scale_on_kv_cache_use_is_refused_naming_the_field() -> None:
+    with pytest.raises(SpecError) as info:
+        _plan(_app("web", scaling="{maxReplicas: 4, targetKvCacheUsage: 0.8}"))
+    (problem,) = info.value.problems
+    assert problem.path == "spec.scaling"
+    assert "targetKvCacheUsage is for Models" in problem.message
 
 
 def test_the_http_route_carries_the_models_served_names() -> None:

@@ -198,6 +198,14 @@ class ServerMetrics(Collector):
         busy = GaugeMetricFamily(names.ENGINE_BUSY, "Generations holding the engine.", labels=base)
         busy.add_metric(ids, stats.get("busy", 0.0))
         yield busy
+        if "kv_cache_usage" in stats:
+            usage = GaugeMetricFamily(
+                names.KV_CACHE_USAGE,
+                "Tokens the engine's KV cache holds over its context's size (0 to 1).",
+                labels=base,
+            )
+            usage.add_metric(ids, stats["kv_cache_usage"])
+            yield usage
 
 
 class GenAIMetrics:

@@ -244,6 +244,16 @@ class Scaling(SpecModel):
     max_replicas: int = Field(3, ge=1, le=1000)
     target_concurrency: float = Field(8.0, gt=0, description="in-flight requests per replica")
     scale_to_zero_after_seconds: float = Field(300.0, gt=0)
+    target_kv_cache_usage: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description=(
+            "Models on Kubernetes: also scale on the engine's KV-cache use per replica (tokens "
+            "in its context over the context's size, kaip_kv_cache_usage_ratio; llama.cpp "
+            "reports it), e.g. 0.8"
+        ),
+    )
 
     @model_validator(mode="after")
     def _bounds_in_order(self) -> Scaling:

@@ -488,6 +488,12 @@ class AppSpec(PodOptions):
                 "an App needs command or image",
                 "command runs it locally, image on Kubernetes; set one or both",
             )
+        if self.scaling.target_kv_cache_usage is not None:
+            raise FieldProblem(
+                "scaling",
+                "targetKvCacheUsage is for Models: an App exports no KV-cache use to scale on",
+                "remove scaling.targetKvCacheUsage (an App scales on CPU)",
+            )
         return self
 
 

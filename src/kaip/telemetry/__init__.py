@@ -20,6 +20,10 @@ MODEL_READY: Final = "kaip_model_ready"  # model, revision
 # the KV cache and not evaluated again, generated) and generations holding the engine.
 ENGINE_TOKENS: Final = "kaip_engine_tokens_total"  # model, revision, kind
 ENGINE_BUSY: Final = "kaip_engine_busy"  # model, revision
+# Tokens held in the engine's context (its KV cache) over the context's size, 0..1: what the
+# Inference Extension's endpoint picker reads as KV-cache utilization (as vLLM's
+# vllm:kv_cache_usage_perc) and what a Model's autoscaler can target (scaling.targetKvCacheUsage).
+KV_CACHE_USAGE: Final = "kaip_kv_cache_usage_ratio"  # model, revision
 
 # Prometheus metrics of the local gateway (kaip.local.gateway.signals).
 GATEWAY_REQUESTS: Final = (
@@ -109,6 +113,7 @@ __all__ = [
     "GENAI_TIME_TO_FIRST_TOKEN",
     "INFLIGHT",
     "INSTRUMENTATION_SCOPE",
+    "KV_CACHE_USAGE",
     "MODEL_READY",
     "PREDICT_DURATION",
     "QUEUE_DEPTH",

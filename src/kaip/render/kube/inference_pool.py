@@ -18,9 +18,12 @@ The EPP is rendered as the upstream chart v1.5.0 (``config/charts/inferencepool`
 memory), its Service (gRPC ext-proc 9002, metrics 9090), a ServiceAccount, a Role to read pods
 and inference pools, and the plugins' ConfigMap; the image is pinned to the same version
 (:data:`EPP_IMAGE`), its container held to kaip's rules (restricted Pod Security, requests equal
-limits, a read-only root with an emptyDir ``/tmp``). kaip's model server exports no KV-cache
-use, so the KV-cache scorer is left out and the picker is told so (an empty metric name: not
-scraped). Pure: plain dicts in, plain dicts out.
+limits, a read-only root with an emptyDir ``/tmp``). The picker's profile is the upstream
+default, queue 2, KV-cache utilization 2, prefix cache 3: the KV-cache scorer reads
+``kaip_kv_cache_usage_ratio`` (tokens in the engine's context over its size, 0 to 1, as vLLM's
+``vllm:kv_cache_usage_perc``; a llama.cpp replica exports it, and a pod without it scores as
+an empty cache). LoRA and cache-info metrics are not scraped (empty names). Pure: plain dicts
+in, plain dicts out.
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ QUEUE_METRIC: Final = "kaip_inflight_requests"
 RUNNING_METRIC: Final = "kaip_inflight_requests"
 """The model server's gauge the picker reads as queued and as running requests (kaip.telemetry's
 INFLIGHT; render sits below telemetry, so a test keeps the two equal)."""
+KV_CACHE_METRIC: Final = "kaip_kv_cache_usage_ratio"
+"""The model server's gauge the picker reads as KV-cache utilization (kaip.telemetry's
+KV_CACHE_USAGE, kept equal by a test)."""
 INFERENCE_API: Final = "inference.networking.k8s.io/v1"
 INFERENCE_GROUP: Final = "inference.networking.k8s.io"
 EPP_VERSION: Final = "v1.5.0"
@@ -54,18 +60,23 @@ sized for high QPS at a p90 scheduling latency under 100 ms; one Model's picker 
 PLUGINS: Final = {
     "apiVersion": "inference.networking.x-k8s.io/v1alpha1",
     "kind": "EndpointPickerConfig",
-    "plugins": [{"type": "queue-scorer"}, {"type": "prefix-cache-scorer"}],
+    "plugins": [
+        {"type": "queue-scorer"},
+        {"type": "kv-cache-utilization-scorer"},
+        {"type": "prefix-cache-scorer"},
+    ],
     "schedulingProfiles": [
         {
             "name": "default",
             "plugins": [
                 {"pluginRef": "queue-scorer", "weight": 2},
+                {"pluginRef": "kv-cache-utilization-scorer", "weight": 2},
                 {"pluginRef": "prefix-cache-scorer", "weight": 3},
             ],
         }
     ],
 }
-"""The upstream default profile (queue 2, prefix cache 3) without the KV-cache scorer."""
+"""The upstream default profile: queue 2, KV-cache utilization 2, prefix cache 3."""
 
 
 def uses_inference_pool(workload: Workload) -> bool:
@@ -173,7 +184,7 @@ def _deployment(workload: Workload, labels: dict[str, str]) -> Obj:
         "--config-file", f"/config/{CONFIG_FILE}",
         "--total-queued-requests-metric", QUEUE_METRIC,
         "--total-running-requests-metric", RUNNING_METRIC,
-        "--kv-cache-usage-percentage-metric", "",
+        "--kv-cache-usage-percentage-metric", KV_CACHE_METRIC,
         "--lora-info-metric", "",
         "--cache-info-metric", "",
         "--zap-encoder", "json",

@@ -19,7 +19,11 @@ cannot scale to zero, so a Model with ``minReplicas: 0`` renders a KEDA ScaledOb
 the ``autoscaler`` setting says. Models scale on in-flight requests per pod (the
 ``kaip_inflight_requests`` gauge, labelled ``model`` and ``revision``: served to the HPA by a
 custom-metrics adapter such as prometheus-adapter, to KEDA from Prometheus), the HPA also on
-CPU. Apps export no kaip metrics and scale on CPU, so they cannot scale to zero on Kubernetes.
+CPU. A Model with ``scaling.targetKvCacheUsage`` also scales on its engine's KV-cache use per
+pod (``kaip_kv_cache_usage_ratio``, tokens in the context over its size, which llama.cpp
+replicas export): a second Pods metric of the HPA, or a second Prometheus trigger of KEDA, so
+the autoscaler takes the larger of the two replica counts. Apps export no kaip metrics and
+scale on CPU, so they cannot scale to zero on Kubernetes.
 
 Pure: plain dicts in, plain dicts out.
 """
@@ -61,6 +65,9 @@ MODEL_PORT: Final = 8000
 SERVED_NAMES: Final = "kaip.dev/served-names"
 """HTTPRoute annotation: the JSON list of names the Model answers to (``serve.names``)."""
 IN_FLIGHT_METRIC: Final = "kaip_inflight_requests"
+KV_CACHE_METRIC: Final = "kaip_kv_cache_usage_ratio"
+"""The engine's KV-cache use per pod, 0 to 1 (kaip.telemetry's KV_CACHE_USAGE), scaled on when a
+Model sets ``scaling.targetKvCacheUsage``."""
 CPU_TARGET_PERCENT: Final = 80
 
 
@@ -340,8 +347,11 @@ def autoscaler(workload: Workload, settings: Settings) -> list[Obj]:
     if scaling.min_replicas == scaling.max_replicas:
         return []
     target = {"apiVersion": "apps/v1", "kind": "Deployment", "name": workload.revision_name}
-    concurrency = quantity(scaling.target_concurrency)
     is_model = isinstance(workload.resource, Model)
+    # (gauge, target per pod): in-flight requests always, the KV cache's use when asked
+    per_pod = [(IN_FLIGHT_METRIC, quantity(scaling.target_concurrency))]
+    if scaling.target_kv_cache_usage is not None:
+        per_pod.append((KV_CACHE_METRIC, quantity(scaling.target_kv_cache_usage)))
     cpu_metric: Obj = {
         "type": "Resource",
         "resource": {
@@ -354,22 +364,28 @@ def autoscaler(workload: Workload, settings: Settings) -> list[Obj]:
             f'namespace="{workload.namespace}",'
             f'model="{workload.name}",revision="{workload.revision}"'
         )
+        triggers: list[Obj]
         if is_model:
-            trigger: Obj = {
-                "type": "prometheus",
-                "metadata": {
-                    "serverAddress": settings.kube.prometheus_url,
-                    "query": f"sum({IN_FLIGHT_METRIC}{{{selector}}})",
-                    "threshold": concurrency,
-                },
-            }
+            triggers = [
+                {
+                    "type": "prometheus",
+                    "metadata": {
+                        "serverAddress": settings.kube.prometheus_url,
+                        "query": f"sum({metric}{{{selector}}})",
+                        "threshold": threshold,
+                    },
+                }
+                for metric, threshold in per_pod
+            ]
         else:
             # An App exports no kaip metrics; CPU is what KEDA can see of it.
-            trigger = {
-                "type": "cpu",
-                "metricType": "Utilization",
-                "metadata": {"value": str(CPU_TARGET_PERCENT)},
-            }
+            triggers = [
+                {
+                    "type": "cpu",
+                    "metricType": "Utilization",
+                    "metadata": {"value": str(CPU_TARGET_PERCENT)},
+                }
+            ]
         return [
             {
                 "apiVersion": "keda.sh/v1alpha1",
@@ -380,21 +396,20 @@ def autoscaler(workload: Workload, settings: Settings) -> list[Obj]:
                     "minReplicaCount": scaling.min_replicas,
                     "maxReplicaCount": scaling.max_replicas,
                     "cooldownPeriod": int(scaling.scale_to_zero_after_seconds),
-                    "triggers": [trigger],
+                    "triggers": triggers,
                 },
             }
         ]
-    in_flight: list[Obj] = []
-    if is_model:
-        in_flight.append(
-            {
-                "type": "Pods",
-                "pods": {
-                    "metric": {"name": IN_FLIGHT_METRIC},
-                    "target": {"type": "AverageValue", "averageValue": concurrency},
-                },
-            }
-        )
+    in_flight: list[Obj] = [
+        {
+            "type": "Pods",
+            "pods": {
+                "metric": {"name": metric},
+                "target": {"type": "AverageValue", "averageValue": threshold},
+            },
+        }
+        for metric, threshold in (per_pod if is_model else [])
+    ]
     return [
         {
             "apiVersion": "autoscaling/v2",

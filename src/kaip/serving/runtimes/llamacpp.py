@@ -156,12 +156,19 @@ class LlamaCppRuntime(TextToText):
         return bool(self._lib.llama_vocab_is_eog(self.llm._model.vocab, token))
 
     def engine_stats(self) -> dict[str, float]:
-        """The engine's counts for ``/metrics`` (:data:`kaip.telemetry.ENGINE_TOKENS`)."""
+        """The engine's counts for ``/metrics`` (:data:`kaip.telemetry.ENGINE_TOKENS`), and the
+        share of its context the KV cache holds (:data:`kaip.telemetry.KV_CACHE_USAGE`): the
+        tokens of the generation running or, between generations, of the last one (kept for
+        the next prompt's prefix), as llama.cpp's own server counts its used cells."""
+        llm = self.llm
+        size = llm.n_ctx() if llm is not None else 0
+        held = min(int(llm.n_tokens), size) if llm is not None else 0
         return {
             "prompt_tokens": self.prompt_tokens,
             "prompt_cached_tokens": self.cached_prompt_tokens,
             "generated_tokens": self.generated_tokens,
             "busy": self.busy,
+            "kv_cache_usage": held / size if size > 0 else 0.0,
         }
 
     def chat_prompt(self, messages: Sequence[Mapping[str, str]]) -> str:
