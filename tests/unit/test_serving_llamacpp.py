@@ -80,6 +80,20 @@ def test_closing_a_generation_frees_the_engine(runtime: LlamaCppRuntime) -> None
     assert len(_text(runtime, "the moon")) == 16  # the lock was released
 
 
+def test_a_generation_ends_by_itself_at_max_tokens_and_reports_the_context_it_holds(
+    runtime: LlamaCppRuntime,
+) -> None:
+    """Read to its end, not cut by a reader: the engine stops at max_tokens (the generation
+    thread would otherwise run ahead of the reader's cut, holding the engine), and its KV cache
+    holds the prompt and the tokens generated after it, all but the last (never evaluated)."""
+    before = runtime.engine_stats()["generated_tokens"]
+    pieces = list(runtime.generate("the sea", GenerationParams(max_tokens=5, temperature=0.0)))
+    assert len(pieces) == 5
+    stats = runtime.engine_stats()
+    assert stats["generated_tokens"] - before == 5
+    assert stats["kv_cache_usage"] == (runtime.count_tokens("the sea") + 5 - 1) / 256
+
+
 def test_a_prompt_longer_than_the_context_is_refused(runtime: LlamaCppRuntime) -> None:
     with pytest.raises(InferenceError, match="context holds 256"):
         next(runtime.generate("sea " * 300, GREEDY))

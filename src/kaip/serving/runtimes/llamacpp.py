@@ -9,8 +9,9 @@ while a character's UTF-8 bytes are still incomplete), so the OpenAI routes' tok
 engine's.
 
 One llama.cpp context serves one sequence at a time: generations take turns, a whole generation
-each, under a lock. Closing the generator (the client went away, a stop string or ``max_tokens``
-was reached) ends it at the current token and frees the engine for the next request.
+each, under a lock. A generation ends by itself after ``max_tokens`` tokens (the reader takes
+no more); closing the generator (the client went away, a stop string was found) ends it at the
+current token. Either frees the engine for the next request.
 
 Never parses requests and never downloads weights: the file is the artifact kaip resolved.
 """
@@ -148,6 +149,10 @@ class LlamaCppRuntime(TextToText):
             self.generated_tokens += 1
             yield decoder.decode(bytes(llm.detokenize([token])))
             if produced >= room:  # the context is full: nothing more fits
+                return
+            if produced >= params.max_tokens:
+                # the reader takes no more than this: the thread feeding it would otherwise run
+                # on (up to its window of pieces) holding the engine until it saw the cancel
                 return
 
     def _end_of_generation(self, token: int) -> bool:
