@@ -13,9 +13,10 @@ table gives medians over rounds and the ratio gateway/direct. ``--peer-url`` add
 OpenAI-compatible server on loopback serving the same GGUF (llama.cpp's own ``llama-server -m
 FILE``) as a third target in the same rounds; ``--llama-server BIN`` starts that peer itself on
 the very GGUF kaip serves (``bench/llm/build_llama_server.sh`` builds BIN from the llama.cpp
-kaip's engine runs), with the engine's context and thread count (one thread per two CPUs, as
+kaip's engine runs), with the engine's thread count (one thread per two CPUs, as
 llama-cpp-python's default) and ``--peer-slots`` sequences at a time (1: one generation at a
-time, as kaip's replica). Results land in ``bench/results/llm-<time>/``.
+time, as kaip's replica), each with the engine's context (512 tokens). Results land in
+``bench/results/llm-<time>/``.
 Loopback only; every request is bounded (120 s).
 """
 
@@ -152,7 +153,7 @@ def _start_llama_server(
     log = (workdir / "llama-server.log").open("wb")
     process = subprocess.Popen(
         [binary, "-m", str(workdir / "spec" / "tiny-llama.gguf"), "--host", "127.0.0.1",
-         "--port", str(port), "-c", "512", "-np", str(slots), "-t", str(threads)],
+         "--port", str(port), "-c", str(512 * slots), "-np", str(slots), "-t", str(threads)],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
