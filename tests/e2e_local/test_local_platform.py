@@ -115,6 +115,10 @@ def test_a_revision_that_fails_every_request_is_rolled_back(platform: LocalPlatf
         return bool(history) and history[0]["status"] == "rolled_back"
 
     wait_for(rolled_back, "the broken revision to be rolled back")
+    # A request routed to the canary just before the rollback may still end in a failure after
+    # it is recorded: the rollout is judged once every worker has had time for new requests.
+    settled = load.counts()[0] + 3 * load.workers
+    wait_for(lambda: load.counts()[0] >= settled, "the requests in flight at the rollback to end")
     ok_after, failed_after = load.counts()
     rollout = platform.rollouts("echo")[0]
     during = (ok_after - ok_before) + (failed_after - failed_before)
@@ -128,7 +132,7 @@ def test_a_revision_that_fails_every_request_is_rolled_back(platform: LocalPlatf
     )
     assert failed_during > 0, "the canary never got traffic"
     assert share <= 0.10
-    assert failed == failed_after, "requests failed after the rollback"
+    assert failed == failed_after, f"requests failed after the rollback: {load.failures[-3:]}"
     resource = platform.resource("echo")
     assert resource["stable"] == stable
     assert resource["canary"] is None
