@@ -8,14 +8,12 @@ control port, through :mod:`kaip.cli.admin_client`. Parse, call, print: the deci
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import os
 import re
 import subprocess
 import sys
 import time
-from collections.abc import Coroutine
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -111,8 +109,10 @@ def up(
             _say(notice)
         _detach(paths, gateway_port, control_port, allowed_host, settings)
         return
+    from kaip.serving.server import run_loop  # kaip up's path only: it loads the model server
+
     commit = source_commit(paths)
-    _run_loop(
+    run_loop(
         serve(
             paths,
             settings,
@@ -125,19 +125,6 @@ def up(
             portal=local_portal,
         )
     )
-
-
-def _run_loop(main: Coroutine[Any, Any, None]) -> None:
-    """Run ``kaip up``'s one event loop on uvloop when it is installed (uvicorn[standard]
-    brings it), as replicas run theirs: the gateway relays every streamed chunk through this
-    loop, and uvloop's transports take about a third less CPU per relayed token than asyncio's
-    (bench/README.md, "LLM token streaming")."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - a dependency of uvicorn[standard]
-        asyncio.run(main)
-        return
-    uvloop.run(main)
 
 
 def _detach(

@@ -158,10 +158,16 @@ def plan_workload(
         ),
         common_labels=MappingProxyType(common),
         labels=MappingProxyType(labels),
-        selector=MappingProxyType({LABEL_NAME: meta.name, LABEL_MANAGED_BY: "kaip"}),
+        selector=MappingProxyType(pod_selector(meta.name)),
         source=source,
         line=line,
     )
+
+
+def pod_selector(name: str) -> dict[str, str]:
+    """Selects the pods of every revision of the resource ``name`` (in its namespace), and
+    nothing else: :attr:`Workload.selector`, for readers that have only the name."""
+    return {LABEL_NAME: name, LABEL_MANAGED_BY: "kaip"}
 
 
 def build_plan(

@@ -48,9 +48,10 @@ from kaip.dora import Event
 from kaip.errors import ForbiddenError, KaipError, PlatformError
 from kaip.kube.client import Session
 from kaip.kube.client.session import Credentials
+from kaip.kube.operator.observe import pods as list_pods
 from kaip.kube.operator.rollout_client import ClusterRollouts
 from kaip.local.controller.auth import Principal
-from kaip.plan.build import LABEL_MANAGED_BY, LABEL_NAME, LABEL_REVISION
+from kaip.plan.build import LABEL_NAME, LABEL_REVISION, pod_selector
 from kaip.portal.kube_auth import KubeReviews, KubeUser
 from kaip.portal.logs import MAX_LINE_CHARS, TAIL_LINES
 from kaip.portal.prometheus import PrometheusTraffic
@@ -193,12 +194,7 @@ class KubeSource:
         return found
 
     def _pages(
-        self,
-        path: str,
-        what: str,
-        selector: str | None = None,
-        most: int = MAX_OBJECTS,
-        labels: str | None = None,
+        self, path: str, what: str, selector: str | None = None, most: int = MAX_OBJECTS
     ) -> list[dict[str, Any]]:
         """Every item of a list, read :data:`LIST_PAGE` at a time, at most ``most``."""
         items: list[dict[str, Any]] = []
@@ -209,8 +205,6 @@ class KubeSource:
                 query["continue"] = token
             if selector:
                 query["fieldSelector"] = selector
-            if labels:
-                query["labelSelector"] = labels
             answer = self._session.request("GET", path, query=query, what=what) or {}
             items.extend(dict(i) for i in answer.get("items") or [])
             token = str((answer.get("metadata") or {}).get("continue") or "")
@@ -243,12 +237,14 @@ class KubeSource:
         return list(rows)
 
     def _pods(self, key: str) -> list[dict[str, Any]]:
-        """The pods of one resource (kaip's selector for them), by name."""
+        """The pods of one resource (kaip's selector for them), by name, at most
+        :data:`MAX_REPLICA_ROWS`."""
         namespace, name = self._where(key)
-        labels = f"{LABEL_NAME}={name},{LABEL_MANAGED_BY}=kaip"
-        path = f"/api/v1/namespaces/{quote(namespace, safe='')}/pods"
-        pods = self._pages(path, f"list the pods of {name}", None, MAX_REPLICA_ROWS, labels)
-        return sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("name", "")))
+        listed = list_pods(self._session, namespace, pod_selector(name))
+        pods = sorted(
+            (dict(p) for p in listed), key=lambda p: str((p.get("metadata") or {}).get("name"))
+        )
+        return pods[:MAX_REPLICA_ROWS]
 
     def _log(self, namespace: str, pod: Mapping[str, Any]) -> list[str]:
         """The last lines of a pod's main container (its first); when the last
@@ -611,28 +607,14 @@ def _replica(pod: Mapping[str, Any], weights: Mapping[str, int]) -> dict[str, An
         isinstance(c, Mapping) and c.get("type") == "Ready" and c.get("status") == "True"
         for c in status.get("conditions") or []
     )
-    waiting = next(
-        (
-            (c.get("state") or {}).get("waiting") or {}
-            for c in containers
-            if (c.get("state") or {}).get("waiting")
-        ),
-        {},
-    )
+    waiting = _first_state(containers, "state", "waiting")
     if meta.get("deletionTimestamp"):
         phase = "terminating"
     elif ready:
         phase = "ready"
     else:
         phase = str(waiting.get("reason") or status.get("phase") or "Pending").lower()
-    last = next(
-        (
-            (c.get("lastState") or {}).get("terminated") or {}
-            for c in containers
-            if (c.get("lastState") or {}).get("terminated")
-        ),
-        {},
-    )
+    last = _first_state(containers, "lastState", "terminated")
     health = str(waiting.get("message") or "")
     if not health and last:
         health = f"last exit {last.get('exitCode')} ({last.get('reason') or 'terminated'})"
@@ -649,6 +631,18 @@ def _replica(pod: Mapping[str, Any], weights: Mapping[str, int]) -> dict[str, An
         "port": f"{address}:{port}" if address and port else address or "—",
         "routed": ready and int(weights.get(revision, 0)) > 0,
     }
+
+
+def _first_state(
+    containers: Sequence[Mapping[str, Any]], which: str, state: str
+) -> Mapping[str, Any]:
+    """The first container's ``which`` (``state`` or ``lastState``) that is ``state``
+    (``waiting``, ``terminated``), or {}."""
+    for container in containers:
+        found = (container.get(which) or {}).get(state)
+        if found:
+            return dict(found)
+    return {}
 
 
 def _timeline(body: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> list[Row]:
