@@ -52,7 +52,9 @@ def test_traceparent_validation() -> None:
 def test_without_tracing_the_client_s_traceparent_is_passed_on_and_none_is_made() -> None:
     given = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
     assert passed_on([(b"Traceparent", b" " + given)]) == given
-    assert passed_on([(b"traceparent", b"garbage"), (b"traceparent", given)]) == given
+    # Two are invalid (W3C), even if one is well formed: neither goes on.
+    assert passed_on([(b"traceparent", b"garbage"), (b"traceparent", given)]) == b""
+    assert passed_on([(b"traceparent", given), (b"traceparent", given)]) == b""
     assert passed_on([(b"traceparent", b"garbage")]) == b""
     assert passed_on([(b"accept", b"*/*")]) == b""
     bare = request_head(b"POST", b"/x", [(b"host", b"h")], 2, b"") + b"{}"
@@ -62,3 +64,10 @@ def test_without_tracing_the_client_s_traceparent_is_passed_on_and_none_is_made(
     assert with_traceparent(traced, given, b"") == bare  # e.g. a mirrored copy of it
     mine = b"00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01"
     assert with_traceparent(traced, given, mine) == traced.replace(given, mine)
+
+
+def test_the_client_s_tracestate_goes_on_only_with_its_trace() -> None:
+    headers = [(b"host", b"h"), (b"TraceState", b"congo=t61rcWkgMzE")]
+    kept = request_head(b"GET", b"/x", headers, 0, b"", tracestate=True)
+    assert b"TraceState: congo=t61rcWkgMzE\r\n" in kept
+    assert b"congo" not in request_head(b"GET", b"/x", headers, 0, b"")  # restarted: dropped

@@ -19,6 +19,7 @@ from kaip.telemetry.spans import (
     Sampling,
     SpanRecorder,
     parse_traceparent,
+    sole_traceparent,
     traceparent,
 )
 
@@ -84,6 +85,26 @@ def test_the_start_reads_a_traceparent_header_in_any_case() -> None:
     headers = [(b"host", b"x"), (b"TraceParent", f"00-{TRACE}-00f067aa0ba902b7-01".encode())]
     start = recorder.start_from(headers)
     assert start.trace_id == int(TRACE, 16) and start.sampled
+
+
+def test_two_traceparent_headers_start_a_new_trace_as_none_would() -> None:
+    """W3C Trace Context: more than one ``traceparent`` is invalid, so neither is followed
+    (the span recorder used to follow the first while the gateway passed the last on)."""
+    other = "0af7651916cd43dd8448eb211c80319c"
+    headers = [
+        (b"traceparent", f"00-{TRACE}-00f067aa0ba902b7-01".encode()),
+        (b"TraceParent", f"00-{other}-00f067aa0ba902b7-01".encode()),
+    ]
+    assert sole_traceparent(headers) == b""
+    assert sole_traceparent(headers[1:]) == headers[1][1]
+    assert sole_traceparent([(b"traceparent", b" x \r\n")]) == b"x"
+    recorder = SpanRecorder(lambda span: None, Sampling(ratio=1.0))
+    for start in (recorder.start_from(headers), recorder.sampled_from(headers)):
+        assert start is not None and start.sampled
+        assert start.trace_id not in (int(TRACE, 16), int(other, 16))
+        assert start.parent_id == 0 and not start.remote_parent
+    unsampled = [(name, value[:-1] + b"0") for name, value in headers]
+    assert SpanRecorder(lambda span: None, Sampling(ratio=0.0)).sampled_from(unsampled) is None
 
 
 @given(

@@ -74,6 +74,21 @@ def parse_traceparent(value: bytes) -> Parent | None:
     return _tuple_new(Parent, (trace_id, span_id, flags[-1] in _SAMPLED_LAST))
 
 
+def sole_traceparent(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """The value of a request's one ``traceparent`` header (any case, stripped); ``b""`` when
+    it has none or more than one. W3C Trace Context holds more than one invalid (its test suite:
+    "two traceparent headers ... expects a newly generated trace_id"), so the trace restarts
+    rather than follow either: every reader of a caller's ``traceparent`` (the span recorder,
+    the gateway's pass-through) goes through here, so they cannot disagree on which one."""
+    found: bytes | None = None
+    for name, value in headers:
+        if len(name) == 11 and name.lower() == b"traceparent":
+            if found is not None:
+                return b""
+            found = value
+    return b"" if found is None else found.strip()
+
+
 def traceparent(trace_id: int, span_id: int, sampled: bool) -> bytes:
     """The ``traceparent`` (version 00) that makes ``span_id`` the parent downstream."""
     return b"00-%032x-%016x-%s" % (trace_id, span_id, b"01" if sampled else b"00")
@@ -190,33 +205,30 @@ class SpanRecorder:
         return _tuple_new(Start, (trace_id, 0, parent.span_id, True, False, 0))
 
     def start_from(self, headers: Iterable[tuple[bytes, bytes]]) -> Start:
-        """:meth:`start` under the ``traceparent`` among ASGI/HTTP ``headers`` (any case)."""
-        parent = None
-        for name, value in headers:
-            if len(name) == 11 and name.lower() == b"traceparent":
-                parent = parse_traceparent(value)
-                break
-        return self.start(parent)
+        """:meth:`start` under the ``traceparent`` among ASGI/HTTP ``headers`` (any case; a
+        new trace when there is none, more than one, or a malformed one)."""
+        value = sole_traceparent(headers)
+        return self.start(parse_traceparent(value) if value else None)
 
     def sampled_from(self, headers: Iterable[tuple[bytes, bytes]]) -> Start | None:
         """:meth:`start_from` for a server that passes no trace context on (the model server):
         None when the span is not sampled. A caller's valid unsampled ``traceparent`` under a
         parent-based sampler (nearly every request behind a tracing gateway) is decided from its
         flags alone, without building its ids."""
-        for name, value in headers:
-            if len(name) == 11 and name.lower() == b"traceparent":
-                if self._parent_based and (match := _TRACEPARENT.match(value.strip())):
-                    version, trace_hex, span_hex, flags = match.groups()
-                    if (
-                        flags[-1] not in _SAMPLED_LAST
-                        and version != b"ff"
-                        and trace_hex != _ZERO_TRACE
-                        and span_hex != _ZERO_SPAN
-                    ):
-                        return None
-                start = self.start(parse_traceparent(value))
-                return start if start.sampled else None
-        start = self.start(None)
+        value = sole_traceparent(headers)
+        if not value:
+            start = self.start(None)
+            return start if start.sampled else None
+        if self._parent_based and (match := _TRACEPARENT.match(value)):
+            version, trace_hex, span_hex, flags = match.groups()
+            if (
+                flags[-1] not in _SAMPLED_LAST
+                and version != b"ff"
+                and trace_hex != _ZERO_TRACE
+                and span_hex != _ZERO_SPAN
+            ):
+                return None
+        start = self.start(parse_traceparent(value))
         return start if start.sampled else None
 
     def end(

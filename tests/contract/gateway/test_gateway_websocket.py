@@ -166,3 +166,48 @@ def test_a_websocket_handshake_honours_the_client_s_traceparent_as_http_does(
         assert span_id != unsampled.split("-")[2] and int(span_id, 16)
 
     run(scenario())
+
+
+def test_a_websocket_handshake_restarts_the_trace_as_http_does(echo_port: int) -> None:
+    """Two ``traceparent`` headers are neither followed nor passed on, and a trace that
+    restarts (two, or a malformed one) loses the client's ``tracestate``: tracing or not, as on
+    HTTP (test_gateway_trace_context.py)."""
+    given = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    other = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    state = ("tracestate", "congo=t61rcWkgMzE")
+    two = [("traceparent", given), ("traceparent", other), state]
+    malformed = [("traceparent", given.upper()), state]
+    spans: list[FinishedSpan] = []
+    tracer = SpanRecorder(spans.append, Sampling(ratio=1.0))
+
+    async def seen(url: str, headers: list[tuple[str, str]]) -> tuple[str, str]:
+        async with connect(url, proxy=None, additional_headers=headers) as ws:
+            await asyncio.wait_for(ws.recv(), 20)  # the greeting
+            answers = []
+            for question in ("traceparent?", "tracestate?"):
+                await ws.send(question)
+                answer = await asyncio.wait_for(ws.recv(), 20)
+                assert isinstance(answer, str)
+                answers.append(answer)
+            return answers[0], answers[1]
+
+    async def scenario() -> list[tuple[str, str]]:
+        async with running([chat(echo_port)]) as (_, client):
+            url = str(client.base_url).rstrip("/").replace("http", "ws") + STREAM
+            assert await seen(url, [("traceparent", given), state]) == (given, state[1])
+            assert await seen(url, two) == ("", "")
+            assert await seen(url, malformed) == ("", "")
+        async with running([chat(echo_port)], tracer=tracer) as (_, client):
+            url = str(client.base_url).rstrip("/").replace("http", "ws") + STREAM
+            return [await seen(url, h) for h in ([("traceparent", given), state], two, malformed)]
+
+    followed, restarted, after_malformed = run(scenario())
+    assert followed[0].split("-")[1] == given.split("-")[1] and followed[1] == state[1]
+    for traceparent, tracestate in (restarted, after_malformed):
+        assert traceparent.split("-")[1] not in (given.split("-")[1], other.split("-")[1])
+        assert tracestate == ""
+    restarted_ids = {int(restarted[0].split("-")[1], 16), int(after_malformed[0].split("-")[1], 16)}
+    assert restarted_ids <= {s.trace_id for s in spans}  # the gateway's own, as root spans
+    assert all(
+        s.parent_id == 0 and not s.remote_parent for s in spans if s.trace_id in restarted_ids
+    )

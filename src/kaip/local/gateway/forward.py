@@ -97,8 +97,13 @@ class Forwarder:
         """Send to a chosen replica; on a failure before any answer, try another (module doc)."""
         # When tracing, the head carries the first attempt's traceparent from the start: a
         # retry alone swaps in its own (_traced).
-        first = observed.head_traceparent() if observed is not None else None
-        traceparent = first or passed_on(request.headers)
+        # The client's tracestate goes on with its trace only (trace.py).
+        if observed is not None and (first := observed.head_traceparent()) is not None:
+            traceparent, continued = first, observed.continues_trace
+        else:
+            first = None
+            traceparent = passed_on(request.headers)
+            continued = bool(traceparent)
         body = request.body
         data = request_head(
             request.method,
@@ -108,6 +113,7 @@ class Forwarder:
             traceparent,
             extra or (),
             conn.client_address,
+            tracestate=continued,
         )
         if body and len(body) <= INLINE_BODY_BYTES:
             data += body

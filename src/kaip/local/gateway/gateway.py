@@ -326,11 +326,15 @@ class Gateway:
             if observed is not None:
                 observed.revision = backend.revision
             prefix = [(b"x-forwarded-prefix", b"/apps/" + name.encode())]
-            mine = observed.relayed_traceparent() if observed is not None else None
-            traceparent = mine or passed_on(request.headers)  # as for HTTP (see forward)
+            # As for HTTP (see forward): the client's tracestate goes on with its trace only.
+            if observed is not None and (mine := observed.relayed_traceparent()) is not None:
+                traceparent, continued = mine, observed.continues_trace
+            else:
+                traceparent = passed_on(request.headers)
+                continued = bool(traceparent)
             head = request_head(
                 request.method, target.upstream, request.headers, 0, traceparent, prefix,
-                conn.client_address, upgrade=b"websocket",
+                conn.client_address, upgrade=b"websocket", tracestate=continued,
             )  # fmt: skip
             timeout_s = route.route.response_timeout_s or self._response_timeout_s
             limit = self._body_limits.get((TargetKind.APP, name), self._other_limit)

@@ -39,6 +39,8 @@ FORWARDED = frozenset(
 )
 # Rewritten by the gateway on the way to a replica.
 _REQUEST_REPLACED = HOP_BY_HOP | FORWARDED | {b"content-length", b"traceparent", b"expect"}
+# ... and when the client's trace does not go on, its tracestate (kaip.local.gateway.trace).
+_REQUEST_REPLACED_RESTARTED = _REQUEST_REPLACED | {b"tracestate"}
 
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 
@@ -65,6 +67,7 @@ def request_head(
     extra: Iterable[tuple[bytes, bytes]] = (),
     client: bytes = b"",
     upgrade: bytes = b"",
+    tracestate: bool = False,
 ) -> bytes:
     """The head of a request to a replica: the client's end-to-end headers, our framing.
 
@@ -72,14 +75,16 @@ def request_head(
     ``Forwarded``) the client sent and the portal's session cookie are dropped; the gateway sets
     ``X-Forwarded-For`` (the ``client`` address), ``-Proto`` and ``-Host`` itself, and
     ``extra`` adds the rest. ``upgrade`` (e.g. ``websocket``) asks this hop to upgrade.
-    ``traceparent`` is the last header (``b""``: none; see :mod:`kaip.local.gateway.trace`).
+    ``traceparent`` is the last header (``b""``: none; see :mod:`kaip.local.gateway.trace`);
+    the client's ``tracestate`` is kept only when ``tracestate`` says its trace goes on.
     """
     parts = [method, b" ", target, b" HTTP/1.1\r\n"]
     host = b""
     dropped = connection_options(headers)
+    replaced = _REQUEST_REPLACED if tracestate else _REQUEST_REPLACED_RESTARTED
     for name, value in headers:
         lower = name.lower()
-        if lower in _REQUEST_REPLACED or lower in dropped:
+        if lower in replaced or lower in dropped:
             continue
         if lower == b"host":
             host = value

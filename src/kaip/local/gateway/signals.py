@@ -243,6 +243,13 @@ class Observation:
         self._replica = ""  # the replica tried last
         self._next_span = 0  # the next attempt's span id, already in the request head (0: none)
 
+    @property
+    def continues_trace(self) -> bool:
+        """The server span is in the client's trace (its one ``traceparent`` was valid), so
+        the client's ``tracestate`` goes on with it; False: the trace restarted here."""
+        trace = self.trace
+        return trace is not None and trace.remote_parent
+
     def head_traceparent(self) -> bytes | None:
         """The ``traceparent`` to build the request head with: the first attempt's, its span id
         minted now so that :meth:`attempt` need not change the head (None: not tracing; pass the

@@ -11,15 +11,22 @@ would make a parent-based replica (OpenTelemetry's ``ParentBased`` default:
 ``remote_parent_not_sampled`` = always off) trace none. When the gateway traces, its span
 recorder decides instead (see signals). The head sent to a replica carries ``traceparent`` as
 its last header (:func:`kaip.local.gateway.http1.request_head`), which is what lets
-:func:`with_traceparent` swap it without parsing the head again. Never does I/O and never
-depends on an OpenTelemetry SDK.
+:func:`with_traceparent` swap it without parsing the head again.
+
+One rule either way (W3C Trace Context, section 4): the client's trace goes on only when it sent
+exactly one ``traceparent`` and that one is valid; otherwise the trace restarts (a replica gets
+the gateway's own ``traceparent``, or none) and the client's ``tracestate`` is not passed on
+either, since it describes the trace that was dropped ("a tracestate header received without an
+accompanying traceparent header is invalid and MUST be discarded"): ``request_head`` drops it
+unless told the trace goes on.
+Never does I/O and never depends on an OpenTelemetry SDK.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from kaip.telemetry.spans import parse_traceparent
+from kaip.telemetry.spans import parse_traceparent, sole_traceparent
 
 _LINE = len(b"traceparent: ")
 
@@ -30,12 +37,10 @@ def is_valid_traceparent(value: bytes) -> bool:
 
 
 def passed_on(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
-    """What a replica gets when the gateway makes no span: the client's ``traceparent`` (its
-    last one) when valid, else nothing (``b""``: the head carries no ``traceparent``)."""
-    given = b""
-    for name, value in headers:
-        if len(name) == 11 and name.lower() == b"traceparent":
-            given = value.strip()
+    """What a replica gets when the gateway makes no span: the client's ``traceparent`` when
+    it sent exactly one and it is valid, else nothing (``b""``: the head carries no
+    ``traceparent``). The span recorder reads the same one (``sole_traceparent``)."""
+    given = sole_traceparent(headers)
     if given and is_valid_traceparent(given):
         return given
     return b""
