@@ -145,6 +145,17 @@ class KubeSettings(_Group):
             "named in the resource's spec.network.allowFrom"
         ),
     )
+    inference_gateway: str | None = Field(
+        None,
+        max_length=253,
+        pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?/)?[a-z0-9]([-.a-z0-9]*[a-z0-9])?$",
+        description=(
+            "the Gateway (NAME, or NAMESPACE/NAME) that routes Models with serve.routing: "
+            "prefix-affinity: kaip attaches an HTTPRoute NAME-inference to it whose backendRefs "
+            "are the Model's InferencePools, one per live revision during a canary, weighted as "
+            "the rollout says (unset: one pool over every revision, and no route to it)"
+        ),
+    )
     dns_namespace: str = Field("kube-system", description="where cluster DNS runs (egress on 53)")
     dns_pod_labels: dict[str, str] = Field(
         default_factory=lambda: {"k8s-app": "kube-dns"},

@@ -40,6 +40,7 @@ from kaip.plan import revision_id
 from kaip.spec import load_text
 
 REPO = Path(__file__).resolve().parents[2]
+INFERENCE_GATEWAY = "gateways/inference"
 RELEASE_NAMESPACE = "kaip-system"
 SERVICE_ACCOUNT = "kaip-operator"
 POD_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -257,6 +258,8 @@ def env(
             account=account,
             server=plane.server,
         )
+        # the Gateway prefix-affinity Models' inference routes attach to (none need exist)
+        operator.env["KAIP_KUBE__INFERENCE_GATEWAY"] = INFERENCE_GATEWAY
         operator.start()
         try:
             yield Env(plane, namespace, prometheus, operator)
@@ -1056,17 +1059,21 @@ spec:
 """
 
 
-def test_a_prefix_affinity_model_gets_its_inference_pool_and_picker_from_the_operator(
-    env: Env,
-) -> None:
-    """Issue 17 #5 on a cluster: the chart's RBAC lets the operator create the pool and grant
-    the picker's Role (the apiserver refuses a Role granting what its creator lacks)."""
+def install_inference_pool_crd(env: Env) -> None:
     crd = module_dir(*INFERENCE_MODULE) / INFERENCE_CRD
     env.plane.kubectl("apply", "--server-side", "-f", str(crd))
     env.plane.kubectl(
         "wait", "--for=condition=Established", "--timeout=60s",
         "crd/inferencepools.inference.networking.k8s.io",
     )  # fmt: skip
+
+
+def test_a_prefix_affinity_model_gets_its_inference_pool_and_picker_from_the_operator(
+    env: Env,
+) -> None:
+    """Issue 17 #5 on a cluster: the chart's RBAC lets the operator create the pool and grant
+    the picker's Role (the apiserver refuses a Role granting what its creator lacks)."""
+    install_inference_pool_crd(env)
     env.apply(PREFIX_AFFINITY_MODEL)
     model = env.wait_for("model", "chat", "Ready", lambda m: current_and(m, "Ready", "True"))
     uid = model["metadata"]["uid"]
@@ -1077,6 +1084,75 @@ def test_a_prefix_affinity_model_gets_its_inference_pool_and_picker_from_the_ope
     pool = env.get("inferencepools.inference.networking.k8s.io", "chat")
     assert pool["spec"]["endpointPickerRef"]["name"] == "chat-epp"
     env.kubectl("delete", "model", "chat", "--wait=true", "--timeout=30s")
+
+
+PREFIX_AFFINITY_CANARY = MODEL.replace(
+    "serve: {{", "serve: {{protocols: [openai, oip-v2], routing: prefix-affinity, ", 1
+)
+
+
+def pool_weights(env: Env, name: str) -> list[tuple[str, str, int]]:
+    """(kind, name, weight) of each backendRef of the Model's inference route."""
+    route = env.get("httproute", f"{name}-inference")
+    assert route["spec"]["parentRefs"] == [
+        {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "inference",
+         "namespace": "gateways"}
+    ]  # fmt: skip
+    refs = route["spec"]["rules"][0]["backendRefs"]
+    return [(b["kind"], b["name"], b["weight"]) for b in refs]
+
+
+def pool_selects(env: Env, pool: str) -> str | None:
+    """The revision label ``pool`` selects pods by (None: every revision's pods)."""
+    selector = env.get("inferencepools.inference.networking.k8s.io", pool)["spec"]["selector"]
+    revision: str | None = selector["matchLabels"].get("kaip.dev/revision")
+    return revision
+
+
+def test_a_prefix_affinity_canary_holds_its_weight_on_the_route_over_the_inference_pools(
+    env: Env,
+) -> None:
+    """Issue 17 #5: with a Gateway set, each live revision has its own pool and picker, and the
+    operator's weight changes reach the route whose backendRefs are those pools."""
+    install_inference_pool_crd(env)
+    healthy = RevisionMetrics(100, 0, 20.0)
+    env.apply(PREFIX_AFFINITY_CANARY.format(name="talk", batch=64))
+    ready = env.wait_for("model", "talk", "Ready", lambda m: current_and(m, "Ready", "True"))
+    uid = ready["metadata"]["uid"]
+    (first,) = live(ready)
+    env.prometheus.numbers[first] = healthy
+    pool = ("InferencePool", "talk")
+    assert pool_weights(env, "talk") == [(*pool, 100)]
+    assert pool_selects(env, "talk") is None
+
+    env.apply(PREFIX_AFFINITY_CANARY.format(name="talk", batch=8))
+    started = env.wait_for("model", "talk", "canary started", canary_step)
+    second = started["status"]["rollout"]["canary"]["revision"]
+    canary_pool = ("InferencePool", f"talk-{second}")
+    assert pool_weights(env, "talk") == [(*pool, 80), (*canary_pool, 20)]
+    assert weights(env, "talk") == [80, 20], "the Services' route moves alike"
+    assert pool_selects(env, "talk") == first and pool_selects(env, f"talk-{second}") == second
+    pickers = owned_by(env.items("deployments", "app.kubernetes.io/name=epp.kaip.dev"), uid)
+    assert pickers == ["talk-epp", f"talk-epp-{second[:6]}"]
+    env.prometheus.numbers[second] = healthy
+    env.wait_for("model", "talk", "canary at step 2", lambda m: canary_step(m) == 2)
+    assert pool_weights(env, "talk") == [(*pool, 40), (*canary_pool, 60)]
+
+    env.wait_for(
+        "model", "talk", "canary promoted",
+        lambda m: current_and(m, "Ready", "True") and live(m) == [second],
+    )  # fmt: skip
+    assert pool_weights(env, "talk") == [(*pool, 100)]
+    assert pool_selects(env, "talk") is None, "one revision: the pool selects the Model's pods"
+    env.wait(
+        "the canary's pool and picker removed",
+        lambda: (
+            owned_by(env.items("inferencepools.inference.networking.k8s.io"), uid) == ["talk"]
+            and owned_by(env.items("deployments", "app.kubernetes.io/name=epp.kaip.dev"), uid)
+            == ["talk-epp"]
+        ),
+    )
+    env.kubectl("delete", "model", "talk", "--wait=true", "--timeout=30s")
 
 
 def test_the_operator_was_never_forbidden(env: Env) -> None:

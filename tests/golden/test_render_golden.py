@@ -52,6 +52,12 @@ CASES: dict[str, Case] = {
     ),
     "keda": Case([FIXTURES / "keda.yaml"], kube={"autoscaler": "keda"}),
     "inference-pool": Case([FIXTURES / "inference-pool.yaml"], namespace="llm"),
+    "inference-pool-canary": Case(
+        [FIXTURES / "inference-pool-canary" / "new.yaml"],
+        stable=FIXTURES / "inference-pool-canary" / "stable.yaml",
+        namespace="llm",
+        kube={"inference_gateway": "gateways/inference"},
+    ),
     "pod-options": Case([FIXTURES / "pod-options.yaml"]),
     "training-kueue": Case([FIXTURES / "training-kueue.yaml"], kube={"kueue_queue": "gpu-team"}),
     "training-jobset": Case(

@@ -3,7 +3,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from kaip.kube.operator.conditions import Condition, find, merge
+from kaip.kube.operator.observe import OWNED_KINDS
 from kaip.kube.operator.status import Fault, JobState, Observation, RevisionState, compute
+from kaip.render.kube.manifests import KIND_ORDER
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=1)
@@ -130,3 +132,9 @@ def test_a_jobset_reports_as_its_pods_complete_running_or_failed_for_good() -> N
     ]}}  # fmt: skip
     assert jobset_state(failed, 4).failure == "FailedJobs: restarts 2"
     assert jobset_state({}, 4) == JobState(completions=4)
+
+
+def test_every_kind_kaip_renders_is_looked_at_for_leftovers() -> None:
+    """A kind missing here outlives the revision or the field that rendered it (a canary's
+    InferencePool and its picker's Role did, once the canary was promoted)."""
+    assert set(KIND_ORDER) - {"Namespace"} <= {kind for _, kind in OWNED_KINDS}

@@ -8,14 +8,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from kaip import telemetry
 from kaip.errors import SpecError
 from kaip.plan import build_plan
-from kaip.render.kube import render_manifests
+from kaip.render.kube import SERVED_NAMES, Backend, render_manifests
 from kaip.render.kube.inference_pool import EPP_IMAGE
 from kaip.render.kube.podsecurity import restricted_violations
-from kaip.settings import Settings
+from kaip.settings import KubeSettings, Settings
 from kaip.spec import load_text
 
 SPEC = """\
@@ -108,3 +109,123 @@ def test_the_picker_pod_is_restricted_and_its_image_pinned() -> None:
     assert restricted_violations(template["spec"]) == []
     image = template["spec"]["containers"][0]["image"]
     assert image == EPP_IMAGE and image.rpartition(":")[2].startswith("v1.")
+
+
+GATEWAY = "gateways/inference"
+
+
+def render_rollout(weights: tuple[int, ...], gateway: str | None) -> list[dict[str, Any]]:
+    """``chat`` (prefix affinity) with its first ``len(weights)`` revisions live, the stable
+    first, each revision a different artifact digest; the last is the plan's."""
+    settings = Settings(kube=KubeSettings(inference_gateway=gateway))
+    plans = [
+        build_plan(load_text(SPEC.format(name="chat", digest=digest,
+                                         routing=", routing: prefix-affinity"),
+                             "spec.yaml").documents, settings)
+        for digest in [DIGEST, "b" * 64, "c" * 64][: len(weights)]
+    ]  # fmt: skip
+    live = [Backend(p.workloads[0], weight) for p, weight in zip(plans, weights, strict=True)]
+    return render_manifests(plans[-1], {plans[-1].workloads[0].key: live})
+
+
+def of_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+def test_a_canary_gets_a_pool_and_picker_per_revision_and_a_route_weighting_them() -> None:
+    objects = render_rollout((90, 10), GATEWAY)
+    services = {s["metadata"]["name"]: s["spec"]["selector"] for s in of_kind(objects, "Service")}
+    pools = {p["metadata"]["name"]: p["spec"] for p in of_kind(objects, "InferencePool")}
+    assert len(pools) == 2 and "chat" in pools, "the stable revision's pool keeps its name"
+    (canary_pool,) = set(pools) - {"chat"}
+    # each pool selects exactly one revision's pods: what that revision's Service selects
+    assert pools[canary_pool]["selector"]["matchLabels"] == services[canary_pool]
+    assert pools["chat"]["selector"]["matchLabels"] != services["chat"]
+    assert pools["chat"]["selector"]["matchLabels"] in services.values()
+    pickers = {p["endpointPickerRef"]["name"] for p in pools.values()}
+    assert len(pickers) == 2 and "chat-epp" in pickers
+    for picker in pickers:
+        deployment = named(objects, "Deployment", picker)
+        args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        pool = args[args.index("--pool-name") + 1]
+        assert pools[pool]["endpointPickerRef"]["name"] == picker
+        # one picker's Service selects its own pod only
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        selecting = [s for s in services if services[s].items() <= labels.items()]
+        assert selecting == [picker]
+        assert len(picker) <= 63
+    route = named(objects, "HTTPRoute", "chat-inference")
+    assert route["spec"]["parentRefs"] == [
+        {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "inference",
+         "namespace": "gateways"}
+    ]  # fmt: skip
+    (rule,) = route["spec"]["rules"]
+    assert [(b["kind"], b["name"], b["weight"]) for b in rule["backendRefs"]] == [
+        ("InferencePool", "chat", 90),
+        ("InferencePool", canary_pool, 10),
+    ]
+    assert all(b["group"] == "inference.networking.k8s.io" for b in rule["backendRefs"])
+    # kaip apply finds a Model's served names on one route per Model: the Service route's
+    annotated = [r["metadata"]["name"] for r in of_kind(objects, "HTTPRoute")
+                 if SERVED_NAMES in r["metadata"].get("annotations", {})]  # fmt: skip
+    assert annotated == ["chat"]
+    # the Service route still weights the revisions' Services
+    services_route = named(objects, "HTTPRoute", "chat")["spec"]["rules"][0]["backendRefs"]
+    assert [b["weight"] for b in services_route] == [90, 10]
+    # the NetworkPolicy lets both pickers read the pods' /metrics
+    callers = named(objects, "NetworkPolicy", "chat")["spec"]["ingress"][0]["from"]
+    for picker in pickers:
+        labels = named(objects, "Deployment", picker)["spec"]["template"]["metadata"]["labels"]
+        assert any(c.get("podSelector", {}).get("matchLabels", {}).items() <= labels.items()
+                   for c in callers if "podSelector" in c)  # fmt: skip
+
+
+def test_one_live_revision_renders_as_before_plus_the_route_to_its_pool() -> None:
+    with_gateway = render_rollout((100,), GATEWAY)
+    without = render_rollout((100,), None)
+    route = named(with_gateway, "HTTPRoute", "chat-inference")
+    assert route["spec"]["rules"] == [{"backendRefs": [
+        {"group": "inference.networking.k8s.io", "kind": "InferencePool", "name": "chat",
+         "weight": 100}
+    ]}]  # fmt: skip
+    assert [o for o in with_gateway if o is not route] == without, "no other object changes"
+    (pool,) = of_kind(without, "InferencePool")
+    assert pool["metadata"]["name"] == "chat"
+    assert (
+        pool["spec"]["selector"]["matchLabels"]
+        == named(without, "Service", "chat")["spec"]["selector"]
+    )
+
+
+def test_without_a_gateway_a_canary_keeps_one_pool_over_every_revision_and_no_route() -> None:
+    objects = render_rollout((80, 20), None)
+    (pool,) = of_kind(objects, "InferencePool")
+    assert pool["metadata"]["name"] == "chat"
+    assert (
+        pool["spec"]["selector"]["matchLabels"]
+        == named(objects, "Service", "chat")["spec"]["selector"]
+    )
+    assert [r["metadata"]["name"] for r in of_kind(objects, "HTTPRoute")] == ["chat"]
+
+
+def test_a_gateway_in_the_routes_own_namespace_is_named_alone() -> None:
+    route = named(render_rollout((50, 50), "inference"), "HTTPRoute", "chat-inference")
+    assert route["spec"]["parentRefs"] == [
+        {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "inference"}
+    ]
+
+
+@pytest.mark.parametrize("bad", ["a/b/c", "Gateway", "/x", "x/", "gw_1"])
+def test_a_gateway_that_is_no_name_is_refused(bad: str) -> None:
+    with pytest.raises(ValidationError, match="inference_gateway"):
+        KubeSettings(inference_gateway=bad)
+
+
+def test_a_resource_named_like_the_inference_route_is_refused_naming_both() -> None:
+    with pytest.raises(SpecError) as refused:
+        render(("chat", "prefix-affinity"), ("chat-inference", ""))
+    message = str(refused.value)
+    assert "Model 'chat-inference' would share its HTTPRoute with the inference route of " in (
+        message
+    )
+    assert "rename 'chat-inference', or rename Model 'chat'" in message

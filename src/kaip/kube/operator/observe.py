@@ -29,8 +29,12 @@ OWNED_KINDS: Final[tuple[tuple[str, str], ...]] = (
     ("networking.k8s.io/v1", "NetworkPolicy"),
     ("gateway.networking.k8s.io/v1", "HTTPRoute"),
     ("keda.sh/v1alpha1", "ScaledObject"),
+    ("rbac.authorization.k8s.io/v1", "Role"),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"),
+    ("inference.networking.k8s.io/v1", "InferencePool"),
 )
-"""Every kind the renderer makes for a resource: where leftovers are looked for."""
+"""Every kind the renderer makes for a resource: where leftovers are looked for (a test checks
+it holds every kind of :data:`kaip.render.kube.manifests.KIND_ORDER` but Namespace)."""
 
 
 def read(session: Session, api_version: str, kind: str, namespace: str, name: str) -> Manifest:

@@ -15,7 +15,7 @@ from typing import Final
 from kaip.errors import Problem
 from kaip.plan import REVISION_LENGTH, Workload
 from kaip.render.kube.artifacts import ArtifactPathProblem, place_artifact
-from kaip.render.kube.inference_pool import picker_name, uses_inference_pool
+from kaip.render.kube.inference_pool import picker_name, route_name, uses_inference_pool
 from kaip.spec import App, Model, TrainingJob
 
 MAX_NAME: Final = 63
@@ -141,17 +141,20 @@ def collision_problems(workloads: Iterable[Workload]) -> list[Problem]:
     for workload in first.values():
         if not uses_inference_pool(workload):
             continue
-        picker = picker_name(workload)
-        clash = first.get((workload.namespace, picker))
-        if clash is not None:
-            problems.append(
-                _problem(
-                    clash,
-                    "metadata.name",
-                    f"{clash.kind} {picker!r} would share its Service and ServiceAccount with the "
-                    f"endpoint picker of Model {workload.name!r} (line {workload.line}), which "
-                    "routes by prefix affinity",
-                    f"rename {picker!r}, or rename Model {workload.name!r}",
+        taken = (
+            (picker_name(workload), "its Service and ServiceAccount with the endpoint picker"),
+            (route_name(workload), "its HTTPRoute with the inference route"),
+        )
+        for name, what in taken:
+            clash = first.get((workload.namespace, name))
+            if clash is not None:
+                problems.append(
+                    _problem(
+                        clash,
+                        "metadata.name",
+                        f"{clash.kind} {name!r} would share {what} of Model {workload.name!r} "
+                        f"(line {workload.line}), which routes by prefix affinity",
+                        f"rename {name!r}, or rename Model {workload.name!r}",
+                    )
                 )
-            )
     return problems

@@ -2,16 +2,31 @@
 
 A Model with ``serve.routing: prefix-affinity`` gets, on Kubernetes, what ``kaip up``'s gateway
 does for it locally, from the upstream project instead of from kaip: an ``InferencePool``
-(``inference.networking.k8s.io/v1``) selecting the Model's pods (every live revision's) on the
-serving port, and its endpoint picker (EPP), which any conformant gateway (Istio, kgateway,
-Envoy AI Gateway, NGINX Gateway Fabric, GKE) asks which pod each request should go to: scored by
-the prompt prefixes it sent each pod (``prefix-cache-scorer``) and by their queues
-(``queue-scorer``, read from the pods' ``kaip_inflight_requests``: requests being served,
-generations included for as long as they stream, so the ones waiting for the engine too; the
-batcher's ``kaip_queue_depth_requests`` never holds a generation). An HTTPRoute of yours whose
-backendRef is the pool then routes cache-aware. kaip's own HTTPRoute (weights per revision, the
-canary's) is rendered as before; on the pool's path the EPP chooses among all revisions' pods,
-so a canary's weight holds on kaip's route only.
+(``inference.networking.k8s.io/v1``) selecting the Model's pods on the serving port, and its
+endpoint picker (EPP), which any conformant gateway (Istio, kgateway, Envoy AI Gateway, NGINX
+Gateway Fabric, GKE) asks which pod each request should go to: scored by the prompt prefixes it
+sent each pod (``prefix-cache-scorer``) and by their queues (``queue-scorer``, read from the
+pods' ``kaip_inflight_requests``: requests being served, generations included for as long as
+they stream, so the ones waiting for the engine too; the batcher's ``kaip_queue_depth_requests``
+never holds a generation).
+
+Canaries (``KAIP_KUBE__INFERENCE_GATEWAY``). A picker chooses among every pod its pool selects,
+so one pool over all revisions cannot hold a canary's weight. With the setting naming a Gateway,
+kaip renders one pool per live revision, as the upstream InferencePool rollout guide does (a
+second pool with its own picker, and an HTTPRoute whose ``backendRefs`` weight the pools): the
+first (stable) revision's pool keeps the Model's name and picker ``NAME-epp``, selecting only
+its pods while a canary runs; each other revision gets a pool ``NAME-REVISION`` with a picker
+``NAME-epp-`` and six hex digits of its revision (``NAME-REVISION-epp`` would pass the 63
+characters of a Service name). The route ``NAME-inference`` is attached to that Gateway and
+carries the rollout's weights (:func:`kaip.render.kube.serving.inference_route`), so each pool
+routes cache-aware within its revision and the canary gets its share. With one live revision
+the objects are as without a canary (the pool ``NAME`` selects the Model's pods, its picker
+keeps running), so a stable Model's names never change: when a canary is promoted its pool
+and picker are removed and ``NAME``'s picker, whose prefix index knew only the old revision's
+pods, learns the new pods' prefixes from their first requests on (the engines' caches are not
+lost, only the picker's memory of which pod holds which prefix). Without the setting a Model
+has one pool over every live revision and no route to it: an HTTPRoute of the user's own
+points at it, and a canary's weight holds on kaip's Service route only.
 
 The EPP is rendered as the upstream chart v1.5.0 (``config/charts/inferencepool`` and
 ``epplib``) renders it: a Deployment of one replica (``Recreate``: the prefix index lives in its
@@ -28,6 +43,8 @@ in, plain dicts out.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Final
 
 import yaml
@@ -47,6 +64,7 @@ INFERENCE_API: Final = "inference.networking.k8s.io/v1"
 INFERENCE_GROUP: Final = "inference.networking.k8s.io"
 EPP_VERSION: Final = "v1.5.0"
 EPP_IMAGE: Final = f"registry.k8s.io/gateway-api-inference-extension/epp:{EPP_VERSION}"
+GATEWAY_GROUP: Final = "gateway.networking.k8s.io"
 EPP_NAME: Final = "epp.kaip.dev"
 """The EPP pods' ``app.kubernetes.io/name``: a dot no Model name can hold, so no Model's
 selector (its name and ``managed-by``) ever selects an endpoint picker."""
@@ -93,26 +111,86 @@ def picker_selector(workload: Workload) -> dict[str, str]:
     return {LABEL_NAME: EPP_NAME, LABEL_INSTANCE: workload.name, LABEL_MANAGED_BY: "kaip"}
 
 
+def route_name(workload: Workload) -> str:
+    """The HTTPRoute that weights a Model's pools, when a Gateway is set to attach it to."""
+    return f"{workload.name}-inference"
+
+
+REVISION_PICKER_DIGITS: Final = 6
+
+
+@dataclass(frozen=True)
+class Pool:
+    """One InferencePool of a Model: the pods it selects and the picker that scores them."""
+
+    name: str
+    revision: Workload
+    """The live revision whose weight the pool gets on the Model's inference route."""
+    selector: Mapping[str, str]
+    picker: str
+    picker_selector: Mapping[str, str]
+
+
+def pools(workload: Workload, revisions: Sequence[Workload], gateway: str | None) -> list[Pool]:
+    """The pools of ``workload`` while ``revisions`` are live (the stable one first).
+
+    One pool ``NAME`` over every revision's pods unless a Gateway is set and more than one
+    revision is live; then one per revision (see the module's docstring).
+    """
+    first = revisions[0] if revisions else workload
+    stable = Pool(
+        workload.name, first, workload.selector, picker_name(workload), picker_selector(workload)
+    )
+    if gateway is None or len(revisions) < 2:
+        return [stable]
+    out = [Pool(stable.name, first, first.revision_selector, stable.picker, stable.picker_selector)]
+    for live in revisions[1:]:
+        out.append(
+            Pool(
+                live.revision_name,
+                live,
+                live.revision_selector,
+                f"{picker_name(workload)}-{live.revision[:REVISION_PICKER_DIGITS]}",
+                {**picker_selector(workload), LABEL_INSTANCE: live.revision_name},
+            )
+        )
+    return out
+
+
+def gateway_parent(gateway: str) -> Obj:
+    """``NAMESPACE/NAME`` or ``NAME`` (the route's own namespace) as an HTTPRoute parentRef."""
+    namespace, _, name = gateway.rpartition("/")
+    ref: Obj = {"group": GATEWAY_GROUP, "kind": "Gateway", "name": name}
+    if namespace:
+        ref["namespace"] = namespace
+    return ref
+
+
+def pool_ref(pool: Pool) -> Obj:
+    """An HTTPRoute backendRef naming ``pool`` (an InferencePool takes no port there)."""
+    return {"group": INFERENCE_GROUP, "kind": "InferencePool", "name": pool.name}
+
+
 def _meta(name: str, workload: Workload, labels: dict[str, str]) -> Obj:
     return {"name": name, "namespace": workload.namespace, "labels": labels}
 
 
-def inference_pool_objects(workload: Workload, port: int) -> list[Obj]:
-    """The InferencePool of ``workload``'s pods on ``port`` and its endpoint picker."""
-    name, picker = workload.name, picker_name(workload)
+def inference_pool_objects(workload: Workload, port: int, pool: Pool) -> list[Obj]:
+    """The InferencePool ``pool`` of ``workload``'s pods on ``port`` and its endpoint picker."""
+    name, picker = pool.name, pool.picker
     pool_labels = dict(workload.common_labels)
     labels = {
         **pool_labels,
-        **picker_selector(workload),
+        **pool.picker_selector,
         LABEL_COMPONENT: "endpoint-picker",
         "app.kubernetes.io/version": EPP_VERSION,
     }
-    pool: Obj = {
+    inference_pool: Obj = {
         "apiVersion": INFERENCE_API,
         "kind": "InferencePool",
         "metadata": _meta(name, workload, pool_labels),
         "spec": {
-            "selector": {"matchLabels": dict(workload.selector)},
+            "selector": {"matchLabels": dict(pool.selector)},
             "targetPorts": [{"number": port}],
             "appProtocol": "http",
             "endpointPickerRef": {
@@ -164,7 +242,7 @@ def inference_pool_objects(workload: Workload, port: int) -> list[Obj]:
         "metadata": _meta(picker, workload, labels),
         "spec": {
             "type": "ClusterIP",
-            "selector": picker_selector(workload),
+            "selector": dict(pool.picker_selector),
             "ports": [
                 {"name": "grpc-ext-proc", "protocol": "TCP", "port": EXT_PROC_PORT,
                  "appProtocol": "kubernetes.io/h2c"},
@@ -172,13 +250,14 @@ def inference_pool_objects(workload: Workload, port: int) -> list[Obj]:
             ],
         },
     }  # fmt: skip
-    return [pool, account, role, binding, config, service, _deployment(workload, labels)]
+    return [inference_pool, account, role, binding, config, service,
+            _deployment(workload, pool, labels)]  # fmt: skip
 
 
-def _deployment(workload: Workload, labels: dict[str, str]) -> Obj:
-    picker = picker_name(workload)
+def _deployment(workload: Workload, pool: Pool, labels: dict[str, str]) -> Obj:
+    picker = pool.picker
     args = [
-        "--pool-name", workload.name,
+        "--pool-name", pool.name,
         "--pool-namespace", workload.namespace,
         "--pool-group", INFERENCE_GROUP,
         "--config-file", f"/config/{CONFIG_FILE}",
@@ -226,7 +305,7 @@ def _deployment(workload: Workload, labels: dict[str, str]) -> Obj:
         "spec": {
             "replicas": 1,
             "strategy": {"type": "Recreate"},
-            "selector": {"matchLabels": picker_selector(workload)},
+            "selector": {"matchLabels": dict(pool.picker_selector)},
             "template": {
                 "metadata": {"labels": labels},
                 "spec": {
@@ -249,8 +328,13 @@ def _deployment(workload: Workload, labels: dict[str, str]) -> Obj:
 __all__ = [
     "EPP_IMAGE",
     "EPP_VERSION",
+    "Pool",
+    "gateway_parent",
     "inference_pool_objects",
     "picker_name",
     "picker_selector",
+    "pool_ref",
+    "pools",
+    "route_name",
     "uses_inference_pool",
 ]

@@ -6,7 +6,7 @@ One policy per resource, selecting the pods of all its revisions. What it lets t
   (``KAIP_KUBE__INGRESS_NAMESPACES``: the gateway or ingress controller's, and Prometheus's,
   which scrapes ``/metrics`` for the autoscaler and the canary gates) and from the peers in
   ``spec.network.allowFrom`` (and, for a Model routed by prefix affinity, from its endpoint
-  picker, which reads the pods' ``/metrics``). No peer at all: no ingress.
+  pickers, which read the pods' ``/metrics``). No peer at all: no ingress.
 * **Egress** to cluster DNS (UDP and TCP 53 on the pods ``KAIP_KUBE__DNS_POD_LABELS`` selects
   in ``KAIP_KUBE__DNS_NAMESPACE``); for a Model whose artifact (of any live revision) is remote,
   to that URI's port on public addresses only -- never link-local (cloud metadata endpoints such
@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from kaip.plan import LABEL_MANAGED_BY, LABEL_NAME, Workload
 from kaip.render.kube.artifacts import REMOTE_SCHEMES
-from kaip.render.kube.inference_pool import picker_selector, uses_inference_pool
+from kaip.render.kube.inference_pool import pools, uses_inference_pool
 from kaip.render.kube.pods import Obj
 from kaip.settings import Settings
 from kaip.spec import App, Model
@@ -101,8 +101,9 @@ def network_policy(
     kube = settings.kube
     callers = [_namespace(ns) for ns in kube.ingress_namespaces]
     callers += [peer(p) for p in network.allow_from] if network else []
-    if uses_inference_pool(workload):  # its endpoint picker reads the pods' /metrics
-        callers.append({"podSelector": {"matchLabels": picker_selector(workload)}})
+    if uses_inference_pool(workload):  # its endpoint pickers read the pods' /metrics
+        for pool in pools(workload, revisions, kube.inference_gateway):
+            callers.append({"podSelector": {"matchLabels": dict(pool.picker_selector)}})
     ingress = [{"from": callers, "ports": _tcp([port])}] if callers else []
     dns: Obj = {
         **_namespace(kube.dns_namespace),

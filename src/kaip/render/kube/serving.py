@@ -11,7 +11,10 @@ canary's Service).
 Per live revision (``NAME-REVISION``): Deployment, Service, PodDisruptionBudget, an autoscaler
 (HPA ``autoscaling/v2``, or a KEDA ScaledObject) and, for a Model, an immutable ConfigMap
 holding the pod-local spec. A Model with ``serve.routing: prefix-affinity`` also gets an
-InferencePool and its endpoint picker (:mod:`kaip.render.kube.inference_pool`).
+InferencePool and its endpoint picker (:mod:`kaip.render.kube.inference_pool`), and with
+``KAIP_KUBE__INFERENCE_GATEWAY`` one pool per live revision and a second HTTPRoute,
+``NAME-inference``, attached to that Gateway, whose backendRefs weight the pools as the first
+route weights the Services (its header, cookie and mirror rules alike).
 
 Scaling: ``minReplicas == maxReplicas`` pins ``replicas`` and renders no autoscaler. Otherwise
 the Deployment leaves ``replicas`` to the autoscaler (so ``kaip apply`` never fights it). HPA
@@ -32,7 +35,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import yaml
@@ -40,7 +43,15 @@ import yaml
 from kaip.plan import Workload
 from kaip.render.kube import pod_options
 from kaip.render.kube.artifacts import place_artifact, pod_local_model
-from kaip.render.kube.inference_pool import inference_pool_objects, uses_inference_pool
+from kaip.render.kube.inference_pool import (
+    Pool,
+    gateway_parent,
+    inference_pool_objects,
+    pool_ref,
+    pools,
+    route_name,
+    uses_inference_pool,
+)
 from kaip.render.kube.network import network_policy
 from kaip.render.kube.pods import (
     SPEC_FILE,
@@ -126,24 +137,25 @@ def revision_service(workload: Workload) -> Obj:
     return _service(workload.revision_name, workload, workload.labels, workload.revision_selector)
 
 
-def http_route(workload: Workload, backends: Sequence[tuple[Workload, int]]) -> Obj:
+def _route_rules(
+    workload: Workload,
+    backends: Sequence[tuple[Workload, int]],
+    ref: Callable[[Workload], Obj],
+) -> list[Obj]:
+    """The rules of a route over ``backends``: one weighted rule, and the canary's own rule
+    for ``traffic.canaryHeaders``/``canaryCookies``; ``ref`` names a revision's backend."""
     port = service_port(workload)
-    meta = metadata(workload.name, workload, workload.common_labels)
-    if isinstance(workload.resource, Model):
-        meta["annotations"] = {SERVED_NAMES: json.dumps(list(workload.resource.served_names))}
-    rules: list[Obj] = [{
-        "backendRefs": [
-            {"name": live.revision_name, "port": port, "weight": weight}
-            for live, weight in backends
-        ]
-    }]  # fmt: skip
+    rules: list[Obj] = [
+        {"backendRefs": [{**ref(live), "weight": weight} for live, weight in backends]}
+    ]
     resource = workload.resource
     traffic = resource.spec.rollout.traffic if isinstance(resource, Model | App) else None
     canary = backends[-1][0] if len(backends) > 1 else None
     if canary is None or canary.revision != workload.revision:
         traffic = None  # only the new revision's spec shapes its rollout's traffic
     if traffic and traffic.mirror and canary:
-        # Core Gateway API mirrors per rule: every request of the weighted rule is copied
+        # Core Gateway API mirrors per rule: every request of the weighted rule is copied (to
+        # the canary's Service: a mirrored request needs no cache-aware pick)
         rules[0]["filters"] = [{
             "type": "RequestMirror",
             "requestMirror": {"backendRef": {"name": canary.revision_name, "port": port}},
@@ -160,17 +172,45 @@ def http_route(workload: Workload, backends: Sequence[tuple[Workload, int]]) -> 
                               "value": cookie_pattern(name, value)}]}
                 for name, value in traffic.canary_cookies.items()
             ],
-            "backendRefs": [{"name": canary.revision_name, "port": port, "weight": 1}],
+            "backendRefs": [{**ref(canary), "weight": 1}],
         })  # fmt: skip
+    return rules
+
+
+def _route(workload: Workload, name: str, parent: Obj, rules: list[Obj]) -> Obj:
     return {
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "HTTPRoute",
-        "metadata": meta,
-        "spec": {
-            "parentRefs": [{"group": "", "kind": "Service", "name": workload.name, "port": port}],
-            "rules": rules,
-        },
+        "metadata": metadata(name, workload, workload.common_labels),
+        "spec": {"parentRefs": [parent], "rules": rules},
     }
+
+
+def http_route(workload: Workload, backends: Sequence[tuple[Workload, int]]) -> Obj:
+    """The route attached to the stable Service (GAMMA) over the revisions' Services."""
+    port = service_port(workload)
+    rules = _route_rules(
+        workload, backends, lambda live: {"name": live.revision_name, "port": port}
+    )
+    parent = {"group": "", "kind": "Service", "name": workload.name, "port": port}
+    route = _route(workload, workload.name, parent, rules)
+    if isinstance(workload.resource, Model):  # this route only: kaip apply reads one per Model
+        names = json.dumps(list(workload.resource.served_names))
+        route["metadata"]["annotations"] = {SERVED_NAMES: names}
+    return route
+
+
+def inference_route(
+    workload: Workload,
+    backends: Sequence[tuple[Workload, int]],
+    pools: Sequence[Pool],
+    gateway: str,
+) -> Obj:
+    """The route attached to ``gateway`` over ``pools`` (one per revision in ``backends``),
+    with the rollout's weights: a canary's share holds on the cache-aware path."""
+    by_revision = {pool.revision.revision: pool for pool in pools}
+    rules = _route_rules(workload, backends, lambda live: pool_ref(by_revision[live.revision]))
+    return _route(workload, route_name(workload), gateway_parent(gateway), rules)
 
 
 def cookie_pattern(name: str, value: str) -> str:
@@ -456,7 +496,12 @@ def serving_objects(
         http_route(workload, backends),
     ]
     if uses_inference_pool(workload):
-        objects += inference_pool_objects(workload, service_port(workload))
+        gateway = settings.kube.inference_gateway
+        model_pools = pools(workload, [live for live, _ in backends], gateway)
+        for pool in model_pools:
+            objects += inference_pool_objects(workload, service_port(workload), pool)
+        if gateway is not None:
+            objects.append(inference_route(workload, backends, model_pools, gateway))
     for live, _weight in backends:
         objects += revision_objects(live, settings)
     return objects
