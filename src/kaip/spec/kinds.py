@@ -25,6 +25,7 @@ from kaip.spec.base import (
     SpecModel,
     ValueProblem,
 )
+from kaip.spec.engine import Engine, engine_format_problem
 from kaip.spec.network import Network
 from kaip.spec.pod import PodOptions
 from kaip.spec.rollout import Rollout
@@ -357,6 +358,12 @@ class Serve(SpecModel):
         description="model-server image on Kubernetes (default: settings.kube.image); it must "
         "run python -m kaip.serving, e.g. one built FROM kaip's image",
     )
+    engine: Engine | None = Field(
+        None,
+        description="serve with an inference engine's own OpenAI server (vllm, sglang, "
+        "llama-server) that kaip's replica starts on loopback and relays /v1/* to; needs "
+        "protocols: [openai]",
+    )
 
     @property
     def token_cap(self) -> int:
@@ -439,6 +446,27 @@ class ModelSpec(PodOptions):
     rollout: Rollout = Field(default_factory=Rollout)
     slo: SLO = Field(default_factory=SLO)
     network: Network | None = Field(None, description=_NETWORK)
+
+    @model_validator(mode="after")
+    def _engine_fits(self) -> ModelSpec:
+        engine = self.serve.engine
+        if engine is None:
+            return self
+        if self.serve.protocols != ["openai"]:
+            raise FieldProblem(
+                ("serve", "protocols"),
+                f"serve.engine {engine.name!r} serves the OpenAI API only, and protocols are "
+                f"{self.serve.protocols}",
+                "set protocols: [openai] (OIP v2 inference needs kaip's built-in runtimes)",
+            )
+        problem = engine_format_problem(engine, self.artifact.format)
+        if problem is not None:
+            raise FieldProblem(
+                ("artifact", "format"),
+                problem,
+                "point artifact at what the engine loads, or pick another engine",
+            )
+        return self
 
 
 class Model(SpecModel):
