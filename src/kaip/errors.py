@@ -27,6 +27,8 @@ handler per entrypoint maps any of them and no caller writes that mapping again.
     ├── RolloutTimeoutError         exit 6: --wait/--watch gave up at --timeout (it goes on)
     ├── RegistryError               exit 1, HTTP 404: no such model version, or the registry failed
     ├── MetricsError                exit 1: the metrics source (Prometheus) cannot answer
+    ├── EngineError                 exit 1, HTTP 502: a Model's engine (vLLM, ...) failed to start
+    │                               or cannot be reached
     └── KubeError                   exit 1: the cluster refused or could not be reached
         ├── KubeUnreachableError
         ├── KubeConfigError         exit 2
@@ -191,6 +193,13 @@ class RegistryError(KaipError):
 
 class MetricsError(KaipError):
     """The metrics source behind the rollout gates (Prometheus) cannot answer."""
+
+
+class EngineError(KaipError):
+    """The inference engine a Model is served by (``serve.engine``) did not start, exited, or did
+    not answer the replica that relays to it."""
+
+    http_status = 502
 
 
 class KubeError(KaipError):

@@ -83,7 +83,7 @@ def test_compile_linear_off_serves_every_dtype_by_predict(
     for value in ("true", "false"):
         monkeypatch.setenv("KAIP_SERVING__COMPILE_LINEAR", value)
         settings = load_settings()
-        app, doc = build(options, settings)
+        app, doc, _ = build(options, settings)
         load(app, doc, settings)
         runtime = app.model.runtime
         assert isinstance(runtime, SklearnRuntime)

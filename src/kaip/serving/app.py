@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -63,6 +64,16 @@ class MethodNotAllowedError(InferenceError):
     http_status = 405
 
 
+class OpenAIHandler(Protocol):
+    """What answers ``/v1/*``: kaip's own OpenAI routes, or the relay to an engine."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None: ...
+
+    def wedged(self) -> str | None: ...
+
+    def close(self) -> None: ...
+
+
 def error_body(exc: KaipError) -> bytes:
     return orjson.dumps({"error": exc.message})
 
@@ -84,12 +95,15 @@ class ServingApp:
         generation_workers: int = 4,
         max_waiting: int = 1024,
         profile_token: str | None = None,
+        openai_handler: OpenAIHandler | None = None,
     ) -> None:
         self.model = model
         self.profiling = Profiling(profile_token, f"{model.names[0]} revision {model.revision}")
         self.max_request_bytes = max_request_bytes
-        self.openai = (
-            OpenAIRoutes(
+        self.openai: OpenAIHandler | None = (
+            openai_handler
+            if openai_handler is not None
+            else OpenAIRoutes(
                 model,
                 max_request_bytes,
                 max_tokens=max_tokens,
@@ -106,6 +120,8 @@ class ServingApp:
             self._infer_paths[f"{base}/infer"] = name
             self._infer_paths[f"{base}/versions/{model.revision}/infer"] = name
         self._openapi = orjson.dumps(openapi.document(model.names[0], model.revision))
+        self.refresh_metrics: Callable[[], Awaitable[None]] | None = None
+        """Called before each ``/metrics`` answer (an engine's metrics are read then)."""
         self.draining = False
         """Set on SIGTERM (server.py): every response says ``Connection: close`` and readiness
         turns 503, so keep-alive clients finish on this replica and reconnect elsewhere."""
@@ -345,6 +361,8 @@ class ServingApp:
         await respond(send, 200, orjson.dumps({"models": list(self.model.names)}))
 
     async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.refresh_metrics is not None:
+            await self.refresh_metrics()
         await respond(send, 200, self.model.metrics.exposition(), CONTENT_TYPE_LATEST.encode())
 
     async def _openapi_doc(self, scope: Scope, receive: Receive, send: Send) -> None:

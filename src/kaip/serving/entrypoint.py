@@ -28,6 +28,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=None, help="port; 0 picks a free one")
     parser.add_argument("--revision", default="1", help="revision label (OIP model version)")
     parser.add_argument("--port-file", type=Path, default=None, help="write the bound port here")
+    parser.add_argument(
+        "--engine-url",
+        default=None,
+        help="serve.engine: relay to the engine serving at this URL (a pod's engine container) "
+        "instead of starting it",
+    )
     return parser.parse_args(argv)
 
 
@@ -38,6 +44,7 @@ def run(
     port: int | None,
     revision: str,
     port_file: Path | None = None,
+    engine_url: str | None = None,
 ) -> int:
     """Configure the process from the environment and serve; returns the exit code."""
     logging.basicConfig(
@@ -45,6 +52,7 @@ def run(
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per relayed request otherwise
     settings = load_settings()
     telemetry = None
     if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
@@ -60,6 +68,7 @@ def run(
         port_file=port_file,
         spans=telemetry.spans if telemetry is not None else None,
         profile_token=os.environ.get(PROFILE_TOKEN_ENV) or None,
+        engine_url=engine_url,
     )
     try:
         return serve(options, settings)
@@ -71,7 +80,15 @@ def run(
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     try:
-        return run(args.spec_path, args.model, args.host, args.port, args.revision, args.port_file)
+        return run(
+            args.spec_path,
+            args.model,
+            args.host,
+            args.port,
+            args.revision,
+            args.port_file,
+            args.engine_url,
+        )
     except KaipError as exc:
         print(exc.message, file=sys.stderr)
         return exc.exit_code

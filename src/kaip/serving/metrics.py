@@ -192,12 +192,17 @@ class ServerMetrics(Collector):
             "evaluated again) and generated.",
             labels=[*base, "kind"],
         )
+        # only what the engine reports: an engine served by relay may report none of it
         for kind in ("prompt", "prompt_cached", "generated"):
-            tokens.add_metric([*ids, kind], stats.get(f"{kind}_tokens", 0.0))
+            if f"{kind}_tokens" in stats:
+                tokens.add_metric([*ids, kind], stats[f"{kind}_tokens"])
         yield tokens
-        busy = GaugeMetricFamily(names.ENGINE_BUSY, "Generations holding the engine.", labels=base)
-        busy.add_metric(ids, stats.get("busy", 0.0))
-        yield busy
+        if "busy" in stats:
+            busy = GaugeMetricFamily(
+                names.ENGINE_BUSY, "Generations holding the engine.", labels=base
+            )
+            busy.add_metric(ids, stats["busy"])
+            yield busy
         if "kv_cache_usage" in stats:
             usage = GaugeMetricFamily(
                 names.KV_CACHE_USAGE,

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Coroutine, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson
@@ -45,6 +45,7 @@ PROTOCOL = "openai"
 RESPONSES = "/v1/responses"
 MAX_STOPS = 4  # as OpenAI's API allows
 MAX_STOP_CHARS = 1024
+T = TypeVar("T")
 
 
 def openai_error(exc: KaipError) -> bytes:
@@ -164,10 +165,10 @@ class OpenAIRoutes:
                 if path == "/v1/embeddings":
                     await self._embeddings(body, send, name)
                 elif path == RESPONSES:
-                    await _unless_disconnected(self._respond(body, send, name), receive)
+                    await unless_disconnected(self._respond(body, send, name), receive)
                 else:
                     chat = path.endswith("chat/completions")
-                    await _unless_disconnected(self._generate(body, send, name, chat=chat), receive)
+                    await unless_disconnected(self._generate(body, send, name, chat=chat), receive)
             else:
                 raise ModelNotFoundError(f"no route {method} {path}")
         except KaipError as exc:
@@ -343,9 +344,9 @@ class OpenAIRoutes:
             await writer.whole(send)
 
 
-async def _unless_disconnected(work: Coroutine[Any, Any, None], receive: Receive) -> None:
-    """Run ``work`` (whose request body was read) until done, or cancel it when the client goes
-    away first: raises :class:`ClientDisconnected` then."""
+async def unless_disconnected(work: Coroutine[Any, Any, T], receive: Receive) -> T:
+    """Run ``work`` (whose request body was read) until done and return what it returns, or
+    cancel it when the client goes away first: raises :class:`ClientDisconnected` then."""
     task = asyncio.ensure_future(work)
     gone = asyncio.ensure_future(_disconnect(receive))
     try:
@@ -357,8 +358,7 @@ async def _unless_disconnected(work: Coroutine[Any, Any, None], receive: Receive
                 await task
         gone.cancel()
     if not task.cancelled():
-        task.result()
-        return
+        return task.result()
     raise ClientDisconnected
 
 

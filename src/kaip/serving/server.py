@@ -28,7 +28,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -37,11 +37,12 @@ from typing import Any
 import uvicorn
 
 from kaip.errors import ConfigError, KaipError
-from kaip.serving import artifacts, runtimes
+from kaip.serving import artifacts, engines, relay, runtimes
 from kaip.serving.app import ServingApp
 from kaip.serving.dataplane import ServedModel
 from kaip.serving.metrics import ServerMetrics
 from kaip.serving.protocol import bounded_protocol
+from kaip.serving.relay import EngineRoutes
 from kaip.serving.tracing import Tracing
 from kaip.settings import Settings
 from kaip.spec import Model, SpecDocument, load_paths
@@ -60,6 +61,9 @@ class ServeOptions:
     port_file: Path | None = None
     spans: SpanRecorder | None = None  # where spans go (None: tracing is off)
     profile_token: str | None = None  # POST /_kaip/profile needs it; None: profiling is off
+    engine_url: str | None = None
+    """serve.engine: relay to the engine already serving here (a pod's engine container)
+    instead of starting it as a child."""
 
 
 def find_model(spec_path: Path, name: str) -> SpecDocument:
@@ -73,8 +77,11 @@ def find_model(spec_path: Path, name: str) -> SpecDocument:
     return doc
 
 
-def build(options: ServeOptions, settings: Settings) -> tuple[ServingApp, SpecDocument]:
-    """The app for ``options.model`` with its model not loaded yet (see :func:`load`)."""
+def build(
+    options: ServeOptions, settings: Settings
+) -> tuple[ServingApp, SpecDocument, EngineRoutes | None]:
+    """The app for ``options.model`` with its model not loaded yet (see :func:`load`), and the
+    relay to its engine when it has one (``serve.engine``)."""
     doc = find_model(options.spec_path, options.model)
     assert isinstance(doc.resource, Model)
     spec = doc.resource.spec
@@ -94,6 +101,17 @@ def build(options: ServeOptions, settings: Settings) -> tuple[ServingApp, SpecDo
         tracing=tracing,
         names=names,
     )
+    routes = None
+    if spec.serve.engine is not None:
+        routes = EngineRoutes(
+            model=options.model,
+            names=names,
+            metrics=metrics,
+            engine=engines.profile(spec.serve.engine.name),
+            max_request_bytes=spec.serve.max_request_bytes,
+            timeout=spec.serve.timeout_seconds,
+        )
+        relay.attach_metrics(routes, metrics)
     app = ServingApp(
         served,
         max_request_bytes=spec.serve.max_request_bytes,
@@ -102,22 +120,31 @@ def build(options: ServeOptions, settings: Settings) -> tuple[ServingApp, SpecDo
         generation_workers=settings.serving.generation_workers,
         max_waiting=settings.serving.max_queue,
         profile_token=options.profile_token,
+        openai_handler=routes,
     )
-    return app, doc
+    if routes is not None:
+        app.refresh_metrics = routes.refresh_metrics
+    return app, doc, routes
 
 
 def load(app: ServingApp, doc: SpecDocument, settings: Settings) -> None:
     """Fetch and verify the artifact, then load the model (blocking)."""
     assert isinstance(doc.resource, Model)
     artifact = doc.resource.spec.artifact
-    path = artifacts.resolve(
-        artifact,
+    path = artifact_path(doc, settings)
+    compile_linear = settings.serving.compile_linear
+    app.model.load(runtimes.create(artifact, path, compile_linear=compile_linear))
+
+
+def artifact_path(doc: SpecDocument, settings: Settings) -> Path:
+    """The Model's artifact on this machine, fetched and verified first (blocking)."""
+    assert isinstance(doc.resource, Model)
+    return artifacts.resolve(
+        doc.resource.spec.artifact,
         doc.base_dir,
         settings.serving.artifact_cache_dir,
         artifacts.fetch_limits(settings.serving),
     )
-    compile_linear = settings.serving.compile_linear
-    app.model.load(runtimes.create(artifact, path, compile_linear=compile_linear))
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -136,7 +163,7 @@ def bind(host: str, port: int) -> socket.socket:
 
 def serve(options: ServeOptions, settings: Settings) -> int:
     """Serve until SIGTERM/SIGINT; returns the process exit code."""
-    app, doc = build(options, settings)
+    app, doc, routes = build(options, settings)
     sock = bind(options.host, options.port)
     limits = settings.serving.http
     config = uvicorn.Config(
@@ -158,8 +185,13 @@ def serve(options: ServeOptions, settings: Settings) -> int:
         nonlocal exit_code
         serving = asyncio.create_task(server.serve(sockets=[sock]))
         loop = asyncio.get_running_loop()
+        engine: _Engine | None = None
         try:
-            await loop.run_in_executor(None, load, app, doc, settings)
+            if routes is None:
+                await loop.run_in_executor(None, load, app, doc, settings)
+            else:
+                engine = _Engine(app, routes, doc, settings, options.engine_url)
+                await engine.start()
         except KaipError as exc:
             log.error("model %s failed to load: %s", options.model, exc.message)
             exit_code = exc.exit_code
@@ -173,8 +205,16 @@ def serve(options: ServeOptions, settings: Settings) -> int:
             app.model.mark_ready()
             port = sock.getsockname()[1]
             _announce(options, port, app.model.names)
+            if engine is not None:
+                engine.watch(server, lambda code: _set_exit(code))
         await serving
+        if engine is not None:
+            await engine.stop()
         app.close()
+
+    def _set_exit(code: int) -> None:
+        nonlocal exit_code
+        exit_code = code
 
     # uvicorn re-raises the signal it caught once it has drained; a no-op handler makes that
     # re-raise harmless so that a graceful stop exits 0.
@@ -182,6 +222,73 @@ def serve(options: ServeOptions, settings: Settings) -> int:
         signal.signal(sig, lambda *_: None)
     run_loop(main())
     return exit_code
+
+
+class _Engine:
+    """The Model's engine (``serve.engine``) as this replica runs it: a child it starts and
+    stops, or (``engine_url``) an engine beside it that it only waits for and watches."""
+
+    def __init__(
+        self,
+        app: ServingApp,
+        routes: EngineRoutes,
+        doc: SpecDocument,
+        settings: Settings,
+        url: str | None,
+    ) -> None:
+        assert isinstance(doc.resource, Model) and doc.resource.spec.serve.engine is not None
+        self.app, self.routes, self.doc, self.settings, self.url = app, routes, doc, settings, url
+        self.spec = doc.resource.spec.serve.engine
+        self.child: relay.EngineProcess | None = None
+        self._watcher: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self.url is not None:
+            await relay.wait_external(self.routes, self.url, self.spec.startup_seconds)
+            return
+        loop = asyncio.get_running_loop()
+        path = await loop.run_in_executor(None, artifact_path, self.doc, self.settings)
+        self.child = await relay.start_child(
+            self.routes, self.spec, str(path), self.app.model.names[0]
+        )
+
+    def watch(self, server: uvicorn.Server, set_exit: Callable[[int], None]) -> None:
+        """A child that exits takes the replica down (not ready at once, exit 1); an external
+        engine that stops answering makes it not ready until it answers again."""
+        model = self.app.model
+        if self.child is None:
+            assert self.url is not None
+
+            def changed(healthy: bool) -> None:
+                model.ready = healthy
+                model.metrics.ready.set(1 if healthy else 0)
+
+            self._watcher = asyncio.get_running_loop().create_task(
+                relay.watch_external(self.routes, self.url, changed)
+            )
+            return
+        child = self.child
+
+        async def follow() -> None:
+            await child.wait()
+            if server.should_exit:
+                return  # the replica is stopping and stopped it
+            message = child.exit_message()
+            self.routes.failed = message
+            model.ready = False
+            model.metrics.ready.set(0)
+            log.error("%s; the replica is not ready and stops", message)
+            set_exit(1)
+            server.should_exit = True
+
+        self._watcher = asyncio.get_running_loop().create_task(follow())
+
+    async def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+        if self.child is not None:
+            await self.child.stop()
+        await self.routes.aclose()
 
 
 class _DrainingServer(uvicorn.Server):

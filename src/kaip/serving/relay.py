@@ -1,0 +1,677 @@
+"""A Model served by an engine's own OpenAI server (``serve.engine``): the replica starts the
+engine on loopback, waits for it, watches it, and relays ``/v1/*`` to it.
+
+The rules, in the order a replica meets them:
+
+- **Start.** The engine runs as this process's child, in a session of its own (the SIGTERM that
+  starts a replica's drain must not stop the engine under the requests still streaming; the
+  replica stops it once drained) and with a parent-death signal (a replica killed, even by
+  SIGKILL, takes its engine with it). Its output goes to this process's stderr, line by line,
+  prefixed ``[ENGINE]``; the last :data:`TAIL_LINES` lines are kept for error messages.
+- **Wait.** The replica is not ready until ``GET {health_path}`` on the engine answers 200. While
+  it waits it logs its progress every :data:`PROGRESS_EVERY_S`; if the engine exits first, or is
+  not healthy within ``serve.engine.startupSeconds``, the replica fails with an
+  :class:`~kaip.errors.EngineError` naming the engine, its exit and its last lines.
+- **Watch.** Once ready, an engine that exits makes the replica unready at once (readiness 503,
+  every request a 502) and the replica exits with code 1, saying why: the supervisor
+  (``kaip up``, the kubelet) restarts it.
+- **Relay.** A request to ``/v1/*`` is passed on as sent (method, path, query, body, headers but
+  hop-by-hop ones), except two changes to a generation's JSON body: ``model`` becomes the name the
+  engine serves under (the first of ``serve.names``; the client may use any of them), and a
+  streamed one asks for ``stream_options.include_usage`` (the usage-only chunk the client did not
+  ask for is then dropped from what it gets back). The answer comes back as the engine sends
+  it: a stream event by event as they arrive, never collected. A client that goes away
+  cancels the request to the engine (the connection closes, and the engine aborts the generation).
+- **Count.** On each generation the relay records what the built-in runtime records: the GenAI
+  histograms (time to first token = first event with text; output tokens from the engine's
+  ``usage``, else one per event with text), requests by status, in-flight requests. Parsing stays
+  on the side: a body is read once, the events only looked at.
+
+Never loads a model itself and never rewrites an answer's text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import os
+import re
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Final
+
+import httpx
+import orjson
+from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from kaip.errors import EngineError, InferenceError, KaipError, ModelNotFoundError
+from kaip.serving.asgi import (
+    ClientDisconnected,
+    Headers,
+    Receive,
+    Scope,
+    Send,
+    error_headers,
+    read_body,
+    respond,
+)
+from kaip.serving.engines import MAX_METRICS_BYTES, EngineProfile, EngineSnapshot, translate
+from kaip.serving.metrics import GenAIMetrics, ServerMetrics
+from kaip.serving.openai_api import PROTOCOL, openai_error, unless_disconnected
+from kaip.spec.engine import Engine
+
+log = logging.getLogger(__name__)
+TAIL_LINES: Final = 20
+PROGRESS_EVERY_S: Final = 15.0
+HEALTH_POLL_S: Final = 0.25
+STOP_GRACE_S: Final = 10.0
+WATCH_EVERY_S: Final = 2.0
+UNHEALTHY_AFTER: Final = 3
+METRICS_TIMEOUT_S: Final = 2.0
+GENERATIONS: Final = {
+    "/v1/completions": "text_completion",
+    "/v1/chat/completions": "chat",
+    "/v1/responses": "chat",
+    "/v1/embeddings": "embeddings",
+}
+_HOP_BY_HOP: Final = frozenset(
+    {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade",
+     b"proxy-authorization", b"proxy-authenticate", b"host", b"content-length"}
+)  # fmt: skip
+_EVENT_END = re.compile(rb"\r?\n\r?\n")
+_PR_SET_PDEATHSIG = 1
+_REPLICA_ONLY: Final = frozenset({"PORT", "HOST"})
+
+
+# -- the engine process -------------------------------------------------------------------------
+
+
+class EngineProcess:
+    """The engine's server, a child of this replica (module docstring: Start, Wait, Watch)."""
+
+    def __init__(self, engine: EngineProfile, argv: Sequence[str], port: int) -> None:
+        self.engine = engine
+        self.argv = list(argv)
+        self.port = port
+        self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self._process: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.returncode if self._process is not None else None
+
+    async def start(self) -> None:
+        log.info("starting engine %s: %s", self.engine.name, " ".join(self.argv))
+        try:
+            self._process = await asyncio.create_subprocess_exec(
+                *self.argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+                env=engine_environment(os.environ),
+            )
+        except OSError as exc:
+            raise EngineError(
+                f"cannot start engine {self.engine.name!r} ({self.argv[0]}): "
+                f"{exc.strerror or exc}; {_install_hint(self.engine.name)}"
+            ) from None
+        self._reader = asyncio.get_running_loop().create_task(self._copy_output())
+
+    async def _copy_output(self) -> None:
+        assert self._process is not None and self._process.stdout is not None
+        prefix = f"[{self.engine.name}] "
+        stream = self._process.stdout
+        while True:
+            try:
+                line = await stream.readline()
+            except ValueError:  # a line longer than the stream's limit: take what is there
+                line = await stream.read(64 * 1024)
+            if not line:
+                return
+            text = line.decode("utf-8", "replace").rstrip()
+            self.tail.append(text)
+            sys.stderr.write(prefix + text + "\n")
+
+    async def wait_healthy(self, client: httpx.AsyncClient, startup_seconds: float) -> None:
+        """Return once the engine answers its health path; EngineError if it exits or takes
+        longer than ``startup_seconds``."""
+        started = time.monotonic()
+        next_note = started + PROGRESS_EVERY_S
+        url = self.url + self.engine.health_path
+        while True:
+            if self.returncode is not None:
+                await self._drain_output()
+                raise EngineError(self._exit_message("exited before it was healthy"))
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(url, timeout=5.0)).status_code == 200:
+                    log.info(
+                        "engine %s is healthy after %.1f s",
+                        self.engine.name,
+                        time.monotonic() - started,
+                    )
+                    return
+            now = time.monotonic()
+            if now - started > startup_seconds:
+                await self.stop()
+                raise EngineError(
+                    f"engine {self.engine.name!r} was not healthy ({url}) within "
+                    f"serve.engine.startupSeconds ({startup_seconds:g} s); raise it if the "
+                    f"model takes longer to load. {self._tail_text()}"
+                )
+            if now >= next_note:
+                log.info(
+                    "waiting for engine %s to be healthy: %.0f s of %g s",
+                    self.engine.name,
+                    now - started,
+                    startup_seconds,
+                )
+                next_note = now + PROGRESS_EVERY_S
+            await asyncio.sleep(HEALTH_POLL_S)
+
+    async def wait(self) -> int:
+        assert self._process is not None
+        code = await self._process.wait()
+        await self._drain_output()
+        return code
+
+    async def _drain_output(self) -> None:
+        if self._reader is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._reader), 2.0)
+
+    def exit_message(self) -> str:
+        return self._exit_message("exited")
+
+    def _exit_message(self, what: str) -> str:
+        code = self.returncode
+        how = f"killed by signal {-code}" if code is not None and code < 0 else f"with code {code}"
+        return f"engine {self.engine.name!r} {what} ({how}). {self._tail_text()}"
+
+    def _tail_text(self) -> str:
+        if not self.tail:
+            return "It printed nothing."
+        return "Its last lines:\n  " + "\n  ".join(self.tail)
+
+    async def stop(self) -> None:
+        """SIGTERM, then SIGKILL after :data:`STOP_GRACE_S`."""
+        process = self._process
+        if process is None or process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), STOP_GRACE_S)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+
+
+def engine_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The replica's environment less what names the replica's own address: ``PORT`` and
+    ``HOST`` (``kaip up`` sets PORT for the replica, and llama_cpp.server's settings read it
+    over its ``--port`` flag)."""
+    return {k: v for k, v in environ.items() if k not in _REPLICA_ONLY}
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: SIGTERM this process when its parent (the replica) dies."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _install_hint(name: str) -> str:
+    return {
+        "vllm": "install vLLM where the replica runs (pip install vllm; it needs a GPU)",
+        "sglang": "install SGLang where the replica runs (pip install 'sglang[all]')",
+        "llama-server": "pip install 'kaip[llm-server]'",
+    }.get(name, "install the engine")
+
+
+# -- the relay ----------------------------------------------------------------------------------
+
+
+class StreamWatch:
+    """What the relay learns from a streamed answer's events, and which of them go on."""
+
+    def __init__(self, *, drop_usage_chunk: bool) -> None:
+        self.drop_usage_chunk = drop_usage_chunk
+        self.first_text_at: float | None = None
+        self.text_events = 0
+        self.usage_tokens: int | None = None
+        self._partial = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        """The complete events in ``chunk`` (and what came before it) to pass on."""
+        data = self._partial + chunk
+        out: list[bytes] = []
+        start = 0
+        for end in _EVENT_END.finditer(data):
+            event = data[start : end.end()]
+            start = end.end()
+            if self._look(event):
+                out.append(event)
+        self._partial = data[start:]
+        return b"".join(out)
+
+    def flush(self) -> bytes:
+        rest, self._partial = self._partial, b""
+        return rest
+
+    def _look(self, event: bytes) -> bool:
+        """Note what ``event`` says; False when it is the usage chunk the client did not ask for."""
+        if not event.startswith(b"data:") or b"{" not in event:
+            return True
+        try:
+            doc = orjson.loads(event[5:])
+        except orjson.JSONDecodeError:
+            return True
+        if not isinstance(doc, dict):
+            return True
+        usage = doc.get("usage")
+        if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
+            self.usage_tokens = usage["completion_tokens"]
+        choices = doc.get("choices")
+        if isinstance(choices, list):
+            if any(_has_text(c) for c in choices):
+                self.text_events += 1
+                if self.first_text_at is None:
+                    self.first_text_at = time.perf_counter()
+            elif not choices and usage is not None and self.drop_usage_chunk:
+                return False
+        elif doc.get("type") == "response.output_text.delta":  # /v1/responses
+            self.text_events += 1
+            if self.first_text_at is None:
+                self.first_text_at = time.perf_counter()
+        return True
+
+    @property
+    def tokens(self) -> int:
+        return self.usage_tokens if self.usage_tokens is not None else self.text_events
+
+
+def _has_text(choice: Any) -> bool:
+    if not isinstance(choice, dict):
+        return False
+    delta = choice.get("delta")
+    if isinstance(delta, dict):
+        return bool(delta.get("content"))
+    return bool(choice.get("text"))
+
+
+class EngineRoutes:
+    """``/v1/*`` of a Model served by an engine: relayed to it (module docstring: Relay, Count)."""
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        names: Sequence[str],
+        metrics: ServerMetrics,
+        engine: EngineProfile,
+        max_request_bytes: int,
+        timeout: float,
+    ) -> None:
+        self.model = model
+        self.names = tuple(names)
+        self.metrics = metrics
+        self.engine = engine
+        self.max_request_bytes = max_request_bytes
+        self.genai = GenAIMetrics(metrics)
+        self.base_url: str | None = None
+        """The engine's address, once it is healthy."""
+        self.failed: str | None = None
+        """Why the engine cannot serve any more (it exited), or None."""
+        self.snapshot = EngineSnapshot()
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout, connect=5.0),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
+            trust_env=False,
+        )
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        return self._client
+
+    def wedged(self) -> str | None:
+        return self.failed
+
+    def close(self) -> None:
+        """Nothing to release synchronously: :meth:`aclose` closes the connections."""
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    # -- /metrics --------------------------------------------------------------------------------
+
+    async def refresh_metrics(self) -> None:
+        """Read the engine's /metrics into :attr:`snapshot` (kept as it was when it cannot)."""
+        base, path = self.base_url, self.engine.metrics_path
+        if base is None or path is None or self.failed is not None:
+            return
+        try:
+            async with self._client.stream(
+                "GET", base + path, timeout=METRICS_TIMEOUT_S
+            ) as response:
+                if response.status_code != 200:
+                    return
+                body = b""
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > MAX_METRICS_BYTES:
+                        log.warning("engine /metrics is over %d bytes; not read", len(body))
+                        return
+            self.snapshot = translate(body.decode("utf-8", "replace"), self.engine)
+        except (httpx.HTTPError, ValueError) as exc:
+            log.debug("engine /metrics not read: %s", exc)
+
+    # -- /v1 ---------------------------------------------------------------------------------------
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        status = 200
+        try:
+            if self.failed is not None:
+                raise EngineError(f"model {self.model!r} cannot serve: {self.failed}")
+            base = self.base_url
+            if base is None:
+                raise EngineError(f"model {self.model!r}: its engine is still starting")
+            body, operation, stream, drop_usage = await self._read(scope, receive)
+            status = await unless_disconnected(
+                self._forward(base, scope, send, body, operation, stream, drop_usage), receive
+            )
+        except KaipError as exc:
+            status = exc.http_status
+            await respond(send, status, openai_error(exc), extra=error_headers(exc))
+        except ClientDisconnected:
+            status = 499
+        finally:
+            self.metrics.observe_request(PROTOCOL, status, time.perf_counter() - started)
+
+    async def _read(self, scope: Scope, receive: Receive) -> tuple[bytes, str | None, bool, bool]:
+        """The body to send on, the GenAI operation (None: not a generation), whether it
+        streams and whether to drop the usage chunk from the answer."""
+        method: str = scope["method"]
+        if method in ("GET", "HEAD"):
+            return b"", None, False, False
+        content_length = None
+        for key, value in scope["headers"]:
+            if key == b"content-length":
+                content_length = value
+        body = await read_body(receive, self.max_request_bytes, content_length)
+        operation = GENERATIONS.get(scope["path"].rstrip("/")) if method == "POST" else None
+        if operation is None:
+            return body, None, False, False
+        body, stream, drop_usage = self._prepare(body, operation)
+        return body, operation, stream, drop_usage
+
+    async def _forward(
+        self,
+        base: str,
+        scope: Scope,
+        send: Send,
+        body: bytes,
+        operation: str | None,
+        stream: bool,
+        drop_usage: bool,
+    ) -> int:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        query = scope.get("query_string") or b""
+        url = base + path + ("?" + query.decode("latin-1") if query else "")
+        headers = [(k, v) for k, v in scope["headers"] if k not in _HOP_BY_HOP]
+        request = self._client.build_request(method, url, headers=headers, content=body)
+        started = time.perf_counter()
+        try:
+            response = await self._client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            self._record(operation, started, None, 0, type(exc).__name__)
+            raise EngineError(
+                f"engine {self.engine.name!r} did not answer {method} {path}: {exc!r}"
+            ) from None
+        error = ""
+        watch = StreamWatch(drop_usage_chunk=drop_usage)
+        status = response.status_code
+        try:
+            if stream and status == 200:
+                await send(
+                    {"type": "http.response.start", "status": status,
+                     "headers": _response_headers(response)}
+                )  # fmt: skip
+                try:
+                    async for chunk in response.aiter_raw():
+                        out = watch.feed(chunk)
+                        if out:
+                            await send(
+                                {"type": "http.response.body", "body": out, "more_body": True}
+                            )
+                    last = watch.flush()
+                except httpx.HTTPError as exc:  # the engine broke off: say so, end the stream
+                    error = type(exc).__name__
+                    message = f"engine {self.engine.name!r} broke off the stream: {exc!r}"
+                    last = b"data: " + openai_error(EngineError(message)) + b"\n\n"
+                    status = 502
+                await send({"type": "http.response.body", "body": last, "more_body": False})
+            else:
+                try:
+                    whole = b"".join([chunk async for chunk in response.aiter_raw()])
+                except httpx.HTTPError as exc:
+                    error = type(exc).__name__
+                    raise EngineError(
+                        f"engine {self.engine.name!r} broke off its answer to {path}: {exc!r}"
+                    ) from None
+                if operation is not None and status == 200:
+                    watch.usage_tokens = _completion_tokens(whole, response)
+                headers = [*_response_headers(response), (b"content-length", b"%d" % len(whole))]
+                await send({"type": "http.response.start", "status": status, "headers": headers})
+                await send({"type": "http.response.body", "body": whole, "more_body": False})
+        except asyncio.CancelledError:
+            error = "cancelled"
+            raise
+        finally:
+            await response.aclose()
+            if status >= 400 and not error:
+                error = str(status)
+            first = None if watch.first_text_at is None else watch.first_text_at - started
+            # a whole answer: the time of its first token is not known, only the duration
+            self._record(operation, started, first if stream else None, watch.tokens, error)
+        return status
+
+    def _prepare(self, body: bytes, operation: str) -> tuple[bytes, bool, bool]:
+        """The body to send on, whether it streams, whether to drop the usage chunk."""
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise InferenceError(f"the request body is not valid JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise InferenceError("the request body must be a JSON object")
+        name = doc.get("model")
+        if not isinstance(name, str) or name not in self.names:
+            served = ", ".join(repr(n) for n in self.names)
+            raise ModelNotFoundError(
+                f"The model {name!r} does not exist; this server serves {served}"
+            )
+        changed = name != self.names[0]
+        doc["model"] = self.names[0]
+        stream = doc.get("stream") is True
+        drop_usage = False
+        if stream and operation in ("chat", "text_completion") and "input" not in doc:
+            options = doc.get("stream_options")
+            if not isinstance(options, dict) or options.get("include_usage") is not True:
+                drop_usage = True
+                doc["stream_options"] = {
+                    **(options if isinstance(options, dict) else {}),
+                    "include_usage": True,
+                }
+                changed = True
+        return (orjson.dumps(doc) if changed else body), stream, drop_usage
+
+    def _record(
+        self, operation: str | None, started: float, ttft: float | None, tokens: int, error: str
+    ) -> None:
+        if operation is None:
+            return
+        self.genai.record(
+            operation,
+            self.model,
+            time.perf_counter() - started,
+            ttft=ttft,
+            tokens=tokens,
+            error_type=error,
+        )
+
+
+def _response_headers(response: httpx.Response) -> Headers:
+    return [
+        (key.lower(), value)
+        for key, value in response.headers.raw
+        if key.lower() not in _HOP_BY_HOP
+    ]
+
+
+def _completion_tokens(body: bytes, response: httpx.Response) -> int:
+    if response.headers.get("content-encoding", "identity") != "identity":
+        return 0  # compressed as sent: the count is left out rather than the body decoded
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return 0
+    usage = doc.get("usage") if isinstance(doc, dict) else None
+    if isinstance(usage, dict):
+        tokens = usage.get("completion_tokens", usage.get("output_tokens"))
+        if isinstance(tokens, int):
+            return tokens
+    return 0
+
+
+def engine_port(requested: int | None) -> int:
+    """``serve.engine.port``, or a free loopback port."""
+    if requested is not None:
+        return requested
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# -- lifecycle ----------------------------------------------------------------------------------
+
+
+class EngineHistograms(Collector):
+    """The engine's own latency histograms (:data:`kaip.serving.engines.ENGINE_HISTOGRAMS`), as
+    the last scrape of it found them."""
+
+    def __init__(self, routes: EngineRoutes, model: str, revision: str) -> None:
+        self.routes = routes
+        self.ids = [model, revision]
+
+    def collect(self) -> Iterator[Metric]:
+        for name, histogram in sorted(self.routes.snapshot.histograms.items()):
+            family = HistogramMetricFamily(
+                name,
+                f"The engine's own {name.removeprefix('kaip_engine_')}, as it measures it.",
+                labels=["model", "revision"],
+            )
+            family.add_metric(self.ids, histogram.cumulative(), histogram.sum)
+            yield family
+
+
+def attach_metrics(routes: EngineRoutes, metrics: ServerMetrics) -> None:
+    """Show the engine's translated metrics on the replica's ``/metrics``."""
+    metrics.engine = lambda: routes.snapshot.stats
+    metrics.queue_depth = lambda: routes.snapshot.stats.get("waiting", 0.0)
+    metrics.registry.register(EngineHistograms(routes, metrics.model, metrics.revision))
+
+
+async def start_child(
+    routes: EngineRoutes, spec: Engine, model_path: str, served_name: str
+) -> EngineProcess:
+    """Start the engine as this replica's child and return it once healthy (EngineError if it
+    exits first or is not healthy within ``spec.startupSeconds``)."""
+    port = engine_port(spec.port)
+    argv = routes.engine.command(model_path, served_name, port, spec.args, pod=False)
+    process = EngineProcess(routes.engine, argv, port)
+    await process.start()
+    await process.wait_healthy(routes.client, spec.startup_seconds)
+    routes.base_url = process.url
+    return process
+
+
+async def wait_external(routes: EngineRoutes, url: str, startup_seconds: float) -> None:
+    """Wait for an engine this replica did not start (a pod's engine container) to be healthy."""
+    started = time.monotonic()
+    next_note = started + PROGRESS_EVERY_S
+    health = url + routes.engine.health_path
+    while not await _healthy(routes.client, health):
+        now = time.monotonic()
+        if now - started > startup_seconds:
+            raise EngineError(
+                f"engine {routes.engine.name!r} at {url} was not healthy within "
+                f"serve.engine.startupSeconds ({startup_seconds:g} s); see its container's log"
+            )
+        if now >= next_note:
+            log.info("waiting for engine %s at %s: %.0f s", routes.engine.name, url, now - started)
+            next_note = now + PROGRESS_EVERY_S
+        await asyncio.sleep(HEALTH_POLL_S)
+    routes.base_url = url
+
+
+async def watch_external(routes: EngineRoutes, url: str, on_change: Callable[[bool], None]) -> None:
+    """Follow an external engine's health for ever: ``on_change(False)`` after
+    :data:`UNHEALTHY_AFTER` failed checks in a row, ``on_change(True)`` once it answers again
+    (its container restarted)."""
+    health = url + routes.engine.health_path
+    failures = 0
+    while True:
+        await asyncio.sleep(WATCH_EVERY_S)
+        if await _healthy(routes.client, health):
+            if routes.failed is not None:
+                log.info("engine %s at %s is healthy again", routes.engine.name, url)
+                routes.failed = None
+                on_change(True)
+            failures = 0
+            continue
+        failures += 1
+        if failures == UNHEALTHY_AFTER and routes.failed is None:
+            routes.failed = f"engine {routes.engine.name!r} at {url} does not answer {health}"
+            log.error("%s; the replica is not ready", routes.failed)
+            on_change(False)
+
+
+async def _healthy(client: httpx.AsyncClient, url: str) -> bool:
+    try:
+        return (await client.get(url, timeout=5.0)).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+__all__ = [
+    "EngineProcess",
+    "EngineRoutes",
+    "StreamWatch",
+    "attach_metrics",
+    "engine_port",
+    "start_child",
+    "wait_external",
+    "watch_external",
+]

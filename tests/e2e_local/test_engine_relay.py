@@ -1,0 +1,223 @@
+"""A Model served by an engine's own OpenAI server (``serve.engine: llama-server``) behind
+``kaip up``: the replica starts llama.cpp's server (llama-cpp-python's ``llama_cpp.server``) as its
+child and relays ``/v1/*`` to it (issue 17, real engines as runtimes).
+
+The engine is real and so is everything around it: examples/llm's script writes the tiny GGUF,
+``kaip up`` runs the gateway and the replica, the official ``openai`` SDK is the client. The
+answers must be the engine's own, passed on unchanged: their ids are llama_cpp.server's (a dashed
+UUID; kaip's own OpenAI routes mint 24 hex digits), their text equals llama.cpp's on the same
+file at temperature 0, their ``usage`` its tokenizer's counts. The replica's ``/metrics`` must
+carry the GenAI histograms the relay measured. Killing the engine must take the replica down,
+say why in its log, and ``kaip up`` must bring it back; engine arguments it rejects must fail the
+replica with the engine's own words.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import psutil
+import pytest
+from local_platform import LocalPlatform, wait_for
+from prometheus_client.parser import text_string_to_metric_families
+
+llama_cpp = pytest.importorskip("llama_cpp", reason="optional extra kaip[llm] is not installed")
+pytest.importorskip(
+    "sse_starlette", reason="optional extra kaip[llm-server] is not installed"
+)  # llama_cpp.server's own dependencies
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = "tiny-llama"
+PROMPT = "the sea and the river"
+CONTEXT = 512
+ENGINE_ID = re.compile(
+    r"^(chat)?cmpl-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+)
+SPEC = f"""\
+apiVersion: kaip.dev/v1alpha1
+kind: Model
+metadata:
+  name: {MODEL}
+spec:
+  owner: ml-platform
+  artifact:
+    uri: tiny-llama.gguf
+    format: gguf
+  serve:
+    protocols: [openai]
+    names: [{MODEL}, tiny/alias]
+    engine:
+      name: llama-server
+      args: [--n_ctx, "{CONTEXT}"]
+  scaling: {{minReplicas: 1, maxReplicas: 1}}
+"""
+
+
+@pytest.fixture(scope="module")
+def spec_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("engine") / "spec"
+    directory.mkdir()
+    gguf = directory / "tiny-llama.gguf"
+    command = [sys.executable, str(ROOT / "examples" / "llm" / "make_gguf.py"), str(gguf)]
+    subprocess.run([*command, "--context", str(CONTEXT)], check=True, capture_output=True)
+    (directory / "kaip.yaml").write_text(SPEC)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def engine(spec_dir: Path) -> Any:
+    """llama.cpp on the same file, in this process: what the answers must equal."""
+    return llama_cpp.Llama(
+        model_path=str(spec_dir / "tiny-llama.gguf"), n_ctx=CONTEXT, seed=0, verbose=False
+    )
+
+
+@pytest.fixture(scope="module")
+def gateway(spec_dir: Path) -> Iterator[LocalPlatform]:
+    platform = LocalPlatform(spec_dir.parent / "work")
+    platform.workdir.mkdir()
+    platform.up(spec_dir)
+    try:
+        yield platform
+    finally:
+        platform.down()
+
+
+@pytest.fixture(scope="module")
+def client(gateway: LocalPlatform) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="unused", max_retries=0, timeout=120)
+
+
+def _replica(gateway: LocalPlatform) -> dict[str, Any]:
+    [replica] = [r for r in gateway.resource(MODEL)["replicas"] if r.get("port")]
+    return replica
+
+
+def _engine_of(replica_pid: int) -> psutil.Process:
+    """The replica's child running llama.cpp's server (the engine)."""
+    children = [
+        child
+        for child in psutil.Process(replica_pid).children()
+        if "llama_cpp.server" in child.cmdline()
+    ]
+    assert len(children) == 1, f"replica {replica_pid} runs no engine: {children}"
+    return children[0]
+
+
+def _metrics(gateway: LocalPlatform) -> dict[tuple[str, str], float]:
+    """The replica's GenAI samples: (sample name, operation) -> value, summed over labels."""
+    text = httpx.get(f"http://127.0.0.1:{_replica(gateway)['port']}/metrics", timeout=30).text
+    out: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.startswith("gen_ai_server_") and not sample.labels.get("error_type"):
+                key = (sample.name, sample.labels.get("gen_ai_operation_name", ""))
+                out[key] = out.get(key, 0.0) + sample.value
+    return out
+
+
+def test_the_replica_runs_the_engine_as_its_child(gateway: LocalPlatform) -> None:
+    process = _engine_of(_replica(gateway)["pid"])
+    assert "--model_alias" in process.cmdline() and MODEL in process.cmdline()
+    assert "127.0.0.1" in process.cmdline()  # loopback only
+
+
+def test_a_completion_is_the_engines_answer_relayed(client: openai.OpenAI, engine: Any) -> None:
+    expected = dict(engine.create_completion(PROMPT, max_tokens=12, temperature=0.0))
+    answer = client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=12, temperature=0)
+    assert ENGINE_ID.match(answer.id), f"{answer.id!r} is not llama_cpp.server's: not relayed"
+    assert answer.choices[0].text == expected["choices"][0]["text"]
+    assert answer.choices[0].text.strip(), "the model said nothing: the test proves nothing"
+    assert answer.usage is not None
+    assert answer.usage.prompt_tokens == len(engine.tokenize(PROMPT.encode(), special=True))
+    assert answer.usage.completion_tokens == expected["usage"]["completion_tokens"]
+
+
+def test_any_served_name_reaches_the_engine(client: openai.OpenAI) -> None:
+    answer = client.chat.completions.create(
+        model="tiny/alias", messages=[{"role": "user", "content": "the moon"}], max_tokens=4,
+        temperature=0,
+    )  # fmt: skip
+    assert ENGINE_ID.match(answer.id)
+    assert answer.model == MODEL  # the name the engine serves under
+    with pytest.raises(openai.NotFoundError):
+        client.completions.create(model="no-such-model", prompt=PROMPT, max_tokens=2)
+
+
+def test_streams_pass_event_by_event_and_are_measured(
+    gateway: LocalPlatform, client: openai.OpenAI, engine: Any
+) -> None:
+    before = _metrics(gateway)
+    expected = dict(engine.create_completion(PROMPT, max_tokens=16, temperature=0.0))
+    chunks = list(
+        client.completions.create(
+            model=MODEL, prompt=PROMPT, max_tokens=16, temperature=0, stream=True
+        )
+    )
+    pieces = [c.choices[0].text for c in chunks if c.choices and c.choices[0].text]
+    assert all(ENGINE_ID.match(c.id) for c in chunks)
+    assert "".join(pieces) == expected["choices"][0]["text"]
+    assert len(pieces) > 1  # streamed as generated
+    # the usage chunk the relay asked for, had the engine sent one, is not the client's
+    assert all(c.usage is None for c in chunks)
+
+    messages = [{"role": "user", "content": "tell me about the sea"}]
+    stream = client.chat.completions.create(
+        model=MODEL, messages=messages, max_tokens=8, temperature=0, stream=True,  # type: ignore[arg-type]
+    )  # fmt: skip
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+
+    after = _metrics(gateway)
+    ttft = "gen_ai_server_time_to_first_token_seconds_count"
+    tpot = "gen_ai_server_time_per_output_token_seconds_count"
+    for operation in ("text_completion", "chat"):
+        assert after.get((ttft, operation), 0) == before.get((ttft, operation), 0) + 1, operation
+        # time per output token needs the token count: the relay counted it from the stream
+        assert after.get((tpot, operation), 0) == before.get((tpot, operation), 0) + 1, operation
+
+
+def test_a_killed_engine_takes_the_replica_down_and_kaip_up_brings_it_back(
+    gateway: LocalPlatform, client: openai.OpenAI
+) -> None:
+    replica = _replica(gateway)
+    victim = _engine_of(replica["pid"])
+    victim.send_signal(signal.SIGKILL)
+
+    def came_back() -> bool:
+        now = _replica(gateway)
+        return now["pid"] != replica["pid"] and now["restarts"] >= 1 and now["phase"] == "ready"
+
+    wait_for(came_back, "the replica to be restarted with a new engine", limit=120)
+    log = Path(replica["log"]).read_text(errors="replace")
+    assert "engine 'llama-server' exited (killed by signal 9)" in log
+    assert "the replica is not ready and stops" in log
+    assert "--- kaip: exited with code 1" in log
+    assert _engine_of(_replica(gateway)["pid"]).pid != victim.pid
+    answer = client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=4, temperature=0)
+    assert ENGINE_ID.match(answer.id)
+
+
+def test_engine_arguments_it_rejects_fail_the_replica_in_its_own_words(
+    spec_dir: Path, tmp_path: Path
+) -> None:
+    bad = tmp_path / "spec"
+    shutil.copytree(spec_dir, bad)
+    spec = bad / "kaip.yaml"
+    spec.write_text(spec.read_text().replace("args: [--n_ctx", "args: [--no-such-flag"))
+    result = subprocess.run(
+        [sys.executable, "-m", "kaip.serving", str(spec), "--model", MODEL, "--port", "0"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert "engine 'llama-server' exited before it was healthy (with code 2)" in result.stderr
+    assert "unrecognized arguments: --no-such-flag" in result.stderr
+    assert "Traceback" not in result.stderr
