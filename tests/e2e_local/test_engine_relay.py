@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -221,3 +222,64 @@ def test_engine_arguments_it_rejects_fail_the_replica_in_its_own_words(
     assert "engine 'llama-server' exited before it was healthy (with code 2)" in result.stderr
     assert "unrecognized arguments: --no-such-flag" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start_engine(spec_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    command = [
+        sys.executable, "-m", "llama_cpp.server", "--model", str(spec_dir / "tiny-llama.gguf"),
+        "--host", "127.0.0.1", "--port", str(port), "--model_alias", MODEL,
+    ]  # fmt: skip
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _ready(port: int) -> int:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=5).status_code
+    except httpx.HTTPError:
+        return 0
+
+
+def test_a_pods_replica_follows_the_engine_beside_it(spec_dir: Path, tmp_path: Path) -> None:
+    """``--engine-url`` (what a pod's kaip container runs): the replica starts no engine, waits
+    for the one at that URL, relays to it, and is unready while it does not answer."""
+    engine_port, port = _free_port(), _free_port()
+    engine = _start_engine(spec_dir, engine_port)
+    replica = subprocess.Popen(
+        [
+            sys.executable, "-m", "kaip.serving", str(spec_dir / "kaip.yaml"), "--model", MODEL,
+            "--port", str(port), "--engine-url", f"http://127.0.0.1:{engine_port}",
+        ],
+        stdout=subprocess.DEVNULL, stderr=(tmp_path / "replica.log").open("wb"),
+    )  # fmt: skip
+    try:
+        wait_for(lambda: _ready(port) == 200, "the replica to be ready")
+        assert psutil.Process(replica.pid).children() == []  # it started no engine of its own
+        client = openai.OpenAI(
+            base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0
+        )
+        answer = client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=4)
+        assert ENGINE_ID.match(answer.id)
+
+        engine.send_signal(signal.SIGKILL)
+        engine.wait()
+        wait_for(lambda: _ready(port) == 503, "the replica to turn unready")
+        assert replica.poll() is None  # unready, not gone: the kubelet restarts the engine
+        live = httpx.get(f"http://127.0.0.1:{port}/v2/health/live", timeout=5)
+        assert live.status_code == 200  # kaip's container is not restarted for the engine
+
+        engine = _start_engine(spec_dir, engine_port)
+        wait_for(lambda: _ready(port) == 200, "the replica to be ready again")
+        answer = client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=4)
+        assert ENGINE_ID.match(answer.id)
+    finally:
+        replica.terminate()
+        engine.terminate()
+        replica.wait(30)
+        engine.wait(30)
+    assert "does not answer" in (tmp_path / "replica.log").read_text()

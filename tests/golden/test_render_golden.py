@@ -39,6 +39,7 @@ class Case:
 CASES: dict[str, Case] = {
     "quickstart": Case([EXAMPLES / "quickstart"], namespace="demo"),
     "gpu-model": Case([FIXTURES / "gpu-model.yaml"]),
+    "engine-vllm": Case([FIXTURES / "engine-vllm.yaml"], namespace="llm"),
     "canary": Case([FIXTURES / "canary" / "new.yaml"], stable=FIXTURES / "canary" / "stable.yaml"),
     "mirror": Case(
         [FIXTURES / "mirror" / "new.yaml"],

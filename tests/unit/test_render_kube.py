@@ -333,6 +333,15 @@ def test_canary_renders_a_deployment_per_revision_and_weights() -> None:
         (_app("web", scaling="{minReplicas: 0}"), "spec.scaling.minReplicas", "scale to zero"),
         (_model("m", artifact="{uri: ../m.onnx, format: onnx}"), "spec.artifact.uri", "outside"),
         (_model("m").replace("owner: team-a", "owner: ML Team"), "spec.owner", "label value"),
+        (
+            _model(
+                "m",
+                artifact="{uri: 'https://h/m.gguf', format: gguf}",
+                serve="{protocols: [openai], engine: {name: llama-server}}",
+            ),
+            "spec.artifact.uri",
+            "serve.engine reads the artifact from a path in the pod",
+        ),
     ],
 )
 def test_what_kubernetes_cannot_hold_is_a_located_spec_problem(
@@ -482,3 +491,26 @@ def test_strings_that_yaml_1_2_reads_as_numbers_are_quoted_so_kubectl_keeps_them
     assert "kaip.dev/revision: '710124e060'" in text and "a: '12'" in text
     assert "b: '1.5'" in text and "c: x1e5" in text
     assert yaml.safe_load(text)["metadata"]["labels"] == labels
+
+
+def test_an_engine_model_runs_the_engine_beside_kaips_relay() -> None:
+    doc = _model(
+        "chat",
+        artifact="{uri: 'file:///models/chat.gguf', format: gguf}",
+        serve="{protocols: [openai], names: [org/chat, chat], engine: {name: llama-server, "
+        "port: 9001, image: 'registry.example/llama.cpp:server-b1', args: [--ctx-size, '4096']}}",
+        resources="{cpu: '4', memory: 8Gi, gpu: 1}",
+    )
+    [deployment] = [o for o in render_manifests(_plan(doc)) if o["kind"] == "Deployment"]
+    server, engine = deployment["spec"]["template"]["spec"]["containers"]
+    assert server["args"][-2:] == ["--engine-url", "http://127.0.0.1:9001"]
+    assert "nvidia.com/gpu" not in server["resources"]["limits"]  # the engine's, not the relay's
+    assert engine["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert engine["image"] == "registry.example/llama.cpp:server-b1"
+    argv = [*engine["command"], *engine["args"]]
+    assert argv[argv.index("--model") + 1] == "/models/chat.gguf"
+    assert argv[argv.index("--alias") + 1] == "org/chat"  # the first served name
+    assert argv[argv.index("--host") + 1 : argv.index("--host") + 4] == [
+        "127.0.0.1", "--port", "9001",
+    ]  # fmt: skip
+    assert argv[-2:] == ["--ctx-size", "4096"]

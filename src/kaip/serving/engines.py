@@ -1,9 +1,8 @@
-"""The inference engines a Model may be served by (``serve.engine``): how each one is started,
-how it says it is healthy, and how its Prometheus metrics read in kaip's names.
+"""How an engine's Prometheus metrics read in kaip's names (``serve.engine``).
 
-An engine differs from another only in what :class:`EngineProfile` holds: its command line, its
-health path, its metrics path and its metric map. Everything else (starting it, waiting for it,
-relaying to it) is :mod:`kaip.serving.relay`, the same for all.
+An engine differs from another only in what :class:`~kaip.render.engines.EngineProfile` holds
+(its command line, health path, metrics path and metric map); everything else (starting it,
+waiting for it, relaying to it) is :mod:`kaip.serving.relay`, the same for all.
 
 The metric map is a pure function, :func:`translate`, from the engine's Prometheus text to an
 :class:`EngineSnapshot`: the engine's counts in the keys kaip's own llama.cpp runtime reports
@@ -33,15 +32,13 @@ Never starts a process and never does I/O.
 from __future__ import annotations
 
 import math
-import sys
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Final
 
 from prometheus_client.parser import text_string_to_metric_families
 
-LOOPBACK: Final = "127.0.0.1"
-POD_ENGINE_PORT: Final = 8001
+from kaip.render.engines import PROFILES, EngineProfile, profile
+
 MAX_METRICS_BYTES: Final = 4 * 2**20
 """An engine's /metrics text beyond this is not read (the scrape answers kaip's own metrics)."""
 
@@ -53,163 +50,6 @@ ENGINE_HISTOGRAMS: Final[tuple[str, ...]] = (
 )
 RATIOS: Final = frozenset({"kv_cache_usage"})
 """Keys whose samples are averaged over label sets instead of summed."""
-
-
-class EngineProfile(Protocol):
-    """What sets one engine apart from another."""
-
-    name: str
-    health_path: str
-    """GET here answers 200 once the engine serves."""
-    metrics_path: str | None
-    """Its Prometheus text, or None when it has none."""
-    image: str
-    """The pinned container image on Kubernetes (``serve.engine.image`` overrides it)."""
-    samples: Mapping[str, str]
-    """Engine sample name -> snapshot key (see :class:`EngineSnapshot`)."""
-    histograms: Mapping[str, str]
-    """Engine histogram name -> kaip's name for it (one of :data:`ENGINE_HISTOGRAMS`)."""
-
-    def command(
-        self, model: str, served_name: str, port: int, args: Sequence[str], *, pod: bool
-    ) -> list[str]:
-        """The argv that serves ``model`` (a local path) as ``served_name`` on loopback ``port``;
-        ``pod``: in the engine's own container image rather than kaip's Python environment."""
-        ...
-
-
-@dataclass
-class _Profile:
-    name: str
-    health_path: str
-    metrics_path: str | None
-    image: str
-    samples: Mapping[str, str]
-    histograms: Mapping[str, str]
-
-
-_VLLM_HISTOGRAMS = {
-    "vllm:time_to_first_token_seconds": "kaip_engine_time_to_first_token_seconds",
-    "vllm:inter_token_latency_seconds": "kaip_engine_time_per_output_token_seconds",
-    "vllm:time_per_output_token_seconds": "kaip_engine_time_per_output_token_seconds",
-    "vllm:e2e_request_latency_seconds": "kaip_engine_request_duration_seconds",
-    "vllm:request_queue_time_seconds": "kaip_engine_queue_duration_seconds",
-}
-
-
-@dataclass
-class VLLM(_Profile):
-    """vLLM's OpenAI server (``vllm serve``); metrics per docs/design/metrics.md of vLLM."""
-
-    name: str = "vllm"
-    health_path: str = "/health"
-    metrics_path: str | None = "/metrics"
-    image: str = "docker.io/vllm/vllm-openai:v0.33.0"
-    samples: Mapping[str, str] = field(
-        default_factory=lambda: {
-            "vllm:num_requests_running": "busy",
-            "vllm:num_requests_waiting": "waiting",
-            "vllm:kv_cache_usage_perc": "kv_cache_usage",
-            "vllm:gpu_cache_usage_perc": "kv_cache_usage",  # before v0.10
-            "vllm:prompt_tokens_total": "prompt_tokens",
-            "vllm:generation_tokens_total": "generated_tokens",
-            "vllm:prefix_cache_hits_total": "prompt_cached_tokens",
-        }
-    )
-    histograms: Mapping[str, str] = field(default_factory=lambda: dict(_VLLM_HISTOGRAMS))
-
-    def command(
-        self, model: str, served_name: str, port: int, args: Sequence[str], *, pod: bool
-    ) -> list[str]:
-        return [
-            "vllm", "serve", model, "--host", LOOPBACK, "--port", str(port),
-            "--served-model-name", served_name, *args,
-        ]  # fmt: skip
-
-
-@dataclass
-class SGLang(_Profile):
-    """SGLang's server (``python -m sglang.launch_server``), its metrics on."""
-
-    name: str = "sglang"
-    health_path: str = "/health"
-    metrics_path: str | None = "/metrics"
-    image: str = "docker.io/lmsysorg/sglang:v0.5.23"
-    samples: Mapping[str, str] = field(
-        default_factory=lambda: {
-            "sglang:num_running_reqs": "busy",
-            "sglang:num_queue_reqs": "waiting",
-            "sglang:token_usage": "kv_cache_usage",
-            "sglang:prompt_tokens_total": "prompt_tokens",
-            "sglang:generation_tokens_total": "generated_tokens",
-            "sglang:cached_tokens_total": "prompt_cached_tokens",
-        }
-    )
-    histograms: Mapping[str, str] = field(
-        default_factory=lambda: {
-            "sglang:time_to_first_token_seconds": "kaip_engine_time_to_first_token_seconds",
-            "sglang:inter_token_latency_seconds": "kaip_engine_time_per_output_token_seconds",
-            "sglang:e2e_request_latency_seconds": "kaip_engine_request_duration_seconds",
-            "sglang:queue_time_seconds": "kaip_engine_queue_duration_seconds",
-        }
-    )
-
-    def command(
-        self, model: str, served_name: str, port: int, args: Sequence[str], *, pod: bool
-    ) -> list[str]:
-        python = "python3" if pod else sys.executable
-        return [
-            python, "-m", "sglang.launch_server", "--model-path", model, "--host", LOOPBACK,
-            "--port", str(port), "--served-model-name", served_name, "--enable-metrics", *args,
-        ]  # fmt: skip
-
-
-@dataclass
-class LlamaServer(_Profile):
-    """llama.cpp's OpenAI server. Locally: llama-cpp-python's (``python -m llama_cpp.server``,
-    ``kaip[llm-server]``), which has no /metrics; in a pod: llama.cpp's own ``llama-server``
-    from its image, with ``--metrics`` (the ``llamacpp:`` names below). Both answer
-    ``/v1/models`` once the model is loaded."""
-
-    name: str = "llama-server"
-    health_path: str = "/v1/models"
-    metrics_path: str | None = "/metrics"
-    image: str = "ghcr.io/ggml-org/llama.cpp:server-b6123"
-    samples: Mapping[str, str] = field(
-        default_factory=lambda: {
-            "llamacpp:requests_processing": "busy",
-            "llamacpp:requests_deferred": "waiting",
-            "llamacpp:kv_cache_usage_ratio": "kv_cache_usage",
-            "llamacpp:prompt_tokens_total": "prompt_tokens",
-            "llamacpp:tokens_predicted_total": "generated_tokens",
-        }
-    )
-    histograms: Mapping[str, str] = field(default_factory=dict)
-
-    def command(
-        self, model: str, served_name: str, port: int, args: Sequence[str], *, pod: bool
-    ) -> list[str]:
-        if pod:
-            return [
-                "/app/llama-server", "--model", model, "--host", LOOPBACK, "--port", str(port),
-                "--alias", served_name, "--metrics", *args,
-            ]  # fmt: skip
-        return [
-            sys.executable, "-m", "llama_cpp.server", "--model", model, "--host", LOOPBACK,
-            "--port", str(port), "--model_alias", served_name, *args,
-        ]  # fmt: skip
-
-
-PROFILES: Final[Mapping[str, EngineProfile]] = {
-    "vllm": VLLM(),
-    "sglang": SGLang(),
-    "llama-server": LlamaServer(),
-}
-
-
-def profile(name: str) -> EngineProfile:
-    """The profile of ``serve.engine.name`` (the spec allows only these names)."""
-    return PROFILES[name]
 
 
 # -- the metric map --------------------------------------------------------------------------------

@@ -353,7 +353,9 @@ class EngineRoutes:
         return self._client
 
     def wedged(self) -> str | None:
-        return self.failed
+        """Never: an engine that fails makes the replica unready (readiness), not dead
+        (liveness): a pod's kubelet restarts the engine's container, not kaip's."""
+        return None
 
     def close(self) -> None:
         """Nothing to release synchronously: :meth:`aclose` closes the connections."""

@@ -15,6 +15,7 @@ from typing import Final
 from kaip.errors import Problem
 from kaip.plan import REVISION_LENGTH, Workload
 from kaip.render.kube.artifacts import ArtifactPathProblem, place_artifact
+from kaip.render.kube.engine import engine_model_path
 from kaip.render.kube.inference_pool import picker_name, route_name, uses_inference_pool
 from kaip.spec import App, Model, TrainingJob
 
@@ -115,6 +116,8 @@ def workload_problems(workload: Workload) -> list[Problem]:
     if isinstance(resource, Model):
         try:
             place_artifact(resource, workload.image or "")
+            if resource.spec.serve.engine is not None:
+                engine_model_path(resource)
         except ArtifactPathProblem as exc:
             problems.append(_problem(workload, exc.field, str(exc)))
     return problems

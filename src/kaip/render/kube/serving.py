@@ -41,7 +41,7 @@ from typing import Any, Final
 import yaml
 
 from kaip.plan import Workload
-from kaip.render.kube import pod_options
+from kaip.render.kube import engine, pod_options
 from kaip.render.kube.artifacts import place_artifact, pod_local_model
 from kaip.render.kube.inference_pool import (
     Pool,
@@ -63,6 +63,7 @@ from kaip.render.kube.pods import (
     http_probe,
     pod_security_context,
     pre_stop,
+    small_resources,
     spec_mount,
     spread,
     termination_grace_seconds,
@@ -282,6 +283,21 @@ def _model_pod(workload: Workload, model: Model, settings: Settings) -> tuple[Ob
         tmp_volume(),
         *user_volumes,
     ]
+    containers = [container]
+    if options.serve.engine is not None:
+        # kaip's container relays to the engine's beside it, which gets the Model's resources
+        container["args"] += ["--engine-url", engine.engine_url(model)]
+        container["resources"] = small_resources(engine.RELAY_CPU, engine.RELAY_MEMORY)
+        containers.append(
+            engine.engine_container(
+                model,
+                placement,
+                container_resources(workload.resources),
+                pod_options.container_env(options, defaults=engine.CACHE_ENV),
+                pod_options.container_env_from(options),
+            )
+        )
+        volumes.append(engine.shm_volume())
     pod: Obj = {}
     if placement.init_containers:
         # The fetch may need the same credentials (e.g. from a Secret) as the server.
@@ -297,7 +313,7 @@ def _model_pod(workload: Workload, model: Model, settings: Settings) -> tuple[Ob
             }
             for init in placement.init_containers
         ]
-    pod |= {"containers": [container], "volumes": volumes}
+    pod |= {"containers": containers, "volumes": volumes}
     return pod, pod_local_model(model, placement.pod_uri)
 
 
