@@ -8,7 +8,14 @@ reads a clock or does I/O, so tests drive it with a fake clock.
 How it decides, in order:
 
 1. **Raw need.** ``ceil((in_flight + held) / targetConcurrency)``: every request in flight or
-   held by the gateway counts towards the concurrency the replicas must carry.
+   held by the gateway counts towards the concurrency the replicas must carry. With
+   ``targetKvCacheUsage`` and requests in flight, also the KV-cache need, as the Kubernetes HPA
+   computes it for a Pods metric: ``ceil(current * usage / target)``, ``usage`` the replicas'
+   ``kaip_kv_cache_usage_ratio`` averaged, left at ``current`` when ``usage / target`` is within
+   :data:`KV_TOLERANCE` of 1 (the HPA's tolerance, against flapping); the larger need wins.
+   Only while requests are in flight: between requests a llama.cpp replica's gauge still reads
+   its last conversation's share of the context (kept as cache for the next prompt's prefix),
+   which no request uses, so an idle resource is never scaled up by it.
 2. **Scale from zero.** A held request with no replica always asks for at least one replica,
    at once: the gateway is holding a user's request.
 3. **Scale to zero.** With ``minReplicas: 0``, the need drops to zero only after the resource
@@ -28,6 +35,9 @@ Worked example (``targetConcurrency: 8``, ``minReplicas: 0``, ``maxReplicas: 3``
                                               inside the 30 s window  -> stays 3
     t=40   in_flight=5  held=0  current=3  -> window now holds 1s only -> 1
     t=100  in_flight=0  last request t=38  -> idle 62 s >= 60         -> 0
+
+With ``targetKvCacheUsage: 0.5`` too: ``in_flight=4 current=2 usage=0.9`` needs
+``ceil(4/8)=1`` by concurrency but ``ceil(2 * 0.9 / 0.5)=4`` by KV cache -> 3 (``maxReplicas``).
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ from dataclasses import dataclass
 from kaip.spec import Scaling
 
 DEFAULT_STABILIZATION_SECONDS = 30.0
+KV_TOLERANCE = 0.1
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,8 @@ class LoadObservation:
     in_flight: int
     held: int
     last_activity_at: float
+    kv_cache_usage: float | None = None
+    """The replicas' KV-cache use averaged (0 to 1), None when none reported it."""
 
 
 @dataclass(frozen=True)
@@ -97,10 +110,21 @@ def autoscale(
     >>> d = autoscale(s, current=1, load=LoadObservation(0, 0, 38.0), now=100.0, memory=d.memory)
     >>> d.desired, d.reason
     (0, 'idle for 62s >= 60s')
+    >>> s = Scaling(max_replicas=3, target_kv_cache_usage=0.5)
+    >>> d = autoscale(s, current=2, load=LoadObservation(4, 0, 0.0, kv_cache_usage=0.9), now=0.0)
+    >>> d.desired, d.reason
+    (3, 'KV cache 90% over 2 replica(s) / target 50% (bounded to [1, 3])')
     """
     demand = load.in_flight + load.held
     raw = math.ceil(demand / scaling.target_concurrency) if demand else 0
     reason = f"{demand} concurrent request(s) / target {scaling.target_concurrency:g}"
+    kv_need = _kv_cache_need(scaling, current, load) if demand else None
+    if kv_need is not None and kv_need > raw:
+        raw = kv_need
+        reason = (
+            f"KV cache {load.kv_cache_usage:.0%} over {current} replica(s) / target "
+            f"{scaling.target_kv_cache_usage:.0%}"
+        )
     to_zero = False
     if current == 0 and load.held > 0:
         raw = max(raw, 1)
@@ -129,3 +153,14 @@ def autoscale(
             desired, f"holding {desired} for stabilisation (needs {bounded} now)", memory
         )
     return ScaleDecision(bounded, reason, memory)
+
+
+def _kv_cache_need(scaling: Scaling, current: int, load: LoadObservation) -> int | None:
+    """The replicas the KV cache asks for (module docstring, 1.), None when it says nothing."""
+    target, usage = scaling.target_kv_cache_usage, load.kv_cache_usage
+    if target is None or usage is None or current == 0:
+        return None
+    ratio = usage / target
+    if abs(ratio - 1) <= KV_TOLERANCE:
+        return current
+    return math.ceil(current * ratio)

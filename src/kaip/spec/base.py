@@ -249,9 +249,9 @@ class Scaling(SpecModel):
         gt=0,
         le=1,
         description=(
-            "Models on Kubernetes: also scale on the engine's KV-cache use per replica (tokens "
-            "in its context over the context's size, kaip_kv_cache_usage_ratio; llama.cpp "
-            "reports it), e.g. 0.8"
+            "Models: also scale on the engine's KV-cache use per replica (tokens in its "
+            "context over the context's size, kaip_kv_cache_usage_ratio; llama.cpp reports "
+            "it), e.g. 0.8; kaip up counts it while requests are in flight"
         ),
     )
 

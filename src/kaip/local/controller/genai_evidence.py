@@ -11,27 +11,25 @@ a canary on the same measurement, by the same quantile rule (:mod:`kaip.policy.g
 they gained since the step began (``increase`` summed ``by (le)``, as the PromQL does). The first
 read of a step only sets the baseline; a replica first seen later (a new canary replica) counts
 from zero, and one whose counts fell restarted. :func:`scrape` reads ``/metrics`` of the given
-replicas at once, each bounded in time and size; one that does not answer is left out of this
-read (its gain shows at the next). Never decides anything: :mod:`kaip.policy` does.
+replicas at once (:func:`~kaip.local.controller.replica_metrics.read_metrics`, bounded in time
+and size); one that does not answer is left out of this read (its gain shows at the next).
+Never decides anything: :mod:`kaip.policy` does.
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from kaip.local.controller.replica_metrics import read_metrics
 from kaip.policy.genai import Buckets, add, histogram_quantile, increase
 from kaip.telemetry import GENAI_TIME_PER_OUTPUT_TOKEN, GENAI_TIME_TO_FIRST_TOKEN, prometheus_name
 
 SCRAPE_INTERVAL_S = 1.0
 """How often a rollout with a GenAI gate reads its replicas' ``/metrics``."""
-SCRAPE_TIMEOUT_S = 5.0
-MAX_METRICS_BYTES = 4 * 2**20
 TTFT: str = prometheus_name(GENAI_TIME_TO_FIRST_TOKEN, "seconds")
 TPOT: str = prometheus_name(GENAI_TIME_PER_OUTPUT_TOKEN, "seconds")
 
@@ -64,26 +62,7 @@ def parse(text: str) -> tuple[dict[float, float], dict[float, float]]:
 async def scrape(targets: Iterable[tuple[str, str, int]]) -> dict[str, ReplicaHistograms]:
     """``(replica, revision, port)`` -> what each replica's ``/metrics`` holds now."""
     targets = list(targets)
-    if not targets:
-        return {}
-    timeout = httpx.Timeout(SCRAPE_TIMEOUT_S)
-    async with httpx.AsyncClient(timeout=timeout, trust_env=False) as client:
-
-        async def one(port: int) -> str | None:
-            try:
-                async with client.stream("GET", f"http://127.0.0.1:{port}/metrics") as answer:
-                    if answer.status_code != 200:
-                        return None
-                    body = bytearray()
-                    async for chunk in answer.aiter_bytes():
-                        body += chunk
-                        if len(body) > MAX_METRICS_BYTES:
-                            return None
-                    return body.decode("utf-8", "replace")
-            except httpx.HTTPError:
-                return None
-
-        texts = await asyncio.gather(*(one(port) for _, _, port in targets))
+    texts = await read_metrics([port for _, _, port in targets])
     out: dict[str, ReplicaHistograms] = {}
     for (replica, revision, _), text in zip(targets, texts, strict=True):
         if text is None:

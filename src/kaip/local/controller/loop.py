@@ -318,10 +318,20 @@ class Controller(Delivery):
         in_flight, held = (sample.in_flight, sample.held) if sample else (0, 0)
         last = sample.last_request_at if sample and sample.last_request_at else None
         activity = max(last or run.started_at, run.started_at)
+        kv_cache = None
+        if run.scaling.target_kv_cache_usage is not None:
+            ports = [
+                r.port
+                for live in (run.stable, run.canary)
+                if live is not None
+                for r in self.supervisor.replicas(run.name, live.revision)
+                if r.serving and r.port
+            ]
+            kv_cache = run.kv_cache.poll(ports, now, self.wake)
         decision = autoscale(
             run.scaling,
             current=run.desired_total,
-            load=LoadObservation(in_flight, held, activity),
+            load=LoadObservation(in_flight, held, activity, kv_cache),
             now=now,
             memory=run.scale_memory,
             stabilization_seconds=self.config.stabilization_seconds,

@@ -15,6 +15,7 @@ from typing import Literal
 
 from kaip.local.controller.genai_evidence import GenAIWindow, ReplicaHistograms
 from kaip.local.controller.pinning import RemotePinning
+from kaip.local.controller.replica_metrics import KvCacheReader
 from kaip.local.state import Commit, RolloutRecord
 from kaip.local.supervisor import Launch
 from kaip.policy import CheckResult, Evidence, ScaleMemory, Verdict
@@ -125,6 +126,8 @@ class ResourceRun:
     canary: RevisionRun | None = None
     rollout: RolloutRun | None = None
     scale_memory: ScaleMemory = field(default_factory=ScaleMemory)
+    kv_cache: KvCacheReader = field(default_factory=KvCacheReader)
+    """Its replicas' KV-cache use, read while ``scaling.targetKvCacheUsage`` is set."""
     desired_total: int = 1
     scale_reason: str = ""
     created_at: float | None = None
