@@ -123,3 +123,30 @@ def test_replicas_left_by_a_dead_kaip_are_found_and_stopped(tmp_path: Path) -> N
         assert kill_orphans(pid_file) == 0  # a clean shutdown leaves nothing behind
 
     asyncio.run(scenario())
+
+
+def test_a_launch_that_needs_longer_to_start_gets_its_own_patience(tmp_path: Path) -> None:
+    """A Model whose engine loads weights first (``serve.engine.startupSeconds``) is not killed
+    at the supervisor's usual startup timeout, only past its own (a fake clock drives both)."""
+    now = [0.0]
+
+    async def scenario() -> None:
+        supervisor = Supervisor(
+            tmp_path / "logs", timings=FAST, clock=lambda: now[0], pid_file=tmp_path / "r.json"
+        )
+        never_healthy = Launch(
+            name="slow", revision="abcdef1234",
+            argv=(sys.executable, str(FIXTURES / "tiny_server.py")), cwd=FIXTURES, env={},
+            health_path="/unready", startup_timeout=FAST.startup_timeout + 600,
+        )  # fmt: skip
+        replica = await supervisor.add(never_healthy)
+        now[0] = FAST.startup_timeout + 1  # past the usual patience
+        for _ in range(5):
+            await supervisor.tick()
+            await asyncio.sleep(0.05)
+        assert replica.phase == "starting" and replica.restarts == 0
+        now[0] = FAST.startup_timeout + 601  # past its own
+        await until(supervisor, lambda: replica.last_exit == -signal.SIGKILL)
+        await supervisor.shutdown()
+
+    asyncio.run(scenario())

@@ -5,8 +5,9 @@ is the revision's spec written under ``.kaip/revisions/`` with artifact paths ma
 replicas of an old revision keep working whatever happens to the spec file afterwards. An App
 replica is its ``command`` (a leading ``python`` means this interpreter) run in the spec file's
 directory. Both get the spec's ``env`` (over kaip's own environment, which they inherit: that is
-where ``envValueFrom`` variables come from locally), ``PORT`` and ``KAIP_GATEWAY_URL``. Writes
-snapshot files; starts nothing.
+where ``envValueFrom`` variables come from locally), ``PORT`` and ``KAIP_GATEWAY_URL``. A Model
+with ``serve.engine`` is given its engine's ``startupSeconds`` to turn ready. Writes snapshot
+files; starts nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from kaip.local.supervisor.process import Launch
 from kaip.spec import App, Model, dump_resource
 
 MODEL_HEALTH_PATH = "/v2/health/ready"
+ENGINE_MARGIN_S = 30.0
+"""A Model with ``serve.engine`` may take its engine's ``startupSeconds`` to turn ready, plus
+this for the replica's own start (the replica itself fails past that, saying why)."""
 
 
 def snapshot_path(snapshot_dir: Path, kind: str, name: str, revision: str) -> Path:
@@ -61,6 +65,7 @@ def model_launch(
     profile_token: str = "",
 ) -> Launch:
     name = model.metadata.name
+    engine = model.spec.serve.engine
     argv = (
         sys.executable,
         "-m",
@@ -86,6 +91,7 @@ def model_launch(
             **({"KAIP_PROFILE_TOKEN": profile_token} if profile_token else {}),
         },
         health_path=MODEL_HEALTH_PATH,
+        startup_timeout=None if engine is None else engine.startup_seconds + ENGINE_MARGIN_S,
     )
 
 

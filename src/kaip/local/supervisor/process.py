@@ -65,6 +65,9 @@ class Launch:
     cwd: Path
     env: Mapping[str, str]
     health_path: str
+    startup_timeout: float | None = None
+    """How long it may take to turn healthy, when it needs longer than
+    :attr:`Timings.startup_timeout` (a Model whose engine loads its weights first)."""
 
 
 @dataclass
@@ -344,7 +347,8 @@ class Supervisor:
             if healthy:
                 replica.phase, replica.ready_at = "ready", now
                 return True
-            if now - replica.started_at > timings.startup_timeout and replica.process:
+            patience = max(timings.startup_timeout, replica.launch.startup_timeout or 0.0)
+            if now - replica.started_at > patience and replica.process:
                 _signal_group(replica.process.pid, signal.SIGKILL)  # exit handling restarts it
             return False
         if healthy:
