@@ -229,3 +229,14 @@ def test_a_resource_named_like_the_inference_route_is_refused_naming_both() -> N
         message
     )
     assert "rename 'chat-inference', or rename Model 'chat'" in message
+
+
+def test_a_resource_named_like_a_canarys_picker_is_refused_before_the_canary_starts() -> None:
+    with pytest.raises(SpecError) as refused:
+        render(("chat", "prefix-affinity"), ("chat-epp-0a1b2c", ""))
+    message = str(refused.value)
+    assert (
+        "Model 'chat-epp-0a1b2c' would share its Service and ServiceAccount with a canary's "
+        in (message)
+    )
+    render(("chat", "prefix-affinity"), ("chat-epp-web", ""))  # no revision's digits: fine

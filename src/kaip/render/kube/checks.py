@@ -16,7 +16,12 @@ from kaip.errors import Problem
 from kaip.plan import REVISION_LENGTH, Workload
 from kaip.render.kube.artifacts import ArtifactPathProblem, place_artifact
 from kaip.render.kube.engine import engine_model_path
-from kaip.render.kube.inference_pool import picker_name, route_name, uses_inference_pool
+from kaip.render.kube.inference_pool import (
+    REVISION_PICKER_DIGITS,
+    picker_name,
+    route_name,
+    uses_inference_pool,
+)
 from kaip.spec import App, Model, TrainingJob
 
 MAX_NAME: Final = 63
@@ -144,10 +149,17 @@ def collision_problems(workloads: Iterable[Workload]) -> list[Problem]:
     for workload in first.values():
         if not uses_inference_pool(workload):
             continue
-        taken = (
-            (picker_name(workload), "its Service and ServiceAccount with the endpoint picker"),
+        picker = picker_name(workload)
+        canary_picker = re.compile(re.escape(picker) + f"-[0-9a-f]{{{REVISION_PICKER_DIGITS}}}")
+        taken = [
+            (picker, "its Service and ServiceAccount with the endpoint picker"),
             (route_name(workload), "its HTTPRoute with the inference route"),
-        )
+        ]
+        taken += [
+            (name, "its Service and ServiceAccount with a canary's endpoint picker")
+            for namespace, name in first
+            if namespace == workload.namespace and canary_picker.fullmatch(name)
+        ]
         for name, what in taken:
             clash = first.get((workload.namespace, name))
             if clash is not None:

@@ -328,6 +328,7 @@ def _deployment(workload: Workload, pool: Pool, labels: dict[str, str]) -> Obj:
 __all__ = [
     "EPP_IMAGE",
     "EPP_VERSION",
+    "REVISION_PICKER_DIGITS",
     "Pool",
     "gateway_parent",
     "inference_pool_objects",
