@@ -3,13 +3,13 @@
 child and relays ``/v1/*`` to it (issue 17, real engines as runtimes).
 
 The engine is real and so is everything around it: examples/llm's script writes the tiny GGUF,
-``kaip up`` runs the gateway and the replica, the official ``openai`` SDK is the client. The
-answers must be the engine's own, passed on unchanged: their ids are llama_cpp.server's (a dashed
-UUID; kaip's own OpenAI routes mint 24 hex digits), their text equals llama.cpp's on the same
-file at temperature 0, their ``usage`` its tokenizer's counts. The replica's ``/metrics`` must
-carry the GenAI histograms the relay measured. Killing the engine must take the replica down,
-say why in its log, and ``kaip up`` must bring it back; engine arguments it rejects must fail the
-replica with the engine's own words.
+``kaip up examples/llm-engine`` runs the gateway and the replica, the official ``openai`` SDK is
+the client. The answers must be the engine's own, passed on unchanged: their ids are
+llama_cpp.server's (a dashed UUID; kaip's own OpenAI routes mint 24 hex digits), their text
+equals llama.cpp's on the same file at temperature 0, their ``usage`` its tokenizer's counts.
+The replica's ``/metrics`` must carry the GenAI histograms the relay measured. Killing the
+engine must take the replica down, say why in its log, and ``kaip up`` must bring it back;
+engine arguments it rejects must fail the replica with the engine's own words.
 """
 
 from __future__ import annotations
@@ -37,40 +37,25 @@ pytest.importorskip(
 )  # llama_cpp.server's own dependencies
 
 ROOT = Path(__file__).resolve().parents[2]
-MODEL = "tiny-llama"
+MODEL = "tiny-llama-server"
 PROMPT = "the sea and the river"
 CONTEXT = 512
 ENGINE_ID = re.compile(
     r"^(chat)?cmpl-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 )
-SPEC = f"""\
-apiVersion: kaip.dev/v1alpha1
-kind: Model
-metadata:
-  name: {MODEL}
-spec:
-  owner: ml-platform
-  artifact:
-    uri: tiny-llama.gguf
-    format: gguf
-  serve:
-    protocols: [openai]
-    names: [{MODEL}, tiny/alias]
-    engine:
-      name: llama-server
-      args: [--n_ctx, "{CONTEXT}"]
-  scaling: {{minReplicas: 1, maxReplicas: 1}}
-"""
 
 
 @pytest.fixture(scope="module")
 def spec_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """examples/llm-engine copied, its GGUF written by examples/llm's script."""
     directory = tmp_path_factory.mktemp("engine") / "spec"
-    directory.mkdir()
+    shutil.copytree(ROOT / "examples" / "llm-engine", directory)
     gguf = directory / "tiny-llama.gguf"
     command = [sys.executable, str(ROOT / "examples" / "llm" / "make_gguf.py"), str(gguf)]
     subprocess.run([*command, "--context", str(CONTEXT)], check=True, capture_output=True)
-    (directory / "kaip.yaml").write_text(SPEC)
+    spec = directory / "kaip.yaml"
+    # One replica, whatever the load: the tests find its engine among its children.
+    spec.write_text(spec.read_text() + "  scaling: {minReplicas: 1, maxReplicas: 1}\n")
     return directory
 
 
@@ -213,7 +198,7 @@ def test_engine_arguments_it_rejects_fail_the_replica_in_its_own_words(
     bad = tmp_path / "spec"
     shutil.copytree(spec_dir, bad)
     spec = bad / "kaip.yaml"
-    spec.write_text(spec.read_text().replace("args: [--n_ctx", "args: [--no-such-flag"))
+    spec.write_text(spec.read_text().replace('args: [--n_ctx, "512"]', "args: [--no-such-flag]"))
     result = subprocess.run(
         [sys.executable, "-m", "kaip.serving", str(spec), "--model", MODEL, "--port", "0"],
         capture_output=True, text=True, timeout=120,
