@@ -453,6 +453,20 @@ class EngineRoutes:
         error = ""
         watch = StreamWatch(drop_usage_chunk=drop_usage)
         status = response.status_code
+        recorded = False
+
+        def record() -> None:
+            """Once, before the last bytes go out (a client that read them may scrape next)."""
+            nonlocal recorded, error
+            if recorded:
+                return
+            recorded = True
+            if status >= 400 and not error:
+                error = str(status)
+            first = None if watch.first_text_at is None else watch.first_text_at - started
+            # a whole answer: the time of its first token is not known, only the duration
+            self._record(operation, started, first if stream else None, watch.tokens, error)
+
         try:
             if stream and status == 200:
                 await send(
@@ -472,6 +486,7 @@ class EngineRoutes:
                     message = f"engine {self.engine.name!r} broke off the stream: {exc!r}"
                     last = b"data: " + openai_error(EngineError(message)) + b"\n\n"
                     status = 502
+                record()
                 await send({"type": "http.response.body", "body": last, "more_body": False})
             else:
                 try:
@@ -484,6 +499,7 @@ class EngineRoutes:
                 if operation is not None and status == 200:
                     watch.usage_tokens = _completion_tokens(whole, response)
                 headers = [*_response_headers(response), (b"content-length", b"%d" % len(whole))]
+                record()
                 await send({"type": "http.response.start", "status": status, "headers": headers})
                 await send({"type": "http.response.body", "body": whole, "more_body": False})
         except asyncio.CancelledError:
@@ -491,11 +507,7 @@ class EngineRoutes:
             raise
         finally:
             await response.aclose()
-            if status >= 400 and not error:
-                error = str(status)
-            first = None if watch.first_text_at is None else watch.first_text_at - started
-            # a whole answer: the time of its first token is not known, only the duration
-            self._record(operation, started, first if stream else None, watch.tokens, error)
+            record()
         return status
 
     def _prepare(self, body: bytes, operation: str) -> tuple[bytes, bool, bool]:
