@@ -268,3 +268,14 @@ def test_a_pods_replica_follows_the_engine_beside_it(spec_dir: Path, tmp_path: P
         replica.wait(30)
         engine.wait(30)
     assert "does not answer" in (tmp_path / "replica.log").read_text()
+
+
+def test_oip_v2_says_the_engine_serves_the_model_over_openai(gateway: LocalPlatform) -> None:
+    base = f"http://127.0.0.1:{_replica(gateway)['port']}/v2/models/{MODEL}"
+    metadata = httpx.get(base, timeout=30)
+    assert metadata.status_code == 200
+    assert metadata.json()["platform"] == "engine:llama-server"
+    tensor = {"name": "text", "shape": [1], "datatype": "BYTES", "data": ["the sea"]}
+    infer = httpx.post(f"{base}/infer", json={"inputs": [tensor]}, timeout=30)
+    assert infer.status_code == 501
+    assert "served by the engine 'llama-server' over the OpenAI API" in infer.json()["error"]

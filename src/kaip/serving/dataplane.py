@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from kaip.errors import InferenceError, KaipError, OverloadedError
+from kaip.errors import InferenceError, KaipError, OverloadedError, UnsupportedExtensionError
 from kaip.protocol.statistics import InferenceStats
 from kaip.serving.batcher import Batcher, Outputs, Pending, expire
 from kaip.serving.codec import DTYPES, InferRequest, fit
@@ -58,6 +58,8 @@ class ServedModel:
         self.tracing = tracing
         self.timeout = timeout
         self.ready = False
+        self.served_by: str | None = None
+        """The engine serving this model (``serve.engine``), which kaip relays to: no runtime."""
         self._max_batch_size = max_batch_size
         self._max_delay = max_delay
         self._max_queue = max_queue
@@ -70,6 +72,7 @@ class ServedModel:
 
     @property
     def runtime(self) -> Runtime:
+        self._not_relayed()
         if self._runtime is None:
             raise OverloadedError(f"model {self.name!r} is still loading", retry_after=1.0)
         return self._runtime
@@ -111,6 +114,14 @@ class ServedModel:
             self.batcher.max_batch_size,
         )
 
+    def _not_relayed(self) -> None:
+        """A model an engine serves (``served_by``) has no runtime here: 501 for OIP v2."""
+        if self.served_by is not None:
+            raise UnsupportedExtensionError(
+                f"model {self.name!r} is served by the engine {self.served_by!r} over the OpenAI "
+                "API (/v1/...); OIP v2 inference is not available for it"
+            )
+
     def mark_ready(self) -> None:
         self.ready = True
         self.metrics.ready.set(1)
@@ -123,6 +134,10 @@ class ServedModel:
 
     def metadata(self, name: str) -> dict[str, Any]:
         """OIP model metadata, under the served ``name`` the client asked for."""
+        if self.served_by is not None:
+            platform = f"engine:{self.served_by}"
+            return {"name": name, "versions": [self.revision], "platform": platform,
+                    "inputs": [], "outputs": []}  # fmt: skip
         return {
             "name": name,
             "versions": [self.revision],
@@ -228,6 +243,7 @@ class ServedModel:
 
     async def infer(self, request: InferRequest, span: Any = None) -> Outputs:
         """Validate, queue, await the batch; raises a KaipError for anything the client did."""
+        self._not_relayed()
         if not self.ready or self.batcher is None:
             raise OverloadedError(f"model {self.name!r} is still loading", retry_after=1.0)
         arrays, rows, key = self.validate(request)

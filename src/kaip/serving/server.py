@@ -112,6 +112,7 @@ def build(
             timeout=spec.serve.timeout_seconds,
         )
         relay.attach_metrics(routes, metrics)
+        served.served_by = spec.serve.engine.name
     app = ServingApp(
         served,
         max_request_bytes=spec.serve.max_request_bytes,
