@@ -1,9 +1,16 @@
 """The gateway's signals in place: one process, one event loop, real loopback sockets.
 
-Usage: .venv/bin/python bench/gateway/signals_insitu.py [--requests 20000] [--rounds 8]
-                                                       [--modes off,metrics,recorder,on] [--core 1]
+Usage: .venv/bin/python bench/gateway/signals_insitu.py --turns 200 [--block 500]
+                                 [--modes off,metrics,recorder,on,direct] [--core 1]
+       .venv/bin/python bench/gateway/signals_insitu.py [--rounds 8] [--requests 20000]
+                                 [--modes off,sdkidle,on]
 
-Each run is a fresh process holding a real kaip gateway (``kaip.local.gateway.Gateway``), a
+``--turns N`` (the precise one): every mode's gateway in one process, driven in turns of
+``--block`` requests with the order alternating, each turn's CPU paired with the first mode's
+turn beside it, so the machine's slow drift cancels. Without it, each run is a fresh process
+(``sdkidle`` needs that: the SDK configured in a process is there for every mode in it).
+
+A run holds a real kaip gateway (``kaip.local.gateway.Gateway``), a
 minimal HTTP/1.1 backend (raw asyncio protocol and httptools, a fixed 200 answer) and a
 keep-alive client with 8 connections, all on one uvloop loop, posting the bench's one-row OIP
 request through the gateway. Its CPU time over the requests (``time.process_time``: every thread,
@@ -21,8 +28,8 @@ processor exports over OTLP/HTTP to a sink process, as ``kaip up`` with the vari
 the gateway's own CPU per request in place. The SDK's batch processor exports every 5 s, so a run
 of a second or two holds no export: its cost (~100 µs per sampled trace, about 10 a second) is
 measured apart (bench/README.md). The garbage collector's runs are counted (``gc.callbacks``).
-Rounds alternate the order of the modes. Prints each mode's median CPU µs per request and its
-paired difference from ``off`` (median and middle half).
+Rounds (or turns) alternate the order of the modes. Prints each mode's median CPU µs per request
+and its paired difference from the first mode's (median and middle half).
 """
 
 from __future__ import annotations
@@ -68,35 +75,55 @@ class Backend(asyncio.Protocol):
 
 
 class Client(asyncio.Protocol):
-    """One keep-alive connection posting ``BODY`` again each time an answer is complete."""
+    """One keep-alive connection of a batch: it posts ``BODY`` again each time an answer is
+    complete while the batch has requests left to send; the batch is done when every one it
+    sent is answered (``batch``: sent, answered, size; shared by a mode's connections)."""
 
-    def __init__(self, request: bytes, left: list[int], done: asyncio.Future[None]) -> None:
+    def __init__(self, request: bytes) -> None:
         import httptools
 
         self.request = request
-        self.left = left
-        self.done = done
+        self.batch = [0, 0, 0]
+        self.done: asyncio.Future[None] | None = None
         self.parser = httptools.HttpResponseParser(self)
-        self.status = 0
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
 
+    def arm(self, batch: list[int], done: asyncio.Future[None]) -> None:
+        self.batch, self.done = batch, done
+
     def send(self) -> None:
-        self.transport.write(self.request)
+        batch = self.batch
+        if batch[0] < batch[2]:
+            batch[0] += 1
+            self.transport.write(self.request)
 
     def data_received(self, data: bytes) -> None:
         self.parser.feed_data(data)
 
     def on_message_complete(self) -> None:
+        assert self.done is not None
         if self.parser.get_status_code() != 200:
             self.done.set_exception(RuntimeError(f"status {self.parser.get_status_code()}"))
             return
-        self.left[0] -= 1
-        if self.left[0] > 0:
-            self.send()
-        elif self.left[0] == 0 and not self.done.done():
+        batch = self.batch
+        batch[1] += 1
+        if batch[1] == batch[2]:
             self.done.set_result(None)
+        else:
+            self.send()
+
+
+async def run_batch(clients: list[Client], count: int) -> None:
+    """``count`` requests over ``clients``, returning once every one is answered."""
+    batch = [0, 0, count]
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    for client in clients:
+        client.arm(batch, done)
+    for client in clients:
+        client.send()
+    await done
 
 
 async def one_run(mode: str, requests: int, warmup: int) -> dict[str, float]:
@@ -134,22 +161,12 @@ async def one_run(mode: str, requests: int, warmup: int) -> dict[str, float]:
         b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (port, len(BODY), BODY)
     )
 
-    async def drive(count: int) -> None:
-        left = [count]
-        done: asyncio.Future[None] = loop.create_future()
-        clients = []
-        for _ in range(CONNECTIONS):
-            _, client = await loop.create_connection(
-                lambda: Client(request, left, done), "127.0.0.1", port
-            )
-            clients.append(client)
-        for client in clients:
-            client.send()
-        await done
-        for client in clients:
-            client.transport.close()
+    clients = []
+    for _ in range(CONNECTIONS):
+        _, client = await loop.create_connection(lambda: Client(request), "127.0.0.1", port)
+        clients.append(client)
 
-    await drive(warmup)
+    await run_batch(clients, warmup)
     collections = [0, 0.0]  # the garbage collector's runs, and its time in them
 
     def gc_watch(phase: str, info: dict[str, int]) -> None:
@@ -161,7 +178,7 @@ async def one_run(mode: str, requests: int, warmup: int) -> dict[str, float]:
 
     gc.callbacks.append(gc_watch)
     process, thread, wall = time.process_time(), time.thread_time(), time.perf_counter()
-    await drive(requests)
+    await run_batch(clients, requests)
     process = time.process_time() - process
     thread = time.thread_time() - thread
     wall = time.perf_counter() - wall
@@ -175,6 +192,79 @@ async def one_run(mode: str, requests: int, warmup: int) -> dict[str, float]:
         "gc_us": collections[1] * 1e6 / requests,
         "rps": requests / wall,
     }
+
+
+async def interleaved(
+    modes: list[str], blocks: int, block: int, warmup: int, gc_runs: dict[str, int]
+) -> dict[str, list[float]]:
+    """Every mode's gateway in this one process, in front of one backend, driven in turns of
+    ``block`` requests (order alternating each turn): the loop thread's CPU µs per request of
+    each turn, by mode (and into ``gc_runs`` the garbage collector's runs in each mode's turns).
+    Turns a few tens of ms apart share the machine's state, so paired turns cancel the slow
+    drift that separate processes see."""
+    from kaip.local.gateway import Backend as Upstream
+    from kaip.local.gateway import Gateway, Route
+    from kaip.telemetry.spans import SpanRecorder
+
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(Backend, "127.0.0.1", 0)
+    backend_port = server.sockets[0].getsockname()[1]
+    upstream = Upstream(replica="digits-0", revision="1", host="127.0.0.1", port=backend_port)
+    route = Route(kind="model", name="digits", weights={"1": 100}, backends=(upstream,), owner="b")
+    telemetry: Any = None
+    gateways: list[Any] = []
+    clients: dict[str, list[Client]] = {}
+    for mode in modes:
+        if mode == "direct":
+            port = backend_port
+        else:
+            if mode == "on":
+                if telemetry is None:
+                    from kaip.telemetry.otel import configure
+
+                    telemetry = configure("kaip-gateway")
+                gateway = Gateway(host="127.0.0.1", port=0, tracer=telemetry.spans)
+            elif mode == "recorder":
+                sink: list[Any] = []
+                gateway = Gateway(host="127.0.0.1", port=0, tracer=SpanRecorder(sink.append))
+            elif mode == "metrics":
+                gateway = Gateway(host="127.0.0.1", port=0)
+            else:
+                gateway = Gateway(host="127.0.0.1", port=0, observe=False)
+            port = await gateway.start()
+            gateway.set_routes([route])
+            gateways.append(gateway)
+        request = (
+            b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: "
+            b"application/json\r\nContent-Length: %d\r\n\r\n%s" % (port, len(BODY), BODY)
+        )
+        clients[mode] = []
+        for _ in range(CONNECTIONS):
+            _, client = await loop.create_connection(
+                lambda request=request: Client(request), "127.0.0.1", port
+            )
+            clients[mode].append(client)
+
+    for mode in modes:
+        await run_batch(clients[mode], warmup)
+    per_request: dict[str, list[float]] = {mode: [] for mode in modes}
+    runs = [0]  # the garbage collector's, counted per mode below
+
+    def counted(phase: str, info: dict[str, int]) -> None:
+        runs[0] += phase == "stop"
+
+    gc.callbacks.append(counted)
+    for turn in range(blocks):
+        for mode in modes if turn % 2 == 0 else list(reversed(modes)):
+            before, started = runs[0], time.thread_time()
+            await run_batch(clients[mode], block)
+            per_request[mode].append((time.thread_time() - started) * 1e6 / block)
+            gc_runs[mode] = gc_runs.get(mode, 0) + runs[0] - before
+    gc.callbacks.remove(counted)
+    for gateway in gateways:
+        await gateway.stop()
+    server.close()
+    return per_request
 
 
 def child(mode: str, requests: int, warmup: int, core: int) -> None:
@@ -214,6 +304,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--modes", default="off,metrics,recorder,on")
     parser.add_argument("--core", type=int, default=1, help="pin each run here (-1: no pin)")
+    parser.add_argument(
+        "--turns",
+        type=int,
+        default=0,
+        help="instead of a process per run: every mode in one process, this many turns of "
+        "--block requests each (sdkidle is not a mode here)",
+    )
+    parser.add_argument("--block", type=int, default=1000)
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -230,6 +328,14 @@ def main() -> None:
     }
     env.pop("OTEL_TRACES_SAMPLER", None)
     print("load average before:", " ".join(Path("/proc/loadavg").read_text().split()[:3]))
+    if args.turns:
+        try:
+            in_turns(args, modes, env)
+        finally:
+            receiver.terminate()
+            receiver.wait()
+        print("load average after:", " ".join(Path("/proc/loadavg").read_text().split()[:3]))
+        return
     results: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
     try:
         for rnd in range(args.rounds):
@@ -258,6 +364,33 @@ def main() -> None:
             paired = f"{statistics.median(diffs):+.2f} vs {modes[0]}{quartiles(diffs)}"
             line += f"  {key} {median:7.2f} ({paired})"
         print(line)
+
+
+def in_turns(args: argparse.Namespace, modes: list[str], env: dict[str, str]) -> None:
+    """``--turns``: every mode in this process, its turns paired against ``modes[0]``'s."""
+    import uvloop
+
+    if "sdkidle" in modes:
+        raise SystemExit("--turns: sdkidle needs a process of its own (leave out --turns)")
+    os.environ.update(env)
+    if args.core >= 0:
+        os.sched_setaffinity(0, {args.core})
+    gc_runs: dict[str, int] = {}
+    per_request = uvloop.run(interleaved(modes, args.turns, args.block, args.warmup, gc_runs))
+    print(
+        f"{args.turns} turns of {args.block} requests per mode, order alternating; the loop "
+        "thread's CPU µs per request (median of turns; paired against the first mode's turn)"
+    )
+    base = per_request[modes[0]]
+    for mode in modes:
+        turns = per_request[mode]
+        diffs = [a - b for a, b in zip(turns, base, strict=True)]
+        print(
+            f"{mode:8s} {statistics.median(turns):7.2f} µs/request  "
+            f"({statistics.median(diffs):+.2f} vs {modes[0]}{quartiles(diffs)}); "
+            f"garbage collector runs per 1,000 requests: "
+            f"{gc_runs.get(mode, 0) * 1000 / (args.turns * args.block):.2f}"
+        )
 
 
 if __name__ == "__main__":
