@@ -279,3 +279,36 @@ def test_oip_v2_says_the_engine_serves_the_model_over_openai(gateway: LocalPlatf
     infer = httpx.post(f"{base}/infer", json={"inputs": [tensor]}, timeout=30)
     assert infer.status_code == 501
     assert "served by the engine 'llama-server' over the OpenAI API" in infer.json()["error"]
+
+
+def test_an_engine_that_answers_nothing_is_a_502_naming_the_timeout(
+    spec_dir: Path, tmp_path: Path
+) -> None:
+    spec = tmp_path / "kaip.yaml"
+    text = (spec_dir / "kaip.yaml").read_text()
+    spec.write_text(text.replace("  serve:\n", "  serve:\n    timeoutSeconds: 1\n"))
+    engine_port, port = _free_port(), _free_port()
+    engine = _start_engine(spec_dir, engine_port)
+    replica = subprocess.Popen(
+        [
+            sys.executable, "-m", "kaip.serving", str(spec), "--model", MODEL, "--port",
+            str(port), "--engine-url", f"http://127.0.0.1:{engine_port}",
+        ],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: _ready(port) == 200, "the replica to be ready")
+        engine.send_signal(signal.SIGSTOP)  # frozen: it accepts nothing and answers nothing
+        client = openai.OpenAI(
+            base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0, timeout=60
+        )
+        with pytest.raises(openai.APIStatusError) as caught:
+            client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=4)
+        assert caught.value.status_code == 502
+        assert "nothing came for serve.timeoutSeconds (1 s)" in caught.value.message
+    finally:
+        engine.send_signal(signal.SIGCONT)
+        replica.terminate()
+        engine.terminate()
+        replica.wait(30)
+        engine.wait(30)

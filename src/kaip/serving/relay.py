@@ -336,6 +336,7 @@ class EngineRoutes:
         self.metrics = metrics
         self.engine = engine
         self.max_request_bytes = max_request_bytes
+        self.timeout = timeout
         self.genai = GenAIMetrics(metrics)
         self.base_url: str | None = None
         """The engine's address, once it is healthy."""
@@ -447,9 +448,7 @@ class EngineRoutes:
             response = await self._client.send(request, stream=True)
         except httpx.HTTPError as exc:
             self._record(operation, started, None, 0, type(exc).__name__)
-            raise EngineError(
-                f"engine {self.engine.name!r} did not answer {method} {path}: {exc!r}"
-            ) from None
+            raise EngineError(self._failure(f"did not answer {method} {path}", exc)) from None
         error = ""
         watch = StreamWatch(drop_usage_chunk=drop_usage)
         status = response.status_code
@@ -483,7 +482,7 @@ class EngineRoutes:
                     last = watch.flush()
                 except httpx.HTTPError as exc:  # the engine broke off: say so, end the stream
                     error = type(exc).__name__
-                    message = f"engine {self.engine.name!r} broke off the stream: {exc!r}"
+                    message = self._failure("broke off the stream", exc)
                     last = b"data: " + openai_error(EngineError(message)) + b"\n\n"
                     status = 502
                 record()
@@ -494,7 +493,7 @@ class EngineRoutes:
                 except httpx.HTTPError as exc:
                     error = type(exc).__name__
                     raise EngineError(
-                        f"engine {self.engine.name!r} broke off its answer to {path}: {exc!r}"
+                        self._failure(f"broke off its answer to {path}", exc)
                     ) from None
                 if operation is not None and status == 200:
                     watch.usage_tokens = _completion_tokens(whole, response)
@@ -509,6 +508,14 @@ class EngineRoutes:
             await response.aclose()
             record()
         return status
+
+    def _failure(self, what: str, exc: httpx.HTTPError) -> str:
+        if isinstance(exc, httpx.TimeoutException):
+            return (
+                f"engine {self.engine.name!r} {what}: nothing came for serve.timeoutSeconds "
+                f"({self.timeout:g} s); raise it for long generations, or stream"
+            )
+        return f"engine {self.engine.name!r} {what}: {exc!r}"
 
     def _prepare(self, body: bytes, operation: str) -> tuple[bytes, bool, bool]:
         """The body to send on, whether it streams, whether to drop the usage chunk."""
