@@ -172,3 +172,12 @@ def test_without_usage_tokens_are_the_events_with_text() -> None:
     events = [_event({"choices": [{"index": 0, "text": t}]}) for t in ("a", "", "b", "c")]
     watch.feed(b"".join(events))
     assert watch.tokens == 3 and watch.usage_tokens is None
+
+
+def test_a_responses_stream_is_measured_from_its_data_lines() -> None:
+    delta = b'event: response.output_text.delta\ndata: {"type": "response.output_text.delta", "delta": "hi"}\n\n'
+    done = b'event: response.completed\ndata: {"type": "response.completed", "response": {"usage": {"output_tokens": 5}}}\n\n'
+    watch = StreamWatch(drop_usage_chunk=False)
+    assert watch.feed(delta + delta + done) == delta + delta + done
+    assert watch.text_events == 2 and watch.first_text_at is not None
+    assert watch.tokens == 5  # the engine's count, not the events'

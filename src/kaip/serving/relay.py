@@ -279,10 +279,11 @@ class StreamWatch:
 
     def _look(self, event: bytes) -> bool:
         """Note what ``event`` says; False when it is the usage chunk the client did not ask for."""
-        if not event.startswith(b"data:") or b"{" not in event:
+        at = event.find(b"data:")  # after an "event:" line in /v1/responses streams
+        if at < 0 or b"{" not in event:
             return True
         try:
-            doc = orjson.loads(event[5:])
+            doc = orjson.loads(event[at + 5 :])
         except orjson.JSONDecodeError:
             return True
         if not isinstance(doc, dict):
@@ -302,6 +303,11 @@ class StreamWatch:
             self.text_events += 1
             if self.first_text_at is None:
                 self.first_text_at = time.perf_counter()
+        elif doc.get("type") == "response.completed":
+            response = doc.get("response")
+            usage = response.get("usage") if isinstance(response, dict) else None
+            if isinstance(usage, dict) and isinstance(usage.get("output_tokens"), int):
+                self.usage_tokens = usage["output_tokens"]
         return True
 
     @property
