@@ -8,6 +8,14 @@ the rules in ``charts/kaip/extras/prometheus-adapter-rules.yaml``, what the char
 a cluster to run. Under load the HPA scales the Model from 1 pod to more; once the load stops it
 scales back to 1 (the test cluster's controller-manager waits 20 s before scaling in, not the
 default 5 minutes: monitoring.CONTROLLER_MANAGER_ARGS).
+
+No request may fail while it scales, and no pod may restart. A connection that the node's
+network could not make at all is retried, as a gateway's connect-failure retry would (Envoy's
+``retry_on: connect-failure``): a CI run on 2026-12-01 saw 47 of 114 connections refused or timed
+out at the TCP level for a few seconds as new pods became ready, which never reproduced in
+eight runs of this test alone; such retries are printed with the pods' and endpoints' state.
+A kaip replica that dies or refuses once ready would still fail the test (its restart, or its
+connection refused for longer than the retry's 15 s).
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +51,36 @@ class Slow:
         (x,) = inputs.values()
         return {"y": np.zeros(len(x), dtype=np.float32)}
 '''
+
+
+def network_state(env: Env, since: float) -> str:
+    """What a failed request's path looked like: the Model's pods (IP, when each started and
+    became ready, seconds from ``since``, restarts), its EndpointSlices, the node's neighbours."""
+    lines = []
+    for pod in env.items("pods", "app.kubernetes.io/name=busy"):
+        status = pod["status"]
+        ready = [c for c in status.get("conditions") or [] if c["type"] == "Ready"]
+        restarts = [c.get("restartCount") for c in status.get("containerStatuses") or []]
+        stamps = [("started", status.get("startTime")), *[
+            (f"ready={c['status']}", c.get("lastTransitionTime")) for c in ready
+        ]]  # fmt: skip
+        at = " ".join(f"{what} {_seconds(stamp, since)}" for what, stamp in stamps if stamp)
+        lines.append(
+            f"pod {pod['metadata']['name']} {status.get('podIP')} {status.get('phase')} {at} "
+            f"restarts {restarts}"
+        )
+    for s in env.items("endpointslices", "kubernetes.io/service-name=busy"):
+        ends = [(e["addresses"], e.get("conditions")) for e in s.get("endpoints") or []]
+        lines.append(f"endpointslice {s['metadata']['name']}: {ends}")
+    neigh = env.cluster.in_node(["ip", "neigh", "show"], check=False)
+    lines.append(f"ip neigh (node):\n{neigh.stdout}{neigh.stderr}")
+    return "\n".join(lines)
+
+
+def _seconds(stamp: str, since: float) -> str:
+    """An RFC 3339 time as seconds after ``since`` (a Unix time), e.g. ``+12s``."""
+    at = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    return f"{at - since:+.0f}s"
 
 
 @pytest.fixture(scope="module")
@@ -122,13 +161,13 @@ def test_the_hpa_scales_a_model_out_under_load_and_back_in(
     ))  # fmt: skip
     stop, out = tmp_path / "stop", tmp_path / "out.json"
     url = f"http://{env.cluster_ip('busy')}:8000/v2/models/busy/infer"
-    started = time.monotonic()
+    started, wall = time.monotonic(), time.time()
     load = subprocess.Popen(
         [
             *env.cluster.node.enter(net_only=True),
             sys.executable, str(CLIENTS / "load.py"), url, str(body),
             "--concurrency", "8", "--seconds", "900", "--stop", str(stop), "--out", str(out),
-            "--new-connections",
+            "--new-connections", "--connect-timeout", "2", "--retry-connect", "15",
         ],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -149,7 +188,17 @@ def test_the_hpa_scales_a_model_out_under_load_and_back_in(
     )
     read = [m["pods"] for m in hpa.get("currentMetrics") or [] if m.get("type") == "Pods"]
     assert [m["metric"]["name"] for m in read] == ["kaip_inflight_requests"], hpa
-    assert counts["failed"] == 0, counts
+    state = network_state(env, wall)
+    if counts["retried"]:  # connections the node's network did not make: on the record
+        print(f"connections retried: {counts['retried']}\n{state}")
+    assert counts["failed"] == 0, f"{counts}\n{state}"
+    restarts = {
+        p["metadata"]["name"]: [
+            c.get("restartCount") for c in p["status"].get("containerStatuses") or []
+        ]
+        for p in env.items("pods", "app.kubernetes.io/name=busy")
+    }
+    assert all(n == 0 for each in restarts.values() for n in each), restarts
     wait_for("the HPA to scale back in to 1 pod", lambda: scaled(1), 420, env.cluster)
     print(
         f"scale in: the HPA asked for 1 pod {asked['to 1'] - stopped:.0f}s and 1 was left "

@@ -3,10 +3,15 @@
 Run inside the node's network namespace. ``--concurrency`` threads POST the body (JSON) to URL
 in a loop, each on its own keep-alive connection (httpx), until ``--seconds`` pass or the file
 ``--stop`` appears; every request counts as ok (2xx) or failed (any other status, or a
-connection error, each kept with its reason). Writes the counts as JSON to ``--out`` when done
-and a line ``started`` to stdout once the first request succeeded. With ``--new-connections``
-every request opens its own connection (``Connection: close``), so that kube-proxy picks a
-Service's backend per request rather than once per worker.
+connection error, each kept with its reason, and for each reason the first and last time it
+happened, seconds from the start, and its first message). Writes the counts as JSON to ``--out``
+when done and a line ``started`` to stdout once the first request succeeded. With
+``--new-connections`` every request opens its own connection (``Connection: close``), so that
+kube-proxy picks a Service's backend per request rather than once per worker. With
+``--retry-connect SECONDS`` a request whose connection cannot be made (refused, unreachable, or
+not made within ``--connect-timeout``) is sent again on a new connection every 0.25 s for up to
+that long, as Envoy's ``connect-failure`` retry policy does; each such retry is counted apart
+(``retried``), and only a request still failing then counts as failed.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ from pathlib import Path
 
 import httpx
 
+CONNECT_FAILURES = frozenset({"ConnectError", "ConnectTimeout"})
+"""A connection that was never made: no request reached a server."""
+
 
 def main() -> None:
     parser = argparse.ArgumentParser()
@@ -30,6 +38,8 @@ def main() -> None:
     parser.add_argument("--stop", type=Path)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--new-connections", action="store_true")
+    parser.add_argument("--connect-timeout", type=float, default=10)
+    parser.add_argument("--retry-connect", type=float, default=0)
     args = parser.parse_args()
     body = args.body.read_bytes()
     headers = {"Content-Type": "application/json"}
@@ -38,24 +48,45 @@ def main() -> None:
     lock = threading.Lock()
     ok = 0
     failures: Counter[str] = Counter()
+    retries: Counter[str] = Counter()
+    detail: dict[str, dict[str, object]] = {}
     first = threading.Event()
-    deadline = time.monotonic() + args.seconds
+    started = time.monotonic()
+    deadline = started + args.seconds
 
     def running() -> bool:
         return time.monotonic() < deadline and not (args.stop and args.stop.exists())
 
+    def attempt(client: httpx.Client) -> tuple[str, str]:
+        """One request: its failure reason ("" when it succeeded) and a message."""
+        try:
+            response = client.post(args.url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            return type(exc).__name__, str(exc)[:200]
+        return ("" if response.is_success else f"HTTP {response.status_code}"), response.text[:200]
+
+    def note(kind: str, reason: str, message: str) -> None:
+        """Count a failure (``failed``) or a retried connection (``retried``); lock held."""
+        (failures if kind == "failed" else retries)[reason] += 1
+        at = round(time.monotonic() - started, 2)
+        seen = detail.setdefault(f"{kind} {reason}", {"first": at, "message": message})
+        seen["last"] = at
+
     def worker() -> None:
         nonlocal ok
-        with httpx.Client(timeout=10) as client:
+        timeout = httpx.Timeout(10, connect=args.connect_timeout)
+        with httpx.Client(timeout=timeout) as client:
             while running():
-                try:
-                    response = client.post(args.url, content=body, headers=headers)
-                    reason = "" if response.is_success else f"HTTP {response.status_code}"
-                except httpx.HTTPError as exc:
-                    reason = type(exc).__name__
+                give_up = time.monotonic() + args.retry_connect
+                reason, message = attempt(client)
+                while reason in CONNECT_FAILURES and time.monotonic() < give_up and running():
+                    with lock:
+                        note("retried", reason, message)
+                    time.sleep(0.25)
+                    reason, message = attempt(client)
                 with lock:
                     if reason:
-                        failures[reason] += 1
+                        note("failed", reason, message)
                     else:
                         ok += 1
                         first.set()
@@ -67,7 +98,14 @@ def main() -> None:
         print("started", flush=True)
     for t in threads:
         t.join()
-    args.out.write_text(json.dumps({"ok": ok, "failed": sum(failures.values()), "why": failures}))
+    counts = {
+        "ok": ok,
+        "failed": sum(failures.values()),
+        "why": failures,
+        "retried": sum(retries.values()),
+        "detail": detail,
+    }
+    args.out.write_text(json.dumps(counts))
 
 
 if __name__ == "__main__":
