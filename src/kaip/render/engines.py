@@ -20,19 +20,35 @@ POD_ENGINE_PORT: Final = 8001
 
 
 class EngineProfile(Protocol):
-    """What sets one engine apart from another."""
+    """What sets one engine apart from another (read-only)."""
 
-    name: str
-    health_path: str
-    """GET here answers 200 once the engine serves."""
-    metrics_path: str | None
-    """Its Prometheus text, or None when it has none."""
-    image: str
-    """The pinned container image on Kubernetes (``serve.engine.image`` overrides it)."""
-    samples: Mapping[str, str]
-    """Engine sample name -> snapshot key (see :class:`EngineSnapshot`)."""
-    histograms: Mapping[str, str]
-    """Engine histogram name -> kaip's name for it (one of :data:`ENGINE_HISTOGRAMS`)."""
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def health_path(self) -> str:
+        """GET here answers 200 once the engine serves."""
+        ...
+
+    @property
+    def metrics_path(self) -> str | None:
+        """Its Prometheus text, or None when it has none."""
+        ...
+
+    @property
+    def image(self) -> str:
+        """The pinned container image on Kubernetes (``serve.engine.image`` overrides it)."""
+        ...
+
+    @property
+    def samples(self) -> Mapping[str, str]:
+        """Engine sample name -> snapshot key (:class:`kaip.serving.engines.EngineSnapshot`)."""
+        ...
+
+    @property
+    def histograms(self) -> Mapping[str, str]:
+        """Engine histogram name -> kaip's name for it (``kaip_engine_*``)."""
+        ...
 
     def command(
         self, model: str, served_name: str, port: int, args: Sequence[str], *, pod: bool
@@ -42,45 +58,20 @@ class EngineProfile(Protocol):
         ...
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Profile:
+    """An engine's data; each engine's class adds only its :meth:`command`."""
+
     name: str
     health_path: str
     metrics_path: str | None
     image: str
     samples: Mapping[str, str]
-    histograms: Mapping[str, str]
+    histograms: Mapping[str, str] = field(default_factory=dict)
 
 
-_VLLM_HISTOGRAMS = {
-    "vllm:time_to_first_token_seconds": "kaip_engine_time_to_first_token_seconds",
-    "vllm:inter_token_latency_seconds": "kaip_engine_time_per_output_token_seconds",
-    "vllm:time_per_output_token_seconds": "kaip_engine_time_per_output_token_seconds",
-    "vllm:e2e_request_latency_seconds": "kaip_engine_request_duration_seconds",
-    "vllm:request_queue_time_seconds": "kaip_engine_queue_duration_seconds",
-}
-
-
-@dataclass
 class VLLM(_Profile):
-    """vLLM's OpenAI server (``vllm serve``); metrics per docs/design/metrics.md of vLLM."""
-
-    name: str = "vllm"
-    health_path: str = "/health"
-    metrics_path: str | None = "/metrics"
-    image: str = "docker.io/vllm/vllm-openai:v0.33.0"
-    samples: Mapping[str, str] = field(
-        default_factory=lambda: {
-            "vllm:num_requests_running": "busy",
-            "vllm:num_requests_waiting": "waiting",
-            "vllm:kv_cache_usage_perc": "kv_cache_usage",
-            "vllm:gpu_cache_usage_perc": "kv_cache_usage",  # before v0.10
-            "vllm:prompt_tokens_total": "prompt_tokens",
-            "vllm:generation_tokens_total": "generated_tokens",
-            "vllm:prefix_cache_hits_total": "prompt_cached_tokens",
-        }
-    )
-    histograms: Mapping[str, str] = field(default_factory=lambda: dict(_VLLM_HISTOGRAMS))
+    """vLLM's OpenAI server (``vllm serve``)."""
 
     def command(
         self, model: str, served_name: str, port: int, args: Sequence[str], *, pod: bool
@@ -91,32 +82,8 @@ class VLLM(_Profile):
         ]  # fmt: skip
 
 
-@dataclass
 class SGLang(_Profile):
     """SGLang's server (``python -m sglang.launch_server``), its metrics on."""
-
-    name: str = "sglang"
-    health_path: str = "/health"
-    metrics_path: str | None = "/metrics"
-    image: str = "docker.io/lmsysorg/sglang:v0.5.23"
-    samples: Mapping[str, str] = field(
-        default_factory=lambda: {
-            "sglang:num_running_reqs": "busy",
-            "sglang:num_queue_reqs": "waiting",
-            "sglang:token_usage": "kv_cache_usage",
-            "sglang:prompt_tokens_total": "prompt_tokens",
-            "sglang:generation_tokens_total": "generated_tokens",
-            "sglang:cached_tokens_total": "prompt_cached_tokens",
-        }
-    )
-    histograms: Mapping[str, str] = field(
-        default_factory=lambda: {
-            "sglang:time_to_first_token_seconds": "kaip_engine_time_to_first_token_seconds",
-            "sglang:inter_token_latency_seconds": "kaip_engine_time_per_output_token_seconds",
-            "sglang:e2e_request_latency_seconds": "kaip_engine_request_duration_seconds",
-            "sglang:queue_time_seconds": "kaip_engine_queue_duration_seconds",
-        }
-    )
 
     def command(
         self, model: str, served_name: str, port: int, args: Sequence[str], *, pod: bool
@@ -128,27 +95,11 @@ class SGLang(_Profile):
         ]  # fmt: skip
 
 
-@dataclass
 class LlamaServer(_Profile):
     """llama.cpp's OpenAI server. Locally: llama-cpp-python's (``python -m llama_cpp.server``,
     ``kaip[llm-server]``), which has no /metrics; in a pod: llama.cpp's own ``llama-server``
-    from its image, with ``--metrics`` (the ``llamacpp:`` names below). Both answer
-    ``/v1/models`` once the model is loaded."""
-
-    name: str = "llama-server"
-    health_path: str = "/v1/models"
-    metrics_path: str | None = "/metrics"
-    image: str = "ghcr.io/ggml-org/llama.cpp:server-b6123"
-    samples: Mapping[str, str] = field(
-        default_factory=lambda: {
-            "llamacpp:requests_processing": "busy",
-            "llamacpp:requests_deferred": "waiting",
-            "llamacpp:kv_cache_usage_ratio": "kv_cache_usage",
-            "llamacpp:prompt_tokens_total": "prompt_tokens",
-            "llamacpp:tokens_predicted_total": "generated_tokens",
-        }
-    )
-    histograms: Mapping[str, str] = field(default_factory=dict)
+    from its image, with ``--metrics`` (the ``llamacpp:`` names). Both answer ``/v1/models``
+    once the model is loaded."""
 
     def command(
         self, model: str, served_name: str, port: int, args: Sequence[str], *, pod: bool
@@ -164,10 +115,63 @@ class LlamaServer(_Profile):
         ]  # fmt: skip
 
 
+# Metric names: vLLM's docs/design/metrics.md (v1), SGLang's and llama.cpp's server sources.
 PROFILES: Final[Mapping[str, EngineProfile]] = {
-    "vllm": VLLM(),
-    "sglang": SGLang(),
-    "llama-server": LlamaServer(),
+    "vllm": VLLM(
+        name="vllm",
+        health_path="/health",
+        metrics_path="/metrics",
+        image="docker.io/vllm/vllm-openai:v0.33.0",
+        samples={
+            "vllm:num_requests_running": "busy",
+            "vllm:num_requests_waiting": "waiting",
+            "vllm:kv_cache_usage_perc": "kv_cache_usage",
+            "vllm:gpu_cache_usage_perc": "kv_cache_usage",  # before v0.10
+            "vllm:prompt_tokens_total": "prompt_tokens",
+            "vllm:generation_tokens_total": "generated_tokens",
+            "vllm:prefix_cache_hits_total": "prompt_cached_tokens",
+        },
+        histograms={
+            "vllm:time_to_first_token_seconds": "kaip_engine_time_to_first_token_seconds",
+            "vllm:inter_token_latency_seconds": "kaip_engine_time_per_output_token_seconds",
+            "vllm:time_per_output_token_seconds": "kaip_engine_time_per_output_token_seconds",
+            "vllm:e2e_request_latency_seconds": "kaip_engine_request_duration_seconds",
+            "vllm:request_queue_time_seconds": "kaip_engine_queue_duration_seconds",
+        },
+    ),
+    "sglang": SGLang(
+        name="sglang",
+        health_path="/health",
+        metrics_path="/metrics",
+        image="docker.io/lmsysorg/sglang:v0.5.23",
+        samples={
+            "sglang:num_running_reqs": "busy",
+            "sglang:num_queue_reqs": "waiting",
+            "sglang:token_usage": "kv_cache_usage",
+            "sglang:prompt_tokens_total": "prompt_tokens",
+            "sglang:generation_tokens_total": "generated_tokens",
+            "sglang:cached_tokens_total": "prompt_cached_tokens",
+        },
+        histograms={
+            "sglang:time_to_first_token_seconds": "kaip_engine_time_to_first_token_seconds",
+            "sglang:inter_token_latency_seconds": "kaip_engine_time_per_output_token_seconds",
+            "sglang:e2e_request_latency_seconds": "kaip_engine_request_duration_seconds",
+            "sglang:queue_time_seconds": "kaip_engine_queue_duration_seconds",
+        },
+    ),
+    "llama-server": LlamaServer(
+        name="llama-server",
+        health_path="/v1/models",
+        metrics_path="/metrics",
+        image="ghcr.io/ggml-org/llama.cpp:server-b6123",
+        samples={
+            "llamacpp:requests_processing": "busy",
+            "llamacpp:requests_deferred": "waiting",
+            "llamacpp:kv_cache_usage_ratio": "kv_cache_usage",
+            "llamacpp:prompt_tokens_total": "prompt_tokens",
+            "llamacpp:tokens_predicted_total": "generated_tokens",
+        },
+    ),
 }
 
 
