@@ -71,8 +71,8 @@ def engine(spec_dir: Path) -> Any:
 def gateway(spec_dir: Path) -> Iterator[LocalPlatform]:
     platform = LocalPlatform(spec_dir.parent / "work")
     platform.workdir.mkdir()
-    platform.up(spec_dir)
-    try:
+    try:  # up() inside: a kaip up that never got ready is stopped too
+        platform.up(spec_dir)
         yield platform
     finally:
         platform.down()
