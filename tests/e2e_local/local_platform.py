@@ -119,9 +119,13 @@ class LocalPlatform:
                 start_new_session=True, umask=umask,
             )  # fmt: skip
         run_file = self.workdir / ".kaip" / "run.json"
-        wait_for(lambda: self._exited() or run_file.exists(), "kaip up to write run.json")
-        wait_for(lambda: self._exited() or self.status().get("ready") is True, "kaip up ready")
-        assert not self._exited(), self.log.read_text()
+        try:  # a kaip up that never gets ready is stopped here, with its replicas
+            wait_for(lambda: self._exited() or run_file.exists(), "kaip up to write run.json")
+            wait_for(lambda: self._exited() or self.status().get("ready") is True, "kaip up ready")
+            assert not self._exited(), self.log.read_text()
+        except BaseException:
+            self.down()
+            raise
         record = json.loads(run_file.read_text())
         self.url, self.admin_url = record["url"], record["admin_url"]
 
