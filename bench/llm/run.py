@@ -2,7 +2,7 @@
 
 Usage: .venv/bin/python bench/llm/run.py [--rounds 3] [--requests 32] [--max-tokens 64]
                                          [--concurrency 1,4,16] [--peer-url URL]
-                                         [--llama-server BIN [--peer-slots 1]]
+                                         [--llama-server BIN [--peer-slots 1] [--engine-relay]]
 
 ``kaip up examples/llm`` (the tiny GGUF of examples/llm/make_gguf.py, one replica) in a temporary
 directory; the same streamed completions (temperature 0, ``max_tokens`` each, prompts that differ)
@@ -17,6 +17,20 @@ kaip's engine runs), with the engine's thread count (one thread per two CPUs, as
 llama-cpp-python's default) and ``--peer-slots`` sequences at a time (1: one generation at a
 time, as kaip's replica), each with the engine's context (512 tokens). Results land in
 ``bench/results/llm-<time>/``.
+
+``--engine-relay`` (with ``--llama-server``) measures kaip in front of llama.cpp's C++ server
+instead of kaip's built-in runtime: ``kaip up`` a Model with ``serve.engine: llama-server`` (one
+replica, the engine on a port the bench picks, ``-np --peer-slots``), whose replica starts the
+engine as its child and relays ``/v1/*`` to it (docs/engines.md). Locally kaip runs
+llama-cpp-python's server for that engine (``python -m llama_cpp.server`` in the replica's
+directory); the bench puts a ``llama_cpp/server`` package there that ``exec``s BIN instead, with
+kaip's arguments as a pod's engine container gets them (``--alias`` for ``--model_alias``, plus
+``--metrics``), so the process kaip relays to is llama.cpp's own server and nothing of Python
+stays in its path. The targets are then ``gateway`` (kaip's gateway, the replica, the engine),
+``relay`` (the replica's own port, the engine) and ``peer`` (that same engine process, directly),
+in alternating order every round. The summary adds, per target, the median and interquartile
+range over rounds of each round's paired ratio of tokens/s and difference of TTFT p50 against
+the reference target of the same round.
 Loopback only; every request is bounded (120 s).
 """
 
@@ -43,12 +57,75 @@ MODEL = "tiny-llama"
 WORDS = ("sea", "river", "mountain", "fire", "night", "stone", "water", "tree")
 
 
-def _start_kaip(workdir: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+def _write_spec(workdir: Path) -> Path:
+    """examples/llm copied into ``workdir/spec``, its GGUF written by its script."""
     spec = workdir / "spec"
     shutil.copytree(ROOT / "examples" / "llm", spec)
     subprocess.run(
         [sys.executable, str(spec / "make_gguf.py"), str(spec / "tiny-llama.gguf")], check=True
     )
+    return spec
+
+
+ENGINE_SPEC = """\
+apiVersion: kaip.dev/v1alpha1
+kind: Model
+metadata:
+  name: {model}
+spec:
+  owner: bench
+  artifact:
+    uri: tiny-llama.gguf
+    format: gguf
+  serve:
+    protocols: [openai]
+    engine:
+      name: llama-server
+      port: {port}
+      args: [-c, "{context}", -np, "{slots}", -t, "{threads}"]
+  scaling: {{minReplicas: 1, maxReplicas: 1}}
+"""
+
+SHIM = """\
+# Written by bench/llm/run.py --engine-relay: kaip's replica runs `python -m llama_cpp.server`
+# for serve.engine llama-server; this runs llama.cpp's own server in its place (exec: the same
+# process, nothing of Python left), with the arguments a pod's engine container gets.
+import os
+import sys
+
+argv = ["--alias" if a == "--model_alias" else a for a in sys.argv[1:]]
+os.execv({binary!r}, [{binary!r}, *argv, "--metrics"])
+"""
+
+
+def _engine_spec(spec: Path, binary: str, slots: int) -> str:
+    """Turn examples/llm's copy into an engine Model relaying to ``binary``; return the
+    engine's URL (the engine the replica starts, on the port given here)."""
+    port = _free_port()
+    (spec / "kaip.yaml").write_text(
+        ENGINE_SPEC.format(
+            model=MODEL, port=port, context=512 * slots, slots=slots, threads=_threads()
+        )
+    )
+    package = spec / "llama_cpp" / "server"
+    package.mkdir(parents=True)
+    (spec / "llama_cpp" / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    (package / "__main__.py").write_text(SHIM.format(binary=str(Path(binary).resolve())))
+    return f"http://127.0.0.1:{port}"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _threads() -> int:
+    return max((os.cpu_count() or 2) // 2, 1)  # llama-cpp-python's default n_threads
+
+
+def _start_kaip(workdir: Path, spec: Path) -> tuple[subprocess.Popen[bytes], str, str]:
     log = (workdir / "kaip-up.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "kaip.cli", "up", str(spec), "--port", "0", "--admin-port", "0"],
@@ -146,10 +223,8 @@ def _start_llama_server(
     binary: str, workdir: Path, slots: int
 ) -> tuple[subprocess.Popen[bytes], str]:
     """llama.cpp's own server on the GGUF of :func:`_start_kaip`, on a free loopback port."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    threads = max((os.cpu_count() or 2) // 2, 1)  # llama-cpp-python's default n_threads
+    port = _free_port()
+    threads = _threads()
     log = (workdir / "llama-server.log").open("wb")
     process = subprocess.Popen(
         [binary, "-m", str(workdir / "spec" / "tiny-llama.gguf"), "--host", "127.0.0.1",
@@ -169,43 +244,119 @@ def _start_llama_server(
     raise SystemExit(f"llama-server was not ready in 60 s; see {workdir / 'llama-server.log'}")
 
 
+def _quartiles(values: list[float]) -> tuple[float, float, float]:
+    """(first quartile, median, third quartile); all three the value itself for one."""
+    if len(values) < 2:
+        return values[0], values[0], values[0]
+    q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q2, q3
+
+
+def _summary(results: dict[str, dict[int, list[dict[str, float]]]], against: str, head: str) -> str:
+    """Medians over rounds, and each round's pairing with ``against`` (median and IQR)."""
+    lines = [
+        head,
+        "",
+        f"| c | target | tokens/s | TTFT p50 ms | TTFT p99 ms | tokens/s vs {against} "
+        f"| TTFT p50 vs {against} ms | paired tokens/s ratio, median (IQR) "
+        f"| paired TTFT p50 diff ms, median (IQR) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in next(iter(results.values())):
+        reference = results[against][c]
+        base = statistics.median(r["tokens_per_s"] for r in reference)
+        base_p50 = statistics.median(r["ttft_p50_ms"] for r in reference)
+        for name, levels in results.items():
+            rows = levels[c]
+            tps = statistics.median(r["tokens_per_s"] for r in rows)
+            p50 = statistics.median(r["ttft_p50_ms"] for r in rows)
+            p99 = statistics.median(r["ttft_p99_ms"] for r in rows)
+            ratio = _quartiles(
+                [
+                    r["tokens_per_s"] / b["tokens_per_s"]
+                    for r, b in zip(rows, reference, strict=True)
+                ]
+            )
+            diff = _quartiles(
+                [r["ttft_p50_ms"] - b["ttft_p50_ms"] for r, b in zip(rows, reference, strict=True)]
+            )
+            lines.append(
+                f"| {c} | {name} | {tps:.0f} | {p50:.2f} | {p99:.1f} | {tps / base:.3f} "
+                f"| {p50 - base_p50:+.2f} | {ratio[1]:.3f} ({ratio[0]:.3f}-{ratio[2]:.3f}) "
+                f"| {diff[1]:+.2f} ({diff[0]:+.2f} to {diff[2]:+.2f}) |"
+            )
+    return "\n".join(lines)
+
+
+def _check_engine(url: str) -> None:
+    """The engine kaip relays to must be llama.cpp's C++ server (llama-cpp-python's has no
+    /metrics): the shim is found only in the replica's working directory."""
+    answer = httpx.get(f"{url}/metrics", timeout=10, trust_env=False)
+    if answer.status_code != 200 or "llamacpp:" not in answer.text:
+        raise SystemExit(
+            f"the engine at {url} is not llama.cpp's llama-server (no llamacpp: /metrics)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--minutes", type=float, default=None,
+        help="run rounds (at most --rounds) until this much time has passed",
+    )  # fmt: skip
     parser.add_argument("--requests", type=int, default=32, help="per target, round, concurrency")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--concurrency", default="1,4,16")
     parser.add_argument("--peer-url", help="another OpenAI server on loopback, same GGUF")
     parser.add_argument("--llama-server", help="start this llama-server binary as the peer")
     parser.add_argument("--peer-slots", type=int, default=1, help="llama-server's -np")
+    parser.add_argument(
+        "--engine-relay", action="store_true",
+        help="kaip up relays to --llama-server (serve.engine), measured against it directly",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.engine_relay and not args.llama_server:
+        parser.error("--engine-relay needs --llama-server BIN (bench/llm/build_llama_server.sh)")
     levels = [int(c) for c in args.concurrency.split(",")]
     out = ROOT / "bench" / "results" / time.strftime("llm-%Y%m%d-%H%M%S")
     out.mkdir(parents=True)
     workdir = Path(tempfile.mkdtemp(prefix="kaip-bench-llm-"))
-    process, gateway, direct = _start_kaip(workdir)
-    targets = {"gateway": gateway, "direct": direct}
+    spec = _write_spec(workdir)
+    engine = _engine_spec(spec, args.llama_server, args.peer_slots) if args.engine_relay else ""
+    started_load = os.getloadavg()
+    process, gateway, direct = _start_kaip(workdir, spec)
+    targets = {"gateway": gateway, "relay" if engine else "direct": direct}
     peer: subprocess.Popen[bytes] | None = None
-    if args.llama_server:
-        try:
+    try:
+        if engine:
+            _check_engine(engine)
+            targets["peer"] = engine
+        elif args.llama_server:
             peer, targets["peer"] = _start_llama_server(args.llama_server, workdir, args.peer_slots)
-        except BaseException:
-            os.killpg(process.pid, signal.SIGTERM)
-            raise
-    elif args.peer_url:
-        targets["peer"] = args.peer_url.rstrip("/")
+        elif args.peer_url:
+            targets["peer"] = args.peer_url.rstrip("/")
+    except BaseException:
+        os.killpg(process.pid, signal.SIGTERM)
+        raise
     results: dict[str, dict[int, list[dict[str, float]]]] = {
         t: {c: [] for c in levels} for t in targets
     }
+    rounds = 0
+    began = time.monotonic()
     try:
-        asyncio.run(_batch(gateway, 8, 4, args.max_tokens))  # warm-up, unmeasured
+        for url in targets.values():
+            asyncio.run(_batch(url, 8, 4, args.max_tokens))  # warm-up, unmeasured
         for round_ in range(args.rounds):
+            if args.minutes is not None and time.monotonic() - began > 60 * args.minutes:
+                break
             for c in levels:
                 order = list(targets) if round_ % 2 == 0 else list(reversed(targets))
                 for name in order:
                     row = asyncio.run(_batch(targets[name], args.requests, c, args.max_tokens))
                     results[name][c].append(row)
                     print(f"round {round_} c={c} {name}: {row}", flush=True)
+            rounds += 1
     finally:
         if peer is not None:
             os.killpg(peer.pid, signal.SIGTERM)
@@ -215,32 +366,21 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
     load = os.getloadavg()
     against = "peer" if "peer" in targets else "direct"
-    lines = [
-        f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} CPUs; "
-        f"{args.rounds} rounds x {args.requests} requests x {args.max_tokens} tokens"
-        + (f"; peer: llama-server -np {args.peer_slots}" if args.llama_server else "")
+    peer_kind = f"llama-server -np {args.peer_slots}"
+    head = (
+        f"load average {started_load[0]:.1f} {started_load[1]:.1f} {started_load[2]:.1f} before, "
+        f"{load[0]:.1f} {load[1]:.1f} {load[2]:.1f} after, on {os.cpu_count()} CPUs; "
+        f"{rounds} rounds in {time.monotonic() - began:.0f} s x {args.requests} requests x "
+        f"{args.max_tokens} tokens"
+        + (f"; kaip relays to {peer_kind} (serve.engine)" if engine else "")
+        + (f"; peer: {peer_kind}" if args.llama_server and not engine else "")
         + "; requests retried on a closed kept-alive connection: "
         + ", ".join(
             f"{name} {sum(r['retries'] for rows in results[name].values() for r in rows):.0f}"
             for name in targets
-        ),
-        f"| c | target | tokens/s | TTFT p50 ms | TTFT p99 ms | tokens/s vs {against} "
-        f"| TTFT p50 vs {against} ms |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for c in levels:
-        base = statistics.median(r["tokens_per_s"] for r in results[against][c])
-        base_p50 = statistics.median(r["ttft_p50_ms"] for r in results[against][c])
-        for name in targets:
-            rows = results[name][c]
-            tps = statistics.median(r["tokens_per_s"] for r in rows)
-            p50 = statistics.median(r["ttft_p50_ms"] for r in rows)
-            p99 = statistics.median(r["ttft_p99_ms"] for r in rows)
-            lines.append(
-                f"| {c} | {name} | {tps:.0f} | {p50:.1f} | {p99:.1f} | {tps / base:.3f} "
-                f"| {p50 - base_p50:+.1f} |"
-            )
-    table = "\n".join(lines)
+        )
+    )
+    table = _summary(results, against, head)
     print(table)
     (out / "summary.md").write_text(table + "\n")
     (out / "rounds.json").write_text(json.dumps(results, indent=1))
