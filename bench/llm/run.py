@@ -51,6 +51,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "tiny-llama"
@@ -125,7 +126,8 @@ def _threads() -> int:
     return max((os.cpu_count() or 2) // 2, 1)  # llama-cpp-python's default n_threads
 
 
-def _start_kaip(workdir: Path, spec: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+def _start_kaip(workdir: Path, spec: Path) -> tuple[subprocess.Popen[bytes], str, str, int]:
+    """kaip up on ``spec``: the process, the gateway's URL, the replica's URL and pid."""
     log = (workdir / "kaip-up.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "kaip.cli", "up", str(spec), "--port", "0", "--admin-port", "0"],
@@ -145,7 +147,8 @@ def _start_kaip(workdir: Path, spec: Path) -> tuple[subprocess.Popen[bytes], str
             ]  # fmt: skip
             if doc.get("ready") and replicas:
                 run = json.loads((workdir / ".kaip" / "run.json").read_text())
-                return process, run["url"], f"http://127.0.0.1:{replicas[0]['port']}"
+                replica = replicas[0]
+                return process, run["url"], f"http://127.0.0.1:{replica['port']}", replica["pid"]
         time.sleep(0.5)
     os.killpg(process.pid, signal.SIGTERM)
     raise SystemExit(f"kaip up was not ready in 180 s; see {workdir / 'kaip-up.log'}")
@@ -288,6 +291,35 @@ def _summary(results: dict[str, dict[int, list[dict[str, float]]]], against: str
     return "\n".join(lines)
 
 
+def _cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """User + system CPU seconds each process has used so far."""
+    used = {}
+    for name, pid in pids.items():
+        try:
+            times = psutil.Process(pid).cpu_times()
+            used[name] = times.user + times.system
+        except psutil.Error:
+            used[name] = float("nan")
+    return used
+
+
+def _cpu_table(results: dict[str, dict[int, list[dict[str, float]]]], processes: list[str]) -> str:
+    """Median CPU milliseconds per request each process spent while a target's batch ran."""
+    lines = [
+        "CPU ms per request (user + system, /proc), median over rounds, by process:",
+        "",
+        "| c | target | " + " | ".join(processes) + " |",
+        "|---|---|" + "---|" * len(processes),
+    ]
+    for c in next(iter(results.values())):
+        for name, levels in results.items():
+            cells = [
+                f"{statistics.median(r[f'cpu_ms_{p}'] for r in levels[c]):.2f}" for p in processes
+            ]
+            lines.append(f"| {c} | {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _check_engine(url: str) -> None:
     """The engine kaip relays to must be llama.cpp's C++ server (llama-cpp-python's has no
     /metrics): the shim is found only in the replica's working directory."""
@@ -325,15 +357,19 @@ def main() -> None:
     spec = _write_spec(workdir)
     engine = _engine_spec(spec, args.llama_server, args.peer_slots) if args.engine_relay else ""
     started_load = os.getloadavg()
-    process, gateway, direct = _start_kaip(workdir, spec)
+    process, gateway, direct, replica_pid = _start_kaip(workdir, spec)
+    pids = {"kaip": process.pid, "replica": replica_pid}
     targets = {"gateway": gateway, "relay" if engine else "direct": direct}
     peer: subprocess.Popen[bytes] | None = None
     try:
         if engine:
             _check_engine(engine)
             targets["peer"] = engine
+            [child] = psutil.Process(replica_pid).children()
+            pids["engine"] = child.pid
         elif args.llama_server:
             peer, targets["peer"] = _start_llama_server(args.llama_server, workdir, args.peer_slots)
+            pids["peer"] = peer.pid
         elif args.peer_url:
             targets["peer"] = args.peer_url.rstrip("/")
     except BaseException:
@@ -353,7 +389,12 @@ def main() -> None:
             for c in levels:
                 order = list(targets) if round_ % 2 == 0 else list(reversed(targets))
                 for name in order:
+                    before = _cpu_seconds(pids)
                     row = asyncio.run(_batch(targets[name], args.requests, c, args.max_tokens))
+                    after = _cpu_seconds(pids)
+                    for process_name in pids:
+                        spent = after[process_name] - before[process_name]
+                        row[f"cpu_ms_{process_name}"] = 1000 * spent / args.requests
                     results[name][c].append(row)
                     print(f"round {round_} c={c} {name}: {row}", flush=True)
             rounds += 1
@@ -380,7 +421,7 @@ def main() -> None:
             for name in targets
         )
     )
-    table = _summary(results, against, head)
+    table = _summary(results, against, head) + "\n\n" + _cpu_table(results, list(pids))
     print(table)
     (out / "summary.md").write_text(table + "\n")
     (out / "rounds.json").write_text(json.dumps(results, indent=1))
