@@ -2,7 +2,8 @@
 
 Usage: .venv/bin/python bench/llm/run.py [--rounds 3] [--requests 32] [--max-tokens 64]
                                          [--concurrency 1,4,16] [--peer-url URL]
-                                         [--llama-server BIN [--peer-slots 1] [--engine-relay]]
+                                         [--llama-server BIN [--peer-slots 1]
+                                          [--engine-relay [--with-runtime]]] [--minutes M]
 
 ``kaip up examples/llm`` (the tiny GGUF of examples/llm/make_gguf.py, one replica) in a temporary
 directory; the same streamed completions (temperature 0, ``max_tokens`` each, prompts that differ)
@@ -28,7 +29,9 @@ kaip's arguments as a pod's engine container gets them (``--alias`` for ``--mode
 ``--metrics``), so the process kaip relays to is llama.cpp's own server and nothing of Python
 stays in its path. The targets are then ``gateway`` (kaip's gateway, the replica, the engine),
 ``relay`` (the replica's own port, the engine) and ``peer`` (that same engine process, directly),
-in alternating order every round. The summary adds, per target, the median and interquartile
+in alternating order every round; ``--with-runtime`` adds ``runtime-gateway`` and
+``runtime-direct``, a second ``kaip up`` of examples/llm (kaip's built-in llama-cpp-python runtime)
+in the same rounds. The summary adds, per target, the median and interquartile
 range over rounds of each round's paired ratio of tokens/s and difference of TTFT p50 against
 the reference target of the same round.
 Loopback only; every request is bounded (120 s).
@@ -347,6 +350,10 @@ def main() -> None:
         "--engine-relay", action="store_true",
         help="kaip up relays to --llama-server (serve.engine), measured against it directly",
     )  # fmt: skip
+    parser.add_argument(
+        "--with-runtime", action="store_true",
+        help="with --engine-relay: kaip's built-in runtime (kaip up examples/llm) too",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.engine_relay and not args.llama_server:
         parser.error("--engine-relay needs --llama-server BIN (bench/llm/build_llama_server.sh)")
@@ -361,7 +368,14 @@ def main() -> None:
     pids = {"kaip": process.pid, "replica": replica_pid}
     targets = {"gateway": gateway, "relay" if engine else "direct": direct}
     peer: subprocess.Popen[bytes] | None = None
+    runtime: subprocess.Popen[bytes] | None = None
     try:
+        if engine and args.with_runtime:
+            second = workdir / "runtime"
+            second.mkdir()
+            runtime, *urls, runtime_pid = _start_kaip(second, _write_spec(second))
+            targets["runtime-gateway"], targets["runtime-direct"] = urls
+            pids["kaip-runtime"], pids["replica-runtime"] = runtime.pid, runtime_pid
         if engine:
             _check_engine(engine)
             targets["peer"] = engine
@@ -373,7 +387,9 @@ def main() -> None:
         elif args.peer_url:
             targets["peer"] = args.peer_url.rstrip("/")
     except BaseException:
-        os.killpg(process.pid, signal.SIGTERM)
+        for started in (process, runtime):
+            if started is not None:
+                os.killpg(started.pid, signal.SIGTERM)
         raise
     results: dict[str, dict[int, list[dict[str, float]]]] = {
         t: {c: [] for c in levels} for t in targets
@@ -402,8 +418,10 @@ def main() -> None:
         if peer is not None:
             os.killpg(peer.pid, signal.SIGTERM)
             peer.wait(timeout=60)
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=60)
+        for started in (process, runtime):
+            if started is not None:
+                os.killpg(started.pid, signal.SIGTERM)
+                started.wait(timeout=60)
         shutil.rmtree(workdir, ignore_errors=True)
     load = os.getloadavg()
     against = "peer" if "peer" in targets else "direct"
