@@ -58,6 +58,8 @@ import psutil
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "tiny-llama"
+BAD_GATEWAY: dict[str, int] = {}
+"""502s retried once, by target URL."""
 WORDS = ("sea", "river", "mountain", "fire", "night", "stone", "water", "tree")
 
 
@@ -175,6 +177,12 @@ async def _one(
     for retries in (0, 1):
         try:
             async with client.stream("POST", f"{url}/v1/completions", json=body) as answer:
+                if answer.status_code == 502 and not retries:
+                    # kaip's relay answers 502 when the engine closed the kept-alive connection
+                    # it reused; retried once as the peer's closes are, counted apart.
+                    print(f"502 from {url}: {(await answer.aread())[:300]!r}", flush=True)
+                    BAD_GATEWAY[url] = BAD_GATEWAY.get(url, 0) + 1
+                    continue
                 answer.raise_for_status()
                 async for line in answer.aiter_lines():
                     if not line.startswith("data: ") or line == "data: [DONE]":
@@ -438,6 +446,8 @@ def main() -> None:
             f"{name} {sum(r['retries'] for rows in results[name].values() for r in rows):.0f}"
             for name in targets
         )
+        + "; of them a 502 from kaip: "
+        + ", ".join(f"{name} {BAD_GATEWAY.get(url, 0)}" for name, url in targets.items())
     )
     table = _summary(results, against, head) + "\n\n" + _cpu_table(results, list(pids))
     print(table)
