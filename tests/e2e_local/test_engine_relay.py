@@ -312,3 +312,51 @@ def test_an_engine_that_answers_nothing_is_a_502_naming_the_timeout(
         engine.terminate()
         replica.wait(30)
         engine.wait(30)
+
+
+def test_a_replica_stopped_while_it_waits_for_its_engine_stops_then(
+    spec_dir: Path, tmp_path: Path
+) -> None:
+    """SIGTERM while the replica waits for its engine (a pod's engine container still loading
+    weights, a pod deleted meanwhile) stops it at once with exit 0, not after
+    serve.engine.startupSeconds (900 s by default) of waiting on."""
+    port = _free_port()
+    log = tmp_path / "replica.log"
+    replica = subprocess.Popen(
+        [
+            sys.executable, "-m", "kaip.serving", str(spec_dir / "kaip.yaml"), "--model", MODEL,
+            "--port", str(port), "--engine-url", f"http://127.0.0.1:{_free_port()}",
+        ],
+        stdout=subprocess.DEVNULL, stderr=log.open("wb"),
+    )  # fmt: skip
+    try:
+        wait_for(lambda: _ready(port) == 503, "the replica to serve, not ready")
+        replica.send_signal(signal.SIGTERM)
+        assert replica.wait(30) == 0, log.read_text()
+    finally:
+        if replica.poll() is None:
+            replica.kill()
+            replica.wait()
+    assert "stopped while it waited for its engine" in log.read_text()
+
+
+@pytest.mark.parametrize(
+    "url", ["foo", "ftp://127.0.0.1:8001", "http://127.0.0.1:8001/v1", "http://:8001", "http://h:x"]
+)
+@pytest.mark.parametrize(
+    ("before", "after"), [(["kaip.serving"], ["--model", MODEL]), (["kaip.cli", "serve"], [])]
+)
+def test_an_engine_url_that_is_not_an_engines_base_url_is_refused(
+    spec_dir: Path, url: str, before: list[str], after: list[str]
+) -> None:
+    """By ``python -m kaip.serving`` (a pod's kaip container) and by ``kaip serve``."""
+    served = subprocess.run(
+        [
+            sys.executable, "-m", *before, str(spec_dir / "kaip.yaml"), *after,
+            "--port", "0", "--engine-url", url,
+        ],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert served.returncode == 2, served.stderr
+    assert f"--engine-url {url!r}" in served.stderr
+    assert "Traceback" not in served.stderr

@@ -33,10 +33,18 @@ def serve(
     port: int | None = typer.Option(None, help="port (default 8000); 0 picks a free one"),
     revision: str = typer.Option("1", help="revision label (the OIP model version)"),
     port_file: Path | None = typer.Option(None, help="write the bound port to this file"),
+    engine_url: str | None = typer.Option(
+        None,
+        help="serve.engine: relay to the engine already serving at this URL (e.g. "
+        "http://127.0.0.1:8001) instead of starting it",
+    ),
 ) -> None:
     """Serve a Model over OIP v2 (and the OpenAI API when enabled) until SIGTERM."""
-    from kaip.serving.entrypoint import run  # the server and its runtimes: only `serve` loads them
+    # the server and its runtimes: only `serve` loads them
+    from kaip.serving.entrypoint import engine_url as checked_url
+    from kaip.serving.entrypoint import run
 
-    code = run(spec_path, model or only_model(spec_path), host, port, revision, port_file)
+    url = checked_url(engine_url)
+    code = run(spec_path, model or only_model(spec_path), host, port, revision, port_file, url)
     if code:
         raise typer.Exit(code)

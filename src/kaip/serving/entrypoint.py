@@ -11,8 +11,9 @@ import logging
 import os
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from kaip.errors import KaipError
+from kaip.errors import ConfigError, KaipError
 from kaip.serving.profiling import PROFILE_TOKEN_ENV
 from kaip.serving.server import ServeOptions, serve
 from kaip.settings import load_settings
@@ -77,9 +78,36 @@ def run(
             telemetry.shutdown()
 
 
+def engine_url(value: str | None) -> str | None:
+    """``--engine-url`` as the relay uses it (no trailing slash); ConfigError unless it is an
+    engine's base URL: http(s), a host, a port or none, no path beyond ``/``, no query."""
+    if value is None:
+        return None
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # a port that is not a number raises here
+    except ValueError as exc:
+        raise ConfigError(f"--engine-url {value[:200]!r} is not a URL: {exc}") from exc
+    if (
+        len(value) > 2048
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or parts.username is not None
+    ):
+        raise ConfigError(
+            f"--engine-url {value[:200]!r} is not an engine's base URL: give its scheme, host "
+            "and port only, e.g. http://127.0.0.1:8001 (the engine container beside this one)"
+        )
+    return value.rstrip("/")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     try:
+        args.engine_url = engine_url(args.engine_url)
         return run(
             args.spec_path,
             args.model,

@@ -639,7 +639,11 @@ async def start_child(
     argv = routes.engine.command(model_path, served_name, port, spec.args, pod=False)
     process = EngineProcess(routes.engine, argv, port)
     await process.start()
-    await process.wait_healthy(routes.client, spec.startup_seconds)
+    try:
+        await process.wait_healthy(routes.client, spec.startup_seconds)
+    except BaseException:  # cancelled (the replica stops) or never healthy: it goes too
+        await process.stop()
+        raise
     routes.base_url = process.url
     return process
 

@@ -20,6 +20,7 @@ A second signal skips what is left of the first step.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import logging
@@ -187,17 +188,25 @@ def serve(options: ServeOptions, settings: Settings) -> int:
         serving = asyncio.create_task(server.serve(sockets=[sock]))
         loop = asyncio.get_running_loop()
         engine: _Engine | None = None
+        started = True
         try:
             if routes is None:
                 await loop.run_in_executor(None, load, app, doc, settings)
             else:
                 engine = _Engine(app, routes, doc, settings, options.engine_url)
-                await engine.start()
+                started = await _unless_stopped(engine.start(), serving)
         except KaipError as exc:
             log.error("model %s failed to load: %s", options.model, exc.message)
             exit_code = exc.exit_code
             server.should_exit = True
         else:
+            if not started:  # SIGTERM while it waited for its engine: no need to wait on
+                log.info("stopped while it waited for its engine")
+                await serving
+                if engine is not None:
+                    await engine.stop()
+                app.close()
+                return
             # Everything loaded so far (libraries, the model) lives as long as the process: move
             # it out of the collector's view, so that a full collection scans only what requests
             # allocate instead of stalling every request for ~100 ms.
@@ -223,6 +232,21 @@ def serve(options: ServeOptions, settings: Settings) -> int:
         signal.signal(sig, lambda *_: None)
     run_loop(main())
     return exit_code
+
+
+async def _unless_stopped(start: Coroutine[Any, Any, None], serving: asyncio.Task[None]) -> bool:
+    """Await ``start`` unless the server stops first (a SIGTERM while a replica waits minutes
+    for its engine must stop it, not wait on): True once it finished, False when it was
+    cancelled for the stop. Its errors propagate."""
+    starting = asyncio.ensure_future(start)
+    await asyncio.wait({starting, serving}, return_when=asyncio.FIRST_COMPLETED)
+    if starting.done():
+        starting.result()
+        return True
+    starting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await starting
+    return False
 
 
 class _Engine:
