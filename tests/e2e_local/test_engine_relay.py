@@ -14,12 +14,14 @@ engine arguments it rejects must fail the replica with the engine's own words.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -360,3 +362,76 @@ def test_an_engine_url_that_is_not_an_engines_base_url_is_refused(
     assert served.returncode == 2, served.stderr
     assert f"--engine-url {url!r}" in served.stderr
     assert "Traceback" not in served.stderr
+
+
+def _closing_engine(port: int, ready: threading.Event, stop: threading.Event) -> None:
+    """An OpenAI server on a raw socket that drops each kept-alive connection at its second
+    request, reading it but answering nothing (as llama-server closes idle ones it keeps)."""
+    answer = json.dumps({"id": "cmpl-x", "object": "text_completion", "choices": [
+        {"index": 0, "text": " ok", "finish_reason": "length"}
+    ]}).encode()  # fmt: skip
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", port))
+        server.listen()
+        server.settimeout(0.2)
+        ready.set()
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=_serve_once, args=(conn, answer), daemon=True).start()
+
+
+def _serve_once(conn: socket.socket, answer: bytes) -> None:
+    with conn, conn.makefile("rb") as reader:
+        for count in range(2):
+            head = b""
+            while not head.endswith(b"\r\n\r\n"):
+                line = reader.readline()
+                if not line:
+                    return
+                head += line
+            length = re.search(rb"(?i)content-length: *(\d+)", head)
+            reader.read(int(length.group(1)) if length else 0)
+            if count == 1:
+                return  # read, never answered: the connection just closes
+            body = b'{"data": []}' if head.startswith(b"GET") else answer
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+
+
+def test_a_kept_alive_connection_the_engine_closed_is_not_a_502(
+    spec_dir: Path, tmp_path: Path
+) -> None:
+    """An engine that closes a kept-alive connection it was sent a request on (llama-server does
+    after a few requests; llmbench11 saw 6 of 3,168 requests answered 502) gets the request once
+    more on a new connection: no byte of an answer had come."""
+    engine_port, port = _free_port(), _free_port()
+    ready, stop = threading.Event(), threading.Event()
+    threading.Thread(target=_closing_engine, args=(engine_port, ready, stop), daemon=True).start()
+    assert ready.wait(10)
+    replica = subprocess.Popen(
+        [
+            sys.executable, "-m", "kaip.serving", str(spec_dir / "kaip.yaml"), "--model", MODEL,
+            "--port", str(port), "--engine-url", f"http://127.0.0.1:{engine_port}",
+        ],
+        stdout=subprocess.DEVNULL, stderr=(tmp_path / "replica.log").open("wb"),
+    )  # fmt: skip
+    try:
+        wait_for(lambda: _ready(port) == 200, "the replica to be ready")
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            codes = [
+                client.post(
+                    "/v1/completions", json={"model": MODEL, "prompt": "hi", "max_tokens": 1}
+                ).status_code
+                for _ in range(6)
+            ]
+        assert codes == [200] * 6, (tmp_path / "replica.log").read_text()[-2000:]
+    finally:
+        stop.set()
+        replica.terminate()
+        replica.wait(30)

@@ -448,10 +448,17 @@ class EngineRoutes:
         query = scope.get("query_string") or b""
         url = base + path + ("?" + query.decode("latin-1") if query else "")
         headers = [(k, v) for k, v in scope["headers"] if k not in _HOP_BY_HOP]
-        request = self._client.build_request(method, url, headers=headers, content=body)
         started = time.perf_counter()
         try:
-            response = await self._client.send(request, stream=True)
+            try:
+                request = self._client.build_request(method, url, headers=headers, content=body)
+                response = await self._client.send(request, stream=True)
+            except (httpx.RemoteProtocolError, httpx.ConnectError):
+                # A kept-alive connection the engine had closed (llama-server does after a few
+                # requests): no byte of an answer came, so the request is sent once more on a
+                # new connection, as a browser or Envoy's reset retry would.
+                request = self._client.build_request(method, url, headers=headers, content=body)
+                response = await self._client.send(request, stream=True)
         except httpx.HTTPError as exc:
             self._record(operation, started, None, 0, type(exc).__name__)
             raise EngineError(self._failure(f"did not answer {method} {path}", exc)) from None

@@ -27,7 +27,7 @@ ENGINE_FORMATS: Final[dict[str, tuple[str, ...]]] = {
 """The artifact formats each engine loads: a Hugging Face model directory, or a GGUF file."""
 RESERVED_FLAGS: Final = (
     "--host", "--port", "--model", "--model-path", "--served-model-name", "--model_alias",
-    "--model-alias",
+    "--model-alias", "--alias", "-a", "-m",
 )  # fmt: skip
 """Flags kaip sets itself (the loopback address, the port, the artifact, the served name)."""
 
