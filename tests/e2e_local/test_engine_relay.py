@@ -225,6 +225,20 @@ def _start_engine(spec_dir: Path, port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def _relaying_replica(
+    spec: Path, port: int, engine_port: int, log: Path | None
+) -> subprocess.Popen[bytes]:
+    """``python -m kaip.serving --engine-url`` (a pod's kaip container) on ``port``, relaying to
+    the engine on ``engine_port``; its log to ``log`` (None: dropped)."""
+    return subprocess.Popen(
+        [
+            sys.executable, "-m", "kaip.serving", str(spec), "--model", MODEL,
+            "--port", str(port), "--engine-url", f"http://127.0.0.1:{engine_port}",
+        ],
+        stdout=subprocess.DEVNULL, stderr=log.open("wb") if log else subprocess.DEVNULL,
+    )  # fmt: skip
+
+
 def _ready(port: int) -> int:
     try:
         return httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=5).status_code
@@ -237,13 +251,7 @@ def test_a_pods_replica_follows_the_engine_beside_it(spec_dir: Path, tmp_path: P
     for the one at that URL, relays to it, and is unready while it does not answer."""
     engine_port, port = _free_port(), _free_port()
     engine = _start_engine(spec_dir, engine_port)
-    replica = subprocess.Popen(
-        [
-            sys.executable, "-m", "kaip.serving", str(spec_dir / "kaip.yaml"), "--model", MODEL,
-            "--port", str(port), "--engine-url", f"http://127.0.0.1:{engine_port}",
-        ],
-        stdout=subprocess.DEVNULL, stderr=(tmp_path / "replica.log").open("wb"),
-    )  # fmt: skip
+    replica = _relaying_replica(spec_dir / "kaip.yaml", port, engine_port, tmp_path / "replica.log")
     try:
         wait_for(lambda: _ready(port) == 200, "the replica to be ready")
         assert psutil.Process(replica.pid).children() == []  # it started no engine of its own
@@ -291,13 +299,7 @@ def test_an_engine_that_answers_nothing_is_a_502_naming_the_timeout(
     spec.write_text(text.replace("  serve:\n", "  serve:\n    timeoutSeconds: 1\n"))
     engine_port, port = _free_port(), _free_port()
     engine = _start_engine(spec_dir, engine_port)
-    replica = subprocess.Popen(
-        [
-            sys.executable, "-m", "kaip.serving", str(spec), "--model", MODEL, "--port",
-            str(port), "--engine-url", f"http://127.0.0.1:{engine_port}",
-        ],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    replica = _relaying_replica(spec, port, engine_port, None)
     try:
         wait_for(lambda: _ready(port) == 200, "the replica to be ready")
         engine.send_signal(signal.SIGSTOP)  # frozen: it accepts nothing and answers nothing
@@ -324,13 +326,7 @@ def test_a_replica_stopped_while_it_waits_for_its_engine_stops_then(
     serve.engine.startupSeconds (900 s by default) of waiting on."""
     port = _free_port()
     log = tmp_path / "replica.log"
-    replica = subprocess.Popen(
-        [
-            sys.executable, "-m", "kaip.serving", str(spec_dir / "kaip.yaml"), "--model", MODEL,
-            "--port", str(port), "--engine-url", f"http://127.0.0.1:{_free_port()}",
-        ],
-        stdout=subprocess.DEVNULL, stderr=log.open("wb"),
-    )  # fmt: skip
+    replica = _relaying_replica(spec_dir / "kaip.yaml", port, _free_port(), log)
     try:
         wait_for(lambda: _ready(port) == 503, "the replica to serve, not ready")
         replica.send_signal(signal.SIGTERM)
@@ -414,13 +410,7 @@ def test_a_kept_alive_connection_the_engine_closed_is_not_a_502(
     ready, stop = threading.Event(), threading.Event()
     threading.Thread(target=_closing_engine, args=(engine_port, ready, stop), daemon=True).start()
     assert ready.wait(10)
-    replica = subprocess.Popen(
-        [
-            sys.executable, "-m", "kaip.serving", str(spec_dir / "kaip.yaml"), "--model", MODEL,
-            "--port", str(port), "--engine-url", f"http://127.0.0.1:{engine_port}",
-        ],
-        stdout=subprocess.DEVNULL, stderr=(tmp_path / "replica.log").open("wb"),
-    )  # fmt: skip
+    replica = _relaying_replica(spec_dir / "kaip.yaml", port, engine_port, tmp_path / "replica.log")
     try:
         wait_for(lambda: _ready(port) == 200, "the replica to be ready")
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:

@@ -450,15 +450,7 @@ class EngineRoutes:
         headers = [(k, v) for k, v in scope["headers"] if k not in _HOP_BY_HOP]
         started = time.perf_counter()
         try:
-            try:
-                request = self._client.build_request(method, url, headers=headers, content=body)
-                response = await self._client.send(request, stream=True)
-            except (httpx.RemoteProtocolError, httpx.ConnectError):
-                # A kept-alive connection the engine had closed (llama-server does after a few
-                # requests): no byte of an answer came, so the request is sent once more on a
-                # new connection, as a browser or Envoy's reset retry would.
-                request = self._client.build_request(method, url, headers=headers, content=body)
-                response = await self._client.send(request, stream=True)
+            response = await self._send(method, url, headers, body)
         except httpx.HTTPError as exc:
             self._record(operation, started, None, 0, type(exc).__name__)
             raise EngineError(self._failure(f"did not answer {method} {path}", exc)) from None
@@ -521,6 +513,22 @@ class EngineRoutes:
             await response.aclose()
             record()
         return status
+
+    async def _send(
+        self, method: str, url: str, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> httpx.Response:
+        """Send the request, streaming the answer; once more on a new connection when the
+        engine closed a kept-alive one it went on (llama-server does after a few requests): no
+        byte of an answer came, as a browser or Envoy's reset retry would."""
+        client = self._client
+        try:
+            return await client.send(
+                client.build_request(method, url, headers=headers, content=body), stream=True
+            )
+        except (httpx.RemoteProtocolError, httpx.ConnectError):
+            return await client.send(
+                client.build_request(method, url, headers=headers, content=body), stream=True
+            )
 
     def _failure(self, what: str, exc: httpx.HTTPError) -> str:
         if isinstance(exc, httpx.TimeoutException):

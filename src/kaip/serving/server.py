@@ -200,23 +200,19 @@ def serve(options: ServeOptions, settings: Settings) -> int:
             exit_code = exc.exit_code
             server.should_exit = True
         else:
-            if not started:  # SIGTERM while it waited for its engine: no need to wait on
-                log.info("stopped while it waited for its engine")
-                await serving
+            if started:
+                # Everything loaded so far (libraries, the model) lives as long as the process:
+                # move it out of the collector's view, so that a full collection scans only what
+                # requests allocate instead of stalling every request for ~100 ms.
+                gc.collect()
+                gc.freeze()
+                app.model.mark_ready()
+                port = sock.getsockname()[1]
+                _announce(options, port, app.model.names)
                 if engine is not None:
-                    await engine.stop()
-                app.close()
-                return
-            # Everything loaded so far (libraries, the model) lives as long as the process: move
-            # it out of the collector's view, so that a full collection scans only what requests
-            # allocate instead of stalling every request for ~100 ms.
-            gc.collect()
-            gc.freeze()
-            app.model.mark_ready()
-            port = sock.getsockname()[1]
-            _announce(options, port, app.model.names)
-            if engine is not None:
-                engine.watch(server, lambda code: _set_exit(code))
+                    engine.watch(server, lambda code: _set_exit(code))
+            else:  # SIGTERM while it waited for its engine: no need to wait on
+                log.info("stopped while it waited for its engine")
         await serving
         if engine is not None:
             await engine.stop()

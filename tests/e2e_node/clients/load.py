@@ -51,8 +51,7 @@ def main() -> None:
     retries: Counter[str] = Counter()
     detail: dict[str, dict[str, object]] = {}
     first = threading.Event()
-    started = time.monotonic()
-    deadline = started + args.seconds
+    started = deadline = 0.0  # set once the URL has settled, below
 
     def running() -> bool:
         return time.monotonic() < deadline and not (args.stop and args.stop.exists())
