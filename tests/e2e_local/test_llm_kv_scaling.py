@@ -59,10 +59,11 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform
 
 
 def kv_cache_usage(platform: LocalPlatform) -> list[float]:
-    """Each serving replica's own gauge."""
+    """Each serving replica's own gauge (one being stopped after a scale-in is listed while
+    it drains, its port already closed: not serving)."""
     out = []
     for replica in platform.resource(MODEL)["replicas"]:
-        if not replica.get("port"):
+        if not replica.get("port") or replica.get("phase") != "ready":
             continue
         text = httpx.get(f"http://127.0.0.1:{replica['port']}/metrics", timeout=30).text
         for family in text_string_to_metric_families(text):
