@@ -37,12 +37,13 @@ setup: $(STAMP)
 # control-plane tier (its operator's TrainingJob tests timed out twice beside other workers); then
 # every other test on TEST_WORKERS pytest-xdist workers, each test file on one worker, the longest
 # tiers first (tests/conftest.py). Most tests wait on processes, so workers outnumber cores.
+# Each phase ends with its slowest tests (--durations), so a CI log says where the time went.
 TEST_WORKERS ?= 4
 ALONE := (quiet_machine or e2e_kube)
 define run_tests
 rc=0; \
-$(BIN)/python -m pytest -m "$(ALONE)$(1)" || rc=$$?; \
-$(BIN)/python -m pytest -m "not $(ALONE)$(1)" -n $(TEST_WORKERS) || rc=$$?; \
+$(BIN)/python -m pytest -m "$(ALONE)$(1)" --durations=30 || rc=$$?; \
+$(BIN)/python -m pytest -m "not $(ALONE)$(1)" -n $(TEST_WORKERS) --durations=40 || rc=$$?; \
 exit $$rc
 endef
 
