@@ -87,7 +87,7 @@ def test_every_good_spec_passes() -> None:
     assert result.returncode == 0, result.stderr
     files = {line.split()[1].split(":")[0] for line in result.stdout.splitlines()[:-1]}
     assert files == {p.name for p in GOOD.iterdir() if p.suffix in (".yaml", ".yml")}
-    assert result.stdout.splitlines()[-1] == "21 resource(s) valid"
+    assert result.stdout.splitlines()[-1] == "24 resource(s) valid"
 
 
 def test_unpinned_remote_artifacts_are_valid_with_a_warning() -> None:

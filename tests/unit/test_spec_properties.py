@@ -51,10 +51,6 @@ INEXPRESSIBLE = (
     # kaip.spec.rollout: the strategy against traffic, steps and hooks (pydantic only)
     "needs strategy: canary",
     "strategy blueGreen",
-    # kaip.spec.engine: an engine's args against the flags kaip sets, its formats and protocols
-    "is set by kaip",
-    "loads format",
-    "serves the OpenAI API only",
 )
 
 REPLACEMENTS: list[Any] = [

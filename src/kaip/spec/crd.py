@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from kaip.spec.base import GROUP, VERSION
 from kaip.spec.kinds import KINDS
-from kaip.spec.rules import NAME_CEL, rules_for
+from kaip.spec.rules import NAME_CEL, Rule, rules_for
 from kaip.spec.schema import SchemaGenerator, definitions, models_by_name
 from kaip.spec.status import ResourceStatus
 
@@ -103,10 +103,7 @@ class _Structural:
             merged = {**self.convert(self.defs[name]), **self.convert_keys(node)}
             model = self.models.get(name)
             if model is not None:
-                rules = [
-                    {"rule": r.cel, "message": r.message, "fieldPath": f".{r.field}"}
-                    for r in rules_for(model)
-                ]
+                rules = [_validation(r) for r in rules_for(model)]
                 if rules:
                     merged["x-kubernetes-validations"] = rules
             return merged
@@ -161,6 +158,14 @@ class _Structural:
             out["type"] = "object"
         first = [k for k in ("type", "description") if k in out]  # for people reading YAML
         return {**{k: out[k] for k in first}, **out}
+
+
+def _validation(rule: Rule) -> Schema:
+    """One ``x-kubernetes-validations`` entry."""
+    out: Schema = {"rule": rule.cel, "message": rule.message, "fieldPath": f".{rule.field}"}
+    if rule.message_expression is not None:
+        out["messageExpression"] = rule.message_expression
+    return out
 
 
 def _key_rule(names: Schema) -> Schema:

@@ -30,6 +30,18 @@ RESERVED_FLAGS: Final = (
     "--model-alias", "--alias", "-a", "-m",
 )  # fmt: skip
 """Flags kaip sets itself (the loopback address, the port, the artifact, the served name)."""
+RESERVED_FLAG_PATTERN: Final = "^(" + "|".join(RESERVED_FLAGS) + ")(=|$)"
+"""An argument that is one of :data:`RESERVED_FLAGS`, alone or as ``FLAG=VALUE`` (the flags hold
+no character special to a pattern, so this reads alike in Python, RE2 and ECMA-262)."""
+RESERVED_FLAG_MESSAGE: Final = (
+    "is set by kaip (the engine listens on loopback and serves the artifact under the Model's "
+    "served names)"
+)
+RESERVED_FLAG_HINT: Final = (
+    "leave it out; use serve.names for the served names and serve.engine.port for the port"
+)
+PROTOCOLS_HINT: Final = "set protocols: [openai] (OIP v2 inference needs kaip's built-in runtimes)"
+FORMAT_HINT: Final = "point artifact at what the engine loads, or pick another engine"
 
 
 def _check_arg(value: str) -> str:
@@ -39,11 +51,7 @@ def _check_arg(value: str) -> str:
         raise ValueProblem("an argument may not hold a NUL or a line break")
     flag = value.split("=", 1)[0]
     if flag in RESERVED_FLAGS:
-        raise ValueProblem(
-            f"{flag} is set by kaip (the engine listens on loopback and serves the artifact "
-            "under the Model's served names)",
-            "leave it out; use serve.names for the served names and serve.engine.port for the port",
-        )
+        raise ValueProblem(f"{flag} {RESERVED_FLAG_MESSAGE}", RESERVED_FLAG_HINT)
     return value
 
 
@@ -111,4 +119,15 @@ def engine_format_problem(engine: Engine, artifact_format: str) -> str | None:
     return f"engine {engine.name!r} loads format {allowed}, not {artifact_format!r}"
 
 
-__all__ = ["ENGINE_FORMATS", "Engine", "EngineName", "engine_format_problem"]
+__all__ = [
+    "ENGINE_FORMATS",
+    "FORMAT_HINT",
+    "PROTOCOLS_HINT",
+    "RESERVED_FLAGS",
+    "RESERVED_FLAG_HINT",
+    "RESERVED_FLAG_MESSAGE",
+    "RESERVED_FLAG_PATTERN",
+    "Engine",
+    "EngineName",
+    "engine_format_problem",
+]

@@ -25,7 +25,7 @@ from kaip.spec.base import (
     SpecModel,
     ValueProblem,
 )
-from kaip.spec.engine import Engine, engine_format_problem
+from kaip.spec.engine import FORMAT_HINT, PROTOCOLS_HINT, Engine, engine_format_problem
 from kaip.spec.network import Network
 from kaip.spec.pod import PodOptions
 from kaip.spec.rollout import Rollout
@@ -457,15 +457,11 @@ class ModelSpec(PodOptions):
                 ("serve", "protocols"),
                 f"serve.engine {engine.name!r} serves the OpenAI API only, and protocols are "
                 f"{self.serve.protocols}",
-                "set protocols: [openai] (OIP v2 inference needs kaip's built-in runtimes)",
+                PROTOCOLS_HINT,
             )
         problem = engine_format_problem(engine, self.artifact.format)
         if problem is not None:
-            raise FieldProblem(
-                ("artifact", "format"),
-                problem,
-                "point artifact at what the engine loads, or pick another engine",
-            )
+            raise FieldProblem(("artifact", "format"), problem, FORMAT_HINT)
         return self
 
 

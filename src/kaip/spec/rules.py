@@ -10,18 +10,29 @@ as does "a remote URI splits into host, port and path" (urllib in pydantic, the 
 library in CEL); the property tests exclude exactly those four from the schema/pydantic
 agreement, and a fifth that neither JSON Schema nor CEL can say: a network peer's ``except``
 blocks must lie inside its ``cidr`` (pydantic, then the apiserver's own NetworkPolicy
-validation). Pure data.
+validation). Where kaip's message names a value (serve.engine's: the flag, the engine, the
+format, the protocols), the CEL rule builds the same words with a ``messageExpression``, so
+``kubectl apply`` says what ``kaip validate`` says. Pure data.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
 
 from kaip.spec.base import NAME_PATTERN, Resources, Scaling
+from kaip.spec.engine import (
+    ENGINE_FORMATS,
+    FORMAT_HINT,
+    PROTOCOLS_HINT,
+    RESERVED_FLAG_HINT,
+    RESERVED_FLAG_MESSAGE,
+    RESERVED_FLAG_PATTERN,
+    Engine,
+)
 from kaip.spec.kinds import (
     CODE_FORMATS,
     MLFLOW_URI_PATTERN,
@@ -29,6 +40,7 @@ from kaip.spec.kinds import (
     URI_SCHEME_PATTERN,
     AppSpec,
     Artifact,
+    ModelSpec,
     Serve,
 )
 from kaip.spec.network import EgressPeer, Peer
@@ -58,6 +70,9 @@ class Rule:
     cel: str
     json_schema: Mapping[str, Any] | None
     """None where JSON Schema cannot express the rule."""
+    message_expression: str | None = None
+    """CEL building the apiserver's message from the object, where kaip's names a value of it
+    (the apiserver says ``message`` should this fail to evaluate)."""
 
 
 def _default(model: type[BaseModel], name: str) -> Any:
@@ -426,6 +441,117 @@ def _peer_rules(model: type[BaseModel]) -> tuple[Rule, ...]:
 
 
 RULES += _peer_rules(Peer) + _peer_rules(EgressPeer)
+
+
+def _cel_text(text: str) -> str:
+    """``text`` as a CEL string literal (double-quoted: kaip's messages hold apostrophes)."""
+    if '"' in text or "\\" in text:
+        raise ValueError(f"no CEL literal for {text!r}")
+    return f'"{text}"'
+
+
+def _repr_list(items: str, model: type[BaseModel], field: str) -> str:
+    """CEL: the list of strings ``items`` (``model.field``, so bounded) written as Python's repr
+    writes it. Spelled out for each length: the apiserver's cost estimate of ``map`` and
+    ``join`` is far over its budget, whatever the bounds."""
+    most = next(
+        m.max_length for m in model.model_fields[field].metadata if hasattr(m, "max_length")
+    )
+    out = "'[]'"
+    for n in range(most, 0, -1):
+        quoted = " + \"', '\" + ".join(f"{items}[{i}]" for i in range(n))
+        out = f'size({items}) == {n} ? "[\'" + {quoted} + "\']" : {out}'
+    return f"({out})"
+
+
+def _formats_text(engine: str) -> str:
+    return " or ".join(repr(f) for f in ENGINE_FORMATS[engine])
+
+
+def _by_engine(name: str, text: Callable[[str], str]) -> str:
+    """CEL: ``text(engine)`` for the engine ``name`` holds (a literal for each one)."""
+    *first, last = ENGINE_FORMATS
+    out = _cel_text(text(last))
+    for engine in reversed(first):
+        out = f"{name} == '{engine}' ? {_cel_text(text(engine))} : {out}"
+    return f"({out})"
+
+
+_ENGINE_FORMATS_CEL = (
+    "{" + ", ".join(f"'{e}': {_cel_list(f)}" for e, f in ENGINE_FORMATS.items()) + "}"
+)
+
+# serve.engine's checks (kaip.spec.engine, ModelSpec._engine_fits), each with the message kaip
+# gives, built by messageExpression where kaip's names the flag, engine, format or protocols.
+RULES += (
+    Rule(
+        Engine,
+        "args",
+        f"an argument {RESERVED_FLAG_MESSAGE} ({RESERVED_FLAG_HINT})",
+        f"!has(self.args) || !self.args.exists(a, a.matches('{RESERVED_FLAG_PATTERN}'))",
+        {"properties": {"args": {"items": {"not": {"pattern": RESERVED_FLAG_PATTERN}}}}},
+        message_expression=(
+            f"self.args.filter(a, a.matches('{RESERVED_FLAG_PATTERN}'))[0].find('^[^=]+') + "
+            + _cel_text(f" {RESERVED_FLAG_MESSAGE} ({RESERVED_FLAG_HINT})")
+        ),
+    ),
+    Rule(
+        Serve,
+        "protocols",
+        f"serve.engine serves the OpenAI API only ({PROTOCOLS_HINT})",
+        "!has(self.engine) || (has(self.protocols) && self.protocols == ['openai'])",
+        {
+            "if": _set("engine", "object"),
+            "then": {"required": ["protocols"], "properties": {"protocols": {"const": ["openai"]}}},
+        },
+        message_expression=(
+            '"serve.engine \'" + self.engine.name + "\' serves the OpenAI API only, and protocols '
+            f'are " + (has(self.protocols) ? {_repr_list("self.protocols", Serve, "protocols")} : '
+            f"{_cel_text(repr(Serve().protocols))}) + " + _cel_text(f" ({PROTOCOLS_HINT})")
+        ),
+    ),
+    Rule(
+        ModelSpec,
+        "artifact.format",
+        f"serve.engine cannot load this artifact format ({FORMAT_HINT})",
+        "!has(self.serve) || !has(self.serve.engine) || "
+        f"self.artifact.format in {_ENGINE_FORMATS_CEL}[self.serve.engine.name]",
+        {
+            "allOf": [
+                {
+                    "if": {  # serve and engine objects (null is their absence)
+                        "required": ["serve"],
+                        "properties": {
+                            "serve": {
+                                "type": "object",
+                                "required": ["engine"],
+                                "properties": {
+                                    "engine": {
+                                        "type": "object",
+                                        "required": ["name"],
+                                        "properties": {"name": {"const": engine}},
+                                    }
+                                },
+                            }
+                        },
+                    },
+                    "then": {
+                        "properties": {
+                            "artifact": {"properties": {"format": {"enum": list(formats)}}}
+                        }
+                    },
+                }
+                for engine, formats in ENGINE_FORMATS.items()
+            ]
+        },
+        message_expression=(
+            '"engine \'" + self.serve.engine.name + "\' loads format " + '
+            + _by_engine("self.serve.engine.name", _formats_text)
+            + ' + ", not \'" + self.artifact.format + '
+            + _cel_text(f"' ({FORMAT_HINT})")
+        ),
+    ),
+)
 
 NAME_CEL = f"size(self.metadata.name) <= 63 && self.metadata.name.matches('{NAME_PATTERN}')"
 """On the CRD's root: a kaip resource's name is an RFC 1123 label (it names Services)."""
