@@ -24,7 +24,7 @@ from kaip.local.gateway.http1 import request_head
 from kaip.local.gateway.routes import Backend
 from kaip.local.gateway.signals import GatewaySignals, Observation
 from kaip.local.gateway.trace import passed_on
-from kaip.local.gateway.upstream import Outcome
+from kaip.protocol.upstream import Outcome
 from kaip.telemetry.spans import FinishedSpan, SpanRecorder
 
 HEADERS = [

@@ -379,17 +379,25 @@ def _closing_engine(port: int, ready: threading.Event, stop: threading.Event) ->
             threading.Thread(target=_serve_once, args=(conn, answer), daemon=True).start()
 
 
+def _read_request(reader: Any) -> tuple[bytes, bytes] | None:
+    """The next request's head and body on a raw connection; None once it closed."""
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        line = reader.readline()
+        if not line:
+            return None
+        head += line
+    length = re.search(rb"(?i)content-length: *(\d+)", head)
+    return head, reader.read(int(length.group(1)) if length else 0)
+
+
 def _serve_once(conn: socket.socket, answer: bytes) -> None:
     with conn, conn.makefile("rb") as reader:
         for count in range(2):
-            head = b""
-            while not head.endswith(b"\r\n\r\n"):
-                line = reader.readline()
-                if not line:
-                    return
-                head += line
-            length = re.search(rb"(?i)content-length: *(\d+)", head)
-            reader.read(int(length.group(1)) if length else 0)
+            request = _read_request(reader)
+            if request is None:
+                return
+            head = request[0]
             if count == 1:
                 return  # read, never answered: the connection just closes
             body = b'{"data": []}' if head.startswith(b"GET") else answer
@@ -425,3 +433,110 @@ def test_a_kept_alive_connection_the_engine_closed_is_not_a_502(
         stop.set()
         replica.terminate()
         replica.wait(30)
+
+
+def _stalling_engine(port: int, heads: list[bytes], stop: threading.Event) -> None:
+    """An OpenAI server on a raw socket that keeps the head of every request it gets, answers a
+    streamed completion with its head and one event and then says nothing more, and any other
+    request (the replica's health checks, a whole completion) at once."""
+    event = b'data: {"choices": [{"index": 0, "text": " ok"}]}\n\n'
+    whole = b'{"choices": [{"index": 0, "text": " ok"}], "usage": {"completion_tokens": 1}}'
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", port))
+        server.listen()
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            args = (conn, heads, stop, event, whole)
+            threading.Thread(target=_answer_or_stall, args=args, daemon=True).start()
+
+
+def _answer_or_stall(
+    conn: socket.socket, heads: list[bytes], stop: threading.Event, event: bytes, whole: bytes
+) -> None:
+    with conn, conn.makefile("rb") as reader:
+        while (request := _read_request(reader)) is not None:
+            head, body = request
+            heads.append(head)
+            if b'"stream":true' in body.replace(b" ", b""):
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                    b"Transfer-Encoding: chunked\r\n\r\n" + b"%x\r\n%s\r\n" % (len(event), event)
+                )
+                stop.wait(60)  # the stream stalls: no more events, no end
+                return
+            answer = b'{"data": []}' if head.startswith(b"GET") else whole
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {len(answer)}\r\n\r\n".encode()
+                + answer
+            )
+
+
+@pytest.fixture
+def stalling_replica(spec_dir: Path, tmp_path: Path) -> Iterator[tuple[int, list[bytes]]]:
+    """A ``--engine-url`` replica with ``serve.timeoutSeconds: 1`` in front of
+    :func:`_stalling_engine`: its port, and the heads of the requests the engine got."""
+    spec = tmp_path / "kaip.yaml"
+    text = (spec_dir / "kaip.yaml").read_text()
+    spec.write_text(text.replace("  serve:\n", "  serve:\n    timeoutSeconds: 1\n"))
+    engine_port, port = _free_port(), _free_port()
+    heads: list[bytes] = []
+    stop = threading.Event()
+    engine = threading.Thread(target=_stalling_engine, args=(engine_port, heads, stop))
+    engine.start()
+    replica = _relaying_replica(spec, port, engine_port, tmp_path / "replica.log")
+    try:
+        wait_for(lambda: _ready(port) == 200, "the replica to be ready")
+        yield port, heads
+    finally:
+        stop.set()
+        replica.terminate()
+        replica.wait(30)
+        engine.join(30)
+
+
+def test_a_stream_the_engine_stops_feeding_ends_with_an_error_naming_the_timeout(
+    stalling_replica: tuple[int, list[bytes]],
+) -> None:
+    """After the answer's head, no more than serve.timeoutSeconds may pass between two reads
+    of a stream: the client gets what came, then an error event, and the stream ends."""
+    port, _ = stalling_replica
+    body = {"model": MODEL, "prompt": "hi", "max_tokens": 4, "stream": True}
+    lines = []
+    with httpx.stream(
+        "POST", f"http://127.0.0.1:{port}/v1/completions", json=body, timeout=30
+    ) as answer:
+        assert answer.status_code == 200
+        lines = [line for line in answer.iter_lines() if line]
+    assert lines[0] == 'data: {"choices": [{"index": 0, "text": " ok"}]}'
+    error = json.loads(lines[-1].removeprefix("data: "))["error"]
+    assert "broke off the stream: nothing came for serve.timeoutSeconds (1 s)" in error["message"]
+
+
+def test_hop_by_hop_headers_and_expect_do_not_reach_the_engine(
+    stalling_replica: tuple[int, list[bytes]],
+) -> None:
+    """The client's own end-to-end headers go on; its connection's (and an ``Expect:
+    100-continue``: the relay has read the body already, and the engine's interim answer
+    would be taken for its answer) do not; ``host`` and the length are the relay's."""
+    port, heads = stalling_replica
+    answer = httpx.post(
+        f"http://127.0.0.1:{port}/v1/completions",
+        content=json.dumps({"model": "tiny/alias", "prompt": "hi", "max_tokens": 1}),
+        headers={"expect": "100-continue", "x-team": "search", "connection": "keep-alive",
+                 "te": "trailers", "content-type": "application/json"},
+        timeout=30,
+    )  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["usage"] == {"completion_tokens": 1}
+    [head] = [h for h in heads if h.startswith(b"POST")]
+    lines = head.decode().lower().split("\r\n")
+    assert lines[0] == "post /v1/completions http/1.1"
+    names = [line.split(":")[0] for line in lines[1:] if line]
+    assert "x-team" in names and "content-type" in names
+    assert not {"expect", "connection", "te", "keep-alive"} & set(names), head
+    assert names.count("host") == 1 and names.count("content-length") == 1

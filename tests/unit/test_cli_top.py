@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from kaip.cli.top import parse, rows, table
 from kaip.local.gateway.signals import GatewaySignals
-from kaip.local.gateway.upstream import Outcome
+from kaip.protocol.upstream import Outcome
 
 
 def serve(signals: GatewaySignals, status: int, n: int) -> None:

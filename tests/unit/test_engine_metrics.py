@@ -181,3 +181,18 @@ def test_a_responses_stream_is_measured_from_its_data_lines() -> None:
     assert watch.feed(delta + delta + done) == delta + delta + done
     assert watch.text_events == 2 and watch.first_text_at is not None
     assert watch.tokens == 5  # the engine's count, not the events'
+
+
+@pytest.mark.parametrize("cut", [1, 5, 64, 10_000])
+def test_events_cut_anywhere_are_passed_on_alike_and_the_usage_chunk_dropped(cut: int) -> None:
+    """However the engine's writes cut a stream (one event per read, several, a part of one):
+    the same events go on, whole, and the usage chunk the client did not ask for does not."""
+    role = _event({"choices": [{"index": 0, "delta": {"role": "assistant", "content": None}}]})
+    text = [_event({"choices": [{"index": 0, "delta": {"content": w}}]}) for w in "abc"]
+    end = _event({"choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]})
+    usage = _event({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 3}})
+    stream = role + b"".join(text) + end + usage + b"data: [DONE]\n\n"
+    watch = StreamWatch(drop_usage_chunk=True)
+    out = b"".join(watch.feed(stream[i : i + cut]) for i in range(0, len(stream), cut))
+    assert out + watch.flush() == stream.replace(usage, b"")
+    assert (watch.text_events, watch.usage_tokens) == (3, 3)

@@ -16,12 +16,15 @@ The rules, in the order a replica meets them:
   every request a 502) and the replica exits with code 1, saying why: the supervisor
   (``kaip up``, the kubelet) restarts it.
 - **Relay.** A request to ``/v1/*`` is passed on as sent (method, path, query, body, headers but
-  hop-by-hop ones), except two changes to a generation's JSON body: ``model`` becomes the name the
-  engine serves under (the first of ``serve.names``; the client may use any of them), and a
-  streamed one asks for ``stream_options.include_usage`` (the usage-only chunk the client did not
-  ask for is then dropped from what it gets back). The answer comes back as the engine sends
-  it: a stream event by event as they arrive, never collected. A client that goes away
-  cancels the request to the engine (the connection closes, and the engine aborts the generation).
+  hop-by-hop ones and ``Expect``), over kept-alive connections (:mod:`kaip.serving.engine_link`:
+  once more on a new one when the engine closed the one it went on before answering), except
+  two changes to a generation's JSON body: ``model`` becomes the name the engine serves under
+  (the first of ``serve.names``; the client may use any of them), and a streamed one asks for
+  ``stream_options.include_usage`` (the usage-only chunk the client did not ask for is then
+  dropped from what it gets back). The answer comes back as the engine sends it: a stream as
+  its events arrive (those already read when the relay comes for more go on in one write),
+  never collected. A client that goes away cancels the request to the engine (the connection
+  closes, and the engine aborts the generation).
 - **Count.** On each generation the relay records what the built-in runtime records: the GenAI
   histograms (time to first token = first event with text; output tokens from the engine's
   ``usage``, else one per event with text), requests by status, in-flight requests. Parsing stays
@@ -50,6 +53,7 @@ from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from kaip.errors import EngineError, InferenceError, KaipError, ModelNotFoundError
+from kaip.protocol.upstream import HOP_BY_HOP
 from kaip.serving.asgi import (
     ClientDisconnected,
     Headers,
@@ -60,6 +64,7 @@ from kaip.serving.asgi import (
     read_body,
     respond,
 )
+from kaip.serving.engine_link import EngineFailure, EngineLink
 from kaip.serving.engines import MAX_METRICS_BYTES, EngineProfile, EngineSnapshot, translate
 from kaip.serving.metrics import GenAIMetrics, ServerMetrics
 from kaip.serving.openai_api import PROTOCOL, openai_error, unless_disconnected
@@ -79,10 +84,9 @@ GENERATIONS: Final = {
     "/v1/responses": "chat",
     "/v1/embeddings": "embeddings",
 }
-_HOP_BY_HOP: Final = frozenset(
-    {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade",
-     b"proxy-authorization", b"proxy-authenticate", b"host", b"content-length"}
-)  # fmt: skip
+_HOP_BY_HOP: Final = HOP_BY_HOP | {b"host", b"content-length", b"expect"}
+"""Not passed on either way: the relay sets framing and host itself, and the client's body is
+already read whole (an ``expect: 100-continue`` would ask the engine to wait for it)."""
 _EVENT_END = re.compile(rb"\r?\n\r?\n")
 _PR_SET_PDEATHSIG = 1
 _REPLICA_ONLY: Final = frozenset({"PORT", "HOST"})
@@ -262,12 +266,26 @@ class StreamWatch:
 
     def feed(self, chunk: bytes) -> bytes:
         """The complete events in ``chunk`` (and what came before it) to pass on."""
-        data = self._partial + chunk
+        data = self._partial + chunk if self._partial else chunk
+        if b"\r" not in data:  # events end in a blank line, "\n\n": split, no pattern search
+            end = data.rfind(b"\n\n") + 2
+            if end < 2:
+                self._partial = data
+                return b""
+            whole, self._partial = data[:end], data[end:]
+            if data.find(b"\n\n") == end - 2:  # one event, the common case
+                return whole if self._look(whole) else b""
+            events = whole.split(b"\n\n")
+            events.pop()  # what follows the last blank line: nothing
+            kept = [event for event in events if self._look(event)]
+            if len(kept) == len(events):
+                return whole  # as usual: every event goes on, as it came
+            return b"".join(event + b"\n\n" for event in kept)
         out: list[bytes] = []
         start = 0
-        for end in _EVENT_END.finditer(data):
-            event = data[start : end.end()]
-            start = end.end()
+        for boundary in _EVENT_END.finditer(data):
+            event = data[start : boundary.end()]
+            start = boundary.end()
             if self._look(event):
                 out.append(event)
         self._partial = data[start:]
@@ -293,12 +311,15 @@ class StreamWatch:
             self.usage_tokens = usage["completion_tokens"]
         choices = doc.get("choices")
         if isinstance(choices, list):
-            if any(_has_text(c) for c in choices):
-                self.text_events += 1
-                if self.first_text_at is None:
-                    self.first_text_at = time.perf_counter()
-            elif not choices and usage is not None and self.drop_usage_chunk:
-                return False
+            for choice in choices:  # a loop, not any(): no generator per event
+                if _has_text(choice):
+                    self.text_events += 1
+                    if self.first_text_at is None:
+                        self.first_text_at = time.perf_counter()
+                    break
+            else:
+                if not choices and usage is not None and self.drop_usage_chunk:
+                    return False
         elif doc.get("type") == "response.output_text.delta":  # /v1/responses
             self.text_events += 1
             if self.first_text_at is None:
@@ -349,9 +370,11 @@ class EngineRoutes:
         self.failed: str | None = None
         """Why the engine cannot serve any more (it exited), or None."""
         self.snapshot = EngineSnapshot()
+        self._link: EngineLink | None = None
+        """The data path's connections to the engine (health and /metrics: :attr:`client`)."""
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=5.0),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
+            limits=httpx.Limits(max_keepalive_connections=4),  # health and /metrics only
             trust_env=False,
         )
 
@@ -368,6 +391,8 @@ class EngineRoutes:
         """Nothing to release synchronously: :meth:`aclose` closes the connections."""
 
     async def aclose(self) -> None:
+        if self._link is not None:
+            self._link.close()
         await self._client.aclose()
 
     # -- /metrics --------------------------------------------------------------------------------
@@ -445,18 +470,25 @@ class EngineRoutes:
     ) -> int:
         path: str = scope["path"]
         method: str = scope["method"]
-        query = scope.get("query_string") or b""
-        url = base + path + ("?" + query.decode("latin-1") if query else "")
+        link = self._link
+        if link is None or link.base_url != base:
+            if link is not None:
+                link.close()
+            link = self._link = EngineLink(base, self.timeout)
+        target: bytes = scope.get("raw_path") or path.encode()
+        if query := scope.get("query_string"):
+            target += b"?" + query
         headers = [(k, v) for k, v in scope["headers"] if k not in _HOP_BY_HOP]
+        head = link.request_head(method.encode(), target, headers, len(body))
         started = time.perf_counter()
         try:
-            response = await self._send(method, url, headers, body)
-        except httpx.HTTPError as exc:
-            self._record(operation, started, None, 0, type(exc).__name__)
+            answer = await link.open(head, body, head_request=method == "HEAD")
+        except EngineFailure as exc:
+            self._record(operation, started, None, 0, exc.error_type)
             raise EngineError(self._failure(f"did not answer {method} {path}", exc)) from None
         error = ""
         watch = StreamWatch(drop_usage_chunk=drop_usage)
-        status = response.status_code
+        status = answer.status
         recorded = False
 
         def record() -> None:
@@ -475,34 +507,40 @@ class EngineRoutes:
             if stream and status == 200:
                 await send(
                     {"type": "http.response.start", "status": status,
-                     "headers": _response_headers(response)}
+                     "headers": _response_headers(answer.headers)}
                 )  # fmt: skip
                 try:
-                    async for chunk in response.aiter_raw():
+                    while chunk := await answer.read():
                         out = watch.feed(chunk)
                         if out:
                             await send(
                                 {"type": "http.response.body", "body": out, "more_body": True}
                             )
                     last = watch.flush()
-                except httpx.HTTPError as exc:  # the engine broke off: say so, end the stream
-                    error = type(exc).__name__
+                except EngineFailure as exc:  # the engine broke off: say so, end the stream
+                    error = exc.error_type
                     message = self._failure("broke off the stream", exc)
                     last = b"data: " + openai_error(EngineError(message)) + b"\n\n"
                     status = 502
                 record()
                 await send({"type": "http.response.body", "body": last, "more_body": False})
             else:
+                parts = []
                 try:
-                    whole = b"".join([chunk async for chunk in response.aiter_raw()])
-                except httpx.HTTPError as exc:
-                    error = type(exc).__name__
+                    while chunk := await answer.read():
+                        parts.append(chunk)
+                except EngineFailure as exc:
+                    error = exc.error_type
                     raise EngineError(
                         self._failure(f"broke off its answer to {path}", exc)
                     ) from None
+                whole = parts[0] if len(parts) == 1 else b"".join(parts)
                 if operation is not None and status == 200:
-                    watch.usage_tokens = _completion_tokens(whole, response)
-                headers = [*_response_headers(response), (b"content-length", b"%d" % len(whole))]
+                    watch.usage_tokens = _completion_tokens(whole, answer.headers)
+                headers = [
+                    *_response_headers(answer.headers),
+                    (b"content-length", b"%d" % len(whole)),
+                ]
                 record()
                 await send({"type": "http.response.start", "status": status, "headers": headers})
                 await send({"type": "http.response.body", "body": whole, "more_body": False})
@@ -510,33 +548,17 @@ class EngineRoutes:
             error = "cancelled"
             raise
         finally:
-            await response.aclose()
+            answer.close()
             record()
         return status
 
-    async def _send(
-        self, method: str, url: str, headers: list[tuple[bytes, bytes]], body: bytes
-    ) -> httpx.Response:
-        """Send the request, streaming the answer; once more on a new connection when the
-        engine closed a kept-alive one it went on (llama-server does after a few requests): no
-        byte of an answer came, as a browser or Envoy's reset retry would."""
-        client = self._client
-        try:
-            return await client.send(
-                client.build_request(method, url, headers=headers, content=body), stream=True
-            )
-        except (httpx.RemoteProtocolError, httpx.ConnectError):
-            return await client.send(
-                client.build_request(method, url, headers=headers, content=body), stream=True
-            )
-
-    def _failure(self, what: str, exc: httpx.HTTPError) -> str:
-        if isinstance(exc, httpx.TimeoutException):
+    def _failure(self, what: str, exc: EngineFailure) -> str:
+        if exc.timed_out:
             return (
                 f"engine {self.engine.name!r} {what}: nothing came for serve.timeoutSeconds "
                 f"({self.timeout:g} s); raise it for long generations, or stream"
             )
-        return f"engine {self.engine.name!r} {what}: {exc!r}"
+        return f"engine {self.engine.name!r} {what}: {exc.reason}"
 
     def _prepare(self, body: bytes, operation: str) -> tuple[bytes, bool, bool]:
         """The body to send on, whether it streams, whether to drop the usage chunk."""
@@ -582,17 +604,14 @@ class EngineRoutes:
         )
 
 
-def _response_headers(response: httpx.Response) -> Headers:
-    return [
-        (key.lower(), value)
-        for key, value in response.headers.raw
-        if key.lower() not in _HOP_BY_HOP
-    ]
+def _response_headers(headers: Headers) -> Headers:
+    return [(key.lower(), value) for key, value in headers if key.lower() not in _HOP_BY_HOP]
 
 
-def _completion_tokens(body: bytes, response: httpx.Response) -> int:
-    if response.headers.get("content-encoding", "identity") != "identity":
-        return 0  # compressed as sent: the count is left out rather than the body decoded
+def _completion_tokens(body: bytes, headers: Headers) -> int:
+    for key, value in headers:
+        if key.lower() == b"content-encoding" and value.strip().lower() != b"identity":
+            return 0  # compressed as sent: the count is left out rather than the body decoded
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:

@@ -21,9 +21,9 @@ from kaip import __version__
 from kaip.local.gateway.http1 import error_payload
 from kaip.local.gateway.replica_stats import live_revisions, revision_stats
 from kaip.local.gateway.routes import CompiledRoute, RouteTable
-from kaip.local.gateway.upstream import UpstreamPool
 from kaip.protocol.extensions import SUPPORTED, kserve_v1_message, unsupported_model_action
 from kaip.protocol.model_paths import guess_model_name, unknown_model_message
+from kaip.protocol.upstream import UpstreamPool
 
 SERVER_NAME = "kaip-gateway"
 

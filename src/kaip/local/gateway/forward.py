@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from kaip.local.gateway.balance import pick_backend, pick_least_outstanding, pick_revision
-from kaip.local.gateway.http1 import Headers, error_payload, request_head
+from kaip.local.gateway.http1 import error_payload, request_head
 from kaip.local.gateway.mirror import Mirror
 from kaip.local.gateway.prefix import PrefixIndex, block_hashes, pick_by_prefix, prompt_of
 from kaip.local.gateway.routes import Backend, CompiledRoute, RouteKind
@@ -42,7 +42,7 @@ from kaip.local.gateway.server import ClientConnection, Request
 from kaip.local.gateway.signals import Observation
 from kaip.local.gateway.stats import StatsRecorder
 from kaip.local.gateway.trace import passed_on, with_traceparent
-from kaip.local.gateway.upstream import Outcome, UpstreamConnection, UpstreamPool
+from kaip.protocol.upstream import Headers, Outcome, UpstreamConnection, UpstreamPool
 
 log = logging.getLogger("kaip.local.gateway")
 

@@ -38,7 +38,7 @@ from kaip.local.gateway.balance import pick_revision
 from kaip.local.gateway.forward import Forwarder
 from kaip.local.gateway.history import TrafficHistory
 from kaip.local.gateway.hold import HoldQueue
-from kaip.local.gateway.http1 import Headers, error_payload, request_head
+from kaip.local.gateway.http1 import error_payload, request_head
 from kaip.local.gateway.limits import BodyLimit, Connections
 from kaip.local.gateway.mirror import MAX_MIRRORED_IN_FLIGHT, Mirror
 from kaip.local.gateway.paths import Target, TargetKind, parse_target
@@ -47,9 +47,9 @@ from kaip.local.gateway.server import ClientConnection, Request
 from kaip.local.gateway.signals import CONTENT_TYPE, GatewaySignals, LiveLoad, Observation
 from kaip.local.gateway.stats import LoadSample, RevisionStats, StatsRecorder
 from kaip.local.gateway.trace import passed_on
-from kaip.local.gateway.upstream import Framing, UpstreamPool
 from kaip.protocol.extensions import unsupported_route
 from kaip.protocol.model_paths import unknown_model_message
+from kaip.protocol.upstream import Framing, Headers, UpstreamPool
 from kaip.settings import HttpLimits
 from kaip.spec import Serve
 from kaip.telemetry.spans import SpanRecorder

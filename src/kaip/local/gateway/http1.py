@@ -11,22 +11,8 @@ from http import HTTPStatus
 
 import orjson
 
-Headers = list[tuple[bytes, bytes]]
+from kaip.protocol.upstream import HOP_BY_HOP, Headers
 
-# RFC 9110 section 7.6.1 connection-specific fields: one hop only, never forwarded.
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-    }
-)
 # Set by the gateway from what it saw itself: what a client sends under these names is dropped.
 FORWARDED = frozenset(
     {

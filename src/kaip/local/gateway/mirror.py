@@ -23,11 +23,10 @@ import time
 from collections.abc import Callable
 
 from kaip.local.gateway.balance import pick_least_outstanding
-from kaip.local.gateway.http1 import Headers
 from kaip.local.gateway.routes import Backend, CompiledRoute
 from kaip.local.gateway.signals import GatewaySignals
 from kaip.local.gateway.stats import StatsRecorder
-from kaip.local.gateway.upstream import Framing, Outcome, UpstreamPool
+from kaip.protocol.upstream import Framing, Headers, Outcome, UpstreamPool
 
 log = logging.getLogger("kaip.local.gateway")
 
@@ -36,7 +35,7 @@ MAX_MIRRORED_IN_FLIGHT = 64
 
 
 class _Discard:
-    """A :class:`~kaip.local.gateway.upstream.ResponseSink` that keeps the status only."""
+    """A :class:`~kaip.protocol.upstream.ResponseSink` that keeps the status only."""
 
     __slots__ = ("status",)
 

@@ -19,10 +19,9 @@ from typing import Any
 
 import orjson
 
-from kaip.local.gateway.http1 import Headers
 from kaip.local.gateway.routes import Backend, CompiledRoute
-from kaip.local.gateway.upstream import Framing, Outcome, UpstreamPool
 from kaip.protocol.statistics import merge_model_stats
+from kaip.protocol.upstream import Framing, Headers, Outcome, UpstreamPool
 
 log = logging.getLogger("kaip.local.gateway")
 
@@ -31,7 +30,7 @@ MAX_STATS_BYTES = 4 * 1024 * 1024  # one replica's answer; a model has few batch
 
 
 class _Collect:
-    """A :class:`~kaip.local.gateway.upstream.ResponseSink` that keeps a small whole response."""
+    """A :class:`~kaip.protocol.upstream.ResponseSink` that keeps a small whole response."""
 
     def __init__(self) -> None:
         self.status = 0

@@ -26,9 +26,9 @@ from typing import Any, cast
 
 import httptools
 
-from kaip.local.gateway.http1 import Headers, error_payload, json_body, reason_phrase
+from kaip.local.gateway.http1 import error_payload, json_body, reason_phrase
 from kaip.local.gateway.limits import BodyLimit, Connections, Deadline
-from kaip.local.gateway.upstream import Framing, UpstreamConnection, set_nodelay
+from kaip.protocol.upstream import Framing, Headers, UpstreamConnection, set_nodelay
 
 log = logging.getLogger("kaip.local.gateway")
 

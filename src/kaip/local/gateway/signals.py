@@ -39,7 +39,7 @@ from prometheus_client.registry import Collector
 
 from kaip import telemetry as names
 from kaip.accounting import Figures
-from kaip.local.gateway.upstream import Outcome
+from kaip.protocol.upstream import Outcome
 from kaip.telemetry.spans import (
     CLIENT,
     SERVER,

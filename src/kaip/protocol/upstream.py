@@ -1,16 +1,19 @@
-"""Connections from the gateway to replicas: a keep-alive pool and an HTTP/1.1 response reader.
+"""Connections to HTTP/1.1 upstreams: a keep-alive pool and a response reader, for the gateway
+(to replicas) and the engine relay (to an engine's server, :mod:`kaip.serving.relay`).
 
-Owns every socket the gateway opens. A request goes out as one write; the response is parsed
-with httptools and handed, piece by piece as it arrives, to a :class:`ResponseSink` (the client's
-connection), so streamed answers stream through. Each exchange ends with an :class:`Outcome` on a
-future, which tells the caller whether a retry on another replica is safe: only when nothing of
-the response was passed on. A response that declares a small length (up to
+The one module of :mod:`kaip.protocol` that does I/O: it owns every socket the gateway and the
+relay open to an upstream. A request goes out as one write; the response is parsed with
+httptools and handed, piece by piece as it arrives, to a :class:`ResponseSink` (the client's
+connection, or the relay's reader), so streamed answers stream through. Each exchange ends with
+an :class:`Outcome` on a future, which tells the caller whether a retry is safe: only when
+nothing of the response was passed on. A response that declares a small length (up to
 :data:`HOLD_BYTES`, which is nearly every inference answer) is passed on whole, once complete,
-so a replica that dies between its head and its body (a SIGKILL, an OOM kill) is retried too
+so an upstream that dies between its head and its body (a SIGKILL, an OOM kill) is retried too
 rather than cutting the client's response short. Each exchange has a deadline for the response
-head: a replica that accepts a request and then says nothing is aborted (its connection never
+head: an upstream that accepts a request and then says nothing is aborted (its connection never
 goes back to the pool) and the outcome is :attr:`Outcome.TIMED_OUT`; once the head is in, the
-body may take as long as it takes (a stream). Never chooses a replica and never retries by itself.
+body may take as long as it takes (a stream; the caller may abort it). Never chooses an upstream
+and never retries by itself.
 """
 
 from __future__ import annotations
@@ -18,17 +21,33 @@ from __future__ import annotations
 import asyncio
 import enum
 import socket
+import ssl
 from typing import Protocol, cast
 
 import httptools
 
-from kaip.local.gateway.http1 import HOP_BY_HOP, Headers
+Headers = list[tuple[bytes, bytes]]
+
+# RFC 9110 section 7.6.1 connection-specific fields: one hop only, never forwarded.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
 
 
 class Outcome(enum.IntEnum):
     OK = 0
     FAILED_BEFORE_RESPONSE = 1  # refused, reset or closed before anything was passed on: retry
-    FAILED_DURING_RESPONSE = 2  # the replica went away or spoke garbage mid-response
+    FAILED_DURING_RESPONSE = 2  # the upstream went away or spoke garbage mid-response
     TIMED_OUT = 3  # no complete response head within the deadline: nothing reached the client
 
 
@@ -36,11 +55,11 @@ class Framing(enum.IntEnum):
     LENGTH = 0  # content-length
     CHUNKED = 1
     NONE = 2  # no body (HEAD, 1xx, 204, 304)
-    UNTIL_CLOSE = 3  # neither: the body ends when the replica closes
+    UNTIL_CLOSE = 3  # neither: the body ends when the upstream closes
 
 
 class ResponseSink(Protocol):
-    """Where a replica's response goes as it is parsed."""
+    """Where an upstream's response goes as it is parsed."""
 
     def response_head(self, status: int, reason: bytes, headers: Headers, framing: Framing) -> None:
         """Called once per response, before any body."""
@@ -50,7 +69,7 @@ class ResponseSink(Protocol):
     def response_end(self) -> None: ...
 
     def flush(self) -> None:
-        """Write what was buffered; called after every read from the replica."""
+        """Write what was buffered; called after every read from the upstream."""
 
 
 BackendKey = tuple[str, int]
@@ -66,7 +85,7 @@ def set_nodelay(transport: asyncio.BaseTransport) -> None:
 
 
 class UpstreamConnection(asyncio.Protocol):
-    """One keep-alive connection to one replica, carrying one exchange at a time."""
+    """One keep-alive connection to one upstream (a replica, an engine), one exchange at a time."""
 
     def __init__(self, pool: UpstreamPool, key: BackendKey) -> None:
         self.key = key
@@ -107,7 +126,7 @@ class UpstreamConnection(asyncio.Protocol):
         """
         assert self._transport is not None
         if self.closed or self._transport.is_closing():
-            # Lost before this exchange began: the replica closed it (it died, say) while the
+            # Lost before this exchange began: the upstream closed it (it died, say) while the
             # caller was still being told it had connected. Nothing was sent; try elsewhere.
             self.closed = True
             done.set_result(Outcome.FAILED_BEFORE_RESPONSE)
@@ -127,7 +146,7 @@ class UpstreamConnection(asyncio.Protocol):
             self._transport.write(body)
 
     def abort(self) -> None:
-        """Drop the connection at once (the client went away, or the replica is not answering)."""
+        """Drop the connection at once (the client went away, or the upstream is not answering)."""
         self._sink = None
         self._done = None
         self.closed = True
@@ -136,7 +155,7 @@ class UpstreamConnection(asyncio.Protocol):
             self._transport.abort()
 
     def pause_reading(self) -> None:
-        """Stop reading the replica while the client cannot keep up (only mid-exchange)."""
+        """Stop reading the upstream while the client cannot keep up (only mid-exchange)."""
         if self._sink is not None and not self._paused and not self.closed:
             assert self._transport is not None
             self._paused = True
@@ -160,12 +179,12 @@ class UpstreamConnection(asyncio.Protocol):
             self._deadline = None
 
     def _head_overdue(self) -> None:
-        """The deadline passed with no complete response head: give up on this replica."""
+        """The deadline passed with no complete response head: give up on this upstream."""
         self._deadline = None
         done = self._done
         if self._sink is None or self._head_done or done is None:
             return
-        # abort, not close: a hung replica may not read, and close() would wait for our write
+        # abort, not close: a hung upstream may not read, and close() would wait for our write
         # buffer to drain first; a connection with a request still in it is never reused.
         self.abort()
         if not done.done():
@@ -282,11 +301,19 @@ class UpstreamConnection(asyncio.Protocol):
 
 
 class UpstreamPool:
-    """Idle keep-alive connections per replica address, most recently used first."""
+    """Idle keep-alive connections per upstream address, most recently used first; over TLS
+    when given ``tls`` (an ``https://`` engine URL), else plain TCP."""
 
-    def __init__(self, *, max_idle_per_backend: int = 64, connect_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        *,
+        max_idle_per_backend: int = 64,
+        connect_timeout_s: float = 5.0,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self._max_idle = max_idle_per_backend
         self._connect_timeout_s = connect_timeout_s
+        self._tls = tls
         self._idle: dict[BackendKey, list[UpstreamConnection]] = {}
         self._open: set[UpstreamConnection] = set()
 
@@ -299,10 +326,16 @@ class UpstreamPool:
         return None
 
     async def connect(self, key: BackendKey) -> UpstreamConnection:
-        """A new connection; raises OSError (or TimeoutError) when the replica cannot be reached."""
+        """A new connection; raises OSError (or TimeoutError) when it cannot be reached."""
         loop = asyncio.get_running_loop()
         _, conn = await asyncio.wait_for(
-            loop.create_connection(lambda: UpstreamConnection(self, key), key[0], key[1]),
+            loop.create_connection(
+                lambda: UpstreamConnection(self, key),
+                key[0],
+                key[1],
+                ssl=self._tls,
+                server_hostname=key[0] if self._tls is not None else None,
+            ),
             self._connect_timeout_s,
         )
         self._open.add(conn)
