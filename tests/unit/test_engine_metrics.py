@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from kaip.serving.engines import PROFILES, profile, translate
-from kaip.serving.relay import StreamWatch, engine_environment
+from kaip.serving.relay import UNREAD_BYTES, StreamWatch, engine_environment
 
 # vLLM's own example of its /metrics output: vllm-project/vllm, docs/design/metrics.md ("Example
 # output", commit 0328b592a3d35f9b4dc5549d2a3fb8d1531c8e5f), the lines it shows as they are.
@@ -196,3 +196,14 @@ def test_events_cut_anywhere_are_passed_on_alike_and_the_usage_chunk_dropped(cut
     out = b"".join(watch.feed(stream[i : i + cut]) for i in range(0, len(stream), cut))
     assert out + watch.flush() == stream.replace(usage, b"")
     assert (watch.text_events, watch.usage_tokens) == (3, 3)
+
+
+def test_a_long_stream_without_usage_is_counted_exactly_in_bounded_memory() -> None:
+    """Events after the first text wait unparsed only while the engine may still send usage,
+    and never more than UNREAD_BYTES of them."""
+    watch = StreamWatch(drop_usage_chunk=True)
+    events = [_event({"choices": [{"index": 0, "text": "w" * (i % 2)}]}) for i in range(4000)]
+    for event in events:
+        assert watch.feed(event) == event
+        assert sum(map(len, watch._unread)) <= UNREAD_BYTES
+    assert watch.tokens == 2000 and watch.usage_tokens is None

@@ -63,7 +63,9 @@ class EngineAnswer:
         self.status = 0
         self.headers: Headers = []
         self.head_in = False
-        self.done: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        # kept: asyncio.get_running_loop() makes a getpid() system call each time
+        self._loop = asyncio.get_running_loop()
+        self.done: asyncio.Future[Outcome] = self._loop.create_future()
         self.done.add_done_callback(self._wake)
         self._conn = conn
         self._timeout = timeout
@@ -125,7 +127,7 @@ class EngineAnswer:
                     "the connection closed in the middle of the answer", outcome.name.lower()
                 )
             if self._clock is None:
-                self._clock = asyncio.get_running_loop().call_later(self._timeout, self._overdue)
+                self._clock = self._loop.call_later(self._timeout, self._overdue)
             await self.wait()
 
     def close(self) -> None:
@@ -137,7 +139,7 @@ class EngineAnswer:
 
     async def wait(self) -> None:
         """Until the connection has read something, or the exchange is over."""
-        self._waiter = asyncio.get_running_loop().create_future()
+        self._waiter = self._loop.create_future()
         try:
             await self._waiter
         finally:
@@ -156,7 +158,7 @@ class EngineAnswer:
             return
         idle = time.monotonic() - self._read_at
         if idle < self._timeout:
-            self._clock = asyncio.get_running_loop().call_later(self._timeout - idle, self._overdue)
+            self._clock = self._loop.call_later(self._timeout - idle, self._overdue)
             return
         self._failure = EngineFailure("nothing came", "timeout", timed_out=True)
         self._conn.abort()

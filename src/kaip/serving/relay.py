@@ -88,6 +88,8 @@ _HOP_BY_HOP: Final = HOP_BY_HOP | {b"host", b"content-length", b"expect"}
 """Not passed on either way: the relay sets framing and host itself, and the client's body is
 already read whole (an ``expect: 100-continue`` would ask the engine to wait for it)."""
 _EVENT_END = re.compile(rb"\r?\n\r?\n")
+UNREAD_BYTES: Final = 64 * 1024
+"""Events a stream's watch keeps unparsed at most (:class:`StreamWatch`)."""
 _PR_SET_PDEATHSIG = 1
 _REPLICA_ONLY: Final = frozenset({"PORT", "HOST"})
 
@@ -255,14 +257,37 @@ def _install_hint(name: str) -> str:
 
 
 class StreamWatch:
-    """What the relay learns from a streamed answer's events, and which of them go on."""
+    """What the relay learns from a streamed answer's events, and which of them go on.
+
+    Each event is parsed (orjson) until the first with text; after it, an event whose bytes name
+    neither ``"usage"`` nor ``"type"`` can only matter by whether it carries text, and that only
+    when the engine sends no usage after all (llama-cpp-python's server does not): such events
+    are kept as they came and parsed once :attr:`text_events` is asked for, or once
+    :data:`UNREAD_BYTES` of them wait. The counts are those of parsing each at once for every
+    engine that writes the keys ``usage`` and ``type`` as plain bytes (JSON would allow
+    ``"us\\u0061ge"``; no engine writes that); an engine that sends usage costs two byte scans
+    per event after the first text instead of a parse.
+    """
 
     def __init__(self, *, drop_usage_chunk: bool) -> None:
         self.drop_usage_chunk = drop_usage_chunk
         self.first_text_at: float | None = None
-        self.text_events = 0
         self.usage_tokens: int | None = None
+        self._text_events = 0
         self._partial = b""
+        self._unread: list[bytes] = []
+        self._unread_bytes = 0
+
+    @property
+    def text_events(self) -> int:
+        """Events with text so far (the stream's token count when the engine sends no usage)."""
+        self._parse_unread()
+        return self._text_events
+
+    def _parse_unread(self) -> None:
+        unread, self._unread, self._unread_bytes = self._unread, [], 0
+        for event in unread:
+            self._parse(event)
 
     def feed(self, chunk: bytes) -> bytes:
         """The complete events in ``chunk`` (and what came before it) to pass on."""
@@ -297,6 +322,15 @@ class StreamWatch:
 
     def _look(self, event: bytes) -> bool:
         """Note what ``event`` says; False when it is the usage chunk the client did not ask for."""
+        if self.first_text_at is not None and b'"usage"' not in event and b'"type"' not in event:
+            self._unread.append(event)  # whether it has text can wait (class docstring)
+            self._unread_bytes += len(event)
+            if self._unread_bytes > UNREAD_BYTES:
+                self._parse_unread()
+            return True
+        return self._parse(event)
+
+    def _parse(self, event: bytes) -> bool:
         at = event.find(b"data:")  # after an "event:" line in /v1/responses streams
         if at < 0 or b"{" not in event:
             return True
@@ -313,7 +347,7 @@ class StreamWatch:
         if isinstance(choices, list):
             for choice in choices:  # a loop, not any(): no generator per event
                 if _has_text(choice):
-                    self.text_events += 1
+                    self._text_events += 1
                     if self.first_text_at is None:
                         self.first_text_at = time.perf_counter()
                     break
@@ -321,7 +355,7 @@ class StreamWatch:
                 if not choices and usage is not None and self.drop_usage_chunk:
                     return False
         elif doc.get("type") == "response.output_text.delta":  # /v1/responses
-            self.text_events += 1
+            self._text_events += 1
             if self.first_text_at is None:
                 self.first_text_at = time.perf_counter()
         elif doc.get("type") == "response.completed":
