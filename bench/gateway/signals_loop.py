@@ -19,11 +19,10 @@ import argparse
 import statistics
 import time
 
-from kaip.local.gateway.forward import _traced
 from kaip.local.gateway.http1 import request_head
 from kaip.local.gateway.routes import Backend
 from kaip.local.gateway.signals import GatewaySignals, Observation
-from kaip.local.gateway.trace import passed_on
+from kaip.local.gateway.trace import passed_on, with_traceparent
 from kaip.protocol.upstream import Outcome
 from kaip.telemetry.spans import FinishedSpan, SpanRecorder
 
@@ -41,13 +40,15 @@ REPLICA = Backend(replica="digits-0", revision="1", host="127.0.0.1", port=9000)
 def one_request(signals: GatewaySignals | None) -> bytes:
     observed: Observation | None = None
     if signals is not None:
-        observed = signals.begin("model", "digits", "bench", b"POST", TARGET, HEADERS, 8080)
+        observed = signals.begin("model", "digits", "bench", b"POST", TARGET, HEADERS)
     first = observed.head_traceparent() if observed is not None else None
     traceparent = first or passed_on(HEADERS)
     data = request_head(b"POST", TARGET, HEADERS, len(BODY), traceparent, (), b"127.0.0.1")
     data += BODY
     if observed is not None:
-        data, traceparent = _traced(observed, REPLICA, data, traceparent)
+        replica = REPLICA
+        if mine := observed.attempt(replica.revision, replica.replica, replica.host, replica.port):
+            data, traceparent = with_traceparent(data, traceparent, mine), mine
         observed.revision = REPLICA.revision
         observed.attempt_done(REPLICA.revision, Outcome.OK, 200)
         observed.finish(200)

@@ -18,9 +18,11 @@ from kaip.telemetry.spans import (
     Parent,
     Sampling,
     SpanRecorder,
+    _Unsampled,
     parse_traceparent,
     sole_traceparent,
     traceparent,
+    unsampled_traceparent,
 )
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -47,6 +49,85 @@ def test_a_traceparent_is_read_and_written_back() -> None:
 )
 def test_a_malformed_traceparent_starts_a_new_trace(value: bytes) -> None:
     assert parse_traceparent(value) is None
+
+
+def test_a_higher_version_is_read_by_its_first_four_fields() -> None:
+    """W3C Trace Context, "Versioning of traceparent": a version above 00 is parsed by its
+    trace id, parent id and flags, whatever a later version adds after them (after a dash);
+    it used to be taken as malformed, so the client's trace restarted at the gateway."""
+    span = "00f067aa0ba902b7"
+    assert parse_traceparent(f"cc-{TRACE}-{span}-01-what-the-future-holds".encode()) == Parent(
+        int(TRACE, 16), int(span, 16), True
+    )
+    assert parse_traceparent(f"01-{TRACE}-{span}-00".encode()) == Parent(
+        int(TRACE, 16), int(span, 16), False
+    )
+    for wrong in (
+        f"00-{TRACE}-{span}-01-x",  # version 00 has nothing after its flags
+        f"01-{TRACE}-{span}-01x",  # the flags end the value or a dash follows them
+        f"ff-{TRACE}-{span}-01-x",  # version ff is invalid whatever follows
+        f"cc-{'0' * 32}-{span}-01-x",
+    ):
+        assert parse_traceparent(wrong.encode()) is None, wrong
+
+
+def test_an_unsampled_traceparent_is_fresh_random_and_well_formed_across_refills() -> None:
+    """The gateway's traceparents for requests it does not trace come from a pool of random hex
+    digits filled in bulk: each is a valid version-00 value, flags 00, with ids of its own."""
+    pool = _Unsampled(count=8)
+    values = [pool.take() for _ in range(50)]  # the pool filled seven times
+    parents = [parse_traceparent(value) for value in values]
+    assert all(len(v) == 55 and v.startswith(b"00-") and v.endswith(b"-00") for v in values)
+    assert all(parent is not None and not parent.sampled for parent in parents)
+    assert len({p.trace_id for p in parents if p}) == len({p.span_id for p in parents if p}) == 50
+    # Every digit of both ids is random: no column keeps the template's zeros (or any one digit).
+    for column in [*range(3, 35), *range(36, 52)]:
+        assert len({value[column] for value in values}) > 1, column
+    continued = parse_traceparent(unsampled_traceparent(TRACE.encode()))
+    assert continued is not None and continued.trace_id == int(TRACE, 16) and not continued.sampled
+
+
+_HEADERS = [
+    [],
+    [(b"traceparent", f"00-{TRACE}-00f067aa0ba902b7-01".encode())],
+    [(b"traceparent", f"00-{TRACE}-00f067aa0ba902b7-00".encode())],
+    [(b"traceparent", f"cc-{TRACE}-00f067aa0ba902b7-00-later".encode())],
+    [(b"traceparent", f"00-{TRACE.upper()}-00f067aa0ba902b7-01".encode())],
+    [(b"traceparent", b"x"), (b"traceparent", b"y")],
+]
+
+
+@pytest.mark.parametrize(
+    "sampling",
+    [
+        DEFAULT_SAMPLING,
+        Sampling(1.0),
+        Sampling(0.0),
+        Sampling(1.0, parent_based=False),
+        Sampling(0.0, parent_based=False),
+    ],
+)
+def test_the_gateways_open_decides_as_start_from(sampling: Sampling) -> None:
+    """``open`` (the gateway's: an unsampled trace gets only the traceparent it passes on) takes
+    the decisions of ``start_from``, token bucket included, and passes the same trace on."""
+    now = [100.0]
+    full = SpanRecorder(lambda span: None, sampling, clock=lambda: now[0])
+    quick = SpanRecorder(lambda span: None, sampling, clock=lambda: now[0])
+    for turn in range(40):  # past the default's burst of 10, then half a second later
+        if turn == 30:
+            now[0] += 0.5
+        for headers in _HEADERS:
+            start = full.start_from(headers)
+            opened, passed, continued = quick.open(headers)
+            assert (opened is not None) == start.sampled and continued == start.remote_parent
+            if opened is not None:
+                assert passed == b"" and opened.remote_parent == start.remote_parent
+                assert (opened.parent_id, opened.sampled) == (start.parent_id, True)
+                assert opened.trace_id == start.trace_id or not start.remote_parent
+                continue
+            parent = parse_traceparent(passed)
+            assert parent is not None and not parent.sampled and passed.startswith(b"00-")
+            assert (parent.trace_id == start.trace_id) == start.remote_parent
 
 
 @given(st.integers(1, 2**128 - 1), st.sampled_from([0.0, 0.001, 0.1, 0.5, 0.999, 1.0]))
@@ -121,7 +202,11 @@ def test_the_model_server_s_quick_decision_is_the_full_start_s(
     """``sampled_from`` (unsampled callers decided from their flags alone) agrees with
     ``start_from`` on every flags byte, valid or not, under either kind of sampler."""
     recorder = SpanRecorder(lambda span: None, Sampling(ratio, parent_based))
-    for value in (f"{version}-{trace}-{span}-{flags}", f" {version}-{trace}-{span}-{flags}x"):
+    for value in (
+        f"{version}-{trace}-{span}-{flags}",
+        f" {version}-{trace}-{span}-{flags}x",
+        f"{version}-{trace}-{span}-{flags}-later",  # read as such from a version above 00
+    ):
         headers = [(b"host", b"x"), (b"traceparent", value.encode())]
         full, quick = recorder.start_from(headers), recorder.sampled_from(headers)
         assert (quick is not None) == full.sampled

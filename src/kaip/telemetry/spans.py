@@ -28,9 +28,11 @@ sending ``00-<trace>-<span>-01`` is always traced, end to end.
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import time
+from binascii import hexlify
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -41,7 +43,11 @@ DEFAULT_PER_SECOND = 10.0
 DEFAULT_RATIO = 1.0
 """``OTEL_TRACES_SAMPLER_ARG``'s default for the ratio samplers, as in the SDK."""
 
-_TRACEPARENT = re.compile(rb"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+_TRACEPARENT = re.compile(
+    rb"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$", re.DOTALL
+)
+"""Version, trace id, parent id, flags, and what a later version adds after a dash (W3C Trace
+Context, "Versioning of traceparent": a version above 00 is read by its first four fields)."""
 _ZERO_TRACE, _ZERO_SPAN = b"0" * 32, b"0" * 16
 _SAMPLED_LAST = frozenset(b"13579bdf")  # a flags byte's last hex digit with bit 0 (sampled) set
 _tuple_new = tuple.__new__  # builds a NamedTuple at ~1/3 the cost of its own __new__
@@ -63,13 +69,16 @@ class Parent(NamedTuple):
 
 
 def parse_traceparent(value: bytes) -> Parent | None:
-    """The parent a ``traceparent`` names; None when malformed, all-zero or version ``ff``."""
+    """The parent a ``traceparent`` names; None when malformed, all-zero or version ``ff``.
+    A version above ``00`` is read by its first four fields, whatever follows them after a dash
+    (W3C Trace Context: a vendor "SHOULD try to parse it"); version ``00`` has nothing after
+    its flags."""
     match = _TRACEPARENT.match(value.strip())
     if match is None:
         return None
-    version, trace_hex, span_hex, flags = match.groups()
+    version, trace_hex, span_hex, flags, later = match.groups()
     trace_id, span_id = int(trace_hex, 16), int(span_hex, 16)
-    if version == b"ff" or not trace_id or not span_id:
+    if version == b"ff" or not trace_id or not span_id or (later is not None and version == b"00"):
         return None
     return _tuple_new(Parent, (trace_id, span_id, flags[-1] in _SAMPLED_LAST))
 
@@ -100,6 +109,60 @@ def new_span_id() -> int:
 
 def new_trace_id() -> int:
     return _random.getrandbits(128) or 1
+
+
+class _Unsampled:
+    """``traceparent`` values of version 00 with the sampled flag off, each with a fresh random
+    trace id and parent id, cut from a buffer of random hex digits filled in bulk: what the
+    gateway passes on for each of the requests it does not trace (nearly all under load), for
+    a slice of bytes instead of two random ints and a formatting each (bench/README.md,
+    session 12). The ids are random (``os.urandom``), as W3C Trace Context asks of them; a
+    buffer with 16 zero digits in a row anywhere is drawn again, so no id is all zeros."""
+
+    __slots__ = ("_at", "_buffer", "_count")
+
+    SIZE = 55  # len("00-<32 hex>-<16 hex>-00")
+    _STRIDE = 56  # a pad byte before each, so the ids' digits fall on 8- and 4-byte boundaries
+    _TEMPLATE = b" 00-" + b"0" * 32 + b"-" + b"0" * 16 + b"-00"
+
+    def __init__(self, count: int = 1024) -> None:
+        self._count = count
+        self._buffer = b""
+        self._at = 0  # the next one's first byte; at the end: fill again
+
+    def take(self) -> bytes:
+        at = self._at
+        if at >= len(self._buffer):
+            self._buffer = self._fill()
+            at = 1
+        self._at = at + self._STRIDE
+        return self._buffer[at : at + self.SIZE]
+
+    def _fill(self) -> bytes:
+        """``count`` of them, one per 56 bytes: the trace ids' 32 digits copied in four 8-byte
+        columns and the parent ids' 16 in four 4-byte ones (eight strided copies in all)."""
+        n = self._count
+        digits = hexlify(os.urandom(24 * n))  # 48 per traceparent: trace id, then parent id
+        while b"0" * 16 in digits:
+            digits = hexlify(os.urandom(24 * n))
+        buffer = bytearray(self._TEMPLATE * n)
+        quads, words = memoryview(digits).cast("Q"), memoryview(digits).cast("I")
+        traces = memoryview(buffer)[4 : 4 + 8 * (7 * n - 1)].cast("Q")  # a trace id at 4
+        parents = memoryview(buffer)[1 : 1 + 4 * (14 * n - 1)].cast("I")  # a parent id at 37
+        for k in range(4):
+            traces[k::7] = quads[k::6]
+            parents[9 + k :: 14] = words[8 + k :: 12]
+        return bytes(buffer)
+
+
+_unsampled = _Unsampled()
+
+
+def unsampled_traceparent(trace_hex: bytes = b"") -> bytes:
+    """A fresh ``traceparent`` with the sampled flag off (version 00): a new random trace, or
+    the trace of ``trace_hex`` (its 32 lower-case hex digits) under a new random parent id."""
+    fresh = _unsampled.take()
+    return fresh[:3] + trace_hex + fresh[35:] if trace_hex else fresh
 
 
 class FinishedSpan(NamedTuple):
@@ -156,7 +219,17 @@ class Start(NamedTuple):
 class SpanRecorder:
     """The sampling decision and the sink of one process's spans."""
 
-    __slots__ = ("_bound", "_clock", "_last", "_parent_based", "_per_second", "_tokens", "sink")
+    __slots__ = (
+        "_bound",
+        "_clock",
+        "_last",
+        "_parent_based",
+        "_per_second",
+        "_refill_at",
+        "_tokens",
+        "_whole",
+        "sink",
+    )
 
     def __init__(
         self,
@@ -166,27 +239,42 @@ class SpanRecorder:
     ) -> None:
         self.sink = sink
         self._bound = round(sampling.ratio * (_ID_LIMIT + 1))  # TraceIdRatioBased.get_bound
+        self._whole = self._bound > _ID_LIMIT
+        """Ratio 1: every trace id is under the bound, so a trace started here is decided
+        without one (its ids need not exist as ints unless it is sampled)."""
         self._parent_based = sampling.parent_based
         self._per_second = sampling.per_second
         self._clock = clock
         self._tokens = sampling.per_second or 0.0  # a token bucket, full at the start
         self._last = clock()
+        self._refill_at = self._last  # no token before this time (the bucket is empty)
 
     def _keep(self, trace_id: int) -> bool:
         """The decision for a trace started here: its id under the ratio, and a token left."""
-        if trace_id & _ID_LIMIT >= self._bound:
-            return False
+        return trace_id & _ID_LIMIT < self._bound and self._token()
+
+    def _token(self) -> bool:
+        """A token taken from the bucket (always, with no cap on traces per second). While the
+        bucket is empty (nearly every request under load), one clock read and one comparison
+        with when it next holds a whole token: the tokens grow linearly until then, so the
+        bucket's state is brought up to date only when one may be taken."""
         rate = self._per_second
         if rate is None:
             return True
         now = self._clock()
+        if now < self._refill_at:
+            return False
         tokens = min(rate, self._tokens + (now - self._last) * rate)
         self._last = now
-        if tokens < 1.0:
-            self._tokens = tokens
-            return False
-        self._tokens = tokens - 1.0
-        return True
+        if tokens >= 1.0:
+            tokens -= 1.0
+            kept = True
+        else:
+            kept = False
+        self._tokens = tokens
+        # A bucket that holds less than one token at most (rate < 1) never gives one.
+        self._refill_at = now + (1.0 - tokens) / rate if rate >= 1.0 else float("inf")
+        return kept
 
     def start(self, parent: Parent | None) -> Start:
         """Begin a server span under ``parent`` (the caller's, or None: a new trace). A span
@@ -204,6 +292,34 @@ class SpanRecorder:
             )
         return _tuple_new(Start, (trace_id, 0, parent.span_id, True, False, 0))
 
+    def open(self, headers: Iterable[tuple[bytes, bytes]]) -> tuple[Start | None, bytes, bool]:
+        """:meth:`start_from` for a server that passes the trace context on (the gateway):
+        ``(start, b"", continued)`` when the span is sampled; when not, ``(None, traceparent,
+        continued)`` with the ``traceparent`` (flags 00) the next hop must get, in the same trace
+        as the caller's or a new one, under a fresh random parent id, made without ints or
+        formatting (:func:`unsampled_traceparent`). ``continued``: the caller's trace goes on
+        (its one ``traceparent`` was valid), so its ``tracestate`` goes on too."""
+        value = sole_traceparent(headers)
+        parent = parse_traceparent(value) if value else None
+        if parent is not None:
+            if parent.sampled if self._parent_based else self._keep(parent.trace_id):
+                start = (parent.trace_id, new_span_id(), parent.span_id, True, True, time.time_ns())
+                return _tuple_new(Start, start), b"", True
+            return None, unsampled_traceparent(value[3:35]), True
+        if self._whole:  # decided by the bucket alone: ids only for a sampled trace
+            if self._clock() >= self._refill_at and self._token():  # (before: an empty bucket)
+                return self._root(new_trace_id()), b"", False
+            return None, _unsampled.take(), False
+        trace_id = new_trace_id()
+        if self._keep(trace_id):
+            return self._root(trace_id), b"", False
+        return None, traceparent(trace_id, new_span_id(), False), False
+
+    @staticmethod
+    def _root(trace_id: int) -> Start:
+        """The sampled span that starts trace ``trace_id`` here (its sampling decided)."""
+        return _tuple_new(Start, (trace_id, new_span_id(), 0, False, True, time.time_ns()))
+
     def start_from(self, headers: Iterable[tuple[bytes, bytes]]) -> Start:
         """:meth:`start` under the ``traceparent`` among ASGI/HTTP ``headers`` (any case; a
         new trace when there is none, more than one, or a malformed one)."""
@@ -217,15 +333,18 @@ class SpanRecorder:
         flags alone, without building its ids."""
         value = sole_traceparent(headers)
         if not value:
+            if self._whole:  # decided by the bucket alone: ids only for a sampled trace
+                return self._root(new_trace_id()) if self._token() else None
             start = self.start(None)
             return start if start.sampled else None
         if self._parent_based and (match := _TRACEPARENT.match(value)):
-            version, trace_hex, span_hex, flags = match.groups()
+            version, trace_hex, span_hex, flags, later = match.groups()
             if (
                 flags[-1] not in _SAMPLED_LAST
                 and version != b"ff"
                 and trace_hex != _ZERO_TRACE
                 and span_hex != _ZERO_SPAN
+                and (later is None or version != b"00")
             ):
                 return None
         start = self.start(parse_traceparent(value))

@@ -20,7 +20,7 @@ from otlp_receiver import serve_otlp
 
 from kaip.local.gateway import Route
 from kaip.telemetry.otel import recorder
-from kaip.telemetry.spans import Sampling
+from kaip.telemetry.spans import FinishedSpan, Sampling, SpanRecorder, parse_traceparent
 
 
 def owned(route: Route, owner: str) -> Route:
@@ -238,3 +238,40 @@ def test_unsampled_traces_record_nothing_and_tell_the_replica(spawn_backend: Any
     _, trace_id, span_id, flags = started["traceparent"].split("-")
     assert flags == "00" and trace_id != caller_trace and int(trace_id, 16)
     assert sampled["traceparent"].endswith("-01")
+
+
+def test_a_retry_of_an_unsampled_request_carries_its_own_well_formed_traceparent(
+    spawn_backend: Any,
+) -> None:
+    """An unsampled request's ``traceparent`` is cut from a pool at the gateway; a retry swaps
+    in one of its own: the same trace, flags 00, a new parent id, still a valid value."""
+    live: BackendProcess = spawn_backend("L")
+    dead: BackendProcess = spawn_backend("D")
+    dead.kill()  # its port now refuses connections: an attempt there fails and is retried
+    route = model("m", {"r": 100}, backend("D", "r", dead.port), backend("L", "r", live.port))
+    client_trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    spans: list[FinishedSpan] = []
+    tracer = SpanRecorder(spans.append, Sampling(ratio=0.0))
+
+    async def scenario() -> list[str]:
+        seen = []
+        async with running([route], rng=random.Random(3), tracer=tracer) as (_, client):
+            key = labels(kind="model", resource="m", revision="r", owner="")
+            for i in range(40):  # until an attempt lands on D (the seeded rng decides when)
+                for parent in (f"00-{client_trace}-{i + 1:016x}-00", None):
+                    headers = {"traceparent": parent} if parent else {}
+                    answer = await client.get("/v2/models/m/ready", headers=headers)
+                    assert answer.status_code == 200
+                    seen.append(answer.json()["traceparent"])
+                    if (await scrape(client)).get(("kaip_gateway_retries_total", key)) == 1.0:
+                        return seen
+        raise AssertionError("no request was ever sent to the dead replica first")
+
+    seen = run(scenario())
+    assert spans == []
+    for value in seen:  # the retried one last, the others answered at once
+        parent = parse_traceparent(value.encode())
+        assert parent is not None and not parent.sampled and value.startswith("00-"), value
+    followed = [v for v in seen if v.split("-")[1] == client_trace]
+    assert len(followed) == (len(seen) + 1) // 2  # every other request sent the client's trace
+    assert len({v.split("-")[2] for v in seen}) == len(seen)  # a parent id each

@@ -79,3 +79,69 @@ def test_a_tracing_gateway_restarts_the_trace_on_two_traceparents_and_drops_trac
         server = servers[int(_trace_id(restarted[0]), 16)]
         assert server.parent_id == 0 and not server.remote_parent  # a root span here
         assert restarted[1] == "", "a restarted trace must not carry the client's tracestate"
+
+
+HIGHER = "cc-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-what-the-future-holds"
+
+
+def test_a_higher_version_traceparent_goes_on_by_its_first_four_fields(
+    spawn_backend: Any,
+) -> None:
+    """W3C Trace Context: a ``traceparent`` of a version above 00 is read by its trace id,
+    parent id and flags. It used to be taken as malformed: the gateway restarted the trace and
+    dropped the client's tracestate. Not tracing, the gateway passes it on as it came; tracing,
+    the replica gets version 00 in the client's trace, under the gateway's span, sampled or not
+    as the client said, with the tracestate."""
+    live: BackendProcess = spawn_backend("L")
+    route = model("m", {"r": 100}, backend("L", "r", live.port))
+    unsampled = HIGHER.replace("-01-what", "-00-what")
+    spans: list[FinishedSpan] = []
+    tracer = SpanRecorder(spans.append, Sampling(ratio=0.0))  # parent based: the flag decides
+
+    async def scenario() -> list[tuple[str, str]]:
+        seen = []
+        async with running([route]) as (_, client):
+            seen.append(await _seen(client, [("traceparent", HIGHER), ("tracestate", STATE)]))
+        async with running([route], tracer=tracer) as (_, client):
+            for value in (HIGHER, unsampled):
+                seen.append(await _seen(client, [("traceparent", value), ("tracestate", STATE)]))
+        return seen
+
+    passed, sampled, not_sampled = run(scenario())
+    assert passed == (HIGHER, STATE)
+    (server,) = (span for span in spans if span.kind == SERVER)
+    assert server.trace_id == int(_trace_id(HIGHER), 16)
+    assert server.parent_id == 0xB7AD6B7169203331 and server.remote_parent
+    for (value, state), flags in ((sampled, "01"), (not_sampled, "00")):
+        version, trace_id, span_id, last = value.split("-")
+        assert (version, trace_id, last, state) == ("00", _trace_id(HIGHER), flags, STATE)
+        assert span_id not in ("b7ad6b7169203331", "0" * 16)
+
+
+def test_an_unsampled_trace_goes_on_with_its_tracestate_and_a_restarted_one_without(
+    spawn_backend: Any,
+) -> None:
+    """Under a tracing gateway that samples none of the traces it starts (ratio 0), a client's
+    valid unsampled ``traceparent`` goes on (same trace, the gateway's parent id, flags 00) with
+    its tracestate; two traceparents, a malformed one or none restart the trace without it."""
+    live: BackendProcess = spawn_backend("L")
+    route = model("m", {"r": 100}, backend("L", "r", live.port))
+    unsampled = [("traceparent", A[:-2] + "00"), ("tracestate", STATE)]
+    spans: list[FinishedSpan] = []
+    tracer = SpanRecorder(spans.append, Sampling(ratio=0.0))
+
+    async def scenario() -> list[tuple[str, str]]:
+        async with running([route], tracer=tracer) as (_, client):
+            return [await _seen(client, h) for h in (unsampled, TWO, MALFORMED, ORPHAN)]
+
+    (followed, state), *restarted = run(scenario())
+    assert spans == []
+    _, trace_id, span_id, flags = followed.split("-")
+    assert (trace_id, flags, state) == (_trace_id(A), "00", STATE)
+    assert span_id != A.split("-")[2]
+    for value, state in restarted:
+        version, trace_id, span_id, flags = value.split("-")
+        assert (version, flags, state) == ("00", "00", "")
+        assert (
+            trace_id not in (_trace_id(A), _trace_id(B)) and int(trace_id, 16) and int(span_id, 16)
+        )

@@ -96,7 +96,7 @@ class Forwarder:
     ) -> None:
         """Send to a chosen replica; on a failure before any answer, try another (module doc)."""
         # When tracing, the head carries the first attempt's traceparent from the start: a
-        # retry alone swaps in its own (_traced).
+        # retry alone swaps in its own (below, at each attempt).
         # The client's tracestate goes on with its trace only (trace.py).
         if observed is not None and (first := observed.head_traceparent()) is not None:
             traceparent, continued = first, observed.continues_trace
@@ -149,8 +149,10 @@ class Forwarder:
             fresh = again_fresh is not None
             again_fresh = None
             replica = backend.replica
-            if observed is not None:
-                data, traceparent = _traced(observed, backend, data, traceparent)
+            if observed is not None and (
+                mine := observed.attempt(backend.revision, replica, backend.host, backend.port)
+            ):  # this attempt's own traceparent, swapped into the head (a retry's)
+                data, traceparent = with_traceparent(data, traceparent, mine), mine
             outstanding[replica] = outstanding.get(replica, 0) + 1
             try:
                 outcome, reused = await self._exchange(
@@ -280,16 +282,6 @@ class Forwarder:
             raise
         finally:
             conn.upstream = None
-
-
-def _traced(
-    observed: Observation, backend: Backend, data: bytes, traceparent: bytes
-) -> tuple[bytes, bytes]:
-    """The head ``data`` carrying this attempt's own ``traceparent`` (when tracing), and it."""
-    mine = observed.attempt(backend.revision, backend.replica, backend.host, backend.port)
-    if mine is None:
-        return data, traceparent
-    return with_traceparent(data, traceparent, mine), mine
 
 
 def _timeout_message(route: CompiledRoute, last: Backend, timeout_s: float, timeouts: int) -> str:

@@ -287,10 +287,11 @@ class Gateway:
                 conn.send_json(404, {"error": f"no route for {path}"}, head=head)
 
     def _begin(
-        self, route: CompiledRoute, request: Request
+        self, route: CompiledRoute, request: Request, pinned: str = ""
     ) -> tuple[StatsRecorder, Observation | None]:
         """Count a request in (the caller counts it out of ``in_flight``, and finishes the
-        observation); the route's stats and the request's observation (None: no signals)."""
+        observation); the route's stats and the request's observation (None: no signals),
+        its revision ``pinned`` until one is tried."""
         kind, name = route.route.kind, route.name
         stats = self._stats[name]
         stats.in_flight += 1
@@ -299,7 +300,7 @@ class Gateway:
             return stats, None
         method, target, headers = request.method, request.target, request.headers
         owner = route.route.owner
-        return stats, self.signals.begin(kind, name, owner, method, target, headers, self._port)
+        return stats, self.signals.begin(kind, name, owner, method, target, headers, pinned)
 
     async def _websocket(self, conn: ClientConnection, request: Request, target: Target) -> None:
         """An App's WebSocket: checked here, relayed and spliced by :mod:`websocket`."""
@@ -386,9 +387,7 @@ class Gateway:
         if route is None:
             self._not_found(conn, kind, name, openai)
             return
-        stats, observed = self._begin(route, request)
-        if observed is not None:
-            observed.revision = pinned or ""
+        stats, observed = self._begin(route, request, pinned or "")
         try:
             if not route.has_backends:
                 held = await self._held.hold(kind, name, stats)

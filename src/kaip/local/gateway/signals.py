@@ -12,11 +12,12 @@ The rule that keeps the hot path cheap: a request only adds to plain ints in a p
 revision) record on the event loop's thread; prometheus_client turns the records into text when
 ``/metrics`` is scraped (:class:`GatewayCollector`), and spans exist only when a span recorder is
 given (``OTEL_EXPORTER_OTLP_ENDPOINT`` set) and the trace is sampled: an unsampled request only
-mints the span ids its replicas see; a sampled one records plain tuples
-(:mod:`kaip.telemetry.spans`). Worked example: a client POSTs to ``digits`` (owner
-``team-a``), replica ``d-1`` of revision ``3`` refuses the connection, ``d-2`` answers 200 in
-12 ms. Then ``kaip_gateway_requests_total{resource="digits",revision="3",owner="team-a",
-status_class="2xx"}`` is 1, ``kaip_gateway_retries_total`` 1, the histogram's ``le="0.025"``
+gets the ``traceparent`` its replicas see, cut from a pool of random hex digits (no ids as ints,
+no formatting); a sampled one records plain tuples (:mod:`kaip.telemetry.spans`). Worked
+example: a client POSTs to ``digits`` (owner ``team-a``), replica ``d-1`` of revision ``3``
+refuses the connection, ``d-2`` answers 200 in 12 ms. Then
+``kaip_gateway_requests_total{resource="digits",revision="3",owner="team-a",status_class="2xx"}``
+is 1, ``kaip_gateway_retries_total`` 1, the histogram's ``le="0.025"``
 bucket counts it, and the trace holds ``POST`` (server) with two ``POST`` client spans under it,
 the second with ``http.request.resend_count=1``; ``d-2``'s own spans hang under the second.
 """
@@ -51,6 +52,8 @@ from kaip.telemetry.spans import (
     traceparent,
 )
 
+_NO_ANSWER = 5  # where a status of 0 (cut short, no answer) counts in a record's classes
+
 LATENCY_BUCKETS_S: tuple[float, ...] = (
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 )  # fmt: skip
@@ -58,6 +61,9 @@ LATENCY_BUCKETS_S: tuple[float, ...] = (
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 _CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+_OK, _TIMED_OUT = Outcome.OK, Outcome.TIMED_OUT  # an enum member read off its class costs
+# ~0.1 µs on Python 3.11 (a descriptor), a module global a tenth of that
+_FIRST_BOUND_S = LATENCY_BUCKETS_S[0]  # most answers fall in the first bucket: no bisect then
 _FAILED_ATTEMPT = {
     Outcome.FAILED_BEFORE_RESPONSE: "connection_failed",
     Outcome.FAILED_DURING_RESPONSE: "response_incomplete",
@@ -100,8 +106,9 @@ class ReplicaBusy:
 
 
 def _class_index(status: int) -> int:
-    """Where ``status`` counts in a :class:`_Record`'s classes (5: none, e.g. status 0)."""
-    return status // 100 - 1 if 100 <= status < 600 else 5
+    """Where ``status`` counts in a :class:`_Record`'s classes (5: none, e.g. status 0);
+    :meth:`Observation.finish` has it inline."""
+    return status // 100 - 1 if 100 <= status < 600 else _NO_ANSWER
 
 
 class _Record:
@@ -193,12 +200,14 @@ class GatewaySignals:
         method: bytes,
         target: bytes,
         headers: Iterable[tuple[bytes, bytes]],
-        port: int,
+        revision: str = "",
     ) -> Observation:
-        """Start observing one proxied request (and its server span, when tracing)."""
-        observation = Observation(self, kind, resource, owner, method)
+        """Start observing one proxied request (and its server span, when tracing);
+        ``revision``: the one it is pinned to, if known yet."""
+        observation = Observation(self, kind, resource, owner, method, revision)
         if self.tracer is not None:
-            observation.trace = self.tracer.start_from(headers)
+            trace, observation._head, observation.continues_trace = self.tracer.open(headers)
+            observation.trace = trace
             observation.target = target
         return observation
 
@@ -209,10 +218,12 @@ class Observation:
     __slots__ = (
         "_attempt",
         "_busy",
+        "_head",
         "_method",
         "_next_span",
         "_replica",
         "_sent",
+        "continues_trace",
         "kind",
         "owner",
         "resource",
@@ -224,7 +235,13 @@ class Observation:
     )
 
     def __init__(
-        self, signals: GatewaySignals, kind: str, resource: str, owner: str, method: bytes
+        self,
+        signals: GatewaySignals,
+        kind: str,
+        resource: str,
+        owner: str,
+        method: bytes,
+        revision: str = "",
     ) -> None:
         self.signals = signals
         self.kind = kind
@@ -232,9 +249,14 @@ class Observation:
         self.owner = owner
         self._method = method
         self.trace: Start | None = None
-        """The server span's ids (None: not tracing); recorded at :meth:`finish` if sampled."""
+        """The server span's ids when its trace is sampled (recorded at :meth:`finish`)."""
+        self._head = b""
+        """When tracing and not sampled: the ``traceparent`` (flags 00) the replica gets."""
+        self.continues_trace = False
+        """The request is in the client's trace (its one ``traceparent`` was valid), so the
+        client's ``tracestate`` goes on with it; False: the trace restarted here (or none)."""
         self.target = b""
-        self.revision = ""
+        self.revision = revision
         """The revision that answered (or was tried last); set by the gateway."""
         self.started = time.perf_counter()
         self._attempt: tuple[int, int, dict[str, AttributeValue]] | None = None
@@ -243,22 +265,15 @@ class Observation:
         self._replica = ""  # the replica tried last
         self._next_span = 0  # the next attempt's span id, already in the request head (0: none)
 
-    @property
-    def continues_trace(self) -> bool:
-        """The server span is in the client's trace (its one ``traceparent`` was valid), so
-        the client's ``tracestate`` goes on with it; False: the trace restarted here."""
-        trace = self.trace
-        return trace is not None and trace.remote_parent
-
     def head_traceparent(self) -> bytes | None:
         """The ``traceparent`` to build the request head with: the first attempt's, its span id
         minted now so that :meth:`attempt` need not change the head (None: not tracing; pass the
         client's on, see :func:`kaip.local.gateway.trace.passed_on`)."""
         trace = self.trace
-        if trace is None:
-            return None
+        if trace is None:  # not sampled: the one made at begin (b"": not tracing)
+            return self._head or None
         self._next_span = span_id = new_span_id()
-        return traceparent(trace.trace_id, span_id, trace.sampled)
+        return traceparent(trace.trace_id, span_id, True)
 
     def relayed_traceparent(self) -> bytes | None:
         """The ``traceparent`` of a request relayed in one piece with no attempt spans (a
@@ -266,8 +281,8 @@ class Observation:
         hang under it (None: not tracing; pass the client's on, as for HTTP)."""
         trace = self.trace
         if trace is None:
-            return None
-        return traceparent(trace.trace_id, trace.span_id or new_span_id(), trace.sampled)
+            return self._head or None
+        return traceparent(trace.trace_id, trace.span_id, True)
 
     def attempt(self, revision: str, replica: str, host: str, port: int) -> bytes | None:
         """An attempt on a replica begins; returns the ``traceparent`` it must carry, or None
@@ -286,22 +301,24 @@ class Observation:
         self._busy = busy
         self._replica = replica
         trace = self.trace
-        if trace is None:
+        if trace is None:  # not sampled (or not tracing: no head): the head carries the first
+            head = self._head
+            if sent and head:  # a retry gets a parent id of its own, as a sampled one does
+                return head[:36] + b"%016x" % new_span_id() + head[52:]
             return None
         span_id, self._next_span = self._next_span, 0
         mine = None
         if not span_id:
             span_id = new_span_id()
-            mine = traceparent(trace.trace_id, span_id, trace.sampled)
-        if trace.sampled:
-            attributes: dict[str, AttributeValue] = {
-                "server.address": host,
-                "server.port": port,
-                names.ATTR_REPLICA: replica,
-            }
-            if sent:
-                attributes["http.request.resend_count"] = sent
-            self._attempt = (span_id, time.time_ns(), attributes)
+            mine = traceparent(trace.trace_id, span_id, True)
+        attributes: dict[str, AttributeValue] = {
+            "server.address": host,
+            "server.port": port,
+            names.ATTR_REPLICA: replica,
+        }
+        if sent:
+            attributes["http.request.resend_count"] = sent
+        self._attempt = (span_id, time.time_ns(), attributes)
         return mine
 
     def _release(self, answered: bool) -> None:
@@ -315,8 +332,14 @@ class Observation:
             busy.requests += 1
 
     def attempt_done(self, revision: str, outcome: Outcome, status: int) -> None:
-        self._release(outcome is Outcome.OK)
-        if outcome is Outcome.TIMED_OUT:
+        busy, self._busy = self._busy, None
+        if busy is not None:  # as _release, inline (once per request)
+            busy.in_flight -= 1
+            if not busy.in_flight:
+                busy.busy_s += time.perf_counter() - busy.since
+            if outcome is _OK:
+                busy.requests += 1
+        if outcome is _TIMED_OUT:
             self.signals.record((self.kind, self.resource, revision, self.owner)).timeouts += 1
         attempt, self._attempt = self._attempt, None
         if attempt is None:
@@ -361,14 +384,18 @@ class Observation:
         """The request is over: ``status`` is what the client got (0: cut short or none)."""
         seconds = time.perf_counter() - self.started
         revision = self.revision
-        record = self.signals.record((self.kind, self.resource, revision, self.owner))
-        record.by_class[_class_index(status)] += 1
-        record.buckets[bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
+        signals = self.signals
+        key = (self.kind, self.resource, revision, self.owner)
+        record = signals._records.get(key) or signals.record(key)
+        record.by_class[status // 100 - 1 if 100 <= status < 600 else _NO_ANSWER] += 1
+        record.buckets[
+            0 if seconds <= _FIRST_BOUND_S else bisect_left(LATENCY_BUCKETS_S, seconds)
+        ] += 1
         record.sum_s += seconds
         if self._busy is not None:  # cancelled mid-attempt (the client went away)
             self._release(False)
         trace, self.trace = self.trace, None
-        if trace is None or not trace.sampled:
+        if trace is None:
             return
         if self._attempt is not None:  # cancelled mid-attempt (the client went away)
             span_id, start_ns, attempt_attributes = self._attempt
