@@ -3,6 +3,8 @@ SDK's own samplers (the rule they follow), and the sampler settings read from OT
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -19,6 +21,7 @@ from kaip.telemetry.spans import (
     Sampling,
     SpanRecorder,
     _Unsampled,
+    new_span_id,
     parse_traceparent,
     sole_traceparent,
     traceparent,
@@ -85,6 +88,25 @@ def test_an_unsampled_traceparent_is_fresh_random_and_well_formed_across_refills
         assert len({value[column] for value in values}) > 1, column
     continued = parse_traceparent(unsampled_traceparent(TRACE.encode()))
     assert continued is not None and continued.trace_id == int(TRACE, 16) and not continued.sampled
+
+
+def test_a_forked_child_draws_ids_of_its_own() -> None:
+    """A process forked after its pool was filled (or its random ids seeded) does not repeat
+    its parent's next trace and span ids."""
+    unsampled_traceparent()  # the pool filled in this process
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child)
+        os.write(write, unsampled_traceparent() + b"%016x" % new_span_id())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        theirs = pipe.read()
+    os.waitpid(child, 0)
+    ours = unsampled_traceparent() + b"%016x" % new_span_id()
+    assert len(theirs) == len(ours) == 71
+    assert theirs[3:35] != ours[3:35] and theirs[36:52] != ours[36:52]
+    assert theirs[55:] != ours[55:]
 
 
 _HEADERS = [

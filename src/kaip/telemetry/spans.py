@@ -154,8 +154,21 @@ class _Unsampled:
             parents[9 + k :: 14] = words[8 + k :: 12]
         return bytes(buffer)
 
+    def drop(self) -> None:
+        """Forget what is left, so the next one is drawn afresh (a forked child's ids are not
+        its parent's)."""
+        self._buffer, self._at = b"", 0
+
 
 _unsampled = _Unsampled()
+
+
+def _after_fork_in_child() -> None:
+    _unsampled.drop()
+    _random.seed()  # from os.urandom, as at import: span ids unlike the parent's
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def unsampled_traceparent(trace_hex: bytes = b"") -> bytes:
