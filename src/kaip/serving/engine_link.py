@@ -42,6 +42,8 @@ from kaip.protocol.upstream import (
 CONNECT_TIMEOUT_S: Final = 5.0
 PAUSE_BYTES: Final = 256 * 1024
 MAX_IDLE_CONNECTIONS: Final = 256
+INLINE_BODY_BYTES: Final = 64 * 1024
+"""A request body up to this goes out in the same write as its head."""
 
 
 class EngineFailure(Exception):
@@ -200,6 +202,8 @@ class EngineLink:
     async def open(self, head: bytes, body: bytes, *, head_request: bool = False) -> EngineAnswer:
         """Send a request; return its answer once the answer's head is in (for a small answer,
         once all of it is). Raises :class:`EngineFailure` (module docstring: Once more, Time)."""
+        if len(body) <= INLINE_BODY_BYTES:  # one write, one segment for the engine to read
+            head, body = head + body, b""
         failure = EngineFailure("no connection", "failed_before_response")
         for attempt in (0, 1):
             conn = self._pool.take_idle(self._key) if attempt == 0 else None
