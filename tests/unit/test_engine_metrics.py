@@ -1,6 +1,6 @@
 # ruff: noqa: E501  (vLLM's /metrics lines below are quoted as they are)
 """The engines' metric maps (:func:`kaip.serving.engines.translate`) on real engines' /metrics text,
-and what the relay reads from a stream (:class:`kaip.serving.relay.StreamWatch`)."""
+and what the relay reads from a stream (:class:`kaip.serving.stream_watch.StreamWatch`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import orjson
 import pytest
 
 from kaip.serving.engines import PROFILES, profile, translate
-from kaip.serving.relay import UNREAD_BYTES, StreamWatch, engine_environment
+from kaip.serving.relay import engine_environment
+from kaip.serving.stream_watch import UNREAD_BYTES, StreamWatch
 
 # vLLM's own example of its /metrics output: vllm-project/vllm, docs/design/metrics.md ("Example
 # output", commit 0328b592a3d35f9b4dc5549d2a3fb8d1531c8e5f), the lines it shows as they are.

@@ -40,12 +40,11 @@ import collections
 import contextlib
 import logging
 import os
-import re
 import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Final
+from typing import Final
 
 import httpx
 import orjson
@@ -68,6 +67,7 @@ from kaip.serving.engine_link import EngineFailure, EngineLink
 from kaip.serving.engines import MAX_METRICS_BYTES, EngineProfile, EngineSnapshot, translate
 from kaip.serving.metrics import GenAIMetrics, ServerMetrics
 from kaip.serving.openai_api import PROTOCOL, openai_error, unless_disconnected
+from kaip.serving.stream_watch import StreamWatch
 from kaip.spec.engine import Engine
 
 log = logging.getLogger(__name__)
@@ -87,9 +87,6 @@ GENERATIONS: Final = {
 _HOP_BY_HOP: Final = HOP_BY_HOP | {b"host", b"content-length", b"expect"}
 """Not passed on either way: the relay sets framing and host itself, and the client's body is
 already read whole (an ``expect: 100-continue`` would ask the engine to wait for it)."""
-_EVENT_END = re.compile(rb"\r?\n\r?\n")
-UNREAD_BYTES: Final = 64 * 1024
-"""Events a stream's watch keeps unparsed at most (:class:`StreamWatch`)."""
 _PR_SET_PDEATHSIG = 1
 _REPLICA_ONLY: Final = frozenset({"PORT", "HOST"})
 
@@ -254,129 +251,6 @@ def _install_hint(name: str) -> str:
 
 
 # -- the relay ----------------------------------------------------------------------------------
-
-
-class StreamWatch:
-    """What the relay learns from a streamed answer's events, and which of them go on.
-
-    Each event is parsed (orjson) until the first with text; after it, an event whose bytes name
-    neither ``"usage"`` nor ``"type"`` can only matter by whether it carries text, and that only
-    when the engine sends no usage after all (llama-cpp-python's server does not): such events
-    are kept as they came and parsed once :attr:`text_events` is asked for, or once
-    :data:`UNREAD_BYTES` of them wait. The counts are those of parsing each at once for every
-    engine that writes the keys ``usage`` and ``type`` as plain bytes (JSON would allow
-    ``"us\\u0061ge"``; no engine writes that); an engine that sends usage costs two byte scans
-    per event after the first text instead of a parse.
-    """
-
-    def __init__(self, *, drop_usage_chunk: bool) -> None:
-        self.drop_usage_chunk = drop_usage_chunk
-        self.first_text_at: float | None = None
-        self.usage_tokens: int | None = None
-        self._text_events = 0
-        self._partial = b""
-        self._unread: list[bytes] = []
-        self._unread_bytes = 0
-
-    @property
-    def text_events(self) -> int:
-        """Events with text so far (the stream's token count when the engine sends no usage)."""
-        self._parse_unread()
-        return self._text_events
-
-    def _parse_unread(self) -> None:
-        unread, self._unread, self._unread_bytes = self._unread, [], 0
-        for event in unread:
-            self._parse(event)
-
-    def feed(self, chunk: bytes) -> bytes:
-        """The complete events in ``chunk`` (and what came before it) to pass on."""
-        data = self._partial + chunk if self._partial else chunk
-        if b"\r" not in data:  # events end in a blank line, "\n\n": split, no pattern search
-            end = data.rfind(b"\n\n") + 2
-            if end < 2:
-                self._partial = data
-                return b""
-            whole, self._partial = data[:end], data[end:]
-            if data.find(b"\n\n") == end - 2:  # one event, the common case
-                return whole if self._look(whole) else b""
-            events = whole.split(b"\n\n")
-            events.pop()  # what follows the last blank line: nothing
-            kept = [event for event in events if self._look(event)]
-            if len(kept) == len(events):
-                return whole  # as usual: every event goes on, as it came
-            return b"".join(event + b"\n\n" for event in kept)
-        out: list[bytes] = []
-        start = 0
-        for boundary in _EVENT_END.finditer(data):
-            event = data[start : boundary.end()]
-            start = boundary.end()
-            if self._look(event):
-                out.append(event)
-        self._partial = data[start:]
-        return b"".join(out)
-
-    def flush(self) -> bytes:
-        rest, self._partial = self._partial, b""
-        return rest
-
-    def _look(self, event: bytes) -> bool:
-        """Note what ``event`` says; False when it is the usage chunk the client did not ask for."""
-        if self.first_text_at is not None and b'"usage"' not in event and b'"type"' not in event:
-            self._unread.append(event)  # whether it has text can wait (class docstring)
-            self._unread_bytes += len(event)
-            if self._unread_bytes > UNREAD_BYTES:
-                self._parse_unread()
-            return True
-        return self._parse(event)
-
-    def _parse(self, event: bytes) -> bool:
-        at = event.find(b"data:")  # after an "event:" line in /v1/responses streams
-        if at < 0 or b"{" not in event:
-            return True
-        try:
-            doc = orjson.loads(event[at + 5 :])
-        except orjson.JSONDecodeError:
-            return True
-        if not isinstance(doc, dict):
-            return True
-        usage = doc.get("usage")
-        if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
-            self.usage_tokens = usage["completion_tokens"]
-        choices = doc.get("choices")
-        if isinstance(choices, list):
-            for choice in choices:  # a loop, not any(): no generator per event
-                if _has_text(choice):
-                    self._text_events += 1
-                    if self.first_text_at is None:
-                        self.first_text_at = time.perf_counter()
-                    break
-            else:
-                if not choices and usage is not None and self.drop_usage_chunk:
-                    return False
-        elif doc.get("type") == "response.output_text.delta":  # /v1/responses
-            self._text_events += 1
-            if self.first_text_at is None:
-                self.first_text_at = time.perf_counter()
-        elif doc.get("type") == "response.completed":
-            response = doc.get("response")
-            usage = response.get("usage") if isinstance(response, dict) else None
-            if isinstance(usage, dict) and isinstance(usage.get("output_tokens"), int):
-                self.usage_tokens = usage["output_tokens"]
-        return True
-
-    @property
-    def tokens(self) -> int:
-        return self.usage_tokens if self.usage_tokens is not None else self.text_events
-
-
-def _has_text(choice: Any) -> bool:
-    if not isinstance(choice, dict):
-        return False
-    delta = choice.get("delta")
-    if isinstance(delta, dict):
-        return bool(delta.get("content"))
-    return bool(choice.get("text"))
 
 
 class EngineRoutes:
@@ -767,7 +641,6 @@ async def _healthy(client: httpx.AsyncClient, url: str) -> bool:
 __all__ = [
     "EngineProcess",
     "EngineRoutes",
-    "StreamWatch",
     "attach_metrics",
     "engine_port",
     "start_child",
