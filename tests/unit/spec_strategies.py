@@ -23,6 +23,7 @@ from kaip.spec.base import (
     Resources,
     Scaling,
 )
+from kaip.spec.engine import ENGINE_FORMATS
 from kaip.spec.kinds import (
     CLAIM_NAME_PATTERN,
     CODE_FORMATS,
@@ -442,6 +443,23 @@ def _resource(kind: str, spec: st.SearchStrategy[Doc]) -> st.SearchStrategy[Doc]
     )
 
 
+# Engine arguments, some only looking like the flags kaip sets (--hostname, -ab, --port2)
+ENGINE_ARGS = ["--max-model-len", "4096", "--tp=2", "--hostname", "-ab", "--port2", "--n_ctx"]
+
+
+@st.composite
+def _with_engine(draw: st.DrawFn, spec: Doc) -> Doc:
+    """``spec``, or it served by an engine that loads its artifact's format (protocols [openai])."""
+    names = [e for e, formats in ENGINE_FORMATS.items() if spec["artifact"]["format"] in formats]
+    if not names or not draw(st.sampled_from([True, True, False])):
+        return spec
+    engine: Doc = {"name": draw(st.sampled_from(names))}
+    args = draw(st.lists(st.sampled_from(ENGINE_ARGS), max_size=4))
+    if args:
+        engine["args"] = args
+    return {**spec, "serve": {**spec.get("serve", {}), "protocols": ["openai"], "engine": engine}}
+
+
 def model_docs() -> st.SearchStrategy[Doc]:
     spec = st.builds(
         lambda owner, art, extra: {"owner": owner, "artifact": art, **extra},
@@ -458,7 +476,7 @@ def model_docs() -> st.SearchStrategy[Doc]:
                 **pod_options(),
             }
         ),
-    )
+    ).flatmap(_with_engine)
     return _resource("Model", spec)
 
 

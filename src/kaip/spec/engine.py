@@ -55,7 +55,9 @@ def _check_arg(value: str) -> str:
     return value
 
 
-EngineArg = Annotated[str, AfterValidator(_check_arg), Field(max_length=MAX_ENGINE_ARG_CHARS)]
+EngineArg = Annotated[
+    str, AfterValidator(_check_arg), Field(min_length=1, max_length=MAX_ENGINE_ARG_CHARS)
+]
 
 
 class Engine(SpecModel):
