@@ -116,6 +116,7 @@ def _metrics(gateway: LocalPlatform) -> dict[tuple[str, str], float]:
 def test_the_replica_runs_the_engine_as_its_child(gateway: LocalPlatform) -> None:
     process = _engine_of(_replica(gateway)["pid"])
     assert "--model_alias" in process.cmdline() and MODEL in process.cmdline()
+    assert process.cmdline()[-4:] == ["--interrupt_requests", "False", "--n_ctx", "512"]
     assert "127.0.0.1" in process.cmdline()  # loopback only
 
 
@@ -171,6 +172,45 @@ def test_streams_pass_event_by_event_and_are_measured(
         assert after.get((ttft, operation), 0) == before.get((ttft, operation), 0) + 1, operation
         # time per output token needs the token count: the relay counted it from the stream
         assert after.get((tpot, operation), 0) == before.get((tpot, operation), 0) + 1, operation
+
+
+def test_a_stream_runs_to_its_end_while_the_next_request_waits(client: openai.OpenAI) -> None:
+    """llama_cpp.server serves one generation at a time and, by default, breaks off a running
+    stream as soon as another request waits: kaip starts it with ``--interrupt_requests False``,
+    so a stream the gateway began ends as generated. The byte tokens are banned: the tiny
+    model's bytes make llama-cpp-python hold a stream's text back until the end, and the second
+    request must come while the first is still streaming."""
+    no_bytes = {str(token): -100 for token in range(3, 3 + 256)}  # make_gguf.py's <0x00>..<0xFF>
+
+    def generate(prompt: str, tokens: int) -> Any:
+        return client.completions.create(
+            model=MODEL, prompt=prompt, max_tokens=tokens, temperature=0, stream=True,
+            logit_bias=no_bytes,
+        )  # fmt: skip
+
+    def text(stream: Any) -> tuple[str, str | None]:
+        chunks = [c for c in stream if c.choices]
+        return "".join(c.choices[0].text for c in chunks), chunks[-1].choices[0].finish_reason
+
+    alone = text(generate(PROMPT, CONTEXT - 32))
+    first = generate(PROMPT, CONTEXT - 32)
+    head = next(c for c in first if c.choices and c.choices[0].text)  # it is streaming now
+    ended: list[Any] = []
+
+    def read_on() -> None:  # the first client keeps reading while the second waits
+        try:
+            ended.append(text(first))
+        except openai.APIError as exc:
+            ended.append(exc)
+
+    reader = threading.Thread(target=read_on)
+    reader.start()
+    second = text(generate("the moon", 4))
+    reader.join(timeout=300)
+    assert len(ended) == 1 and not isinstance(ended[0], Exception), ended
+    rest, reason = ended[0]
+    assert (head.choices[0].text + rest, reason) == alone
+    assert reason == "length" and second[1] == "length"
 
 
 def test_a_killed_engine_takes_the_replica_down_and_kaip_up_brings_it_back(

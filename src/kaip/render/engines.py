@@ -109,9 +109,13 @@ class LlamaServer(_Profile):
                 "/app/llama-server", "--model", model, "--host", LOOPBACK, "--port", str(port),
                 "--alias", served_name, "--metrics", *args,
             ]  # fmt: skip
+        # --interrupt_requests False: llama_cpp.server serves one generation at a time and by
+        # default breaks off a running stream as soon as another request waits; behind kaip's
+        # gateway every request must end as generated (args may still say otherwise)
         return [
             sys.executable, "-m", "llama_cpp.server", "--model", model, "--host", LOOPBACK,
-            "--port", str(port), "--model_alias", served_name, *args,
+            "--port", str(port), "--model_alias", served_name, "--interrupt_requests", "False",
+            *args,
         ]  # fmt: skip
 
 
