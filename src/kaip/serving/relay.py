@@ -298,6 +298,14 @@ class EngineRoutes:
     def close(self) -> None:
         """Nothing to release synchronously: :meth:`aclose` closes the connections."""
 
+    def use(self, url: str) -> None:
+        """Relay to the engine at ``url`` from now on (it is healthy): once, where its URL
+        becomes known, not per request."""
+        if self._link is not None:
+            self._link.close()
+        self.base_url = url
+        self._link = EngineLink(url, self.timeout)
+
     async def aclose(self) -> None:
         if self._link is not None:
             self._link.close()
@@ -334,12 +342,12 @@ class EngineRoutes:
         try:
             if self.failed is not None:
                 raise EngineError(f"model {self.model!r} cannot serve: {self.failed}")
-            base = self.base_url
-            if base is None:
+            link = self._link
+            if link is None:
                 raise EngineError(f"model {self.model!r}: its engine is still starting")
             body, operation, stream, drop_usage = await self._read(scope, receive)
             status = await unless_disconnected(
-                self._forward(base, scope, send, body, operation, stream, drop_usage), receive
+                self._forward(link, scope, send, body, operation, stream, drop_usage), receive
             )
         except KaipError as exc:
             status = exc.http_status
@@ -368,7 +376,7 @@ class EngineRoutes:
 
     async def _forward(
         self,
-        base: str,
+        link: EngineLink,
         scope: Scope,
         send: Send,
         body: bytes,
@@ -378,11 +386,6 @@ class EngineRoutes:
     ) -> int:
         path: str = scope["path"]
         method: str = scope["method"]
-        link = self._link
-        if link is None or link.base_url != base:
-            if link is not None:
-                link.close()
-            link = self._link = EngineLink(base, self.timeout)
         target: bytes = scope.get("raw_path") or path.encode()
         if query := scope.get("query_string"):
             target += b"?" + query
@@ -586,7 +589,7 @@ async def start_child(
     except BaseException:  # cancelled (the replica stops) or never healthy: it goes too
         await process.stop()
         raise
-    routes.base_url = process.url
+    routes.use(process.url)
     return process
 
 
@@ -606,7 +609,7 @@ async def wait_external(routes: EngineRoutes, url: str, startup_seconds: float) 
             log.info("waiting for engine %s at %s: %.0f s", routes.engine.name, url, now - started)
             next_note = now + PROGRESS_EVERY_S
         await asyncio.sleep(HEALTH_POLL_S)
-    routes.base_url = url
+    routes.use(url)
 
 
 async def watch_external(routes: EngineRoutes, url: str, on_change: Callable[[bool], None]) -> None:
