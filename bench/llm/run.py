@@ -1,7 +1,7 @@
 """Token streaming through kaip's gateway against the same llama.cpp engine reached directly.
 
 Usage: .venv/bin/python bench/llm/run.py [--rounds 3] [--requests 32] [--max-tokens 64]
-                                         [--concurrency 1,4,16] [--peer-url URL]
+                                         [--concurrency 1,4,16] [--peer-url URL] [--gguf FILE]
                                          [--llama-server BIN [--peer-slots 1]
                                           [--engine-relay [--with-runtime]]] [--minutes M]
 
@@ -34,6 +34,12 @@ in alternating order every round; ``--with-runtime`` adds ``runtime-gateway`` an
 in the same rounds. The summary adds, per target, the median and interquartile
 range over rounds of each round's paired ratio of tokens/s and difference of TTFT p50 against
 the reference target of the same round.
+
+``--gguf FILE`` serves that GGUF instead of the tiny one (every ``kaip up`` and the peer, the same
+bytes; hard-linked into the spec where it can be, else copied), e.g. one written by
+``examples/llm/make_gguf.py small.gguf --shape small``, whose tokens cost the engine about what
+a real small LLM's do on a CPU, where the tiny model's cost a fraction of a millisecond and
+kaip's own per-token work weighs far more against them than it would in front of a real model.
 Loopback only; every request is bounded (120 s).
 """
 
@@ -63,13 +69,19 @@ BAD_GATEWAY: dict[str, int] = {}
 WORDS = ("sea", "river", "mountain", "fire", "night", "stone", "water", "tree")
 
 
-def _write_spec(workdir: Path) -> Path:
-    """examples/llm copied into ``workdir/spec``, its GGUF written by its script."""
+def _write_spec(workdir: Path, gguf: Path | None = None) -> Path:
+    """examples/llm copied into ``workdir/spec``, its GGUF written by its script (or ``gguf``,
+    linked or copied in under the name the spec serves)."""
     spec = workdir / "spec"
-    shutil.copytree(ROOT / "examples" / "llm", spec)
-    subprocess.run(
-        [sys.executable, str(spec / "make_gguf.py"), str(spec / "tiny-llama.gguf")], check=True
-    )
+    shutil.copytree(ROOT / "examples" / "llm", spec, ignore=shutil.ignore_patterns("*.gguf"))
+    target = spec / "tiny-llama.gguf"
+    if gguf is None:
+        subprocess.run([sys.executable, str(spec / "make_gguf.py"), str(target)], check=True)
+        return spec
+    try:
+        os.link(gguf, target)
+    except OSError:  # another file system
+        shutil.copyfile(gguf, target)
     return spec
 
 
@@ -99,7 +111,13 @@ SHIM = """\
 import os
 import sys
 
-argv = ["--alias" if a == "--model_alias" else a for a in sys.argv[1:]]
+argv = []
+rest = iter(sys.argv[1:])
+for arg in rest:
+    if arg == "--interrupt_requests":  # llama-cpp-python's alone (llama-server never interrupts)
+        next(rest, None)
+        continue
+    argv.append("--alias" if arg == "--model_alias" else arg)
 os.execv({binary!r}, [{binary!r}, *argv, "--metrics"])
 """
 
@@ -352,6 +370,10 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--concurrency", default="1,4,16")
     parser.add_argument("--peer-url", help="another OpenAI server on loopback, same GGUF")
+    parser.add_argument(
+        "--gguf", type=Path,
+        help="serve this GGUF instead of the tiny one (make_gguf.py --shape small, say)",
+    )  # fmt: skip
     parser.add_argument("--llama-server", help="start this llama-server binary as the peer")
     parser.add_argument("--peer-slots", type=int, default=1, help="llama-server's -np")
     parser.add_argument(
@@ -365,11 +387,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.engine_relay and not args.llama_server:
         parser.error("--engine-relay needs --llama-server BIN (bench/llm/build_llama_server.sh)")
+    if args.gguf is not None and not args.gguf.is_file():
+        parser.error(f"--gguf {args.gguf}: no such file (examples/llm/make_gguf.py writes one)")
     levels = [int(c) for c in args.concurrency.split(",")]
     out = ROOT / "bench" / "results" / time.strftime("llm-%Y%m%d-%H%M%S")
     out.mkdir(parents=True)
     workdir = Path(tempfile.mkdtemp(prefix="kaip-bench-llm-"))
-    spec = _write_spec(workdir)
+    spec = _write_spec(workdir, args.gguf)
     engine = _engine_spec(spec, args.llama_server, args.peer_slots) if args.engine_relay else ""
     started_load = os.getloadavg()
     process, gateway, direct, replica_pid = _start_kaip(workdir, spec)
@@ -381,7 +405,7 @@ def main() -> None:
         if engine and args.with_runtime:
             second = workdir / "runtime"
             second.mkdir()
-            runtime, *urls, runtime_pid = _start_kaip(second, _write_spec(second))
+            runtime, *urls, runtime_pid = _start_kaip(second, _write_spec(second, args.gguf))
             targets["runtime-gateway"], targets["runtime-direct"] = urls
             pids["kaip-runtime"], pids["replica-runtime"] = runtime.pid, runtime_pid
         if engine:
@@ -434,8 +458,14 @@ def main() -> None:
     load = os.getloadavg()
     against = "peer" if "peer" in targets else "direct"
     peer_kind = f"llama-server -np {args.peer_slots}"
+    model = (
+        f"{args.gguf} ({args.gguf.stat().st_size / 1e6:.0f} MB)"
+        if args.gguf is not None
+        else "the tiny GGUF"
+    )
     head = (
-        f"load average {started_load[0]:.1f} {started_load[1]:.1f} {started_load[2]:.1f} before, "
+        f"{model}; load average "
+        f"{started_load[0]:.1f} {started_load[1]:.1f} {started_load[2]:.1f} before, "
         f"{load[0]:.1f} {load[1]:.1f} {load[2]:.1f} after, on {os.cpu_count()} CPUs; "
         f"{rounds} rounds in {time.monotonic() - began:.0f} s x {args.requests} requests x "
         f"{args.max_tokens} tokens"

@@ -10,6 +10,16 @@ the same text.
 
     python examples/llm/make_gguf.py                 # writes examples/llm/tiny-llama.gguf
     python examples/llm/make_gguf.py OUT.gguf --seed 7 --context 512
+    python examples/llm/make_gguf.py small.gguf --shape small   # 244 MB, ~25 ms a token
+
+Its shape (``--embed``, ``--layers``, ``--feed-forward``, ``--heads``, ``--kv-heads``, ``--f16``)
+is the tiny one unless given: 64 wide, 2 layers, 4 heads, F32, 1.1 MB, a fraction of a
+millisecond per token on a CPU. ``--shape small`` has the widths of one of the smallest real
+LLMs (Qwen2.5-0.5B's: 896 wide, 4,864 feed-forward, 14 heads sharing 2 key/value heads) and 8 of
+its 24 layers, in F16: a token costs llama.cpp's server ~25 ms of CPU on one thread of this
+project's machines (bench/README.md), of the order of a real small model's on a CPU, for benches
+that must not weigh kaip against a toy's per-token cost (all 24 layers, ``--layers 24``: 721 MB,
+about three times as slow).
 """
 
 from __future__ import annotations
@@ -24,6 +34,13 @@ EMBED = 64
 LAYERS = 2
 FEED_FORWARD = 128
 HEADS = 4
+SHAPES: dict[str, dict[str, int | bool]] = {
+    "tiny": {"embed": EMBED, "layers": LAYERS, "feed_forward": FEED_FORWARD, "heads": HEADS},
+    "small": {
+        "embed": 896, "layers": 8, "feed_forward": 4864, "heads": 14, "kv_heads": 2, "f16": True,
+    },
+}  # fmt: skip
+"""``--shape`` presets: tiny (the default) and a Qwen2.5-0.5B-like one."""
 # A chat template in the GGUF (Jinja, as Hugging Face tokenizers carry): kaip renders chat
 # messages with it, the way llama.cpp's own server does.
 CHAT_TEMPLATE = (
@@ -62,8 +79,27 @@ shape equate hot miss brought heat snow tire bring yes distant fill east paint l
 """.split()  # noqa: SIM905 (a word list reads better as text)
 
 
-def write(path: Path, *, seed: int = 0, context: int = 512) -> Path:
-    """Write the model to ``path`` (deterministic for a ``seed``); returns ``path``."""
+def write(
+    path: Path,
+    *,
+    seed: int = 0,
+    context: int = 512,
+    embed: int = EMBED,
+    layers: int = LAYERS,
+    feed_forward: int = FEED_FORWARD,
+    heads: int = HEADS,
+    kv_heads: int | None = None,
+    f16: bool = False,
+) -> Path:
+    """Write the model to ``path`` (deterministic for a ``seed`` and shape); returns ``path``.
+
+    ``kv_heads`` (default ``heads``) key/value heads are shared by the query heads (grouped-query
+    attention); ``f16`` stores the matrices in half precision (norms stay F32, as llama.cpp wants).
+    """
+    kv_heads = heads if kv_heads is None else kv_heads
+    problem = shape_problem(embed, layers, feed_forward, heads, kv_heads)
+    if problem:
+        raise ValueError(problem)
     tokens: list[bytes] = [b"<unk>", b"<s>", b"</s>"]
     scores: list[float] = [0.0, 0.0, 0.0]
     types = [
@@ -90,14 +126,14 @@ def write(path: Path, *, seed: int = 0, context: int = 512) -> Path:
     writer = gguf.GGUFWriter(str(path), "llama")
     writer.add_name("kaip-tiny-llama")
     writer.add_context_length(context)
-    writer.add_embedding_length(EMBED)
-    writer.add_block_count(LAYERS)
-    writer.add_feed_forward_length(FEED_FORWARD)
-    writer.add_head_count(HEADS)
-    writer.add_head_count_kv(HEADS)
-    writer.add_rope_dimension_count(EMBED // HEADS)
+    writer.add_embedding_length(embed)
+    writer.add_block_count(layers)
+    writer.add_feed_forward_length(feed_forward)
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv_heads)
+    writer.add_rope_dimension_count(embed // heads)
     writer.add_layer_norm_rms_eps(1e-5)
-    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if f16 else gguf.LlamaFileType.ALL_F32)
     writer.add_tokenizer_model("llama")
     writer.add_token_list(tokens)
     writer.add_token_scores(scores)
@@ -110,28 +146,51 @@ def write(path: Path, *, seed: int = 0, context: int = 512) -> Path:
     writer.add_chat_template(CHAT_TEMPLATE)
 
     rng = np.random.default_rng(seed)
+    matrix_type = np.float16 if f16 else np.float32
+    kv_width = embed // heads * kv_heads
 
     def weights(rows: int, cols: int, scale: float = 0.5) -> np.ndarray:
-        return (rng.standard_normal((rows, cols)) * scale / np.sqrt(cols)).astype(np.float32)
+        drawn = rng.standard_normal((rows, cols)) * scale / np.sqrt(cols)
+        return drawn.astype(np.float32).astype(matrix_type, copy=False)
 
-    ones = np.ones(EMBED, dtype=np.float32)
-    writer.add_tensor("token_embd.weight", weights(vocab, EMBED, 4.0))
+    ones = np.ones(embed, dtype=np.float32)
+    writer.add_tensor("token_embd.weight", weights(vocab, embed, 4.0))
     writer.add_tensor("output_norm.weight", ones)
-    writer.add_tensor("output.weight", weights(vocab, EMBED, 8.0))
-    for block in range(LAYERS):
+    writer.add_tensor("output.weight", weights(vocab, embed, 8.0))
+    for block in range(layers):
         name = f"blk.{block}"
         writer.add_tensor(f"{name}.attn_norm.weight", ones)
-        for part in ("attn_q", "attn_k", "attn_v", "attn_output"):
-            writer.add_tensor(f"{name}.{part}.weight", weights(EMBED, EMBED))
+        writer.add_tensor(f"{name}.attn_q.weight", weights(embed, embed))
+        writer.add_tensor(f"{name}.attn_k.weight", weights(kv_width, embed))
+        writer.add_tensor(f"{name}.attn_v.weight", weights(kv_width, embed))
+        writer.add_tensor(f"{name}.attn_output.weight", weights(embed, embed))
         writer.add_tensor(f"{name}.ffn_norm.weight", ones)
-        writer.add_tensor(f"{name}.ffn_gate.weight", weights(FEED_FORWARD, EMBED))
-        writer.add_tensor(f"{name}.ffn_up.weight", weights(FEED_FORWARD, EMBED))
-        writer.add_tensor(f"{name}.ffn_down.weight", weights(EMBED, FEED_FORWARD))
+        writer.add_tensor(f"{name}.ffn_gate.weight", weights(feed_forward, embed))
+        writer.add_tensor(f"{name}.ffn_up.weight", weights(feed_forward, embed))
+        writer.add_tensor(f"{name}.ffn_down.weight", weights(embed, feed_forward))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+def shape_problem(embed: int, layers: int, feed_forward: int, heads: int, kv_heads: int) -> str:
+    """What is wrong with a shape, as a message naming the option ("" when nothing is)."""
+    for option, value, most in (
+        ("--embed", embed, 8192),
+        ("--layers", layers, 128),
+        ("--feed-forward", feed_forward, 32768),
+        ("--heads", heads, 128),
+        ("--kv-heads", kv_heads, 128),
+    ):
+        if not 1 <= value <= most:
+            return f"{option} is {value}; give 1 to {most}"
+    if embed % heads or (embed // heads) % 2:
+        return f"--embed {embed} must be --heads ({heads}) times an even head width"
+    if heads % kv_heads:
+        return f"--heads {heads} must be a multiple of --kv-heads ({kv_heads})"
+    return ""
 
 
 def main() -> None:
@@ -141,8 +200,53 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--context", type=int, default=512, help="context length, tokens")
+    parser.add_argument(
+        "--shape", choices=sorted(SHAPES), default="tiny",
+        help="a preset shape; the options below override its parts (default: tiny)",
+    )  # fmt: skip
+    parser.add_argument("--embed", type=int, help=f"embedding width (tiny: {EMBED})")
+    parser.add_argument("--layers", type=int, help=f"transformer blocks (tiny: {LAYERS})")
+    parser.add_argument(
+        "--feed-forward", type=int, help=f"feed-forward width (tiny: {FEED_FORWARD})"
+    )
+    parser.add_argument("--heads", type=int, help=f"attention heads (tiny: {HEADS})")
+    parser.add_argument("--kv-heads", type=int, help="key/value heads (default: --heads)")
+    parser.add_argument(
+        "--f16", action=argparse.BooleanOptionalAction, default=None,
+        help="matrices in F16 (tiny: F32)",
+    )  # fmt: skip
     args = parser.parse_args()
-    print(write(args.output, seed=args.seed, context=args.context))
+    shape = dict(SHAPES[args.shape])
+    for key in ("embed", "layers", "feed_forward", "heads", "kv_heads", "f16"):
+        if getattr(args, key) is not None:
+            shape[key] = getattr(args, key)
+    if "kv_heads" in shape and args.heads is not None and args.kv_heads is None:
+        del shape["kv_heads"]  # --heads alone: as many key/value heads
+    kv_heads = int(shape.get("kv_heads", shape["heads"]))
+    problem = shape_problem(
+        int(shape["embed"]),
+        int(shape["layers"]),
+        int(shape["feed_forward"]),
+        int(shape["heads"]),
+        kv_heads,
+    )
+    if problem:
+        parser.error(problem)
+    if args.context < 1:
+        parser.error(f"--context is {args.context}; give at least 1")
+    print(
+        write(
+            args.output,
+            seed=args.seed,
+            context=args.context,
+            embed=int(shape["embed"]),
+            layers=int(shape["layers"]),
+            feed_forward=int(shape["feed_forward"]),
+            heads=int(shape["heads"]),
+            kv_heads=kv_heads,
+            f16=bool(shape.get("f16", False)),
+        )
+    )
 
 
 if __name__ == "__main__":
