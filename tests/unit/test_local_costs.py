@@ -96,6 +96,36 @@ def test_the_cost_gate_gets_each_revisions_requests_and_cost_of_one_resource() -
     assert one is not None and two is not None and two == pytest.approx(2 * one)
 
 
+def test_the_cost_gate_counts_from_a_mark_stables_busier_past_and_gone_replicas_left_out() -> None:
+    live = [
+        ReplicaProcess("model", "m", "1", "t", "gone", 10, 1.0),
+        ReplicaProcess("model", "m", "1", "t", "m-1", 11, 1.0),
+    ]
+    usage = {10: ProcessUsage(50.0, 5.0, 0.5), 11: ProcessUsage(100.0, 10.0, 0.5)}
+    # stable's past: 1,000 requests in 10 busy seconds (batched, a busy hour) ...
+    busy = {"gone": ReplicaBusy(1.0, 100), "m-1": ReplicaBusy(10.0, 1000)}
+    book = CostBook(Coefficients(), replicas=lambda: list(live), busy=lambda: busy, usage=usage.get)
+    book.per_revision("model", "m")
+    live.pop(0)  # "gone" leaves before the canary's first step ...
+    live.append(ReplicaProcess("model", "m", "2", "t", "m-2", 12, 1.0))
+    usage[12] = ProcessUsage(8.0, 3.0, 0.5)  # ... and the canary is ready, its start-up done
+    busy["m-2"] = ReplicaBusy(0.0, 0)
+    mark = book.mark("model", "m")
+    assert set(mark) == {"gone", "m-1", "m-2"}
+    # ... since then each revision answered 40 requests one at a time, 50 ms busy each.
+    usage[11], usage[12] = ProcessUsage(110.0, 12.0, 0.5), ProcessUsage(18.0, 5.0, 0.5)
+    busy["m-1"], busy["m-2"] = ReplicaBusy(12.0, 1040), ReplicaBusy(2.0, 40)
+    since = book.per_revision("model", "m", since=mark)
+    assert (since["1"].requests, since["2"].requests) == (40, 40)
+    one, two = since["1"].per_1k_usd(), since["2"].per_1k_usd()
+    assert one is not None and two is not None and two == pytest.approx(one)
+    whole = book.per_revision("model", "m")  # whole lives: the canary looks ~5x dearer
+    old, new = whole["1"].per_1k_usd(), whole["2"].per_1k_usd()
+    assert old is not None and new is not None and new > 4 * old
+    replicas = book.per_revision("app", "m", since=book.mark("app", "m"))
+    assert replicas == {}
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 1000.0

@@ -64,6 +64,26 @@ def test_too_little_evidence_is_not_judged_and_says_so() -> None:
     assert no_data.action == "advance" and "no cost figures" in no_data.reason
 
 
+def test_while_stable_takes_traffic_the_ratio_waits_for_its_evidence() -> None:
+    gates = Gates(max_cost_ratio=1.5, min_requests=20)
+    few = CostEvidence(12, 0.00006)  # stable's requests since the canary's first step
+    for verdict in (ADVANCE, Verdict("promote", "all 2 steps passed")):
+        held = cost_gate(verdict, canary=CostEvidence(40, 0.0002), stable=few, gates=gates,
+                         stable_gets_traffic=True)  # fmt: skip
+        assert held.action == "hold"
+        assert held.reason == (
+            "cost $0.005 per 1,000 requests; maxCostRatio waits for stable's evidence: "
+            "12 of 20 requests: holding"
+        )
+    enough = cost_gate(ADVANCE, canary=CostEvidence(40, 0.0002), stable=CostEvidence(20, 0.0001),
+                       gates=gates, stable_gets_traffic=True)  # fmt: skip
+    assert enough.action == "advance" and "1.00x stable's $0.005" in enough.reason
+    both = Gates(max_cost_ratio=1.5, max_cost_per_1k_requests_usd=0.004, min_requests=20)
+    dear = cost_gate(ADVANCE, canary=CostEvidence(40, 0.0002), stable=few, gates=both,
+                     stable_gets_traffic=True)  # fmt: skip
+    assert dear.action == "rollback" and "over maxCostPer1kRequestsUsd" in dear.reason
+
+
 def test_without_a_budget_or_after_a_rollback_the_verdict_stands() -> None:
     dear = CostEvidence(40, 10.0)
     assert cost_gate(ADVANCE, canary=dear, stable=STABLE, gates=Gates()) is ADVANCE

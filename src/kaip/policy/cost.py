@@ -15,7 +15,10 @@ The rules:
 3. **Absolute:** its cost per 1,000 requests above ``maxCostPer1kRequestsUsd``: roll back.
 4. **Relative:** with a stable revision of at least ``minRequests`` requests and a nonzero
    cost, a canary costing more than ``maxCostRatio`` times stable's per 1,000 requests: roll
-   back. Without such a baseline the ratio is not judged (said in the reason, as evidence).
+   back. Without such a baseline the ratio is not judged (said in the reason, as evidence),
+   unless the caller says stable is still taking traffic (``stable_gets_traffic``: both are
+   counted over the same time, at a step below 100 %): then an advance or a promotion waits
+   for stable's requests (a hold saying so).
 5. Otherwise an advance or a promotion carries the cost figures in its reason; a hold is left
    alone (the other gates' reason says why it holds).
 
@@ -50,7 +53,12 @@ def has_budget(gates: Gates) -> bool:
 
 
 def cost_gate(
-    verdict: Verdict, *, canary: CostEvidence | None, stable: CostEvidence | None, gates: Gates
+    verdict: Verdict,
+    *,
+    canary: CostEvidence | None,
+    stable: CostEvidence | None,
+    gates: Gates,
+    stable_gets_traffic: bool = False,
 ) -> Verdict:
     """The verdict after the cost budget (module docstring); ``None`` evidence: no cost data.
 
@@ -63,14 +71,19 @@ def cost_gate(
     >>> cost_gate(Verdict("advance", "step 1 passed"), canary=CostEvidence(40, 0.0002),
     ...           stable=CostEvidence(400, 0.002), gates=gates).reason
     "step 1 passed; cost $0.005 per 1,000 requests, 1.00x stable's $0.005 (maxCostRatio 1.5)"
+    >>> cost_gate(Verdict("advance", "step 1 passed"), canary=CostEvidence(40, 0.0002),
+    ...           stable=CostEvidence(12, 0.00006), gates=gates, stable_gets_traffic=True).action
+    'hold'
     """
     if not has_budget(gates) or verdict.action in ("rollback", "abort"):
         return verdict
-    figures = _figures(canary, stable, gates)
+    figures = _figures(canary, stable, gates, stable_gets_traffic)
     if isinstance(figures, Breach):
         return replace(verdict, action="rollback", reason=figures.reason)
     if verdict.action == "hold":
         return verdict
+    if isinstance(figures, Wait):
+        return replace(verdict, action="hold", reason=f"{figures.reason}: holding")
     return replace(verdict, reason=f"{verdict.reason}; {figures}")
 
 
@@ -79,10 +92,18 @@ class Breach:
     reason: str
 
 
+@dataclass(frozen=True)
+class Wait:
+    reason: str
+
+
 def _figures(
-    canary: CostEvidence | None, stable: CostEvidence | None, gates: Gates
-) -> Breach | str:
-    """A breach of the budget, or the figures that passed it (as evidence)."""
+    canary: CostEvidence | None,
+    stable: CostEvidence | None,
+    gates: Gates,
+    stable_gets_traffic: bool = False,
+) -> Breach | Wait | str:
+    """A breach of the budget, a wait for stable's evidence, or the figures that passed it."""
     if canary is None:
         return "cost budget not judged: no cost figures for this rollout"
     needed = max(gates.min_requests, 1)
@@ -101,6 +122,9 @@ def _figures(
     theirs = stable.per_1k_usd() if stable is not None else None
     if stable is None or theirs is None or stable.requests < needed or theirs <= 0:
         seen = stable.requests if stable is not None else 0
+        if stable_gets_traffic:
+            return Wait(f"{text}; maxCostRatio waits for stable's evidence: {seen} of "
+                        f"{needed} requests")  # fmt: skip
         return f"{text}; maxCostRatio not judged: stable has {seen} of {needed} requests"
     ratio = mine / theirs
     if ratio > limit:

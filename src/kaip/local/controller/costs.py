@@ -336,13 +336,27 @@ class CostBook:
             return figures.cost_usd / seen.requests, figures.energy_j / seen.requests
         return None
 
-    def per_revision(self, kind: str, resource: str) -> dict[str, CostEvidence]:
-        """Requests and their cost (usage basis) so far of each revision of one resource: the
-        evidence of a rollout's cost gate."""
+    def mark(self, kind: str, resource: str) -> dict[str, ReplicaWindow]:
+        """Each replica's window of one resource so far, gone ones included: what
+        :meth:`per_revision` leaves out when given it as ``since``."""
+        return {
+            window.replica: window
+            for replica, window in self._windows()
+            if replica.kind == kind and replica.resource == resource
+        }
+
+    def per_revision(
+        self, kind: str, resource: str, since: Mapping[str, ReplicaWindow] | None = None
+    ) -> dict[str, CostEvidence]:
+        """Requests and their cost (usage basis) of each revision of one resource, since a
+        :meth:`mark` (None: since each replica started): the evidence of a rollout's cost gate.
+        A replica started after the mark counts whole; one gone before it, not at all."""
         out: dict[str, CostEvidence] = {}
         for replica, window in self._windows():
             if replica.kind != kind or replica.resource != resource:
                 continue
+            if since is not None:
+                window = window_since(window, since.get(window.replica))
             figures = self._attribute(window).requests
             seen = out.get(replica.revision, CostEvidence())
             out[replica.revision] = CostEvidence(

@@ -174,7 +174,7 @@ async def serve(
         gateway.signals.replica_phases = lambda: _replica_phases(controller, supervisor)
         gateway.signals.accounting = costs.counters
         gateway.signals.request_cost = costs.per_request
-    controller.cost_evidence = costs.per_revision
+    controller.costs = costs
     token = new_admin_token(state_dir)
     role_tokens = RoleTokenAuthenticator(state_dir)
     policy = GuardPolicy(

@@ -2,9 +2,9 @@
 
 A mixin of :class:`~kaip.local.controller.loop.Controller`, split from it by responsibility: at
 each tick :meth:`RolloutSteps._step_rollout` feeds the gateway's per-revision stats for this
-step to :func:`kaip.policy.rollout` (then, with a cost budget, the verdict and each revision's
-cost so far to :func:`kaip.policy.cost.cost_gate`) and acts on the verdict (hold, advance,
-promote, roll back);
+step to :func:`kaip.policy.rollout` (then, with a cost budget, the verdict and what each
+revision's requests cost since the canary's first step began to
+:func:`kaip.policy.cost.cost_gate`) and acts on the verdict (hold, advance, promote, roll back);
 ``kaip rollout promote|abort|undo`` come here too (promote releases a manual pause, undo rolls
 out an earlier revision again). Every decision is written to the state database in one
 transaction *before* memory changes (:meth:`~RolloutSteps._record_finish`, then
@@ -17,7 +17,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from typing import Protocol
 
+from kaip.accounting import ReplicaWindow
 from kaip.analysis import StepContext, run_checks, run_hooks
 from kaip.errors import PlatformError
 from kaip.local.controller.genai_evidence import SCRAPE_INTERVAL_S, ReplicaHistograms, scrape
@@ -41,6 +43,20 @@ from kaip.spec import Model
 from kaip.spec.rollout import Analysis, HookType
 
 
+class CostSource(Protocol):
+    """What each revision's requests cost (kaip up's :class:`~.costs.CostBook`)."""
+
+    def mark(self, kind: str, resource: str) -> Mapping[str, ReplicaWindow]:
+        """Each replica's cost window of the resource so far."""
+        ...
+
+    def per_revision(
+        self, kind: str, resource: str, since: Mapping[str, ReplicaWindow] | None = None
+    ) -> Mapping[str, CostEvidence]:
+        """Requests and their cost per revision since ``since`` (a :meth:`mark`)."""
+        ...
+
+
 class RolloutSteps:
     """Rollout decisions and records; the controller provides the attributes declared here."""
 
@@ -51,9 +67,9 @@ class RolloutSteps:
     resources: dict[str, ResourceRun]
     report: Callable[[str], None]
     _clock: Callable[[], float]
-    cost_evidence: Callable[[str, str], Mapping[str, CostEvidence]] | None = None
-    """(route kind, name) -> what each revision's requests cost so far, for the cost gate; kaip up
-    sets it (None: a cost budget is not judged, and the verdicts say so)."""
+    costs: CostSource | None = None
+    """What each revision's requests cost, for the cost gate; kaip up sets it (None: a cost
+    budget is not judged, and the verdicts say so)."""
     _hook_tasks: set[asyncio.Task[None]]
     """Post-rollout webhook calls on their way (held so they are not collected mid-call)."""
 
@@ -105,6 +121,8 @@ class RolloutSteps:
         if rollout_run.step_started_at is None:
             if canary_ready:
                 rollout_run.step_started_at = now
+                if self.costs is not None and has_budget(spec.gates):
+                    rollout_run.cost_since = self.costs.mark(run.route_kind, run.name)
                 self._announce_step(run)
             elif late is not None:
                 self._verdict(run, late, now)
@@ -176,14 +194,27 @@ class RolloutSteps:
             self.wake()
 
     def _cost_gate(self, run: ResourceRun, verdict: Verdict) -> Verdict:
-        """The verdict after the rollout's cost budget, judged on each revision's cost so far."""
-        assert run.canary is not None
-        costs = self.cost_evidence(run.route_kind, run.name) if self.cost_evidence else None
+        """The verdict after the rollout's cost budget, judged on what each revision's requests
+        cost since the canary's first step began: both over the same time, under the same load,
+        the canary's start-up and stable's earlier traffic (other concurrency, other hours)
+        left out."""
+        assert run.canary is not None and run.rollout is not None
+        costs = None
+        if self.costs is not None:
+            costs = self.costs.per_revision(run.route_kind, run.name, run.rollout.cost_since)
         canary = stable = None
         if costs is not None:
             canary = costs.get(run.canary.revision, CostEvidence())
             stable = costs.get(run.stable.revision, CostEvidence())
-        return cost_gate(verdict, canary=canary, stable=stable, gates=run.rollout_spec.gates)
+        steps = run.rollout_spec.steps
+        weight = steps[min(run.rollout.step_index, len(steps) - 1)].weight
+        return cost_gate(
+            verdict,
+            canary=canary,
+            stable=stable,
+            gates=run.rollout_spec.gates,
+            stable_gets_traffic=weight < 100,
+        )
 
     def _checks(self, run: ResourceRun, now: float) -> tuple[CheckResult, ...]:
         """The latest answers of the step's analysis checks; asks again when they are due.

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from kaip.accounting import ReplicaWindow
 from kaip.local.controller.genai_evidence import GenAIWindow, ReplicaHistograms
 from kaip.local.controller.pinning import RemotePinning
 from kaip.local.controller.replica_metrics import KvCacheReader
@@ -83,6 +85,9 @@ class RolloutRun:
     genai: GenAIWindow = field(default_factory=GenAIWindow, repr=False)
     """The revisions' GenAI histograms this step (read only when a GenAI gate is set)."""
     genai_read_at: float | None = None
+    cost_since: Mapping[str, ReplicaWindow] | None = field(default=None, repr=False)
+    """Each replica's cost window when the canary's first step began (with a cost budget): the
+    cost gate counts both revisions from there."""
     genai_task: asyncio.Task[dict[str, ReplicaHistograms]] | None = field(default=None, repr=False)
 
     def forget_checks(self) -> None:
