@@ -221,22 +221,55 @@ def test_two_traceparent_headers_start_a_new_trace_as_none_would() -> None:
 def test_the_model_server_s_quick_decision_is_the_full_start_s(
     flags: str, version: str, trace: str, span: str, parent_based: bool, ratio: float
 ) -> None:
-    """``sampled_from`` (unsampled callers decided from their flags alone) agrees with
-    ``start_from`` on every flags byte, valid or not, under either kind of sampler."""
+    """``sampled_from`` and ``sampled`` (a valid unsampled version 00 decided by one match,
+    other unsampled callers from their flags alone) agree with ``start_from`` on every flags
+    byte, valid or not, under either kind of sampler."""
     recorder = SpanRecorder(lambda span: None, Sampling(ratio, parent_based))
     for value in (
         f"{version}-{trace}-{span}-{flags}",
         f" {version}-{trace}-{span}-{flags}x",
+        f" {version}-{trace}-{span}-{flags}\t",  # valid once stripped, as sole_traceparent does
+        f"{version}-{trace.upper()}-{span}-{flags}",  # upper-case hex: malformed
         f"{version}-{trace}-{span}-{flags}-later",  # read as such from a version above 00
+        f"{version}-{trace}-{span}-{flags}".replace("-", "_", 1),
     ):
         headers = [(b"host", b"x"), (b"traceparent", value.encode())]
-        full, quick = recorder.start_from(headers), recorder.sampled_from(headers)
-        assert (quick is not None) == full.sampled
-        if quick is not None:  # the same parent (a new trace's ids are random each time)
-            assert (quick.parent_id, quick.remote_parent) == (full.parent_id, full.remote_parent)
-            assert quick.trace_id == full.trace_id or not full.parent_id
+        full = recorder.start_from(headers)
+        for quick in (recorder.sampled_from(headers), recorder.sampled(value.encode())):
+            assert (quick is not None) == full.sampled, value
+            if quick is not None:  # the same parent (a new trace's ids are random each time)
+                assert (quick.parent_id, quick.remote_parent) == (
+                    full.parent_id,
+                    full.remote_parent,
+                )
+                assert quick.trace_id == full.trace_id or not full.parent_id
     root = recorder.sampled_from([(b"host", b"x")])
     assert (root is not None) == (ratio == 1.0)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        f"00-{TRACE}-00f067aa0ba902b7-00x",  # more after the flags
+        f"00-{TRACE}-00f067aa0ba902b7-00-later",  # version 00 has nothing after its flags
+        f"00-{TRACE}-00f067aa0ba902b7-0",
+        f"00-{TRACE.upper()}-00f067aa0ba902b7-00",
+        f"00-{'0' * 32}-00f067aa0ba902b7-00",
+        f"00-{TRACE}-{'0' * 16}-00",
+        f"00-{TRACE}x00f067aa0ba902b7-00",
+        f"00-{TRACE[:-1]}-00f067aa0ba902b7-000",
+    ],
+)
+def test_only_a_whole_valid_unsampled_version_00_is_decided_by_the_quick_match(
+    value: str,
+) -> None:
+    """The model server decides ``00-<trace>-<parent>-<flags with bit 0 off>`` by one match;
+    anything else that looks like it is invalid, so the trace restarts here (kept: ratio 1)."""
+    recorder = SpanRecorder(lambda span: None, Sampling(1.0, parent_based=True))
+    assert recorder.sampled(f"00-{TRACE}-00f067aa0ba902b7-00".encode()) is None
+    assert recorder.sampled(f"00-{TRACE}-00f067aa0ba902b7-fe".encode()) is None
+    start = recorder.sampled(value.encode())
+    assert start is not None and start.parent_id == 0 and not start.remote_parent
 
 
 @pytest.mark.parametrize(

@@ -147,19 +147,21 @@ class ServingApp:
         model = self.model
         metrics = model.metrics
         metrics.inflight.inc()
+        header_length = content_length = encoding = traceparent = None
+        for key, value in scope["headers"]:  # ASGI: lower-case names
+            if key == b"content-length":
+                content_length = value
+            elif key == b"inference-header-content-length":
+                header_length = value
+            elif key == b"content-encoding":
+                encoding = value
+            elif key == b"traceparent":  # two are none (W3C Trace Context: sole_traceparent)
+                traceparent = value if traceparent is None else b""
         tracing = model.tracing
-        span = tracing.start(scope["headers"], SPAN_INFER, _INFER_ROUTE) if tracing else None
+        span = tracing.begin(traceparent or b"", SPAN_INFER, _INFER_ROUTE) if tracing else None
         status = 200
         decode_s = encode_s = 0.0
         try:
-            header_length = content_length = encoding = None
-            for key, value in scope["headers"]:
-                if key == b"content-length":
-                    content_length = value
-                elif key == b"inference-header-content-length":
-                    header_length = value
-                elif key == b"content-encoding":
-                    encoding = value
             body = await read_body(receive, self.max_request_bytes, content_length, encoding)
             decoding = time.perf_counter()
             split = _int_header(header_length)

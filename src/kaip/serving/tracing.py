@@ -23,6 +23,7 @@ from kaip.telemetry.spans import (
     SpanRecorder,
     Start,
     new_span_id,
+    sole_traceparent,
 )
 
 
@@ -53,8 +54,13 @@ class Tracing:
         self, headers: Iterable[tuple[bytes, bytes]], name: str, route: str
     ) -> Request | None:
         """Begin the server span of a request from its ASGI headers; None: not sampled."""
+        return self.begin(sole_traceparent(headers), name, route)
+
+    def begin(self, traceparent: bytes, name: str, route: str) -> Request | None:
+        """:meth:`start` given the request's one ``traceparent`` (``b""``: none, or more than
+        one), for a route that reads it in its own pass over the headers."""
         try:
-            start = self.spans.sampled_from(headers)
+            start = self.spans.sampled(traceparent)
         except Exception:
             return None
         return Request(start, name, route) if start is not None else None

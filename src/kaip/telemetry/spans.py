@@ -48,8 +48,13 @@ _TRACEPARENT = re.compile(
 )
 """Version, trace id, parent id, flags, and what a later version adds after a dash (W3C Trace
 Context, "Versioning of traceparent": a version above 00 is read by its first four fields)."""
+_UNSAMPLED_00 = re.compile(rb"00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f][02468ace]")
+"""A valid ``traceparent`` of version 00 with the sampled flag off, whole (``fullmatch``): what a
+tracing gateway sends a replica for nearly every request. One match without groups decides it,
+at about half the cost of :data:`_TRACEPARENT`'s match, its groups and their checks."""
 _ZERO_TRACE, _ZERO_SPAN = b"0" * 32, b"0" * 16
 _SAMPLED_LAST = frozenset(b"13579bdf")  # a flags byte's last hex digit with bit 0 (sampled) set
+_unsampled_00 = _UNSAMPLED_00.fullmatch
 _tuple_new = tuple.__new__  # builds a NamedTuple at ~1/3 the cost of its own __new__
 _ID_LIMIT = (1 << 64) - 1
 _random = random.Random()  # seeded from os.urandom; ids need uniqueness, not secrecy
@@ -341,10 +346,18 @@ class SpanRecorder:
 
     def sampled_from(self, headers: Iterable[tuple[bytes, bytes]]) -> Start | None:
         """:meth:`start_from` for a server that passes no trace context on (the model server):
-        None when the span is not sampled. A caller's valid unsampled ``traceparent`` under a
-        parent-based sampler (nearly every request behind a tracing gateway) is decided from its
-        flags alone, without building its ids."""
-        value = sole_traceparent(headers)
+        None when the span is not sampled (:meth:`sampled`)."""
+        return self.sampled(sole_traceparent(headers))
+
+    def sampled(self, value: bytes) -> Start | None:
+        """:meth:`sampled_from` given the request's one ``traceparent`` (``b""``: none, or more
+        than one; :func:`sole_traceparent`). A caller's valid unsampled ``traceparent`` of
+        version 00 under a parent-based sampler (nearly every request behind a tracing gateway)
+        is decided by one match, without building its ids; any other by its fields (surrounding
+        whitespace ignored)."""
+        if self._parent_based and _unsampled_00(value) is not None:
+            return None
+        value = value.strip()
         if not value:
             if self._whole:  # decided by the bucket alone: ids only for a sampled trace
                 return self._root(new_trace_id()) if self._token() else None

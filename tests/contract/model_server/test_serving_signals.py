@@ -4,12 +4,15 @@ exported over OTLP/HTTP to a receiver inside the test."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
-from otlp_receiver import OtlpReceiver
+import pytest
+from otlp_receiver import OtlpReceiver, serve_otlp
 from prometheus_client.parser import text_string_to_metric_families
 
-from model_server.harness import RunningServer
+from model_server.harness import RunningServer, start_server
 
 ROW = [0.0] * 64
 BODY = {"inputs": [{"name": "input-0", "shape": [1, 64], "datatype": "FP32", "data": ROW}]}
@@ -67,3 +70,60 @@ def test_a_request_trace_reaches_the_otlp_receiver(
     assert by_name["kaip.queue"].parent_span_id == server_span.span_id
     assert by_name["kaip.batch"].parent_span_id == server_span.span_id
     assert by_name["kaip.predict"].parent_span_id == by_name["kaip.batch"].span_id
+
+
+@pytest.fixture(scope="module")
+def traced_replica(
+    quickstart_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[RunningServer, OtlpReceiver]]:
+    """A digits replica tracing every trace it starts (``parentbased_always_on``), so whether a
+    request's trace is followed or restarted shows in its spans, and a receiver of its own."""
+    with serve_otlp() as receiver:
+        env = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+            "OTEL_BSP_SCHEDULE_DELAY": "50",
+            "OTEL_METRIC_EXPORT_INTERVAL": "60000",
+            "OTEL_TRACES_SAMPLER": "parentbased_always_on",
+        }
+        server = start_server(
+            quickstart_dir, "digits", tmp_path_factory.mktemp("traced-replica"), env=env
+        )
+        yield server, receiver
+        server.stop()
+
+
+def test_the_replica_follows_one_valid_traceparent_and_restarts_on_two_or_a_malformed_one(
+    traced_replica: tuple[RunningServer, OtlpReceiver],
+) -> None:
+    """W3C Trace Context at the model server's infer route (which reads the ``traceparent`` in
+    its own pass over the headers): a valid unsampled one, of version 00 or above, records
+    nothing; a sampled one of a higher version is followed; two of them, or a malformed one,
+    are none, so the replica starts a trace of its own (its sampler keeps every one here)."""
+    server, receiver = traced_replica
+    url = f"{server.url}/v2/models/digits/infer"
+    parent = "00f067aa0ba902b7"
+    trace = {name: f"{n:032x}" for n, name in enumerate(
+        ("unsampled", "later_unsampled", "later", "first", "second", "upper", "last"), 0xA1
+    )}  # fmt: skip
+    sent = [
+        [("traceparent", f"00-{trace['unsampled']}-{parent}-00")],
+        [("traceparent", f"cc-{trace['later_unsampled']}-{parent}-00-what-comes")],
+        [("traceparent", f"01-{trace['later']}-{parent}-01")],
+        [("traceparent", f"00-{trace['first']}-{parent}-01"),
+         ("traceparent", f"00-{trace['second']}-{parent}-01")],
+        [("traceparent", f"00-{trace['upper'].upper()}-{parent}-01")],
+        [("traceparent", f"00-{trace['last']}-{parent}-01")],
+    ]  # fmt: skip
+    for headers in sent:
+        assert httpx.post(url, json=BODY, headers=headers).status_code == 200
+    receiver.wait_for(trace["last"], 4)  # exported in order: every earlier span is in too
+    with receiver.condition:
+        infer = [s for s in receiver.spans if s.name == "kaip.infer"]
+    by_trace = {s.trace_id.hex(): s for s in infer}
+    for name in ("unsampled", "later_unsampled", "first", "second", "upper"):
+        assert trace[name] not in by_trace, name
+    for name in ("later", "last"):
+        assert by_trace[trace[name]].parent_span_id.hex() == parent, name
+    roots = [s for s in infer if not s.parent_span_id]
+    assert len(roots) == 2, roots  # the two headers' request and the malformed one's
+    assert len(infer) == 4
