@@ -21,7 +21,11 @@ the same sink; it follows the gateway's sampling decision), so ``gateway+signals
 replica tracing every request) against ``direct`` give the model server's own tracing cost.
 Each target's path CPU per request (every process its requests run through: the gateway and the
 replica behind it, or the replica alone) is measured over each run beside req/s; the ratio rows
-give the middle half (IQR) of their per-round ratios. ``--only gateway,gateway+signals`` runs
+give the middle half (IQR) of their per-round ratios. Each run also records the mean rows per
+predict call of the replica behind the target (its ``kaip_batch_size_rows`` before and after,
+read outside the CPU measure): a replica's CPU per request falls as its batches grow, so the
+pace at which a gateway sends requests shows in it. ``paired.py`` pairs the rounds of one or
+more runs with bootstrap intervals. ``--only gateway,gateway+signals`` runs
 just those targets (all are still started), so a round is short and each pair close in time.
 Results land in ``bench/results/gateway-<time>/``. Loopback only.
 """
@@ -109,6 +113,19 @@ class Sink(BaseHTTPRequestHandler):
         pass
 
 
+def batch_totals(port: int) -> tuple[float, float]:
+    """A replica's predict calls and rows so far (``kaip_batch_size_rows`` on its ``/metrics``)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    calls = rows = 0.0
+    for line in text.splitlines():
+        if line.startswith("kaip_batch_size_rows_count"):
+            calls += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("kaip_batch_size_rows_sum"):
+            rows += float(line.rsplit(" ", 1)[1])
+    return calls, rows
+
+
 def wait_port(port_file: Path, process: subprocess.Popen[bytes], timeout_s: float = 90) -> int:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -164,10 +181,12 @@ def result_row(
     r: LoadResult,
     cpu_us: float | None = None,
     path_cpu_us: float | None = None,
+    rows_per_predict: float | None = None,
 ) -> dict[str, Any]:
     return {
         "gateway_cpu_us_per_request": cpu_us,
         "path_cpu_us_per_request": path_cpu_us,
+        "replica_rows_per_predict": rows_per_predict,
         "target": target,
         "connections": conns,
         "round": rnd,
@@ -336,6 +355,7 @@ def main() -> None:
         if OIP.predictions(direct_answer) != OIP.predictions(through_answer):
             raise SystemExit("the gateway changed the answer")
         targets = {"direct": replica_port, "gateway": gateway_port}
+        behind = {"direct": replica_port, "gateway": replica_port}  # each target's replica
         pids = {"gateway": gateway.pid}
         # Every process a target's requests run through: its CPU per request is the path's.
         paths = {"direct": [replica.pid], "gateway": [gateway.pid, replica.pid]}
@@ -355,15 +375,16 @@ def main() -> None:
                 processes.append(process)
                 paths[target] = [process.pid]
                 targets[target] = traced[target] = wait_port(port_file, process)
+                behind[target] = traced[target]
                 wait_ready(targets[target], body)
             for mode, target, sampler in SIGNAL_GATEWAYS:
                 env = {**traced_env(sampler), "BENCH_SIGNALS": mode,
                        "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url}  # fmt: skip
                 port_file = scratch / f"{target}.port"
-                behind = traced["direct+tracing"] if mode == "on" else replica_port
+                behind[target] = traced["direct+tracing"] if mode == "on" else replica_port
                 signaled = start(
                     [PYTHON, str(Path(__file__).with_name("gateway_proc.py")), str(port_file),
-                     str(behind)],
+                     str(behind[target])],
                     1, out_dir / "logs" / f"{target}.log", env,
                 )  # fmt: skip
                 processes.append(signaled)
@@ -397,20 +418,29 @@ def main() -> None:
                               "connections": conns, "core": 1}  # fmt: skip
                     run_wrk(duration_s=args.warmup, **common)  # type: ignore[arg-type]
                     pid = pids.get(target)
+                    # The replica's batches over the run (read outside the CPU measure).
+                    batches = batch_totals(behind[target]) if target in behind else None
                     cpu_before = cpu_seconds(pid) if pid else 0.0
                     path_before = sum(cpu_seconds(p) for p in paths.get(target, []))
                     result = run_wrk(duration_s=args.duration, **common)  # type: ignore[arg-type]
-                    cpu_us = path_us = None
+                    cpu_us = path_us = rows_per_predict = None
                     if pid and result.requests:
                         cpu_us = (cpu_seconds(pid) - cpu_before) * 1e6 / result.requests
                     if target in paths and result.requests:
                         path_cpu = sum(cpu_seconds(p) for p in paths[target]) - path_before
                         path_us = path_cpu * 1e6 / result.requests
-                    records.append(result_row(target, conns, rnd, result, cpu_us, path_us))
+                    if batches is not None:
+                        calls, rows = batch_totals(behind[target])
+                        if calls > batches[0]:
+                            rows_per_predict = (rows - batches[1]) / (calls - batches[0])
+                    records.append(
+                        result_row(target, conns, rnd, result, cpu_us, path_us, rows_per_predict)
+                    )
                     print(
                         f"round {rnd} c={conns} {target:8s} {result.rps:8,.0f} req/s  "
                         f"p50 {result.p50_ms:.3f} ms  p99 {result.p99_ms:.3f} ms  "
-                        f"errors {result.errors}",
+                        f"errors {result.errors}"
+                        + (f"  rows/predict {rows_per_predict:.2f}" if rows_per_predict else ""),
                         flush=True,
                     )
             busy.append(cpu_busy(1.0))
