@@ -20,7 +20,10 @@ the request carries):
 - ``traced+tp01``: the traced replica, a sampled ``traceparent``: every request recorded (its
   export thread's work lands in whichever turns it runs beside: read the loop thread's column);
 - ``off2``: a second untraced replica, no ``traceparent``: the difference between two alike
-  servers in one process (an A/A check, ~0).
+  servers in one process (an A/A check, ~0);
+- ``plain``: an untraced replica under uvicorn's own httptools protocol instead of kaip's
+  bounded one (``kaip.serving.protocol``): what the bounds on heads, bodies and connections
+  cost per request.
 
 Driven in turns of ``--block`` requests, the order alternating, each turn's CPU (the process's:
 the loop thread, which predicts inline, and the SDK's export thread) paired with the ``off`` turn
@@ -50,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from signals_insitu import BODY, CONNECTIONS, Client, quartiles, run_batch, sink
 
 ROOT = Path(__file__).resolve().parents[2]
-MODES = ("off", "off+tp00", "traced", "traced+tp00", "traced+tp01", "off2")
+MODES = ("off", "off+tp00", "traced", "traced+tp00", "traced+tp01", "off2", "plain")
 _HEX = "0123456789abcdef"
 
 
@@ -87,11 +90,12 @@ class FreshClient(Client):
 async def replicas(
     names: list[str], quickstart: Path, spans: Any
 ) -> tuple[dict[str, Any], dict[str, int], list[Any]]:
-    """A model server per name (``off*``: tracing off; else on), serving on loopback:
+    """A model server per name (``off*``, ``plain``: tracing off; else on), on loopback:
     (apps, ports, servers)."""
     import gc
 
     import uvicorn
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     from kaip.serving.protocol import bounded_protocol
     from kaip.serving.server import ServeOptions, bind, build, load
@@ -101,7 +105,7 @@ async def replicas(
     limits = settings.serving.http
     apps, ports, servers = {}, {}, []
     for name in names:
-        recorder = None if name.startswith("off") else spans
+        recorder = None if name.startswith(("off", "plain")) else spans
         options = ServeOptions(
             spec_path=quickstart / "kaip.yaml", model="digits", host="127.0.0.1", port=0,
             spans=recorder,
@@ -110,8 +114,9 @@ async def replicas(
         load(app, doc, settings)
         app.model.mark_ready()
         sock = bind("127.0.0.1", 0)
+        protocol = HttpToolsProtocol if name == "plain" else bounded_protocol(limits)
         config = uvicorn.Config(
-            app, http=bounded_protocol(limits), timeout_keep_alive=limits.idle_timeout_seconds,  # type: ignore[arg-type]
+            app, http=protocol, timeout_keep_alive=limits.idle_timeout_seconds,  # type: ignore[arg-type]
             lifespan="off", access_log=False, log_level="warning", server_header=False,
             proxy_headers=False, backlog=2048,
         )  # fmt: skip
