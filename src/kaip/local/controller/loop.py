@@ -91,6 +91,9 @@ class Controller(Delivery):
         self._retiring: dict[str, float] = {}
         self._routes: list[Route] | None = None
         self._announced_ready = False
+        self.applied = False
+        """Whether kaip up's first apply of its specs has ended: until then, status is not ready
+        (resources are added as the apply resolves them, a registry's versions first)."""
         self._phases: dict[str, str] = {}
         self._hook_tasks: set[asyncio.Task[None]] = set()
 

@@ -224,6 +224,7 @@ async def serve(
     try:
         for line in await controller.apply(specs, who, commit):
             report(line)
+        controller.applied = True
         await controller.run()
     finally:
         readings.cancel()

@@ -24,7 +24,7 @@ def status(controller: Controller) -> dict[str, Any]:
     return {
         "pid": os.getpid(),
         "gateway": url,
-        "ready": all(r["ready"] for r in resources),
+        "ready": controller.applied and all(r["ready"] for r in resources),
         "degraded": [asdict(trouble) for trouble in controller.troubles.current()],
         "resources": resources,
         "jobs": controller.training.status() if controller.training else [],
