@@ -7,6 +7,7 @@ it leaves under ``.kaip/`` are checked for their modes.
 
 from __future__ import annotations
 
+import json
 import stat
 import time
 from collections.abc import Iterator
@@ -93,6 +94,12 @@ def test_a_page_on_a_rebound_name_cannot_read_state(platform: LocalPlatform) -> 
 
 def test_the_cli_and_the_token_holder_still_do_everything(platform: LocalPlatform) -> None:
     assert platform.cli("status").returncode == 0
+    printed = platform.cli("status", "--output", "json")  # the API's answer, as the tests read it
+    assert printed.returncode == 0, printed.stderr
+    answer = platform.status()
+    assert json.loads(printed.stdout).keys() == answer.keys() and answer["ready"] is True
+    names = [r["name"] for r in json.loads(printed.stdout)["resources"]]
+    assert names == [r["name"] for r in answer["resources"]] and names
     assert platform.admin("GET", "/_kaip/rollouts/echo").status_code == 200
     refused = platform.cli("rollout", "promote", "echo")
     assert refused.returncode == 1 and "no rollout in progress" in refused.stderr

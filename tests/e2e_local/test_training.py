@@ -45,7 +45,8 @@ spec:
   qualityGate: {minMetric: {accuracy: 0.95}}
   scaling: {minReplicas: 1, maxReplicas: 1}
   rollout:
-    steps: [{weight: 10, pauseSeconds: 1}, {weight: 50, pauseSeconds: 1}, {weight: 100}]
+    steps: [{weight: 10, pauseSeconds: 1}, {weight: 50, pauseSeconds: 1},
+            {weight: 100, pauseSeconds: 1}]
     gates: {maxErrorRate: 0.05, minRequests: 10}
 """
 
@@ -88,9 +89,15 @@ def run_of(platform: LocalPlatform, job_name: str) -> dict[str, Any]:
     return dict(runs[0])
 
 
+def latest(platform: LocalPlatform, job_name: str) -> dict[str, Any]:
+    """The job's latest run under kaip up as ``kaip status`` shows it ({} before one starts):
+    what a wait polls, read from the control API rather than a CLI process per look."""
+    jobs = [j for j in platform.status().get("jobs", []) if j["job"] == job_name]
+    return dict(jobs[0]) if jobs else {}
+
+
 def finished(platform: LocalPlatform, job_name: str) -> bool:
-    runs = cli_json(platform, "jobs", job_name)
-    return bool(runs) and runs[0]["status"] in ("succeeded", "failed")
+    return latest(platform, job_name).get("status") in ("succeeded", "failed")
 
 
 def test_a_job_registers_version_2_which_rolls_out_and_a_job_below_the_gate_never_serves(
@@ -251,7 +258,7 @@ def test_a_job_killed_by_sigkill_mid_run_resumes_from_its_checkpoint_and_finishe
     assert run["status"] == "running" and run["attempt"] == 1 and run["pid"], run
     written_before_kill = epochs_written()[-1]  # the attempt's last checkpoint
     os.kill(run["pid"], signal.SIGKILL)
-    wait_for(lambda: run_of(platform, "digits-sgd")["attempt"] == 2, "the retry", 600)
+    wait_for(lambda: latest(platform, "digits-sgd").get("attempt") == 2, "the retry", 600)
     wait_for(lambda: finished(platform, "digits-sgd"), "the run to finish after the kill", 600)
     wait_for(lambda: "registered digits-sgd version 1" in "".join(followed),
              "kaip logs -f to show the second attempt to its end", 600)  # fmt: skip
