@@ -21,15 +21,17 @@ from pathlib import Path
 import pytest
 from local_platform import Load, LocalPlatform, model_spec, wait_for
 
-# A hang bound, not a timing check: every wait polls `kaip status`, a CLI start of its own that
-# takes seconds on a loaded machine (a run passed in 2 min, another timed out at 5 at load 30).
+# A hang bound, not a timing check (a run passed in 2 min, another timed out at 5 at load 30,
+# when every wait polled `kaip status` through a CLI start of its own).
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 SLOW_START = 300.0  # s: a replica (the canary, a restart) starting on a machine at load 30
 FAST_STEPS = "[{weight: 50, pauseSeconds: 1}, {weight: 100, pauseSeconds: 1}]"
-# The canary's first step lasts a minute: the lock is taken well before its first write (a CLI
-# start and exit alone took 8 s under load, and a 1 s step was promoted before the lock).
-LOCKED_STEPS = "[{weight: 50, pauseSeconds: 60}, {weight: 100, pauseSeconds: 1}]"
+# The canary's first write is its first step's end, 20 s after its replica is ready: the lock,
+# taken once `kaip deploy` exits, comes well before it (the deploy CLI's exit alone took 8 s
+# under load, and a 1 s step was promoted before the lock). A minute here only made the test
+# wait for the write, and then for the promotion.
+LOCKED_STEPS = "[{weight: 50, pauseSeconds: 20}, {weight: 100, pauseSeconds: 1}]"
 
 
 def troubles(platform: LocalPlatform) -> list[dict[str, object]]:
