@@ -50,8 +50,24 @@ KUBE_TIERS = frozenset({"e2e_kube", "e2e_node"})
 
 FIRST = ("e2e_node", "e2e_kube", "e2e_local", "contract")
 """Side by side (``make test``: pytest-xdist workers), the longest work starts first: the real
-node and the control plane's tier, each on a worker of its own, then the local platform's files,
-then the rest in collection order."""
+node and the control plane's tier, each on a worker of its own, then :data:`LONGEST_FILES`, then
+the local platform's other files, then the rest in collection order."""
+
+LONGEST_FILES = (
+    "e2e_local/test_observability.py",
+    "e2e_local/test_training.py",
+    "e2e_local/test_delivery.py",
+    "e2e_local/test_training_mlflow.py",
+    "e2e_local/test_local_platform.py",
+    "e2e_local/test_controller_resilience.py",
+    "e2e_local/test_genai_gates.py",
+    "e2e_local/test_delivery_history_cli.py",
+    "spec_corpus/test_corpus.py",
+)
+"""After the Kubernetes tiers, the files that took longest on one worker in ``make test`` (its
+``--durations``, 2026-12-01: 50 s to 3 min each), longest first, before every other file: a
+worker that starts one of them late is what the others would wait for at the end. A scheduling
+hint only; a file missing here merely starts in its tier's turn."""
 
 QUIET_DIRS = frozenset({("contract", "bounds")})
 """Directories of tests that judge latency: marked ``quiet_machine`` (elsewhere, mark by hand)."""
@@ -92,11 +108,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _longest_first(items: list[pytest.Item]) -> None:
-    """Order the tiers by :data:`FIRST` (stable: files keep their order within a tier)."""
+    """The Kubernetes tiers, then :data:`LONGEST_FILES`, then the other tiers by :data:`FIRST`
+    (stable: files keep their order otherwise)."""
+    kube = [t for t in FIRST if t in KUBE_TIERS]
 
-    def rank(item: pytest.Item) -> int:
-        top = Path(str(item.path)).relative_to(TESTS).parts[0]
-        return FIRST.index(top) if top in FIRST else len(FIRST)
+    def rank(item: pytest.Item) -> tuple[int, int]:
+        parts = Path(str(item.path)).relative_to(TESTS).parts
+        if parts[0] in kube:
+            return 0, kube.index(parts[0])
+        name = "/".join(parts[:2])
+        if name in LONGEST_FILES:
+            return 1, LONGEST_FILES.index(name)
+        return 2, FIRST.index(parts[0]) if parts[0] in FIRST else len(FIRST)
 
     items.sort(key=rank)
 
