@@ -289,11 +289,13 @@ def _check_served(session: Session, manifests: Sequence[Manifest]) -> None:
 def _resource_for(session: Session, manifest: Manifest, *, wait_for_crd: bool) -> Resource:
     api_version, kind = str(manifest["apiVersion"]), str(manifest["kind"])
     resource = session.resource(api_version, kind)
-    # A CRD applied earlier in this run takes a moment to be served.
+    # A CRD applied earlier in this run takes a moment to be served: ask the server afresh each
+    # time (the session otherwise re-asks about a missing kind only every REDISCOVER_AFTER s, so
+    # this wait lasted until then, ~30 s, however soon the CRD was served).
     deadline = time.monotonic() + (30.0 if wait_for_crd else 0.0)
     while resource is None and time.monotonic() < deadline:
         time.sleep(0.5)
-        resource = session.resource(api_version, kind)
+        resource = session.resource(api_version, kind, fresh=True)
     if resource is None:
         raise KubeError(
             f"the cluster at {session.server} does not serve {kind} in {api_version}: "
