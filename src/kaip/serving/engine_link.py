@@ -15,8 +15,12 @@ piece. The rules:
   the relay's timeout (``serve.timeoutSeconds``), and after it no more than that may pass
   between two reads of the answer, else :class:`EngineFailure` with ``timed_out``. Time spent
   waiting for the relay's own client (below) does not count.
+- **Handed on.** The relay takes the body with :meth:`EngineAnswer.read` (its task woken per
+  read), or has each piece handed to a callback of its own as the connection reads it
+  (:meth:`EngineAnswer.stream_to`: no task woken per piece, the relay's task waits for the end).
 - **Back-pressure.** While more than :data:`PAUSE_BYTES` read from the engine wait for the
-  relay (its client reads slowly), the engine's connection is not read.
+  relay (its client reads slowly), or the callback says its client can take no more, the
+  engine's connection is not read.
 - **Cancel.** An answer closed before it ended (the relay's client went away, the relay was
   cancelled) aborts its connection: the engine sees it close and stops generating.
 
@@ -28,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from collections.abc import Callable
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -79,6 +84,7 @@ class EngineAnswer:
         self._waiter: asyncio.Future[None] | None = None
         self._read_at = 0.0
         self._clock: asyncio.TimerHandle | None = None
+        self._forward: Callable[[bytes], bool] | None = None
 
     # -- the connection's side (ResponseSink) ----------------------------------------------------
     def response_head(self, status: int, reason: bytes, headers: Headers, framing: Framing) -> None:
@@ -87,6 +93,9 @@ class EngineAnswer:
         self.head_in = True
 
     def response_body(self, chunk: bytes) -> None:
+        if self._forward is not None:
+            self._hand_on(chunk)
+            return
         self._parts.append(chunk)
         self._size += len(chunk)
         if self._size > PAUSE_BYTES and not self._paused:
@@ -98,7 +107,8 @@ class EngineAnswer:
 
     def flush(self) -> None:
         self._read_at = time.monotonic()
-        self._wake()
+        if self._forward is None:  # else the relay waits for the end only (done, a failure)
+            self._wake()
 
     # -- the relay's side --------------------------------------------------------------------------
     async def read(self) -> bytes:
@@ -110,27 +120,73 @@ class EngineAnswer:
                 data = parts[0] if len(parts) == 1 else b"".join(parts)
                 self._parts = []
                 self._size = 0
-                if self._paused:
-                    self._paused = False
-                    self._read_at = time.monotonic()
-                    self._conn.resume_reading()
+                self.resume()
                 return data
-            if self._ended:
-                self._stop_clock()
+            if self._over():
                 return b""
-            if self._failure is not None:
-                raise self._failure
-            if self.done.done():
-                self._stop_clock()
-                outcome = self.done.result()
-                if outcome is Outcome.OK:  # ended without a body (HEAD)
-                    return b""
-                raise EngineFailure(
-                    "the connection closed in the middle of the answer", outcome.name.lower()
-                )
-            if self._clock is None:
-                self._clock = self._loop.call_later(self._timeout, self._overdue)
             await self.wait()
+
+    def stream_to(self, forward: Callable[[bytes], bool]) -> None:
+        """From now on hand each piece of the body to ``forward`` as the connection reads it
+        (what was read already goes at once), instead of keeping it for :meth:`read`;
+        ``forward`` returns False when its client can take no more for now: the engine is not
+        read until :meth:`resume`. Wait for the end with :meth:`finished`."""
+        self._forward = forward
+        parts, self._parts, self._size = self._parts, [], 0
+        if self._paused:  # it was paused for those parts alone
+            self.resume()
+        if parts:
+            self._hand_on(parts[0] if len(parts) == 1 else b"".join(parts))
+
+    async def finished(self) -> None:
+        """Once the answer has ended (after :meth:`stream_to`); raises :class:`EngineFailure`
+        as :meth:`read` does."""
+        while not self._over():
+            await self.wait()
+
+    @property
+    def paused(self) -> bool:
+        """Whether the engine's connection is left unread now (module docstring: Back-pressure)."""
+        return self._paused
+
+    def resume(self) -> None:
+        """Read the engine again, if a full client paused it (the read clock starts over)."""
+        if self._paused:
+            self._paused = False
+            self._read_at = time.monotonic()
+            self._conn.resume_reading()
+
+    def _hand_on(self, data: bytes) -> None:
+        assert self._forward is not None
+        try:
+            more = self._forward(data)
+        except Exception as exc:  # a bug of the relay's: this answer fails, not the connection
+            self._failure = EngineFailure(f"the relay failed on the answer: {exc!r}", "relay")
+            self._conn.abort()
+            self._wake()
+            return
+        if not more and not self._paused:
+            self._paused = True
+            self._conn.pause_reading()
+
+    def _over(self) -> bool:
+        """True once the answer has ended; raises its failure; else arms the read clock."""
+        if self._ended:
+            self._stop_clock()
+            return True
+        if self._failure is not None:
+            raise self._failure
+        if self.done.done():
+            self._stop_clock()
+            outcome = self.done.result()
+            if outcome is Outcome.OK:  # ended without a body (HEAD)
+                return True
+            raise EngineFailure(
+                "the connection closed in the middle of the answer", outcome.name.lower()
+            )
+        if self._clock is None:
+            self._clock = self._loop.call_later(self._timeout, self._overdue)
+        return False
 
     def close(self) -> None:
         """Abort the connection if the answer has not ended (it is not reused then)."""

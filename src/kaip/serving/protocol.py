@@ -15,7 +15,13 @@ and never caps connections. :func:`bounded_protocol` makes a subclass that adds,
   the oldest one with no request in progress, or gets 503 when every one has one.
 
 Deadlines are one float per connection, checked by one sweep task per server: the request path
-arms no timer. Never routes and never reads bodies (the app does).
+arms no timer.
+
+Each request's scope also carries a :class:`DirectBody` (``scope["extensions"][DIRECT_BODY]``):
+an app that relays a stream from a socket callback (the engine relay) writes each piece straight
+to the connection with it, one write and no task woken per piece, where an ASGI send per piece
+would wake the app's task and go through uvicorn's send (bench/README.md). It costs every
+request one small object. Never routes and never reads bodies (the app does).
 """
 
 from __future__ import annotations
@@ -25,9 +31,10 @@ import contextlib
 import logging
 import math
 import resource
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Final
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from kaip.settings import HttpLimits
 
@@ -35,6 +42,8 @@ log = logging.getLogger("kaip.serving")
 FILES_RESERVED = 64  # open files kept for the model, its logs and the runtime
 _NONE, _HEAD, _BODY = 0, 1, 2
 _LINE_OVERHEAD = 4  # ": " and CRLF per header line
+DIRECT_BODY: Final = "kaip.direct_body"
+"""The scope extension under which a request finds its :class:`DirectBody`."""
 
 
 def connection_cap(wanted: int) -> int:
@@ -85,6 +94,46 @@ class _Registry:
                         log.exception("closing a connection past its deadline failed")
 
 
+class DirectBody:
+    """One response's streamed body, written straight to its connection (module docstring).
+
+    Usable once the response's head went out through ASGI with chunked framing (:meth:`usable`:
+    uvicorn chose it, the answer having no length); each :meth:`write` is then one chunk, and the
+    end still goes through ASGI (``more_body: False``), which ends the chunked body and lets
+    uvicorn finish the response (keep-alive, the next pipelined request). Pieces written after
+    the client went away are dropped, as uvicorn's send drops them.
+    """
+
+    __slots__ = ("_cycle", "_protocol")
+
+    def __init__(self, protocol: BoundedProtocol, cycle: RequestResponseCycle) -> None:
+        self._protocol = protocol
+        self._cycle = cycle
+
+    def usable(self) -> bool:
+        cycle = self._cycle
+        return (
+            cycle.response_started
+            and cycle.chunked_encoding is True
+            and not cycle.response_complete
+            and not cycle.disconnected
+        )
+
+    def write(self, data: bytes) -> bool:
+        """Send ``data`` (not empty) as one chunk of the body; False when the client has more
+        waiting than the connection's high-water mark, and the writer should pause until the
+        callback given to :meth:`on_writable` is called."""
+        cycle = self._cycle
+        if cycle.disconnected or cycle.response_complete:
+            return True
+        cycle.transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+        return not cycle.flow.write_paused
+
+    def on_writable(self, callback: Callable[[], None] | None) -> None:
+        """Call ``callback`` whenever the client has taken what was waiting (None: no more)."""
+        self._protocol.on_writable = callback
+
+
 class BoundedProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, bounded (see the module docstring).
 
@@ -101,6 +150,8 @@ class BoundedProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.on_writable: Callable[[], None] | None = None
+        """Called when the client has taken what was waiting (:meth:`DirectBody.on_writable`)."""
         self.deadline = math.inf
         self._deadline_kind = _NONE
         self._reading = False
@@ -158,6 +209,11 @@ class BoundedProtocol(HttpToolsProtocol):
             if self._head_raw > self.max_head:
                 self._head_too_large()
 
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self.on_writable is not None:
+            self.on_writable()
+
     def send_400_response(self, msg: str) -> None:
         if not self._refused:  # else a callback refused the request and answered already
             self._refuse(400, msg)
@@ -193,7 +249,12 @@ class BoundedProtocol(HttpToolsProtocol):
         self._head_done = True
         self.deadline = self.loop.time() + self.body_timeout
         self._deadline_kind = _BODY
+        before = self.cycle
         HttpToolsProtocol.on_headers_complete(self)
+        cycle = self.cycle
+        if cycle is not before and cycle is not None:  # a request's cycle (not an upgrade)
+            extensions: dict[str, Any] = {DIRECT_BODY: DirectBody(self, cycle)}
+            cycle.scope["extensions"] = extensions
 
     def on_message_complete(self) -> None:
         self._reading = False

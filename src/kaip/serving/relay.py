@@ -22,9 +22,12 @@ The rules, in the order a replica meets them:
   (the first of ``serve.names``; the client may use any of them), and a streamed one asks for
   ``stream_options.include_usage`` (the usage-only chunk the client did not ask for is then
   dropped from what it gets back). The answer comes back as the engine sends it: a stream as
-  its events arrive (those already read when the relay comes for more go on in one write),
-  never collected. A client that goes away cancels the request to the engine (the connection
-  closes, and the engine aborts the generation).
+  its events arrive, never collected: each piece the engine's connection reads is written to
+  the client in its read callback, straight to the connection (the model server's
+  :class:`~kaip.serving.protocol.DirectBody`; under another ASGI server, an ASGI send per read,
+  those already read when the relay comes for more going on in one), and while the client
+  cannot take more the engine is not read. A client that goes away cancels the request to the
+  engine (the connection closes, and the engine aborts the generation).
 - **Count.** On each generation the relay records what the built-in runtime records: the GenAI
   histograms (time to first token = first event with text; output tokens from the engine's
   ``usage``, else one per event with text), requests by status, in-flight requests. Parsing stays
@@ -63,10 +66,11 @@ from kaip.serving.asgi import (
     read_body,
     respond,
 )
-from kaip.serving.engine_link import EngineFailure, EngineLink
+from kaip.serving.engine_link import EngineAnswer, EngineFailure, EngineLink
 from kaip.serving.engines import MAX_METRICS_BYTES, EngineProfile, EngineSnapshot, translate
 from kaip.serving.metrics import GenAIMetrics, ServerMetrics
 from kaip.serving.openai_api import PROTOCOL, openai_error, unless_disconnected
+from kaip.serving.protocol import DIRECT_BODY, DirectBody
 from kaip.serving.stream_watch import StreamWatch
 from kaip.spec.engine import Engine
 
@@ -88,6 +92,7 @@ _HOP_BY_HOP: Final = HOP_BY_HOP | {b"host", b"content-length", b"expect"}
 """Not passed on either way: the relay sets framing and host itself, and the client's body is
 already read whole (an ``expect: 100-continue`` would ask the engine to wait for it)."""
 _PR_SET_PDEATHSIG = 1
+_NONE: Final[Mapping[str, DirectBody]] = {}
 _REPLICA_ONLY: Final = frozenset({"PORT", "HOST"})
 
 
@@ -420,13 +425,17 @@ class EngineRoutes:
                     {"type": "http.response.start", "status": status,
                      "headers": _response_headers(answer.headers)}
                 )  # fmt: skip
+                direct: DirectBody | None = scope.get("extensions", _NONE).get(DIRECT_BODY)
                 try:
-                    while chunk := await answer.read():
-                        out = watch.feed(chunk)
-                        if out:
-                            await send(
-                                {"type": "http.response.body", "body": out, "more_body": True}
-                            )
+                    if direct is not None and direct.usable():
+                        await _hand_on(answer, watch, direct)
+                    else:
+                        while chunk := await answer.read():
+                            out = watch.feed(chunk)
+                            if out:
+                                await send(
+                                    {"type": "http.response.body", "body": out, "more_body": True}
+                                )
                     last = watch.flush()
                 except EngineFailure as exc:  # the engine broke off: say so, end the stream
                     error = exc.error_type
@@ -513,6 +522,22 @@ class EngineRoutes:
             tokens=tokens,
             error_type=error,
         )
+
+
+async def _hand_on(answer: EngineAnswer, watch: StreamWatch, direct: DirectBody) -> None:
+    """A stream's events, each piece as the engine's connection reads it, straight to the
+    client (module docstring: Relay); returns at the end of the engine's answer."""
+
+    def forward(chunk: bytes) -> bool:
+        out = watch.feed(chunk)
+        return direct.write(out) if out else True
+
+    direct.on_writable(answer.resume)
+    try:
+        answer.stream_to(forward)
+        await answer.finished()
+    finally:
+        direct.on_writable(None)
 
 
 def _response_headers(headers: Headers) -> Headers:
