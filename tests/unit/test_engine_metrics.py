@@ -7,8 +7,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from kaip.serving.engine_process import engine_environment
 from kaip.serving.engines import PROFILES, profile, translate
-from kaip.serving.relay import engine_environment
 from kaip.serving.stream_watch import UNREAD_BYTES, StreamWatch
 
 # vLLM's own example of its /metrics output: vllm-project/vllm, docs/design/metrics.md ("Example
@@ -206,5 +206,5 @@ def test_a_long_stream_without_usage_is_counted_exactly_in_bounded_memory() -> N
     events = [_event({"choices": [{"index": 0, "text": "w" * (i % 2)}]}) for i in range(4000)]
     for event in events:
         assert watch.feed(event) == event
-        assert sum(map(len, watch._unread)) <= UNREAD_BYTES
+        assert watch.unparsed_bytes <= UNREAD_BYTES
     assert watch.tokens == 2000 and watch.usage_tokens is None

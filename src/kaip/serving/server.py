@@ -38,7 +38,7 @@ from typing import Any
 import uvicorn
 
 from kaip.errors import ConfigError, KaipError
-from kaip.serving import artifacts, engines, relay, runtimes
+from kaip.serving import artifacts, engine_process, engines, runtimes
 from kaip.serving.app import ServingApp
 from kaip.serving.dataplane import ServedModel
 from kaip.serving.metrics import ServerMetrics
@@ -112,7 +112,7 @@ def build(
             max_request_bytes=spec.serve.max_request_bytes,
             timeout=spec.serve.timeout_seconds,
         )
-        relay.attach_metrics(routes, metrics)
+        engine_process.attach_metrics(routes, metrics)
         served.served_by = spec.serve.engine.name
     app = ServingApp(
         served,
@@ -260,16 +260,16 @@ class _Engine:
         assert isinstance(doc.resource, Model) and doc.resource.spec.serve.engine is not None
         self.app, self.routes, self.doc, self.settings, self.url = app, routes, doc, settings, url
         self.spec = doc.resource.spec.serve.engine
-        self.child: relay.EngineProcess | None = None
+        self.child: engine_process.EngineProcess | None = None
         self._watcher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         if self.url is not None:
-            await relay.wait_external(self.routes, self.url, self.spec.startup_seconds)
+            await engine_process.wait_external(self.routes, self.url, self.spec.startup_seconds)
             return
         loop = asyncio.get_running_loop()
         path = await loop.run_in_executor(None, artifact_path, self.doc, self.settings)
-        self.child = await relay.start_child(
+        self.child = await engine_process.start_child(
             self.routes, self.spec, str(path), self.app.model.names[0]
         )
 
@@ -285,7 +285,7 @@ class _Engine:
                 model.metrics.ready.set(1 if healthy else 0)
 
             self._watcher = asyncio.get_running_loop().create_task(
-                relay.watch_external(self.routes, self.url, changed)
+                engine_process.watch_external(self.routes, self.url, changed)
             )
             return
         child = self.child

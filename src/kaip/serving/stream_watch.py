@@ -47,6 +47,11 @@ class StreamWatch:
         self._parse_unread()
         return self._text_events
 
+    @property
+    def unparsed_bytes(self) -> int:
+        """Bytes of events kept unparsed now (never over :data:`UNREAD_BYTES`)."""
+        return sum(map(len, self._unread))
+
     def _parse_unread(self) -> None:
         unread, self._unread, self._unread_bytes = self._unread, [], 0
         for event in unread:
