@@ -8,11 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
 from kube_harness import ControlPlane
 from kubernetes import client
 
-import kaip.kube.client.session as session_module
 from kaip.kube.client import Outcome, Session, apply
 
 REPO = Path(__file__).resolve().parents[2]
@@ -133,17 +131,14 @@ def test_a_missing_crd_stops_the_apply_before_any_write(
     assert "nothing was applied" in out.stderr
 
 
-def test_a_crd_and_its_objects_apply_in_one_run(
-    kube_api: ControlPlane, api_namespace: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_crd_and_its_objects_apply_in_one_run(kube_api: ControlPlane, api_namespace: str) -> None:
     crd = WIDGET_CRD
     widget = {"apiVersion": "example.kaip.dev/v1", "kind": "Widget", "metadata": {"name": "w"}}
-    # A session re-asks about a kind it found missing only now and then (REDISCOVER_AFTER, for
-    # the operator); the apply, waiting for the CRD it just created, asks afresh by itself. (It
-    # used to wait for the session's next look: 30 s per apply of a CRD and its objects.)
-    monkeypatch.setattr(session_module, "REDISCOVER_AFTER", 3600.0)
-
     with Session.connect(kube_api.kubeconfig) as session:
+        # A session re-asks about a kind it found missing only now and then (for the operator);
+        # the apply, waiting for the CRD it just created, asks afresh by itself. (It used to
+        # wait for the session's next look: 30 s per apply of a CRD and its objects.)
+        session.rediscover_after = 3600.0
         result = apply(session, [widget, crd], part_of="widgets", namespace=api_namespace)
 
     assert [(c.ref.kind, c.outcome) for c in result.changes] == [

@@ -85,6 +85,8 @@ class Operator:
         if account is None:
             operator += ["--kubeconfig", str(kubeconfig)]
         operator += ["--namespace", namespace, "--prometheus-url", prometheus, "--interval", "1"]
+        # A CRD a test installs (InferencePool) is looked for again within 2 s, not 30.
+        operator += ["--rediscover", "2"]
         # The chart's Lease, as its Deployment passes it; a restart keeps the identity (the
         # pod's name), so a killed and restarted operator leads again at once. The long renew
         # deadline outlasts the apiserver restarts below: a leader that cannot renew exits, and

@@ -39,6 +39,15 @@ def operator(
         help="seconds between checks of a resource waiting for its workloads (their watch "
         "events drive it; this is a safety net)",
     ),
+    rediscover: float = typer.Option(
+        30.0,
+        "--rediscover",
+        min=0.5,
+        max=3600,
+        help="seconds before a kind the cluster did not serve (a CRD such as KEDA's or "
+        "InferencePool not installed yet) is looked up again: how soon a CRD installed later "
+        "is used",
+    ),
     liveness: str | None = typer.Option(
         None, "--liveness", help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz"
     ),
@@ -102,6 +111,7 @@ def operator(
         return Session.in_cluster() if in_cluster else Session.connect(kubeconfig, context)
 
     session = connect()
+    session.rediscover_after = rediscover
     me = identity or f"{socket.gethostname()}_{os.getpid()}"
     session.user_agent = f"kaip-operator ({me})"
     metrics = PrometheusMetrics(prometheus_url or settings.kube.prometheus_url)

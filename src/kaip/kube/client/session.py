@@ -95,6 +95,9 @@ class Session:
         self._resources: dict[str, dict[str, Resource] | None] = {}
         self._asked_missing: dict[tuple[str, str], float] = {}
         """(apiVersion, kind) not served when last asked -> when (monotonic seconds)."""
+        self.rediscover_after = REDISCOVER_AFTER
+        """Seconds before a kind found missing is asked about again (the operator's
+        ``--rediscover``)."""
         self.user_agent = "kaip"
         """Sent with every request: audit logs tell two operator replicas apart by it."""
         self.write_guard: Callable[[], None] | None = None
@@ -286,14 +289,14 @@ class Session:
         """How ``kind`` is served, or None when the server does not serve it.
 
         A kind missing from the cached answer is asked for again (its CRD may have been applied
-        a moment ago), but at most once per :data:`REDISCOVER_AFTER` seconds unless ``fresh``:
+        a moment ago), but at most once per :attr:`rediscover_after` seconds unless ``fresh``:
         a long-running caller (the operator) must not ask about an absent KEDA on every pass.
         """
         found = self._served(api_version)
         if found is None or kind not in found:
             key = (api_version, kind)
             asked = self._asked_missing.get(key)
-            if fresh or asked is None or time.monotonic() - asked >= REDISCOVER_AFTER:
+            if fresh or asked is None or time.monotonic() - asked >= self.rediscover_after:
                 self._resources.pop(api_version, None)
                 found = self._served(api_version)
                 self._asked_missing[key] = time.monotonic()
