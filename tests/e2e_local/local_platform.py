@@ -10,20 +10,25 @@ requests at a steady pace from a background thread and counts every outcome.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+import trustme
 
 from kaip.local.supervisor import kill_orphans
 
@@ -80,6 +85,29 @@ def wait_for(condition: Callable[[], bool], what: str, limit: float = 90.0) -> N
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up after {limit:.0f}s waiting for {what}")
         time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def https_server(
+    handler: type[BaseHTTPRequestHandler], directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """``handler`` served over HTTPS on loopback under a throwaway CA that ``kaip up`` and its
+    replicas trust (``SSL_CERT_FILE``; their artifact cache in ``directory``); yields the base
+    URL, ``https://127.0.0.1:PORT``."""
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(directory / "ca.pem"))
+    monkeypatch.setenv("SSL_CERT_FILE", str(directory / "ca.pem"))
+    monkeypatch.setenv("KAIP_SERVING__ARTIFACT_CACHE_DIR", str(directory / "artifacts"))
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"https://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 @dataclass

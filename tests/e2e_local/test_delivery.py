@@ -6,18 +6,23 @@ Timing is never asserted; deadlines only bound how long a test waits before it f
 from __future__ import annotations
 
 import json
-import ssl
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import httpx
 import pytest
-import trustme
-from local_platform import FIXTURES, INFER_BODY, Load, LocalPlatform, model_spec, wait_for
+from local_platform import (
+    FIXTURES,
+    INFER_BODY,
+    Load,
+    LocalPlatform,
+    https_server,
+    model_spec,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -210,10 +215,6 @@ def test_dry_run_shows_the_diff_a_manual_pause_waits_for_promote_and_undo_goes_b
 def https_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, bytes]]:
     """The fixture's model.py served over HTTPS on loopback (a throwaway CA that kaip up and its
     replicas trust through SSL_CERT_FILE) at /model.py: change ``["model.py"]`` to change it."""
-    ca = trustme.CA()
-    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
-    monkeypatch.setenv("KAIP_SERVING__ARTIFACT_CACHE_DIR", str(tmp_path / "artifacts"))
     files = {"model.py": (FIXTURES / "models" / "model.py").read_bytes()}
 
     class Handler(BaseHTTPRequestHandler):
@@ -230,15 +231,9 @@ def https_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dic
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(context)
-    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    files["url"] = f"https://127.0.0.1:{httpd.server_address[1]}/model.py".encode()
-    yield files
-    httpd.shutdown()
-    httpd.server_close()
+    with https_server(Handler, tmp_path, monkeypatch) as base:
+        files["url"] = f"{base}/model.py".encode()
+        yield files
 
 
 def test_an_unpinned_remote_artifact_is_pinned_at_deploy_and_new_bytes_are_a_new_revision(

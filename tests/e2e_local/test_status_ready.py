@@ -6,16 +6,21 @@ on it would go on before anything serves)."""
 from __future__ import annotations
 
 import json
-import ssl
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import httpx
 import pytest
-import trustme
-from local_platform import FIXTURES, INFER_BODY, LocalPlatform, model_spec, wait_for
+from local_platform import (
+    FIXTURES,
+    INFER_BODY,
+    LocalPlatform,
+    https_server,
+    model_spec,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -31,10 +36,6 @@ class HeldArtifact:
 
 @pytest.fixture
 def held(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HeldArtifact]:
-    ca = trustme.CA()
-    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
-    monkeypatch.setenv("KAIP_SERVING__ARTIFACT_CACHE_DIR", str(tmp_path / "artifacts"))
     body = (FIXTURES / "models" / "model.py").read_bytes()
     artifact = HeldArtifact()
 
@@ -50,18 +51,12 @@ def held(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HeldArtifa
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(context)
-    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    artifact.url = f"https://127.0.0.1:{httpd.server_address[1]}/model.py"
-    try:
-        yield artifact
-    finally:
-        artifact.release.set()
-        httpd.shutdown()
-        httpd.server_close()
+    with https_server(Handler, tmp_path, monkeypatch) as base:
+        artifact.url = f"{base}/model.py"
+        try:
+            yield artifact
+        finally:
+            artifact.release.set()
 
 
 def test_status_is_not_ready_while_kaip_up_still_applies_its_specs(
