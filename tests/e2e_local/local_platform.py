@@ -58,7 +58,9 @@ def model_spec(
     min_requests: int = 10,
     strategy: str = "canary",
     timeout_seconds: float = 30,
+    max_cost_ratio: float | None = None,
 ) -> str:
+    cost = "" if max_cost_ratio is None else f", maxCostRatio: {max_cost_ratio}"
     return f"""\
 apiVersion: kaip.dev/v1alpha1
 kind: Model
@@ -75,7 +77,7 @@ spec:
   rollout:
     strategy: {strategy}
     steps: {steps}
-    gates: {{maxErrorRate: 0.05, minRequests: {min_requests}}}
+    gates: {{maxErrorRate: 0.05, minRequests: {min_requests}{cost}}}
 """
 
 

@@ -28,11 +28,9 @@ def test_a_canary_is_not_judged_against_the_cheaper_requests_of_stables_busier_p
     steps = "[{weight: 50, pauseSeconds: 3}]"
 
     def spec_of(entrypoint: str) -> Path:
-        text = model_spec(entrypoint=entrypoint, steps=steps, min_requests=20)
+        text = model_spec(entrypoint=entrypoint, steps=steps, min_requests=20, max_cost_ratio=1.5)
         text = text.replace("maxBatchSize: 1, maxDelayMs: 0", "maxBatchSize: 8, maxDelayMs: 20")
-        budget = "gates: {maxErrorRate: 0.05, minRequests: 20, maxCostRatio: 1.5}"
-        return platform.write_spec(text.replace("gates: {maxErrorRate: 0.05, minRequests: 20}",
-                                                budget))  # fmt: skip
+        return platform.write_spec(text)
 
     spec = spec_of("model:Nap")
     platform.up(spec)

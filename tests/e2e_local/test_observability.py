@@ -290,9 +290,9 @@ def test_the_cost_gate_promotes_a_same_cost_canary_and_rolls_back_one_costing_4x
         # request that waits for a CPU on a loaded machine keeps its replica busy longer, and
         # the fewer requests, the more a few such waits tip the average (on 20, judged against
         # stable's whole life, this same-cost canary was once rolled back at 1.67x).
-        text = model_spec(entrypoint=entrypoint, steps=steps, min_requests=40)
-        return platform.write_spec(text.replace("minRequests: 40}",
-                                                "minRequests: 40, maxCostRatio: 1.5}"))  # fmt: skip
+        return platform.write_spec(
+            model_spec(entrypoint=entrypoint, steps=steps, min_requests=40, max_cost_ratio=1.5)
+        )
 
     spec = spec_of("model:Spin")
     platform.up(spec)
