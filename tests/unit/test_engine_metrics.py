@@ -199,6 +199,22 @@ def test_events_cut_anywhere_are_passed_on_alike_and_the_usage_chunk_dropped(cut
     assert (watch.text_events, watch.usage_tokens) == (3, 3)
 
 
+@pytest.mark.parametrize("newline", [b"\n\n", b"\r\n\r\n"])
+def test_one_event_per_read_is_passed_on_alike_and_the_usage_chunk_dropped(newline: bytes) -> None:
+    """As llama-server writes a stream (one event per write, so mostly one per read): each
+    event goes on as it came, the usage chunk the client did not ask for does not, and a
+    multi-line event after the first text is still looked at."""
+    text = [_event({"choices": [{"index": 0, "text": w}]}) for w in "abc"]
+    end = _event({"choices": [{"index": 0, "text": "", "finish_reason": "length"}]})
+    usage = _event({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 3}})
+    done = b'event: response.completed\ndata: {"type": "response.completed"}\n\n'
+    events = [e.replace(b"\n\n", newline) for e in (*text, end, usage, b"data: [DONE]\n\n")]
+    watch = StreamWatch(drop_usage_chunk=True)
+    out = [watch.feed(event) for event in (*events, done)]
+    assert out == [*events[:4], b"", events[5], done]
+    assert (watch.text_events, watch.usage_tokens, watch.tokens) == (3, 3, 3)
+
+
 def test_a_long_stream_without_usage_is_counted_exactly_in_bounded_memory() -> None:
     """Events after the first text wait unparsed only while the engine may still send usage,
     and never more than UNREAD_BYTES of them."""

@@ -93,8 +93,16 @@ class EngineAnswer:
         self.head_in = True
 
     def response_body(self, chunk: bytes) -> None:
-        if self._forward is not None:
-            self._hand_on(chunk)
+        forward = self._forward
+        if forward is not None:  # stream_to: handed on at once (this runs once per piece)
+            try:
+                more = forward(chunk)
+            except Exception as exc:  # a bug of the relay's: this answer fails, not the connection
+                self._fail_relay(exc)
+                return
+            if not more and not self._paused:
+                self._paused = True
+                self._conn.pause_reading()
             return
         self._parts.append(chunk)
         self._size += len(chunk)
@@ -136,7 +144,7 @@ class EngineAnswer:
         if self._paused:  # it was paused for those parts alone
             self.resume()
         if parts:
-            self._hand_on(parts[0] if len(parts) == 1 else b"".join(parts))
+            self.response_body(parts[0] if len(parts) == 1 else b"".join(parts))
 
     async def finished(self) -> None:
         """Once the answer has ended (after :meth:`stream_to`); raises :class:`EngineFailure`
@@ -156,18 +164,10 @@ class EngineAnswer:
             self._read_at = time.monotonic()
             self._conn.resume_reading()
 
-    def _hand_on(self, data: bytes) -> None:
-        assert self._forward is not None
-        try:
-            more = self._forward(data)
-        except Exception as exc:  # a bug of the relay's: this answer fails, not the connection
-            self._failure = EngineFailure(f"the relay failed on the answer: {exc!r}", "relay")
-            self._conn.abort()
-            self._wake()
-            return
-        if not more and not self._paused:
-            self._paused = True
-            self._conn.pause_reading()
+    def _fail_relay(self, exc: Exception) -> None:
+        self._failure = EngineFailure(f"the relay failed on the answer: {exc!r}", "relay")
+        self._conn.abort()
+        self._wake()
 
     def _over(self) -> bool:
         """True once the answer has ended; raises its failure; else arms the read clock."""

@@ -59,6 +59,19 @@ class StreamWatch:
 
     def feed(self, chunk: bytes) -> bytes:
         """The complete events in ``chunk`` (and what came before it) to pass on."""
+        if (  # the usual piece after the first text: one whole one-line event ("data: {...}")
+            self.first_text_at is not None  # that names neither key (class docstring)
+            and not self._partial
+            and chunk.find(b"\n") == len(chunk) - 2  # a one-character search: the cheapest
+            and chunk.endswith(b"\n\n")
+            and b'"usage"' not in chunk
+            and b'"type"' not in chunk
+        ):  # what _look does with it, without splitting it or a call per piece
+            self._unread.append(chunk)
+            self._unread_bytes += len(chunk)
+            if self._unread_bytes > UNREAD_BYTES:
+                self._parse_unread()
+            return chunk
         data = self._partial + chunk if self._partial else chunk
         if b"\r" not in data:  # events end in a blank line, "\n\n": split, no pattern search
             end = data.rfind(b"\n\n") + 2
