@@ -7,11 +7,12 @@ from __future__ import annotations
 import asyncio
 import random
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-from gateway_harness import AB, BackendProcess, backend, model, run, running
+from gateway_harness import AB, BackendProcess, backend, model, run, running, until
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -81,6 +82,39 @@ def test_metrics_count_requests_by_class_latency_and_replicas(backends_ab: AB) -
     run(scenario())
 
 
+def test_a_replica_counts_the_attempts_it_answered_not_one_its_client_left(
+    backends_ab: AB,
+) -> None:
+    """Per replica, the busy time and answered requests the cost attribution reads: a request
+    whose client goes away while its replica works counts no answer, and the replica's busy
+    time stops once nothing is in flight to it (the attempt ends with the request)."""
+    a, _ = backends_ab
+    route = model("digits", {"1": 100}, backend("a", "1", a.port))
+
+    async def scenario() -> None:
+        async with running([route]) as (gateway, client):
+            assert gateway.signals is not None
+            for _ in range(3):
+                assert (await client.get("/v2/models/digits/ready")).status_code == 200
+            assert gateway.signals.replica_busy()["a"].requests == 3
+            port = client.base_url.port
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /v2/models/digits/hold?gone HTTP/1.1\r\nhost: x\r\n\r\n")
+            await until(lambda: gateway.outstanding("a") == 1, "the held request is in flight")
+            writer.close()  # the client goes away while the replica works on its request
+            await until(lambda: gateway.load("digits").in_flight == 0, "the request ended")
+            async with httpx.AsyncClient(timeout=10) as direct:
+                await direct.get(f"http://127.0.0.1:{a.port}/release?gone")
+            busy = gateway.signals.replica_busy()["a"]
+            assert busy.requests == 3 and busy.busy_seconds > 0
+            await asyncio.sleep(0.05)  # nothing in flight: its busy time no longer grows
+            assert gateway.signals.replica_busy()["a"].busy_seconds == busy.busy_seconds
+            assert (await client.get("/v2/models/digits/ready")).status_code == 200
+            assert gateway.signals.replica_busy()["a"].requests == 4
+
+    run(scenario())
+
+
 def test_held_and_in_flight_requests_show_while_they_wait(backends_ab: AB) -> None:
     a, _ = backends_ab
     empty = owned(model("later", {"1": 100}), "team-b")
@@ -101,6 +135,9 @@ def test_held_and_in_flight_requests_show_while_they_wait(backends_ab: AB) -> No
                 await asyncio.sleep(0.02)
             assert seen[("kaip_gateway_held_requests", key)] == 1.0
             assert seen[("kaip_gateway_inflight_requests", key)] == 1.0
+            held_since = time.monotonic()  # the request arrived before this
+            await asyncio.sleep(0.5)
+            held_s = time.monotonic() - held_since
             gateway.set_routes(
                 [owned(model("later", {"1": 100}, backend("a", "1", a.port)), "team-b")]
             )
@@ -112,6 +149,9 @@ def test_held_and_in_flight_requests_show_while_they_wait(backends_ab: AB) -> No
                 kind="model", resource="later", revision="1", owner="team-b", status_class="2xx"
             )
             assert after[("kaip_gateway_requests_total", ok)] == 1.0
+            # Its latency runs from its arrival, the time it was held included.
+            revision = labels(kind="model", resource="later", revision="1", owner="team-b")
+            assert after[("kaip_gateway_request_duration_seconds_sum", revision)] >= held_s
 
     run(scenario())
 
@@ -149,7 +189,14 @@ def test_a_retried_request_is_one_trace_with_both_attempts_exported_by_otlp(
                     parent = f"00-{client_trace}-{i + 1:016x}-01"
                     answer = await client.get("/v2/models/m/ready", headers={"traceparent": parent})
                     answers.append(answer.json())
-                assert (await scrape(client))[("kaip_gateway_retries_total", key)] == 1.0
+                seen = await scrape(client)
+                assert seen[("kaip_gateway_retries_total", key)] == 1.0
+                # The retried request counts once, as every other, under the revision.
+                ok = labels(kind="model", resource="m", revision="r", owner="team-c",
+                            status_class="2xx")  # fmt: skip
+                assert seen[("kaip_gateway_requests_total", ok)] == len(answers)
+                count = seen[("kaip_gateway_request_duration_seconds_count", key)]
+                assert count == len(answers)
                 return answers
 
         answers = run(scenario())
