@@ -544,7 +544,17 @@ def test_the_finalizer_of_an_older_operator_is_removed(env: Env) -> None:
     env.kubectl("delete", "model", "legacy", "--wait=true", "--timeout=20s")
 
 
-QUEUED = TRAINING.replace("name: tune", "name: queued")
+# kwok completes a Job's pod as soon as it runs, so a TrainingJob reads JobRunning only for a
+# moment (a look that comes late under load finds JobSucceeded). One that is to stay running asks
+# for a node none has: its pod stays Pending, which its Job counts as active.
+QUEUED = TRAINING.replace("name: tune", "name: queued") + "  nodeSelector: {kaip.dev/node: none}\n"
+
+
+def active(job: dict[str, Any]) -> int:
+    """The pods of a running TrainingJob's Job that the operator last reported active."""
+    ready = condition(job, "Ready")
+    found = re.search(r"(\d+) active", ready.get("message", ""))
+    return int(found[1]) if ready.get("reason") == "JobRunning" and found else 0
 
 
 def test_a_job_kueue_admitted_stays_running_after_an_operator_restart(env: Env) -> None:
@@ -569,10 +579,7 @@ def test_a_job_kueue_admitted_stays_running_after_an_operator_restart(env: Env) 
             "patch", "job", name, "--type=merge", "-p", '{"spec":{"suspend":false}}',
             "--field-manager=kueue-admission",
         )  # fmt: skip
-        env.wait_for(
-            "trainingjob", "queued", "running",
-            lambda t: condition(t, "Ready").get("reason") == "JobRunning",
-        )  # fmt: skip
+        env.wait_for("trainingjob", "queued", "admitted: running, its pod active", active)
         starts = env.operator.text().count("kaip operator watching")
         env.operator.kill()  # a restart forgets what was applied: everything is applied again
         env.operator.start()
@@ -596,10 +603,7 @@ def test_relabelling_a_running_training_job_keeps_its_job(env: Env) -> None:
         "the Job",
         lambda: [j for j in env.items("jobs") if j["metadata"]["name"].startswith("relabel-")],
     )
-    env.wait_for(
-        "trainingjob", "relabel", "running",
-        lambda t: condition(t, "Ready").get("reason") == "JobRunning",
-    )  # fmt: skip
+    env.wait_for("trainingjob", "relabel", "running, its pod active", active)
     env.kubectl("label", "trainingjob", "relabel", "team=vision")
 
     def relabelled() -> dict[str, Any] | None:
