@@ -33,13 +33,13 @@ layers: $(STAMP)
 setup: $(STAMP)
 	tools/setup.sh
 
-# Two phases, both always run: alone, the tests that judge latency (marker quiet_machine) and the
-# control-plane tier (its operator's TrainingJob tests timed out twice beside other workers); then
-# every other test on TEST_WORKERS pytest-xdist workers, each test file on one worker, the longest
-# tiers first (tests/conftest.py). Most tests wait on processes, so workers outnumber cores.
+# Two phases, both always run: the tests that judge latency (marker quiet_machine) alone; then
+# every other test on TEST_WORKERS pytest-xdist workers, each test file on one worker (each
+# Kubernetes tier whole on one), the longest tiers first (tests/conftest.py). Most tests wait on
+# processes, so workers outnumber cores.
 # Each phase ends with its slowest tests (--durations), so a CI log says where the time went.
 TEST_WORKERS ?= 4
-ALONE := (quiet_machine or e2e_kube)
+ALONE := quiet_machine
 define run_tests
 rc=0; \
 $(BIN)/python -m pytest -m "$(ALONE)$(1)" --durations=30 || rc=$$?; \
