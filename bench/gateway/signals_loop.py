@@ -38,20 +38,34 @@ REPLICA = Backend(replica="digits-0", revision="1", host="127.0.0.1", port=9000)
 
 
 def one_request(signals: GatewaySignals | None) -> bytes:
+    """As the gateway and its forwarder: the arrival's clock read, the trace (an object only
+    when sampled), the head, one attempt with the replica's busy time, the request's counts."""
+    arrival = time.monotonic()
     observed: Observation | None = None
-    if signals is not None:
-        observed = signals.begin("model", "digits", "bench", b"POST", TARGET, HEADERS)
-    first = observed.head_traceparent() if observed is not None else None
+    head = b""
+    if signals is not None and signals.tracer is not None:
+        observed, head, _ = signals.trace("digits", "bench", b"POST", TARGET, HEADERS)
+    first = observed.head_traceparent() if observed is not None else head or None
     traceparent = first or passed_on(HEADERS)
     data = request_head(b"POST", TARGET, HEADERS, len(BODY), traceparent, (), b"127.0.0.1")
     data += BODY
-    if observed is not None:
+    if signals is not None:
         replica = REPLICA
-        if mine := observed.attempt(replica.revision, replica.replica, replica.host, replica.port):
+        if observed is not None and (
+            mine := observed.attempt(replica.replica, replica.host, replica.port)
+        ):
             data, traceparent = with_traceparent(data, traceparent, mine), mine
-        observed.revision = REPLICA.revision
-        observed.attempt_done(REPLICA.revision, Outcome.OK, 200)
-        observed.finish(200)
+        busy = signals.busy(replica.replica)
+        busy.since = time.perf_counter()
+        busy.busy_s += time.perf_counter() - busy.since
+        busy.requests += 1
+        if observed is not None:
+            observed.revision = REPLICA.revision
+            observed.attempt_done(Outcome.OK, 200)
+        key = ("model", "digits", REPLICA.revision, "bench")
+        signals.count(key, 200, time.monotonic() - arrival)
+        if observed is not None:
+            observed.finish(200)
     return data
 
 

@@ -39,9 +39,9 @@ from kaip.local.gateway.mirror import Mirror
 from kaip.local.gateway.prefix import PrefixIndex, block_hashes, pick_by_prefix, prompt_of
 from kaip.local.gateway.routes import Backend, CompiledRoute, RouteKind
 from kaip.local.gateway.server import ClientConnection, Request
-from kaip.local.gateway.signals import Observation
+from kaip.local.gateway.signals import GatewaySignals, Observation
 from kaip.local.gateway.stats import StatsRecorder
-from kaip.local.gateway.trace import passed_on, with_traceparent
+from kaip.local.gateway.trace import passed_on, resent, with_traceparent
 from kaip.protocol.upstream import Headers, Outcome, UpstreamConnection, UpstreamPool
 
 log = logging.getLogger("kaip.local.gateway")
@@ -61,9 +61,16 @@ class Forwarder:
     """The gateway's proxied exchanges: which replica, how many tries, what the client gets."""
 
     def __init__(
-        self, lookup: Lookup, pool: UpstreamPool, mirror: Mirror, rng: random.Random
+        self,
+        lookup: Lookup,
+        pool: UpstreamPool,
+        mirror: Mirror,
+        rng: random.Random,
+        signals: GatewaySignals | None = None,
     ) -> None:
         self._lookup = lookup
+        self._signals = signals
+        """Where retries, timeouts and each replica's busy time count (None: no signals)."""
         self._pool = pool
         self._mirror = mirror
         self._rng = rng
@@ -93,15 +100,25 @@ class Forwarder:
         openai: bool,
         timeout_s: float,
         observed: Observation | None = None,
-    ) -> None:
-        """Send to a chosen replica; on a failure before any answer, try another (module doc)."""
+        head: bytes = b"",
+        continued: bool = False,
+    ) -> str:
+        """Send to a chosen replica; on a failure before any answer, try another (module doc).
+        When tracing: ``observed`` when the request's trace is sampled (its spans), else
+        ``head``, the unsampled ``traceparent`` its replicas get; ``continued``: the client's
+        trace goes on. Returns the revision that answered, or was tried last (``pinned`` or
+        ``""`` when none was tried): where the gateway counts the request."""
         # When tracing, the head carries the first attempt's traceparent from the start: a
         # retry alone swaps in its own (below, at each attempt).
         # The client's tracestate goes on with its trace only (trace.py).
-        if observed is not None and (first := observed.head_traceparent()) is not None:
-            traceparent, continued = first, observed.continues_trace
+        first: bytes | None = None
+        if observed is not None:
+            first = observed.head_traceparent()
+        elif head:
+            first = head
+        if first is not None:
+            traceparent = first
         else:
-            first = None
             traceparent = passed_on(request.headers)
             continued = bool(traceparent)
         body = request.body
@@ -137,6 +154,10 @@ class Forwarder:
         recorded = False  # the last attempt's error is already in the stats
         outcome = Outcome.FAILED_BEFORE_RESPONSE
         answered_by = revision
+        last = pinned or ""  # the revision tried last, once an attempt ended
+        signals = self._signals
+        busy = None
+        sent = 0  # attempts started
         started = time.perf_counter()
         while True:
             if tried:  # a retry: choose from the routes as they are now (a timeout is long)
@@ -149,27 +170,48 @@ class Forwarder:
             fresh = again_fresh is not None
             again_fresh = None
             replica = backend.replica
+            if sent:  # a retry (of backend's revision), with a traceparent of its own
+                if signals is not None:
+                    kind, owner = route.route.kind, route.route.owner
+                    signals.record((kind, route.name, backend.revision, owner)).retries += 1
+                if head:  # not sampled: a fresh parent id, as a sampled attempt gets
+                    own = resent(head)
+                    data, traceparent = with_traceparent(data, traceparent, own), own
+            sent += 1
             if observed is not None and (
-                mine := observed.attempt(backend.revision, replica, backend.host, backend.port)
+                mine := observed.attempt(replica, backend.host, backend.port)
             ):  # this attempt's own traceparent, swapped into the head (a retry's)
                 data, traceparent = with_traceparent(data, traceparent, mine), mine
-            outstanding[replica] = outstanding.get(replica, 0) + 1
+            in_flight = outstanding.get(replica, 0)
+            outstanding[replica] = in_flight + 1
+            if signals is not None:  # the replica's busy time runs while it has any in flight
+                busy = signals.busy(replica)
+                if not in_flight:
+                    busy.since = time.perf_counter()
             try:
                 outcome, reused = await self._exchange(
                     conn, backend, data, body, is_head, fresh, timeout_s
                 )
             finally:
-                outstanding[replica] -= 1
-            answered_by = backend.revision
+                in_flight = outstanding[replica] - 1
+                outstanding[replica] = in_flight
+                if busy is not None and not in_flight:
+                    busy.busy_s += time.perf_counter() - busy.since
+            last = answered_by = backend.revision
             if observed is not None:
                 observed.revision = answered_by
-                observed.attempt_done(answered_by, outcome, conn.status)
+                observed.attempt_done(outcome, conn.status)
             recorded = False
             if outcome is Outcome.OK:
+                if busy is not None:
+                    busy.requests += 1  # an attempt it answered
                 if self.ejected:
                     self.ejected.pop(replica, None)
                 break
             if outcome is Outcome.TIMED_OUT:
+                if signals is not None:
+                    kind, owner = route.route.kind, route.route.owner
+                    signals.record((kind, route.name, answered_by, owner)).timeouts += 1
                 waited_ms = (time.perf_counter() - started) * 1000.0
                 stats.record(backend.revision, waited_ms, True)
                 recorded = True
@@ -201,7 +243,7 @@ class Forwarder:
         latency_ms = (time.perf_counter() - started) * 1000.0
         if outcome is Outcome.OK:
             stats.record(answered_by, latency_ms, conn.status >= 500)
-            return
+            return last
         if not recorded:
             stats.record(answered_by, latency_ms, True)
         if conn.head_sent:
@@ -215,6 +257,7 @@ class Forwarder:
             kind, name = route.route.kind, route.name
             message = f"no replica of {kind} {name!r} could be reached"
             conn.send_json(502, error_payload(message, openai=openai))
+        return last
 
     def choose(
         self,

@@ -118,7 +118,9 @@ class Gateway:
         self._mirror = Mirror(
             self._stats.get, self._rng, signals=self.signals, max_in_flight=mirror_max_in_flight
         )
-        self._forwarder = Forwarder(self._lookup, self._pool, self._mirror, self._rng)
+        self._forwarder = Forwarder(self._lookup, self._pool, self._mirror, self._rng, self.signals)
+        if self.signals is not None:
+            self.signals.in_flight = self._forwarder.outstanding
         self._ejected = self._forwarder.ejected
         """Replica -> until when it is skipped (the forwarder's; tests clear it)."""
 
@@ -286,22 +288,6 @@ class Gateway:
             else:
                 conn.send_json(404, {"error": f"no route for {path}"}, head=head)
 
-    def _begin(
-        self, route: CompiledRoute, request: Request, pinned: str = ""
-    ) -> tuple[StatsRecorder, Observation | None]:
-        """Count a request in (the caller counts it out of ``in_flight``, and finishes the
-        observation); the route's stats and the request's observation (None: no signals),
-        its revision ``pinned`` until one is tried."""
-        kind, name = route.route.kind, route.name
-        stats = self._stats[name]
-        stats.in_flight += 1
-        stats.last_request_at = time.monotonic()
-        if self.signals is None:
-            return stats, None
-        method, target, headers = request.method, request.target, request.headers
-        owner = route.route.owner
-        return stats, self.signals.begin(kind, name, owner, method, target, headers, pinned)
-
     async def _websocket(self, conn: ClientConnection, request: Request, target: Target) -> None:
         """An App's WebSocket: checked here, relayed and spliced by :mod:`websocket`."""
         name = target.name
@@ -313,7 +299,18 @@ class Gateway:
         if route is None:
             self._not_found(conn, "app", name, False)
             return
-        stats, observed = self._begin(route, request)
+        # Counted in (the route's stats) and, with signals, observed: from its arrival, with no
+        # per-request object unless its trace is sampled (as _proxy).
+        kind, owner = route.route.kind, route.route.owner
+        stats = self._stats[name]
+        stats.in_flight += 1
+        stats.last_request_at = arrival = time.monotonic()
+        signals = self.signals
+        observed, head, continued = None, b"", False
+        if signals is not None and signals.tracer is not None:
+            method, path, headers = request.method, request.target, request.headers
+            observed, head, continued = signals.trace(name, owner, method, path, headers)
+        tried = ""  # the revision whose replica was tried
         started = time.perf_counter()
         try:
             if not route.has_backends:
@@ -324,12 +321,14 @@ class Gateway:
                 message = f"app {name!r} has no ready replica yet; retry shortly"
                 conn.send_json(503, {"error": message}, RETRY_AFTER)
                 return
-            if observed is not None:
-                observed.revision = backend.revision
+            tried = backend.revision
             prefix = [(b"x-forwarded-prefix", b"/apps/" + name.encode())]
             # As for HTTP (see forward): the client's tracestate goes on with its trace only.
-            if observed is not None and (mine := observed.relayed_traceparent()) is not None:
-                traceparent, continued = mine, observed.continues_trace
+            if observed is not None:
+                observed.revision = tried
+                traceparent = observed.relayed_traceparent()
+            elif head:
+                traceparent = head
             else:
                 traceparent = passed_on(request.headers)
                 continued = bool(traceparent)
@@ -355,8 +354,11 @@ class Gateway:
             stats.record(backend.revision, latency_ms, conn.status >= 500)
         finally:
             stats.in_flight -= 1
-            if observed is not None:
-                observed.finish(conn.status)
+            if signals is not None:
+                seconds = time.monotonic() - arrival
+                signals.count((kind, name, tried, owner), conn.status, seconds)
+                if observed is not None:
+                    observed.finish(conn.status)
 
     # -- answers about models the gateway gives itself (see catalog) -----------------------------
     async def _model_request(
@@ -387,7 +389,23 @@ class Gateway:
         if route is None:
             self._not_found(conn, kind, name, openai)
             return
-        stats, observed = self._begin(route, request, pinned or "")
+        # Counted in (the route's stats) and, with signals, observed: from its arrival (the
+        # clock read for the stats), to the revision forward tried last, with no per-request
+        # object unless its trace is sampled (an unsampled one: its traceparent, ``head``).
+        owner = route.route.owner
+        stats = self._stats[name]
+        stats.in_flight += 1
+        stats.last_request_at = arrival = time.monotonic()
+        signals = self.signals
+        observed, head, continued = None, b"", False
+        if signals is not None and (tracer := signals.tracer) is not None:
+            # As signals.trace, inline (two calls fewer per request): an object only if sampled.
+            trace, head, continued = tracer.open(request.headers)
+            if trace is not None:
+                method, target = request.method, request.target
+                observed = Observation(signals, trace, name, owner, method, target, pinned or "")
+                observed.continues_trace = continued
+        revision = pinned or ""
         try:
             if not route.has_backends:
                 held = await self._held.hold(kind, name, stats)
@@ -410,14 +428,17 @@ class Gateway:
                     conn.send_json(404, error_payload(message, openai=openai))
                 return
             timeout_s = route.route.response_timeout_s or self._response_timeout_s
-            await self._forwarder.forward(
+            revision = await self._forwarder.forward(
                 conn, request, route, pinned, upstream_target, extra, stats, openai, timeout_s,
-                observed,
+                observed, head, continued,
             )  # fmt: skip
         finally:
             stats.in_flight -= 1
-            if observed is not None:
-                observed.finish(conn.status)
+            if signals is not None:
+                seconds = time.monotonic() - arrival
+                signals.count((kind, name, revision, owner), conn.status, seconds)
+                if observed is not None:
+                    observed.finish(conn.status)
 
     # -- signals (see signals) -------------------------------------------------------------------
     def _send_metrics(self, conn: ClientConnection, signals: GatewaySignals, head: bool) -> None:

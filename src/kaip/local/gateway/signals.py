@@ -9,11 +9,15 @@ Never does I/O itself (the exporter is the SDK's, behind :mod:`kaip.telemetry.sp
 never chooses a replica.
 
 The rule that keeps the hot path cheap: a request only adds to plain ints in a per-(resource,
-revision) record on the event loop's thread; prometheus_client turns the records into text when
-``/metrics`` is scraped (:class:`GatewayCollector`), and spans exist only when a span recorder is
-given (``OTEL_EXPORTER_OTLP_ENDPOINT`` set) and the trace is sampled: an unsampled request only
-gets the ``traceparent`` its replicas see, cut from a pool of random hex digits (no ids as ints,
-no formatting); a sampled one records plain tuples (:mod:`kaip.telemetry.spans`). Worked
+revision) record on the event loop's thread, with no object of its own (the gateway keeps its
+arrival time and the forwarder the revision tried in locals: one :meth:`GatewaySignals.count`
+when it ends; the forwarder keeps each replica's busy time where it counts the replica's
+requests in flight); prometheus_client turns the records into text when ``/metrics`` is scraped
+(:class:`GatewayCollector`), and spans exist only when a span recorder is given
+(``OTEL_EXPORTER_OTLP_ENDPOINT`` set) and the trace is sampled: an unsampled request only gets the
+``traceparent`` its replicas see, cut from a pool of random hex digits (no ids as ints, no
+formatting); a sampled one gets an :class:`Observation` that records plain tuples
+(:mod:`kaip.telemetry.spans`). Worked
 example: a client POSTs to ``digits`` (owner ``team-a``), replica ``d-1`` of revision ``3``
 refuses the connection, ``d-2`` answers 200 in 12 ms. Then
 ``kaip_gateway_requests_total{resource="digits",revision="3",owner="team-a",status_class="2xx"}``
@@ -26,7 +30,7 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -61,7 +65,7 @@ LATENCY_BUCKETS_S: tuple[float, ...] = (
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 _CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
-_OK, _TIMED_OUT = Outcome.OK, Outcome.TIMED_OUT  # an enum member read off its class costs
+_OK = Outcome.OK  # an enum member read off its class costs
 # ~0.1 µs on Python 3.11 (a descriptor), a module global a tenth of that
 _FIRST_BOUND_S = LATENCY_BUCKETS_S[0]  # most answers fall in the first bucket: no bisect then
 _FAILED_ATTEMPT = {
@@ -86,12 +90,13 @@ class LiveLoad:
 
 
 class _Busy:
-    """One replica's busy time as the gateway sees it: the union of its attempts in flight."""
+    """One replica's busy time as the gateway sees it: the union of its attempts in flight (the
+    forwarder's ``outstanding`` count of the replica is the number in flight: it starts the
+    clock when that count leaves 0 and stops it when it comes back to 0)."""
 
-    __slots__ = ("busy_s", "in_flight", "requests", "since")
+    __slots__ = ("busy_s", "requests", "since")
 
     def __init__(self) -> None:
-        self.in_flight = 0
         self.since = 0.0
         self.busy_s = 0.0
         self.requests = 0  # attempts it answered
@@ -107,7 +112,7 @@ class ReplicaBusy:
 
 def _class_index(status: int) -> int:
     """Where ``status`` counts in a :class:`_Record`'s classes (5: none, e.g. status 0);
-    :meth:`Observation.finish` has it inline."""
+    :meth:`GatewaySignals.count` has it inline."""
     return status // 100 - 1 if 100 <= status < 600 else _NO_ANSWER
 
 
@@ -153,6 +158,8 @@ class GatewaySignals:
         self.replica_phases = replica_phases
         self._records: dict[Key, _Record] = {}
         self._busy: dict[str, _Busy] = {}
+        self.in_flight: Mapping[str, int] = {}
+        """Attempts in flight per replica: the forwarder's ``outstanding`` (the gateway sets it)."""
         self.request_cost: Callable[[str], tuple[float, float] | None] | None = None
         """replica -> (USD, joules) per request, its usage-basis average so far: the
         ``kaip.cost.usd`` and ``kaip.energy.joules`` of a sampled server span (kaip up sets it)."""
@@ -167,6 +174,25 @@ class GatewaySignals:
         if record is None:
             record = self._records[key] = _Record()
         return record
+
+    def count(self, key: Key, status: int, seconds: float) -> None:
+        """A request to ``key``'s revision (the one that answered, or was tried last) is over:
+        ``status`` is what the client got (0: cut short or none), ``seconds`` its time from
+        arrival. Once per request, with no per-request object: the gateway keeps the arrival
+        time and the forwarder the revision in locals."""
+        record = self._records.get(key) or self.record(key)
+        record.by_class[status // 100 - 1 if 100 <= status < 600 else _NO_ANSWER] += 1
+        record.buckets[
+            0 if seconds <= _FIRST_BOUND_S else bisect_left(LATENCY_BUCKETS_S, seconds)
+        ] += 1
+        record.sum_s += seconds
+
+    def busy(self, replica: str) -> _Busy:
+        """``replica``'s busy time, which the forwarder keeps (see :class:`_Busy`)."""
+        busy = self._busy.get(replica)
+        if busy is None:
+            busy = self._busy[replica] = _Busy()
+        return busy
 
     def mirrored(self, key: Key, status: int) -> None:
         """A mirrored copy sent to ``key``'s revision ended with ``status`` (0: no answer)."""
@@ -183,8 +209,11 @@ class GatewaySignals:
         """Busy seconds (an attempt in flight, ongoing ones counted to now) and answered
         requests of every replica the gateway has sent requests to."""
         now = time.perf_counter()
+        in_flight = self.in_flight
         return {
-            replica: ReplicaBusy(b.busy_s + (now - b.since if b.in_flight else 0.0), b.requests)
+            replica: ReplicaBusy(
+                b.busy_s + (now - b.since if in_flight.get(replica) else 0.0), b.requests
+            )
             for replica, b in self._busy.items()
         }
 
@@ -192,44 +221,45 @@ class GatewaySignals:
         """The Prometheus text exposition of everything above."""
         return generate_latest(self.registry)
 
-    def begin(
+    def trace(
         self,
-        kind: str,
         resource: str,
         owner: str,
         method: bytes,
         target: bytes,
         headers: Iterable[tuple[bytes, bytes]],
         revision: str = "",
-    ) -> Observation:
-        """Start observing one proxied request (and its server span, when tracing);
-        ``revision``: the one it is pinned to, if known yet."""
-        observation = Observation(self, kind, resource, owner, method, revision)
-        if self.tracer is not None:
-            trace, observation._head, observation.continues_trace = self.tracer.open(headers)
-            observation.trace = trace
-            observation.target = target
-        return observation
+    ) -> tuple[Observation | None, bytes, bool]:
+        """When tracing (:attr:`tracer` set), the request's trace: ``(observation, b"",
+        continued)`` when it is sampled (its spans, recorded by the :class:`Observation`);
+        ``(None, traceparent, continued)`` when not: the ``traceparent`` (flags 00) the replica
+        gets, all an unsampled request needs (see :meth:`SpanRecorder.open`); ``revision``: the
+        one it is pinned to, if known yet."""
+        assert self.tracer is not None
+        trace, head, continued = self.tracer.open(headers)
+        if trace is None:
+            return None, head, continued
+        observation = Observation(self, trace, resource, owner, method, target, revision)
+        observation.continues_trace = continued
+        return observation, b"", continued
 
 
 class Observation:
-    """One proxied request: its attempts, its answer, its spans."""
+    """One proxied request whose trace is sampled: its server span and one client span per
+    attempt. Its counts are :meth:`GatewaySignals.count`'s and the forwarder's, as for any
+    request: this records spans only."""
 
     __slots__ = (
         "_attempt",
-        "_busy",
-        "_head",
         "_method",
         "_next_span",
         "_replica",
         "_sent",
         "continues_trace",
-        "kind",
         "owner",
         "resource",
         "revision",
         "signals",
-        "started",
         "target",
         "trace",
     )
@@ -237,80 +267,54 @@ class Observation:
     def __init__(
         self,
         signals: GatewaySignals,
-        kind: str,
+        trace: Start,
         resource: str,
         owner: str,
         method: bytes,
+        target: bytes,
         revision: str = "",
     ) -> None:
         self.signals = signals
-        self.kind = kind
+        self.trace = trace
+        """The server span's ids (recorded at :meth:`finish`)."""
         self.resource = resource
         self.owner = owner
         self._method = method
-        self.trace: Start | None = None
-        """The server span's ids when its trace is sampled (recorded at :meth:`finish`)."""
-        self._head = b""
-        """When tracing and not sampled: the ``traceparent`` (flags 00) the replica gets."""
         self.continues_trace = False
         """The request is in the client's trace (its one ``traceparent`` was valid), so the
-        client's ``tracestate`` goes on with it; False: the trace restarted here (or none)."""
-        self.target = b""
+        client's ``tracestate`` goes on with it; False: the trace restarted here."""
+        self.target = target
         self.revision = revision
         """The revision that answered (or was tried last); set by the gateway."""
-        self.started = time.perf_counter()
         self._attempt: tuple[int, int, dict[str, AttributeValue]] | None = None
-        self._busy: _Busy | None = None
         self._sent = 0  # attempts started
         self._replica = ""  # the replica tried last
         self._next_span = 0  # the next attempt's span id, already in the request head (0: none)
 
-    def head_traceparent(self) -> bytes | None:
+    def head_traceparent(self) -> bytes:
         """The ``traceparent`` to build the request head with: the first attempt's, its span id
-        minted now so that :meth:`attempt` need not change the head (None: not tracing; pass the
-        client's on, see :func:`kaip.local.gateway.trace.passed_on`)."""
-        trace = self.trace
-        if trace is None:  # not sampled: the one made at begin (b"": not tracing)
-            return self._head or None
+        minted now so that :meth:`attempt` need not change the head."""
         self._next_span = span_id = new_span_id()
-        return traceparent(trace.trace_id, span_id, True)
+        return traceparent(self.trace.trace_id, span_id, True)
 
-    def relayed_traceparent(self) -> bytes | None:
+    def relayed_traceparent(self) -> bytes:
         """The ``traceparent`` of a request relayed in one piece with no attempt spans (a
         WebSocket's handshake): the server span as the replica's parent, so the App's spans
-        hang under it (None: not tracing; pass the client's on, as for HTTP)."""
+        hang under it."""
         trace = self.trace
-        if trace is None:
-            return self._head or None
         return traceparent(trace.trace_id, trace.span_id, True)
 
-    def attempt(self, revision: str, replica: str, host: str, port: int) -> bytes | None:
+    def attempt(self, replica: str, host: str, port: int) -> bytes | None:
         """An attempt on a replica begins; returns the ``traceparent`` it must carry, or None
-        when the head already carries it (not tracing, or the one :meth:`head_traceparent`
-        gave). Every attempt after the first counts as a retry of ``revision``."""
+        when the head already carries it (the one :meth:`head_traceparent` gave)."""
         sent = self._sent
         self._sent = sent + 1
-        if sent:
-            self.signals.record((self.kind, self.resource, revision, self.owner)).retries += 1
-        busy = self.signals._busy.get(replica)
-        if busy is None:
-            busy = self.signals._busy[replica] = _Busy()
-        if not busy.in_flight:
-            busy.since = time.perf_counter()
-        busy.in_flight += 1
-        self._busy = busy
         self._replica = replica
-        trace = self.trace
-        if trace is None:  # not sampled (or not tracing: no head): the head carries the first
-            head = self._head
-            if sent and head:  # a retry gets a parent id of its own, as a sampled one does
-                return head[:36] + b"%016x" % new_span_id() + head[52:]
-            return None
         span_id, self._next_span = self._next_span, 0
         mine = None
         if not span_id:
             span_id = new_span_id()
-            mine = traceparent(trace.trace_id, span_id, True)
+            mine = traceparent(self.trace.trace_id, span_id, True)
         attributes: dict[str, AttributeValue] = {
             "server.address": host,
             "server.port": port,
@@ -321,41 +325,21 @@ class Observation:
         self._attempt = (span_id, time.time_ns(), attributes)
         return mine
 
-    def _release(self, answered: bool) -> None:
-        busy, self._busy = self._busy, None
-        if busy is None:
-            return
-        busy.in_flight -= 1
-        if not busy.in_flight:
-            busy.busy_s += time.perf_counter() - busy.since
-        if answered:
-            busy.requests += 1
-
-    def attempt_done(self, revision: str, outcome: Outcome, status: int) -> None:
-        busy, self._busy = self._busy, None
-        if busy is not None:  # as _release, inline (once per request)
-            busy.in_flight -= 1
-            if not busy.in_flight:
-                busy.busy_s += time.perf_counter() - busy.since
-            if outcome is _OK:
-                busy.requests += 1
-        if outcome is _TIMED_OUT:
-            self.signals.record((self.kind, self.resource, revision, self.owner)).timeouts += 1
+    def attempt_done(self, outcome: Outcome, status: int) -> None:
+        """The attempt :meth:`attempt` began ended with ``outcome`` (``status``: 0, none)."""
         attempt, self._attempt = self._attempt, None
         if attempt is None:
             return
         attributes = attempt[2]
-        if outcome is Outcome.OK or (outcome is Outcome.FAILED_DURING_RESPONSE and status):
+        if outcome is _OK or (outcome is Outcome.FAILED_DURING_RESPONSE and status):
             attributes["http.response.status_code"] = status
-        failed = outcome is not Outcome.OK or status >= 500
+        failed = outcome is not _OK or status >= 500
         if failed:
             attributes[names.ATTR_ERROR_TYPE] = _FAILED_ATTEMPT.get(outcome) or str(status)
-        if self.trace is not None:
-            self._span(self.trace, CLIENT, attempt[0], attempt[1], attributes, failed)
+        self._span(CLIENT, attempt[0], attempt[1], attributes, failed)
 
     def _span(
         self,
-        trace: Start,
         kind: int,
         span_id: int,
         start_ns: int,
@@ -364,6 +348,7 @@ class Observation:
     ) -> None:
         """Record a CLIENT span under the server span, or (kind SERVER) the server span."""
         assert self.signals.tracer is not None
+        trace = self.trace
         server = kind == SERVER
         self.signals.tracer.sink(
             FinishedSpan(
@@ -381,34 +366,21 @@ class Observation:
         )
 
     def finish(self, status: int) -> None:
-        """The request is over: ``status`` is what the client got (0: cut short or none)."""
-        seconds = time.perf_counter() - self.started
-        revision = self.revision
-        signals = self.signals
-        key = (self.kind, self.resource, revision, self.owner)
-        record = signals._records.get(key) or signals.record(key)
-        record.by_class[status // 100 - 1 if 100 <= status < 600 else _NO_ANSWER] += 1
-        record.buckets[
-            0 if seconds <= _FIRST_BOUND_S else bisect_left(LATENCY_BUCKETS_S, seconds)
-        ] += 1
-        record.sum_s += seconds
-        if self._busy is not None:  # cancelled mid-attempt (the client went away)
-            self._release(False)
-        trace, self.trace = self.trace, None
-        if trace is None:
-            return
+        """The request is over: ``status`` is what the client got (0: cut short or none).
+        Records the spans (an attempt still open: the client went away mid-attempt)."""
         if self._attempt is not None:  # cancelled mid-attempt (the client went away)
             span_id, start_ns, attempt_attributes = self._attempt
             self._attempt = None
-            self._span(trace, CLIENT, span_id, start_ns, attempt_attributes, False)
+            self._span(CLIENT, span_id, start_ns, attempt_attributes, False)
+        trace = self.trace
         attributes: dict[str, AttributeValue] = {  # OpenTelemetry HTTP server conventions
             "http.request.method": self._method.decode("latin-1"),
             "url.path": self.target.partition(b"?")[0].decode("latin-1"),
             names.ATTR_RESOURCE: self.resource,
             names.ATTR_OWNER: self.owner,
         }
-        if revision:
-            attributes[names.ATTR_REVISION] = revision
+        if self.revision:
+            attributes[names.ATTR_REVISION] = self.revision
         if status:
             attributes["http.response.status_code"] = status
         cost = self.signals.request_cost
@@ -418,7 +390,7 @@ class Observation:
         failed = status >= 500 or not status
         if failed:
             attributes[names.ATTR_ERROR_TYPE] = str(status) if status else "response_incomplete"
-        self._span(trace, SERVER, trace.span_id, trace.start_ns, attributes, failed)
+        self._span(SERVER, trace.span_id, trace.start_ns, attributes, failed)
 
 
 class GatewayCollector(Collector):

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from kaip.telemetry.spans import parse_traceparent, sole_traceparent
+from kaip.telemetry.spans import new_span_id, parse_traceparent, sole_traceparent
 
 _LINE = len(b"traceparent: ")
 
@@ -54,3 +54,9 @@ def with_traceparent(head: bytes, old: bytes, new: bytes) -> bytes:
     if not new:
         return head[: end - len(old) - _LINE] + head[end + 2 :]
     return head[: end - len(old)] + new + head[end:]
+
+
+def resent(head: bytes) -> bytes:
+    """An unsampled ``traceparent`` (``head``, as the gateway made it) with a fresh parent id: a
+    retry's, so that its replica's spans are told apart from the first attempt's."""
+    return head[:36] + b"%016x" % new_span_id() + head[52:]
