@@ -52,7 +52,7 @@ def one_request(signals: GatewaySignals | None) -> bytes:
     if signals is not None:
         replica = REPLICA
         if observed is not None and (
-            mine := observed.attempt(replica.replica, replica.host, replica.port)
+            mine := observed.attempt(replica.replica, replica.host, replica.port, 0)
         ):
             data, traceparent = with_traceparent(data, traceparent, mine), mine
         busy = signals.busy(replica.replica)

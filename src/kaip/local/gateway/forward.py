@@ -177,11 +177,11 @@ class Forwarder:
                 if head:  # not sampled: a fresh parent id, as a sampled attempt gets
                     own = resent(head)
                     data, traceparent = with_traceparent(data, traceparent, own), own
-            sent += 1
             if observed is not None and (
-                mine := observed.attempt(replica, backend.host, backend.port)
+                mine := observed.attempt(replica, backend.host, backend.port, sent)
             ):  # this attempt's own traceparent, swapped into the head (a retry's)
                 data, traceparent = with_traceparent(data, traceparent, mine), mine
+            sent += 1
             in_flight = outstanding.get(replica, 0)
             outstanding[replica] = in_flight + 1
             if signals is not None:  # the replica's busy time runs while it has any in flight

@@ -254,7 +254,6 @@ class Observation:
         "_method",
         "_next_span",
         "_replica",
-        "_sent",
         "continues_trace",
         "owner",
         "resource",
@@ -287,7 +286,6 @@ class Observation:
         self.revision = revision
         """The revision that answered (or was tried last); set by the gateway."""
         self._attempt: tuple[int, int, dict[str, AttributeValue]] | None = None
-        self._sent = 0  # attempts started
         self._replica = ""  # the replica tried last
         self._next_span = 0  # the next attempt's span id, already in the request head (0: none)
 
@@ -304,11 +302,11 @@ class Observation:
         trace = self.trace
         return traceparent(trace.trace_id, trace.span_id, True)
 
-    def attempt(self, replica: str, host: str, port: int) -> bytes | None:
-        """An attempt on a replica begins; returns the ``traceparent`` it must carry, or None
-        when the head already carries it (the one :meth:`head_traceparent` gave)."""
-        sent = self._sent
-        self._sent = sent + 1
+    def attempt(self, replica: str, host: str, port: int, sent: int) -> bytes | None:
+        """An attempt on a replica begins, after ``sent`` attempts of this request (the
+        forwarder's count: a retry's ``http.request.resend_count``); returns the
+        ``traceparent`` it must carry, or None when the head already carries it (the one
+        :meth:`head_traceparent` gave)."""
         self._replica = replica
         span_id, self._next_span = self._next_span, 0
         mine = None
