@@ -44,6 +44,11 @@ def test_only_requests_with_the_canary_header_or_cookie_reach_a_previewed_canary
         assert answers({"X-CANARY": "yes"}) == CANARY  # header names ignore case
         assert answers({"Cookie": "session=1; canary=always"}) == CANARY  # or the cookie
         assert answers({"Cookie": "canary=never; other=always"}) == STABLE
+    # The status folds the gateway's counts in on the controller's next tick: wait for it.
+    wait_for(
+        lambda: platform.resource("echo")["rollout"]["canary"]["requests"] >= 30,
+        "the marked requests in the canary's evidence",
+    )
     resource = platform.resource("echo")
     rollout = resource["rollout"]
     assert rollout["strategy"] == "blueGreen" and rollout["steps"] == [0]
