@@ -6,7 +6,9 @@ PORT_FILE, and serves until killed. Runs on uvloop, or on asyncio's default loop
 ``BENCH_LOOP=asyncio``. ``BENCH_SIGNALS=on`` turns on every signal as ``kaip up`` does with
 ``OTEL_EXPORTER_OTLP_ENDPOINT`` set (metrics, and a span per request and attempt of the sampled
 traces, exported over OTLP by the SDK's batch processor; the sampler is ``OTEL_TRACES_SAMPLER``'s,
-kaip's default when unset); ``BENCH_SIGNALS=metrics`` the
+kaip's default when unset; no ``traceparent`` for a trace it starts and does not sample, as
+``kaip up`` runs its gateway in front of Model replicas with ``KAIP_TRACE_ROOTS=off``);
+``BENCH_SIGNALS=metrics`` the
 metrics alone (``kaip up`` without ``OTEL_EXPORTER_OTLP_ENDPOINT``); otherwise the gateway runs
 with ``observe=False`` (no metrics records, no spans).
 """
@@ -27,7 +29,9 @@ async def serve(port_file: Path, backend_ports: list[int]) -> None:
     if os.environ.get("BENCH_SIGNALS") == "on":
         from kaip.telemetry.otel import configure
 
-        gateway = Gateway(host="127.0.0.1", port=0, tracer=configure("kaip-gateway").spans)
+        # As kaip up runs it: its Model replicas start no trace (KAIP_TRACE_ROOTS=off, run.py).
+        tracer = configure("kaip-gateway").spans
+        gateway = Gateway(host="127.0.0.1", port=0, tracer=tracer, models_start_no_traces=True)
     elif os.environ.get("BENCH_SIGNALS") == "metrics":
         gateway = Gateway(host="127.0.0.1", port=0)
     else:

@@ -15,10 +15,12 @@ spans of the traces kaip's default sampler keeps, exported over OTLP to a sink i
 that reads and drops them) and ``gateway+signals(all)`` (every request traced), with each one's
 throughput and gateway CPU per request paired against the plain gateway's. The two gateways
 with spans send to a second replica whose tracing is on too (``OTEL_EXPORTER_OTLP_ENDPOINT`` to
-the same sink; it follows the gateway's sampling decision), so ``gateway+signals`` against
-``gateway`` is the whole serving path with every signal on against every signal off; and
-``direct+tracing`` (that replica alone, its default sampler) and ``direct+tracing(all)`` (a third
-replica tracing every request) against ``direct`` give the model server's own tracing cost.
+the same sink), run as ``kaip up`` runs the Model replicas behind its tracing gateway
+(``KAIP_TRACE_ROOTS=off``: it starts no trace and follows the gateway's decision, which passes a
+``traceparent`` on only for a trace that goes on), so ``gateway+signals`` against ``gateway`` is
+the whole serving path with every signal on against every signal off; and ``direct+tracing``
+(a third replica alone, its default sampler) and ``direct+tracing(all)`` (a fourth tracing every
+request) against ``direct`` give the model server's own tracing cost.
 Each target's path CPU per request (every process its requests run through: the gateway and the
 replica behind it, or the replica alone) is measured over each run beside req/s; the ratio rows
 give the middle half (IQR) of their per-round ratios. Each run also records the mean rows per
@@ -76,10 +78,12 @@ SIGNAL_GATEWAYS = (
 )
 """``(BENCH_SIGNALS, target, OTEL_TRACES_SAMPLER)`` of the gateways ``--signals`` adds."""
 TRACED_REPLICAS = (
-    ("direct+tracing", ""),  # the replica behind the span-making gateways, kaip's default sampler
-    ("direct+tracing(all)", "parentbased_always_on"),  # the model server tracing every request
+    ("direct+tracing", "", "on"),  # the model server hit directly, kaip's default sampler
+    ("direct+tracing(all)", "parentbased_always_on", "on"),  # tracing every request
+    ("behind+tracing", "", "off"),  # as kaip up runs it behind its tracing gateway (no target)
 )
-"""``(target, OTEL_TRACES_SAMPLER)`` of the replicas with tracing on that ``--signals`` adds."""
+"""``(name, OTEL_TRACES_SAMPLER, KAIP_TRACE_ROOTS)`` of the replicas with tracing on that
+``--signals`` adds; the span-making gateways send to ``behind+tracing``."""
 
 
 def traced_env(sampler: str) -> dict[str, str]:
@@ -364,8 +368,9 @@ def main() -> None:
             threading.Thread(target=sink.serve_forever, daemon=True).start()
             sink_url = f"http://127.0.0.1:{sink.server_address[1]}"
             traced: dict[str, int] = {}  # replicas with tracing on, by target name
-            for target, sampler in TRACED_REPLICAS:
-                env = {**traced_env(sampler), "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url}
+            for target, sampler, roots in TRACED_REPLICAS:
+                env = {**traced_env(sampler), "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url,
+                       "KAIP_TRACE_ROOTS": roots}  # fmt: skip
                 port_file = scratch / f"{target}.port"
                 process = start(
                     [PYTHON, "-m", "kaip.serving", str(quickstart / "kaip.yaml"), "--model",
@@ -374,14 +379,15 @@ def main() -> None:
                 )  # fmt: skip
                 processes.append(process)
                 paths[target] = [process.pid]
-                targets[target] = traced[target] = wait_port(port_file, process)
-                behind[target] = traced[target]
-                wait_ready(targets[target], body)
+                traced[target] = wait_port(port_file, process)
+                wait_ready(traced[target], body)
+                if target.startswith("direct"):
+                    targets[target] = behind[target] = traced[target]
             for mode, target, sampler in SIGNAL_GATEWAYS:
                 env = {**traced_env(sampler), "BENCH_SIGNALS": mode,
                        "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url}  # fmt: skip
                 port_file = scratch / f"{target}.port"
-                behind[target] = traced["direct+tracing"] if mode == "on" else replica_port
+                behind[target] = traced["behind+tracing"] if mode == "on" else replica_port
                 signaled = start(
                     [PYTHON, str(Path(__file__).with_name("gateway_proc.py")), str(port_file),
                      str(behind[target])],
@@ -392,7 +398,7 @@ def main() -> None:
                 pids[target] = signaled.pid
                 paths[target] = [
                     signaled.pid,
-                    *paths["direct+tracing" if mode == "on" else "direct"],
+                    *paths["behind+tracing" if mode == "on" else "direct"],
                 ]
                 wait_ready(targets[target], body)
         if args.peer:

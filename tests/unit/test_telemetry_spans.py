@@ -4,6 +4,7 @@ SDK's own samplers (the rule they follow), and the sampler settings read from OT
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
@@ -127,6 +128,8 @@ _HEADERS = [
         Sampling(0.0),
         Sampling(1.0, parent_based=False),
         Sampling(0.0, parent_based=False),
+        Sampling(1.0, roots=False),
+        Sampling(1.0, parent_based=False, roots=False),
     ],
 )
 def test_the_gateways_open_decides_as_start_from(sampling: Sampling) -> None:
@@ -150,6 +153,56 @@ def test_the_gateways_open_decides_as_start_from(sampling: Sampling) -> None:
             parent = parse_traceparent(passed)
             assert parent is not None and not parent.sampled and passed.startswith(b"00-")
             assert (parent.trace_id == start.trace_id) == start.remote_parent
+
+
+@pytest.mark.parametrize("roots", [True, False])
+def test_a_trace_started_here_and_not_sampled_is_passed_on_only_when_minted(roots: bool) -> None:
+    """``open(headers, mint=False)`` (the gateway, for replicas that start no trace of their
+    own): a trace it starts and does not sample gets no ``traceparent``; a caller's trace goes on
+    whatever its flag (W3C: a received ``traceparent`` MUST be sent on); a sampled one as ever."""
+    now = [100.0]
+    recorder = SpanRecorder(
+        lambda span: None, replace(DEFAULT_SAMPLING, roots=roots), lambda: now[0]
+    )
+    unsampled = [(b"traceparent", f"00-{TRACE}-00f067aa0ba902b7-00".encode())]
+    sampled = [(b"traceparent", f"00-{TRACE}-00f067aa0ba902b7-01".encode())]
+    kept = 0
+    for _ in range(3 * int(DEFAULT_PER_SECOND)):  # past the bucket's burst (roots on)
+        start, passed, continued = recorder.open([(b"host", b"x")], mint=False)
+        if start is None:
+            assert (passed, continued) == (b"", False)
+        else:
+            assert roots and passed == b"" and start.sampled and start.parent_id == 0
+            kept += 1
+        start, passed, continued = recorder.open(unsampled, mint=False)
+        parent = parse_traceparent(passed)
+        assert start is None and continued and parent is not None and not parent.sampled
+        assert parent.trace_id == int(TRACE, 16) and parent.span_id != 0x00F067AA0BA902B7
+        start, passed, continued = recorder.open(sampled, mint=False)
+        assert start is not None and start.trace_id == int(TRACE, 16) and passed == b""
+    assert kept == (DEFAULT_PER_SECOND if roots else 0)
+    start, passed, _ = recorder.open([], mint=True)  # minted as before (an App's replica)
+    assert start is None and passed.startswith(b"00-") and passed.endswith(b"-00")
+
+
+@pytest.mark.parametrize("parent_based", [True, False])
+def test_a_process_that_starts_no_trace_follows_callers_only(parent_based: bool) -> None:
+    """Roots off (``KAIP_TRACE_ROOTS=off``: a model server behind kaip up's tracing gateway):
+    a request without a valid ``traceparent`` is never traced, by any route's decision; one
+    with a caller's is decided as with roots on."""
+    on = SpanRecorder(lambda span: None, Sampling(1.0, parent_based))
+    off = SpanRecorder(lambda span: None, Sampling(1.0, parent_based, roots=False))
+    assert not off.roots and on.roots
+    for value in (b"", b"  ", b"00-zz-00f067aa0ba902b7-01", f"00-{TRACE}-{'0' * 16}-01".encode()):
+        assert off.sampled(value) is None and on.sampled(value) is not None
+        assert not off.start_from([(b"traceparent", value)] if value else []).sampled
+        assert not off.start(None).sampled
+    for flags in ("00", "01"):
+        value = f"00-{TRACE}-00f067aa0ba902b7-{flags}".encode()
+        decided_on, decided_off = on.sampled(value), off.sampled(value)
+        assert (decided_on is None) == (decided_off is None)
+        assert decided_off is None or decided_off.trace_id == int(TRACE, 16)
+        assert (decided_off is not None) == (flags == "01" or not parent_based)
 
 
 @given(st.integers(1, 2**128 - 1), st.sampled_from([0.0, 0.001, 0.1, 0.5, 0.999, 1.0]))
@@ -282,6 +335,10 @@ def test_only_a_whole_valid_unsampled_version_00_is_decided_by_the_quick_match(
         ({"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.25"},
          Sampling(0.25, False)),
         ({"OTEL_TRACES_SAMPLER": "parentbased_traceidratio"}, Sampling(1.0, True)),
+        ({"KAIP_TRACE_ROOTS": "off"}, replace(DEFAULT_SAMPLING, roots=False)),
+        ({"KAIP_TRACE_ROOTS": " Off", "OTEL_TRACES_SAMPLER": "always_on"},
+         Sampling(1.0, False, roots=False)),
+        ({"KAIP_TRACE_ROOTS": "on"}, DEFAULT_SAMPLING),
     ],
 )  # fmt: skip
 def test_the_sampler_comes_from_the_sdks_variables(
@@ -307,6 +364,12 @@ def test_a_sampler_kaip_cannot_follow_is_refused_by_name(
     with pytest.raises(ConfigError, match="OTEL_TRACES_SAMPLER") as raised:
         sampling_from(environ)
     assert named in raised.value.message
+
+
+def test_a_trace_roots_setting_kaip_cannot_follow_is_refused_by_name() -> None:
+    with pytest.raises(ConfigError, match="KAIP_TRACE_ROOTS='none'") as raised:
+        sampling_from({"KAIP_TRACE_ROOTS": "none"})
+    assert "'off'" in raised.value.message
 
 
 def test_the_default_keeps_every_trace_started_here_up_to_its_rate() -> None:

@@ -158,7 +158,11 @@ class ServingApp:
             elif key == b"traceparent":  # two are none (W3C Trace Context: sole_traceparent)
                 traceparent = value if traceparent is None else b""
         tracing = model.tracing
-        span = tracing.begin(traceparent or b"", SPAN_INFER, _INFER_ROUTE) if tracing else None
+        span = (
+            tracing.begin(traceparent or b"", SPAN_INFER, _INFER_ROUTE)
+            if tracing is not None and (traceparent or tracing.roots)
+            else None
+        )
         status = 200
         decode_s = encode_s = 0.0
         try:

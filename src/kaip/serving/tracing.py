@@ -45,6 +45,9 @@ def _epoch_ns(perf: float, now_perf: float, now_ns: int) -> int:
 class Tracing:
     def __init__(self, spans: SpanRecorder, model: str, revision: str) -> None:
         self.spans = spans
+        self.roots = spans.roots
+        """Whether a request without a ``traceparent`` may start a trace here (False: it is not
+        traced, so a route that reads the header itself need not call :meth:`begin`)."""
         self.attributes: dict[str, AttributeValue] = {
             names.ATTR_MODEL: model,
             names.ATTR_REVISION: revision,

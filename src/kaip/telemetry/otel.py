@@ -9,7 +9,7 @@ come with the ``otlp`` extra; without them tracing stays off.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from kaip.errors import ConfigError
@@ -17,6 +17,7 @@ from kaip.telemetry import INSTRUMENTATION_SCOPE
 from kaip.telemetry.spans import (
     DEFAULT_RATIO,
     DEFAULT_SAMPLING,
+    TRACE_ROOTS_ENV,
     FinishedSpan,
     Sampling,
     SpanRecorder,
@@ -40,7 +41,19 @@ SAMPLERS: Mapping[str, tuple[bool, float | None]] = {
 
 def sampling_from(environ: Mapping[str, str]) -> Sampling:
     """The sampler ``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG`` name (the SDK's names);
-    unset: kaip's default, :data:`~kaip.telemetry.spans.DEFAULT_SAMPLING`."""
+    unset: kaip's default, :data:`~kaip.telemetry.spans.DEFAULT_SAMPLING`; with
+    ``KAIP_TRACE_ROOTS=off``, the same without traces started here."""
+    roots = environ.get(TRACE_ROOTS_ENV, "").strip().lower()
+    if roots not in ("", "on", "off"):
+        raise ConfigError(
+            f"{TRACE_ROOTS_ENV}={roots[:40]!r} is not a setting kaip knows: 'off' (start no trace "
+            "here, follow the caller's traceparent only) or 'on' (the default)"
+        )
+    sampling = _sampler(environ)
+    return replace(sampling, roots=False) if roots == "off" else sampling
+
+
+def _sampler(environ: Mapping[str, str]) -> Sampling:
     name = environ.get("OTEL_TRACES_SAMPLER", "").strip().lower()
     if not name:
         return DEFAULT_SAMPLING

@@ -22,8 +22,11 @@ every trace it starts up to :data:`DEFAULT_PER_SECOND` a second (a token bucket)
 whole while traffic is light, and a bounded cost under load, since exporting a span costs far
 more than recording it. Worked example (the default): at 1,000 requests a second without a
 ``traceparent``, the gateway keeps about 10 traces a second; for each of the others it records
-nothing and the replica gets ``00-<trace>-<span>-00``, so it records none either. A client
-sending ``00-<trace>-<span>-01`` is always traced, end to end.
+nothing and an App's replica gets ``00-<trace>-<span>-00``, so it records none either; a Model's
+replica under ``kaip up`` gets no ``traceparent``: it starts no trace of its own
+(:attr:`Sampling.roots` off, ``KAIP_TRACE_ROOTS=off``), so it has nothing to read for the requests
+the gateway did not sample. A client sending ``00-<trace>-<span>-01`` is always traced, end to
+end.
 """
 
 from __future__ import annotations
@@ -211,6 +214,10 @@ class Sampling:
     ratio: float = DEFAULT_RATIO
     parent_based: bool = True
     per_second: float | None = None
+    roots: bool = True
+    """False: this process starts no trace of its own; a request without a (valid)
+    ``traceparent`` is not traced here (``KAIP_TRACE_ROOTS=off``: a model server behind
+    ``kaip up``'s tracing gateway, which decides for every request it sends)."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.ratio <= 1.0:
@@ -218,6 +225,11 @@ class Sampling:
         if self.per_second is not None and not self.per_second > 0:
             raise ValueError(f"a cap on traces per second is above 0, not {self.per_second}")
 
+
+TRACE_ROOTS_ENV = "KAIP_TRACE_ROOTS"
+"""``off``: the process starts no trace of its own (:attr:`Sampling.roots`); ``kaip up`` sets it
+on the Model replicas behind its tracing gateway, which passes a ``traceparent`` on for every
+trace that goes on and for no other (kaip.local.gateway.trace)."""
 
 DEFAULT_SAMPLING = Sampling(1.0, parent_based=True, per_second=DEFAULT_PER_SECOND)
 """kaip's default: parent based; of the traces started here, every one up to 10 per second."""
@@ -244,6 +256,7 @@ class SpanRecorder:
         "_parent_based",
         "_per_second",
         "_refill_at",
+        "_roots",
         "_tokens",
         "_whole",
         "sink",
@@ -261,11 +274,17 @@ class SpanRecorder:
         """Ratio 1: every trace id is under the bound, so a trace started here is decided
         without one (its ids need not exist as ints unless it is sampled)."""
         self._parent_based = sampling.parent_based
+        self._roots = sampling.roots
         self._per_second = sampling.per_second
         self._clock = clock
         self._tokens = sampling.per_second or 0.0  # a token bucket, full at the start
         self._last = clock()
         self._refill_at = self._last  # no token before this time (the bucket is empty)
+
+    @property
+    def roots(self) -> bool:
+        """Whether this process starts traces of its own (:attr:`Sampling.roots`)."""
+        return self._roots
 
     def _keep(self, trace_id: int) -> bool:
         """The decision for a trace started here: its id under the ratio, and a token left."""
@@ -299,7 +318,7 @@ class SpanRecorder:
         not sampled gets no id and no time (nothing will record it)."""
         if parent is None:
             trace_id = new_trace_id()
-            if self._keep(trace_id):
+            if self._roots and self._keep(trace_id):
                 return _tuple_new(Start, (trace_id, new_span_id(), 0, False, True, time.time_ns()))
             return _tuple_new(Start, (trace_id, 0, 0, False, False, 0))
         trace_id = parent.trace_id
@@ -310,13 +329,18 @@ class SpanRecorder:
             )
         return _tuple_new(Start, (trace_id, 0, parent.span_id, True, False, 0))
 
-    def open(self, headers: Iterable[tuple[bytes, bytes]]) -> tuple[Start | None, bytes, bool]:
+    def open(
+        self, headers: Iterable[tuple[bytes, bytes]], mint: bool = True
+    ) -> tuple[Start | None, bytes, bool]:
         """:meth:`start_from` for a server that passes the trace context on (the gateway):
         ``(start, b"", continued)`` when the span is sampled; when not, ``(None, traceparent,
         continued)`` with the ``traceparent`` (flags 00) the next hop must get, in the same trace
         as the caller's or a new one, under a fresh random parent id, made without ints or
         formatting (:func:`unsampled_traceparent`). ``continued``: the caller's trace goes on
-        (its one ``traceparent`` was valid), so its ``tracestate`` goes on too."""
+        (its one ``traceparent`` was valid), so its ``tracestate`` goes on too. ``mint=False``:
+        a trace started here and not sampled gets no ``traceparent`` (``b""``), for a next hop
+        that starts no trace of its own (:attr:`Sampling.roots` off there); a caller's trace
+        always goes on (W3C Trace Context: a received ``traceparent`` MUST be sent on)."""
         value = sole_traceparent(headers)
         parent = parse_traceparent(value) if value else None
         if parent is not None:
@@ -324,14 +348,16 @@ class SpanRecorder:
                 start = (parent.trace_id, new_span_id(), parent.span_id, True, True, time.time_ns())
                 return _tuple_new(Start, start), b"", True
             return None, unsampled_traceparent(value[3:35]), True
+        if not self._roots:
+            return None, _unsampled.take() if mint else b"", False
         if self._whole:  # decided by the bucket alone: ids only for a sampled trace
             if self._clock() >= self._refill_at and self._token():  # (before: an empty bucket)
                 return self._root(new_trace_id()), b"", False
-            return None, _unsampled.take(), False
+            return None, _unsampled.take() if mint else b"", False
         trace_id = new_trace_id()
         if self._keep(trace_id):
             return self._root(trace_id), b"", False
-        return None, traceparent(trace_id, new_span_id(), False), False
+        return None, traceparent(trace_id, new_span_id(), False) if mint else b"", False
 
     @staticmethod
     def _root(trace_id: int) -> Start:
@@ -359,6 +385,8 @@ class SpanRecorder:
             return None
         value = value.strip()
         if not value:
+            if not self._roots:
+                return None
             if self._whole:  # decided by the bucket alone: ids only for a sampled trace
                 return self._root(new_trace_id()) if self._token() else None
             start = self.start(None)

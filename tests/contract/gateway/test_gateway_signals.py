@@ -322,3 +322,48 @@ def test_a_retry_of_an_unsampled_request_carries_its_own_well_formed_traceparent
     followed = [v for v in seen if v.split("-")[1] == client_trace]
     assert len(followed) == (len(seen) + 1) // 2  # every other request sent the client's trace
     assert len({v.split("-")[2] for v in seen}) == len(seen)  # a parent id each
+
+
+def test_a_retry_of_an_unsampled_request_to_replicas_that_start_no_trace_carries_none(
+    spawn_backend: Any,
+) -> None:
+    """With ``models_start_no_traces`` (kaip up), a trace the gateway starts and does not sample
+    reaches no replica as a ``traceparent``, on a retry either; a client's unsampled trace goes
+    on to every attempt, each under a parent id of its own."""
+    live: BackendProcess = spawn_backend("L")
+    dead: BackendProcess = spawn_backend("D")
+    dead.kill()  # its port now refuses connections: an attempt there fails and is retried
+    route = model("m", {"r": 100}, backend("D", "r", dead.port), backend("L", "r", live.port))
+    client_trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    spans: list[FinishedSpan] = []
+    tracer = SpanRecorder(spans.append, Sampling(ratio=0.0))
+    options = {"rng": random.Random(3), "tracer": tracer, "models_start_no_traces": True}
+
+    async def scenario() -> tuple[list[str], list[str], set[bool]]:
+        mine: list[str] = []  # what the replica got for requests without a traceparent
+        theirs: list[str] = []  # and for those in a client's unsampled trace
+        retried: set[bool] = set()  # the kinds of request retried (True: the client's trace)
+        retries = 0.0
+        async with running([route], **options) as (gateway, client):
+            key = labels(kind="model", resource="m", revision="r", owner="")
+            for i in range(80):  # until one of each was retried (the seeded rng decides when)
+                parent = f"00-{client_trace}-{i + 1:016x}-00" if i % 2 else None
+                headers = {"traceparent": parent} if parent else {}
+                answer = await client.get("/v2/models/m/ready", headers=headers)
+                assert answer.status_code == 200
+                (theirs if parent else mine).append(answer.json()["traceparent"])
+                now = (await scrape(client)).get(("kaip_gateway_retries_total", key), 0.0)
+                if now > retries:
+                    retries = now
+                    retried.add(parent is not None)
+                    if len(retried) == 2:
+                        return mine, theirs, retried
+                gateway._ejected.clear()  # D again at once, not after its ejection ends
+        raise AssertionError(f"retried only these kinds (True: a client's trace): {retried}")
+
+    mine, theirs, _ = run(scenario())
+    assert spans == [] and mine == [""] * len(mine)
+    for value in theirs:
+        parent = parse_traceparent(value.encode())
+        assert parent is not None and not parent.sampled and value.split("-")[1] == client_trace
+    assert len({v.split("-")[2] for v in theirs}) == len(theirs)  # a parent id each

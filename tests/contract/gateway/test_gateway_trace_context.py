@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway_harness import BackendProcess, backend, model, run, running
+from gateway_harness import BackendProcess, app, backend, model, run, running
 
 from kaip.telemetry.spans import SERVER, FinishedSpan, Sampling, SpanRecorder
 
@@ -145,3 +145,40 @@ def test_an_unsampled_trace_goes_on_with_its_tracestate_and_a_restarted_one_with
         assert (
             trace_id not in (_trace_id(A), _trace_id(B)) and int(trace_id, 16) and int(span_id, 16)
         )
+
+
+def test_replicas_that_start_no_trace_get_a_traceparent_only_for_a_trace_that_goes_on(
+    spawn_backend: Any,
+) -> None:
+    """``models_start_no_traces`` (kaip up, whose Model replicas run with
+    ``KAIP_TRACE_ROOTS=off``): a trace the gateway starts and does not sample reaches a Model's
+    replica with no ``traceparent`` at all; a client's trace still goes on, sampled or not, with
+    its tracestate; a sampled one carries the gateway's span; an App's replica (whose tracing
+    kaip does not configure) still gets a flags-00 one."""
+    live: BackendProcess = spawn_backend("L")
+    routes = [
+        model("m", {"r": 100}, backend("L", "r", live.port)),
+        app("web", backend("L", "w", live.port)),
+    ]
+    unsampled = [("traceparent", A[:-2] + "00"), ("tracestate", STATE)]
+    spans: list[FinishedSpan] = []
+    tracer = SpanRecorder(spans.append, Sampling(ratio=0.0))  # samples none it starts
+
+    async def scenario() -> tuple[list[tuple[str, str]], str]:
+        async with running(routes, tracer=tracer, models_start_no_traces=True) as (_, client):
+            seen = [await _seen(client, h) for h in ([], ORPHAN, TWO, MALFORMED, unsampled, VALID)]
+            answer = await client.get("/apps/web/anything")
+            assert answer.status_code == 200
+            return seen, answer.json()["traceparent"]
+
+    (*restarted, (followed, state), (sampled, sampled_state)), app_seen = run(scenario())
+    assert restarted == [("", "")] * 4
+    _, trace_id, span_id, flags = followed.split("-")
+    assert (trace_id, flags, state) == (_trace_id(A), "00", STATE)
+    assert span_id != A.split("-")[2]
+    _, trace_id, span_id, flags = sampled.split("-")
+    assert (trace_id, flags, sampled_state) == (_trace_id(A), "01", STATE)
+    [server] = [s for s in spans if s.kind == SERVER]
+    assert server.trace_id == int(_trace_id(A), 16)
+    version, trace_id, _, flags = app_seen.split("-")
+    assert (version, flags) == ("00", "00") and trace_id != _trace_id(A)

@@ -127,3 +127,42 @@ def test_the_replica_follows_one_valid_traceparent_and_restarts_on_two_or_a_malf
     roots = [s for s in infer if not s.parent_span_id]
     assert len(roots) == 2, roots  # the two headers' request and the malformed one's
     assert len(infer) == 4
+
+
+def test_a_replica_that_starts_no_trace_records_only_what_a_caller_sampled(
+    quickstart_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """``KAIP_TRACE_ROOTS=off`` (what kaip up gives the Model replicas behind its tracing
+    gateway): even under ``parentbased_always_on``, a request without a ``traceparent``, with
+    two or with a malformed one records nothing; a caller's sampled one is followed."""
+    with serve_otlp() as receiver:
+        env = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+            "OTEL_BSP_SCHEDULE_DELAY": "50",
+            "OTEL_METRIC_EXPORT_INTERVAL": "60000",
+            "OTEL_TRACES_SAMPLER": "parentbased_always_on",
+            "KAIP_TRACE_ROOTS": "off",
+        }
+        server = start_server(
+            quickstart_dir, "digits", tmp_path_factory.mktemp("rootless"), env=env
+        )
+        try:
+            url = f"{server.url}/v2/models/digits/infer"
+            parent, last = "00f067aa0ba902b7", "4bf92f3577b34da6a3ce929d0e0e4736"
+            sent: list[list[tuple[str, str]]] = [
+                [],
+                [("traceparent", f"00-{'a1' * 16}-{parent}-01"),
+                 ("traceparent", f"00-{'a2' * 16}-{parent}-01")],
+                [("traceparent", f"00-{'A3' * 16}-{parent}-01")],
+                [("traceparent", f"00-{'a4' * 16}-{parent}-00")],
+                [("traceparent", f"00-{last}-{parent}-01")],
+            ]  # fmt: skip
+            for headers in sent:
+                assert httpx.post(url, json=BODY, headers=headers).status_code == 200
+            spans = receiver.wait_for(last, 4)  # exported in order: every earlier span is in too
+            with receiver.condition:
+                everything = list(receiver.spans)
+        finally:
+            server.stop()
+    assert {s.trace_id.hex() for s in everything} == {last}, everything
+    assert {s.name for s in spans} == {"kaip.infer", "kaip.queue", "kaip.batch", "kaip.predict"}

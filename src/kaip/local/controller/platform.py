@@ -121,12 +121,14 @@ async def serve(
             drain_timeout=local.drain_seconds,
         ),
     )
+    tracer, shutdown_otel = _tracer()
     config = ControllerConfig(
         state_dir=state_dir,
         gateway_url="",
         tick_seconds=local.tick_seconds,
         stabilization_seconds=local.stabilization_seconds,
         profile_token=secrets.token_urlsafe(32),  # per run, in memory and the replicas' env only
+        models_start_no_traces=tracer is not None,  # the gateway decides for every request
         remote_pinning=RemotePinning(
             settings.serving.artifact_cache_dir, fetch_limits(settings.serving)
         ),
@@ -151,7 +153,6 @@ async def serve(
     controller = Controller(
         config, state, supervisor, report=report, registry=registry, training=training
     )
-    tracer, shutdown_otel = _tracer()
     gateway = Gateway(
         host="127.0.0.1",
         port=port,
@@ -161,6 +162,7 @@ async def serve(
         app_max_request_bytes=local.app_max_request_bytes,
         on_demand=controller.wake,
         tracer=tracer,
+        models_start_no_traces=config.models_start_no_traces,
     )
     costs = CostBook(
         coefficients,

@@ -141,8 +141,9 @@ class Revisions(RolloutSteps):
                     f"{self.config.state_dir / 'revisions'}: {exc.strerror or exc}"
                 ) from None
             launch = model_launch(
-                resource, revision, snapshot, base_dir, url, self.config.profile_token
-            )
+                resource, revision, snapshot, base_dir, url, self.config.profile_token,
+                traced_by_gateway=self.config.models_start_no_traces,
+            )  # fmt: skip
         else:
             launch = app_launch(resource, revision, base_dir, url)
         return RevisionRun(revision, resource, source.resolve(), launch, version=version)

@@ -43,6 +43,9 @@ class ControllerConfig:
     tick_seconds: float = 1.0
     stabilization_seconds: float = 30.0
     profile_token: str = ""  # given to each Model replica: its POST /_kaip/profile needs it
+    models_start_no_traces: bool = False
+    """Model replicas run with ``KAIP_TRACE_ROOTS=off``: the gateway traces, and passes a
+    ``traceparent`` on for every trace that goes on (kaip.local.gateway.trace)."""
     remote_pinning: RemotePinning | None = None  # unpinned remote artifacts: pinned at deploy
 
 

@@ -100,21 +100,23 @@ class Forwarder:
         openai: bool,
         timeout_s: float,
         observed: Observation | None = None,
-        head: bytes = b"",
+        head: bytes | None = None,
         continued: bool = False,
     ) -> str:
         """Send to a chosen replica; on a failure before any answer, try another (module doc).
         When tracing: ``observed`` when the request's trace is sampled (its spans), else
-        ``head``, the unsampled ``traceparent`` its replicas get; ``continued``: the client's
-        trace goes on. Returns the revision that answered, or was tried last (``pinned`` or
-        ``""`` when none was tried): where the gateway counts the request."""
+        ``head``, the unsampled ``traceparent`` its replicas get (``b""``: none, see
+        ``SpanRecorder.open``'s ``mint``); ``continued``: the client's trace goes on. ``head``
+        None: not tracing, the client's ``traceparent`` goes on as it came. Returns the
+        revision that answered, or was tried last (``pinned`` or ``""`` when none was tried):
+        where the gateway counts the request."""
         # When tracing, the head carries the first attempt's traceparent from the start: a
         # retry alone swaps in its own (below, at each attempt).
         # The client's tracestate goes on with its trace only (trace.py).
         first: bytes | None = None
         if observed is not None:
             first = observed.head_traceparent()
-        elif head:
+        elif head is not None:
             first = head
         if first is not None:
             traceparent = first
@@ -140,9 +142,7 @@ class Forwarder:
         revision = pinned or pick_revision(route, self._rng) or ""
         if pinned is None and (shadows := route.mirror_to(revision)):
             # A copy is no attempt of this request: it carries no span id of the gateway's.
-            copy = (
-                data if first is None else with_traceparent(data, first, passed_on(request.headers))
-            )
+            copy = data if not first else with_traceparent(data, first, passed_on(request.headers))
             self._mirror.submit(route, shadows, copy, body, timeout_s)
         hashes: list[int] = []
         if route.route.prefix_affinity and (prompt := prompt_of(upstream_target, request.body)):

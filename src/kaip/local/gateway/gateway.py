@@ -81,6 +81,7 @@ class Gateway:
         tracer: SpanRecorder | None = None,
         mirror_max_in_flight: int = MAX_MIRRORED_IN_FLIGHT,
         websocket_idle_s: float = websocket.IDLE_S,
+        models_start_no_traces: bool = False,
     ) -> None:
         self._host = host
         self._port = port
@@ -88,6 +89,12 @@ class Gateway:
         self.control_url = control_url
         """Where the admin API is (``kaip up``'s control port), named in 404s for ``/_kaip/``."""
         self._rng = rng or random.Random()
+        self._mint = {"model": not models_start_no_traces, "app": True}
+        """By route kind, whether a trace the gateway starts and does not sample reaches the
+        replicas as a ``traceparent`` with flags 00 (so a parent-based replica records none of
+        it). ``models_start_no_traces``: the Model replicas start no trace of their own (``kaip
+        up`` runs them with ``KAIP_TRACE_ROOTS=off``), so they get no ``traceparent`` for such a
+        request and have none to read; a caller's trace always goes on (trace.py)."""
         self._drain_s = drain_s
         self._websocket_idle_s = websocket_idle_s
         self._table = RouteTable()
@@ -397,10 +404,12 @@ class Gateway:
         stats.in_flight += 1
         stats.last_request_at = arrival = time.monotonic()
         signals = self.signals
-        observed, head, continued = None, b"", False
+        observed: Observation | None = None
+        head: bytes | None = None  # None: not tracing (the client's traceparent goes on as is)
+        continued = False
         if signals is not None and (tracer := signals.tracer) is not None:
             # As signals.trace, inline (two calls fewer per request): an object only if sampled.
-            trace, head, continued = tracer.open(request.headers)
+            trace, head, continued = tracer.open(request.headers, self._mint[kind])
             if trace is not None:
                 method, target = request.method, request.target
                 observed = Observation(signals, trace, name, owner, method, target, pinned or "")

@@ -5,7 +5,8 @@ is the revision's spec written under ``.kaip/revisions/`` with artifact paths ma
 replicas of an old revision keep working whatever happens to the spec file afterwards. An App
 replica is its ``command`` (a leading ``python`` means this interpreter) run in the spec file's
 directory. Both get the spec's ``env`` (over kaip's own environment, which they inherit: that is
-where ``envValueFrom`` variables come from locally), ``PORT`` and ``KAIP_GATEWAY_URL``. A Model
+where ``envValueFrom`` variables come from locally), ``PORT`` and ``KAIP_GATEWAY_URL``; a Model
+replica behind a tracing gateway also ``KAIP_TRACE_ROOTS=off`` (it starts no trace). A Model
 with ``serve.engine`` is given its engine's ``startupSeconds`` to turn ready. Writes snapshot
 files; starts nothing.
 """
@@ -20,6 +21,7 @@ import yaml
 from kaip.local.private import private_dir, write_private
 from kaip.local.supervisor.process import Launch
 from kaip.spec import App, Model, dump_resource
+from kaip.telemetry.spans import TRACE_ROOTS_ENV
 
 MODEL_HEALTH_PATH = "/v2/health/ready"
 ENGINE_MARGIN_S = 30.0
@@ -63,6 +65,8 @@ def model_launch(
     base_dir: Path,
     gateway_url: str,
     profile_token: str = "",
+    *,
+    traced_by_gateway: bool = False,
 ) -> Launch:
     name = model.metadata.name
     engine = model.spec.serve.engine
@@ -89,6 +93,8 @@ def model_launch(
             **model.spec.env,
             "KAIP_GATEWAY_URL": gateway_url,
             **({"KAIP_PROFILE_TOKEN": profile_token} if profile_token else {}),
+            # The tracing gateway decides for every request: the replica starts no trace.
+            **({TRACE_ROOTS_ENV: "off"} if traced_by_gateway else {}),
         },
         health_path=MODEL_HEALTH_PATH,
         startup_timeout=None if engine is None else engine.startup_seconds + ENGINE_MARGIN_S,
