@@ -23,7 +23,10 @@ the request carries):
   servers in one process (an A/A check, ~0);
 - ``plain``: an untraced replica under uvicorn's own httptools protocol instead of kaip's
   bounded one (``kaip.serving.protocol``): what the bounds on heads, bodies and connections
-  cost per request.
+  cost per request;
+- ``rootless``: a traced replica as ``kaip up`` runs it behind its tracing gateway
+  (``KAIP_TRACE_ROOTS=off``), no ``traceparent``: what it gets for a trace the gateway started
+  and did not sample (session 15; before, ``traced+tp00``).
 
 Driven in turns of ``--block`` requests, the order alternating, each turn's CPU (the process's:
 the loop thread, which predicts inline, and the SDK's export thread) paired with the ``off`` turn
@@ -53,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from signals_insitu import BODY, CONNECTIONS, Client, quartiles, run_batch, sink
 
 ROOT = Path(__file__).resolve().parents[2]
-MODES = ("off", "off+tp00", "traced", "traced+tp00", "traced+tp01", "off2", "plain")
+MODES = ("off", "off+tp00", "traced", "traced+tp00", "traced+tp01", "off2", "plain", "rootless")
 _HEX = "0123456789abcdef"
 
 
@@ -106,6 +109,12 @@ async def replicas(
     apps, ports, servers = {}, {}, []
     for name in names:
         recorder = None if name.startswith(("off", "plain")) else spans
+        if name == "rootless":  # as kaip up runs it behind its tracing gateway
+            from dataclasses import replace
+
+            from kaip.telemetry.spans import DEFAULT_SAMPLING, SpanRecorder
+
+            recorder = SpanRecorder(spans.sink, replace(DEFAULT_SAMPLING, roots=False))
         options = ServeOptions(
             spec_path=quickstart / "kaip.yaml", model="digits", host="127.0.0.1", port=0,
             spans=recorder,
