@@ -10,14 +10,14 @@ never chooses a replica.
 
 The rule that keeps the hot path cheap: a request only adds to plain ints in a per-(resource,
 revision) record on the event loop's thread, with no object of its own (the gateway keeps its
-arrival time and the forwarder the revision tried in locals: one :meth:`GatewaySignals.count`
-when it ends; the forwarder keeps each replica's busy time where it counts the replica's
-requests in flight); prometheus_client turns the records into text when ``/metrics`` is scraped
+arrival time and the forwarder the revision tried in locals: one :meth:`GatewaySignals.count` when
+it ends; the forwarder keeps each replica's busy time where it counts the replica's requests in
+flight); prometheus_client turns the records into text when ``/metrics`` is scraped
 (:class:`GatewayCollector`), and spans exist only when a span recorder is given
 (``OTEL_EXPORTER_OTLP_ENDPOINT`` set) and the trace is sampled: an unsampled request only gets the
 ``traceparent`` its replicas see, cut from a pool of random hex digits (no ids as ints, no
-formatting); a sampled one gets an :class:`Observation` that records plain tuples
-(:mod:`kaip.telemetry.spans`). Worked
+formatting), or none at all for replicas that start no trace (trace.py); a sampled one gets an
+:class:`Observation` that records plain tuples (:mod:`kaip.telemetry.spans`). Worked
 example: a client POSTs to ``digits`` (owner ``team-a``), replica ``d-1`` of revision ``3``
 refuses the connection, ``d-2`` answers 200 in 12 ms. Then
 ``kaip_gateway_requests_total{resource="digits",revision="3",owner="team-a",status_class="2xx"}``

@@ -2,16 +2,18 @@
 
 When the gateway does not trace (no span recorder: ``OTEL_EXPORTER_OTLP_ENDPOINT`` unset, or
 ``observe=False``) it takes no part in the trace: a client's valid ``traceparent`` reaches the
-replica as it came, and a request without one (or with a malformed one) reaches it without one,
-so the replica's own sampler starts the trace exactly as it would for a request sent to it
-directly. Minting one here would be wrong either way: marked sampled (``-01``) it would claim a
-span the gateway never records (W3C Trace Context: the flag says "the caller may have recorded
-trace data") and make a parent-based replica trace every request; marked unsampled (``-00``) it
-would make a parent-based replica (OpenTelemetry's ``ParentBased`` default:
-``remote_parent_not_sampled`` = always off) trace none. When the gateway traces, its span
-recorder decides instead (see signals). The head sent to a replica carries ``traceparent`` as
-its last header (:func:`kaip.local.gateway.http1.request_head`), which is what lets
-:func:`with_traceparent` swap it without parsing the head again.
+replica as it came, and a request without one (or with a malformed one) reaches it without one, so
+the replica's own sampler starts the trace exactly as it would for a request sent to it directly.
+Minting one here would be wrong either way: marked sampled (``-01``) it would claim a span the
+gateway never records (W3C Trace Context: the flag says "the caller may have recorded trace data")
+and make a parent-based replica trace every request; marked unsampled (``-00``) it would make a
+parent-based replica (OpenTelemetry's ``ParentBased`` default: ``remote_parent_not_sampled`` =
+always off) trace none. When the gateway traces, its span recorder decides instead (see signals): a
+trace it starts and does not sample reaches an App's replica as ``-00``, and a Model's replica under
+``kaip up`` (``models_start_no_traces``: it runs with ``KAIP_TRACE_ROOTS=off`` and starts no trace)
+with no ``traceparent``. The head sent to a replica carries ``traceparent`` as its last header
+(:func:`kaip.local.gateway.http1.request_head`), which is what lets :func:`with_traceparent` swap it
+without parsing the head again.
 
 One rule either way (W3C Trace Context, section 4): the client's trace goes on only when it sent
 exactly one ``traceparent`` and that one is valid; otherwise the trace restarts (a replica gets
