@@ -39,6 +39,9 @@ def mlflow_server(workdir: Path, s3: S3Server) -> Iterator[MlflowServer]:
         "AWS_ACCESS_KEY_ID": s3.access_key,
         "AWS_SECRET_ACCESS_KEY": s3.secret_key,
         "AWS_DEFAULT_REGION": REGION,
+        # MLflow 3's job runner (huey consumers for its GenAI jobs, which kaip never submits):
+        # about ten more processes that cost ~10 CPU-s to start and ~40 % of a core while idle
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
     }
     argv = [
         sys.executable, "-m", "mlflow", "server",
