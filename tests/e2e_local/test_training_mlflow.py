@@ -156,6 +156,13 @@ def test_the_local_loop_with_mlflow_as_the_registry_and_artifacts_on_s3(
         assert [v["weight"] for v in history[0]["verdicts"]][:2] == [10, 50], history[0]
 
         stable = platform.resource("digits")["stable"]
+
+        def stable_alone() -> bool:
+            return {r["revision"] for r in platform.resource("digits")["replicas"]} == {stable}
+
+        # version 1's replica drains (KAIP_LOCAL__DRAIN_SECONDS) before it stops: on a quiet
+        # machine the refusal of version 3 comes sooner, and the check below would see it
+        wait_for(stable_alone, "version 1's replica to drain and stop")
         bad = platform.cli("deploy", str(write(platform, "v3.yaml", job("digits-bad", "0.001"))))
         assert bad.returncode == 0, bad.stderr
         wait_for(lambda: finished(platform, "digits-bad"), "the digits-bad run to finish", 600)
