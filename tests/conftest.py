@@ -24,9 +24,11 @@ run when they are missing. This module never builds or installs anything itself.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import subprocess
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -63,19 +65,25 @@ LONGEST_FILES = (
     "e2e_local/test_genai_gates.py",
     "e2e_local/test_delivery_history_cli.py",
     "spec_corpus/test_corpus.py",
+    "unit/test_dockerfile.py",
+    "unit/test_spec_properties.py",
 )
 """After the Kubernetes tiers, the files that took longest on one worker in ``make test`` (its
-``--durations``, 2026-12-01: 50 s to 3 min each), longest first, before every other file: a
-worker that starts one of them late is what the others would wait for at the end. A scheduling
-hint only; a file missing here merely starts in its tier's turn."""
+``--durations``, 2026-12-01: 50 s to 3 min each; the last two, 25-30 s, are the longest of the
+unit tier, which comes last), longest first, before every other file: a worker that starts one
+of them late is what the others would wait for at the end. A scheduling hint only; a file
+missing here merely starts in its tier's turn."""
 
 QUIET_DIRS = frozenset({("contract", "bounds")})
 """Directories of tests that judge latency: marked ``quiet_machine`` (elsewhere, mark by hand)."""
 
-WHOLE_DIRS = frozenset({"e2e_node", "e2e_kube"})
-"""Directories whose tests run on one worker: the real node is one per host, and a control
-plane (etcd, apiserver, controller-manager, scheduler, kwok) costs CPU while idle, so one
-worker's session fixtures start it once."""
+WHOLE_DIRS = frozenset({"e2e_node", "e2e_kube", "contract/model_server"})
+"""Directories (under tests/) whose tests run on one worker: the real node is one per host, and
+a control plane (etcd, apiserver, controller-manager, scheduler, kwok) costs CPU while idle, so
+one worker's session fixtures start it once; the model servers' session fixtures (the quickstart
+trained, three ``kaip serve``) likewise, instead of once on every worker that runs one of the
+files. Those fixtures stop after the directory's last test (:class:`WholeDirFixtures`), not
+at the end of the worker's session."""
 SKIP_KUBE = "KAIP_SKIP_KUBE=1"
 EXTRA_SKIP = re.compile(r"optional extra kaip\[[a-z0-9_-]+\] is not installed")
 
@@ -124,15 +132,25 @@ def _longest_first(items: list[pytest.Item]) -> None:
     items.sort(key=rank)
 
 
+def whole_dir(path: Path) -> str | None:
+    """The directory of :data:`WHOLE_DIRS` that holds ``path`` (relative to tests/), if any."""
+    for depth in range(1, len(path.parts)):
+        name = "/".join(path.parts[:depth])
+        if name in WHOLE_DIRS:
+            return name
+    return None
+
+
 def work_unit(nodeid: str) -> str:
-    """What one xdist worker runs whole: a test file, or a tier of :data:`WHOLE_DIRS`.
+    """What one xdist worker runs whole: a test file, or a directory of :data:`WHOLE_DIRS`.
 
     A file's module and session fixtures (a kaip up, a control plane, the corpus's fifty CLI
     runs) are then paid once, on one worker.
     """
     path = nodeid.split("::", 1)[0]
-    parts = Path(path).parts
-    return "/".join(parts[:2]) if len(parts) > 2 and parts[1] in WHOLE_DIRS else path
+    top, *rest = Path(path).parts
+    whole = whole_dir(Path(*rest)) if rest else None
+    return f"{top}/{whole}" if whole else path
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -150,6 +168,39 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
     config.option.loadscopereorder = False  # keep the longest tiers first (_longest_first)
     return ByWorkUnit(config, log)
+
+
+class WholeDirFixtures:
+    """A session fixture of a :data:`WHOLE_DIRS` directory's conftest (a real node, a control
+    plane, a model server) ends with the directory: when the next test is outside it, not at
+    the end of the session. Side by side, the worker that ran the directory goes on with other
+    files, and a cluster would otherwise idle beside them (CPU) and be stopped at the very end
+    (the real node took 20-46 s to stop, with nothing else left to run). Torn down this way, a
+    fixture would be set up again by any later test that asks for it; a directory's tests are
+    contiguous (:func:`_longest_first` sorts by tier, stably), so none does.
+
+    A plugin rather than this conftest's own hook: pytest asks a session fixture's hooks of the
+    rootdir's conftests only, and this one is in tests/."""
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(
+        self, fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+    ) -> Generator[None, object, object]:
+        value = yield
+        where = fixturedef.node  # where the fixture is defined: its conftest's directory
+        if (
+            fixturedef.scope == "session"
+            and isinstance(where, pytest.Directory)
+            and where.path.is_relative_to(TESTS)
+            and where.path.relative_to(TESTS).as_posix() in WHOLE_DIRS
+        ):
+            # Before the session's own finalizer, which then finds the fixture finished.
+            where.addfinalizer(functools.partial(fixturedef.finish, request))
+        return value
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(WholeDirFixtures(), "kaip-whole-dir-fixtures")
 
 
 _refused: list[tuple[str, str]] = []

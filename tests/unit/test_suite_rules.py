@@ -74,7 +74,8 @@ def test_side_by_side_the_skip_guard_still_fails_the_session(tmp_path: Path) -> 
 
 
 def test_side_by_side_a_file_stays_on_one_worker_and_a_kube_tier_on_one(tmp_path: Path) -> None:
-    """One worker runs a file whole, and one each Kubernetes tier; each test says its worker."""
+    """One worker runs a file whole, and one each Kubernetes tier and the model servers' tests;
+    each test says its worker."""
     says = (
         "import os\n\n"
         "def test_{n}():\n"
@@ -83,8 +84,8 @@ def test_side_by_side_a_file_stays_on_one_worker_and_a_kube_tier_on_one(tmp_path
         "        print(here, os.environ['PYTEST_XDIST_WORKER'], file=log)\n"
     )
     files = {
-        f"{tier}/test_{tier}_{i}.py": "".join(says.format(n=n) for n in range(4))
-        for tier in ("unit", "e2e_node", "e2e_kube")
+        f"{tier}/test_{tier.replace('/', '_')}_{i}.py": "".join(says.format(n=n) for n in range(4))
+        for tier in ("unit", "e2e_node", "e2e_kube", "contract/model_server")
         for i in range(3)
     }
     log = tmp_path / "workers.log"
@@ -95,9 +96,48 @@ def test_side_by_side_a_file_stays_on_one_worker_and_a_kube_tier_on_one(tmp_path
     for line in log.read_text().splitlines():
         path, worker = line.split()
         workers.setdefault(path, set()).add(worker)
-    assert len(workers) == 9 and all(len(w) == 1 for w in workers.values()), workers
-    for tier in ("e2e_node/", "e2e_kube/"):
+    assert len(workers) == 12 and all(len(w) == 1 for w in workers.values()), workers
+    for tier in ("e2e_node/", "e2e_kube/", "contract/model_server/"):
         assert len({w for path, ws in workers.items() if path.startswith(tier) for w in ws}) == 1
+
+
+TIER_CONFTEST = """\
+import os
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def plane():
+    yield "up"
+    with open(os.environ["STOPS_LOG"], "a") as log:
+        print("stopped", file=log)
+"""
+USES_PLANE = "def test_{n}(plane):\n    assert plane == 'up'\n"
+AFTER_THE_TIER = (
+    "import os\n\n"
+    "def test_after():\n"
+    "    with open(os.environ['STOPS_LOG']) as log:\n"
+    "        assert log.read() == 'stopped\\n'\n"
+)
+
+
+@pytest.mark.parametrize("args", [(), ("-p", "xdist", "-n", "1")], ids=["alone", "worker"])
+def test_a_kube_tiers_session_fixture_stops_after_the_tiers_last_test(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    """Not at the end of the session: the unit test after the tier sees it stopped, once."""
+    files = {
+        "e2e_kube/conftest.py": TIER_CONFTEST,
+        "e2e_kube/test_a.py": USES_PLANE.format(n=1) + USES_PLANE.format(n=2),
+        "e2e_kube/test_b.py": USES_PLANE.format(n=3),
+        "unit/test_after.py": AFTER_THE_TIER,
+    }
+    log = tmp_path / "stops.log"
+    code, out = run_suite(tmp_path, files, *args, STOPS_LOG=str(log))
+    assert code == 0, out
+    assert "4 passed" in out, out
+    assert log.read_text() == "stopped\n"
 
 
 def test_latency_judging_tests_are_marked_to_run_alone(tmp_path: Path) -> None:
