@@ -2,9 +2,9 @@
 
 ``kaip train`` runs the job as ``kaip up`` does (:mod:`kaip.local.supervisor.jobs`):
 ``resources.cpu`` pins it to that many of the CPUs kaip may use (``sched_setaffinity``, and
-``OMP_NUM_THREADS``), ``resources.memory`` becomes its ``RLIMIT_DATA``. Both are applied just
-after the process starts, so the job below looks at its affinity until it has been pinned (a
-job that never is fails the test). A job allocating past its memory limit fails inside itself
+``OMP_NUM_THREADS``), ``resources.memory`` becomes its ``RLIMIT_DATA``. Both are applied in
+the child before exec, so the job's first instruction already runs under them (the jobs below
+read them at once). A job allocating past its memory limit fails inside itself
 (MemoryError) and the run's status names the limit. Real processes; every check reads what the
 CLI prints (``kaip jobs -o json``, ``kaip logs``).
 """
@@ -24,12 +24,19 @@ pytestmark = pytest.mark.skipif(
 )
 
 AFFINITY = """\
-import os, time
+import os
 
-deadline = time.monotonic() + 10  # kaip pins it just after it starts
-while len(os.sched_getaffinity(0)) > 1 and time.monotonic() < deadline:
-    time.sleep(0.05)
 print("cpus", len(os.sched_getaffinity(0)), "threads", os.environ.get("OMP_NUM_THREADS"))
+"""
+AT_EXEC = """\
+apiVersion: kaip.dev/v1alpha1
+kind: TrainingJob
+metadata: {name: at-exec}
+spec:
+  owner: e2e
+  command: [grep, -hE, "^(Max data size|Cpus_allowed_list)", /proc/self/limits, /proc/self/status]
+  resources: {cpu: "1", memory: 256Mi}
+  maxRetries: 0
 """
 HUNGRY = """\
 print("allocating 512 MiB", flush=True)
@@ -73,6 +80,22 @@ def test_a_job_with_one_cpu_runs_pinned_to_one_of_the_cpus(platform: LocalPlatfo
     assert log.returncode == 0, log.stderr
     assert "cpus 1 threads 1" in log.stdout, log.stdout
     assert "limits (best effort): cpus " in log.stdout, "the log says what was applied"
+
+
+def test_the_limits_are_in_place_when_the_job_s_command_begins(platform: LocalPlatform) -> None:
+    """A command that reads its limits the instant it runs (grep, no interpreter to start)
+    already finds both: they are set between fork and exec, not from outside afterwards."""
+    platform.spec_dir.mkdir(parents=True, exist_ok=True)
+    spec = platform.spec_dir / "at-exec.yaml"
+    spec.write_text(AT_EXEC, encoding="utf-8")
+    done = platform.cli("train", str(spec))
+    assert done.returncode == 0, done.stdout + done.stderr
+    log = platform.cli("logs", "at-exec").stdout
+    lines = [line.partition(" | ")[2] for line in log.splitlines()]  # "at-exec-1 | ..."
+    [data] = [line.split() for line in lines if line.startswith("Max data size")]
+    assert data[3:5] == [str(256 * 2**20)] * 2, log  # soft and hard
+    [cpus] = [line.split()[1] for line in lines if line.startswith("Cpus_allowed_list")]
+    assert cpus.isdigit(), log  # one CPU, not a range or a list
 
 
 def test_a_job_over_its_memory_limit_fails_and_its_status_names_the_limit(

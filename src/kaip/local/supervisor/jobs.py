@@ -9,8 +9,11 @@ Resources are best effort, and said so: ``cpu`` pins the process to ``ceil(cpu)`
 this process may use (``sched_setaffinity``) and sets ``OMP_NUM_THREADS`` and friends unless the
 job's env does; ``memory`` becomes ``RLIMIT_DATA`` (an allocation past it fails inside the job,
 typically as MemoryError; :meth:`JobProcess.out_of_memory` tells from its log that it did, so
-the run's status can name the limit). Both are applied right after the process starts, so the
-first instant of its life runs unlimited; GPUs are not isolated locally. The log is read, not piped:
+the run's status can name the limit). Both are applied in the child between fork and exec
+(:func:`_in_child`: two system calls, nothing else), so the job's first instruction already runs
+under them (applied from the parent after the start, a job could allocate past its limit
+before the ``prlimit`` came: the e2e test of it failed so once under load); GPUs are not
+isolated locally. The log is read, not piped:
 a job survives the death of the ``kaip`` that started it, and the next one finds its pid in the
 run record. Decides nothing about retries or registration (that is the controller's runner).
 """
@@ -19,11 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import os
 import resource
 import signal
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,6 +92,7 @@ class JobProcess:
             log.write(f"--- kaip: {header}\n".encode())
             log.flush()
             offset = log.tell()
+            limits, applied = _limits(cpus, launch.memory_bytes)
             process = await asyncio.create_subprocess_exec(
                 *launch.argv,
                 cwd=launch.cwd,
@@ -96,9 +101,10 @@ class JobProcess:
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=limits,
             )
         job = cls(process, launch.log_path, offset)
-        job.limits = _limit(process.pid, cpus, launch.memory_bytes)
+        job.limits = applied
         if any(applied.startswith("RLIMIT_DATA") for applied in job.limits):
             job.memory_limit = launch.memory_bytes
         return job
@@ -187,15 +193,34 @@ def _cpus(cpu: float | None) -> list[int] | None:
     return available[:want]
 
 
-def _limit(pid: int, cpus: list[int] | None, memory_bytes: int | None) -> list[str]:
-    """Apply what the OS allows; return what was applied, for the log."""
+def _limits(
+    cpus: list[int] | None, memory_bytes: int | None
+) -> tuple[Callable[[], None] | None, list[str]]:
+    """What the child applies to itself before exec (None: nothing), and what that is, for the
+    log: what the OS allows, decided here (the CPUs are a subset of this process's own, which
+    the child inherits; a data limit at or below the inherited hard limit may always be set)."""
     applied = []
+    affinity: set[int] | None = None
+    data: tuple[int, int] | None = None
     if cpus is not None:
-        with contextlib.suppress(OSError):
-            os.sched_setaffinity(pid, cpus)
-            applied.append(f"cpus {','.join(map(str, cpus))}")
-    if memory_bytes is not None and hasattr(resource, "prlimit"):
-        with contextlib.suppress(OSError, ValueError):
-            resource.prlimit(pid, resource.RLIMIT_DATA, (memory_bytes, memory_bytes))
+        affinity = set(cpus)
+        applied.append(f"cpus {','.join(map(str, cpus))}")
+    if memory_bytes is not None:
+        hard = resource.getrlimit(resource.RLIMIT_DATA)[1]
+        if hard == resource.RLIM_INFINITY or memory_bytes <= hard:
+            data = (memory_bytes, memory_bytes)
             applied.append(f"RLIMIT_DATA {memory_bytes}")
-    return applied
+    if affinity is None and data is None:
+        return None, applied
+    return functools.partial(_in_child, affinity, data), applied
+
+
+def _in_child(affinity: set[int] | None, data: tuple[int, int] | None) -> None:
+    """Run in the forked child before exec: two system calls, no import, no lock taken (what
+    keeps a ``preexec_fn`` safe beside the parent's threads); a refusal is not fatal."""
+    if affinity is not None:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, affinity)
+    if data is not None:
+        with contextlib.suppress(OSError, ValueError):
+            resource.setrlimit(resource.RLIMIT_DATA, data)
