@@ -40,6 +40,15 @@ async def scrape(client: httpx.AsyncClient) -> dict[tuple[str, frozenset[tuple[s
     }
 
 
+def dead_then_live(spawn_backend: Any) -> Route:
+    """Model ``m`` (revision ``r``) on a dead replica D, whose port refuses connections (an
+    attempt there fails and is retried), and a live one L."""
+    live: BackendProcess = spawn_backend("L")
+    dead: BackendProcess = spawn_backend("D")
+    dead.kill()
+    return model("m", {"r": 100}, backend("D", "r", dead.port), backend("L", "r", live.port))
+
+
 def labels(**values: str) -> frozenset[tuple[str, str]]:
     return frozenset(values.items())
 
@@ -159,12 +168,7 @@ def test_held_and_in_flight_requests_show_while_they_wait(backends_ab: AB) -> No
 def test_a_retried_request_is_one_trace_with_both_attempts_exported_by_otlp(
     spawn_backend: Any,
 ) -> None:
-    live: BackendProcess = spawn_backend("L")
-    dead: BackendProcess = spawn_backend("D")
-    dead.kill()  # its port now refuses connections: an attempt there fails and is retried
-    route = owned(
-        model("m", {"r": 100}, backend("D", "r", dead.port), backend("L", "r", live.port)), "team-c"
-    )
+    route = owned(dead_then_live(spawn_backend), "team-c")
     client_trace = "4bf92f3577b34da6a3ce929d0e0e4736"
 
     with serve_otlp() as receiver:
@@ -292,10 +296,7 @@ def test_a_retry_of_an_unsampled_request_carries_its_own_well_formed_traceparent
 ) -> None:
     """An unsampled request's ``traceparent`` is cut from a pool at the gateway; a retry swaps
     in one of its own: the same trace, flags 00, a new parent id, still a valid value."""
-    live: BackendProcess = spawn_backend("L")
-    dead: BackendProcess = spawn_backend("D")
-    dead.kill()  # its port now refuses connections: an attempt there fails and is retried
-    route = model("m", {"r": 100}, backend("D", "r", dead.port), backend("L", "r", live.port))
+    route = dead_then_live(spawn_backend)
     client_trace = "4bf92f3577b34da6a3ce929d0e0e4736"
     spans: list[FinishedSpan] = []
     tracer = SpanRecorder(spans.append, Sampling(ratio=0.0))
@@ -330,10 +331,7 @@ def test_a_retry_of_an_unsampled_request_to_replicas_that_start_no_trace_carries
     """With ``models_start_no_traces`` (kaip up), a trace the gateway starts and does not sample
     reaches no replica as a ``traceparent``, on a retry either; a client's unsampled trace goes
     on to every attempt, each under a parent id of its own."""
-    live: BackendProcess = spawn_backend("L")
-    dead: BackendProcess = spawn_backend("D")
-    dead.kill()  # its port now refuses connections: an attempt there fails and is retried
-    route = model("m", {"r": 100}, backend("D", "r", dead.port), backend("L", "r", live.port))
+    route = dead_then_live(spawn_backend)
     client_trace = "4bf92f3577b34da6a3ce929d0e0e4736"
     spans: list[FinishedSpan] = []
     tracer = SpanRecorder(spans.append, Sampling(ratio=0.0))

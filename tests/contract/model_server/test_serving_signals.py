@@ -72,6 +72,17 @@ def test_a_request_trace_reaches_the_otlp_receiver(
     assert by_name["kaip.predict"].parent_span_id == by_name["kaip.batch"].span_id
 
 
+def tracing_every_trace(receiver: OtlpReceiver) -> dict[str, str]:
+    """A replica's environment: tracing every trace it starts (``parentbased_always_on``),
+    exported to ``receiver`` within 50 ms."""
+    return {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+        "OTEL_BSP_SCHEDULE_DELAY": "50",
+        "OTEL_METRIC_EXPORT_INTERVAL": "60000",
+        "OTEL_TRACES_SAMPLER": "parentbased_always_on",
+    }
+
+
 @pytest.fixture(scope="module")
 def traced_replica(
     quickstart_dir: Path, tmp_path_factory: pytest.TempPathFactory
@@ -79,15 +90,10 @@ def traced_replica(
     """A digits replica tracing every trace it starts (``parentbased_always_on``), so whether a
     request's trace is followed or restarted shows in its spans, and a receiver of its own."""
     with serve_otlp() as receiver:
-        env = {
-            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
-            "OTEL_BSP_SCHEDULE_DELAY": "50",
-            "OTEL_METRIC_EXPORT_INTERVAL": "60000",
-            "OTEL_TRACES_SAMPLER": "parentbased_always_on",
-        }
         server = start_server(
-            quickstart_dir, "digits", tmp_path_factory.mktemp("traced-replica"), env=env
-        )
+            quickstart_dir, "digits", tmp_path_factory.mktemp("traced-replica"),
+            env=tracing_every_trace(receiver),
+        )  # fmt: skip
         yield server, receiver
         server.stop()
 
@@ -136,13 +142,7 @@ def test_a_replica_that_starts_no_trace_records_only_what_a_caller_sampled(
     gateway): even under ``parentbased_always_on``, a request without a ``traceparent``, with
     two or with a malformed one records nothing; a caller's sampled one is followed."""
     with serve_otlp() as receiver:
-        env = {
-            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
-            "OTEL_BSP_SCHEDULE_DELAY": "50",
-            "OTEL_METRIC_EXPORT_INTERVAL": "60000",
-            "OTEL_TRACES_SAMPLER": "parentbased_always_on",
-            "KAIP_TRACE_ROOTS": "off",
-        }
+        env = {**tracing_every_trace(receiver), "KAIP_TRACE_ROOTS": "off"}
         server = start_server(
             quickstart_dir, "digits", tmp_path_factory.mktemp("rootless"), env=env
         )
