@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
+import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from kaip.local.supervisor import Launch, Supervisor, Timings, kill_orphans
+from kaip.local.supervisor.jobs import kill_recorded
+from kaip.local.supervisor.process import cmdline_of, started_of
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FAST = Timings(backoff_initial=0.05, backoff_max=0.2, drain_timeout=5.0, health_timeout=1.0)
@@ -123,6 +128,70 @@ def test_replicas_left_by_a_dead_kaip_are_found_and_stopped(tmp_path: Path) -> N
         assert kill_orphans(pid_file) == 0  # a clean shutdown leaves nothing behind
 
     asyncio.run(scenario())
+
+
+@pytest.fixture
+def execs_after_start() -> Iterator[subprocess.Popen[bytes]]:
+    """A process whose command line changes after it starts: ``sh`` that execs ``sleep``."""
+    process = subprocess.Popen(["sh", "-c", "sleep 0.3; exec sleep 60"], start_new_session=True)
+    yield process
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def wait_for_cmdline(pid: int, want: str) -> None:
+    deadline = time.monotonic() + 30
+    while cmdline_of(pid) != want:
+        assert time.monotonic() < deadline, cmdline_of(pid)
+        time.sleep(0.02)
+
+
+def test_a_recorded_replica_is_known_by_its_start_time_not_its_command_line(
+    tmp_path: Path, execs_after_start: subprocess.Popen[bytes]
+) -> None:
+    """The record names a process by its start time, which exec leaves alone: a command line read
+    as it starts (empty for an instant of its exec, or another program's before it) still finds
+    it, and one whose pid now belongs to a later process is left alone."""
+    pid = execs_after_start.pid
+    started = started_of(pid)
+    assert started is not None
+    pid_file = tmp_path / "replicas.json"
+    pid_file.write_text(json.dumps([{"pid": pid, "started": started + 1.0}]))  # a reused pid
+    assert kill_orphans(pid_file) == 0
+    assert execs_after_start.poll() is None
+    wait_for_cmdline(pid, "sleep\x0060\x00")  # exec'd since the start time was read
+    pid_file.write_text(json.dumps([{"pid": pid, "started": started}]))
+    assert kill_orphans(pid_file) == 1
+    assert execs_after_start.wait(timeout=30) == -signal.SIGKILL
+
+
+def test_a_record_from_before_start_times_is_matched_by_its_command_line(
+    tmp_path: Path, execs_after_start: subprocess.Popen[bytes]
+) -> None:
+    pid = execs_after_start.pid
+    wait_for_cmdline(pid, "sleep\x0060\x00")
+    pid_file = tmp_path / "replicas.json"
+    pid_file.write_text(json.dumps([{"pid": pid, "cmdline": "sleep\x0061\x00"}, {"pid": "x"}]))
+    assert kill_orphans(pid_file) == 0
+    assert not pid_file.exists()  # read once, then gone
+    pid_file.write_text(json.dumps([{"pid": pid, "cmdline": "sleep\x0060\x00"}]))
+    assert kill_orphans(pid_file) == 1
+    assert execs_after_start.wait(timeout=30) == -signal.SIGKILL
+
+
+def test_a_training_attempt_is_known_by_its_start_time_too(
+    execs_after_start: subprocess.Popen[bytes],
+) -> None:
+    pid = execs_after_start.pid
+    started = started_of(pid)
+    assert started is not None
+    assert not kill_recorded(pid, started - 1.0)
+    assert not kill_recorded(pid, None, "sh")  # an old record of another command line
+    wait_for_cmdline(pid, "sleep\x0060\x00")
+    assert kill_recorded(pid, started)
+    assert execs_after_start.wait(timeout=30) == -signal.SIGKILL
+    assert not kill_recorded(pid, started)  # gone
 
 
 def test_a_launch_that_needs_longer_to_start_gets_its_own_patience(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import stat
 import threading
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from kaip.errors import RegistryError
 from kaip.registry import EmbeddedRegistry, Registration, RunStore, split_reference
 from kaip.registry.backends import check_scheme, open_registry
+from kaip.registry.database import MIGRATIONS, SCHEMA_VERSION
 from kaip.settings import RegistrySettings
 from kaip.spec.kinds import registry_reference
 
@@ -133,6 +135,32 @@ def test_runs_record_attempts_reports_and_the_version_they_made(tmp_path: Path) 
     with pytest.raises(ValueError, match="no column"):
         runs.update(run.id, **{"status = 'x'; --": 1})
     assert os.path.exists(tmp_path / ".kaip" / "registry.db")
+
+
+def test_a_registry_of_schema_1_keeps_its_runs_and_gains_the_process_start_time(
+    tmp_path: Path,
+) -> None:
+    """A run a kaip of schema 1 left running keeps its pid and command line (still compared when
+    no start time is recorded); the upgrade adds ``process_started``."""
+    state = tmp_path / ".kaip"
+    state.mkdir()
+    old = sqlite3.connect(state / "registry.db")
+    old.executescript(f"{MIGRATIONS[0]}; PRAGMA user_version = 1;")
+    old.execute(
+        "INSERT INTO runs (job, revision, spec_path, status, max_retries, started_at, updated_at,"
+        " log_path, pid, cmdline) VALUES ('train', 'abc', '/s', 'running', 0, 1, 1, '/l', 42, ?)",
+        ("python\x00train.py\x00",),
+    )
+    old.commit()
+    old.close()
+    registry = EmbeddedRegistry.open(state)
+    assert registry.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    runs = RunStore(registry.db)
+    left = runs.latest("train", "abc")
+    assert left is not None
+    assert (left.pid, left.cmdline, left.process_started) == (42, "python\x00train.py\x00", None)
+    updated = runs.update(left.id, pid=43, process_started=1234.5)
+    assert (updated.pid, updated.process_started) == (43, 1234.5)
 
 
 @pytest.mark.parametrize(

@@ -73,6 +73,9 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX runs_by_job ON runs (job, id);
     """,
+    # 2: an attempt's process is named by its start time; its command line reads empty while it
+    # execs, so a record taken in that instant named nothing.
+    "ALTER TABLE runs ADD COLUMN process_started REAL",
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -46,6 +46,9 @@ class RunRecord:
     version: int | None = None
     pid: int | None = None
     cmdline: str | None = None
+    """Only in records of a kaip before ``process_started``; compared when that is missing."""
+    process_started: float | None = None
+    """The attempt's process start time (seconds since the epoch), naming it with ``pid``."""
 
 
 _COLUMNS = frozenset(RunRecord.__dataclass_fields__) - {"id"}

@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from kaip.local.supervisor.process import cmdline_of
+from kaip.local.supervisor.process import is_recorded
 from kaip.training import Report, parse_line
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -173,12 +173,13 @@ def describe_exit(code: int) -> str:
     return f"exit code {code}"
 
 
-def kill_recorded(pid: int, cmdline: str) -> bool:
+def kill_recorded(pid: int, started: float | None, cmdline: str | None = None) -> bool:
     """SIGKILL the process group of an attempt a dead runner left behind, if it is still ours.
 
-    Only while ``/proc/PID/cmdline`` is still what was recorded, so a reused pid is left alone.
+    Only while ``pid`` is still the process recorded (same start time; a record from before start
+    times were kept: same command line), so a reused pid is left alone.
     """
-    if not cmdline or cmdline_of(pid) != cmdline:
+    if not is_recorded(pid, started, cmdline):
         return False
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import BinaryIO, Literal
 
 import httpx
+import psutil
 
 from kaip.errors import PlatformError
 from kaip.local.private import open_private, private_dir, write_private
@@ -316,7 +317,7 @@ class Supervisor:
         if self.pid_file is None:
             return
         live = [
-            {"pid": r.pid, "cmdline": cmdline_of(r.pid)}
+            {"pid": r.pid, "started": started_of(r.pid)}
             for r in self._replicas.values()
             if r.pid is not None
         ]
@@ -386,8 +387,8 @@ def _note(log: BinaryIO, line: str) -> None:
 def kill_orphans(pid_file: Path) -> int:
     """SIGKILL the replicas a previous kaip recorded and left running; return how many.
 
-    A pid counts only while its command line is still the one recorded, so a pid reused by an
-    unrelated process is left alone.
+    A pid counts only while it is still the process recorded (:func:`is_recorded`), so a pid
+    reused by an unrelated process is left alone.
     """
     try:
         recorded = json.loads(pid_file.read_text(encoding="utf-8"))
@@ -395,12 +396,40 @@ def kill_orphans(pid_file: Path) -> int:
         return 0
     killed = 0
     for entry in recorded if isinstance(recorded, list) else []:
-        pid, cmdline = entry.get("pid"), entry.get("cmdline")
-        if isinstance(pid, int) and cmdline and cmdline_of(pid) == cmdline:
+        pid = entry.get("pid") if isinstance(entry, dict) else None
+        if isinstance(pid, int) and is_recorded(pid, entry.get("started"), entry.get("cmdline")):
             _signal_group(pid, signal.SIGKILL)
             killed += 1
     pid_file.unlink(missing_ok=True)
     return killed
+
+
+START_TOLERANCE_S = 0.005
+"""Half a clock tick (Linux counts process start times in 10 ms ticks)."""
+
+
+def started_of(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch, as the OS has it), None if gone.
+
+    This, not the command line, is what names a child for a later kaip: it is set at fork and
+    exec leaves it alone, while ``/proc/PID/cmdline`` reads empty for a moment during exec (a
+    child just started can be read in that moment) and a program may rewrite it.
+    """
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+def is_recorded(pid: int, started: object, cmdline: object = None) -> bool:
+    """Whether ``pid`` is still the process recorded with start time ``started``.
+
+    A record written before start times were kept has only a ``cmdline``: it is compared as then.
+    """
+    if isinstance(started, int | float):
+        now = started_of(pid)
+        return now is not None and abs(now - started) <= START_TOLERANCE_S
+    return isinstance(cmdline, str) and bool(cmdline) and cmdline_of(pid) == cmdline
 
 
 def cmdline_of(pid: int) -> str:
