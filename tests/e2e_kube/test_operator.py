@@ -1092,7 +1092,9 @@ def test_a_prefix_affinity_model_gets_its_inference_pool_and_picker_from_the_ope
     env.kubectl("delete", "model", "chat", "--wait=true", "--timeout=30s")
 
 
-PREFIX_AFFINITY_CANARY = MODEL.replace(
+PAUSED_MODEL = MODEL.replace("- {{weight: 60, pauseSeconds: 2}}", "- {{weight: 60, pause: {{}}}}")
+# Held at 60 % until `kaip rollout promote`, so the weights there are read while they hold.
+PREFIX_AFFINITY_CANARY = PAUSED_MODEL.replace(
     "serve: {{", "serve: {{protocols: [openai, oip-v2], routing: prefix-affinity, ", 1
 )
 
@@ -1143,6 +1145,8 @@ def test_a_prefix_affinity_canary_holds_its_weight_on_the_route_over_the_inferen
     env.prometheus.numbers[second] = healthy
     env.wait_for("model", "talk", "canary at step 2", lambda m: canary_step(m) == 2)
     assert pool_weights(env, "talk") == [(*pool, 40), (*canary_pool, 60)]
+    promoted = kaip_rollout(env, "promote", "talk")  # the pause at 60 % holds until this
+    assert promoted.returncode == 0, promoted.stdout + promoted.stderr
 
     env.wait_for(
         "model", "talk", "canary promoted",
@@ -1182,9 +1186,6 @@ def test_the_operator_was_never_forbidden(env: Env) -> None:
         and not restarting(line)
     ]
     assert not denied, "\n".join(denied[-20:])
-
-
-PAUSED_MODEL = MODEL.replace("- {{weight: 60, pauseSeconds: 2}}", "- {{weight: 60, pause: {{}}}}")
 
 
 def kaip_rollout(env: Env, *args: str) -> subprocess.CompletedProcess[str]:

@@ -10,10 +10,12 @@ lives in :mod:`kaip.accounting`.
 from __future__ import annotations
 
 import enum
+import math
 import os
 import re
 import time
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -75,6 +77,12 @@ def cost(
     namespace: str | None = typer.Option(
         None, "--namespace", "-n", help="with --prometheus: only this namespace"
     ),
+    until: str | None = typer.Option(
+        None,
+        "--until",
+        help="with --prometheus: the window's end, seconds since the epoch or an ISO 8601 time "
+        "with its offset, e.g. 2026-12-01T09:00:00Z (default: now)",
+    ),
 ) -> None:
     """Requests, CPU seconds, cost, energy and CO2e per model, revision or owner, since each
     replica started or over the last --since, of every resource or those PATHS define; of a
@@ -89,6 +97,7 @@ def cost(
             duration_seconds(since) if since is not None else 3600.0,
             namespace,
             served_names(paths) if paths else None,
+            time.time() if until is None else epoch_seconds(until),
         )
         if output is not CostOutput.table:
             print_data(output, answer)
@@ -98,6 +107,9 @@ def cost(
     if namespace is not None:
         raise typer.BadParameter("only with --prometheus (kaip up has no namespaces)",
                                  param_hint="--namespace")  # fmt: skip
+    if until is not None:
+        raise typer.BadParameter("only with --prometheus (kaip up counts up to now)",
+                                 param_hint="--until")  # fmt: skip
     query = f"/api/v1/cost?by={key}&basis={basis.value}"
     if since is not None:
         query += f"&since={duration_seconds(since):g}"
@@ -117,6 +129,7 @@ def cluster_report(
     window_s: float,
     namespace: str | None,
     names: list[str] | None,
+    until: float,
 ) -> dict[str, Any]:
     """``kaip cost --prometheus``: the same report as kaip up's, from the pods' own metrics
     (:mod:`kaip.kube.operator.costs`), priced and powered with the same defaults and overrides
@@ -135,7 +148,7 @@ def cluster_report(
     prices = price_book_from(os.environ, coefficients.prices)
     source = PrometheusMetrics(url, timeout=30.0)
     try:
-        seen = cluster_windows(source.query, window_s, time.time(), namespace)
+        seen = cluster_windows(source.query, window_s, until, namespace)
     finally:
         source.close()
     windows = [w for w in seen.windows if names is None or w.resource in names]
@@ -149,6 +162,7 @@ def cluster_report(
         **answer,
         "since_seconds": window_s,
         "covered_seconds": window_s,
+        "until": until,
         "prometheus": url,
         "namespace": namespace,
         "reserved_cpus": "kube-state-metrics" if seen.reserved_cpus_known else
@@ -179,6 +193,30 @@ def duration_seconds(text: str) -> float:
     if not parts or "".join(n + u for n, u in parts) != text.strip().lower() or seconds <= 0:
         raise typer.BadParameter(
             f"{text!r}: give a duration such as 90s, 15m, 1h, 1d or 1h30m", param_hint="--since"
+        )
+    return seconds
+
+
+def epoch_seconds(text: str) -> float:
+    """A time given as seconds since the epoch or as ISO 8601 with its UTC offset.
+
+    >>> epoch_seconds("1764579600"), epoch_seconds("2025-12-01T09:00:00Z")
+    (1764579600.0, 1764579600.0)
+    """
+    try:
+        seconds: float | None = float(text)
+    except ValueError:
+        try:
+            moment = datetime.fromisoformat(text.strip())
+        except ValueError:
+            moment = None
+        aware = moment is not None and moment.tzinfo is not None
+        seconds = moment.timestamp() if moment is not None and aware else None
+    if seconds is None or not math.isfinite(seconds) or seconds <= 0:
+        raise typer.BadParameter(
+            f"{text!r}: give seconds since the epoch or an ISO 8601 time with its offset, such "
+            "as 2026-12-01T09:00:00Z",
+            param_hint="--until",
         )
     return seconds
 

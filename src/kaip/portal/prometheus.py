@@ -126,7 +126,8 @@ class PrometheusTraffic:
         env = os.environ if environ is None else environ
         self._coefficients: Coefficients = coefficients_from(env, "")
         self._prices: PriceBook = price_book_from(env, self._coefficients.prices)
-        self._costs: dict[str, tuple[float, dict[str, Figures]]] = {}
+        self._costs: dict[str, tuple[float, float, dict[str, Figures]]] = {}
+        """Namespace: (when kept, the window's end asked of Prometheus, figures by Model)."""
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -157,13 +158,14 @@ class PrometheusTraffic:
         inner = data.get("data")
         return inner if isinstance(inner, dict) else None
 
-    async def _namespace_costs(self, namespace: str) -> dict[str, Figures] | None:
-        """What each Model's requests in ``namespace`` cost over the last :data:`COST_WINDOW_S`
-        (usage basis), by Model name; None when Prometheus did not answer."""
+    async def _namespace_costs(self, namespace: str) -> tuple[float, dict[str, Figures]] | None:
+        """What each Model's requests in ``namespace`` cost over the :data:`COST_WINDOW_S` before
+        an instant (usage basis): that instant and the figures by Model name; None when
+        Prometheus did not answer."""
         now = self._clock()
         kept = self._costs.get(namespace)
         if kept is not None and now - kept[0] < COST_TTL_S:
-            return kept[1]
+            return kept[1], kept[2]
         at = time.time()
         answers: dict[str, Mapping[str, Any]] = {}
         for promql in cost_queries(COST_WINDOW_S, namespace).values():
@@ -183,8 +185,8 @@ class PrometheusTraffic:
             )
             spent = attribute(window, coefficients, "usage").requests
             out[window.resource] = out.get(window.resource, Figures()) + spent
-        self._costs[namespace] = (now, out)
-        return out
+        self._costs[namespace] = (now, at, out)
+        return at, out
 
     async def catalog(self, namespace: str | None) -> dict[Key, dict[str, Any]] | None:
         """Every Model's ``requests``, ``rate``, ``error_pct`` and ``p99_le_s`` (a quantile
@@ -219,9 +221,12 @@ class PrometheusTraffic:
         namespaces = sorted({ns for ns, _ in out})
         for ns in namespaces[:MAX_COST_NAMESPACES]:
             costs = await self._namespace_costs(ns)
+            if costs is None:
+                continue
+            until, by_name = costs
             for (row_ns, name), row in out.items():
                 if row_ns == ns:
-                    row.update(cost_columns((costs or {}).get(name)))
+                    row.update(cost_columns(by_name.get(name), until))
         self._kept = (now, namespace, out)
         return out
 

@@ -58,12 +58,19 @@ class TrafficReader:
         return out
 
 
-def cost_columns(figures: Figures | None) -> dict[str, Any]:
-    """The catalog's cost and energy columns from the figures of some requests (None: none)."""
+def cost_columns(figures: Figures | None, until: float | None = None) -> dict[str, Any]:
+    """The catalog's cost and energy columns from the figures of some requests (None: none).
+
+    ``cost_until`` is the end of the window they are of, where it is a fixed instant (on a
+    cluster: the time Prometheus was asked for, so ``kaip cost --prometheus --until`` gives the
+    same figures); None for kaip up's running totals.
+    """
     if figures is None or not figures.requests:
-        return {"cost_per_1k_usd": None, "joules_per_request": None, "cost_method": None}
+        return {"cost_per_1k_usd": None, "joules_per_request": None, "cost_method": None,
+                "cost_until": None}  # fmt: skip
     return {
         "cost_per_1k_usd": figures.per_1k_requests_usd(),
         "joules_per_request": figures.joules_per_request(),
         "cost_method": figures.method,
+        "cost_until": until,
     }
