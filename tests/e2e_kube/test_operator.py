@@ -477,10 +477,11 @@ def events(env: Env, name: str) -> list[str]:
 
 def test_a_canary_resumes_at_its_step_after_an_operator_restart(env: Env) -> None:
     healthy = RevisionMetrics(100, 0, 20.0)
-    env.apply(MODEL.format(name="fraud", batch=64))
+    # Step 2 is a manual pause, so the canary is surely there while the operator is down.
+    env.apply(PAUSED_MODEL.format(name="fraud", batch=64))
     stable = env.wait_for("model", "fraud", "Ready", lambda m: current_and(m, "Ready", "True"))
     env.prometheus.numbers[stable["status"]["revisions"][0]["name"]] = healthy
-    env.apply(MODEL.format(name="fraud", batch=8))
+    env.apply(PAUSED_MODEL.format(name="fraud", batch=8))
     started = env.wait_for("model", "fraud", "canary started", canary_step)
     canary = started["status"]["rollout"]["canary"]["revision"]
     assert weights(env, "fraud") == [80, 20]
@@ -490,6 +491,9 @@ def test_a_canary_resumes_at_its_step_after_an_operator_restart(env: Env) -> Non
     assert weights(env, "fraud") == [40, 60]
     assert bookkeeping(midway) == [], "nothing but status.rollout holds the canary's state"
     env.operator.start()
+    # released at step 2: a canary started again would show a second CanaryStarted below
+    promoted = kaip_rollout(env, "promote", "fraud")
+    assert promoted.returncode == 0, promoted.stdout + promoted.stderr
     done = env.wait_for(
         "model",
         "fraud",
