@@ -13,11 +13,12 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from kaip.local.supervisor import Launch, Supervisor, Timings, kill_orphans
 from kaip.local.supervisor.jobs import kill_recorded
-from kaip.local.supervisor.process import cmdline_of, started_of
+from kaip.local.supervisor.process import cmdline_of, start_ticks
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FAST = Timings(backoff_initial=0.05, backoff_max=0.2, drain_timeout=5.0, health_timeout=1.0)
@@ -154,14 +155,17 @@ def test_a_recorded_replica_is_known_by_its_start_time_not_its_command_line(
     as it starts (empty for an instant of its exec, or another program's before it) still finds
     it, and one whose pid now belongs to a later process is left alone."""
     pid = execs_after_start.pid
-    started = started_of(pid)
+    started = start_ticks(pid)
     assert started is not None
+    # the right field of /proc/PID/stat: what psutil works its start time out from
+    since_boot = psutil.Process(pid).create_time() - psutil.boot_time()
+    assert started / os.sysconf("SC_CLK_TCK") == pytest.approx(since_boot, abs=0.02)
     pid_file = tmp_path / "replicas.json"
-    pid_file.write_text(json.dumps([{"pid": pid, "started": started + 1.0}]))  # a reused pid
+    pid_file.write_text(json.dumps([{"pid": pid, "start_ticks": started + 1}]))  # a reused pid
     assert kill_orphans(pid_file) == 0
     assert execs_after_start.poll() is None
     wait_for_cmdline(pid, "sleep\x0060\x00")  # exec'd since the start time was read
-    pid_file.write_text(json.dumps([{"pid": pid, "started": started}]))
+    pid_file.write_text(json.dumps([{"pid": pid, "start_ticks": started}]))
     assert kill_orphans(pid_file) == 1
     assert execs_after_start.wait(timeout=30) == -signal.SIGKILL
 
@@ -184,9 +188,9 @@ def test_a_training_attempt_is_known_by_its_start_time_too(
     execs_after_start: subprocess.Popen[bytes],
 ) -> None:
     pid = execs_after_start.pid
-    started = started_of(pid)
+    started = start_ticks(pid)
     assert started is not None
-    assert not kill_recorded(pid, started - 1.0)
+    assert not kill_recorded(pid, started - 1)
     assert not kill_recorded(pid, None, "sh")  # an old record of another command line
     wait_for_cmdline(pid, "sleep\x0060\x00")
     assert kill_recorded(pid, started)

@@ -137,11 +137,11 @@ def test_runs_record_attempts_reports_and_the_version_they_made(tmp_path: Path) 
     assert os.path.exists(tmp_path / ".kaip" / "registry.db")
 
 
-def test_a_registry_of_schema_1_keeps_its_runs_and_gains_the_process_start_time(
+def test_a_registry_of_schema_1_keeps_its_runs_and_gains_the_start_ticks(
     tmp_path: Path,
 ) -> None:
     """A run a kaip of schema 1 left running keeps its pid and command line (still compared when
-    no start time is recorded); the upgrade adds ``process_started``."""
+    no start time is recorded); the upgrade adds ``start_ticks``."""
     state = tmp_path / ".kaip"
     state.mkdir()
     old = sqlite3.connect(state / "registry.db")
@@ -158,9 +158,9 @@ def test_a_registry_of_schema_1_keeps_its_runs_and_gains_the_process_start_time(
     runs = RunStore(registry.db)
     left = runs.latest("train", "abc")
     assert left is not None
-    assert (left.pid, left.cmdline, left.process_started) == (42, "python\x00train.py\x00", None)
-    updated = runs.update(left.id, pid=43, process_started=1234.5)
-    assert (updated.pid, updated.process_started) == (43, 1234.5)
+    assert (left.pid, left.cmdline, left.start_ticks) == (42, "python\x00train.py\x00", None)
+    updated = runs.update(left.id, pid=43, start_ticks=123456)
+    assert (updated.pid, updated.start_ticks) == (43, 123456)
 
 
 @pytest.mark.parametrize(

@@ -75,7 +75,7 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 2: an attempt's process is named by its start time; its command line reads empty while it
     # execs, so a record taken in that instant named nothing.
-    "ALTER TABLE runs ADD COLUMN process_started REAL",
+    "ALTER TABLE runs ADD COLUMN start_ticks INTEGER",
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

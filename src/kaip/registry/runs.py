@@ -46,9 +46,9 @@ class RunRecord:
     version: int | None = None
     pid: int | None = None
     cmdline: str | None = None
-    """Only in records of a kaip before ``process_started``; compared when that is missing."""
-    process_started: float | None = None
-    """The attempt's process start time (seconds since the epoch), naming it with ``pid``."""
+    """Only in records of a kaip before ``start_ticks``; compared when that is missing."""
+    start_ticks: int | None = None
+    """When the attempt's process started (clock ticks after boot), naming it with ``pid``."""
 
 
 _COLUMNS = frozenset(RunRecord.__dataclass_fields__) - {"id"}

@@ -48,7 +48,7 @@ from kaip.local.supervisor.jobs import (
     describe_exit,
     kill_recorded,
 )
-from kaip.local.supervisor.process import started_of
+from kaip.local.supervisor.process import start_ticks
 from kaip.registry import (
     FINISHED,
     ModelVersion,
@@ -150,7 +150,7 @@ class TrainingRunner:
                 f"see `kaip logs {name}`, change the spec to run it again, or `kaip train`"
             )
         if last is not None and last.status not in FINISHED:
-            if last.pid is not None and kill_recorded(last.pid, last.process_started, last.cmdline):
+            if last.pid is not None and kill_recorded(last.pid, last.start_ticks, last.cmdline):
                 append_log(Path(last.log_path), f"killed attempt {last.attempt} (pid {last.pid})"
                            " left by a kaip that stopped")  # fmt: skip
             run = ActiveRun(job, revision, source.resolve(), last)
@@ -272,7 +272,7 @@ class TrainingRunner:
             record.id,
             status="running",
             pid=process.pid,
-            process_started=started_of(process.pid),
+            start_ticks=start_ticks(process.pid),
             resumed_from=str(resumed_from) if resumed_from else None,
         )
         self.report(

@@ -173,13 +173,13 @@ def describe_exit(code: int) -> str:
     return f"exit code {code}"
 
 
-def kill_recorded(pid: int, started: float | None, cmdline: str | None = None) -> bool:
+def kill_recorded(pid: int, ticks: int | None, cmdline: str | None = None) -> bool:
     """SIGKILL the process group of an attempt a dead runner left behind, if it is still ours.
 
     Only while ``pid`` is still the process recorded (same start time; a record from before start
     times were kept: same command line), so a reused pid is left alone.
     """
-    if not is_recorded(pid, started, cmdline):
+    if not is_recorded(pid, ticks, cmdline):
         return False
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import BinaryIO, Literal
 
 import httpx
-import psutil
 
 from kaip.errors import PlatformError
 from kaip.local.private import open_private, private_dir, write_private
@@ -317,7 +316,7 @@ class Supervisor:
         if self.pid_file is None:
             return
         live = [
-            {"pid": r.pid, "started": started_of(r.pid)}
+            {"pid": r.pid, "start_ticks": start_ticks(r.pid)}
             for r in self._replicas.values()
             if r.pid is not None
         ]
@@ -397,38 +396,39 @@ def kill_orphans(pid_file: Path) -> int:
     killed = 0
     for entry in recorded if isinstance(recorded, list) else []:
         pid = entry.get("pid") if isinstance(entry, dict) else None
-        if isinstance(pid, int) and is_recorded(pid, entry.get("started"), entry.get("cmdline")):
+        if isinstance(pid, int) and is_recorded(
+            pid, entry.get("start_ticks"), entry.get("cmdline")
+        ):
             _signal_group(pid, signal.SIGKILL)
             killed += 1
     pid_file.unlink(missing_ok=True)
     return killed
 
 
-START_TOLERANCE_S = 0.005
-"""Half a clock tick (Linux counts process start times in 10 ms ticks)."""
-
-
-def started_of(pid: int) -> float | None:
-    """When process ``pid`` started (seconds since the epoch, as the OS has it), None if gone.
+def start_ticks(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks after boot (/proc/PID/stat), None if gone.
 
     This, not the command line, is what names a child for a later kaip: it is set at fork and
     exec leaves it alone, while ``/proc/PID/cmdline`` reads empty for a moment during exec (a
-    child just started can be read in that moment) and a program may rewrite it.
+    child just started can be read in that moment) and a program may rewrite it. Ticks, not a
+    wall-clock time: the boot time a wall-clock start is worked out from moves with the clock.
     """
     try:
-        return psutil.Process(pid).create_time()
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+        # the fields after the command name, which is in parentheses and may hold anything;
+        # starttime is field 22 of proc(5), the 20th after it
+        return int(stat[stat.rindex(b")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
         return None
 
 
-def is_recorded(pid: int, started: object, cmdline: object = None) -> bool:
-    """Whether ``pid`` is still the process recorded with start time ``started``.
+def is_recorded(pid: int, ticks: object, cmdline: object = None) -> bool:
+    """Whether ``pid`` is still the process recorded as started at ``ticks``.
 
     A record written before start times were kept has only a ``cmdline``: it is compared as then.
     """
-    if isinstance(started, int | float):
-        now = started_of(pid)
-        return now is not None and abs(now - started) <= START_TOLERANCE_S
+    if isinstance(ticks, int):
+        return start_ticks(pid) == ticks
     return isinstance(cmdline, str) and bool(cmdline) and cmdline_of(pid) == cmdline
 
 
