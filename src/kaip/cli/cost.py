@@ -9,6 +9,7 @@ lives in :mod:`kaip.accounting`.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import math
 import os
@@ -203,15 +204,13 @@ def epoch_seconds(text: str) -> float:
     >>> epoch_seconds("1764579600"), epoch_seconds("2025-12-01T09:00:00Z")
     (1764579600.0, 1764579600.0)
     """
+    seconds: float | None = None
     try:
-        seconds: float | None = float(text)
+        seconds = float(text)
     except ValueError:
-        try:
+        with contextlib.suppress(ValueError):
             moment = datetime.fromisoformat(text.strip())
-        except ValueError:
-            moment = None
-        aware = moment is not None and moment.tzinfo is not None
-        seconds = moment.timestamp() if moment is not None and aware else None
+            seconds = moment.timestamp() if moment.tzinfo is not None else None
     if seconds is None or not math.isfinite(seconds) or seconds <= 0:
         raise typer.BadParameter(
             f"{text!r}: give seconds since the epoch or an ISO 8601 time with its offset, such "

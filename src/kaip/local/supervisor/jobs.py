@@ -92,7 +92,7 @@ class JobProcess:
             log.write(f"--- kaip: {header}\n".encode())
             log.flush()
             offset = log.tell()
-            limits, applied = _limits(cpus, launch.memory_bytes)
+            limits = _limits(cpus, launch.memory_bytes)
             process = await asyncio.create_subprocess_exec(
                 *launch.argv,
                 cwd=launch.cwd,
@@ -101,12 +101,10 @@ class JobProcess:
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=limits,
+                preexec_fn=limits.in_child,
             )
         job = cls(process, launch.log_path, offset)
-        job.limits = applied
-        if any(applied.startswith("RLIMIT_DATA") for applied in job.limits):
-            job.memory_limit = launch.memory_bytes
+        job.limits, job.memory_limit = limits.applied, limits.memory_bytes
         return job
 
     async def wait(self) -> int:
@@ -194,29 +192,36 @@ def _cpus(cpu: float | None) -> list[int] | None:
     return available[:want]
 
 
-def _limits(
-    cpus: list[int] | None, memory_bytes: int | None
-) -> tuple[Callable[[], None] | None, list[str]]:
-    """What the child applies to itself before exec (None: nothing), and what that is, for the
-    log: what the OS allows, decided here (the CPUs are a subset of this process's own, which
-    the child inherits; a data limit at or below the inherited hard limit may always be set)."""
+@dataclass(frozen=True)
+class _Limits:
+    in_child: Callable[[], None] | None
+    """What the child applies to itself before exec (None: nothing)."""
+    applied: list[str]
+    """What that is, for the log."""
+    memory_bytes: int | None
+    """The RLIMIT_DATA it sets (None: none)."""
+
+
+def _limits(cpus: list[int] | None, memory_bytes: int | None) -> _Limits:
+    """What the OS allows, decided here (the CPUs are a subset of this process's own, which the
+    child inherits; a data limit at or below the inherited hard limit may always be set)."""
     applied = []
     affinity: set[int] | None = None
-    data: tuple[int, int] | None = None
+    data: int | None = None
     if cpus is not None:
         affinity = set(cpus)
         applied.append(f"cpus {','.join(map(str, cpus))}")
     if memory_bytes is not None:
         hard = resource.getrlimit(resource.RLIMIT_DATA)[1]
         if hard == resource.RLIM_INFINITY or memory_bytes <= hard:
-            data = (memory_bytes, memory_bytes)
+            data = memory_bytes
             applied.append(f"RLIMIT_DATA {memory_bytes}")
     if affinity is None and data is None:
-        return None, applied
-    return functools.partial(_in_child, affinity, data), applied
+        return _Limits(None, applied, None)
+    return _Limits(functools.partial(_in_child, affinity, data), applied, data)
 
 
-def _in_child(affinity: set[int] | None, data: tuple[int, int] | None) -> None:
+def _in_child(affinity: set[int] | None, data: int | None) -> None:
     """Run in the forked child before exec: two system calls, no import, no lock taken (what
     keeps a ``preexec_fn`` safe beside the parent's threads); a refusal is not fatal."""
     if affinity is not None:
@@ -224,4 +229,4 @@ def _in_child(affinity: set[int] | None, data: tuple[int, int] | None) -> None:
             os.sched_setaffinity(0, affinity)
     if data is not None:
         with contextlib.suppress(OSError, ValueError):
-            resource.setrlimit(resource.RLIMIT_DATA, data)
+            resource.setrlimit(resource.RLIMIT_DATA, (data, data))
